@@ -1,0 +1,336 @@
+//! The `Broker`: the one API every gateway calls. A cheap-`Clone` handle over the store and the
+//! broker's metadata.
+//!
+//! Owns: topic administration, queue selection, message validation, id assignment, and the
+//! translation between the domain types of [`crate::message`] / [`crate::api`] and the store.
+//! Later issues add consumer groups, pop/ack, delay, retry and transactions here, each in its
+//! own module.
+//!
+//! Who calls it: gateways and the `rocketgate` binary. It depends on `store`, never on a wire
+//! protocol.
+//!
+//! Concurrency: all methods take `&self`; the store serialises appends internally and the topic
+//! table is behind an `RwLock`. `send` awaits durability under `SYNC_FLUSH`.
+
+pub mod topic;
+pub mod validate;
+
+use std::sync::Arc;
+
+use self::topic::{TopicConfig, TopicRegistry};
+use crate::api::{
+    PullResult, PullStatus, QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo,
+};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::message::StoredMessage;
+use crate::message_id;
+use crate::store::record::RecordDraft;
+use crate::store::{now_ms, Store};
+
+struct Inner {
+    config: Config,
+    store: Store,
+    topics: TopicRegistry,
+}
+
+/// The broker handle. Clones share one store.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Opens the store under `config.store.data_dir` (recovering it) and loads the metadata.
+    ///
+    /// # Errors
+    /// Invalid configuration, store recovery failures, unreadable metadata.
+    pub fn open(config: Config) -> Result<Self> {
+        config.validate()?;
+        let topics = TopicRegistry::load(&config.store.data_dir.join("config"))?;
+        let store = Store::open(config.store.clone())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                topics,
+            }),
+        })
+    }
+
+    /// The store (for benchmarks, admin and tests).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Creates a topic.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTopic`], [`Error::InvalidArgument`] for a bad queue count,
+    /// [`Error::TopicExists`], [`Error::Metadata`].
+    pub fn create_topic(&self, config: TopicConfig) -> Result<TopicInfo> {
+        validate::topic_name(&config.name)?;
+        let max = self.inner.config.limits.max_queues_per_topic;
+        if config.queue_count == 0 || config.queue_count > max {
+            return Err(Error::InvalidArgument(format!(
+                "queue_count must be between 1 and {max}"
+            )));
+        }
+        let topic = self.inner.topics.create(config)?;
+        tracing::info!(topic = %topic.config.name, queues = topic.config.queue_count, "topic created");
+        self.describe_topic(&topic.config.name)
+    }
+
+    /// Describes a topic with its per-queue offsets.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`].
+    /// Offsets reflect what the dispatcher has published (see [`Store::catch_up`]).
+    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let topic = self.topic(name)?;
+        let queues = (0..topic.config.queue_count)
+            .map(|q| {
+                let (min, max) = self.inner.store.queue_range(name, q);
+                QueueOffsets {
+                    queue_id: q,
+                    min,
+                    max,
+                }
+            })
+            .collect();
+        Ok(TopicInfo {
+            config: topic.config.clone(),
+            queues,
+        })
+    }
+
+    /// All topics.
+    pub fn list_topics(&self) -> Vec<TopicConfig> {
+        self.inner.topics.list()
+    }
+
+    /// Deletes a topic and its ConsumeQueues (its CommitLog records age out with retention).
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], I/O errors.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.inner.topics.delete(name)?;
+        self.inner.store.delete_queues(name)?;
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<topic::Topic>> {
+        match self.inner.topics.get(name) {
+            Some(t) => Ok(t),
+            None => {
+                validate::topic_name(name)?;
+                Err(Error::TopicNotFound(name.to_owned()))
+            }
+        }
+    }
+
+    /// Stores a message; under `SYNC_FLUSH` returns only once it is durable.
+    ///
+    /// # Errors
+    /// Validation errors, [`Error::TopicNotFound`], [`Error::QueueNotFound`],
+    /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
+    pub async fn send(&self, req: SendRequest) -> Result<SendReceipt> {
+        let m = &req.message;
+        let topic = self.topic(&m.topic)?;
+        validate::message(m, &self.inner.config.limits)?;
+        if !topic.config.permission.write {
+            return Err(Error::PermissionDenied {
+                topic: m.topic.clone(),
+                what: "writable",
+            });
+        }
+        let n = topic.config.queue_count.max(1);
+        let queue_id = match &req.queue {
+            QueueSelector::Queue(q) if *q < n => *q,
+            QueueSelector::Queue(q) => {
+                return Err(Error::QueueNotFound {
+                    topic: m.topic.clone(),
+                    queue_id: *q,
+                })
+            }
+            QueueSelector::ShardingKey(k) => crc32c::crc32c(k.as_bytes()) % n,
+            QueueSelector::Auto => match &m.message_group {
+                Some(g) => crc32c::crc32c(g.as_bytes()) % n,
+                None => topic.next_queue(),
+            },
+        };
+        let now = now_ms();
+        let generated;
+        let message_id = match &m.message_id {
+            Some(id) => id.as_str(),
+            None => {
+                generated = message_id::generate(now);
+                generated.as_str()
+            }
+        };
+        let draft = RecordDraft {
+            topic: &m.topic,
+            message_id,
+            tag: m.tag.as_deref().unwrap_or(""),
+            message_group: m.message_group.as_deref().unwrap_or(""),
+            born_host: m.born_host.as_deref().unwrap_or(""),
+            keys: &m.keys,
+            properties: &m.properties,
+            body: &m.body,
+            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
+            reconsume_times: 0,
+            flags: 0,
+            prepared_offset: 0,
+        };
+        let appended = self.inner.store.append(&draft, queue_id).await?;
+        Ok(SendReceipt {
+            message_id: message_id.to_owned(),
+            queue_id,
+            queue_offset: appended.queue_offset,
+            physical_offset: appended.physical_offset,
+            store_timestamp_ms: appended.store_timestamp,
+        })
+    }
+
+    /// Reads up to `max` messages of one queue from `offset` (no consumer group involved).
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::QueueNotFound`], [`Error::PermissionDenied`],
+    /// [`Error::InvalidArgument`] for `max` 0 or over the limit, store errors.
+    pub async fn pull(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max: usize,
+    ) -> Result<PullResult> {
+        let t = self.topic(topic)?;
+        if queue_id >= t.config.queue_count {
+            return Err(Error::QueueNotFound {
+                topic: topic.to_owned(),
+                queue_id,
+            });
+        }
+        if !t.config.permission.read {
+            return Err(Error::PermissionDenied {
+                topic: topic.to_owned(),
+                what: "readable",
+            });
+        }
+        let limit = self.inner.config.limits.max_batch;
+        if max == 0 || max > limit {
+            return Err(Error::InvalidArgument(format!(
+                "batch size must be between 1 and {limit}"
+            )));
+        }
+        self.inner.store.catch_up().await;
+        let (min, maxo) = self.inner.store.queue_range(topic, queue_id);
+        let (status, from) = if offset < min {
+            (PullStatus::OffsetMoved, min)
+        } else if offset > maxo {
+            (PullStatus::OffsetTooBig, maxo)
+        } else {
+            (PullStatus::Found, offset)
+        };
+        let messages = self.inner.store.read_queue(topic, queue_id, from, max)?;
+        let next_offset = messages.last().map_or(from, |m| m.queue_offset + 1);
+        let status = match status {
+            PullStatus::Found if messages.is_empty() => PullStatus::NoNewMessage,
+            s => s,
+        };
+        Ok(PullResult {
+            status,
+            messages,
+            next_offset,
+            min_offset: min,
+            max_offset: maxo,
+        })
+    }
+
+    /// `(min, max)` offsets of a queue.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::QueueNotFound`].
+    pub async fn queue_offsets(&self, topic: &str, queue_id: u32) -> Result<QueueOffsets> {
+        let t = self.topic(topic)?;
+        if queue_id >= t.config.queue_count {
+            return Err(Error::QueueNotFound {
+                topic: topic.to_owned(),
+                queue_id,
+            });
+        }
+        self.inner.store.catch_up().await;
+        let (min, max) = self.inner.store.queue_range(topic, queue_id);
+        Ok(QueueOffsets { queue_id, min, max })
+    }
+
+    /// The message with this id.
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`], store errors.
+    pub async fn message_by_id(&self, id: &str) -> Result<StoredMessage> {
+        if id.is_empty() || id.len() > self.inner.config.limits.max_field_bytes {
+            return Err(Error::IllegalField {
+                field: "message_id",
+                reason: "empty or too long".into(),
+            });
+        }
+        self.inner.store.catch_up().await;
+        self.inner
+            .store
+            .find_by_id(id)?
+            .ok_or_else(|| Error::MessageNotFound(id.to_owned()))
+    }
+
+    /// Messages of `topic` with `key` stored within `[begin_ms, end_ms]`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::InvalidArgument`] for `max` out of range or an
+    /// inverted time range, store errors.
+    pub async fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        self.topic(topic)?;
+        let limit = self.inner.config.limits.max_batch;
+        if max == 0 || max > limit {
+            return Err(Error::InvalidArgument(format!(
+                "max must be between 1 and {limit}"
+            )));
+        }
+        if begin_ms > end_ms {
+            return Err(Error::InvalidArgument("begin is after end".into()));
+        }
+        self.inner.store.catch_up().await;
+        Ok(self
+            .inner
+            .store
+            .find_by_key(topic, key, begin_ms, end_ms, max)?)
+    }
+
+    /// Flushes and closes the store cleanly (also done when the last handle drops).
+    ///
+    /// # Errors
+    /// The final flush's error.
+    pub fn shutdown(&self) -> Result<()> {
+        Ok(self.inner.store.shutdown()?)
+    }
+}

@@ -1,0 +1,226 @@
+//! Topics: their configuration (queues, message type, permissions) and its persistence in
+//! `config/topics.json` under the data directory.
+//!
+//! Owns: the topic table. Invariant: the file on disk is replaced atomically (temp file, fsync,
+//! rename, directory fsync) after every change, before the change is reported as done.
+//!
+//! Concurrency: an `RwLock` around the table; lookups on the send path take the read lock.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What kind of messages a topic carries (RocketMQ 5 `accept_message_types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MessageType {
+    /// Plain messages.
+    #[default]
+    Normal,
+    /// Ordered by message group.
+    Fifo,
+    /// Delayed / timed.
+    Delay,
+    /// Transactional.
+    Transaction,
+    /// Any of the above.
+    Mixed,
+}
+
+/// Read/write permissions of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    /// Consumers may read.
+    pub read: bool,
+    /// Producers may write.
+    pub write: bool,
+}
+
+impl Default for Permission {
+    fn default() -> Self {
+        Self {
+            read: true,
+            write: true,
+        }
+    }
+}
+
+/// A topic's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Name.
+    pub name: String,
+    /// Number of queues.
+    pub queue_count: u32,
+    /// Accepted message type.
+    #[serde(default)]
+    pub message_type: MessageType,
+    /// Permissions.
+    #[serde(default)]
+    pub permission: Permission,
+}
+
+impl TopicConfig {
+    /// A read-write NORMAL topic with `queue_count` queues.
+    pub fn new(name: impl Into<String>, queue_count: u32) -> Self {
+        Self {
+            name: name.into(),
+            queue_count,
+            message_type: MessageType::Normal,
+            permission: Permission::default(),
+        }
+    }
+
+    /// Sets the message type.
+    #[must_use]
+    pub fn with_type(mut self, t: MessageType) -> Self {
+        self.message_type = t;
+        self
+    }
+}
+
+/// A live topic: its config and the round-robin counter for queue selection.
+#[derive(Debug)]
+pub struct Topic {
+    /// Configuration.
+    pub config: TopicConfig,
+    round_robin: AtomicU64,
+}
+
+impl Topic {
+    /// The next queue in round-robin order.
+    pub fn next_queue(&self) -> u32 {
+        let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
+        (n % u64::from(self.config.queue_count.max(1))) as u32
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct TopicsFile {
+    topics: Vec<TopicConfig>,
+}
+
+/// The topic table.
+#[derive(Debug)]
+pub struct TopicRegistry {
+    path: PathBuf,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+fn meta_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Metadata {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+impl TopicRegistry {
+    /// Loads the table from `dir/topics.json` (empty if absent).
+    ///
+    /// # Errors
+    /// [`Error::Metadata`] if the file exists but cannot be read or parsed.
+    pub fn load(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
+        let path = dir.join("topics.json");
+        let file: TopicsFile = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| meta_err(&path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
+            Err(e) => return Err(meta_err(&path, e)),
+        };
+        let topics = file
+            .topics
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    Arc::new(Topic {
+                        config: c,
+                        round_robin: AtomicU64::new(0),
+                    }),
+                )
+            })
+            .collect();
+        Ok(Self {
+            path,
+            topics: RwLock::new(topics),
+        })
+    }
+
+    /// Looks a topic up.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// All topics, by name.
+    pub fn list(&self) -> Vec<TopicConfig> {
+        self.topics
+            .read()
+            .values()
+            .map(|t| t.config.clone())
+            .collect()
+    }
+
+    /// Adds a topic and persists the table.
+    ///
+    /// # Errors
+    /// [`Error::TopicExists`], or [`Error::Metadata`] if persisting failed (the table is then
+    /// left unchanged).
+    pub fn create(&self, config: TopicConfig) -> Result<Arc<Topic>> {
+        let mut topics = self.topics.write();
+        if topics.contains_key(&config.name) {
+            return Err(Error::TopicExists(config.name));
+        }
+        let topic = Arc::new(Topic {
+            config: config.clone(),
+            round_robin: AtomicU64::new(0),
+        });
+        topics.insert(config.name.clone(), topic.clone());
+        if let Err(e) = self.persist(&topics) {
+            topics.remove(&config.name);
+            return Err(e);
+        }
+        Ok(topic)
+    }
+
+    /// Removes a topic and persists the table.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`] or [`Error::Metadata`].
+    pub fn delete(&self, name: &str) -> Result<TopicConfig> {
+        let mut topics = self.topics.write();
+        let Some(t) = topics.remove(name) else {
+            return Err(Error::TopicNotFound(name.to_owned()));
+        };
+        if let Err(e) = self.persist(&topics) {
+            topics.insert(name.to_owned(), t);
+            return Err(e);
+        }
+        Ok(t.config.clone())
+    }
+
+    fn persist(&self, topics: &BTreeMap<String, Arc<Topic>>) -> Result<()> {
+        let file = TopicsFile {
+            topics: topics.values().map(|t| t.config.clone()).collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| meta_err(&self.path, e))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| meta_err(&self.path, e))
+    }
+}

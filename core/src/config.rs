@@ -1,0 +1,176 @@
+//! Configuration of the core: the store and the broker's limits. No listen addresses here
+//! (gateways own those).
+//!
+//! Every field has a default (`#[serde(default)]`), unknown keys are rejected, and
+//! [`Config::validate`] reports a bad value as a [`ConfigError`] instead of panicking.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// When an append counts as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FlushMode {
+    /// Acknowledge after an fsync covers the record (shared by concurrent producers).
+    Sync,
+    /// Acknowledge after the write to the mapping; flush in the background.
+    #[default]
+    Async,
+}
+
+/// Store settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the store.
+    pub data_dir: PathBuf,
+    /// CommitLog segment size in bytes (1 GiB). A message whose record does not fit in one
+    /// segment is refused, so keep it well above `limits.max_body_bytes`.
+    pub segment_size: u64,
+    /// Flush mode.
+    pub flush_mode: FlushMode,
+    /// ASYNC_FLUSH interval in ms (500).
+    pub flush_interval_ms: u64,
+    /// How often the checkpoint is written, in ms (1000).
+    pub checkpoint_interval_ms: u64,
+    /// Entries per ConsumeQueue file (300,000).
+    pub consume_queue_entries_per_file: u64,
+    /// Hash slots per index file.
+    pub index_slots_per_file: u32,
+    /// Entries per index file.
+    pub index_entries_per_file: u32,
+    /// CommitLog retention in hours (72).
+    pub retention_hours: u64,
+    /// How often retention and the disk watermark are checked, in ms (10,000).
+    pub clean_interval_ms: u64,
+    /// Refuse writes when the filesystem is fuller than this ratio (0.90).
+    pub disk_max_used_ratio: f64,
+    /// Refuse writes when the CommitLog would exceed this many bytes (unlimited).
+    pub disk_limit_bytes: Option<u64>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            segment_size: 1 << 30,
+            flush_mode: FlushMode::Async,
+            flush_interval_ms: 500,
+            checkpoint_interval_ms: 1000,
+            consume_queue_entries_per_file: 300_000,
+            index_slots_per_file: 1_000_000,
+            index_entries_per_file: 4_000_000,
+            retention_hours: 72,
+            clean_interval_ms: 10_000,
+            disk_max_used_ratio: 0.90,
+            disk_limit_bytes: None,
+        }
+    }
+}
+
+/// Broker limits on what producers may send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Maximum body size in bytes (4 MiB).
+    pub max_body_bytes: usize,
+    /// Maximum number of properties (128).
+    pub max_properties: usize,
+    /// Maximum total size of property keys and values (32 KiB).
+    pub max_properties_bytes: usize,
+    /// Maximum number of keys (32).
+    pub max_keys: usize,
+    /// Maximum length of a key, tag, message group or message id (1024 bytes).
+    pub max_field_bytes: usize,
+    /// Maximum queues per topic (1024).
+    pub max_queues_per_topic: u32,
+    /// Maximum messages returned by one pull or query (1024).
+    pub max_batch: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            max_properties: 128,
+            max_properties_bytes: 32 << 10,
+            max_keys: 32,
+            max_field_bytes: 1024,
+            max_queues_per_topic: 1024,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// The core's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Store settings.
+    pub store: StoreConfig,
+    /// Producer limits.
+    pub limits: LimitsConfig,
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration `{key}`: {reason}")]
+pub struct ConfigError {
+    /// Dotted key of the bad value.
+    pub key: &'static str,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+impl Config {
+    /// Checks values that serde cannot.
+    ///
+    /// # Errors
+    /// The first bad value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: &str| {
+            Err(ConfigError {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        let s = &self.store;
+        if s.segment_size < 4096 || s.segment_size > (1 << 40) {
+            return bad("store.segment_size", "must be between 4096 bytes and 1 TiB");
+        }
+        if s.flush_interval_ms == 0 || s.checkpoint_interval_ms == 0 || s.clean_interval_ms == 0 {
+            return bad("store.*_interval_ms", "intervals must be at least 1 ms");
+        }
+        if s.consume_queue_entries_per_file == 0
+            || s.index_entries_per_file == 0
+            || s.index_slots_per_file == 0
+        {
+            return bad("store.*_per_file", "must be at least 1");
+        }
+        if !(s.disk_max_used_ratio > 0.0 && s.disk_max_used_ratio <= 1.0) {
+            return bad("store.disk_max_used_ratio", "must be in (0, 1]");
+        }
+        if self.limits.max_queues_per_topic == 0 || self.limits.max_batch == 0 {
+            return bad("limits", "counts must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_unknown_keys_fail() {
+        Config::default().validate().unwrap();
+        let c: Config = serde_json::from_str(r#"{"store":{"flush_mode":"SYNC"}}"#).unwrap();
+        assert_eq!(c.store.flush_mode, FlushMode::Sync);
+        assert!(serde_json::from_str::<Config>(r#"{"store":{"nope":1}}"#).is_err());
+        let mut c = Config::default();
+        c.store.disk_max_used_ratio = 0.0;
+        assert_eq!(c.validate().unwrap_err().key, "store.disk_max_used_ratio");
+    }
+}

@@ -1,0 +1,136 @@
+//! The core's error type and the small [`ErrorKind`] that gateways map to their wire codes.
+//!
+//! Gateways match on [`Error::kind`], never on the full enum, so a new variant never breaks a
+//! gateway's mapping. Request errors (bad input, unknown objects) are separate from faults
+//! (`Store` I/O, poisoning) which are logged once at the gateway boundary.
+
+use crate::store;
+
+/// Result alias for the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure, in protocol-neutral terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The named object does not exist.
+    NotFound,
+    /// The object to create exists already.
+    AlreadyExists,
+    /// The request is malformed or violates a limit.
+    InvalidArgument,
+    /// The object forbids this operation (permissions).
+    PermissionDenied,
+    /// Refused for now (rate, capacity); retry later.
+    Throttled,
+    /// Not the leader of the data; ask another node.
+    NotLeader,
+    /// The broker cannot serve writes (disk full, poisoned, shutting down).
+    Unavailable,
+    /// The request conflicts with the current state.
+    Conflict,
+    /// A broker fault.
+    Internal,
+}
+
+/// Errors of the `Broker` API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such topic.
+    #[error("topic `{0}` does not exist")]
+    TopicNotFound(String),
+    /// Topic exists already.
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    /// A topic name that is empty, too long or has illegal characters.
+    #[error("illegal topic name `{name}`: {reason}")]
+    IllegalTopic {
+        /// The name as given (truncated for display by the caller if needed).
+        name: String,
+        /// What rule it breaks.
+        reason: &'static str,
+    },
+    /// Body over the maximum.
+    #[error("message body of {size} bytes exceeds the maximum of {max}")]
+    BodyTooLarge {
+        /// Body size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Properties over a limit, or a reserved/blank key.
+    #[error("illegal message properties: {0}")]
+    IllegalProperties(String),
+    /// Another message field (tag, key, group, id) is invalid.
+    #[error("illegal message field `{field}`: {reason}")]
+    IllegalField {
+        /// Field name.
+        field: &'static str,
+        /// What rule it breaks.
+        reason: String,
+    },
+    /// Other invalid argument (queue counts, batch sizes, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A queue id the topic does not have.
+    #[error("topic `{topic}` has no queue {queue_id}")]
+    QueueNotFound {
+        /// Topic.
+        topic: String,
+        /// Requested queue.
+        queue_id: u32,
+    },
+    /// The topic's permissions forbid this.
+    #[error("topic `{topic}` is not {what}")]
+    PermissionDenied {
+        /// Topic.
+        topic: String,
+        /// "writable" or "readable".
+        what: &'static str,
+    },
+    /// No message with this id (or key).
+    #[error("message `{0}` not found")]
+    MessageNotFound(String),
+    /// An error of the store.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// Broker metadata could not be read or written.
+    #[error("metadata error on {path}: {reason}")]
+    Metadata {
+        /// File.
+        path: std::path::PathBuf,
+        /// What happened.
+        reason: String,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl Error {
+    /// The protocol-neutral kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::TopicNotFound(_) | Self::QueueNotFound { .. } | Self::MessageNotFound(_) => {
+                ErrorKind::NotFound
+            }
+            Self::TopicExists(_) => ErrorKind::AlreadyExists,
+            Self::IllegalTopic { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::IllegalProperties(_)
+            | Self::IllegalField { .. }
+            | Self::InvalidArgument(_)
+            | Self::Config(_) => ErrorKind::InvalidArgument,
+            Self::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Self::Store(e) => match e {
+                store::Error::DiskFull(_) | store::Error::Poisoned(_) | store::Error::Closed => {
+                    ErrorKind::Unavailable
+                }
+                store::Error::RecordTooLarge { .. } => ErrorKind::InvalidArgument,
+                _ => ErrorKind::Internal,
+            },
+            Self::Metadata { .. } => ErrorKind::Internal,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! One memory-mapped, preallocated file of fixed size: the building block of CommitLog segments,
+//! ConsumeQueue files and index files.
+//!
+//! Owns: the file handle, its `MmapRaw` mapping and the raw reads and writes into it. It knows
+//! nothing of what the bytes mean.
+//!
+//! Invariants:
+//! - The file is preallocated with `fallocate` before it is mapped, so writing into the mapping
+//!   can never hit a hole on a full disk (SIGBUS); a full disk surfaces as an `io::Error` from
+//!   [`MappedFile::create`].
+//! - Bytes are only ever written by one writer at a time (the caller holds its own lock), and a
+//!   reader only reads a range after the writer has published it (the caller publishes positions
+//!   with Release/Acquire atomics). Under that contract the raw-pointer accesses below never race.
+//!
+//! Concurrency: `MappedFile` is `Send + Sync`; it holds no locks. The mapping is unmapped when
+//! the last `Arc` to it drops, so a reader holding an `Arc` may keep reading a file that
+//! retention has already unlinked.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapRaw;
+
+/// A fixed-size file mapped read-write into memory.
+#[derive(Debug)]
+pub struct MappedFile {
+    path: PathBuf,
+    file: File,
+    map: MmapRaw,
+    len: usize,
+}
+
+impl MappedFile {
+    /// Creates (or reuses, if it exists with the right size) and preallocates `path` to `len`
+    /// bytes and maps it.
+    ///
+    /// # Errors
+    /// Any I/O error, including `ENOSPC` from the preallocation.
+    pub fn create(path: &Path, len: usize) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        preallocate(&file, len as u64)?;
+        Self::map(path.to_path_buf(), file, len)
+    }
+
+    /// Opens an existing file and maps its whole length.
+    ///
+    /// # Errors
+    /// Any I/O error; `InvalidData` if the file is empty.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "empty mapped file",
+            ));
+        }
+        Self::map(path.to_path_buf(), file, len)
+    }
+
+    fn map(path: PathBuf, file: File, len: usize) -> io::Result<Self> {
+        let map = memmap2::MmapOptions::new().len(len).map_raw(&file)?;
+        Ok(Self {
+            path,
+            file,
+            map,
+            len,
+        })
+    }
+
+    /// The same mapping under a new path (after the file was renamed).
+    #[must_use]
+    pub fn renamed(mut self, path: PathBuf) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The mapped length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a mapped file has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `data` into the mapping at `pos`.
+    ///
+    /// The caller must be the only writer of this range, and no reader may be reading it (it has
+    /// not been published yet, or the store is recovering and has no readers).
+    ///
+    /// # Panics
+    /// If `pos + data.len()` exceeds the file; callers check bounds first.
+    pub fn write_at(&self, pos: usize, data: &[u8]) {
+        let end = pos.checked_add(data.len()).filter(|end| *end <= self.len);
+        assert!(end.is_some(), "write past the end of a mapped file");
+        // SAFETY: the range is inside the mapping (checked above); by the type's contract no one
+        // else reads or writes it concurrently.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(pos),
+                data.len(),
+            );
+        }
+    }
+
+    /// Fills `len` bytes at `pos` with zeros. Same contract as [`MappedFile::write_at`].
+    ///
+    /// # Panics
+    /// If the range exceeds the file.
+    pub fn zero(&self, pos: usize, len: usize) {
+        let end = pos.checked_add(len).filter(|end| *end <= self.len);
+        assert!(end.is_some(), "zero past the end of a mapped file");
+        // SAFETY: as in `write_at`.
+        unsafe {
+            std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, len);
+        }
+    }
+
+    /// Zeroes every non-zero 4 KiB page from `from` to the end of the file and msyncs what
+    /// changed, so nothing written there before can reappear. Returns whether anything was
+    /// non-zero. Same contract as [`MappedFile::write_at`].
+    ///
+    /// # Errors
+    /// The error of `msync`.
+    pub fn scrub_from(&self, from: usize) -> io::Result<bool> {
+        const PAGE: usize = 4096;
+        let mut dirty: Option<(usize, usize)> = None;
+        let mut at = from;
+        while at < self.len {
+            let end = ((at / PAGE + 1) * PAGE).min(self.len);
+            if self
+                .slice(at, end - at)
+                .is_some_and(|s| s.iter().any(|b| *b != 0))
+            {
+                self.zero(at, end - at);
+                dirty = Some(dirty.map_or((at, end), |(a, _)| (a, end)));
+            }
+            at = end;
+        }
+        match dirty {
+            Some((a, b)) => self.flush_range(a, b - a).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Borrows `len` bytes at `pos`, or `None` if the range is outside the file.
+    ///
+    /// The caller must only read ranges that were published to it (see the module doc).
+    pub fn slice(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked); by contract nobody writes the range while it is borrowed.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) })
+    }
+
+    /// Makes `len` bytes at `pos` durable (msync of the covering pages).
+    ///
+    /// # Errors
+    /// The error of `msync`; the caller must treat it as fatal for durability.
+    pub fn flush_range(&self, pos: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map.flush_range(pos, len)
+    }
+
+    /// Makes the whole file durable, including its metadata.
+    ///
+    /// # Errors
+    /// The error of `msync` or `fsync`.
+    pub fn flush_all(&self) -> io::Result<()> {
+        self.map.flush()?;
+        self.file.sync_all()
+    }
+
+    /// Tells the kernel the mapping will be read sequentially (a hint; errors are ignored).
+    pub fn advise_sequential(&self) {
+        let _ = self.map.advise(memmap2::Advice::Sequential);
+    }
+}
+
+/// Reserves `len` bytes of real disk blocks for `file` (and extends it to `len`).
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        // Filesystems without fallocate (rare: some FUSE or network mounts) fall back to a
+        // sparse file; the disk watermark is then the only protection against SIGBUS.
+        Err(rustix::io::Errno::OPNOTSUPP) => file.set_len(len),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fsyncs a directory so that a create, rename or unlink inside it is durable.
+///
+/// # Errors
+/// The error of `open` or `fsync`.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_flush_reopen() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f");
+        let f = MappedFile::create(&path, 4096)?;
+        f.write_at(10, b"hello");
+        assert_eq!(f.slice(10, 5), Some(&b"hello"[..]));
+        assert_eq!(f.slice(4095, 2), None);
+        f.flush_range(0, 4096)?;
+        drop(f);
+        let f = MappedFile::open(&path)?;
+        assert_eq!(f.len(), 4096);
+        assert_eq!(f.slice(10, 5), Some(&b"hello"[..]));
+        f.zero(10, 5);
+        assert_eq!(f.slice(10, 5), Some(&[0u8; 5][..]));
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! The store's three background threads: flusher, dispatcher and cleaner.
+//!
+//! Owns: their loops and start-up. Each thread holds an `Arc<Inner>`, sleeps on its own
+//! [`Signal`](super::Signal) with a timeout, and exits once `shutdown` is set (the final flush,
+//! dispatch and checkpoint are then done by [`super::Store::shutdown`] on the caller's thread).
+//!
+//! - *flusher*: under `SYNC_FLUSH` it is woken by every append and flushes whatever was written
+//!   since its last flush in one msync, so concurrent producers share it (group commit); under
+//!   `ASYNC_FLUSH` it flushes every `flush_interval_ms`. It also writes the checkpoint.
+//! - *dispatcher*: follows the confirmed CommitLog offset into ConsumeQueues and the index.
+//! - *cleaner*: retention by age and the disk-use watermark.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Error, Inner, Result};
+use crate::config::FlushMode;
+
+pub(super) fn spawn(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    let jobs: [(&str, fn(Arc<Inner>)); 3] = [
+        ("rg-flusher", flusher),
+        ("rg-dispatcher", dispatcher),
+        ("rg-cleaner", cleaner),
+    ];
+    for (name, job) in jobs {
+        let inner = inner.clone();
+        let h = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || job(inner))
+            .map_err(|e| Error::io(name, e))?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
+
+/// Whether the injected-failure countdown says this flush must fail.
+fn injected_failure(inner: &Inner) -> bool {
+    inner
+        .fail_flush_countdown
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok_and(|prev| prev == 1)
+}
+
+fn flusher(inner: Arc<Inner>) {
+    let sync = inner.config.flush_mode == FlushMode::Sync;
+    let wait = if sync {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_millis(inner.config.flush_interval_ms)
+    };
+    let cp_every = Duration::from_millis(inner.config.checkpoint_interval_ms);
+    let mut last_cp = Instant::now();
+    loop {
+        let stop = inner.shutdown.load(Ordering::Acquire);
+        if !stop {
+            inner.flush_signal.wait(wait.min(cp_every));
+        }
+        let log = &inner.log;
+        if log.wrote() > log.flushed() && !log.is_poisoned() {
+            if let Err(e) = log.flush(injected_failure(&inner)) {
+                tracing::error!(error = %e, "flush failed; the store is now read-only");
+            }
+            inner.publish_flushed();
+            if sync {
+                inner.dispatch_signal.notify();
+            }
+        }
+        if last_cp.elapsed() >= cp_every && !log.is_poisoned() {
+            if let Err(e) = inner.checkpoint() {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+            last_cp = Instant::now();
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+fn dispatcher(inner: Arc<Inner>) {
+    loop {
+        if inner.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let limit = inner.confirmed();
+        if inner.dispatched.load(Ordering::Acquire) < limit {
+            if let Err(e) = inner.dispatch_until(limit, false) {
+                tracing::error!(error = %e, "dispatch failed; retrying in 1 s");
+                inner.dispatch_signal.wait(Duration::from_secs(1));
+            }
+        } else {
+            inner.dispatch_signal.wait(Duration::from_millis(100));
+        }
+    }
+}
+
+fn cleaner(inner: Arc<Inner>) {
+    let every = Duration::from_millis(inner.config.clean_interval_ms);
+    loop {
+        inner.clean_signal.wait(every);
+        if inner.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = inner.clean() {
+            tracing::error!(error = %e, "retention failed");
+        }
+    }
+}
