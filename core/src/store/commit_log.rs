@@ -372,12 +372,19 @@ impl CommitLog {
             pos = seg.base;
         }
         let queue_offset = {
-            let v = w.queue_offsets.entry(draft.topic.to_owned()).or_default();
             let i = queue_id as usize;
-            if v.len() <= i {
-                v.resize(i + 1, 0);
+            if !w.queue_offsets.contains_key(draft.topic) {
+                w.queue_offsets.insert(draft.topic.to_owned(), Vec::new());
             }
-            v[i]
+            match w.queue_offsets.get_mut(draft.topic) {
+                Some(v) => {
+                    if v.len() <= i {
+                        v.resize(i + 1, 0);
+                    }
+                    v[i]
+                }
+                None => 0,
+            }
         };
         let fields = StoreFields {
             queue_id,

@@ -177,8 +177,8 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let lock = DirLock::acquire(&dir)?;
         let checkpoint = Checkpoint::load(&dir)?;
-        let after_crash = checkpoint::mark_open(&dir)? || checkpoint.is_none();
-        let clean = !after_crash;
+        let had_marker = checkpoint::mark_open(&dir)?;
+        let clean = !had_marker && checkpoint.is_some();
 
         let (log, recovered) = CommitLog::open(
             &dir.join("commitlog"),
@@ -187,21 +187,48 @@ impl Store {
             clean,
         )?;
         let log_end = recovered.end;
+        // A store without a checkpoint but with segments lost it (or crashed before writing
+        // one): recover as after a crash. A brand-new store is not "after a crash".
+        let after_crash = had_marker || (checkpoint.is_none() && log.segment_count() > 0);
         let dispatch_point = checkpoint
             .map_or(0, |c| c.consume_queue.min(c.index))
             .min(log_end);
-        let index = IndexStore::open(
-            &dir.join("index"),
-            IndexConfig {
-                slots_per_file: config.index_slots_per_file,
-                entries_per_file: config.index_entries_per_file,
-            },
-            dispatch_point,
-        )?;
-        let queues = open_queues(
-            &dir.join("consumequeue"),
-            config.consume_queue_entries_per_file,
-        )?;
+        let index_config = IndexConfig {
+            slots_per_file: config.index_slots_per_file,
+            entries_per_file: config.index_entries_per_file,
+        };
+        let index_dir = dir.join("index");
+        let index = match IndexStore::open(&index_dir, index_config, dispatch_point) {
+            Ok(i) => i,
+            Err(e) => {
+                // Derived data: throw it away and rebuild it from the CommitLog.
+                tracing::warn!(error = %e, "index unreadable; rebuilding it from the commit log");
+                remove_dir(&index_dir)?;
+                IndexStore::open(&index_dir, index_config, dispatch_point)?
+            }
+        };
+        let cq_dir = dir.join("consumequeue");
+        let mut queues = match open_queues(&cq_dir, config.consume_queue_entries_per_file) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "consume queues unreadable; rebuilding them from the commit log");
+                remove_dir(&cq_dir)?;
+                QueueTable::new()
+            }
+        };
+        // A queue whose first or last entry does not point at its own record is rebuilt.
+        let mut damaged_queue = false;
+        for (topic, qs) in queues.iter_mut() {
+            for (qid, slot) in qs.iter_mut().enumerate() {
+                let Some(q) = slot else { continue };
+                if !queue_matches_log(&log, q, topic, qid as u32, log_end) {
+                    tracing::warn!(topic = %topic, queue = qid, "consume queue does not match the commit log; rebuilding it");
+                    q.destroy()?;
+                    *slot = None;
+                    damaged_queue = true;
+                }
+            }
+        }
 
         // Where replay starts: the checkpointed dispatch point, unless the derived files are
         // missing or behind it (deleted by an operator, or never flushed).
@@ -214,7 +241,7 @@ impl Store {
             .max()
             .unwrap_or(0);
         let mut replay_from = dispatch_point.min(cq_end);
-        if index.entry_count() == 0 {
+        if index.entry_count() == 0 || damaged_queue {
             replay_from = 0;
         }
         replay_from = replay_from.max(log.min_offset()).min(log_end);
@@ -401,15 +428,25 @@ impl Store {
         };
         let limit = self.inner.confirmed();
         let mut out = Vec::new();
-        for (_, e) in q.read(from, max) {
-            if let Some(m) = self
+        for (offset, e) in q.read(from, max) {
+            let read = self
                 .inner
                 .log
                 .read(e.physical_offset, Some(e.size), limit, |v| {
-                    StoredMessage::from(&v)
-                })?
-            {
-                out.push(m);
+                    let f = &v.fields;
+                    (v.topic == topic && f.queue_id == queue_id && f.queue_offset == offset)
+                        .then(|| StoredMessage::from(&v))
+                })?;
+            match read {
+                Some(Some(m)) => out.push(m),
+                Some(None) => {
+                    return Err(Error::Corrupted {
+                        path: self.inner.dir.join("consumequeue").join(topic),
+                        offset,
+                        reason: "queue entry points at another queue's record",
+                    })
+                }
+                None => break,
             }
         }
         Ok(out)
@@ -551,6 +588,43 @@ impl Drop for Store {
             tracing::error!(error = %e, "store shutdown failed; the next start will recover");
         }
     }
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+/// Whether the first and last entries of `q` point at records of this queue at those offsets.
+fn queue_matches_log(
+    log: &CommitLog,
+    q: &ConsumeQueue,
+    topic: &str,
+    qid: u32,
+    log_end: u64,
+) -> bool {
+    let (min, max) = (q.min_offset(), q.max_offset());
+    if max <= min {
+        return true;
+    }
+    [min, max - 1].into_iter().all(|offset| {
+        let Some(e) = q.get(offset) else {
+            return false;
+        };
+        // Entries pointing below the log's start were removed by retention: not checkable.
+        if e.physical_offset < log.min_offset() {
+            return true;
+        }
+        matches!(
+            log.read(e.physical_offset, Some(e.size), log_end, |v| {
+                v.topic == topic && v.fields.queue_id == qid && v.fields.queue_offset == offset
+            }),
+            Ok(Some(true))
+        )
+    })
 }
 
 fn open_queues(root: &Path, per_file: u64) -> Result<QueueTable> {

@@ -1,1 +1,253 @@
+use std::collections::BTreeMap;
+
 use super::*;
+
+fn config(dir: &Path, mode: FlushMode) -> StoreConfig {
+    StoreConfig {
+        data_dir: dir.to_path_buf(),
+        segment_size: 64 * 1024,
+        flush_mode: mode,
+        flush_interval_ms: 20,
+        checkpoint_interval_ms: 50,
+        index_slots_per_file: 101,
+        index_entries_per_file: 1000,
+        consume_queue_entries_per_file: 100,
+        ..StoreConfig::default()
+    }
+}
+
+fn draft<'a>(
+    topic: &'a str,
+    id: &'a str,
+    body: &'a [u8],
+    props: &'a BTreeMap<String, String>,
+) -> RecordDraft<'a> {
+    RecordDraft {
+        topic,
+        message_id: id,
+        tag: "t",
+        message_group: "",
+        born_host: "",
+        keys: &[],
+        properties: props,
+        body,
+        born_timestamp: 1,
+        reconsume_times: 0,
+        flags: 0,
+        prepared_offset: 0,
+    }
+}
+
+async fn fill(store: &Store, n: usize, body_len: usize) -> Vec<Appended> {
+    let props = BTreeMap::new();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = format!("id-{i}");
+        let body = vec![i as u8; body_len];
+        out.push(
+            store
+                .append(&draft("topic", &id, &body, &props), (i % 2) as u32)
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn append_read_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+        assert!(
+            !store.recovery_report().after_crash,
+            "a fresh store is not recovering"
+        );
+        let acks = fill(&store, 300, 500).await;
+        // Rolled over several 64 KiB segments.
+        assert!(acks.last().unwrap().physical_offset > 2 * 64 * 1024);
+        store.catch_up().await;
+        assert_eq!(store.queue_range("topic", 0), (0, 150));
+        let msgs = store.read_queue("topic", 1, 10, 5).unwrap();
+        assert_eq!(msgs.len(), 5);
+        assert_eq!(msgs[0].queue_offset, 10);
+        assert_eq!(msgs[0].message_id, "id-21");
+        assert_eq!(&msgs[0].body[..], &[21u8; 500][..]);
+        assert_eq!(
+            store.find_by_id("id-299").unwrap().unwrap().queue_offset,
+            149
+        );
+        store.shutdown().unwrap();
+    }
+    let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    let r = store.recovery_report();
+    assert!(!r.after_crash);
+    assert_eq!(r.replayed_records, 0);
+    assert_eq!(store.queue_range("topic", 1), (0, 150));
+    let props = BTreeMap::new();
+    let a = store
+        .append(&draft("topic", "next", b"x", &props), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.queue_offset, 150,
+        "queue offsets continue after a restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_flush_acks_only_durable_records_and_groups_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(config(dir.path(), FlushMode::Sync)).unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let props = BTreeMap::new();
+            for i in 0..20 {
+                let id = format!("{t}-{i}");
+                let a = store
+                    .append(&draft("topic", &id, b"payload", &props), 0)
+                    .await
+                    .unwrap();
+                assert!(store.log_offsets().1 >= a.end, "acked before durable");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    store.catch_up().await;
+    assert_eq!(store.queue_range("topic", 0), (0, 320));
+    // Consumers never see past the flushed offset.
+    assert!(store.dispatched_offset() <= store.log_offsets().1);
+}
+
+#[tokio::test]
+async fn failed_flush_poisons_and_never_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path(), FlushMode::Sync)).unwrap();
+    fill(&store, 3, 10).await;
+    store.inject_flush_failure(1);
+    let props = BTreeMap::new();
+    let err = store
+        .append(&draft("topic", "x", b"x", &props), 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    assert!(store.write_refusal().is_some());
+    let err = store
+        .append(&draft("topic", "y", b"y", &props), 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    // Reads keep working.
+    store.catch_up().await;
+    assert_eq!(store.read_queue("topic", 0, 0, 10).unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_cut_tail_never_resurrects_stale_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let acks = {
+        let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+        let acks = fill(&store, 3, 100).await;
+        store.shutdown().unwrap();
+        acks
+    };
+    // Damage the middle record and pretend the process crashed.
+    let seg = dir.path().join("commitlog").join(format!("{:020}", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[acks[1].physical_offset as usize + 50] ^= 0xFF;
+    std::fs::write(&seg, &bytes).unwrap();
+    std::fs::write(dir.path().join("abort"), b"").unwrap();
+    {
+        let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+        let r = store.recovery_report();
+        assert!(r.after_crash && r.cut_tail);
+        assert_eq!(r.log_end, acks[1].physical_offset);
+        // A record of exactly the damaged one's size lands where it was.
+        let props = BTreeMap::new();
+        let body = vec![9u8; 100];
+        let a = store
+            .append(&draft("topic", "id-1", &body, &props), 1)
+            .await
+            .unwrap();
+        assert_eq!(a.end, acks[1].end);
+        store.shutdown().unwrap();
+    }
+    std::fs::write(dir.path().join("abort"), b"").unwrap();
+    let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    assert_eq!(
+        store.recovery_report().log_end,
+        acks[1].end,
+        "the third record stays gone"
+    );
+    assert_eq!(store.queue_range("topic", 0), (0, 1));
+    assert_eq!(store.queue_range("topic", 1), (0, 1));
+}
+
+#[tokio::test]
+async fn bad_offsets_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    fill(&store, 5, 10).await;
+    for phy in [0, 1, 7, 13, 10_000, u64::MAX - 1] {
+        let _ = store.read_at(phy, None);
+        let _ = store.read_at(phy, Some(u32::MAX));
+    }
+    assert!(store.read_queue("nope", 0, 0, 10).unwrap().is_empty());
+    assert!(store.find_by_id("nope").unwrap().is_none());
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    assert!(Store::open(config(dir.path(), FlushMode::Async)).is_err());
+}
+
+#[tokio::test]
+async fn retention_deletes_old_sealed_segments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), FlushMode::Async);
+    cfg.retention_hours = 0;
+    let store = Store::open(cfg).unwrap();
+    fill(&store, 400, 1000).await;
+    store.catch_up().await;
+    let before = store.inner.log.segment_count();
+    assert!(before > 3);
+    std::thread::sleep(Duration::from_millis(20));
+    store.run_cleaner_now();
+    assert_eq!(store.inner.log.segment_count(), 1, "only the active segment stays");
+    let (min, _, wrote) = store.log_offsets();
+    assert!(min > 0 && min < wrote);
+    let (qmin, qmax) = store.queue_range("topic", 0);
+    assert!(qmin > 0 && qmin < qmax, "{qmin} {qmax}");
+    // What is left reads fine; what is gone is gone.
+    let left = store.read_queue("topic", 0, 0, 1000).unwrap();
+    assert_eq!(left.len() as u64, qmax - qmin);
+    assert_eq!(left[0].queue_offset, qmin);
+    assert!(store.find_by_id("id-0").unwrap().is_none());
+    assert!(store.find_by_id("id-399").unwrap().is_some());
+    // Writes continue.
+    fill(&store, 1, 10).await;
+}
+
+#[tokio::test]
+async fn disk_watermark_refuses_writes_but_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    fill(&store, 10, 100).await;
+    drop(store);
+    let mut cfg = config(dir.path(), FlushMode::Async);
+    // Any real filesystem is fuller than this.
+    cfg.disk_max_used_ratio = 1e-9;
+    let store = Store::open(cfg).unwrap();
+    store.run_cleaner_now();
+    let props = BTreeMap::new();
+    let err = store.append(&draft("topic", "x", b"x", &props), 0).await.unwrap_err();
+    assert!(matches!(err, Error::DiskFull(_)), "{err}");
+    assert!(store.write_refusal().is_some());
+    assert_eq!(store.read_queue("topic", 0, 0, 100).unwrap().len(), 5);
+}

@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 use super::{Error, Inner, Result};
 use crate::config::FlushMode;
 
+type Job = fn(Arc<Inner>);
+
 pub(super) fn spawn(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
-    let jobs: [(&str, fn(Arc<Inner>)); 3] = [
+    let jobs: [(&str, Job); 3] = [
         ("rg-flusher", flusher),
         ("rg-dispatcher", dispatcher),
         ("rg-cleaner", cleaner),
