@@ -1,1 +1,9 @@
-//! End-to-end test crate; the tests live in `it/`.
+//! Helpers shared by the end-to-end tests in `it/` and by the child processes they start
+//! (`src/bin/`): deterministic message payloads that can be checked byte for byte, and the
+//! line protocol of the crash writer.
+//!
+//! Owns nothing on disk. It depends on `rocketgate-core` only through the public `Broker` API
+//! types, like any client would.
+
+pub mod crash;
+pub mod payload;
