@@ -162,17 +162,26 @@ impl DirLock {
             .write(true)
             .open(&path)
             .at(&path)?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |e| {
-                Error::io(
-                    &path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::WouldBlock,
-                        format!("store directory is in use by another process ({e})"),
-                    ),
-                )
-            },
-        )?;
+        // A child process forked by another thread holds a copy of the descriptor until it
+        // execs; retry briefly so a close-and-reopen in this process does not fail spuriously.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let lock = loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        };
+        lock.map_err(|e| {
+            Error::io(
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!("store directory is in use by another process ({e})"),
+                ),
+            )
+        })?;
         Ok(Self { _file: file })
     }
 }

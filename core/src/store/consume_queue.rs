@@ -131,22 +131,31 @@ impl ConsumeQueue {
         for first in firsts {
             let path = dir.join(format!("{first:020}"));
             let file = MappedFile::open(&path).at(&path)?;
+            if file.len() % ENTRY_LEN != 0 {
+                return Err(super::error::Error::Corrupted {
+                    path,
+                    offset: 0,
+                    reason: "consume queue file is not a whole number of entries",
+                });
+            }
             files.push(Arc::new(CqFile { first, file }));
         }
-        let (min, max) = match (files.first(), files.last()) {
-            (Some(a), Some(z)) => {
-                let mut max = z.first;
-                while z.entry(max).is_some() {
-                    max += 1;
-                }
-                (a.first, max)
+        // First entry from the front, last entry from the back: a queue rebuilt from the middle
+        // of the log starts inside its first file, and the last file ends in zeros.
+        let first_valid = files
+            .iter()
+            .find_map(|f| (f.first..f.end()).find(|o| f.entry(*o).is_some()));
+        let last_valid = files
+            .iter()
+            .rev()
+            .find_map(|f| (f.first..f.end()).rev().find(|o| f.entry(*o).is_some()));
+        let (min, max) = match (first_valid, last_valid) {
+            (Some(a), Some(z)) => (a, z + 1),
+            _ => {
+                let end = files.last().map_or(0, |f| f.first);
+                (end, end)
             }
-            _ => (0, 0),
         };
-        let min = (min..max)
-            .find(|o| files.iter().any(|f| f.entry(*o).is_some()))
-            .unwrap_or(max)
-            .min(max);
         Ok(Self {
             dir: dir.to_path_buf(),
             entries_per_file: entries_per_file.max(1),
@@ -155,6 +164,59 @@ impl ConsumeQueue {
             max: AtomicU64::new(max),
             flushed: AtomicU64::new(max),
         })
+    }
+
+    /// The first offset this queue is known to hold (written when its first file is created and
+    /// before retention deletes files), if recorded.
+    pub fn recorded_min(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join("min"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    fn record_min(&self, min: u64) -> Result<()> {
+        let path = self.dir.join("min");
+        let tmp = self.dir.join("min.tmp");
+        std::fs::write(&tmp, min.to_string()).at(&tmp)?;
+        std::fs::rename(&tmp, &path).at(&path)?;
+        sync_dir(&self.dir).at(&self.dir)
+    }
+
+    /// Checks every entry in `[min, max)`: none missing, sizes plausible, physical offsets
+    /// strictly increasing without overlap and below `log_end`, and no files missing before the
+    /// recorded minimum. Returns the first offset that fails.
+    pub fn validate(&self, log_end: u64, min_record: u32) -> std::result::Result<(), u64> {
+        let (min, max) = (self.min_offset(), self.max_offset());
+        let files = self.files.read().clone();
+        if let (Some(recorded), Some(first)) = (self.recorded_min(), files.first()) {
+            if first.first > recorded {
+                return Err(recorded);
+            }
+        }
+        let mut prev_end = 0u64;
+        let mut at = min;
+        for f in files.iter().filter(|f| f.end() > min && f.first < max) {
+            if f.first > at {
+                return Err(at); // a missing file
+            }
+            while at < max.min(f.end()) {
+                match f.entry(at) {
+                    Some(e)
+                        if e.size >= min_record
+                            && e.physical_offset >= prev_end
+                            && e.physical_offset.saturating_add(u64::from(e.size)) <= log_end =>
+                    {
+                        prev_end = e.physical_offset + u64::from(e.size);
+                    }
+                    _ => return Err(at),
+                }
+                at += 1;
+            }
+        }
+        if at < max {
+            return Err(at);
+        }
+        Ok(())
     }
 
     /// Smallest readable logical offset.
@@ -213,6 +275,9 @@ impl ConsumeQueue {
         if offset >= self.max.load(Ordering::Relaxed) {
             self.max.store(offset + 1, Ordering::Release);
         }
+        if offset < self.min.load(Ordering::Relaxed) {
+            self.min.store(offset, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -222,6 +287,9 @@ impl ConsumeQueue {
         let file =
             MappedFile::create(&path, self.entries_per_file as usize * ENTRY_LEN).at(&path)?;
         sync_dir(&self.dir).at(&self.dir)?;
+        if self.files.read().is_empty() && self.recorded_min().is_none_or(|m| m > first) {
+            self.record_min(first)?;
+        }
         let f = Arc::new(CqFile { first, file });
         let mut files = self.files.write();
         let i = files.partition_point(|x| x.first < first);
@@ -298,6 +366,7 @@ impl ConsumeQueue {
             return Ok(());
         }
         self.min.store(new_min, Ordering::Release);
+        self.record_min(new_min)?;
         let doomed: Vec<Arc<CqFile>> = {
             let files = self.files.read();
             let n = files.len();
@@ -400,9 +469,19 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(format!("{:020}", 0)), vec![0xFFu8; 77]).unwrap();
+        let path = dir.path().join(format!("{:020}", 0));
+        std::fs::write(&path, vec![0xFFu8; 77]).unwrap();
+        assert!(
+            ConsumeQueue::open(dir.path(), 8).is_err(),
+            "a torn file is refused"
+        );
+        std::fs::write(&path, vec![0xFFu8; 80]).unwrap();
         let q = ConsumeQueue::open(dir.path(), 8).unwrap();
         let _ = q.read(0, 10);
         let _ = q.offset_of_phy(5);
+        assert!(
+            q.validate(1 << 20, 100).is_err(),
+            "garbage entries fail validation"
+        );
     }
 }

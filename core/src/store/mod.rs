@@ -221,7 +221,8 @@ impl Store {
         for (topic, qs) in queues.iter_mut() {
             for (qid, slot) in qs.iter_mut().enumerate() {
                 let Some(q) = slot else { continue };
-                if !queue_matches_log(&log, q, topic, qid as u32, log_end) {
+                let structural = q.validate(log_end, record::MIN_RECORD_LEN as u32);
+                if structural.is_err() || !queue_matches_log(&log, q, topic, qid as u32, log_end) {
                     tracing::warn!(topic = %topic, queue = qid, "consume queue does not match the commit log; rebuilding it");
                     q.destroy()?;
                     *slot = None;
