@@ -219,7 +219,11 @@ async fn retention_deletes_old_sealed_segments_only() {
     assert!(before > 3);
     std::thread::sleep(Duration::from_millis(20));
     store.run_cleaner_now();
-    assert_eq!(store.inner.log.segment_count(), 1, "only the active segment stays");
+    assert_eq!(
+        store.inner.log.segment_count(),
+        1,
+        "only the active segment stays"
+    );
     let (min, _, wrote) = store.log_offsets();
     assert!(min > 0 && min < wrote);
     let (qmin, qmax) = store.queue_range("topic", 0);
@@ -246,7 +250,10 @@ async fn disk_watermark_refuses_writes_but_not_reads() {
     let store = Store::open(cfg).unwrap();
     store.run_cleaner_now();
     let props = BTreeMap::new();
-    let err = store.append(&draft("topic", "x", b"x", &props), 0).await.unwrap_err();
+    let err = store
+        .append(&draft("topic", "x", b"x", &props), 0)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DiskFull(_)), "{err}");
     assert!(store.write_refusal().is_some());
     assert_eq!(store.read_queue("topic", 0, 0, 100).unwrap().len(), 5);
