@@ -105,6 +105,8 @@ pub struct QueuePop {
     low: u64,
     next: u64,
     inflight: BTreeMap<u64, Inflight>,
+    /// `(deadline, offset)` of every in-flight message, to find expired ones without a scan.
+    deadlines: BTreeSet<(i64, u64)>,
     acked: BTreeSet<u64>,
     held: BTreeMap<u64, String>,
     attempts: BTreeMap<u64, u32>,
@@ -153,7 +155,16 @@ impl QueuePop {
 
     /// Earliest visibility deadline of an in-flight message.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.inflight.values().map(|e| e.deadline_ms).min()
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    fn set_deadline(&mut self, offset: u64, old: Option<i64>, new: Option<i64>) {
+        if let Some(d) = old {
+            self.deadlines.remove(&(d, offset));
+        }
+        if let Some(d) = new {
+            self.deadlines.insert((d, offset));
+        }
     }
 
     fn start(&mut self, min: u64) {
@@ -165,6 +176,8 @@ impl QueuePop {
         if self.next < min {
             // Retention removed messages this group never consumed.
             self.inflight = self.inflight.split_off(&min);
+            let inflight = &self.inflight;
+            self.deadlines.retain(|(_, o)| inflight.contains_key(o));
             self.acked = self.acked.split_off(&min);
             self.held = self.held.split_off(&min);
             self.attempts = self.attempts.split_off(&min);
@@ -197,6 +210,7 @@ impl QueuePop {
             attempt,
             message,
         };
+        self.set_deadline(offset, None, Some(d.deadline_ms));
         self.inflight.insert(
             offset,
             Inflight {
@@ -233,12 +247,13 @@ impl QueuePop {
         let target = out.len() + need;
 
         // 1. In-flight messages whose invisible time passed.
-        let expired: Vec<u64> = self
-            .inflight
+        let mut expired: Vec<u64> = self
+            .deadlines
             .iter()
-            .filter(|(_, e)| e.deadline_ms <= p.now_ms)
-            .map(|(o, _)| *o)
+            .take_while(|(d, _)| *d <= p.now_ms)
+            .map(|(_, o)| *o)
             .collect();
+        expired.sort_unstable();
         for offset in expired {
             if out.len() >= target {
                 break;
@@ -254,6 +269,7 @@ impl QueuePop {
                         attempt: e.attempt + 1,
                         message,
                     };
+                    self.set_deadline(offset, Some(e.deadline_ms), Some(d.deadline_ms));
                     if let Some(f) = self.inflight.get_mut(&offset) {
                         f.seq = d.seq;
                         f.deadline_ms = d.deadline_ms;
@@ -263,6 +279,7 @@ impl QueuePop {
                 }
                 None => {
                     // Gone (retention): nothing left to deliver.
+                    self.set_deadline(offset, Some(e.deadline_ms), None);
                     self.inflight.remove(&offset);
                     self.acked.insert(offset);
                 }
@@ -367,6 +384,8 @@ impl QueuePop {
     pub fn ack(&mut self, offset: u64, seq: u64) -> Result<(), Stale> {
         match self.inflight.get(&offset) {
             Some(e) if e.seq == seq => {
+                let d = e.deadline_ms;
+                self.set_deadline(offset, Some(d), None);
                 self.inflight.remove(&offset);
                 self.acked.insert(offset);
                 self.advance_low();
@@ -381,7 +400,9 @@ impl QueuePop {
         if offset < self.low {
             return;
         }
-        self.inflight.remove(&offset);
+        if let Some(e) = self.inflight.remove(&offset) {
+            self.set_deadline(offset, Some(e.deadline_ms), None);
+        }
         self.held.remove(&offset);
         self.acked.insert(offset);
         while self.acked.remove(&self.low) {
@@ -402,14 +423,17 @@ impl QueuePop {
         deadline_ms: i64,
         new_seq: u64,
     ) -> Result<u32, Stale> {
-        match self.inflight.get_mut(&offset) {
+        let (old, attempt) = match self.inflight.get_mut(&offset) {
             Some(e) if e.seq == seq => {
+                let old = e.deadline_ms;
                 e.seq = new_seq;
                 e.deadline_ms = deadline_ms;
-                Ok(e.attempt)
+                (old, e.attempt)
             }
-            _ => Err(Stale::NotInFlight),
-        }
+            _ => return Err(Stale::NotInFlight),
+        };
+        self.set_deadline(offset, Some(old), Some(deadline_ms));
+        Ok(attempt)
     }
 
     /// Whether `offset` was acknowledged (for the scan after a restart).
