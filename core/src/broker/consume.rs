@@ -175,11 +175,10 @@ impl Broker {
                 return Ok(result);
             }
             // Woken by the dispatcher when this topic gets new entries.
-            if tokio::time::timeout_at(deadline, arrivals.changed())
-                .await
-                .is_err()
-            {
-                return self.pull_filtered(&req, &filter);
+            match tokio::time::timeout_at(deadline, arrivals.changed()).await {
+                Ok(Ok(())) => {}
+                // Deadline, or the store is shutting down.
+                Ok(Err(_)) | Err(_) => return self.pull_filtered(&req, &filter),
             }
         }
     }
@@ -411,7 +410,9 @@ impl Broker {
                 let wait_ms = u64::try_from(d.saturating_sub(now)).unwrap_or(0);
                 until = until.min(now_instant + Duration::from_millis(wait_ms + 1));
             }
-            let _ = tokio::time::timeout_at(until, arrivals.changed()).await;
+            if let Ok(Err(_)) = tokio::time::timeout_at(until, arrivals.changed()).await {
+                return Ok(Vec::new()); // the store is shutting down
+            }
         }
     }
 
