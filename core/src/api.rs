@@ -111,8 +111,8 @@ pub struct GroupPullRequest {
     pub offset: u64,
     /// Most messages to return.
     pub max: usize,
-    /// Tag filter expression (`*`, `TagA || TagB`); `None` uses the group's subscription.
-    pub filter: Option<String>,
+    /// Filter (`*`, `TagA || TagB`, or SQL92); `None` uses the group's subscription.
+    pub filter: Option<crate::broker::filter::FilterExpression>,
     /// How long to hold the request when nothing is there (long polling).
     pub wait: std::time::Duration,
 }
@@ -124,8 +124,8 @@ pub struct PopRequest {
     pub group: String,
     /// Topic.
     pub topic: String,
-    /// Tag filter expression; `None` uses the group's subscription.
-    pub filter: Option<String>,
+    /// Filter expression; `None` uses the group's subscription.
+    pub filter: Option<crate::broker::filter::FilterExpression>,
     /// Most messages to return.
     pub max: usize,
     /// How long delivered messages stay invisible to other consumers.

@@ -43,6 +43,7 @@ pub use api::{
     SendReceipt, SendRequest,
 };
 pub use broker::consumer_group::GroupConfig;
+pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
 pub use broker::Broker;
 pub use config::{Config, ConsumerConfig, FlushMode, LimitsConfig, StoreConfig};

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::consumer_group::{Group, GroupConfig};
 use super::consumer_state::{journal_line, parse_journal, ACK_JOURNAL_TOPIC};
-use super::filter::Filter;
+use super::filter::{Filter, FilterExpression};
 use super::pop::{Delivery, PopParams, Source};
 use super::receipt::Receipt;
 use super::{assignment, validate, Broker};
@@ -98,17 +98,15 @@ impl Broker {
     /// # Errors
     /// [`Error::TopicNotFound`], [`Error::GroupNotFound`] (without auto-creation),
     /// [`Error::IllegalFilter`].
-    pub fn subscribe(&self, group: &str, topic: &str, expression: &str) -> Result<()> {
+    pub fn subscribe(&self, group: &str, topic: &str, expression: FilterExpression) -> Result<()> {
         self.topic(topic)?;
-        Filter::tag(expression)?;
+        Filter::parse(&expression)?;
         let g = self.resolve_group(group)?;
-        if g.config.subscriptions.get(topic).map(String::as_str) == Some(expression) {
+        if g.config.subscriptions.get(topic) == Some(&expression) {
             return Ok(());
         }
         let mut config = g.config.clone();
-        config
-            .subscriptions
-            .insert(topic.to_owned(), expression.to_owned());
+        config.subscriptions.insert(topic.to_owned(), expression);
         self.inner.groups.upsert(config, true)?;
         Ok(())
     }
@@ -132,9 +130,14 @@ impl Broker {
         }
     }
 
-    fn filter_for(&self, group: &Group, topic: &str, expression: Option<&str>) -> Result<Filter> {
+    fn filter_for(
+        &self,
+        group: &Group,
+        topic: &str,
+        expression: Option<&FilterExpression>,
+    ) -> Result<Filter> {
         match expression {
-            Some(e) => Filter::tag(e),
+            Some(e) => Filter::parse(e),
             None => Ok(group.filter(topic).cloned().unwrap_or_default()),
         }
     }
@@ -160,7 +163,7 @@ impl Broker {
     pub async fn pull_group(&self, req: GroupPullRequest) -> Result<PullResult> {
         let topic = self.readable_queue(&req.topic, req.queue_id)?;
         let group = self.resolve_group(&req.group)?;
-        let filter = self.filter_for(&group, &req.topic, req.filter.as_deref())?;
+        let filter = self.filter_for(&group, &req.topic, req.filter.as_ref())?;
         self.check_batch(req.max, self.inner.config.limits.max_batch)?;
         self.check_wait(req.wait)?;
         drop(topic);
@@ -207,7 +210,7 @@ impl Broker {
                     continue;
                 }
                 if let Some(m) = store.read_at(e.physical_offset, Some(e.size))? {
-                    if filter.matches(m.tag.as_deref()) {
+                    if filter.matches(&m) {
                         messages.push(m);
                         if messages.len() >= req.max {
                             break;
@@ -351,7 +354,7 @@ impl Broker {
     pub async fn pop(&self, req: PopRequest) -> Result<Vec<PoppedMessage>> {
         let topic = self.readable_topic(&req.topic)?;
         let group = self.resolve_group(&req.group)?;
-        let filter = self.filter_for(&group, &req.topic, req.filter.as_deref())?;
+        let filter = self.filter_for(&group, &req.topic, req.filter.as_ref())?;
         self.check_batch(req.max, self.inner.config.consumer.max_pop_batch)?;
         let invisible_ms = self.check_invisible(req.invisible)?;
         self.check_wait(req.wait)?;

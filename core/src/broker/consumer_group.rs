@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::filter::Filter;
+use super::filter::{Filter, FilterExpression};
 use super::meta_file;
 use crate::error::{Error, Result};
 
@@ -26,9 +26,9 @@ pub struct GroupConfig {
     /// Deliveries before a message goes to the dead-letter queue (including the first).
     #[serde(default = "default_attempts")]
     pub max_delivery_attempts: u32,
-    /// Topic → tag filter expression.
+    /// Topic → filter expression.
     #[serde(default)]
-    pub subscriptions: BTreeMap<String, String>,
+    pub subscriptions: BTreeMap<String, FilterExpression>,
 }
 
 fn default_attempts() -> u32 {
@@ -59,7 +59,7 @@ impl Group {
         let filters = config
             .subscriptions
             .iter()
-            .map(|(t, e)| Filter::tag(e).map(|f| (t.clone(), f)))
+            .map(|(t, e)| Filter::parse(e).map(|f| (t.clone(), f)))
             .collect::<Result<_>>()?;
         Ok(Self { config, filters })
     }

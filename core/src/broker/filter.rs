@@ -1,13 +1,58 @@
-//! Filter expressions of subscriptions: tags (`*`, `TagA`, `TagA || TagB`).
+//! Filter expressions of subscriptions: tags (`*`, `TagA`, `TagA || TagB`) and SQL92 over
+//! properties ([`super::sql_filter`]).
 //!
-//! Owns: parsing an expression into a [`Filter`] and matching it against a message, first
-//! cheaply by the tag hash stored in the ConsumeQueue, then exactly on the message's tag (hashes
-//! collide). Pure: no I/O, no locks.
+//! Owns: parsing a [`FilterExpression`] into a [`Filter`] and matching it against a message:
+//! tag filters first cheaply by the tag hash stored in the ConsumeQueue, then exactly on the
+//! message's tag (hashes collide); SQL filters on the message's properties and tag. Pure: no
+//! I/O, no locks.
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
+
+use super::sql_filter::SqlFilter;
 use crate::error::{Error, Result};
+use crate::message::StoredMessage;
 use crate::store::consume_queue::tag_hash;
+
+/// The language of a filter expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FilterKind {
+    /// `*`, `TagA`, `TagA || TagB`.
+    #[default]
+    Tag,
+    /// SQL92 over properties, e.g. `a > 5 AND b = 'x'`.
+    Sql,
+}
+
+/// A filter expression as a client gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FilterExpression {
+    /// Language.
+    #[serde(default)]
+    pub kind: FilterKind,
+    /// Text.
+    pub expression: String,
+}
+
+impl FilterExpression {
+    /// A tag expression.
+    pub fn tag(expression: impl Into<String>) -> Self {
+        Self {
+            kind: FilterKind::Tag,
+            expression: expression.into(),
+        }
+    }
+
+    /// An SQL92 expression.
+    pub fn sql(expression: impl Into<String>) -> Self {
+        Self {
+            kind: FilterKind::Sql,
+            expression: expression.into(),
+        }
+    }
+}
 
 /// Longest accepted expression.
 pub const MAX_EXPRESSION_LEN: usize = 4096;
@@ -15,7 +60,7 @@ pub const MAX_EXPRESSION_LEN: usize = 4096;
 pub const MAX_TAGS: usize = 64;
 
 /// A parsed filter.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Filter {
     /// Everything (`*` or empty).
     #[default]
@@ -27,9 +72,26 @@ pub enum Filter {
         /// Their hashes, for the ConsumeQueue pre-check.
         hashes: HashSet<u64>,
     },
+    /// Messages for which an SQL92 expression is TRUE.
+    Sql(Box<SqlFilter>),
 }
 
 impl Filter {
+    /// Parses an expression of either kind.
+    ///
+    /// # Errors
+    /// [`Error::IllegalFilter`] with the parser's message.
+    pub fn parse(e: &FilterExpression) -> Result<Self> {
+        match e.kind {
+            FilterKind::Tag => Self::tag(&e.expression),
+            FilterKind::Sql => SqlFilter::parse(&e.expression)
+                .map(|f| Self::Sql(Box::new(f)))
+                .map_err(|err| {
+                    Error::IllegalFilter(format!("`{}`: {err}", truncate(&e.expression)))
+                }),
+        }
+    }
+
     /// Parses a tag expression.
     ///
     /// # Errors
@@ -71,16 +133,17 @@ impl Filter {
     /// Whether a ConsumeQueue entry with this tag hash may match (no false negatives).
     pub fn may_match(&self, hash: u64) -> bool {
         match self {
-            Self::All => true,
+            Self::All | Self::Sql(_) => true,
             Self::Tags { hashes, .. } => hashes.contains(&hash),
         }
     }
 
-    /// Whether a message with this tag matches.
-    pub fn matches(&self, tag: Option<&str>) -> bool {
+    /// Whether a message matches.
+    pub fn matches(&self, m: &StoredMessage) -> bool {
         match self {
             Self::All => true,
-            Self::Tags { tags, .. } => tag.is_some_and(|t| tags.contains(t)),
+            Self::Tags { tags, .. } => m.tag.as_deref().is_some_and(|t| tags.contains(t)),
+            Self::Sql(f) => f.matches(&m.properties, m.tag.as_deref()),
         }
     }
 }
@@ -94,13 +157,44 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn sample() -> StoredMessage {
+        StoredMessage {
+            message_id: String::new(),
+            topic: "t".into(),
+            queue_id: 0,
+            queue_offset: 0,
+            physical_offset: 0,
+            size: 0,
+            store_timestamp_ms: 0,
+            born_timestamp_ms: 0,
+            born_host: None,
+            tag: None,
+            keys: vec![],
+            message_group: None,
+            properties: Default::default(),
+            body: Default::default(),
+            reconsume_times: 0,
+            flags: 0,
+        }
+    }
+
     #[test]
     fn parse_and_match() {
         assert_eq!(Filter::tag("*").unwrap(), Filter::All);
         assert_eq!(Filter::tag("  ").unwrap(), Filter::All);
         let f = Filter::tag("TagA || TagB").unwrap();
-        assert!(f.matches(Some("TagA")) && f.matches(Some("TagB")));
-        assert!(!f.matches(Some("TagC")) && !f.matches(None));
+        let m = |tag: Option<&str>| crate::message::StoredMessage {
+            tag: tag.map(str::to_owned),
+            ..sample()
+        };
+        assert!(f.matches(&m(Some("TagA"))) && f.matches(&m(Some("TagB"))));
+        assert!(!f.matches(&m(Some("TagC"))) && !f.matches(&m(None)));
+        let sql = Filter::parse(&FilterExpression::sql("a > 5 AND TAGS = 'x'")).unwrap();
+        let mut hit = m(Some("x"));
+        hit.properties.insert("a".into(), "6".into());
+        assert!(sql.matches(&hit) && sql.may_match(12345));
+        assert!(!sql.matches(&m(Some("x"))));
+        assert!(Filter::parse(&FilterExpression::sql("a >")).is_err());
         assert!(f.may_match(tag_hash("TagA")));
         assert!(!f.may_match(tag_hash("TagC")));
         assert!(!f.may_match(0));

@@ -20,6 +20,7 @@ pub mod filter;
 mod meta_file;
 pub mod pop;
 pub mod receipt;
+pub mod sql_filter;
 pub mod topic;
 pub mod validate;
 

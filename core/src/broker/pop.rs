@@ -351,7 +351,7 @@ impl QueuePop {
                 let Some(m) = src.message(&e)? else {
                     break 'scan;
                 };
-                if !p.filter.matches(m.tag.as_deref()) {
+                if !p.filter.matches(&m) {
                     self.next = offset + 1;
                     self.acked.insert(offset);
                     continue;

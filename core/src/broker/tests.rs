@@ -74,7 +74,7 @@ async fn long_poll_pull_wakes_on_send() {
                 queue_id: 0,
                 offset: 0,
                 max: 10,
-                filter: Some("A".into()),
+                filter: Some(crate::broker::filter::FilterExpression::tag("A")),
                 wait: Duration::from_secs(5),
             })
             .await

@@ -69,7 +69,11 @@ fn pop(q: &mut QueuePop, src: &Fake, n: usize, p: &PopParams<'_>, seq: &mut u64)
         *seq
     };
     q.pop(src, 0, n, p, &mut next, &mut out).unwrap();
-    assert_eq!(q.deadlines.len(), q.inflight.len(), "deadline index out of sync");
+    assert_eq!(
+        q.deadlines.len(),
+        q.inflight.len(),
+        "deadline index out of sync"
+    );
     for (o, e) in &q.inflight {
         assert!(q.deadlines.contains(&(e.deadline_ms, *o)));
     }
