@@ -97,3 +97,69 @@ pub struct QueueOffsets {
     /// One past the last message.
     pub max: u64,
 }
+
+/// A pull by a consumer group (classic pull consumer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPullRequest {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Queue.
+    pub queue_id: u32,
+    /// Offset to read from.
+    pub offset: u64,
+    /// Most messages to return.
+    pub max: usize,
+    /// Filter (`*`, `TagA || TagB`, or SQL92); `None` uses the group's subscription.
+    pub filter: Option<crate::broker::filter::FilterExpression>,
+    /// How long to hold the request when nothing is there (long polling).
+    pub wait: std::time::Duration,
+}
+
+/// A pop by a consumer group (simple consumer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PopRequest {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Filter expression; `None` uses the group's subscription.
+    pub filter: Option<crate::broker::filter::FilterExpression>,
+    /// Most messages to return.
+    pub max: usize,
+    /// How long delivered messages stay invisible to other consumers.
+    pub invisible: std::time::Duration,
+    /// How long to hold the request when nothing is visible (long polling).
+    pub wait: std::time::Duration,
+}
+
+/// A popped message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoppedMessage {
+    /// The message.
+    pub message: StoredMessage,
+    /// Opaque handle for `ack` and `change_invisible_duration`.
+    pub receipt_handle: String,
+    /// Delivery attempt, 1 for the first.
+    pub attempt: u32,
+    /// When it becomes visible again unless acknowledged (ms since the epoch).
+    pub invisible_until_ms: i64,
+}
+
+/// Lag of a group on one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLag {
+    /// Queue.
+    pub queue_id: u32,
+    /// Queue max offset.
+    pub max_offset: u64,
+    /// Committed offset (pull consumers), if any.
+    pub committed: Option<u64>,
+    /// `max_offset - committed` (pull consumers).
+    pub pull_lag: u64,
+    /// Messages not yet acknowledged (pop consumers), including in-flight ones.
+    pub pop_unacked: u64,
+    /// Messages in flight (pop consumers).
+    pub pop_inflight: u64,
+}

@@ -103,6 +103,41 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Consumer settings: groups, offsets, pop, long polling, client liveness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Create a consumer group on first use (RocketMQ's default) instead of refusing it.
+    pub auto_create_groups: bool,
+    /// How often committed offsets and pop state are snapshotted, in ms (5,000). Bounds how far
+    /// a committed offset can regress after a crash.
+    pub offset_persist_interval_ms: u64,
+    /// A client without a heartbeat for this long leaves its group, in ms (120,000).
+    pub client_expiry_ms: u64,
+    /// Smallest invisible duration of a pop, in ms (1,000).
+    pub min_invisible_ms: u64,
+    /// Largest invisible duration of a pop, in ms (12 h).
+    pub max_invisible_ms: u64,
+    /// Longest long-polling wait, in ms (60,000).
+    pub max_wait_ms: u64,
+    /// Most messages one pop returns (256).
+    pub max_pop_batch: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            auto_create_groups: true,
+            offset_persist_interval_ms: 5000,
+            client_expiry_ms: 120_000,
+            min_invisible_ms: 1000,
+            max_invisible_ms: 12 * 3600 * 1000,
+            max_wait_ms: 60_000,
+            max_pop_batch: 256,
+        }
+    }
+}
+
 /// The core's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -111,6 +146,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Producer limits.
     pub limits: LimitsConfig,
+    /// Consumer settings.
+    pub consumer: ConsumerConfig,
 }
 
 /// A configuration value that cannot work.
@@ -150,6 +187,19 @@ impl Config {
         }
         if !(s.disk_max_used_ratio > 0.0 && s.disk_max_used_ratio <= 1.0) {
             return bad("store.disk_max_used_ratio", "must be in (0, 1]");
+        }
+        let c = &self.consumer;
+        if c.offset_persist_interval_ms == 0 || c.client_expiry_ms == 0 {
+            return bad("consumer.*_ms", "intervals must be at least 1 ms");
+        }
+        if c.min_invisible_ms == 0 || c.min_invisible_ms > c.max_invisible_ms {
+            return bad(
+                "consumer.min_invisible_ms",
+                "must be at least 1 and at most max_invisible_ms",
+            );
+        }
+        if c.max_pop_batch == 0 {
+            return bad("consumer.max_pop_batch", "must be at least 1");
         }
         if self.limits.max_queues_per_topic == 0 || self.limits.max_batch == 0 {
             return bad("limits", "counts must be at least 1");

@@ -92,6 +92,44 @@ pub enum Error {
     /// No message with this id (or key).
     #[error("message `{0}` not found")]
     MessageNotFound(String),
+    /// No such consumer group.
+    #[error("consumer group `{0}` does not exist")]
+    GroupNotFound(String),
+    /// Consumer group exists already.
+    #[error("consumer group `{0}` already exists")]
+    GroupExists(String),
+    /// A filter expression that does not parse.
+    #[error("illegal filter expression {0}")]
+    IllegalFilter(String),
+    /// A receipt handle that is garbled, forged, of another group, or no longer current.
+    #[error("invalid receipt handle: {0}")]
+    InvalidReceiptHandle(&'static str),
+    /// An invisible duration out of range.
+    #[error("invisible duration {got_ms} ms is outside [{min_ms}, {max_ms}] ms")]
+    IllegalInvisibleTime {
+        /// Requested.
+        got_ms: u64,
+        /// Minimum.
+        min_ms: u64,
+        /// Maximum.
+        max_ms: u64,
+    },
+    /// A long-polling wait out of range.
+    #[error("wait of {got_ms} ms exceeds the maximum of {max_ms} ms")]
+    IllegalWait {
+        /// Requested.
+        got_ms: u64,
+        /// Maximum.
+        max_ms: u64,
+    },
+    /// A batch size out of range.
+    #[error("batch size {got} is outside [1, {max}]")]
+    IllegalBatchSize {
+        /// Requested.
+        got: usize,
+        /// Maximum.
+        max: usize,
+    },
     /// An error of the store.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -112,10 +150,16 @@ impl Error {
     /// The protocol-neutral kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::TopicNotFound(_) | Self::QueueNotFound { .. } | Self::MessageNotFound(_) => {
-                ErrorKind::NotFound
-            }
-            Self::TopicExists(_) => ErrorKind::AlreadyExists,
+            Self::TopicNotFound(_)
+            | Self::QueueNotFound { .. }
+            | Self::MessageNotFound(_)
+            | Self::GroupNotFound(_) => ErrorKind::NotFound,
+            Self::TopicExists(_) | Self::GroupExists(_) => ErrorKind::AlreadyExists,
+            Self::IllegalFilter(_)
+            | Self::InvalidReceiptHandle(_)
+            | Self::IllegalInvisibleTime { .. }
+            | Self::IllegalWait { .. }
+            | Self::IllegalBatchSize { .. } => ErrorKind::InvalidArgument,
             Self::IllegalTopic { .. }
             | Self::BodyTooLarge { .. }
             | Self::IllegalProperties(_)

@@ -38,9 +38,14 @@ pub mod message;
 pub mod message_id;
 pub mod store;
 
-pub use api::{PullResult, PullStatus, QueueSelector, SendReceipt, SendRequest};
+pub use api::{
+    GroupPullRequest, PopRequest, PoppedMessage, PullResult, PullStatus, QueueLag, QueueSelector,
+    SendReceipt, SendRequest,
+};
+pub use broker::consumer_group::GroupConfig;
+pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
 pub use broker::Broker;
-pub use config::{Config, FlushMode, LimitsConfig, StoreConfig};
+pub use config::{Config, ConsumerConfig, FlushMode, LimitsConfig, StoreConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Message, StoredMessage};

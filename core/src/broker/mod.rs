@@ -12,11 +12,27 @@
 //! Concurrency: all methods take `&self`; the store serialises appends internally and the topic
 //! table is behind an `RwLock`. `send` awaits durability under `SYNC_FLUSH`.
 
+pub mod assignment;
+mod consume;
+pub mod consumer_group;
+pub mod consumer_state;
+pub mod filter;
+mod meta_file;
+pub mod pop;
+pub mod receipt;
+pub mod sql_filter;
 pub mod topic;
 pub mod validate;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex};
+
+use self::assignment::Clients;
+use self::consumer_group::GroupRegistry;
+use self::consumer_state::{ConsumerState, ACK_JOURNAL_TOPIC};
+use self::receipt::ReceiptKeys;
 use self::topic::{TopicConfig, TopicRegistry};
 use crate::api::{
     PullResult, PullStatus, QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo,
@@ -26,12 +42,47 @@ use crate::error::{Error, Result};
 use crate::message::StoredMessage;
 use crate::message_id;
 use crate::store::record::RecordDraft;
-use crate::store::{now_ms, Store};
+use crate::store::{now_ms, Store, SYSTEM_TOPIC_PREFIX};
 
 struct Inner {
     config: Config,
     store: Store,
     topics: TopicRegistry,
+    groups: GroupRegistry,
+    consumers: ConsumerState,
+    receipts: ReceiptKeys,
+    clients: Clients,
+    persister: Persister,
+}
+
+/// Stops the consumer-state persist thread and writes a last snapshot when the broker goes.
+#[derive(Default)]
+struct Persister {
+    stop: Mutex<bool>,
+    cv: Condvar,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Persister {
+    fn stop(&self) {
+        *self.stop.lock() = true;
+        self.cv.notify_all();
+        if let Some(t) = self.thread.lock().take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.persister.stop();
+        let journal = self.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
+        if let Err(e) = self.consumers.persist(journal) {
+            tracing::error!(error = %e, "could not persist consumer offsets at shutdown");
+        }
+    }
 }
 
 /// The broker handle. Clones share one store.
@@ -55,15 +106,63 @@ impl Broker {
     /// Invalid configuration, store recovery failures, unreadable metadata.
     pub fn open(config: Config) -> Result<Self> {
         config.validate()?;
-        let topics = TopicRegistry::load(&config.store.data_dir.join("config"))?;
+        let meta = config.store.data_dir.join("config");
+        let topics = TopicRegistry::load(&meta)?;
+        let groups = GroupRegistry::load(&meta)?;
+        let receipts = ReceiptKeys::load_or_create(&meta)?;
+        let consumers = ConsumerState::load(&meta, now_ms())?;
         let store = Store::open(config.store.clone())?;
-        Ok(Self {
+        if topics.get(ACK_JOURNAL_TOPIC).is_none() {
+            topics.create(TopicConfig::new(ACK_JOURNAL_TOPIC, 1))?;
+        }
+        let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
+        let broker = Self {
             inner: Arc::new(Inner {
                 config,
                 store,
                 topics,
+                groups,
+                consumers,
+                receipts,
+                clients,
+                persister: Persister::default(),
             }),
-        })
+        };
+        let replayed = broker.replay_ack_journal()?;
+        if replayed > 0 {
+            tracing::info!(acks = replayed, "replayed the pop ack journal");
+        }
+        broker.start_persister()?;
+        Ok(broker)
+    }
+
+    fn start_persister(&self) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let every = Duration::from_millis(self.inner.config.consumer.offset_persist_interval_ms);
+        let handle = std::thread::Builder::new()
+            .name("rg-offsets".into())
+            .spawn(move || loop {
+                let Some(inner) = weak.upgrade() else { return };
+                {
+                    let mut stop = inner.persister.stop.lock();
+                    if !*stop {
+                        inner.persister.cv.wait_for(&mut stop, every);
+                    }
+                    if *stop {
+                        return;
+                    }
+                }
+                let journal = inner.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
+                if let Err(e) = inner.consumers.persist(journal) {
+                    tracing::error!(error = %e, "could not persist consumer offsets");
+                }
+            })
+            .map_err(|e| Error::Metadata {
+                path: "rg-offsets".into(),
+                reason: e.to_string(),
+            })?;
+        *self.inner.persister.thread.lock() = Some(handle);
+        Ok(())
     }
 
     /// The store (for benchmarks, admin and tests).
@@ -83,6 +182,12 @@ impl Broker {
     /// [`Error::TopicExists`], [`Error::Metadata`].
     pub fn create_topic(&self, config: TopicConfig) -> Result<TopicInfo> {
         validate::topic_name(&config.name)?;
+        if config.name.starts_with(SYSTEM_TOPIC_PREFIX) {
+            return Err(Error::IllegalTopic {
+                name: config.name,
+                reason: "the `rmq_sys_` prefix is reserved for internal topics",
+            });
+        }
         let max = self.inner.config.limits.max_queues_per_topic;
         if config.queue_count == 0 || config.queue_count > max {
             return Err(Error::InvalidArgument(format!(
@@ -119,7 +224,9 @@ impl Broker {
 
     /// All topics.
     pub fn list_topics(&self) -> Vec<TopicConfig> {
-        self.inner.topics.list()
+        let mut topics = self.inner.topics.list();
+        topics.retain(|t| !t.name.starts_with(SYSTEM_TOPIC_PREFIX));
+        topics
     }
 
     /// Deletes a topic and its ConsumeQueues (its CommitLog records age out with retention).
@@ -127,8 +234,15 @@ impl Broker {
     /// # Errors
     /// [`Error::TopicNotFound`], I/O errors.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        if name.starts_with(SYSTEM_TOPIC_PREFIX) {
+            return Err(Error::PermissionDenied {
+                topic: name.to_owned(),
+                what: "deletable",
+            });
+        }
         self.inner.topics.delete(name)?;
         self.inner.store.delete_queues(name)?;
+        self.inner.consumers.forget_topic(name);
         tracing::info!(topic = %name, "topic deleted");
         Ok(())
     }
@@ -152,7 +266,7 @@ impl Broker {
         let m = &req.message;
         let topic = self.topic(&m.topic)?;
         validate::message(m, &self.inner.config.limits)?;
-        if !topic.config.permission.write {
+        if !topic.config.permission.write || m.topic.starts_with(SYSTEM_TOPIC_PREFIX) {
             return Err(Error::PermissionDenied {
                 topic: m.topic.clone(),
                 what: "writable",
@@ -331,6 +445,12 @@ impl Broker {
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
+        self.inner.persister.stop();
+        self.persist_consumer_state()?;
         Ok(self.inner.store.shutdown()?)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -7,7 +7,6 @@
 //! Concurrency: an `RwLock` around the table; lookups on the send path take the read lock.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use super::meta_file;
 use crate::error::{Error, Result};
 
 /// What kind of messages a topic carries (RocketMQ 5 `accept_message_types`).
@@ -114,26 +114,15 @@ pub struct TopicRegistry {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
 }
 
-fn meta_err(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Metadata {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
-}
-
 impl TopicRegistry {
     /// Loads the table from `dir/topics.json` (empty if absent).
     ///
     /// # Errors
     /// [`Error::Metadata`] if the file exists but cannot be read or parsed.
     pub fn load(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| meta_err(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| meta_file::meta_err(dir, e))?;
         let path = dir.join("topics.json");
-        let file: TopicsFile = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| meta_err(&path, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
-            Err(e) => return Err(meta_err(&path, e)),
-        };
+        let file: TopicsFile = meta_file::load(&path)?.unwrap_or_default();
         let topics = file
             .topics
             .into_iter()
@@ -209,18 +198,6 @@ impl TopicRegistry {
         let file = TopicsFile {
             topics: topics.values().map(|t| t.config.clone()).collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| meta_err(&self.path, e))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| meta_err(&self.path, e))
+        meta_file::store(&self.path, &file)
     }
 }

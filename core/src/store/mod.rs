@@ -59,6 +59,10 @@ use self::record::{RecordDraft, RecordView};
 use crate::config::{FlushMode, StoreConfig};
 use crate::message::StoredMessage;
 
+/// Topics with this prefix are internal (journals): not indexed, not listed, not creatable by
+/// users.
+pub const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
+
 /// Current wall-clock time in ms since the epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -146,6 +150,7 @@ struct Inner {
     clean_signal: Signal,
     shutdown: AtomicBool,
     disk_full: Mutex<Option<String>>,
+    arrivals: Mutex<HashMap<String, watch::Sender<u64>>>,
     fail_flush_countdown: AtomicU64,
     _lock: DirLock,
 }
@@ -268,6 +273,7 @@ impl Store {
             clean_signal: Signal::default(),
             shutdown: AtomicBool::new(false),
             disk_full: Mutex::new(None),
+            arrivals: Mutex::new(HashMap::new()),
             fail_flush_countdown: AtomicU64::new(0),
             _lock: lock,
         });
@@ -385,6 +391,54 @@ impl Store {
         self.inner.dispatch_signal.notify();
         let mut rx = self.inner.dispatched_tx.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|d| *d >= target)).await;
+    }
+
+    /// A receiver that changes whenever new entries of `topic` are dispatched (long polling).
+    pub fn subscribe_topic(&self, topic: &str) -> watch::Receiver<u64> {
+        let mut arrivals = self.inner.arrivals.lock();
+        match arrivals.get(topic) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(0);
+                arrivals.insert(topic.to_owned(), tx);
+                rx
+            }
+        }
+    }
+
+    /// The first offset of a queue whose message was stored at or after `timestamp_ms` (the
+    /// queue's max offset if none).
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a damaged record.
+    pub fn queue_offset_for_time(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        let Some(q) = self.inner.queue(topic, queue_id) else {
+            return Ok(0);
+        };
+        let limit = self.inner.confirmed();
+        let (mut lo, mut hi) = (q.min_offset(), q.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let ts = match q.get(mid) {
+                Some(e) => self
+                    .inner
+                    .log
+                    .read(e.physical_offset, Some(e.size), limit, |v| {
+                        v.fields.store_timestamp
+                    })?,
+                None => None,
+            };
+            match ts {
+                Some(ts) if ts < timestamp_ms => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
     }
 
     /// A receiver that changes whenever the dispatcher publishes new queue entries.
@@ -709,12 +763,18 @@ impl Inner {
             }
             let mut failure = None;
             let mut cache: Option<(String, u32, Arc<ConsumeQueue>)> = None;
+            let mut touched: Vec<String> = Vec::new();
             let next = self.log.walk(from, limit, 4096, |v| {
                 if failure.is_some() {
                     return;
                 }
                 if let Err(e) = self.dispatch_one(v, &mut cache, seed) {
                     failure = Some(e);
+                }
+                if touched.last().map(String::as_str) != Some(v.topic)
+                    && !touched.iter().any(|t| t == v.topic)
+                {
+                    touched.push(v.topic.to_owned());
                 }
                 count += 1;
             })?;
@@ -726,6 +786,12 @@ impl Inner {
             }
             self.dispatched.store(next, Ordering::Release);
             self.dispatched_tx.send_replace(next);
+            let arrivals = self.arrivals.lock();
+            for t in &touched {
+                if let Some(tx) = arrivals.get(t) {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
         }
     }
 
@@ -754,6 +820,14 @@ impl Inner {
         )?;
         let phy = v.fields.physical_offset;
         let ts = v.fields.store_timestamp;
+        if v.topic.starts_with(SYSTEM_TOPIC_PREFIX) {
+            // Internal journals are read by queue, never looked up by id or key.
+            if seed {
+                self.log
+                    .seed_queue_offset(v.topic, qid, v.fields.queue_offset + 1);
+            }
+            return Ok(());
+        }
         self.index.put(&id_key(v.message_id), phy, ts)?;
         for key in v.keys() {
             self.index.put(&topic_key(v.topic, key), phy, ts)?;

@@ -1,0 +1,170 @@
+//! Consumer groups: their configuration and subscriptions, persisted in
+//! `<data_dir>/config/groups.json`.
+//!
+//! Owns: the group table. A group subscribes to topics with a filter expression; the
+//! subscription is what pop and push-style consumers of the group receive. Groups are created
+//! explicitly, or on first use when `consumer.auto_create_groups` is on (RocketMQ's default).
+//!
+//! Concurrency: an `RwLock` around the table; changes are persisted before they are reported.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::filter::{Filter, FilterExpression};
+use super::meta_file;
+use crate::error::{Error, Result};
+
+/// A consumer group's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupConfig {
+    /// Name (same rules as topic names).
+    pub name: String,
+    /// Deliveries before a message goes to the dead-letter queue (including the first).
+    #[serde(default = "default_attempts")]
+    pub max_delivery_attempts: u32,
+    /// Topic → filter expression.
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, FilterExpression>,
+}
+
+fn default_attempts() -> u32 {
+    16
+}
+
+impl GroupConfig {
+    /// A group with no subscriptions and the default retry policy.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            max_delivery_attempts: default_attempts(),
+            subscriptions: BTreeMap::new(),
+        }
+    }
+}
+
+/// A live group: its configuration and parsed filters.
+#[derive(Debug)]
+pub struct Group {
+    /// Configuration.
+    pub config: GroupConfig,
+    filters: BTreeMap<String, Filter>,
+}
+
+impl Group {
+    fn new(config: GroupConfig) -> Result<Self> {
+        let filters = config
+            .subscriptions
+            .iter()
+            .map(|(t, e)| Filter::parse(e).map(|f| (t.clone(), f)))
+            .collect::<Result<_>>()?;
+        Ok(Self { config, filters })
+    }
+
+    /// The group's filter for `topic`, if subscribed.
+    pub fn filter(&self, topic: &str) -> Option<&Filter> {
+        self.filters.get(topic)
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct GroupsFile {
+    groups: Vec<GroupConfig>,
+}
+
+/// The group table.
+#[derive(Debug)]
+pub struct GroupRegistry {
+    path: PathBuf,
+    groups: RwLock<BTreeMap<String, Arc<Group>>>,
+}
+
+impl GroupRegistry {
+    /// Loads `dir/groups.json`.
+    ///
+    /// # Errors
+    /// [`Error::Metadata`] for an unreadable file.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("groups.json");
+        let file: GroupsFile = meta_file::load(&path)?.unwrap_or_default();
+        let mut groups = BTreeMap::new();
+        for c in file.groups {
+            let name = c.name.clone();
+            match Group::new(c) {
+                Ok(g) => {
+                    groups.insert(name, Arc::new(g));
+                }
+                Err(e) => {
+                    tracing::error!(group = %name, error = %e, "ignoring a stored group with an invalid filter")
+                }
+            }
+        }
+        Ok(Self {
+            path,
+            groups: RwLock::new(groups),
+        })
+    }
+
+    /// Looks a group up.
+    pub fn get(&self, name: &str) -> Option<Arc<Group>> {
+        self.groups.read().get(name).cloned()
+    }
+
+    /// All groups.
+    pub fn list(&self) -> Vec<GroupConfig> {
+        self.groups
+            .read()
+            .values()
+            .map(|g| g.config.clone())
+            .collect()
+    }
+
+    /// Creates a group, or replaces it when `replace` is set.
+    ///
+    /// # Errors
+    /// [`Error::GroupExists`] (without `replace`), [`Error::IllegalFilter`], [`Error::Metadata`].
+    pub fn upsert(&self, config: GroupConfig, replace: bool) -> Result<Arc<Group>> {
+        let group = Arc::new(Group::new(config)?);
+        let mut groups = self.groups.write();
+        if !replace && groups.contains_key(&group.config.name) {
+            return Err(Error::GroupExists(group.config.name.clone()));
+        }
+        let old = groups.insert(group.config.name.clone(), group.clone());
+        if let Err(e) = self.persist(&groups) {
+            match old {
+                Some(o) => groups.insert(group.config.name.clone(), o),
+                None => groups.remove(&group.config.name),
+            };
+            return Err(e);
+        }
+        Ok(group)
+    }
+
+    /// Deletes a group.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`], [`Error::Metadata`].
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let mut groups = self.groups.write();
+        let Some(old) = groups.remove(name) else {
+            return Err(Error::GroupNotFound(name.to_owned()));
+        };
+        if let Err(e) = self.persist(&groups) {
+            groups.insert(name.to_owned(), old);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn persist(&self, groups: &BTreeMap<String, Arc<Group>>) -> Result<()> {
+        meta_file::store(
+            &self.path,
+            &GroupsFile {
+                groups: groups.values().map(|g| g.config.clone()).collect(),
+            },
+        )
+    }
+}

@@ -1,0 +1,447 @@
+//! Pop consumption state: which messages of a queue a consumer group has been handed, which are
+//! in flight until when, and which are acknowledged.
+//!
+//! Owns: [`QueuePop`] (one per group, topic and queue) and [`TopicPop`] (the queues of one group
+//! and topic). Pure state transitions over a [`Source`] of queue entries and messages: no
+//! locks, no I/O of its own (the caller holds one mutex per group and topic).
+//!
+//! Invariants of a `QueuePop`:
+//! - every offset below `low` is acknowledged (or filtered out, which counts as acknowledged);
+//! - every offset in `[low, next)` is exactly one of: in flight, acknowledged (in `acked`), or
+//!   held back (FIFO: its message group had an earlier message in flight);
+//! - an in-flight entry carries the delivery `seq` of the one valid receipt handle for it; a
+//!   redelivery or a visibility change replaces the seq, so older handles become stale;
+//! - FIFO: at most one message per message group is in flight, and a group's messages are
+//!   released in queue order. Messages without a group are never held back.
+//!
+//! Persistence (see `consumer_state.rs`): `low`, `acked` and the attempt counts of in-flight
+//! messages are snapshotted; acks are also journaled, so after a restart every unacknowledged
+//! message in `[low, …)` is delivered again (attempt + 1) and acknowledged ones are not.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::filter::Filter;
+use crate::error::Result;
+use crate::message::StoredMessage;
+use crate::store::consume_queue::CqEntry;
+
+/// Most entries scanned past a blocked FIFO group before a pop gives up on a queue.
+pub const HELD_LIMIT: usize = 1024;
+/// Most entries scanned per queue per pop (bounds the work of a pop over filtered-out messages).
+pub const SCAN_LIMIT: usize = 4096;
+
+/// Where a pop reads queue entries and messages from (the store, in production).
+pub trait Source {
+    /// `(min, max)` offsets of a queue.
+    fn range(&self, queue_id: u32) -> (u64, u64);
+    /// Entries of a queue from `from`.
+    fn entries(&self, queue_id: u32, from: u64, max: usize) -> Vec<(u64, CqEntry)>;
+    /// The message of an entry.
+    ///
+    /// # Errors
+    /// Store errors (corruption).
+    fn message(&self, entry: &CqEntry) -> Result<Option<StoredMessage>>;
+}
+
+/// Parameters of one pop.
+#[derive(Debug)]
+pub struct PopParams<'a> {
+    /// The subscription's filter.
+    pub filter: &'a Filter,
+    /// Now (ms).
+    pub now_ms: i64,
+    /// Invisible duration of delivered messages (ms).
+    pub invisible_ms: i64,
+    /// FIFO delivery.
+    pub fifo: bool,
+}
+
+/// One delivered message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub message: StoredMessage,
+    /// Delivery seq for its receipt handle.
+    pub seq: u64,
+    /// Invisible until (ms).
+    pub deadline_ms: i64,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Inflight {
+    seq: u64,
+    deadline_ms: i64,
+    attempt: u32,
+    group: Option<String>,
+    entry: CqEntry,
+}
+
+/// Why an ack or visibility change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Not in flight with that handle (acked already, redelivered, or superseded).
+    NotInFlight,
+}
+
+/// Persisted part of a queue's pop state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePopSnapshot {
+    /// Everything below is acknowledged.
+    pub low: u64,
+    /// Acknowledged offsets at or above `low`.
+    pub acked: Vec<u64>,
+    /// Offset → deliveries so far, for messages in flight.
+    pub attempts: Vec<(u64, u32)>,
+}
+
+/// Pop state of one queue for one group.
+#[derive(Debug, Default)]
+pub struct QueuePop {
+    started: bool,
+    low: u64,
+    next: u64,
+    inflight: BTreeMap<u64, Inflight>,
+    /// `(deadline, offset)` of every in-flight message, to find expired ones without a scan.
+    deadlines: BTreeSet<(i64, u64)>,
+    acked: BTreeSet<u64>,
+    held: BTreeMap<u64, String>,
+    attempts: BTreeMap<u64, u32>,
+}
+
+impl QueuePop {
+    /// State restored from a snapshot.
+    pub fn restore(s: &QueuePopSnapshot) -> Self {
+        Self {
+            started: true,
+            low: s.low,
+            next: s.low,
+            acked: s.acked.iter().copied().filter(|o| *o >= s.low).collect(),
+            attempts: s.attempts.iter().copied().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The persisted part.
+    pub fn snapshot(&self) -> QueuePopSnapshot {
+        let mut attempts: BTreeMap<u64, u32> = self.attempts.clone();
+        for (o, e) in &self.inflight {
+            attempts.insert(*o, e.attempt);
+        }
+        QueuePopSnapshot {
+            low: self.low,
+            acked: self.acked.iter().copied().collect(),
+            attempts: attempts.into_iter().collect(),
+        }
+    }
+
+    /// Everything below this offset is acknowledged.
+    pub fn low(&self) -> u64 {
+        self.low
+    }
+
+    /// Messages in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Acknowledged messages at or above `low`.
+    pub fn acked_above_low(&self) -> usize {
+        self.acked.len()
+    }
+
+    /// Earliest visibility deadline of an in-flight message.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    fn set_deadline(&mut self, offset: u64, old: Option<i64>, new: Option<i64>) {
+        if let Some(d) = old {
+            self.deadlines.remove(&(d, offset));
+        }
+        if let Some(d) = new {
+            self.deadlines.insert((d, offset));
+        }
+    }
+
+    fn start(&mut self, min: u64) {
+        if !self.started {
+            self.started = true;
+            self.low = min;
+            self.next = min;
+        }
+        if self.next < min {
+            // Retention removed messages this group never consumed.
+            self.inflight = self.inflight.split_off(&min);
+            let inflight = &self.inflight;
+            self.deadlines.retain(|(_, o)| inflight.contains_key(o));
+            self.acked = self.acked.split_off(&min);
+            self.held = self.held.split_off(&min);
+            self.attempts = self.attempts.split_off(&min);
+            self.low = self.low.max(min);
+            self.next = min;
+        }
+        self.low = self.low.max(min).min(self.next.max(min));
+    }
+
+    fn advance_low(&mut self) {
+        while self.low < self.next && self.acked.remove(&self.low) {
+            self.attempts.remove(&self.low);
+            self.low += 1;
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        offset: u64,
+        entry: CqEntry,
+        message: StoredMessage,
+        p: &PopParams<'_>,
+        seq: &mut dyn FnMut() -> u64,
+        out: &mut Vec<Delivery>,
+    ) {
+        let attempt = self.attempts.remove(&offset).map_or(1, |a| a + 1);
+        let d = Delivery {
+            seq: seq(),
+            deadline_ms: p.now_ms + p.invisible_ms,
+            attempt,
+            message,
+        };
+        self.set_deadline(offset, None, Some(d.deadline_ms));
+        self.inflight.insert(
+            offset,
+            Inflight {
+                seq: d.seq,
+                deadline_ms: d.deadline_ms,
+                attempt,
+                group: if p.fifo {
+                    d.message.message_group.clone()
+                } else {
+                    None
+                },
+                entry,
+            },
+        );
+        out.push(d);
+    }
+
+    /// Hands out up to `need` messages of queue `queue_id`: expired in-flight ones first
+    /// (attempt + 1), then held-back FIFO ones whose group is free, then new ones.
+    ///
+    /// # Errors
+    /// Store errors reading a message.
+    pub fn pop(
+        &mut self,
+        src: &dyn Source,
+        queue_id: u32,
+        need: usize,
+        p: &PopParams<'_>,
+        seq: &mut dyn FnMut() -> u64,
+        out: &mut Vec<Delivery>,
+    ) -> Result<()> {
+        let (min, _) = src.range(queue_id);
+        self.start(min);
+        let target = out.len() + need;
+
+        // 1. In-flight messages whose invisible time passed.
+        let mut expired: Vec<u64> = self
+            .deadlines
+            .iter()
+            .take_while(|(d, _)| *d <= p.now_ms)
+            .map(|(_, o)| *o)
+            .collect();
+        expired.sort_unstable();
+        for offset in expired {
+            if out.len() >= target {
+                break;
+            }
+            let Some(e) = self.inflight.get(&offset).cloned() else {
+                continue;
+            };
+            match src.message(&e.entry)? {
+                Some(message) => {
+                    let d = Delivery {
+                        seq: seq(),
+                        deadline_ms: p.now_ms + p.invisible_ms,
+                        attempt: e.attempt + 1,
+                        message,
+                    };
+                    self.set_deadline(offset, Some(e.deadline_ms), Some(d.deadline_ms));
+                    if let Some(f) = self.inflight.get_mut(&offset) {
+                        f.seq = d.seq;
+                        f.deadline_ms = d.deadline_ms;
+                        f.attempt = d.attempt;
+                    }
+                    out.push(d);
+                }
+                None => {
+                    // Gone (retention): nothing left to deliver.
+                    self.set_deadline(offset, Some(e.deadline_ms), None);
+                    self.inflight.remove(&offset);
+                    self.acked.insert(offset);
+                }
+            }
+        }
+
+        // 2. FIFO: held-back messages whose group is free now.
+        let mut busy: HashSet<String> = self
+            .inflight
+            .values()
+            .filter_map(|e| e.group.clone())
+            .collect();
+        if p.fifo && !self.held.is_empty() {
+            let held: Vec<(u64, String)> = self.held.iter().map(|(o, g)| (*o, g.clone())).collect();
+            for (offset, group) in held {
+                if out.len() >= target {
+                    break;
+                }
+                if busy.contains(&group) {
+                    continue;
+                }
+                self.held.remove(&offset);
+                busy.insert(group);
+                let entry = src
+                    .entries(queue_id, offset, 1)
+                    .into_iter()
+                    .find(|(o, _)| *o == offset);
+                let found = match entry {
+                    Some((_, e)) => src.message(&e)?.map(|m| (e, m)),
+                    None => None,
+                };
+                match found {
+                    Some((e, m)) => self.deliver(offset, e, m, p, seq, out),
+                    None => {
+                        self.acked.insert(offset);
+                    }
+                }
+            }
+            // Later messages of a group with a held one must wait for it.
+            busy.extend(self.held.values().cloned());
+        }
+
+        // 3. New messages.
+        let mut scanned = 0;
+        'scan: while out.len() < target && scanned < SCAN_LIMIT {
+            let entries = src.entries(queue_id, self.next, 64);
+            if entries.is_empty() {
+                break;
+            }
+            for (offset, e) in entries {
+                if out.len() >= target || scanned >= SCAN_LIMIT {
+                    break 'scan;
+                }
+                scanned += 1;
+                // Holes in the queue (cut entries) count as consumed.
+                for hole in self.next..offset {
+                    self.acked.insert(hole);
+                }
+                // Acknowledged before a restart: never again.
+                if self.acked.contains(&offset) {
+                    self.next = offset + 1;
+                    continue;
+                }
+                if !p.filter.may_match(e.tag_hash) {
+                    self.next = offset + 1;
+                    self.acked.insert(offset);
+                    continue;
+                }
+                let Some(m) = src.message(&e)? else {
+                    break 'scan;
+                };
+                if !p.filter.matches(&m) {
+                    self.next = offset + 1;
+                    self.acked.insert(offset);
+                    continue;
+                }
+                if p.fifo {
+                    if let Some(g) = &m.message_group {
+                        if busy.contains(g) {
+                            if self.held.len() >= HELD_LIMIT {
+                                break 'scan;
+                            }
+                            self.next = offset + 1;
+                            self.held.insert(offset, g.clone());
+                            continue;
+                        }
+                        busy.insert(g.clone());
+                    }
+                }
+                self.next = offset + 1;
+                self.deliver(offset, e, m, p, seq, out);
+            }
+        }
+        self.advance_low();
+        Ok(())
+    }
+
+    /// Acknowledges the in-flight message at `offset` delivered with `seq`.
+    ///
+    /// # Errors
+    /// [`Stale`] if it is not in flight under that seq.
+    pub fn ack(&mut self, offset: u64, seq: u64) -> Result<(), Stale> {
+        match self.inflight.get(&offset) {
+            Some(e) if e.seq == seq => {
+                let d = e.deadline_ms;
+                self.set_deadline(offset, Some(d), None);
+                self.inflight.remove(&offset);
+                self.acked.insert(offset);
+                self.advance_low();
+                Ok(())
+            }
+            _ => Err(Stale::NotInFlight),
+        }
+    }
+
+    /// Marks `offset` acknowledged (journal replay after a restart). Idempotent.
+    pub fn replay_ack(&mut self, offset: u64) {
+        if offset < self.low {
+            return;
+        }
+        if let Some(e) = self.inflight.remove(&offset) {
+            self.set_deadline(offset, Some(e.deadline_ms), None);
+        }
+        self.held.remove(&offset);
+        self.acked.insert(offset);
+        while self.acked.remove(&self.low) {
+            self.attempts.remove(&self.low);
+            self.low += 1;
+        }
+        self.next = self.next.max(self.low);
+    }
+
+    /// Gives the in-flight message at `offset` (handle `seq`) a new deadline and seq.
+    ///
+    /// # Errors
+    /// [`Stale`] if it is not in flight under that seq.
+    pub fn change_invisible(
+        &mut self,
+        offset: u64,
+        seq: u64,
+        deadline_ms: i64,
+        new_seq: u64,
+    ) -> Result<u32, Stale> {
+        let (old, attempt) = match self.inflight.get_mut(&offset) {
+            Some(e) if e.seq == seq => {
+                let old = e.deadline_ms;
+                e.seq = new_seq;
+                e.deadline_ms = deadline_ms;
+                (old, e.attempt)
+            }
+            _ => return Err(Stale::NotInFlight),
+        };
+        self.set_deadline(offset, Some(old), Some(deadline_ms));
+        Ok(attempt)
+    }
+
+    /// Whether `offset` was acknowledged (for the scan after a restart).
+    pub fn is_acked(&self, offset: u64) -> bool {
+        offset < self.low || self.acked.contains(&offset)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
