@@ -47,6 +47,9 @@ pub struct SendReceipt {
     pub physical_offset: u64,
     /// Store time (ms).
     pub store_timestamp_ms: i64,
+    /// For a delayed or timed message: when it will be delivered. Its `queue_id` is then the
+    /// target queue, while `queue_offset` and `physical_offset` locate the scheduled record.
+    pub deliver_at_ms: Option<i64>,
 }
 
 /// Whether a pull found messages.

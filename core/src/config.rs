@@ -138,6 +138,70 @@ impl Default for ConsumerConfig {
     }
 }
 
+/// Delayed and timed delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimerConfig {
+    /// Delay levels, space-separated durations (`500ms`, `1s`, `2m`, `1h`, `1d`); level 1 is
+    /// the first.
+    pub delay_levels: String,
+    /// Longest accepted delay of a timed message, in ms (40 days).
+    pub max_delay_ms: u64,
+    /// How often the delivery progress is persisted, in ms (1,000).
+    pub persist_interval_ms: u64,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self {
+            delay_levels: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(),
+            max_delay_ms: 40 * 24 * 3600 * 1000,
+            persist_interval_ms: 1000,
+        }
+    }
+}
+
+/// Parses a duration such as `500ms`, `10s`, `2m`, `1h`, `1d` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+impl TimerConfig {
+    /// The delay levels in ms.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad entry.
+    pub fn levels_ms(&self) -> Result<Vec<u64>, ConfigError> {
+        let levels: Option<Vec<u64>> = self
+            .delay_levels
+            .split_whitespace()
+            .map(parse_duration_ms)
+            .collect();
+        match levels {
+            Some(l) if !l.is_empty() && l.iter().all(|ms| *ms > 0) => Ok(l),
+            _ => Err(ConfigError {
+                key: "timer.delay_levels",
+                reason: format!(
+                    "`{}` is not a list of durations like `1s 5s 2m`",
+                    self.delay_levels
+                ),
+            }),
+        }
+    }
+}
+
 /// The core's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -148,6 +212,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Consumer settings.
     pub consumer: ConsumerConfig,
+    /// Delayed and timed delivery.
+    pub timer: TimerConfig,
 }
 
 /// A configuration value that cannot work.
@@ -187,6 +253,10 @@ impl Config {
         }
         if !(s.disk_max_used_ratio > 0.0 && s.disk_max_used_ratio <= 1.0) {
             return bad("store.disk_max_used_ratio", "must be in (0, 1]");
+        }
+        self.timer.levels_ms()?;
+        if self.timer.persist_interval_ms == 0 {
+            return bad("timer.persist_interval_ms", "must be at least 1 ms");
         }
         let c = &self.consumer;
         if c.offset_persist_interval_ms == 0 || c.client_expiry_ms == 0 {

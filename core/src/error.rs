@@ -130,6 +130,22 @@ pub enum Error {
         /// Maximum.
         max: usize,
     },
+    /// A delay level outside `1..=levels`.
+    #[error("delay level {got} is outside 1..={max}")]
+    IllegalDelayLevel {
+        /// Requested.
+        got: u32,
+        /// Number of levels.
+        max: u32,
+    },
+    /// A delivery time beyond the maximum delay.
+    #[error("delivery time {deliver_at_ms} is more than {max_delay_ms} ms in the future")]
+    IllegalDeliveryTime {
+        /// Requested (ms since the epoch).
+        deliver_at_ms: i64,
+        /// Limit.
+        max_delay_ms: u64,
+    },
     /// An error of the store.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -159,7 +175,9 @@ impl Error {
             | Self::InvalidReceiptHandle(_)
             | Self::IllegalInvisibleTime { .. }
             | Self::IllegalWait { .. }
-            | Self::IllegalBatchSize { .. } => ErrorKind::InvalidArgument,
+            | Self::IllegalBatchSize { .. }
+            | Self::IllegalDelayLevel { .. }
+            | Self::IllegalDeliveryTime { .. } => ErrorKind::InvalidArgument,
             Self::IllegalTopic { .. }
             | Self::BodyTooLarge { .. }
             | Self::IllegalProperties(_)

@@ -31,6 +31,10 @@ pub struct Message {
     pub born_timestamp_ms: Option<i64>,
     /// Producer host.
     pub born_host: Option<String>,
+    /// Deliver after this delay level (1-based into `timer.delay_levels`).
+    pub delay_level: Option<u32>,
+    /// Deliver at this time (ms since the epoch); a time in the past delivers at once.
+    pub deliver_at_ms: Option<i64>,
 }
 
 impl Message {
@@ -61,6 +65,20 @@ impl Message {
     #[must_use]
     pub fn with_property(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.properties.insert(k.into(), v.into());
+        self
+    }
+
+    /// Delays delivery by a delay level.
+    #[must_use]
+    pub fn with_delay_level(mut self, level: u32) -> Self {
+        self.delay_level = Some(level);
+        self
+    }
+
+    /// Delivers at a time (ms since the epoch).
+    #[must_use]
+    pub fn with_deliver_at(mut self, at_ms: i64) -> Self {
+        self.deliver_at_ms = Some(at_ms);
         self
     }
 

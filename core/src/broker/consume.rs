@@ -501,7 +501,7 @@ impl Broker {
             body: body.as_bytes(),
             born_timestamp: now_ms(),
             reconsume_times: 0,
-            flags: 0,
+            flags: crate::store::record::FLAG_NO_INDEX,
             prepared_offset: 0,
         };
         self.inner.store.append(&draft, 0).await?;

@@ -21,6 +21,7 @@ mod meta_file;
 pub mod pop;
 pub mod receipt;
 pub mod sql_filter;
+pub mod timer;
 pub mod topic;
 pub mod validate;
 
@@ -33,6 +34,7 @@ use self::assignment::Clients;
 use self::consumer_group::GroupRegistry;
 use self::consumer_state::{ConsumerState, ACK_JOURNAL_TOPIC};
 use self::receipt::ReceiptKeys;
+use self::timer::{Timer, TIMER_TOPIC};
 use self::topic::{TopicConfig, TopicRegistry};
 use crate::api::{
     PullResult, PullStatus, QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo,
@@ -53,6 +55,7 @@ struct Inner {
     receipts: ReceiptKeys,
     clients: Clients,
     persister: Persister,
+    timer: Timer,
 }
 
 /// Stops the consumer-state persist thread and writes a last snapshot when the broker goes.
@@ -77,6 +80,7 @@ impl Persister {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.timer.stop();
         self.persister.stop();
         let journal = self.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
         if let Err(e) = self.consumers.persist(journal) {
@@ -112,9 +116,12 @@ impl Broker {
         let receipts = ReceiptKeys::load_or_create(&meta)?;
         let consumers = ConsumerState::load(&meta, now_ms())?;
         let store = Store::open(config.store.clone())?;
-        if topics.get(ACK_JOURNAL_TOPIC).is_none() {
-            topics.create(TopicConfig::new(ACK_JOURNAL_TOPIC, 1))?;
+        for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC] {
+            if topics.get(internal).is_none() {
+                topics.create(TopicConfig::new(internal, 1))?;
+            }
         }
+        let timer = Timer::open(&meta, &config.timer, &store)?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
         let broker = Self {
             inner: Arc::new(Inner {
@@ -126,6 +133,7 @@ impl Broker {
                 receipts,
                 clients,
                 persister: Persister::default(),
+                timer,
             }),
         };
         let replayed = broker.replay_ack_journal()?;
@@ -133,6 +141,7 @@ impl Broker {
             tracing::info!(acks = replayed, "replayed the pop ack journal");
         }
         broker.start_persister()?;
+        Timer::start(&broker.inner)?;
         Ok(broker)
     }
 
@@ -296,6 +305,15 @@ impl Broker {
                 generated.as_str()
             }
         };
+        if let Some(deliver_at) = self
+            .inner
+            .timer
+            .due_time(now, m.delay_level, m.deliver_at_ms)?
+        {
+            return self
+                .schedule(m, message_id, queue_id, now, deliver_at)
+                .await;
+        }
         let draft = RecordDraft {
             topic: &m.topic,
             message_id,
@@ -317,7 +335,73 @@ impl Broker {
             queue_offset: appended.queue_offset,
             physical_offset: appended.physical_offset,
             store_timestamp_ms: appended.store_timestamp,
+            deliver_at_ms: None,
         })
+    }
+
+    /// Stores a delayed or timed message in the timer topic until `deliver_at`.
+    async fn schedule(
+        &self,
+        m: &crate::message::Message,
+        message_id: &str,
+        queue_id: u32,
+        now: i64,
+        deliver_at: i64,
+    ) -> Result<SendReceipt> {
+        let mut properties = m.properties.clone();
+        properties.insert(timer::PROP_REAL_TOPIC.into(), m.topic.clone());
+        properties.insert(timer::PROP_REAL_QID.into(), queue_id.to_string());
+        properties.insert(timer::PROP_DELIVER_AT.into(), deliver_at.to_string());
+        let draft = RecordDraft {
+            topic: TIMER_TOPIC,
+            message_id,
+            tag: m.tag.as_deref().unwrap_or(""),
+            message_group: m.message_group.as_deref().unwrap_or(""),
+            born_host: m.born_host.as_deref().unwrap_or(""),
+            keys: &m.keys,
+            properties: &properties,
+            body: &m.body,
+            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
+            reconsume_times: 0,
+            flags: crate::store::record::FLAG_QUEUE_KEY,
+            prepared_offset: deliver_at as u64,
+        };
+        let appended = self.inner.store.append(&draft, 0).await?;
+        self.inner.timer.notify();
+        Ok(SendReceipt {
+            message_id: message_id.to_owned(),
+            queue_id,
+            queue_offset: appended.queue_offset,
+            physical_offset: appended.physical_offset,
+            store_timestamp_ms: appended.store_timestamp,
+            deliver_at_ms: Some(deliver_at),
+        })
+    }
+
+    /// Cancels a scheduled message by id before it is due (RocketMQ 5 "recall").
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`] if no such scheduled message is pending.
+    pub async fn cancel_scheduled(&self, id: &str) -> Result<()> {
+        self.inner.store.catch_up().await;
+        let pending = self
+            .inner
+            .store
+            .find_all_by_id(id)?
+            .into_iter()
+            .filter(|m| m.topic == TIMER_TOPIC)
+            .map(|m| self.inner.timer.cancel(m.physical_offset, m.queue_offset))
+            .collect::<Result<Vec<bool>>>()?;
+        if pending.contains(&true) {
+            Ok(())
+        } else {
+            Err(Error::MessageNotFound(id.to_owned()))
+        }
+    }
+
+    /// Scheduled messages not yet delivered.
+    pub fn scheduled_pending(&self) -> usize {
+        self.inner.timer.pending()
     }
 
     /// Reads up to `max` messages of one queue from `offset` (no consumer group involved).
@@ -407,6 +491,13 @@ impl Broker {
         self.inner
             .store
             .find_by_id(id)?
+            .map(|m| {
+                if m.topic == TIMER_TOPIC {
+                    timer::present_scheduled(m)
+                } else {
+                    m
+                }
+            })
             .ok_or_else(|| Error::MessageNotFound(id.to_owned()))
     }
 
@@ -445,6 +536,7 @@ impl Broker {
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
+        self.inner.timer.stop();
         self.inner.persister.stop();
         self.persist_consumer_state()?;
         Ok(self.inner.store.shutdown()?)

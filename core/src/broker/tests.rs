@@ -111,3 +111,120 @@ async fn long_poll_pull_wakes_on_send() {
     assert!(r.messages.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(290));
 }
+
+async fn wait_for_delivery(
+    b: &Broker,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(String, i64)> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    while got.len() < n && std::time::Instant::now() < deadline {
+        for m in b.pop(pop_req("tg", topic, 32, 60_000, 200)).await.unwrap() {
+            got.push((
+                String::from_utf8_lossy(&m.message.body).into_owned(),
+                crate::store::now_ms(),
+            ));
+            b.ack("tg", &m.receipt_handle).await.unwrap();
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.timer.delay_levels = "300ms 600ms".into();
+    cfg.timer.persist_interval_ms = 50;
+    let sent_at;
+    {
+        let b = Broker::open(cfg.clone()).unwrap();
+        b.create_topic(TopicConfig::new("d", 2)).unwrap();
+        sent_at = crate::store::now_ms();
+        let r1 = b
+            .send(Message::new("d", "level1").with_delay_level(1).into())
+            .await
+            .unwrap();
+        assert!(r1.deliver_at_ms.is_some());
+        b.send(Message::new("d", "level2").with_delay_level(2).into())
+            .await
+            .unwrap();
+        b.send(
+            Message::new("d", "timed")
+                .with_deliver_at(sent_at + 900)
+                .into(),
+        )
+        .await
+        .unwrap();
+        b.send(
+            Message::new("d", "past")
+                .with_deliver_at(sent_at - 10_000)
+                .into(),
+        )
+        .await
+        .unwrap();
+        let late = b
+            .send(
+                Message::new("d", "late")
+                    .with_deliver_at(sent_at + 1500)
+                    .into(),
+            )
+            .await
+            .unwrap();
+        let cancelled = b
+            .send(
+                Message::new("d", "cancelled")
+                    .with_deliver_at(sent_at + 1200)
+                    .into(),
+            )
+            .await
+            .unwrap();
+        b.cancel_scheduled(&cancelled.message_id).await.unwrap();
+        assert!(b.cancel_scheduled("nope").await.is_err());
+        // Scheduled messages are found by id under their real topic.
+        let m = b.message_by_id(&late.message_id).await.unwrap();
+        assert_eq!(m.topic, "d");
+        // Bad input.
+        assert!(matches!(
+            b.send(Message::new("d", "x").with_delay_level(0).into())
+                .await,
+            Err(Error::IllegalDelayLevel { .. })
+        ));
+        assert!(matches!(
+            b.send(Message::new("d", "x").with_delay_level(3).into())
+                .await,
+            Err(Error::IllegalDeliveryTime { .. }) | Err(Error::IllegalDelayLevel { .. })
+        ));
+        assert!(matches!(
+            b.send(
+                Message::new("d", "x")
+                    .with_deliver_at(sent_at + 41 * 86_400_000)
+                    .into()
+            )
+            .await,
+            Err(Error::IllegalDeliveryTime { .. })
+        ));
+        let got = wait_for_delivery(&b, "d", 4, Duration::from_secs(5)).await;
+        let at = |name: &str| {
+            got.iter()
+                .find(|(b, _)| b == name)
+                .map(|(_, t)| t - sent_at)
+        };
+        assert!(at("past").unwrap() < 500, "{got:?}");
+        let l1 = at("level1").unwrap();
+        let l2 = at("level2").unwrap();
+        let t = at("timed").unwrap();
+        assert!((300..1300).contains(&l1), "level 1 after {l1} ms");
+        assert!((600..1600).contains(&l2), "level 2 after {l2} ms");
+        assert!((900..1900).contains(&t), "timed after {t} ms");
+        b.shutdown().unwrap();
+    }
+    // "late" is pending across a restart; "cancelled" never comes.
+    let b = Broker::open(cfg).unwrap();
+    let got = wait_for_delivery(&b, "d", 2, Duration::from_secs(3)).await;
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["late"], "{got:?}");
+    assert!(got[0].1 - sent_at >= 1500);
+}

@@ -151,6 +151,7 @@ struct Inner {
     shutdown: AtomicBool,
     disk_full: Mutex<Option<String>>,
     arrivals: Mutex<HashMap<String, watch::Sender<u64>>>,
+    retention_floor: AtomicU64,
     fail_flush_countdown: AtomicU64,
     _lock: DirLock,
 }
@@ -274,6 +275,7 @@ impl Store {
             shutdown: AtomicBool::new(false),
             disk_full: Mutex::new(None),
             arrivals: Mutex::new(HashMap::new()),
+            retention_floor: AtomicU64::new(u64::MAX),
             fail_flush_countdown: AtomicU64::new(0),
             _lock: lock,
         });
@@ -391,6 +393,12 @@ impl Store {
         self.inner.dispatch_signal.notify();
         let mut rx = self.inner.dispatched_tx.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|d| *d >= target)).await;
+    }
+
+    /// Retention never deletes a segment reaching past `phy` (records still needed, such as
+    /// pending scheduled messages). `u64::MAX` lifts the floor.
+    pub fn set_retention_floor(&self, phy: u64) {
+        self.inner.retention_floor.store(phy, Ordering::Release);
     }
 
     /// A receiver that changes whenever new entries of `topic` are dispatched (long polling).
@@ -544,6 +552,23 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// Every stored record with this id (a scheduled message and its delivered copy share it),
+    /// newest first.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a damaged record.
+    pub fn find_all_by_id(&self, id: &str) -> Result<Vec<StoredMessage>> {
+        let mut out = Vec::new();
+        for phy in self.inner.index.query(&id_key(id), i64::MIN, i64::MAX, 16) {
+            if let Some(m) = self.read_at(phy, None)? {
+                if m.message_id == id {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Messages of `topic` carrying `key`, stored in `[begin_ms, end_ms]`, newest first.
@@ -815,12 +840,16 @@ impl Inner {
             CqEntry {
                 physical_offset: v.fields.physical_offset,
                 size: v.total_len as u32,
-                tag_hash: tag_hash(v.tag),
+                tag_hash: if v.flags & record::FLAG_QUEUE_KEY != 0 {
+                    v.prepared_offset
+                } else {
+                    tag_hash(v.tag)
+                },
             },
         )?;
         let phy = v.fields.physical_offset;
         let ts = v.fields.store_timestamp;
-        if v.topic.starts_with(SYSTEM_TOPIC_PREFIX) {
+        if v.flags & record::FLAG_NO_INDEX != 0 {
             // Internal journals are read by queue, never looked up by id or key.
             if seed {
                 self.log
@@ -883,7 +912,10 @@ impl Inner {
         self.check_disk();
         let retention = Duration::from_secs(self.config.retention_hours.saturating_mul(3600));
         let now = SystemTime::now();
-        let safe = self.dispatched.load(Ordering::Acquire);
+        let safe = self
+            .dispatched
+            .load(Ordering::Acquire)
+            .min(self.retention_floor.load(Ordering::Acquire));
         let before = self.log.min_offset();
         let min = self.log.delete_oldest(safe, |seg| {
             std::fs::metadata(seg.file().path())

@@ -19,8 +19,11 @@
 //!  48     8  born_timestamp   ms since the Unix epoch, set by the producer
 //!  56     8  store_timestamp  ms since the Unix epoch, set by the store
 //!  64     4  reconsume_times
-//!  68     4  flags            message flags (transaction / delay bits, see later issues)
-//!  72     8  prepared_offset  CommitLog offset of the half message this one resolves, or 0
+//!  68     4  flags            FLAG_NO_INDEX (1): not indexed by id or key;
+//!                               FLAG_QUEUE_KEY (2): the ConsumeQueue stores `prepared_offset`
+//!                               in its tag-hash slot (timer records: the delivery time)
+//!  72     8  prepared_offset  CommitLog offset of the half message this one resolves, or
+//!                               with FLAG_QUEUE_KEY the queue key; 0 otherwise
 //!  80        variable part, in this order:
 //!            topic            u16 len + UTF-8
 //!            message_id       u16 len + UTF-8
@@ -49,6 +52,12 @@ use bytes::Bytes;
 pub const RECORD_MAGIC_V1: u32 = 0x524C_4701;
 /// Magic of the filler that ends a segment.
 pub const BLANK_MAGIC: u32 = 0x524C_47FF;
+/// Record flag: the record is not indexed by message id or key (internal journals).
+pub const FLAG_NO_INDEX: u32 = 1;
+/// Record flag: the ConsumeQueue entry's tag-hash slot holds `prepared_offset` instead of the
+/// tag's hash (timer records keep their delivery time there).
+pub const FLAG_QUEUE_KEY: u32 = 2;
+
 /// Size of the fixed part of a record.
 pub const FIXED_LEN: usize = 80;
 /// Smallest possible record: fixed part plus empty variable fields.

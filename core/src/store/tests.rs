@@ -217,7 +217,12 @@ async fn retention_deletes_old_sealed_segments_only() {
     store.catch_up().await;
     let before = store.inner.log.segment_count();
     assert!(before > 3);
-    std::thread::sleep(Duration::from_millis(20));
+    // Let the background flush finish first: it updates the segments' modification times.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.log_offsets().1 < store.log_offsets().2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     store.run_cleaner_now();
     assert_eq!(
         store.inner.log.segment_count(),
