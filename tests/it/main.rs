@@ -6,6 +6,15 @@
 //! - `store_derived`: T2d, ConsumeQueue and index loss.
 //! - `store_limits`: T7 (disk limit, real ENOSPC, watermark) and T1d (flush failure).
 //! - `api_validation`: bad input to the `Broker` API; the directory lock.
+//! - `consume_assignment`: queue assignment, heartbeat expiry, `unregister_client`.
+//! - `consume_pop`: pop / ack / redelivery with attempts, receipt handles good and bad.
+//! - `consume_fifo`: FIFO message groups with concurrent consumers.
+//! - `consume_long_poll`: long-polling pulls and pops wake on send, expire at their deadline.
+//! - `consume_redelivery`: T5a, consumers crashing mid-batch.
+//! - `consume_restart`: consumer state across clean restarts and `kill -9` of a consumer process.
+//! - `consume_filter`: tag and SQL92 filters through pop and `pull_group`.
+//! - `consume_offsets`: lag, `reset_offset_to_time`.
+//! - `consume_validation`: bad input to the consuming half of the API.
 //! - `architecture`: the core stays free of wire-protocol crates.
 //!
 //! Randomised tests print their seed; `RG_TEST_SEED=<seed>` replays one. Longer runs (nightly):
@@ -18,6 +27,15 @@ mod support;
 
 mod api_validation;
 mod architecture;
+mod consume_assignment;
+mod consume_fifo;
+mod consume_filter;
+mod consume_long_poll;
+mod consume_offsets;
+mod consume_pop;
+mod consume_redelivery;
+mod consume_restart;
+mod consume_validation;
 mod store_crash;
 mod store_derived;
 mod store_limits;

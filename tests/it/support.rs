@@ -1,6 +1,7 @@
-//! Shared helpers of the storage acceptance tests: store configurations, seeded randomness,
-//! bounded waits, draining queues, copying and inspecting store directories, and a guard that
-//! kills and reaps child processes.
+//! Shared helpers of the acceptance tests: store configurations, seeded randomness, bounded
+//! waits, draining queues, copying and inspecting store directories, a guard that kills and
+//! reaps child processes and a reader of their output lines, and the requests of the
+//! consumption tests.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rocketgate_core::{
-    Broker, Config, FlushMode, Message, PullStatus, SendReceipt, SendRequest, StoredMessage,
+    Broker, Config, FlushMode, GroupPullRequest, Message, PopRequest, PoppedMessage, PullResult,
+    PullStatus, SendReceipt, SendRequest, StoredMessage,
 };
 
 /// Default bound on a single broker call in these tests.
@@ -365,4 +367,134 @@ pub fn count_from_env(var: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Lines of a child process's output, each stamped with the instant this process read it (so
+/// no later than the child wrote it), read by a thread until the pipe closes.
+pub struct LineReader {
+    rx: std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineReader {
+    /// Starts reading `pipe`.
+    pub fn new(pipe: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((std::time::Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            rx,
+            thread: Some(thread),
+        }
+    }
+
+    /// The next line, waiting at most `limit`; `None` on timeout or end of output.
+    pub fn next_within(&self, limit: Duration) -> Option<(std::time::Instant, String)> {
+        self.rx.recv_timeout(limit).ok()
+    }
+
+    /// Every remaining line, once the writer is gone (after the child was killed and reaped).
+    pub fn finish(mut self) -> Vec<(std::time::Instant, String)> {
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.rx.try_iter().collect()
+    }
+}
+
+/// The wall clock in ms since the epoch, as the broker stamps messages and deadlines.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A broker configuration for the consumption tests: [`config`] with 1 MiB segments under
+/// ASYNC_FLUSH, a minimum invisible time of 100 ms (so redelivery tests take little time) and
+/// everything else at its default.
+pub fn consume_config(dir: &Path) -> Config {
+    let mut c = config(dir, 1 << 20, FlushMode::Async);
+    c.consumer.min_invisible_ms = 100;
+    c
+}
+
+/// A pop request without a filter of its own.
+pub fn pop_req(
+    group: &str,
+    topic: &str,
+    max: usize,
+    invisible: Duration,
+    wait: Duration,
+) -> PopRequest {
+    PopRequest {
+        group: group.into(),
+        topic: topic.into(),
+        filter: None,
+        max,
+        invisible,
+        wait,
+    }
+}
+
+/// A group pull request without a filter of its own.
+pub fn pull_req(
+    group: &str,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+    max: usize,
+    wait: Duration,
+) -> GroupPullRequest {
+    GroupPullRequest {
+        group: group.into(),
+        topic: topic.into(),
+        queue_id,
+        offset,
+        max,
+        filter: None,
+        wait,
+    }
+}
+
+/// Pops, failing the test on error or if the call outlives its wait by [`CALL_TIMEOUT`].
+pub async fn pop(broker: &Broker, req: PopRequest) -> Vec<PoppedMessage> {
+    let what = format!("pop {}/{}", req.group, req.topic);
+    match within(req.wait + CALL_TIMEOUT, &what, broker.pop(req.clone())).await {
+        Ok(v) => v,
+        Err(e) => panic!("{what} failed: {e}"),
+    }
+}
+
+/// Pulls for a group, failing the test on error or if the call outlives its wait by
+/// [`CALL_TIMEOUT`].
+pub async fn pull_group(broker: &Broker, req: GroupPullRequest) -> PullResult {
+    let what = format!(
+        "pull_group {}/{}/{}@{}",
+        req.group, req.topic, req.queue_id, req.offset
+    );
+    match within(
+        req.wait + CALL_TIMEOUT,
+        &what,
+        broker.pull_group(req.clone()),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => panic!("{what} failed: {e}"),
+    }
+}
+
+/// Acknowledges, failing the test on error or timeout.
+pub async fn ack(broker: &Broker, group: &str, handle: &str) {
+    match within(CALL_TIMEOUT, "ack", broker.ack(group, handle)).await {
+        Ok(()) => {}
+        Err(e) => panic!("ack by {group} failed: {e}"),
+    }
 }

@@ -1,9 +1,10 @@
 //! Helpers shared by the end-to-end tests in `it/` and by the child processes they start
 //! (`src/bin/`): deterministic message payloads that can be checked byte for byte, and the
-//! line protocol of the crash writer.
+//! line protocols of the crash writer and the consumer crash child.
 //!
 //! Owns nothing on disk. It depends on `rocketgate-core` only through the public `Broker` API
 //! types, like any client would.
 
+pub mod consume;
 pub mod crash;
 pub mod payload;
