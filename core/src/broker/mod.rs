@@ -20,6 +20,7 @@ pub mod filter;
 mod meta_file;
 pub mod pop;
 pub mod receipt;
+pub mod retry;
 pub mod sql_filter;
 pub mod timer;
 pub mod topic;
@@ -56,6 +57,7 @@ struct Inner {
     clients: Clients,
     persister: Persister,
     timer: Timer,
+    retry_backoff_ms: Vec<u64>,
 }
 
 /// Stops the consumer-state persist thread and writes a last snapshot when the broker goes.
@@ -87,6 +89,22 @@ impl Drop for Inner {
             tracing::error!(error = %e, "could not persist consumer offsets at shutdown");
         }
     }
+}
+
+/// Topics the broker manages itself: internal journals, retry and dead-letter topics.
+fn is_system_managed(name: &str) -> bool {
+    name.starts_with(SYSTEM_TOPIC_PREFIX)
+        || name.starts_with(retry::RETRY_PREFIX)
+        || name.starts_with(retry::DLQ_PREFIX)
+}
+
+/// A validated message on its way into the store.
+struct Stored<'a> {
+    message: &'a crate::message::Message,
+    message_id: &'a str,
+    queue_id: u32,
+    reconsume_times: u32,
+    now: i64,
 }
 
 /// The broker handle. Clones share one store.
@@ -122,6 +140,7 @@ impl Broker {
             }
         }
         let timer = Timer::open(&meta, &config.timer, &store)?;
+        let retry_backoff_ms = config.consumer.retry_backoff_ms()?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
         let broker = Self {
             inner: Arc::new(Inner {
@@ -134,6 +153,7 @@ impl Broker {
                 clients,
                 persister: Persister::default(),
                 timer,
+                retry_backoff_ms,
             }),
         };
         let replayed = broker.replay_ack_journal()?;
@@ -191,10 +211,10 @@ impl Broker {
     /// [`Error::TopicExists`], [`Error::Metadata`].
     pub fn create_topic(&self, config: TopicConfig) -> Result<TopicInfo> {
         validate::topic_name(&config.name)?;
-        if config.name.starts_with(SYSTEM_TOPIC_PREFIX) {
+        if is_system_managed(&config.name) {
             return Err(Error::IllegalTopic {
                 name: config.name,
-                reason: "the `rmq_sys_` prefix is reserved for internal topics",
+                reason: "the `rmq_sys_`, `%RETRY%` and `%DLQ%` prefixes are reserved",
             });
         }
         let max = self.inner.config.limits.max_queues_per_topic;
@@ -275,7 +295,7 @@ impl Broker {
         let m = &req.message;
         let topic = self.topic(&m.topic)?;
         validate::message(m, &self.inner.config.limits)?;
-        if !topic.config.permission.write || m.topic.starts_with(SYSTEM_TOPIC_PREFIX) {
+        if !topic.config.permission.write || is_system_managed(&m.topic) {
             return Err(Error::PermissionDenied {
                 topic: m.topic.clone(),
                 what: "writable",
@@ -305,76 +325,69 @@ impl Broker {
                 generated.as_str()
             }
         };
-        if let Some(deliver_at) = self
+        let deliver_at = self
             .inner
             .timer
-            .due_time(now, m.delay_level, m.deliver_at_ms)?
-        {
-            return self
-                .schedule(m, message_id, queue_id, now, deliver_at)
-                .await;
-        }
-        let draft = RecordDraft {
-            topic: &m.topic,
-            message_id,
-            tag: m.tag.as_deref().unwrap_or(""),
-            message_group: m.message_group.as_deref().unwrap_or(""),
-            born_host: m.born_host.as_deref().unwrap_or(""),
-            keys: &m.keys,
-            properties: &m.properties,
-            body: &m.body,
-            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
-            reconsume_times: 0,
-            flags: 0,
-            prepared_offset: 0,
-        };
-        let appended = self.inner.store.append(&draft, queue_id).await?;
-        Ok(SendReceipt {
-            message_id: message_id.to_owned(),
-            queue_id,
-            queue_offset: appended.queue_offset,
-            physical_offset: appended.physical_offset,
-            store_timestamp_ms: appended.store_timestamp,
-            deliver_at_ms: None,
-        })
+            .due_time(now, m.delay_level, m.deliver_at_ms)?;
+        self.store_message(
+            &Stored {
+                message: m,
+                message_id,
+                queue_id,
+                reconsume_times: 0,
+                now,
+            },
+            deliver_at,
+        )
+        .await
     }
 
-    /// Stores a delayed or timed message in the timer topic until `deliver_at`.
-    async fn schedule(
-        &self,
-        m: &crate::message::Message,
-        message_id: &str,
-        queue_id: u32,
-        now: i64,
-        deliver_at: i64,
-    ) -> Result<SendReceipt> {
-        let mut properties = m.properties.clone();
-        properties.insert(timer::PROP_REAL_TOPIC.into(), m.topic.clone());
-        properties.insert(timer::PROP_REAL_QID.into(), queue_id.to_string());
-        properties.insert(timer::PROP_DELIVER_AT.into(), deliver_at.to_string());
+    /// Appends a validated message to its queue, or to the timer topic until `deliver_at`.
+    async fn store_message(&self, s: &Stored<'_>, deliver_at: Option<i64>) -> Result<SendReceipt> {
+        let m = s.message;
+        let scheduled_props;
+        let (topic, queue_id, properties, flags, aux) = match deliver_at {
+            Some(at) => {
+                let mut p = m.properties.clone();
+                p.insert(timer::PROP_REAL_TOPIC.into(), m.topic.clone());
+                p.insert(timer::PROP_REAL_QID.into(), s.queue_id.to_string());
+                p.insert(timer::PROP_DELIVER_AT.into(), at.to_string());
+                scheduled_props = p;
+                (
+                    TIMER_TOPIC,
+                    0,
+                    &scheduled_props,
+                    crate::store::record::FLAG_QUEUE_KEY,
+                    at as u64,
+                )
+            }
+            None => (m.topic.as_str(), s.queue_id, &m.properties, 0, 0),
+        };
         let draft = RecordDraft {
-            topic: TIMER_TOPIC,
-            message_id,
+            topic,
+            message_id: s.message_id,
             tag: m.tag.as_deref().unwrap_or(""),
             message_group: m.message_group.as_deref().unwrap_or(""),
             born_host: m.born_host.as_deref().unwrap_or(""),
             keys: &m.keys,
-            properties: &properties,
+            properties,
             body: &m.body,
-            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
-            reconsume_times: 0,
-            flags: crate::store::record::FLAG_QUEUE_KEY,
-            prepared_offset: deliver_at as u64,
+            born_timestamp: m.born_timestamp_ms.unwrap_or(s.now),
+            reconsume_times: s.reconsume_times,
+            flags,
+            prepared_offset: aux,
         };
-        let appended = self.inner.store.append(&draft, 0).await?;
-        self.inner.timer.notify();
+        let appended = self.inner.store.append(&draft, queue_id).await?;
+        if deliver_at.is_some() {
+            self.inner.timer.notify();
+        }
         Ok(SendReceipt {
-            message_id: message_id.to_owned(),
-            queue_id,
+            message_id: s.message_id.to_owned(),
+            queue_id: s.queue_id,
             queue_offset: appended.queue_offset,
             physical_offset: appended.physical_offset,
             store_timestamp_ms: appended.store_timestamp,
-            deliver_at_ms: Some(deliver_at),
+            deliver_at_ms: deliver_at,
         })
     }
 
