@@ -50,6 +50,8 @@ pub struct SendReceipt {
     /// For a delayed or timed message: when it will be delivered. Its `queue_id` is then the
     /// target queue, while `queue_offset` and `physical_offset` locate the scheduled record.
     pub deliver_at_ms: Option<i64>,
+    /// For a half message: the transaction id to end it with.
+    pub transaction_id: Option<String>,
 }
 
 /// Whether a pull found messages.

@@ -165,6 +165,31 @@ impl Default for TimerConfig {
     }
 }
 
+/// Transaction check-back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransactionConfig {
+    /// First check-back of an unresolved half, after it was stored, in ms (6,000).
+    pub check_first_ms: u64,
+    /// Later check-backs, in ms (60,000).
+    pub check_interval_ms: u64,
+    /// Check-backs before an unresolved half is discarded (15).
+    pub max_checks: u32,
+    /// How long one check-back may take, in ms (3,000).
+    pub check_timeout_ms: u64,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        Self {
+            check_first_ms: 6000,
+            check_interval_ms: 60_000,
+            max_checks: 15,
+            check_timeout_ms: 3000,
+        }
+    }
+}
+
 /// Parses a duration such as `500ms`, `10s`, `2m`, `1h`, `1d` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -242,6 +267,8 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     /// Delayed and timed delivery.
     pub timer: TimerConfig,
+    /// Transactions.
+    pub transaction: TransactionConfig,
 }
 
 /// A configuration value that cannot work.

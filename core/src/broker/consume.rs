@@ -713,7 +713,7 @@ impl Broker {
 }
 
 /// Group names follow the topic name rules.
-fn validate_group_name(name: &str) -> Result<()> {
+pub(super) fn validate_group_name(name: &str) -> Result<()> {
     validate::topic_name(name).map_err(|_| Error::IllegalField {
         field: "group",
         reason: "1-127 characters of letters, digits and `_ - % |`".into(),

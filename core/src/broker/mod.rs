@@ -24,6 +24,7 @@ pub mod retry;
 pub mod sql_filter;
 pub mod timer;
 pub mod topic;
+pub mod transaction;
 pub mod validate;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use self::consumer_state::{ConsumerState, ACK_JOURNAL_TOPIC};
 use self::receipt::ReceiptKeys;
 use self::timer::{Timer, TIMER_TOPIC};
 use self::topic::{TopicConfig, TopicRegistry};
+use self::transaction::{Transactions, HALF_TOPIC, OP_TOPIC};
 use crate::api::{
     PullResult, PullStatus, QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo,
 };
@@ -58,6 +60,7 @@ struct Inner {
     persister: Persister,
     timer: Timer,
     retry_backoff_ms: Vec<u64>,
+    transactions: Transactions,
 }
 
 /// Stops the consumer-state persist thread and writes a last snapshot when the broker goes.
@@ -82,6 +85,7 @@ impl Persister {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.transactions.stop();
         self.timer.stop();
         self.persister.stop();
         let journal = self.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
@@ -134,13 +138,14 @@ impl Broker {
         let receipts = ReceiptKeys::load_or_create(&meta)?;
         let consumers = ConsumerState::load(&meta, now_ms())?;
         let store = Store::open(config.store.clone())?;
-        for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC] {
+        for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
             if topics.get(internal).is_none() {
                 topics.create(TopicConfig::new(internal, 1))?;
             }
         }
         let timer = Timer::open(&meta, &config.timer, &store)?;
         let retry_backoff_ms = config.consumer.retry_backoff_ms()?;
+        let transactions = Transactions::open(&store, config.transaction.clone())?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
         let broker = Self {
             inner: Arc::new(Inner {
@@ -154,6 +159,7 @@ impl Broker {
                 persister: Persister::default(),
                 timer,
                 retry_backoff_ms,
+                transactions,
             }),
         };
         let replayed = broker.replay_ack_journal()?;
@@ -162,6 +168,7 @@ impl Broker {
         }
         broker.start_persister()?;
         Timer::start(&broker.inner)?;
+        Transactions::start(&broker.inner)?;
         Ok(broker)
     }
 
@@ -292,30 +299,7 @@ impl Broker {
     /// Validation errors, [`Error::TopicNotFound`], [`Error::QueueNotFound`],
     /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
     pub async fn send(&self, req: SendRequest) -> Result<SendReceipt> {
-        let m = &req.message;
-        let topic = self.topic(&m.topic)?;
-        validate::message(m, &self.inner.config.limits)?;
-        if !topic.config.permission.write || is_system_managed(&m.topic) {
-            return Err(Error::PermissionDenied {
-                topic: m.topic.clone(),
-                what: "writable",
-            });
-        }
-        let n = topic.config.queue_count.max(1);
-        let queue_id = match &req.queue {
-            QueueSelector::Queue(q) if *q < n => *q,
-            QueueSelector::Queue(q) => {
-                return Err(Error::QueueNotFound {
-                    topic: m.topic.clone(),
-                    queue_id: *q,
-                })
-            }
-            QueueSelector::ShardingKey(k) => crc32c::crc32c(k.as_bytes()) % n,
-            QueueSelector::Auto => match &m.message_group {
-                Some(g) => crc32c::crc32c(g.as_bytes()) % n,
-                None => topic.next_queue(),
-            },
-        };
+        let (m, queue_id) = self.prepare(&req)?;
         let now = now_ms();
         let generated;
         let message_id = match &m.message_id {
@@ -340,6 +324,35 @@ impl Broker {
             deliver_at,
         )
         .await
+    }
+
+    /// Validates a send request and picks its queue.
+    fn prepare<'a>(&self, req: &'a SendRequest) -> Result<(&'a crate::message::Message, u32)> {
+        let m = &req.message;
+        let topic = self.topic(&m.topic)?;
+        validate::message(m, &self.inner.config.limits)?;
+        if !topic.config.permission.write || is_system_managed(&m.topic) {
+            return Err(Error::PermissionDenied {
+                topic: m.topic.clone(),
+                what: "writable",
+            });
+        }
+        let n = topic.config.queue_count.max(1);
+        let queue_id = match &req.queue {
+            QueueSelector::Queue(q) if *q < n => *q,
+            QueueSelector::Queue(q) => {
+                return Err(Error::QueueNotFound {
+                    topic: m.topic.clone(),
+                    queue_id: *q,
+                })
+            }
+            QueueSelector::ShardingKey(k) => crc32c::crc32c(k.as_bytes()) % n,
+            QueueSelector::Auto => match &m.message_group {
+                Some(g) => crc32c::crc32c(g.as_bytes()) % n,
+                None => topic.next_queue(),
+            },
+        };
+        Ok((m, queue_id))
     }
 
     /// Appends a validated message to its queue, or to the timer topic until `deliver_at`.
@@ -388,6 +401,7 @@ impl Broker {
             physical_offset: appended.physical_offset,
             store_timestamp_ms: appended.store_timestamp,
             deliver_at_ms: deliver_at,
+            transaction_id: None,
         })
     }
 
@@ -549,6 +563,7 @@ impl Broker {
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
+        self.inner.transactions.stop();
         self.inner.timer.stop();
         self.inner.persister.stop();
         self.persist_consumer_state()?;

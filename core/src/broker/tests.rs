@@ -372,3 +372,132 @@ async fn nack_retries_at_once_and_send_back_uses_the_group_retry_topic() {
         .await
         .is_err());
 }
+
+struct Answer(
+    transaction::CheckResult,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+);
+
+impl transaction::TransactionChecker for Answer {
+    fn check(&self, _half: transaction::HalfMessage) -> transaction::CheckFuture {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let r = self.0;
+        Box::pin(async move { r })
+    }
+}
+
+async fn drain(b: &Broker, topic: &str, wait_ms: u64) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let batch = b
+            .pop(pop_req("tx-consumer", topic, 32, 60_000, wait_ms))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return got;
+        }
+        for m in batch {
+            got.push(String::from_utf8_lossy(&m.message.body).into_owned());
+            b.ack("tx-consumer", &m.receipt_handle).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_rollback_check_back_and_restart() {
+    use transaction::{CheckResult, Resolution};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.transaction.check_first_ms = 100;
+    cfg.transaction.check_interval_ms = 100;
+    cfg.transaction.max_checks = 3;
+    let pending_id;
+    {
+        let b = Broker::open(cfg.clone()).unwrap();
+        b.create_topic(TopicConfig::new("t", 2)).unwrap();
+        let c = b
+            .send_half(Message::new("t", "commit").into(), "pg")
+            .await
+            .unwrap();
+        let r = b
+            .send_half(Message::new("t", "rollback").into(), "pg")
+            .await
+            .unwrap();
+        assert!(drain(&b, "t", 100).await.is_empty(), "halves are invisible");
+        let ctx = c.transaction_id.clone().unwrap();
+        b.end_transaction(&ctx, Resolution::Commit).await.unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                b.end_transaction(&ctx, Resolution::Commit).await,
+                Err(Error::TransactionResolved {
+                    committed: true,
+                    ..
+                })
+            ));
+        }
+        b.end_transaction(r.transaction_id.as_deref().unwrap(), Resolution::Rollback)
+            .await
+            .unwrap();
+        assert!(matches!(
+            b.end_transaction("nope", Resolution::Commit).await,
+            Err(Error::InvalidTransactionId(_))
+        ));
+        assert_eq!(drain(&b, "t", 300).await, vec!["commit"]);
+        assert_eq!(b.message_by_id(&c.message_id).await.unwrap().topic, "t");
+        // Unknown answers until the maximum: discarded and recorded.
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        b.register_checker(
+            "pg-unknown",
+            std::sync::Arc::new(Answer(CheckResult::Unknown, calls.clone())),
+        );
+        let u = b
+            .send_half(Message::new("t", "unknown").into(), "pg-unknown")
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while b.discarded_transactions().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let d = b.discarded_transactions();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].transaction_id, u.transaction_id.clone().unwrap());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A half left pending across a restart (no checker registered yet).
+        pending_id = b
+            .send_half(Message::new("t", "after-restart").into(), "pg-late")
+            .await
+            .unwrap();
+        b.shutdown().unwrap();
+    }
+    let b = Broker::open(cfg).unwrap();
+    assert_eq!(b.pending_transactions(), 1);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    b.register_checker(
+        "pg-late",
+        std::sync::Arc::new(Answer(
+            CheckResult::Resolve(Resolution::Commit),
+            calls.clone(),
+        )),
+    );
+    let got = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.is_empty() && std::time::Instant::now() < deadline {
+            got = drain(&b, "t", 200).await;
+        }
+        got
+    };
+    assert_eq!(got, vec!["after-restart"]);
+    assert_eq!(b.pending_transactions(), 0);
+    assert!(matches!(
+        b.end_transaction(
+            pending_id.transaction_id.as_deref().unwrap(),
+            Resolution::Commit
+        )
+        .await,
+        Err(Error::TransactionResolved {
+            committed: true,
+            ..
+        })
+    ));
+}

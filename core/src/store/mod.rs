@@ -554,6 +554,16 @@ impl Store {
         Ok(None)
     }
 
+    /// The `prepared_offset` field of the record at `phy` (transactions: the half it commits).
+    pub fn prepared_offset_at(&self, phy: u64) -> Option<u64> {
+        let limit = self.inner.confirmed();
+        self.inner
+            .log
+            .read(phy, None, limit, |v| v.prepared_offset)
+            .ok()
+            .flatten()
+    }
+
     /// Every stored record with this id (a scheduled message and its delivered copy share it),
     /// newest first.
     ///
