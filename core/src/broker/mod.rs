@@ -426,6 +426,58 @@ impl Broker {
         }
     }
 
+    /// The life of a message so far: every record stored under its id (sent, scheduled, half,
+    /// delivered, retried, dead-lettered, resent), oldest first.
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`] if nothing is stored under the id, store errors.
+    pub async fn trace(&self, id: &str) -> Result<Vec<crate::api::TraceEvent>> {
+        use crate::api::{TraceEvent, TraceKind};
+        self.inner.store.catch_up().await;
+        let mut records = self.inner.store.find_all_by_id(id)?;
+        if records.is_empty() {
+            return Err(Error::MessageNotFound(id.to_owned()));
+        }
+        records.sort_by_key(|m| m.physical_offset);
+        Ok(records
+            .into_iter()
+            .map(|m| {
+                let deliver_at_ms = m
+                    .properties
+                    .get(timer::PROP_DELIVER_AT)
+                    .and_then(|t| t.parse().ok());
+                let kind = if m.topic == TIMER_TOPIC {
+                    TraceKind::Scheduled
+                } else if m.topic == HALF_TOPIC {
+                    TraceKind::Half
+                } else if m.topic.starts_with(retry::RETRY_PREFIX) {
+                    TraceKind::Retry
+                } else if m.topic.starts_with(retry::DLQ_PREFIX) {
+                    TraceKind::DeadLettered
+                } else {
+                    TraceKind::Stored
+                };
+                let topic = match kind {
+                    TraceKind::Scheduled | TraceKind::Half => m
+                        .properties
+                        .get(timer::PROP_REAL_TOPIC)
+                        .cloned()
+                        .unwrap_or(m.topic),
+                    _ => m.topic,
+                };
+                TraceEvent {
+                    kind,
+                    topic,
+                    queue_id: m.queue_id,
+                    queue_offset: m.queue_offset,
+                    store_timestamp_ms: m.store_timestamp_ms,
+                    attempts: m.reconsume_times,
+                    deliver_at_ms,
+                }
+            })
+            .collect())
+    }
+
     /// Scheduled messages not yet delivered.
     pub fn scheduled_pending(&self) -> usize {
         self.inner.timer.pending()

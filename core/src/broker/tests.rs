@@ -333,6 +333,19 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].attempt, 1);
     b.ack("g", &back[0].receipt_handle).await.unwrap();
+    let trace = b.trace(&sent.message_id).await.unwrap();
+    let kinds: Vec<_> = trace.iter().map(|e| e.kind).collect();
+    use crate::api::TraceKind::*;
+    assert_eq!(kinds[0], Stored);
+    assert!(
+        kinds.contains(&Retry) && kinds.contains(&DeadLettered),
+        "{kinds:?}"
+    );
+    assert_eq!(*kinds.last().unwrap(), Stored, "resent");
+    assert!(matches!(
+        b.trace("nope").await,
+        Err(Error::MessageNotFound(_))
+    ));
     b.dlq_purge("g").unwrap();
     assert!(b.dlq_list("g", 0, 10).await.unwrap().messages.is_empty());
 }
