@@ -450,7 +450,7 @@ impl Broker {
     /// One pass over the queues of `topic` for `group`: deliveries into `out`, expired messages
     /// into `expired`. Returns the earliest in-flight deadline.
     #[allow(clippy::too_many_arguments)]
-    fn pop_pass(
+    pub(super) fn pop_pass(
         &self,
         group: &str,
         topic: &str,

@@ -61,6 +61,7 @@ struct Inner {
     timer: Timer,
     retry_backoff_ms: Vec<u64>,
     transactions: Transactions,
+    reviver: retry::Reviver,
 }
 
 /// Stops the consumer-state persist thread and writes a last snapshot when the broker goes.
@@ -85,6 +86,7 @@ impl Persister {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.reviver.stop();
         self.transactions.stop();
         self.timer.stop();
         self.persister.stop();
@@ -160,6 +162,7 @@ impl Broker {
                 timer,
                 retry_backoff_ms,
                 transactions,
+                reviver: retry::Reviver::new(),
             }),
         };
         let replayed = broker.replay_ack_journal()?;
@@ -169,6 +172,7 @@ impl Broker {
         broker.start_persister()?;
         Timer::start(&broker.inner)?;
         Transactions::start(&broker.inner)?;
+        retry::Reviver::start(&broker.inner)?;
         Ok(broker)
     }
 
@@ -615,6 +619,7 @@ impl Broker {
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
+        self.inner.reviver.stop();
         self.inner.transactions.stop();
         self.inner.timer.stop();
         self.inner.persister.stop();

@@ -17,13 +17,16 @@
 //! Invariant: the copy is stored (durably, under the store's flush mode) before the original is
 //! acknowledged, so a crash in between delivers the message twice, never zero times.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
 
 use super::consumer_group::Group;
 use super::consumer_state::journal_line;
 use super::pop::Expired;
 use super::topic::TopicConfig;
-use super::{Broker, Stored};
+use super::{Broker, Inner, Stored};
 use crate::api::{PullResult, QueueSelector};
 use crate::error::{Error, Result};
 use crate::message::{Message, StoredMessage};
@@ -69,7 +72,112 @@ pub enum DlqSelection {
     All,
 }
 
+/// Moves expired in-flight messages of every group to their retry or dead-letter topic even
+/// when no consumer is popping (the reviver thread `rg-revive`, every second).
+pub(super) struct Reviver {
+    signal: Arc<(Mutex<bool>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Reviver {
+    pub(super) fn new() -> Self {
+        Self {
+            signal: Arc::new((Mutex::new(false), Condvar::new())),
+            thread: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn start(inner: &Arc<Inner>) -> Result<()> {
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let signal = inner.reviver.signal.clone();
+        let handle = std::thread::Builder::new()
+            .name("rg-revive".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                else {
+                    tracing::error!("reviver thread cannot start");
+                    return;
+                };
+                loop {
+                    if *signal.0.lock() {
+                        return;
+                    }
+                    if let Some(inner) = weak.upgrade() {
+                        rt.block_on(Broker { inner }.revive_all());
+                    } else {
+                        return;
+                    }
+                    let mut stop = signal.0.lock();
+                    if !*stop {
+                        signal.1.wait_for(&mut stop, Duration::from_secs(1));
+                    }
+                }
+            })
+            .map_err(|e| Error::Metadata {
+                path: "rg-revive".into(),
+                reason: e.to_string(),
+            })?;
+        *inner.reviver.thread.lock() = Some(handle);
+        Ok(())
+    }
+
+    pub(super) fn stop(&self) {
+        *self.signal.0.lock() = true;
+        self.signal.1.notify_all();
+        if let Some(t) = self.thread.lock().take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
 impl Broker {
+    /// One sweep of the reviver: expired in-flight messages of every group and topic.
+    async fn revive_all(&self) {
+        for (group, topic) in self.inner.consumers.pop_keys() {
+            let Some(g) = self.inner.groups.get(&group) else {
+                continue;
+            };
+            let Some(t) = self.inner.topics.get(&topic) else {
+                continue;
+            };
+            let fifo = t.config.message_type == super::topic::MessageType::Fifo;
+            let all = super::filter::Filter::All;
+            let params = super::pop::PopParams {
+                filter: &all,
+                now_ms: now_ms(),
+                invisible_ms: 0,
+                fifo,
+                revive: !fifo,
+                max_attempts: g.config.max_delivery_attempts.max(1),
+                revive_grace_ms: REVIVE_GRACE_MS,
+            };
+            let mut out = Vec::new();
+            let mut expired = Vec::new();
+            // `max = 0`: hand out nothing, only collect what expired.
+            if let Err(e) = self.pop_pass(
+                &group,
+                &topic,
+                t.config.queue_count,
+                0,
+                &params,
+                &mut out,
+                &mut expired,
+            ) {
+                tracing::error!(error = %e, group = %group, topic = %topic, "revive sweep failed");
+                continue;
+            }
+            for (topic, queue_id, e) in expired {
+                if let Err(err) = self.revive(&g, &topic, queue_id, e).await {
+                    tracing::error!(error = %err, group = %group, topic = %topic, "could not retry an expired message");
+                }
+            }
+        }
+    }
+
     /// The retry backoff before attempt `attempts + 1` (ms).
     fn backoff_ms(&self, attempts: u32) -> u64 {
         let b = &self.inner.retry_backoff_ms;

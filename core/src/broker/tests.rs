@@ -514,3 +514,32 @@ async fn transactions_commit_rollback_check_back_and_restart() {
         })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_retried_without_a_polling_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(config(dir.path())).unwrap();
+    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    let sent = b.send(Message::new("t", "a").into()).await.unwrap();
+    assert_eq!(b.pop(pop_req("g", "t", 1, 100, 0)).await.unwrap().len(), 1);
+    // Nobody pops again: the reviver moves it to the retry topic on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut kinds = Vec::new();
+    while std::time::Instant::now() < deadline {
+        kinds = b
+            .trace(&sent.message_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        kinds,
+        vec![crate::api::TraceKind::Stored, crate::api::TraceKind::Retry]
+    );
+}
