@@ -25,9 +25,10 @@
 //! Who calls it: [`crate::broker`] only. `store` never imports `broker`.
 //!
 //! Concurrency: appends take the CommitLog's writer mutex briefly (an encode and a memcpy).
-//! Three OS threads per store: the *flusher* (msync, group commit, checkpoints), the
-//! *dispatcher* (CommitLog → ConsumeQueues + index), the *cleaner* (retention, disk
-//! watermark). Async producers wait for durability on a `tokio::sync::watch`.
+//! Four OS threads per store: the *flusher* (msync, group commit), the *dispatcher*
+//! (CommitLog → ConsumeQueues + index), the *checkpointer*, the *cleaner* (retention, disk
+//! watermark); see `threads.rs`. Async producers wait for durability on a
+//! `tokio::sync::watch`.
 
 pub mod checkpoint;
 pub mod commit_log;
