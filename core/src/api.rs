@@ -50,6 +50,8 @@ pub struct SendReceipt {
     /// For a delayed or timed message: when it will be delivered. Its `queue_id` is then the
     /// target queue, while `queue_offset` and `physical_offset` locate the scheduled record.
     pub deliver_at_ms: Option<i64>,
+    /// For a half message: the transaction id to end it with.
+    pub transaction_id: Option<String>,
 }
 
 /// Whether a pull found messages.
@@ -165,4 +167,38 @@ pub struct QueueLag {
     pub pop_unacked: u64,
     /// Messages in flight (pop consumers).
     pub pop_inflight: u64,
+}
+
+/// One step in the life of a message, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// What happened.
+    pub kind: TraceKind,
+    /// The topic of the record (target topic for scheduled and half messages).
+    pub topic: String,
+    /// Queue of the record.
+    pub queue_id: u32,
+    /// Offset of the record in its queue.
+    pub queue_offset: u64,
+    /// When the record was stored (ms).
+    pub store_timestamp_ms: i64,
+    /// Deliveries counted before this record (retries, dead letters).
+    pub attempts: u32,
+    /// For scheduled records: when it is due (ms).
+    pub deliver_at_ms: Option<i64>,
+}
+
+/// Kinds of [`TraceEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceKind {
+    /// Stored in its topic (sent, delivered after a delay, committed, resent).
+    Stored,
+    /// Waiting in the schedule for its delivery time.
+    Scheduled,
+    /// Stored as a transactional half message.
+    Half,
+    /// Copied to a retry topic.
+    Retry,
+    /// Moved to a dead-letter queue.
+    DeadLettered,
 }

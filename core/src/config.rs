@@ -122,6 +122,9 @@ pub struct ConsumerConfig {
     pub max_wait_ms: u64,
     /// Most messages one pop returns (256).
     pub max_pop_batch: usize,
+    /// Backoff before each retry, by attempt: space-separated durations; the last one repeats
+    /// (`0s` retries at once).
+    pub retry_backoff: String,
 }
 
 impl Default for ConsumerConfig {
@@ -134,6 +137,7 @@ impl Default for ConsumerConfig {
             max_invisible_ms: 12 * 3600 * 1000,
             max_wait_ms: 60_000,
             max_pop_batch: 256,
+            retry_backoff: "10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(),
         }
     }
 }
@@ -161,6 +165,31 @@ impl Default for TimerConfig {
     }
 }
 
+/// Transaction check-back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransactionConfig {
+    /// First check-back of an unresolved half, after it was stored, in ms (6,000).
+    pub check_first_ms: u64,
+    /// Later check-backs, in ms (60,000).
+    pub check_interval_ms: u64,
+    /// Check-backs before an unresolved half is discarded (15).
+    pub max_checks: u32,
+    /// How long one check-back may take, in ms (3,000).
+    pub check_timeout_ms: u64,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        Self {
+            check_first_ms: 6000,
+            check_interval_ms: 60_000,
+            max_checks: 15,
+            check_timeout_ms: 3000,
+        }
+    }
+}
+
 /// Parses a duration such as `500ms`, `10s`, `2m`, `1h`, `1d` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -176,6 +205,30 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+impl ConsumerConfig {
+    /// The retry backoff in ms, by attempt.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad entry.
+    pub fn retry_backoff_ms(&self) -> Result<Vec<u64>, ConfigError> {
+        let levels: Option<Vec<u64>> = self
+            .retry_backoff
+            .split_whitespace()
+            .map(parse_duration_ms)
+            .collect();
+        match levels {
+            Some(l) if !l.is_empty() => Ok(l),
+            _ => Err(ConfigError {
+                key: "consumer.retry_backoff",
+                reason: format!(
+                    "`{}` is not a list of durations like `10s 30s 1m`",
+                    self.retry_backoff
+                ),
+            }),
+        }
+    }
 }
 
 impl TimerConfig {
@@ -214,6 +267,8 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     /// Delayed and timed delivery.
     pub timer: TimerConfig,
+    /// Transactions.
+    pub transaction: TransactionConfig,
 }
 
 /// A configuration value that cannot work.
@@ -255,6 +310,7 @@ impl Config {
             return bad("store.disk_max_used_ratio", "must be in (0, 1]");
         }
         self.timer.levels_ms()?;
+        self.consumer.retry_backoff_ms()?;
         if self.timer.persist_interval_ms == 0 {
             return bad("timer.persist_interval_ms", "must be at least 1 ms");
         }

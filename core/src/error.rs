@@ -146,6 +146,17 @@ pub enum Error {
         /// Limit.
         max_delay_ms: u64,
     },
+    /// No pending or resolved transaction has this id.
+    #[error("unknown transaction id `{0}`")]
+    InvalidTransactionId(String),
+    /// The transaction was resolved already; nothing changed.
+    #[error("transaction `{transaction_id}` was already {}", if *committed { "committed" } else { "rolled back or discarded" })]
+    TransactionResolved {
+        /// Transaction id.
+        transaction_id: String,
+        /// Whether it was committed.
+        committed: bool,
+    },
     /// An error of the store.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -177,7 +188,9 @@ impl Error {
             | Self::IllegalWait { .. }
             | Self::IllegalBatchSize { .. }
             | Self::IllegalDelayLevel { .. }
-            | Self::IllegalDeliveryTime { .. } => ErrorKind::InvalidArgument,
+            | Self::IllegalDeliveryTime { .. }
+            | Self::InvalidTransactionId(_) => ErrorKind::InvalidArgument,
+            Self::TransactionResolved { .. } => ErrorKind::Conflict,
             Self::IllegalTopic { .. }
             | Self::BodyTooLarge { .. }
             | Self::IllegalProperties(_)

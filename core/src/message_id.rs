@@ -54,10 +54,15 @@ fn ms_of_month(now_ms: i64) -> i32 {
 
 /// A new unique message id.
 pub fn generate(now_ms: i64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tail = (u64::from(ms_of_month(now_ms) as u32) << 32) | u64::from(seq);
     let mut s = String::with_capacity(34);
     s.push_str(prefix());
-    let _ = write!(s, "{:08x}{seq:08x}", ms_of_month(now_ms) as u32);
+    // Hand-rolled hex: this runs once per message.
+    for shift in (0..16).rev() {
+        s.push(char::from(HEX[((tail >> (shift * 4)) & 0xF) as usize]));
+    }
     s
 }
 

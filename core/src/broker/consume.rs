@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::consumer_group::{Group, GroupConfig};
 use super::consumer_state::{journal_line, parse_journal, ACK_JOURNAL_TOPIC};
 use super::filter::{Filter, FilterExpression};
-use super::pop::{Delivery, PopParams, Source};
+use super::pop::{Delivery, Expired, PopParams, Source};
 use super::receipt::Receipt;
 use super::{assignment, validate, Broker};
 use crate::api::{
@@ -111,7 +111,7 @@ impl Broker {
         Ok(())
     }
 
-    fn resolve_group(&self, name: &str) -> Result<Arc<Group>> {
+    pub(super) fn resolve_group(&self, name: &str) -> Result<Arc<Group>> {
         if let Some(g) = self.inner.groups.get(name) {
             return Ok(g);
         }
@@ -232,7 +232,11 @@ impl Broker {
         })
     }
 
-    fn readable_queue(&self, topic: &str, queue_id: u32) -> Result<Arc<super::topic::Topic>> {
+    pub(super) fn readable_queue(
+        &self,
+        topic: &str,
+        queue_id: u32,
+    ) -> Result<Arc<super::topic::Topic>> {
         let t = self.readable_topic(topic)?;
         if queue_id >= t.config.queue_count {
             return Err(Error::QueueNotFound {
@@ -291,7 +295,7 @@ impl Broker {
         Ok(self.inner.consumers.committed(group, topic, queue_id))
     }
 
-    fn existing_group(&self, name: &str) -> Result<Arc<Group>> {
+    pub(super) fn existing_group(&self, name: &str) -> Result<Arc<Group>> {
         match self.inner.groups.get(name) {
             Some(g) => Ok(g),
             None => {
@@ -365,40 +369,57 @@ impl Broker {
         let deadline = Instant::now() + req.wait;
         let mut arrivals = store.subscribe_topic(&req.topic);
         store.catch_up().await;
-        let state = self.inner.consumers.topic_pop(&req.group, &req.topic);
+        let retry_topic = super::retry::retry_topic(&req.group, &req.topic);
+        let mut retry_arrivals = store.subscribe_topic(&retry_topic);
         loop {
             arrivals.borrow_and_update();
+            retry_arrivals.borrow_and_update();
             let now = now_ms();
-            let params = PopParams {
+            let mut params = PopParams {
                 filter: &filter,
                 now_ms: now,
                 invisible_ms,
                 fifo,
+                revive: !fifo,
+                max_attempts: group.config.max_delivery_attempts.max(1),
+                revive_grace_ms: super::retry::REVIVE_GRACE_MS,
             };
-            let (deliveries, next_deadline) = {
-                let mut tp = state.lock();
-                let src = StoreSource {
-                    store,
-                    topic: &req.topic,
+            let mut out: Vec<Delivery> = Vec::new();
+            let mut expired: Vec<(String, u32, Expired)> = Vec::new();
+            let mut next_deadline = self.pop_pass(
+                &req.group,
+                &req.topic,
+                queue_count,
+                req.max,
+                &params,
+                &mut out,
+                &mut expired,
+            )?;
+            // Retries of this topic for this group (never FIFO: FIFO retries in place).
+            if out.len() < req.max && self.inner.topics.get(&retry_topic).is_some() {
+                params.fifo = false;
+                params.revive = true;
+                let d = self.pop_pass(
+                    &req.group,
+                    &retry_topic,
+                    1,
+                    req.max,
+                    &params,
+                    &mut out,
+                    &mut expired,
+                )?;
+                next_deadline = match (next_deadline, d) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 };
-                let mut out: Vec<Delivery> = Vec::new();
-                let start = tp.rotation;
-                tp.rotation = tp.rotation.wrapping_add(1);
-                let mut seq = || self.inner.consumers.next_seq();
-                for i in 0..queue_count {
-                    if out.len() >= req.max {
-                        break;
-                    }
-                    let qid = ((start as u64 + u64::from(i)) % u64::from(queue_count)) as u32;
-                    let need = req.max - out.len();
-                    tp.queue(qid)
-                        .pop(&src, qid, need, &params, &mut seq, &mut out)?;
+            }
+            for (topic, queue_id, e) in expired {
+                if let Err(err) = self.revive(&group, &topic, queue_id, e).await {
+                    tracing::error!(error = %err, group = %req.group, topic = %topic, "could not retry an expired message");
                 }
-                let next = tp.queues.iter().filter_map(|q| q.next_deadline()).min();
-                (out, next)
-            };
-            if !deliveries.is_empty() {
-                return Ok(deliveries
+            }
+            if !out.is_empty() {
+                return Ok(out
                     .into_iter()
                     .map(|d| self.popped(&req.group, d))
                     .collect());
@@ -407,16 +428,56 @@ impl Broker {
             if now_instant >= deadline {
                 return Ok(Vec::new());
             }
-            // Wake on new messages, or when the earliest in-flight message becomes visible.
+            // Wake on new messages or retries, or when the earliest in-flight message expires.
             let mut until = deadline;
             if let Some(d) = next_deadline {
                 let wait_ms = u64::try_from(d.saturating_sub(now)).unwrap_or(0);
                 until = until.min(now_instant + Duration::from_millis(wait_ms + 1));
             }
-            if let Ok(Err(_)) = tokio::time::timeout_at(until, arrivals.changed()).await {
+            let woke = tokio::time::timeout_at(until, async {
+                tokio::select! {
+                    r = arrivals.changed() => r,
+                    r = retry_arrivals.changed() => r,
+                }
+            })
+            .await;
+            if let Ok(Err(_)) = woke {
                 return Ok(Vec::new()); // the store is shutting down
             }
         }
+    }
+
+    /// One pass over the queues of `topic` for `group`: deliveries into `out`, expired messages
+    /// into `expired`. Returns the earliest in-flight deadline.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn pop_pass(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_count: u32,
+        max: usize,
+        params: &PopParams<'_>,
+        out: &mut Vec<Delivery>,
+        expired: &mut Vec<(String, u32, Expired)>,
+    ) -> Result<Option<i64>> {
+        let state = self.inner.consumers.topic_pop(group, topic);
+        let mut tp = state.lock();
+        let src = StoreSource {
+            store: &self.inner.store,
+            topic,
+        };
+        let start = tp.rotation;
+        tp.rotation = tp.rotation.wrapping_add(1);
+        let mut seq = || self.inner.consumers.next_seq();
+        let mut exp = Vec::new();
+        for i in 0..queue_count {
+            let qid = ((start as u64 + u64::from(i)) % u64::from(queue_count.max(1))) as u32;
+            let need = max.saturating_sub(out.len());
+            tp.queue(qid)
+                .pop(&src, qid, need, params, &mut seq, out, &mut exp)?;
+            expired.extend(exp.drain(..).map(|e| (topic.to_owned(), qid, e)));
+        }
+        Ok(tp.queues.iter().filter_map(|q| q.next_deadline()).min())
     }
 
     fn popped(&self, group: &str, d: Delivery) -> PoppedMessage {
@@ -427,11 +488,16 @@ impl Broker {
             seq: d.seq,
             deadline_ms: d.deadline_ms,
         };
+        let mut message = d.message;
+        if let Some(origin) = message.properties.remove(super::retry::PROP_RETRY_TOPIC) {
+            // A retry: presented as the original message of its topic.
+            message.topic = origin;
+        }
         PoppedMessage {
             receipt_handle: self.inner.receipts.encode(group, &receipt),
             attempt: d.attempt,
             invisible_until_ms: d.deadline_ms,
-            message: d.message,
+            message,
         }
     }
 
@@ -487,7 +553,7 @@ impl Broker {
         Ok(r)
     }
 
-    async fn journal(&self, body: String) -> Result<()> {
+    pub(super) async fn journal(&self, body: String) -> Result<()> {
         let empty = Default::default();
         let id = crate::message_id::generate(now_ms());
         let draft = RecordDraft {
@@ -647,7 +713,7 @@ impl Broker {
 }
 
 /// Group names follow the topic name rules.
-fn validate_group_name(name: &str) -> Result<()> {
+pub(super) fn validate_group_name(name: &str) -> Result<()> {
     validate::topic_name(name).map_err(|_| Error::IllegalField {
         field: "group",
         reason: "1-127 characters of letters, digits and `_ - % |`".into(),

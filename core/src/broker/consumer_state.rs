@@ -151,6 +151,11 @@ impl ConsumerState {
             .cloned()
     }
 
+    /// Every (group, topic) with pop state.
+    pub fn pop_keys(&self) -> Vec<(String, String)> {
+        self.pops.read().keys().cloned().collect()
+    }
+
     /// Commits an offset.
     pub fn commit(&self, group: &str, topic: &str, queue_id: u32, offset: u64) {
         self.offsets

@@ -20,9 +20,11 @@ pub mod filter;
 mod meta_file;
 pub mod pop;
 pub mod receipt;
+pub mod retry;
 pub mod sql_filter;
 pub mod timer;
 pub mod topic;
+pub mod transaction;
 pub mod validate;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use self::consumer_state::{ConsumerState, ACK_JOURNAL_TOPIC};
 use self::receipt::ReceiptKeys;
 use self::timer::{Timer, TIMER_TOPIC};
 use self::topic::{TopicConfig, TopicRegistry};
+use self::transaction::{Transactions, HALF_TOPIC, OP_TOPIC};
 use crate::api::{
     PullResult, PullStatus, QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo,
 };
@@ -56,6 +59,9 @@ struct Inner {
     clients: Clients,
     persister: Persister,
     timer: Timer,
+    retry_backoff_ms: Vec<u64>,
+    transactions: Transactions,
+    reviver: retry::Reviver,
 }
 
 /// Stops the consumer-state persist thread and writes a last snapshot when the broker goes.
@@ -80,6 +86,8 @@ impl Persister {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.reviver.stop();
+        self.transactions.stop();
         self.timer.stop();
         self.persister.stop();
         let journal = self.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
@@ -87,6 +95,22 @@ impl Drop for Inner {
             tracing::error!(error = %e, "could not persist consumer offsets at shutdown");
         }
     }
+}
+
+/// Topics the broker manages itself: internal journals, retry and dead-letter topics.
+fn is_system_managed(name: &str) -> bool {
+    name.starts_with(SYSTEM_TOPIC_PREFIX)
+        || name.starts_with(retry::RETRY_PREFIX)
+        || name.starts_with(retry::DLQ_PREFIX)
+}
+
+/// A validated message on its way into the store.
+struct Stored<'a> {
+    message: &'a crate::message::Message,
+    message_id: &'a str,
+    queue_id: u32,
+    reconsume_times: u32,
+    now: i64,
 }
 
 /// The broker handle. Clones share one store.
@@ -116,12 +140,14 @@ impl Broker {
         let receipts = ReceiptKeys::load_or_create(&meta)?;
         let consumers = ConsumerState::load(&meta, now_ms())?;
         let store = Store::open(config.store.clone())?;
-        for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC] {
+        for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
             if topics.get(internal).is_none() {
                 topics.create(TopicConfig::new(internal, 1))?;
             }
         }
         let timer = Timer::open(&meta, &config.timer, &store)?;
+        let retry_backoff_ms = config.consumer.retry_backoff_ms()?;
+        let transactions = Transactions::open(&store, config.transaction.clone())?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
         let broker = Self {
             inner: Arc::new(Inner {
@@ -134,6 +160,9 @@ impl Broker {
                 clients,
                 persister: Persister::default(),
                 timer,
+                retry_backoff_ms,
+                transactions,
+                reviver: retry::Reviver::new(),
             }),
         };
         let replayed = broker.replay_ack_journal()?;
@@ -142,6 +171,8 @@ impl Broker {
         }
         broker.start_persister()?;
         Timer::start(&broker.inner)?;
+        Transactions::start(&broker.inner)?;
+        retry::Reviver::start(&broker.inner)?;
         Ok(broker)
     }
 
@@ -191,10 +222,10 @@ impl Broker {
     /// [`Error::TopicExists`], [`Error::Metadata`].
     pub fn create_topic(&self, config: TopicConfig) -> Result<TopicInfo> {
         validate::topic_name(&config.name)?;
-        if config.name.starts_with(SYSTEM_TOPIC_PREFIX) {
+        if is_system_managed(&config.name) {
             return Err(Error::IllegalTopic {
                 name: config.name,
-                reason: "the `rmq_sys_` prefix is reserved for internal topics",
+                reason: "the `rmq_sys_`, `%RETRY%` and `%DLQ%` prefixes are reserved",
             });
         }
         let max = self.inner.config.limits.max_queues_per_topic;
@@ -272,10 +303,39 @@ impl Broker {
     /// Validation errors, [`Error::TopicNotFound`], [`Error::QueueNotFound`],
     /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
     pub async fn send(&self, req: SendRequest) -> Result<SendReceipt> {
+        let (m, queue_id) = self.prepare(&req)?;
+        let now = now_ms();
+        let generated;
+        let message_id = match &m.message_id {
+            Some(id) => id.as_str(),
+            None => {
+                generated = message_id::generate(now);
+                generated.as_str()
+            }
+        };
+        let deliver_at = self
+            .inner
+            .timer
+            .due_time(now, m.delay_level, m.deliver_at_ms)?;
+        self.store_message(
+            &Stored {
+                message: m,
+                message_id,
+                queue_id,
+                reconsume_times: 0,
+                now,
+            },
+            deliver_at,
+        )
+        .await
+    }
+
+    /// Validates a send request and picks its queue.
+    fn prepare<'a>(&self, req: &'a SendRequest) -> Result<(&'a crate::message::Message, u32)> {
         let m = &req.message;
         let topic = self.topic(&m.topic)?;
         validate::message(m, &self.inner.config.limits)?;
-        if !topic.config.permission.write || m.topic.starts_with(SYSTEM_TOPIC_PREFIX) {
+        if !topic.config.permission.write || is_system_managed(&m.topic) {
             return Err(Error::PermissionDenied {
                 topic: m.topic.clone(),
                 what: "writable",
@@ -296,85 +356,56 @@ impl Broker {
                 None => topic.next_queue(),
             },
         };
-        let now = now_ms();
-        let generated;
-        let message_id = match &m.message_id {
-            Some(id) => id.as_str(),
-            None => {
-                generated = message_id::generate(now);
-                generated.as_str()
-            }
-        };
-        if let Some(deliver_at) = self
-            .inner
-            .timer
-            .due_time(now, m.delay_level, m.deliver_at_ms)?
-        {
-            return self
-                .schedule(m, message_id, queue_id, now, deliver_at)
-                .await;
-        }
-        let draft = RecordDraft {
-            topic: &m.topic,
-            message_id,
-            tag: m.tag.as_deref().unwrap_or(""),
-            message_group: m.message_group.as_deref().unwrap_or(""),
-            born_host: m.born_host.as_deref().unwrap_or(""),
-            keys: &m.keys,
-            properties: &m.properties,
-            body: &m.body,
-            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
-            reconsume_times: 0,
-            flags: 0,
-            prepared_offset: 0,
-        };
-        let appended = self.inner.store.append(&draft, queue_id).await?;
-        Ok(SendReceipt {
-            message_id: message_id.to_owned(),
-            queue_id,
-            queue_offset: appended.queue_offset,
-            physical_offset: appended.physical_offset,
-            store_timestamp_ms: appended.store_timestamp,
-            deliver_at_ms: None,
-        })
+        Ok((m, queue_id))
     }
 
-    /// Stores a delayed or timed message in the timer topic until `deliver_at`.
-    async fn schedule(
-        &self,
-        m: &crate::message::Message,
-        message_id: &str,
-        queue_id: u32,
-        now: i64,
-        deliver_at: i64,
-    ) -> Result<SendReceipt> {
-        let mut properties = m.properties.clone();
-        properties.insert(timer::PROP_REAL_TOPIC.into(), m.topic.clone());
-        properties.insert(timer::PROP_REAL_QID.into(), queue_id.to_string());
-        properties.insert(timer::PROP_DELIVER_AT.into(), deliver_at.to_string());
+    /// Appends a validated message to its queue, or to the timer topic until `deliver_at`.
+    async fn store_message(&self, s: &Stored<'_>, deliver_at: Option<i64>) -> Result<SendReceipt> {
+        let m = s.message;
+        let scheduled_props;
+        let (topic, queue_id, properties, flags, aux) = match deliver_at {
+            Some(at) => {
+                let mut p = m.properties.clone();
+                p.insert(timer::PROP_REAL_TOPIC.into(), m.topic.clone());
+                p.insert(timer::PROP_REAL_QID.into(), s.queue_id.to_string());
+                p.insert(timer::PROP_DELIVER_AT.into(), at.to_string());
+                scheduled_props = p;
+                (
+                    TIMER_TOPIC,
+                    0,
+                    &scheduled_props,
+                    crate::store::record::FLAG_QUEUE_KEY,
+                    at as u64,
+                )
+            }
+            None => (m.topic.as_str(), s.queue_id, &m.properties, 0, 0),
+        };
         let draft = RecordDraft {
-            topic: TIMER_TOPIC,
-            message_id,
+            topic,
+            message_id: s.message_id,
             tag: m.tag.as_deref().unwrap_or(""),
             message_group: m.message_group.as_deref().unwrap_or(""),
             born_host: m.born_host.as_deref().unwrap_or(""),
             keys: &m.keys,
-            properties: &properties,
+            properties,
             body: &m.body,
-            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
-            reconsume_times: 0,
-            flags: crate::store::record::FLAG_QUEUE_KEY,
-            prepared_offset: deliver_at as u64,
+            born_timestamp: m.born_timestamp_ms.unwrap_or(s.now),
+            reconsume_times: s.reconsume_times,
+            flags,
+            prepared_offset: aux,
         };
-        let appended = self.inner.store.append(&draft, 0).await?;
-        self.inner.timer.notify();
+        let appended = self.inner.store.append(&draft, queue_id).await?;
+        if deliver_at.is_some() {
+            self.inner.timer.notify();
+        }
         Ok(SendReceipt {
-            message_id: message_id.to_owned(),
-            queue_id,
+            message_id: s.message_id.to_owned(),
+            queue_id: s.queue_id,
             queue_offset: appended.queue_offset,
             physical_offset: appended.physical_offset,
             store_timestamp_ms: appended.store_timestamp,
-            deliver_at_ms: Some(deliver_at),
+            deliver_at_ms: deliver_at,
+            transaction_id: None,
         })
     }
 
@@ -397,6 +428,58 @@ impl Broker {
         } else {
             Err(Error::MessageNotFound(id.to_owned()))
         }
+    }
+
+    /// The life of a message so far: every record stored under its id (sent, scheduled, half,
+    /// delivered, retried, dead-lettered, resent), oldest first.
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`] if nothing is stored under the id, store errors.
+    pub async fn trace(&self, id: &str) -> Result<Vec<crate::api::TraceEvent>> {
+        use crate::api::{TraceEvent, TraceKind};
+        self.inner.store.catch_up().await;
+        let mut records = self.inner.store.find_all_by_id(id)?;
+        if records.is_empty() {
+            return Err(Error::MessageNotFound(id.to_owned()));
+        }
+        records.sort_by_key(|m| m.physical_offset);
+        Ok(records
+            .into_iter()
+            .map(|m| {
+                let deliver_at_ms = m
+                    .properties
+                    .get(timer::PROP_DELIVER_AT)
+                    .and_then(|t| t.parse().ok());
+                let kind = if m.topic == TIMER_TOPIC {
+                    TraceKind::Scheduled
+                } else if m.topic == HALF_TOPIC {
+                    TraceKind::Half
+                } else if m.topic.starts_with(retry::RETRY_PREFIX) {
+                    TraceKind::Retry
+                } else if m.topic.starts_with(retry::DLQ_PREFIX) {
+                    TraceKind::DeadLettered
+                } else {
+                    TraceKind::Stored
+                };
+                let topic = match kind {
+                    TraceKind::Scheduled | TraceKind::Half => m
+                        .properties
+                        .get(timer::PROP_REAL_TOPIC)
+                        .cloned()
+                        .unwrap_or(m.topic),
+                    _ => m.topic,
+                };
+                TraceEvent {
+                    kind,
+                    topic,
+                    queue_id: m.queue_id,
+                    queue_offset: m.queue_offset,
+                    store_timestamp_ms: m.store_timestamp_ms,
+                    attempts: m.reconsume_times,
+                    deliver_at_ms,
+                }
+            })
+            .collect())
     }
 
     /// Scheduled messages not yet delivered.
@@ -536,6 +619,8 @@ impl Broker {
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
+        self.inner.reviver.stop();
+        self.inner.transactions.stop();
         self.inner.timer.stop();
         self.inner.persister.stop();
         self.persist_consumer_state()?;

@@ -56,6 +56,29 @@ pub struct PopParams<'a> {
     pub invisible_ms: i64,
     /// FIFO delivery.
     pub fifo: bool,
+    /// Hand expired messages back as [`Expired`] (to be retried through the group's retry
+    /// topic) instead of redelivering them in place. FIFO redelivers in place regardless.
+    pub revive: bool,
+    /// Deliveries after which a message is dead (handed back with `dead = true`).
+    pub max_attempts: u32,
+    /// How long a handed-back message stays invisible while it is being revived (ms).
+    pub revive_grace_ms: i64,
+}
+
+/// An in-flight message whose invisible time passed and that must be retried elsewhere or
+/// dead-lettered. It stays in flight (invisible) until the caller acknowledges it with `seq`.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    /// Queue offset.
+    pub offset: u64,
+    /// Current delivery seq (ack it with this once revived).
+    pub seq: u64,
+    /// Its queue entry.
+    pub entry: CqEntry,
+    /// Deliveries so far, counting those before it was retried.
+    pub attempts: u32,
+    /// Whether it reached the maximum and goes to the dead-letter queue.
+    pub dead: bool,
 }
 
 /// One delivered message.
@@ -76,6 +99,8 @@ struct Inflight {
     seq: u64,
     deadline_ms: i64,
     attempt: u32,
+    /// Deliveries before this copy existed (its record's reconsume count).
+    reconsume: u32,
     group: Option<String>,
     entry: CqEntry,
 }
@@ -204,10 +229,11 @@ impl QueuePop {
         out: &mut Vec<Delivery>,
     ) {
         let attempt = self.attempts.remove(&offset).map_or(1, |a| a + 1);
+        let reconsume = message.reconsume_times;
         let d = Delivery {
             seq: seq(),
             deadline_ms: p.now_ms + p.invisible_ms,
-            attempt,
+            attempt: attempt + reconsume,
             message,
         };
         self.set_deadline(offset, None, Some(d.deadline_ms));
@@ -217,6 +243,7 @@ impl QueuePop {
                 seq: d.seq,
                 deadline_ms: d.deadline_ms,
                 attempt,
+                reconsume,
                 group: if p.fifo {
                     d.message.message_group.clone()
                 } else {
@@ -233,6 +260,9 @@ impl QueuePop {
     ///
     /// # Errors
     /// Store errors reading a message.
+    // The two outputs and the seq source are separate on purpose: the caller owns them
+    // across queues and topics of one pop.
+    #[allow(clippy::too_many_arguments)]
     pub fn pop(
         &mut self,
         src: &dyn Source,
@@ -241,6 +271,7 @@ impl QueuePop {
         p: &PopParams<'_>,
         seq: &mut dyn FnMut() -> u64,
         out: &mut Vec<Delivery>,
+        expired_out: &mut Vec<Expired>,
     ) -> Result<()> {
         let (min, _) = src.range(queue_id);
         self.start(min);
@@ -255,25 +286,42 @@ impl QueuePop {
             .collect();
         expired.sort_unstable();
         for offset in expired {
-            if out.len() >= target {
-                break;
-            }
             let Some(e) = self.inflight.get(&offset).cloned() else {
                 continue;
             };
+            let attempts = e.attempt + e.reconsume;
+            if p.revive || attempts >= p.max_attempts {
+                // Retried elsewhere or dead-lettered by the caller; invisible meanwhile.
+                let grace = p.now_ms + p.revive_grace_ms;
+                self.set_deadline(offset, Some(e.deadline_ms), Some(grace));
+                if let Some(f) = self.inflight.get_mut(&offset) {
+                    f.deadline_ms = grace;
+                }
+                expired_out.push(Expired {
+                    offset,
+                    seq: e.seq,
+                    entry: e.entry,
+                    attempts,
+                    dead: attempts >= p.max_attempts,
+                });
+                continue;
+            }
+            if out.len() >= target {
+                continue;
+            }
             match src.message(&e.entry)? {
                 Some(message) => {
                     let d = Delivery {
                         seq: seq(),
                         deadline_ms: p.now_ms + p.invisible_ms,
-                        attempt: e.attempt + 1,
+                        attempt: e.attempt + 1 + e.reconsume,
                         message,
                     };
                     self.set_deadline(offset, Some(e.deadline_ms), Some(d.deadline_ms));
                     if let Some(f) = self.inflight.get_mut(&offset) {
                         f.seq = d.seq;
                         f.deadline_ms = d.deadline_ms;
-                        f.attempt = d.attempt;
+                        f.attempt += 1;
                     }
                     out.push(d);
                 }
@@ -395,6 +443,36 @@ impl QueuePop {
         }
     }
 
+    /// Takes the in-flight message at `offset` (handle `seq`) out of circulation for a retry:
+    /// it stays invisible until `grace_deadline_ms` while the caller moves it, then acks it.
+    ///
+    /// # Errors
+    /// [`Stale`] if it is not in flight under that seq.
+    pub fn take_for_retry(
+        &mut self,
+        offset: u64,
+        seq: u64,
+        grace_deadline_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Expired, Stale> {
+        let e = match self.inflight.get(&offset) {
+            Some(e) if e.seq == seq => e.clone(),
+            _ => return Err(Stale::NotInFlight),
+        };
+        self.set_deadline(offset, Some(e.deadline_ms), Some(grace_deadline_ms));
+        if let Some(f) = self.inflight.get_mut(&offset) {
+            f.deadline_ms = grace_deadline_ms;
+        }
+        let attempts = e.attempt + e.reconsume;
+        Ok(Expired {
+            offset,
+            seq,
+            entry: e.entry,
+            attempts,
+            dead: attempts >= max_attempts,
+        })
+    }
+
     /// Marks `offset` acknowledged (journal replay after a restart). Idempotent.
     pub fn replay_ack(&mut self, offset: u64) {
         if offset < self.low {
@@ -428,7 +506,7 @@ impl QueuePop {
                 let old = e.deadline_ms;
                 e.seq = new_seq;
                 e.deadline_ms = deadline_ms;
-                (old, e.attempt)
+                (old, e.attempt + e.reconsume)
             }
             _ => return Err(Stale::NotInFlight),
         };

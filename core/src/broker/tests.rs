@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::api::{GroupPullRequest, PopRequest};
+use crate::broker::consumer_group::GroupConfig;
 use crate::message::Message;
 
 fn config(dir: &std::path::Path) -> Config {
@@ -9,6 +10,7 @@ fn config(dir: &std::path::Path) -> Config {
     c.store.data_dir = dir.to_path_buf();
     c.store.segment_size = 1 << 20;
     c.consumer.min_invisible_ms = 100;
+    c.consumer.retry_backoff = "0s".into();
     c
 }
 
@@ -45,7 +47,11 @@ async fn pop_ack_redeliver_and_restart() {
             .unwrap();
         assert!(b.ack("g", &got[1].receipt_handle).await.is_err());
         // Redelivery of the two untouched ones after 200 ms, attempt 2 (long poll wakes up).
-        let again = b.pop(pop_req("g", "t", 10, 200, 2000)).await.unwrap();
+        let mut again = Vec::new();
+        let started = std::time::Instant::now();
+        while again.len() < 2 && started.elapsed() < Duration::from_secs(5) {
+            again.extend(b.pop(pop_req("g", "t", 10, 200, 2000)).await.unwrap());
+        }
         assert_eq!(again.len(), 2, "{again:?}");
         assert!(again.iter().all(|m| m.attempt == 2));
         b.ack("g", &new).await.unwrap();
@@ -227,4 +233,313 @@ async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, vec!["late"], "{got:?}");
     assert!(got[0].1 - sent_at >= 1500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_then_dead_letter_once_and_resend() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.consumer.retry_backoff = "0s 300ms".into();
+    let b = Broker::open(cfg).unwrap();
+    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    let mut g = GroupConfig::new("g");
+    g.max_delivery_attempts = 3;
+    b.create_group(g).unwrap();
+    let sent = b
+        .send(
+            Message::new("t", "poison")
+                .with_key("k1")
+                .with_property("p", "v")
+                .into(),
+        )
+        .await
+        .unwrap();
+    let mut attempts = Vec::new();
+    let mut times = Vec::new();
+    let started = std::time::Instant::now();
+    while attempts.len() < 3 && started.elapsed() < Duration::from_secs(10) {
+        for m in b.pop(pop_req("g", "t", 1, 100, 1000)).await.unwrap() {
+            assert_eq!(m.message.topic, "t", "retries look like the original topic");
+            assert_eq!(m.message.message_id, sent.message_id);
+            assert_eq!(m.message.keys, vec!["k1".to_string()]);
+            assert_eq!(m.message.properties.get("p").map(String::as_str), Some("v"));
+            assert!(!m.message.properties.contains_key(retry::PROP_RETRY_TOPIC));
+            attempts.push(m.attempt);
+            times.push(started.elapsed());
+        }
+    }
+    assert_eq!(attempts, vec![1, 2, 3]);
+    // The second retry waited for the 300 ms backoff on top of the 100 ms invisibility.
+    assert!(
+        times[2] - times[1] >= Duration::from_millis(390),
+        "{times:?}"
+    );
+    // After the third expiry: in the DLQ exactly once, never delivered again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut dlq = Vec::new();
+    while std::time::Instant::now() < deadline {
+        assert!(b
+            .pop(pop_req("g", "t", 1, 100, 200))
+            .await
+            .unwrap()
+            .is_empty());
+        dlq = b.dlq_list("g", 0, 10).await.unwrap().messages;
+        if !dlq.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0].message_id, sent.message_id);
+    assert_eq!(dlq[0].reconsume_times, 3);
+    assert_eq!(
+        dlq[0]
+            .properties
+            .get(retry::PROP_RETRY_TOPIC)
+            .map(String::as_str),
+        Some("t")
+    );
+    assert!(b
+        .pop(pop_req("g", "t", 1, 100, 500))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.dlq_list("g", 0, 10).await.unwrap().messages.len(), 1);
+    // Found by id (newest copy: the dead letter) and by key in the DLQ topic.
+    assert_eq!(
+        b.message_by_id(&sent.message_id).await.unwrap().topic,
+        retry::dlq_topic("g")
+    );
+    let by_key = b
+        .query_by_key(&retry::dlq_topic("g"), "k1", 0, i64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 1);
+    // Resend: an unknown id is refused and resends nothing; then the real one comes back fresh.
+    assert!(matches!(
+        b.dlq_resend(
+            "g",
+            retry::DlqSelection::Ids(vec![sent.message_id.clone(), "nope".into()])
+        )
+        .await,
+        Err(Error::MessageNotFound(_))
+    ));
+    assert_eq!(
+        b.dlq_resend("g", retry::DlqSelection::Ids(vec![sent.message_id.clone()]))
+            .await
+            .unwrap(),
+        1
+    );
+    let back = b.pop(pop_req("g", "t", 1, 100, 2000)).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].attempt, 1);
+    b.ack("g", &back[0].receipt_handle).await.unwrap();
+    let trace = b.trace(&sent.message_id).await.unwrap();
+    let kinds: Vec<_> = trace.iter().map(|e| e.kind).collect();
+    use crate::api::TraceKind::*;
+    assert_eq!(kinds[0], Stored);
+    assert!(
+        kinds.contains(&Retry) && kinds.contains(&DeadLettered),
+        "{kinds:?}"
+    );
+    assert_eq!(*kinds.last().unwrap(), Stored, "resent");
+    assert!(matches!(
+        b.trace("nope").await,
+        Err(Error::MessageNotFound(_))
+    ));
+    b.dlq_purge("g").unwrap();
+    assert!(b.dlq_list("g", 0, 10).await.unwrap().messages.is_empty());
+}
+
+#[tokio::test]
+async fn nack_retries_at_once_and_send_back_uses_the_group_retry_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(config(dir.path())).unwrap();
+    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    b.send(Message::new("t", "a").into()).await.unwrap();
+    let first = b.pop(pop_req("g", "t", 1, 60_000, 0)).await.unwrap();
+    b.nack("g", &first[0].receipt_handle, None).await.unwrap();
+    assert!(
+        b.nack("g", &first[0].receipt_handle, None).await.is_err(),
+        "handle is spent"
+    );
+    let again = b.pop(pop_req("g", "t", 1, 60_000, 2000)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
+    b.ack("g", &again[0].receipt_handle).await.unwrap();
+    // Classic pull consumer: send back, then pull %RETRY%g.
+    b.send_back("g", "t", 0, 0, None).await.unwrap();
+    let r = b
+        .pull(&retry::group_retry_topic("g"), 0, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.messages[0].reconsume_times, 1);
+    assert!(matches!(
+        b.send_back("g", "t", 0, 99, None).await,
+        Err(Error::MessageNotFound(_))
+    ));
+    // Users cannot create or write system-managed topics.
+    assert!(b.create_topic(TopicConfig::new("%DLQ%x", 1)).is_err());
+    assert!(b
+        .send(Message::new(retry::group_retry_topic("g"), "x").into())
+        .await
+        .is_err());
+}
+
+struct Answer(
+    transaction::CheckResult,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+);
+
+impl transaction::TransactionChecker for Answer {
+    fn check(&self, _half: transaction::HalfMessage) -> transaction::CheckFuture {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let r = self.0;
+        Box::pin(async move { r })
+    }
+}
+
+async fn drain(b: &Broker, topic: &str, wait_ms: u64) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let batch = b
+            .pop(pop_req("tx-consumer", topic, 32, 60_000, wait_ms))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return got;
+        }
+        for m in batch {
+            got.push(String::from_utf8_lossy(&m.message.body).into_owned());
+            b.ack("tx-consumer", &m.receipt_handle).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_rollback_check_back_and_restart() {
+    use transaction::{CheckResult, Resolution};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.transaction.check_first_ms = 100;
+    cfg.transaction.check_interval_ms = 100;
+    cfg.transaction.max_checks = 3;
+    let pending_id;
+    {
+        let b = Broker::open(cfg.clone()).unwrap();
+        b.create_topic(TopicConfig::new("t", 2)).unwrap();
+        let c = b
+            .send_half(Message::new("t", "commit").into(), "pg")
+            .await
+            .unwrap();
+        let r = b
+            .send_half(Message::new("t", "rollback").into(), "pg")
+            .await
+            .unwrap();
+        assert!(drain(&b, "t", 100).await.is_empty(), "halves are invisible");
+        let ctx = c.transaction_id.clone().unwrap();
+        b.end_transaction(&ctx, Resolution::Commit).await.unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                b.end_transaction(&ctx, Resolution::Commit).await,
+                Err(Error::TransactionResolved {
+                    committed: true,
+                    ..
+                })
+            ));
+        }
+        b.end_transaction(r.transaction_id.as_deref().unwrap(), Resolution::Rollback)
+            .await
+            .unwrap();
+        assert!(matches!(
+            b.end_transaction("nope", Resolution::Commit).await,
+            Err(Error::InvalidTransactionId(_))
+        ));
+        assert_eq!(drain(&b, "t", 300).await, vec!["commit"]);
+        assert_eq!(b.message_by_id(&c.message_id).await.unwrap().topic, "t");
+        // Unknown answers until the maximum: discarded and recorded.
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        b.register_checker(
+            "pg-unknown",
+            std::sync::Arc::new(Answer(CheckResult::Unknown, calls.clone())),
+        );
+        let u = b
+            .send_half(Message::new("t", "unknown").into(), "pg-unknown")
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while b.discarded_transactions().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let d = b.discarded_transactions();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].transaction_id, u.transaction_id.clone().unwrap());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A half left pending across a restart (no checker registered yet).
+        pending_id = b
+            .send_half(Message::new("t", "after-restart").into(), "pg-late")
+            .await
+            .unwrap();
+        b.shutdown().unwrap();
+    }
+    let b = Broker::open(cfg).unwrap();
+    assert_eq!(b.pending_transactions(), 1);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    b.register_checker(
+        "pg-late",
+        std::sync::Arc::new(Answer(
+            CheckResult::Resolve(Resolution::Commit),
+            calls.clone(),
+        )),
+    );
+    let got = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.is_empty() && std::time::Instant::now() < deadline {
+            got = drain(&b, "t", 200).await;
+        }
+        got
+    };
+    assert_eq!(got, vec!["after-restart"]);
+    assert_eq!(b.pending_transactions(), 0);
+    assert!(matches!(
+        b.end_transaction(
+            pending_id.transaction_id.as_deref().unwrap(),
+            Resolution::Commit
+        )
+        .await,
+        Err(Error::TransactionResolved {
+            committed: true,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_retried_without_a_polling_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(config(dir.path())).unwrap();
+    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    let sent = b.send(Message::new("t", "a").into()).await.unwrap();
+    assert_eq!(b.pop(pop_req("g", "t", 1, 100, 0)).await.unwrap().len(), 1);
+    // Nobody pops again: the reviver moves it to the retry topic on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut kinds = Vec::new();
+    while std::time::Instant::now() < deadline {
+        kinds = b
+            .trace(&sent.message_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        kinds,
+        vec![crate::api::TraceKind::Stored, crate::api::TraceKind::Retry]
+    );
 }

@@ -35,6 +35,9 @@ use super::error::{Error, IoContext, Result};
 use super::mapped_file::{sync_dir, MappedFile};
 use super::record::{self, Peek, RecordDraft, RecordView, StoreFields};
 
+/// Segments at least this large are prefaulted in the background when they are created.
+const PREFAULT_MIN_SEGMENT: u64 = 16 << 20;
+
 /// One segment file.
 #[derive(Debug)]
 pub struct Segment {
@@ -91,6 +94,8 @@ struct Writer {
 pub struct CommitLog {
     dir: PathBuf,
     segment_size: u64,
+    /// Map segments without read-around (`SYNC_FLUSH`: msync writes back only dirty pages).
+    random_access: bool,
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
     wrote: AtomicU64,
@@ -127,6 +132,7 @@ impl CommitLog {
     pub fn open(
         dir: &Path,
         segment_size: u64,
+        random_access: bool,
         hint: Option<u64>,
         clean: bool,
     ) -> Result<(Self, Recovered)> {
@@ -161,9 +167,15 @@ impl CommitLog {
             }
             segments.push(Arc::new(Segment { base, file }));
         }
+        if random_access {
+            for seg in &segments {
+                seg.file.advise_random();
+            }
+        }
         let log = Self {
             dir: dir.to_path_buf(),
             segment_size,
+            random_access,
             segments: RwLock::new(segments),
             writer: Mutex::new(Writer {
                 buf: Vec::with_capacity(4096),
@@ -466,6 +478,17 @@ impl CommitLog {
             base,
             file: reopen_as(file, path),
         });
+        if self.random_access {
+            seg.file.advise_random();
+        }
+        if self.segment_size >= PREFAULT_MIN_SEGMENT {
+            // Fault the fresh segment in off the append path (the writer starts at its head,
+            // the prefault races ahead of it).
+            let s = seg.clone();
+            let _ = std::thread::Builder::new()
+                .name("rg-prefault".into())
+                .spawn(move || s.file.prefault());
+        }
         self.segments.write().push(seg.clone());
         tracing::debug!(base, "commit log: rolled to a new segment");
         Ok(seg)

@@ -25,9 +25,10 @@
 //! Who calls it: [`crate::broker`] only. `store` never imports `broker`.
 //!
 //! Concurrency: appends take the CommitLog's writer mutex briefly (an encode and a memcpy).
-//! Three OS threads per store: the *flusher* (msync, group commit, checkpoints), the
-//! *dispatcher* (CommitLog → ConsumeQueues + index), the *cleaner* (retention, disk
-//! watermark). Async producers wait for durability on a `tokio::sync::watch`.
+//! Four OS threads per store: the *flusher* (msync, group commit), the *dispatcher*
+//! (CommitLog → ConsumeQueues + index), the *checkpointer*, the *cleaner* (retention, disk
+//! watermark); see `threads.rs`. Async producers wait for durability on a
+//! `tokio::sync::watch`.
 
 pub mod checkpoint;
 pub mod commit_log;
@@ -110,27 +111,57 @@ struct FlushState {
 }
 
 /// A wake-up flag with a condition variable.
+///
+/// `notify` is called on every append, so it is cheap unless the waiter actually sleeps: the
+/// waiter announces itself in `sleeping` (SeqCst) before it re-checks for work and waits, and a
+/// notifier that published work first (SeqCst) and then sees `sleeping == false` knows the
+/// waiter will see that work without a wake-up.
 #[derive(Default)]
 struct Signal {
     pending: Mutex<bool>,
     cv: Condvar,
+    sleeping: AtomicBool,
 }
 
 impl Signal {
     fn notify(&self) {
+        // Orders the caller's publication of work (a Release store) before reading
+        // `sleeping`: without it the store could still sit in the store buffer while the waiter
+        // checks for work and goes to sleep (a lost wake-up).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.sleeping.load(Ordering::SeqCst) {
+            return;
+        }
         let mut p = self.pending.lock();
         if !*p {
             *p = true;
             self.cv.notify_one();
         }
     }
-    /// Waits up to `timeout` for a notification; consumes it.
-    fn wait(&self, timeout: Duration) {
+
+    /// Waits up to `timeout` for a notification unless `has_work` (checked after announcing
+    /// the wait) says there is something to do already.
+    fn wait_unless(&self, timeout: Duration, has_work: impl Fn() -> bool) {
+        self.sleeping.store(true, Ordering::SeqCst);
         let mut p = self.pending.lock();
-        if !*p {
+        if !*p && !has_work() {
             self.cv.wait_for(&mut p, timeout);
         }
         *p = false;
+        drop(p);
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits up to `timeout` for a notification; consumes it.
+    fn wait(&self, timeout: Duration) {
+        self.wait_unless(timeout, || false);
+    }
+
+    /// Wakes the waiter whether or not it announced itself (shutdown, explicit requests).
+    fn notify_always(&self) {
+        let mut p = self.pending.lock();
+        *p = true;
+        self.cv.notify_one();
     }
 }
 
@@ -148,6 +179,7 @@ struct Inner {
     flush_signal: Signal,
     dispatch_signal: Signal,
     clean_signal: Signal,
+    checkpoint_signal: Signal,
     shutdown: AtomicBool,
     disk_full: Mutex<Option<String>>,
     arrivals: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -189,6 +221,7 @@ impl Store {
         let (log, recovered) = CommitLog::open(
             &dir.join("commitlog"),
             config.segment_size,
+            config.flush_mode == FlushMode::Sync,
             checkpoint.map(|c| c.commit_log),
             clean,
         )?;
@@ -272,6 +305,7 @@ impl Store {
             flush_signal: Signal::default(),
             dispatch_signal: Signal::default(),
             clean_signal: Signal::default(),
+            checkpoint_signal: Signal::default(),
             shutdown: AtomicBool::new(false),
             disk_full: Mutex::new(None),
             arrivals: Mutex::new(HashMap::new()),
@@ -390,7 +424,7 @@ impl Store {
         if self.dispatched_offset() >= target {
             return;
         }
-        self.inner.dispatch_signal.notify();
+        self.inner.dispatch_signal.notify_always();
         let mut rx = self.inner.dispatched_tx.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|d| *d >= target)).await;
     }
@@ -554,6 +588,16 @@ impl Store {
         Ok(None)
     }
 
+    /// The `prepared_offset` field of the record at `phy` (transactions: the half it commits).
+    pub fn prepared_offset_at(&self, phy: u64) -> Option<u64> {
+        let limit = self.inner.confirmed();
+        self.inner
+            .log
+            .read(phy, None, limit, |v| v.prepared_offset)
+            .ok()
+            .flatten()
+    }
+
     /// Every stored record with this id (a scheduled message and its delivered copy share it),
     /// newest first.
     ///
@@ -632,7 +676,7 @@ impl Store {
 
     /// Runs retention and the disk check now instead of at the next interval.
     pub fn run_cleaner_now(&self) {
-        self.inner.clean_signal.notify();
+        self.inner.clean_signal.notify_always();
         let _ = self.inner.clean();
     }
 
@@ -646,9 +690,10 @@ impl Store {
         if inner.shutdown.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        inner.flush_signal.notify();
-        inner.dispatch_signal.notify();
-        inner.clean_signal.notify();
+        inner.flush_signal.notify_always();
+        inner.dispatch_signal.notify_always();
+        inner.clean_signal.notify_always();
+        inner.checkpoint_signal.notify_always();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }

@@ -8,12 +8,14 @@
 //!   since its last flush in one msync, so concurrent producers share it (group commit); under
 //!   `ASYNC_FLUSH` it flushes every `flush_interval_ms`. It also writes the checkpoint.
 //! - *dispatcher*: follows the confirmed CommitLog offset into ConsumeQueues and the index.
+//! - *checkpointer*: flushes ConsumeQueues and the index and writes the checkpoint every
+//!   `checkpoint_interval_ms`, on its own thread so its msyncs never delay a SYNC ack.
 //! - *cleaner*: retention by age and the disk-use watermark.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Error, Inner, Result};
 use crate::config::FlushMode;
@@ -22,9 +24,10 @@ type Job = fn(Arc<Inner>);
 
 pub(super) fn spawn(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
-    let jobs: [(&str, Job); 3] = [
+    let jobs: [(&str, Job); 4] = [
         ("rg-flusher", flusher),
         ("rg-dispatcher", dispatcher),
+        ("rg-checkpoint", checkpointer),
         ("rg-cleaner", cleaner),
     ];
     for (name, job) in jobs {
@@ -53,31 +56,41 @@ fn flusher(inner: Arc<Inner>) {
     } else {
         Duration::from_millis(inner.config.flush_interval_ms)
     };
-    let cp_every = Duration::from_millis(inner.config.checkpoint_interval_ms);
-    let mut last_cp = Instant::now();
     loop {
         let stop = inner.shutdown.load(Ordering::Acquire);
-        if !stop {
-            inner.flush_signal.wait(wait.min(cp_every));
-        }
         let log = &inner.log;
+        if !stop {
+            // Under SYNC, appends wake this thread; under ASYNC it flushes on the interval.
+            inner
+                .flush_signal
+                .wait_unless(wait, || sync && log.wrote() > log.flushed());
+        }
         if log.wrote() > log.flushed() && !log.is_poisoned() {
             if let Err(e) = log.flush(injected_failure(&inner)) {
                 tracing::error!(error = %e, "flush failed; the store is now read-only");
             }
             inner.publish_flushed();
             if sync {
-                inner.dispatch_signal.notify();
+                inner.dispatch_signal.notify_always();
             }
-        }
-        if last_cp.elapsed() >= cp_every && !log.is_poisoned() {
-            if let Err(e) = inner.checkpoint() {
-                tracing::error!(error = %e, "checkpoint failed");
-            }
-            last_cp = Instant::now();
         }
         if stop {
             return;
+        }
+    }
+}
+
+fn checkpointer(inner: Arc<Inner>) {
+    let every = Duration::from_millis(inner.config.checkpoint_interval_ms);
+    loop {
+        inner.checkpoint_signal.wait(every);
+        if inner.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if !inner.log.is_poisoned() {
+            if let Err(e) = inner.checkpoint() {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
         }
     }
 }
@@ -94,7 +107,11 @@ fn dispatcher(inner: Arc<Inner>) {
                 inner.dispatch_signal.wait(Duration::from_secs(1));
             }
         } else {
-            inner.dispatch_signal.wait(Duration::from_millis(100));
+            inner
+                .dispatch_signal
+                .wait_unless(Duration::from_millis(100), || {
+                    inner.dispatched.load(Ordering::Acquire) < inner.confirmed()
+                });
         }
     }
 }

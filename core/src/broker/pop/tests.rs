@@ -59,6 +59,9 @@ fn params(filter: &Filter, now: i64, fifo: bool) -> PopParams<'_> {
         now_ms: now,
         invisible_ms: 1000,
         fifo,
+        revive: false,
+        max_attempts: 16,
+        revive_grace_ms: 30_000,
     }
 }
 
@@ -68,7 +71,10 @@ fn pop(q: &mut QueuePop, src: &Fake, n: usize, p: &PopParams<'_>, seq: &mut u64)
         *seq += 1;
         *seq
     };
-    q.pop(src, 0, n, p, &mut next, &mut out).unwrap();
+    let mut expired = Vec::new();
+    q.pop(src, 0, n, p, &mut next, &mut out, &mut expired)
+        .unwrap();
+    assert!(expired.is_empty());
     assert_eq!(
         q.deadlines.len(),
         q.inflight.len(),
@@ -260,4 +266,58 @@ fn retention_moves_the_start() {
         d.iter().map(|d| d.message.queue_offset).collect::<Vec<_>>(),
         vec![3, 4]
     );
+}
+
+#[test]
+fn expired_messages_are_handed_back_for_retry_or_dead_letter() {
+    let src = Fake {
+        msgs: (0..2).map(|i| msg(i, "", None)).collect(),
+        min: 0,
+    };
+    let all = Filter::All;
+    let mut q = QueuePop::default();
+    let mut n = 0u64;
+    let mut seq = || {
+        n += 1;
+        n
+    };
+    let mut p = params(&all, 0, false);
+    p.revive = true;
+    p.max_attempts = 2;
+    let (mut out, mut expired) = (Vec::new(), Vec::new());
+    q.pop(&src, 0, 10, &p, &mut seq, &mut out, &mut expired)
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    p.now_ms = 5000;
+    out.clear();
+    q.pop(&src, 0, 10, &p, &mut seq, &mut out, &mut expired)
+        .unwrap();
+    assert!(out.is_empty(), "revived, not redelivered in place");
+    assert_eq!(expired.len(), 2);
+    assert!(expired.iter().all(|e| e.attempts == 1 && !e.dead));
+    // Still invisible during the grace period; acknowledged once revived.
+    let first = expired[0].clone();
+    expired.clear();
+    q.pop(&src, 0, 10, &p, &mut seq, &mut out, &mut expired)
+        .unwrap();
+    assert!(out.is_empty() && expired.is_empty());
+    q.ack(first.offset, first.seq).unwrap();
+    // FIFO redelivers in place until the maximum, then hands the message back as dead.
+    let mut f = QueuePop::default();
+    let mut p = params(&all, 0, true);
+    p.max_attempts = 2;
+    let (mut out, mut expired) = (Vec::new(), Vec::new());
+    f.pop(&src, 0, 1, &p, &mut seq, &mut out, &mut expired)
+        .unwrap();
+    p.now_ms = 2000;
+    out.clear();
+    f.pop(&src, 0, 1, &p, &mut seq, &mut out, &mut expired)
+        .unwrap();
+    assert_eq!((out.len(), out[0].attempt), (1, 2));
+    p.now_ms = 4000;
+    out.clear();
+    f.pop(&src, 0, 1, &p, &mut seq, &mut out, &mut expired)
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert!(expired[0].dead && expired[0].attempts == 2);
 }

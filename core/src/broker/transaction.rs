@@ -1,0 +1,577 @@
+//! Transactional messages: half messages, their resolution, and check-back.
+//!
+//! Owns: the internal topics [`HALF_TOPIC`] (half messages, invisible to consumers) and
+//! [`OP_TOPIC`] (resolutions: one line `transaction_id\tC|R|D`), the table of pending halves,
+//! the checkers that producer groups register, and the check-back thread (`rg-transactions`).
+//!
+//! - `send_half` stores the message in the half topic (durably, before it returns) with its
+//!   target topic and queue, producer group and a broker-assigned transaction id.
+//! - `end_transaction(id, Commit)` appends the real message to its queue — same message id, its
+//!   `prepared_offset` pointing at the half — and then the resolution; `Rollback` appends only
+//!   the resolution. A second resolution of a resolved transaction changes nothing and returns
+//!   [`Error::TransactionResolved`] (RocketMQ #5574: a double commit delivered twice).
+//! - Unresolved halves are checked back through the [`TransactionChecker`] registered for
+//!   their producer group — first `transaction.check_first_ms` after the half was stored, then
+//!   every `transaction.check_interval_ms`, at most `transaction.max_checks` times — and then
+//!   discarded (resolution `D`, logged, listed by [`Broker::discarded_transactions`]).
+//!
+//! Recovery: at start every half without a resolution is pending again (and checked back). A
+//! half whose committed copy is already stored (a crash between the two appends of a commit)
+//! is recognised through the message-id index and resolved, never delivered twice: the message
+//! is delivered once or discarded, never both, never lost.
+//!
+//! Concurrency: one mutex around the pending table; resolutions are serialised per transaction
+//! by removing it from the table before appending.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{Broker, Inner};
+use crate::api::{SendReceipt, SendRequest};
+use crate::error::{Error, Result};
+use crate::message::StoredMessage;
+use crate::store::now_ms;
+use crate::store::record::{RecordDraft, FLAG_NO_INDEX};
+
+/// Internal topic of half messages.
+pub const HALF_TOPIC: &str = "rmq_sys_trans_half";
+/// Internal topic of resolutions.
+pub const OP_TOPIC: &str = "rmq_sys_trans_op";
+/// Reserved property: the producer group of a half message.
+pub const PROP_PRODUCER_GROUP: &str = "PGROUP";
+/// Reserved property: the transaction id of a half message.
+pub const PROP_TRANSACTION_ID: &str = "TRAN_MSG";
+
+/// How a transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Make the message visible.
+    Commit,
+    /// Discard it.
+    Rollback,
+}
+
+/// What a producer's check-back answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Resolve the transaction.
+    Resolve(Resolution),
+    /// Not known yet: check again later.
+    Unknown,
+}
+
+/// A pending half message, as shown to a checker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HalfMessage {
+    /// Transaction id.
+    pub transaction_id: String,
+    /// Producer group.
+    pub producer_group: String,
+    /// The message as it will be delivered on commit (target topic and queue).
+    pub message: StoredMessage,
+}
+
+/// A transaction discarded after too many unknown check-backs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscardedTransaction {
+    /// Transaction id.
+    pub transaction_id: String,
+    /// Message id.
+    pub message_id: String,
+    /// Producer group.
+    pub producer_group: String,
+    /// Target topic.
+    pub topic: String,
+}
+
+/// A boxed future of a check-back answer.
+pub type CheckFuture = Pin<Box<dyn Future<Output = CheckResult> + Send>>;
+
+/// Asks a producer how a transaction ended. Gateways implement it (gRPC over the Telemetry
+/// stream, REST through a callback URL) and register it per producer group.
+pub trait TransactionChecker: Send + Sync {
+    /// Checks one half message.
+    fn check(&self, half: HalfMessage) -> CheckFuture;
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    phy: u64,
+    size: u32,
+    message_id: String,
+    producer_group: String,
+    topic: String,
+    checks: u32,
+    next_check_ms: i64,
+}
+
+/// Pending halves, resolutions and checkers.
+pub struct Transactions {
+    pending: Mutex<BTreeMap<String, Pending>>,
+    resolved: Mutex<HashMap<String, char>>,
+    discarded: Mutex<Vec<DiscardedTransaction>>,
+    checkers: Mutex<HashMap<String, Arc<dyn TransactionChecker>>>,
+    config: crate::config::TransactionConfig,
+    signal: Arc<(Mutex<bool>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Transactions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transactions")
+            .field("pending", &self.pending.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn half_of(m: &StoredMessage) -> Option<(String, String, String)> {
+    Some((
+        m.properties.get(PROP_TRANSACTION_ID)?.clone(),
+        m.properties.get(PROP_PRODUCER_GROUP)?.clone(),
+        m.properties.get(super::timer::PROP_REAL_TOPIC)?.clone(),
+    ))
+}
+
+/// The message a half becomes on commit: target topic and queue, internal properties removed.
+fn committed_view(mut m: StoredMessage) -> StoredMessage {
+    if let Some(t) = m.properties.remove(super::timer::PROP_REAL_TOPIC) {
+        m.topic = t;
+    }
+    if let Some(q) = m.properties.remove(super::timer::PROP_REAL_QID) {
+        m.queue_id = q.parse().unwrap_or(0);
+    }
+    m.properties.remove(PROP_PRODUCER_GROUP);
+    m.properties.remove(PROP_TRANSACTION_ID);
+    m
+}
+
+impl Transactions {
+    /// Rebuilds the pending table from the half and resolution topics.
+    ///
+    /// # Errors
+    /// Store errors reading them.
+    pub fn open(
+        store: &crate::store::Store,
+        config: crate::config::TransactionConfig,
+    ) -> Result<Self> {
+        let mut resolved = HashMap::new();
+        for m in read_all(store, OP_TOPIC)? {
+            for line in std::str::from_utf8(&m.body).unwrap_or("").lines() {
+                if let Some((id, r)) = line.split_once('\t') {
+                    if let Some(c) = r.chars().next() {
+                        resolved.insert(id.to_owned(), c);
+                    }
+                }
+            }
+        }
+        let now = now_ms();
+        let mut pending = BTreeMap::new();
+        for m in read_all(store, HALF_TOPIC)? {
+            let Some((tx, group, topic)) = half_of(&m) else {
+                continue;
+            };
+            if resolved.contains_key(&tx) {
+                continue;
+            }
+            pending.insert(
+                tx,
+                Pending {
+                    phy: m.physical_offset,
+                    size: m.size,
+                    message_id: m.message_id,
+                    producer_group: group,
+                    topic,
+                    checks: 0,
+                    next_check_ms: (m.store_timestamp_ms + config.check_first_ms as i64).max(now),
+                },
+            );
+        }
+        Ok(Self {
+            pending: Mutex::new(pending),
+            resolved: Mutex::new(resolved),
+            discarded: Mutex::new(Vec::new()),
+            checkers: Mutex::new(HashMap::new()),
+            config,
+            signal: Arc::new((Mutex::new(false), Condvar::new())),
+            thread: Mutex::new(None),
+        })
+    }
+
+    /// Halves waiting for a resolution.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    pub(super) fn start(inner: &Arc<Inner>) -> Result<()> {
+        let weak = Arc::downgrade(inner);
+        let signal = inner.transactions.signal.clone();
+        let handle = std::thread::Builder::new()
+            .name("rg-transactions".into())
+            .spawn(move || run(weak, signal))
+            .map_err(|e| Error::Metadata {
+                path: "rg-transactions".into(),
+                reason: e.to_string(),
+            })?;
+        *inner.transactions.thread.lock() = Some(handle);
+        Ok(())
+    }
+
+    pub(super) fn stop(&self) {
+        *self.signal.0.lock() = true;
+        self.signal.1.notify_all();
+        if let Some(t) = self.thread.lock().take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn read_all(store: &crate::store::Store, topic: &str) -> Result<Vec<StoredMessage>> {
+    let (min, max) = store.queue_range(topic, 0);
+    let mut out = Vec::new();
+    let mut at = min;
+    while at < max {
+        let batch = store.read_queue(topic, 0, at, 512)?;
+        let Some(last) = batch.last().map(|m| m.queue_offset) else {
+            break;
+        };
+        at = last + 1;
+        out.extend(batch);
+    }
+    Ok(out)
+}
+
+impl Broker {
+    /// Stores a half message: durable, invisible to consumers until committed.
+    ///
+    /// # Errors
+    /// As [`Broker::send`], plus [`Error::IllegalField`] for an invalid producer group.
+    pub async fn send_half(&self, req: SendRequest, producer_group: &str) -> Result<SendReceipt> {
+        super::consume::validate_group_name(producer_group)?;
+        let (m, queue_id) = self.prepare(&req)?;
+        let now = now_ms();
+        let message_id = m
+            .message_id
+            .clone()
+            .unwrap_or_else(|| crate::message_id::generate(now));
+        let transaction_id = crate::message_id::generate(now);
+        let mut props = m.properties.clone();
+        props.insert(super::timer::PROP_REAL_TOPIC.into(), m.topic.clone());
+        props.insert(super::timer::PROP_REAL_QID.into(), queue_id.to_string());
+        props.insert(PROP_PRODUCER_GROUP.into(), producer_group.to_owned());
+        props.insert(PROP_TRANSACTION_ID.into(), transaction_id.clone());
+        let draft = RecordDraft {
+            topic: HALF_TOPIC,
+            message_id: &message_id,
+            tag: m.tag.as_deref().unwrap_or(""),
+            message_group: m.message_group.as_deref().unwrap_or(""),
+            born_host: m.born_host.as_deref().unwrap_or(""),
+            keys: &m.keys,
+            properties: &props,
+            body: &m.body,
+            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
+            reconsume_times: 0,
+            flags: 0,
+            prepared_offset: 0,
+        };
+        let appended = self.inner.store.append(&draft, 0).await?;
+        let tx = &self.inner.transactions;
+        tx.pending.lock().insert(
+            transaction_id.clone(),
+            Pending {
+                phy: appended.physical_offset,
+                size: appended.size,
+                message_id: message_id.clone(),
+                producer_group: producer_group.to_owned(),
+                topic: m.topic.clone(),
+                checks: 0,
+                next_check_ms: now + tx.config.check_first_ms as i64,
+            },
+        );
+        Ok(SendReceipt {
+            message_id,
+            queue_id,
+            queue_offset: appended.queue_offset,
+            physical_offset: appended.physical_offset,
+            store_timestamp_ms: appended.store_timestamp,
+            deliver_at_ms: None,
+            transaction_id: Some(transaction_id),
+        })
+    }
+
+    /// Commits or rolls back a transaction.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTransactionId`] for an unknown id, [`Error::TransactionResolved`] if it was
+    /// resolved already (nothing changes then), store errors.
+    pub async fn end_transaction(
+        &self,
+        transaction_id: &str,
+        resolution: Resolution,
+    ) -> Result<()> {
+        let tx = &self.inner.transactions;
+        let taken = tx.pending.lock().remove(transaction_id);
+        let Some(p) = taken else {
+            return match tx.resolved.lock().get(transaction_id) {
+                Some(c) => Err(Error::TransactionResolved {
+                    transaction_id: transaction_id.to_owned(),
+                    committed: *c == 'C',
+                }),
+                None => Err(Error::InvalidTransactionId(transaction_id.to_owned())),
+            };
+        };
+        match self.resolve(&p, transaction_id, resolution).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Not resolved: keep it pending so a retry or check-back finishes it.
+                tx.pending.lock().insert(transaction_id.to_owned(), p);
+                Err(e)
+            }
+        }
+    }
+
+    async fn resolve(
+        &self,
+        p: &Pending,
+        transaction_id: &str,
+        resolution: Resolution,
+    ) -> Result<()> {
+        let code = match resolution {
+            Resolution::Commit => {
+                self.commit_half(p).await?;
+                'C'
+            }
+            Resolution::Rollback => 'R',
+        };
+        self.record_resolution(transaction_id, code).await
+    }
+
+    async fn commit_half(&self, p: &Pending) -> Result<()> {
+        let Some(half) = self.inner.store.read_at(p.phy, Some(p.size))? else {
+            return Err(Error::MessageNotFound(p.message_id.clone()));
+        };
+        let view = committed_view(half);
+        let topic = self
+            .inner
+            .topics
+            .get(&view.topic)
+            .ok_or_else(|| Error::TopicNotFound(view.topic.clone()))?;
+        let qid = view.queue_id % topic.config.queue_count.max(1);
+        let draft = RecordDraft {
+            topic: &view.topic,
+            message_id: &view.message_id,
+            tag: view.tag.as_deref().unwrap_or(""),
+            message_group: view.message_group.as_deref().unwrap_or(""),
+            born_host: view.born_host.as_deref().unwrap_or(""),
+            keys: &view.keys,
+            properties: &view.properties,
+            body: &view.body,
+            born_timestamp: view.born_timestamp_ms,
+            reconsume_times: 0,
+            flags: 0,
+            prepared_offset: p.phy,
+        };
+        self.inner.store.append(&draft, qid).await?;
+        Ok(())
+    }
+
+    async fn record_resolution(&self, transaction_id: &str, code: char) -> Result<()> {
+        let body = format!("{transaction_id}\t{code}\n");
+        let empty = BTreeMap::new();
+        let id = crate::message_id::generate(now_ms());
+        let draft = RecordDraft {
+            topic: OP_TOPIC,
+            message_id: &id,
+            tag: "",
+            message_group: "",
+            born_host: "",
+            keys: &[],
+            properties: &empty,
+            body: body.as_bytes(),
+            born_timestamp: now_ms(),
+            reconsume_times: 0,
+            flags: FLAG_NO_INDEX,
+            prepared_offset: 0,
+        };
+        self.inner.store.append(&draft, 0).await?;
+        self.inner
+            .transactions
+            .resolved
+            .lock()
+            .insert(transaction_id.to_owned(), code);
+        Ok(())
+    }
+
+    /// Registers the checker of a producer group (replacing an earlier one).
+    pub fn register_checker(&self, producer_group: &str, checker: Arc<dyn TransactionChecker>) {
+        self.inner
+            .transactions
+            .checkers
+            .lock()
+            .insert(producer_group.to_owned(), checker);
+        self.inner.transactions.signal.1.notify_all();
+    }
+
+    /// Removes the checker of a producer group.
+    pub fn unregister_checker(&self, producer_group: &str) {
+        self.inner
+            .transactions
+            .checkers
+            .lock()
+            .remove(producer_group);
+    }
+
+    /// Half messages waiting for a resolution.
+    pub fn pending_transactions(&self) -> usize {
+        self.inner.transactions.pending()
+    }
+
+    /// Transactions discarded since start after too many unknown check-backs.
+    pub fn discarded_transactions(&self) -> Vec<DiscardedTransaction> {
+        self.inner.transactions.discarded.lock().clone()
+    }
+
+    /// Resolves pending halves whose commit was already stored (a crash between the two
+    /// appends of a commit). Called once at start.
+    pub(super) async fn reconcile_transactions(&self) -> Result<()> {
+        let pending: Vec<(String, Pending)> = self
+            .inner
+            .transactions
+            .pending
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (tx, p) in pending {
+            let committed = self
+                .inner
+                .store
+                .find_all_by_id(&p.message_id)?
+                .iter()
+                .any(|m| m.topic == p.topic && self.is_commit_of(m, p.phy));
+            if committed {
+                self.inner.transactions.pending.lock().remove(&tx);
+                self.record_resolution(&tx, 'C').await?;
+                tracing::info!(transaction = %tx, "found an already stored commit; resolved");
+            }
+        }
+        Ok(())
+    }
+
+    fn is_commit_of(&self, m: &StoredMessage, half_phy: u64) -> bool {
+        // The committed copy points at its half through the record's prepared offset.
+        self.inner
+            .store
+            .prepared_offset_at(m.physical_offset)
+            .is_some_and(|o| o == half_phy)
+    }
+
+    async fn check_round(&self) {
+        let now = now_ms();
+        let cfg = self.inner.transactions.config.clone();
+        let due: Vec<(String, Pending)> = self
+            .inner
+            .transactions
+            .pending
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.next_check_ms <= now)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (tx, p) in due {
+            if p.checks >= cfg.max_checks {
+                if self.inner.transactions.pending.lock().remove(&tx).is_some() {
+                    if let Err(e) = self.record_resolution(&tx, 'D').await {
+                        tracing::error!(error = %e, "could not record a discarded transaction");
+                    }
+                    tracing::warn!(transaction = %tx, id = %p.message_id, group = %p.producer_group, "transaction discarded after {} unknown check-backs", p.checks);
+                    let mut d = self.inner.transactions.discarded.lock();
+                    if d.len() >= 10_000 {
+                        d.remove(0);
+                    }
+                    d.push(DiscardedTransaction {
+                        transaction_id: tx,
+                        message_id: p.message_id,
+                        producer_group: p.producer_group,
+                        topic: p.topic,
+                    });
+                }
+                continue;
+            }
+            let checker = self
+                .inner
+                .transactions
+                .checkers
+                .lock()
+                .get(&p.producer_group)
+                .cloned();
+            // Count the attempt whether or not a producer is there to answer it.
+            if let Some(q) = self.inner.transactions.pending.lock().get_mut(&tx) {
+                q.checks += 1;
+                q.next_check_ms = now + cfg.check_interval_ms as i64;
+            }
+            let Some(checker) = checker else { continue };
+            let Ok(Some(half)) = self.inner.store.read_at(p.phy, Some(p.size)) else {
+                continue;
+            };
+            let answer = tokio::time::timeout(
+                Duration::from_millis(cfg.check_timeout_ms),
+                checker.check(HalfMessage {
+                    transaction_id: tx.clone(),
+                    producer_group: p.producer_group.clone(),
+                    message: committed_view(half),
+                }),
+            )
+            .await;
+            if let Ok(CheckResult::Resolve(r)) = answer {
+                match self.end_transaction(&tx, r).await {
+                    Ok(()) | Err(Error::TransactionResolved { .. }) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, transaction = %tx, "check-back resolution failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn run(weak: Weak<Inner>, signal: Arc<(Mutex<bool>, Condvar)>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "transaction check-back thread cannot start");
+            return;
+        }
+    };
+    let mut reconciled = false;
+    loop {
+        if *signal.0.lock() {
+            return;
+        }
+        {
+            let Some(inner) = weak.upgrade() else { return };
+            let broker = Broker { inner };
+            if !reconciled {
+                if let Err(e) = rt.block_on(broker.reconcile_transactions()) {
+                    tracing::error!(error = %e, "could not reconcile pending transactions");
+                }
+                reconciled = true;
+            }
+            rt.block_on(broker.check_round());
+            // `broker` drops here: the thread holds no reference while it sleeps.
+        }
+        let mut stop = signal.0.lock();
+        if !*stop {
+            signal.1.wait_for(&mut stop, Duration::from_millis(200));
+        }
+    }
+}
