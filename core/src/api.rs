@@ -66,6 +66,9 @@ pub enum PullStatus {
     OffsetMoved,
     /// The offset is past the end of the queue.
     OffsetTooBig,
+    /// Messages were scanned but none matched the filter (a bounded scan stopped before the
+    /// end of the queue): continue from `next_offset`.
+    NoMatchedMessage,
 }
 
 /// The answer to a pull.
@@ -150,6 +153,15 @@ pub struct PoppedMessage {
     pub attempt: u32,
     /// When it becomes visible again unless acknowledged (ms since the epoch).
     pub invisible_until_ms: i64,
+}
+
+/// A committed offset of a group on one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// Queue.
+    pub queue_id: u32,
+    /// Committed offset (the next message to consume).
+    pub offset: u64,
 }
 
 /// Lag of a group on one queue.

@@ -224,7 +224,6 @@ async fn consume_fifo_groups_in_send_order_exactly_once_with_concurrent_consumer
 /// An ack frees the message group: a pop already waiting for the group's next message gets it
 /// promptly, not at the end of its wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: an ack does not wake a pop waiting for the FIFO group's next message"]
 async fn consume_fifo_ack_wakes_a_pop_waiting_for_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
@@ -322,7 +321,6 @@ async fn consume_fifo_redelivers_the_groups_head_first_also_after_restart() {
 /// "Different groups proceed in parallel" (docs/consumption.md) also when one group has a long
 /// backlog ahead of another group's message in the same queue.
 #[tokio::test]
-#[ignore = "BUG: a FIFO group with > 1024 queued messages blocks the groups behind it"]
 async fn consume_fifo_a_long_group_backlog_does_not_block_other_groups() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));

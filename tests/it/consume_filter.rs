@@ -244,7 +244,6 @@ async fn long_rejected_run(broker: &Broker, topic: &str) -> u64 {
 /// A pull over a long run of rejected messages makes progress and never answers `Found`
 /// without a message (`PullStatus::Found` is documented as "at least one message").
 #[tokio::test]
-#[ignore = "BUG: pull_group answers Found with no message when its filter scan limit is hit"]
 async fn consume_filter_pull_over_many_rejected_messages() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
@@ -280,7 +279,6 @@ async fn consume_filter_pull_over_many_rejected_messages() {
 /// A pop with a filter finds a matching message behind a long run of rejected ones at once,
 /// not only when its wait ends.
 #[tokio::test]
-#[ignore = "BUG: a pop finds a match behind > 4096 rejected messages only at its deadline"]
 async fn consume_filter_pop_over_many_rejected_messages() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));

@@ -136,7 +136,6 @@ async fn consume_long_poll_wakes_on_send_and_expires_at_deadline() {
 /// A pop waiting while the only message is in flight gets it promptly once a visibility change
 /// makes it visible again soon (the "retry sooner" pattern), not at the end of its own wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a shortened invisible time does not wake a waiting pop"]
 async fn consume_long_poll_pop_wakes_when_a_visibility_change_shortens_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));

@@ -474,7 +474,6 @@ async fn consume_restart_kill9_keeps_acks_and_bounds_offset_regression() {
 /// The same with the kill before the first consumer snapshot (persist interval 60 s): acks
 /// are journaled in the CommitLog, so they must survive without any snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: acks journaled before the first consumer snapshot are redelivered after kill -9"]
 async fn consume_restart_kill9_before_the_first_snapshot_keeps_acks() {
     kill_rounds("consume-kill9-no-snapshot", 60_000, false, 1).await;
 }
@@ -483,7 +482,6 @@ async fn consume_restart_kill9_before_the_first_snapshot_keeps_acks() {
 /// running broker is what a `kill -9` leaves behind. A group pops and acknowledges three
 /// messages under SYNC_FLUSH before the first consumer snapshot; the copy is opened.
 #[tokio::test]
-#[ignore = "BUG: acks journaled before the first consumer snapshot are redelivered after kill -9"]
 async fn consume_restart_acks_before_the_first_snapshot_survive_a_crash_minimal() {
     let dir = support::memory_tempdir();
     let crashed = support::memory_tempdir();
@@ -531,7 +529,6 @@ async fn consume_restart_acks_before_the_first_snapshot_survive_a_crash_minimal(
 /// Dropping the last handle closes the broker ("also done when the last handle drops"): the
 /// consumer state is persisted and the directory is free to be opened again right away.
 #[tokio::test]
-#[ignore = "BUG: the store stays open up to offset_persist_interval_ms after the last handle drops"]
 async fn consume_restart_dropping_the_last_handle_closes_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = support::consume_config(dir.path()); // snapshot interval: the default 5 s

@@ -417,11 +417,13 @@ pub fn now_ms() -> i64 {
 }
 
 /// A broker configuration for the consumption tests: [`config`] with 1 MiB segments under
-/// ASYNC_FLUSH, a minimum invisible time of 100 ms (so redelivery tests take little time) and
-/// everything else at its default.
+/// ASYNC_FLUSH, a minimum invisible time of 100 ms and no retry backoff (so an expired message
+/// is visible again as soon as its invisible time passes and redelivery tests take little
+/// time), everything else at its default.
 pub fn consume_config(dir: &Path) -> Config {
     let mut c = config(dir, 1 << 20, FlushMode::Async);
     c.consumer.min_invisible_ms = 100;
+    c.consumer.retry_backoff = "0s".into();
     c
 }
 

@@ -57,6 +57,7 @@ pub fn config(dir: &Path, persist_interval_ms: u64) -> Config {
     c.store.index_entries_per_file = 16 * 1024;
     c.consumer.offset_persist_interval_ms = persist_interval_ms;
     c.consumer.min_invisible_ms = 100;
+    c.consumer.retry_backoff = "0s".into();
     c
 }
 

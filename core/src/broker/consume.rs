@@ -21,7 +21,7 @@ use super::pop::{Delivery, Expired, PopParams, Source};
 use super::receipt::Receipt;
 use super::{assignment, validate, Broker};
 use crate::api::{
-    GroupPullRequest, PopRequest, PoppedMessage, PullResult, PullStatus, QueueLag, QueueOffsets,
+    CommittedOffset, GroupPullRequest, PopRequest, PoppedMessage, PullResult, PullStatus, QueueLag,
 };
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
@@ -47,6 +47,10 @@ impl Source for StoreSource<'_> {
             .read_at(entry.physical_offset, Some(entry.size))?)
     }
 }
+
+/// Passes a pop makes without waiting while entries are left unscanned (each scans up to
+/// `SCAN_LIMIT` entries per queue).
+const MAX_EXTRA_PASSES: u32 = 16;
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -221,6 +225,7 @@ impl Broker {
         }
         let status = match status {
             PullStatus::Found if messages.is_empty() && at >= max => PullStatus::NoNewMessage,
+            PullStatus::Found if messages.is_empty() => PullStatus::NoMatchedMessage,
             s => s,
         };
         Ok(PullResult {
@@ -315,7 +320,7 @@ impl Broker {
         group: &str,
         topic: &str,
         timestamp_ms: i64,
-    ) -> Result<Vec<QueueOffsets>> {
+    ) -> Result<Vec<CommittedOffset>> {
         let t = self.readable_topic(topic)?;
         self.resolve_group(group)?;
         let store = &self.inner.store;
@@ -324,13 +329,10 @@ impl Broker {
         for q in 0..t.config.queue_count {
             let offset = store.queue_offset_for_time(topic, q, timestamp_ms)?;
             self.inner.consumers.commit(group, topic, q, offset);
-            let (min, max) = store.queue_range(topic, q);
-            out.push(QueueOffsets {
+            out.push(CommittedOffset {
                 queue_id: q,
-                min,
-                max,
+                offset,
             });
-            let _ = offset;
         }
         Ok(out)
     }
@@ -371,7 +373,16 @@ impl Broker {
         store.catch_up().await;
         let retry_topic = super::retry::retry_topic(&req.group, &req.topic);
         let mut retry_arrivals = store.subscribe_topic(&retry_topic);
+        let mut changes = self
+            .inner
+            .consumers
+            .topic_pop(&req.group, &req.topic)
+            .lock()
+            .changes
+            .subscribe();
+        let mut extra_passes = 0;
         loop {
+            changes.borrow_and_update();
             arrivals.borrow_and_update();
             retry_arrivals.borrow_and_update();
             let now = now_ms();
@@ -386,7 +397,7 @@ impl Broker {
             };
             let mut out: Vec<Delivery> = Vec::new();
             let mut expired: Vec<(String, u32, Expired)> = Vec::new();
-            let mut next_deadline = self.pop_pass(
+            let (mut next_deadline, mut more) = self.pop_pass(
                 &req.group,
                 &req.topic,
                 queue_count,
@@ -399,7 +410,7 @@ impl Broker {
             if out.len() < req.max && self.inner.topics.get(&retry_topic).is_some() {
                 params.fifo = false;
                 params.revive = true;
-                let d = self.pop_pass(
+                let (d, m) = self.pop_pass(
                     &req.group,
                     &retry_topic,
                     1,
@@ -408,6 +419,7 @@ impl Broker {
                     &mut out,
                     &mut expired,
                 )?;
+                more |= m;
                 next_deadline = match (next_deadline, d) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -424,11 +436,19 @@ impl Broker {
                     .map(|d| self.popped(&req.group, d))
                     .collect());
             }
+            // Entries were left unscanned (a long run of filtered-out messages): go on at once,
+            // for a bounded number of passes even past the deadline.
+            if more && extra_passes < MAX_EXTRA_PASSES {
+                extra_passes += 1;
+                continue;
+            }
             let now_instant = Instant::now();
             if now_instant >= deadline {
                 return Ok(Vec::new());
             }
-            // Wake on new messages or retries, or when the earliest in-flight message expires.
+            // Wake on new messages or retries, on acks and visibility changes of this group
+            // (a FIFO group freed, a deadline moved), or when the earliest in-flight message
+            // expires.
             let mut until = deadline;
             if let Some(d) = next_deadline {
                 let wait_ms = u64::try_from(d.saturating_sub(now)).unwrap_or(0);
@@ -436,6 +456,7 @@ impl Broker {
             }
             let woke = tokio::time::timeout_at(until, async {
                 tokio::select! {
+                    r = changes.changed() => r,
                     r = arrivals.changed() => r,
                     r = retry_arrivals.changed() => r,
                 }
@@ -459,7 +480,7 @@ impl Broker {
         params: &PopParams<'_>,
         out: &mut Vec<Delivery>,
         expired: &mut Vec<(String, u32, Expired)>,
-    ) -> Result<Option<i64>> {
+    ) -> Result<(Option<i64>, bool)> {
         let state = self.inner.consumers.topic_pop(group, topic);
         let mut tp = state.lock();
         let src = StoreSource {
@@ -470,14 +491,19 @@ impl Broker {
         tp.rotation = tp.rotation.wrapping_add(1);
         let mut seq = || self.inner.consumers.next_seq();
         let mut exp = Vec::new();
+        let mut more = false;
         for i in 0..queue_count {
             let qid = ((start as u64 + u64::from(i)) % u64::from(queue_count.max(1))) as u32;
             let need = max.saturating_sub(out.len());
-            tp.queue(qid)
+            more |= tp
+                .queue(qid)
                 .pop(&src, qid, need, params, &mut seq, out, &mut exp)?;
             expired.extend(exp.drain(..).map(|e| (topic.to_owned(), qid, e)));
         }
-        Ok(tp.queues.iter().filter_map(|q| q.next_deadline()).min())
+        Ok((
+            tp.queues.iter().filter_map(|q| q.next_deadline()).min(),
+            more,
+        ))
     }
 
     fn popped(&self, group: &str, d: Delivery) -> PoppedMessage {
@@ -543,6 +569,7 @@ impl Broker {
             .existing_topic_pop(group, &r.topic)
             .ok_or(Error::InvalidReceiptHandle("not in flight"))?;
         let mut tp = state.lock();
+        tp.notify_change();
         tp.queue(r.queue_id)
             .ack(r.queue_offset, r.seq)
             .map_err(|_| {
@@ -594,9 +621,9 @@ impl Broker {
             .ok_or(Error::InvalidReceiptHandle("not in flight"))?;
         let seq = self.inner.consumers.next_seq();
         let deadline_ms = now_ms() + ms;
-        state
-            .lock()
-            .queue(r.queue_id)
+        let mut tp = state.lock();
+        tp.notify_change();
+        tp.queue(r.queue_id)
             .change_invisible(r.queue_offset, r.seq, deadline_ms, seq)
             .map_err(|_| {
                 Error::InvalidReceiptHandle(

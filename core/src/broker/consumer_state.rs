@@ -38,12 +38,32 @@ use crate::error::Result;
 pub const ACK_JOURNAL_TOPIC: &str = "rmq_sys_pop_ack";
 
 /// The pop state of one group on one topic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TopicPop {
     /// Per queue id.
     pub queues: Vec<QueuePop>,
     /// Round-robin start for fairness across queues.
     pub rotation: usize,
+    /// Bumped when an ack or visibility change may let a waiting pop deliver something
+    /// (a FIFO group freed, a deadline moved earlier).
+    pub changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for TopicPop {
+    fn default() -> Self {
+        Self {
+            queues: Vec::new(),
+            rotation: 0,
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl TopicPop {
+    /// Wakes pops waiting on this group and topic.
+    pub fn notify_change(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl TopicPop {

@@ -26,11 +26,10 @@ pub mod timer;
 pub mod topic;
 pub mod transaction;
 pub mod validate;
+mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use parking_lot::{Condvar, Mutex};
 
 use self::assignment::Clients;
 use self::consumer_group::GroupRegistry;
@@ -39,6 +38,7 @@ use self::receipt::ReceiptKeys;
 use self::timer::{Timer, TIMER_TOPIC};
 use self::topic::{TopicConfig, TopicRegistry};
 use self::transaction::{Transactions, HALF_TOPIC, OP_TOPIC};
+use self::worker::Worker;
 use crate::api::{
     PullResult, PullStatus, QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo,
 };
@@ -57,39 +57,30 @@ struct Inner {
     consumers: ConsumerState,
     receipts: ReceiptKeys,
     clients: Clients,
-    persister: Persister,
     timer: Timer,
     retry_backoff_ms: Vec<u64>,
     transactions: Transactions,
-    reviver: retry::Reviver,
+    persister: Worker,
+    timer_worker: Worker,
+    transaction_worker: Worker,
+    reviver: Worker,
 }
 
-/// Stops the consumer-state persist thread and writes a last snapshot when the broker goes.
-#[derive(Default)]
-struct Persister {
-    stop: Mutex<bool>,
-    cv: Condvar,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl Persister {
-    fn stop(&self) {
-        *self.stop.lock() = true;
-        self.cv.notify_all();
-        if let Some(t) = self.thread.lock().take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
+impl Inner {
+    fn stop_workers(&self) {
+        self.reviver.stop();
+        self.transaction_worker.stop();
+        self.timer_worker.stop();
+        if let Err(e) = self.timer.persist() {
+            tracing::error!(error = %e, "could not persist the timer progress");
         }
+        self.persister.stop();
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.reviver.stop();
-        self.transactions.stop();
-        self.timer.stop();
-        self.persister.stop();
+        self.stop_workers();
         let journal = self.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
         if let Err(e) = self.consumers.persist(journal) {
             tracing::error!(error = %e, "could not persist consumer offsets at shutdown");
@@ -158,50 +149,53 @@ impl Broker {
                 consumers,
                 receipts,
                 clients,
-                persister: Persister::default(),
                 timer,
                 retry_backoff_ms,
                 transactions,
-                reviver: retry::Reviver::new(),
+                persister: Worker::default(),
+                timer_worker: Worker::default(),
+                transaction_worker: Worker::default(),
+                reviver: Worker::default(),
             }),
         };
         let replayed = broker.replay_ack_journal()?;
         if replayed > 0 {
             tracing::info!(acks = replayed, "replayed the pop ack journal");
         }
-        broker.start_persister()?;
-        Timer::start(&broker.inner)?;
-        Transactions::start(&broker.inner)?;
-        retry::Reviver::start(&broker.inner)?;
+        broker.start_workers()?;
         Ok(broker)
     }
 
-    fn start_persister(&self) -> Result<()> {
-        let weak = Arc::downgrade(&self.inner);
-        let every = Duration::from_millis(self.inner.config.consumer.offset_persist_interval_ms);
-        let handle = std::thread::Builder::new()
-            .name("rg-offsets".into())
-            .spawn(move || loop {
-                let Some(inner) = weak.upgrade() else { return };
-                {
-                    let mut stop = inner.persister.stop.lock();
-                    if !*stop {
-                        inner.persister.cv.wait_for(&mut stop, every);
-                    }
-                    if *stop {
-                        return;
-                    }
-                }
+    fn start_workers(&self) -> Result<()> {
+        let inner = &self.inner;
+        let every = Duration::from_millis(inner.config.consumer.offset_persist_interval_ms);
+        inner
+            .persister
+            .start("rg-offsets", inner, move |inner| async move {
                 let journal = inner.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
                 if let Err(e) = inner.consumers.persist(journal) {
                     tracing::error!(error = %e, "could not persist consumer offsets");
                 }
-            })
-            .map_err(|e| Error::Metadata {
-                path: "rg-offsets".into(),
-                reason: e.to_string(),
+                every
             })?;
-        *self.inner.persister.thread.lock() = Some(handle);
+        inner
+            .timer_worker
+            .start("rg-timer", inner, |inner| async move {
+                timer::tick(&inner).await
+            })?;
+        inner
+            .transaction_worker
+            .start("rg-transactions", inner, |inner| async move {
+                let broker = Broker { inner };
+                broker.transaction_tick().await;
+                Duration::from_millis(200)
+            })?;
+        inner
+            .reviver
+            .start("rg-revive", inner, |inner| async move {
+                Broker { inner }.revive_all().await;
+                Duration::from_secs(1)
+            })?;
         Ok(())
     }
 
@@ -396,7 +390,7 @@ impl Broker {
         };
         let appended = self.inner.store.append(&draft, queue_id).await?;
         if deliver_at.is_some() {
-            self.inner.timer.notify();
+            self.inner.timer_worker.wake();
         }
         Ok(SendReceipt {
             message_id: s.message_id.to_owned(),
@@ -619,10 +613,7 @@ impl Broker {
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
-        self.inner.reviver.stop();
-        self.inner.transactions.stop();
-        self.inner.timer.stop();
-        self.inner.persister.stop();
+        self.inner.stop_workers();
         self.persist_consumer_state()?;
         Ok(self.inner.store.shutdown()?)
     }

@@ -8,7 +8,9 @@
 //! Invariants of a `QueuePop`:
 //! - every offset below `low` is acknowledged (or filtered out, which counts as acknowledged);
 //! - every offset in `[low, next)` is exactly one of: in flight, acknowledged (in `acked`), or
-//!   held back (FIFO: its message group had an earlier message in flight);
+//!   held back (FIFO: its message group had an earlier message in flight); offsets at or past
+//!   `next` may be in flight or acknowledged too (a FIFO look-ahead past a full held table), and
+//!   a scan skips them;
 //! - an in-flight entry carries the delivery `seq` of the one valid receipt handle for it; a
 //!   redelivery or a visibility change replaces the seq, so older handles become stale;
 //! - FIFO: at most one message per message group is in flight, and a group's messages are
@@ -195,8 +197,13 @@ impl QueuePop {
     fn start(&mut self, min: u64) {
         if !self.started {
             self.started = true;
+            // Acks replayed from the journal before the first pop count from the start.
+            self.acked = self.acked.split_off(&min);
             self.low = min;
-            self.next = min;
+            while self.acked.remove(&self.low) {
+                self.low += 1;
+            }
+            self.next = self.low;
         }
         if self.next < min {
             // Retention removed messages this group never consumed.
@@ -256,7 +263,8 @@ impl QueuePop {
     }
 
     /// Hands out up to `need` messages of queue `queue_id`: expired in-flight ones first
-    /// (attempt + 1), then held-back FIFO ones whose group is free, then new ones.
+    /// (attempt + 1), then held-back FIFO ones whose group is free, then new ones. Returns
+    /// whether the scan stopped at [`SCAN_LIMIT`] with more entries left to look at.
     ///
     /// # Errors
     /// Store errors reading a message.
@@ -272,7 +280,7 @@ impl QueuePop {
         seq: &mut dyn FnMut() -> u64,
         out: &mut Vec<Delivery>,
         expired_out: &mut Vec<Expired>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (min, _) = src.range(queue_id);
         self.start(min);
         let target = out.len() + need;
@@ -370,59 +378,82 @@ impl QueuePop {
             busy.extend(self.held.values().cloned());
         }
 
-        // 3. New messages.
+        // 3. New messages, from `next`. `next` only advances over offsets that are classified
+        // (in flight, acknowledged or held); past a full `held`, a FIFO scan looks ahead for
+        // other groups without classifying the busy group's messages, so one long group never
+        // blocks the others.
         let mut scanned = 0;
-        'scan: while out.len() < target && scanned < SCAN_LIMIT {
-            let entries = src.entries(queue_id, self.next, 64);
+        let mut cursor = self.next;
+        let mut contiguous = true;
+        let mut more = false;
+        'scan: while out.len() < target {
+            let entries = src.entries(queue_id, cursor, 64);
             if entries.is_empty() {
                 break;
             }
             for (offset, e) in entries {
-                if out.len() >= target || scanned >= SCAN_LIMIT {
+                if out.len() >= target {
+                    break 'scan;
+                }
+                if scanned >= SCAN_LIMIT {
+                    more = true;
                     break 'scan;
                 }
                 scanned += 1;
                 // Holes in the queue (cut entries) count as consumed.
-                for hole in self.next..offset {
+                for hole in cursor..offset {
                     self.acked.insert(hole);
                 }
-                // Acknowledged before a restart: never again.
-                if self.acked.contains(&offset) {
-                    self.next = offset + 1;
+                cursor = offset + 1;
+                let classified = self.acked.contains(&offset)
+                    || self.inflight.contains_key(&offset)
+                    || self.held.contains_key(&offset);
+                if classified {
+                    if contiguous {
+                        self.next = offset + 1;
+                    }
                     continue;
                 }
                 if !p.filter.may_match(e.tag_hash) {
-                    self.next = offset + 1;
                     self.acked.insert(offset);
+                    if contiguous {
+                        self.next = offset + 1;
+                    }
                     continue;
                 }
                 let Some(m) = src.message(&e)? else {
                     break 'scan;
                 };
                 if !p.filter.matches(&m) {
-                    self.next = offset + 1;
                     self.acked.insert(offset);
+                    if contiguous {
+                        self.next = offset + 1;
+                    }
                     continue;
                 }
                 if p.fifo {
                     if let Some(g) = &m.message_group {
                         if busy.contains(g) {
-                            if self.held.len() >= HELD_LIMIT {
-                                break 'scan;
+                            if contiguous && self.held.len() < HELD_LIMIT {
+                                self.held.insert(offset, g.clone());
+                                self.next = offset + 1;
+                            } else {
+                                // Look ahead; this one is read again by a later pop.
+                                contiguous = false;
                             }
-                            self.next = offset + 1;
-                            self.held.insert(offset, g.clone());
                             continue;
                         }
                         busy.insert(g.clone());
                     }
                 }
-                self.next = offset + 1;
+                if contiguous {
+                    self.next = offset + 1;
+                }
                 self.deliver(offset, e, m, p, seq, out);
             }
         }
         self.advance_low();
-        Ok(())
+        Ok(more)
     }
 
     /// Acknowledges the in-flight message at `offset` delivered with `seq`.
@@ -475,6 +506,11 @@ impl QueuePop {
 
     /// Marks `offset` acknowledged (journal replay after a restart). Idempotent.
     pub fn replay_ack(&mut self, offset: u64) {
+        if !self.started {
+            // Where the queue starts is known at the first pop; keep the ack until then.
+            self.acked.insert(offset);
+            return;
+        }
         if offset < self.low {
             return;
         }

@@ -17,16 +17,13 @@
 //! Invariant: the copy is stored (durably, under the store's flush mode) before the original is
 //! acknowledged, so a crash in between delivers the message twice, never zero times.
 
-use std::sync::{Arc, Weak};
 use std::time::Duration;
-
-use parking_lot::{Condvar, Mutex};
 
 use super::consumer_group::Group;
 use super::consumer_state::journal_line;
 use super::pop::Expired;
 use super::topic::TopicConfig;
-use super::{Broker, Inner, Stored};
+use super::{Broker, Stored};
 use crate::api::{PullResult, QueueSelector};
 use crate::error::{Error, Result};
 use crate::message::{Message, StoredMessage};
@@ -72,71 +69,10 @@ pub enum DlqSelection {
     All,
 }
 
-/// Moves expired in-flight messages of every group to their retry or dead-letter topic even
-/// when no consumer is popping (the reviver thread `rg-revive`, every second).
-pub(super) struct Reviver {
-    signal: Arc<(Mutex<bool>, Condvar)>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl Reviver {
-    pub(super) fn new() -> Self {
-        Self {
-            signal: Arc::new((Mutex::new(false), Condvar::new())),
-            thread: Mutex::new(None),
-        }
-    }
-
-    pub(super) fn start(inner: &Arc<Inner>) -> Result<()> {
-        let weak: Weak<Inner> = Arc::downgrade(inner);
-        let signal = inner.reviver.signal.clone();
-        let handle = std::thread::Builder::new()
-            .name("rg-revive".into())
-            .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                else {
-                    tracing::error!("reviver thread cannot start");
-                    return;
-                };
-                loop {
-                    if *signal.0.lock() {
-                        return;
-                    }
-                    if let Some(inner) = weak.upgrade() {
-                        rt.block_on(Broker { inner }.revive_all());
-                    } else {
-                        return;
-                    }
-                    let mut stop = signal.0.lock();
-                    if !*stop {
-                        signal.1.wait_for(&mut stop, Duration::from_secs(1));
-                    }
-                }
-            })
-            .map_err(|e| Error::Metadata {
-                path: "rg-revive".into(),
-                reason: e.to_string(),
-            })?;
-        *inner.reviver.thread.lock() = Some(handle);
-        Ok(())
-    }
-
-    pub(super) fn stop(&self) {
-        *self.signal.0.lock() = true;
-        self.signal.1.notify_all();
-        if let Some(t) = self.thread.lock().take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
-    }
-}
-
 impl Broker {
-    /// One sweep of the reviver: expired in-flight messages of every group and topic.
-    async fn revive_all(&self) {
+    /// One sweep of the reviver worker (`rg-revive`, every second): moves expired in-flight
+    /// messages of every group and topic even when no consumer is popping.
+    pub(super) async fn revive_all(&self) {
         for (group, topic) in self.inner.consumers.pop_keys() {
             let Some(g) = self.inner.groups.get(&group) else {
                 continue;
@@ -347,12 +283,11 @@ impl Broker {
             // In place: visible again after the delay, before any later message of its group.
             let wait = delay_ms.unwrap_or_else(|| self.backoff_ms(e.attempts)) as i64;
             let seq = self.inner.consumers.next_seq();
-            let _ = state.lock().queue(r.queue_id).change_invisible(
-                r.queue_offset,
-                e.seq,
-                now + wait,
-                seq,
-            );
+            let mut tp = state.lock();
+            tp.notify_change();
+            let _ = tp
+                .queue(r.queue_id)
+                .change_invisible(r.queue_offset, e.seq, now + wait, seq);
             return Ok(());
         }
         self.revive_with(&g, &r.topic, r.queue_id, e, delay_ms)

@@ -30,10 +30,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{meta_file, Inner};
@@ -88,16 +87,8 @@ pub struct Timer {
     max_delay_ms: u64,
     persist_every: Duration,
     schedule: Mutex<Schedule>,
-    signal: Arc<Signal>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-/// Stop flag and wake-up of the delivery thread, shared with it so it can sleep without
-/// keeping the broker alive.
-#[derive(Default)]
-struct Signal {
-    stop: Mutex<bool>,
-    wake: Condvar,
+    /// When the progress was last persisted and the retention floor last published.
+    housekeeping: Mutex<(Instant, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for Timer {
@@ -151,8 +142,7 @@ impl Timer {
             max_delay_ms: config.max_delay_ms,
             persist_every: Duration::from_millis(config.persist_interval_ms),
             schedule: Mutex::new(s),
-            signal: Arc::new(Signal::default()),
-            thread: Mutex::new(None),
+            housekeeping: Mutex::new((Instant::now(), None)),
         })
     }
 
@@ -193,11 +183,6 @@ impl Timer {
         Ok((t > now).then_some(t))
     }
 
-    /// Wakes the delivery thread (a new message was scheduled).
-    pub fn notify(&self) {
-        self.signal.wake.notify_all();
-    }
-
     /// Cancels the scheduled message at CommitLog offset `phy` (timer queue offset
     /// `queue_offset`). Returns false if it is not
     /// pending (already delivered or unknown).
@@ -236,35 +221,6 @@ impl Timer {
         let s = self.schedule.lock();
         self.persist_locked(&s)
     }
-
-    /// Starts the delivery thread.
-    pub(super) fn start(inner: &Arc<Inner>) -> Result<()> {
-        let weak = Arc::downgrade(inner);
-        let signal = inner.timer.signal.clone();
-        let handle = std::thread::Builder::new()
-            .name("rg-timer".into())
-            .spawn(move || run(weak, signal))
-            .map_err(|e| Error::Metadata {
-                path: "rg-timer".into(),
-                reason: e.to_string(),
-            })?;
-        *inner.timer.thread.lock() = Some(handle);
-        Ok(())
-    }
-
-    /// Stops the delivery thread and persists the progress.
-    pub(super) fn stop(&self) {
-        *self.signal.stop.lock() = true;
-        self.signal.wake.notify_all();
-        if let Some(t) = self.thread.lock().take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
-        if let Err(e) = self.persist() {
-            tracing::error!(error = %e, "could not persist the timer progress");
-        }
-    }
 }
 
 /// Builds the copy of a due scheduled message for its target queue; `None` if the target is gone.
@@ -288,61 +244,46 @@ pub fn present_scheduled(mut m: StoredMessage) -> StoredMessage {
     m
 }
 
-fn run(weak: Weak<Inner>, signal: Arc<Signal>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "timer thread cannot start");
-            return;
+/// One tick of the delivery worker (`rg-timer`): load newly scheduled entries, deliver due
+/// ones, persist the progress and publish the retention floor when due. Returns how long to
+/// sleep: until the next message is due, at most [`POLL`].
+pub(super) async fn tick(inner: &Inner) -> Duration {
+    if let Err(e) = round(inner).await {
+        tracing::error!(error = %e, "timer delivery failed; retrying");
+        return POLL;
+    }
+    let timer = &inner.timer;
+    let floor_due = {
+        let mut h = timer.housekeeping.lock();
+        if h.0.elapsed() >= timer.persist_every {
+            if let Err(e) = timer.persist() {
+                tracing::error!(error = %e, "could not persist the timer progress");
+            }
+            h.0 = Instant::now();
         }
+        let due = h.1.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        if due {
+            h.1 = Some(Instant::now());
+        }
+        due
     };
-    let mut last_persist = Instant::now();
-    let mut last_floor: Option<Instant> = None;
-    loop {
-        if *signal.stop.lock() {
-            return;
+    if floor_due {
+        let floor = timer
+            .schedule
+            .lock()
+            .heap
+            .iter()
+            .map(|Reverse(p)| p.phy)
+            .min();
+        inner.store.set_retention_floor(floor.unwrap_or(u64::MAX));
+    }
+    let s = timer.schedule.lock();
+    match s.heap.peek() {
+        Some(Reverse(p)) => {
+            let ms = u64::try_from(p.deliver_at - now_ms()).unwrap_or(0);
+            Duration::from_millis(ms).min(POLL)
         }
-        let wait = {
-            let Some(inner) = weak.upgrade() else { return };
-            let timer = &inner.timer;
-            if let Err(e) = rt.block_on(round(&inner)) {
-                tracing::error!(error = %e, "timer delivery failed; retrying");
-            }
-            if last_persist.elapsed() >= timer.persist_every {
-                if let Err(e) = timer.persist() {
-                    tracing::error!(error = %e, "could not persist the timer progress");
-                }
-                last_persist = Instant::now();
-            }
-            if last_floor.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-                let floor = timer
-                    .schedule
-                    .lock()
-                    .heap
-                    .iter()
-                    .map(|Reverse(p)| p.phy)
-                    .min();
-                inner.store.set_retention_floor(floor.unwrap_or(u64::MAX));
-                last_floor = Some(Instant::now());
-            }
-            let s = timer.schedule.lock();
-            match s.heap.peek() {
-                Some(Reverse(p)) => {
-                    let ms = u64::try_from(p.deliver_at - now_ms()).unwrap_or(0);
-                    Duration::from_millis(ms).min(POLL)
-                }
-                None => POLL,
-            }
-        };
-        // Sleep (without a reference to the broker) until the next message is due, something
-        // new was scheduled, or stop.
-        let mut stop = signal.stop.lock();
-        if !*stop && !wait.is_zero() {
-            signal.wake.wait_for(&mut stop, wait);
-        }
+        None => POLL,
     }
 }
 

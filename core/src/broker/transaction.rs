@@ -2,7 +2,7 @@
 //!
 //! Owns: the internal topics [`HALF_TOPIC`] (half messages, invisible to consumers) and
 //! [`OP_TOPIC`] (resolutions: one line `transaction_id\tC|R|D`), the table of pending halves,
-//! the checkers that producer groups register, and the check-back thread (`rg-transactions`).
+//! the checkers that producer groups register, and the check-back worker (`rg-transactions`).
 //!
 //! - `send_half` stores the message in the half topic (durably, before it returns) with its
 //!   target topic and queue, producer group and a broker-assigned transaction id.
@@ -26,12 +26,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
-use super::{Broker, Inner};
+use super::Broker;
 use crate::api::{SendReceipt, SendRequest};
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
@@ -117,8 +117,7 @@ pub struct Transactions {
     discarded: Mutex<Vec<DiscardedTransaction>>,
     checkers: Mutex<HashMap<String, Arc<dyn TransactionChecker>>>,
     config: crate::config::TransactionConfig,
-    signal: Arc<(Mutex<bool>, Condvar)>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    reconciled: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Transactions {
@@ -197,38 +196,13 @@ impl Transactions {
             discarded: Mutex::new(Vec::new()),
             checkers: Mutex::new(HashMap::new()),
             config,
-            signal: Arc::new((Mutex::new(false), Condvar::new())),
-            thread: Mutex::new(None),
+            reconciled: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Halves waiting for a resolution.
     pub fn pending(&self) -> usize {
         self.pending.lock().len()
-    }
-
-    pub(super) fn start(inner: &Arc<Inner>) -> Result<()> {
-        let weak = Arc::downgrade(inner);
-        let signal = inner.transactions.signal.clone();
-        let handle = std::thread::Builder::new()
-            .name("rg-transactions".into())
-            .spawn(move || run(weak, signal))
-            .map_err(|e| Error::Metadata {
-                path: "rg-transactions".into(),
-                reason: e.to_string(),
-            })?;
-        *inner.transactions.thread.lock() = Some(handle);
-        Ok(())
-    }
-
-    pub(super) fn stop(&self) {
-        *self.signal.0.lock() = true;
-        self.signal.1.notify_all();
-        if let Some(t) = self.thread.lock().take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
     }
 }
 
@@ -415,7 +389,7 @@ impl Broker {
             .checkers
             .lock()
             .insert(producer_group.to_owned(), checker);
-        self.inner.transactions.signal.1.notify_all();
+        self.inner.transaction_worker.wake();
     }
 
     /// Removes the checker of a producer group.
@@ -470,6 +444,23 @@ impl Broker {
             .store
             .prepared_offset_at(m.physical_offset)
             .is_some_and(|o| o == half_phy)
+    }
+
+    /// One tick of the check-back worker (`rg-transactions`): the first one reconciles halves
+    /// whose commit is already stored, every one checks back what is due.
+    pub(super) async fn transaction_tick(&self) {
+        use std::sync::atomic::Ordering;
+        if !self
+            .inner
+            .transactions
+            .reconciled
+            .swap(true, Ordering::AcqRel)
+        {
+            if let Err(e) = self.reconcile_transactions().await {
+                tracing::error!(error = %e, "could not reconcile pending transactions");
+            }
+        }
+        self.check_round().await;
     }
 
     async fn check_round(&self) {
@@ -537,41 +528,6 @@ impl Broker {
                     }
                 }
             }
-        }
-    }
-}
-
-fn run(weak: Weak<Inner>, signal: Arc<(Mutex<bool>, Condvar)>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "transaction check-back thread cannot start");
-            return;
-        }
-    };
-    let mut reconciled = false;
-    loop {
-        if *signal.0.lock() {
-            return;
-        }
-        {
-            let Some(inner) = weak.upgrade() else { return };
-            let broker = Broker { inner };
-            if !reconciled {
-                if let Err(e) = rt.block_on(broker.reconcile_transactions()) {
-                    tracing::error!(error = %e, "could not reconcile pending transactions");
-                }
-                reconciled = true;
-            }
-            rt.block_on(broker.check_round());
-            // `broker` drops here: the thread holds no reference while it sleeps.
-        }
-        let mut stop = signal.0.lock();
-        if !*stop {
-            signal.1.wait_for(&mut stop, Duration::from_millis(200));
         }
     }
 }

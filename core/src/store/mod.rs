@@ -185,7 +185,8 @@ struct Inner {
     arrivals: Mutex<HashMap<String, watch::Sender<u64>>>,
     retention_floor: AtomicU64,
     fail_flush_countdown: AtomicU64,
-    _lock: DirLock,
+    /// Held from open until a clean shutdown completes.
+    lock: Mutex<Option<DirLock>>,
 }
 
 /// The store handle. Dropping it shuts the store down cleanly.
@@ -311,7 +312,7 @@ impl Store {
             arrivals: Mutex::new(HashMap::new()),
             retention_floor: AtomicU64::new(u64::MAX),
             fail_flush_countdown: AtomicU64::new(0),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         // Queue offsets continue from what the ConsumeQueues hold; replay raises them further.
         for (topic, qs) in inner.queues.read().iter() {
@@ -702,6 +703,8 @@ impl Store {
         inner.dispatch_until(inner.confirmed(), false)?;
         inner.checkpoint()?;
         checkpoint::mark_clean(&inner.dir)?;
+        // The directory may be opened again (by this or another process) from here on.
+        inner.lock.lock().take();
         tracing::info!(dir = %inner.dir.display(), "store shut down cleanly");
         Ok(())
     }
