@@ -11,6 +11,10 @@
 //!   index/<20-digit sequence>                 derived (index.rs)
 //! ```
 //!
+//! Submodules besides the file formats: `recovery.rs` (derived data at open, replay point),
+//! `dispatch.rs` (CommitLog → queues and index), `retention.rs` (age, disk watermark),
+//! `threads.rs` (flusher, dispatcher, checkpointer, cleaner).
+//!
 //! Invariants:
 //! - The CommitLog is the only truth. ConsumeQueues and the index are rebuilt from it on start,
 //!   from the checkpointed dispatch position (or from the start if they are missing).
@@ -38,25 +42,31 @@ pub mod index;
 pub mod mapped_file;
 pub mod record;
 
+mod dispatch;
+mod recovery;
+mod retention;
 mod threads;
 
+use self::dispatch::{id_key, topic_key};
+use self::threads::Signal;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use self::checkpoint::{Checkpoint, DirLock};
 pub use self::commit_log::Appended;
-use self::commit_log::{CommitLog, RollGuard};
-use self::consume_queue::{tag_hash, ConsumeQueue, CqEntry};
+use self::commit_log::CommitLog;
+use self::consume_queue::{ConsumeQueue, CqEntry};
 pub use self::error::{Error, Result};
-use self::index::{IndexConfig, IndexStore};
-use self::record::{RecordDraft, RecordView};
+use self::index::IndexStore;
+use self::record::RecordDraft;
 use crate::config::{FlushMode, StoreConfig};
 use crate::message::StoredMessage;
 
@@ -69,23 +79,6 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Index key under which a message id is stored (cannot collide with `topic#key`: topics never
-/// start with `#`).
-fn id_key(id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(4 + id.len());
-    k.extend_from_slice(b"#id#");
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-fn topic_key(topic: &str, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(topic.len() + 1 + key.len());
-    k.extend_from_slice(topic.as_bytes());
-    k.push(b'#');
-    k.extend_from_slice(key.as_bytes());
-    k
 }
 
 /// What recovery did at open (for logs, metrics and tests).
@@ -108,61 +101,6 @@ pub struct RecoveryReport {
 struct FlushState {
     flushed: u64,
     poisoned: bool,
-}
-
-/// A wake-up flag with a condition variable.
-///
-/// `notify` is called on every append, so it is cheap unless the waiter actually sleeps: the
-/// waiter announces itself in `sleeping` (SeqCst) before it re-checks for work and waits, and a
-/// notifier that published work first (SeqCst) and then sees `sleeping == false` knows the
-/// waiter will see that work without a wake-up.
-#[derive(Default)]
-struct Signal {
-    pending: Mutex<bool>,
-    cv: Condvar,
-    sleeping: AtomicBool,
-}
-
-impl Signal {
-    fn notify(&self) {
-        // Orders the caller's publication of work (a Release store) before reading
-        // `sleeping`: without it the store could still sit in the store buffer while the waiter
-        // checks for work and goes to sleep (a lost wake-up).
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if !self.sleeping.load(Ordering::SeqCst) {
-            return;
-        }
-        let mut p = self.pending.lock();
-        if !*p {
-            *p = true;
-            self.cv.notify_one();
-        }
-    }
-
-    /// Waits up to `timeout` for a notification unless `has_work` (checked after announcing
-    /// the wait) says there is something to do already.
-    fn wait_unless(&self, timeout: Duration, has_work: impl Fn() -> bool) {
-        self.sleeping.store(true, Ordering::SeqCst);
-        let mut p = self.pending.lock();
-        if !*p && !has_work() {
-            self.cv.wait_for(&mut p, timeout);
-        }
-        *p = false;
-        drop(p);
-        self.sleeping.store(false, Ordering::SeqCst);
-    }
-
-    /// Waits up to `timeout` for a notification; consumes it.
-    fn wait(&self, timeout: Duration) {
-        self.wait_unless(timeout, || false);
-    }
-
-    /// Wakes the waiter whether or not it announced itself (shutdown, explicit requests).
-    fn notify_always(&self) {
-        let mut p = self.pending.lock();
-        *p = true;
-        self.cv.notify_one();
-    }
 }
 
 type QueueTable = HashMap<String, Vec<Option<Arc<ConsumeQueue>>>>;
@@ -233,62 +171,8 @@ impl Store {
         let dispatch_point = checkpoint
             .map_or(0, |c| c.consume_queue.min(c.index))
             .min(log_end);
-        let index_config = IndexConfig {
-            slots_per_file: config.index_slots_per_file,
-            entries_per_file: config.index_entries_per_file,
-        };
-        let index_dir = dir.join("index");
-        let index = match IndexStore::open(&index_dir, index_config, dispatch_point) {
-            Ok(i) => i,
-            Err(e) => {
-                // Derived data: throw it away and rebuild it from the CommitLog.
-                tracing::warn!(error = %e, "index unreadable; rebuilding it from the commit log");
-                remove_dir(&index_dir)?;
-                IndexStore::open(&index_dir, index_config, dispatch_point)?
-            }
-        };
-        let cq_dir = dir.join("consumequeue");
-        let mut queues = match open_queues(&cq_dir, config.consume_queue_entries_per_file) {
-            Ok(q) => q,
-            Err(e) => {
-                tracing::warn!(error = %e, "consume queues unreadable; rebuilding them from the commit log");
-                remove_dir(&cq_dir)?;
-                QueueTable::new()
-            }
-        };
-        // A queue whose first or last entry does not point at its own record is rebuilt.
-        let mut damaged_queue = false;
-        for (topic, qs) in queues.iter_mut() {
-            for (qid, slot) in qs.iter_mut().enumerate() {
-                let Some(q) = slot else { continue };
-                let structural = q.validate(log_end, record::MIN_RECORD_LEN as u32);
-                if structural.is_err() || !queue_matches_log(&log, q, topic, qid as u32, log_end) {
-                    tracing::warn!(topic = %topic, queue = qid, "consume queue does not match the commit log; rebuilding it");
-                    q.destroy()?;
-                    *slot = None;
-                    damaged_queue = true;
-                }
-            }
-        }
-
-        // Where replay starts: the checkpointed dispatch point, unless the derived files are
-        // missing or behind it (deleted by an operator, or never flushed).
-        let cq_end = queues
-            .values()
-            .flatten()
-            .flatten()
-            .filter_map(|q| q.get(q.max_offset().checked_sub(1)?))
-            .map(|e| e.physical_offset + u64::from(e.size))
-            .max()
-            .unwrap_or(0);
-        let mut replay_from = dispatch_point.min(cq_end);
-        if index.entry_count() == 0 || damaged_queue {
-            replay_from = 0;
-        }
-        replay_from = replay_from.max(log.min_offset()).min(log_end);
-        for q in queues.values().flatten().flatten() {
-            q.truncate_from_phy(replay_from)?;
-        }
+        let (index, queues, replay_from) =
+            recovery::open_derived(&dir, &config, &log, log_end, dispatch_point)?;
         let (flush_tx, _) = watch::channel(FlushState {
             flushed: log_end,
             poisoned: false,
@@ -718,202 +602,12 @@ impl Drop for Store {
     }
 }
 
-fn remove_dir(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(dir, e)),
-    }
-}
-
-/// Whether the first and last entries of `q` point at records of this queue at those offsets.
-fn queue_matches_log(
-    log: &CommitLog,
-    q: &ConsumeQueue,
-    topic: &str,
-    qid: u32,
-    log_end: u64,
-) -> bool {
-    let (min, max) = (q.min_offset(), q.max_offset());
-    if max <= min {
-        return true;
-    }
-    [min, max - 1].into_iter().all(|offset| {
-        let Some(e) = q.get(offset) else {
-            return false;
-        };
-        // Entries pointing below the log's start were removed by retention: not checkable.
-        if e.physical_offset < log.min_offset() {
-            return true;
-        }
-        matches!(
-            log.read(e.physical_offset, Some(e.size), log_end, |v| {
-                v.topic == topic && v.fields.queue_id == qid && v.fields.queue_offset == offset
-            }),
-            Ok(Some(true))
-        )
-    })
-}
-
-fn open_queues(root: &Path, per_file: u64) -> Result<QueueTable> {
-    let mut table = QueueTable::new();
-    let topics = match std::fs::read_dir(root) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(table),
-        Err(e) => return Err(Error::io(root, e)),
-    };
-    for t in topics {
-        let t = t.map_err(|e| Error::io(root, e))?;
-        let Some(topic) = t.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let queues = std::fs::read_dir(t.path()).map_err(|e| Error::io(t.path(), e))?;
-        for q in queues {
-            let q = q.map_err(|e| Error::io(t.path(), e))?;
-            let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let cq = ConsumeQueue::open(&q.path(), per_file)?;
-            let v = table.entry(topic.clone()).or_default();
-            if v.len() <= qid as usize {
-                v.resize(qid as usize + 1, None);
-            }
-            v[qid as usize] = Some(Arc::new(cq));
-        }
-    }
-    Ok(table)
-}
-
 impl Inner {
     fn confirmed(&self) -> u64 {
         match self.config.flush_mode {
             FlushMode::Sync => self.log.flushed(),
             FlushMode::Async => self.log.wrote(),
         }
-    }
-
-    fn queue(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {
-        self.queues
-            .read()
-            .get(topic)?
-            .get(queue_id as usize)?
-            .clone()
-    }
-
-    fn queue_or_create(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue>> {
-        if let Some(q) = self.queue(topic, queue_id) {
-            return Ok(q);
-        }
-        let mut table = self.queues.write();
-        let v = table.entry(topic.to_owned()).or_default();
-        if v.len() <= queue_id as usize {
-            v.resize(queue_id as usize + 1, None);
-        }
-        if let Some(q) = &v[queue_id as usize] {
-            return Ok(q.clone());
-        }
-        let dir = self
-            .dir
-            .join("consumequeue")
-            .join(topic)
-            .join(queue_id.to_string());
-        let q = Arc::new(ConsumeQueue::open(
-            &dir,
-            self.config.consume_queue_entries_per_file,
-        )?);
-        v[queue_id as usize] = Some(q.clone());
-        Ok(q)
-    }
-
-    /// Dispatches records from the current dispatch position up to `limit`. During recovery
-    /// (`seed`) it also raises the queue offset counters. Returns the number of records.
-    fn dispatch_until(&self, limit: u64, seed: bool) -> Result<u64> {
-        let mut count = 0u64;
-        loop {
-            let from = self.dispatched.load(Ordering::Acquire);
-            if from >= limit {
-                return Ok(count);
-            }
-            let mut failure = None;
-            let mut cache: Option<(String, u32, Arc<ConsumeQueue>)> = None;
-            let mut touched: Vec<String> = Vec::new();
-            let next = self.log.walk(from, limit, 4096, |v| {
-                if failure.is_some() {
-                    return;
-                }
-                if let Err(e) = self.dispatch_one(v, &mut cache, seed) {
-                    failure = Some(e);
-                }
-                if touched.last().map(String::as_str) != Some(v.topic)
-                    && !touched.iter().any(|t| t == v.topic)
-                {
-                    touched.push(v.topic.to_owned());
-                }
-                count += 1;
-            })?;
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            if next == from {
-                return Ok(count);
-            }
-            self.dispatched.store(next, Ordering::Release);
-            self.dispatched_tx.send_replace(next);
-            let arrivals = self.arrivals.lock();
-            for t in &touched {
-                if let Some(tx) = arrivals.get(t) {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
-                }
-            }
-        }
-    }
-
-    fn dispatch_one(
-        &self,
-        v: &RecordView<'_>,
-        cache: &mut Option<(String, u32, Arc<ConsumeQueue>)>,
-        seed: bool,
-    ) -> Result<()> {
-        let qid = v.fields.queue_id;
-        let q = match cache {
-            Some((t, id, q)) if t == v.topic && *id == qid => q.clone(),
-            _ => {
-                let q = self.queue_or_create(v.topic, qid)?;
-                *cache = Some((v.topic.to_owned(), qid, q.clone()));
-                q
-            }
-        };
-        q.put(
-            v.fields.queue_offset,
-            CqEntry {
-                physical_offset: v.fields.physical_offset,
-                size: v.total_len as u32,
-                tag_hash: if v.flags & record::FLAG_QUEUE_KEY != 0 {
-                    v.prepared_offset
-                } else {
-                    tag_hash(v.tag)
-                },
-            },
-        )?;
-        let phy = v.fields.physical_offset;
-        let ts = v.fields.store_timestamp;
-        if v.flags & record::FLAG_NO_INDEX != 0 {
-            // Internal journals are read by queue, never looked up by id or key.
-            if seed {
-                self.log
-                    .seed_queue_offset(v.topic, qid, v.fields.queue_offset + 1);
-            }
-            return Ok(());
-        }
-        self.index.put(&id_key(v.message_id), phy, ts)?;
-        for key in v.keys() {
-            self.index.put(&topic_key(v.topic, key), phy, ts)?;
-        }
-        if seed {
-            self.log
-                .seed_queue_offset(v.topic, qid, v.fields.queue_offset + 1);
-        }
-        Ok(())
     }
 
     fn publish_flushed(&self) {
@@ -945,92 +639,6 @@ impl Inner {
             timestamp_ms: now_ms(),
         };
         cp.store(&self.dir)
-    }
-
-    fn retain_after_open(&self) -> Result<()> {
-        let min = self.log.min_offset();
-        for q in self.queues.read().values().flatten().flatten() {
-            q.delete_below_phy(min)?;
-        }
-        Ok(())
-    }
-
-    /// One round of retention and the disk-use check.
-    fn clean(&self) -> Result<()> {
-        self.check_disk();
-        let retention = Duration::from_secs(self.config.retention_hours.saturating_mul(3600));
-        let now = SystemTime::now();
-        let safe = self
-            .dispatched
-            .load(Ordering::Acquire)
-            .min(self.retention_floor.load(Ordering::Acquire));
-        let before = self.log.min_offset();
-        let min = self.log.delete_oldest(safe, |seg| {
-            std::fs::metadata(seg.file().path())
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > retention)
-        })?;
-        if min > before {
-            for q in self.queues.read().values().flatten().flatten() {
-                q.delete_below_phy(min)?;
-            }
-            self.index.delete_below(min)?;
-            self.check_disk();
-        }
-        Ok(())
-    }
-
-    fn check_disk(&self) {
-        let verdict = disk_verdict(&self.dir, self.config.disk_max_used_ratio);
-        let mut full = self.disk_full.lock();
-        match (&*full, verdict) {
-            (None, Some(reason)) => {
-                tracing::warn!(reason = %reason, "disk watermark reached: refusing writes");
-                *full = Some(reason);
-            }
-            (Some(_), None) => {
-                tracing::info!("disk usage below the watermark again: accepting writes");
-                *full = None;
-            }
-            (_, v) => *full = v.or(full.take()),
-        }
-    }
-}
-
-/// `Some(reason)` if the filesystem holding `dir` is fuller than `max_ratio`.
-fn disk_verdict(dir: &Path, max_ratio: f64) -> Option<String> {
-    let st = rustix::fs::statvfs(dir).ok()?;
-    if st.f_blocks == 0 {
-        return None;
-    }
-    let used = 1.0 - (st.f_bavail as f64 / st.f_blocks as f64);
-    (used > max_ratio).then(|| {
-        format!(
-            "filesystem of {} is {:.1}% full (limit {:.1}%)",
-            dir.display(),
-            used * 100.0,
-            max_ratio * 100.0
-        )
-    })
-}
-
-impl RollGuard for Inner {
-    fn check_roll(&self, live_segments: usize, size: u64) -> Result<()> {
-        if let Some(limit) = self.config.disk_limit_bytes {
-            let after = (live_segments as u64 + 1).saturating_mul(size);
-            if after > limit {
-                return Err(Error::DiskFull(format!(
-                    "commit log would grow to {after} bytes, over the limit of {limit}"
-                )));
-            }
-        }
-        if let Some(reason) = disk_verdict(&self.dir, self.config.disk_max_used_ratio) {
-            *self.disk_full.lock() = Some(reason.clone());
-            return Err(Error::DiskFull(reason));
-        }
-        Ok(())
     }
 }
 

@@ -12,10 +12,12 @@
 //!   `checkpoint_interval_ms`, on its own thread so its msyncs never delay a SYNC ack.
 //! - *cleaner*: retention by age and the disk-use watermark.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
 
 use super::{Error, Inner, Result};
 use crate::config::FlushMode;
@@ -126,5 +128,60 @@ fn cleaner(inner: Arc<Inner>) {
         if let Err(e) = inner.clean() {
             tracing::error!(error = %e, "retention failed");
         }
+    }
+}
+
+/// A wake-up flag with a condition variable.
+///
+/// `notify` is called on every append, so it is cheap unless the waiter actually sleeps: the
+/// waiter announces itself in `sleeping` (SeqCst) before it re-checks for work and waits, and a
+/// notifier that published work first (SeqCst) and then sees `sleeping == false` knows the
+/// waiter will see that work without a wake-up.
+#[derive(Default)]
+pub(super) struct Signal {
+    pending: Mutex<bool>,
+    cv: Condvar,
+    sleeping: AtomicBool,
+}
+
+impl Signal {
+    pub(super) fn notify(&self) {
+        // Orders the caller's publication of work (a Release store) before reading
+        // `sleeping`: without it the store could still sit in the store buffer while the waiter
+        // checks for work and goes to sleep (a lost wake-up).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.sleeping.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut p = self.pending.lock();
+        if !*p {
+            *p = true;
+            self.cv.notify_one();
+        }
+    }
+
+    /// Waits up to `timeout` for a notification unless `has_work` (checked after announcing
+    /// the wait) says there is something to do already.
+    pub(super) fn wait_unless(&self, timeout: Duration, has_work: impl Fn() -> bool) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        let mut p = self.pending.lock();
+        if !*p && !has_work() {
+            self.cv.wait_for(&mut p, timeout);
+        }
+        *p = false;
+        drop(p);
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits up to `timeout` for a notification; consumes it.
+    pub(super) fn wait(&self, timeout: Duration) {
+        self.wait_unless(timeout, || false);
+    }
+
+    /// Wakes the waiter whether or not it announced itself (shutdown, explicit requests).
+    pub(super) fn notify_always(&self) {
+        let mut p = self.pending.lock();
+        *p = true;
+        self.cv.notify_one();
     }
 }
