@@ -122,6 +122,10 @@ struct Inner {
     disk_full: Mutex<Option<String>>,
     arrivals: Mutex<HashMap<String, watch::Sender<u64>>>,
     retention_floor: AtomicU64,
+    /// Records appended since open (group-commit sizing).
+    appends: AtomicU64,
+    /// Mirrors `disk_full.is_some()` so the append path checks it without a lock.
+    disk_full_flag: AtomicBool,
     fail_flush_countdown: AtomicU64,
     /// Held from open until a clean shutdown completes.
     lock: Mutex<Option<DirLock>>,
@@ -195,6 +199,8 @@ impl Store {
             disk_full: Mutex::new(None),
             arrivals: Mutex::new(HashMap::new()),
             retention_floor: AtomicU64::new(u64::MAX),
+            appends: AtomicU64::new(0),
+            disk_full_flag: AtomicBool::new(false),
             fail_flush_countdown: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
         });
@@ -258,12 +264,15 @@ impl Store {
     /// As [`Store::append`].
     pub fn append_nowait(&self, draft: &RecordDraft<'_>, queue_id: u32) -> Result<Appended> {
         let inner = &self.inner;
-        if let Some(reason) = inner.disk_full.lock().as_ref() {
-            return Err(Error::DiskFull(reason.clone()));
+        if inner.disk_full_flag.load(Ordering::Acquire) {
+            if let Some(reason) = inner.disk_full.lock().as_ref() {
+                return Err(Error::DiskFull(reason.clone()));
+            }
         }
         let appended = inner
             .log
             .append(draft, queue_id, now_ms(), inner.as_ref())?;
+        inner.appends.fetch_add(1, Ordering::Release);
         match inner.config.flush_mode {
             FlushMode::Sync => inner.flush_signal.notify(),
             FlushMode::Async => inner.dispatch_signal.notify(),

@@ -62,6 +62,7 @@ impl Inner {
             }
             (_, v) => *full = v.or(full.take()),
         }
+        self.disk_full_flag.store(full.is_some(), Ordering::Release);
     }
 }
 
@@ -94,6 +95,7 @@ impl RollGuard for Inner {
         }
         if let Some(reason) = disk_verdict(&self.dir, self.config.disk_max_used_ratio) {
             *self.disk_full.lock() = Some(reason.clone());
+            self.disk_full_flag.store(true, Ordering::Release);
             return Err(Error::DiskFull(reason));
         }
         Ok(())
