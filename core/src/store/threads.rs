@@ -85,11 +85,17 @@ fn flusher(inner: Arc<Inner>) {
             if sync && last_batch > 1 && !stop {
                 // Group commit: let the producers released by the last flush append again so
                 // that one msync covers them all (they are many; a lone producer never waits).
+                // A timed wait, not a spin: on 2 CPUs spinning steals the time the producers
+                // need to append.
                 let deadline = Instant::now() + GROUP_LINGER;
-                while inner.appends.load(Ordering::Acquire) - appends_at_flush < last_batch
-                    && Instant::now() < deadline
-                {
-                    std::thread::yield_now();
+                let batch_ready =
+                    || inner.appends.load(Ordering::Acquire) - appends_at_flush >= last_batch;
+                while !batch_ready() {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    inner.flush_signal.wait_unless(deadline - now, batch_ready);
                 }
             }
             let appends = inner.appends.load(Ordering::Acquire);

@@ -1,11 +1,53 @@
 //! `rocketgate bench`: measurements that print throughput and latency percentiles.
-//! (Filled in by the benchmark work.)
+//!
+//! Owns: the `bench` subcommand tree and its dispatch. Each benchmark is one subcommand in its
+//! own module; today there is `bench store` ([`store`]: append and read throughput of the
+//! store, next to the raw bandwidth of the disk under it). Later ones (`bench consume`,
+//! `bench grpc`, ...) add a variant to [`BenchCommand`] and a module beside `store`.
+//!
+//! Layout of `bench store`: [`store`] (flags, run order, directories), [`append`] (one append
+//! case), [`read`] (the read pass), [`disk`] (the raw-disk yardstick and the machine),
+//! [`load`] (how busy other processes kept the CPUs), [`goals`] (goal checks and disk ratios),
+//! [`report`] (result types, table and JSON), [`units`] (flag parsing, MB).
+//!
+//! Invariants: a benchmark only ever writes below the directory it is given (or a fresh one it
+//! creates and deletes); it never touches a live broker's data. Human-readable results go to
+//! stdout, progress to stderr, so `--json` output can be piped as is.
+//!
+//! Who calls it: `main` only. It uses the core through its public API (`Broker`, `Store`) and
+//! must not be depended on by anything.
+//!
+//! Concurrency: each benchmark builds its own tokio runtime; nothing here is shared.
+
+mod append;
+mod disk;
+mod goals;
+mod load;
+mod read;
+mod report;
+mod store;
+mod units;
 
 /// Arguments of `rocketgate bench`.
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+/// The benchmarks.
+#[derive(clap::Subcommand, Debug)]
+enum BenchCommand {
+    /// Store append and read throughput, with the raw disk bandwidth as the yardstick.
+    Store(store::StoreArgs),
+}
 
 /// Runs the chosen benchmark.
-pub fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("no benchmark selected")
+///
+/// # Errors
+/// Whatever the benchmark reports: bad flags, I/O errors, store errors.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Store(a) => store::run(a),
+    }
 }
