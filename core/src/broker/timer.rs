@@ -323,8 +323,11 @@ async fn round(inner: &Inner) -> Result<()> {
         }
         due
     };
+    // Append every due copy, then wait once for durability (one group commit under SYNC).
+    let mut end = 0u64;
     for (i, p) in due.iter().enumerate() {
-        if let Err(e) = deliver(inner, p).await {
+        let delivered = deliver(inner, p).map(|e| end = end.max(e));
+        if let Err(e) = delivered {
             // Put back what was not delivered; the watermark does not move.
             let mut s = timer.schedule.lock();
             for p in &due[i..] {
@@ -334,6 +337,10 @@ async fn round(inner: &Inner) -> Result<()> {
             return Err(e);
         }
     }
+    if end > 0 {
+        // Progress (the watermark) only moves once the copies are stored (durable under SYNC).
+        inner.store.wait_stored(end).await?;
+    }
     let mut s = timer.schedule.lock();
     s.delivered += due.len() as u64;
     let next = s.heap.peek().map_or(i64::MAX, |Reverse(p)| p.deliver_at);
@@ -341,19 +348,21 @@ async fn round(inner: &Inner) -> Result<()> {
     Ok(())
 }
 
-async fn deliver(inner: &Inner, p: &Pending) -> Result<()> {
+/// Appends the copy of one due message to its target queue; returns where the copy ends (0 if
+/// nothing was appended).
+fn deliver(inner: &Inner, p: &Pending) -> Result<u64> {
     let store = &inner.store;
     let Some(m) = store.read_at(p.phy, Some(p.size))? else {
         tracing::warn!(phy = p.phy, "scheduled message no longer in the commit log");
-        return Ok(());
+        return Ok(0);
     };
     let Some((topic, qid, props)) = delivery_target(&m) else {
         tracing::warn!(id = %m.message_id, "scheduled message without a target; dropped");
-        return Ok(());
+        return Ok(0);
     };
     let Some(t) = inner.topics.get(&topic) else {
         tracing::warn!(id = %m.message_id, topic = %topic, "target topic of a scheduled message is gone; dropped");
-        return Ok(());
+        return Ok(0);
     };
     let qid = qid % t.config.queue_count.max(1);
     let draft = RecordDraft {
@@ -370,6 +379,5 @@ async fn deliver(inner: &Inner, p: &Pending) -> Result<()> {
         flags: 0,
         prepared_offset: 0,
     };
-    store.append(&draft, qid).await?;
-    Ok(())
+    Ok(store.append_nowait(&draft, qid)?.end)
 }

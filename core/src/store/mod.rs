@@ -280,6 +280,18 @@ impl Store {
         Ok(appended)
     }
 
+    /// Waits until records up to `end` count as stored under the flush mode: durable under
+    /// `SYNC_FLUSH`, at once under `ASYNC_FLUSH` (what [`Store::append`] waits for).
+    ///
+    /// # Errors
+    /// As [`Store::wait_durable`].
+    pub async fn wait_stored(&self, end: u64) -> Result<()> {
+        match self.inner.config.flush_mode {
+            FlushMode::Sync => self.wait_durable(end).await,
+            FlushMode::Async => Ok(()),
+        }
+    }
+
     /// Waits until the CommitLog is durable up to `end`.
     ///
     /// # Errors
