@@ -26,7 +26,6 @@ use crate::api::{
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
 use crate::store::consume_queue::CqEntry;
-use crate::store::record::RecordDraft;
 use crate::store::{now_ms, Store};
 
 struct StoreSource<'a> {
@@ -581,24 +580,8 @@ impl Broker {
     }
 
     pub(super) async fn journal(&self, body: String) -> Result<()> {
-        let empty = Default::default();
-        let id = crate::message_id::generate(now_ms());
-        let draft = RecordDraft {
-            topic: ACK_JOURNAL_TOPIC,
-            message_id: &id,
-            tag: "",
-            message_group: "",
-            born_host: "",
-            keys: &[],
-            properties: &empty,
-            body: body.as_bytes(),
-            born_timestamp: now_ms(),
-            reconsume_times: 0,
-            flags: crate::store::record::FLAG_NO_INDEX,
-            prepared_offset: 0,
-        };
-        self.inner.store.append(&draft, 0).await?;
-        Ok(())
+        self.append_internal(ACK_JOURNAL_TOPIC, body.as_bytes())
+            .await
     }
 
     /// Gives a popped message a new invisible duration from now. Returns the new handle; the

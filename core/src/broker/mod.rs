@@ -95,6 +95,31 @@ fn is_system_managed(name: &str) -> bool {
         || name.starts_with(retry::DLQ_PREFIX)
 }
 
+/// A record that copies a stored message (id, tag, group, host, keys, body, born time) to
+/// `topic` with `properties`: deliveries of scheduled messages and committed halves.
+fn copy_draft<'a>(
+    m: &'a StoredMessage,
+    topic: &'a str,
+    properties: &'a std::collections::BTreeMap<String, String>,
+    reconsume_times: u32,
+    prepared_offset: u64,
+) -> RecordDraft<'a> {
+    RecordDraft {
+        topic,
+        message_id: &m.message_id,
+        tag: m.tag.as_deref().unwrap_or(""),
+        message_group: m.message_group.as_deref().unwrap_or(""),
+        born_host: m.born_host.as_deref().unwrap_or(""),
+        keys: &m.keys,
+        properties,
+        body: &m.body,
+        born_timestamp: m.born_timestamp_ms,
+        reconsume_times,
+        flags: 0,
+        prepared_offset,
+    }
+}
+
 /// A validated message on its way into the store.
 struct Stored<'a> {
     message: &'a crate::message::Message,
@@ -322,6 +347,30 @@ impl Broker {
             deliver_at,
         )
         .await
+    }
+
+    /// Appends a record to an internal journal topic (queue 0): not indexed, stored under the
+    /// flush mode before this returns.
+    pub(super) async fn append_internal(&self, topic: &str, body: &[u8]) -> Result<()> {
+        let empty = std::collections::BTreeMap::new();
+        let now = now_ms();
+        let id = message_id::generate(now);
+        let draft = RecordDraft {
+            topic,
+            message_id: &id,
+            tag: "",
+            message_group: "",
+            born_host: "",
+            keys: &[],
+            properties: &empty,
+            body,
+            born_timestamp: now,
+            reconsume_times: 0,
+            flags: crate::store::record::FLAG_NO_INDEX,
+            prepared_offset: 0,
+        };
+        self.inner.store.append(&draft, 0).await?;
+        Ok(())
     }
 
     /// Validates a send request and picks its queue.

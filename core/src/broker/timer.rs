@@ -38,7 +38,6 @@ use serde::{Deserialize, Serialize};
 use super::{meta_file, Inner};
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
-use crate::store::record::RecordDraft;
 use crate::store::{now_ms, Store};
 
 /// Internal topic holding scheduled messages until they are due.
@@ -365,19 +364,6 @@ fn deliver(inner: &Inner, p: &Pending) -> Result<u64> {
         return Ok(0);
     };
     let qid = qid % t.config.queue_count.max(1);
-    let draft = RecordDraft {
-        topic: &topic,
-        message_id: &m.message_id,
-        tag: m.tag.as_deref().unwrap_or(""),
-        message_group: m.message_group.as_deref().unwrap_or(""),
-        born_host: m.born_host.as_deref().unwrap_or(""),
-        keys: &m.keys,
-        properties: &props,
-        body: &m.body,
-        born_timestamp: m.born_timestamp_ms,
-        reconsume_times: m.reconsume_times,
-        flags: 0,
-        prepared_offset: 0,
-    };
+    let draft = super::copy_draft(&m, &topic, &props, m.reconsume_times, 0);
     Ok(store.append_nowait(&draft, qid)?.end)
 }

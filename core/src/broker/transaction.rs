@@ -36,7 +36,7 @@ use crate::api::{SendReceipt, SendRequest};
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
 use crate::store::now_ms;
-use crate::store::record::{RecordDraft, FLAG_NO_INDEX};
+use crate::store::record::RecordDraft;
 
 /// Internal topic of half messages.
 pub const HALF_TOPIC: &str = "rmq_sys_trans_half";
@@ -337,43 +337,14 @@ impl Broker {
             .get(&view.topic)
             .ok_or_else(|| Error::TopicNotFound(view.topic.clone()))?;
         let qid = view.queue_id % topic.config.queue_count.max(1);
-        let draft = RecordDraft {
-            topic: &view.topic,
-            message_id: &view.message_id,
-            tag: view.tag.as_deref().unwrap_or(""),
-            message_group: view.message_group.as_deref().unwrap_or(""),
-            born_host: view.born_host.as_deref().unwrap_or(""),
-            keys: &view.keys,
-            properties: &view.properties,
-            body: &view.body,
-            born_timestamp: view.born_timestamp_ms,
-            reconsume_times: 0,
-            flags: 0,
-            prepared_offset: p.phy,
-        };
+        let draft = super::copy_draft(&view, &view.topic, &view.properties, 0, p.phy);
         self.inner.store.append(&draft, qid).await?;
         Ok(())
     }
 
     async fn record_resolution(&self, transaction_id: &str, code: char) -> Result<()> {
         let body = format!("{transaction_id}\t{code}\n");
-        let empty = BTreeMap::new();
-        let id = crate::message_id::generate(now_ms());
-        let draft = RecordDraft {
-            topic: OP_TOPIC,
-            message_id: &id,
-            tag: "",
-            message_group: "",
-            born_host: "",
-            keys: &[],
-            properties: &empty,
-            body: body.as_bytes(),
-            born_timestamp: now_ms(),
-            reconsume_times: 0,
-            flags: FLAG_NO_INDEX,
-            prepared_offset: 0,
-        };
-        self.inner.store.append(&draft, 0).await?;
+        self.append_internal(OP_TOPIC, body.as_bytes()).await?;
         self.inner
             .transactions
             .resolved
