@@ -560,13 +560,26 @@ impl Broker {
         Ok(results)
     }
 
-    fn ack_one(&self, group: &str, handle: &str) -> Result<Receipt> {
+    /// Decodes a receipt handle of `group` and finds the pop state it refers to.
+    pub(super) fn in_flight(
+        &self,
+        group: &str,
+        handle: &str,
+    ) -> Result<(
+        Receipt,
+        Arc<parking_lot::Mutex<super::consumer_state::TopicPop>>,
+    )> {
         let r = self.inner.receipts.decode(group, handle)?;
         let state = self
             .inner
             .consumers
             .existing_topic_pop(group, &r.topic)
             .ok_or(Error::InvalidReceiptHandle("not in flight"))?;
+        Ok((r, state))
+    }
+
+    fn ack_one(&self, group: &str, handle: &str) -> Result<Receipt> {
+        let (r, state) = self.in_flight(group, handle)?;
         let mut tp = state.lock();
         tp.notify_change();
         tp.queue(r.queue_id)
@@ -596,12 +609,7 @@ impl Broker {
         invisible: Duration,
     ) -> Result<String> {
         let ms = self.check_invisible(invisible)?;
-        let r = self.inner.receipts.decode(group, handle)?;
-        let state = self
-            .inner
-            .consumers
-            .existing_topic_pop(group, &r.topic)
-            .ok_or(Error::InvalidReceiptHandle("not in flight"))?;
+        let (r, state) = self.in_flight(group, handle)?;
         let seq = self.inner.consumers.next_seq();
         let deadline_ms = now_ms() + ms;
         let mut tp = state.lock();

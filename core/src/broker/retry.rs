@@ -256,12 +256,7 @@ impl Broker {
     /// [`Error::InvalidReceiptHandle`], store errors.
     pub async fn nack(&self, group: &str, handle: &str, delay: Option<Duration>) -> Result<()> {
         let g = self.resolve_group(group)?;
-        let r = self.inner.receipts.decode(group, handle)?;
-        let state = self
-            .inner
-            .consumers
-            .existing_topic_pop(group, &r.topic)
-            .ok_or(Error::InvalidReceiptHandle("not in flight"))?;
+        let (r, state) = self.in_flight(group, handle)?;
         let fifo = self
             .inner
             .topics
