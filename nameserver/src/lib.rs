@@ -1,10 +1,133 @@
 //! rocketgate-nameserver: the route registry, independent of the core.
 //!
-//! Will own (NameServer issue): typed route tables (topic → queue data per broker; broker →
-//! cluster, name and addresses; live brokers), broker register / unregister / heartbeat with
-//! expiry, topic route queries and cluster info, served over the gRPC protocol defined in
-//! `rocketgate-proto`. It may depend on `rocketgate-proto`, never on `rocketgate-core` or a
-//! gateway.
+//! A NameServer keeps, in memory, which broker instances are alive, where they listen and which
+//! topics' queues they serve. Brokers register with every NameServer (they are independent and
+//! share nothing) and heartbeat; an instance silent for `broker_expiry_ms` (120 s) is dropped.
+//! Clients ask any NameServer for a topic's route or for the cluster layout. The protocol is the
+//! gRPC service `rocketgate.cluster.v1.NameServer` from `rocketgate-proto`, described in
+//! `docs/nameserver.md`.
 //!
-//! Not implemented yet: `rocketgate standalone` currently runs a single broker that needs no
-//! routes.
+//! # Layout
+//!
+//! - [`model`]: validated names, identities, endpoints, topic configs, routes, cluster info.
+//! - [`route`]: the typed tables ([`TopicRoutes`], [`BrokerTable`], [`LiveBrokers`]) inside
+//!   [`RouteTables`], and the rules between them. Pure.
+//! - `convert`: wire ↔ domain, where every size and count from the wire is checked.
+//! - [`service`]: the tonic service ([`NameServerService`]) and the expiry scan.
+//! - [`client`]: [`NameServerClient`] (route / cluster info queries with failover) and
+//!   [`Registration`] (a broker's registration with every NameServer, kept alive in the
+//!   background).
+//! - [`config`]: [`Config`] (expiry, scan interval, limits). The listen address belongs to the
+//!   server binary.
+//!
+//! Dependencies: `rocketgate-proto`, tonic and tokio; never `rocketgate-core` or a gateway.
+//!
+//! # Example
+//!
+//! ```
+//! use rocketgate_nameserver::{
+//!     serve, BrokerId, BrokerIdentity, BrokerRegistration, ClientConfig, Config, Endpoint,
+//!     NameServerClient, TopicConfig, TopicName,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let address = listener.local_addr()?.to_string();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(serve(listener, Config::default(), async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! let client = NameServerClient::new(&ClientConfig::new([address]))?;
+//! let registration = client
+//!     .register(BrokerRegistration {
+//!         identity: BrokerIdentity {
+//!             cluster: "DefaultCluster".parse()?,
+//!             broker_name: "broker-a".parse()?,
+//!             broker_id: BrokerId::MASTER,
+//!         },
+//!         endpoints: vec![Endpoint::new("grpc", "127.0.0.1:8081")?],
+//!         topics: vec![TopicConfig::new(TopicName::new("orders")?, 8)],
+//!     })
+//!     .await?;
+//!
+//! let route = client.route("orders").await?;
+//! assert_eq!(route.queues[0].write_queues, 8);
+//! assert_eq!(route.brokers[0].master_endpoint("grpc"), Some("127.0.0.1:8081"));
+//!
+//! registration.unregister().await;
+//! let _ = stop.send(());
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+
+use thiserror::Error;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+pub mod client;
+pub mod config;
+mod convert;
+pub mod model;
+pub mod route;
+pub mod service;
+
+pub use client::{ClientConfig, ClientError, NameServerClient, Registration};
+pub use config::{Config, ConfigError, Limits};
+pub use model::{
+    BrokerData, BrokerId, BrokerIdentity, BrokerInfo, BrokerName, BrokerRegistration, ClusterEntry,
+    ClusterInfo, ClusterName, Endpoint, InvalidInput, MessageType, Permission, Protocol, QueueData,
+    Role, TopicConfig, TopicName, TopicRoute,
+};
+pub use route::{BrokerTable, LiveBrokers, RouteError, RouteTables, Timestamp, TopicRoutes};
+pub use service::NameServerService;
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration cannot work.
+    #[error("invalid NameServer config: {0}")]
+    Config(#[from] ConfigError),
+    /// The gRPC server failed.
+    #[error("NameServer transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the NameServer on `listener` until `shutdown` completes, running the expiry scan
+/// alongside; then stops accepting, lets in-flight calls finish, and returns.
+///
+/// The tables start empty: brokers learn that this NameServer does not know them from their next
+/// heartbeat and register again.
+///
+/// # Errors
+/// [`Error::Config`] when `config` does not validate (nothing is served);
+/// [`Error::Transport`] when the gRPC server fails.
+///
+/// # Panics
+/// Never.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let service = NameServerService::new(config)?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "NameServer listening");
+    }
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .add_service(service.clone().into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let scan = service.run_expiry();
+    tokio::select! {
+        result = server => result?,
+        () = scan => {}
+    }
+    tracing::info!("NameServer stopped");
+    Ok(())
+}

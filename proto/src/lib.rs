@@ -1,8 +1,49 @@
 //! rocketgate-proto: the `.proto` files and the tonic/prost code generated from them.
 //!
-//! Will own (gRPC gateway and NameServer issues): `apache.rocketmq.v2` (the RocketMQ 5
-//! `MessagingService`, field-for-field compatible with the public protocol) and rocketgate's own
-//! cluster protocol (broker registration, route queries), compiled in `build.rs` with a pure-Rust
-//! protobuf compiler so no system `protoc` is needed. No domain logic lives here.
+//! Owns the wire definitions only; no domain logic lives here. `build.rs` compiles every file in
+//! its `PROTOS` list with `protox` (a pure-Rust protobuf compiler, so no system `protoc`) and
+//! `tonic-prost-build` (messages, server traits and clients).
 //!
-//! Nothing is generated yet: the first service lands with the NameServer and gRPC issues.
+//! # Layout
+//!
+//! - [`cluster::v1`] — package `rocketgate.cluster.v1`, rocketgate's own cluster protocol
+//!   (`rocketgate/cluster/v1/nameserver.proto`): the `NameServer` service (broker register /
+//!   unregister / heartbeat, topic routes, cluster info), described in `docs/nameserver.md`. The
+//!   server trait is [`cluster::v1::name_server_server::NameServer`], the client
+//!   [`cluster::v1::name_server_client::NameServerClient`].
+//!
+//! Planned: `apache.rocketmq.v2` (the RocketMQ 5 `MessagingService`, field-for-field compatible
+//! with the public protocol) for the gRPC gateway, added to the same `PROTOS` list.
+//!
+//! Users: `rocketgate-nameserver` and the gateways. `rocketgate-core` must never depend on this
+//! crate. Generated code has no state and no concurrency of its own.
+//!
+//! # Example
+//!
+//! ```
+//! use rocketgate_proto::cluster::v1::{BrokerIdentity, HeartbeatRequest};
+//!
+//! let request = HeartbeatRequest {
+//!     broker: Some(BrokerIdentity {
+//!         cluster: "DefaultCluster".into(),
+//!         broker_name: "broker-a".into(),
+//!         broker_id: 0,
+//!     }),
+//! };
+//! assert_eq!(request.broker.map(|b| b.broker_id), Some(0));
+//! ```
+
+/// rocketgate's own cluster protocol.
+pub mod cluster {
+    /// Version 1 of the cluster protocol: package `rocketgate.cluster.v1`.
+    #[allow(
+        missing_docs,
+        clippy::all,
+        clippy::pedantic,
+        clippy::unwrap_used,
+        clippy::expect_used
+    )]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/rocketgate.cluster.v1.rs"));
+    }
+}
