@@ -8,7 +8,6 @@
 mod bench;
 mod config;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a standalone broker (store and every enabled gateway) with data under ./data.
     Standalone(config::RunArgs),
+    /// Run a NameServer (broker registry and topic routes) on `listen.nameserver`.
+    Nameserver(NameServerArgs),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
     /// Print the default configuration file.
@@ -49,6 +50,10 @@ fn main() -> ExitCode {
         Command::Standalone(args) => {
             init_tracing(args.log.as_deref().unwrap_or("info"));
             run_standalone(args)
+        }
+        Command::Nameserver(args) => {
+            init_tracing(args.run.log.as_deref().unwrap_or("info"));
+            run_nameserver(args)
         }
         Command::Bench(args) => {
             init_tracing("warn");
@@ -74,15 +79,15 @@ fn run_standalone(args: config::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let broker = rocketgate_core::Broker::open(cfg.core.clone()).map_err(|e| {
+        let broker = rocketgate_core::Broker::open(cfg.core()).map_err(|e| {
             anyhow::anyhow!(
                 "cannot open the store in {}: {e}",
-                cfg.core.store.data_dir.display()
+                cfg.store.data_dir.display()
             )
         })?;
         let report = broker.store().recovery_report();
         tracing::info!(
-            data_dir = %cfg.core.store.data_dir.display(),
+            data_dir = %cfg.store.data_dir.display(),
             after_crash = report.after_crash,
             log_end = report.log_end,
             "rocketgate standalone ready"
@@ -97,15 +102,75 @@ fn run_standalone(args: config::RunArgs) -> anyhow::Result<()> {
     })
 }
 
-fn write_ready_file(path: &PathBuf, cfg: &config::ServerConfig) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "pid": std::process::id(),
-        "data_dir": cfg.core.store.data_dir,
-    });
+/// How long a server waits for in-flight calls after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Flags of `rocketgate nameserver`.
+#[derive(clap::Args, Debug)]
+struct NameServerArgs {
+    #[command(flatten)]
+    run: config::RunArgs,
+    /// Listen address (overrides `listen.nameserver`; port 0 picks a free port).
+    #[arg(long, env = "ROCKETGATE_NAMESERVER_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
+    let cfg = config::load(&args.run)?;
+    let addr = args.listen.unwrap_or(cfg.listen.nameserver);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(listening = %local, "rocketgate nameserver ready");
+        if let Some(path) = &args.run.ready_file {
+            let body = serde_json::json!({
+                "pid": std::process::id(),
+                "nameserver": local.to_string(),
+            });
+            write_json_atomically(path, &body)?;
+        }
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = rocketgate_nameserver::serve(listener, cfg.nameserver.clone(), async {
+            let _ = stop_rx.await;
+        });
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => r?,
+            signal = wait_for_shutdown() => {
+                if let Err(e) = signal {
+                    tracing::error!(error = %e, "signal handling failed; shutting down");
+                }
+                let _ = stop_tx.send(());
+                // Clients keep HTTP/2 connections open: give in-flight calls a moment, then go.
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+                    Ok(r) => r?,
+                    Err(_) => tracing::warn!("connections still open after the shutdown grace; exiting"),
+                }
+            }
+        }
+        tracing::info!("nameserver stopped");
+        Ok(())
+    })
+}
+
+fn write_json_atomically(path: &std::path::Path, body: &serde_json::Value) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body.to_string())?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+fn write_ready_file(path: &std::path::Path, cfg: &config::ServerConfig) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "data_dir": cfg.store.data_dir,
+    });
+    write_json_atomically(path, &body)
 }
 
 async fn wait_for_shutdown() -> anyhow::Result<()> {
