@@ -270,6 +270,22 @@ impl ChildGuard {
         self.child.as_mut().unwrap()
     }
 
+    /// Waits up to `limit` for the child to exit on its own and reaps it; `None` (still
+    /// guarded, killed on drop) if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child().try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGKILL and reaps the child; returns its exit status.
     pub fn kill(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
@@ -499,4 +515,63 @@ pub async fn ack(broker: &Broker, group: &str, handle: &str) {
         Ok(()) => {}
         Err(e) => panic!("ack by {group} failed: {e}"),
     }
+}
+
+/// Every message of every queue `0..queues` of a topic (see [`drain`]), queue by queue.
+pub async fn drain_topic(broker: &Broker, topic: &str, queues: u32) -> Vec<StoredMessage> {
+    let mut out = Vec::new();
+    for q in 0..queues {
+        out.extend(drain(broker, topic, q).await);
+    }
+    out
+}
+
+/// Polls `cond` every `every` until it holds, failing the test after `limit`. Returns how long
+/// it took.
+pub async fn eventually(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// `min / p50 / p90 / max` of some measured figures (sorted in place), for the test output.
+pub fn summary(values: &mut [i64]) -> String {
+    if values.is_empty() {
+        return "none".into();
+    }
+    values.sort_unstable();
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "min {} / p50 {} / p90 {} / max {} (n = {})",
+        values[0],
+        at(0.5),
+        at(0.9),
+        values[values.len() - 1],
+        values.len()
+    )
+}
+
+/// Starts a child process of this crate with `args`, stdout piped into a [`LineReader`],
+/// stderr inherited; killed and reaped when the guard drops.
+pub fn spawn_child(program: &str, args: &[String]) -> (ChildGuard, LineReader) {
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let mut guard = ChildGuard::new(child);
+    let reader = LineReader::new(guard.child().stdout.take().unwrap());
+    (guard, reader)
 }
