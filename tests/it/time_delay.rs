@@ -473,7 +473,6 @@ async fn within_call<T>(fut: impl std::future::Future<Output = T>) -> T {
 /// `scheduled_pending()` is documented as "scheduled messages not yet delivered": a cancelled
 /// message will never be delivered and must not be counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: scheduled_pending() keeps counting a cancelled message until its due time (Timer::cancel leaves it in the heap)"]
 async fn time_scheduled_pending_does_not_count_cancelled_messages() {
     let dir = support::memory_tempdir();
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
@@ -529,7 +528,6 @@ async fn time_scheduled_pending_does_not_count_cancelled_messages() {
 /// stays at `T - 1`, and at the next start every entry with a time `> T - 1` — the delivered
 /// ones included — is loaded again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a clean shutdown in the middle of a same-millisecond backlog re-delivers the delivered part after the restart (timer watermark stays at T-1)"]
 async fn time_backlog_cut_by_a_clean_shutdown_is_not_delivered_twice() {
     const N: usize = 12_000;
     let dir = support::memory_tempdir();

@@ -717,7 +717,6 @@ async fn time_fifo_head_never_acked_is_dead_lettered_and_releases_its_group() {
 /// which must wake the waiting pop (as an ack does) instead of leaving the next message to the
 /// next pop call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: dead-lettering a FIFO group's head does not wake a long-polling pop; the group's next message waits for the pop's deadline"]
 async fn time_fifo_dead_lettered_head_wakes_a_long_polling_consumer() {
     fifo_head_dead_letter(Duration::from_secs(5), 1500).await;
 }
@@ -949,7 +948,6 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
 /// `query_by_key`, `dlq_resend` and `cancel_scheduled` all call `Store::catch_up` first for
 /// read-your-writes), so it may answer `MessageNotFound`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: send_back does not catch up with the dispatcher and answers MessageNotFound for a message just sent"]
 async fn time_send_back_right_after_send_finds_the_message() {
     let dir = support::memory_tempdir();
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));

@@ -736,7 +736,6 @@ async fn time_transaction_concurrent_duplicate_commits_deliver_once() {
 /// (the id is neither pending nor resolved during the append), not `TransactionResolved`, so a
 /// gateway that answers OK to a repeated identical resolution reports an error instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: a commit racing with an in-progress commit of the same transaction gets InvalidTransactionId instead of TransactionResolved"]
 async fn time_transaction_concurrent_duplicate_commit_reports_transaction_resolved() {
     let (visible, halves, bad) = concurrent_duplicate_commits().await;
     assert_eq!(visible, halves);
@@ -802,13 +801,11 @@ async fn good_group_progresses_despite(bad: Behaviour, bad_halves: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: check-backs run one at a time, so a producer group whose checker never answers delays every other group's check-backs by check_timeout_ms per pending half"]
 async fn time_transaction_hung_checker_does_not_stall_other_groups() {
     good_group_progresses_despite(Behaviour::Hang, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a checker that panics kills the rg-transactions worker thread; no check-back runs again until restart"]
 async fn time_transaction_panicking_checker_does_not_stop_check_backs() {
     good_group_progresses_despite(Behaviour::Panic, 1).await;
 }

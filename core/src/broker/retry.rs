@@ -232,14 +232,13 @@ impl Broker {
             )
             .await?;
         }
-        let acked = self
-            .inner
-            .consumers
-            .topic_pop(name, topic)
-            .lock()
-            .queue(queue_id)
-            .ack(e.offset, e.seq)
-            .is_ok();
+        let acked = {
+            let state = self.inner.consumers.topic_pop(name, topic);
+            let mut tp = state.lock();
+            // A dead-lettered FIFO head frees its group: wake pops waiting for it.
+            tp.notify_change();
+            tp.queue(queue_id).ack(e.offset, e.seq).is_ok()
+        };
         if acked {
             let mut line = String::new();
             journal_line(&mut line, name, topic, queue_id, e.offset);
@@ -306,6 +305,7 @@ impl Broker {
     ) -> Result<()> {
         let g = self.resolve_group(group)?;
         self.readable_queue(topic, queue_id)?;
+        self.inner.store.catch_up().await;
         let now = now_ms();
         let delay_ms = match delay_level {
             Some(l) => self

@@ -191,11 +191,15 @@ impl Timer {
     pub fn cancel(&self, phy: u64, queue_offset: u64) -> Result<bool> {
         let mut s = self.schedule.lock();
         // Pending: in the schedule, or scheduled but not loaded by the thread yet.
-        let pending = (queue_offset >= s.loaded || s.heap.iter().any(|Reverse(p)| p.phy == phy))
-            && !s.cancelled.contains(&phy);
+        let in_heap = s.heap.iter().any(|Reverse(p)| p.phy == phy);
+        let pending = (queue_offset >= s.loaded || in_heap) && !s.cancelled.contains(&phy);
         if !pending {
             return Ok(false);
         }
+        if in_heap {
+            s.heap.retain(|Reverse(p)| p.phy != phy);
+        }
+        // Remembered (and persisted) so that a reload from the queue skips it too.
         s.cancelled.insert(phy);
         self.persist_locked(&s)?;
         Ok(true)
@@ -295,6 +299,10 @@ async fn round(inner: &Inner) -> Result<()> {
         let from = s.loaded;
         let entries = store.queue_entries(TIMER_TOPIC, 0, from, BATCH);
         for (offset, e) in entries {
+            s.loaded = offset + 1;
+            if s.cancelled.contains(&e.physical_offset) {
+                continue;
+            }
             s.heap.push(Reverse(Pending {
                 deliver_at: e.tag_hash as i64,
                 offset,
@@ -307,10 +315,16 @@ async fn round(inner: &Inner) -> Result<()> {
     let now = now_ms();
     let due: Vec<Pending> = {
         let mut s = timer.schedule.lock();
-        let mut due = Vec::new();
-        while due.len() < BATCH {
+        let mut due: Vec<Pending> = Vec::new();
+        loop {
+            // Never split one millisecond's messages across rounds: the watermark that is
+            // persisted after a round must not fall inside a partly delivered millisecond.
+            let full = due.len() >= BATCH;
             match s.heap.peek() {
-                Some(Reverse(p)) if p.deliver_at <= now => {
+                Some(Reverse(p))
+                    if p.deliver_at <= now
+                        && (!full || due.last().is_some_and(|l| l.deliver_at == p.deliver_at)) =>
+                {
                     let p = *p;
                     s.heap.pop();
                     if !s.cancelled.remove(&p.phy) {

@@ -290,7 +290,20 @@ impl Broker {
         resolution: Resolution,
     ) -> Result<()> {
         let tx = &self.inner.transactions;
-        let taken = tx.pending.lock().remove(transaction_id);
+        let taken = {
+            // Taken out of `pending` and marked resolved in one step, so a concurrent second
+            // resolution sees `TransactionResolved`, never an unknown id.
+            let mut pending = tx.pending.lock();
+            let taken = pending.remove(transaction_id);
+            if taken.is_some() {
+                let code = match resolution {
+                    Resolution::Commit => 'C',
+                    Resolution::Rollback => 'R',
+                };
+                tx.resolved.lock().insert(transaction_id.to_owned(), code);
+            }
+            taken
+        };
         let Some(p) = taken else {
             return match tx.resolved.lock().get(transaction_id) {
                 Some(c) => Err(Error::TransactionResolved {
@@ -304,7 +317,9 @@ impl Broker {
             Ok(()) => Ok(()),
             Err(e) => {
                 // Not resolved: keep it pending so a retry or check-back finishes it.
-                tx.pending.lock().insert(transaction_id.to_owned(), p);
+                let mut pending = tx.pending.lock();
+                tx.resolved.lock().remove(transaction_id);
+                pending.insert(transaction_id.to_owned(), p);
                 Err(e)
             }
         }
@@ -437,6 +452,7 @@ impl Broker {
     async fn check_round(&self) {
         let now = now_ms();
         let cfg = self.inner.transactions.config.clone();
+        let mut checks = tokio::task::JoinSet::new();
         let due: Vec<(String, Pending)> = self
             .inner
             .transactions
@@ -482,22 +498,30 @@ impl Broker {
             let Ok(Some(half)) = self.inner.store.read_at(p.phy, Some(p.size)) else {
                 continue;
             };
-            let answer = tokio::time::timeout(
-                Duration::from_millis(cfg.check_timeout_ms),
-                checker.check(HalfMessage {
+            // Each check-back on its own task: a slow or hung producer group delays nobody
+            // else, and a checker that panics only loses its own answer.
+            let broker = self.clone();
+            let timeout = Duration::from_millis(cfg.check_timeout_ms);
+            checks.spawn(async move {
+                let question = HalfMessage {
                     transaction_id: tx.clone(),
                     producer_group: p.producer_group.clone(),
                     message: committed_view(half),
-                }),
-            )
-            .await;
-            if let Ok(CheckResult::Resolve(r)) = answer {
-                match self.end_transaction(&tx, r).await {
-                    Ok(()) | Err(Error::TransactionResolved { .. }) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, transaction = %tx, "check-back resolution failed")
+                };
+                let answer = tokio::time::timeout(timeout, checker.check(question)).await;
+                if let Ok(CheckResult::Resolve(r)) = answer {
+                    match broker.end_transaction(&tx, r).await {
+                        Ok(()) | Err(Error::TransactionResolved { .. }) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, transaction = %tx, "check-back resolution failed")
+                        }
                     }
                 }
+            });
+        }
+        while let Some(done) = checks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a transaction checker failed");
             }
         }
     }

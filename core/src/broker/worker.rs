@@ -57,7 +57,14 @@ impl Worker {
                         return;
                     }
                     let Some(inner) = weak.upgrade() else { return };
-                    let wait = rt.block_on(tick(inner));
+                    // A panicking tick (a bug, or a gateway's callback) must not end the worker.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        rt.block_on(tick(inner))
+                    }));
+                    let wait = ran.unwrap_or_else(|_| {
+                        tracing::error!(worker = %thread_name, "worker tick panicked; continuing");
+                        Duration::from_secs(1)
+                    });
                     let mut stop = signal.stop.lock();
                     if !*stop && !wait.is_zero() {
                         signal.wake.wait_for(&mut stop, wait);
