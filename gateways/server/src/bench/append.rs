@@ -80,6 +80,17 @@ pub fn config(dir: &Path, flush: FlushMode, segment_size: u64) -> Config {
     c
 }
 
+/// A fresh broker in `dir` (ASYNC flush) with the benchmark topic of `queues` queues.
+///
+/// # Errors
+/// Broker open and topic creation errors.
+pub fn open_async(dir: &Path, queues: u32, segment_size: u64) -> anyhow::Result<Broker> {
+    let broker = Broker::open(config(dir, FlushMode::Async, segment_size))
+        .with_context(|| format!("cannot open a broker in {}", dir.display()))?;
+    broker.create_topic(TopicConfig::new(TOPIC, queues))?;
+    Ok(broker)
+}
+
 /// A body of `len` bytes of a pseudo-random pattern.
 pub fn body(len: usize) -> Bytes {
     let mut v = vec![0u8; len];

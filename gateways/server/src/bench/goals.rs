@@ -24,19 +24,34 @@ pub struct Goal {
     pub name: String,
     /// The figure measured.
     pub value: f64,
-    /// The figure required (a lower bound).
+    /// The figure required.
     pub target: f64,
-    /// `value >= target`.
+    /// `>=` when `target` is a lower bound, `<=` when it is an upper bound.
+    pub bound: &'static str,
+    /// `value` is within the bound.
     pub met: bool,
 }
 
 impl Goal {
-    fn new(name: String, value: f64, target: f64) -> Self {
+    /// A goal met by `value >= target`.
+    pub fn at_least(name: String, value: f64, target: f64) -> Self {
         Self {
             name,
             value,
             target,
+            bound: ">=",
             met: value >= target,
+        }
+    }
+
+    /// A goal met by `value <= target`.
+    pub fn at_most(name: String, value: f64, target: f64) -> Self {
+        Self {
+            name,
+            value,
+            target,
+            bound: "<=",
+            met: value <= target,
         }
     }
 }
@@ -71,14 +86,14 @@ pub fn check(cases: &[AppendResult]) -> Vec<Goal> {
         .iter()
         .filter(|c| c.flush == "ASYNC" && c.body_bytes == 4096)
     {
-        out.push(Goal::new(
+        out.push(Goal::at_least(
             format!("ASYNC 4KiB x{}: durable MB/s / disk MB/s", c.producers),
             c.durable_disk_ratio,
             0.70,
         ));
     }
     if let Some(c) = find(cases, "ASYNC", 128, 1) {
-        out.push(Goal::new(
+        out.push(Goal::at_least(
             "ASYNC 128B x1: msgs/s".into(),
             c.msgs_per_sec,
             1e6,
@@ -94,7 +109,7 @@ pub fn check(cases: &[AppendResult]) -> Vec<Goal> {
             } else {
                 0.0
             };
-            out.push(Goal::new(
+            out.push(Goal::at_least(
                 format!("SYNC {} x64 / x1 msgs/s", size_label(one.body_bytes)),
                 ratio,
                 20.0,

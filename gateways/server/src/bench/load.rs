@@ -45,6 +45,12 @@ impl Probe {
         })
     }
 
+    /// CPU seconds this process used between `self` and `later` (user + system; `/proc` counts
+    /// in USER_HZ = 100 ticks per second, so the resolution is 10 ms).
+    pub fn own_secs(&self, later: &Self) -> f64 {
+        later.own.saturating_sub(self.own) as f64 / 100.0
+    }
+
     /// Percent of all CPU time between `self` and `later` used by other processes.
     pub fn others_percent(&self, later: &Self) -> Option<f64> {
         let total = later.total.checked_sub(self.total)?;

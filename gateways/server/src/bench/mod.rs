@@ -1,14 +1,18 @@
 //! `rocketgate bench`: measurements that print throughput and latency percentiles.
 //!
 //! Owns: the `bench` subcommand tree and its dispatch. Each benchmark is one subcommand in its
-//! own module; today there is `bench store` ([`store`]: append and read throughput of the
-//! store, next to the raw bandwidth of the disk under it). Later ones (`bench consume`,
-//! `bench grpc`, ...) add a variant to [`BenchCommand`] and a module beside `store`.
+//! own module: `bench store` ([`store`]: append and read throughput of the store, next to the
+//! raw bandwidth of the disk under it), `bench consume` ([`consume`]: pop + ack throughput and
+//! send -> pop latency), `bench delay` ([`delay`]: scheduling throughput and delivery lateness
+//! of timed messages). Later ones (`bench grpc`, ...) add a variant to [`BenchCommand`] and a
+//! module beside these.
 //!
 //! Layout of `bench store`: [`store`] (flags, run order, directories), [`append`] (one append
 //! case), [`read`] (the read pass), [`disk`] (the raw-disk yardstick and the machine),
 //! [`load`] (how busy other processes kept the CPUs), [`goals`] (goal checks and disk ratios),
-//! [`report`] (result types, table and JSON), [`units`] (flag parsing, MB).
+//! [`report`] (result types, table and JSON), [`units`] (flag parsing, MB). Shared by all:
+//! [`dirs`] (run and case directories), [`popper`] (pop + ack consumer tasks, the exactly-once
+//! check), [`load`], [`report`], [`units`], [`goals::Goal`].
 //!
 //! Invariants: a benchmark only ever writes below the directory it is given (or a fresh one it
 //! creates and deletes); it never touches a live broker's data. Human-readable results go to
@@ -20,12 +24,21 @@
 //! Concurrency: each benchmark builds its own tokio runtime; nothing here is shared.
 
 mod append;
+mod consume;
+mod delay;
+mod dirs;
 mod disk;
 mod goals;
+mod latency;
 mod load;
+mod memory;
+mod popper;
 mod read;
 mod report;
 mod store;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 mod units;
 
 /// Arguments of `rocketgate bench`.
@@ -40,6 +53,10 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Store append and read throughput, with the raw disk bandwidth as the yardstick.
     Store(store::StoreArgs),
+    /// Pop + ack throughput of a preloaded topic, and send -> pop latency at a fixed rate.
+    Consume(consume::ConsumeArgs),
+    /// Scheduling throughput of timed messages against plain sends, and delivery lateness.
+    Delay(delay::DelayArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -49,5 +66,7 @@ enum BenchCommand {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Store(a) => store::run(a),
+        BenchCommand::Consume(a) => consume::run(a),
+        BenchCommand::Delay(a) => delay::run(a),
     }
 }

@@ -322,15 +322,21 @@ fn print_appends(cases: &[AppendResult], ranges: bool) {
     let busy: Vec<String> = cases
         .iter()
         .filter_map(|c| {
-            let p = c.others_cpu_percent.filter(|p| *p >= BUSY_PERCENT)?;
-            Some(format!(
-                "{} {} x{} ({p:.0}%)",
-                c.flush,
-                size_label(c.body_bytes),
-                c.producers
-            ))
+            let label = format!("{} {} x{}", c.flush, size_label(c.body_bytes), c.producers);
+            busy(&label, c.others_cpu_percent)
         })
         .collect();
+    print_busy(&busy);
+}
+
+/// `"<label> (<p>%)"` if other processes used at least [`BUSY_PERCENT`] of the CPUs.
+pub fn busy(label: &str, others_cpu_percent: Option<f64>) -> Option<String> {
+    let p = others_cpu_percent.filter(|p| *p >= BUSY_PERCENT)?;
+    Some(format!("{label} ({p:.0}%)"))
+}
+
+/// Prints the interference note naming the disturbed cases (nothing if there are none).
+pub fn print_busy(busy: &[String]) {
     if !busy.is_empty() {
         println!(
             "note: other processes used >= {BUSY_PERCENT:.0}% of the CPUs during: {}; rerun on \
@@ -371,7 +377,8 @@ fn print_reads(reads: &[ReadResult], batch: usize) {
     }
 }
 
-fn print_goals(goals: &[Goal]) {
+/// Prints the goal lines (nothing without goals).
+pub fn print_goals(goals: &[Goal]) {
     if goals.is_empty() {
         return;
     }
@@ -379,9 +386,10 @@ fn print_goals(goals: &[Goal]) {
     println!("goals");
     for g in goals {
         println!(
-            "  {:<40} {:>12.2} (target >= {}) {}",
+            "  {:<40} {:>12.2} (target {} {}) {}",
             g.name,
             g.value,
+            g.bound,
             g.target,
             if g.met { "MET" } else { "NOT MET" }
         );

@@ -23,6 +23,7 @@ use anyhow::Context;
 use rocketgate_core::FlushMode;
 
 use super::append::{self, Case, Setup};
+use super::dirs::BenchDir;
 use super::disk;
 use super::goals;
 use super::load;
@@ -98,79 +99,6 @@ pub struct StoreArgs {
     /// Skip the sequential read pass.
     #[arg(long)]
     no_read: bool,
-}
-
-/// The run's directory; deleted on drop if this run created it and `--keep` was not given.
-struct BenchDir {
-    path: PathBuf,
-    remove: bool,
-}
-
-impl BenchDir {
-    fn new(dir: Option<PathBuf>, keep: bool) -> anyhow::Result<Self> {
-        let (path, created) = match dir {
-            Some(d) => (d.clone(), !d.exists()),
-            None => {
-                let d = PathBuf::from("data").join(format!("bench-{}", std::process::id()));
-                if d.exists() {
-                    anyhow::bail!("{} already exists; pass --dir", d.display());
-                }
-                (d, true)
-            }
-        };
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self {
-            path,
-            remove: created && !keep,
-        })
-    }
-
-    /// A fresh subdirectory for one case.
-    fn case(&self, name: &str, keep: bool) -> anyhow::Result<CaseDir> {
-        let path = self.path.join(name);
-        if path.exists() {
-            anyhow::bail!(
-                "{} already exists (left by an earlier run?); remove it or pick another --dir",
-                path.display()
-            );
-        }
-        Ok(CaseDir { path, keep })
-    }
-}
-
-/// One case's directory; deleted on drop (after the case, or on its error) unless `--keep`,
-/// followed by a `syncfs` so that the next case does not pay for the deletion.
-struct CaseDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for CaseDir {
-    fn drop(&mut self) {
-        if self.keep || !self.path.exists() {
-            return;
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("warning: cannot remove {}: {e}", self.path.display());
-        }
-        // Let the filesystem finish the deletion (and its discards) now, not during the next
-        // case's fsyncs.
-        if let Some(parent) = self.path.parent() {
-            let synced = std::fs::File::open(parent).and_then(|d| Ok(rustix::fs::syncfs(&d)?));
-            if let Err(e) = synced {
-                eprintln!("warning: cannot sync {}: {e}", parent.display());
-            }
-        }
-    }
-}
-
-impl Drop for BenchDir {
-    fn drop(&mut self) {
-        if self.remove {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 fn check(args: &StoreArgs) -> anyhow::Result<()> {
