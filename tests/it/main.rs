@@ -56,5 +56,6 @@ mod store_rolling;
 mod time_delay;
 mod time_load;
 mod time_retry;
+mod time_retry_fifo;
 mod time_transaction;
 mod time_validation;
