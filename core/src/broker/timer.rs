@@ -294,6 +294,9 @@ pub(super) async fn tick(inner: &Inner) -> Duration {
 async fn round(inner: &Inner) -> Result<()> {
     let store = &inner.store;
     let timer = &inner.timer;
+    // A send that just scheduled a message woke this thread: let its entry be dispatched
+    // first, or it would only be seen after the next poll.
+    store.catch_up().await;
     {
         let mut s = timer.schedule.lock();
         let from = s.loaded;

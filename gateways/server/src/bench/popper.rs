@@ -342,7 +342,7 @@ pub struct Merged {
 /// Merges the consumers' outputs and counts distinct keys.
 ///
 /// # Errors
-/// Histogram merge errors (none expected: same bounds).
+/// Histogram merge errors (none expected: same bounds); a key too large for the bitmap.
 fn merge(outputs: Vec<Output>) -> anyhow::Result<Merged> {
     let mut m = Merged {
         pops: histogram()?,
@@ -359,6 +359,9 @@ fn merge(outputs: Vec<Output>) -> anyhow::Result<Merged> {
         .flat_map(|o| o.keys.iter().copied())
         .max()
         .unwrap_or(0);
+    if top >= 1 << 36 {
+        anyhow::bail!("message key {top} is out of range for the exactly-once check");
+    }
     let mut seen = vec![0u64; (top / 64 + 1) as usize];
     for o in outputs {
         m.pops.add(&o.pops)?;
