@@ -9,7 +9,10 @@
 use std::path::PathBuf;
 
 /// The files to compile, relative to the crate directory (also the include root).
-const PROTOS: &[&str] = &["rocketgate/cluster/v1/nameserver.proto"];
+const PROTOS: &[&str] = &[
+    "rocketgate/cluster/v1/nameserver.proto",
+    "rocketgate/cluster/v1/admin.proto",
+];
 
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

@@ -11,6 +11,10 @@
 //!   unregister / heartbeat, topic routes, cluster info), described in `docs/nameserver.md`. The
 //!   server trait is [`cluster::v1::name_server_server::NameServer`], the client
 //!   [`cluster::v1::name_server_client::NameServerClient`].
+//!   The same package holds the `BrokerAdmin` service (`rocketgate/cluster/v1/admin.proto`),
+//!   served by every broker and used by `rocketgate admin` (docs/admin.md):
+//!   [`cluster::v1::broker_admin_server::BrokerAdmin`] and
+//!   [`cluster::v1::broker_admin_client::BrokerAdminClient`].
 //!
 //! Planned: `apache.rocketmq.v2` (the RocketMQ 5 `MessagingService`, field-for-field compatible
 //! with the public protocol) for the gRPC gateway, added to the same `PROTOS` list.
