@@ -1,5 +1,6 @@
 //! The NameServer client: a broker registers with every NameServer and keeps the registrations
-//! alive; brokers, gateways and tools query routes and cluster info with failover.
+//! alive; brokers, gateways and tools query routes and cluster info with failover, directly or
+//! through a [`RouteCache`].
 //!
 //! Invariants:
 //! - registration goes to *every* configured NameServer (they share nothing); a NameServer that
@@ -9,13 +10,15 @@
 //!   serialized, so a NameServer never receives an older topic list after a newer one;
 //! - queries try one NameServer at a time, starting with the last one that answered, and move
 //!   on when one fails or does not know the topic (it may have restarted and not yet relearned
-//!   it). Nothing is cached here: callers keep their last good route (DESIGN.md: clients keep
-//!   working while every NameServer is down).
+//!   it). [`NameServerClient`] caches nothing; [`RouteCache`] (in `route_cache.rs`) keeps the
+//!   last good route of each topic it was asked for and refreshes it in the background, so
+//!   callers keep working while every NameServer is down (DESIGN.md "Cluster").
 //!
 //! Every call is bounded by `rpc_timeout_ms` (connect included). Concurrency: one background
 //! task per [`Registration`], which owns the heartbeat timer; each round calls the NameServers
 //! concurrently (a `JoinSet`) while holding the round lock (a `tokio::sync::Mutex` around the
-//! registration). Dropping a [`Registration`] stops its task without unregistering. Uses
+//! registration). Dropping a [`Registration`] stops its task without unregistering. One refresher
+//! task per [`RouteCache`] (see its module docs), stopped when its last handle drops. Uses
 //! `rocketgate-proto`; never `rocketgate-core`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,8 +38,10 @@ use crate::convert;
 use crate::model::{BrokerRegistration, ClusterInfo, InvalidInput, TopicName, TopicRoute};
 
 mod registration;
+mod route_cache;
 
 pub use registration::Registration;
+pub use route_cache::{RefreshReport, RouteCache, RouteCacheConfig, REFRESH_CONCURRENCY};
 
 /// Most NameServer addresses one client accepts.
 pub const MAX_NAMESERVERS: usize = 64;

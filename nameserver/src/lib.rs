@@ -14,9 +14,11 @@
 //!   [`RouteTables`], and the rules between them. Pure.
 //! - `convert`: wire ↔ domain, where every size and count from the wire is checked.
 //! - [`service`]: the tonic service ([`NameServerService`]) and the expiry scan.
-//! - [`client`]: [`NameServerClient`] (route / cluster info queries with failover) and
+//! - [`client`]: [`NameServerClient`] (route / cluster info queries with failover),
 //!   [`Registration`] (a broker's registration with every NameServer, kept alive in the
-//!   background).
+//!   background) and [`RouteCache`] (the last good route of each topic, refreshed in the
+//!   background and kept while every NameServer is down: what producers, gateways and tools
+//!   route with).
 //! - [`config`]: [`Config`] (expiry, scan interval, limits). The listen address belongs to the
 //!   server binary.
 //!
@@ -27,7 +29,7 @@
 //! ```
 //! use rocketgate_nameserver::{
 //!     serve, BrokerId, BrokerIdentity, BrokerRegistration, ClientConfig, Config, Endpoint,
-//!     NameServerClient, TopicConfig, TopicName,
+//!     NameServerClient, RouteCache, RouteCacheConfig, TopicConfig, TopicName,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -56,6 +58,13 @@
 //! assert_eq!(route.queues[0].write_queues, 8);
 //! assert_eq!(route.brokers[0].master_endpoint("grpc"), Some("127.0.0.1:8081"));
 //!
+//! // Producers and gateways route through a cache: hits make no call, and the last good route
+//! // stays while every NameServer is down.
+//! let cache = RouteCache::start(client.clone(), &RouteCacheConfig::default())?;
+//! let cached = cache.route("orders").await?;
+//! assert_eq!(*cached, route);
+//! cache.stop().await;
+//!
 //! registration.unregister().await;
 //! let _ = stop.send(());
 //! server.await??;
@@ -76,7 +85,10 @@ pub mod model;
 pub mod route;
 pub mod service;
 
-pub use client::{ClientConfig, ClientError, NameServerClient, Registration};
+pub use client::{
+    ClientConfig, ClientError, NameServerClient, RefreshReport, Registration, RouteCache,
+    RouteCacheConfig,
+};
 pub use config::{Config, ConfigError, Limits};
 pub use model::{
     BrokerData, BrokerId, BrokerIdentity, BrokerInfo, BrokerName, BrokerRegistration, ClusterEntry,
