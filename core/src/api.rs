@@ -95,6 +95,27 @@ pub struct TopicInfo {
     pub queues: Vec<QueueOffsets>,
 }
 
+/// Changes to a topic's configuration ([`crate::Broker::update_topic`]); `None` keeps the
+/// current value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicUpdate {
+    /// New number of queues: at least the current one (queues are never removed).
+    pub queue_count: Option<u32>,
+    /// New accepted message type.
+    pub message_type: Option<crate::broker::topic::MessageType>,
+    /// New permissions.
+    pub permission: Option<crate::broker::topic::Permission>,
+}
+
+/// The answer to a bounded message query ([`crate::Broker::query_by_time`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryResult {
+    /// The messages, in the order the query documents.
+    pub messages: Vec<StoredMessage>,
+    /// More messages matched than `max`: the answer was cut short.
+    pub truncated: bool,
+}
+
 /// Offsets of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueOffsets {

@@ -174,6 +174,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this [`ErrorKind::Unavailable`] error means the broker is shutting down (try
+    /// again on another node or after a restart), as opposed to a running store that refuses
+    /// writes (disk full, read-only after a failed flush), which stays so until an operator acts.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, Self::Store(store::Error::Closed))
+    }
+
     /// The protocol-neutral kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -207,5 +214,23 @@ impl Error {
             },
             Self::Metadata { .. } => ErrorKind::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_is_told_apart_from_a_store_refusing_writes() {
+        let closed = Error::Store(store::Error::Closed);
+        let full = Error::Store(store::Error::DiskFull("95% used".into()));
+        let poisoned = Error::Store(store::Error::Poisoned("fsync failed".into()));
+        for e in [&closed, &full, &poisoned] {
+            assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        }
+        assert!(closed.is_shutdown());
+        assert!(!full.is_shutdown() && !poisoned.is_shutdown());
+        assert!(!Error::TopicNotFound("t".into()).is_shutdown());
     }
 }

@@ -39,8 +39,8 @@ pub mod message_id;
 pub mod store;
 
 pub use api::{
-    GroupPullRequest, PopRequest, PoppedMessage, PullResult, PullStatus, QueueLag, QueueSelector,
-    SendReceipt, SendRequest,
+    GroupPullRequest, PopRequest, PoppedMessage, PullResult, PullStatus, QueryResult, QueueLag,
+    QueueSelector, SendReceipt, SendRequest, TopicInfo, TopicUpdate,
 };
 pub use broker::consumer_group::GroupConfig;
 pub use broker::filter::{FilterExpression, FilterKind};

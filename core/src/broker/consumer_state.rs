@@ -176,6 +176,25 @@ impl ConsumerState {
         self.pops.read().keys().cloned().collect()
     }
 
+    /// Topics on which `group` has committed offsets or pop state, sorted.
+    pub fn group_topics(&self, group: &str) -> std::collections::BTreeSet<String> {
+        let mut topics: std::collections::BTreeSet<String> = self
+            .offsets
+            .lock()
+            .keys()
+            .filter(|(g, _, _)| g == group)
+            .map(|(_, t, _)| t.clone())
+            .collect();
+        topics.extend(
+            self.pops
+                .read()
+                .keys()
+                .filter(|(g, _)| g == group)
+                .map(|(_, t)| t.clone()),
+        );
+        topics
+    }
+
     /// Commits an offset.
     pub fn commit(&self, group: &str, topic: &str, queue_id: u32, offset: u64) {
         self.offsets

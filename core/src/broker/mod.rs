@@ -3,15 +3,19 @@
 //!
 //! Owns: topic administration, queue selection, message validation, id assignment, and the
 //! translation between the domain types of [`crate::message`] / [`crate::api`] and the store.
-//! Later issues add consumer groups, pop/ack, delay, retry and transactions here, each in its
-//! own module.
+//! Each further concern has its own module: `consume` (groups, pull, offsets, pop / ack, lag),
+//! `admin` (topic updates and their change counter, queries by store time, group topics),
+//! [`retry`], [`timer`], [`transaction`].
 //!
 //! Who calls it: gateways and the `rocketgate` binary. It depends on `store`, never on a wire
 //! protocol.
 //!
 //! Concurrency: all methods take `&self`; the store serialises appends internally and the topic
-//! table is behind an `RwLock`. `send` awaits durability under `SYNC_FLUSH`.
+//! table is behind an `RwLock`. `send` awaits durability under `SYNC_FLUSH`. Topic changes are
+//! announced on a `tokio::sync::watch` counter ([`Broker::topics_changed`]) after they are
+//! persisted.
 
+mod admin;
 pub mod assignment;
 mod consume;
 pub mod consumer_group;
@@ -60,6 +64,8 @@ struct Inner {
     timer: Timer,
     retry_backoff_ms: Vec<u64>,
     transactions: Transactions,
+    /// Bumped after every change of a user topic (see [`Broker::topics_changed`]).
+    topics_version: tokio::sync::watch::Sender<u64>,
     persister: Worker,
     timer_worker: Worker,
     transaction_worker: Worker,
@@ -93,6 +99,18 @@ fn is_system_managed(name: &str) -> bool {
     name.starts_with(SYSTEM_TOPIC_PREFIX)
         || name.starts_with(retry::RETRY_PREFIX)
         || name.starts_with(retry::DLQ_PREFIX)
+}
+
+/// Checks that `name` is a legal topic name users may create or change.
+fn check_user_topic_name(name: &str) -> Result<()> {
+    validate::topic_name(name)?;
+    if is_system_managed(name) {
+        return Err(Error::IllegalTopic {
+            name: name.to_owned(),
+            reason: "the `rmq_sys_`, `%RETRY%` and `%DLQ%` prefixes are reserved",
+        });
+    }
+    Ok(())
 }
 
 /// A record that copies a stored message (id, tag, group, host, keys, body, born time) to
@@ -177,6 +195,7 @@ impl Broker {
                 timer,
                 retry_backoff_ms,
                 transactions,
+                topics_version: tokio::sync::watch::channel(0).0,
                 persister: Worker::default(),
                 timer_worker: Worker::default(),
                 transaction_worker: Worker::default(),
@@ -240,13 +259,7 @@ impl Broker {
     /// [`Error::IllegalTopic`], [`Error::InvalidArgument`] for a bad queue count,
     /// [`Error::TopicExists`], [`Error::Metadata`].
     pub fn create_topic(&self, config: TopicConfig) -> Result<TopicInfo> {
-        validate::topic_name(&config.name)?;
-        if is_system_managed(&config.name) {
-            return Err(Error::IllegalTopic {
-                name: config.name,
-                reason: "the `rmq_sys_`, `%RETRY%` and `%DLQ%` prefixes are reserved",
-            });
-        }
+        check_user_topic_name(&config.name)?;
         let max = self.inner.config.limits.max_queues_per_topic;
         if config.queue_count == 0 || config.queue_count > max {
             return Err(Error::InvalidArgument(format!(
@@ -255,6 +268,7 @@ impl Broker {
         }
         let topic = self.inner.topics.create(config)?;
         tracing::info!(topic = %topic.config.name, queues = topic.config.queue_count, "topic created");
+        self.note_topics_changed();
         self.describe_topic(&topic.config.name)
     }
 
@@ -281,7 +295,8 @@ impl Broker {
         })
     }
 
-    /// All topics.
+    /// All topics except the internal journals, sorted by name: user topics and the retry and
+    /// dead-letter topics of groups ([`Broker::list_user_topics`] leaves those out too).
     pub fn list_topics(&self) -> Vec<TopicConfig> {
         let mut topics = self.inner.topics.list();
         topics.retain(|t| !t.name.starts_with(SYSTEM_TOPIC_PREFIX));
@@ -300,6 +315,9 @@ impl Broker {
             });
         }
         self.inner.topics.delete(name)?;
+        if !is_system_managed(name) {
+            self.note_topics_changed();
+        }
         self.inner.store.delete_queues(name)?;
         self.inner.consumers.forget_topic(name);
         tracing::info!(topic = %name, "topic deleted");

@@ -5,6 +5,8 @@
 //! rename, directory fsync) after every change, before the change is reported as done.
 //!
 //! Concurrency: an `RwLock` around the table; lookups on the send path take the read lock.
+//! A change (create, update, delete) holds the write lock across its check and the persist, and
+//! swaps in a new `Arc<Topic>`: callers holding the old one keep a consistent (older) view.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,6 +178,40 @@ impl TopicRegistry {
             return Err(e);
         }
         Ok(topic)
+    }
+
+    /// Replaces a topic's configuration with `change(current)` and persists the table. The
+    /// change is computed under the table's write lock, so a check it makes against the current
+    /// configuration (such as "queue counts only grow") cannot race another update. Returns the
+    /// new topic (its round-robin position carries over) and whether anything changed.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], the error of `change` (nothing changes then), or
+    /// [`Error::Metadata`] if persisting failed (the table is then left unchanged).
+    pub fn update(
+        &self,
+        name: &str,
+        change: impl FnOnce(&TopicConfig) -> Result<TopicConfig>,
+    ) -> Result<(Arc<Topic>, bool)> {
+        let mut topics = self.topics.write();
+        let Some(old) = topics.get(name).cloned() else {
+            return Err(Error::TopicNotFound(name.to_owned()));
+        };
+        let config = change(&old.config)?;
+        if config == old.config {
+            return Ok((old, false));
+        }
+        debug_assert_eq!(config.name, old.config.name, "an update never renames");
+        let topic = Arc::new(Topic {
+            config,
+            round_robin: AtomicU64::new(old.round_robin.load(Ordering::Relaxed)),
+        });
+        topics.insert(name.to_owned(), topic.clone());
+        if let Err(e) = self.persist(&topics) {
+            topics.insert(name.to_owned(), old);
+            return Err(e);
+        }
+        Ok((topic, true))
     }
 
     /// Removes a topic and persists the table.

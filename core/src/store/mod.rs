@@ -394,7 +394,8 @@ impl Store {
         self.inner.dispatched_tx.subscribe()
     }
 
-    /// CommitLog write position, flushed position, and minimum offset.
+    /// CommitLog offsets as `(min, durable, end)`: the first byte still held (start of the
+    /// oldest segment), the end of what is flushed to disk, and the end of what is written.
     pub fn log_offsets(&self) -> (u64, u64, u64) {
         let l = &self.inner.log;
         (l.min_offset(), l.flushed(), l.wrote())
@@ -453,6 +454,39 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The store time of the message at logical `offset` of a queue, read from its record
+    /// header without copying the message; `None` if the queue has no confirmed message there.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a damaged record or an entry pointing at another queue's record.
+    pub fn queue_store_time(&self, topic: &str, queue_id: u32, offset: u64) -> Result<Option<i64>> {
+        let Some(e) = self
+            .inner
+            .queue(topic, queue_id)
+            .and_then(|q| q.get(offset))
+        else {
+            return Ok(None);
+        };
+        let limit = self.inner.confirmed();
+        let read = self
+            .inner
+            .log
+            .read(e.physical_offset, Some(e.size), limit, |v| {
+                let f = &v.fields;
+                (v.topic == topic && f.queue_id == queue_id && f.queue_offset == offset)
+                    .then_some(f.store_timestamp)
+            })?;
+        match read {
+            Some(Some(ts)) => Ok(Some(ts)),
+            Some(None) => Err(Error::Corrupted {
+                path: self.inner.dir.join("consumequeue").join(topic),
+                offset,
+                reason: "queue entry points at another queue's record",
+            }),
+            None => Ok(None),
+        }
     }
 
     /// Raw ConsumeQueue entries of a queue (for filters that look at tag hashes first).

@@ -1,0 +1,87 @@
+//! Who a broker instance is ([`NodeInfo`], given by the server) and the `GetBrokerInfo`
+//! answer built from it and the store's state.
+//!
+//! Pure encoding; reads the broker's store offsets and counters, holds no lock.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rocketgate_core::{Broker, FlushMode};
+use rocketgate_proto::cluster::v1 as pb;
+
+/// Who this broker instance is and where it listens: what `GetBrokerInfo` reports besides the
+/// store's state. Built by the server.
+#[derive(Clone)]
+pub struct NodeInfo {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker group name.
+    pub broker_name: String,
+    /// 0 for the master, anything else for a slave.
+    pub broker_id: u64,
+    /// Advertised endpoints as `(protocol, "host:port")`.
+    pub endpoints: Vec<(String, String)>,
+    /// NameServer addresses the broker registers with.
+    pub nameservers: Vec<String>,
+    /// How many NameServers hold the broker's latest registration (asked at each call).
+    pub registered_nameservers: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// When the broker started (ms since the Unix epoch).
+    pub started_at_ms: i64,
+}
+
+impl fmt::Debug for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeInfo")
+            .field("cluster", &self.cluster)
+            .field("broker_name", &self.broker_name)
+            .field("broker_id", &self.broker_id)
+            .field("endpoints", &self.endpoints)
+            .field("nameservers", &self.nameservers)
+            .field("registered_nameservers", &format_args!("<fn>"))
+            .field("started_at_ms", &self.started_at_ms)
+            .finish()
+    }
+}
+
+/// The `GetBrokerInfo` answer: `node`, with role from its broker id, and the store's state now.
+pub(super) fn broker_info(broker: &Broker, node: &NodeInfo) -> pb::GetBrokerInfoResponse {
+    let store = broker.store();
+    let (min, durable, end) = store.log_offsets();
+    let role = if node.broker_id == 0 {
+        pb::BrokerRole::Master
+    } else {
+        pb::BrokerRole::Slave
+    };
+    let flush_mode = match broker.config().store.flush_mode {
+        FlushMode::Sync => "SYNC",
+        FlushMode::Async => "ASYNC",
+    };
+    pb::GetBrokerInfoResponse {
+        broker: Some(pb::BrokerIdentity {
+            cluster: node.cluster.clone(),
+            broker_name: node.broker_name.clone(),
+            broker_id: node.broker_id,
+        }),
+        role: role as i32,
+        endpoints: node
+            .endpoints
+            .iter()
+            .map(|(protocol, address)| pb::Endpoint {
+                protocol: protocol.clone(),
+                address: address.clone(),
+            })
+            .collect(),
+        nameservers: node.nameservers.clone(),
+        registered_nameservers: u32::try_from((node.registered_nameservers)()).unwrap_or(u32::MAX),
+        flush_mode: flush_mode.into(),
+        log_min_offset: min,
+        log_end_offset: end,
+        log_durable_offset: durable,
+        write_refusal: store.write_refusal().unwrap_or_default(),
+        recovered_after_crash: store.recovery_report().after_crash,
+        topic_count: broker.list_user_topics().len() as u64,
+        group_count: broker.list_groups().len() as u64,
+        started_at_ms: node.started_at_ms,
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}

@@ -1,0 +1,130 @@
+//! Refusals and faults of a request, and their gRPC status codes.
+//!
+//! Owns the one mapping from [`rocketgate_core::ErrorKind`] to [`tonic::Code`] (the mapping is
+//! by kind, never by the full core error enum, so a new core error cannot break it):
+//!
+//! | core kind | gRPC code |
+//! |---|---|
+//! | `NotFound` | `NOT_FOUND` |
+//! | `AlreadyExists` | `ALREADY_EXISTS` |
+//! | `InvalidArgument` | `INVALID_ARGUMENT` |
+//! | `PermissionDenied` | `PERMISSION_DENIED` |
+//! | `Throttled` | `RESOURCE_EXHAUSTED` |
+//! | `NotLeader` | `UNAVAILABLE` (retry on another node) |
+//! | `Unavailable`, the store refuses writes (disk full, read-only after an I/O error) | `FAILED_PRECONDITION` |
+//! | `Unavailable`, the broker is shutting down ([`rocketgate_core::Error::is_shutdown`]) | `UNAVAILABLE` |
+//! | `Conflict` (e.g. a transaction resolved meanwhile) | `ABORTED` |
+//! | `Internal`, and kinds added later | `INTERNAL`, logged once here with `tracing::error!` |
+//!
+//! Fields the gateway checks itself ([`RequestError::InvalidField`]) are `INVALID_ARGUMENT`.
+//! Requests over the decoding limit are refused by tonic before decoding (`OUT_OF_RANGE`).
+//! The status message is always the error's `Display` text, which names the object or field.
+//!
+//! Used by every service of this crate; depends on core's error type only. No state.
+
+use rocketgate_core::ErrorKind;
+use tonic::{Code, Status};
+
+/// Why a request failed: a core error, or a wire field the gateway refused before calling core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The broker refused the request or failed.
+    #[error(transparent)]
+    Core(#[from] rocketgate_core::Error),
+    /// A wire field breaks a documented rule.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidField {
+        /// The field, as named in the `.proto` file.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The gRPC code of a core error (see the module table).
+pub fn code(err: &rocketgate_core::Error) -> Code {
+    match err.kind() {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Throttled => Code::ResourceExhausted,
+        ErrorKind::NotLeader => Code::Unavailable,
+        ErrorKind::Unavailable if err.is_shutdown() => Code::Unavailable,
+        ErrorKind::Unavailable => Code::FailedPrecondition,
+        ErrorKind::Conflict => Code::Aborted,
+        _ => Code::Internal,
+    }
+}
+
+impl From<RequestError> for Status {
+    fn from(err: RequestError) -> Self {
+        let code = match &err {
+            RequestError::Core(e) => code(e),
+            RequestError::InvalidField { .. } => Code::InvalidArgument,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %err, "request failed");
+        } else {
+            tracing::debug!(error = %err, ?code, "request refused");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocketgate_core::Error;
+
+    #[test]
+    fn kinds_map_to_codes_with_the_display_text() {
+        let cases = [
+            (Error::TopicNotFound("t".into()), Code::NotFound),
+            (Error::TopicExists("t".into()), Code::AlreadyExists),
+            (Error::InvalidArgument("x".into()), Code::InvalidArgument),
+            (
+                Error::PermissionDenied {
+                    topic: "t".into(),
+                    what: "writable",
+                },
+                Code::PermissionDenied,
+            ),
+            (
+                Error::Store(rocketgate_core::store::Error::DiskFull("full".into())),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::Store(rocketgate_core::store::Error::Closed),
+                Code::Unavailable,
+            ),
+            (
+                Error::TransactionResolved {
+                    transaction_id: "x".into(),
+                    committed: true,
+                },
+                Code::Aborted,
+            ),
+            (
+                Error::Metadata {
+                    path: "/x".into(),
+                    reason: "io".into(),
+                },
+                Code::Internal,
+            ),
+        ];
+        for (err, want) in cases {
+            let text = err.to_string();
+            let status = Status::from(RequestError::from(err));
+            assert_eq!(status.code(), want, "{text}");
+            assert_eq!(status.message(), text);
+        }
+        let status = Status::from(RequestError::InvalidField {
+            field: "max",
+            reason: "too big".into(),
+        });
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid `max`: too big");
+    }
+}
