@@ -1,98 +1,87 @@
-//! Process tests of the `rocketgate` binary: the real executable, started on 127.0.0.1 with
-//! ephemeral ports and temporary directories, stopped by every test.
+//! Process tests of the `rocketgate` binary's start and stop: the real executable, started on
+//! 127.0.0.1 with ephemeral ports and temporary directories, stopped by every test. Bad
+//! configuration of every kind is one clear line and a non-zero exit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rocketgate");
+use std::time::Duration;
 
-/// Kills the child if the test ends early.
-struct Guard(Option<Child>);
+use support::{admin_json, run, Node};
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Flags putting every endpoint of a node on an ephemeral port.
+const EPHEMERAL: [&str; 10] = [
+    "--grpc-addr",
+    "127.0.0.1:0",
+    "--http-addr",
+    "127.0.0.1:0",
+    "--mqtt-addr",
+    "127.0.0.1:0",
+    "--mqtt-ws-addr",
+    "127.0.0.1:0",
+    "--nameserver-addr",
+    "127.0.0.1:0",
+];
+
+fn standalone(dir: &std::path::Path, name: &str, extra: &[&str]) -> Node {
+    let data = dir.join(name);
+    let mut args = vec!["standalone", "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(&EPHEMERAL);
+    args.extend_from_slice(extra);
+    Node::start(dir, name, &args)
 }
 
-fn spawn(args: &[&str]) -> Guard {
-    let child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+/// `GET path` over plain HTTP/1.1; returns (status, body).
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
         .unwrap();
-    Guard(Some(child))
-}
-
-fn wait_for_file(path: &Path, guard: &mut Guard) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(v) = serde_json::from_str(&text) {
-                return v;
-            }
-        }
-        if let Some(status) = guard.0.as_mut().unwrap().try_wait().unwrap() {
-            panic!("rocketgate exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "no ready file after 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sends SIGTERM and waits (bounded) for the exit.
-fn terminate(mut guard: Guard) -> std::process::ExitStatus {
-    let mut child = guard.0.take().unwrap();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rocketgate did not exit within 20 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 #[test]
-fn standalone_starts_with_no_config_and_stops_cleanly_on_sigterm() {
+fn standalone_logs_and_reports_every_bound_endpoint_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    let node = standalone(dir.path(), "data", &[]);
     let data = dir.path().join("data");
-    let ready = dir.path().join("ready.json");
-    let args = [
-        "standalone",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--ready-file",
-        ready.to_str().unwrap(),
-    ];
-    let mut g = spawn(&args);
-    let v = wait_for_file(&ready, &mut g);
-    assert!(v["pid"].as_u64().is_some());
+    assert!(node.ready["pid"].as_u64().is_some());
+    assert_eq!(node.ready["recovered_after_crash"], false);
+    let log = node.log_text();
+    for protocol in ["nameserver", "grpc", "http"] {
+        let address = node.endpoint(protocol);
+        assert!(
+            address.starts_with("127.0.0.1:") && !address.ends_with(":0"),
+            "{address}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains("listening") && l.contains(protocol) && l.contains(&address)),
+            "no listening line for {protocol} {address}:\n{log}"
+        );
+    }
     assert!(
         data.join("abort").exists(),
         "open store carries the abort marker"
     );
-    assert!(terminate(g).success());
+    let (status, took) = node.terminate();
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(
         !data.join("abort").exists(),
         "clean shutdown removes the abort marker"
@@ -101,18 +90,57 @@ fn standalone_starts_with_no_config_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
-fn nameserver_serves_on_an_ephemeral_port_and_stops_on_sigterm() {
+fn standalone_in_a_fresh_directory_with_no_config_serves_on_the_default_ports() {
+    // What a new user does: no config file, no flags, data under ./data.
+    for port in [9876, 8081, 8080] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken on this machine; this test needs the default ports"
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready.json");
-    let mut g = spawn(&[
-        "nameserver",
-        "--listen",
-        "127.0.0.1:0",
-        "--ready-file",
-        ready.to_str().unwrap(),
-    ]);
-    let v = wait_for_file(&ready, &mut g);
-    let addr = v["nameserver"].as_str().unwrap().to_owned();
+    let log = dir.path().join("standalone.log");
+    let child = std::process::Command::new(support::BIN)
+        .args(["standalone", "--ready-file", ready.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env_remove("ROCKETGATE_CONFIG")
+        .env_remove("ROCKETGATE_DATA_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let node = Node::adopt(child, &ready, log);
+    assert_eq!(node.endpoint("grpc"), "127.0.0.1:8081");
+    assert_eq!(node.endpoint("nameserver"), "127.0.0.1:9876");
+    assert!(
+        dir.path().join("data").join("abort").exists(),
+        "data under ./data"
+    );
+    let (status, body) = http_get("127.0.0.1:8080", "/health");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ok\""), "{body}");
+    // The admin tool's defaults reach it, and the broker registered with its own NameServer.
+    let info = admin_json(&["broker", "info"]);
+    assert!(info.to_string().contains("broker-a"), "{info}");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let clusters = admin_json(&["cluster", "list"]);
+        if clusters.to_string().contains("broker-a") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{clusters}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = node.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn nameserver_serves_on_an_ephemeral_port_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "ns", &["nameserver", "--listen", "127.0.0.1:0"]);
+    let addr = node.endpoint("nameserver");
     assert!(
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
         "{addr}"
@@ -133,40 +161,46 @@ fn nameserver_serves_on_an_ephemeral_port_and_stops_on_sigterm() {
             .unwrap()
     });
     assert!(info.is_ok(), "{info:?}");
-    assert!(terminate(g).success());
+    let (status, _) = node.terminate();
+    assert!(status.success());
+}
+
+/// Runs `rocketgate ARGS` expecting a failure with exactly one error line containing `needle`.
+fn assert_one_clear_error(args: &[&str], needle: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+    assert!(errors[0].contains(needle), "{args:?}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn bad_configuration_is_one_clear_line_and_a_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| -> PathBuf {
+    let write = |name: &str, text: &str| -> String {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
-        p
+        p.display().to_string()
     };
+    let data = dir.path().join("data").display().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec![
-                "--config".into(),
-                write("a.toml", "[store]\nbogus = 1\n")
-                    .display()
-                    .to_string(),
-            ],
+            vec!["--config".into(), write("a.toml", "[store]\nbogus = 1\n")],
             "bogus",
         ),
         (
-            vec![
-                "--config".into(),
-                write("b.toml", "[nope]\nx = 1\n").display().to_string(),
-            ],
+            vec!["--config".into(), write("b.toml", "[nope]\nx = 1\n")],
             "nope",
         ),
         (
             vec![
                 "--config".into(),
-                write("c.toml", "[store]\ndisk_max_used_ratio = 7.0\n")
-                    .display()
-                    .to_string(),
+                write("c.toml", "[store]\ndisk_max_used_ratio = 7.0\n"),
             ],
             "disk_max_used_ratio",
         ),
@@ -177,7 +211,27 @@ fn bad_configuration_is_one_clear_line_and_a_failure() {
             ],
             "missing.toml",
         ),
+        (
+            vec![
+                "--config".into(),
+                write("d.toml", "[listen]\ngrpc = \"127.0.0.1\"\n"),
+            ],
+            "grpc = \"127.0.0.1\"",
+        ),
+        (
+            vec![
+                "--config".into(),
+                write("e.toml", "[broker]\nname = \"bad name\"\n"),
+            ],
+            "broker.name",
+        ),
         (vec!["--flush-mode".into(), "SOMETIMES".into()], "SOMETIMES"),
+        (
+            vec!["--grpc-addr".into(), "localhost:99999".into()],
+            "--grpc-addr",
+        ),
+        (vec!["--http-addr".into(), "nonsense".into()], "nonsense"),
+        (vec!["--namesrv".into(), "no-port".into()], "no-port"),
         (
             vec![
                 "--data-dir".into(),
@@ -187,26 +241,38 @@ fn bad_configuration_is_one_clear_line_and_a_failure() {
         ),
     ];
     for (args, needle) in cases {
-        let mut all = vec!["standalone".to_string()];
-        all.extend(args);
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        let out = run(&refs);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{all:?} succeeded");
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
-        assert_eq!(errors.len(), 1, "{all:?}: {stderr}");
-        assert!(errors[0].contains(needle), "{all:?}: {stderr}");
-        assert!(
-            !stderr.contains("panicked") && !stderr.contains("backtrace"),
-            "{stderr}"
-        );
+        let mut all: Vec<&str> = vec!["standalone"];
+        for pair in EPHEMERAL.chunks(2) {
+            if !args.iter().any(|a| a == pair[0]) {
+                all.extend(pair);
+            }
+        }
+        if !args.iter().any(|a| a == "--data-dir") {
+            all.extend(["--data-dir", data.as_str()]);
+        }
+        all.extend(args.iter().map(String::as_str));
+        assert_one_clear_error(&all, needle);
     }
-    // A port in use.
+    // An unwritable data directory that exists (a read-only directory; root ignores modes, so
+    // a path under a regular file stands in for it).
+    let file = write("plain-file", "x");
+    let under_file = format!("{file}/data");
+    let mut all: Vec<&str> = vec!["broker", "--data-dir", &under_file];
+    all.extend(EPHEMERAL);
+    assert_one_clear_error(&all, &under_file);
+
+    // A port in use, for each kind of endpoint.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run(&["nameserver", "--listen", &addr]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
+    assert_one_clear_error(&["nameserver", "--listen", &addr], &addr);
+    for flag in ["--grpc-addr", "--http-addr", "--nameserver-addr"] {
+        let mut all: Vec<&str> = vec!["standalone", "--data-dir", &data];
+        for pair in EPHEMERAL.chunks(2).filter(|p| p[0] != flag) {
+            all.extend(pair);
+        }
+        all.extend([flag, addr.as_str()]);
+        assert_one_clear_error(&all, &addr);
+    }
 }
 
 #[test]
@@ -216,17 +282,23 @@ fn generate_config_prints_a_file_that_loads() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rocketgate.toml");
     std::fs::write(&file, &out.stdout).unwrap();
-    let ready = dir.path().join("ready.json");
-    let data = dir.path().join("data");
-    let mut g = spawn(&[
-        "standalone",
-        "--config",
-        file.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--ready-file",
-        ready.to_str().unwrap(),
-    ]);
-    wait_for_file(&ready, &mut g);
-    assert!(terminate(g).success());
+    let node = standalone(dir.path(), "data", &["--config", file.to_str().unwrap()]);
+    let (status, _) = node.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn http_health_answers_and_unknown_paths_are_problem_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = standalone(dir.path(), "data", &[]);
+    let http = node.endpoint("http");
+    let (status, body) = http_get(&http, "/health");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    let (status, body) = http_get(&http, "/nope");
+    assert_eq!(status, 404);
+    assert!(body.contains("/nope"), "{body}");
+    let (status, _) = node.terminate();
+    assert!(status.success());
 }

@@ -1,0 +1,176 @@
+//! Shared helpers of the process tests: start the real `rocketgate` binary with a ready file,
+//! read its bound endpoints back, stop it (SIGTERM or kill -9) within bounded time, and run
+//! `rocketgate admin` as a child process. Every process started here is killed on drop.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_rocketgate");
+
+/// Upper bound for a process to become ready or to exit.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A running `rocketgate` process with its ready file read.
+pub struct Node {
+    child: Option<Child>,
+    /// Its ready file's JSON.
+    pub ready: serde_json::Value,
+    /// Where its stderr goes (read it when a test fails).
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Starts `rocketgate ARGS --ready-file DIR/NAME.ready` and waits until it is ready.
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Self {
+        let ready = dir.join(format!("{name}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let log = dir.join(format!("{name}.log"));
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--ready-file");
+        all.push(ready.to_str().unwrap());
+        let child = Command::new(BIN)
+            .args(&all)
+            .env(
+                "RUST_LOG",
+                std::env::var("ROCKETGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut node = Self {
+            child: Some(child),
+            ready: serde_json::Value::Null,
+            log,
+        };
+        node.ready = node.wait_ready(&ready);
+        node
+    }
+
+    /// Takes over a process started by the test itself and waits for its ready file.
+    pub fn adopt(child: Child, ready: &Path, log: PathBuf) -> Self {
+        let mut node = Self {
+            child: Some(child),
+            ready: serde_json::Value::Null,
+            log,
+        };
+        node.ready = node.wait_ready(ready);
+        node
+    }
+
+    fn wait_ready(&mut self, path: &Path) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    return v;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rocketgate exited early ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready within {WAIT:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The bound address of `protocol` (`grpc`, `http`, `nameserver`).
+    pub fn endpoint(&self, protocol: &str) -> String {
+        self.ready["endpoints"][protocol]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {protocol} endpoint in {}", self.ready))
+            .to_owned()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// What the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; returns the status and how long it took.
+    pub fn terminate(mut self) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().unwrap();
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return (s, sent.elapsed());
+            }
+            if sent.elapsed() > WAIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no exit within {WAIT:?} of SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the binary with `args` to completion (bounded by [`WAIT`]).
+pub fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rocketgate {args:?} did not finish within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `rocketgate admin --json ARGS`, which must succeed; its stdout parsed.
+pub fn admin_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["admin", "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert!(
+        out.status.success(),
+        "rocketgate {all:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "rocketgate {all:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
