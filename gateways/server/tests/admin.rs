@@ -13,31 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
-use support::{admin_json, run, Node};
-
-/// Starts `rocketgate standalone` with every listener on an ephemeral port.
-fn standalone(dir: &std::path::Path) -> Node {
-    let data = dir.join("data");
-    Node::start(
-        dir,
-        "standalone",
-        &[
-            "standalone",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--mqtt-ws-addr",
-            "127.0.0.1:0",
-            "--nameserver-addr",
-            "127.0.0.1:0",
-        ],
-    )
-}
+use support::{admin_json, run, standalone};
 
 /// The admin tool aimed at one node.
 struct Admin {
@@ -106,7 +82,7 @@ fn queue<'a>(lags: &'a Value, topic: &str, queue_id: u64) -> &'a Value {
 #[test]
 fn admin_runs_every_command_against_a_standalone_server() {
     let dir = tempfile::tempdir().unwrap();
-    let node = standalone(dir.path());
+    let node = standalone(dir.path(), "standalone", &[]);
     let admin = Admin {
         grpc: node.endpoint("grpc"),
         namesrv: node.endpoint("nameserver"),

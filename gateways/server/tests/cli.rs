@@ -7,29 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{admin_json, run, Node};
-
-/// Flags putting every endpoint of a node on an ephemeral port.
-const EPHEMERAL: [&str; 10] = [
-    "--grpc-addr",
-    "127.0.0.1:0",
-    "--http-addr",
-    "127.0.0.1:0",
-    "--mqtt-addr",
-    "127.0.0.1:0",
-    "--mqtt-ws-addr",
-    "127.0.0.1:0",
-    "--nameserver-addr",
-    "127.0.0.1:0",
-];
-
-fn standalone(dir: &std::path::Path, name: &str, extra: &[&str]) -> Node {
-    let data = dir.join(name);
-    let mut args = vec!["standalone", "--data-dir", data.to_str().unwrap()];
-    args.extend_from_slice(&EPHEMERAL);
-    args.extend_from_slice(extra);
-    Node::start(dir, name, &args)
-}
+use support::{admin_json, run, standalone, Node, EPHEMERAL};
 
 /// `GET path` over plain HTTP/1.1; returns (status, body).
 fn http_get(address: &str, path: &str) -> (u16, String) {

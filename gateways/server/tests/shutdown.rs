@@ -10,27 +10,19 @@ use std::time::Duration;
 
 use rocketgate_proto::cluster::v1::broker_admin_client::BrokerAdminClient;
 use rocketgate_proto::cluster::v1::{QueryMessageByIdRequest, SendMessageRequest};
-use support::{admin_json, Node};
+use support::{admin_json, Node, EPHEMERAL};
 
 fn start(dir: &std::path::Path, name: &str) -> Node {
     let data = dir.join("data");
-    Node::start(
-        dir,
-        name,
-        &[
-            "standalone",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--flush-mode",
-            "SYNC",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--nameserver-addr",
-            "127.0.0.1:0",
-        ],
-    )
+    let mut args = vec![
+        "standalone",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--flush-mode",
+        "SYNC",
+    ];
+    args.extend_from_slice(&EPHEMERAL);
+    Node::start(dir, name, &args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

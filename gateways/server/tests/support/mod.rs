@@ -13,6 +13,30 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_rocketgate");
 /// Upper bound for a process to become ready or to exit.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Flags putting every endpoint of a node on an ephemeral port of 127.0.0.1.
+pub const EPHEMERAL: [&str; 10] = [
+    "--grpc-addr",
+    "127.0.0.1:0",
+    "--http-addr",
+    "127.0.0.1:0",
+    "--mqtt-addr",
+    "127.0.0.1:0",
+    "--mqtt-ws-addr",
+    "127.0.0.1:0",
+    "--nameserver-addr",
+    "127.0.0.1:0",
+];
+
+/// Starts `rocketgate standalone` with data in `DIR/NAME`, every endpoint on an ephemeral port,
+/// and `extra` flags.
+pub fn standalone(dir: &Path, name: &str, extra: &[&str]) -> Node {
+    let data = dir.join(name);
+    let mut args = vec!["standalone", "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(&EPHEMERAL);
+    args.extend_from_slice(extra);
+    Node::start(dir, name, &args)
+}
+
 /// A running `rocketgate` process with its ready file read.
 pub struct Node {
     child: Option<Child>,
