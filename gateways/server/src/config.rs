@@ -214,16 +214,28 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         };
     }
     let flags = [
-        ("--grpc-addr", &args.grpc_addr, &mut cfg.listen.grpc),
-        ("--http-addr", &args.http_addr, &mut cfg.listen.http),
-        ("--mqtt-addr", &args.mqtt_addr, &mut cfg.listen.mqtt),
         (
-            "--mqtt-ws-addr",
+            "--grpc-addr / ROCKETGATE_GRPC_ADDR",
+            &args.grpc_addr,
+            &mut cfg.listen.grpc,
+        ),
+        (
+            "--http-addr / ROCKETGATE_HTTP_ADDR",
+            &args.http_addr,
+            &mut cfg.listen.http,
+        ),
+        (
+            "--mqtt-addr / ROCKETGATE_MQTT_ADDR",
+            &args.mqtt_addr,
+            &mut cfg.listen.mqtt,
+        ),
+        (
+            "--mqtt-ws-addr / ROCKETGATE_MQTT_WS_ADDR",
             &args.mqtt_ws_addr,
             &mut cfg.listen.mqtt_ws,
         ),
         (
-            "--nameserver-addr",
+            "--nameserver-addr / ROCKETGATE_NAMESERVER_ADDR",
             &args.nameserver_addr,
             &mut cfg.listen.nameserver,
         ),
@@ -299,7 +311,7 @@ fn validate_broker(b: &BrokerSection) -> anyhow::Result<()> {
         });
         if !ok || address.contains(char::is_whitespace) {
             anyhow::bail!(
-                "invalid NameServer address `{address}` in `broker.namesrv` / --namesrv: expected host:port"
+                "invalid NameServer address `{address}` in `broker.namesrv` / --namesrv / ROCKETGATE_NAMESRV: expected host:port"
             );
         }
     }

@@ -187,8 +187,8 @@ async fn serve(
             );
             None
         }
-        false => Some(
-            start_registrar(
+        false => {
+            let started = start_registrar(
                 &cfg,
                 namesrv,
                 endpoints,
@@ -196,8 +196,20 @@ async fn serve(
                 registered,
                 Stop(unregister_rx),
             )
-            .await?,
-        ),
+            .await;
+            match started {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    // Refused (a configuration error): close what was opened, cleanly.
+                    let _ = stop_tx.send(true);
+                    servers.abort_all();
+                    while servers.join_next().await.is_some() {}
+                    let closing = broker.clone();
+                    tokio::task::spawn_blocking(move || closing.shutdown()).await??;
+                    return Err(e);
+                }
+            }
+        }
     };
 
     for (protocol, address) in &bound {

@@ -239,6 +239,21 @@ fn bad_configuration_is_one_clear_line_and_a_failure() {
     all.extend(EPHEMERAL);
     assert_one_clear_error(&all, &under_file);
 
+    // Environment overrides are checked like flags and named in the error.
+    let out = std::process::Command::new(support::BIN)
+        .args(["standalone", "--data-dir", &data])
+        .env("ROCKETGATE_HTTP_ADDR", "not-an-address")
+        .env("ROCKETGATE_GRPC_ADDR", "127.0.0.1:0")
+        .env("ROCKETGATE_NAMESERVER_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("ROCKETGATE_HTTP_ADDR") && stderr.contains("not-an-address"),
+        "{stderr}"
+    );
+
     // A port in use, for each kind of endpoint.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
