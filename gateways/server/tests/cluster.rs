@@ -435,3 +435,47 @@ async fn two_nameservers_two_brokers_routes_expiry_and_cached_routes() {
     routes.stop().await;
     broker_a.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_stopped_with_sigterm_leaves_the_routes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default expiry (120 s): leaving within seconds proves the broker unregistered.
+    let ns = Node::start(
+        dir.path(),
+        "ns",
+        &["nameserver", "--nameserver-addr", "127.0.0.1:0"],
+    );
+    let ns_addr = ns.endpoint("nameserver");
+    let conf = broker_config(dir.path(), "broker-c", std::slice::from_ref(&ns_addr));
+    let broker = Node::start(
+        dir.path(),
+        "broker-c",
+        &["broker", "--config", conf.to_str().unwrap()],
+    );
+    let grpc = broker.endpoint("grpc");
+    admin_json(&[
+        "--broker", &grpc, "topic", "create", "leaving", "--queues", "2",
+    ]);
+    eventually(Duration::from_secs(10), "route to broker-c", || async {
+        let r = route_from(&ns_addr, "leaving").await.ok()?;
+        (brokers_of(&r) == BTreeMap::from([("broker-c".to_owned(), 2)])).then_some(())
+    })
+    .await;
+    // The route's endpoint is the broker's bound gRPC address.
+    let r = route_from(&ns_addr, "leaving").await.unwrap();
+    assert_eq!(r.brokers[0].master_endpoint("grpc"), Some(grpc.as_str()));
+
+    let stopped = Instant::now();
+    let (status, _) = tokio::task::spawn_blocking(move || broker.terminate())
+        .await
+        .unwrap();
+    assert!(status.success());
+    match route_from(&ns_addr, "leaving").await {
+        Err(ClientError::TopicNotFound(_)) => {}
+        other => panic!("the topic should have no route once its only broker left: {other:?}"),
+    }
+    let info = client_of(&ns_addr).cluster_info().await.unwrap();
+    assert_eq!(info.brokers().count(), 0, "{info:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    ns.terminate();
+}
