@@ -162,6 +162,25 @@ impl ClientError {
 }
 
 /// One NameServer: its address and a lazily connected channel.
+/// A status's message with its innermost cause (`tcp connect error: Connection refused (os
+/// error 111)`), so a transport failure says what went wrong.
+fn describe(status: &tonic::Status) -> String {
+    let mut message = status.message().to_owned();
+    let mut cause = std::error::Error::source(status);
+    let mut innermost = None;
+    while let Some(e) = cause {
+        innermost = Some(e);
+        cause = e.source();
+    }
+    if let Some(e) = innermost {
+        let text = e.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+    }
+    message
+}
+
 #[derive(Debug, Clone)]
 struct Server {
     address: String,
@@ -173,7 +192,7 @@ impl Server {
         ClientError::Rpc {
             address: self.address.clone(),
             code: status.code(),
-            message: status.message().to_owned(),
+            message: describe(status),
         }
     }
 
