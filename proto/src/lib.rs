@@ -16,8 +16,10 @@
 //!   [`cluster::v1::broker_admin_server::BrokerAdmin`] and
 //!   [`cluster::v1::broker_admin_client::BrokerAdminClient`].
 //!
-//! Planned: `apache.rocketmq.v2` (the RocketMQ 5 `MessagingService`, field-for-field compatible
-//! with the public protocol) for the gRPC gateway, added to the same `PROTOS` list.
+//! - [`apache::rocketmq::v2`] — package `apache.rocketmq.v2` (`apache/rocketmq/v2/*.proto`), the
+//!   RocketMQ 5 `MessagingService`, written from the protocol brief with the public protocol's
+//!   names, field numbers and enum values, so the official SDKs connect unchanged. Server trait
+//!   [`apache::rocketmq::v2::messaging_service_server::MessagingService`].
 //!
 //! Users: `rocketgate-nameserver` and the gateways. `rocketgate-core` must never depend on this
 //! crate. Generated code has no state and no concurrency of its own.
@@ -36,6 +38,24 @@
 //! };
 //! assert_eq!(request.broker.map(|b| b.broker_id), Some(0));
 //! ```
+
+/// The RocketMQ 5 gRPC protocol.
+pub mod apache {
+    /// `apache.rocketmq.*`.
+    pub mod rocketmq {
+        /// Package `apache.rocketmq.v2`: the `MessagingService` the official SDKs speak.
+        #[allow(
+            missing_docs,
+            clippy::all,
+            clippy::pedantic,
+            clippy::unwrap_used,
+            clippy::expect_used
+        )]
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/apache.rocketmq.v2.rs"));
+        }
+    }
+}
 
 /// rocketgate's own cluster protocol.
 pub mod cluster {
