@@ -288,6 +288,28 @@ impl Broker {
             .await
     }
 
+    /// Moves a popped message to the group's dead-letter queue at once, whatever its attempt
+    /// count (a consumer gave up on it, e.g. a RocketMQ 5 `ForwardMessageToDeadLetterQueue`),
+    /// then acknowledges the original. The handle stops working.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`], [`Error::InvalidReceiptHandle`], store errors.
+    pub async fn dead_letter(&self, group: &str, handle: &str) -> Result<()> {
+        let g = self.resolve_group(group)?;
+        let (r, state) = self.in_flight(group, handle)?;
+        let mut e = state
+            .lock()
+            .queue(r.queue_id)
+            .take_for_retry(r.queue_offset, r.seq, now_ms() + REVIVE_GRACE_MS, 1)
+            .map_err(|_| {
+                Error::InvalidReceiptHandle(
+                    "no longer current: acknowledged, redelivered or changed",
+                )
+            })?;
+        e.dead = true;
+        self.revive_with(&g, &r.topic, r.queue_id, e, None).await
+    }
+
     /// Sends a pulled message back for a later retry (classic pull consumers): it is copied to
     /// `%RETRY%<group>` after `delay_level` (or the backoff of its attempt), or to the
     /// dead-letter queue when it reached the group's maximum.

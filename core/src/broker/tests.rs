@@ -543,3 +543,28 @@ async fn expired_messages_are_retried_without_a_polling_consumer() {
         vec![crate::api::TraceKind::Stored, crate::api::TraceKind::Retry]
     );
 }
+
+#[tokio::test]
+async fn dead_letter_moves_a_popped_message_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(config(dir.path())).unwrap();
+    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    let sent = b.send(Message::new("t", "a").into()).await.unwrap();
+    let got = b.pop(pop_req("g", "t", 1, 100, 0)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attempt, 1);
+    b.dead_letter("g", &got[0].receipt_handle).await.unwrap();
+    // The handle is spent, the message sits in the DLQ and is not delivered again.
+    assert!(b.ack("g", &got[0].receipt_handle).await.is_err());
+    assert!(b.dead_letter("g", &got[0].receipt_handle).await.is_err());
+    assert!(b.dead_letter("g", "garbled").await.is_err());
+    let dlq = b.dlq_list("g", 0, 10).await.unwrap().messages;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].message_id, sent.message_id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b
+        .pop(pop_req("g", "t", 1, 100, 0))
+        .await
+        .unwrap()
+        .is_empty());
+}

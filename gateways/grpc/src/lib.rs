@@ -1,17 +1,18 @@
 //! rocketgate-gateway-grpc: the broker's gRPC endpoint, translated to the core [`Broker`] API.
 //!
-//! Owns now: the `rocketgate.cluster.v1.BrokerAdmin` service ([`AdminService`], what
+//! Owns: the `rocketgate.cluster.v1.BrokerAdmin` service ([`AdminService`], what
 //! `rocketgate admin` calls: topics, groups and lag, offset resets, message queries, dead
-//! letters, send / pull; see `proto/rocketgate/cluster/v1/admin.proto`), the mapping of core
-//! errors to gRPC statuses ([`status`]), and [`serve`], the tonic server on the broker's gRPC
-//! port. Comes next (issue 6): the RocketMQ 5 `apache.rocketmq.v2.MessagingService` on the same
-//! server, so the official SDKs connect unchanged, with its Telemetry streams and transaction
-//! check-back.
+//! letters, send / pull; see `proto/rocketgate/cluster/v1/admin.proto`), the RocketMQ 5
+//! `apache.rocketmq.v2.MessagingService` ([`MessagingService`], what the official SDKs speak,
+//! with its Telemetry streams and transaction check-back; see [`messaging`]), the mapping of
+//! core errors to gRPC statuses ([`status`]), and [`serve`] / [`serve_with`], the tonic server
+//! on the broker's gRPC port.
 //!
 //! # Layout
 //!
 //! - [`admin`]: [`AdminService`] and [`NodeInfo`]; `admin/convert.rs` holds the wire ↔ core
 //!   conversions and the checks of wire fields.
+//! - [`messaging`]: [`MessagingService`] and [`MessagingConfig`], one module per RPC family.
 //! - [`status`]: [`RequestError`] and the `ErrorKind` → `tonic::Code` table.
 //! - `incoming.rs`: accepted sockets (`TCP_NODELAY`, a pause after accept failures).
 //!
@@ -71,9 +72,11 @@ use tonic::transport::Server;
 
 pub mod admin;
 mod incoming;
+pub mod messaging;
 pub mod status;
 
 pub use admin::{AdminService, NodeInfo};
+pub use messaging::{ConfigError, MessagingConfig, MessagingService};
 pub use status::RequestError;
 
 /// HTTP/2 PING interval on idle connections, to find dead peers.
@@ -90,14 +93,14 @@ pub enum Error {
     /// The gRPC server failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The [`MessagingConfig`] is out of range (nothing was served).
+    #[error("gRPC gateway configuration: {0}")]
+    Config(#[from] messaging::ConfigError),
 }
 
-/// Serves the broker's gRPC endpoint on `listener` (the [`AdminService`] for now) until
-/// `shutdown` completes; then stops accepting, lets in-flight calls finish, and returns. The
-/// broker is not shut down: it belongs to the caller.
-///
-/// Connections get `TCP_NODELAY`, HTTP/2 keepalive PINGs (every 30 s, 10 s to answer) and at
-/// most 256 concurrent calls each; every call runs in a `grpc` span naming its method.
+/// Serves the broker's gRPC endpoint on `listener` (the [`AdminService`] and the RocketMQ 5
+/// [`MessagingService`] with its default [`MessagingConfig`]) until `shutdown` completes; see
+/// [`serve_with`].
 ///
 /// # Errors
 /// [`Error::Transport`] when the gRPC server fails.
@@ -110,9 +113,45 @@ pub async fn serve(
     node: NodeInfo,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    if let Ok(addr) = listener.local_addr() {
+    serve_with(listener, broker, node, MessagingConfig::default(), shutdown).await
+}
+
+/// Serves the broker's gRPC endpoint on `listener` (the [`AdminService`] and the
+/// [`MessagingService`] configured by `messaging`) until `shutdown` completes; then ends the
+/// Telemetry streams, stops accepting, lets in-flight calls finish, and returns. The broker
+/// is not shut down: it belongs to the caller.
+///
+/// Routes advertise `node`'s `grpc` endpoint, or the listener's address when the node names
+/// none (and it is not a wildcard address).
+///
+/// Connections get `TCP_NODELAY`, HTTP/2 keepalive PINGs (every 30 s, 10 s to answer), no
+/// connection age or idle limit (Telemetry streams live as long as their clients) and at most
+/// 256 concurrent calls each; every call runs in a `grpc` span naming its method.
+///
+/// # Errors
+/// [`Error::Config`] when `messaging` fails [`MessagingConfig::validate`] (before anything
+/// is served), [`Error::Transport`] when the gRPC server fails.
+///
+/// # Panics
+/// Never.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    node: NodeInfo,
+    messaging: MessagingConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    messaging.validate()?;
+    let local = listener.local_addr().ok();
+    if let Some(addr) = local {
         tracing::info!(%addr, "gRPC gateway listening");
     }
+    let service = MessagingService::new(broker.clone(), node.clone(), messaging, local);
+    let stopper = service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopper.stop();
+    };
     Server::builder()
         .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
         .tcp_nodelay(true)
@@ -120,6 +159,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .add_service(AdminService::new(broker, node).into_server())
+        .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming::Incoming::new(listener), shutdown)
         .await?;
     tracing::info!("gRPC gateway stopped");

@@ -1,0 +1,365 @@
+//! MessagingService end to end, consumer side: receive / ack, redelivery after invisibility,
+//! ChangeInvisibleDuration and receipt refusals, dead letters, QueryAssignment, pull and offsets,
+//! and the long-poll cap. Harness in `messaging_support`; every test stops its server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod messaging_support;
+
+use messaging_support::*;
+
+#[tokio::test]
+async fn send_batch_receive_and_ack() {
+    let mut s = start().await;
+    let c = &mut s.client;
+    let ids = ["m-1", "m-2", "m-3"];
+    let entries = send_ok(
+        c,
+        ids.iter()
+            .map(|id| message("normal", id, pb::MessageType::Normal))
+            .collect(),
+    )
+    .await;
+    let got: Vec<_> = entries.iter().map(|e| e.message_id.as_str()).collect();
+    assert_eq!(got, ids);
+    assert!(entries.iter().all(|e| code(&e.status) == Code::Ok));
+
+    let msgs = receive(c, "g", "normal", 32, 10_000, 1000).await;
+    assert_eq!(msgs.len(), 3);
+    let mut seen: Vec<_> = msgs.iter().map(|m| sys(m).message_id.clone()).collect();
+    seen.sort();
+    assert_eq!(seen, ids);
+    let m = &msgs[0];
+    assert_eq!(m.topic.as_ref().unwrap().name, "normal");
+    assert_eq!(m.user_properties.get("k").map(String::as_str), Some("v"));
+    assert_eq!(m.user_properties.len(), 1, "{:?}", m.user_properties);
+    let p = sys(m);
+    assert_eq!(p.tag.as_deref(), Some("tag"));
+    assert_eq!(p.keys, vec!["key".to_owned()]);
+    assert_eq!(p.message_type, pb::MessageType::Normal as i32);
+    assert_eq!(p.delivery_attempt, Some(1));
+    assert_eq!(p.born_host, "host");
+    assert!(p.born_timestamp.is_some() && p.store_timestamp.is_some());
+    assert!(p.queue_offset.is_some() && p.invisible_duration.is_some());
+    assert_eq!(m.body, format!("body-{}", p.message_id).into_bytes());
+    let digest = p.body_digest.as_ref().unwrap();
+    assert_eq!(digest.r#type, pb::DigestType::Md5 as i32);
+    assert_eq!(digest.checksum.len(), 32);
+    assert_eq!(digest.checksum, digest.checksum.to_uppercase());
+
+    let handles: Vec<_> = msgs.iter().map(handle).collect();
+    let r = ack(c, "g", "normal", &handles).await;
+    assert_eq!(code(&r.status), Code::Ok);
+    assert!(receive(c, "g", "normal", 32, 10_000, 300).await.is_empty());
+    // Acked again: stale.
+    let r = ack(c, "g", "normal", &handles[..1]).await;
+    assert_eq!(code(&r.status), Code::InvalidReceiptHandle);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invisibility_expiry_redelivers_with_a_new_handle() {
+    let mut s = start().await;
+    let c = &mut s.client;
+    send_ok(c, vec![message("normal", "r", pb::MessageType::Normal)]).await;
+    let first = receive(c, "rg", "normal", 32, 300, 500).await;
+    assert_eq!(first.len(), 1);
+    let mut again = Vec::new();
+    let started = Instant::now();
+    while again.is_empty() && started.elapsed() < WAIT {
+        again = receive(c, "rg", "normal", 32, 10_000, 1000).await;
+    }
+    assert_eq!(again.len(), 1);
+    assert_eq!(sys(&again[0]).message_id, "r");
+    assert_eq!(sys(&again[0]).delivery_attempt, Some(2));
+    assert_ne!(handle(&first[0]), handle(&again[0]));
+    let r = ack(c, "rg", "normal", &[handle(&first[0])]).await;
+    assert_eq!(code(&r.status), Code::InvalidReceiptHandle);
+    let r = ack(c, "rg", "normal", &[handle(&again[0])]).await;
+    assert_eq!(code(&r.status), Code::Ok);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn change_invisible_duration_and_receipt_refusals() {
+    let mut s = start().await;
+    let c = &mut s.client;
+    send_ok(
+        c,
+        vec![
+            message("normal", "a", pb::MessageType::Normal),
+            message("normal", "b", pb::MessageType::Normal),
+        ],
+    )
+    .await;
+    let msgs = receive(c, "cg", "normal", 32, 10_000, 1000).await;
+    assert_eq!(msgs.len(), 2);
+    let change =
+        |h: String, ms: Option<prost_types::Duration>| pb::ChangeInvisibleDurationRequest {
+            group: res("cg"),
+            topic: res("normal"),
+            receipt_handle: h,
+            invisible_duration: ms,
+            message_id: "a".into(),
+        };
+    let r = bounded(c.change_invisible_duration(req(change(handle(&msgs[0]), dur(20_000)))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    assert!(!r.receipt_handle.is_empty() && r.receipt_handle != handle(&msgs[0]));
+    for (h, d, want) in [
+        (handle(&msgs[0]), dur(20_000), Code::InvalidReceiptHandle),
+        (
+            "garbled".to_owned(),
+            dur(20_000),
+            Code::InvalidReceiptHandle,
+        ),
+        (r.receipt_handle.clone(), None, Code::IllegalInvisibleTime),
+    ] {
+        let got = bounded(c.change_invisible_duration(req(change(h, d))))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&got.status), want);
+    }
+    // Mixed ack: one entry each, top-level MULTIPLE_RESULTS.
+    let a = ack(
+        c,
+        "cg",
+        "normal",
+        &[r.receipt_handle.clone(), "garbled".into()],
+    )
+    .await;
+    assert_eq!(code(&a.status), Code::MultipleResults);
+    assert_eq!(code(&a.entries[0].status), Code::Ok);
+    assert_eq!(code(&a.entries[1].status), Code::InvalidReceiptHandle);
+    assert_eq!(a.entries[1].receipt_handle, "garbled");
+    let a = ack(c, "cg", "normal", &["garbled".into()]).await;
+    assert_eq!(code(&a.status), Code::InvalidReceiptHandle);
+    assert_eq!(
+        code(&ack(c, "cg", "normal", &[handle(&msgs[1])]).await.status),
+        Code::Ok
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn forward_to_dead_letter_queue() {
+    let mut s = start().await;
+    let c = &mut s.client;
+    send_ok(c, vec![message("normal", "dead", pb::MessageType::Normal)]).await;
+    let msgs = receive(c, "dg", "normal", 32, 300, 1000).await;
+    assert_eq!(msgs.len(), 1);
+    let fwd = |h: String| pb::ForwardMessageToDeadLetterQueueRequest {
+        group: res("dg"),
+        topic: res("normal"),
+        receipt_handle: h,
+        message_id: "dead".into(),
+        delivery_attempt: 1,
+        max_delivery_attempts: 16,
+    };
+    let r = bounded(c.forward_message_to_dead_letter_queue(req(fwd(handle(&msgs[0])))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    let r = bounded(c.forward_message_to_dead_letter_queue(req(fwd("garbled".into()))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::InvalidReceiptHandle);
+    let dlq = s.broker.dlq_list("dg", 0, 10).await.unwrap().messages;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].message_id, "dead");
+    // Not redelivered after its (short) invisible time.
+    assert!(receive(&mut s.client, "dg", "normal", 32, 10_000, 800)
+        .await
+        .is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn query_assignment() {
+    let mut s = start().await;
+    let c = &mut s.client;
+    let qa = |topic: &str, group: &str| pb::QueryAssignmentRequest {
+        topic: res(topic),
+        group: res(group),
+        endpoints: None,
+    };
+    let r = bounded(c.query_assignment(req(qa("normal", "ag"))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    assert_eq!(r.assignments.len(), 4);
+    let q = r.assignments[0].message_queue.as_ref().unwrap();
+    assert!(q.broker.as_ref().unwrap().endpoints.is_some());
+    for (t, g, want) in [
+        ("no_such_topic", "ag", Code::TopicNotFound),
+        ("", "ag", Code::IllegalTopic),
+        ("normal", "", Code::IllegalConsumerGroup),
+    ] {
+        let r = bounded(c.query_assignment(req(qa(t, g))))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&r.status), want);
+    }
+    // A second live client shares the queues.
+    let r = bounded(c.query_assignment(req_as("other@1#0", qa("normal", "ag"))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.assignments.len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pull_and_offsets() {
+    let mut s = start().await;
+    let c = &mut s.client;
+    send_ok(
+        c,
+        vec![
+            message("single", "p1", pb::MessageType::Normal),
+            message("single", "p2", pb::MessageType::Normal),
+        ],
+    )
+    .await;
+    let mq = Some(pb::MessageQueue {
+        topic: res("single"),
+        id: 0,
+        ..Default::default()
+    });
+    let mut stream = bounded(c.pull_message(req(pb::PullMessageRequest {
+        group: res("pg"),
+        message_queue: mq.clone(),
+        offset: 0,
+        batch_size: 32,
+        filter_expression: None,
+        long_polling_timeout: dur(500),
+    })))
+    .await
+    .unwrap()
+    .into_inner();
+    let mut frames = Vec::new();
+    while let Some(f) = bounded(stream.next()).await {
+        frames.push(f.unwrap().content.unwrap());
+    }
+    use pb::pull_message_response::Content as P;
+    assert!(
+        matches!(&frames[0], P::Status(st) if st.code == Code::Ok as i32),
+        "{frames:?}"
+    );
+    assert_eq!(frames.len(), 4);
+    assert!(matches!(frames[3], P::NextOffset(2)));
+    let r = bounded(c.update_offset(req(pb::UpdateOffsetRequest {
+        group: res("pg"),
+        message_queue: mq.clone(),
+        offset: 2,
+    })))
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    let r = bounded(c.get_offset(req(pb::GetOffsetRequest {
+        group: res("pg"),
+        message_queue: mq.clone(),
+    })))
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!((code(&r.status), r.offset), (Code::Ok, 2));
+    let r = bounded(c.get_offset(req(pb::GetOffsetRequest {
+        group: res("other"),
+        message_queue: mq.clone(),
+    })))
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(matches!(
+        code(&r.status),
+        Code::NotFound | Code::ConsumerGroupNotFound
+    ));
+    for (policy, want) in [
+        (pb::QueryOffsetPolicy::Beginning, 0),
+        (pb::QueryOffsetPolicy::End, 2),
+    ] {
+        let r = bounded(c.query_offset(req(pb::QueryOffsetRequest {
+            message_queue: mq.clone(),
+            query_offset_policy: policy as i32,
+            timestamp: None,
+        })))
+        .await
+        .unwrap()
+        .into_inner();
+        assert_eq!((code(&r.status), r.offset), (Code::Ok, want));
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn long_polls_are_capped_and_wake_up() {
+    let mut s = start().await;
+    // RC's shape: a 40 s poll with a 40 s deadline ends with MESSAGE_NOT_FOUND at the cap.
+    let mut r = req(receive_req("lg", "normal", 32, 10_000, 40_000));
+    r.set_timeout(Duration::from_secs(40));
+    let started = Instant::now();
+    let (code, msgs) = receive_with(&mut s.client, r).await;
+    let took = started.elapsed();
+    assert_eq!(code, Code::MessageNotFound);
+    assert!(msgs.is_empty());
+    assert!(
+        took >= Duration::from_millis(POLL_CAP_MS - 200) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // A deadline shorter than the poll: answered before it.
+    let mut r = req(receive_req("lg", "normal", 32, 10_000, 40_000));
+    r.set_timeout(Duration::from_millis(900));
+    let started = Instant::now();
+    let (code, _) = receive_with(&mut s.client, r).await;
+    assert_eq!(code, Code::MessageNotFound);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    // Wake up on arrival.
+    let mut other = s.client.clone();
+    let poll =
+        tokio::spawn(
+            async move { receive(&mut other, "lg", "normal", 32, 10_000, POLL_CAP_MS).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_ok(
+        &mut s.client,
+        vec![message("normal", "wake", pb::MessageType::Normal)],
+    )
+    .await;
+    let got = bounded(poll).await.unwrap();
+    assert_eq!(got.len(), 1);
+    // Bad receive input: one status frame, connection still usable.
+    for (r, want) in [
+        (
+            receive_req("", "normal", 32, 10_000, 100),
+            Code::IllegalConsumerGroup,
+        ),
+        (receive_req("lg", "", 32, 10_000, 100), Code::IllegalTopic),
+        (
+            receive_req("lg", "no_such_topic", 32, 10_000, 100),
+            Code::TopicNotFound,
+        ),
+        (
+            receive_req("lg", "normal", 32, 10, 100),
+            Code::IllegalInvisibleTime,
+        ),
+    ] {
+        let (code, _) = receive_with(&mut s.client, req(r)).await;
+        assert_eq!(code, want);
+    }
+    let (code, _) = receive_with(
+        &mut s.client,
+        Request::new(receive_req("lg", "normal", 32, 10_000, 100)),
+    )
+    .await;
+    assert_eq!(code, Code::ClientIdRequired);
+    s.stop().await;
+}
