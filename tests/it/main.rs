@@ -16,6 +16,11 @@
 //! - `consume_offsets`: lag, `reset_offset_to_time`.
 //! - `consume_validation`: bad input to the consuming half of the API.
 //! - `architecture`: the core stays free of wire-protocol crates.
+//! - `grpc_sdk` (harness), `grpc_sdk_basic`, `grpc_sdk_ordering`, `grpc_sdk_transaction`,
+//!   `grpc_sdk_clients`: the official RocketMQ 5 Rust SDK (`rocketmq` 5.0.0) against the gRPC
+//!   gateway: start, send, batch, receive/ack, long polls, the core view of a gRPC message,
+//!   bad input, shutdown, FIFO, delay, invisibility expiry and dead letters, transactions and
+//!   their check-back, tag filters, a large message, endpoint aliasing, shared groups.
 //! - `time_delay`: delay levels and timed messages on time, exactly once, across a clean
 //!   restart and a `kill -9` of the process that scheduled them; cancellation.
 //! - `time_load`: 100,000 timed messages over 10 s in a child broker process: each delivered
@@ -48,6 +53,11 @@ mod consume_pop;
 mod consume_redelivery;
 mod consume_restart;
 mod consume_validation;
+mod grpc_sdk;
+mod grpc_sdk_basic;
+mod grpc_sdk_clients;
+mod grpc_sdk_ordering;
+mod grpc_sdk_transaction;
 mod store_crash;
 mod store_derived;
 mod store_limits;
