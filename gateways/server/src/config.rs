@@ -3,7 +3,8 @@
 //!
 //! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]` for
 //! the core, `[nameserver]` for the NameServer, `[broker]` for the broker's identity and
-//! registration, `[listen]` for every listen address, `[gateways]` for which gateways run;
+//! registration, `[listen]` for every listen address, `[gateways]` for which gateways run,
+//! `[grpc]` for the RocketMQ 5 gRPC protocol;
 //! documented in `default.toml`), the layering and the validation. Unknown keys and sections,
 //! malformed addresses and invalid values are errors of one line that name the key or flag.
 
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     pub listen: Listen,
     /// `[gateways]`: which gateways run.
     pub gateways: Gateways,
+    /// `[grpc]`: the RocketMQ 5 gRPC protocol (long polling, request size).
+    pub grpc: rocketgate_gateway_grpc::MessagingConfig,
 }
 
 /// The broker's identity and registration.
@@ -253,6 +256,9 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         anyhow::anyhow!("invalid configuration `nameserver.{}`: {}", e.key, e.reason)
     })?;
     validate_broker(&cfg.broker)?;
+    cfg.grpc
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration `grpc.{}`: {}", e.field, e.reason))?;
     Ok(cfg)
 }
 
@@ -337,6 +343,10 @@ mod tests {
         assert_eq!(cfg.listen, Listen::default());
         assert_eq!(cfg.broker, BrokerSection::default());
         assert_eq!(cfg.gateways, Gateways::default());
+        assert_eq!(
+            cfg.grpc,
+            rocketgate_gateway_grpc::MessagingConfig::default()
+        );
     }
 
     #[test]

@@ -164,8 +164,10 @@ async fn serve(
     {
         let broker = broker.clone();
         let shutdown = stop.wait();
+        let messaging = cfg.grpc.clone();
         servers.spawn(async move {
-            rocketgate_gateway_grpc::serve(grpc.listener, broker, node, shutdown).await?;
+            rocketgate_gateway_grpc::serve_with(grpc.listener, broker, node, messaging, shutdown)
+                .await?;
             Ok("grpc")
         });
     }

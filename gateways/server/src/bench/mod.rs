@@ -4,8 +4,8 @@
 //! own module: `bench store` ([`store`]: append and read throughput of the store, next to the
 //! raw bandwidth of the disk under it), `bench consume` ([`consume`]: pop + ack throughput and
 //! send -> pop latency), `bench delay` ([`delay`]: scheduling throughput and delivery lateness
-//! of timed messages). Later ones (`bench grpc`, ...) add a variant to [`BenchCommand`] and a
-//! module beside these.
+//! of timed messages), `bench grpc` ([`grpc`]: the RocketMQ 5 gRPC protocol end to end). Later
+//! ones add a variant to [`BenchCommand`] and a module beside these.
 //!
 //! Layout of `bench store`: [`store`] (flags, run order, directories), [`append`] (one append
 //! case), [`read`] (the read pass), [`disk`] (the raw-disk yardstick and the machine),
@@ -29,6 +29,7 @@ mod delay;
 mod dirs;
 mod disk;
 mod goals;
+mod grpc;
 mod latency;
 mod load;
 mod memory;
@@ -57,6 +58,9 @@ enum BenchCommand {
     Consume(consume::ConsumeArgs),
     /// Scheduling throughput of timed messages against plain sends, and delivery lateness.
     Delay(delay::DelayArgs),
+    /// RocketMQ 5 gRPC: SendMessage throughput and latency with N clients, paced latency, and
+    /// ReceiveMessage + AckMessage throughput.
+    Grpc(grpc::GrpcArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -68,5 +72,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Consume(a) => consume::run(a),
         BenchCommand::Delay(a) => delay::run(a),
+        BenchCommand::Grpc(a) => grpc::run(a),
     }
 }

@@ -1,0 +1,681 @@
+//! `rocketgate bench grpc`: the RocketMQ 5 gRPC protocol end to end — SendMessage throughput
+//! and latency with N concurrent clients, SendMessage latency at a fixed rate (half the measured
+//! maximum by default), and ReceiveMessage + AckMessage throughput of what was sent.
+//!
+//! Owns: the flags, the in-process server (a `Broker` in a fresh directory, ASYNC flush, served
+//! by `rocketgate_gateway_grpc::serve` on 127.0.0.1:0 on its own runtime) unless `--target`
+//! points at a running server, and the raw-stub clients (generated from `proto/`, the same
+//! frames an official SDK sends: `x-mq-client-id`, one message per SendMessage).
+//!
+//! Invariants:
+//! - Every client has its own HTTP/2 connection, as separate SDK processes would.
+//! - Paced latency is measured from each message's scheduled send time, not from when the
+//!   client got round to it, so a stalled server shows up in the percentiles (no coordinated
+//!   omission).
+//! - Receive + ack ends when every message sent by the throughput and latency cases has been
+//!   acknowledged once; duplicates (redeliveries) are counted and reported.
+//! - Figures are printed, never asserted; errors are counted and reported, and a run with
+//!   errors exits non-zero after printing.
+//!
+//! Who calls it: [`super::run`]. Concurrency: the server runtime (when in process) and the
+//! client runtime are separate multi-thread runtimes.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rocketgate_proto::apache::rocketmq::v2 as pb;
+use rocketgate_proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use super::dirs::BenchDir;
+use super::report::{histogram, Latency};
+use super::units::{mb_per_sec, parse_duration, parse_size, per_sec};
+
+/// Topic the benchmark sends to.
+const TOPIC: &str = "bench_grpc";
+/// Consumer group of the receive case.
+const GROUP: &str = "bench_grpc_group";
+
+/// Flags of `rocketgate bench grpc`.
+#[derive(clap::Args, Debug)]
+pub struct GrpcArgs {
+    /// A running server's gRPC address; without it, a broker is started in this process.
+    #[arg(long)]
+    target: Option<String>,
+    /// Directory of the in-process broker (created if missing). Default: ./data/bench-PID.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the directory for inspection.
+    #[arg(long)]
+    keep: bool,
+    /// Concurrent producer clients, each on its own connection.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How long each send case runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Body size in bytes (1024, 4KiB).
+    #[arg(long, default_value = "1024", value_parser = parse_size)]
+    size: u64,
+    /// Messages per second of the paced latency case; default: half the measured throughput.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Concurrent consumer clients of the receive + ack case (0 skips it).
+    #[arg(long, default_value_t = 8)]
+    consumers: usize,
+    /// Most messages per ReceiveMessage.
+    #[arg(long, default_value_t = 32)]
+    batch: i32,
+    /// Queues of the benchmark topic.
+    #[arg(long, default_value_t = 8)]
+    queues: u32,
+    /// Give up the receive case after this long.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One send case.
+#[derive(Debug, Clone, Serialize)]
+pub struct SendResult {
+    /// What it was.
+    pub case: String,
+    /// Clients.
+    pub clients: usize,
+    /// Target rate (paced case).
+    pub target_msgs_per_sec: Option<f64>,
+    /// Sends acknowledged with OK.
+    pub sent: u64,
+    /// Sends that failed (transport error or a non-OK status).
+    pub errors: u64,
+    /// Seconds measured.
+    pub secs: f64,
+    /// Acknowledged sends per second.
+    pub msgs_per_sec: f64,
+    /// Body MB per second.
+    pub mb_per_sec: f64,
+    /// SendMessage latency (paced: from the scheduled time).
+    pub latency: Latency,
+}
+
+/// The receive + ack case.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiveResult {
+    /// Consumers.
+    pub consumers: usize,
+    /// Distinct messages acknowledged.
+    pub acked: u64,
+    /// Messages received more than once.
+    pub duplicates: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Seconds from the first receive to the last ack.
+    pub secs: f64,
+    /// Distinct messages received and acknowledged per second.
+    pub msgs_per_sec: f64,
+    /// ReceiveMessage latency of non-empty receives.
+    pub receive_latency: Latency,
+    /// AckMessage latency.
+    pub ack_latency: Latency,
+    /// Whether every sent message was acknowledged.
+    pub complete: bool,
+}
+
+/// Everything `bench grpc` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrpcReport {
+    /// The server measured (`in-process` or the target address).
+    pub server: String,
+    /// Body size.
+    pub body_bytes: u64,
+    /// Send cases.
+    pub sends: Vec<SendResult>,
+    /// Receive + ack.
+    pub receive: Option<ReceiveResult>,
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// Bad flags, a server that cannot be started or reached, or failed calls (after printing).
+pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!((1..=1024).contains(&args.batch), "--batch must be 1..=1024");
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rg-bench-server")
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rg-bench-client")
+        .build()?;
+    let (server, target, dir) = match &args.target {
+        Some(t) => (None, t.clone(), None),
+        None => {
+            let dir = BenchDir::new(args.dir.clone(), args.keep)?;
+            let server = server_rt.block_on(InProcess::start(&dir.path, args.queues))?;
+            let target = server.address.clone();
+            (Some(server), target, Some(dir))
+        }
+    };
+    let report = client_rt.block_on(measure(&args, &target, server.is_some()));
+    if let Some(server) = server {
+        server_rt.block_on(server.stop())?;
+    }
+    drop(dir);
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    let errors: u64 = report.sends.iter().map(|s| s.errors).sum::<u64>()
+        + report.receive.as_ref().map_or(0, |r| r.errors);
+    anyhow::ensure!(errors == 0, "{errors} calls failed (see the table)");
+    if let Some(r) = &report.receive {
+        anyhow::ensure!(
+            r.complete,
+            "not every sent message was received and acknowledged"
+        );
+    }
+    Ok(())
+}
+
+/// A broker and its gRPC server in this process.
+struct InProcess {
+    address: String,
+    broker: rocketgate_core::Broker,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), rocketgate_gateway_grpc::Error>>,
+}
+
+impl InProcess {
+    async fn start(dir: &std::path::Path, queues: u32) -> anyhow::Result<Self> {
+        let mut config = rocketgate_core::Config::default();
+        config.store.data_dir = dir.join("store");
+        config.store.flush_mode = rocketgate_core::FlushMode::Async;
+        let broker = rocketgate_core::Broker::open(config).context("opening the bench broker")?;
+        broker.create_topic(rocketgate_core::TopicConfig::new(TOPIC, queues))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let node = rocketgate_gateway_grpc::NodeInfo {
+            cluster: "BenchCluster".into(),
+            broker_name: "bench".into(),
+            broker_id: 0,
+            endpoints: vec![("grpc".into(), address.clone())],
+            nameservers: Vec::new(),
+            registered_nameservers: Arc::new(|| 0),
+            started_at_ms: 0,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rocketgate_gateway_grpc::serve(
+            listener,
+            broker.clone(),
+            node,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            address,
+            broker,
+            stop,
+            task,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(joined) => joined??,
+            Err(_) => eprintln!("bench: the gRPC server did not stop within 5 s"),
+        }
+        self.broker.shutdown()?;
+        Ok(())
+    }
+}
+
+async fn connect(target: &str) -> anyhow::Result<MessagingServiceClient<Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {target}"))?;
+    Ok(MessagingServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+fn request<T>(client_id: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Ok(v) = client_id.parse() {
+        r.metadata_mut().insert("x-mq-client-id", v);
+    }
+    r.metadata_mut().insert(
+        "x-mq-language",
+        tonic::metadata::MetadataValue::from_static("RUST"),
+    );
+    r
+}
+
+fn resource(name: &str) -> Option<pb::Resource> {
+    Some(pb::Resource {
+        resource_namespace: String::new(),
+        name: name.into(),
+    })
+}
+
+fn message(id: String, body: &bytes::Bytes) -> pb::Message {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    pb::Message {
+        topic: resource(TOPIC),
+        user_properties: Default::default(),
+        system_properties: Some(pb::SystemProperties {
+            message_id: id,
+            message_type: pb::MessageType::Normal as i32,
+            body_encoding: pb::Encoding::Identity as i32,
+            born_timestamp: Some(prost_types::Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: 0,
+            }),
+            born_host: "bench".into(),
+            ..Default::default()
+        }),
+        body: body.to_vec(),
+    }
+}
+
+fn ok(status: Option<&pb::Status>) -> bool {
+    status.is_some_and(|s| s.code == pb::Code::Ok as i32)
+}
+
+/// Sends one message; `Ok(true)` when the server answered OK.
+async fn send_one(
+    client: &mut MessagingServiceClient<Channel>,
+    client_id: &str,
+    id: String,
+    body: &bytes::Bytes,
+) -> bool {
+    let req = pb::SendMessageRequest {
+        messages: vec![message(id, body)],
+    };
+    match client.send_message(request(client_id, req)).await {
+        Ok(r) => ok(r.get_ref().status.as_ref()),
+        Err(_) => false,
+    }
+}
+
+/// Per-client tallies of a send case.
+struct Tally {
+    hist: hdrhistogram::Histogram<u64>,
+    sent: u64,
+    errors: u64,
+}
+
+async fn measure(args: &GrpcArgs, target: &str, in_process: bool) -> anyhow::Result<GrpcReport> {
+    let body = bytes::Bytes::from(vec![b'x'; usize::try_from(args.size)?]);
+    let mut clients = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        clients.push(connect(target).await?);
+    }
+    if !in_process {
+        ensure_topic(target, args.queues).await?;
+    }
+    let pid = std::process::id();
+
+    eprintln!(
+        "bench grpc: {} clients sending {} B bodies for {:?}",
+        args.clients, args.size, args.duration
+    );
+    let max = send_case("max rate", &clients, args.duration, None, &body, pid, 0).await?;
+    let rate = args.rate.unwrap_or(max.msgs_per_sec / 2.0).max(1.0);
+    eprintln!(
+        "bench grpc: paced at {rate:.0} msgs/s for {:?}",
+        args.duration
+    );
+    let paced = send_case("paced", &clients, args.duration, Some(rate), &body, pid, 1).await?;
+    let total_sent = max.sent + paced.sent;
+    let receive = if args.consumers > 0 {
+        eprintln!(
+            "bench grpc: {} consumers receiving and acking {total_sent} messages",
+            args.consumers
+        );
+        Some(receive_case(args, target, total_sent).await?)
+    } else {
+        None
+    };
+    Ok(GrpcReport {
+        server: if in_process {
+            "in-process".into()
+        } else {
+            target.into()
+        },
+        body_bytes: args.size,
+        sends: vec![max, paced],
+        receive,
+    })
+}
+
+async fn ensure_topic(target: &str, queues: u32) -> anyhow::Result<()> {
+    use rocketgate_proto::cluster::v1 as admin;
+    let mut c = admin::broker_admin_client::BrokerAdminClient::connect(format!("http://{target}"))
+        .await
+        .with_context(|| format!("cannot connect to {target}"))?;
+    let created = c
+        .create_topic(admin::CreateTopicRequest {
+            topic: Some(admin::TopicSpec {
+                name: TOPIC.into(),
+                queue_count: queues,
+                ..Default::default()
+            }),
+        })
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(s) => Err(anyhow::anyhow!(
+            "cannot create topic {TOPIC}: {}",
+            s.message()
+        )),
+    }
+}
+
+/// Runs every client for `duration`, as fast as it can or paced at `rate` in total.
+async fn send_case(
+    case: &str,
+    clients: &[MessagingServiceClient<Channel>],
+    duration: Duration,
+    rate: Option<f64>,
+    body: &bytes::Bytes,
+    pid: u32,
+    run: u32,
+) -> anyhow::Result<SendResult> {
+    let n = clients.len();
+    let start = Instant::now() + Duration::from_millis(50);
+    let end = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, client) in clients.iter().enumerate() {
+        let mut client = client.clone();
+        let body = body.clone();
+        let client_id = format!("bench@{pid}#{i}");
+        // Paced: client i sends at start + (i + k * n) / rate.
+        let interval = rate.map(|r| Duration::from_secs_f64(n as f64 / r));
+        let offset = rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(i as f64 / r));
+        tasks.spawn(async move {
+            let mut t = Tally {
+                hist: histogram()?,
+                sent: 0,
+                errors: 0,
+            };
+            tokio::time::sleep_until((start + offset).into()).await;
+            let mut k = 0u64;
+            loop {
+                let scheduled = match interval {
+                    Some(every) => {
+                        let due = start + offset + every.mul_f64(k as f64);
+                        if due >= end {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => {
+                        let now = Instant::now();
+                        if now >= end {
+                            break;
+                        }
+                        now
+                    }
+                };
+                let id = format!("BENCH{run}-{i}-{k}");
+                if send_one(&mut client, &client_id, id, &body).await {
+                    t.sent += 1;
+                    let ns = u64::try_from(scheduled.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    t.hist.record(ns.max(1))?;
+                } else {
+                    t.errors += 1;
+                }
+                k += 1;
+            }
+            anyhow::Ok(t)
+        });
+    }
+    let mut hist = histogram()?;
+    let (mut sent, mut errors) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        let t = joined??;
+        hist.add(&t.hist)?;
+        sent += t.sent;
+        errors += t.errors;
+    }
+    let secs = duration.as_secs_f64();
+    Ok(SendResult {
+        case: case.into(),
+        clients: n,
+        target_msgs_per_sec: rate,
+        sent,
+        errors,
+        secs,
+        msgs_per_sec: per_sec(sent, secs),
+        mb_per_sec: mb_per_sec(sent * body.len() as u64, secs),
+        latency: Latency::from(&hist),
+    })
+}
+
+/// Consumers receive and ack until `expected` distinct messages are acknowledged.
+async fn receive_case(
+    args: &GrpcArgs,
+    target: &str,
+    expected: u64,
+) -> anyhow::Result<ReceiveResult> {
+    let seen = Arc::new(parking_lot::Mutex::new(HashSet::<String>::new()));
+    let duplicates = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + args.timeout;
+    let mut tasks = tokio::task::JoinSet::new();
+    let pid = std::process::id();
+    for i in 0..args.consumers {
+        let mut client = connect(target).await?;
+        let client_id = format!("bench-consumer@{pid}#{i}");
+        let seen = seen.clone();
+        let duplicates = duplicates.clone();
+        let batch = args.batch;
+        tasks.spawn(async move {
+            let mut receive_hist = histogram()?;
+            let mut ack_hist = histogram()?;
+            let mut errors = 0u64;
+            let _ = client
+                .heartbeat(request(
+                    &client_id,
+                    pb::HeartbeatRequest {
+                        group: resource(GROUP),
+                        client_type: pb::ClientType::SimpleConsumer as i32,
+                    },
+                ))
+                .await;
+            while (seen.lock().len() as u64) < expected && Instant::now() < deadline {
+                let t = Instant::now();
+                let req = pb::ReceiveMessageRequest {
+                    group: resource(GROUP),
+                    message_queue: Some(pb::MessageQueue {
+                        topic: resource(TOPIC),
+                        ..Default::default()
+                    }),
+                    filter_expression: Some(pb::FilterExpression {
+                        r#type: pb::FilterType::Tag as i32,
+                        expression: "*".into(),
+                    }),
+                    batch_size: batch,
+                    invisible_duration: Some(prost_types::Duration {
+                        seconds: 60,
+                        nanos: 0,
+                    }),
+                    long_polling_timeout: Some(prost_types::Duration {
+                        seconds: 5,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                };
+                let mut r = request(&client_id, req);
+                r.set_timeout(Duration::from_secs(30));
+                let mut stream = match client.receive_message(r).await {
+                    Ok(s) => s.into_inner(),
+                    Err(_) => {
+                        errors += 1;
+                        continue;
+                    }
+                };
+                let mut entries = Vec::new();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(frame)) => {
+                            if let Some(pb::receive_message_response::Content::Message(m)) =
+                                frame.content
+                            {
+                                let sp = m.system_properties.unwrap_or_default();
+                                entries.push(pb::AckMessageEntry {
+                                    message_id: sp.message_id,
+                                    receipt_handle: sp.receipt_handle.unwrap_or_default(),
+                                });
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                }
+                if entries.is_empty() {
+                    continue;
+                }
+                receive_hist.record(
+                    u64::try_from(t.elapsed().as_nanos())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                )?;
+                let ids: Vec<String> = entries.iter().map(|e| e.message_id.clone()).collect();
+                let t = Instant::now();
+                let acked = client
+                    .ack_message(request(
+                        &client_id,
+                        pb::AckMessageRequest {
+                            group: resource(GROUP),
+                            topic: resource(TOPIC),
+                            entries,
+                        },
+                    ))
+                    .await;
+                match acked {
+                    Ok(r) if ok(r.get_ref().status.as_ref()) => {
+                        ack_hist.record(
+                            u64::try_from(t.elapsed().as_nanos())
+                                .unwrap_or(u64::MAX)
+                                .max(1),
+                        )?;
+                        let mut s = seen.lock();
+                        for id in ids {
+                            if !s.insert(id) {
+                                duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    _ => errors += 1,
+                }
+            }
+            anyhow::Ok((receive_hist, ack_hist, errors))
+        });
+    }
+    let mut receive_hist = histogram()?;
+    let mut ack_hist = histogram()?;
+    let mut errors = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (r, a, e) = joined??;
+        receive_hist.add(&r)?;
+        ack_hist.add(&a)?;
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let acked = seen.lock().len() as u64;
+    Ok(ReceiveResult {
+        consumers: args.consumers,
+        acked,
+        duplicates: duplicates.load(std::sync::atomic::Ordering::Relaxed),
+        errors,
+        secs,
+        msgs_per_sec: per_sec(acked, secs),
+        receive_latency: Latency::from(&receive_hist),
+        ack_latency: Latency::from(&ack_hist),
+        complete: acked >= expected,
+    })
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.2}", us / 1e3)
+}
+
+fn print_table(r: &GrpcReport) {
+    println!(
+        "rocketgate bench grpc — server {}, {} B bodies, one message per SendMessage",
+        r.server, r.body_bytes
+    );
+    println!();
+    println!(
+        "{:<10} {:>7} {:>10} {:>10} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "case",
+        "clients",
+        "target/s",
+        "msgs/s",
+        "MB/s",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        "p99.9",
+        "max ms"
+    );
+    for s in &r.sends {
+        println!(
+            "{:<10} {:>7} {:>10} {:>10.0} {:>7.1} {:>9} {:>8} {:>8} {:>8} {:>8}",
+            s.case,
+            s.clients,
+            s.target_msgs_per_sec
+                .map_or("-".into(), |t| format!("{t:.0}")),
+            s.msgs_per_sec,
+            s.mb_per_sec,
+            s.errors,
+            ms(s.latency.p50_us),
+            ms(s.latency.p99_us),
+            ms(s.latency.p999_us),
+            ms(s.latency.max_us),
+        );
+    }
+    if let Some(c) = &r.receive {
+        println!();
+        println!(
+            "receive + ack: {} consumers, {} acked in {:.2} s = {:.0} msgs/s, {} duplicates, {} errors{}",
+            c.consumers,
+            c.acked,
+            c.secs,
+            c.msgs_per_sec,
+            c.duplicates,
+            c.errors,
+            if c.complete { "" } else { " (INCOMPLETE)" }
+        );
+        println!(
+            "  ReceiveMessage p50 {} ms p99 {} ms; AckMessage p50 {} ms p99 {} ms",
+            ms(c.receive_latency.p50_us),
+            ms(c.receive_latency.p99_us),
+            ms(c.ack_latency.p50_us),
+            ms(c.ack_latency.p99_us)
+        );
+    }
+}
