@@ -71,6 +71,7 @@ use rocketgate_core::Broker;
 use tonic::transport::Server;
 
 pub mod admin;
+pub mod auth;
 mod incoming;
 pub mod messaging;
 pub mod status;

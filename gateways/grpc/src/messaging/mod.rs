@@ -41,6 +41,7 @@ use tonic::{Request, Response, Status};
 
 pub use config::{ConfigError, MessagingConfig};
 
+use crate::auth::{AllowAll, Authenticator};
 use crate::NodeInfo;
 
 mod ack;
@@ -110,6 +111,7 @@ fn advertised_endpoint(
 pub struct MessagingService {
     ctx: Arc<Context>,
     stop: Arc<watch::Sender<bool>>,
+    auth: Arc<dyn Authenticator>,
 }
 
 impl std::fmt::Debug for MessagingService {
@@ -142,7 +144,24 @@ impl MessagingService {
                 stopping,
             }),
             stop: Arc::new(stop),
+            auth: Arc::new(AllowAll),
         }
+    }
+
+    /// Checks every request with `auth` before serving it (the default accepts all).
+    #[must_use]
+    pub fn with_authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The client id of an authenticated request: UNAUTHORIZED when the authenticator refuses
+    /// it, CLIENT_ID_REQUIRED without `x-mq-client-id`.
+    fn identify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, pb::Status> {
+        if let Err(e) = self.auth.authenticate(metadata) {
+            return Err(code::status(pb::Code::Unauthorized, &e.to_string()));
+        }
+        metadata::client_id(metadata)
     }
 
     /// Ends every Telemetry stream (the server is stopping; graceful shutdown would otherwise
@@ -166,10 +185,11 @@ impl MessagingService {
 /// A boxed response stream.
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// Answers a unary RPC: the client id is checked first, then `$call` runs with it.
+/// Answers a unary RPC: the request is authenticated and its client id checked first, then
+/// `$call` runs with it.
 macro_rules! with_client {
-    ($req:ident, $resp:ident, |$id:ident| $call:expr) => {{
-        let answer = match metadata::client_id($req.metadata()) {
+    ($svc:ident, $req:ident, $resp:ident, |$id:ident| $call:expr) => {{
+        let answer = match $svc.identify($req.metadata()) {
             Ok($id) => $call,
             #[allow(clippy::needless_update)] // Some responses have only `status`.
             Err(status) => pb::$resp {
@@ -187,7 +207,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::QueryRouteRequest>,
     ) -> Result<Response<pb::QueryRouteResponse>, Status> {
-        with_client!(request, QueryRouteResponse, |_id| route::query_route(
+        with_client!(self, request, QueryRouteResponse, |_id| route::query_route(
             &self.ctx,
             request.get_ref()
         ))
@@ -197,7 +217,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        with_client!(request, HeartbeatResponse, |id| telemetry::heartbeat(
+        with_client!(self, request, HeartbeatResponse, |id| telemetry::heartbeat(
             &self.ctx,
             &id,
             request.get_ref()
@@ -208,7 +228,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let id = metadata::client_id(request.metadata());
+        let id = self.identify(request.metadata());
         let answer = send::send_message(&self.ctx, id, request.into_inner()).await;
         Ok(Response::new(answer))
     }
@@ -217,7 +237,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::QueryAssignmentRequest>,
     ) -> Result<Response<pb::QueryAssignmentResponse>, Status> {
-        with_client!(request, QueryAssignmentResponse, |id| {
+        with_client!(self, request, QueryAssignmentResponse, |id| {
             route::query_assignment(&self.ctx, &id, request.get_ref())
         })
     }
@@ -230,7 +250,7 @@ impl Service for MessagingService {
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
         use pb::receive_message_response::Content;
         let remaining = metadata::remaining(request.metadata());
-        let frames = match metadata::client_id(request.metadata()) {
+        let frames = match self.identify(request.metadata()) {
             Ok(id) => {
                 let mut stopping = self.ctx.stopping.clone();
                 let receive = receive::receive(&self.ctx, &id, remaining, request.into_inner());
@@ -262,7 +282,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::AckMessageRequest>,
     ) -> Result<Response<pb::AckMessageResponse>, Status> {
-        let answer = match metadata::client_id(request.metadata()) {
+        let answer = match self.identify(request.metadata()) {
             Ok(_) => ack::ack(&self.ctx, request.into_inner()).await,
             Err(s) => pb::AckMessageResponse {
                 status: Some(s.clone()),
@@ -285,9 +305,12 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<pb::ForwardMessageToDeadLetterQueueResponse>, Status> {
-        with_client!(request, ForwardMessageToDeadLetterQueueResponse, |_id| {
-            ack::forward_to_dlq(&self.ctx, request.get_ref()).await
-        })
+        with_client!(
+            self,
+            request,
+            ForwardMessageToDeadLetterQueueResponse,
+            |_id| { ack::forward_to_dlq(&self.ctx, request.get_ref()).await }
+        )
     }
 
     type PullMessageStream = BoxStream<pb::PullMessageResponse>;
@@ -297,7 +320,7 @@ impl Service for MessagingService {
         request: Request<pb::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
         let remaining = metadata::remaining(request.metadata());
-        let frames = match metadata::client_id(request.metadata()) {
+        let frames = match self.identify(request.metadata()) {
             Ok(_) => pull::pull(&self.ctx, remaining, request.into_inner()).await,
             Err(s) => vec![pb::PullMessageResponse {
                 content: Some(pb::pull_message_response::Content::Status(s)),
@@ -312,17 +335,16 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::UpdateOffsetRequest>,
     ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
-        with_client!(request, UpdateOffsetResponse, |_id| pull::update_offset(
-            &self.ctx,
-            request.get_ref()
-        ))
+        with_client!(self, request, UpdateOffsetResponse, |_id| {
+            pull::update_offset(&self.ctx, request.get_ref())
+        })
     }
 
     async fn get_offset(
         &self,
         request: Request<pb::GetOffsetRequest>,
     ) -> Result<Response<pb::GetOffsetResponse>, Status> {
-        with_client!(request, GetOffsetResponse, |_id| pull::get_offset(
+        with_client!(self, request, GetOffsetResponse, |_id| pull::get_offset(
             &self.ctx,
             request.get_ref()
         ))
@@ -332,7 +354,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::QueryOffsetRequest>,
     ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
-        with_client!(request, QueryOffsetResponse, |_id| {
+        with_client!(self, request, QueryOffsetResponse, |_id| {
             pull::query_offset(&self.ctx, request.get_ref()).await
         })
     }
@@ -341,7 +363,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::EndTransactionRequest>,
     ) -> Result<Response<pb::EndTransactionResponse>, Status> {
-        with_client!(request, EndTransactionResponse, |_id| {
+        with_client!(self, request, EndTransactionResponse, |_id| {
             transaction::end_transaction(&self.ctx, request.get_ref()).await
         })
     }
@@ -352,7 +374,7 @@ impl Service for MessagingService {
         &self,
         request: Request<tonic::Streaming<pb::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        match metadata::client_id(request.metadata()) {
+        match self.identify(request.metadata()) {
             Ok(id) => {
                 let stream = telemetry::open(self.ctx.clone(), id, request.into_inner());
                 Ok(Response::new(Box::pin(stream)))
@@ -371,7 +393,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::NotifyClientTerminationRequest>,
     ) -> Result<Response<pb::NotifyClientTerminationResponse>, Status> {
-        with_client!(request, NotifyClientTerminationResponse, |id| {
+        with_client!(self, request, NotifyClientTerminationResponse, |id| {
             telemetry::notify_termination(&self.ctx, &id, request.get_ref())
         })
     }
@@ -380,7 +402,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<pb::ChangeInvisibleDurationResponse>, Status> {
-        with_client!(request, ChangeInvisibleDurationResponse, |_id| {
+        with_client!(self, request, ChangeInvisibleDurationResponse, |_id| {
             ack::change_invisible_duration(&self.ctx, request.get_ref())
         })
     }
