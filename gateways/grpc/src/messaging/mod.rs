@@ -159,7 +159,7 @@ impl MessagingService {
     /// it, CLIENT_ID_REQUIRED without `x-mq-client-id`.
     fn identify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, pb::Status> {
         if let Err(e) = self.auth.authenticate(metadata) {
-            return Err(code::status(pb::Code::Unauthorized, &e.to_string()));
+            return Err(code::status(pb::Code::Unauthorized, e.to_string()));
         }
         metadata::client_id(metadata)
     }
