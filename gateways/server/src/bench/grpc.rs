@@ -64,6 +64,9 @@ pub struct GrpcArgs {
     /// Messages per second of the paced latency case; default: half the measured throughput.
     #[arg(long)]
     rate: Option<f64>,
+    /// Messages per SendMessage request (the SDKs' batch send); 1 is the plain `send`.
+    #[arg(long, default_value_t = 1)]
+    per_request: usize,
     /// Concurrent consumer clients of the receive + ack case (0 skips it).
     #[arg(long, default_value_t = 8)]
     consumers: usize,
@@ -100,7 +103,7 @@ pub struct SendResult {
     pub msgs_per_sec: f64,
     /// Body MB per second.
     pub mb_per_sec: f64,
-    /// SendMessage latency (paced: from the scheduled time).
+    /// SendMessage latency, per request (paced: from the scheduled time).
     pub latency: Latency,
 }
 
@@ -134,6 +137,8 @@ pub struct GrpcReport {
     pub server: String,
     /// Body size.
     pub body_bytes: u64,
+    /// Messages per SendMessage.
+    pub per_request: usize,
     /// Send cases.
     pub sends: Vec<SendResult>,
     /// Receive + ack.
@@ -146,6 +151,10 @@ pub struct GrpcReport {
 /// Bad flags, a server that cannot be started or reached, or failed calls (after printing).
 pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(
+        (1..=1024).contains(&args.per_request),
+        "--per-request must be 1..=1024"
+    );
     anyhow::ensure!((1..=1024).contains(&args.batch), "--batch must be 1..=1024");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,15 +307,18 @@ fn ok(status: Option<&pb::Status>) -> bool {
     status.is_some_and(|s| s.code == pb::Code::Ok as i32)
 }
 
-/// Sends one message; `Ok(true)` when the server answered OK.
+/// Sends `per_request` messages in one SendMessage; `true` when the server answered OK.
 async fn send_one(
     client: &mut MessagingServiceClient<Channel>,
     client_id: &str,
-    id: String,
+    id: &str,
+    per_request: usize,
     body: &bytes::Bytes,
 ) -> bool {
     let req = pb::SendMessageRequest {
-        messages: vec![message(id, body)],
+        messages: (0..per_request)
+            .map(|j| message(format!("{id}-{j}"), body))
+            .collect(),
     };
     match client.send_message(request(client_id, req)).await {
         Ok(r) => ok(r.get_ref().status.as_ref()),
@@ -331,18 +343,23 @@ async fn measure(args: &GrpcArgs, target: &str, in_process: bool) -> anyhow::Res
         ensure_topic(target, args.queues).await?;
     }
     let pid = std::process::id();
+    let load = Load {
+        body: &body,
+        pid,
+        per_request: args.per_request,
+    };
 
     eprintln!(
         "bench grpc: {} clients sending {} B bodies for {:?}",
         args.clients, args.size, args.duration
     );
-    let max = send_case("max rate", &clients, args.duration, None, &body, pid, 0).await?;
+    let max = send_case("max rate", &clients, args.duration, None, &load, 0).await?;
     let rate = args.rate.unwrap_or(max.msgs_per_sec / 2.0).max(1.0);
     eprintln!(
         "bench grpc: paced at {rate:.0} msgs/s for {:?}",
         args.duration
     );
-    let paced = send_case("paced", &clients, args.duration, Some(rate), &body, pid, 1).await?;
+    let paced = send_case("paced", &clients, args.duration, Some(rate), &load, 1).await?;
     let total_sent = max.sent + paced.sent;
     let receive = if args.consumers > 0 {
         eprintln!(
@@ -360,6 +377,7 @@ async fn measure(args: &GrpcArgs, target: &str, in_process: bool) -> anyhow::Res
             target.into()
         },
         body_bytes: args.size,
+        per_request: args.per_request,
         sends: vec![max, paced],
         receive,
     })
@@ -389,16 +407,28 @@ async fn ensure_topic(target: &str, queues: u32) -> anyhow::Result<()> {
     }
 }
 
+/// What every request of a send case carries.
+#[derive(Clone, Copy)]
+struct Load<'a> {
+    body: &'a bytes::Bytes,
+    pid: u32,
+    per_request: usize,
+}
+
 /// Runs every client for `duration`, as fast as it can or paced at `rate` in total.
 async fn send_case(
     case: &str,
     clients: &[MessagingServiceClient<Channel>],
     duration: Duration,
     rate: Option<f64>,
-    body: &bytes::Bytes,
-    pid: u32,
+    load: &Load<'_>,
     run: u32,
 ) -> anyhow::Result<SendResult> {
+    let Load {
+        body,
+        pid,
+        per_request,
+    } = *load;
     let n = clients.len();
     let start = Instant::now() + Duration::from_millis(50);
     let end = start + duration;
@@ -407,9 +437,11 @@ async fn send_case(
         let mut client = client.clone();
         let body = body.clone();
         let client_id = format!("bench@{pid}#{i}");
-        // Paced: client i sends at start + (i + k * n) / rate.
-        let interval = rate.map(|r| Duration::from_secs_f64(n as f64 / r));
-        let offset = rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(i as f64 / r));
+        // Paced: client i sends request k at start + (i + k * n) / (rate / per_request).
+        let requests_per_sec = rate.map(|r| r / per_request as f64);
+        let interval = requests_per_sec.map(|r| Duration::from_secs_f64(n as f64 / r));
+        let offset =
+            requests_per_sec.map_or(Duration::ZERO, |r| Duration::from_secs_f64(i as f64 / r));
         tasks.spawn(async move {
             let mut t = Tally {
                 hist: histogram()?,
@@ -437,8 +469,8 @@ async fn send_case(
                     }
                 };
                 let id = format!("BENCH{run}-{i}-{k}");
-                if send_one(&mut client, &client_id, id, &body).await {
-                    t.sent += 1;
+                if send_one(&mut client, &client_id, &id, per_request, &body).await {
+                    t.sent += per_request as u64;
                     let ns = u64::try_from(scheduled.elapsed().as_nanos()).unwrap_or(u64::MAX);
                     t.hist.record(ns.max(1))?;
                 } else {
@@ -625,8 +657,8 @@ fn ms(us: f64) -> String {
 
 fn print_table(r: &GrpcReport) {
     println!(
-        "rocketgate bench grpc — server {}, {} B bodies, one message per SendMessage",
-        r.server, r.body_bytes
+        "rocketgate bench grpc — server {}, {} B bodies, {} message(s) per SendMessage",
+        r.server, r.body_bytes, r.per_request
     );
     println!();
     println!(
