@@ -117,6 +117,7 @@ impl GrpcServer {
             nameservers: Vec::new(),
             registered_nameservers: Arc::new(|| 0),
             started_at_ms: support::now_ms(),
+            routes: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let join = tokio::spawn(rocketgate_gateway_grpc::serve_with(

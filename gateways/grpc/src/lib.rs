@@ -44,6 +44,7 @@
 //!     nameservers: Vec::new(),
 //!     registered_nameservers: Arc::new(|| 0),
 //!     started_at_ms: 0,
+//!     routes: None,
 //! };
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

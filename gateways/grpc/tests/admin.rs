@@ -55,6 +55,7 @@ async fn start() -> Running {
         nameservers: vec!["127.0.0.1:2".into(), "127.0.0.1:3".into()],
         registered_nameservers: Arc::new(move || count.load(Ordering::Relaxed)),
         started_at_ms: 42,
+        routes: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -41,6 +41,7 @@ async fn refused_requests_get_unauthorized_and_accepted_ones_are_served() {
         nameservers: Vec::new(),
         registered_nameservers: Arc::new(|| 0),
         started_at_ms: 0,
+        routes: None,
     };
     let service = MessagingService::new(broker.clone(), node, MessagingConfig::default(), None)
         .with_authenticator(Arc::new(RequireToken));

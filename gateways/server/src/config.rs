@@ -107,6 +107,9 @@ pub struct BrokerSection {
     pub heartbeat_interval_ms: u64,
     /// Bound on each NameServer call, connection included (ms).
     pub rpc_timeout_ms: u64,
+    /// How often the routes the gRPC gateway answers QueryRoute with are refreshed from the
+    /// NameServers (ms).
+    pub route_refresh_ms: u64,
 }
 
 impl Default for BrokerSection {
@@ -120,6 +123,8 @@ impl Default for BrokerSection {
             advertised_host: String::new(),
             heartbeat_interval_ms: client.heartbeat_interval_ms,
             rpc_timeout_ms: client.rpc_timeout_ms,
+            route_refresh_ms: rocketgate_nameserver::RouteCacheConfig::default()
+                .refresh_interval_ms,
         }
     }
 }
@@ -306,6 +311,7 @@ fn validate_broker(b: &BrokerSection) -> anyhow::Result<()> {
     for (key, value) in [
         ("heartbeat_interval_ms", b.heartbeat_interval_ms),
         ("rpc_timeout_ms", b.rpc_timeout_ms),
+        ("route_refresh_ms", b.route_refresh_ms),
     ] {
         if value == 0 {
             anyhow::bail!("invalid configuration `broker.{key}`: must be greater than 0");

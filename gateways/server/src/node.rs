@@ -144,6 +144,26 @@ async fn serve(
         });
     }
 
+    // QueryRoute answers with every broker group of a topic, from the NameServers' routes.
+    let routes = match namesrv.is_empty() {
+        true => None,
+        false => {
+            let client = ns::NameServerClient::new(&ns::ClientConfig {
+                addresses: namesrv.clone(),
+                heartbeat_interval_ms: cfg.broker.heartbeat_interval_ms,
+                rpc_timeout_ms: cfg.broker.rpc_timeout_ms,
+            })
+            .map_err(|e| anyhow::anyhow!("invalid NameServer client configuration: {e}"))?;
+            let config = ns::RouteCacheConfig {
+                refresh_interval_ms: cfg.broker.route_refresh_ms,
+                ..ns::RouteCacheConfig::default()
+            };
+            Some(
+                ns::RouteCache::start(client, &config)
+                    .map_err(|e| anyhow::anyhow!("cannot start the route cache: {e}"))?,
+            )
+        }
+    };
     let registered = Arc::new(AtomicUsize::new(0));
     let node = rocketgate_gateway_grpc::admin::NodeInfo {
         cluster: cfg.broker.cluster.clone(),
@@ -159,6 +179,7 @@ async fn serve(
             Arc::new(move || registered.load(Ordering::Acquire))
         },
         started_at_ms,
+        routes,
     };
     bound.push((grpc.protocol, grpc.local));
     {

@@ -27,6 +27,9 @@ pub struct NodeInfo {
     pub registered_nameservers: Arc<dyn Fn() -> usize + Send + Sync>,
     /// When the broker started (ms since the Unix epoch).
     pub started_at_ms: i64,
+    /// Where QueryRoute finds the other broker groups of a topic (the NameServers' routes,
+    /// cached); `None` answers with this broker's queues only.
+    pub routes: Option<rocketgate_nameserver::RouteCache>,
 }
 
 impl fmt::Debug for NodeInfo {
@@ -39,6 +42,7 @@ impl fmt::Debug for NodeInfo {
             .field("nameservers", &self.nameservers)
             .field("registered_nameservers", &format_args!("<fn>"))
             .field("started_at_ms", &self.started_at_ms)
+            .field("routes", &self.routes.as_ref().map(|_| "<route cache>"))
             .finish()
     }
 }

@@ -210,7 +210,8 @@ impl Service for MessagingService {
         with_client!(self, request, QueryRouteResponse, |_id| route::query_route(
             &self.ctx,
             request.get_ref()
-        ))
+        )
+        .await)
     }
 
     async fn heartbeat(
@@ -424,6 +425,7 @@ mod tests {
             nameservers: Vec::new(),
             registered_nameservers: Arc::new(|| 0),
             started_at_ms: 0,
+            routes: None,
         }
     }
 

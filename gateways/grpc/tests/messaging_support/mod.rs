@@ -74,6 +74,7 @@ pub async fn start() -> Running {
         nameservers: Vec::new(),
         registered_nameservers: Arc::new(|| 0),
         started_at_ms: 0,
+        routes: None,
     };
     let messaging = MessagingConfig {
         max_long_polling_ms: POLL_CAP_MS,

@@ -221,6 +221,7 @@ impl InProcess {
             nameservers: Vec::new(),
             registered_nameservers: Arc::new(|| 0),
             started_at_ms: 0,
+            routes: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(rocketgate_gateway_grpc::serve(
