@@ -16,8 +16,9 @@
 //! - [`status`]: [`RequestError`] and the `ErrorKind` → `tonic::Code` table.
 //! - `incoming.rs`: accepted sockets (`TCP_NODELAY`, a pause after accept failures).
 //!
-//! Depends on `rocketgate-core` and `rocketgate-proto`, never on another gateway. Services hold
-//! a cheap-`Clone` [`Broker`] and no state of their own; tonic runs every call on its own task.
+//! Depends on `rocketgate-core`, `rocketgate-proto` and the route cache of
+//! `rocketgate-nameserver`, never on another gateway. Services hold a cheap-`Clone` [`Broker`]
+//! and no state of their own; tonic runs every call on its own task.
 //!
 //! # Example
 //!
