@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use rocketgate_nameserver::{
     ClientConfig, ClientError, NameServerClient, RouteCache, RouteCacheConfig, TopicRoute,
 };
+use rocketgate_proto::apache::rocketmq::v2;
+use rocketgate_proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 use rocketgate_proto::cluster::v1::broker_admin_client::BrokerAdminClient;
 use rocketgate_proto::cluster::v1::{PullMessagesRequest, SendMessageRequest};
 use support::{admin_json, Node};
@@ -319,6 +321,54 @@ async fn two_nameservers_two_brokers_routes_expiry_and_cached_routes() {
         for b in &route.brokers {
             assert!(b.master_endpoint("grpc").is_some(), "{b:?}");
         }
+    }
+
+    // The RocketMQ 5 QueryRoute of either broker lists both brokers' queues, each pointing at
+    // its own broker's gRPC endpoint (what the official SDKs send to and poll).
+    for grpc in [broker_a.endpoint("grpc"), broker_b.endpoint("grpc")] {
+        let by_broker = eventually(
+            Duration::from_secs(10),
+            "v2 route with both brokers",
+            || {
+                let grpc = grpc.clone();
+                async move {
+                    let mut c = MessagingServiceClient::connect(format!("http://{grpc}"))
+                        .await
+                        .ok()?;
+                    let mut req = tonic::Request::new(v2::QueryRouteRequest {
+                        topic: Some(v2::Resource {
+                            resource_namespace: String::new(),
+                            name: "orders".into(),
+                        }),
+                        endpoints: None,
+                    });
+                    req.metadata_mut()
+                        .insert("x-mq-client-id", "cluster-test@1#0".parse().ok()?);
+                    let r = c.query_route(req).await.ok()?.into_inner();
+                    let mut by_broker: BTreeMap<String, (usize, String)> = BTreeMap::new();
+                    for q in &r.message_queues {
+                        let b = q.broker.as_ref()?;
+                        let a = b.endpoints.as_ref()?.addresses.first()?;
+                        let e = by_broker
+                            .entry(b.name.clone())
+                            .or_insert((0, format!("{}:{}", a.host, a.port)));
+                        e.0 += 1;
+                    }
+                    (by_broker.len() == 2).then_some(by_broker)
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            by_broker["broker-a"],
+            (4, broker_a.endpoint("grpc")),
+            "asked {grpc}"
+        );
+        assert_eq!(
+            by_broker["broker-b"],
+            (4, broker_b.endpoint("grpc")),
+            "asked {grpc}"
+        );
     }
 
     // Producer and consumer on cached routes.
