@@ -122,6 +122,10 @@ pub struct ConsumerConfig {
     pub max_wait_ms: u64,
     /// Most messages one pop returns (256).
     pub max_pop_batch: usize,
+    /// Most bytes one pop returns, counted in stored record sizes (16 MiB): bounds the memory
+    /// of a receive whatever its batch size. A first message bigger than this is still
+    /// returned, alone.
+    pub max_pop_bytes: usize,
     /// Backoff before each retry, by attempt: space-separated durations; the last one repeats
     /// (`0s` retries at once).
     pub retry_backoff: String,
@@ -137,6 +141,7 @@ impl Default for ConsumerConfig {
             max_invisible_ms: 12 * 3600 * 1000,
             max_wait_ms: 60_000,
             max_pop_batch: 256,
+            max_pop_bytes: 16 << 20,
             retry_backoff: "10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(),
         }
     }

@@ -393,6 +393,7 @@ impl Broker {
                 revive: !fifo,
                 max_attempts: group.config.max_delivery_attempts.max(1),
                 revive_grace_ms: super::retry::REVIVE_GRACE_MS,
+                max_bytes: self.inner.config.consumer.max_pop_bytes.max(1),
             };
             let mut out: Vec<Delivery> = Vec::new();
             let mut expired: Vec<(String, u32, Expired)> = Vec::new();

@@ -65,6 +65,33 @@ pub struct PopParams<'a> {
     pub max_attempts: u32,
     /// How long a handed-back message stays invisible while it is being revived (ms).
     pub revive_grace_ms: i64,
+    /// Byte budget of one pop, counted in stored record sizes: a message that would take the
+    /// deliveries past it is left for a later pop, unless it would be the first one.
+    pub max_bytes: usize,
+}
+
+/// What is left of a pop's byte budget ([`PopParams::max_bytes`]).
+struct Budget {
+    left: usize,
+}
+
+impl Budget {
+    /// The budget left after what `out` already holds (earlier queues of the same pop).
+    fn new(out: &[Delivery], max_bytes: usize) -> Self {
+        let used: usize = out.iter().map(|d| d.size as usize).sum();
+        Self {
+            left: max_bytes.saturating_sub(used),
+        }
+    }
+
+    /// Whether a record of `size` bytes may be delivered: within the budget, or the first.
+    fn fits(&self, out: &[Delivery], size: u32) -> bool {
+        out.is_empty() || size as usize <= self.left
+    }
+
+    fn take(&mut self, size: u32) {
+        self.left = self.left.saturating_sub(size as usize);
+    }
 }
 
 /// An in-flight message whose invisible time passed and that must be retried elsewhere or
@@ -94,6 +121,8 @@ pub struct Delivery {
     pub deadline_ms: i64,
     /// 1 for the first delivery.
     pub attempt: u32,
+    /// Stored record size (bytes), what the pop's byte budget counts.
+    pub size: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +270,7 @@ impl QueuePop {
             seq: seq(),
             deadline_ms: p.now_ms + p.invisible_ms,
             attempt: attempt + reconsume,
+            size: entry.size,
             message,
         };
         self.set_deadline(offset, None, Some(d.deadline_ms));
@@ -284,6 +314,7 @@ impl QueuePop {
         let (min, _) = src.range(queue_id);
         self.start(min);
         let target = out.len() + need;
+        let mut budget = Budget::new(out, p.max_bytes);
 
         // 1. In-flight messages whose invisible time passed.
         let mut expired: Vec<u64> = self
@@ -314,7 +345,7 @@ impl QueuePop {
                 });
                 continue;
             }
-            if out.len() >= target {
+            if out.len() >= target || !budget.fits(out, e.entry.size) {
                 continue;
             }
             match src.message(&e.entry)? {
@@ -323,9 +354,11 @@ impl QueuePop {
                         seq: seq(),
                         deadline_ms: p.now_ms + p.invisible_ms,
                         attempt: e.attempt + 1 + e.reconsume,
+                        size: e.entry.size,
                         message,
                     };
                     self.set_deadline(offset, Some(e.deadline_ms), Some(d.deadline_ms));
+                    budget.take(e.entry.size);
                     if let Some(f) = self.inflight.get_mut(&offset) {
                         f.seq = d.seq;
                         f.deadline_ms = d.deadline_ms;
@@ -357,12 +390,18 @@ impl QueuePop {
                 if busy.contains(&group) {
                     continue;
                 }
-                self.held.remove(&offset);
-                busy.insert(group);
                 let entry = src
                     .entries(queue_id, offset, 1)
                     .into_iter()
                     .find(|(o, _)| *o == offset);
+                if let Some((_, e)) = &entry {
+                    if !budget.fits(out, e.size) {
+                        break;
+                    }
+                    budget.take(e.size);
+                }
+                self.held.remove(&offset);
+                busy.insert(group);
                 let found = match entry {
                     Some((_, e)) => src.message(&e)?.map(|m| (e, m)),
                     None => None,
@@ -421,6 +460,9 @@ impl QueuePop {
                     }
                     continue;
                 }
+                if !budget.fits(out, e.size) {
+                    break 'scan;
+                }
                 let Some(m) = src.message(&e)? else {
                     break 'scan;
                 };
@@ -449,6 +491,7 @@ impl QueuePop {
                 if contiguous {
                     self.next = offset + 1;
                 }
+                budget.take(e.size);
                 self.deliver(offset, e, m, p, seq, out);
             }
         }

@@ -90,6 +90,7 @@ impl Broker {
                 revive: !fifo,
                 max_attempts: g.config.max_delivery_attempts.max(1),
                 revive_grace_ms: REVIVE_GRACE_MS,
+                max_bytes: usize::MAX,
             };
             let mut out = Vec::new();
             let mut expired = Vec::new();

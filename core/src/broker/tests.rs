@@ -568,3 +568,98 @@ async fn dead_letter_moves_a_popped_message_at_once() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn pop_stops_at_the_byte_budget_and_a_big_first_message_comes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.consumer.max_pop_bytes = 2500;
+    let b = Broker::open(c).unwrap();
+    // Two queues: the budget is shared by every queue of one pop.
+    b.create_topic(TopicConfig::new("t", 2)).unwrap();
+    for i in 0..6 {
+        b.send(
+            Message::new("t", vec![b'x'; 1000])
+                .with_key(format!("k{i}"))
+                .into(),
+        )
+        .await
+        .unwrap();
+    }
+    b.send(Message::new("t", vec![b'y'; 5000]).into())
+        .await
+        .unwrap();
+    let mut sizes = Vec::new();
+    let mut seen = 0;
+    for _ in 0..10 {
+        let got = b.pop(pop_req("g", "t", 32, 60_000, 0)).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        let bytes: usize = got.iter().map(|m| m.message.body.len()).sum();
+        assert!(
+            bytes <= 2500 || got.len() == 1,
+            "{} messages of {bytes} bytes in one pop",
+            got.len()
+        );
+        seen += got.len();
+        sizes.push(got.len());
+    }
+    // Every message delivered exactly once, two ~1 KiB records per pop at most.
+    assert_eq!(seen, 7, "{sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= 2), "{sizes:?}");
+    b.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_message_may_ask_for_a_later_first_check() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use transaction::{CheckResult, PROP_CHECK_IMMUNITY_SECS};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.transaction.check_first_ms = 100;
+    cfg.transaction.check_interval_ms = 100;
+    let b = Broker::open(cfg).unwrap();
+    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    let late = std::sync::Arc::new(AtomicU32::new(0));
+    let early = std::sync::Arc::new(AtomicU32::new(0));
+    b.register_checker(
+        "pg-late",
+        std::sync::Arc::new(Answer(
+            CheckResult::Resolve(transaction::Resolution::Commit),
+            late.clone(),
+        )),
+    );
+    b.register_checker(
+        "pg-early",
+        std::sync::Arc::new(Answer(
+            CheckResult::Resolve(transaction::Resolution::Commit),
+            early.clone(),
+        )),
+    );
+    let sent = std::time::Instant::now();
+    b.send_half(
+        Message::new("t", "late")
+            .with_property(PROP_CHECK_IMMUNITY_SECS, "2")
+            .into(),
+        "pg-late",
+    )
+    .await
+    .unwrap();
+    b.send_half(Message::new("t", "early").into(), "pg-early")
+        .await
+        .unwrap();
+    let deadline = sent + Duration::from_secs(10);
+    while late.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first_late = sent.elapsed();
+    assert_eq!(late.load(Ordering::SeqCst), 1, "checked back within 10 s");
+    assert!(first_late >= Duration::from_secs(2), "{first_late:?}");
+    assert_eq!(
+        early.load(Ordering::SeqCst),
+        1,
+        "the default still applies to others"
+    );
+    b.shutdown().unwrap();
+}

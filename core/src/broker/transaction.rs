@@ -11,7 +11,8 @@
 //!   the resolution. A second resolution of a resolved transaction changes nothing and returns
 //!   [`Error::TransactionResolved`] (RocketMQ #5574: a double commit delivered twice).
 //! - Unresolved halves are checked back through the [`TransactionChecker`] registered for
-//!   their producer group — first `transaction.check_first_ms` after the half was stored, then
+//!   their producer group — first `transaction.check_first_ms` after the half was stored (or
+//!   the half's own [`PROP_CHECK_IMMUNITY_SECS`], at most a day), then
 //!   every `transaction.check_interval_ms`, at most `transaction.max_checks` times — and then
 //!   discarded (resolution `D`, logged, listed by [`Broker::discarded_transactions`]).
 //!
@@ -46,6 +47,27 @@ pub const OP_TOPIC: &str = "rmq_sys_trans_op";
 pub const PROP_PRODUCER_GROUP: &str = "PGROUP";
 /// Reserved property: the transaction id of a half message.
 pub const PROP_TRANSACTION_ID: &str = "TRAN_MSG";
+/// Producer property (RocketMQ's name): seconds before the first check-back of this half
+/// message, instead of `transaction.check_first_ms`. The RocketMQ 5 gateway sets it from
+/// `orphaned_transaction_recovery_duration`.
+pub const PROP_CHECK_IMMUNITY_SECS: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
+/// Longest first-check delay a producer may ask for (1 day).
+const MAX_CHECK_IMMUNITY_MS: i64 = 24 * 3600 * 1000;
+
+/// Delay before the first check-back of a half message with these properties (ms).
+fn first_check_ms(
+    props: &BTreeMap<String, String>,
+    config: &crate::config::TransactionConfig,
+) -> i64 {
+    props
+        .get(PROP_CHECK_IMMUNITY_SECS)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(config.check_first_ms as i64, |secs| {
+            (secs.min(u64::MAX / 1000) as i64)
+                .saturating_mul(1000)
+                .min(MAX_CHECK_IMMUNITY_MS)
+        })
+}
 
 /// How a transaction ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +208,8 @@ impl Transactions {
                     producer_group: group,
                     topic,
                     checks: 0,
-                    next_check_ms: (m.store_timestamp_ms + config.check_first_ms as i64).max(now),
+                    next_check_ms: (m.store_timestamp_ms + first_check_ms(&m.properties, &config))
+                        .max(now),
                 },
             );
         }
@@ -265,7 +288,7 @@ impl Broker {
                 producer_group: producer_group.to_owned(),
                 topic: m.topic.clone(),
                 checks: 0,
-                next_check_ms: now + tx.config.check_first_ms as i64,
+                next_check_ms: now + first_check_ms(&m.properties, &tx.config),
             },
         );
         Ok(SendReceipt {

@@ -363,3 +363,99 @@ async fn long_polls_are_capped_and_wake_up() {
     assert_eq!(code, Code::ClientIdRequired);
     s.stop().await;
 }
+
+/// A ReceiveMessage of a push consumer (`auto_renew`) as `client`.
+fn renewing(client: &str, group: &str, topic: &str) -> Request<pb::ReceiveMessageRequest> {
+    let mut r = receive_req(group, topic, 32, 10_000, 500);
+    r.auto_renew = true;
+    req_as(client, r)
+}
+
+#[tokio::test]
+async fn auto_renew_keeps_messages_invisible_until_acked_or_the_consumer_leaves() {
+    // Messages would become visible after 600 ms without renewal; renewed every 100 ms.
+    let mut s = start_with(|m| {
+        m.default_invisible_ms = 600;
+        m.auto_renew_interval_ms = 100;
+    })
+    .await;
+    let c = &mut s.client;
+    send_ok(
+        c,
+        vec![message("single", "long-job", pb::MessageType::Normal)],
+    )
+    .await;
+    let (first_code, got) = receive_with(c, renewing("push@1#0", "push-g", "single")).await;
+    assert_eq!(first_code, Code::Ok);
+    assert_eq!(got.len(), 1);
+    let first = handle(&got[0]);
+    // Three invisible durations later nobody else has it: the gateway renewed it.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let others = receive(c, "push-g", "single", 32, 10_000, 200).await;
+    assert!(others.is_empty(), "redelivered while renewed: {others:?}");
+    // The ack with the handle the consumer received works (the gateway maps it).
+    let a = ack(c, "push-g", "single", &[first]).await;
+    assert_eq!(code(&a.status), Code::Ok, "{a:?}");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(receive(c, "push-g", "single", 32, 10_000, 200)
+        .await
+        .is_empty());
+
+    // A consumer that terminates: renewal stops, the message comes back with attempt 2.
+    send_ok(
+        c,
+        vec![message("single", "abandoned", pb::MessageType::Normal)],
+    )
+    .await;
+    let (_, got) = receive_with(c, renewing("push@2#0", "push-g", "single")).await;
+    assert_eq!(got.len(), 1);
+    let bye = bounded(c.notify_client_termination(req_as(
+        "push@2#0",
+        pb::NotifyClientTerminationRequest {
+            group: res("push-g"),
+        },
+    )))
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(code(&bye.status), Code::Ok);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut again = Vec::new();
+    while again.is_empty() && Instant::now() < deadline {
+        again = receive(c, "push-g", "single", 32, 10_000, 500).await;
+    }
+    assert_eq!(again.len(), 1, "redelivered after its consumer left");
+    assert_eq!(sys(&again[0]).message_id, "abandoned");
+    assert_eq!(sys(&again[0]).delivery_attempt, Some(2));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn waiting_receives_and_pulls_beyond_the_cap_get_too_many_requests() {
+    let mut s = start_with(|m| m.max_long_polls = 1).await;
+    let mut waiting = s.client.clone();
+    let poll = tokio::spawn(async move {
+        receive_with(
+            &mut waiting,
+            req(receive_req("cap-g", "normal", 32, 10_000, 1000)),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, _) = receive_with(
+        &mut s.client,
+        req(receive_req("cap-g", "normal", 32, 10_000, 1000)),
+    )
+    .await;
+    assert_eq!(code, Code::TooManyRequests);
+    let (code, _) = bounded(poll).await.unwrap();
+    assert_eq!(code, Code::MessageNotFound);
+    // The permit is back: the next receive waits normally.
+    let (code, _) = receive_with(
+        &mut s.client,
+        req(receive_req("cap-g", "normal", 32, 10_000, 200)),
+    )
+    .await;
+    assert_eq!(code, Code::MessageNotFound);
+    s.stop().await;
+}

@@ -499,3 +499,47 @@ async fn orphaned_transactions_are_checked_back_over_telemetry() {
     assert_eq!(sys(&got[0]).message_id, "orphan");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn orphaned_transaction_recovery_duration_delays_the_first_check() {
+    // The broker checks halves 300 ms after they are stored; this producer asks for 2 s.
+    let mut s = start().await;
+    let mut producer = s.client.clone();
+    let (_ptx, mut pin) = telemetry(&mut producer, "p@2#0", producer_settings(&["tx"])).await;
+    assert_eq!(code(&next_command(&mut pin).await.status), Code::Ok);
+    let mut m = message("tx", "patient", pb::MessageType::Transaction);
+    m.system_properties
+        .as_mut()
+        .unwrap()
+        .orphaned_transaction_recovery_duration = dur(2000);
+    let sent = Instant::now();
+    let e = send_ok(&mut s.client, vec![m]).await;
+    let cmd = loop {
+        let cmd = next_command(&mut pin).await;
+        if let Some(pb::telemetry_command::Command::RecoverOrphanedTransactionCommand(r)) =
+            cmd.command
+        {
+            break r;
+        }
+    };
+    let waited = sent.elapsed();
+    assert_eq!(cmd.transaction_id, e[0].transaction_id);
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "checked after {waited:?}"
+    );
+    // The checker sees the duration it asked for, not a user property.
+    let m = cmd.message.unwrap();
+    assert_eq!(
+        sys(&m).orphaned_transaction_recovery_duration,
+        dur(2000),
+        "{m:?}"
+    );
+    assert!(
+        !m.user_properties
+            .contains_key("CHECK_IMMUNITY_TIME_IN_SECONDS"),
+        "{:?}",
+        m.user_properties
+    );
+    s.stop().await;
+}

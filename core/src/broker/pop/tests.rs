@@ -62,6 +62,7 @@ fn params(filter: &Filter, now: i64, fifo: bool) -> PopParams<'_> {
         revive: false,
         max_attempts: 16,
         revive_grace_ms: 30_000,
+        max_bytes: usize::MAX,
     }
 }
 

@@ -6,7 +6,9 @@
 //! code or MULTIPLE_RESULTS. A garbled, stale or foreign handle is INVALID_RECEIPT_HANDLE.
 //! ChangeInvisibleDuration answers a new handle; the old one stops working.
 //!
-//! Receipt handles are the core's opaque, versioned ASCII strings; no state here.
+//! Receipt handles are the core's opaque, versioned ASCII strings. A handle of a message an
+//! auto-renew consumer received is first swapped for its current one (`renew.rs`), which
+//! also ends its renewal.
 
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 use rocketgate_proto::apache::rocketmq::v2::Code;
@@ -37,11 +39,13 @@ pub(super) async fn ack(ctx: &Context, req: pb::AckMessageRequest) -> pb::AckMes
     if let Err(s) = topic_name(req.topic.as_ref()) {
         return refuse_all(s);
     }
-    let handles: Vec<&str> = req
+    // A message kept invisible for an auto-renew consumer: its current handle.
+    let current: Vec<String> = req
         .entries
         .iter()
-        .map(|e| e.receipt_handle.as_str())
+        .map(|e| ctx.renewals.take(group, &e.receipt_handle))
         .collect();
+    let handles: Vec<&str> = current.iter().map(String::as_str).collect();
     let results = match ctx.broker.ack_batch(group, &handles).await {
         Ok(r) => r,
         Err(e) => return refuse_all(from_core(&e)),
@@ -89,10 +93,11 @@ pub(super) fn change_invisible_duration(
             "missing or negative invisible_duration",
         ));
     };
-    match ctx
-        .broker
-        .change_invisible_duration(group, &req.receipt_handle, invisible)
-    {
+    match ctx.broker.change_invisible_duration(
+        group,
+        &ctx.renewals.take(group, &req.receipt_handle),
+        invisible,
+    ) {
         Ok(handle) => pb::ChangeInvisibleDurationResponse {
             status: Some(ok()),
             receipt_handle: handle,
@@ -115,7 +120,8 @@ pub(super) async fn forward_to_dlq(
     if let Err(s) = topic_name(req.topic.as_ref()) {
         return answer(s);
     }
-    match ctx.broker.dead_letter(group, &req.receipt_handle).await {
+    let handle = ctx.renewals.take(group, &req.receipt_handle);
+    match ctx.broker.dead_letter(group, &handle).await {
         Ok(()) => answer(ok()),
         Err(e) => answer(from_core(&e)),
     }

@@ -17,8 +17,21 @@ pub struct MessagingConfig {
     pub min_long_polling_ms: u64,
     /// Time kept free before the caller's `grpc-timeout`, in ms (200).
     pub deadline_reserve_ms: u64,
-    /// Invisible duration of a receive that names none (push consumers), in ms (60,000).
+    /// Invisible duration of a receive that names none or asks for `auto_renew` (push
+    /// consumers), in ms (60,000); also what each automatic renewal grants.
     pub default_invisible_ms: u64,
+    /// How often messages received with `auto_renew` are renewed, in ms (5,000): each one
+    /// due to become visible within two intervals is renewed.
+    pub auto_renew_interval_ms: u64,
+    /// Longest a message is kept invisible by automatic renewal, in ms (1 h); then it is
+    /// redelivered.
+    pub auto_renew_max_ms: u64,
+    /// Most messages renewed at once (100,000); beyond that a message is only invisible for
+    /// `default_invisible_ms`.
+    pub auto_renew_max_handles: usize,
+    /// Most ReceiveMessage and PullMessage calls waiting at once (4,096); one more is
+    /// answered TOO_MANY_REQUESTS, which the SDKs retry with backoff.
+    pub max_long_polls: usize,
     /// Receive batch size reported to consumers in the Settings reply (32).
     pub receive_batch_size: i32,
     /// Largest request the server decodes, in bytes (32 MiB); always raised to at least the
@@ -34,6 +47,10 @@ impl Default for MessagingConfig {
             min_long_polling_ms: 5_000,
             deadline_reserve_ms: 200,
             default_invisible_ms: 60_000,
+            auto_renew_interval_ms: 5_000,
+            auto_renew_max_ms: 3_600_000,
+            auto_renew_max_handles: 100_000,
+            max_long_polls: 4096,
             receive_batch_size: 32,
             max_request_bytes: 32 << 20,
         }
@@ -76,6 +93,17 @@ impl MessagingConfig {
         }
         if self.default_invisible_ms == 0 {
             return err("default_invisible_ms", "must be positive");
+        }
+        if self.auto_renew_interval_ms == 0
+            || self.auto_renew_interval_ms.saturating_mul(2) >= self.default_invisible_ms
+        {
+            return err(
+                "auto_renew_interval_ms",
+                "must be positive and below half of default_invisible_ms",
+            );
+        }
+        if self.max_long_polls == 0 {
+            return err("max_long_polls", "must be positive");
         }
         if !(1..=1024).contains(&self.receive_batch_size) {
             return err("receive_batch_size", "must be in 1..=1024");

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rocketgate_core::broker::transaction::PROP_CHECK_IMMUNITY_SECS;
 use rocketgate_core::{Message, StoredMessage};
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 
@@ -74,6 +75,16 @@ pub(super) fn to_core(m: &pb::Message, topic: &str, message_type: pb::MessageTyp
     // only TRANSACTION needs a mark.
     if message_type == pb::MessageType::Transaction {
         properties.insert(PROP_TYPE.into(), message_type.as_str_name().into());
+        // The first check-back after this long instead of the broker's default (whole
+        // seconds, rounded up, as RocketMQ's CHECK_IMMUNITY_TIME_IN_SECONDS).
+        if let Some(d) = sys
+            .orphaned_transaction_recovery_duration
+            .as_ref()
+            .and_then(duration)
+        {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            properties.insert(PROP_CHECK_IMMUNITY_SECS.into(), secs.to_string());
+        }
     }
     if sys.body_encoding == pb::Encoding::Gzip as i32 {
         properties.insert(PROP_ENCODING.into(), "GZIP".into());
@@ -127,11 +138,18 @@ pub(super) fn to_pb(
     let mut message_type = None;
     let mut delivery_timestamp = None;
     let mut encoding = pb::Encoding::Identity;
+    let mut recovery = None;
     for (k, v) in &m.properties {
         match k.as_str() {
             PROP_TYPE => message_type = pb::MessageType::from_str_name(v),
             PROP_DELIVERY_MS => delivery_timestamp = v.parse().ok().map(timestamp),
             PROP_ENCODING if v == "GZIP" => encoding = pb::Encoding::Gzip,
+            PROP_CHECK_IMMUNITY_SECS => {
+                recovery = v
+                    .parse::<u64>()
+                    .ok()
+                    .map(|s| pb_duration(Duration::from_secs(s)));
+            }
             k if k.starts_with(GATEWAY_PREFIX) => {}
             // The core's own bookkeeping (retry origin, transaction ids) stays internal.
             k if rocketgate_core::broker::validate::RESERVED_PROPERTY_KEYS.contains(&k) => {}
@@ -171,7 +189,8 @@ pub(super) fn to_pb(
             .map(|a| i32::try_from(a).unwrap_or(i32::MAX)),
         message_group: m.message_group.clone(),
         trace_context: None,
-        orphaned_transaction_recovery_duration: None,
+        orphaned_transaction_recovery_duration: recovery
+            .filter(|_| message_type == pb::MessageType::Transaction),
         dead_letter_queue: None,
     };
     pb::Message {

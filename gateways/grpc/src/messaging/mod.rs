@@ -9,7 +9,8 @@
 //! - `code.rs`: core error → v2 `Code`, status builders; `metadata.rs`: `x-mq-client-id`,
 //!   `grpc-timeout`; `convert.rs`: v2 ↔ core messages, timestamps, durations; `digest.rs`:
 //!   the MD5 body digest of delivered messages.
-//! - `clients.rs`: per-client state (settings, Telemetry senders, producer topics).
+//! - `clients.rs`: per-client state (settings, Telemetry senders, producer topics);
+//!   `renew.rs`: invisibility renewed for `auto_renew` (push) consumers.
 //! - `route.rs` (QueryRoute, QueryAssignment), `send.rs` (SendMessage), `receive.rs`
 //!   (ReceiveMessage), `ack.rs` (AckMessage, ChangeInvisibleDuration, Forward to DLQ),
 //!   `transaction.rs` (EndTransaction, check-back), `telemetry.rs` (Telemetry, Heartbeat,
@@ -53,6 +54,7 @@ mod digest;
 mod metadata;
 mod pull;
 mod receive;
+mod renew;
 mod route;
 mod send;
 mod telemetry;
@@ -64,6 +66,10 @@ pub(crate) struct Context {
     node: NodeInfo,
     config: MessagingConfig,
     clients: Arc<clients::Clients>,
+    /// Messages kept invisible for `auto_renew` consumers.
+    renewals: renew::Renewals,
+    /// Permits of waiting ReceiveMessage / PullMessage calls (`max_long_polls`).
+    polls: Arc<tokio::sync::Semaphore>,
     /// The advertised gRPC endpoint (`host`, `port`), if known.
     endpoint: Option<(String, u16)>,
     /// Becomes `true` when the server stops (ends Telemetry streams).
@@ -138,8 +144,10 @@ impl MessagingService {
             ctx: Arc::new(Context {
                 broker,
                 node,
-                config,
                 clients: Arc::new(clients::Clients::default()),
+                renewals: renew::Renewals::default(),
+                polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
+                config,
                 endpoint,
                 stopping,
             }),
@@ -254,6 +262,9 @@ impl Service for MessagingService {
         let frames = match self.identify(request.metadata()) {
             Ok(id) => {
                 let mut stopping = self.ctx.stopping.clone();
+                if request.get_ref().auto_renew {
+                    renew::Renewals::ensure_task(&self.ctx);
+                }
                 let receive = receive::receive(&self.ctx, &id, remaining, request.into_inner());
                 tokio::select! {
                     frames = receive => frames,
@@ -284,7 +295,10 @@ impl Service for MessagingService {
         request: Request<pb::AckMessageRequest>,
     ) -> Result<Response<pb::AckMessageResponse>, Status> {
         let answer = match self.identify(request.metadata()) {
-            Ok(_) => ack::ack(&self.ctx, request.into_inner()).await,
+            Ok(id) => {
+                self.ctx.renewals.seen(&id);
+                ack::ack(&self.ctx, request.into_inner()).await
+            }
             Err(s) => pb::AckMessageResponse {
                 status: Some(s.clone()),
                 entries: request

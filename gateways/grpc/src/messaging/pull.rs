@@ -75,6 +75,12 @@ async fn pull_frames(
         .filter(|n| *n > 0)
         .unwrap_or(super::receive::DEFAULT_BATCH)
         .min(core.limits.max_batch.max(1));
+    let Some(_permit) = super::receive::poll_permit(ctx, wait) else {
+        return Err(status(
+            Code::TooManyRequests,
+            "too many pulls waiting on this broker; retry later",
+        ));
+    };
     let result = ctx
         .broker
         .pull_group(GroupPullRequest {

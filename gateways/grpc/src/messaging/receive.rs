@@ -7,7 +7,10 @@
 //! request's `long_polling_timeout` clamped to the configured [min, max] (20 s by default) and
 //! kept below the caller's `grpc-timeout` minus a reserve, so RC's 40 s poll inside a 40 s
 //! deadline ends with MESSAGE_NOT_FOUND instead of DEADLINE_EXCEEDED. The pop runs before the
-//! stream is returned: a cancelled call never leaves popped messages unsent in a buffer.
+//! stream is returned: a cancelled call never leaves popped messages unsent in a buffer. At
+//! most `max_long_polls` receives and pulls wait at once; one more is TOO_MANY_REQUESTS.
+//! With `auto_renew` the messages are invisible for `default_invisible_ms` and renewed by
+//! `renew.rs` until acked.
 //!
 //! Each message travels in its own frame, so a frame stays below RC's 4 MiB receive limit as
 //! long as bodies stay below the advertised `publishing.max_body_size`.
@@ -70,6 +73,18 @@ pub(super) fn poll_time(
     Ok(poll)
 }
 
+/// A permit to wait `wait` for messages: `None` when `max_long_polls` calls already wait. A
+/// call that does not wait needs none.
+pub(super) fn poll_permit(
+    ctx: &Context,
+    wait: Duration,
+) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
+    if wait.is_zero() {
+        return Some(None);
+    }
+    ctx.polls.clone().try_acquire_owned().ok().map(Some)
+}
+
 fn frame(content: Content) -> pb::ReceiveMessageResponse {
     pb::ReceiveMessageResponse {
         content: Some(content),
@@ -106,6 +121,8 @@ pub(super) async fn receive(
     };
     let core = ctx.broker.config();
     let invisible = match req.invisible_duration.as_ref() {
+        // Push consumers: the gateway keeps their messages invisible until acked.
+        _ if req.auto_renew => Duration::from_millis(ctx.config.default_invisible_ms),
         None => Duration::from_millis(ctx.config.default_invisible_ms),
         Some(d) => match convert::duration(d) {
             Some(d) => d,
@@ -144,10 +161,17 @@ pub(super) async fn receive(
         .unwrap_or(DEFAULT_BATCH)
         .min(core.consumer.max_pop_batch.max(1));
     ctx.clients.set_group(client_id, &group);
+    ctx.renewals.seen(client_id);
+    let Some(_permit) = poll_permit(ctx, wait) else {
+        return refused(status(
+            Code::TooManyRequests,
+            "too many receives waiting on this broker; retry later",
+        ));
+    };
     let popped = ctx
         .broker
         .pop(PopRequest {
-            group,
+            group: group.clone(),
             topic,
             filter: filter(req.filter_expression.as_ref()),
             max,
@@ -166,6 +190,16 @@ pub(super) async fn receive(
     let mut frames = Vec::with_capacity(popped.len() + 2);
     frames.push(frame(Content::Status(ok())));
     for p in popped {
+        if req.auto_renew {
+            ctx.renewals.track(
+                ctx.config.auto_renew_max_handles,
+                Duration::from_millis(ctx.config.auto_renew_max_ms),
+                &group,
+                client_id,
+                &p.receipt_handle,
+                p.invisible_until_ms,
+            );
+        }
         let m = convert::to_pb(
             &p.message,
             &resource.resource_namespace,

@@ -203,6 +203,7 @@ pub(super) fn heartbeat(
             if let Err(e) = ctx.broker.heartbeat(group, client_id) {
                 return answer(from_core(&e));
             }
+            ctx.renewals.seen(client_id);
             ctx.clients.set_group(client_id, group);
             answer(ok())
         }
@@ -221,6 +222,8 @@ pub(super) fn notify_termination(
     req: &pb::NotifyClientTerminationRequest,
 ) -> pb::NotifyClientTerminationResponse {
     let (group, change) = ctx.clients.remove(client_id);
+    // Its unacked messages are redelivered once their invisibility runs out.
+    ctx.renewals.forget_client(client_id);
     let named = req
         .group
         .as_ref()

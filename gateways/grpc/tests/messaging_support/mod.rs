@@ -43,6 +43,11 @@ pub struct Running {
 }
 
 pub async fn start() -> Running {
+    start_with(|_| {}).await
+}
+
+/// [`start`] with the test's changes to the gateway configuration.
+pub async fn start_with(adjust: impl FnOnce(&mut MessagingConfig)) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.store.data_dir = dir.path().into();
@@ -76,11 +81,12 @@ pub async fn start() -> Running {
         started_at_ms: 0,
         routes: None,
     };
-    let messaging = MessagingConfig {
+    let mut messaging = MessagingConfig {
         max_long_polling_ms: POLL_CAP_MS,
         min_long_polling_ms: 100,
         ..MessagingConfig::default()
     };
+    adjust(&mut messaging);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = oneshot::channel::<()>();
