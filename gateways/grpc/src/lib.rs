@@ -156,7 +156,7 @@ pub async fn serve_with(
         stopper.stop();
     };
     Server::builder()
-        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
+        .trace_fn(|req| tracing::debug_span!("grpc", method = %req.uri().path()))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))

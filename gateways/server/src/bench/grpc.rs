@@ -31,6 +31,8 @@ use rocketgate_proto::apache::rocketmq::v2::messaging_service_client::MessagingS
 use serde::Serialize;
 use tonic::transport::Channel;
 
+mod yardstick;
+
 use super::dirs::BenchDir;
 use super::report::{histogram, Latency};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec};
@@ -46,6 +48,10 @@ pub struct GrpcArgs {
     /// A running server's gRPC address; without it, a broker is started in this process.
     #[arg(long)]
     target: Option<String>,
+    /// Measure the transport ceiling instead: the same sends against an in-process gRPC
+    /// service that answers OK without a broker (no receive case).
+    #[arg(long, conflicts_with = "target")]
+    yardstick: bool,
     /// Directory of the in-process broker (created if missing). Default: ./data/bench-PID.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -164,6 +170,9 @@ pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("rg-bench-client")
         .build()?;
+    if args.yardstick {
+        return run_yardstick(&args, &server_rt, &client_rt);
+    }
     let (server, target, dir) = match &args.target {
         Some(t) => (None, t.clone(), None),
         None => {
@@ -192,6 +201,53 @@ pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
             r.complete,
             "not every sent message was received and acknowledged"
         );
+    }
+    Ok(())
+}
+
+/// `--yardstick`: the send cases against [`yardstick`], on the same runtimes.
+fn run_yardstick(
+    args: &GrpcArgs,
+    server_rt: &tokio::runtime::Runtime,
+    client_rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let target = listener.local_addr()?.to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = server_rt.spawn(yardstick::serve(listener, stopped));
+    let measured = client_rt.block_on(async {
+        let body = bytes::Bytes::from(vec![b'x'; usize::try_from(args.size)?]);
+        let mut clients = Vec::with_capacity(args.clients);
+        for _ in 0..args.clients {
+            clients.push(connect(&target).await?);
+        }
+        let load = Load {
+            body: &body,
+            pid: std::process::id(),
+            per_request: args.per_request,
+        };
+        eprintln!(
+            "bench grpc: yardstick (no broker), {} clients, {} B bodies for {:?}",
+            args.clients, args.size, args.duration
+        );
+        let max = send_case("max rate", &clients, args.duration, None, &load, 0).await?;
+        let rate = args.rate.unwrap_or(max.msgs_per_sec / 2.0).max(1.0);
+        let paced = send_case("paced", &clients, args.duration, Some(rate), &load, 1).await?;
+        anyhow::Ok(vec![max, paced])
+    });
+    let _ = stop.send(());
+    let _ = server_rt.block_on(task);
+    let report = GrpcReport {
+        server: "yardstick (no broker)".into(),
+        body_bytes: args.size,
+        per_request: args.per_request,
+        sends: measured?,
+        receive: None,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
     }
     Ok(())
 }
