@@ -8,7 +8,8 @@
 //! - [`api`]: request and response types of the `Broker`.
 //! - [`message`]: the message model; [`message_id`]: RocketMQ 5 ids.
 //! - [`store`]: CommitLog, ConsumeQueues, index, flush, recovery, retention.
-//! - [`config`]: configuration; [`error`]: errors and their protocol-neutral kinds.
+//! - [`config`]: configuration; [`error`]: errors and their protocol-neutral kinds;
+//!   [`metrics`]: the core's Prometheus metrics (names and labels).
 //!
 //! # Example
 //!
@@ -36,6 +37,7 @@ pub mod config;
 pub mod error;
 pub mod message;
 pub mod message_id;
+pub mod metrics;
 pub mod store;
 
 pub use api::{

@@ -178,13 +178,23 @@ impl Broker {
             arrivals.borrow_and_update();
             let result = self.pull_filtered(&req, &filter)?;
             if !matches!(result.status, PullStatus::NoNewMessage) || Instant::now() >= deadline {
+                crate::metrics::delivered(&req.group, &req.topic, "pull", result.messages.len());
                 return Ok(result);
             }
             // Woken by the dispatcher when this topic gets new entries.
             match tokio::time::timeout_at(deadline, arrivals.changed()).await {
                 Ok(Ok(())) => {}
                 // Deadline, or the store is shutting down.
-                Ok(Err(_)) | Err(_) => return self.pull_filtered(&req, &filter),
+                Ok(Err(_)) | Err(_) => {
+                    let result = self.pull_filtered(&req, &filter)?;
+                    crate::metrics::delivered(
+                        &req.group,
+                        &req.topic,
+                        "pull",
+                        result.messages.len(),
+                    );
+                    return Ok(result);
+                }
             }
         }
     }
@@ -201,12 +211,17 @@ impl Broker {
         };
         let mut messages = Vec::new();
         let mut scanned = 0usize;
-        while messages.len() < req.max && at < max && scanned < super::pop::SCAN_LIMIT {
+        // The pop's byte budget applies to pulls too (stored record sizes).
+        let mut budget = self.inner.config.consumer.max_pop_bytes.max(1);
+        'scan: while messages.len() < req.max && at < max && scanned < super::pop::SCAN_LIMIT {
             let entries = store.queue_entries(&req.topic, req.queue_id, at, 64);
             if entries.is_empty() {
                 break;
             }
             for (offset, e) in entries {
+                if !messages.is_empty() && e.size as usize > budget {
+                    break 'scan;
+                }
                 scanned += 1;
                 at = offset + 1;
                 if !filter.may_match(e.tag_hash) {
@@ -214,6 +229,7 @@ impl Broker {
                 }
                 if let Some(m) = store.read_at(e.physical_offset, Some(e.size))? {
                     if filter.matches(&m) {
+                        budget = budget.saturating_sub(e.size as usize);
                         messages.push(m);
                         if messages.len() >= req.max {
                             break;
@@ -431,6 +447,7 @@ impl Broker {
                 }
             }
             if !out.is_empty() {
+                crate::metrics::delivered(&req.group, &req.topic, "pop", out.len());
                 return Ok(out
                     .into_iter()
                     .map(|d| self.popped(&req.group, d))
@@ -558,6 +575,7 @@ impl Broker {
         if !journal.is_empty() {
             self.journal(journal).await?;
         }
+        crate::metrics::acked(group, results.iter().filter(|r| r.is_ok()).count());
         Ok(results)
     }
 

@@ -340,6 +340,7 @@ impl Broker {
     /// Validation errors, [`Error::TopicNotFound`], [`Error::QueueNotFound`],
     /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
     pub async fn send(&self, req: SendRequest) -> Result<SendReceipt> {
+        let started = std::time::Instant::now();
         let (m, queue_id) = self.prepare(&req)?;
         let now = now_ms();
         let generated;
@@ -365,6 +366,7 @@ impl Broker {
             deliver_at,
         )
         .await
+        .inspect(|_| crate::metrics::sent(&m.topic, m.body.len(), started.elapsed()))
     }
 
     /// Appends a record to an internal journal topic (queue 0): not indexed, stored under the

@@ -663,3 +663,43 @@ async fn a_half_message_may_ask_for_a_later_first_check() {
     );
     b.shutdown().unwrap();
 }
+
+#[tokio::test]
+async fn pull_stops_at_the_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.consumer.max_pop_bytes = 2500;
+    let b = Broker::open(c).unwrap();
+    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    for _ in 0..5 {
+        b.send(Message::new("t", vec![b'x'; 1000]).into())
+            .await
+            .unwrap();
+    }
+    let mut offset = 0;
+    let mut got = 0;
+    while got < 5 {
+        let r = b
+            .pull_group(GroupPullRequest {
+                group: "g".into(),
+                topic: "t".into(),
+                queue_id: 0,
+                offset,
+                max: 32,
+                filter: None,
+                wait: Duration::ZERO,
+            })
+            .await
+            .unwrap();
+        assert!(
+            !r.messages.is_empty() && r.messages.len() <= 2,
+            "{}",
+            r.messages.len()
+        );
+        assert_eq!(r.messages[0].queue_offset, offset, "nothing skipped");
+        got += r.messages.len();
+        offset = r.next_offset;
+    }
+    assert_eq!(offset, 5);
+    b.shutdown().unwrap();
+}
