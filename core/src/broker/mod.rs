@@ -23,6 +23,7 @@ pub mod consumer_state;
 pub mod filter;
 mod meta_file;
 pub mod pop;
+mod pop_position;
 pub mod receipt;
 pub mod retry;
 pub mod sql_filter;

@@ -1,0 +1,127 @@
+//! Configuration of the MQTT gateway: the `[mqtt]` section of the server's TOML file.
+//!
+//! Owns: limits, timeouts, authentication and the topic-mapping knobs. Every field has a
+//! default; unknown keys are rejected. Passwords are redacted in `Debug`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// MQTT gateway settings (`[mqtt]`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Largest packet accepted, in bytes, checked from the remaining-length header before any
+    /// buffer is sized by it (1 MiB). Advertised to v5 clients as Maximum Packet Size.
+    pub max_packet_size: usize,
+    /// Receive Maximum the server grants each client: QoS 1/2 publishes a client may have
+    /// unacknowledged at once (128). A v5 client exceeding it is disconnected (0x93); a
+    /// v3.1.1 client is simply not read from while the window is full.
+    pub receive_maximum: u16,
+    /// QoS 1/2 messages the server has in flight to one client at most, further capped by the
+    /// client's own v5 Receive Maximum (64).
+    pub max_inflight: u16,
+    /// Messages queued for one session beyond those in flight (1,000): a slow subscriber is
+    /// bounded, the core keeps the rest (the session stops popping while its queue is full).
+    pub max_queued_messages: usize,
+    /// A connection that sends no CONNECT within this many ms is closed (10,000).
+    pub connect_timeout_ms: u64,
+    /// If set, overrides the client's keep-alive (seconds; v5 Server Keep Alive). `0` disables
+    /// keep-alive checks.
+    pub server_keep_alive: Option<u16>,
+    /// Longest session expiry interval granted to v5 clients, in seconds (7 days). v3.1.1
+    /// persistent sessions (clean session = 0) never expire.
+    pub max_session_expiry_secs: u32,
+    /// Allow clients without username/password (default `true`, for development: turn it off
+    /// for any non-loopback listener).
+    pub allow_anonymous: bool,
+    /// Username → password. A client presenting a username must match an entry.
+    pub users: BTreeMap<String, String>,
+    /// Queues of a RocketMQ topic created on first use by an MQTT publish or subscribe (4).
+    pub auto_create_queue_count: u32,
+    /// Create missing RocketMQ topics on first use (default `true`); when off, publishing or
+    /// subscribing to a topic whose first level is not an existing topic is refused.
+    pub auto_create_topics: bool,
+    /// How long a message handed to an MQTT client stays invisible to the core's redelivery
+    /// (s, 3600): the session retransmits it itself with DUP; the core redelivers it after a
+    /// restart at once, or after this time if the session never acknowledges it.
+    pub delivery_invisible_secs: u64,
+    /// Topic Alias Maximum granted to v5 clients for their publishes (64; 0 disables).
+    pub topic_alias_maximum: u16,
+    /// Most retained messages kept (100,000); a new retained topic beyond it is not retained.
+    pub max_retained: usize,
+    /// Most concurrent connections (10,000); more are closed right after accept.
+    pub max_connections: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1 << 20,
+            receive_maximum: 128,
+            max_inflight: 64,
+            max_queued_messages: 1000,
+            connect_timeout_ms: 10_000,
+            server_keep_alive: None,
+            max_session_expiry_secs: 7 * 24 * 3600,
+            allow_anonymous: true,
+            users: BTreeMap::new(),
+            auto_create_queue_count: 4,
+            auto_create_topics: true,
+            delivery_invisible_secs: 3600,
+            topic_alias_maximum: 64,
+            max_retained: 100_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("max_packet_size", &self.max_packet_size)
+            .field("receive_maximum", &self.receive_maximum)
+            .field("max_inflight", &self.max_inflight)
+            .field("max_queued_messages", &self.max_queued_messages)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("server_keep_alive", &self.server_keep_alive)
+            .field("max_session_expiry_secs", &self.max_session_expiry_secs)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("auto_create_queue_count", &self.auto_create_queue_count)
+            .field("auto_create_topics", &self.auto_create_topics)
+            .field("delivery_invisible_secs", &self.delivery_invisible_secs)
+            .field("topic_alias_maximum", &self.topic_alias_maximum)
+            .field("max_retained", &self.max_retained)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl MqttConfig {
+    /// Whether `username`/`password` may connect.
+    pub fn authenticate(&self, login: Option<(&str, &str)>) -> bool {
+        match login {
+            None => self.allow_anonymous,
+            Some((user, password)) => self.users.get(user).is_some_and(|p| p == password),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_section_and_rejects_unknown_keys() {
+        let c: MqttConfig =
+            serde_json::from_str(r#"{"allow_anonymous": false, "users": {"u": "p"}}"#).unwrap();
+        assert!(!c.allow_anonymous);
+        assert!(c.authenticate(Some(("u", "p"))));
+        assert!(!c.authenticate(Some(("u", "x"))));
+        assert!(!c.authenticate(None));
+        assert!(!format!("{c:?}").contains("\"p\""));
+        assert!(serde_json::from_str::<MqttConfig>(r#"{"nope": 1}"#).is_err());
+    }
+}

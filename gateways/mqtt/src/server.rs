@@ -1,0 +1,183 @@
+//! The gateway's entry point: accept loops for TCP and WebSocket, the session-expiry sweep,
+//! and shutdown.
+//!
+//! Shutdown: the `shutdown` future flips a `watch` seen by every connection, which sends a v5
+//! DISCONNECT 0x8B ("server shutting down") and persists its session; `serve` waits up to
+//! 3 s for connections to finish, then aborts the rest.
+//!
+//! Concurrency: one task per listener, one per connection (in a `JoinSet`), one sweep task.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketgate_core::Broker;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::MqttConfig;
+use crate::connection;
+use crate::error::Error;
+use crate::session;
+use crate::shared::Shared;
+use crate::ws;
+
+/// Serves MQTT on the given listeners (TCP and/or WebSocket at path `/mqtt`, subprotocol
+/// `mqtt`) until `shutdown` completes; then closes every connection within 3 s.
+///
+/// # Errors
+/// [`Error::NoListener`]; core errors while loading retained messages and sessions.
+pub async fn serve(
+    tcp: Option<TcpListener>,
+    ws: Option<TcpListener>,
+    broker: Broker,
+    config: MqttConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    if tcp.is_none() && ws.is_none() {
+        return Err(Error::NoListener);
+    }
+    if config.max_packet_size < 64 {
+        return Err(Error::Config("max_packet_size must be at least 64".into()));
+    }
+    let shared = Shared::open(broker, config).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    if let Some(l) = tcp {
+        tracing::info!(addr = ?l.local_addr().ok(), "MQTT listening (TCP)");
+        tasks.spawn(accept(
+            l,
+            false,
+            shared.clone(),
+            stop_rx.clone(),
+            count.clone(),
+        ));
+    }
+    if let Some(l) = ws {
+        tracing::info!(addr = ?l.local_addr().ok(), "MQTT listening (WebSocket /mqtt)");
+        tasks.spawn(accept(
+            l,
+            true,
+            shared.clone(),
+            stop_rx.clone(),
+            count.clone(),
+        ));
+    }
+    tasks.spawn(sweep(shared.clone(), stop_rx.clone()));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+async fn accept(
+    listener: TcpListener,
+    websocket: bool,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    count: Arc<AtomicUsize>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if count.load(Ordering::Relaxed) >= shared.config.max_connections {
+            metrics::counter!("rocketgate_connections_rejected_total", "gateway" => "mqtt")
+                .increment(1);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        count.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let count = count.clone();
+        let span = tracing::debug_span!("conn", gateway = "mqtt", peer = %peer);
+        conns.spawn(tracing::Instrument::instrument(
+            async move {
+                serve_stream(stream, websocket, shared, stop).await;
+                count.fetch_sub(1, Ordering::Relaxed);
+            },
+            span,
+        ));
+    }
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_millis(2500), drain)
+        .await
+        .is_err()
+    {
+        conns.abort_all();
+    }
+}
+
+async fn serve_stream(
+    stream: TcpStream,
+    websocket: bool,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    if websocket {
+        let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
+        match tokio::time::timeout(timeout, ws::accept(stream, shared.config.max_packet_size)).await
+        {
+            Ok(Ok(s)) => connection::run(shared, s, stop).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "MQTT WebSocket handshake failed"),
+            Err(_) => tracing::debug!("MQTT WebSocket handshake timed out"),
+        }
+    } else {
+        connection::run(shared, stream, stop).await;
+    }
+}
+
+/// Ends offline sessions whose expiry interval has passed.
+async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = rocketgate_core::store::now_ms();
+        for (id, slot) in shared.sessions.all() {
+            let Ok(mut s) = slot.state.clone().try_lock_owned() else {
+                continue;
+            };
+            let (Some(at), Some(exp)) = (s.record.disconnected_at_ms, s.record.expiry_secs) else {
+                continue;
+            };
+            if at + i64::from(exp) * 1000 > now {
+                continue;
+            }
+            s.ended = true;
+            let mut r = s.record.clone();
+            r.deleted = true;
+            if let Err(e) = session::persist(&shared.broker, &r).await {
+                tracing::warn!(error = %e, "could not persist an MQTT session expiry");
+            }
+            let group = crate::topic::session_group(&id);
+            if shared.broker.group(&group).is_ok() {
+                let _ = shared.broker.delete_group(&group);
+            }
+            shared.sessions.remove(&id, &slot);
+            tracing::debug!(client = %id, "MQTT session expired");
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! State shared by every connection of the gateway: the core handle, the configuration, the
+//! retained messages, the session registry, and the path of an MQTT publish into the core.
+//!
+//! Publishing: the MQTT topic's first level is the RocketMQ topic (created on first use when
+//! `auto_create_topics`), the full topic and the MQTT attributes become message properties
+//! (see `topic.rs` and `docs/mqtt.md`), and the queue is chosen by hashing the MQTT topic, so
+//! messages of one MQTT topic keep their order. [`Shared::publish`] returns only once
+//! `Broker::send` returned: the caller acknowledges (PUBACK/PUBREC) after that, never before.
+//!
+//! Retained messages are stored in the RocketMQ topic [`RETAINED_TOPIC`] (one queue; latest
+//! record per MQTT topic wins, an empty payload clears) and mirrored in memory, rebuilt from
+//! the topic on start.
+//!
+//! Concurrency: `parking_lot` locks around the in-memory maps, never held across `.await`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use rocketgate_core::TopicConfig;
+use rocketgate_core::{Broker, ErrorKind, Message, QueueSelector, SendRequest, StoredMessage};
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish};
+
+use crate::config::MqttConfig;
+use crate::session::Sessions;
+use crate::topic::{self, PROP_CLIENT, PROP_QOS, PROP_RETAIN, PROP_TOPIC};
+
+/// RocketMQ topic of retained messages.
+pub const RETAINED_TOPIC: &str = "mqtt_sys_retained";
+/// Message property: payload format indicator (v5).
+pub const PROP_PAYLOAD_FORMAT: &str = "mqttPayloadFormat";
+/// Message property: absolute expiry time in ms since the epoch (v5 message expiry).
+pub const PROP_EXPIRES_AT: &str = "mqttExpiresAt";
+/// Message property: response topic (v5).
+pub const PROP_RESPONSE_TOPIC: &str = "mqttResponseTopic";
+/// Message property: correlation data, hex-encoded (v5).
+pub const PROP_CORRELATION: &str = "mqttCorrelationData";
+/// Message property: content type (v5).
+pub const PROP_CONTENT_TYPE: &str = "mqttContentType";
+
+/// Gateway-wide state.
+pub struct Shared {
+    /// The core.
+    pub broker: Broker,
+    /// Configuration.
+    pub config: MqttConfig,
+    /// Sessions.
+    pub sessions: Sessions,
+    retained: RwLock<BTreeMap<String, StoredMessage>>,
+    known_topics: Mutex<HashSet<String>>,
+}
+
+/// Why a publish was not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub PubAckReason);
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(H[usize::from(x >> 4)] as char);
+        s.push(H[usize::from(x & 15)] as char);
+    }
+    s
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Bytes> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let v = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    b.chunks(2)
+        .map(|p| Some(v(p[0])? << 4 | v(p[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
+}
+
+impl Shared {
+    /// Loads retained messages and sessions from the core.
+    ///
+    /// # Errors
+    /// Core errors while creating or reading the gateway's topics.
+    pub async fn open(
+        broker: Broker,
+        config: MqttConfig,
+    ) -> Result<Arc<Self>, rocketgate_core::Error> {
+        let sessions = Sessions::load(&broker).await?;
+        let shared = Arc::new(Self {
+            broker,
+            config,
+            sessions,
+            retained: RwLock::new(BTreeMap::new()),
+            known_topics: Mutex::new(HashSet::new()),
+        });
+        shared.load_retained().await?;
+        Ok(shared)
+    }
+
+    async fn load_retained(&self) -> Result<(), rocketgate_core::Error> {
+        let all = read_all(&self.broker, RETAINED_TOPIC).await?;
+        let mut map = self.retained.write();
+        for m in all {
+            let Some(t) = m.properties.get(PROP_TOPIC).cloned() else {
+                continue;
+            };
+            if m.body.is_empty() {
+                map.remove(&t);
+            } else {
+                map.insert(t, m);
+            }
+        }
+        tracing::info!(retained = map.len(), "MQTT retained messages loaded");
+        Ok(())
+    }
+
+    /// Makes sure the RocketMQ topic exists (creating it when allowed).
+    ///
+    /// # Errors
+    /// "topic name invalid" when it does not exist and may not be created.
+    pub fn ensure_topic(&self, name: &str) -> Result<(), Refused> {
+        if self.known_topics.lock().contains(name) {
+            return Ok(());
+        }
+        match self.broker.describe_topic(name) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound && self.config.auto_create_topics => {
+                let c = TopicConfig::new(name, self.config.auto_create_queue_count.max(1));
+                match self.broker.create_topic(c) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, topic = %name, "could not create a topic for MQTT");
+                        return Err(Refused(crate::error::publish_reason(&e)));
+                    }
+                }
+            }
+            Err(_) => return Err(Refused(PubAckReason::TopicNameInvalid)),
+        }
+        self.known_topics.lock().insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Stores an MQTT publish in the core (and in the retained store when `retain`). Returns
+    /// once the core accepted it.
+    ///
+    /// # Errors
+    /// [`Refused`] with the reason for the client.
+    pub async fn publish(
+        &self,
+        client_id: &str,
+        p: &Publish,
+        topic_name: &str,
+    ) -> Result<(), Refused> {
+        let core = topic::core_topic_of_name(topic_name)
+            .map_err(|_| Refused(PubAckReason::TopicNameInvalid))?;
+        self.ensure_topic(core)?;
+        let mut m = Message::new(core, p.payload.clone());
+        let props = &mut m.properties;
+        props.insert(PROP_TOPIC.into(), topic_name.to_owned());
+        props.insert(PROP_QOS.into(), (p.qos as u8).to_string());
+        props.insert(PROP_CLIENT.into(), client_id.to_owned());
+        if p.retain {
+            props.insert(PROP_RETAIN.into(), "true".into());
+        }
+        if let Some(v5) = &p.properties {
+            if let Some(f) = v5.payload_format_indicator {
+                props.insert(PROP_PAYLOAD_FORMAT.into(), f.to_string());
+                if f == 1 && std::str::from_utf8(&p.payload).is_err() {
+                    return Err(Refused(PubAckReason::PayloadFormatInvalid));
+                }
+            }
+            if let Some(e) = v5.message_expiry_interval {
+                let at = rocketgate_core::store::now_ms() + i64::from(e) * 1000;
+                props.insert(PROP_EXPIRES_AT.into(), at.to_string());
+            }
+            if let Some(t) = &v5.response_topic {
+                props.insert(PROP_RESPONSE_TOPIC.into(), t.clone());
+            }
+            if let Some(c) = &v5.correlation_data {
+                props.insert(PROP_CORRELATION.into(), hex(c));
+            }
+            if let Some(c) = &v5.content_type {
+                props.insert(PROP_CONTENT_TYPE.into(), c.clone());
+            }
+            for (k, v) in &v5.user_properties {
+                if !k.starts_with("mqtt") {
+                    props.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if p.retain {
+            self.retain(&m, topic_name).await?;
+        }
+        let req = SendRequest {
+            message: m,
+            queue: QueueSelector::ShardingKey(topic_name.to_owned()),
+        };
+        match self.broker.send(req).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if matches!(e.kind(), ErrorKind::Internal | ErrorKind::Unavailable) {
+                    tracing::error!(error = %e, topic = %topic_name, "MQTT publish not stored");
+                }
+                Err(Refused(crate::error::publish_reason(&e)))
+            }
+        }
+    }
+
+    async fn retain(&self, m: &Message, topic_name: &str) -> Result<(), Refused> {
+        if !m.body.is_empty()
+            && !self.retained.read().contains_key(topic_name)
+            && self.retained.read().len() >= self.config.max_retained
+        {
+            return Err(Refused(PubAckReason::QuotaExceeded));
+        }
+        self.ensure_system_topic(RETAINED_TOPIC)?;
+        let mut r = m.clone();
+        r.topic = RETAINED_TOPIC.into();
+        match self.broker.send(r.into()).await {
+            Ok(receipt) => {
+                let mut map = self.retained.write();
+                if m.body.is_empty() {
+                    map.remove(topic_name);
+                } else {
+                    map.insert(topic_name.to_owned(), stored(m, &receipt));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not store a retained message");
+                Err(Refused(crate::error::publish_reason(&e)))
+            }
+        }
+    }
+
+    fn ensure_system_topic(&self, name: &str) -> Result<(), Refused> {
+        if self.known_topics.lock().contains(name) {
+            return Ok(());
+        }
+        ensure_system_topic(&self.broker, name)
+            .map_err(|e| Refused(crate::error::publish_reason(&e)))?;
+        self.known_topics.lock().insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Retained messages whose MQTT topic matches `filter`.
+    pub fn retained_matching(&self, filter: &str) -> Vec<StoredMessage> {
+        self.retained
+            .read()
+            .iter()
+            .filter(|(t, _)| topic::matches(t, filter))
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+fn stored(m: &Message, r: &rocketgate_core::SendReceipt) -> StoredMessage {
+    StoredMessage {
+        message_id: r.message_id.clone(),
+        topic: m.topic.clone(),
+        queue_id: r.queue_id,
+        queue_offset: r.queue_offset,
+        physical_offset: r.physical_offset,
+        size: 0,
+        store_timestamp_ms: r.store_timestamp_ms,
+        born_timestamp_ms: r.store_timestamp_ms,
+        born_host: None,
+        tag: None,
+        keys: Vec::new(),
+        message_group: None,
+        properties: m.properties.clone(),
+        body: m.body.clone(),
+        reconsume_times: 0,
+        flags: 0,
+    }
+}
+
+/// Creates one of the gateway's own one-queue topics if missing.
+///
+/// # Errors
+/// Core errors.
+pub fn ensure_system_topic(broker: &Broker, name: &str) -> Result<(), rocketgate_core::Error> {
+    match broker.create_topic(TopicConfig::new(name, 1)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every message of queue 0 of a gateway topic, oldest first (creating the topic if missing).
+///
+/// # Errors
+/// Core errors.
+pub async fn read_all(
+    broker: &Broker,
+    name: &str,
+) -> Result<Vec<StoredMessage>, rocketgate_core::Error> {
+    ensure_system_topic(broker, name)?;
+    let batch = broker.config().limits.max_batch.max(1);
+    let mut offset = broker.queue_offsets(name, 0).await?.min;
+    let mut out = Vec::new();
+    loop {
+        let r = broker.pull(name, 0, offset, batch).await?;
+        if r.messages.is_empty() {
+            return Ok(out);
+        }
+        offset = r.next_offset;
+        out.extend(r.messages);
+    }
+}

@@ -1,0 +1,128 @@
+//! MQTT over WebSocket: the handshake (path `/mqtt`, subprotocol `mqtt`) and a byte-stream
+//! adapter so that the same connection code serves both transports.
+//!
+//! The adapter reads binary messages into a buffer (a message larger than the maximum packet
+//! size + 8 bytes of framing is refused by tungstenite's limits) and writes each write call as
+//! one binary message.
+//!
+//! Concurrency: owned by the connection task; no locks.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// Accepts a WebSocket handshake for MQTT.
+///
+/// # Errors
+/// Handshake failures (wrong path, no `mqtt` subprotocol, I/O).
+pub async fn accept(stream: TcpStream, max_packet: usize) -> Result<WsBytes, WsError> {
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(max_packet + 8);
+    config.max_frame_size = Some(max_packet + 8);
+    // tungstenite's callback signature fixes the error type.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() != "/mqtt" {
+            let mut e = ErrorResponse::new(Some("MQTT is served at /mqtt".into()));
+            *e.status_mut() = StatusCode::NOT_FOUND;
+            return Err(e);
+        }
+        let offered = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("mqtt"));
+        if !offered {
+            let mut e = ErrorResponse::new(Some("subprotocol mqtt required".into()));
+            *e.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(e);
+        }
+        resp.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
+        Ok(resp)
+    };
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
+    Ok(WsBytes {
+        ws,
+        read: Bytes::new(),
+    })
+}
+
+/// A WebSocket as a byte stream.
+pub struct WsBytes {
+    ws: WebSocketStream<TcpStream>,
+    read: Bytes,
+}
+
+fn io_err(e: WsError) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl AsyncRead for WsBytes {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.read.is_empty() {
+                let n = self.read.len().min(buf.remaining());
+                buf.put_slice(&self.read[..n]);
+                self.read.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io_err(e))),
+                Poll::Ready(Some(Ok(Message::Binary(b)))) => self.read = b,
+                Poll::Ready(Some(Ok(Message::Close(_)))) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Ok(Message::Text(_)))) => {
+                    return Poll::Ready(Err(std::io::Error::other(
+                        "text frame on an MQTT WebSocket",
+                    )))
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+impl AsyncWrite for WsBytes {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.ws).poll_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(io_err(e))),
+            Poll::Ready(Ok(())) => {}
+        }
+        let msg = Message::Binary(Bytes::copy_from_slice(buf));
+        if let Err(e) = Pin::new(&mut self.ws).start_send(msg) {
+            return Poll::Ready(Err(io_err(e)));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.ws).poll_flush(cx).map_err(io_err)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.ws).poll_close(cx).map_err(io_err)
+    }
+}

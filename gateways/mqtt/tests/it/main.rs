@@ -1,0 +1,10 @@
+//! Integration tests: the real gateway on 127.0.0.1:0 with a real `Broker`, driven by rumqttc
+//! (v4 and v5, TCP and WebSocket), raw sockets and Debian's mosquitto clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod basics;
+mod malformed;
+mod sessions;
+mod v5;

@@ -1,0 +1,136 @@
+//! T8b: malformed input against the live listener: closed within 1 s, others still served.
+use std::time::Duration;
+
+use rocketgate_gateway_mqtt::MqttConfig;
+use rumqttc::QoS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+async fn closed_within_1s(port: u16, bytes: &[u8]) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = [0u8; 256];
+    let r = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        r.is_ok(),
+        "connection not closed within 1 s for {bytes:02x?}"
+    );
+}
+
+fn connect_bytes(v5: bool) -> Vec<u8> {
+    let mut b = bytes::BytesMut::new();
+    if v5 {
+        let c = rumqttc::v5::mqttbytes::v5::Connect {
+            keep_alive: 30,
+            client_id: "bad".into(),
+            clean_start: true,
+            properties: None,
+        };
+        c.write(&None, &None, &mut b).unwrap();
+    } else {
+        rumqttc::Connect::new("bad").write(&mut b).unwrap();
+    }
+    b.to_vec()
+}
+
+#[tokio::test]
+async fn malformed_input_closes_the_connection_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MqttConfig {
+        connect_timeout_ms: 500,
+        ..MqttConfig::default()
+    };
+    let s = Server::start(dir.path(), config).await;
+    // Remaining length 268,435,455 before CONNECT.
+    closed_within_1s(s.port, &[0x10, 0xff, 0xff, 0xff, 0x7f]).await;
+    // PUBLISH, PUBACK, CONNACK before CONNECT.
+    closed_within_1s(s.port, &[0x30, 0x05, 0, 1, b'a', b'x', b'y']).await;
+    closed_within_1s(s.port, &[0x40, 0x02, 0, 1]).await;
+    closed_within_1s(s.port, &[0x20, 0x02, 0, 0]).await;
+    // A remaining length over 4 bytes.
+    closed_within_1s(s.port, &[0x10, 0xff, 0xff, 0xff, 0xff, 0x01]).await;
+    // Nothing at all: the connect timeout.
+    closed_within_1s(s.port, &[]).await;
+    for v5 in [false, true] {
+        let mut c = connect_bytes(v5);
+        // Invalid UTF-8 topic (QoS 0).
+        let mut p = c.clone();
+        if v5 {
+            p.extend_from_slice(&[0x30, 5, 0, 2, 0xff, 0xfe, 0]);
+        } else {
+            p.extend_from_slice(&[0x30, 4, 0, 2, 0xff, 0xfe]);
+        }
+        closed_within_1s(s.port, &p).await;
+        // Illegal topics: empty, wildcard, reserved, bad first level.
+        for t in [&b""[..], b"a/+", b"$SYS/x", b"/a"] {
+            let mut p = c.clone();
+            let extra = usize::from(v5);
+            p.push(0x30);
+            p.push((2 + t.len() + extra + 1) as u8);
+            p.extend_from_slice(&(t.len() as u16).to_be_bytes());
+            p.extend_from_slice(t);
+            if v5 {
+                p.push(0);
+            }
+            p.push(b'x');
+            closed_within_1s(s.port, &p).await;
+        }
+        // A second CONNECT.
+        let again = c.clone();
+        c.extend_from_slice(&again);
+        closed_within_1s(s.port, &c).await;
+    }
+    // Others are still served.
+    let (cl, mut rx, h) = client_v4(s.port, "good", true, |_| {}).await;
+    cl.subscribe("ok/#", QoS::AtLeastOnce).await.unwrap();
+    settle().await;
+    cl.publish("ok/1", QoS::AtLeastOnce, false, "fine")
+        .await
+        .unwrap();
+    assert_eq!(&recv(&mut rx).await.payload[..], b"fine");
+    h.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_when_anonymous_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MqttConfig {
+        allow_anonymous: false,
+        users: [("dev".to_owned(), "secret".to_owned())].into(),
+        ..MqttConfig::default()
+    };
+    let s = Server::start(dir.path(), config).await;
+    for login in [None, Some(("dev", "wrong"))] {
+        let mut c = rumqttc::Connect::new("x");
+        if let Some((u, p)) = login {
+            c.set_login(u, p);
+        }
+        let mut b = bytes::BytesMut::new();
+        c.write(&mut b).unwrap();
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .unwrap();
+        sock.write_all(&b).await.unwrap();
+        let mut ack = [0u8; 4];
+        sock.read_exact(&mut ack).await.unwrap();
+        assert_eq!(ack, [0x20, 2, 0, 4], "bad username or password");
+    }
+    let (_c, _rx, h) = client_v4(s.port, "ok", true, |o| {
+        o.set_credentials("dev", "secret");
+    })
+    .await;
+    h.abort();
+    s.stop().await;
+}

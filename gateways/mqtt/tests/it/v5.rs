@@ -1,0 +1,163 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+use rocketgate_gateway_mqtt::MqttConfig;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::support::*;
+
+async fn client_v5(
+    port: u16,
+    id: &str,
+    tweak: impl FnOnce(&mut MqttOptions),
+) -> (
+    AsyncClient,
+    mpsc::UnboundedReceiver<Publish>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    tweak(&mut o);
+    let (client, mut el) = AsyncClient::new(o, 1000);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let mut ready = Some(ready_tx);
+    let h = tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(p);
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
+    (client, rx, h)
+}
+
+#[tokio::test]
+async fn v5_properties_pass_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    let (sub, mut rx, h) = client_v5(s.port, "v5sub", |_| {}).await;
+    let props = rumqttc::v5::mqttbytes::v5::SubscribeProperties {
+        id: Some(7),
+        user_properties: Vec::new(),
+    };
+    sub.subscribe_with_properties("req/#", QoS::AtLeastOnce, props)
+        .await
+        .unwrap();
+    settle().await;
+    let (p, _r, hp) = client_v5(s.port, "v5pub", |_| {}).await;
+    let props = PublishProperties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(600),
+        response_topic: Some("resp/1".into()),
+        correlation_data: Some(Bytes::from_static(b"\x01\x02corr")),
+        user_properties: vec![("tenant".into(), "acme".into())],
+        content_type: Some("text/plain".into()),
+        ..PublishProperties::default()
+    };
+    p.publish_with_properties("req/a", QoS::AtLeastOnce, false, "hi", props)
+        .await
+        .unwrap();
+    let got = recv(&mut rx).await;
+    let gp = got.properties.expect("properties");
+    assert_eq!(gp.payload_format_indicator, Some(1));
+    assert!(gp
+        .message_expiry_interval
+        .is_some_and(|e| e > 590 && e <= 600));
+    assert_eq!(gp.response_topic.as_deref(), Some("resp/1"));
+    assert_eq!(gp.correlation_data.as_deref(), Some(&b"\x01\x02corr"[..]));
+    assert_eq!(gp.content_type.as_deref(), Some("text/plain"));
+    assert!(gp
+        .user_properties
+        .contains(&("tenant".into(), "acme".into())));
+    assert_eq!(gp.subscription_identifiers, vec![7]);
+    // User properties are message properties in the core.
+    let info = s.broker.describe_topic("req").unwrap();
+    let mut seen = false;
+    for q in info.queues {
+        for m in s
+            .broker
+            .pull("req", q.queue_id, 0, 10)
+            .await
+            .unwrap()
+            .messages
+        {
+            seen |= m.properties.get("tenant").map(String::as_str) == Some("acme");
+        }
+    }
+    assert!(seen);
+    h.abort();
+    hp.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn receive_maximum_of_the_client_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    let (sub, mut rx, h) = client_v5(s.port, "rm", |o| {
+        o.set_receive_maximum(Some(1));
+        o.set_manual_acks(true);
+    })
+    .await;
+    sub.subscribe("rm/#", QoS::AtLeastOnce).await.unwrap();
+    settle().await;
+    let (p, _r, hp) = client_v5(s.port, "rmp", |_| {}).await;
+    for i in 0..3 {
+        p.publish(format!("rm/{i}"), QoS::AtLeastOnce, false, "x")
+            .await
+            .unwrap();
+    }
+    let first = recv(&mut rx).await;
+    nothing(&mut rx, 700).await; // window of one, unacknowledged
+    sub.ack(&first).await.unwrap();
+    let second = recv(&mut rx).await;
+    assert_ne!(first.topic, second.topic);
+    nothing(&mut rx, 300).await;
+    sub.ack(&second).await.unwrap();
+    let _third = recv(&mut rx).await;
+    h.abort();
+    hp.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_local_and_assigned_client_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    let (c, mut rx, h) = client_v5(s.port, "", |_| {}).await;
+    let f = rumqttc::v5::mqttbytes::v5::Filter {
+        path: "chat/#".into(),
+        qos: QoS::AtLeastOnce,
+        nolocal: true,
+        preserve_retain: false,
+        retain_forward_rule: rumqttc::v5::mqttbytes::v5::RetainForwardRule::OnEverySubscribe,
+    };
+    c.subscribe_many(vec![f]).await.unwrap();
+    settle().await;
+    c.publish("chat/room", QoS::AtLeastOnce, false, "mine")
+        .await
+        .unwrap();
+    nothing(&mut rx, 500).await;
+    let (p, _r, hp) = client_v5(s.port, "other", |_| {}).await;
+    p.publish("chat/room", QoS::AtLeastOnce, false, "theirs")
+        .await
+        .unwrap();
+    assert_eq!(&recv(&mut rx).await.payload[..], b"theirs");
+    h.abort();
+    hp.abort();
+    s.stop().await;
+}
