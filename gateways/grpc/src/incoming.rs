@@ -1,6 +1,6 @@
 //! The accepted connections of the gRPC listener: `TCP_NODELAY` on every socket, a pause
 //! after an accept failure such as `EMFILE` so the accept loop does not spin, and the
-//! `rocketgate_connections{gateway="grpc"}` gauge (plus `rocketgate_connections_total`), kept
+//! `rocketgate_connections_active{gateway="grpc"}` gauge (plus `rocketgate_connections_total`), kept
 //! by a guard that lives as long as the socket.
 //!
 //! A `Stream` over a [`TcpListenerStream`], polled by tonic's accept loop only; no task or lock
@@ -44,7 +44,7 @@ pub(crate) struct Counted {
 
 impl Counted {
     fn new(inner: TcpStream) -> Self {
-        metrics::gauge!("rocketgate_connections", "gateway" => "grpc").increment(1.0);
+        metrics::gauge!("rocketgate_connections_active", "gateway" => "grpc").increment(1.0);
         metrics::counter!("rocketgate_connections_total", "gateway" => "grpc").increment(1);
         Self { inner }
     }
@@ -52,7 +52,7 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        metrics::gauge!("rocketgate_connections", "gateway" => "grpc").decrement(1.0);
+        metrics::gauge!("rocketgate_connections_active", "gateway" => "grpc").decrement(1.0);
     }
 }
 
