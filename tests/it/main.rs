@@ -21,6 +21,8 @@
 //!   gateway: start, send, batch, receive/ack, long polls, the core view of a gRPC message,
 //!   bad input, shutdown, FIFO, delay, invisibility expiry and dead letters, transactions and
 //!   their check-back, tag filters, a large message, endpoint aliasing, shared groups.
+//! - `cross_mqtt`: MQTT (rumqttc) and the official RocketMQ SDK on one broker: an MQTT publish
+//!   consumed over gRPC with retry and dead letter, a gRPC message to MQTT subscribers.
 //! - `time_delay`: delay levels and timed messages on time, exactly once, across a clean
 //!   restart and a `kill -9` of the process that scheduled them; cancellation.
 //! - `time_load`: 100,000 timed messages over 10 s in a child broker process: each delivered
@@ -53,6 +55,7 @@ mod consume_pop;
 mod consume_redelivery;
 mod consume_restart;
 mod consume_validation;
+mod cross_mqtt;
 mod grpc_sdk;
 mod grpc_sdk_basic;
 mod grpc_sdk_clients;
