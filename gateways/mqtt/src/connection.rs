@@ -121,6 +121,7 @@ struct Conn<S> {
     aliases: HashMap<u16, Bytes>,
     publishes: FuturesOrdered<PubFut>,
     qos_pending: usize,
+    qos2_storing: std::collections::HashSet<u16>,
     tx: mpsc::Sender<Delivery>,
     rx: mpsc::Receiver<Delivery>,
     backlog: std::collections::VecDeque<Delivery>,
@@ -289,6 +290,7 @@ async fn connected<S>(
         aliases: HashMap::new(),
         publishes: FuturesOrdered::new(),
         qos_pending: 0,
+        qos2_storing: std::collections::HashSet::new(),
         tx,
         rx,
         backlog: std::mem::take(&mut session.pending),
@@ -573,6 +575,10 @@ where
             }
         };
         if p.qos != QoS::AtMostOnce {
+            if p.qos == QoS::ExactlyOnce && self.qos2_storing.contains(&p.pkid) {
+                // Retransmitted while the first copy is being stored: its PUBREC will follow.
+                return None;
+            }
             if p.qos == QoS::ExactlyOnce && self.session.incoming_qos2.contains(&p.pkid) {
                 // A retransmission of a message stored already: acknowledge, do not store again.
                 self.write(&codec::pubrec(p.pkid, PubRecReason::Success));
@@ -586,6 +592,9 @@ where
                     .await;
             }
             self.qos_pending += 1;
+            if p.qos == QoS::ExactlyOnce {
+                self.qos2_storing.insert(p.pkid);
+            }
         }
         let shared = self.shared.clone();
         let client = self.client_id.clone();
@@ -617,6 +626,9 @@ where
     fn published(&mut self, pkid: u16, q: QoS, r: Result<(), Refused>) {
         if q != QoS::AtMostOnce {
             self.qos_pending = self.qos_pending.saturating_sub(1);
+        }
+        if q == QoS::ExactlyOnce {
+            self.qos2_storing.remove(&pkid);
         }
         match r {
             Ok(()) => {

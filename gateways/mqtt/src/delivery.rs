@@ -27,8 +27,10 @@ use crate::shared::{
 };
 use crate::topic::{PROP_QOS, PROP_TOPIC};
 
-/// Messages popped per pop.
+/// Messages popped per pop of a session's own group.
 const POP_BATCH: usize = 32;
+/// Messages popped per pop of a shared group: small, so that members share a burst.
+const SHARED_POP_BATCH: usize = 4;
 
 /// Creates a consumer group if missing; `true` when it was created now.
 pub fn ensure_group(broker: &Broker, name: &str) -> bool {
@@ -61,7 +63,12 @@ pub fn spawn_poller(
             Duration::from_millis(c.max_invisible_ms),
         );
         let wait = Duration::from_millis(c.max_wait_ms.min(20_000));
-        let max = POP_BATCH.min(c.max_pop_batch.max(1));
+        let batch = if shared.is_some() {
+            SHARED_POP_BATCH
+        } else {
+            POP_BATCH
+        };
+        let max = batch.min(c.max_pop_batch.max(1));
         loop {
             let Ok(mut permits) = tx.reserve_many(max).await else {
                 return;

@@ -100,15 +100,14 @@ pub fn parse_filter(raw: &str) -> Result<ParsedFilter<'_>, TopicError> {
     if filter.is_empty() || filter.contains('\0') {
         return Err(TopicError::Malformed);
     }
-    let levels: Vec<&str> = filter.split('/').collect();
-    for (i, l) in levels.iter().enumerate() {
-        if (l.contains('#') && (*l != "#" || i + 1 != levels.len()))
-            || (l.contains('+') && *l != "+")
-        {
+    let mut levels = filter.split('/').peekable();
+    while let Some(l) = levels.next() {
+        let last = levels.peek().is_none();
+        if (l.contains('#') && (l != "#" || !last)) || (l.contains('+') && l != "+") {
             return Err(TopicError::Malformed);
         }
     }
-    let first = levels.first().copied().unwrap_or_default();
+    let first = first_level(filter);
     let core_topic = match first {
         "#" | "+" => None,
         f if f.starts_with('$') || f.starts_with(RESERVED_PREFIX) => {

@@ -21,6 +21,8 @@ pub fn open_broker(dir: &Path) -> Broker {
     c.store.data_dir = dir.to_path_buf();
     c.store.segment_size = 4 << 20;
     c.consumer.min_invisible_ms = 100;
+    // The machine is shared: do not fail tests on a busy disk.
+    c.store.disk_max_used_ratio = 0.99;
     Broker::open(c).unwrap()
 }
 

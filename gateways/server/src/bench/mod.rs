@@ -33,6 +33,7 @@ mod grpc;
 mod latency;
 mod load;
 mod memory;
+mod mqtt;
 mod popper;
 mod read;
 mod report;
@@ -61,6 +62,9 @@ enum BenchCommand {
     /// RocketMQ 5 gRPC: SendMessage throughput and latency with N clients, paced latency, and
     /// ReceiveMessage + AckMessage throughput.
     Grpc(grpc::GrpcArgs),
+    /// MQTT 3.1.1: QoS 0 / QoS 1 publish throughput with N clients and publish -> subscriber
+    /// latency, against a rocketgate listener and Mosquitto (when installed) in the same run.
+    Mqtt(mqtt::MqttArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -73,5 +77,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Consume(a) => consume::run(a),
         BenchCommand::Delay(a) => delay::run(a),
         BenchCommand::Grpc(a) => grpc::run(a),
+        BenchCommand::Mqtt(a) => mqtt::run(a),
     }
 }
