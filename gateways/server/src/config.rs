@@ -4,7 +4,7 @@
 //! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]` for
 //! the core, `[nameserver]` for the NameServer, `[broker]` for the broker's identity and
 //! registration, `[listen]` for every listen address, `[gateways]` for which gateways run,
-//! `[grpc]` for the RocketMQ 5 gRPC protocol;
+//! `[grpc]` for the RocketMQ 5 gRPC protocol, `[mqtt]` for the MQTT gateway;
 //! documented in `default.toml`), the layering and the validation. Unknown keys and sections,
 //! malformed addresses and invalid values are errors of one line that name the key or flag.
 
@@ -62,7 +62,7 @@ pub struct RunArgs {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// `[store]`.
@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub gateways: Gateways,
     /// `[grpc]`: the RocketMQ 5 gRPC protocol (long polling, request size).
     pub grpc: rocketgate_gateway_grpc::MessagingConfig,
+    /// `[mqtt]`: the MQTT gateway (limits, sessions, authentication, topic mapping).
+    pub mqtt: rocketgate_gateway_mqtt::MqttConfig,
 }
 
 /// The broker's identity and registration.
@@ -353,6 +355,7 @@ mod tests {
             cfg.grpc,
             rocketgate_gateway_grpc::MessagingConfig::default()
         );
+        assert!(cfg.mqtt == rocketgate_gateway_mqtt::MqttConfig::default());
     }
 
     #[test]

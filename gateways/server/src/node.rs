@@ -109,14 +109,17 @@ async fn serve(
         true => Some(bind("http", cfg.listen.http).await?),
         false => None,
     };
-    if cfg.gateways.mqtt {
-        tracing::info!(
-            mqtt = %cfg.listen.mqtt,
-            mqtt_ws = %cfg.listen.mqtt_ws,
-            "no MQTT gateway in this build: MQTT endpoints not served"
-        );
-    }
-    let endpoints = advertised(&cfg.broker, [Some(&grpc), http.as_ref()])?;
+    let (mqtt, mqtt_ws) = match cfg.gateways.mqtt {
+        true => (
+            Some(bind("mqtt", cfg.listen.mqtt).await?),
+            Some(bind("mqtt_ws", cfg.listen.mqtt_ws).await?),
+        ),
+        false => (None, None),
+    };
+    let endpoints = advertised(
+        &cfg.broker,
+        [Some(&grpc), http.as_ref(), mqtt.as_ref(), mqtt_ws.as_ref()],
+    )?;
 
     let data_dir = cfg.store.data_dir.clone();
     let broker = tokio::task::spawn_blocking({
@@ -199,6 +202,23 @@ async fn serve(
         servers.spawn(async move {
             rocketgate_gateway_http::serve(h.listener, broker, shutdown).await?;
             Ok("http")
+        });
+    }
+
+    if mqtt.is_some() || mqtt_ws.is_some() {
+        let mut listener = |b: Option<Bound>| {
+            b.map(|b| {
+                bound.push((b.protocol, b.local));
+                b.listener
+            })
+        };
+        let (tcp, ws) = (listener(mqtt), listener(mqtt_ws));
+        let broker = broker.clone();
+        let shutdown = stop.wait();
+        let config = cfg.mqtt.clone();
+        servers.spawn(async move {
+            rocketgate_gateway_mqtt::serve(tcp, ws, broker, config, shutdown).await?;
+            Ok("mqtt")
         });
     }
 

@@ -67,10 +67,24 @@ fn standalone_logs_and_reports_every_bound_endpoint_and_stops_cleanly_on_sigterm
     assert!(data.join("checkpoint").exists());
 }
 
+/// Sends an MQTT 3.1.1 CONNECT (clean session, client id `t1`) and returns the 4-byte answer.
+fn mqtt_connect(addr: &str) -> [u8; 4] {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(support::WAIT)).unwrap();
+    s.write_all(&[
+        0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 2, b't', b'1',
+    ])
+    .unwrap();
+    let mut answer = [0u8; 4];
+    s.read_exact(&mut answer).unwrap();
+    answer
+}
+
 #[test]
 fn standalone_in_a_fresh_directory_with_no_config_serves_on_the_default_ports() {
     // What a new user does: no config file, no flags, data under ./data.
-    for port in [9876, 8081, 8080] {
+    for port in [9876, 8081, 8080, 1883, 8083] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} is taken on this machine; this test needs the default ports"
@@ -98,6 +112,10 @@ fn standalone_in_a_fresh_directory_with_no_config_serves_on_the_default_ports() 
     let (status, body) = http_get("127.0.0.1:8080", "/health");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"ok\""), "{body}");
+    // MQTT on 1883 (and WebSocket on 8083): a 3.1.1 CONNECT is accepted.
+    assert_eq!(node.endpoint("mqtt"), "127.0.0.1:1883");
+    assert_eq!(node.endpoint("mqtt_ws"), "127.0.0.1:8083");
+    assert_eq!(mqtt_connect("127.0.0.1:1883"), [0x20, 0x02, 0x00, 0x00]);
     // The admin tool's defaults reach it, and the broker registered with its own NameServer.
     let info = admin_json(&["broker", "info"]);
     assert!(info.to_string().contains("broker-a"), "{info}");
