@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
 use rumqttc::v5::mqttbytes::v5::{
     ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill, Login,
     PubAckReason, PubRecReason, Publish, PublishProperties, RetainForwardRule, SubscribeReasonCode,
@@ -390,6 +391,10 @@ where
                 }
                 Some((pkid, q, r)) = self.publishes.next(), if !self.publishes.is_empty() => {
                     self.published(pkid, q, r);
+                    // Take every other completed store in the same turn (one socket write).
+                    while let Some(Some((pkid, q, r))) = self.publishes.next().now_or_never() {
+                        self.published(pkid, q, r);
+                    }
                 }
                 r = self.stream.read_buf(&mut self.rbuf), if can_read => {
                     match r {

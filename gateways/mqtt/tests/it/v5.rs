@@ -161,3 +161,99 @@ async fn no_local_and_assigned_client_id() {
     hp.abort();
     s.stop().await;
 }
+
+fn raw_v5_connect(id: &str, will: Option<(u32, &str)>, expiry: u32) -> Vec<u8> {
+    use rumqttc::v5::mqttbytes::v5::{ConnectProperties, LastWill, LastWillProperties};
+    let mut props = ConnectProperties::new();
+    props.session_expiry_interval = Some(expiry);
+    let c = rumqttc::v5::mqttbytes::v5::Connect {
+        keep_alive: 30,
+        client_id: id.into(),
+        clean_start: true,
+        properties: Some(props),
+    };
+    let will = will.map(|(delay, topic)| LastWill {
+        topic: Bytes::copy_from_slice(topic.as_bytes()),
+        message: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Some(LastWillProperties {
+            delay_interval: Some(delay),
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: Vec::new(),
+        }),
+    });
+    let mut b = bytes::BytesMut::new();
+    c.write(&will, &None, &mut b).unwrap();
+    b.to_vec()
+}
+
+#[tokio::test]
+async fn will_delay_session_expiry_and_packet_too_large() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let config = MqttConfig {
+        max_packet_size: 1024,
+        ..MqttConfig::default()
+    };
+    let s = Server::start(dir.path(), config).await;
+    let (w, mut rx, h) = client_v5(s.port, "watch5", |_| {}).await;
+    w.subscribe("lwt/#", QoS::AtLeastOnce).await.unwrap();
+    settle().await;
+    {
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .unwrap();
+        sock.write_all(&raw_v5_connect("delayed", Some((1, "lwt/delayed")), 5))
+            .await
+            .unwrap();
+        let mut ack = [0u8; 3];
+        sock.read_exact(&mut ack).await.unwrap();
+        assert_eq!(ack[0], 0x20);
+        // A subscription so that the session has a consumer group.
+        let mut sub = bytes::BytesMut::new();
+        rumqttc::v5::mqttbytes::v5::Subscribe::new(
+            rumqttc::v5::mqttbytes::v5::Filter::new("x/y", QoS::AtLeastOnce),
+            None,
+        )
+        .write(&mut sub)
+        .unwrap();
+        sock.write_all(&sub).await.unwrap();
+        settle().await;
+    } // dropped abruptly
+    nothing(&mut rx, 600).await; // will delay 1 s
+    let got = recv(&mut rx).await;
+    assert_eq!(got.topic, Bytes::from_static(b"lwt/delayed"));
+    // Session expiry 5 s: the session's group is gone a little after.
+    assert!(s.broker.group("mqtt-delayed").is_ok());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.broker.group("mqtt-delayed").is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A packet over the maximum packet size: DISCONNECT 0x95, then closed.
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    let mut bytes = raw_v5_connect("big", None, 0);
+    bytes.extend_from_slice(&[0x30, 0x80, 0x10]); // remaining length 2048
+    sock.write_all(&bytes).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(1), sock.read_to_end(&mut all))
+        .await
+        .expect("closed within 1 s")
+        .unwrap();
+    assert!(
+        all.windows(2).any(|w| w[0] == 0xe0) && all.contains(&0x95),
+        "{all:02x?}"
+    );
+    h.abort();
+    s.stop().await;
+}
