@@ -1,25 +1,80 @@
-//! rocketgate-gateway-http: HTTP access to the core `Broker`.
+//! rocketgate-gateway-http: curl and browsers as first-class clients of the core [`Broker`]:
+//! REST (JSON under `/v1`), a credit-based WebSocket protocol at `/v1/ws`, an OpenAPI 3.1
+//! document generated from the handlers, Prometheus `/metrics` and health checks.
 //!
-//! Owns now: the axum server on the broker's HTTP endpoint and its health check,
-//! `GET /health`, for load balancers, orchestrators and scripts: `200` with
-//! `{"status":"ok", ...}` while the broker accepts writes, `503` with
-//! `{"status":"refusing_writes","reason":...}` while the store refuses them (disk full, read-only
-//! after an I/O error). Other paths answer `404` with an `application/problem+json` body.
+//! Every handler is a thin translation to the `Broker` API; every failure answers
+//! `application/problem+json` with a stable `code` ([`error`]). The full reference (routes,
+//! frames, error codes, configuration keys, metric names) is `docs/http.md`.
 //!
-//! Will own (HTTP/WebSocket issue): REST (JSON under `/v1`), problem+json errors for every
-//! route, the OpenAPI document, `/metrics`, and the credit-based WebSocket protocol.
+//! # Layout
 //!
-//! Depends on `rocketgate-core` only, never on another gateway. Every handler is stateless
-//! beyond a `Broker` handle (cheap `Clone`).
+//! - [`config`]: [`HttpConfig`], the `[http]` section.
+//! - [`error`]: [`ApiError`] / [`Problem`] and the `ErrorKind` → status table.
+//! - `extract.rs`: body and query extractors with problem+json rejections and size limits.
+//! - [`model`]: the JSON shapes (utoipa `ToSchema`) and their core conversions.
+//! - `rest/`: handlers, one module per family (`publish`, `consume`, `admin`, `query`, `ops`);
+//!   `callback.rs`: transaction check-back over HTTP; `ws.rs`: the WebSocket protocol.
+//! - `openapi.rs`: the generated document and the docs page (`/docs`); `server.rs`: the
+//!   listener (connection limit), middleware (in-flight limit, request timeout, metrics), serve.
+//!
+//! Routes outside `/v1`: `/healthz`, `/readyz`, `/health`, `/metrics`, `/openapi.json`, `/docs`,
+//! `/ui` (the browser example of `examples/browser/`).
+//!
+//! # Wiring
+//!
+//! [`serve`] runs with [`HttpConfig::default`] and no Prometheus recorder; [`serve_with`] takes
+//! the `[http]` section and the [`PrometheusHandle`] of the recorder the composition root
+//! installed. [`router`] / [`router_with`] give the bare router (tests, embedding).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rocketgate_core::{Broker, Config};
+//! use rocketgate_gateway_http::{serve_with, HttpConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut config = Config::default();
+//! config.store.data_dir = dir.path().into();
+//! config.store.segment_size = 1 << 20;
+//! let broker = Broker::open(config)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(serve_with(listener, broker, HttpConfig::default(), None, async {
+//!     let _ = stopped.await;
+//! }));
+//! let _ = stop.send(());
+//! server.await??;
+//! # Ok(()) }
+//! ```
+//!
+//! Depends on `rocketgate-core` only, never on another gateway.
+
+pub mod callback;
+pub mod config;
+pub mod error;
+mod extract;
+pub mod model;
+mod openapi;
+mod rest;
+mod server;
+mod state;
+mod ws;
 
 use std::future::Future;
 
-use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
+pub use metrics_exporter_prometheus::PrometheusHandle;
 use rocketgate_core::Broker;
+use utoipa_axum::routes;
+
+pub use config::{ConfigError, HttpConfig};
+pub use error::{ApiError, Problem};
+use state::AppState;
 
 /// Why [`serve`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -28,14 +83,49 @@ pub enum Error {
     /// Accepting or serving connections failed.
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
+    /// The `[http]` configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
-/// The router: `GET /health` and a problem+json `404` for everything else.
-pub fn router(broker: Broker) -> Router {
-    Router::new()
-        .route("/health", get(health))
+/// The browser example page (`examples/browser/index.html`), served at `/ui`.
+const BROWSER_PAGE: &str = include_str!("../../../examples/browser/index.html");
+
+fn build(state: AppState) -> Router {
+    let (router, doc) = rest::routes()
+        .routes(routes!(ws::upgrade))
+        .split_for_parts();
+    let doc = openapi::finish(doc);
+    let doc = serde_json::to_string(&doc).unwrap_or_default();
+    router
+        .route("/health", get(rest::ops::health))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+        )
+        .route("/docs", get(|| async { Html(openapi::DOCS_PAGE) }))
+        .route("/ui", get(|| async { Html(BROWSER_PAGE) }))
         .fallback(not_found)
-        .with_state(broker)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            server::guard,
+        ))
+        .with_state(state)
+}
+
+/// The router with the default configuration and no metrics recorder.
+pub fn router(broker: Broker) -> Router {
+    router_with(broker, HttpConfig::default(), None)
+}
+
+/// The router with a configuration and the Prometheus handle `/metrics` renders.
+pub fn router_with(
+    broker: Broker,
+    config: HttpConfig,
+    metrics: Option<PrometheusHandle>,
+) -> Router {
+    build(AppState::new(broker, config, metrics))
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes; then stops accepting and lets
@@ -48,43 +138,43 @@ pub async fn serve(
     broker: Broker,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    axum::serve(listener, router(broker))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_with(listener, broker, HttpConfig::default(), None, shutdown).await
+}
+
+/// Serves the gateway with `config` until `shutdown` completes: stops accepting, closes
+/// WebSocket connections with 1001, lets requests in flight finish (a long poll ends within
+/// `http.max_wait_ms`).
+///
+/// # Errors
+/// [`Error::Config`] for an invalid `config`, [`Error::Io`] when the server fails.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    config: HttpConfig,
+    metrics: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    config.validate()?;
+    let state = AppState::new(broker, config, metrics);
+    let router = build(state.clone());
+    server::run(listener, state, router, shutdown).await?;
     Ok(())
 }
 
-async fn health(State(broker): State<Broker>) -> Response {
-    let store = broker.store();
-    let (min, durable, end) = store.log_offsets();
-    let body = |status: &str| {
-        serde_json::json!({
-            "status": status,
-            "commit_log": { "min_offset": min, "durable_offset": durable, "end_offset": end },
-            "recovered_after_crash": store.recovery_report().after_crash,
-        })
-    };
-    match store.write_refusal() {
-        None => (StatusCode::OK, Json(body("ok"))).into_response(),
-        Some(reason) => {
-            let mut v = body("refusing_writes");
-            v["reason"] = serde_json::Value::String(reason);
-            (StatusCode::SERVICE_UNAVAILABLE, Json(v)).into_response()
-        }
-    }
+async fn not_found(uri: axum::http::Uri) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!("no route for {}", uri.path()),
+    )
+    .into_response()
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": "Not Found",
-        "status": 404,
-        "detail": format!("no route for {}", uri.path()),
-    });
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this route",
     )
-        .into_response()
+    .into_response()
 }

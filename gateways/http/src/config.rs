@@ -1,0 +1,137 @@
+//! The `[http]` configuration section: limits and timeouts of the REST and WebSocket gateway.
+//!
+//! Invariants: every size or count the wire can ask for is bounded by one of these fields;
+//! [`HttpConfig::validate`] checks that they are coherent (a long poll ends before the request
+//! timeout). Who calls it: the composition root (`rocketgate`), which deserializes it from TOML,
+//! and [`crate::serve_with`]. No I/O, no locks.
+
+use serde::Deserialize;
+
+/// Configuration of the HTTP gateway (`[http]` in the TOML file). Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body, in bytes (8 MiB). Larger bodies answer `413`.
+    pub max_body_bytes: usize,
+    /// Most messages in one batch publish, ack or resend request (256).
+    pub max_batch: usize,
+    /// Longest `wait_ms` of a receive or pull long poll, in ms (20,000). Longer asks answer
+    /// `400` (`wait_too_long`). Also capped by the core's `consumer.max_wait_ms`.
+    pub max_wait_ms: u64,
+    /// A request running longer than this answers `503` (`request_timeout`), in ms (30,000).
+    /// Must exceed `max_wait_ms`.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more answer `429` (`too_many_requests`) (1,024).
+    pub max_in_flight: usize,
+    /// Open TCP connections; further ones wait in the accept backlog (10,000).
+    pub max_connections: usize,
+    /// Largest WebSocket message (frame or reassembled message), in bytes (8 MiB). Larger ones
+    /// close the connection with code 1009.
+    pub ws_max_frame_bytes: usize,
+    /// Most credits a WebSocket subscription may hold at once (1,024): what the server may
+    /// have delivered and not yet been granted again.
+    pub ws_max_credits: u32,
+    /// Most subscriptions on one WebSocket connection (16).
+    pub ws_max_subscriptions: usize,
+    /// Frames queued for one WebSocket connection before producers of frames wait (64).
+    pub ws_outbound_frames: usize,
+    /// How often the server pings a WebSocket client, in ms (15,000); a client silent for two
+    /// intervals is closed (code 1001).
+    pub ws_ping_interval_ms: u64,
+    /// Default invisible duration of messages delivered over WebSocket, in ms (30,000).
+    pub ws_invisible_ms: u64,
+    /// Origins allowed to open a WebSocket (`Origin` header, e.g. `https://app.example`);
+    /// empty allows any origin.
+    pub allowed_origins: Vec<String>,
+    /// Whether producer groups may register transaction check-back callback URLs (true).
+    pub allow_callbacks: bool,
+    /// Timeout of one transaction check-back callback request, in ms (1,000).
+    pub callback_timeout_ms: u64,
+    /// Further attempts after a failed callback request (transport error or 5xx) (2).
+    pub callback_retries: u32,
+    /// Pause between callback attempts, in ms (100).
+    pub callback_retry_backoff_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            max_batch: 256,
+            max_wait_ms: 20_000,
+            request_timeout_ms: 30_000,
+            max_in_flight: 1024,
+            max_connections: 10_000,
+            ws_max_frame_bytes: 8 << 20,
+            ws_max_credits: 1024,
+            ws_max_subscriptions: 16,
+            ws_outbound_frames: 64,
+            ws_ping_interval_ms: 15_000,
+            ws_invisible_ms: 30_000,
+            allowed_origins: Vec::new(),
+            allow_callbacks: true,
+            callback_timeout_ms: 1000,
+            callback_retries: 2,
+            callback_retry_backoff_ms: 100,
+        }
+    }
+}
+
+/// An incoherent [`HttpConfig`].
+#[derive(Debug, thiserror::Error)]
+#[error("invalid [http] configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl HttpConfig {
+    /// Checks the fields against each other.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_batch", self.max_batch as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("max_in_flight", self.max_in_flight as u64),
+            ("max_connections", self.max_connections as u64),
+            ("ws_max_frame_bytes", self.ws_max_frame_bytes as u64),
+            ("ws_max_credits", u64::from(self.ws_max_credits)),
+            ("ws_max_subscriptions", self.ws_max_subscriptions as u64),
+            ("ws_outbound_frames", self.ws_outbound_frames as u64),
+            ("ws_ping_interval_ms", self.ws_ping_interval_ms),
+            ("callback_timeout_ms", self.callback_timeout_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError(format!("{name} must be positive")));
+        }
+        if self.max_wait_ms >= self.request_timeout_ms {
+            return Err(ConfigError(
+                "max_wait_ms must be below request_timeout_ms".into(),
+            ));
+        }
+        if self.callback_retries > 10 {
+            return Err(ConfigError("callback_retries must be at most 10".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_incoherent_values_are_refused() {
+        assert!(HttpConfig::default().validate().is_ok());
+        let c = HttpConfig {
+            max_wait_ms: 40_000,
+            ..HttpConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = HttpConfig {
+            max_batch: 0,
+            ..HttpConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

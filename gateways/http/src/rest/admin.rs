@@ -1,0 +1,335 @@
+//! Administration: topics (create, list, describe, update, route, delete), consumer groups
+//! (create, list, describe, delete, lag, clients, retry policy) and dead-letter queues (list,
+//! query, resend, purge).
+//!
+//! Invariants: list answers are bounded by the broker's tables (topics and groups are bounded
+//! by `limits`); dead-letter reads by `limits.max_batch`; resend id lists by `http.max_batch`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use rocketgate_core::api::TopicUpdate;
+use rocketgate_core::broker::retry::DlqSelection;
+use rocketgate_core::{GroupConfig, Permission, TopicConfig};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, Path, Query};
+use crate::model::{
+    Clients, CreateGroup, CreateTopic, GroupList, GroupView, Lag, LagView, Pulled, ResendRequest,
+    Resent, RetryPolicy, RouteQueue, TopicList, TopicRoute, TopicView, UpdateTopic,
+};
+use crate::state::AppState;
+
+/// Creates a topic.
+#[utoipa::path(post, path = "/v1/topics", tag = "topics",
+    request_body = CreateTopic,
+    responses((status = 201, description = "Created", body = TopicView)))]
+pub(crate) async fn create_topic(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CreateTopic>,
+) -> ApiResult<(StatusCode, Json<TopicView>)> {
+    let info = state.broker.create_topic(
+        TopicConfig::new(req.name, req.queue_count).with_type(req.message_type.into()),
+    )?;
+    Ok((StatusCode::CREATED, Json(info.into())))
+}
+
+/// Lists topics (user, retry and dead-letter topics; not internal journals).
+#[utoipa::path(get, path = "/v1/topics", tag = "topics",
+    responses((status = 200, description = "Topics", body = TopicList)))]
+pub(crate) async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {
+    Json(TopicList {
+        topics: state.broker.list_topics().iter().map(Into::into).collect(),
+    })
+}
+
+/// Describes a topic with its per-queue offsets.
+#[utoipa::path(get, path = "/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "Topic")),
+    responses((status = 200, description = "The topic", body = TopicView)))]
+pub(crate) async fn describe_topic(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> ApiResult<Json<TopicView>> {
+    Ok(Json(state.broker.describe_topic(&topic)?.into()))
+}
+
+/// Changes a topic (queue count up, message type, permissions).
+#[utoipa::path(patch, path = "/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "Topic")),
+    request_body = UpdateTopic,
+    responses((status = 200, description = "The changed topic", body = TopicView)))]
+pub(crate) async fn update_topic(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    JsonBody(req): JsonBody<UpdateTopic>,
+) -> ApiResult<Json<TopicView>> {
+    let current = state.broker.describe_topic(&topic)?.config.permission;
+    let permission = (req.readable.is_some() || req.writable.is_some()).then(|| Permission {
+        read: req.readable.unwrap_or(current.read),
+        write: req.writable.unwrap_or(current.write),
+    });
+    let info = state.broker.update_topic(
+        &topic,
+        TopicUpdate {
+            queue_count: req.queue_count,
+            message_type: req.message_type.map(Into::into),
+            permission,
+        },
+    )?;
+    Ok(Json(info.into()))
+}
+
+/// Deletes a topic.
+#[utoipa::path(delete, path = "/v1/topics/{topic}", tag = "topics",
+    params(("topic" = String, Path, description = "Topic")),
+    responses((status = 204, description = "Deleted")))]
+pub(crate) async fn delete_topic(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.broker.delete_topic(&topic)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The route of a topic: its queues on this broker and the endpoint to reach them.
+#[utoipa::path(get, path = "/v1/topics/{topic}/route", tag = "topics",
+    params(("topic" = String, Path, description = "Topic")),
+    responses((status = 200, description = "The route", body = TopicRoute)))]
+pub(crate) async fn route(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<TopicRoute>> {
+    let info = state.broker.describe_topic(&topic)?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let endpoint = format!("http://{host}");
+    let p = info.config.permission;
+    let permission = match (p.read, p.write) {
+        (true, true) => "READ_WRITE",
+        (true, false) => "READ",
+        (false, true) => "WRITE",
+        (false, false) => "NONE",
+    };
+    Ok(Json(TopicRoute {
+        topic,
+        queues: info
+            .queues
+            .iter()
+            .map(|q| RouteQueue {
+                queue_id: q.queue_id,
+                permission: permission.into(),
+                endpoint: endpoint.clone(),
+            })
+            .collect(),
+    }))
+}
+
+/// Creates a consumer group.
+#[utoipa::path(post, path = "/v1/groups", tag = "groups",
+    request_body = CreateGroup,
+    responses((status = 201, description = "Created", body = GroupView)))]
+pub(crate) async fn create_group(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CreateGroup>,
+) -> ApiResult<(StatusCode, Json<GroupView>)> {
+    let mut config = GroupConfig::new(req.name);
+    if let Some(n) = req.max_delivery_attempts {
+        if n == 0 {
+            return Err(ApiError::bad_request(
+                "max_delivery_attempts must be positive",
+            ));
+        }
+        config.max_delivery_attempts = n;
+    }
+    config.subscriptions = req
+        .subscriptions
+        .into_iter()
+        .map(|(t, f)| (t, f.into()))
+        .collect();
+    let created = state.broker.create_group(config)?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// Lists consumer groups.
+#[utoipa::path(get, path = "/v1/groups", tag = "groups",
+    responses((status = 200, description = "Groups", body = GroupList)))]
+pub(crate) async fn list_groups(State(state): State<AppState>) -> Json<GroupList> {
+    Json(GroupList {
+        groups: state
+            .broker
+            .list_groups()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    })
+}
+
+/// Describes a consumer group.
+#[utoipa::path(get, path = "/v1/groups/{group}", tag = "groups",
+    params(("group" = String, Path, description = "Consumer group")),
+    responses((status = 200, description = "The group", body = GroupView)))]
+pub(crate) async fn describe_group(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<Json<GroupView>> {
+    Ok(Json(state.broker.group(&group)?.into()))
+}
+
+/// Deletes a consumer group with its offsets.
+#[utoipa::path(delete, path = "/v1/groups/{group}", tag = "groups",
+    params(("group" = String, Path, description = "Consumer group")),
+    responses((status = 204, description = "Deleted")))]
+pub(crate) async fn delete_group(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.broker.delete_group(&group)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of a lag request.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LagQuery {
+    /// Only this topic; every topic of the group when absent.
+    topic: Option<String>,
+}
+
+/// The lag of a group, per topic and queue.
+#[utoipa::path(get, path = "/v1/groups/{group}/lag", tag = "groups",
+    params(("group" = String, Path, description = "Consumer group"), LagQuery),
+    responses((status = 200, description = "Lag", body = Lag)))]
+pub(crate) async fn lag(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    Query(q): Query<LagQuery>,
+) -> ApiResult<Json<Lag>> {
+    let topics = match q.topic {
+        Some(t) => {
+            state.broker.group(&group)?;
+            vec![t]
+        }
+        None => state.broker.group_topics(&group)?,
+    };
+    let mut queues = Vec::new();
+    for t in &topics {
+        for l in state.broker.lag(&group, t)? {
+            queues.push(LagView::new(t, &l));
+        }
+    }
+    let total = queues.iter().map(LagView::backlog).sum();
+    Ok(Json(Lag { total, queues }))
+}
+
+/// Live clients of a group (those that sent a heartbeat recently).
+#[utoipa::path(get, path = "/v1/groups/{group}/clients", tag = "groups",
+    params(("group" = String, Path, description = "Consumer group")),
+    responses((status = 200, description = "Client ids", body = Clients)))]
+pub(crate) async fn clients(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Clients>> {
+    state.broker.group(&group)?;
+    Ok(Json(Clients {
+        clients: state.broker.group_clients(&group),
+    }))
+}
+
+/// The retry policy of a group.
+#[utoipa::path(get, path = "/v1/groups/{group}/retry-policy", tag = "groups",
+    params(("group" = String, Path, description = "Consumer group")),
+    responses((status = 200, description = "Retry policy", body = RetryPolicy)))]
+pub(crate) async fn retry_policy(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<Json<RetryPolicy>> {
+    let g = state.broker.group(&group)?;
+    Ok(Json(RetryPolicy {
+        max_delivery_attempts: g.max_delivery_attempts,
+        backoff: state.broker.config().consumer.retry_backoff.clone(),
+    }))
+}
+
+/// Query of a dead-letter listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DlqQuery {
+    /// Offset in the dead-letter queue (0 by default).
+    #[serde(default)]
+    offset: u64,
+    /// Most messages (32 by default).
+    #[serde(default = "thirty_two")]
+    max: usize,
+    /// Only this message id.
+    message_id: Option<String>,
+}
+
+fn thirty_two() -> usize {
+    32
+}
+
+/// Lists (or queries by message id) the dead letters of a group.
+#[utoipa::path(get, path = "/v1/groups/{group}/dlq", tag = "dlq",
+    params(("group" = String, Path, description = "Consumer group"), DlqQuery),
+    responses((status = 200, description = "Dead letters from the offset", body = Pulled)))]
+pub(crate) async fn dlq_list(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    Query(q): Query<DlqQuery>,
+) -> ApiResult<Json<Pulled>> {
+    let mut r = state.broker.dlq_list(&group, q.offset, q.max).await?;
+    if let Some(id) = &q.message_id {
+        r.messages.retain(|m| &m.message_id == id);
+    }
+    Ok(Json(Pulled::new(r, false)))
+}
+
+/// Resends dead letters (some ids, or all) to their topic with their attempts reset.
+#[utoipa::path(post, path = "/v1/groups/{group}/dlq/resend", tag = "dlq",
+    params(("group" = String, Path, description = "Consumer group")),
+    request_body = ResendRequest,
+    responses((status = 200, description = "How many were resent", body = Resent)))]
+pub(crate) async fn dlq_resend(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    JsonBody(req): JsonBody<ResendRequest>,
+) -> ApiResult<Json<Resent>> {
+    let selection = match (req.all, req.message_ids.is_empty()) {
+        (true, true) => DlqSelection::All,
+        (false, false) if req.message_ids.len() <= state.config.max_batch => {
+            DlqSelection::Ids(req.message_ids)
+        }
+        (false, false) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_batch_size",
+                format!("at most {} ids per resend", state.config.max_batch),
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either a non-empty message_ids or \"all\": true",
+            ))
+        }
+    };
+    let resent = state.broker.dlq_resend(&group, selection).await?;
+    Ok(Json(Resent { resent }))
+}
+
+/// Deletes every dead letter of a group.
+#[utoipa::path(delete, path = "/v1/groups/{group}/dlq", tag = "dlq",
+    params(("group" = String, Path, description = "Consumer group")),
+    responses((status = 204, description = "Purged")))]
+pub(crate) async fn dlq_purge(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.broker.dlq_purge(&group)?;
+    Ok(StatusCode::NO_CONTENT)
+}

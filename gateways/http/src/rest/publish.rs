@@ -1,0 +1,257 @@
+//! Publishing: one message (JSON or a raw body with `rg-*` headers), a batch, and transactional
+//! half messages with their commit / rollback.
+//!
+//! Invariants: a batch is checked whole (topic, sizes, delays) before its first message is
+//! stored, so a bad message stores none; only a store fault in the middle (disk full) can leave
+//! a prefix stored, and the error says so. Bodies are bounded by `http.max_body_bytes` and the
+//! broker's `limits`.
+
+use std::str::FromStr;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use rocketgate_core::api::QueueSelector;
+use rocketgate_core::broker::transaction::Resolution;
+use rocketgate_core::{Message, SendRequest};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{is_json, media_type, parse_json, read_body, unsupported, JsonBody, Path};
+use crate::model::{PublishBatch, PublishHalf, PublishMessage, Published, PublishedBatch};
+use crate::state::AppState;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Checks what the core would refuse, before anything is stored.
+fn precheck(state: &AppState, m: &Message) -> ApiResult<()> {
+    rocketgate_core::broker::validate::message(m, &state.broker.config().limits)?;
+    if let Some(level) = m.delay_level {
+        let levels = state
+            .broker
+            .config()
+            .timer
+            .levels_ms()
+            .map(|l| l.len())
+            .unwrap_or(0);
+        let max = u32::try_from(levels).unwrap_or(u32::MAX);
+        if level == 0 || level > max {
+            return Err(rocketgate_core::Error::IllegalDelayLevel { got: level, max }.into());
+        }
+    }
+    if let Some(at) = m.deliver_at_ms {
+        let max_delay_ms = state.broker.config().timer.max_delay_ms;
+        if at.saturating_sub(now_ms()) > i64::try_from(max_delay_ms).unwrap_or(i64::MAX) {
+            return Err(rocketgate_core::Error::IllegalDeliveryTime {
+                deliver_at_ms: at,
+                max_delay_ms,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn request(m: Message, queue_id: Option<u32>) -> SendRequest {
+    SendRequest {
+        message: m,
+        queue: queue_id.map_or(QueueSelector::Auto, QueueSelector::Queue),
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
+    h.get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))
+        })
+        .transpose()
+}
+
+fn parsed<T: FromStr>(h: &HeaderMap, name: &str) -> ApiResult<Option<T>> {
+    header(h, name)?
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not a number")))
+        })
+        .transpose()
+}
+
+/// A raw body with its fields in `rg-*` headers.
+fn raw_message(
+    topic: &str,
+    h: &HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult<(Message, Option<u32>)> {
+    let mut m = Message::new(topic, body);
+    m.tag = header(h, "rg-tag")?.map(str::to_owned);
+    m.keys = header(h, "rg-keys")?
+        .map(|k| {
+            k.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    m.message_group = header(h, "rg-message-group")?.map(str::to_owned);
+    m.delay_level = parsed(h, "rg-delay-level")?;
+    m.deliver_at_ms = parsed(h, "rg-deliver-at")?;
+    if let Some(d) = parsed::<u64>(h, "rg-delay-ms")? {
+        if m.deliver_at_ms.is_some() || m.delay_level.is_some() {
+            return Err(ApiError::bad_request(
+                "give at most one of rg-delay-level, rg-deliver-at and rg-delay-ms",
+            ));
+        }
+        m.deliver_at_ms = Some(now_ms().saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
+    }
+    for (name, value) in h {
+        if let Some(key) = name.as_str().strip_prefix("rg-property-") {
+            let v = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))?;
+            m.properties.insert(key.to_owned(), v.to_owned());
+        }
+    }
+    Ok((m, parsed(h, "rg-queue-id")?))
+}
+
+/// Publishes one message: a JSON [`PublishMessage`], or a raw body (`application/octet-stream`
+/// or `text/plain`) with `rg-tag`, `rg-keys` (comma-separated), `rg-message-group`,
+/// `rg-delay-level`, `rg-deliver-at`, `rg-delay-ms`, `rg-queue-id` and `rg-property-<name>`
+/// headers.
+#[utoipa::path(post, path = "/v1/topics/{topic}/messages", tag = "messages",
+    params(("topic" = String, Path, description = "Topic")),
+    request_body(content(
+        (PublishMessage = "application/json"),
+        (Vec<u8> = "application/octet-stream"),
+        (String = "text/plain"),
+    )),
+    responses((status = 200, description = "Stored", body = Published)))]
+pub(crate) async fn publish(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    req: Request,
+) -> ApiResult<Json<Published>> {
+    let media = media_type(req.headers()).unwrap_or_default();
+    let (parts, body) = read_body(req, state.config.max_body_bytes).await?;
+    let (m, queue) = if is_json(&media) {
+        let p: PublishMessage = parse_json(&body)?;
+        let q = p.queue_id;
+        (p.into_message(&topic, now_ms())?, q)
+    } else if media == "application/octet-stream" || media.starts_with("text/") {
+        raw_message(&topic, &parts.headers, body)?
+    } else {
+        return Err(unsupported(
+            "application/json, application/octet-stream or text/plain",
+        ));
+    };
+    let receipt = state.broker.send(request(m, queue)).await?;
+    Ok(Json(receipt.into()))
+}
+
+/// Publishes a batch. Every message is checked before any is stored.
+#[utoipa::path(post, path = "/v1/topics/{topic}/messages/batch", tag = "messages",
+    params(("topic" = String, Path, description = "Topic")),
+    request_body = PublishBatch,
+    responses((status = 200, description = "Stored, in request order", body = PublishedBatch)))]
+pub(crate) async fn publish_batch(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    JsonBody(batch): JsonBody<PublishBatch>,
+) -> ApiResult<Json<PublishedBatch>> {
+    let max = state.config.max_batch;
+    if batch.messages.is_empty() || batch.messages.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch_size",
+            format!("a batch holds 1 to {max} messages"),
+        ));
+    }
+    let info = state.broker.describe_topic(&topic)?;
+    if !info.config.permission.write {
+        return Err(rocketgate_core::Error::PermissionDenied {
+            topic,
+            what: "writable",
+        }
+        .into());
+    }
+    let now = now_ms();
+    let mut requests = Vec::with_capacity(batch.messages.len());
+    for (i, p) in batch.messages.into_iter().enumerate() {
+        let q = p.queue_id;
+        let m = p.into_message(&topic, now).map_err(|e| at(i, e))?;
+        precheck(&state, &m).map_err(|e| at(i, e))?;
+        requests.push(request(m, q));
+    }
+    let mut out = Vec::with_capacity(requests.len());
+    for (i, r) in requests.into_iter().enumerate() {
+        match state.broker.send(r).await {
+            Ok(receipt) => out.push(receipt.into()),
+            Err(e) => {
+                let mut e = ApiError::from(e);
+                if i > 0 {
+                    e.detail = format!("{} (the first {i} messages were stored)", e.detail);
+                }
+                return Err(at(i, e));
+            }
+        }
+    }
+    Ok(Json(PublishedBatch { messages: out }))
+}
+
+fn at(i: usize, mut e: ApiError) -> ApiError {
+    e.detail = format!("messages[{i}]: {}", e.detail);
+    e
+}
+
+/// Publishes a transactional half message: stored, invisible until committed. The producer
+/// group's registered callback is asked when it stays unresolved.
+#[utoipa::path(post, path = "/v1/topics/{topic}/transactions", tag = "transactions",
+    params(("topic" = String, Path, description = "Topic")),
+    request_body = PublishHalf,
+    responses((status = 200, description = "Stored as a half message; `transaction_id` set", body = Published)))]
+pub(crate) async fn publish_half(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    JsonBody(half): JsonBody<PublishHalf>,
+) -> ApiResult<Json<Published>> {
+    let q = half.message.queue_id;
+    let m = half.message.into_message(&topic, now_ms())?;
+    let receipt = state
+        .broker
+        .send_half(request(m, q), &half.producer_group)
+        .await?;
+    Ok(Json(receipt.into()))
+}
+
+async fn end(state: &AppState, id: &str, r: Resolution) -> ApiResult<StatusCode> {
+    state.broker.end_transaction(id, r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Commits a transaction: its message becomes visible.
+#[utoipa::path(post, path = "/v1/transactions/{id}/commit", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id")),
+    responses((status = 204, description = "Committed")))]
+pub(crate) async fn commit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    end(&state, &id, Resolution::Commit).await
+}
+
+/// Rolls a transaction back: its message is discarded.
+#[utoipa::path(post, path = "/v1/transactions/{id}/rollback", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id")),
+    responses((status = 204, description = "Rolled back")))]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    end(&state, &id, Resolution::Rollback).await
+}

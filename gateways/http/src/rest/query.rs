@@ -1,0 +1,131 @@
+//! Message queries (by id, by key, by store time, the trace of a message) and scheduled
+//! messages (count, cancel).
+//!
+//! Invariants: every query is bounded by `max` (at most `limits.max_batch`) and a time range.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiResult;
+use crate::extract::{Path, Query};
+use crate::model::{Found, MessageView, Scheduled, Trace};
+use crate::state::AppState;
+
+/// Query of a message lookup.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BodyQuery {
+    /// Write the body in base64 whatever it is.
+    #[serde(default)]
+    base64: bool,
+}
+
+/// The message with this id.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "query",
+    params(("id" = String, Path, description = "Message id"), BodyQuery),
+    responses((status = 200, description = "The message", body = MessageView)))]
+pub(crate) async fn by_id(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<BodyQuery>,
+) -> ApiResult<Json<MessageView>> {
+    let m = state.broker.message_by_id(&id).await?;
+    Ok(Json(MessageView::new(m, q.base64)))
+}
+
+/// The life of a message: every record stored under its id, oldest first.
+#[utoipa::path(get, path = "/v1/messages/{id}/trace", tag = "query",
+    params(("id" = String, Path, description = "Message id")),
+    responses((status = 200, description = "Trace", body = Trace)))]
+pub(crate) async fn trace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Trace>> {
+    let steps = state.broker.trace(&id).await?;
+    Ok(Json(Trace {
+        steps: steps.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Query of a topic search.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SearchQuery {
+    /// Messages with this key (newest first); all messages in the range (oldest first) when
+    /// absent.
+    key: Option<String>,
+    /// Start of the store-time range, ms (0 by default).
+    #[serde(default)]
+    begin_ms: i64,
+    /// End of the store-time range, ms (now by default).
+    end_ms: Option<i64>,
+    /// Most messages (32 by default).
+    #[serde(default = "thirty_two")]
+    max: usize,
+    /// Write bodies in base64 whatever they are.
+    #[serde(default)]
+    base64: bool,
+}
+
+fn thirty_two() -> usize {
+    32
+}
+
+/// Searches a topic by key and/or store-time range.
+#[utoipa::path(get, path = "/v1/topics/{topic}/messages", tag = "query",
+    params(("topic" = String, Path, description = "Topic"), SearchQuery),
+    responses((status = 200, description = "Messages found", body = Found)))]
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<Found>> {
+    let end = q.end_ms.unwrap_or_else(super::publish::now_ms);
+    let (messages, truncated) = match &q.key {
+        Some(key) => {
+            let found = state
+                .broker
+                .query_by_key(&topic, key, q.begin_ms, end, q.max)
+                .await?;
+            (found, false)
+        }
+        None => {
+            let r = state
+                .broker
+                .query_by_time(&topic, q.begin_ms, end, q.max)
+                .await?;
+            (r.messages, r.truncated)
+        }
+    };
+    Ok(Json(Found {
+        messages: messages
+            .into_iter()
+            .map(|m| MessageView::new(m, q.base64))
+            .collect(),
+        truncated,
+    }))
+}
+
+/// How many scheduled (delayed) messages are waiting for their time.
+#[utoipa::path(get, path = "/v1/scheduled", tag = "scheduled",
+    responses((status = 200, description = "Pending count", body = Scheduled)))]
+pub(crate) async fn scheduled(State(state): State<AppState>) -> Json<Scheduled> {
+    Json(Scheduled {
+        pending: state.broker.scheduled_pending(),
+    })
+}
+
+/// Cancels a scheduled message before it is due.
+#[utoipa::path(delete, path = "/v1/scheduled/{id}", tag = "scheduled",
+    params(("id" = String, Path, description = "Message id")),
+    responses((status = 204, description = "Cancelled: it will not be delivered")))]
+pub(crate) async fn cancel_scheduled(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.broker.cancel_scheduled(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

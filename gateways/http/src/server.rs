@@ -1,0 +1,189 @@
+//! The server: the accepting listener (connection count and limit, `TCP_NODELAY`), the request
+//! middleware (in-flight limit → `429`, request timeout → `503`, per-route metrics) and
+//! [`serve_with`].
+//!
+//! Invariants: at most `http.max_connections` sockets are open (further connections wait in the
+//! kernel backlog); at most `http.max_in_flight` requests run; every request ends within
+//! `http.request_timeout_ms` (WebSocket upgrades are answered at once and live on their own).
+//! Shutdown: stop accepting, tell WebSocket connections to close (1001), let requests in flight
+//! finish.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A listener that counts and bounds open connections.
+pub(crate) struct CountingListener {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl CountingListener {
+    pub(crate) fn new(inner: TcpListener, max: usize) -> Self {
+        Self {
+            inner,
+            slots: Arc::new(Semaphore::new(max)),
+        }
+    }
+}
+
+/// An accepted connection; frees its slot and lowers the gauge when dropped.
+pub(crate) struct Counted {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::gauge!("rocketgate_connections", "gateway" => "http").decrement(1.0);
+    }
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = Counted;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                // The semaphore is never closed; wait like a full server would.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    metrics::gauge!("rocketgate_connections", "gateway" => "http").increment(1.0);
+                    metrics::counter!("rocketgate_connections_accepted_total", "gateway" => "http")
+                        .increment(1);
+                    return (
+                        Counted {
+                            stream,
+                            _slot: slot,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Per-request middleware: in-flight limit, timeout and metrics.
+pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = match state.in_flight().clone().try_acquire_owned() {
+        Err(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many requests in flight; retry later",
+        )
+        .into_response(),
+        Ok(_permit) => {
+            let timeout = Duration::from_millis(state.config.request_timeout_ms);
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "request_timeout",
+                    format!("the request took longer than {} ms", timeout.as_millis()),
+                )
+                .into_response(),
+            }
+        }
+    };
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "rocketgate_http_requests_total",
+        "method" => method,
+        "route" => route.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!("rocketgate_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown`; see the module doc.
+pub(crate) async fn run(
+    listener: TcpListener,
+    state: AppState,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = CountingListener::new(listener, state.config.max_connections);
+    let stopper = state.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopper.stop();
+        })
+        .await
+}

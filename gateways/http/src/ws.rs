@@ -1,0 +1,661 @@
+//! The WebSocket gateway at `/v1/ws`, on axum's WebSocket support (tokio-tungstenite
+//! underneath): JSON text frames to subscribe with credits, receive messages with receipt
+//! handles, ack / nack them, grant credits and publish.
+//!
+//! Protocol (see `docs/http.md` for every frame):
+//! - client → server: `subscribe {subscription, group, topic, filter?, credits, invisible_ms?}`,
+//!   `credit {subscription, credits}`, `ack {subscription, receipt_handle}`,
+//!   `nack {subscription, receipt_handle, delay_ms?}`, `unsubscribe {subscription}`,
+//!   `publish {request_id, topic, message}`; each may carry a `request_id`, answered by a
+//!   `reply` (or `error`) frame with the same id.
+//! - server → client: `subscribed`, `message {subscription, receipt_handle, attempt, ...}`,
+//!   `reply {request_id, result?}`, `error {request_id?, subscription?, code, detail}`.
+//!
+//! Invariants (flow control): a subscription delivers a message only against a credit; credits
+//! held are at most `http.ws_max_credits`; frames queued for a connection are at most
+//! `http.ws_outbound_frames`. So a client that never grants credits receives at most its
+//! initial credits and costs the server a bounded amount of memory, however much is published.
+//! Messages delivered and not acknowledged become visible again after their invisible duration.
+//!
+//! Close codes: 1003 binary frame, 1007 a frame that is not a valid command, 1009 a message over
+//! `http.ws_max_frame_bytes`, 1001 server shutdown or a client silent for two ping intervals,
+//! 1008 origin or subscription-limit violations happen before/without closing (403 / error
+//! frame). Other connections are never affected.
+//!
+//! Concurrency: per connection one reader (this task), one writer task owning the socket sink
+//! (frames from a bounded mpsc, pings on a timer), and one task per subscription (waits for a
+//! credit, long-polls `Broker::pop`, queues message frames). Subscription tasks are aborted when
+//! the connection ends; a pop cut short leaves its messages to reappear after their invisible
+//! duration.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use rocketgate_core::{ErrorKind, FilterExpression, PopRequest, SendRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::model::{Filter, PublishMessage, Published, ReceivedMessage};
+use crate::rest::publish::now_ms;
+use crate::state::AppState;
+
+/// Longest long poll of a subscription's pop.
+const POLL: Duration = Duration::from_secs(10);
+/// Longest subscription or request id.
+const MAX_ID: usize = 128;
+
+/// A filter as a string (tag expression) or an object.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WsFilter {
+    Tag(String),
+    Full(Filter),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientFrame {
+    Subscribe {
+        subscription: String,
+        group: String,
+        topic: String,
+        #[serde(default)]
+        filter: Option<WsFilter>,
+        #[serde(default)]
+        credits: u32,
+        #[serde(default)]
+        invisible_ms: Option<u64>,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    Credit {
+        subscription: String,
+        credits: u32,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    Ack {
+        subscription: String,
+        receipt_handle: String,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    Nack {
+        subscription: String,
+        receipt_handle: String,
+        #[serde(default)]
+        delay_ms: Option<u64>,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    Unsubscribe {
+        subscription: String,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    Publish {
+        #[serde(default)]
+        request_id: Option<String>,
+        topic: String,
+        message: PublishMessage,
+    },
+}
+
+enum Outbound {
+    Text(String),
+    Close(u16, String),
+}
+
+struct Subscription {
+    group: String,
+    credits: Arc<Semaphore>,
+    task: JoinHandle<()>,
+}
+
+/// Opens a WebSocket (`GET /v1/ws` with an upgrade). The protocol is described in
+/// `docs/http.md`.
+#[utoipa::path(get, path = "/v1/ws", tag = "websocket",
+    responses((status = 101, description = "Switching protocols: JSON text frames follow")))]
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let allowed = &state.config.allowed_origins;
+    if !allowed.is_empty() {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        if !origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "this Origin may not open a WebSocket (http.allowed_origins)",
+            )
+            .into_response();
+        }
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "websocket_upgrade_required",
+                e.body_text(),
+            )
+            .into_response()
+        }
+    };
+    let max = state.config.ws_max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection(state, socket))
+}
+
+struct Conn {
+    state: AppState,
+    tx: mpsc::Sender<Outbound>,
+    subs: HashMap<String, Subscription>,
+}
+
+async fn connection(state: AppState, socket: WebSocket) {
+    metrics::gauge!("rocketgate_connections", "gateway" => "ws").increment(1.0);
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.ws_outbound_frames);
+    let last_seen = Arc::new(AtomicI64::new(now_ms()));
+    let ping = Duration::from_millis(state.config.ws_ping_interval_ms);
+    let seen = last_seen.clone();
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ping);
+        tick.tick().await;
+        loop {
+            let out = tokio::select! {
+                out = rx.recv() => out,
+                _ = tick.tick() => {
+                    let silent = now_ms() - seen.load(Ordering::Relaxed);
+                    if silent > 2 * i64::try_from(ping.as_millis()).unwrap_or(i64::MAX) {
+                        Some(Outbound::Close(1001, "no pong within two ping intervals".into()))
+                    } else {
+                        if sink.send(WsMessage::Ping(bytes::Bytes::new())).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            };
+            match out {
+                Some(Outbound::Text(t)) => {
+                    if sink.send(WsMessage::Text(t.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    metrics::counter!("rocketgate_ws_closed_total", "code" => code.to_string())
+                        .increment(1);
+                    let _ = sink
+                        .send(WsMessage::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    let _ = sink.close().await;
+                    break;
+                }
+                None => break,
+            }
+        }
+    });
+    let mut conn = Conn {
+        state: state.clone(),
+        tx: tx.clone(),
+        subs: HashMap::new(),
+    };
+    let mut stopping = state.stopping();
+    loop {
+        let frame = tokio::select! {
+            f = stream.next() => f,
+            () = stopped(&mut stopping) => {
+                let _ = tx.send(Outbound::Close(1001, "server shutting down".into())).await;
+                break;
+            }
+        };
+        let frame = match frame {
+            None => break,
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if text.contains("too long")
+                    || text.contains("Space limit")
+                    || text.contains("size")
+                {
+                    let _ = tx
+                        .send(Outbound::Close(1009, "message too big".into()))
+                        .await;
+                } else {
+                    tracing::debug!(error = %e, "websocket read failed");
+                }
+                break;
+            }
+            Some(Ok(f)) => f,
+        };
+        last_seen.store(now_ms(), Ordering::Relaxed);
+        match frame {
+            WsMessage::Text(t) => {
+                metrics::counter!("rocketgate_ws_frames_in_total").increment(1);
+                match serde_json::from_str::<ClientFrame>(t.as_str()) {
+                    Ok(f) => conn.handle(f).await,
+                    Err(e) => {
+                        let mut reason = format!("malformed frame: {e}");
+                        truncate(&mut reason, 120);
+                        let _ = tx.send(Outbound::Close(1007, reason)).await;
+                        break;
+                    }
+                }
+            }
+            WsMessage::Binary(_) => {
+                let _ = tx
+                    .send(Outbound::Close(
+                        1003,
+                        "binary frames are not supported".into(),
+                    ))
+                    .await;
+                break;
+            }
+            WsMessage::Close(_) => break,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+        }
+    }
+    for (_, s) in conn.subs.drain() {
+        s.task.abort();
+    }
+    drop(conn);
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    metrics::gauge!("rocketgate_connections", "gateway" => "ws").decrement(1.0);
+}
+
+/// Completes once the server stops (never, if the signal is gone).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+fn error_frame(request_id: Option<&str>, subscription: Option<&str>, e: &ApiError) -> String {
+    json!({
+        "type": "error",
+        "request_id": request_id,
+        "subscription": subscription,
+        "code": e.code,
+        "status": e.status.as_u16(),
+        "detail": e.detail,
+    })
+    .to_string()
+}
+
+fn bad(detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request(detail)
+}
+
+impl Conn {
+    async fn send(&self, text: String) {
+        let _ = self.tx.send(Outbound::Text(text)).await;
+    }
+
+    async fn reply(&self, request_id: Option<&str>, result: Result<Value, ApiError>) {
+        match result {
+            Ok(v) => {
+                if let Some(id) = request_id {
+                    self.send(json!({"type": "reply", "request_id": id, "result": v}).to_string())
+                        .await;
+                }
+            }
+            Err(e) => self.send(error_frame(request_id, None, &e)).await,
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Subscribe {
+                subscription,
+                group,
+                topic,
+                filter,
+                credits,
+                invisible_ms,
+                request_id,
+            } => {
+                let r = self.subscribe(
+                    subscription.clone(),
+                    group,
+                    topic,
+                    filter,
+                    credits,
+                    invisible_ms,
+                );
+                match r {
+                    Ok(()) => {
+                        self.send(
+                            json!({"type": "subscribed", "subscription": subscription, "request_id": request_id})
+                                .to_string(),
+                        )
+                        .await;
+                    }
+                    Err(e) => {
+                        self.send(error_frame(request_id.as_deref(), Some(&subscription), &e))
+                            .await;
+                    }
+                }
+            }
+            ClientFrame::Credit {
+                subscription,
+                credits,
+                request_id,
+            } => {
+                let r = self
+                    .grant(&subscription, credits)
+                    .map(|held| json!({ "credits": held }));
+                self.reply(request_id.as_deref(), r).await;
+            }
+            ClientFrame::Ack {
+                subscription,
+                receipt_handle,
+                request_id,
+            } => {
+                let r = match self.group_of(&subscription) {
+                    Ok(g) => self
+                        .state
+                        .broker
+                        .ack(&g, &receipt_handle)
+                        .await
+                        .map(|()| json!({"acked": true}))
+                        .map_err(ApiError::from),
+                    Err(e) => Err(e),
+                };
+                self.reply(request_id.as_deref(), r).await;
+            }
+            ClientFrame::Nack {
+                subscription,
+                receipt_handle,
+                delay_ms,
+                request_id,
+            } => {
+                let r = match self.group_of(&subscription) {
+                    Ok(g) => self
+                        .state
+                        .broker
+                        .nack(&g, &receipt_handle, delay_ms.map(Duration::from_millis))
+                        .await
+                        .map(|()| json!({"nacked": true}))
+                        .map_err(ApiError::from),
+                    Err(e) => Err(e),
+                };
+                self.reply(request_id.as_deref(), r).await;
+            }
+            ClientFrame::Unsubscribe {
+                subscription,
+                request_id,
+            } => {
+                let r = match self.subs.remove(&subscription) {
+                    Some(s) => {
+                        s.task.abort();
+                        Ok(json!({"unsubscribed": subscription}))
+                    }
+                    None => Err(unknown_subscription(&subscription)),
+                };
+                self.reply(request_id.as_deref(), r).await;
+            }
+            ClientFrame::Publish {
+                request_id,
+                topic,
+                message,
+            } => {
+                let queue = message.queue_id;
+                let r = match message.into_message(&topic, now_ms()) {
+                    Ok(m) => self
+                        .state
+                        .broker
+                        .send(SendRequest {
+                            message: m,
+                            queue: queue.map_or(
+                                rocketgate_core::QueueSelector::Auto,
+                                rocketgate_core::QueueSelector::Queue,
+                            ),
+                        })
+                        .await
+                        .map_err(ApiError::from)
+                        .and_then(|r| {
+                            serde_json::to_value(Published::from(r)).map_err(|e| bad(e.to_string()))
+                        }),
+                    Err(e) => Err(e),
+                };
+                if request_id.is_none() {
+                    if let Err(e) = &r {
+                        self.send(error_frame(None, None, e)).await;
+                    }
+                }
+                self.reply(request_id.as_deref(), r).await;
+            }
+        }
+    }
+
+    fn group_of(&self, subscription: &str) -> Result<String, ApiError> {
+        self.subs
+            .get(subscription)
+            .map(|s| s.group.clone())
+            .ok_or_else(|| unknown_subscription(subscription))
+    }
+
+    fn grant(&self, subscription: &str, credits: u32) -> Result<u32, ApiError> {
+        let s = self
+            .subs
+            .get(subscription)
+            .ok_or_else(|| unknown_subscription(subscription))?;
+        let held = u32::try_from(s.credits.available_permits()).unwrap_or(u32::MAX);
+        let max = self.state.config.ws_max_credits;
+        if held.saturating_add(credits) > max {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "too_many_credits",
+                format!("a subscription holds at most {max} credits"),
+            ));
+        }
+        s.credits.add_permits(credits as usize);
+        Ok(held + credits)
+    }
+
+    fn subscribe(
+        &mut self,
+        subscription: String,
+        group: String,
+        topic: String,
+        filter: Option<WsFilter>,
+        credits: u32,
+        invisible_ms: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let cfg = &self.state.config;
+        if subscription.is_empty() || subscription.len() > MAX_ID {
+            return Err(bad("subscription: 1 to 128 bytes"));
+        }
+        if self.subs.contains_key(&subscription) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "subscription_exists",
+                format!("subscription `{subscription}` exists on this connection"),
+            ));
+        }
+        if self.subs.len() >= cfg.ws_max_subscriptions {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_subscriptions",
+                format!(
+                    "at most {} subscriptions per connection",
+                    cfg.ws_max_subscriptions
+                ),
+            ));
+        }
+        if credits > cfg.ws_max_credits {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "too_many_credits",
+                format!(
+                    "a subscription holds at most {} credits",
+                    cfg.ws_max_credits
+                ),
+            ));
+        }
+        let broker = &self.state.broker;
+        let info = broker.describe_topic(&topic)?;
+        if !info.config.permission.read {
+            return Err(rocketgate_core::Error::PermissionDenied {
+                topic,
+                what: "readable",
+            }
+            .into());
+        }
+        match broker.group(&group) {
+            Ok(_) => {}
+            Err(_) if broker.config().consumer.auto_create_groups => {}
+            Err(e) => return Err(e.into()),
+        }
+        let filter: Option<FilterExpression> = filter.map(|f| match f {
+            WsFilter::Tag(t) => FilterExpression::tag(t),
+            WsFilter::Full(f) => f.into(),
+        });
+        if let Some(f) = &filter {
+            if f.expression.len() > rocketgate_core::broker::filter::MAX_EXPRESSION_LEN {
+                return Err(bad("filter expression too long"));
+            }
+        }
+        let invisible = Duration::from_millis(invisible_ms.unwrap_or(cfg.ws_invisible_ms));
+        let c = &broker.config().consumer;
+        let ms = u64::try_from(invisible.as_millis()).unwrap_or(u64::MAX);
+        if ms < c.min_invisible_ms || ms > c.max_invisible_ms {
+            return Err(rocketgate_core::Error::IllegalInvisibleTime {
+                got_ms: ms,
+                min_ms: c.min_invisible_ms,
+                max_ms: c.max_invisible_ms,
+            }
+            .into());
+        }
+        let credits_sem = Arc::new(Semaphore::new(credits as usize));
+        let task = tokio::spawn(deliver(
+            self.state.clone(),
+            self.tx.clone(),
+            subscription.clone(),
+            PopRequest {
+                group: group.clone(),
+                topic,
+                filter,
+                max: 1,
+                invisible,
+                wait: POLL.min(Duration::from_millis(c.max_wait_ms)),
+            },
+            credits_sem.clone(),
+        ));
+        self.subs.insert(
+            subscription,
+            Subscription {
+                group,
+                credits: credits_sem,
+                task,
+            },
+        );
+        Ok(())
+    }
+}
+
+fn unknown_subscription(s: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_subscription",
+        format!("no subscription `{s}` on this connection"),
+    )
+}
+
+/// One subscription: a credit → a pop → message frames.
+async fn deliver(
+    state: AppState,
+    tx: mpsc::Sender<Outbound>,
+    subscription: String,
+    template: PopRequest,
+    credits: Arc<Semaphore>,
+) {
+    let batch = state.broker.config().consumer.max_pop_batch.max(1);
+    loop {
+        let Ok(first) = credits.acquire().await else {
+            return;
+        };
+        first.forget();
+        let extra = credits.available_permits().min(batch - 1);
+        let extra = match credits.try_acquire_many(u32::try_from(extra).unwrap_or(0)) {
+            Ok(p) => {
+                let n = p.num_permits();
+                p.forget();
+                n
+            }
+            Err(_) => 0,
+        };
+        let taken = 1 + extra;
+        let req = PopRequest {
+            max: taken,
+            ..template.clone()
+        };
+        match state.broker.pop(req).await {
+            Ok(messages) => {
+                credits.add_permits(taken - messages.len());
+                for p in messages {
+                    let mut frame = match serde_json::to_value(ReceivedMessage::new(p, false)) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    };
+                    frame["type"] = json!("message");
+                    frame["subscription"] = json!(subscription);
+                    metrics::counter!("rocketgate_ws_messages_out_total").increment(1);
+                    if tx.send(Outbound::Text(frame.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                credits.add_permits(taken);
+                let fatal = matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::InvalidArgument | ErrorKind::PermissionDenied
+                );
+                let e = ApiError::from(e);
+                if tx
+                    .send(Outbound::Text(error_frame(None, Some(&subscription), &e)))
+                    .await
+                    .is_err()
+                    || fatal
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
