@@ -30,6 +30,7 @@ mod dirs;
 mod disk;
 mod goals;
 mod grpc;
+mod http;
 mod latency;
 mod load;
 mod memory;
@@ -65,6 +66,9 @@ enum BenchCommand {
     /// MQTT 3.1.1: QoS 0 / QoS 1 publish throughput with N clients and publish -> subscriber
     /// latency, against a rocketgate listener and Mosquitto (when installed) in the same run.
     Mqtt(mqtt::MqttArgs),
+    /// REST and WebSocket: REST publish throughput and latency with N keep-alive connections
+    /// (single and batch), and REST publish -> WebSocket delivery latency at a fixed rate.
+    Http(http::HttpArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -78,5 +82,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Delay(a) => delay::run(a),
         BenchCommand::Grpc(a) => grpc::run(a),
         BenchCommand::Mqtt(a) => mqtt::run(a),
+        BenchCommand::Http(a) => http::run(a),
     }
 }
