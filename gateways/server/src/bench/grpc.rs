@@ -182,7 +182,7 @@ pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
             (Some(server), target, Some(dir))
         }
     };
-    let report = client_rt.block_on(measure(&args, &target, server.is_some()));
+    let report = client_rt.block_on(measure(&args, &target, server.is_some(), true));
     if let Some(server) = server {
         server_rt.block_on(server.stop())?;
     }
@@ -215,35 +215,11 @@ fn run_yardstick(
     let target = listener.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let task = server_rt.spawn(yardstick::serve(listener, stopped));
-    let measured = client_rt.block_on(async {
-        let body = bytes::Bytes::from(vec![b'x'; usize::try_from(args.size)?]);
-        let mut clients = Vec::with_capacity(args.clients);
-        for _ in 0..args.clients {
-            clients.push(connect(&target).await?);
-        }
-        let load = Load {
-            body: &body,
-            pid: std::process::id(),
-            per_request: args.per_request,
-        };
-        eprintln!(
-            "bench grpc: yardstick (no broker), {} clients, {} B bodies for {:?}",
-            args.clients, args.size, args.duration
-        );
-        let max = send_case("max rate", &clients, args.duration, None, &load, 0).await?;
-        let rate = args.rate.unwrap_or(max.msgs_per_sec / 2.0).max(1.0);
-        let paced = send_case("paced", &clients, args.duration, Some(rate), &load, 1).await?;
-        anyhow::Ok(vec![max, paced])
-    });
+    let measured = client_rt.block_on(measure(args, &target, true, false));
     let _ = stop.send(());
     let _ = server_rt.block_on(task);
-    let report = GrpcReport {
-        server: "yardstick (no broker)".into(),
-        body_bytes: args.size,
-        per_request: args.per_request,
-        sends: measured?,
-        receive: None,
-    };
+    let mut report = measured?;
+    report.server = "yardstick (no broker)".into();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -390,7 +366,13 @@ struct Tally {
     errors: u64,
 }
 
-async fn measure(args: &GrpcArgs, target: &str, in_process: bool) -> anyhow::Result<GrpcReport> {
+/// The send cases, and the receive + ack case when `receive` (and `--consumers` > 0).
+async fn measure(
+    args: &GrpcArgs,
+    target: &str,
+    in_process: bool,
+    receive: bool,
+) -> anyhow::Result<GrpcReport> {
     let body = bytes::Bytes::from(vec![b'x'; usize::try_from(args.size)?]);
     let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
@@ -418,7 +400,7 @@ async fn measure(args: &GrpcArgs, target: &str, in_process: bool) -> anyhow::Res
     );
     let paced = send_case("paced", &clients, args.duration, Some(rate), &load, 1).await?;
     let total_sent = max.sent + paced.sent;
-    let receive = if args.consumers > 0 {
+    let receive = if receive && args.consumers > 0 {
         eprintln!(
             "bench grpc: {} consumers receiving and acking {total_sent} messages",
             args.consumers
