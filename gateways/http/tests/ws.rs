@@ -210,7 +210,15 @@ async fn subscribe_ack_nack_publish_and_cross_protocol() {
         })
         .await
         .unwrap();
-    assert!(popped.iter().any(|p| p.message.message_id == id));
+    assert!(
+        popped.iter().any(|p| p.message.message_id == id),
+        "WebSocket → core"
+    );
+    let rest_id = p["message_id"].as_str().unwrap();
+    assert!(
+        popped.iter().any(|m| m.message.message_id == rest_id),
+        "REST → core"
+    );
     // Core API → WebSocket.
     s.broker
         .send(CoreMessage::new("live", "from-core").into())
