@@ -21,6 +21,8 @@
 //!   gateway: start, send, batch, receive/ack, long polls, the core view of a gRPC message,
 //!   bad input, shutdown, FIFO, delay, invisibility expiry and dead letters, transactions and
 //!   their check-back, tag filters, a large message, endpoint aliasing, shared groups.
+//! - `cross_http`: REST (reqwest), MQTT and the official RocketMQ SDK on one broker: a REST
+//!   publish to MQTT and gRPC, an MQTT publish and an SDK message received and acked over REST.
 //! - `cross_mqtt`: MQTT (rumqttc) and the official RocketMQ SDK on one broker: an MQTT publish
 //!   consumed over gRPC with retry and dead letter, a gRPC message to MQTT subscribers.
 //! - `time_delay`: delay levels and timed messages on time, exactly once, across a clean
@@ -55,6 +57,7 @@ mod consume_pop;
 mod consume_redelivery;
 mod consume_restart;
 mod consume_validation;
+mod cross_http;
 mod cross_mqtt;
 mod grpc_sdk;
 mod grpc_sdk_basic;

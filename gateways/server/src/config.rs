@@ -4,7 +4,8 @@
 //! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]` for
 //! the core, `[nameserver]` for the NameServer, `[broker]` for the broker's identity and
 //! registration, `[listen]` for every listen address, `[gateways]` for which gateways run,
-//! `[grpc]` for the RocketMQ 5 gRPC protocol, `[mqtt]` for the MQTT gateway;
+//! `[grpc]` for the RocketMQ 5 gRPC protocol, `[http]` for REST and WebSocket, `[mqtt]` for
+//! the MQTT gateway;
 //! documented in `default.toml`), the layering and the validation. Unknown keys and sections,
 //! malformed addresses and invalid values are errors of one line that name the key or flag.
 
@@ -85,6 +86,8 @@ pub struct ServerConfig {
     pub gateways: Gateways,
     /// `[grpc]`: the RocketMQ 5 gRPC protocol (long polling, request size).
     pub grpc: rocketgate_gateway_grpc::MessagingConfig,
+    /// `[http]`: REST and WebSocket (limits, long polls, origins, transaction callbacks).
+    pub http: rocketgate_gateway_http::HttpConfig,
     /// `[mqtt]`: the MQTT gateway (limits, sessions, authentication, topic mapping).
     pub mqtt: rocketgate_gateway_mqtt::MqttConfig,
 }
@@ -266,6 +269,9 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     cfg.grpc
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration `grpc.{}`: {}", e.field, e.reason))?;
+    cfg.http
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     Ok(cfg)
 }
 
@@ -356,6 +362,7 @@ mod tests {
             rocketgate_gateway_grpc::MessagingConfig::default()
         );
         assert!(cfg.mqtt == rocketgate_gateway_mqtt::MqttConfig::default());
+        assert_eq!(cfg.http, rocketgate_gateway_http::HttpConfig::default());
     }
 
     #[test]

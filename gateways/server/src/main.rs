@@ -10,6 +10,7 @@
 mod admin;
 mod bench;
 mod config;
+mod metrics;
 mod node;
 
 use std::process::ExitCode;

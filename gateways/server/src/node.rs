@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{self, ServerConfig};
+use crate::metrics;
 
 /// How long a node waits for in-flight calls after SIGTERM before it stops serving anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -199,8 +200,11 @@ async fn serve(
         bound.push((h.protocol, h.local));
         let broker = broker.clone();
         let shutdown = stop.wait();
+        let config = cfg.http.clone();
+        let metrics = metrics::prometheus(&mut servers, stop.wait());
         servers.spawn(async move {
-            rocketgate_gateway_http::serve(h.listener, broker, shutdown).await?;
+            rocketgate_gateway_http::serve_with(h.listener, broker, config, metrics, shutdown)
+                .await?;
             Ok("http")
         });
     }

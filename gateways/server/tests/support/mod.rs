@@ -198,3 +198,36 @@ pub fn admin_json(args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// One HTTP/1.1 request (`Connection: close`, JSON body if any) on a raw socket, bounded by
+/// [`WAIT`]: the status and the body.
+pub fn http(address: &str, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let body = json.unwrap_or("");
+    let content = match json {
+        Some(_) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ),
+        None => String::new(),
+    };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{content}Connection: close\r\n\r\n{body}"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
