@@ -49,7 +49,7 @@ fn rest_publish_receive_and_the_metrics_of_every_gateway() {
         ])
         .unwrap();
         let mut connack = [0u8; 4];
-        (&mqtt).set_read_timeout(Some(support::WAIT)).unwrap();
+        mqtt.set_read_timeout(Some(support::WAIT)).unwrap();
         m.read_exact(&mut connack).unwrap();
         assert_eq!(connack, [0x20, 2, 0, 0]);
     }
