@@ -25,6 +25,10 @@ pub struct HttpConfig {
     pub max_in_flight: usize,
     /// Open TCP connections; further ones wait in the accept backlog (10,000).
     pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed, in ms (60,000): idle
+    /// keep-alive connections, clients that never send a request, headers trickling in. Must
+    /// exceed `request_timeout_ms` and two `ws_ping_interval_ms`.
+    pub idle_timeout_ms: u64,
     /// Largest WebSocket message (frame or reassembled message), in bytes (8 MiB). Larger ones
     /// close the connection with code 1009.
     pub ws_max_frame_bytes: usize,
@@ -62,6 +66,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             max_in_flight: 1024,
             max_connections: 10_000,
+            idle_timeout_ms: 60_000,
             ws_max_frame_bytes: 8 << 20,
             ws_max_credits: 1024,
             ws_max_subscriptions: 16,
@@ -107,6 +112,13 @@ impl HttpConfig {
         if self.max_wait_ms >= self.request_timeout_ms {
             return Err(ConfigError(
                 "max_wait_ms must be below request_timeout_ms".into(),
+            ));
+        }
+        if self.idle_timeout_ms <= self.request_timeout_ms
+            || self.idle_timeout_ms <= self.ws_ping_interval_ms.saturating_mul(2)
+        {
+            return Err(ConfigError(
+                "idle_timeout_ms must exceed request_timeout_ms and two ws_ping_interval_ms".into(),
             ));
         }
         if self.callback_retries > 10 {

@@ -3,7 +3,7 @@
 //! [`serve_with`].
 //!
 //! Invariants: at most `http.max_connections` sockets are open (further connections wait in the
-//! kernel backlog); at most `http.max_in_flight` requests run; every request ends within
+//! kernel backlog); a connection that sends nothing for `http.idle_timeout_ms` is closed; at most `http.max_in_flight` requests run; every request ends within
 //! `http.request_timeout_ms` (WebSocket upgrades are answered at once and live on their own).
 //! Shutdown: stop accepting, tell WebSocket connections to close (1001), let requests in flight
 //! finish.
@@ -29,21 +29,27 @@ use crate::state::AppState;
 pub(crate) struct CountingListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    idle: Duration,
 }
 
 impl CountingListener {
-    pub(crate) fn new(inner: TcpListener, max: usize) -> Self {
+    pub(crate) fn new(inner: TcpListener, max: usize, idle: Duration) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(max)),
+            idle,
         }
     }
 }
 
-/// An accepted connection; frees its slot and lowers the gauge when dropped.
+/// An accepted connection; frees its slot and lowers the gauge when dropped. Reading fails
+/// with `TimedOut` once nothing arrived for the idle timeout (idle keep-alive connections,
+/// clients that never send a request, slow headers), which makes the server drop it.
 pub(crate) struct Counted {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Drop for Counted {
@@ -73,6 +79,8 @@ impl axum::serve::Listener for CountingListener {
                         Counted {
                             stream,
                             _slot: slot,
+                            idle: self.idle,
+                            deadline: Box::pin(tokio::time::sleep(self.idle)),
                         },
                         addr,
                     );
@@ -96,7 +104,24 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    let next = tokio::time::Instant::now() + self.idle;
+                    self.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    metrics::counter!("rocketgate_connections_idle_closed_total", "gateway" => "http")
+                        .increment(1);
+                    Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -178,7 +203,11 @@ pub(crate) async fn run(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = CountingListener::new(listener, state.config.max_connections);
+    let listener = CountingListener::new(
+        listener,
+        state.config.max_connections,
+        Duration::from_millis(state.config.idle_timeout_ms),
+    );
     let stopper = state.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {

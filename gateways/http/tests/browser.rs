@@ -1,7 +1,7 @@
 //! The browser example (`examples/browser/index.html`, served at `/ui`) in headless Chromium:
 //! the page subscribes over the WebSocket, receives a message published over REST, acks it, and
-//! publishes one of its own; the test reads the page's state from the dumped DOM and checks the
-//! broker through the REST API.
+//! publishes one of its own; the test reads the page's state over the DevTools protocol (the
+//! page writes it into the DOM) and checks the broker through the REST API.
 //!
 //! Needs Debian's `chromium` (`/usr/bin/chromium`); when it is missing the test runs
 //! `apt-get install -y chromium` once. `ROCKETGATE_SKIP_BROWSER=1` skips it.
@@ -53,46 +53,30 @@ async fn the_example_page_receives_acks_and_publishes() {
     let id = sent["message_id"].as_str().unwrap().to_owned();
     let profile = tempfile::tempdir().unwrap();
     let url = s.url("/ui?topic=demo&group=browser&autoack=1&connect=1&publish=from-page");
-    let child = tokio::process::Command::new(&chromium)
+    let mut child = tokio::process::Command::new(&chromium)
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--no-first-run",
-            "--virtual-time-budget=5000",
-            "--run-all-compositor-stages-before-draw",
+            "--remote-debugging-port=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
         .arg(&url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    let state = tokio::time::timeout(Duration::from_secs(60), page_state(&s, profile.path(), &id))
         .await
-        .expect("chromium ends in time")
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        dom.contains(&format!("data-message-id=\"{id}\"")),
-        "the page shows the REST message:\n{dom}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        dom.contains("data-acked=\"true\""),
-        "the page acked it:\n{dom}"
-    );
+        .expect("the page acked the REST message and published in time");
+    let _ = child.kill().await;
+    assert_eq!(state["acked"], id.as_str(), "{state}");
     // The page published too: its id is in the DOM and the broker has the message.
-    let published = dom
-        .split("data-published=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(!published.is_empty(), "the page published:\n{dom}");
+    let published = state["published"].as_str().unwrap_or_default().to_owned();
+    assert!(!published.is_empty(), "the page published: {state}");
     let (st, m) = s.get(&format!("/v1/messages/{published}")).await;
     assert_eq!((st, m["body"].as_str()), (200, Some("from-page")));
     // Acknowledged: the REST message is not in flight nor waiting for the group.
@@ -125,4 +109,78 @@ async fn the_example_page_receives_acks_and_publishes() {
         "the acked message is not delivered again: {r}"
     );
     s.stop().await;
+}
+
+/// Reads the page's state over the DevTools protocol until it shows `id` acked and its own
+/// publish: `{"acked": <message id>, "published": <message id>}`.
+async fn page_state(s: &common::Server, profile: &std::path::Path, id: &str) -> serde_json::Value {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let port_file = profile.join("DevToolsActivePort");
+    let port = loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file) {
+            if let Some(p) = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u16>().ok())
+            {
+                break p;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let page = loop {
+        let list: Option<serde_json::Value> = match s
+            .http
+            .get(format!("http://127.0.0.1:{port}/json/list"))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let found = list.as_ref().and_then(|l| l.as_array()).and_then(|pages| {
+            pages
+                .iter()
+                .find(|p| {
+                    p["type"] == "page" && p["url"].as_str().is_some_and(|u| u.contains("/ui"))
+                })
+                .and_then(|p| p["webSocketDebuggerUrl"].as_str())
+                .map(str::to_owned)
+        });
+        if let Some(u) = found {
+            break u;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (mut cdp, _) = tokio_tungstenite::connect_async(page).await.unwrap();
+    let expression = "JSON.stringify({acked: [...document.querySelectorAll('li[data-acked]')].map(l => l.dataset.messageId), \
+        published: document.getElementById('status').dataset.published, \
+        status: document.getElementById('status').textContent})";
+    for n in 1.. {
+        let call = json!({"id": n, "method": "Runtime.evaluate",
+            "params": {"expression": expression, "returnByValue": true}});
+        cdp.send(Message::text(call.to_string())).await.unwrap();
+        let value = loop {
+            let Some(Ok(Message::Text(t))) = cdp.next().await else {
+                panic!("the DevTools connection closed");
+            };
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["id"] == n {
+                break v["result"]["result"]["value"]
+                    .as_str()
+                    .unwrap_or("{}")
+                    .to_owned();
+            }
+        };
+        let state: serde_json::Value = serde_json::from_str(&value).unwrap();
+        let acked = state["acked"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|m| m == id));
+        if acked && state["published"].as_str().is_some_and(|p| !p.is_empty()) {
+            return json!({"acked": id, "published": state["published"], "status": state["status"]});
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!()
 }

@@ -946,3 +946,39 @@ async fn openapi_lists_every_route_and_its_schemas_validate_answers() {
     assert!(docs.text().await.unwrap().contains("/openapi.json"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(|_, h| {
+        h.max_wait_ms = 300;
+        h.request_timeout_ms = 600;
+        h.ws_ping_interval_ms = 200;
+        h.idle_timeout_ms = 1000;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for conn in [&mut silent, &mut trickle] {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Others are served meanwhile and after.
+    let (st, _) = s.get("/healthz").await;
+    assert_eq!(st, 200);
+    s.stop().await;
+}
