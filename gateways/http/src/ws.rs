@@ -230,11 +230,9 @@ async fn connection(state: AppState, socket: WebSocket) {
         let frame = match frame {
             None => break,
             Some(Err(e)) => {
+                // tungstenite's `Error::Capacity`: "Space limit exceeded: Message too long".
                 let text = e.to_string();
-                if text.contains("too long")
-                    || text.contains("Space limit")
-                    || text.contains("size")
-                {
+                if text.contains("Space limit exceeded") {
                     let _ = tx
                         .send(Outbound::Close(1009, "message too big".into()))
                         .await;
@@ -451,11 +449,6 @@ impl Conn {
                         }),
                     Err(e) => Err(e),
                 };
-                if request_id.is_none() {
-                    if let Err(e) = &r {
-                        self.send(error_frame(None, None, e)).await;
-                    }
-                }
                 self.reply(request_id.as_deref(), r).await;
             }
         }
