@@ -390,10 +390,15 @@ where
                     return End::Abnormal;
                 }
                 Some((pkid, q, r)) = self.publishes.next(), if !self.publishes.is_empty() => {
-                    self.published(pkid, q, r);
+                    let mut ok = self.published(pkid, q, r);
                     // Take every other completed store in the same turn (one socket write).
                     while let Some(Some((pkid, q, r))) = self.publishes.next().now_or_never() {
-                        self.published(pkid, q, r);
+                        ok &= self.published(pkid, q, r);
+                    }
+                    if !ok {
+                        // 3.1.1 cannot refuse a QoS 1/2 publish: close, the client resends.
+                        let _ = write_flush(&mut self.stream, &self.wbuf).await;
+                        return End::Abnormal;
                     }
                 }
                 r = self.stream.read_buf(&mut self.rbuf), if can_read => {
@@ -628,7 +633,9 @@ where
         }
     }
 
-    fn published(&mut self, pkid: u16, q: QoS, r: Result<(), Refused>) {
+    /// Acknowledges a stored publish; `false` when the connection must close (a 3.1.1 QoS 1/2
+    /// publish the core refused).
+    fn published(&mut self, pkid: u16, q: QoS, r: Result<(), Refused>) -> bool {
         if q != QoS::AtMostOnce {
             self.qos_pending = self.qos_pending.saturating_sub(1);
         }
@@ -641,16 +648,17 @@ where
                     self.session.incoming_qos2.insert(pkid);
                 }
                 self.ack_publish(pkid, q, PubAckReason::Success);
+                true
             }
             Err(Refused(reason)) => {
                 metrics::counter!("rocketgate_publishes_refused_total", "gateway" => "mqtt")
                     .increment(1);
                 if !self.v5() && q != QoS::AtMostOnce {
-                    // 3.1.1 has no negative acknowledgement; the client retries after reconnect.
                     tracing::debug!(client = %self.client_id, "MQTT publish refused");
-                    return;
+                    return false;
                 }
                 self.ack_publish(pkid, q, reason);
+                true
             }
         }
     }

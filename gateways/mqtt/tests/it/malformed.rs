@@ -134,3 +134,45 @@ async fn bad_credentials_are_refused_when_anonymous_is_off() {
     h.abort();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn keep_alive_and_never_released_qos2_ids_close_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MqttConfig {
+        receive_maximum: 2,
+        ..MqttConfig::default()
+    };
+    let s = Server::start(dir.path(), config).await;
+    // Keep-alive 1 s and silence: closed after 1.5 s.
+    let mut c = rumqttc::Connect::new("sleepy");
+    c.keep_alive = 1;
+    let mut b = bytes::BytesMut::new();
+    c.write(&mut b).unwrap();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    sock.write_all(&b).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(4), sock.read_to_end(&mut all))
+        .await
+        .expect("closed by keep-alive")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    // QoS 2 publishes never released, beyond the receive maximum (v5): DISCONNECT 0x93.
+    let mut bytes = connect_bytes(true);
+    for pkid in 1u8..=3 {
+        bytes.extend_from_slice(&[0x34, 9, 0, 3, b'q', b'/', b'2', 0, pkid, 0, b'x'][..]);
+    }
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    sock.write_all(&bytes).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), sock.read_to_end(&mut all))
+        .await
+        .expect("closed")
+        .unwrap();
+    assert!(all.contains(&0x93), "{all:02x?}");
+    s.stop().await;
+}
