@@ -843,11 +843,27 @@ pub struct Trace {
     pub steps: Vec<TraceStep>,
 }
 
-/// Scheduled messages.
+/// Scheduled messages: the pending count and one page of them.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Scheduled {
     /// Scheduled messages not yet delivered.
     pub pending: usize,
+    /// This page: messages not yet due nor cancelled, as they will be delivered.
+    pub messages: Vec<ScheduledMessage>,
+    /// Offset of the next page (`offset=`).
+    pub next_offset: u64,
+    /// Whether this was the last page.
+    pub end: bool,
+}
+
+/// A scheduled message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduledMessage {
+    /// The message (target topic and queue).
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// When it will be delivered, ms since the epoch.
+    pub deliver_at_ms: i64,
 }
 
 /// A half message to publish.

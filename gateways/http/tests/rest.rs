@@ -268,7 +268,7 @@ async fn delay_and_scheduled_cancel() {
     let (st, v) = s
         .post(
             "/v1/topics/later/messages",
-            json!({"body": "soon", "delay_ms": 1000}),
+            json!({"body": "soon", "delay_ms": 1500}),
         )
         .await;
     assert_eq!(st, 200, "{v}");
@@ -286,6 +286,23 @@ async fn delay_and_scheduled_cancel() {
         (p["pending"].as_u64() == Some(2)).then_some(())
     })
     .await;
+    let (st, list) = s.get("/v1/scheduled").await;
+    assert_eq!(st, 200, "{list}");
+    let listed: Vec<&str> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            v["message_id"].as_str().unwrap(),
+            c["message_id"].as_str().unwrap()
+        ]
+    );
+    assert_eq!(list["messages"][0]["topic"], "later");
+    assert!(list["messages"][0]["deliver_at_ms"].is_i64());
     let (st, _) = s
         .delete(&format!(
             "/v1/scheduled/{}",
@@ -293,6 +310,12 @@ async fn delay_and_scheduled_cancel() {
         ))
         .await;
     assert_eq!(st, 204);
+    let (_, list) = s.get("/v1/scheduled").await;
+    assert_eq!(
+        list["messages"].as_array().unwrap().len(),
+        1,
+        "cancelled ones are not listed"
+    );
     let (st, v) = s.delete("/v1/scheduled/nope").await;
     assert_eq!((st, v["code"].as_str()), (404, Some("message_not_found")));
     // Not visible at once; visible after the delay.
@@ -939,6 +962,14 @@ async fn openapi_lists_every_route_and_its_schemas_validate_answers() {
     validate(&doc, "Pulled", &pulled);
     let (_, f) = s.get("/v1/topics/v/messages").await;
     validate(&doc, "Found", &f);
+    s.post(
+        "/v1/topics/v/messages",
+        json!({"body": "later", "delay_ms": 60000}),
+    )
+    .await;
+    let (_, sch) = s.get("/v1/scheduled").await;
+    assert_eq!(sch["messages"].as_array().unwrap().len(), 1);
+    validate(&doc, "Scheduled", &sch);
     let (_, problem) = s.get("/v1/topics/none").await;
     validate(&doc, "Problem", &problem);
     let docs = s.http.get(s.url("/docs")).send().await.unwrap();

@@ -1,5 +1,5 @@
 //! Message queries (by id, by key, by store time, the trace of a message) and scheduled
-//! messages (count, cancel).
+//! messages (count, list, cancel).
 //!
 //! Invariants: every query is bounded by `max` (at most `limits.max_batch`) and a time range.
 
@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use crate::error::ApiResult;
 use crate::extract::{Path, Query};
-use crate::model::{Found, MessageView, Scheduled, Trace};
+use crate::model::{Found, MessageView, Scheduled, ScheduledMessage, Trace};
 use crate::state::AppState;
 
 /// Query of a message lookup.
@@ -109,13 +109,43 @@ pub(crate) async fn search(
     }))
 }
 
-/// How many scheduled (delayed) messages are waiting for their time.
+/// Query of the scheduled listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ScheduledQuery {
+    /// Where the page starts (the previous answer's `next_offset`; 0 by default).
+    #[serde(default)]
+    offset: u64,
+    /// Most messages (32 by default).
+    #[serde(default = "thirty_two")]
+    max: usize,
+    /// Write bodies in base64 whatever they are.
+    #[serde(default)]
+    base64: bool,
+}
+
+/// Scheduled (delayed) messages waiting for their time: the count and a page of them.
 #[utoipa::path(get, path = "/v1/scheduled", tag = "scheduled",
-    responses((status = 200, description = "Pending count", body = Scheduled)))]
-pub(crate) async fn scheduled(State(state): State<AppState>) -> Json<Scheduled> {
-    Json(Scheduled {
+    params(ScheduledQuery),
+    responses((status = 200, description = "Pending count and a page", body = Scheduled)))]
+pub(crate) async fn scheduled(
+    State(state): State<AppState>,
+    Query(q): Query<ScheduledQuery>,
+) -> ApiResult<Json<Scheduled>> {
+    let page = state.broker.scheduled_list(q.offset, q.max).await?;
+    Ok(Json(Scheduled {
         pending: state.broker.scheduled_pending(),
-    })
+        messages: page
+            .messages
+            .into_iter()
+            .map(|(m, at)| ScheduledMessage {
+                message: MessageView::new(m, q.base64),
+                deliver_at_ms: at,
+            })
+            .collect(),
+        next_offset: page.next_offset,
+        end: page.end,
+    }))
 }
 
 /// Cancels a scheduled message before it is due.
