@@ -257,3 +257,40 @@ async fn will_delay_session_expiry_and_packet_too_large() {
     h.abort();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn incoming_topic_aliases_resolve_and_bad_ones_disconnect() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    let (w, mut rx, h) = client_v5(s.port, "alias-sub", |_| {}).await;
+    w.subscribe("al/#", QoS::AtLeastOnce).await.unwrap();
+    settle().await;
+    let mut bytes = raw_v5_connect("aliaser", None, 0);
+    // PUBLISH QoS 1 "al/1", id 1, topic alias 1; then topic "" with alias 1, id 2.
+    bytes.extend_from_slice(&[
+        0x32, 13, 0, 4, b'a', b'l', b'/', b'1', 0, 1, 3, 0x23, 0, 1, b'a',
+    ]);
+    bytes.extend_from_slice(&[0x32, 9, 0, 0, 0, 2, 3, 0x23, 0, 1, b'b']);
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    sock.write_all(&bytes).await.unwrap();
+    for body in [&b"a"[..], b"b"] {
+        let got = recv(&mut rx).await;
+        assert_eq!(got.topic, Bytes::from_static(b"al/1"));
+        assert_eq!(&got.payload[..], body);
+    }
+    // An unknown alias with an empty topic is a protocol error.
+    sock.write_all(&[0x32, 9, 0, 0, 0, 3, 3, 0x23, 0, 9, b'c'])
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(1), sock.read_to_end(&mut all))
+        .await
+        .expect("closed within 1 s")
+        .unwrap();
+    assert!(all.contains(&0x82), "{all:02x?}");
+    h.abort();
+    s.stop().await;
+}
