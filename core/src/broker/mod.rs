@@ -26,6 +26,7 @@ pub mod pop;
 mod pop_position;
 pub mod receipt;
 pub mod retry;
+pub mod retry_policy;
 pub mod scheduled;
 pub mod sql_filter;
 pub mod timer;

@@ -710,6 +710,14 @@ pub struct RetryPolicy {
     pub backoff: String,
 }
 
+/// A new retry policy.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRetryPolicy {
+    /// Deliveries before dead-lettering, including the first (1 to 1024).
+    pub max_delivery_attempts: u32,
+}
+
 /// Live clients of a group.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Clients {

@@ -518,10 +518,28 @@ async fn retry_to_dlq_and_resend() {
     let (st, v) = s
         .post(
             "/v1/groups",
-            json!({"name": "strict", "max_delivery_attempts": 2}),
+            json!({"name": "strict", "max_delivery_attempts": 5}),
         )
         .await;
     assert_eq!(st, 201, "{v}");
+    let (st, v) = s
+        .put(
+            "/v1/groups/strict/retry-policy",
+            json!({"max_delivery_attempts": 2}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["max_delivery_attempts"].as_u64()),
+        (200, Some(2)),
+        "{v}"
+    );
+    let (st, v) = s
+        .put(
+            "/v1/groups/strict/retry-policy",
+            json!({"max_delivery_attempts": 0}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_argument")));
     let (st, v) = s.post("/v1/groups", json!({"name": "strict"})).await;
     assert_eq!((st, v["code"].as_str()), (409, Some("group_exists")));
     let (_, sent) = s
@@ -887,6 +905,7 @@ async fn openapi_lists_every_route_and_its_schemas_validate_answers() {
         ("get", "/v1/groups/{group}/lag"),
         ("get", "/v1/groups/{group}/clients"),
         ("get", "/v1/groups/{group}/retry-policy"),
+        ("put", "/v1/groups/{group}/retry-policy"),
         ("get", "/v1/groups/{group}/dlq"),
         ("delete", "/v1/groups/{group}/dlq"),
         ("post", "/v1/groups/{group}/dlq/resend"),

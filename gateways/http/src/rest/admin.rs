@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path, Query};
 use crate::model::{
     Clients, CreateGroup, CreateTopic, GroupList, GroupView, Lag, LagView, Pulled, ResendRequest,
-    Resent, RetryPolicy, RouteQueue, TopicList, TopicRoute, TopicView, UpdateTopic,
+    Resent, RetryPolicy, RouteQueue, SetRetryPolicy, TopicList, TopicRoute, TopicView, UpdateTopic,
 };
 use crate::state::AppState;
 
@@ -250,6 +250,25 @@ pub(crate) async fn retry_policy(
     Path(group): Path<String>,
 ) -> ApiResult<Json<RetryPolicy>> {
     let g = state.broker.group(&group)?;
+    Ok(Json(RetryPolicy {
+        max_delivery_attempts: g.max_delivery_attempts,
+        backoff: state.broker.config().consumer.retry_backoff.clone(),
+    }))
+}
+
+/// Changes the retry policy of a group (its offsets and subscriptions stay).
+#[utoipa::path(put, path = "/v1/groups/{group}/retry-policy", tag = "groups",
+    params(("group" = String, Path, description = "Consumer group")),
+    request_body = SetRetryPolicy,
+    responses((status = 200, description = "The new retry policy", body = RetryPolicy)))]
+pub(crate) async fn set_retry_policy(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    JsonBody(req): JsonBody<SetRetryPolicy>,
+) -> ApiResult<Json<RetryPolicy>> {
+    let g = state
+        .broker
+        .set_max_delivery_attempts(&group, req.max_delivery_attempts)?;
     Ok(Json(RetryPolicy {
         max_delivery_attempts: g.max_delivery_attempts,
         backoff: state.broker.config().consumer.retry_backoff.clone(),

@@ -49,7 +49,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::describe_group, admin::delete_group))
         .routes(routes!(admin::lag))
         .routes(routes!(admin::clients))
-        .routes(routes!(admin::retry_policy))
+        .routes(routes!(admin::retry_policy, admin::set_retry_policy))
         .routes(routes!(admin::dlq_list, admin::dlq_purge))
         .routes(routes!(admin::dlq_resend))
         .routes(routes!(query::by_id))
