@@ -18,9 +18,9 @@
 //! Messages delivered and not acknowledged become visible again after their invisible duration.
 //!
 //! Close codes: 1003 binary frame, 1007 a frame that is not a valid command, 1009 a message over
-//! `http.ws_max_frame_bytes`, 1001 server shutdown or a client silent for two ping intervals,
-//! 1008 origin or subscription-limit violations happen before/without closing (403 / error
-//! frame). Other connections are never affected.
+//! `http.ws_max_frame_bytes`, 1001 server shutdown or a client silent for two ping intervals.
+//! A disallowed `Origin` is refused before the upgrade (`403`); limits on subscriptions and
+//! credits answer error frames and keep the connection. Other connections are never affected.
 //!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
 //! (frames from a bounded mpsc, pings on a timer), and one task per subscription (waits for a
