@@ -120,6 +120,9 @@ struct Conn<S> {
     client_receive_max: usize,
     client_max_packet: usize,
     aliases: HashMap<u16, Bytes>,
+    /// Outgoing topic aliases (v5): topic → alias, at most the client's Topic Alias Maximum.
+    out_aliases: HashMap<Bytes, u16>,
+    client_alias_max: u16,
     publishes: FuturesOrdered<PubFut>,
     qos_pending: usize,
     qos2_storing: std::collections::HashSet<u16>,
@@ -289,6 +292,12 @@ async fn connected<S>(
         client_receive_max: usize::from(props.receive_maximum.unwrap_or(u16::MAX).max(1)),
         client_max_packet: props.max_packet_size.map_or(usize::MAX, |m| m as usize),
         aliases: HashMap::new(),
+        out_aliases: HashMap::new(),
+        client_alias_max: if v5 {
+            props.topic_alias_max.unwrap_or(0)
+        } else {
+            0
+        },
         publishes: FuturesOrdered::new(),
         qos_pending: 0,
         qos2_storing: std::collections::HashSet::new(),
@@ -867,7 +876,8 @@ where
             p.pkid = self.session.next_pkid();
         }
         let start = self.wbuf.len();
-        self.write(&Packet::Publish(p.clone()));
+        let wire = self.aliased(&p);
+        self.write(&Packet::Publish(wire));
         if self.wbuf.len() - start > self.client_max_packet {
             // Larger than the client accepts (v5 Maximum Packet Size): dropped, as the spec says.
             self.wbuf.truncate(start);
@@ -885,6 +895,33 @@ where
                 released: false,
             });
         }
+    }
+
+    /// The packet as sent: with a topic alias when the client allows them (v5). The first use
+    /// of an alias carries the topic, later ones an empty topic. Retransmissions after a
+    /// reconnect use the stored packet, with its topic (aliases are per connection).
+    fn aliased(&mut self, p: &Publish) -> Publish {
+        let mut wire = p.clone();
+        if self.client_alias_max == 0 {
+            return wire;
+        }
+        let props = wire
+            .properties
+            .get_or_insert_with(PublishProperties::default);
+        match self.out_aliases.get(&p.topic) {
+            Some(&a) => {
+                props.topic_alias = Some(a);
+                wire.topic = Bytes::new();
+            }
+            None => {
+                let next = u16::try_from(self.out_aliases.len() + 1).unwrap_or(u16::MAX);
+                if next <= self.client_alias_max {
+                    self.out_aliases.insert(p.topic.clone(), next);
+                    props.topic_alias = Some(next);
+                }
+            }
+        }
+        wire
     }
 
     /// Retransmits what was in flight when the previous connection ended.

@@ -294,3 +294,38 @@ async fn incoming_topic_aliases_resolve_and_bad_ones_disconnect() {
     h.abort();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn outgoing_topic_aliases_are_resolved_by_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    let (sub, mut rx, h) = client_v5(s.port, "alias-out", |o| {
+        o.set_topic_alias_max(Some(2));
+    })
+    .await;
+    sub.subscribe("ao/#", QoS::AtLeastOnce).await.unwrap();
+    settle().await;
+    let (p, _r, hp) = client_v5(s.port, "alias-pub", |_| {}).await;
+    for t in ["ao/1", "ao/2", "ao/3", "ao/1", "ao/2", "ao/3"] {
+        p.publish(t, QoS::AtLeastOnce, false, t.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let mut aliased = 0;
+    for _ in 0..6 {
+        let got = recv(&mut rx).await;
+        assert_eq!(
+            &got.topic[..],
+            &got.payload[..],
+            "topic restored from its alias"
+        );
+        aliased += usize::from(got.properties.and_then(|p| p.topic_alias).is_some());
+    }
+    assert_eq!(
+        aliased, 4,
+        "two aliases, each used twice; ao/3 never aliased"
+    );
+    h.abort();
+    hp.abort();
+    s.stop().await;
+}
