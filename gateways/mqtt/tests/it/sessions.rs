@@ -116,3 +116,43 @@ async fn retained_messages_survive_a_restart_and_an_empty_one_clears() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_is_bounded_and_the_core_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MqttConfig {
+        max_inflight: 8,
+        max_queued_messages: 40,
+        ..MqttConfig::default()
+    };
+    let s = Server::start(dir.path(), config).await;
+    let (c, mut rx, h) = client_v4(s.port, "slowpoke", true, |o| {
+        o.set_manual_acks(true);
+    })
+    .await;
+    c.subscribe("flood/#", QoS::AtLeastOnce).await.unwrap();
+    settle().await;
+    let (p, _r, hp) = client_v4(s.port, "flooder", true, |_| {}).await;
+    for i in 0..500 {
+        p.publish(format!("flood/{}", i % 7), QoS::AtLeastOnce, false, "x")
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let mut got = 0;
+    while rx.try_recv().is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 8, "only max_inflight unacknowledged messages are sent");
+    let inflight: u64 = s
+        .broker
+        .lag("mqtt-slowpoke", "flood")
+        .unwrap()
+        .iter()
+        .map(|q| q.pop_inflight)
+        .sum();
+    assert!(inflight <= 8 + 40, "popped from the core: {inflight}");
+    h.abort();
+    hp.abort();
+    s.stop().await;
+}
