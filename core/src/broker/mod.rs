@@ -28,6 +28,7 @@ pub mod receipt;
 pub mod retry;
 pub mod retry_policy;
 pub mod scheduled;
+pub mod settings_map;
 pub mod sql_filter;
 pub mod timer;
 pub mod topic;

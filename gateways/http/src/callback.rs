@@ -7,8 +7,10 @@
 //! answers are retried `http.callback_retries` times after `http.callback_retry_backoff_ms`;
 //! anything else that is not a valid answer (4xx, bad JSON, a body over 64 KiB) is `Unknown`, so
 //! the core asks again later and finally discards the half after `transaction.max_checks`.
-//! Redirects are not followed. Registrations live in memory: producers register again after a
-//! broker restart. The callback never sees more than the message itself.
+//! Redirects are not followed. Registrations are durable: kept in the core's settings map
+//! [`SETTINGS`] (written before the registration is answered) and registered again with the
+//! core when the gateway starts ([`restore`]). The callback never sees more than the message
+//! itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,9 @@ use crate::model::{
     CallbackView, CheckAction, CheckAnswer, CheckRequest, MessageView, RegisterCallback,
 };
 use crate::state::AppState;
+
+/// The core settings map of the registrations: producer group → URL.
+pub const SETTINGS: &str = "http-callbacks";
 
 /// Longest callback URL.
 const MAX_URL: usize = 2048;
@@ -145,29 +150,83 @@ pub(crate) async fn register(
             "transaction callbacks are disabled (http.allow_callbacks)",
         ));
     }
-    let url = (req.url.len() <= MAX_URL)
-        .then(|| reqwest::Url::parse(&req.url).ok())
+    let url = parse_url(&req.url).ok_or_else(|| {
+        ApiError::bad_request("url must be an absolute http(s) URL of at most 2048 bytes")
+    })?;
+    state
+        .broker
+        .set_setting(SETTINGS, &group, Some(&req.url))
+        .map_err(ApiError::from)?;
+    install(
+        &state,
+        tokio::runtime::Handle::current(),
+        &group,
+        url,
+        &req.url,
+    );
+    Ok(Json(CallbackView {
+        producer_group: group,
+        url: req.url,
+    }))
+}
+
+/// A callback URL as accepted: absolute http(s) with a host, at most [`MAX_URL`] bytes.
+fn parse_url(url: &str) -> Option<reqwest::Url> {
+    (url.len() <= MAX_URL)
+        .then(|| reqwest::Url::parse(url).ok())
         .flatten()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            ApiError::bad_request("url must be an absolute http(s) URL of at most 2048 bytes")
-        })?;
+}
+
+/// Registers the checker of `group` with the core and records it in the gateway's table.
+fn install(
+    state: &AppState,
+    runtime: tokio::runtime::Handle,
+    group: &str,
+    url: reqwest::Url,
+    raw: &str,
+) {
     let checker = CallbackChecker {
-        runtime: tokio::runtime::Handle::current(),
+        runtime,
         client: state.http_client().clone(),
         url,
         retries: state.config.callback_retries,
         backoff: Duration::from_millis(state.config.callback_retry_backoff_ms),
     };
-    state.broker.register_checker(&group, Arc::new(checker));
+    state.broker.register_checker(group, Arc::new(checker));
     state
         .callbacks()
         .lock()
-        .insert(group.clone(), req.url.clone());
-    Ok(Json(CallbackView {
-        producer_group: group,
-        url: req.url,
-    }))
+        .insert(group.to_owned(), raw.to_owned());
+}
+
+/// Registers again the callbacks stored by an earlier run (at gateway start, on `runtime`).
+/// Unreadable or no longer valid entries are logged and skipped; with `allow_callbacks` off
+/// none is registered.
+pub(crate) fn restore(state: &AppState, runtime: tokio::runtime::Handle) {
+    let stored = match state.broker.settings(SETTINGS) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the stored transaction callbacks");
+            return;
+        }
+    };
+    if stored.is_empty() {
+        return;
+    }
+    if !state.config.allow_callbacks {
+        tracing::warn!(
+            callbacks = stored.len(),
+            "http.allow_callbacks is off: stored transaction callbacks are not used"
+        );
+        return;
+    }
+    for (group, raw) in stored {
+        match (check_group(&group), parse_url(&raw)) {
+            (Ok(()), Some(url)) => install(state, runtime.clone(), &group, url, &raw),
+            _ => tracing::warn!(group = %group, url = %raw, "skipping an invalid stored callback"),
+        }
+    }
 }
 
 /// The registered callback of a producer group.
@@ -202,13 +261,18 @@ pub(crate) async fn unregister(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if state.callbacks().lock().remove(&group).is_none() {
+    if !state.callbacks().lock().contains_key(&group) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "callback_not_found",
             format!("producer group `{group}` has no callback"),
         ));
     }
+    state
+        .broker
+        .set_setting(SETTINGS, &group, None)
+        .map_err(ApiError::from)?;
+    state.callbacks().lock().remove(&group);
     state.broker.unregister_checker(&group);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -92,6 +92,11 @@ pub enum Error {
 const BROWSER_PAGE: &str = include_str!("../../../examples/browser/index.html");
 
 fn build(state: AppState) -> Router {
+    // Transaction callbacks registered before a restart (needs the runtime the checkers use).
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => callback::restore(&state, runtime),
+        Err(_) => tracing::warn!("built outside a runtime: stored callbacks not registered"),
+    }
     let (router, doc) = rest::routes()
         .routes(routes!(ws::upgrade))
         .split_for_parts();

@@ -1032,3 +1032,45 @@ async fn silent_connections_are_closed_after_the_idle_timeout() {
     assert_eq!(st, 200);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn callback_registrations_survive_a_restart() {
+    // Checked back 1.5 s after it was stored: after the restart below.
+    let s = start_with(|c, _| c.transaction.check_first_ms = 1_500).await;
+    topic(&s, "tx", 1, "TRANSACTION").await;
+    let (url, calls, stop, join) = callback_server("commit").await;
+    let (st, v) = s
+        .put("/v1/producers/pg-durable/callback", json!({"url": url}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .post(
+            "/v1/topics/tx/transactions",
+            json!({"producer_group": "pg-durable", "message": {"body": "after-restart"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    let s = s.restart().await;
+    let (st, v) = s.get("/v1/producers/pg-durable/callback").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["url"], url.as_str());
+    let got = eventually(|| async {
+        let m = receive(&s, "tg", "tx", 4, 1000).await;
+        m.iter().find(|m| m["body"] == "after-restart").cloned()
+    })
+    .await;
+    assert_eq!(got["body"], "after-restart");
+    assert!(calls.load(Ordering::SeqCst) >= 1);
+
+    // Removed: gone after the next restart too.
+    let (st, _) = s.delete("/v1/producers/pg-durable/callback").await;
+    assert_eq!(st, 204);
+    let s = s.restart().await;
+    let (st, _) = s.get("/v1/producers/pg-durable/callback").await;
+    assert_eq!(st, 404);
+    let _ = stop.send(());
+    let _ = join.await;
+    s.stop().await;
+}

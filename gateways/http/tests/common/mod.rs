@@ -23,6 +23,8 @@ pub struct Server {
     pub http: reqwest::Client,
     stop: oneshot::Sender<()>,
     join: JoinHandle<Result<(), rocketgate_gateway_http::Error>>,
+    config: Config,
+    http_config: HttpConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -65,14 +67,19 @@ pub async fn start_with(f: impl FnOnce(&mut Config, &mut HttpConfig)) -> Server 
         ..HttpConfig::default()
     };
     f(&mut config, &mut http);
-    let broker = Broker::open(config).unwrap();
+    serve_dir(dir, config, http).await
+}
+
+/// Opens a broker with `config` (data in `dir`) and serves it with `http`.
+async fn serve_dir(dir: tempfile::TempDir, config: Config, http: HttpConfig) -> Server {
+    let broker = Broker::open(config.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let join = tokio::spawn(serve_with(
         listener,
         broker.clone(),
-        http,
+        http.clone(),
         Some(recorder()),
         async {
             let _ = stopped.await;
@@ -86,6 +93,8 @@ pub async fn start_with(f: impl FnOnce(&mut Config, &mut HttpConfig)) -> Server 
         http: client,
         stop,
         join,
+        config,
+        http_config: http,
         _dir: dir,
     }
 }
@@ -136,6 +145,19 @@ impl Server {
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         let r = self.http.delete(self.url(path)).send().await.unwrap();
         answer(r).await
+    }
+
+    /// Stops the gateway and the broker cleanly, then opens and serves the same data again
+    /// (on a new port).
+    pub async fn restart(self) -> Server {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.join)
+            .await
+            .expect("server stops in time")
+            .unwrap()
+            .unwrap();
+        self.broker.shutdown().unwrap();
+        serve_dir(self._dir, self.config, self.http_config).await
     }
 
     pub async fn stop(self) {
