@@ -15,10 +15,10 @@
 //!   its arrival at one subscriber, so a stalled broker shows up (no coordinated omission).
 //! - Figures are printed, never asserted.
 //!
-//! Who calls it: [`super::run`]. The rocketgate target is `--target` (default
-//! `127.0.0.1:1883`: start `rocketgate standalone`, or `cargo run --release -p
-//! rocketgate-gateway-mqtt --example standalone`, first). Concurrency: one multi-thread
-//! runtime; one task per client.
+//! Who calls it: [`super::run`]. The rocketgate target is `--target` (a running server's MQTT
+//! listener), or else a broker (ASYNC flush, in a fresh directory) with the MQTT gateway on
+//! 127.0.0.1:0 started in this process on its own runtime. Concurrency: one multi-thread
+//! runtime for the clients, one task per client; the in-process server has its own.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,9 +35,16 @@ use super::units::{parse_duration, parse_size, per_sec};
 /// Flags of `rocketgate bench mqtt`.
 #[derive(clap::Args, Debug)]
 pub struct MqttArgs {
-    /// The rocketgate MQTT listener to measure.
-    #[arg(long, default_value = "127.0.0.1:1883")]
-    target: String,
+    /// A running rocketgate MQTT listener (host:port); without it, a broker and its MQTT
+    /// gateway are started in this process.
+    #[arg(long)]
+    target: Option<String>,
+    /// Directory of the in-process broker (created if missing). Default: ./data/bench-PID.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the directory for inspection.
+    #[arg(long)]
+    keep: bool,
     /// The Mosquitto binary to compare with (skipped when missing).
     #[arg(long, default_value = "/usr/sbin/mosquitto")]
     mosquitto: PathBuf,
@@ -100,8 +107,21 @@ pub fn run(args: MqttArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("rg-bench-mqtt")
         .build()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rg-bench-server")
+        .build()?;
+    let (server, target, dir) = match &args.target {
+        Some(t) => (None, t.clone(), None),
+        None => {
+            let dir = super::dirs::BenchDir::new(args.dir.clone(), args.keep)?;
+            let server = server_rt.block_on(InProcess::start(&dir.path))?;
+            let target = server.address.clone();
+            (Some(server), target, Some(dir))
+        }
+    };
     let report = rt.block_on(async {
-        let mut results = measure(&args, "rocketgate", &args.target).await?;
+        let mut results = measure(&args, "rocketgate", &target).await?;
         if !args.no_mosquitto {
             if args.mosquitto.exists() {
                 let m = Mosquitto::start(&args.mosquitto).await?;
@@ -116,13 +136,63 @@ pub fn run(args: MqttArgs) -> anyhow::Result<()> {
             }
         }
         anyhow::Ok(results)
-    })?;
+    });
+    if let Some(server) = server {
+        server_rt.block_on(server.stop())?;
+    }
+    drop(dir);
+    let report = report?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
     }
     Ok(())
+}
+
+/// A broker and its MQTT gateway in this process.
+struct InProcess {
+    address: String,
+    broker: rocketgate_core::Broker,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), rocketgate_gateway_mqtt::Error>>,
+}
+
+impl InProcess {
+    async fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let mut config = rocketgate_core::Config::default();
+        config.store.data_dir = dir.join("store");
+        config.store.flush_mode = rocketgate_core::FlushMode::Async;
+        let broker = rocketgate_core::Broker::open(config).context("opening the bench broker")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rocketgate_gateway_mqtt::serve(
+            Some(listener),
+            None,
+            broker.clone(),
+            rocketgate_gateway_mqtt::MqttConfig::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            address,
+            broker,
+            stop,
+            task,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(joined) => joined??,
+            Err(_) => eprintln!("bench: the MQTT gateway did not stop within 5 s"),
+        }
+        self.broker.shutdown()?;
+        Ok(())
+    }
 }
 
 async fn measure(args: &MqttArgs, name: &str, addr: &str) -> anyhow::Result<Vec<CaseResult>> {
