@@ -167,7 +167,7 @@ struct Conn {
 }
 
 async fn connection(state: AppState, socket: WebSocket) {
-    metrics::gauge!("rocketgate_connections", "gateway" => "ws").increment(1.0);
+    metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").increment(1.0);
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.ws_outbound_frames);
     let last_seen = Arc::new(AtomicI64::new(now_ms()));
@@ -276,7 +276,7 @@ async fn connection(state: AppState, socket: WebSocket) {
     drop(conn);
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    metrics::gauge!("rocketgate_connections", "gateway" => "ws").decrement(1.0);
+    metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").decrement(1.0);
 }
 
 /// Completes once the server stops (never, if the signal is gone).

@@ -835,7 +835,7 @@ async fn health_ready_metrics() {
     for name in [
         "rocketgate_http_requests_total",
         "rocketgate_http_request_seconds",
-        "rocketgate_connections",
+        "rocketgate_connections_active{gateway=\"http\"}",
         "rocketgate_messages_in_total",
         "rocketgate_consumer_lag{group=\"mg\",topic=\"m\"} 1",
         "rocketgate_scheduled_pending 0",
