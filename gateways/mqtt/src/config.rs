@@ -52,6 +52,14 @@ pub struct MqttConfig {
     pub max_retained: usize,
     /// Most concurrent connections (10,000); more are closed right after accept.
     pub max_connections: usize,
+    /// Retained messages and persistent-session records are messages in the CommitLog, which
+    /// deletes segments older than `store.retention_hours`: a background task rewrites every
+    /// live one whose stored copy is at least this old, in ms. `0` (default) = a third of the
+    /// retention (24 h for 72 h), at least one minute.
+    pub record_refresh_age_ms: u64,
+    /// How often that task looks for records to rewrite, in ms. `0` (default) = every five
+    /// minutes, or a quarter of the refresh age if that is shorter (at least one second).
+    pub record_refresh_interval_ms: u64,
 }
 
 impl Default for MqttConfig {
@@ -72,6 +80,8 @@ impl Default for MqttConfig {
             topic_alias_maximum: 64,
             max_retained: 100_000,
             max_connections: 10_000,
+            record_refresh_age_ms: 0,
+            record_refresh_interval_ms: 0,
         }
     }
 }
@@ -94,11 +104,30 @@ impl std::fmt::Debug for MqttConfig {
             .field("topic_alias_maximum", &self.topic_alias_maximum)
             .field("max_retained", &self.max_retained)
             .field("max_connections", &self.max_connections)
+            .field("record_refresh_age_ms", &self.record_refresh_age_ms)
+            .field(
+                "record_refresh_interval_ms",
+                &self.record_refresh_interval_ms,
+            )
             .finish()
     }
 }
 
 impl MqttConfig {
+    /// The record refresh's (check interval, age) in ms for a CommitLog retention of
+    /// `retention_hours`, with the derived defaults applied.
+    pub fn record_refresh(&self, retention_hours: u64) -> (u64, u64) {
+        let age = match self.record_refresh_age_ms {
+            0 => (retention_hours.saturating_mul(3_600_000) / 3).max(60_000),
+            a => a,
+        };
+        let interval = match self.record_refresh_interval_ms {
+            0 => (age / 4).clamp(1000, 300_000),
+            i => i,
+        };
+        (interval, age)
+    }
+
     /// Whether `username`/`password` may connect.
     pub fn authenticate(&self, login: Option<(&str, &str)>) -> bool {
         match login {
@@ -123,5 +152,18 @@ mod tests {
         assert!(!c.authenticate(None));
         assert!(!format!("{c:?}").contains("\"p\""));
         assert!(serde_json::from_str::<MqttConfig>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn record_refresh_defaults_derive_from_the_retention() {
+        let c = MqttConfig::default();
+        assert_eq!(c.record_refresh(72), (300_000, 24 * 3_600_000));
+        assert_eq!(c.record_refresh(1), (300_000, 1_200_000));
+        assert_eq!(c.record_refresh(0), (15_000, 60_000));
+        let c: MqttConfig = serde_json::from_str(
+            r#"{"record_refresh_age_ms": 500, "record_refresh_interval_ms": 100}"#,
+        )
+        .unwrap();
+        assert_eq!(c.record_refresh(72), (100, 500));
     }
 }

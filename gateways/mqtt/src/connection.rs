@@ -238,7 +238,7 @@ async fn connected<S>(
     session.record.disconnected_at_ms = None;
     if expiry != Some(0) {
         session.durable = true;
-        if let Err(e) = session::persist(&shared.broker, &session.record).await {
+        if let Err(e) = session::persist(&shared.broker, &shared.sessions, &session.record).await {
             tracing::error!(error = %e, "could not persist an MQTT session");
             let out = refuse(ConnectReturnCode::ServerUnavailable).await;
             let _ = write_flush(&mut stream, &out).await;
@@ -247,7 +247,7 @@ async fn connected<S>(
     } else if session.durable {
         let mut ended = session.record.clone();
         ended.deleted = true;
-        let _ = session::persist(&shared.broker, &ended).await;
+        let _ = session::persist(&shared.broker, &shared.sessions, &ended).await;
         session.durable = false;
     }
     let keep_alive = shared
@@ -366,8 +366,12 @@ where
             if self.session_dirty {
                 self.session_dirty = false;
                 if self.session.record.expiry_secs != Some(0) {
-                    if let Err(e) =
-                        session::persist(&self.shared.broker, &self.session.record).await
+                    if let Err(e) = session::persist(
+                        &self.shared.broker,
+                        &self.shared.sessions,
+                        &self.session.record,
+                    )
+                    .await
                     {
                         tracing::error!(error = %e, "could not persist an MQTT session");
                     }
@@ -979,7 +983,7 @@ where
             if self.session.durable {
                 let mut r = self.session.record.clone();
                 r.deleted = true;
-                let _ = session::persist(&broker, &r).await;
+                let _ = session::persist(&broker, &self.shared.sessions, &r).await;
             }
             if broker.group(&self.group).is_ok() {
                 let _ = broker.delete_group(&self.group);
@@ -992,7 +996,9 @@ where
             }
             self.session.pending = pending;
             self.session.record.disconnected_at_ms = Some(rocketgate_core::store::now_ms());
-            if let Err(e) = session::persist(&broker, &self.session.record).await {
+            if let Err(e) =
+                session::persist(&broker, &self.shared.sessions, &self.session.record).await
+            {
                 tracing::error!(error = %e, "could not persist an MQTT session");
             }
         }

@@ -25,6 +25,10 @@
 //!   `mqtt-<client id>`, started at the end of each topic it subscribes. `$share/<name>/<f>`
 //!   pops through the group `mqtt-share-<name>-<hash(f)>`: load-balanced across its members.
 //! - Retained messages: topic `mqtt_sys_retained`; session records: `mqtt_sys_sessions`.
+//!   A task of [`serve`] rewrites every live one whose stored copy is older than
+//!   `record_refresh_age_ms` (default a third of `store.retention_hours`), so the CommitLog
+//!   retention never deletes the last copy of a live record; rewrites take the same write lock
+//!   as normal writes, so a clear or session end always stays the latest record.
 //!
 //! # Layout
 //!
@@ -55,7 +59,8 @@
 //! `rocketgate_connections_active`, `rocketgate_connections_rejected_total`,
 //! `rocketgate_packets_received_total`, `rocketgate_publishes_received_total`,
 //! `rocketgate_publishes_refused_total`, `rocketgate_publishes_sent_total`,
-//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`.
+//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`,
+//! `rocketgate_records_refreshed_total` (label `kind`: `retained`, `session`).
 
 pub mod codec;
 pub mod config;

@@ -5,7 +5,9 @@
 //! DISCONNECT 0x8B ("server shutting down") and persists its session; `serve` waits up to
 //! 3 s for connections to finish, then aborts the rest.
 //!
-//! Concurrency: one task per listener, one per connection (in a `JoinSet`), one sweep task.
+//! Concurrency: one task per listener, one per connection (in a `JoinSet`), one sweep task,
+//! one record-refresh task (retained messages and session records rewritten before the
+//! CommitLog retention deletes their segment).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,6 +69,7 @@ pub async fn serve(
         ));
     }
     tasks.spawn(sweep(shared.clone(), stop_rx.clone()));
+    tasks.spawn(refresh(shared.clone(), stop_rx.clone()));
     shutdown.await;
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -148,6 +151,57 @@ async fn serve_stream(
     }
 }
 
+/// Records rewritten per kind (retained, session) per refresh round at most.
+const REFRESH_BATCH: usize = 10_000;
+
+/// Keeps every live retained message and persistent-session record younger than the
+/// CommitLog retention by rewriting those whose stored copy is older than the refresh age
+/// (see [`MqttConfig::record_refresh`]), at most [`REFRESH_BATCH`] of each kind per round.
+async fn refresh(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let retention_hours = shared.broker.config().store.retention_hours;
+    let (interval, age) = shared.config.record_refresh(retention_hours);
+    if age >= retention_hours.saturating_mul(3_600_000) {
+        tracing::warn!(
+            age_ms = age,
+            retention_hours,
+            "MQTT record refresh age is not below the CommitLog retention: records may age out"
+        );
+    }
+    let age = i64::try_from(age).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(Duration::from_millis(interval.max(1))) => {}
+        }
+        // A round stops at shutdown between appends (each copy is one whole append).
+        let round = async {
+            let retained = shared.refresh_retained(age, REFRESH_BATCH).await;
+            let sessions = shared
+                .sessions
+                .refresh(&shared.broker, age, REFRESH_BATCH)
+                .await;
+            (retained, sessions)
+        };
+        let (retained, sessions) = tokio::select! {
+            _ = stop.changed() => return,
+            r = round => r,
+        };
+        let counter = |kind: &'static str, n: usize| {
+            metrics::counter!("rocketgate_records_refreshed_total", "gateway" => "mqtt", "kind" => kind)
+                .increment(n as u64);
+        };
+        counter("retained", retained);
+        counter("session", sessions);
+        if retained + sessions > 0 {
+            tracing::info!(
+                retained,
+                sessions,
+                "MQTT records rewritten ahead of CommitLog retention"
+            );
+        }
+    }
+}
+
 /// Ends offline sessions whose expiry interval has passed.
 async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
@@ -169,7 +223,7 @@ async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             s.ended = true;
             let mut r = s.record.clone();
             r.deleted = true;
-            if let Err(e) = session::persist(&shared.broker, &r).await {
+            if let Err(e) = session::persist(&shared.broker, &shared.sessions, &r).await {
                 tracing::warn!(error = %e, "could not persist an MQTT session expiry");
             }
             let group = crate::topic::session_group(&id);

@@ -14,6 +14,11 @@
 //! - Incoming QoS 2 packet ids awaiting PUBREL are in memory: exactly-once holds within a
 //!   broker run, across reconnects.
 //!
+//! - Records are messages in the CommitLog, deleted with their segment by retention: the
+//!   registry keeps the latest live durable record of each client id, and [`Sessions::refresh`]
+//!   (run by the server's refresh task) rewrites those whose stored copy is older than the
+//!   refresh age. Every append of a client id's record holds its write lock (see [`persist`]).
+//!
 //! Concurrency: one connection at a time owns a session, holding its `tokio::sync::Mutex`
 //! guard for the connection's life; a takeover signals the owner through `kick` and waits for
 //! the guard. The registry map is a `parking_lot::Mutex`, never held across `.await`.
@@ -159,10 +164,31 @@ pub struct SessionSlot {
     pub will: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
+/// Shards of the per-client-id write lock of session records.
+const WRITE_SHARDS: usize = 64;
+
 /// The session registry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sessions {
     slots: parking_lot::Mutex<HashMap<String, Arc<SessionSlot>>>,
+    /// Client id → its latest live durable record and when that copy was stored (ms): what
+    /// the refresh task rewrites. Changed only under the client id's write lock.
+    durable: parking_lot::Mutex<HashMap<String, (SessionRecord, i64)>>,
+    /// Serialises every append of a client id's records (normal writes and refresh copies),
+    /// so the log order of its records is the order of `durable`'s updates.
+    writes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            slots: parking_lot::Mutex::default(),
+            durable: parking_lot::Mutex::default(),
+            writes: (0..WRITE_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
 }
 
 impl Sessions {
@@ -171,11 +197,11 @@ impl Sessions {
     /// # Errors
     /// Core errors.
     pub async fn load(broker: &Broker) -> Result<Self, rocketgate_core::Error> {
-        let mut latest: HashMap<String, SessionRecord> = HashMap::new();
+        let mut latest: HashMap<String, (SessionRecord, i64)> = HashMap::new();
         for m in crate::shared::read_all(broker, SESSIONS_TOPIC).await? {
             match serde_json::from_slice::<SessionRecord>(&m.body) {
                 Ok(r) => {
-                    latest.insert(r.client_id.clone(), r);
+                    latest.insert(r.client_id.clone(), (r, m.store_timestamp_ms));
                 }
                 Err(e) => tracing::warn!(error = %e, "skipping an unreadable MQTT session record"),
             }
@@ -183,12 +209,16 @@ impl Sessions {
         let now = rocketgate_core::store::now_ms();
         let sessions = Self::default();
         let mut n = 0;
-        for (id, mut r) in latest {
+        for (id, (mut r, stored_ms)) in latest {
             if r.deleted {
                 continue;
             }
             // A session that was online when the broker stopped went offline then.
             r.disconnected_at_ms.get_or_insert(now);
+            sessions
+                .durable
+                .lock()
+                .insert(id.clone(), (r.clone(), stored_ms));
             let mut s = SessionState::new(&id);
             s.record = r;
             s.present = true;
@@ -236,15 +266,80 @@ impl Sessions {
     }
 }
 
-/// Writes a session record durably.
+/// Writes a session record durably (under the client id's write lock) and remembers it as the
+/// live record the refresh task keeps younger than the retention (a `deleted` one forgets it).
 ///
 /// # Errors
 /// Core errors (the caller logs them).
 pub async fn persist(
     broker: &Broker,
+    sessions: &Sessions,
     record: &SessionRecord,
 ) -> Result<(), rocketgate_core::Error> {
+    let _write = sessions.write_lock(&record.client_id).lock().await;
+    let stored_ms = append(broker, record).await?;
+    let mut durable = sessions.durable.lock();
+    if record.deleted {
+        durable.remove(&record.client_id);
+    } else {
+        durable.insert(record.client_id.clone(), (record.clone(), stored_ms));
+    }
+    Ok(())
+}
+
+async fn append(broker: &Broker, record: &SessionRecord) -> Result<i64, rocketgate_core::Error> {
     let body = serde_json::to_vec(record).unwrap_or_default();
     let m = Message::new(SESSIONS_TOPIC, body);
-    broker.send(m.into()).await.map(|_| ())
+    broker.send(m.into()).await.map(|r| r.store_timestamp_ms)
+}
+
+impl Sessions {
+    fn write_lock(&self, client_id: &str) -> &tokio::sync::Mutex<()> {
+        let i = crc32c::crc32c(client_id.as_bytes()) as usize % self.writes.len().max(1);
+        &self.writes[i]
+    }
+
+    /// Appends a fresh copy of at most `max` live durable records whose stored copy is at
+    /// least `age_ms` old, so they outlive the CommitLog retention. Each copy is written under
+    /// the client id's write lock after re-reading the live record, so a concurrent update or
+    /// removal is ordered after it (latest wins on load) and a removed session is never
+    /// rewritten. Returns the number of copies; stops at the first core error.
+    pub async fn refresh(&self, broker: &Broker, age_ms: i64, max: usize) -> usize {
+        let now = rocketgate_core::store::now_ms();
+        let stale: Vec<String> = self
+            .durable
+            .lock()
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) >= age_ms)
+            .take(max)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut n = 0;
+        for id in stale {
+            let _write = self.write_lock(&id).lock().await;
+            let now = rocketgate_core::store::now_ms();
+            let Some(record) = self
+                .durable
+                .lock()
+                .get(&id)
+                .filter(|(_, at)| now.saturating_sub(*at) >= age_ms)
+                .map(|(r, _)| r.clone())
+            else {
+                continue;
+            };
+            match append(broker, &record).await {
+                Ok(stored_ms) => {
+                    if let Some(e) = self.durable.lock().get_mut(&id) {
+                        e.1 = stored_ms;
+                    }
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh an MQTT session record");
+                    break;
+                }
+            }
+        }
+        n
+    }
 }

@@ -9,7 +9,9 @@
 //!
 //! Retained messages are stored in the RocketMQ topic [`RETAINED_TOPIC`] (one queue; latest
 //! record per MQTT topic wins, an empty payload clears) and mirrored in memory, rebuilt from
-//! the topic on start.
+//! the topic on start. [`Shared::refresh_retained`] rewrites live ones before the CommitLog
+//! retention deletes their segment; every append of one MQTT topic's retained records holds
+//! that topic's write lock, so the log order matches the in-memory order.
 //!
 //! Concurrency: `parking_lot` locks around the in-memory maps, never held across `.await`.
 
@@ -39,6 +41,9 @@ pub const PROP_CORRELATION: &str = "mqttCorrelationData";
 /// Message property: content type (v5).
 pub const PROP_CONTENT_TYPE: &str = "mqttContentType";
 
+/// Shards of the per-MQTT-topic write lock of retained records.
+const RETAIN_WRITE_SHARDS: usize = 64;
+
 /// Gateway-wide state.
 pub struct Shared {
     /// The core.
@@ -48,6 +53,9 @@ pub struct Shared {
     /// Sessions.
     pub sessions: Sessions,
     retained: RwLock<BTreeMap<String, StoredMessage>>,
+    /// Serialises the appends of one MQTT topic's retained records (publishes and refresh
+    /// copies), so their log order is the order of `retained`'s updates (sharded by topic).
+    retain_writes: Vec<tokio::sync::Mutex<()>>,
     known_topics: Mutex<HashSet<String>>,
 }
 
@@ -92,6 +100,9 @@ impl Shared {
             config,
             sessions,
             retained: RwLock::new(BTreeMap::new()),
+            retain_writes: (0..RETAIN_WRITE_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             known_topics: Mutex::new(HashSet::new()),
         });
         shared.load_retained().await?;
@@ -208,7 +219,13 @@ impl Shared {
         }
     }
 
+    fn retain_write_lock(&self, topic_name: &str) -> &tokio::sync::Mutex<()> {
+        let i = crc32c::crc32c(topic_name.as_bytes()) as usize % self.retain_writes.len().max(1);
+        &self.retain_writes[i]
+    }
+
     async fn retain(&self, m: &Message, topic_name: &str) -> Result<(), Refused> {
+        let _write = self.retain_write_lock(topic_name).lock().await;
         if !m.body.is_empty()
             && !self.retained.read().contains_key(topic_name)
             && self.retained.read().len() >= self.config.max_retained
@@ -243,6 +260,64 @@ impl Shared {
             .map_err(|e| Refused(crate::error::publish_reason(&e)))?;
         self.known_topics.lock().insert(name.to_owned());
         Ok(())
+    }
+
+    /// Appends a fresh copy of at most `max` live retained messages whose stored copy is at
+    /// least `age_ms` old (expired ones are left to age out), so they outlive the CommitLog
+    /// retention. Each copy is written under the topic's write lock after re-reading the live
+    /// entry, so a concurrent clear or replacement is ordered after it (latest wins on load)
+    /// and a cleared topic is never rewritten. Returns the number of copies; stops at the
+    /// first core error.
+    pub async fn refresh_retained(&self, age_ms: i64, max: usize) -> usize {
+        let stale = |m: &StoredMessage, now: i64| {
+            let expired = m
+                .properties
+                .get(PROP_EXPIRES_AT)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|at| at <= now);
+            !expired && now.saturating_sub(m.store_timestamp_ms) >= age_ms
+        };
+        let now = rocketgate_core::store::now_ms();
+        let topics: Vec<String> = self
+            .retained
+            .read()
+            .iter()
+            .filter(|(_, m)| stale(m, now))
+            .take(max)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let mut n = 0;
+        for t in topics {
+            let _write = self.retain_write_lock(&t).lock().await;
+            let now = rocketgate_core::store::now_ms();
+            let Some(live) = self
+                .retained
+                .read()
+                .get(&t)
+                .filter(|m| stale(m, now))
+                .cloned()
+            else {
+                continue;
+            };
+            let mut copy = Message::new(RETAINED_TOPIC, live.body.clone());
+            copy.properties = live.properties.clone();
+            match self.broker.send(copy.into()).await {
+                Ok(r) => {
+                    if let Some(e) = self.retained.write().get_mut(&t) {
+                        e.message_id = r.message_id;
+                        e.queue_offset = r.queue_offset;
+                        e.physical_offset = r.physical_offset;
+                        e.store_timestamp_ms = r.store_timestamp_ms;
+                    }
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh an MQTT retained message");
+                    break;
+                }
+            }
+        }
+        n
     }
 
     /// Retained messages whose MQTT topic matches `filter`.
@@ -304,9 +379,37 @@ pub async fn read_all(
     loop {
         let r = broker.pull(name, 0, offset, batch).await?;
         if r.messages.is_empty() {
-            return Ok(out);
+            // Entries whose CommitLog segment retention already deleted can still be listed
+            // below the end (until the queue minimum catches up): they read as nothing. They
+            // are a prefix of what is left (retention deletes the oldest segments), so skip to
+            // the first readable entry, if any.
+            match first_readable(broker, name, offset.max(r.next_offset), r.max_offset).await? {
+                Some(next) => offset = next,
+                None => return Ok(out),
+            }
+            continue;
         }
         offset = r.next_offset;
         out.extend(r.messages);
     }
+}
+
+/// The first offset in `(from, end)` of queue 0 of `name` that reads as a message (binary
+/// search over "readable", which holds for a suffix of the queue).
+async fn first_readable(
+    broker: &Broker,
+    name: &str,
+    from: u64,
+    end: u64,
+) -> Result<Option<u64>, rocketgate_core::Error> {
+    let (mut lo, mut hi) = (from.saturating_add(1), end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if broker.pull(name, 0, mid, 1).await?.messages.is_empty() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok((lo < end).then_some(lo))
 }

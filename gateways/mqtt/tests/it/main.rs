@@ -6,5 +6,6 @@ mod support;
 
 mod basics;
 mod malformed;
+mod refresh;
 mod sessions;
 mod v5;
