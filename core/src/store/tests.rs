@@ -264,3 +264,41 @@ async fn disk_watermark_refuses_writes_but_not_reads() {
     assert!(store.write_refusal().is_some());
     assert_eq!(store.read_queue("topic", 0, 0, 100).unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn retention_moves_the_minimum_of_a_sparse_topic() {
+    // A rarely written topic (a gateway's system topic): two records in old segments, one in
+    // the active one; everything else is another topic.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), FlushMode::Async);
+    cfg.retention_hours = 0;
+    let store = Store::open(cfg).unwrap();
+    let props = BTreeMap::new();
+    for id in ["s-0", "s-1"] {
+        store
+            .append(&draft("sparse", id, b"old", &props), 0)
+            .await
+            .unwrap();
+    }
+    fill(&store, 400, 1000).await;
+    store
+        .append(&draft("sparse", "s-2", b"new", &props), 0)
+        .await
+        .unwrap();
+    store.catch_up().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.log_offsets().1 < store.log_offsets().2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    store.run_cleaner_now();
+    let (qmin, qmax) = store.queue_range("sparse", 0);
+    assert_eq!(
+        (qmin, qmax),
+        (2, 3),
+        "the deleted records are below the minimum"
+    );
+    let left = store.read_queue("sparse", 0, qmin, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(&left[0].body[..], b"new");
+}
