@@ -7,7 +7,7 @@
 #     when it reconnects, even across a broker restart);
 #   - publishes telemetry with QoS 1 (acknowledged only once rocketgate stored it).
 #
-# Usage: ./device.sh [HOST] [PORT] [DEVICE_ID]
+# Usage: ./device.sh [HOST] [PORT] [DEVICE_ID]   (INTERVAL=seconds between readings, 1 by default)
 set -euo pipefail
 HOST=${1:-127.0.0.1}
 PORT=${2:-1883}
@@ -30,7 +30,7 @@ for i in $(seq 1 10); do
   mosquitto_pub -h "$HOST" -p "$PORT" -V mqttv5 -q 1 -t "devices/$ID/telemetry" \
     -D publish user-property unit celsius \
     -m "{\"seq\":$i,\"temp\":$((20 + RANDOM % 5))}"
-  sleep 1
+  sleep "${INTERVAL:-1}"
 done
 echo "telemetry sent; send a command with:"
 echo "  mosquitto_pub -h $HOST -p $PORT -q 1 -t devices/$ID/cmd -m reboot"

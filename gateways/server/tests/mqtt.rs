@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -193,5 +194,156 @@ fn acknowledged_qos1_publishes_survive_kill_9() {
     bodies.dedup();
     assert_eq!(bodies.len(), 50, "{bodies:?}");
     let (status, _) = again.terminate();
+    assert!(status.success());
+}
+
+/// The device script's process group, killed with SIGKILL when dropped (also on a failed
+/// assertion).
+struct Device(std::process::Child);
+
+impl Device {
+    /// Drops the device off the network abruptly: the script and its mosquitto_sub.
+    fn kill(&mut self) {
+        // (procps `kill` needs `--` before a negative process-group id.)
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `examples/mqtt/device.sh` against the binary: 10 QoS 1 readings land in topic `devices`
+/// with their MQTT topic and v5 user property, the retained status is `online`, a command
+/// reaches the device's persistent session, and when the device drops off (kill -9) its will
+/// turns the retained status to `offline`.
+#[test]
+fn the_mqtt_device_example_runs_against_the_binary() {
+    if !have_mosquitto() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = standalone(dir.path(), "dev", &[]);
+    let grpc = node.endpoint("grpc");
+    let (host, port) = host_port(&node.endpoint("mqtt"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mqtt/device.sh");
+    let out = dir.path().join("device.out");
+    admin_json(&[
+        "--broker", &grpc, "topic", "create", "devices", "--queues", "4",
+    ]);
+    let mut device = Device(
+        Command::new("bash")
+            .args([script, &host, &port, "dev-9"])
+            .env("INTERVAL", "0.1")
+            .process_group(0)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let readings = loop {
+        let got = pull_all(&grpc, "example-reader", "devices", 4);
+        let readings: Vec<_> = got
+            .into_iter()
+            .filter(|m| property(m, "mqttTopic") == Some("devices/dev-9/telemetry"))
+            .collect();
+        if readings.len() >= 10 || Instant::now() > deadline {
+            break readings;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        readings.len() >= 10,
+        "{} of 10 readings stored",
+        readings.len()
+    );
+    assert_eq!(
+        property(&readings[0], "unit"),
+        Some("celsius"),
+        "{}",
+        readings[0]
+    );
+    let status = |expect: &str| {
+        let got = mosquitto(
+            MOSQUITTO_SUB,
+            &[
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-t",
+                "devices/dev-9/status",
+                "-C",
+                "1",
+                "-W",
+                "10",
+            ],
+            "",
+        );
+        assert_eq!(got.trim(), expect);
+    };
+    status("online");
+    mosquitto(
+        MOSQUITTO_PUB,
+        &[
+            "-h",
+            &host,
+            "-p",
+            &port,
+            "-q",
+            "1",
+            "-t",
+            "devices/dev-9/cmd",
+            "-m",
+            "reboot",
+        ],
+        "",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains("devices/dev-9/cmd reboot")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the device never printed the command"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    device.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = mosquitto(
+            MOSQUITTO_SUB,
+            &[
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-t",
+                "devices/dev-9/status",
+                "-C",
+                "1",
+                "-W",
+                "10",
+            ],
+            "",
+        );
+        if got.trim() == "offline" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status still {got:?} after the device died"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = node.terminate();
     assert!(status.success());
 }
