@@ -34,6 +34,7 @@ use tonic::transport::Channel;
 mod yardstick;
 
 use super::dirs::BenchDir;
+use super::in_process::InProcess;
 use super::report::{histogram, Latency};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec};
 
@@ -177,7 +178,31 @@ pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
         Some(t) => (None, t.clone(), None),
         None => {
             let dir = BenchDir::new(args.dir.clone(), args.keep)?;
-            let server = server_rt.block_on(InProcess::start(&dir.path, args.queues))?;
+            let server = server_rt.block_on(InProcess::start(
+                &dir.path,
+                "gRPC",
+                |_| {},
+                |listener, broker, stopped| {
+                    let address = listener
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    let node = rocketgate_gateway_grpc::NodeInfo {
+                        cluster: "BenchCluster".into(),
+                        broker_name: "bench".into(),
+                        broker_id: 0,
+                        endpoints: vec![("grpc".into(), address)],
+                        nameservers: Vec::new(),
+                        registered_nameservers: Arc::new(|| 0),
+                        started_at_ms: 0,
+                        routes: None,
+                    };
+                    rocketgate_gateway_grpc::serve(listener, broker, node, stopped)
+                },
+            ))?;
+            server
+                .broker
+                .create_topic(rocketgate_core::TopicConfig::new(TOPIC, args.queues))?;
             let target = server.address.clone();
             (Some(server), target, Some(dir))
         }
@@ -226,61 +251,6 @@ fn run_yardstick(
         print_table(&report);
     }
     Ok(())
-}
-
-/// A broker and its gRPC server in this process.
-struct InProcess {
-    address: String,
-    broker: rocketgate_core::Broker,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), rocketgate_gateway_grpc::Error>>,
-}
-
-impl InProcess {
-    async fn start(dir: &std::path::Path, queues: u32) -> anyhow::Result<Self> {
-        let mut config = rocketgate_core::Config::default();
-        config.store.data_dir = dir.join("store");
-        config.store.flush_mode = rocketgate_core::FlushMode::Async;
-        let broker = rocketgate_core::Broker::open(config).context("opening the bench broker")?;
-        broker.create_topic(rocketgate_core::TopicConfig::new(TOPIC, queues))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?.to_string();
-        let node = rocketgate_gateway_grpc::NodeInfo {
-            cluster: "BenchCluster".into(),
-            broker_name: "bench".into(),
-            broker_id: 0,
-            endpoints: vec![("grpc".into(), address.clone())],
-            nameservers: Vec::new(),
-            registered_nameservers: Arc::new(|| 0),
-            started_at_ms: 0,
-            routes: None,
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(rocketgate_gateway_grpc::serve(
-            listener,
-            broker.clone(),
-            node,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Ok(Self {
-            address,
-            broker,
-            stop,
-            task,
-        })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
-            Ok(joined) => joined??,
-            Err(_) => eprintln!("bench: the gRPC server did not stop within 5 s"),
-        }
-        self.broker.shutdown()?;
-        Ok(())
-    }
 }
 
 async fn connect(target: &str) -> anyhow::Result<MessagingServiceClient<Channel>> {

@@ -145,7 +145,21 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         Some(t) => t.clone(),
         None => {
             let dir = BenchDir::new(args.dir.clone(), args.keep)?;
-            let server = server_rt.block_on(InProcess::start(&dir.path))?;
+            let server = server_rt.block_on(super::in_process::InProcess::start(
+                &dir.path,
+                "HTTP",
+                // A throwaway directory: let it run on a fuller disk than a real broker would.
+                |c| c.store.disk_max_used_ratio = 0.98,
+                |listener, broker, stopped| {
+                    rocketgate_gateway_http::serve_with(
+                        listener,
+                        broker,
+                        rocketgate_gateway_http::HttpConfig::default(),
+                        None,
+                        stopped,
+                    )
+                },
+            ))?;
             let target = server.address.clone();
             in_process = Some((server, dir));
             target
@@ -166,53 +180,6 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
         + report.delivery.as_ref().map_or(0, |d| d.errors);
     anyhow::ensure!(errors == 0, "{errors} requests failed (see the table)");
     Ok(())
-}
-
-/// A broker and its HTTP gateway in this process.
-struct InProcess {
-    address: String,
-    broker: rocketgate_core::Broker,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), rocketgate_gateway_http::Error>>,
-}
-
-impl InProcess {
-    async fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
-        let mut config = rocketgate_core::Config::default();
-        config.store.data_dir = dir.join("store");
-        config.store.flush_mode = rocketgate_core::FlushMode::Async;
-        // A throwaway directory: let it run on a fuller disk than a real broker would.
-        config.store.disk_max_used_ratio = 0.98;
-        let broker = rocketgate_core::Broker::open(config).context("opening the bench broker")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?.to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(rocketgate_gateway_http::serve_with(
-            listener,
-            broker.clone(),
-            rocketgate_gateway_http::HttpConfig::default(),
-            None,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Ok(Self {
-            address,
-            broker,
-            stop,
-            task,
-        })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
-            Ok(joined) => joined??,
-            Err(_) => eprintln!("bench: the HTTP server did not stop within 5 s"),
-        }
-        self.broker.shutdown()?;
-        Ok(())
-    }
 }
 
 /// One keep-alive HTTP/1.1 connection.

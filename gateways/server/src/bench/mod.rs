@@ -31,6 +31,7 @@ mod disk;
 mod goals;
 mod grpc;
 mod http;
+mod in_process;
 mod latency;
 mod load;
 mod memory;

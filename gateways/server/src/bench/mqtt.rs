@@ -115,7 +115,20 @@ pub fn run(args: MqttArgs) -> anyhow::Result<()> {
         Some(t) => (None, t.clone(), None),
         None => {
             let dir = super::dirs::BenchDir::new(args.dir.clone(), args.keep)?;
-            let server = server_rt.block_on(InProcess::start(&dir.path))?;
+            let server = server_rt.block_on(super::in_process::InProcess::start(
+                &dir.path,
+                "MQTT",
+                |_| {},
+                |listener, broker, stopped| {
+                    rocketgate_gateway_mqtt::serve(
+                        Some(listener),
+                        None,
+                        broker,
+                        rocketgate_gateway_mqtt::MqttConfig::default(),
+                        stopped,
+                    )
+                },
+            ))?;
             let target = server.address.clone();
             (Some(server), target, Some(dir))
         }
@@ -148,51 +161,6 @@ pub fn run(args: MqttArgs) -> anyhow::Result<()> {
         print_table(&report);
     }
     Ok(())
-}
-
-/// A broker and its MQTT gateway in this process.
-struct InProcess {
-    address: String,
-    broker: rocketgate_core::Broker,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), rocketgate_gateway_mqtt::Error>>,
-}
-
-impl InProcess {
-    async fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
-        let mut config = rocketgate_core::Config::default();
-        config.store.data_dir = dir.join("store");
-        config.store.flush_mode = rocketgate_core::FlushMode::Async;
-        let broker = rocketgate_core::Broker::open(config).context("opening the bench broker")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = listener.local_addr()?.to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(rocketgate_gateway_mqtt::serve(
-            Some(listener),
-            None,
-            broker.clone(),
-            rocketgate_gateway_mqtt::MqttConfig::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Ok(Self {
-            address,
-            broker,
-            stop,
-            task,
-        })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
-            Ok(joined) => joined??,
-            Err(_) => eprintln!("bench: the MQTT gateway did not stop within 5 s"),
-        }
-        self.broker.shutdown()?;
-        Ok(())
-    }
 }
 
 async fn measure(args: &MqttArgs, name: &str, addr: &str) -> anyhow::Result<Vec<CaseResult>> {
