@@ -72,7 +72,8 @@ impl axum::serve::Listener for CountingListener {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    metrics::gauge!("rocketgate_connections_active", "gateway" => "http").increment(1.0);
+                    metrics::gauge!("rocketgate_connections_active", "gateway" => "http")
+                        .increment(1.0);
                     metrics::counter!("rocketgate_connections_total", "gateway" => "http")
                         .increment(1);
                     return (
