@@ -12,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use rocketmq::model::message::{Message, MessageBuilder};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, EventLoop, Packet, QoS};
+
+use crate::mqtt_client::until;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -119,9 +121,7 @@ impl Gateways {
     }
 
     fn mqtt(&self, id: &str) -> (AsyncClient, EventLoop) {
-        let mut o = MqttOptions::new(id, "127.0.0.1", self.mqtt_port);
-        o.set_keep_alive(Duration::from_secs(30));
-        AsyncClient::new(o, 16)
+        crate::mqtt_client::connect(self.mqtt_port, id)
     }
 
     async fn stop(self) {
@@ -135,30 +135,6 @@ impl Gateways {
         match tokio::time::timeout(Duration::from_secs(10), self.mqtt_join).await {
             Ok(Ok(Ok(()))) => {}
             other => panic!("MQTT gateway did not stop cleanly: {other:?}"),
-        }
-    }
-}
-
-/// Polls an MQTT event loop until `want` picks an incoming packet, for at most `limit`.
-async fn until<T>(
-    events: &mut EventLoop,
-    limit: Duration,
-    what: &str,
-    mut want: impl FnMut(&Packet) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "MQTT: no {what} within {limit:?}");
-        match tokio::time::timeout(left, events.poll()).await {
-            Ok(Ok(Event::Incoming(p))) => {
-                if let Some(t) = want(&p) {
-                    return t;
-                }
-            }
-            Ok(Ok(Event::Outgoing(_))) => {}
-            Ok(Err(e)) => panic!("MQTT connection failed waiting for {what}: {e}"),
-            Err(_) => panic!("MQTT: no {what} within {limit:?}"),
         }
     }
 }

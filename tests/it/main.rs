@@ -64,6 +64,7 @@ mod grpc_sdk_basic;
 mod grpc_sdk_clients;
 mod grpc_sdk_ordering;
 mod grpc_sdk_transaction;
+mod mqtt_client;
 mod store_crash;
 mod store_derived;
 mod store_limits;
