@@ -23,14 +23,34 @@ pub struct SendRequest {
     pub message: Message,
     /// Queue choice.
     pub queue: QueueSelector,
+    /// The type the producer declares (the RocketMQ 5 protocol's `message_type`). When set,
+    /// core checks it against the topic's type and what the type needs (a FIFO message's
+    /// group, a DELAY message's delivery time); when `None`, the message is taken as what its
+    /// fields make it and any topic takes it.
+    pub message_type: Option<crate::MessageType>,
+}
+
+impl SendRequest {
+    /// A request for `message` on the queue `queue`, with no declared type.
+    pub fn new(message: Message, queue: QueueSelector) -> Self {
+        Self {
+            message,
+            queue,
+            message_type: None,
+        }
+    }
+
+    /// Declares the message's type.
+    #[must_use]
+    pub fn with_type(mut self, message_type: crate::MessageType) -> Self {
+        self.message_type = Some(message_type);
+        self
+    }
 }
 
 impl From<Message> for SendRequest {
     fn from(message: Message) -> Self {
-        Self {
-            message,
-            queue: QueueSelector::Auto,
-        }
+        Self::new(message, QueueSelector::Auto)
     }
 }
 
@@ -234,4 +254,54 @@ pub enum TraceKind {
     Retry,
     /// Moved to a dead-letter queue.
     DeadLettered,
+}
+
+/// CommitLog positions (bytes), as the health endpoints and benchmarks show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogOffsets {
+    /// The first byte still held (start of the oldest segment).
+    pub min: u64,
+    /// The end of what is flushed to disk.
+    pub durable: u64,
+    /// The end of what is written.
+    pub end: u64,
+}
+
+/// What the store's recovery did when the broker opened (for logs, health and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The previous run did not shut down cleanly.
+    pub after_crash: bool,
+    /// A damaged or torn tail was cut from the CommitLog.
+    pub cut_tail: bool,
+    /// CommitLog end after recovery.
+    pub log_end: u64,
+    /// Where ConsumeQueue/index replay started.
+    pub replayed_from: u64,
+    /// Records replayed into ConsumeQueues and the index.
+    pub replayed_records: u64,
+}
+
+/// The broker's storage health: whether it takes writes, and where its CommitLog stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Why writes are refused (disk full, read-only after a failed flush), or `None`.
+    pub write_refusal: Option<String>,
+    /// CommitLog positions.
+    pub log: LogOffsets,
+    /// What recovery did at open.
+    pub recovery: RecoveryReport,
+}
+
+/// Why [`crate::Broker::send_batch`] stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("batch message {index}: {error}")]
+pub struct BatchError {
+    /// The request that failed (0-based).
+    pub index: usize,
+    /// How many requests before it were stored (0 when it failed its checks).
+    pub stored: usize,
+    /// Its error.
+    #[source]
+    pub error: crate::Error,
 }

@@ -1,10 +1,18 @@
-//! The core's error type and the small [`ErrorKind`] that gateways map to their wire codes.
+//! The core's error type, its precise [`Reason`] and the small [`ErrorKind`]: what gateways map
+//! to their wire codes.
 //!
-//! Gateways match on [`Error::kind`], never on the full enum, so a new variant never breaks a
-//! gateway's mapping. Request errors (bad input, unknown objects) are separate from faults
-//! (`Store` I/O, poisoning) which are logged once at the gateway boundary.
+//! The one rulebook: every rule about messages, topics, groups and limits is checked in core,
+//! and the error says precisely which rule refused. Gateways map [`Error::reason`] (to a
+//! RocketMQ v2 `Code`, an HTTP problem code, an MQTT reason code) with a fallback on
+//! [`Reason::kind`]; they never match on the `Error` enum itself and never re-check what core
+//! checks. A new reason gets a sensible wire code through its kind before a gateway learns it.
+//! Request errors (bad input, unknown objects) are separate from faults (`Store` I/O,
+//! poisoning) which are logged once at the gateway boundary.
 
 use crate::store;
+
+/// The store's errors, as wrapped by [`Error::Store`].
+pub use crate::store::Error as StoreError;
 
 /// Result alias for the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -59,17 +67,24 @@ pub enum Error {
         /// Limit.
         max: usize,
     },
-    /// Properties over a limit, or a reserved/blank key.
-    #[error("illegal message properties: {0}")]
-    IllegalProperties(String),
-    /// Another message field (tag, key, group, id) is invalid.
-    #[error("illegal message field `{field}`: {reason}")]
+    /// Properties over the count or size limit.
+    #[error("message properties too large: {0}")]
+    PropertiesTooLarge(String),
+    /// A property key that is blank, too long or reserved for the broker.
+    #[error("illegal message property key: {0}")]
+    IllegalPropertyKey(String),
+    /// Another field (tag, key, message group, message id, consumer group, ...) is invalid.
+    #[error("illegal {field}: {reason}")]
     IllegalField {
-        /// Field name.
-        field: &'static str,
+        /// Which field.
+        field: Field,
         /// What rule it breaks.
         reason: String,
     },
+    /// The message's declared type does not fit its topic or lacks what the type needs (a
+    /// DELAY message without a delivery time).
+    #[error("message type conflict: {0}")]
+    MessageTypeConflict(String),
     /// Other invalid argument (queue counts, batch sizes, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -173,47 +188,208 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
 }
 
+/// A request field core checks, named in [`Error::IllegalField`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Field {
+    /// A message tag.
+    Tag,
+    /// A message key.
+    Key,
+    /// A message group (FIFO) or sharding key.
+    MessageGroup,
+    /// A message id.
+    MessageId,
+    /// The producer host.
+    BornHost,
+    /// A consumer group name.
+    ConsumerGroup,
+    /// A producer group name.
+    ProducerGroup,
+    /// A client id.
+    ClientId,
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tag => "tag",
+            Self::Key => "message key",
+            Self::MessageGroup => "message group",
+            Self::MessageId => "message id",
+            Self::BornHost => "born host",
+            Self::ConsumerGroup => "consumer group",
+            Self::ProducerGroup => "producer group",
+            Self::ClientId => "client id",
+        })
+    }
+}
+
+/// Precisely which rule refused a request, or which fault failed it: what a gateway maps to
+/// its protocol's code. Every reason has a [`Reason::kind`] to fall back on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No such topic.
+    TopicNotFound,
+    /// The topic has no such queue.
+    QueueNotFound,
+    /// No such message (or scheduled message).
+    MessageNotFound,
+    /// No such consumer group.
+    GroupNotFound,
+    /// The topic exists already.
+    TopicExists,
+    /// The consumer group exists already.
+    GroupExists,
+    /// An illegal topic name (or a reserved one).
+    IllegalTopic,
+    /// An illegal consumer or producer group name.
+    IllegalGroup,
+    /// An illegal tag.
+    IllegalTag,
+    /// An illegal message key (or too many).
+    IllegalKey,
+    /// An illegal or missing message group.
+    IllegalMessageGroup,
+    /// An illegal message id.
+    IllegalMessageId,
+    /// An illegal client id.
+    IllegalClientId,
+    /// Another illegal field.
+    IllegalField,
+    /// A blank, oversized or reserved property key.
+    IllegalPropertyKey,
+    /// Too many properties or too many bytes of them.
+    PropertiesTooLarge,
+    /// A body over the maximum.
+    BodyTooLarge,
+    /// The message type does not fit the topic, or lacks what it needs.
+    MessageTypeConflict,
+    /// A filter expression that does not parse.
+    IllegalFilter,
+    /// A garbled, forged, foreign or stale receipt handle.
+    InvalidReceiptHandle,
+    /// An invisible duration out of range.
+    IllegalInvisibleTime,
+    /// A long-polling wait out of range.
+    IllegalWait,
+    /// A batch size out of range.
+    IllegalBatchSize,
+    /// A delay level or delivery time out of range.
+    IllegalDeliveryTime,
+    /// No transaction has this id.
+    InvalidTransactionId,
+    /// The transaction was resolved already.
+    TransactionResolved,
+    /// The topic's permission forbids this (not writable, not readable, not deletable).
+    Forbidden,
+    /// Another invalid argument (queue counts, time ranges, configuration).
+    InvalidArgument,
+    /// Writes are refused: the disk-use watermark or the size limit.
+    DiskFull,
+    /// Writes are refused until a restart: a flush failed.
+    ReadOnly,
+    /// The broker is shutting down.
+    ShuttingDown,
+    /// A broker fault (I/O, corruption, metadata).
+    Internal,
+}
+
+impl Reason {
+    /// The protocol-neutral kind of this reason.
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            Self::TopicNotFound
+            | Self::QueueNotFound
+            | Self::MessageNotFound
+            | Self::GroupNotFound => ErrorKind::NotFound,
+            Self::TopicExists | Self::GroupExists => ErrorKind::AlreadyExists,
+            Self::IllegalTopic
+            | Self::IllegalGroup
+            | Self::IllegalTag
+            | Self::IllegalKey
+            | Self::IllegalMessageGroup
+            | Self::IllegalMessageId
+            | Self::IllegalClientId
+            | Self::IllegalField
+            | Self::IllegalPropertyKey
+            | Self::PropertiesTooLarge
+            | Self::BodyTooLarge
+            | Self::MessageTypeConflict
+            | Self::IllegalFilter
+            | Self::InvalidReceiptHandle
+            | Self::IllegalInvisibleTime
+            | Self::IllegalWait
+            | Self::IllegalBatchSize
+            | Self::IllegalDeliveryTime
+            | Self::InvalidTransactionId
+            | Self::InvalidArgument => ErrorKind::InvalidArgument,
+            Self::TransactionResolved => ErrorKind::Conflict,
+            Self::Forbidden => ErrorKind::PermissionDenied,
+            Self::DiskFull | Self::ReadOnly | Self::ShuttingDown => ErrorKind::Unavailable,
+            Self::Internal => ErrorKind::Internal,
+        }
+    }
+}
+
 impl Error {
     /// Whether this [`ErrorKind::Unavailable`] error means the broker is shutting down (try
     /// again on another node or after a restart), as opposed to a running store that refuses
     /// writes (disk full, read-only after a failed flush), which stays so until an operator acts.
     pub fn is_shutdown(&self) -> bool {
-        matches!(self, Self::Store(store::Error::Closed))
+        self.reason() == Reason::ShuttingDown
+    }
+
+    /// Precisely which rule refused the request, or which fault failed it.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::TopicNotFound(_) => Reason::TopicNotFound,
+            Self::QueueNotFound { .. } => Reason::QueueNotFound,
+            Self::MessageNotFound(_) => Reason::MessageNotFound,
+            Self::GroupNotFound(_) => Reason::GroupNotFound,
+            Self::TopicExists(_) => Reason::TopicExists,
+            Self::GroupExists(_) => Reason::GroupExists,
+            Self::IllegalTopic { .. } => Reason::IllegalTopic,
+            Self::BodyTooLarge { .. } => Reason::BodyTooLarge,
+            Self::PropertiesTooLarge(_) => Reason::PropertiesTooLarge,
+            Self::IllegalPropertyKey(_) => Reason::IllegalPropertyKey,
+            Self::IllegalField { field, .. } => match field {
+                Field::Tag => Reason::IllegalTag,
+                Field::Key => Reason::IllegalKey,
+                Field::MessageGroup => Reason::IllegalMessageGroup,
+                Field::MessageId => Reason::IllegalMessageId,
+                Field::ConsumerGroup | Field::ProducerGroup => Reason::IllegalGroup,
+                Field::ClientId => Reason::IllegalClientId,
+                Field::BornHost => Reason::IllegalField,
+            },
+            Self::MessageTypeConflict(_) => Reason::MessageTypeConflict,
+            Self::IllegalFilter(_) => Reason::IllegalFilter,
+            Self::InvalidReceiptHandle(_) => Reason::InvalidReceiptHandle,
+            Self::IllegalInvisibleTime { .. } => Reason::IllegalInvisibleTime,
+            Self::IllegalWait { .. } => Reason::IllegalWait,
+            Self::IllegalBatchSize { .. } => Reason::IllegalBatchSize,
+            Self::IllegalDelayLevel { .. } | Self::IllegalDeliveryTime { .. } => {
+                Reason::IllegalDeliveryTime
+            }
+            Self::InvalidTransactionId(_) => Reason::InvalidTransactionId,
+            Self::TransactionResolved { .. } => Reason::TransactionResolved,
+            Self::PermissionDenied { .. } => Reason::Forbidden,
+            Self::InvalidArgument(_) | Self::Config(_) => Reason::InvalidArgument,
+            Self::Store(e) => match e {
+                store::Error::DiskFull(_) => Reason::DiskFull,
+                store::Error::Poisoned(_) => Reason::ReadOnly,
+                store::Error::Closed => Reason::ShuttingDown,
+                store::Error::RecordTooLarge { .. } => Reason::BodyTooLarge,
+                _ => Reason::Internal,
+            },
+            Self::Metadata { .. } => Reason::Internal,
+        }
     }
 
     /// The protocol-neutral kind of this error.
     pub fn kind(&self) -> ErrorKind {
-        match self {
-            Self::TopicNotFound(_)
-            | Self::QueueNotFound { .. }
-            | Self::MessageNotFound(_)
-            | Self::GroupNotFound(_) => ErrorKind::NotFound,
-            Self::TopicExists(_) | Self::GroupExists(_) => ErrorKind::AlreadyExists,
-            Self::IllegalFilter(_)
-            | Self::InvalidReceiptHandle(_)
-            | Self::IllegalInvisibleTime { .. }
-            | Self::IllegalWait { .. }
-            | Self::IllegalBatchSize { .. }
-            | Self::IllegalDelayLevel { .. }
-            | Self::IllegalDeliveryTime { .. }
-            | Self::InvalidTransactionId(_) => ErrorKind::InvalidArgument,
-            Self::TransactionResolved { .. } => ErrorKind::Conflict,
-            Self::IllegalTopic { .. }
-            | Self::BodyTooLarge { .. }
-            | Self::IllegalProperties(_)
-            | Self::IllegalField { .. }
-            | Self::InvalidArgument(_)
-            | Self::Config(_) => ErrorKind::InvalidArgument,
-            Self::PermissionDenied { .. } => ErrorKind::PermissionDenied,
-            Self::Store(e) => match e {
-                store::Error::DiskFull(_) | store::Error::Poisoned(_) | store::Error::Closed => {
-                    ErrorKind::Unavailable
-                }
-                store::Error::RecordTooLarge { .. } => ErrorKind::InvalidArgument,
-                _ => ErrorKind::Internal,
-            },
-            Self::Metadata { .. } => ErrorKind::Internal,
-        }
+        self.reason().kind()
     }
 }
 

@@ -33,6 +33,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod message;
@@ -41,13 +42,15 @@ pub mod metrics;
 pub mod store;
 
 pub use api::{
-    GroupPullRequest, PopRequest, PoppedMessage, PullResult, PullStatus, QueryResult, QueueLag,
-    QueueSelector, SendReceipt, SendRequest, TopicInfo, TopicUpdate,
+    BatchError, GroupPullRequest, Health, LogOffsets, PopRequest, PoppedMessage, PullResult,
+    PullStatus, QueryResult, QueueLag, QueueSelector, RecoveryReport, SendReceipt, SendRequest,
+    TopicInfo, TopicUpdate,
 };
 pub use broker::consumer_group::GroupConfig;
 pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
 pub use broker::Broker;
+pub use clock::now_ms;
 pub use config::{Config, ConsumerConfig, FlushMode, LimitsConfig, StoreConfig};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Field, Reason, Result, StoreError};
 pub use message::{Message, StoredMessage};

@@ -200,10 +200,10 @@ async fn consume_fifo_groups_in_send_order_exactly_once_with_concurrent_consumer
 
     // Messages without a message group are not held back: five in one queue come in one pop.
     for i in 0..5 {
-        let req = rocketgate_core::SendRequest {
-            message: Message::new("fifo", format!("free:{i}")),
-            queue: rocketgate_core::QueueSelector::Queue(0),
-        };
+        let req = rocketgate_core::SendRequest::new(
+            Message::new("fifo", format!("free:{i}")),
+            rocketgate_core::QueueSelector::Queue(0),
+        );
         support::send_ok(&broker, req).await;
     }
     let free = support::pop(

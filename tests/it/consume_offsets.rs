@@ -13,10 +13,7 @@ use rocketgate_core::{Message, QueueLag, QueueSelector, SendReceipt, SendRequest
 use crate::support;
 
 fn to_queue(topic: &str, q: u32, body: String) -> SendRequest {
-    SendRequest {
-        message: Message::new(topic, body),
-        queue: QueueSelector::Queue(q),
-    }
+    SendRequest::new(Message::new(topic, body), QueueSelector::Queue(q))
 }
 
 /// Waits until the dispatcher has published every message sent so far to the ConsumeQueues of

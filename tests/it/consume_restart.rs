@@ -210,10 +210,10 @@ async fn prepare(dir: &Path, persist_ms: u64) {
     }
     for q in 0..QUEUES {
         for i in 0..PULL_PER_QUEUE {
-            let req = SendRequest {
-                message: consume::message(PULL_TOPIC, u64::from(q) * PULL_PER_QUEUE + i),
-                queue: QueueSelector::Queue(q),
-            };
+            let req = SendRequest::new(
+                consume::message(PULL_TOPIC, u64::from(q) * PULL_PER_QUEUE + i),
+                QueueSelector::Queue(q),
+            );
             support::send_ok(&broker, req).await;
         }
     }
@@ -283,7 +283,7 @@ async fn verify(dir: &Path, persist_ms: u64, k: &Knowledge, round: usize) -> BTr
     let copy = support::memory_tempdir();
     support::copy_dir(dir, copy.path());
     let broker = support::open(&consume::config(copy.path(), persist_ms));
-    assert!(broker.store().recovery_report().after_crash);
+    assert!(broker.recovery_report().after_crash);
 
     let mut delivered: BTreeMap<u64, u32> = BTreeMap::new();
     loop {

@@ -108,7 +108,15 @@ async fn consume_validation_bad_input_gets_typed_errors() {
 
     // Illegal group names and client ids.
     for name in ["", "a b", "a/b", &"g".repeat(128)] {
-        let field = |e: &Error| matches!(e, Error::IllegalField { field: "group", .. });
+        let field = |e: &Error| {
+            matches!(
+                e,
+                Error::IllegalField {
+                    field: rocketgate_core::Field::ConsumerGroup,
+                    ..
+                }
+            )
+        };
         let what = |call: &str| format!("{call}, group {name:?}");
         refused!(what("pop"), b.pop(pop(name, "v")).await, invalid, ref e if field(e));
         let create = b.create_group(GroupConfig::new(name));
@@ -123,7 +131,7 @@ async fn consume_validation_bad_input_gets_typed_errors() {
             b.heartbeat(g, id),
             invalid,
             Error::IllegalField {
-                field: "client_id",
+                field: rocketgate_core::Field::ClientId,
                 ..
             }
         );

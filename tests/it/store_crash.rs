@@ -133,7 +133,7 @@ fn verify(
     let t0 = Instant::now();
     let broker = support::open(&crash::config(dir, mode));
     let open_time = t0.elapsed();
-    let report = broker.store().recovery_report();
+    let report = broker.recovery_report();
     assert!(
         report.after_crash,
         "a killed store must recover as crashed: {report:?}"

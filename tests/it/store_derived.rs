@@ -232,11 +232,11 @@ async fn t2d(loss: DerivedLoss) {
             Err(e) => panic!("{ctx}: the store does not open: {e}"),
         };
         let took = started.elapsed();
-        let (_, _, log) = broker.store().log_offsets();
+        let log = broker.log_offsets().end;
         println!(
             "{ctx}: reopened in {took:?} ({:.0} MB/s of CommitLog), {:?}",
             log as f64 / took.as_secs_f64() / 1e6,
-            broker.store().recovery_report()
+            broker.recovery_report()
         );
         check_t2d(&broker, &sent, &ctx).await;
         // And it stays so across a clean restart.

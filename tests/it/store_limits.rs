@@ -86,13 +86,13 @@ async fn t7_disk_limit_refuses_writes_and_keeps_reads() {
     assert_eq!(support::segments(dir.path()).len(), 4);
 
     // Refused means refused: no later send of the same size succeeds, and none writes anything.
-    let offsets = broker.store().log_offsets();
+    let offsets = broker.log_offsets();
     for i in 0..20 {
         let m = Message::new("full", vec![0xAB; 1000]).with_key(format!("late{i}"));
         let e = support::send(&broker, m).await.unwrap_err();
         assert_disk_full(&e);
     }
-    assert_eq!(broker.store().log_offsets(), offsets);
+    assert_eq!(broker.log_offsets(), offsets);
 
     // Reads keep working.
     check_readable(&broker, "full", 2, &sent).await;
@@ -102,7 +102,7 @@ async fn t7_disk_limit_refuses_writes_and_keeps_reads() {
     // Room again: everything acknowledged is there and writes resume.
     config.store.disk_limit_bytes = Some(64 * SEGMENT);
     let broker = support::open(&config);
-    assert!(broker.store().write_refusal().is_none());
+    assert!(broker.write_refusal().is_none());
     check_readable(&broker, "full", 2, &sent).await;
     for i in 0..100 {
         let m = Message::new("full", vec![7u8; 1000]).with_key(format!("again{i}"));
@@ -155,14 +155,14 @@ async fn t7_real_enospc_on_a_small_tmpfs() {
     println!("refused after {} messages: {refusal}", sent.len());
     assert_disk_full(&refusal);
     assert!(sent.len() > 500, "refused too early");
-    let offsets = broker.store().log_offsets();
+    let offsets = broker.log_offsets();
     for _ in 0..5 {
         let e = support::send(&broker, Message::new("tmpfs", vec![1u8; 4000]))
             .await
             .unwrap_err();
         assert_disk_full(&e);
     }
-    assert_eq!(broker.store().log_offsets(), offsets);
+    assert_eq!(broker.log_offsets(), offsets);
     check_readable(&broker, "tmpfs", 1, &sent).await;
 
     // More room: writes resume without a restart, and everything survives one.
@@ -179,7 +179,7 @@ async fn t7_real_enospc_on_a_small_tmpfs() {
     broker.shutdown().unwrap();
     drop(broker);
     let broker = support::open(&config);
-    assert!(!broker.store().recovery_report().after_crash);
+    assert!(!broker.recovery_report().after_crash);
     check_readable(&broker, "tmpfs", 1, &sent).await;
     drop(broker);
     drop(fs);
@@ -213,19 +213,19 @@ async fn t7_disk_watermark_on_a_small_tmpfs() {
     };
     println!("refused after {} messages: {refusal}", sent.len());
     assert_disk_full(&refusal);
-    assert!(broker.store().write_refusal().is_some());
+    assert!(broker.write_refusal().is_some());
     // Refused while above the watermark, whatever the size.
-    let offsets = broker.store().log_offsets();
+    let offsets = broker.log_offsets();
     let e = support::send(&broker, Message::new("mark", "tiny"))
         .await
         .unwrap_err();
     assert_disk_full(&e);
-    assert_eq!(broker.store().log_offsets(), offsets);
+    assert_eq!(broker.log_offsets(), offsets);
     check_readable(&broker, "mark", 2, &sent).await;
 
     fs.resize("64m");
-    broker.store().run_cleaner_now();
-    assert_eq!(broker.store().write_refusal(), None);
+    broker.run_retention_now();
+    assert_eq!(broker.write_refusal(), None);
     for i in 0..200 {
         let m = Message::new("mark", vec![4u8; 3000]).with_key(format!("again{i}"));
         let receipt = support::send_ok(&broker, m.clone()).await;
@@ -252,7 +252,7 @@ async fn t1d_run(run: usize, k: u64) {
     let config = support::config(dir.path(), SEGMENT, FlushMode::Sync);
     let broker = support::open(&config);
     broker.create_topic(TopicConfig::new("fsync", 4)).unwrap();
-    broker.store().inject_flush_failure(k);
+    broker.inject_flush_failure(k);
 
     let clock = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -294,7 +294,7 @@ async fn t1d_run(run: usize, k: u64) {
         );
     }
 
-    let (_, flushed, _) = broker.store().log_offsets();
+    let flushed = broker.log_offsets().durable;
     let first_err = outcomes
         .iter()
         .filter(|o| o.result.is_err())
@@ -328,14 +328,14 @@ async fn t1d_run(run: usize, k: u64) {
             }
         }
     }
-    assert!(broker.store().write_refusal().is_some());
+    assert!(broker.write_refusal().is_some());
     let e = support::send(&broker, Message::new("fsync", "late"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
     // No later flush is ever reported as success.
     tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(broker.store().log_offsets().1, flushed);
+    assert_eq!(broker.log_offsets().durable, flushed);
     // Reads keep working.
     check_readable_subset(&broker, &acked).await;
     // The final flush at shutdown fails too: the store stays marked as crashed.
@@ -343,7 +343,7 @@ async fn t1d_run(run: usize, k: u64) {
     drop(broker);
 
     let broker = support::open(&config);
-    assert!(broker.store().recovery_report().after_crash);
+    assert!(broker.recovery_report().after_crash);
     check_readable_subset(&broker, &acked).await;
     let r = support::send_ok(&broker, Message::new("fsync", "after restart")).await;
     let m = broker.message_by_id(&r.message_id).await.unwrap();
@@ -388,7 +388,7 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
     config.store.flush_interval_ms = 10;
     let broker = support::open(&config);
     broker.create_topic(TopicConfig::new("async", 2)).unwrap();
-    broker.store().inject_flush_failure(2);
+    broker.inject_flush_failure(2);
     let mut acked = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let err = loop {
@@ -411,7 +411,7 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
         "{err:?}"
     );
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert!(broker.store().write_refusal().is_some());
+    assert!(broker.write_refusal().is_some());
     for _ in 0..5 {
         let e = support::send(&broker, Message::new("async", "late"))
             .await
@@ -422,7 +422,7 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
     assert!(broker.shutdown().is_err());
     drop(broker);
     let broker = support::open(&config);
-    assert!(broker.store().recovery_report().after_crash);
+    assert!(broker.recovery_report().after_crash);
     check_readable(&broker, "async", 2, &acked).await;
     support::send_ok(&broker, Message::new("async", "after restart")).await;
     println!("{} acked before the failed flush", acked.len());

@@ -109,11 +109,11 @@ async fn build_template(rng: &mut StdRng, shape: TailShape) -> Template {
     }
     if shape == TailShape::TightSegmentEnd {
         let mut i = 1_000_000;
-        while SEGMENT - broker.store().log_offsets().2 % SEGMENT < overhead as u64 + 20 {
+        while SEGMENT - broker.log_offsets().end % SEGMENT < overhead as u64 + 20 {
             support::send_ok(&broker, fixed(i, 10)).await;
             i += 1;
         }
-        let pos = broker.store().log_offsets().2;
+        let pos = broker.log_offsets().end;
         let gap = rng.gen_range(0..=8);
         let len = (SEGMENT - pos % SEGMENT) as usize - gap - overhead;
         let r = support::send_ok(&broker, fixed(i, len)).await;
@@ -140,7 +140,7 @@ async fn build_template(rng: &mut StdRng, shape: TailShape) -> Template {
         }
     }
     recs.sort_by_key(|r| r.phy);
-    assert_eq!(broker.store().log_offsets().2, recs.last().unwrap().end());
+    assert_eq!(broker.log_offsets().end, recs.last().unwrap().end());
     broker.shutdown().unwrap();
     drop(broker);
     Template { dir, recs }
@@ -387,7 +387,7 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
 
     // First recovery: exactly the intact prefix.
     let broker = support::open(&config);
-    let report = broker.store().recovery_report();
+    let report = broker.recovery_report();
     assert_eq!(
         report.after_crash,
         restart != Restart::Clean,
@@ -395,7 +395,11 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
     );
     assert_eq!(report.cut_tail, changed, "{ctx}: {report:?}");
     assert!(same_end(report.log_end, expected_end), "{ctx}: {report:?}");
-    let (_, flushed, wrote) = broker.store().log_offsets();
+    let rocketgate_core::LogOffsets {
+        durable: flushed,
+        end: wrote,
+        ..
+    } = broker.log_offsets();
     assert_eq!(flushed, wrote, "{ctx}");
     assert!(same_end(wrote, expected_end), "{ctx}: log end {wrote}");
     check_queues(&broker, expected, &ctx).await;
@@ -426,7 +430,7 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
     // Second recovery, forced to be a full crash recovery: a no-op, byte for byte.
     support::leave_abort_marker(dir.path());
     let broker = support::open(&config);
-    let report = broker.store().recovery_report();
+    let report = broker.recovery_report();
     assert!(
         report.after_crash && !report.cut_tail,
         "{ctx}: second {report:?}"
@@ -448,10 +452,10 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
     let body = format!("after case {case}");
     let r = support::send_ok(
         &broker,
-        SendRequest {
-            message: Message::new(TAIL_TOPIC, body.clone()),
-            queue: QueueSelector::Queue(q),
-        },
+        SendRequest::new(
+            Message::new(TAIL_TOPIC, body.clone()),
+            QueueSelector::Queue(q),
+        ),
     )
     .await;
     assert_eq!(

@@ -51,7 +51,7 @@ fn random_message(rng: &mut StdRng, i: usize) -> SendRequest {
         1 => QueueSelector::ShardingKey(format!("shard-{}", rng.gen_range(0..50))),
         _ => QueueSelector::Auto,
     };
-    SendRequest { message: m, queue }
+    SendRequest::new(m, queue)
 }
 
 /// Checks every message by queue, by id and by key.
@@ -157,7 +157,7 @@ async fn segment_rolling_keeps_every_message_readable() {
         });
     }
     verify_all(&broker, &sent).await;
-    let (_, _, wrote) = broker.store().log_offsets();
+    let wrote = broker.log_offsets().end;
     broker.shutdown().unwrap();
     drop(broker);
 
@@ -174,10 +174,10 @@ async fn segment_rolling_keeps_every_message_readable() {
     }
 
     let broker = support::open(&config);
-    let report = broker.store().recovery_report();
+    let report = broker.recovery_report();
     assert!(!report.after_crash, "{report:?}");
     assert!(!report.cut_tail, "{report:?}");
-    assert_eq!(broker.store().log_offsets().2, wrote);
+    assert_eq!(broker.log_offsets().end, wrote);
     verify_all(&broker, &sent).await;
 
     // Appends continue each queue where it stopped.
@@ -189,10 +189,10 @@ async fn segment_rolling_keeps_every_message_readable() {
                 .count() as u64;
             let r = support::send_ok(
                 &broker,
-                SendRequest {
-                    message: Message::new(topic, "after restart"),
-                    queue: QueueSelector::Queue(q),
-                },
+                SendRequest::new(
+                    Message::new(topic, "after restart"),
+                    QueueSelector::Queue(q),
+                ),
             )
             .await;
             assert_eq!(r.queue_offset, next, "{topic}/{q}");
@@ -233,14 +233,14 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
     for gap in [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100] {
         // Get at least 1000 bytes of room in the current segment.
         loop {
-            let pos = broker.store().log_offsets().2;
+            let pos = broker.log_offsets().end;
             if SEGMENT - pos % SEGMENT >= 1000 {
                 break;
             }
             let s = send(broker.clone(), message(sent.len(), 300)).await;
             sent.push(s);
         }
-        let pos = broker.store().log_offsets().2;
+        let pos = broker.log_offsets().end;
         let remaining = (SEGMENT - pos % SEGMENT) as usize;
         let s = send(
             broker.clone(),
@@ -250,7 +250,7 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
         assert_eq!(s.receipt.physical_offset, pos, "gap {gap}: the record fits");
         sent.push(s);
         assert_eq!(
-            broker.store().log_offsets().2 % SEGMENT,
+            broker.log_offsets().end % SEGMENT,
             (SEGMENT - gap as u64) % SEGMENT,
             "gap {gap}"
         );
@@ -272,12 +272,12 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
         }
     };
     check(broker.clone(), sent.clone()).await;
-    let end = broker.store().log_offsets().2;
+    let end = broker.log_offsets().end;
     broker.shutdown().unwrap();
     drop(broker);
 
     let broker = support::open(&config);
-    assert_eq!(broker.store().log_offsets().2, end);
+    assert_eq!(broker.log_offsets().end, end);
     check(broker.clone(), sent.clone()).await;
     broker.shutdown().unwrap();
     drop(broker);
@@ -287,7 +287,7 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
     support::leave_abort_marker(dir.path());
     let before = support::commitlog_bytes(dir.path());
     let broker = support::open(&config);
-    let report = broker.store().recovery_report();
+    let report = broker.recovery_report();
     assert!(report.after_crash && !report.cut_tail, "{report:?}");
     assert_eq!(report.log_end, end);
     assert_eq!(support::commitlog_bytes(dir.path()), before);

@@ -62,7 +62,7 @@ pub fn try_open(config: &Config) -> rocketgate_core::Result<Broker> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match Broker::open(config.clone()) {
-            Err(rocketgate_core::Error::Store(rocketgate_core::store::Error::Io {
+            Err(rocketgate_core::Error::Store(rocketgate_core::StoreError::Io {
                 ref source,
                 ..
             })) if source.kind() == std::io::ErrorKind::WouldBlock

@@ -437,7 +437,7 @@ async fn time_scheduled_messages_survive_kill9_of_the_scheduling_process() {
     sleep_until_ms(first_due + 200).await;
     let broker = support::open(&time::config(dir.path(), FlushMode::Sync));
     let opened = support::now_ms();
-    assert!(broker.store().recovery_report().after_crash);
+    assert!(broker.recovery_report().after_crash);
     let got = consume_scheduled(
         &broker,
         "kill-consumer",

@@ -517,7 +517,7 @@ async fn time_transaction_t6b_kill9_with_500_pending_halves_all_checked_back_onc
     let config = time::config(dir.path(), FlushMode::Sync);
     let opened = Instant::now();
     let broker = support::open(&config);
-    assert!(broker.store().recovery_report().after_crash);
+    assert!(broker.recovery_report().after_crash);
     assert_eq!(broker.pending_transactions(), T6B_HALVES as usize);
     // No checker yet: nothing can be committed, nothing is visible.
     assert!(

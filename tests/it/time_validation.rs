@@ -30,7 +30,7 @@ const TOPIC: &str = "time-bad";
 fn refused<T: std::fmt::Debug>(
     broker: &Broker,
     what: &str,
-    before: (u64, u64, u64),
+    before: rocketgate_core::LogOffsets,
     r: rocketgate_core::Result<T>,
     kind: ErrorKind,
     check: impl Fn(&Error) -> bool,
@@ -42,11 +42,7 @@ fn refused<T: std::fmt::Debug>(
             assert_eq!(e.kind(), kind, "{what}: kind of {e:?}");
         }
     }
-    assert_eq!(
-        broker.store().log_offsets(),
-        before,
-        "{what}: wrote something"
-    );
+    assert_eq!(broker.log_offsets(), before, "{what}: wrote something");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +56,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
 
     // Delay levels: 1..=2 are valid.
     for (level, max) in [(0, 2), (3, 2), (u32::MAX, 2)] {
-        let before = broker.store().log_offsets();
+        let before = broker.log_offsets();
         let r = support::send(&broker, m().with_delay_level(level)).await;
         refused(
             &broker,
@@ -74,7 +70,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
 
     // Delivery times.
     let now = support::now_ms();
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = support::send(&broker, m().with_deliver_at(now + 60_000 + 5_000)).await;
     refused(
         &broker,
@@ -92,7 +88,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
             )
         },
     );
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = support::send(&broker, m().with_deliver_at(i64::MAX)).await;
     refused(
         &broker,
@@ -124,7 +120,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ("an unscheduled message", plain.message_id.as_str()),
         ("an unknown id", "0123456789ABCDEF0123456789ABCDEF00"),
     ] {
-        let before = broker.store().log_offsets();
+        let before = broker.log_offsets();
         let r = broker.cancel_scheduled(id).await;
         refused(
             &broker,
@@ -156,7 +152,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
     assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
 
     // Transactions.
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = broker
         .end_transaction("0123456789ABCDEF0123456789ABCDEF00", Resolution::Commit)
         .await;
@@ -168,7 +164,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::InvalidArgument,
         |e| matches!(e, Error::InvalidTransactionId(_)),
     );
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = broker.end_transaction("", Resolution::Rollback).await;
     refused(
         &broker,
@@ -184,7 +180,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         .end_transaction(&tx, Resolution::Rollback)
         .await
         .unwrap();
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = broker.end_transaction(&tx, Resolution::Commit).await;
     refused(
         &broker,
@@ -207,7 +203,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
     broker
         .create_group(rocketgate_core::GroupConfig::new("bad-group"))
         .unwrap();
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = broker
         .dlq_resend(
             "bad-group",
@@ -222,7 +218,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::NotFound,
         |e| matches!(e, Error::MessageNotFound(id) if *id == plain.message_id),
     );
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = broker.dlq_resend("no-such-group", DlqSelection::All).await;
     refused(
         &broker,
@@ -236,7 +232,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
     assert!(matches!(r, Err(Error::GroupNotFound(_))), "{r:?}");
     let r = broker.dlq_purge("no-such-group");
     assert!(matches!(r, Err(Error::GroupNotFound(_))), "{r:?}");
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = broker
         .send_back(
             "bad-group",
@@ -254,7 +250,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::InvalidArgument,
         |e| matches!(e, Error::IllegalDelayLevel { got: 3, max: 2 }),
     );
-    let before = broker.store().log_offsets();
+    let before = broker.log_offsets();
     let r = broker.nack("bad-group", "garbage", None).await;
     refused(
         &broker,

@@ -73,7 +73,7 @@ impl Broker {
                 read = c.permission.read, write = c.permission.write, "topic updated");
             self.note_topics_changed();
         }
-        self.describe_topic(name)
+        self.describe_now(name)
     }
 
     /// User topics (no journal, retry or dead-letter topics), sorted by name: what an admin

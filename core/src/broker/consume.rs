@@ -752,7 +752,7 @@ impl Broker {
 /// Group names follow the topic name rules.
 pub(super) fn validate_group_name(name: &str) -> Result<()> {
     validate::topic_name(name).map_err(|_| Error::IllegalField {
-        field: "group",
+        field: crate::error::Field::ConsumerGroup,
         reason: "1-127 characters of letters, digits and `_ - % |`".into(),
     })
 }
@@ -760,7 +760,7 @@ pub(super) fn validate_group_name(name: &str) -> Result<()> {
 fn validate_client_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
         return Err(Error::IllegalField {
-            field: "client_id",
+            field: crate::error::Field::ClientId,
             reason: "1-256 characters, no control characters".into(),
         });
     }

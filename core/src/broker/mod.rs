@@ -21,6 +21,7 @@ mod consume;
 pub mod consumer_group;
 pub mod consumer_state;
 pub mod filter;
+mod health;
 mod meta_file;
 pub mod pop;
 mod pop_position;
@@ -273,15 +274,29 @@ impl Broker {
         let topic = self.inner.topics.create(config)?;
         tracing::info!(topic = %topic.config.name, queues = topic.config.queue_count, "topic created");
         self.note_topics_changed();
-        self.describe_topic(&topic.config.name)
+        self.describe_now(&topic.config.name)
     }
 
-    /// Describes a topic with its per-queue offsets.
+    /// A topic's configuration (queues, type, permission).
     ///
     /// # Errors
-    /// [`Error::TopicNotFound`].
-    /// Offsets reflect what the dispatcher has published (see [`Store::catch_up`]).
-    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+    /// [`Error::TopicNotFound`], [`Error::IllegalTopic`] for a name no topic can have.
+    pub fn topic_config(&self, name: &str) -> Result<TopicConfig> {
+        Ok(self.topic(name)?.config.clone())
+    }
+
+    /// Describes a topic with its per-queue offsets, which include every message whose send
+    /// returned before this call.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::IllegalTopic`] for a name no topic can have.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        self.inner.store.catch_up().await;
+        self.describe_now(name)
+    }
+
+    /// [`Broker::describe_topic`] with the offsets dispatched so far.
+    fn describe_now(&self, name: &str) -> Result<TopicInfo> {
         let topic = self.topic(name)?;
         let queues = (0..topic.config.queue_count)
             .map(|q| {
@@ -345,8 +360,8 @@ impl Broker {
     /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
     pub async fn send(&self, req: SendRequest) -> Result<SendReceipt> {
         let started = std::time::Instant::now();
-        let (m, queue_id) = self.prepare(&req)?;
         let now = now_ms();
+        let (m, queue_id, deliver_at) = self.prepare(&req, false, now)?;
         let generated;
         let message_id = match &m.message_id {
             Some(id) => id.as_str(),
@@ -355,10 +370,6 @@ impl Broker {
                 generated.as_str()
             }
         };
-        let deliver_at = self
-            .inner
-            .timer
-            .due_time(now, m.delay_level, m.deliver_at_ms)?;
         self.store_message(
             &Stored {
                 message: m,
@@ -371,6 +382,41 @@ impl Broker {
         )
         .await
         .inspect(|_| crate::metrics::sent(&m.topic, m.body.len(), started.elapsed()))
+    }
+
+    /// Stores a batch: every request is checked first ([`Broker::check_send`]), so a bad one
+    /// stores none; then each is stored in order. Only a store fault in the middle (disk full,
+    /// shutdown) leaves a prefix stored, and the error says how long.
+    ///
+    /// # Errors
+    /// [`BatchError`] with the failing request's index, how many were stored before it, and
+    /// the error [`Broker::send`] would give.
+    pub async fn send_batch(
+        &self,
+        requests: Vec<SendRequest>,
+    ) -> std::result::Result<Vec<SendReceipt>, crate::api::BatchError> {
+        use crate::api::BatchError;
+        for (index, r) in requests.iter().enumerate() {
+            self.check_send(r).map_err(|error| BatchError {
+                index,
+                stored: 0,
+                error,
+            })?;
+        }
+        let mut receipts = Vec::with_capacity(requests.len());
+        for (index, r) in requests.into_iter().enumerate() {
+            match self.send(r).await {
+                Ok(receipt) => receipts.push(receipt),
+                Err(error) => {
+                    return Err(BatchError {
+                        index,
+                        stored: index,
+                        error,
+                    })
+                }
+            }
+        }
+        Ok(receipts)
     }
 
     /// Appends a record to an internal journal topic (queue 0): not indexed, stored under the
@@ -397,8 +443,27 @@ impl Broker {
         Ok(())
     }
 
-    /// Validates a send request and picks its queue.
-    fn prepare<'a>(&self, req: &'a SendRequest) -> Result<(&'a crate::message::Message, u32)> {
+    /// Checks a send request against every rule [`Broker::send`] applies before storing (the
+    /// topic, its permission and type, the message's fields and limits, the queue, the delay),
+    /// without storing anything: what a gateway calls to refuse a whole batch before its first
+    /// message is stored.
+    ///
+    /// # Errors
+    /// The validation errors of [`Broker::send`].
+    pub fn check_send(&self, req: &SendRequest) -> Result<()> {
+        self.validate_send(req, false, now_ms())?;
+        Ok(())
+    }
+
+    /// The rules of a send (`half` for a transactional half message), in the order of
+    /// RocketMQ's proxy: topic, message fields, permission, delivery time, declared type,
+    /// queue. Returns the topic and, for a delayed message, when it is due.
+    fn validate_send(
+        &self,
+        req: &SendRequest,
+        half: bool,
+        now: i64,
+    ) -> Result<(Arc<topic::Topic>, Option<i64>)> {
         let m = &req.message;
         let topic = self.topic(&m.topic)?;
         validate::message(m, &self.inner.config.limits)?;
@@ -408,22 +473,44 @@ impl Broker {
                 what: "writable",
             });
         }
-        let n = topic.config.queue_count.max(1);
-        let queue_id = match &req.queue {
-            QueueSelector::Queue(q) if *q < n => *q,
-            QueueSelector::Queue(q) => {
+        let deliver_at = self
+            .inner
+            .timer
+            .due_time(now, m.delay_level, m.deliver_at_ms)?;
+        if let Some(declared) = req.message_type {
+            validate::declared_type(m, declared, &m.topic, topic.config.message_type, half)?;
+        }
+        if let QueueSelector::Queue(q) = req.queue {
+            if q >= topic.config.queue_count.max(1) {
                 return Err(Error::QueueNotFound {
                     topic: m.topic.clone(),
-                    queue_id: *q,
-                })
+                    queue_id: q,
+                });
             }
+        }
+        Ok((topic, deliver_at))
+    }
+
+    /// Validates a send request and picks its queue; returns the message, its queue and when a
+    /// delayed message is due.
+    fn prepare<'a>(
+        &self,
+        req: &'a SendRequest,
+        half: bool,
+        now: i64,
+    ) -> Result<(&'a crate::message::Message, u32, Option<i64>)> {
+        let m = &req.message;
+        let (topic, deliver_at) = self.validate_send(req, half, now)?;
+        let n = topic.config.queue_count.max(1);
+        let queue_id = match &req.queue {
+            QueueSelector::Queue(q) => *q,
             QueueSelector::ShardingKey(k) => crc32c::crc32c(k.as_bytes()) % n,
             QueueSelector::Auto => match &m.message_group {
                 Some(g) => crc32c::crc32c(g.as_bytes()) % n,
                 None => topic.next_queue(),
             },
         };
-        Ok((m, queue_id))
+        Ok((m, queue_id, deliver_at))
     }
 
     /// Appends a validated message to its queue, or to the timer topic until `deliver_at`.
@@ -633,7 +720,7 @@ impl Broker {
     pub async fn message_by_id(&self, id: &str) -> Result<StoredMessage> {
         if id.is_empty() || id.len() > self.inner.config.limits.max_field_bytes {
             return Err(Error::IllegalField {
-                field: "message_id",
+                field: crate::error::Field::MessageId,
                 reason: "empty or too long".into(),
             });
         }

@@ -418,11 +418,8 @@ impl Broker {
                 delay_level: None,
                 deliver_at_ms: None,
             };
-            self.send(crate::api::SendRequest {
-                message,
-                queue: QueueSelector::Auto,
-            })
-            .await?;
+            self.send(crate::api::SendRequest::new(message, QueueSelector::Auto))
+                .await?;
         }
         Ok(count)
     }

@@ -36,6 +36,19 @@ pub enum MessageType {
     Mixed,
 }
 
+impl MessageType {
+    /// The RocketMQ name: `NORMAL`, `FIFO`, `DELAY`, `TRANSACTION`, `MIXED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Fifo => "FIFO",
+            Self::Delay => "DELAY",
+            Self::Transaction => "TRANSACTION",
+            Self::Mixed => "MIXED",
+        }
+    }
+}
+
 /// Read/write permissions of a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permission {

@@ -248,11 +248,12 @@ impl Broker {
     /// Stores a half message: durable, invisible to consumers until committed.
     ///
     /// # Errors
-    /// As [`Broker::send`], plus [`Error::IllegalField`] for an invalid producer group.
+    /// As [`Broker::send`], plus [`Error::IllegalField`] for an invalid producer group and
+    /// [`Error::MessageTypeConflict`] for a declared type other than TRANSACTION.
     pub async fn send_half(&self, req: SendRequest, producer_group: &str) -> Result<SendReceipt> {
         super::consume::validate_group_name(producer_group)?;
-        let (m, queue_id) = self.prepare(&req)?;
         let now = now_ms();
+        let (m, queue_id, _) = self.prepare(&req, true, now)?;
         let message_id = m
             .message_id
             .clone()

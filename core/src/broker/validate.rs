@@ -1,11 +1,16 @@
-//! Input validation for the `Broker` API: names, sizes and counts, checked before anything is
-//! written so that a refused request leaves no trace.
+//! The rulebook of the `Broker` API: names, fields, sizes, counts and message types, checked
+//! before anything is written so that a refused request leaves no trace. Every gateway relies on
+//! these checks and maps the typed error ([`crate::Reason`]); none repeats them.
 //!
 //! Pure functions; no I/O, no locks.
 
+use crate::broker::topic::MessageType;
 use crate::config::LimitsConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Field, Result};
 use crate::message::Message;
+
+/// Longest message group of a message declared FIFO (RocketMQ's limit).
+pub const MAX_MESSAGE_GROUP: usize = 64;
 
 /// Longest topic name (RocketMQ's limit).
 pub const MAX_TOPIC_LEN: usize = 127;
@@ -69,11 +74,11 @@ pub fn topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn field(name: &'static str, value: &str, limits: &LimitsConfig, allow_empty: bool) -> Result<()> {
-    if !allow_empty && value.is_empty() {
+fn field(name: Field, value: &str, limits: &LimitsConfig, allow_empty: bool) -> Result<()> {
+    if !allow_empty && value.trim().is_empty() {
         return Err(Error::IllegalField {
             field: name,
-            reason: "empty".into(),
+            reason: "empty or blank".into(),
         });
     }
     if value.len() > limits.max_field_bytes {
@@ -94,8 +99,8 @@ fn field(name: &'static str, value: &str, limits: &LimitsConfig, allow_empty: bo
 /// Checks a message against the limits (the topic's existence is checked by the caller).
 ///
 /// # Errors
-/// [`Error::IllegalTopic`], [`Error::BodyTooLarge`], [`Error::IllegalProperties`] or
-/// [`Error::IllegalField`].
+/// [`Error::IllegalTopic`], [`Error::BodyTooLarge`], [`Error::PropertiesTooLarge`],
+/// [`Error::IllegalPropertyKey`] or [`Error::IllegalField`].
 pub fn message(m: &Message, limits: &LimitsConfig) -> Result<()> {
     topic_name(&m.topic)?;
     if m.body.len() > limits.max_body_bytes {
@@ -105,34 +110,34 @@ pub fn message(m: &Message, limits: &LimitsConfig) -> Result<()> {
         });
     }
     if let Some(tag) = &m.tag {
-        field("tag", tag, limits, false)?;
-        if tag.contains("||") {
+        field(Field::Tag, tag, limits, false)?;
+        if tag.contains('|') {
             return Err(Error::IllegalField {
-                field: "tag",
-                reason: "must not contain `||`".into(),
+                field: Field::Tag,
+                reason: "must not contain `|` (it separates tags in filter expressions)".into(),
             });
         }
     }
     if m.keys.len() > limits.max_keys {
         return Err(Error::IllegalField {
-            field: "keys",
+            field: Field::Key,
             reason: format!("more than {} keys", limits.max_keys),
         });
     }
     for k in &m.keys {
-        field("keys", k, limits, false)?;
+        field(Field::Key, k, limits, false)?;
     }
     if let Some(g) = &m.message_group {
-        field("message_group", g, limits, false)?;
+        field(Field::MessageGroup, g, limits, false)?;
     }
     if let Some(id) = &m.message_id {
-        field("message_id", id, limits, false)?;
+        field(Field::MessageId, id, limits, false)?;
     }
     if let Some(h) = &m.born_host {
-        field("born_host", h, limits, true)?;
+        field(Field::BornHost, h, limits, true)?;
     }
     if m.properties.len() > limits.max_properties {
-        return Err(Error::IllegalProperties(format!(
+        return Err(Error::PropertiesTooLarge(format!(
             "{} properties, at most {} allowed",
             m.properties.len(),
             limits.max_properties
@@ -141,22 +146,95 @@ pub fn message(m: &Message, limits: &LimitsConfig) -> Result<()> {
     let mut total = 0usize;
     for (k, v) in &m.properties {
         if k.trim().is_empty() {
-            return Err(Error::IllegalProperties("blank property key".into()));
+            return Err(Error::IllegalPropertyKey("blank property key".into()));
         }
         if RESERVED_PROPERTY_KEYS.contains(&k.as_str()) {
-            return Err(Error::IllegalProperties(format!(
+            return Err(Error::IllegalPropertyKey(format!(
                 "`{k}` is a reserved property key"
             )));
         }
         if k.len() > usize::from(u16::MAX) {
-            return Err(Error::IllegalProperties("property key too long".into()));
+            return Err(Error::IllegalPropertyKey("property key too long".into()));
         }
         total = total.saturating_add(k.len() + v.len());
     }
     if total > limits.max_properties_bytes {
-        return Err(Error::IllegalProperties(format!(
+        return Err(Error::PropertiesTooLarge(format!(
             "{total} bytes of properties, at most {} allowed",
             limits.max_properties_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// The type a message has by its fields: DELAY with a delivery time or delay level, FIFO with a
+/// message group, NORMAL otherwise (TRANSACTION only through a half send).
+pub fn inferred_type(m: &Message) -> MessageType {
+    if m.deliver_at_ms.is_some() || m.delay_level.is_some() {
+        MessageType::Delay
+    } else if m.message_group.is_some() {
+        MessageType::Fifo
+    } else {
+        MessageType::Normal
+    }
+}
+
+/// Checks a message that declares its type (`declared`) against what the type needs and what
+/// its topic accepts (`topic_type`). `half` tells a transactional half send from a plain one.
+///
+/// # Errors
+/// [`Error::IllegalField`] for a FIFO message without a proper message group,
+/// [`Error::MessageTypeConflict`] for a DELAY message without a delivery time, a TRANSACTION
+/// message outside a half send (or the reverse), or a type the topic does not accept.
+pub fn declared_type(
+    m: &Message,
+    declared: MessageType,
+    topic: &str,
+    topic_type: MessageType,
+    half: bool,
+) -> Result<()> {
+    match declared {
+        MessageType::Fifo => {
+            let g = m.message_group.as_deref().unwrap_or("");
+            if g.trim().is_empty()
+                || g.chars().count() > MAX_MESSAGE_GROUP
+                || g.chars().any(char::is_control)
+            {
+                return Err(Error::IllegalField {
+                    field: Field::MessageGroup,
+                    reason: format!(
+                        "a FIFO message needs a message group of 1-{MAX_MESSAGE_GROUP} characters"
+                    ),
+                });
+            }
+        }
+        MessageType::Delay if m.deliver_at_ms.is_none() && m.delay_level.is_none() => {
+            return Err(Error::MessageTypeConflict(
+                "a DELAY message needs a delivery time".into(),
+            ));
+        }
+        MessageType::Transaction if !half => {
+            return Err(Error::MessageTypeConflict(
+                "a TRANSACTION message is sent as a half message".into(),
+            ));
+        }
+        MessageType::Mixed => {
+            return Err(Error::MessageTypeConflict(
+                "MIXED is a topic type, not a message type".into(),
+            ));
+        }
+        _ => {}
+    }
+    if half && declared != MessageType::Transaction {
+        return Err(Error::MessageTypeConflict(format!(
+            "a half message is a TRANSACTION message, not {}",
+            declared.as_str()
+        )));
+    }
+    if topic_type != MessageType::Mixed && topic_type != declared {
+        return Err(Error::MessageTypeConflict(format!(
+            "topic `{topic}` does not accept {} messages",
+            declared.as_str()
         )));
     }
     Ok(())
@@ -191,24 +269,89 @@ mod tests {
         }
         assert!(matches!(
             message(&many, &l),
-            Err(Error::IllegalProperties(_))
+            Err(Error::PropertiesTooLarge(_))
         ));
         let reserved = Message::new("t", "x").with_property("UNIQ_KEY", "v");
         assert!(matches!(
             message(&reserved, &l),
-            Err(Error::IllegalProperties(_))
+            Err(Error::IllegalPropertyKey(_))
         ));
         let blank = Message::new("t", "x").with_property(" ", "v");
         assert!(matches!(
             message(&blank, &l),
-            Err(Error::IllegalProperties(_))
+            Err(Error::IllegalPropertyKey(_))
         ));
-        let tag = Message::new("t", "x").with_tag("a||b");
-        assert!(matches!(message(&tag, &l), Err(Error::IllegalField { .. })));
+        for bad in ["a||b", "a|b", " ", ""] {
+            let tag = Message::new("t", "x").with_tag(bad);
+            assert!(
+                matches!(
+                    message(&tag, &l),
+                    Err(Error::IllegalField {
+                        field: Field::Tag,
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        let key = Message::new("t", "x").with_key("  ");
+        assert!(matches!(
+            message(&key, &l),
+            Err(Error::IllegalField {
+                field: Field::Key,
+                ..
+            })
+        ));
         let huge = Message::new("t", "x").with_property("k", "v".repeat(l.max_properties_bytes));
         assert!(matches!(
             message(&huge, &l),
-            Err(Error::IllegalProperties(_))
+            Err(Error::PropertiesTooLarge(_))
         ));
+    }
+
+    #[test]
+    fn declared_types() {
+        use MessageType::*;
+        let normal = Message::new("t", "x");
+        let fifo = Message::new("t", "x").with_group("g");
+        let delayed = Message::new("t", "x").with_deliver_at(1);
+        assert_eq!(inferred_type(&normal), Normal);
+        assert_eq!(inferred_type(&fifo), Fifo);
+        assert_eq!(inferred_type(&delayed), Delay);
+        let conflict = |r: Result<()>| matches!(r, Err(Error::MessageTypeConflict(_)));
+        assert!(declared_type(&normal, Normal, "t", Normal, false).is_ok());
+        assert!(declared_type(&normal, Normal, "t", Mixed, false).is_ok());
+        assert!(conflict(declared_type(&normal, Normal, "t", Fifo, false)));
+        assert!(declared_type(&fifo, Fifo, "t", Fifo, false).is_ok());
+        let group = |r: Result<()>| {
+            matches!(
+                r,
+                Err(Error::IllegalField {
+                    field: Field::MessageGroup,
+                    ..
+                })
+            )
+        };
+        assert!(group(declared_type(&normal, Fifo, "t", Fifo, false)));
+        let long = Message::new("t", "x").with_group("g".repeat(MAX_MESSAGE_GROUP + 1));
+        assert!(group(declared_type(&long, Fifo, "t", Fifo, false)));
+        assert!(conflict(declared_type(&normal, Delay, "t", Delay, false)));
+        assert!(declared_type(&delayed, Delay, "t", Delay, false).is_ok());
+        assert!(conflict(declared_type(
+            &normal,
+            Transaction,
+            "t",
+            Transaction,
+            false
+        )));
+        assert!(declared_type(&normal, Transaction, "t", Transaction, true).is_ok());
+        assert!(conflict(declared_type(
+            &normal,
+            Normal,
+            "t",
+            Transaction,
+            true
+        )));
+        assert!(conflict(declared_type(&normal, Mixed, "t", Mixed, false)));
     }
 }

@@ -55,7 +55,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
@@ -74,27 +74,9 @@ use crate::message::StoredMessage;
 /// users.
 pub const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
 
-/// Current wall-clock time in ms since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
-/// What recovery did at open (for logs, metrics and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// The previous run did not shut down cleanly.
-    pub after_crash: bool,
-    /// A damaged or torn tail was cut from the CommitLog.
-    pub cut_tail: bool,
-    /// CommitLog end after recovery.
-    pub log_end: u64,
-    /// Where ConsumeQueue/index replay started.
-    pub replayed_from: u64,
-    /// Records replayed into ConsumeQueues and the index.
-    pub replayed_records: u64,
-}
+pub use crate::api::RecoveryReport;
 
 /// Durability progress published to waiting producers.
 #[derive(Debug, Clone, Copy, Default)]

@@ -148,15 +148,14 @@ impl AdminService {
                 .map(|p| convert::permission("permission", p, None))
                 .transpose()?,
         };
-        self.broker.store().catch_up().await;
-        let info = self.broker.update_topic(&req.name, update)?;
+        self.broker.update_topic(&req.name, update)?;
+        let info = self.broker.describe_topic(&req.name).await?;
         self.topic_status(info)
     }
 
     async fn status(&self, req: pb::GetTopicStatusRequest) -> Outcome<pb::TopicStatus> {
         convert::topic(&req.name)?;
-        self.broker.store().catch_up().await;
-        let info = self.broker.describe_topic(&req.name)?;
+        let info = self.broker.describe_topic(&req.name).await?;
         self.topic_status(info)
     }
 
@@ -374,7 +373,7 @@ impl AdminService {
         let queue = req
             .queue_id
             .map_or(QueueSelector::Auto, QueueSelector::Queue);
-        let r = self.broker.send(SendRequest { message, queue }).await?;
+        let r = self.broker.send(SendRequest::new(message, queue)).await?;
         Ok(pb::SendMessageResponse {
             message_id: r.message_id,
             queue_id: r.queue_id,

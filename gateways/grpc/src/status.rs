@@ -92,11 +92,11 @@ mod tests {
                 Code::PermissionDenied,
             ),
             (
-                Error::Store(rocketgate_core::store::Error::DiskFull("full".into())),
+                Error::Store(rocketgate_core::StoreError::DiskFull("full".into())),
                 Code::FailedPrecondition,
             ),
             (
-                Error::Store(rocketgate_core::store::Error::Closed),
+                Error::Store(rocketgate_core::StoreError::Closed),
                 Code::Unavailable,
             ),
             (

@@ -8,7 +8,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rocketgate_core::{Error as CoreError, ErrorKind};
+use rocketgate_core::{Error as CoreError, ErrorKind, Reason};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -79,28 +79,29 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
+/// The problem code of a core error, by its [`Reason`].
 fn code_of(e: &CoreError) -> &'static str {
-    match e {
-        CoreError::TopicNotFound(_) => "topic_not_found",
-        CoreError::GroupNotFound(_) => "group_not_found",
-        CoreError::MessageNotFound(_) => "message_not_found",
-        CoreError::QueueNotFound { .. } => "queue_not_found",
-        CoreError::TopicExists(_) => "topic_exists",
-        CoreError::GroupExists(_) => "group_exists",
-        CoreError::InvalidReceiptHandle(_) => "invalid_receipt_handle",
-        CoreError::IllegalWait { .. } => "wait_too_long",
-        CoreError::IllegalFilter(_) => "invalid_filter",
-        CoreError::BodyTooLarge { .. } => "body_too_large",
-        CoreError::InvalidTransactionId(_) => "unknown_transaction",
-        CoreError::TransactionResolved { .. } => "transaction_resolved",
-        e => match e.kind() {
+    match e.reason() {
+        Reason::TopicNotFound => "topic_not_found",
+        Reason::GroupNotFound => "group_not_found",
+        Reason::MessageNotFound => "message_not_found",
+        Reason::QueueNotFound => "queue_not_found",
+        Reason::TopicExists => "topic_exists",
+        Reason::GroupExists => "group_exists",
+        Reason::InvalidReceiptHandle => "invalid_receipt_handle",
+        Reason::IllegalWait => "wait_too_long",
+        Reason::IllegalFilter => "invalid_filter",
+        Reason::BodyTooLarge => "body_too_large",
+        Reason::InvalidTransactionId => "unknown_transaction",
+        Reason::TransactionResolved => "transaction_resolved",
+        Reason::ShuttingDown => "shutting_down",
+        reason => match reason.kind() {
             ErrorKind::NotFound => "not_found",
             ErrorKind::AlreadyExists => "already_exists",
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::Throttled => "throttled",
             ErrorKind::NotLeader => "not_leader",
-            ErrorKind::Unavailable if e.is_shutdown() => "shutting_down",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Conflict => "conflict",
             _ => "internal",

@@ -435,13 +435,13 @@ impl Conn {
                     Ok(m) => self
                         .state
                         .broker
-                        .send(SendRequest {
-                            message: m,
-                            queue: queue.map_or(
+                        .send(SendRequest::new(
+                            m,
+                            queue.map_or(
                                 rocketgate_core::QueueSelector::Auto,
                                 rocketgate_core::QueueSelector::Queue,
                             ),
-                        })
+                        ))
                         .await
                         .map_err(ApiError::from)
                         .and_then(|r| {
@@ -520,8 +520,8 @@ impl Conn {
             ));
         }
         let broker = &self.state.broker;
-        let info = broker.describe_topic(&topic)?;
-        if !info.config.permission.read {
+        let config = broker.topic_config(&topic)?;
+        if !config.permission.read {
             return Err(rocketgate_core::Error::PermissionDenied {
                 topic,
                 what: "readable",

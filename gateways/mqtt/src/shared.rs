@@ -134,7 +134,7 @@ impl Shared {
         if self.known_topics.lock().contains(name) {
             return Ok(());
         }
-        match self.broker.describe_topic(name) {
+        match self.broker.topic_config(name) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound && self.config.auto_create_topics => {
                 let c = TopicConfig::new(name, self.config.auto_create_queue_count.max(1));
@@ -204,10 +204,7 @@ impl Shared {
         if p.retain {
             self.retain(&m, topic_name).await?;
         }
-        let req = SendRequest {
-            message: m,
-            queue: QueueSelector::ShardingKey(topic_name.to_owned()),
-        };
+        let req = SendRequest::new(m, QueueSelector::ShardingKey(topic_name.to_owned()));
         match self.broker.send(req).await {
             Ok(_) => Ok(()),
             Err(e) => {

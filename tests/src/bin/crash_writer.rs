@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(_) | Err(Error::TopicExists(_)) => {}
         Err(e) => return Err(e).context("create the topic"),
     }
-    let report = broker.store().recovery_report();
+    let report = broker.recovery_report();
     emit(
         &Ready {
             after_crash: report.after_crash,

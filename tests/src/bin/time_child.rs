@@ -50,7 +50,7 @@ fn emit(line: impl std::fmt::Display) {
 }
 
 fn now_ms() -> i64 {
-    rocketgate_core::store::now_ms()
+    rocketgate_core::now_ms()
 }
 
 /// Opens the broker, retrying "in use" for a few seconds (the test process may be forking

@@ -18,10 +18,10 @@ fn config(dir: &std::path::Path) -> Config {
 }
 
 async fn send_to(b: &Broker, topic: &str, queue: u32, body: &str) -> SendReceipt {
-    b.send(SendRequest {
-        message: Message::new(topic, body.to_owned()),
-        queue: QueueSelector::Queue(queue),
-    })
+    b.send(SendRequest::new(
+        Message::new(topic, body.to_owned()),
+        QueueSelector::Queue(queue),
+    ))
     .await
     .unwrap()
 }
@@ -40,7 +40,7 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
         let b = Broker::open(config(dir.path())).unwrap();
         b.create_topic(TopicConfig::new("t", 2)).unwrap();
         send_to(&b, "t", 1, "old").await;
-        b.store().catch_up().await;
+        b.inner.store.catch_up().await;
 
         let info = b.update_topic("t", grow(4)).unwrap();
         assert_eq!(info.config.queue_count, 4);
@@ -101,7 +101,7 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
         b.shutdown().unwrap();
     }
     let b = Broker::open(config(dir.path())).unwrap();
-    let info = b.describe_topic("t").unwrap();
+    let info = b.describe_topic("t").await.unwrap();
     assert_eq!(info.config.queue_count, 4);
     assert_eq!(info.config.message_type, MessageType::Fifo);
     assert!(info.config.permission.read && !info.config.permission.write);
@@ -124,7 +124,7 @@ async fn update_topic_refuses_shrinking_bad_counts_reserved_and_unknown_topics()
         let e = b.update_topic("t", grow(n)).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{n}: {e:?}");
     }
-    assert_eq!(b.describe_topic("t").unwrap().config.queue_count, 4);
+    assert_eq!(b.describe_topic("t").await.unwrap().config.queue_count, 4);
 
     for reserved in ["rmq_sys_timer", "%RETRY%g", "%DLQ%g"] {
         let e = b.update_topic(reserved, grow(8)).unwrap_err();
@@ -271,7 +271,7 @@ async fn queue_last_store_time_follows_the_last_message() {
     send_to(&b, "t", 0, "first").await;
     tokio::time::sleep(Duration::from_millis(3)).await;
     let last = send_to(&b, "t", 0, "second").await;
-    b.store().catch_up().await;
+    b.inner.store.catch_up().await;
     assert_eq!(
         b.queue_last_store_time("t", 0).unwrap(),
         Some(last.store_timestamp_ms)

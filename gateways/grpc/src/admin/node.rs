@@ -49,8 +49,8 @@ impl fmt::Debug for NodeInfo {
 
 /// The `GetBrokerInfo` answer: `node`, with role from its broker id, and the store's state now.
 pub(super) fn broker_info(broker: &Broker, node: &NodeInfo) -> pb::GetBrokerInfoResponse {
-    let store = broker.store();
-    let (min, durable, end) = store.log_offsets();
+    let health = broker.health();
+    let (min, durable, end) = (health.log.min, health.log.durable, health.log.end);
     let role = if node.broker_id == 0 {
         pb::BrokerRole::Master
     } else {
@@ -81,8 +81,8 @@ pub(super) fn broker_info(broker: &Broker, node: &NodeInfo) -> pb::GetBrokerInfo
         log_min_offset: min,
         log_end_offset: end,
         log_durable_offset: durable,
-        write_refusal: store.write_refusal().unwrap_or_default(),
-        recovered_after_crash: store.recovery_report().after_crash,
+        write_refusal: health.write_refusal.unwrap_or_default(),
+        recovered_after_crash: health.recovery.after_crash,
         topic_count: broker.list_user_topics().len() as u64,
         group_count: broker.list_groups().len() as u64,
         started_at_ms: node.started_at_ms,

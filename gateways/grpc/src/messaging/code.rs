@@ -2,14 +2,14 @@
 //! RPC modules use.
 //!
 //! Invariant: only codes of the protocol brief's §2.6 list are ever produced (RC 5.0.0 panics
-//! on an unknown number), and no answer leaves with `status` unset. Specific core variants
-//! map to their precise v2 code (`TopicNotFound` → `TOPIC_NOT_FOUND`, ...); any other error
-//! falls back to its [`ErrorKind`], so a new core variant still gets a sensible code.
+//! on an unknown number), and no answer leaves with `status` unset. Core's precise [`Reason`]s
+//! map to their v2 code (`TopicNotFound` → `TOPIC_NOT_FOUND`, ...); any other reason falls
+//! back to its [`ErrorKind`], so a new core reason still gets a sensible code.
 //! Internal faults are logged here, once.
 //!
 //! Pure functions; no state.
 
-use rocketgate_core::{Error, ErrorKind};
+use rocketgate_core::{Error, ErrorKind, Reason};
 use rocketgate_proto::apache::rocketmq::v2::{Code, Status};
 
 /// `OK`.
@@ -25,32 +25,29 @@ pub(super) fn status(code: Code, message: impl Into<String>) -> Status {
     }
 }
 
-/// The v2 code of a core error.
+/// The v2 code of a core error, by its [`Reason`].
 pub(super) fn code_of(err: &Error) -> Code {
-    match err {
-        Error::TopicNotFound(_) => Code::TopicNotFound,
-        Error::IllegalTopic { .. } => Code::IllegalTopic,
-        Error::GroupNotFound(_) => Code::ConsumerGroupNotFound,
-        Error::BodyTooLarge { .. } => Code::MessageBodyTooLarge,
-        Error::IllegalProperties(_) => Code::MessagePropertiesTooLarge,
-        Error::IllegalField { field, .. } => match *field {
-            "tag" => Code::IllegalMessageTag,
-            "keys" => Code::IllegalMessageKey,
-            "message_group" => Code::IllegalMessageGroup,
-            "message_id" => Code::IllegalMessageId,
-            "group" => Code::IllegalConsumerGroup,
-            _ => Code::BadRequest,
-        },
-        Error::IllegalFilter(_) => Code::IllegalFilterExpression,
-        Error::InvalidReceiptHandle(_) => Code::InvalidReceiptHandle,
-        Error::IllegalInvisibleTime { .. } => Code::IllegalInvisibleTime,
-        Error::IllegalWait { .. } => Code::IllegalPollingTime,
-        Error::IllegalDeliveryTime { .. } | Error::IllegalDelayLevel { .. } => {
-            Code::IllegalDeliveryTime
-        }
-        Error::InvalidTransactionId(_) => Code::InvalidTransactionId,
-        Error::PermissionDenied { .. } => Code::Forbidden,
-        _ => match err.kind() {
+    match err.reason() {
+        Reason::TopicNotFound => Code::TopicNotFound,
+        Reason::IllegalTopic => Code::IllegalTopic,
+        Reason::GroupNotFound => Code::ConsumerGroupNotFound,
+        Reason::IllegalGroup => Code::IllegalConsumerGroup,
+        Reason::BodyTooLarge => Code::MessageBodyTooLarge,
+        Reason::PropertiesTooLarge => Code::MessagePropertiesTooLarge,
+        Reason::IllegalPropertyKey => Code::IllegalMessagePropertyKey,
+        Reason::IllegalTag => Code::IllegalMessageTag,
+        Reason::IllegalKey => Code::IllegalMessageKey,
+        Reason::IllegalMessageGroup => Code::IllegalMessageGroup,
+        Reason::IllegalMessageId => Code::IllegalMessageId,
+        Reason::MessageTypeConflict => Code::MessagePropertyConflictWithType,
+        Reason::IllegalFilter => Code::IllegalFilterExpression,
+        Reason::InvalidReceiptHandle => Code::InvalidReceiptHandle,
+        Reason::IllegalInvisibleTime => Code::IllegalInvisibleTime,
+        Reason::IllegalWait => Code::IllegalPollingTime,
+        Reason::IllegalDeliveryTime => Code::IllegalDeliveryTime,
+        Reason::InvalidTransactionId => Code::InvalidTransactionId,
+        Reason::Forbidden => Code::Forbidden,
+        reason => match reason.kind() {
             ErrorKind::NotFound => Code::NotFound,
             ErrorKind::InvalidArgument | ErrorKind::AlreadyExists | ErrorKind::Conflict => {
                 Code::BadRequest
@@ -105,7 +102,7 @@ mod tests {
             ),
             (
                 Error::IllegalField {
-                    field: "tag",
+                    field: rocketgate_core::Field::Tag,
                     reason: "x".into(),
                 },
                 Code::IllegalMessageTag,
@@ -116,8 +113,16 @@ mod tests {
                 Code::InvalidTransactionId,
             ),
             (
-                Error::Store(rocketgate_core::store::Error::Closed),
+                Error::Store(rocketgate_core::StoreError::Closed),
                 Code::InternalError,
+            ),
+            (
+                Error::MessageTypeConflict("x".into()),
+                Code::MessagePropertyConflictWithType,
+            ),
+            (
+                Error::IllegalPropertyKey("x".into()),
+                Code::IllegalMessagePropertyKey,
             ),
             (Error::InvalidArgument("x".into()), Code::BadRequest),
         ];

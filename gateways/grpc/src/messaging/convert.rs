@@ -41,7 +41,7 @@ pub(super) fn timestamp(ms: i64) -> prost_types::Timestamp {
 
 /// Now, as a protobuf timestamp.
 pub(super) fn now() -> prost_types::Timestamp {
-    timestamp(rocketgate_core::store::now_ms())
+    timestamp(rocketgate_core::now_ms())
 }
 
 /// A std duration of a protobuf duration; negative ones are `None`.

@@ -195,9 +195,9 @@ pub(super) async fn query_offset(
                         ));
                     };
                     ctx.broker
-                        .store()
                         .queue_offset_for_time(topic, queue_id, convert::timestamp_ms(at))
-                        .map_err(|e| from_core(&e.into()))?
+                        .await
+                        .map_err(|e| from_core(&e))?
                 }
                 Err(_) => return Err(status(Code::BadRequest, "unknown query_offset_policy")),
             },

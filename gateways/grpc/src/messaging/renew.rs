@@ -30,7 +30,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rocketgate_core::store::now_ms;
+use rocketgate_core::now_ms;
 
 use super::Context;
 

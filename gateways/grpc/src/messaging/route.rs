@@ -252,16 +252,16 @@ pub(super) async fn query_route(
     };
     let resource = req.topic.clone().unwrap_or_default();
     let remote = cluster_groups(ctx, name, &resource).await;
-    let local = match ctx.broker.describe_topic(name) {
-        Ok(info) => {
+    let local = match ctx.broker.topic_config(name) {
+        Ok(config) => {
             let Some(endpoints) = advertised(ctx, req.endpoints.as_ref()) else {
                 return answer(status(
                     Code::IllegalAccessPoint,
                     "no advertised gRPC endpoint and no usable access point in the request",
                 ));
             };
-            let queues: Vec<_> = (0..info.config.queue_count)
-                .map(|id| queue(ctx, &resource, &info.config, id, &endpoints))
+            let queues: Vec<_> = (0..config.queue_count)
+                .map(|id| queue(ctx, &resource, &config, id, &endpoints))
                 .collect();
             Some((ctx.node.broker_name.clone(), queues))
         }
@@ -306,11 +306,11 @@ pub(super) fn query_assignment(
         Ok(n) => n,
         Err(s) => return answer(s),
     };
-    let info = match ctx.broker.describe_topic(topic) {
-        Ok(i) => i,
+    let config = match ctx.broker.topic_config(topic) {
+        Ok(c) => c,
         Err(e) => return answer(from_core(&e)),
     };
-    if !info.config.permission.read {
+    if !config.permission.read {
         return answer(status(
             Code::Forbidden,
             format!("topic `{topic}` is not readable"),
@@ -331,7 +331,7 @@ pub(super) fn query_assignment(
     let assignments: Vec<_> = queues
         .into_iter()
         .map(|id| pb::Assignment {
-            message_queue: Some(queue(ctx, &resource, &info.config, id, &endpoints)),
+            message_queue: Some(queue(ctx, &resource, &config, id, &endpoints)),
         })
         .collect();
     // Empty when the group has more live clients than queues: this one idles.

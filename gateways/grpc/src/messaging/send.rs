@@ -1,5 +1,8 @@
-//! SendMessage: validation in the Java proxy's order (protocol brief §1.2) and the store of
-//! NORMAL, FIFO, DELAY and TRANSACTION messages through the core.
+//! SendMessage: decoding the v2 message (its declared type, the gateway's own property prefix)
+//! and the store of NORMAL, FIFO, DELAY and TRANSACTION messages through the core. Every rule
+//! about the message itself (fields, sizes, the type against the topic's, a FIFO message's
+//! group, a DELAY message's time) is core's (`Broker::send` with the declared type); this module
+//! only maps core's typed refusal to a v2 `Code` (`code.rs`).
 //!
 //! Invariants: exactly one `SendResultEntry` per request message, in order, each echoing the
 //! client's message id; the top-level status is the code shared by all entries, or
@@ -10,8 +13,7 @@
 //!
 //! Calls the core `send` / `send_half` once per message; no state of its own.
 
-use rocketgate_core::broker::validate::RESERVED_PROPERTY_KEYS;
-use rocketgate_core::{MessageType, QueueSelector, SendRequest, TopicConfig};
+use rocketgate_core::{MessageType, QueueSelector, SendRequest};
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 use rocketgate_proto::apache::rocketmq::v2::Code;
 
@@ -19,9 +21,6 @@ use super::code::{common, from_core, ok, status};
 use super::convert::{self, GATEWAY_PREFIX};
 use super::route::topic_name;
 use super::Context;
-
-/// Longest message group the protocol allows.
-const MAX_MESSAGE_GROUP: usize = 64;
 
 /// SendMessage. `client_id` is the header check's outcome: a missing id refuses every entry.
 pub(super) async fn send_message(
@@ -71,13 +70,9 @@ pub(super) async fn send_message(
         Ok(t) => t.to_owned(),
         Err(s) => return refuse_all(s),
     };
-    let config = match ctx.broker.describe_topic(&topic) {
-        Ok(info) => info.config,
-        Err(e) => return refuse_all(from_core(&e)),
-    };
     let mut entries = Vec::with_capacity(req.messages.len());
     for (m, id) in req.messages.iter().zip(ids) {
-        let entry = match validate(ctx, m, &config) {
+        let entry = match decode(m) {
             Ok(t) => store(ctx, m, &topic, t).await,
             Err(s) => Err(s),
         };
@@ -100,124 +95,44 @@ pub(super) async fn send_message(
     }
 }
 
-/// Checks one message against the rules of §1.2 (steps 3–7); returns its effective type.
-fn validate(
-    ctx: &Context,
-    m: &pb::Message,
-    topic: &TopicConfig,
-) -> Result<pb::MessageType, pb::Status> {
-    let limits = &ctx.broker.config().limits;
+/// What only the wire knows about one message: that it has system properties, its declared
+/// (or, when UNSPECIFIED, inferred) type, and that it does not use the gateway's own property
+/// prefix. Everything else is checked by core when the message is stored.
+fn decode(m: &pb::Message) -> Result<pb::MessageType, pb::Status> {
     let Some(sys) = m.system_properties.as_ref() else {
         return Err(status(Code::BadRequest, "missing system_properties"));
     };
-    if sys.message_id.trim().is_empty() {
-        return Err(status(Code::IllegalMessageId, "empty message_id"));
-    }
-    let mut total = 0usize;
-    for (k, v) in &m.user_properties {
-        if k.trim().is_empty() {
-            return Err(status(
-                Code::IllegalMessagePropertyKey,
-                "blank property key",
-            ));
-        }
-        if RESERVED_PROPERTY_KEYS.contains(&k.as_str()) || k.starts_with(GATEWAY_PREFIX) {
-            return Err(status(
-                Code::IllegalMessagePropertyKey,
-                format!("`{k}` is a reserved property key"),
-            ));
-        }
-        total = total.saturating_add(k.len() + v.len());
-    }
-    if m.user_properties.len() > limits.max_properties || total > limits.max_properties_bytes {
+    if let Some(k) = m
+        .user_properties
+        .keys()
+        .find(|k| k.starts_with(GATEWAY_PREFIX))
+    {
         return Err(status(
-            Code::MessagePropertiesTooLarge,
-            format!(
-                "{} properties of {total} bytes; at most {} of {} bytes",
-                m.user_properties.len(),
-                limits.max_properties,
-                limits.max_properties_bytes
-            ),
+            Code::IllegalMessagePropertyKey,
+            format!("`{k}` is a reserved property key"),
         ));
     }
-    if let Some(tag) = &sys.tag {
-        if tag.trim().is_empty() || tag.contains('|') {
-            return Err(status(
-                Code::IllegalMessageTag,
-                "tag must be non-blank without `|`",
-            ));
-        }
-    }
-    if sys.keys.iter().any(|k| k.trim().is_empty()) {
-        return Err(status(Code::IllegalMessageKey, "blank message key"));
-    }
-    if m.body.len() > limits.max_body_bytes {
-        return Err(status(
-            Code::MessageBodyTooLarge,
-            format!(
-                "message body of {} bytes exceeds the maximum of {}",
-                m.body.len(),
-                limits.max_body_bytes
-            ),
-        ));
-    }
-    let kind = match pb::MessageType::try_from(sys.message_type) {
+    match pb::MessageType::try_from(sys.message_type) {
         Ok(pb::MessageType::Unspecified) if sys.delivery_timestamp.is_some() => {
-            pb::MessageType::Delay
+            Ok(pb::MessageType::Delay)
         }
-        Ok(pb::MessageType::Unspecified) if sys.message_group.is_some() => pb::MessageType::Fifo,
-        Ok(pb::MessageType::Unspecified) => pb::MessageType::Normal,
-        Ok(t) => t,
-        Err(_) => return Err(status(Code::BadRequest, "unknown message_type")),
-    };
+        Ok(pb::MessageType::Unspecified) if sys.message_group.is_some() => {
+            Ok(pb::MessageType::Fifo)
+        }
+        Ok(pb::MessageType::Unspecified) => Ok(pb::MessageType::Normal),
+        Ok(t) => Ok(t),
+        Err(_) => Err(status(Code::BadRequest, "unknown message_type")),
+    }
+}
+
+/// The core type of a decoded v2 type (never UNSPECIFIED here).
+fn core_type(kind: pb::MessageType) -> MessageType {
     match kind {
-        pb::MessageType::Fifo => {
-            let g = sys.message_group.as_deref().unwrap_or("");
-            if g.trim().is_empty() || g.len() > MAX_MESSAGE_GROUP || g.chars().any(char::is_control)
-            {
-                return Err(status(
-                    Code::IllegalMessageGroup,
-                    "a FIFO message needs a message_group of 1-64 characters",
-                ));
-            }
-        }
-        pb::MessageType::Delay => {
-            let Some(at) = sys.delivery_timestamp.as_ref() else {
-                return Err(status(
-                    Code::MessagePropertyConflictWithType,
-                    "a DELAY message needs a delivery_timestamp",
-                ));
-            };
-            let max = ctx.broker.config().timer.max_delay_ms;
-            let limit = rocketgate_core::store::now_ms()
-                .saturating_add(i64::try_from(max).unwrap_or(i64::MAX));
-            if convert::timestamp_ms(at) > limit {
-                return Err(status(
-                    Code::IllegalDeliveryTime,
-                    format!("delivery time is more than {max} ms in the future"),
-                ));
-            }
-        }
-        _ => {}
+        pb::MessageType::Fifo => MessageType::Fifo,
+        pb::MessageType::Delay => MessageType::Delay,
+        pb::MessageType::Transaction => MessageType::Transaction,
+        _ => MessageType::Normal,
     }
-    let accepted = match topic.message_type {
-        MessageType::Normal => kind == pb::MessageType::Normal,
-        MessageType::Fifo => kind == pb::MessageType::Fifo,
-        MessageType::Delay => kind == pb::MessageType::Delay,
-        MessageType::Transaction => kind == pb::MessageType::Transaction,
-        _ => true,
-    };
-    if !accepted {
-        return Err(status(
-            Code::MessagePropertyConflictWithType,
-            format!(
-                "topic `{}` does not accept {} messages",
-                topic.name,
-                kind.as_str_name()
-            ),
-        ));
-    }
-    Ok(kind)
 }
 
 /// Stores one validated message.
@@ -227,10 +142,8 @@ async fn store(
     topic: &str,
     kind: pb::MessageType,
 ) -> Result<pb::SendResultEntry, pb::Status> {
-    let req = SendRequest {
-        message: convert::to_core(m, topic, kind),
-        queue: QueueSelector::Auto,
-    };
+    let req = SendRequest::new(convert::to_core(m, topic, kind), QueueSelector::Auto)
+        .with_type(core_type(kind));
     let receipt = if kind == pb::MessageType::Transaction {
         ctx.broker.send_half(req, topic).await
     } else {

@@ -177,8 +177,8 @@ fn group_is_fifo(ctx: &Context, group: &str) -> bool {
     topics.extend(ctx.broker.group_topics(group).unwrap_or_default());
     topics.iter().any(|t| {
         ctx.broker
-            .describe_topic(t)
-            .is_ok_and(|i| i.config.message_type == rocketgate_core::MessageType::Fifo)
+            .topic_config(t)
+            .is_ok_and(|c| c.message_type == rocketgate_core::MessageType::Fifo)
     })
 }
 

@@ -53,7 +53,7 @@ pub(crate) async fn describe_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> ApiResult<Json<TopicView>> {
-    Ok(Json(state.broker.describe_topic(&topic)?.into()))
+    Ok(Json(state.broker.describe_topic(&topic).await?.into()))
 }
 
 /// Changes a topic (queue count up, message type, permissions).
@@ -66,7 +66,7 @@ pub(crate) async fn update_topic(
     Path(topic): Path<String>,
     JsonBody(req): JsonBody<UpdateTopic>,
 ) -> ApiResult<Json<TopicView>> {
-    let current = state.broker.describe_topic(&topic)?.config.permission;
+    let current = state.broker.topic_config(&topic)?.permission;
     let permission = (req.readable.is_some() || req.writable.is_some()).then(|| Permission {
         read: req.readable.unwrap_or(current.read),
         write: req.writable.unwrap_or(current.write),
@@ -103,7 +103,7 @@ pub(crate) async fn route(
     Path(topic): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<TopicRoute>> {
-    let info = state.broker.describe_topic(&topic)?;
+    let info = state.broker.describe_topic(&topic).await?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

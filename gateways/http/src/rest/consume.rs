@@ -257,7 +257,7 @@ pub(crate) async fn offsets(
     State(state): State<AppState>,
     Path((group, topic)): Path<(String, String)>,
 ) -> ApiResult<Json<Offsets>> {
-    let info = state.broker.describe_topic(&topic)?;
+    let info = state.broker.describe_topic(&topic).await?;
     let mut offsets = Vec::with_capacity(info.queues.len());
     for q in &info.queues {
         offsets.push(OffsetView {

@@ -32,7 +32,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "Ready", body = Health)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    match state.broker.store().write_refusal() {
+    match state.broker.write_refusal() {
         None => Json(Health {
             status: "ok".into(),
             reason: None,
@@ -49,16 +49,20 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /health`: readiness with the CommitLog offsets (kept for existing scripts).
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let store = state.broker.store();
-    let (min, durable, end) = store.log_offsets();
+    let health = state.broker.health();
+    let log = health.log;
     let body = |status: &str| {
         serde_json::json!({
             "status": status,
-            "commit_log": { "min_offset": min, "durable_offset": durable, "end_offset": end },
-            "recovered_after_crash": store.recovery_report().after_crash,
+            "commit_log": {
+                "min_offset": log.min,
+                "durable_offset": log.durable,
+                "end_offset": log.end,
+            },
+            "recovered_after_crash": health.recovery.after_crash,
         })
     };
-    match store.write_refusal() {
+    match health.write_refusal.clone() {
         None => (StatusCode::OK, Json(body("ok"))).into_response(),
         Some(reason) => {
             let mut v = body("refusing_writes");

@@ -20,46 +20,13 @@ use crate::extract::{is_json, media_type, parse_json, read_body, unsupported, Js
 use crate::model::{PublishBatch, PublishHalf, PublishMessage, Published, PublishedBatch};
 use crate::state::AppState;
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Checks what the core would refuse, before anything is stored.
-fn precheck(state: &AppState, m: &Message) -> ApiResult<()> {
-    rocketgate_core::broker::validate::message(m, &state.broker.config().limits)?;
-    if let Some(level) = m.delay_level {
-        let levels = state
-            .broker
-            .config()
-            .timer
-            .levels_ms()
-            .map(|l| l.len())
-            .unwrap_or(0);
-        let max = u32::try_from(levels).unwrap_or(u32::MAX);
-        if level == 0 || level > max {
-            return Err(rocketgate_core::Error::IllegalDelayLevel { got: level, max }.into());
-        }
-    }
-    if let Some(at) = m.deliver_at_ms {
-        let max_delay_ms = state.broker.config().timer.max_delay_ms;
-        if at.saturating_sub(now_ms()) > i64::try_from(max_delay_ms).unwrap_or(i64::MAX) {
-            return Err(rocketgate_core::Error::IllegalDeliveryTime {
-                deliver_at_ms: at,
-                max_delay_ms,
-            }
-            .into());
-        }
-    }
-    Ok(())
-}
+pub(crate) use rocketgate_core::now_ms;
 
 fn request(m: Message, queue_id: Option<u32>) -> SendRequest {
-    SendRequest {
-        message: m,
-        queue: queue_id.map_or(QueueSelector::Auto, QueueSelector::Queue),
-    }
+    SendRequest::new(
+        m,
+        queue_id.map_or(QueueSelector::Auto, QueueSelector::Queue),
+    )
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
@@ -172,35 +139,21 @@ pub(crate) async fn publish_batch(
             format!("a batch holds 1 to {max} messages"),
         ));
     }
-    let info = state.broker.describe_topic(&topic)?;
-    if !info.config.permission.write {
-        return Err(rocketgate_core::Error::PermissionDenied {
-            topic,
-            what: "writable",
-        }
-        .into());
-    }
     let now = now_ms();
     let mut requests = Vec::with_capacity(batch.messages.len());
     for (i, p) in batch.messages.into_iter().enumerate() {
         let q = p.queue_id;
         let m = p.into_message(&topic, now).map_err(|e| at(i, e))?;
-        precheck(&state, &m).map_err(|e| at(i, e))?;
         requests.push(request(m, q));
     }
-    let mut out = Vec::with_capacity(requests.len());
-    for (i, r) in requests.into_iter().enumerate() {
-        match state.broker.send(r).await {
-            Ok(receipt) => out.push(receipt.into()),
-            Err(e) => {
-                let mut e = ApiError::from(e);
-                if i > 0 {
-                    e.detail = format!("{} (the first {i} messages were stored)", e.detail);
-                }
-                return Err(at(i, e));
-            }
+    let out = state.broker.send_batch(requests).await.map_err(|b| {
+        let mut e = ApiError::from(b.error);
+        if b.stored > 0 {
+            e.detail = format!("{} (the first {} messages were stored)", e.detail, b.stored);
         }
-    }
+        at(b.index, e)
+    })?;
+    let out = out.into_iter().map(Into::into).collect();
     Ok(Json(PublishedBatch { messages: out }))
 }
 

@@ -37,7 +37,7 @@ async fn qos_0_1_2_round_trips_and_the_core_sees_the_mqtt_topic() {
         assert_eq!(&got.payload[..], format!("{i}").as_bytes());
     }
     // The core has them in topic `sensors` with the MQTT topic as a property.
-    let info = s.broker.describe_topic("sensors").unwrap();
+    let info = s.broker.describe_topic("sensors").await.unwrap();
     let mut found = false;
     for q in info.queues {
         let r = s.broker.pull("sensors", q.queue_id, 0, 100).await.unwrap();

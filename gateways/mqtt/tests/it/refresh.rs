@@ -102,7 +102,7 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 async fn fill(broker: &Broker, bytes: usize) -> i64 {
-    if broker.describe_topic("filler").is_err() {
+    if broker.topic_config("filler").is_err() {
         broker.create_topic(TopicConfig::new("filler", 1)).unwrap();
     }
     let mut last = 0;

@@ -85,7 +85,7 @@ async fn v5_properties_pass_through() {
         .contains(&("tenant".into(), "acme".into())));
     assert_eq!(gp.subscription_identifiers, vec![7]);
     // User properties are message properties in the core.
-    let info = s.broker.describe_topic("req").unwrap();
+    let info = s.broker.describe_topic("req").await.unwrap();
     let mut seen = false;
     for q in info.queues {
         for m in s
