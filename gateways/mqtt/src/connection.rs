@@ -203,3 +203,7 @@ async fn connected<S>(
     let machine = Machine::new(admission, connack, Limits::from(&shared.config), session);
     driver::serve(shared, stream, rbuf, machine, slot, keep_alive, shutdown).await;
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
