@@ -17,7 +17,8 @@
 //! in memory. Two gaps of `mqttbytes` are closed here: a v5 DISCONNECT without a reason code
 //! (remaining length 0, valid per the spec), and UTF-8 validation of v5 topic names (`Bytes`).
 //!
-//! Who calls it: `connection.rs` (and the fuzz target). No I/O, no locks.
+//! Who calls it: `connection` (its driver decodes and encodes, its state machine sizes
+//! outgoing PUBLISH packets) and the fuzz target. No I/O, no locks.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rumqttc::mqttbytes::v4;
@@ -314,6 +315,25 @@ pub fn encode(p: &Packet, version: Version, out: &mut BytesMut) -> Result<usize,
         Version::V4 => encode_v4(p, out)?,
     }
     Ok(out.len() - start)
+}
+
+/// The size of a server PUBLISH once [`encode`]d for `version` (its packet id set), without
+/// encoding it: what a v5 client's Maximum Packet Size is checked against.
+pub fn publish_size(p: &Publish, version: Version) -> usize {
+    match version {
+        Version::V5 => p.size(),
+        Version::V4 => {
+            let pkid_len = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+            let len = 2 + p.topic.len() + pkid_len + p.payload.len();
+            let len_len = match len {
+                0..=127 => 1,
+                128..=16_383 => 2,
+                16_384..=2_097_151 => 3,
+                _ => 4,
+            };
+            1 + len_len + len
+        }
+    }
 }
 
 /// A packet that cannot be encoded.

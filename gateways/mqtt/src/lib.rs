@@ -37,8 +37,12 @@
 //! - [`topic`]: names, filters, matching, the mapping to topics and groups.
 //! - `shared`: gateway-wide state, the publish path into the core, retained messages.
 //! - `session`: the session registry and durable session records.
+//! - `system_topic`: the gateway's own one-queue topics, created and read back by `shared`
+//!   and `session` (which do not depend on each other the other way round).
 //! - `delivery`: pop tasks and the conversion of stored messages into PUBLISH packets.
-//! - `connection`: one connection's state machine. `ws`: the WebSocket byte-stream adapter.
+//! - `connection`: one connection, split sans-IO: a pure session state machine (packets and
+//!   events in, actions out; unit-tested without sockets) and a thin I/O driver that owns the
+//!   socket, the timers and the calls into the core. `ws`: the WebSocket byte-stream adapter.
 //! - `server`: [`serve`], accept loops, session expiry, shutdown.
 //!
 //! # Example
@@ -70,6 +74,7 @@ pub mod error;
 mod server;
 mod session;
 mod shared;
+mod system_topic;
 pub mod topic;
 mod ws;
 

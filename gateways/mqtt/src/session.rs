@@ -198,7 +198,7 @@ impl Sessions {
     /// Core errors.
     pub async fn load(broker: &Broker) -> Result<Self, rocketgate_core::Error> {
         let mut latest: HashMap<String, (SessionRecord, i64)> = HashMap::new();
-        for m in crate::shared::read_all(broker, SESSIONS_TOPIC).await? {
+        for m in crate::system_topic::read_all(broker, SESSIONS_TOPIC).await? {
             match serde_json::from_slice::<SessionRecord>(&m.body) {
                 Ok(r) => {
                     latest.insert(r.client_id.clone(), (r, m.store_timestamp_ms));

@@ -26,6 +26,7 @@ use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish};
 
 use crate::config::MqttConfig;
 use crate::session::Sessions;
+use crate::system_topic;
 use crate::topic::{self, PROP_CLIENT, PROP_QOS, PROP_RETAIN, PROP_TOPIC};
 
 /// RocketMQ topic of retained messages.
@@ -110,7 +111,7 @@ impl Shared {
     }
 
     async fn load_retained(&self) -> Result<(), rocketgate_core::Error> {
-        let all = read_all(&self.broker, RETAINED_TOPIC).await?;
+        let all = system_topic::read_all(&self.broker, RETAINED_TOPIC).await?;
         let mut map = self.retained.write();
         for m in all {
             let Some(t) = m.properties.get(PROP_TOPIC).cloned() else {
@@ -253,7 +254,7 @@ impl Shared {
         if self.known_topics.lock().contains(name) {
             return Ok(());
         }
-        ensure_system_topic(&self.broker, name)
+        system_topic::ensure(&self.broker, name)
             .map_err(|e| Refused(crate::error::publish_reason(&e)))?;
         self.known_topics.lock().insert(name.to_owned());
         Ok(())
@@ -347,66 +348,4 @@ fn stored(m: &Message, r: &rocketgate_core::SendReceipt) -> StoredMessage {
         reconsume_times: 0,
         flags: 0,
     }
-}
-
-/// Creates one of the gateway's own one-queue topics if missing.
-///
-/// # Errors
-/// Core errors.
-pub fn ensure_system_topic(broker: &Broker, name: &str) -> Result<(), rocketgate_core::Error> {
-    match broker.create_topic(TopicConfig::new(name, 1)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Every message of queue 0 of a gateway topic, oldest first (creating the topic if missing).
-///
-/// # Errors
-/// Core errors.
-pub async fn read_all(
-    broker: &Broker,
-    name: &str,
-) -> Result<Vec<StoredMessage>, rocketgate_core::Error> {
-    ensure_system_topic(broker, name)?;
-    let batch = broker.config().limits.max_batch.max(1);
-    let mut offset = broker.queue_offsets(name, 0).await?.min;
-    let mut out = Vec::new();
-    loop {
-        let r = broker.pull(name, 0, offset, batch).await?;
-        if r.messages.is_empty() {
-            // Entries whose CommitLog segment retention already deleted can still be listed
-            // below the end (until the queue minimum catches up): they read as nothing. They
-            // are a prefix of what is left (retention deletes the oldest segments), so skip to
-            // the first readable entry, if any.
-            match first_readable(broker, name, offset.max(r.next_offset), r.max_offset).await? {
-                Some(next) => offset = next,
-                None => return Ok(out),
-            }
-            continue;
-        }
-        offset = r.next_offset;
-        out.extend(r.messages);
-    }
-}
-
-/// The first offset in `(from, end)` of queue 0 of `name` that reads as a message (binary
-/// search over "readable", which holds for a suffix of the queue).
-async fn first_readable(
-    broker: &Broker,
-    name: &str,
-    from: u64,
-    end: u64,
-) -> Result<Option<u64>, rocketgate_core::Error> {
-    let (mut lo, mut hi) = (from.saturating_add(1), end);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if broker.pull(name, 0, mid, 1).await?.messages.is_empty() {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok((lo < end).then_some(lo))
 }

@@ -1,4 +1,5 @@
 use super::*;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
 fn connect_v4() -> BytesMut {
     let mut c = v4::Connect::new("c1");
@@ -102,4 +103,41 @@ fn fuzz_corpus_replays_without_panics() {
         n += 1;
     }
     assert!(n > 0, "no corpus in {}", dir.display());
+}
+
+#[test]
+fn publish_size_is_the_encoded_size() {
+    let props = PublishProperties {
+        topic_alias: Some(3),
+        user_properties: vec![("k".into(), "v".into())],
+        ..PublishProperties::default()
+    };
+    for payload in [0usize, 100, 200, 20_000] {
+        for (qos, pkid) in [
+            (QoS::AtMostOnce, 0),
+            (QoS::AtLeastOnce, 7),
+            (QoS::ExactlyOnce, 9),
+        ] {
+            for properties in [None, Some(props.clone())] {
+                let p = Publish {
+                    dup: false,
+                    qos,
+                    retain: false,
+                    topic: Bytes::from_static(b"a/b"),
+                    pkid,
+                    payload: Bytes::from(vec![1u8; payload]),
+                    properties,
+                };
+                for version in [Version::V4, Version::V5] {
+                    let mut out = BytesMut::new();
+                    let n = encode(&Packet::Publish(p.clone()), version, &mut out).unwrap();
+                    assert_eq!(
+                        publish_size(&p, version),
+                        n,
+                        "{version:?} {qos:?} {payload}"
+                    );
+                }
+            }
+        }
+    }
 }
