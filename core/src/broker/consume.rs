@@ -114,6 +114,31 @@ impl Broker {
         Ok(())
     }
 
+    /// Checks a subscription before its first pop, with the rules every pop applies: the topic
+    /// exists and is readable, the group exists or may be created on first use, the filter
+    /// parses, the invisible duration is in range. Changes nothing.
+    ///
+    /// # Errors
+    /// As [`Broker::pop`] would for these arguments.
+    pub fn check_subscription(
+        &self,
+        group: &str,
+        topic: &str,
+        filter: Option<&FilterExpression>,
+        invisible: Duration,
+    ) -> Result<()> {
+        self.readable_topic(topic)?;
+        if self.inner.groups.get(group).is_none() {
+            validate_group_name(group)?;
+            if !self.inner.config.consumer.auto_create_groups {
+                return Err(Error::GroupNotFound(group.to_owned()));
+            }
+        }
+        filter.map(Filter::parse).transpose()?;
+        self.check_invisible(invisible)?;
+        Ok(())
+    }
+
     pub(super) fn resolve_group(&self, name: &str) -> Result<Arc<Group>> {
         if let Some(g) = self.inner.groups.get(name) {
             return Ok(g);

@@ -520,39 +520,12 @@ impl Conn {
             ));
         }
         let broker = &self.state.broker;
-        let config = broker.topic_config(&topic)?;
-        if !config.permission.read {
-            return Err(rocketgate_core::Error::PermissionDenied {
-                topic,
-                what: "readable",
-            }
-            .into());
-        }
-        match broker.group(&group) {
-            Ok(_) => {}
-            Err(_) if broker.config().consumer.auto_create_groups => {}
-            Err(e) => return Err(e.into()),
-        }
         let filter: Option<FilterExpression> = filter.map(|f| match f {
             WsFilter::Tag(t) => FilterExpression::tag(t),
             WsFilter::Full(f) => f.into(),
         });
-        if let Some(f) = &filter {
-            if f.expression.len() > rocketgate_core::broker::filter::MAX_EXPRESSION_LEN {
-                return Err(bad("filter expression too long"));
-            }
-        }
         let invisible = Duration::from_millis(invisible_ms.unwrap_or(cfg.ws_invisible_ms));
-        let c = &broker.config().consumer;
-        let ms = u64::try_from(invisible.as_millis()).unwrap_or(u64::MAX);
-        if ms < c.min_invisible_ms || ms > c.max_invisible_ms {
-            return Err(rocketgate_core::Error::IllegalInvisibleTime {
-                got_ms: ms,
-                min_ms: c.min_invisible_ms,
-                max_ms: c.max_invisible_ms,
-            }
-            .into());
-        }
+        broker.check_subscription(&group, &topic, filter.as_ref(), invisible)?;
         let credits_sem = Arc::new(Semaphore::new(credits as usize));
         let task = tokio::spawn(deliver(
             self.state.clone(),
@@ -564,7 +537,7 @@ impl Conn {
                 filter,
                 max: 1,
                 invisible,
-                wait: POLL.min(Duration::from_millis(c.max_wait_ms)),
+                wait: POLL.min(Duration::from_millis(broker.config().consumer.max_wait_ms)),
             },
             credits_sem.clone(),
         ));
