@@ -128,20 +128,20 @@ impl Broker {
             )));
         }
         let store = &self.inner.store;
-        store.catch_up().await;
+        let reads = store.visible().await?;
         // One head per queue: (store time, queue, offset) of its next message in range.
         let head = |queue_id: u32, from: u64| -> Result<Option<(i64, u32, u64)>> {
-            let Some((offset, _)) = store.queue_entries(topic, queue_id, from, 1).pop() else {
+            let Some((offset, _)) = reads.queue_entries(topic, queue_id, from, 1).pop() else {
                 return Ok(None);
             };
-            Ok(store
+            Ok(reads
                 .queue_store_time(topic, queue_id, offset)?
                 .filter(|ts| *ts <= end_ms)
                 .map(|ts| (ts, queue_id, offset)))
         };
         let mut heads = BinaryHeap::new();
         for q in 0..t.config.queue_count {
-            let from = store.queue_offset_for_time(topic, q, begin_ms)?;
+            let from = reads.queue_offset_for_time(topic, q, begin_ms)?;
             if let Some(h) = head(q, from)? {
                 heads.push(Reverse(h));
             }
@@ -152,7 +152,7 @@ impl Broker {
                 result.truncated = true;
                 break;
             }
-            if let Some(m) = store
+            if let Some(m) = reads
                 .read_queue(topic, q, offset, 1)?
                 .into_iter()
                 .find(|m| m.queue_offset == offset)
@@ -186,8 +186,9 @@ impl Broker {
     }
 
     /// The store time of the last message of a queue, `None` when it has none (it is empty, or
-    /// retention removed everything). Reflects what the dispatcher has published (see
-    /// [`crate::store::Store::catch_up`]).
+    /// retention removed everything). A gauge: it reflects what the dispatcher has published,
+    /// which may trail a send that just returned by the dispatch delay (reads that must see
+    /// such a send, like [`Broker::describe_topic`], wait for it).
     ///
     /// # Errors
     /// [`Error::TopicNotFound`], [`Error::QueueNotFound`], store errors.
@@ -200,11 +201,13 @@ impl Broker {
             });
         }
         let store = &self.inner.store;
-        let (min, max) = store.queue_range(topic, queue_id);
+        let (min, max) = store.dispatched().queue_range(topic, queue_id);
         if max <= min {
             return Ok(None);
         }
-        Ok(store.queue_store_time(topic, queue_id, max - 1)?)
+        Ok(store
+            .dispatched()
+            .queue_store_time(topic, queue_id, max - 1)?)
     }
 }
 

@@ -35,14 +35,17 @@ struct StoreSource<'a> {
 
 impl Source for StoreSource<'_> {
     fn range(&self, queue_id: u32) -> (u64, u64) {
-        self.store.queue_range(self.topic, queue_id)
+        self.store.dispatched().queue_range(self.topic, queue_id)
     }
     fn entries(&self, queue_id: u32, from: u64, max: usize) -> Vec<(u64, CqEntry)> {
-        self.store.queue_entries(self.topic, queue_id, from, max)
+        self.store
+            .dispatched()
+            .queue_entries(self.topic, queue_id, from, max)
     }
     fn message(&self, entry: &CqEntry) -> Result<Option<StoredMessage>> {
         Ok(self
             .store
+            .dispatched()
             .read_at(entry.physical_offset, Some(entry.size))?)
     }
 }
@@ -198,7 +201,9 @@ impl Broker {
         let store = &self.inner.store;
         let deadline = Instant::now() + req.wait;
         let mut arrivals = store.subscribe_topic(&req.topic);
-        store.catch_up().await;
+        // The first pass sees every send that returned before this call; later ones are woken
+        // by arrivals.
+        store.visible().await?;
         loop {
             arrivals.borrow_and_update();
             let result = self.pull_filtered(&req, &filter)?;
@@ -226,7 +231,7 @@ impl Broker {
 
     fn pull_filtered(&self, req: &GroupPullRequest, filter: &Filter) -> Result<PullResult> {
         let store = &self.inner.store;
-        let (min, max) = store.queue_range(&req.topic, req.queue_id);
+        let (min, max) = store.dispatched().queue_range(&req.topic, req.queue_id);
         let (status, mut at) = if req.offset < min {
             (PullStatus::OffsetMoved, min)
         } else if req.offset > max {
@@ -239,7 +244,9 @@ impl Broker {
         // The pop's byte budget applies to pulls too (stored record sizes).
         let mut budget = self.inner.config.consumer.max_pop_bytes.max(1);
         'scan: while messages.len() < req.max && at < max && scanned < super::pop::SCAN_LIMIT {
-            let entries = store.queue_entries(&req.topic, req.queue_id, at, 64);
+            let entries = store
+                .dispatched()
+                .queue_entries(&req.topic, req.queue_id, at, 64);
             if entries.is_empty() {
                 break;
             }
@@ -252,7 +259,10 @@ impl Broker {
                 if !filter.may_match(e.tag_hash) {
                     continue;
                 }
-                if let Some(m) = store.read_at(e.physical_offset, Some(e.size))? {
+                if let Some(m) = store
+                    .dispatched()
+                    .read_at(e.physical_offset, Some(e.size))?
+                {
                     if filter.matches(&m) {
                         budget = budget.saturating_sub(e.size as usize);
                         messages.push(m);
@@ -364,10 +374,10 @@ impl Broker {
         let t = self.readable_topic(topic)?;
         self.resolve_group(group)?;
         let store = &self.inner.store;
-        store.catch_up().await;
+        let reads = store.visible().await?;
         let mut out = Vec::new();
         for q in 0..t.config.queue_count {
-            let offset = store.queue_offset_for_time(topic, q, timestamp_ms)?;
+            let offset = reads.queue_offset_for_time(topic, q, timestamp_ms)?;
             self.inner.consumers.commit(group, topic, q, offset);
             out.push(CommittedOffset {
                 queue_id: q,
@@ -410,7 +420,9 @@ impl Broker {
         let store = &self.inner.store;
         let deadline = Instant::now() + req.wait;
         let mut arrivals = store.subscribe_topic(&req.topic);
-        store.catch_up().await;
+        // The first pass sees every send that returned before this call; later ones are woken
+        // by arrivals and changes.
+        store.visible().await?;
         let retry_topic = super::retry::retry_topic(&req.group, &req.topic);
         let mut retry_arrivals = store.subscribe_topic(&retry_topic);
         let mut changes = self
@@ -708,7 +720,8 @@ impl Broker {
         Ok(assignment::allocate(t.config.queue_count, &live, client_id))
     }
 
-    /// Per-queue lag of a group on a topic.
+    /// Per-queue lag of a group on a topic. A gauge: it reflects what the dispatcher has
+    /// published, which may trail a send that just returned by the dispatch delay.
     ///
     /// # Errors
     /// [`Error::TopicNotFound`], [`Error::GroupNotFound`].
@@ -718,7 +731,7 @@ impl Broker {
         let pops = self.inner.consumers.existing_topic_pop(group, topic);
         let mut out = Vec::new();
         for q in 0..t.config.queue_count {
-            let (min, max) = self.inner.store.queue_range(topic, q);
+            let (min, max) = self.inner.store.dispatched().queue_range(topic, q);
             let committed = self.inner.consumers.committed(group, topic, q);
             let (unacked, inflight) = match &pops {
                 Some(p) => {
@@ -750,7 +763,9 @@ impl Broker {
         let mut at = self.inner.consumers.journal_offset();
         let mut replayed = 0u64;
         loop {
-            let batch = store.read_queue(ACK_JOURNAL_TOPIC, 0, at, 256)?;
+            let batch = store
+                .dispatched()
+                .read_queue(ACK_JOURNAL_TOPIC, 0, at, 256)?;
             let Some(last) = batch.last() else { break };
             at = last.queue_offset + 1;
             for m in &batch {
@@ -769,7 +784,12 @@ impl Broker {
     /// # Errors
     /// [`Error::Metadata`].
     pub fn persist_consumer_state(&self) -> Result<()> {
-        let journal = self.inner.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
+        let journal = self
+            .inner
+            .store
+            .dispatched()
+            .queue_range(ACK_JOURNAL_TOPIC, 0)
+            .1;
         self.inner.consumers.persist(journal)
     }
 }

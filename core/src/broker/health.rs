@@ -55,11 +55,8 @@ impl Broker {
                 queue_id,
             });
         }
-        self.inner.store.catch_up().await;
-        Ok(self
-            .inner
-            .store
-            .queue_offset_for_time(topic, queue_id, timestamp_ms)?)
+        let reads = self.inner.store.visible().await?;
+        Ok(reads.queue_offset_for_time(topic, queue_id, timestamp_ms)?)
     }
 
     /// Runs retention and the disk-use check now instead of at the next interval.

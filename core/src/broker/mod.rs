@@ -92,7 +92,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop_workers();
-        let journal = self.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
+        let journal = self.store.dispatched().queue_range(ACK_JOURNAL_TOPIC, 0).1;
         if let Err(e) = self.consumers.persist(journal) {
             tracing::error!(error = %e, "could not persist consumer offsets at shutdown");
         }
@@ -221,7 +221,7 @@ impl Broker {
         inner
             .persister
             .start("rg-offsets", inner, move |inner| async move {
-                let journal = inner.store.queue_range(ACK_JOURNAL_TOPIC, 0).1;
+                let journal = inner.store.dispatched().queue_range(ACK_JOURNAL_TOPIC, 0).1;
                 if let Err(e) = inner.consumers.persist(journal) {
                     tracing::error!(error = %e, "could not persist consumer offsets");
                 }
@@ -291,7 +291,8 @@ impl Broker {
     /// # Errors
     /// [`Error::TopicNotFound`], [`Error::IllegalTopic`] for a name no topic can have.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
-        self.inner.store.catch_up().await;
+        // Every send that returned before this call is in the offsets.
+        self.inner.store.visible().await?;
         self.describe_now(name)
     }
 
@@ -300,7 +301,7 @@ impl Broker {
         let topic = self.topic(name)?;
         let queues = (0..topic.config.queue_count)
             .map(|q| {
-                let (min, max) = self.inner.store.queue_range(name, q);
+                let (min, max) = self.inner.store.dispatched().queue_range(name, q);
                 QueueOffsets {
                     queue_id: q,
                     min,
@@ -568,10 +569,8 @@ impl Broker {
     /// # Errors
     /// [`Error::MessageNotFound`] if no such scheduled message is pending.
     pub async fn cancel_scheduled(&self, id: &str) -> Result<()> {
-        self.inner.store.catch_up().await;
-        let pending = self
-            .inner
-            .store
+        let reads = self.inner.store.visible().await?;
+        let pending = reads
             .find_all_by_id(id)?
             .into_iter()
             .filter(|m| m.topic == TIMER_TOPIC)
@@ -591,8 +590,8 @@ impl Broker {
     /// [`Error::MessageNotFound`] if nothing is stored under the id, store errors.
     pub async fn trace(&self, id: &str) -> Result<Vec<crate::api::TraceEvent>> {
         use crate::api::{TraceEvent, TraceKind};
-        self.inner.store.catch_up().await;
-        let mut records = self.inner.store.find_all_by_id(id)?;
+        let reads = self.inner.store.visible().await?;
+        let mut records = reads.find_all_by_id(id)?;
         if records.is_empty() {
             return Err(Error::MessageNotFound(id.to_owned()));
         }
@@ -672,8 +671,8 @@ impl Broker {
                 "batch size must be between 1 and {limit}"
             )));
         }
-        self.inner.store.catch_up().await;
-        let (min, maxo) = self.inner.store.queue_range(topic, queue_id);
+        let reads = self.inner.store.visible().await?;
+        let (min, maxo) = reads.queue_range(topic, queue_id);
         let (status, from) = if offset < min {
             (PullStatus::OffsetMoved, min)
         } else if offset > maxo {
@@ -681,7 +680,7 @@ impl Broker {
         } else {
             (PullStatus::Found, offset)
         };
-        let messages = self.inner.store.read_queue(topic, queue_id, from, max)?;
+        let messages = reads.read_queue(topic, queue_id, from, max)?;
         let next_offset = messages.last().map_or(from, |m| m.queue_offset + 1);
         let status = match status {
             PullStatus::Found if messages.is_empty() => PullStatus::NoNewMessage,
@@ -708,8 +707,8 @@ impl Broker {
                 queue_id,
             });
         }
-        self.inner.store.catch_up().await;
-        let (min, max) = self.inner.store.queue_range(topic, queue_id);
+        let reads = self.inner.store.visible().await?;
+        let (min, max) = reads.queue_range(topic, queue_id);
         Ok(QueueOffsets { queue_id, min, max })
     }
 
@@ -724,9 +723,8 @@ impl Broker {
                 reason: "empty or too long".into(),
             });
         }
-        self.inner.store.catch_up().await;
-        self.inner
-            .store
+        let reads = self.inner.store.visible().await?;
+        reads
             .find_by_id(id)?
             .map(|m| {
                 if m.topic == TIMER_TOPIC {
@@ -761,11 +759,8 @@ impl Broker {
         if begin_ms > end_ms {
             return Err(Error::InvalidArgument("begin is after end".into()));
         }
-        self.inner.store.catch_up().await;
-        Ok(self
-            .inner
-            .store
-            .find_by_key(topic, key, begin_ms, end_ms, max)?)
+        let reads = self.inner.store.visible().await?;
+        Ok(reads.find_by_key(topic, key, begin_ms, end_ms, max)?)
     }
 
     /// Flushes and closes the store cleanly (also done when the last handle drops).

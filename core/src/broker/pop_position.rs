@@ -36,11 +36,11 @@ impl Broker {
         drop(t);
         self.resolve_group(group)?;
         let store = &self.inner.store;
-        store.catch_up().await;
+        let reads = store.visible().await?;
         let state = self.inner.consumers.topic_pop(group, topic);
         let mut tp = state.lock();
         for queue_id in 0..queue_count {
-            let (_, max) = store.queue_range(topic, queue_id);
+            let (_, max) = reads.queue_range(topic, queue_id);
             *tp.queue(queue_id) = QueuePop::restore(&QueuePopSnapshot {
                 low: max,
                 acked: Vec::new(),

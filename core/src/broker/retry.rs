@@ -216,6 +216,7 @@ impl Broker {
         if let Some(m) = self
             .inner
             .store
+            .dispatched()
             .read_at(e.entry.physical_offset, Some(e.entry.size))?
         {
             let origin = m
@@ -328,7 +329,7 @@ impl Broker {
     ) -> Result<()> {
         let g = self.resolve_group(group)?;
         self.readable_queue(topic, queue_id)?;
-        self.inner.store.catch_up().await;
+        let reads = self.inner.store.visible().await?;
         let now = now_ms();
         let delay_ms = match delay_level {
             Some(l) => self
@@ -338,9 +339,7 @@ impl Broker {
                 .map(|t| (t - now).max(0) as u64),
             None => None,
         };
-        let m = self
-            .inner
-            .store
+        let m = reads
             .read_queue(topic, queue_id, queue_offset, 1)?
             .into_iter()
             .find(|m| m.queue_offset == queue_offset)
@@ -371,12 +370,12 @@ impl Broker {
     pub async fn dlq_resend(&self, group: &str, selection: DlqSelection) -> Result<usize> {
         self.existing_group(group)?;
         let topic = dlq_topic(group);
-        self.inner.store.catch_up().await;
-        let (min, max) = self.inner.store.queue_range(&topic, 0);
+        let reads = self.inner.store.visible().await?;
+        let (min, max) = reads.queue_range(&topic, 0);
         let mut picked: Vec<StoredMessage> = Vec::new();
         let mut at = min;
         while at < max {
-            let batch = self.inner.store.read_queue(&topic, 0, at, 256)?;
+            let batch = reads.read_queue(&topic, 0, at, 256)?;
             let Some(last) = batch.last().map(|m| m.queue_offset) else {
                 break;
             };

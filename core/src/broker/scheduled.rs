@@ -57,7 +57,7 @@ impl Broker {
             )));
         }
         let store = &self.inner.store;
-        store.catch_up().await;
+        let reads = store.visible().await?;
         let path = self
             .inner
             .config
@@ -70,13 +70,13 @@ impl Broker {
             .cancelled
             .into_iter()
             .collect();
-        let (min, end) = store.queue_range(TIMER_TOPIC, 0);
+        let (min, end) = reads.queue_range(TIMER_TOPIC, 0);
         let now = now_ms();
         let mut page = ScheduledPage::default();
         let mut at = offset.max(min);
         let mut budget = max.saturating_mul(SCAN_FACTOR);
         while at < end && budget > 0 && page.messages.len() < max {
-            let entries = store.queue_entries(TIMER_TOPIC, 0, at, budget.min(1024));
+            let entries = reads.queue_entries(TIMER_TOPIC, 0, at, budget.min(1024));
             if entries.is_empty() {
                 break;
             }
@@ -85,7 +85,7 @@ impl Broker {
                 at = o + 1;
                 let deliver_at = e.tag_hash as i64;
                 if deliver_at > now && !cancelled.contains(&e.physical_offset) {
-                    if let Some(m) = store
+                    if let Some(m) = reads
                         .read_queue(TIMER_TOPIC, 0, o, 1)?
                         .into_iter()
                         .find(|m| m.queue_offset == o)

@@ -112,10 +112,10 @@ impl Timer {
             cancelled: progress.cancelled.into_iter().collect(),
             ..Schedule::default()
         };
-        let (min, max) = store.queue_range(TIMER_TOPIC, 0);
+        let (min, max) = store.dispatched().queue_range(TIMER_TOPIC, 0);
         let mut at = min;
         while at < max {
-            let entries = store.queue_entries(TIMER_TOPIC, 0, at, BATCH);
+            let entries = store.dispatched().queue_entries(TIMER_TOPIC, 0, at, BATCH);
             let Some(last) = entries.last().map(|(o, _)| *o) else {
                 break;
             };
@@ -296,11 +296,11 @@ async fn round(inner: &Inner) -> Result<()> {
     let timer = &inner.timer;
     // A send that just scheduled a message woke this thread: let its entry be dispatched
     // first, or it would only be seen after the next poll.
-    store.catch_up().await;
+    let reads = store.visible().await?;
     {
         let mut s = timer.schedule.lock();
         let from = s.loaded;
-        let entries = store.queue_entries(TIMER_TOPIC, 0, from, BATCH);
+        let entries = reads.queue_entries(TIMER_TOPIC, 0, from, BATCH);
         for (offset, e) in entries {
             s.loaded = offset + 1;
             if s.cancelled.contains(&e.physical_offset) {
@@ -368,7 +368,7 @@ async fn round(inner: &Inner) -> Result<()> {
 /// nothing was appended).
 fn deliver(inner: &Inner, p: &Pending) -> Result<u64> {
     let store = &inner.store;
-    let Some(m) = store.read_at(p.phy, Some(p.size))? else {
+    let Some(m) = store.dispatched().read_at(p.phy, Some(p.size))? else {
         tracing::warn!(phy = p.phy, "scheduled message no longer in the commit log");
         return Ok(0);
     };

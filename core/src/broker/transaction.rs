@@ -230,11 +230,11 @@ impl Transactions {
 }
 
 fn read_all(store: &crate::store::Store, topic: &str) -> Result<Vec<StoredMessage>> {
-    let (min, max) = store.queue_range(topic, 0);
+    let (min, max) = store.dispatched().queue_range(topic, 0);
     let mut out = Vec::new();
     let mut at = min;
     while at < max {
-        let batch = store.read_queue(topic, 0, at, 512)?;
+        let batch = store.dispatched().read_queue(topic, 0, at, 512)?;
         let Some(last) = batch.last().map(|m| m.queue_offset) else {
             break;
         };
@@ -366,7 +366,7 @@ impl Broker {
     }
 
     async fn commit_half(&self, p: &Pending) -> Result<()> {
-        let Some(half) = self.inner.store.read_at(p.phy, Some(p.size))? else {
+        let Some(half) = self.inner.store.dispatched().read_at(p.phy, Some(p.size))? else {
             return Err(Error::MessageNotFound(p.message_id.clone()));
         };
         let view = committed_view(half);
@@ -436,6 +436,7 @@ impl Broker {
             let committed = self
                 .inner
                 .store
+                .dispatched()
                 .find_all_by_id(&p.message_id)?
                 .iter()
                 .any(|m| m.topic == p.topic && self.is_commit_of(m, p.phy));
@@ -452,6 +453,7 @@ impl Broker {
         // The committed copy points at its half through the record's prepared offset.
         self.inner
             .store
+            .dispatched()
             .prepared_offset_at(m.physical_offset)
             .is_some_and(|o| o == half_phy)
     }
@@ -519,7 +521,7 @@ impl Broker {
                 q.next_check_ms = now + cfg.check_interval_ms as i64;
             }
             let Some(checker) = checker else { continue };
-            let Ok(Some(half)) = self.inner.store.read_at(p.phy, Some(p.size)) else {
+            let Ok(Some(half)) = self.inner.store.dispatched().read_at(p.phy, Some(p.size)) else {
                 continue;
             };
             // Each check-back on its own task: a slow or hung producer group delays nobody

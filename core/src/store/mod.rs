@@ -43,11 +43,12 @@ pub mod mapped_file;
 pub mod record;
 
 mod dispatch;
+mod reads;
 mod recovery;
 mod retention;
 mod threads;
 
-use self::dispatch::{id_key, topic_key};
+pub use self::reads::Reads;
 use self::threads::Signal;
 
 use std::collections::HashMap;
@@ -55,7 +56,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
@@ -63,12 +63,11 @@ use tokio::sync::watch;
 use self::checkpoint::{Checkpoint, DirLock};
 pub use self::commit_log::Appended;
 use self::commit_log::CommitLog;
-use self::consume_queue::{ConsumeQueue, CqEntry};
+use self::consume_queue::ConsumeQueue;
 pub use self::error::{Error, Result};
 use self::index::IndexStore;
 use self::record::RecordDraft;
 use crate::config::{FlushMode, StoreConfig};
-use crate::message::StoredMessage;
 
 /// Topics with this prefix are internal (journals): not indexed, not listed, not creatable by
 /// users.
@@ -95,6 +94,8 @@ struct Inner {
     queues: RwLock<QueueTable>,
     dispatched: AtomicU64,
     dispatched_tx: watch::Sender<u64>,
+    /// Why the dispatcher cannot follow the CommitLog now (cleared when it can again).
+    dispatch_failure: Mutex<Option<String>>,
     flush_tx: watch::Sender<FlushState>,
     flush_signal: Signal,
     dispatch_signal: Signal,
@@ -172,6 +173,7 @@ impl Store {
             queues: RwLock::new(queues),
             dispatched: AtomicU64::new(replay_from),
             dispatched_tx,
+            dispatch_failure: Mutex::new(None),
             flush_tx,
             flush_signal: Signal::default(),
             dispatch_signal: Signal::default(),
@@ -304,17 +306,40 @@ impl Store {
         self.inner.dispatched.load(Ordering::Acquire)
     }
 
-    /// Waits (up to one second) until everything confirmed at the time of the call has been
-    /// dispatched, so that a read after a returned `append` sees it (read-your-writes for
-    /// queries and pulls).
-    pub async fn catch_up(&self) {
+    /// Reads that see every append confirmed before this call (read-your-writes: what the
+    /// request path uses). Waits until the dispatcher has put those records into their
+    /// ConsumeQueues and the index; no timeout, because the dispatcher either progresses, fails
+    /// (reported here as an error) or the store shuts down (also an error).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the store shuts down first, [`Error::DispatchFailed`] while the
+    /// dispatcher cannot follow the CommitLog.
+    pub async fn visible(&self) -> Result<Reads<'_>> {
         let target = self.inner.confirmed();
-        if self.dispatched_offset() >= target {
-            return;
+        if self.dispatched_offset() < target {
+            self.inner.dispatch_signal.notify_always();
+            let mut rx = self.inner.dispatched_tx.subscribe();
+            let inner = &self.inner;
+            let stop = |d: &u64| {
+                *d >= target
+                    || inner.shutdown.load(Ordering::Acquire)
+                    || inner.dispatch_failure.lock().is_some()
+            };
+            rx.wait_for(stop).await.map_err(|_| Error::Closed)?;
+            if self.dispatched_offset() < target {
+                if let Some(reason) = inner.dispatch_failure.lock().clone() {
+                    return Err(Error::DispatchFailed(reason));
+                }
+                return Err(Error::Closed);
+            }
         }
-        self.inner.dispatch_signal.notify_always();
-        let mut rx = self.inner.dispatched_tx.subscribe();
-        let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|d| *d >= target)).await;
+        Ok(Reads { inner: &self.inner })
+    }
+
+    /// Reads of what is dispatched now, without waiting: for background workers that follow
+    /// arrivals themselves (timers, revival, journals) and for recovery.
+    pub fn dispatched(&self) -> Reads<'_> {
+        Reads { inner: &self.inner }
     }
 
     /// Retention never deletes a segment reaching past `phy` (records still needed, such as
@@ -336,41 +361,6 @@ impl Store {
         }
     }
 
-    /// The first offset of a queue whose message was stored at or after `timestamp_ms` (the
-    /// queue's max offset if none).
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] for a damaged record.
-    pub fn queue_offset_for_time(
-        &self,
-        topic: &str,
-        queue_id: u32,
-        timestamp_ms: i64,
-    ) -> Result<u64> {
-        let Some(q) = self.inner.queue(topic, queue_id) else {
-            return Ok(0);
-        };
-        let limit = self.inner.confirmed();
-        let (mut lo, mut hi) = (q.min_offset(), q.max_offset());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let ts = match q.get(mid) {
-                Some(e) => self
-                    .inner
-                    .log
-                    .read(e.physical_offset, Some(e.size), limit, |v| {
-                        v.fields.store_timestamp
-                    })?,
-                None => None,
-            };
-            match ts {
-                Some(ts) if ts < timestamp_ms => lo = mid + 1,
-                _ => hi = mid,
-            }
-        }
-        Ok(lo)
-    }
-
     /// A receiver that changes whenever the dispatcher publishes new queue entries.
     pub fn subscribe_dispatched(&self) -> watch::Receiver<u64> {
         self.inner.dispatched_tx.subscribe()
@@ -389,187 +379,6 @@ impl Store {
             return Some("poisoned by a failed flush".into());
         }
         self.inner.disk_full.lock().clone()
-    }
-
-    /// `(min, max)` logical offsets of a queue; `(0, 0)` if it has no entries yet.
-    pub fn queue_range(&self, topic: &str, queue_id: u32) -> (u64, u64) {
-        self.inner
-            .queue(topic, queue_id)
-            .map_or((0, 0), |q| (q.min_offset(), q.max_offset()))
-    }
-
-    /// Up to `max` messages of a queue from logical offset `from`.
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] if a record fails verification (it is never served).
-    pub fn read_queue(
-        &self,
-        topic: &str,
-        queue_id: u32,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<StoredMessage>> {
-        let Some(q) = self.inner.queue(topic, queue_id) else {
-            return Ok(Vec::new());
-        };
-        let limit = self.inner.confirmed();
-        let mut out = Vec::new();
-        for (offset, e) in q.read(from, max) {
-            let read = self
-                .inner
-                .log
-                .read(e.physical_offset, Some(e.size), limit, |v| {
-                    let f = &v.fields;
-                    (v.topic == topic && f.queue_id == queue_id && f.queue_offset == offset)
-                        .then(|| StoredMessage::from(&v))
-                })?;
-            match read {
-                Some(Some(m)) => out.push(m),
-                Some(None) => {
-                    return Err(Error::Corrupted {
-                        path: self.inner.dir.join("consumequeue").join(topic),
-                        offset,
-                        reason: "queue entry points at another queue's record",
-                    })
-                }
-                None => break,
-            }
-        }
-        Ok(out)
-    }
-
-    /// The store time of the message at logical `offset` of a queue, read from its record
-    /// header without copying the message; `None` if the queue has no confirmed message there.
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] for a damaged record or an entry pointing at another queue's record.
-    pub fn queue_store_time(&self, topic: &str, queue_id: u32, offset: u64) -> Result<Option<i64>> {
-        let Some(e) = self
-            .inner
-            .queue(topic, queue_id)
-            .and_then(|q| q.get(offset))
-        else {
-            return Ok(None);
-        };
-        let limit = self.inner.confirmed();
-        let read = self
-            .inner
-            .log
-            .read(e.physical_offset, Some(e.size), limit, |v| {
-                let f = &v.fields;
-                (v.topic == topic && f.queue_id == queue_id && f.queue_offset == offset)
-                    .then_some(f.store_timestamp)
-            })?;
-        match read {
-            Some(Some(ts)) => Ok(Some(ts)),
-            Some(None) => Err(Error::Corrupted {
-                path: self.inner.dir.join("consumequeue").join(topic),
-                offset,
-                reason: "queue entry points at another queue's record",
-            }),
-            None => Ok(None),
-        }
-    }
-
-    /// Raw ConsumeQueue entries of a queue (for filters that look at tag hashes first).
-    pub fn queue_entries(
-        &self,
-        topic: &str,
-        queue_id: u32,
-        from: u64,
-        max: usize,
-    ) -> Vec<(u64, CqEntry)> {
-        self.inner
-            .queue(topic, queue_id)
-            .map_or_else(Vec::new, |q| q.read(from, max))
-    }
-
-    /// The message at CommitLog offset `phy`, if confirmed.
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] for a damaged record.
-    pub fn read_at(&self, phy: u64, size: Option<u32>) -> Result<Option<StoredMessage>> {
-        let limit = self.inner.confirmed();
-        self.inner
-            .log
-            .read(phy, size, limit, |v| StoredMessage::from(&v))
-    }
-
-    /// Finds a message by id.
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] for a damaged record.
-    pub fn find_by_id(&self, id: &str) -> Result<Option<StoredMessage>> {
-        for phy in self.inner.index.query(&id_key(id), i64::MIN, i64::MAX, 16) {
-            if let Some(m) = self.read_at(phy, None)? {
-                if m.message_id == id {
-                    return Ok(Some(m));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The `prepared_offset` field of the record at `phy` (transactions: the half it commits).
-    pub fn prepared_offset_at(&self, phy: u64) -> Option<u64> {
-        let limit = self.inner.confirmed();
-        self.inner
-            .log
-            .read(phy, None, limit, |v| v.prepared_offset)
-            .ok()
-            .flatten()
-    }
-
-    /// Every stored record with this id (a scheduled message and its delivered copy share it),
-    /// newest first.
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] for a damaged record.
-    pub fn find_all_by_id(&self, id: &str) -> Result<Vec<StoredMessage>> {
-        let mut out = Vec::new();
-        for phy in self.inner.index.query(&id_key(id), i64::MIN, i64::MAX, 16) {
-            if let Some(m) = self.read_at(phy, None)? {
-                if m.message_id == id {
-                    out.push(m);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Messages of `topic` carrying `key`, stored in `[begin_ms, end_ms]`, newest first.
-    ///
-    /// # Errors
-    /// [`Error::Corrupted`] for a damaged record.
-    pub fn find_by_key(
-        &self,
-        topic: &str,
-        key: &str,
-        begin_ms: i64,
-        end_ms: i64,
-        max: usize,
-    ) -> Result<Vec<StoredMessage>> {
-        let mut out = Vec::new();
-        // Ask for more candidates than needed: hash collisions are filtered here.
-        for phy in self.inner.index.query(
-            &topic_key(topic, key),
-            begin_ms,
-            end_ms,
-            max.saturating_mul(4).max(32),
-        ) {
-            if out.len() >= max {
-                break;
-            }
-            if let Some(m) = self.read_at(phy, None)? {
-                if m.topic == topic
-                    && m.keys.iter().any(|k| k == key)
-                    && (begin_ms..=end_ms).contains(&m.store_timestamp_ms)
-                {
-                    out.push(m);
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Deletes the ConsumeQueues of a topic (its CommitLog records age out with retention).
@@ -612,6 +421,8 @@ impl Store {
         if inner.shutdown.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // Readers waiting in `visible` see the shutdown (and fail) instead of waiting.
+        inner.dispatched_tx.send_modify(|_| {});
         inner.flush_signal.notify_always();
         inner.dispatch_signal.notify_always();
         inner.clean_signal.notify_always();

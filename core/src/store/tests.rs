@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::*;
+use std::time::Duration;
 
 fn config(dir: &Path, mode: FlushMode) -> StoreConfig {
     StoreConfig {
@@ -67,15 +68,20 @@ async fn append_read_reopen() {
         let acks = fill(&store, 300, 500).await;
         // Rolled over several 64 KiB segments.
         assert!(acks.last().unwrap().physical_offset > 2 * 64 * 1024);
-        store.catch_up().await;
-        assert_eq!(store.queue_range("topic", 0), (0, 150));
-        let msgs = store.read_queue("topic", 1, 10, 5).unwrap();
+        store.visible().await.unwrap();
+        assert_eq!(store.dispatched().queue_range("topic", 0), (0, 150));
+        let msgs = store.dispatched().read_queue("topic", 1, 10, 5).unwrap();
         assert_eq!(msgs.len(), 5);
         assert_eq!(msgs[0].queue_offset, 10);
         assert_eq!(msgs[0].message_id, "id-21");
         assert_eq!(&msgs[0].body[..], &[21u8; 500][..]);
         assert_eq!(
-            store.find_by_id("id-299").unwrap().unwrap().queue_offset,
+            store
+                .dispatched()
+                .find_by_id("id-299")
+                .unwrap()
+                .unwrap()
+                .queue_offset,
             149
         );
         store.shutdown().unwrap();
@@ -84,7 +90,7 @@ async fn append_read_reopen() {
     let r = store.recovery_report();
     assert!(!r.after_crash);
     assert_eq!(r.replayed_records, 0);
-    assert_eq!(store.queue_range("topic", 1), (0, 150));
+    assert_eq!(store.dispatched().queue_range("topic", 1), (0, 150));
     let props = BTreeMap::new();
     let a = store
         .append(&draft("topic", "next", b"x", &props), 1)
@@ -118,8 +124,8 @@ async fn sync_flush_acks_only_durable_records_and_groups_commits() {
     for t in tasks {
         t.await.unwrap();
     }
-    store.catch_up().await;
-    assert_eq!(store.queue_range("topic", 0), (0, 320));
+    store.visible().await.unwrap();
+    assert_eq!(store.dispatched().queue_range("topic", 0), (0, 320));
     // Consumers never see past the flushed offset.
     assert!(store.dispatched_offset() <= store.log_offsets().1);
 }
@@ -143,8 +149,15 @@ async fn failed_flush_poisons_and_never_acks() {
         .unwrap_err();
     assert!(matches!(err, Error::Poisoned(_)), "{err}");
     // Reads keep working.
-    store.catch_up().await;
-    assert_eq!(store.read_queue("topic", 0, 0, 10).unwrap().len(), 2);
+    store.visible().await.unwrap();
+    assert_eq!(
+        store
+            .dispatched()
+            .read_queue("topic", 0, 0, 10)
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -184,8 +197,8 @@ async fn a_cut_tail_never_resurrects_stale_records() {
         acks[1].end,
         "the third record stays gone"
     );
-    assert_eq!(store.queue_range("topic", 0), (0, 1));
-    assert_eq!(store.queue_range("topic", 1), (0, 1));
+    assert_eq!(store.dispatched().queue_range("topic", 0), (0, 1));
+    assert_eq!(store.dispatched().queue_range("topic", 1), (0, 1));
 }
 
 #[tokio::test]
@@ -194,11 +207,15 @@ async fn bad_offsets_do_not_panic() {
     let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
     fill(&store, 5, 10).await;
     for phy in [0, 1, 7, 13, 10_000, u64::MAX - 1] {
-        let _ = store.read_at(phy, None);
-        let _ = store.read_at(phy, Some(u32::MAX));
+        let _ = store.dispatched().read_at(phy, None);
+        let _ = store.dispatched().read_at(phy, Some(u32::MAX));
     }
-    assert!(store.read_queue("nope", 0, 0, 10).unwrap().is_empty());
-    assert!(store.find_by_id("nope").unwrap().is_none());
+    assert!(store
+        .dispatched()
+        .read_queue("nope", 0, 0, 10)
+        .unwrap()
+        .is_empty());
+    assert!(store.dispatched().find_by_id("nope").unwrap().is_none());
 }
 
 #[test]
@@ -215,7 +232,7 @@ async fn retention_deletes_old_sealed_segments_only() {
     cfg.retention_hours = 0;
     let store = Store::open(cfg).unwrap();
     fill(&store, 400, 1000).await;
-    store.catch_up().await;
+    store.visible().await.unwrap();
     let before = store.inner.log.segment_count();
     assert!(before > 3);
     // Let the background flush finish first: it updates the segments' modification times.
@@ -232,14 +249,14 @@ async fn retention_deletes_old_sealed_segments_only() {
     );
     let (min, _, wrote) = store.log_offsets();
     assert!(min > 0 && min < wrote);
-    let (qmin, qmax) = store.queue_range("topic", 0);
+    let (qmin, qmax) = store.dispatched().queue_range("topic", 0);
     assert!(qmin > 0 && qmin < qmax, "{qmin} {qmax}");
     // What is left reads fine; what is gone is gone.
-    let left = store.read_queue("topic", 0, 0, 1000).unwrap();
+    let left = store.dispatched().read_queue("topic", 0, 0, 1000).unwrap();
     assert_eq!(left.len() as u64, qmax - qmin);
     assert_eq!(left[0].queue_offset, qmin);
-    assert!(store.find_by_id("id-0").unwrap().is_none());
-    assert!(store.find_by_id("id-399").unwrap().is_some());
+    assert!(store.dispatched().find_by_id("id-0").unwrap().is_none());
+    assert!(store.dispatched().find_by_id("id-399").unwrap().is_some());
     // Writes continue.
     fill(&store, 1, 10).await;
 }
@@ -262,7 +279,14 @@ async fn disk_watermark_refuses_writes_but_not_reads() {
         .unwrap_err();
     assert!(matches!(err, Error::DiskFull(_)), "{err}");
     assert!(store.write_refusal().is_some());
-    assert_eq!(store.read_queue("topic", 0, 0, 100).unwrap().len(), 5);
+    assert_eq!(
+        store
+            .dispatched()
+            .read_queue("topic", 0, 0, 100)
+            .unwrap()
+            .len(),
+        5
+    );
 }
 
 #[tokio::test]
@@ -285,20 +309,23 @@ async fn retention_moves_the_minimum_of_a_sparse_topic() {
         .append(&draft("sparse", "s-2", b"new", &props), 0)
         .await
         .unwrap();
-    store.catch_up().await;
+    store.visible().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while store.log_offsets().1 < store.log_offsets().2 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(100));
     store.run_cleaner_now();
-    let (qmin, qmax) = store.queue_range("sparse", 0);
+    let (qmin, qmax) = store.dispatched().queue_range("sparse", 0);
     assert_eq!(
         (qmin, qmax),
         (2, 3),
         "the deleted records are below the minimum"
     );
-    let left = store.read_queue("sparse", 0, qmin, 10).unwrap();
+    let left = store
+        .dispatched()
+        .read_queue("sparse", 0, qmin, 10)
+        .unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(&left[0].body[..], b"new");
 }

@@ -138,9 +138,19 @@ fn dispatcher(inner: Arc<Inner>) {
         }
         let limit = inner.confirmed();
         if inner.dispatched.load(Ordering::Acquire) < limit {
-            if let Err(e) = inner.dispatch_until(limit, false) {
-                tracing::error!(error = %e, "dispatch failed; retrying in 1 s");
-                inner.dispatch_signal.wait(Duration::from_secs(1));
+            match inner.dispatch_until(limit, false) {
+                Ok(_) => {
+                    if inner.dispatch_failure.lock().take().is_some() {
+                        tracing::info!("dispatch recovered");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch failed; retrying in 1 s");
+                    // Readers waiting for these records get the error instead of waiting.
+                    *inner.dispatch_failure.lock() = Some(e.to_string());
+                    inner.dispatched_tx.send_modify(|_| {});
+                    inner.dispatch_signal.wait(Duration::from_secs(1));
+                }
             }
         } else {
             inner

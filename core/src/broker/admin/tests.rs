@@ -40,7 +40,7 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
         let b = Broker::open(config(dir.path())).unwrap();
         b.create_topic(TopicConfig::new("t", 2)).unwrap();
         send_to(&b, "t", 1, "old").await;
-        b.inner.store.catch_up().await;
+        b.inner.store.visible().await.unwrap();
 
         let info = b.update_topic("t", grow(4)).unwrap();
         assert_eq!(info.config.queue_count, 4);
@@ -271,7 +271,7 @@ async fn queue_last_store_time_follows_the_last_message() {
     send_to(&b, "t", 0, "first").await;
     tokio::time::sleep(Duration::from_millis(3)).await;
     let last = send_to(&b, "t", 0, "second").await;
-    b.inner.store.catch_up().await;
+    b.inner.store.visible().await.unwrap();
     assert_eq!(
         b.queue_last_store_time("t", 0).unwrap(),
         Some(last.store_timestamp_ms)
