@@ -11,6 +11,8 @@
 //! RG_UPDATE_API=1 cargo test -p rocketgate-core --test public_api
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
