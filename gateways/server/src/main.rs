@@ -4,11 +4,11 @@
 //! `generate-config` (prints the default configuration).
 //!
 //! This crate is the only composition root: it opens the core, starts the gateways and the
-//! NameServer, and registers the broker (see `node`). Errors surface as one clear line and a
+//! NameServer, and registers the broker (see `node`). It keeps composition only (`config`,
+//! `node`, `metrics`, this file): `admin` and `bench` are the `rocketgate-admin` and
+//! `rocketgate-bench` crates, dispatched to as they are. Errors surface as one clear line and a
 //! non-zero exit code.
 
-mod admin;
-mod bench;
 mod config;
 mod metrics;
 mod node;
@@ -39,9 +39,9 @@ enum Command {
     /// Run a NameServer (broker registry and topic routes) on `listen.nameserver`.
     Nameserver(NameServerArgs),
     /// Administer brokers and NameServers: topics, groups, offsets, messages, dead letters.
-    Admin(admin::AdminArgs),
+    Admin(rocketgate_admin::AdminArgs),
     /// Measure throughput and latency.
-    Bench(bench::BenchArgs),
+    Bench(rocketgate_bench::BenchArgs),
     /// Print the default configuration file.
     GenerateConfig,
 }
@@ -73,11 +73,11 @@ fn main() -> ExitCode {
         }
         Command::Admin(args) => {
             init_tracing("warn");
-            return admin::run(args);
+            return rocketgate_admin::run(args);
         }
         Command::Bench(args) => {
             init_tracing("warn");
-            bench::run(args)
+            rocketgate_bench::run(args)
         }
         Command::GenerateConfig => {
             print!("{}", config::DEFAULT_CONFIG);

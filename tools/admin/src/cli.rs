@@ -1,45 +1,20 @@
-//! `rocketgate admin`: the operator's tool (what RocketMQ's mqadmin is for), a client of the
-//! brokers' `BrokerAdmin` service and of the NameServers (`proto/rocketgate/cluster/v1/`).
+//! The `admin` command line: the flags every command takes ([`AdminArgs`]), the command tree,
+//! the dispatch to one module per command group, and [`run`], which prints a command's
+//! [`Outcome`] and picks the exit code.
 //!
-//! Owns the `admin` command tree, its dispatch and the exit code rules. Layout: [`target`]
-//! (which brokers, connecting under the deadline, fan-out and merging), [`topic`], [`group`]
-//! (groups and offset resets), [`message`] (queries, send, pull), [`dlq`], [`cluster`] (cluster
-//! list and broker info), [`output`] (tables and JSON, shared by all), [`when`] (times on the
-//! command line), [`spec`] (permission and message type tokens), [`error`] (the error classes).
-//! Every command returns an [`Outcome`]; [`run`] prints it and picks the exit code.
+//! Owns the clap definitions and the exit code rules (see the crate doc); must not print
+//! anything itself besides the answer and the one error line, and must not reach a server
+//! except through the command modules.
 //!
-//! Exit codes ([`EXIT_OK`] …): 0 success; 1 the request failed (not found, invalid argument,
-//! refused by a server); 2 the command line is wrong (clap's own errors, and a one-broker command
-//! given several targets); 3 a server was unreachable or did not answer within `--timeout-ms`.
-//! With several brokers, a failure (1) wins over an unreachable broker (3), since retrying cannot
-//! fix it.
-//!
-//! Invariants: stdout carries only the answer (one JSON document with `--json`), stderr at most
-//! one line, `rocketgate admin: error: …`; nothing here panics on input or I/O. With several
-//! target brokers, whatever some of them answered is printed even when others failed, and the
-//! exit code reports the failure.
-//!
-//! Who calls it: `main` only. It depends on `rocketgate-proto` and the NameServer client, never
-//! on the core or a gateway. Concurrency: one current-thread tokio runtime per command; the
-//! calls to several brokers run as tasks on it (see [`target`]).
-
-mod cluster;
-mod dlq;
-mod error;
-mod group;
-mod message;
-mod output;
-mod spec;
-mod target;
-mod topic;
-mod when;
+//! Concurrency: one current-thread tokio runtime per command, built in [`run`].
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub use error::AdminError;
-use output::Doc;
+use crate::error::{self, AdminError};
+use crate::output::{self, Doc};
+use crate::{cluster, dlq, group, message, target, topic};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
