@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::append::{self, TOPIC};
 use super::dirs::{BenchDir, CaseDir};
-use super::goals::Goal;
+use super::goal::Goal;
 use super::latency::{self, LatencyResult};
 use super::popper::{self, Key, Progress, Stamp};
 use super::report::{self, Latency, Machine};

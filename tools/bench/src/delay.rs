@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::append::{self, TOPIC};
 use super::dirs::BenchDir;
-use super::goals::Goal;
+use super::goal::Goal;
 use super::memory::{self, Memory, Sampler};
 use super::popper::{self, Key, Progress, Stamp};
 use super::report::{self, histogram, Latency, Machine};

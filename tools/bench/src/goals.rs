@@ -10,51 +10,12 @@
 //! bandwidth goal uses the *durable* rate (ack time plus the final flush), never the ack rate,
 //! which can exceed the disk while the data is still only in the page cache.
 //!
-//! Pure functions over the results; called by [`super::store`] once all cases ran.
+//! Pure functions over the results; called by [`super::store`] once all cases ran. Depends on
+//! [`super::report`] (the result types) and [`super::goal`], never the other way round.
 
-use serde::Serialize;
-
+use super::goal::Goal;
 use super::report::{AppendResult, ReadResult};
 use super::units::size_label;
-
-/// One performance goal and whether this run meets it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Goal {
-    /// What is measured.
-    pub name: String,
-    /// The figure measured.
-    pub value: f64,
-    /// The figure required.
-    pub target: f64,
-    /// `>=` when `target` is a lower bound, `<=` when it is an upper bound.
-    pub bound: &'static str,
-    /// `value` is within the bound.
-    pub met: bool,
-}
-
-impl Goal {
-    /// A goal met by `value >= target`.
-    pub fn at_least(name: String, value: f64, target: f64) -> Self {
-        Self {
-            name,
-            value,
-            target,
-            bound: ">=",
-            met: value >= target,
-        }
-    }
-
-    /// A goal met by `value <= target`.
-    pub fn at_most(name: String, value: f64, target: f64) -> Self {
-        Self {
-            name,
-            value,
-            target,
-            bound: "<=",
-            met: value <= target,
-        }
-    }
-}
 
 /// Fills in every `disk_ratio` from the yardstick (MB/s).
 pub fn apply_yardstick(appends: &mut [AppendResult], reads: &mut [ReadResult], yardstick: f64) {

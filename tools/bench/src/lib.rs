@@ -17,8 +17,10 @@
 //!   (the store's goal checks and disk ratios).
 //! - Shared by all: `dirs.rs` (run and case directories), `popper.rs` (pop + ack consumer
 //!   tasks, the exactly-once check), `latency.rs`, `memory.rs`, `load.rs` (how busy other
-//!   processes kept the CPUs), `report.rs` (result types, table and JSON), `units.rs` (flag
-//!   parsing, MB).
+//!   processes kept the CPUs), `goal.rs` (one goal and whether it is met), `report.rs` (result
+//!   types, table and JSON), `units.rs` (flag parsing, MB).
+//!
+//! Dependencies inside the crate point one way: `goals` → `report` → `goal`, `units`.
 //!
 //! Invariants: a benchmark only ever writes below the directory it is given (or a fresh one it
 //! creates and deletes); it never touches a live broker's data. Human-readable results go to
@@ -61,6 +63,7 @@ mod consume;
 mod delay;
 mod dirs;
 mod disk;
+mod goal;
 mod goals;
 mod grpc;
 mod http;

@@ -15,7 +15,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::goals::Goal;
+use super::goal::Goal;
 use super::units::size_label;
 
 /// Latency percentiles of one case, in µs.
