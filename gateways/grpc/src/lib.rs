@@ -15,6 +15,8 @@
 //! - [`messaging`]: [`MessagingService`] and [`MessagingConfig`], one module per RPC family.
 //! - [`status`]: [`RequestError`] and the `ErrorKind` → `tonic::Code` table.
 //! - `incoming.rs`: accepted sockets (`TCP_NODELAY`, a pause after accept failures).
+//! - `gateway.rs`: [`GrpcGateway`], this endpoint as a `rocketgate-gateway-kit` `Gateway` for
+//!   the composition root (wraps [`serve_with`]).
 //!
 //! Depends on `rocketgate-core`, `rocketgate-proto` and the route cache of
 //! `rocketgate-nameserver`, never on another gateway. Services hold a cheap-`Clone` [`Broker`]
@@ -74,11 +76,13 @@ use tonic::transport::Server;
 
 pub mod admin;
 pub mod auth;
+mod gateway;
 mod incoming;
 pub mod messaging;
 pub mod status;
 
 pub use admin::{AdminService, NodeInfo};
+pub use gateway::GrpcGateway;
 pub use messaging::{ConfigError, MessagingConfig, MessagingService};
 pub use status::RequestError;
 

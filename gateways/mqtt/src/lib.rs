@@ -67,6 +67,7 @@ pub mod config;
 mod connection;
 mod delivery;
 pub mod error;
+mod gateway;
 mod server;
 mod session;
 mod shared;
@@ -75,6 +76,7 @@ mod ws;
 
 pub use config::MqttConfig;
 pub use error::Error;
+pub use gateway::MqttGateway;
 pub use rocketgate_core::Broker;
 pub use server::serve;
 
