@@ -107,10 +107,9 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for nameserver: {e}"))?;
-        let local = listener.local_addr()?;
+        let bound = rocketgate_gateway_kit::BoundListener::bind("nameserver", addr).await?;
+        let local = bound.endpoint().address;
+        let listener = bound.into_inner();
         tracing::info!(endpoint = "nameserver", address = %local, "listening");
         tracing::info!("rocketgate nameserver ready");
         if let Some(path) = &args.run.ready_file {

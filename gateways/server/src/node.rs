@@ -2,26 +2,42 @@
 //! and `rocketgate standalone` (the same with an embedded NameServer it also registers with).
 //!
 //! Owns the start order and the stop order, nothing else:
-//! - start: bind every enabled endpoint (a port in use fails here, before the store opens), open
-//!   the store, serve the gateways, register with the NameServers, then log one line per
-//!   endpoint with the bound address and write the ready file;
+//! - start: build the enabled gateways from the configuration (`Vec<Box<dyn Gateway>>`: gRPC
+//!   always, then HTTP and MQTT when enabled), bind every one of them (a port in use fails
+//!   here, before the store opens), open the store, serve each gateway, register with the
+//!   NameServers, then log one line per endpoint with the bound address and write the ready
+//!   file;
 //! - stop (SIGINT / SIGTERM): unregister (clients stop routing here), stop accepting, let calls
 //!   in flight finish (bounded), then flush, checkpoint and write the clean marker through
 //!   `Broker::shutdown`, all well within 10 s.
 //!
+//! The embedded NameServer (standalone) is deliberately not a `Gateway`: it serves no `Broker`,
+//! its address is not advertised in the routes but registered with, and `rocketgate nameserver`
+//! runs it without any broker. It is bound first with the same `BoundListener` (so its errors
+//! read like every other endpoint's) and stopped with the same `Shutdown` as the gateways.
+//!
+//! What a gateway needs from the node is given to its constructor: the gRPC gateway's
+//! `NodeInfo` names every bound endpoint, so the node sends it over a oneshot channel once all
+//! are bound; the HTTP gateway gets the Prometheus handle ([`metrics`]).
+//!
+//! Concurrency: one multi-threaded runtime; every gateway, the NameServer and the metrics
+//! upkeep run as tasks of one `JoinSet`; the first to stop unexpectedly stops the node.
+//!
 //! The protocols themselves live in the gateway crates; the registration client in
 //! `rocketgate-nameserver`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use rocketgate_core::Broker;
+use rocketgate_gateway_grpc::{GrpcGateway, NodeInfo};
+use rocketgate_gateway_http::HttpGateway;
+use rocketgate_gateway_kit::{shutdown, BoundListener, Endpoint, Gateway, Shutdown};
+use rocketgate_gateway_mqtt::MqttGateway;
 use rocketgate_nameserver as ns;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::config::{self, ServerConfig};
@@ -48,38 +64,6 @@ impl Mode {
     }
 }
 
-/// One bound endpoint: its protocol name and listener.
-struct Bound {
-    protocol: &'static str,
-    listener: TcpListener,
-    local: SocketAddr,
-}
-
-async fn bind(protocol: &'static str, addr: SocketAddr) -> anyhow::Result<Bound> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {protocol}: {e}"))?;
-    let local = listener.local_addr()?;
-    Ok(Bound {
-        protocol,
-        listener,
-        local,
-    })
-}
-
-/// A stop signal shared by every server of the node.
-#[derive(Clone)]
-struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    }
-}
-
 /// Runs a node until SIGINT / SIGTERM.
 ///
 /// # Errors
@@ -94,6 +78,34 @@ pub fn run(mode: Mode, args: &config::RunArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(mode, cfg, args.ready_file.clone()))
 }
 
+/// The enabled gateways, in start order (which is also the order of the `listening` lines).
+fn gateways(
+    cfg: &ServerConfig,
+    node: oneshot::Receiver<NodeInfo>,
+    metrics: Option<rocketgate_gateway_http::PrometheusHandle>,
+) -> Vec<Box<dyn Gateway>> {
+    let mut gateways: Vec<Box<dyn Gateway>> = vec![Box::new(GrpcGateway::new(
+        cfg.listen.grpc,
+        cfg.grpc.clone(),
+        node,
+    ))];
+    if cfg.gateways.http {
+        gateways.push(Box::new(HttpGateway::new(
+            cfg.listen.http,
+            cfg.http.clone(),
+            metrics,
+        )));
+    }
+    if cfg.gateways.mqtt {
+        gateways.push(Box::new(MqttGateway::new(
+            cfg.listen.mqtt,
+            cfg.listen.mqtt_ws,
+            cfg.mqtt.clone(),
+        )));
+    }
+    gateways
+}
+
 async fn serve(
     mode: Mode,
     cfg: ServerConfig,
@@ -102,25 +114,22 @@ async fn serve(
     let started_at_ms = now_ms();
     // Bind first: a port in use is reported before anything is opened.
     let nameserver = match mode {
-        Mode::Standalone => Some(bind("nameserver", cfg.listen.nameserver).await?),
+        Mode::Standalone => Some(BoundListener::bind("nameserver", cfg.listen.nameserver).await?),
         Mode::Broker => None,
     };
-    let grpc = bind("grpc", cfg.listen.grpc).await?;
-    let http = match cfg.gateways.http {
-        true => Some(bind("http", cfg.listen.http).await?),
+    // The recorder `/metrics` renders exists only with the HTTP gateway.
+    let metrics = match cfg.gateways.http {
+        true => metrics::install(),
         false => None,
     };
-    let (mqtt, mqtt_ws) = match cfg.gateways.mqtt {
-        true => (
-            Some(bind("mqtt", cfg.listen.mqtt).await?),
-            Some(bind("mqtt_ws", cfg.listen.mqtt_ws).await?),
-        ),
-        false => (None, None),
-    };
-    let endpoints = advertised(
-        &cfg.broker,
-        [Some(&grpc), http.as_ref(), mqtt.as_ref(), mqtt_ws.as_ref()],
-    )?;
+    let (node_tx, node_rx) = oneshot::channel();
+    let mut bound = Vec::new();
+    for gateway in gateways(&cfg, node_rx, metrics.clone()) {
+        let name = gateway.name();
+        bound.push((name, gateway.bind().await?));
+    }
+    let gateway_endpoints: Vec<Endpoint> = bound.iter().flat_map(|(_, g)| g.endpoints()).collect();
+    let endpoints = advertised(&cfg.broker, &gateway_endpoints)?;
 
     let data_dir = cfg.store.data_dir.clone();
     let broker = tokio::task::spawn_blocking({
@@ -131,19 +140,19 @@ async fn serve(
     .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
     let report = broker.store().recovery_report();
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop = Stop(stop_rx);
+    let (stop, shutdown) = shutdown::channel();
     let mut servers: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-    let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
+    let mut listening: Vec<Endpoint> = Vec::new();
 
     let mut namesrv = cfg.broker.namesrv.clone();
-    if let Some(b) = nameserver {
-        bound.push((b.protocol, b.local));
-        namesrv.push(b.local.to_string());
-        let shutdown = stop.wait();
+    if let Some(listener) = nameserver {
+        let endpoint = listener.endpoint();
+        listening.push(endpoint);
+        namesrv.push(endpoint.address.to_string());
+        let stopped = shutdown.clone().wait();
         let config = cfg.nameserver.clone();
         servers.spawn(async move {
-            ns::serve(b.listener, config, shutdown).await?;
+            ns::serve(listener.into_inner(), config, stopped).await?;
             Ok("nameserver")
         });
     }
@@ -169,7 +178,8 @@ async fn serve(
         }
     };
     let registered = Arc::new(AtomicUsize::new(0));
-    let node = rocketgate_gateway_grpc::admin::NodeInfo {
+    // The gRPC gateway waits for this before it serves; it names every bound endpoint.
+    let _ = node_tx.send(NodeInfo {
         cluster: cfg.broker.cluster.clone(),
         broker_name: cfg.broker.name.clone(),
         broker_id: cfg.broker.id,
@@ -184,49 +194,24 @@ async fn serve(
         },
         started_at_ms,
         routes,
-    };
-    bound.push((grpc.protocol, grpc.local));
-    {
-        let broker = broker.clone();
-        let shutdown = stop.wait();
-        let messaging = cfg.grpc.clone();
+    });
+    if let Some(handle) = metrics {
+        let stopped = shutdown.clone();
         servers.spawn(async move {
-            rocketgate_gateway_grpc::serve_with(grpc.listener, broker, node, messaging, shutdown)
-                .await?;
-            Ok("grpc")
+            metrics::upkeep(handle, stopped).await;
+            Ok("metrics")
         });
     }
-    if let Some(h) = http {
-        bound.push((h.protocol, h.local));
-        let broker = broker.clone();
-        let shutdown = stop.wait();
-        let config = cfg.http.clone();
-        let metrics = metrics::prometheus(&mut servers, stop.wait());
+    for (name, gateway) in bound {
+        listening.extend(gateway.endpoints());
+        let serving = gateway.serve(broker.clone(), shutdown.clone());
         servers.spawn(async move {
-            rocketgate_gateway_http::serve_with(h.listener, broker, config, metrics, shutdown)
-                .await?;
-            Ok("http")
+            serving.await?;
+            Ok(name)
         });
     }
 
-    if mqtt.is_some() || mqtt_ws.is_some() {
-        let mut listener = |b: Option<Bound>| {
-            b.map(|b| {
-                bound.push((b.protocol, b.local));
-                b.listener
-            })
-        };
-        let (tcp, ws) = (listener(mqtt), listener(mqtt_ws));
-        let broker = broker.clone();
-        let shutdown = stop.wait();
-        let config = cfg.mqtt.clone();
-        servers.spawn(async move {
-            rocketgate_gateway_mqtt::serve(tcp, ws, broker, config, shutdown).await?;
-            Ok("mqtt")
-        });
-    }
-
-    let (unregister_tx, unregister_rx) = watch::channel(false);
+    let (unregister, unregistered) = shutdown::channel();
     let registrar = match namesrv.is_empty() {
         true => {
             tracing::warn!(
@@ -241,14 +226,14 @@ async fn serve(
                 endpoints,
                 broker.clone(),
                 registered,
-                Stop(unregister_rx),
+                unregistered,
             )
             .await;
             match started {
                 Ok(task) => Some(task),
                 Err(e) => {
                     // Refused (a configuration error): close what was opened, cleanly.
-                    let _ = stop_tx.send(true);
+                    stop.trigger();
                     servers.abort_all();
                     while servers.join_next().await.is_some() {}
                     let closing = broker.clone();
@@ -259,8 +244,8 @@ async fn serve(
         }
     };
 
-    for (protocol, address) in &bound {
-        tracing::info!(endpoint = %protocol, %address, "listening");
+    for endpoint in &listening {
+        tracing::info!(endpoint = %endpoint.protocol, address = %endpoint.address, "listening");
     }
     tracing::info!(
         data_dir = %cfg.store.data_dir.display(),
@@ -273,9 +258,9 @@ async fn serve(
         mode.name()
     );
     if let Some(path) = &ready_file {
-        let endpoints: serde_json::Map<String, serde_json::Value> = bound
+        let endpoints: serde_json::Map<String, serde_json::Value> = listening
             .iter()
-            .map(|(p, a)| ((*p).to_owned(), a.to_string().into()))
+            .map(|e| (e.protocol.to_owned(), e.address.to_string().into()))
             .collect();
         let body = serde_json::json!({
             "pid": std::process::id(),
@@ -300,7 +285,7 @@ async fn serve(
     };
     tracing::info!("shutting down");
     // Leave the routes first, so clients stop sending here, then stop accepting.
-    let _ = unregister_tx.send(true);
+    unregister.trigger();
     if let Some(registrar) = registrar {
         match tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), registrar).await {
             Ok(Ok(())) => {}
@@ -310,7 +295,7 @@ async fn serve(
             ),
         }
     }
-    let _ = stop_tx.send(true);
+    stop.trigger();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(joined) = servers.join_next().await {
             match joined {
@@ -338,25 +323,25 @@ async fn serve(
 
 /// The endpoints to put in the routes: the bound port on `advertised_host`, or on the bound IP
 /// (never a wildcard: a route to 0.0.0.0 would send clients to themselves).
-fn advertised<'a>(
+fn advertised(
     broker: &config::BrokerSection,
-    bound: impl IntoIterator<Item = Option<&'a Bound>>,
+    bound: &[Endpoint],
 ) -> anyhow::Result<Vec<ns::Endpoint>> {
     let mut out = Vec::new();
-    for b in bound.into_iter().flatten() {
+    for b in bound {
         let address = if broker.advertised_host.is_empty() {
-            if b.local.ip().is_unspecified() {
+            if b.address.ip().is_unspecified() {
                 anyhow::bail!(
                     "{} listens on the wildcard address {}: set `broker.advertised_host` to the host clients should use",
                     b.protocol,
-                    b.local
+                    b.address
                 );
             }
-            b.local.to_string()
+            b.address.to_string()
         } else if broker.advertised_host.contains(':') {
-            format!("[{}]:{}", broker.advertised_host, b.local.port())
+            format!("[{}]:{}", broker.advertised_host, b.address.port())
         } else {
-            format!("{}:{}", broker.advertised_host, b.local.port())
+            format!("{}:{}", broker.advertised_host, b.address.port())
         };
         let endpoint = ns::Endpoint::new(b.protocol, address).map_err(|e| {
             anyhow::anyhow!(
@@ -411,7 +396,7 @@ async fn start_registrar(
     endpoints: Vec<ns::Endpoint>,
     broker: Broker,
     registered: Arc<AtomicUsize>,
-    stop: Stop,
+    stop: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = ns::NameServerClient::new(&ns::ClientConfig {
         addresses: namesrv,
