@@ -36,7 +36,7 @@ enum Command {
     /// Run a broker: the store and its enabled gateways, registered with the NameServers given
     /// by `--namesrv` / `broker.namesrv`.
     Broker(config::RunArgs),
-    /// Run a NameServer (broker registry and topic routes) on `listen.nameserver`.
+    /// Run a NameServer (broker registry and topic routes) on `nameserver.listen`.
     Nameserver(NameServerArgs),
     /// Administer brokers and NameServers: topics, groups, offsets, messages, dead letters.
     Admin(rocketgate_admin::AdminArgs),
@@ -102,7 +102,7 @@ struct NameServerArgs {
 
 fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
     let cfg = config::load(&args.run)?;
-    let addr = cfg.listen.nameserver;
+    let addr = cfg.nameserver.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -122,7 +122,7 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
             write_json_atomically(path, &body)?;
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = rocketgate_nameserver::serve(listener, cfg.nameserver.clone(), async {
+        let serve = rocketgate_nameserver::serve(listener, cfg.nameserver.config.clone(), async {
             let _ = stop_rx.await;
         });
         tokio::pin!(serve);

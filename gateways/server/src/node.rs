@@ -85,22 +85,22 @@ fn gateways(
     metrics: Option<rocketgate_gateway_http::PrometheusHandle>,
 ) -> Vec<Box<dyn Gateway>> {
     let mut gateways: Vec<Box<dyn Gateway>> = vec![Box::new(GrpcGateway::new(
-        cfg.listen.grpc,
-        cfg.grpc.clone(),
+        cfg.grpc.listen,
+        cfg.grpc.messaging.clone(),
         node,
     ))];
-    if cfg.gateways.http {
+    if cfg.http.enabled {
         gateways.push(Box::new(HttpGateway::new(
-            cfg.listen.http,
-            cfg.http.clone(),
+            cfg.http.listen,
+            cfg.http.config.clone(),
             metrics,
         )));
     }
-    if cfg.gateways.mqtt {
+    if cfg.mqtt.enabled {
         gateways.push(Box::new(MqttGateway::new(
-            cfg.listen.mqtt,
-            cfg.listen.mqtt_ws,
-            cfg.mqtt.clone(),
+            cfg.mqtt.listen,
+            cfg.mqtt.ws_listen,
+            cfg.mqtt.config.clone(),
         )));
     }
     gateways
@@ -114,11 +114,11 @@ async fn serve(
     let started_at_ms = now_ms();
     // Bind first: a port in use is reported before anything is opened.
     let nameserver = match mode {
-        Mode::Standalone => Some(BoundListener::bind("nameserver", cfg.listen.nameserver).await?),
+        Mode::Standalone => Some(BoundListener::bind("nameserver", cfg.nameserver.listen).await?),
         Mode::Broker => None,
     };
     // The recorder `/metrics` renders exists only with the HTTP gateway.
-    let metrics = match cfg.gateways.http {
+    let metrics = match cfg.http.enabled {
         true => metrics::install(),
         false => None,
     };
@@ -150,7 +150,7 @@ async fn serve(
         listening.push(endpoint);
         namesrv.push(endpoint.address.to_string());
         let stopped = shutdown.clone().wait();
-        let config = cfg.nameserver.clone();
+        let config = cfg.nameserver.config.clone();
         servers.spawn(async move {
             ns::serve(listener.into_inner(), config, stopped).await?;
             Ok("nameserver")
