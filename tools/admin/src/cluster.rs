@@ -5,6 +5,9 @@
 //! Invariants: heartbeat ages are computed against one reading of the local clock (the
 //! NameServer stamps heartbeats with its own clock, so skew shows up in the age); `broker info`
 //! goes to every target and shows one column per broker.
+//!
+//! Owns these two commands only. Read-only: it must not change a broker's or a NameServer's
+//! state; calls go through `target.rs` and rendering through `output.rs`.
 
 use std::collections::BTreeMap;
 

@@ -4,6 +4,9 @@
 //! Invariants: both commands go to every target broker and merge the answers; a group with no
 //! dead-letter queue on some brokers is fine as long as one has it, and not found when none
 //! has. `resend` reports the number resent per broker and in total.
+//!
+//! Owns the `dlq` commands only; must not call a broker except through `target.rs` nor render
+//! except through `output.rs`.
 
 use rocketgate_proto::cluster::v1 as pb;
 use serde::Serialize;

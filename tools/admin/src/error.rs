@@ -6,6 +6,8 @@
 //! `UNAVAILABLE` and `DEADLINE_EXCEEDED` mean unreachable, every other code means failed.
 //!
 //! Pure data and formatting, no I/O; used by every command module.
+//!
+//! Must not print anything (`cli.rs` prints the one summary line) or know about commands.
 
 use std::fmt;
 use std::time::Duration;

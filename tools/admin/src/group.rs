@@ -4,6 +4,9 @@
 //! Invariants: every command merges the target brokers' answers with a `broker` column; a group
 //! missing on some brokers is fine as long as one has it. Totals are sums over every broker
 //! that answered. Uses [`super::target`] for calls and [`super::output`] for rendering.
+//!
+//! Owns the `group` and `offset` commands only; must not call a broker except through
+//! `target.rs` nor render except through `output.rs`.
 
 use std::collections::BTreeMap;
 

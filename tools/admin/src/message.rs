@@ -6,6 +6,9 @@
 //! and keep at most `--max` (`truncated` says when something was left out); `send` and `pull`
 //! talk to exactly one broker (a queue and an offset belong to one broker), so several targets
 //! are a usage error. Times are resolved against one reading of the clock per command.
+//!
+//! Owns the `message` commands only; must not call a broker except through `target.rs` nor
+//! render except through `output.rs`.
 
 use rocketgate_proto::cluster::v1 as pb;
 use serde::Serialize;

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - stdout carries the answer only (a table, or exactly one JSON document with `--json`);
-//!   errors go to stderr (see `mod.rs`), so `--json` output can be piped as is;
+//!   errors go to stderr (see `cli.rs`), so `--json` output can be piped as is;
 //! - JSON fields are snake_case; a time is given as `*_ms` (ms since the epoch) next to an
 //!   RFC 3339 UTC string (`null` when the server sent 0, "no time"); a body is `body` (the
 //!   text, `null` when it is not valid UTF-8) plus `body_base64` (always) and `body_size`;
@@ -11,6 +11,8 @@
 //!   bodies are cut to [`BODY_WIDTH`] characters.
 //!
 //! Pure apart from [`emit`], which writes to stdout (a closed pipe is not an error).
+//!
+//! Owns how answers look; must not call a server or decide an exit code.
 
 use std::collections::BTreeMap;
 use std::io::Write;

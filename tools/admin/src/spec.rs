@@ -5,6 +5,8 @@
 //! Invariants: the same token is accepted on the command line (case-insensitive, with the long
 //! spellings `read-write`, `read`, `write` as aliases) and printed in tables and JSON, so an
 //! output value can be fed back as a flag. Unknown wire values print as `unknown(N)`. Pure.
+//!
+//! Owns the token spellings; must not depend on any other module of the crate.
 
 use std::fmt;
 use std::str::FromStr;

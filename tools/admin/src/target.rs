@@ -14,6 +14,8 @@
 //! Concurrency: [`Targets::each`] runs one task per broker on the command's (current-thread)
 //! runtime, in a `JoinSet`; nothing is shared between them but the cloned request. Connections
 //! live as long as one command.
+//!
+//! The only module that opens connections; it must not render or print anything.
 
 use std::future::Future;
 use std::time::Duration;

@@ -6,6 +6,9 @@
 //! `list` and `status` merge the brokers' answers with a `broker` column, and `status` fails
 //! with not found only when no broker has the topic. Uses [`super::target`] for every call and
 //! [`super::output`] for every rendering.
+//!
+//! Owns the `topic` commands only; must not call a broker except through `target.rs` nor
+//! render except through `output.rs`.
 
 use std::collections::BTreeMap;
 

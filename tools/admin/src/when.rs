@@ -12,6 +12,8 @@
 //! Invariants: parsing never reads the clock ([`When`] keeps a duration as is); the clock is
 //! read once per command, when [`When::before`] or [`When::after`] resolves it. Times are shown
 //! in RFC 3339 UTC with milliseconds. Pure: no I/O, no state.
+//!
+//! Owns the `WHEN` syntax; must not depend on any other module of the crate.
 
 use std::fmt;
 use std::str::FromStr;

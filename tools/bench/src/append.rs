@@ -18,6 +18,9 @@
 //!
 //! Who calls it: [`super::store`] only. Concurrency: producers are tokio tasks on the caller's
 //! multi-thread runtime; the shutdown runs on the blocking pool.
+//!
+//! Owns one append case; must not write outside the case directory it is given, nor print
+//! (`store.rs` and `report.rs` do).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -19,6 +19,9 @@
 //!
 //! Who calls it: [`super::run`]. Concurrency: one multi-thread runtime (one worker per CPU) for
 //! the consumers and the preload; cases run one after another.
+//!
+//! Owns `bench consume`; must not write outside its run directory, and reaches the core only
+//! through `Broker` (its public API).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -22,6 +22,9 @@
 //!
 //! Who calls it: [`super::run`]. Concurrency: one multi-thread runtime (one worker per CPU) for
 //! the producer, the consumers and the sampler.
+//!
+//! Owns `bench delay`; must not write outside its run directory, and reaches the core only
+//! through `Broker` (its public API).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

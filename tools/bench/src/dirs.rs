@@ -8,6 +8,9 @@
 //! with `--dir` is never deleted, only what the run put into it.
 //!
 //! Who calls it: every `bench` subcommand. Concurrency: none.
+//!
+//! Owns the benchmark directories; must not delete anything it did not create (a `--dir`
+//! given by the user is kept, only the run's own entries in it are removed).
 
 use std::path::PathBuf;
 

@@ -18,6 +18,9 @@
 //!
 //! Who calls it: [`super::store`] only, with no store case running.
 //! Concurrency: blocking I/O on the caller's thread, plus one scoped syncing thread.
+//!
+//! Owns the raw-disk yardstick; must not use the store (it measures what is under it) nor
+//! write outside the directory it is given.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -12,6 +12,8 @@
 //!
 //! Pure functions over the results; called by [`super::store`] once all cases ran. Depends on
 //! [`super::report`] (the result types) and [`super::goal`], never the other way round.
+//!
+//! Owns the store's goal thresholds; must not do I/O or print (`report.rs` renders the goals).
 
 use super::goal::Goal;
 use super::report::{AppendResult, ReadResult};

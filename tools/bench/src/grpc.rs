@@ -19,6 +19,10 @@
 //!
 //! Who calls it: [`super::run`]. Concurrency: the server runtime (when in process) and the
 //! client runtime are separate multi-thread runtimes.
+//!
+//! Owns `bench grpc`; it reaches a broker only through the gRPC protocol (in process through
+//! `in_process.rs` and `rocketgate_gateway_grpc::serve_with`), never through the binary's
+//! configuration or node.
 
 use std::collections::HashSet;
 use std::path::PathBuf;

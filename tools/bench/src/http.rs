@@ -19,6 +19,10 @@
 //!
 //! Who calls it: [`super::run`]. Concurrency: separate multi-thread runtimes for the server
 //! (when in process) and the clients.
+//!
+//! Owns `bench http`; it reaches a broker only through REST and WebSocket (in process through
+//! `in_process.rs` and `rocketgate_gateway_http::serve_with`), never through the binary's
+//! configuration or node.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

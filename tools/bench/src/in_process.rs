@@ -3,6 +3,9 @@
 //! serving it on 127.0.0.1:0, started on the caller's runtime, stopped within 5 s.
 //!
 //! Owns only that start/stop sequence; each benchmark passes the gateway's serve call.
+//!
+//! Must not touch the binary's configuration or node (a benchmark's server is its own, not a
+//! `rocketgate` node), nor write outside the benchmark directory.
 
 use std::future::Future;
 use std::path::Path;

@@ -13,6 +13,8 @@
 //! - The consumers are started, and have parked in a long poll, before the first send.
 //!
 //! Who calls it: [`super::consume`]. Concurrency: consumers on the caller's runtime.
+//!
+//! Owns the latency case; must not write outside the directory it is given.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@
 //! "other", so a few percent are normal.
 //!
 //! Who calls it: [`super::store`], around each case. Concurrency: none; plain file reads.
+//!
+//! Must not change anything: it only reads `/proc`.
 
 /// A snapshot of CPU time, in clock ticks.
 #[derive(Debug, Clone, Copy)]

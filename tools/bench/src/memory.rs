@@ -7,6 +7,8 @@
 //! segment is 1 GiB of it), which is why the sampler tracks `RssAnon` separately.
 //!
 //! Who calls it: [`super::delay`]. Concurrency: the sampler is one task on the caller's runtime.
+//!
+//! Must not change anything: it only reads `/proc/self/status`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

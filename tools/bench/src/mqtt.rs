@@ -19,6 +19,9 @@
 //! listener), or else a broker (ASYNC flush, in a fresh directory) with the MQTT gateway on
 //! 127.0.0.1:0 started in this process on its own runtime. Concurrency: one multi-thread
 //! runtime for the clients, one task per client; the in-process server has its own.
+//!
+//! Owns `bench mqtt`; it reaches a broker only through MQTT (in process through
+//! `rocketgate_gateway_mqtt::serve`), and must not touch a Mosquitto it did not start.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

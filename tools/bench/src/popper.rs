@@ -18,6 +18,8 @@
 //!
 //! Who calls it: [`super::consume`] and [`super::delay`]. Concurrency: tokio tasks on the
 //! caller's runtime; they share only atomics.
+//!
+//! Owns the consumer tasks and the exactly-once check; must not print (the callers report).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

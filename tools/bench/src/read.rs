@@ -10,6 +10,9 @@
 //!
 //! Who calls it: [`super::store`] only. Concurrency: one task, one pull at a time; the shutdown
 //! runs on the blocking pool.
+//!
+//! Owns the read pass; must not send to the store it reads (it only pulls what the append case
+//! left).
 
 use std::path::Path;
 use std::time::Instant;

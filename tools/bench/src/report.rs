@@ -11,6 +11,8 @@
 //! yardstick measured in the same run.
 //!
 //! Called by [`super::store`] once all cases ran. Pure formatting; no I/O besides stdout.
+//!
+//! Owns how results look; must not measure or decide goals (`goals.rs` does).
 
 use hdrhistogram::Histogram;
 use serde::Serialize;

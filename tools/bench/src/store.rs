@@ -15,6 +15,8 @@
 //! Who calls it: [`super::run`]. Concurrency: one multi-thread runtime (one worker per CPU);
 //! cases run one after another, never overlapping. Whether other processes shared the machine
 //! is measured per case ([`super::load`]) and reported, not prevented.
+//!
+//! Owns `bench store`'s run order; must not write outside its run directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! End-to-end runs of the consuming benchmarks at toy sizes: each must finish and receive every
 //! message exactly once (`run` fails otherwise), and clean up the directory it created.
+//!
+//! Runs `bench` through its public `BenchArgs` and `run` only; must not leave a directory
+//! behind.
 
 use clap::Parser;
 

@@ -5,6 +5,8 @@
 //! disk tools; sizes given with `Ki`/`Mi`/`Gi` are powers of two, `K`/`M`/`G` powers of ten.
 //!
 //! Pure functions; called by the clap parsers and the report.
+//!
+//! Must not depend on any other module of the crate.
 
 use std::time::Duration;
 

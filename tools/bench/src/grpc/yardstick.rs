@@ -6,6 +6,8 @@
 //!
 //! Every other RPC answers `UNIMPLEMENTED`. Only the benchmark uses it; it is never a server
 //! anyone connects to.
+//!
+//! Owns the yardstick server; must not use the broker or the store.
 
 use std::pin::Pin;
 
