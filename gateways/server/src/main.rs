@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(args) => {
             init_tracing("warn");
-            rocketgate_bench::run(args)
+            rocketgate_bench::run(args).map_err(anyhow::Error::from)
         }
         Command::GenerateConfig => {
             print!("{}", config::DEFAULT_CONFIG);

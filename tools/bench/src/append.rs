@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::error::Context;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use rocketgate_core::{Broker, Config, FlushMode, Message, TopicConfig};
@@ -35,6 +35,7 @@ use rocketgate_core::{Broker, Config, FlushMode, Message, TopicConfig};
 use super::disk::fill_pattern;
 use super::report::{histogram, AppendResult, Latency};
 use super::units::{mb_per_sec, per_sec};
+use crate::error::Result;
 
 /// Name of the benchmark topic.
 pub const TOPIC: &str = "bench";
@@ -87,7 +88,7 @@ pub fn config(dir: &Path, flush: FlushMode, segment_size: u64) -> Config {
 ///
 /// # Errors
 /// Broker open and topic creation errors.
-pub fn open_async(dir: &Path, queues: u32, segment_size: u64) -> anyhow::Result<Broker> {
+pub fn open_async(dir: &Path, queues: u32, segment_size: u64) -> Result<Broker> {
     let broker = Broker::open(config(dir, FlushMode::Async, segment_size))
         .with_context(|| format!("cannot open a broker in {}", dir.display()))?;
     broker.create_topic(TopicConfig::new(TOPIC, queues))?;
@@ -107,7 +108,7 @@ pub fn body(len: usize) -> Bytes {
 ///
 /// # Errors
 /// Broker open, topic creation, any failed send, or the final shutdown.
-pub async fn run(dir: &Path, case: Case, setup: Setup) -> anyhow::Result<AppendResult> {
+pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
     let broker = Broker::open(config(dir, case.flush, setup.segment_size))
         .with_context(|| format!("cannot open a broker in {}", dir.display()))?;
     broker.create_topic(TopicConfig::new(TOPIC, setup.queues))?;
@@ -183,7 +184,7 @@ struct Producer {
 
 impl Producer {
     /// Sends until the deadline or the message limit; returns the latency of every send (ns).
-    async fn run(self) -> anyhow::Result<Histogram<u64>> {
+    async fn run(self) -> Result<Histogram<u64>> {
         let mut hist = histogram()?;
         while self.tickets.fetch_add(1, Ordering::Relaxed) < self.limit {
             let msg = Message::new(TOPIC, self.body.clone());

@@ -4,6 +4,7 @@
 //! Owns only the command tree; a new benchmark adds a variant to `BenchCommand` and a module
 //! beside the others. Must not measure anything itself.
 
+use crate::error::Result;
 use crate::{consume, delay, grpc, http, mqtt, store};
 
 /// Arguments of `rocketgate bench`.
@@ -37,7 +38,7 @@ enum BenchCommand {
 ///
 /// # Errors
 /// Whatever the benchmark reports: bad flags, I/O errors, store errors.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Consume(a) => consume::run(a),

@@ -26,7 +26,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::error::Context;
 use rocketgate_core::{Broker, Message};
 use serde::Serialize;
 
@@ -38,6 +38,7 @@ use super::popper::{self, Key, Progress, Stamp};
 use super::report::{self, Latency, Machine};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec, size_label};
 use super::{disk, load};
+use crate::error::{bail, BenchError, Result};
 
 /// Flags of `rocketgate bench consume`.
 #[derive(clap::Args, Debug)]
@@ -153,15 +154,15 @@ pub struct ConsumeReport {
     pub goals: Vec<Goal>,
 }
 
-fn check(a: &ConsumeArgs) -> anyhow::Result<()> {
+fn check(a: &ConsumeArgs) -> Result<()> {
     if a.consumers.is_empty() || a.consumers.contains(&0) || a.latency_consumers == 0 {
-        anyhow::bail!("--consumers and --latency-consumers need values of at least 1");
+        bail!(usage: "--consumers and --latency-consumers need values of at least 1");
     }
     if a.messages == 0 || a.queues == 0 || !(1..=256).contains(&a.batch) {
-        anyhow::bail!("--messages and --queues must be at least 1, --batch within 1..=256");
+        bail!(usage: "--messages and --queues must be at least 1, --batch within 1..=256");
     }
     if !(a.rate.is_finite() && a.rate >= 1.0) || a.size > 4 << 20 {
-        anyhow::bail!("--rate must be at least 1 and --size at most 4 MiB");
+        bail!(usage: "--rate must be at least 1 and --size at most 4 MiB");
     }
     Ok(())
 }
@@ -170,7 +171,7 @@ fn check(a: &ConsumeArgs) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// Bad flags, broker errors, or a case that did not receive exactly what was sent.
-pub fn run(a: ConsumeArgs) -> anyhow::Result<()> {
+pub fn run(a: ConsumeArgs) -> Result<()> {
     check(&a)?;
     let root = BenchDir::new(a.dir.clone(), a.keep)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -223,7 +224,7 @@ pub fn run(a: ConsumeArgs) -> anyhow::Result<()> {
     let bad = report.throughput.iter().any(|t| !t.exactly_once)
         || report.latency.as_ref().is_some_and(|l| !l.exactly_once);
     if bad {
-        anyhow::bail!("a case did not receive every message exactly once (see above)");
+        bail!("a case did not receive every message exactly once (see above)");
     }
     Ok(())
 }
@@ -245,7 +246,7 @@ fn throughput_case(
     dir: &CaseDir,
     a: &ConsumeArgs,
     n: usize,
-) -> anyhow::Result<ThroughputResult> {
+) -> Result<ThroughputResult> {
     let broker = append::open_async(&dir.path, a.queues, a.segment_size)?;
     let body = append::body(a.size as usize);
     let t = Instant::now();
@@ -255,7 +256,7 @@ fn throughput_case(
                 .send(Message::new(TOPIC, body.clone()).into())
                 .await?;
         }
-        anyhow::Ok(())
+        Ok::<_, BenchError>(())
     })?;
     let preload_secs = t.elapsed().as_secs_f64();
     settle(&broker, a.timeout)?;
@@ -303,7 +304,7 @@ fn throughput_case(
 /// Waits until everything written is flushed and dispatched, and then until the process is
 /// idle (under 5% of one CPU over 200 ms): a preload that rolled into a new segment leaves its
 /// background prefault running for a second or more.
-fn settle(broker: &Broker, limit: Duration) -> anyhow::Result<()> {
+fn settle(broker: &Broker, limit: Duration) -> Result<()> {
     let until = Instant::now() + limit;
     let store = broker.store();
     loop {
@@ -312,7 +313,7 @@ fn settle(broker: &Broker, limit: Duration) -> anyhow::Result<()> {
             break;
         }
         if Instant::now() >= until {
-            anyhow::bail!("the preload was not flushed and dispatched within {limit:?}");
+            bail!("the preload was not flushed and dispatched within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }

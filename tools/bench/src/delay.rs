@@ -41,6 +41,7 @@ use super::popper::{self, Key, Progress, Stamp};
 use super::report::{self, histogram, Latency, Machine};
 use super::units::{parse_duration, parse_size, per_sec, size_label};
 use super::{disk, load};
+use crate::error::{bail, Result};
 
 type Runtime = tokio::runtime::Runtime;
 
@@ -155,7 +156,7 @@ async fn produce(
     body: Bytes,
     window: Duration,
     schedule: bool,
-) -> anyhow::Result<SendPhase> {
+) -> Result<SendPhase> {
     let window_ms = window.as_millis().max(1) as u64;
     let mut hist = histogram()?;
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
@@ -207,7 +208,7 @@ struct Delivered {
 
 /// Schedules `--messages` messages with long-polling consumers running, and waits until they
 /// all arrived or the window plus the grace passed.
-fn scheduled_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> anyhow::Result<Delivered> {
+fn scheduled_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> Result<Delivered> {
     let dir = root.case("delay-scheduled", a.keep)?;
     let memory_before = memory::status();
     let broker = append::open_async(&dir.path, a.queues, a.segment_size)?;
@@ -254,7 +255,7 @@ fn scheduled_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> anyhow::Resul
 }
 
 /// Sends the same messages without a delivery time, in a fresh broker.
-fn plain_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> anyhow::Result<SendPhase> {
+fn plain_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> Result<SendPhase> {
     let dir = root.case("delay-plain", a.keep)?;
     let broker = append::open_async(&dir.path, a.queues, a.segment_size)?;
     let before = load::Probe::now();
@@ -270,9 +271,9 @@ fn plain_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> anyhow::Result<Se
 ///
 /// # Errors
 /// Bad flags, broker errors, or messages not received exactly once (after the report).
-pub fn run(a: DelayArgs) -> anyhow::Result<()> {
+pub fn run(a: DelayArgs) -> Result<()> {
     if a.messages == 0 || a.consumers == 0 || a.queues == 0 || !(1..=256).contains(&a.batch) {
-        anyhow::bail!("--messages, --consumers, --queues must be >= 1, --batch within 1..=256");
+        bail!(usage: "--messages, --consumers, --queues must be >= 1, --batch within 1..=256");
     }
     let root = BenchDir::new(a.dir.clone(), a.keep)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -324,7 +325,7 @@ pub fn run(a: DelayArgs) -> anyhow::Result<()> {
         print_table(&report, a.messages);
     }
     if !report.exactly_once {
-        anyhow::bail!("the scheduled messages were not received exactly once (see above)");
+        bail!("the scheduled messages were not received exactly once (see above)");
     }
     Ok(())
 }

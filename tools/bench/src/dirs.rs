@@ -14,7 +14,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use crate::error::Context;
+use crate::error::{bail, Result};
 
 /// The run's directory; deleted on drop if this run created it and `--keep` was not given.
 pub struct BenchDir {
@@ -28,13 +29,13 @@ impl BenchDir {
     ///
     /// # Errors
     /// A default directory that already exists; one that cannot be created.
-    pub fn new(dir: Option<PathBuf>, keep: bool) -> anyhow::Result<Self> {
+    pub fn new(dir: Option<PathBuf>, keep: bool) -> Result<Self> {
         let (path, created) = match dir {
             Some(d) => (d.clone(), !d.exists()),
             None => {
                 let d = PathBuf::from("data").join(format!("bench-{}", std::process::id()));
                 if d.exists() {
-                    anyhow::bail!("{} already exists; pass --dir", d.display());
+                    bail!("{} already exists; pass --dir", d.display());
                 }
                 (d, true)
             }
@@ -51,10 +52,10 @@ impl BenchDir {
     ///
     /// # Errors
     /// The subdirectory exists already.
-    pub fn case(&self, name: &str, keep: bool) -> anyhow::Result<CaseDir> {
+    pub fn case(&self, name: &str, keep: bool) -> Result<CaseDir> {
         let path = self.path.join(name);
         if path.exists() {
-            anyhow::bail!(
+            bail!(
                 "{} already exists (left by an earlier run?); remove it or pick another --dir",
                 path.display()
             );

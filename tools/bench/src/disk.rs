@@ -28,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::error::Context;
 
 use super::report::{histogram, Latency, Machine, SeqWrite};
 use super::units::mb_per_sec;
+use crate::error::Result;
 
 /// Size of each sequential `write`.
 pub const BLOCK: usize = 1 << 20;
@@ -47,7 +48,7 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn create(dir: &Path, name: &str) -> anyhow::Result<Self> {
+    fn create(dir: &Path, name: &str) -> Result<Self> {
         let path = dir.join(name);
         let file = OpenOptions::new()
             .write(true)
@@ -83,7 +84,7 @@ pub fn fill_pattern(buf: &mut [u8], state: &mut u64) {
 ///
 /// # Errors
 /// I/O errors, with the file named.
-pub fn seq_write(dir: &Path, total: u64, overlap: bool) -> anyhow::Result<SeqWrite> {
+pub fn seq_write(dir: &Path, total: u64, overlap: bool) -> Result<SeqWrite> {
     let mut state = 0x9E37_79B9_7F4A_7C15 ^ u64::from(overlap);
     let mut block = vec![0u8; BLOCK];
     fill_pattern(&mut block, &mut state);
@@ -121,12 +122,7 @@ pub fn seq_write(dir: &Path, total: u64, overlap: bool) -> anyhow::Result<SeqWri
     })
 }
 
-fn write_blocks(
-    seq: &mut Scratch,
-    block: &mut [u8],
-    state: &mut u64,
-    blocks: u64,
-) -> anyhow::Result<()> {
+fn write_blocks(seq: &mut Scratch, block: &mut [u8], state: &mut u64, blocks: u64) -> Result<()> {
     for _ in 0..blocks {
         // Change a few bytes per block: each block differs, without timing a 1 MiB fill.
         fill_pattern(&mut block[..64], state);
@@ -141,7 +137,7 @@ fn write_blocks(
 ///
 /// # Errors
 /// I/O errors, with the file named.
-pub fn sync_latency(dir: &Path, time: Duration) -> anyhow::Result<Latency> {
+pub fn sync_latency(dir: &Path, time: Duration) -> Result<Latency> {
     let mut state = 0x2545_F491_4F6C_DD1D;
     let mut small = Scratch::create(dir, "raw-fsync.bench")?;
     let mut hist = histogram()?;

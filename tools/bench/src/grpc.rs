@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::error::Context;
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 use rocketgate_proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 use serde::Serialize;
@@ -41,6 +41,7 @@ use super::dirs::BenchDir;
 use super::in_process::InProcess;
 use super::report::{histogram, Latency};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec};
+use crate::error::{ensure, failed, BenchError, Result};
 
 /// Topic the benchmark sends to.
 const TOPIC: &str = "bench_grpc";
@@ -160,13 +161,13 @@ pub struct GrpcReport {
 ///
 /// # Errors
 /// Bad flags, a server that cannot be started or reached, or failed calls (after printing).
-pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
-    anyhow::ensure!(
-        (1..=1024).contains(&args.per_request),
+pub fn run(args: GrpcArgs) -> Result<()> {
+    ensure!(usage: args.clients > 0, "--clients must be at least 1");
+    ensure!(
+        usage: (1..=1024).contains(&args.per_request),
         "--per-request must be 1..=1024"
     );
-    anyhow::ensure!((1..=1024).contains(&args.batch), "--batch must be 1..=1024");
+    ensure!(usage: (1..=1024).contains(&args.batch), "--batch must be 1..=1024");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rg-bench-server")
@@ -224,9 +225,9 @@ pub fn run(args: GrpcArgs) -> anyhow::Result<()> {
     }
     let errors: u64 = report.sends.iter().map(|s| s.errors).sum::<u64>()
         + report.receive.as_ref().map_or(0, |r| r.errors);
-    anyhow::ensure!(errors == 0, "{errors} calls failed (see the table)");
+    ensure!(errors == 0, "{errors} calls failed (see the table)");
     if let Some(r) = &report.receive {
-        anyhow::ensure!(
+        ensure!(
             r.complete,
             "not every sent message was received and acknowledged"
         );
@@ -239,7 +240,7 @@ fn run_yardstick(
     args: &GrpcArgs,
     server_rt: &tokio::runtime::Runtime,
     client_rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let target = listener.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -257,7 +258,7 @@ fn run_yardstick(
     Ok(())
 }
 
-async fn connect(target: &str) -> anyhow::Result<MessagingServiceClient<Channel>> {
+async fn connect(target: &str) -> Result<MessagingServiceClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
@@ -346,7 +347,7 @@ async fn measure(
     target: &str,
     in_process: bool,
     receive: bool,
-) -> anyhow::Result<GrpcReport> {
+) -> Result<GrpcReport> {
     let body = bytes::Bytes::from(vec![b'x'; usize::try_from(args.size)?]);
     let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
@@ -396,7 +397,7 @@ async fn measure(
     })
 }
 
-async fn ensure_topic(target: &str, queues: u32) -> anyhow::Result<()> {
+async fn ensure_topic(target: &str, queues: u32) -> Result<()> {
     use rocketgate_proto::cluster::v1 as admin;
     let mut c = admin::broker_admin_client::BrokerAdminClient::connect(format!("http://{target}"))
         .await
@@ -413,10 +414,7 @@ async fn ensure_topic(target: &str, queues: u32) -> anyhow::Result<()> {
     match created {
         Ok(_) => Ok(()),
         Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
-        Err(s) => Err(anyhow::anyhow!(
-            "cannot create topic {TOPIC}: {}",
-            s.message()
-        )),
+        Err(s) => Err(failed!("cannot create topic {TOPIC}: {}", s.message())),
     }
 }
 
@@ -436,7 +434,7 @@ async fn send_case(
     rate: Option<f64>,
     load: &Load<'_>,
     run: u32,
-) -> anyhow::Result<SendResult> {
+) -> Result<SendResult> {
     let Load {
         body,
         pid,
@@ -491,7 +489,7 @@ async fn send_case(
                 }
                 k += 1;
             }
-            anyhow::Ok(t)
+            Ok::<_, BenchError>(t)
         });
     }
     let mut hist = histogram()?;
@@ -517,11 +515,7 @@ async fn send_case(
 }
 
 /// Consumers receive and ack until `expected` distinct messages are acknowledged.
-async fn receive_case(
-    args: &GrpcArgs,
-    target: &str,
-    expected: u64,
-) -> anyhow::Result<ReceiveResult> {
+async fn receive_case(args: &GrpcArgs, target: &str, expected: u64) -> Result<ReceiveResult> {
     let seen = Arc::new(parking_lot::Mutex::new(HashSet::<String>::new()));
     let duplicates = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
@@ -637,7 +631,7 @@ async fn receive_case(
                     _ => errors += 1,
                 }
             }
-            anyhow::Ok((receive_hist, ack_hist, errors))
+            Ok::<_, BenchError>((receive_hist, ack_hist, errors))
         });
     }
     let mut receive_hist = histogram()?;

@@ -27,7 +27,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::error::Context;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 use super::dirs::BenchDir;
 use super::report::{histogram, Latency};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec};
+use crate::error::{bail, ensure, BenchError, Result};
 
 /// Topic the benchmark publishes to.
 const TOPIC: &str = "bench_http";
@@ -133,9 +134,9 @@ pub struct HttpReport {
 ///
 /// # Errors
 /// Bad flags, a server that cannot start or be reached, failed requests.
-pub fn run(args: HttpArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.connections > 0, "--connections must be positive");
-    anyhow::ensure!(args.batch <= 256, "--batch must be at most 256");
+pub fn run(args: HttpArgs) -> Result<()> {
+    ensure!(usage: args.connections > 0, "--connections must be positive");
+    ensure!(usage: args.batch <= 256, "--batch must be at most 256");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rg-bench-server")
@@ -182,7 +183,7 @@ pub fn run(args: HttpArgs) -> anyhow::Result<()> {
     }
     let errors = report.publish.iter().map(|p| p.errors).sum::<u64>()
         + report.delivery.as_ref().map_or(0, |d| d.errors);
-    anyhow::ensure!(errors == 0, "{errors} requests failed (see the table)");
+    ensure!(errors == 0, "{errors} requests failed (see the table)");
     Ok(())
 }
 
@@ -194,7 +195,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(target: &str) -> anyhow::Result<Self> {
+    async fn open(target: &str) -> Result<Self> {
         let stream = TcpStream::connect(target)
             .await
             .with_context(|| format!("cannot connect to {target}"))?;
@@ -207,12 +208,7 @@ impl Conn {
     }
 
     /// Sends one request; answers the status and body.
-    async fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> anyhow::Result<(u16, Vec<u8>)> {
+    async fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.host,
@@ -231,7 +227,7 @@ impl Conn {
         let mut length = 0usize;
         loop {
             line.clear();
-            anyhow::ensure!(self.io.read_line(&mut line).await? > 0, "connection closed");
+            ensure!(self.io.read_line(&mut line).await? > 0, "connection closed");
             let l = line.trim_end();
             if l.is_empty() {
                 break;
@@ -242,7 +238,7 @@ impl Conn {
                 }
             }
         }
-        anyhow::ensure!(length <= 64 << 20, "answer too large");
+        ensure!(length <= 64 << 20, "answer too large");
         self.buf.resize(length, 0);
         self.io.read_exact(&mut self.buf).await?;
         Ok((status, std::mem::take(&mut self.buf)))
@@ -254,11 +250,11 @@ fn json_body(size: u64) -> String {
     serde_json::json!({ "body": body }).to_string()
 }
 
-async fn measure(args: &HttpArgs, target: &str, in_process: bool) -> anyhow::Result<HttpReport> {
+async fn measure(args: &HttpArgs, target: &str, in_process: bool) -> Result<HttpReport> {
     let mut admin = Conn::open(target).await?;
     let create = serde_json::json!({"name": TOPIC, "queue_count": args.queues}).to_string();
     let (st, body) = admin.call("POST", "/v1/topics", create.as_bytes()).await?;
-    anyhow::ensure!(
+    ensure!(
         st == 201 || st == 409,
         "creating the topic answered {st}: {}",
         String::from_utf8_lossy(&body)
@@ -324,7 +320,7 @@ async fn publish_case(
     path: &str,
     body: Vec<u8>,
     per_request: usize,
-) -> anyhow::Result<PublishResult> {
+) -> Result<PublishResult> {
     let body = std::sync::Arc::new(body);
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -357,7 +353,7 @@ async fn publish_case(
                         .max(1),
                 );
             }
-            anyhow::Ok((hist, ok, errors))
+            Ok::<_, BenchError>((hist, ok, errors))
         }));
     }
     let mut hist = histogram()?;
@@ -396,7 +392,7 @@ struct Ws {
 }
 
 impl Ws {
-    async fn open(target: &str) -> anyhow::Result<Self> {
+    async fn open(target: &str) -> Result<Self> {
         let mut conn = Conn::open(target).await?;
         let req = format!(
             "GET /v1/ws HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -405,10 +401,10 @@ impl Ws {
         conn.io.get_mut().write_all(req.as_bytes()).await?;
         let mut line = String::new();
         conn.io.read_line(&mut line).await?;
-        anyhow::ensure!(line.contains(" 101 "), "WebSocket upgrade refused: {line}");
+        ensure!(line.contains(" 101 "), "WebSocket upgrade refused: {line}");
         loop {
             line.clear();
-            anyhow::ensure!(
+            ensure!(
                 conn.io.read_line(&mut line).await? > 0,
                 "closed in the handshake"
             );
@@ -419,7 +415,7 @@ impl Ws {
         Ok(Self { io: conn.io })
     }
 
-    async fn send(&mut self, text: &str) -> anyhow::Result<()> {
+    async fn send(&mut self, text: &str) -> Result<()> {
         let payload = text.as_bytes();
         let mut frame = vec![0x81_u8];
         match payload.len() {
@@ -441,7 +437,7 @@ impl Ws {
     }
 
     /// The next text frame (pings are answered, other control frames skipped).
-    async fn recv(&mut self) -> anyhow::Result<String> {
+    async fn recv(&mut self) -> Result<String> {
         loop {
             let mut head = [0u8; 2];
             self.io.read_exact(&mut head).await?;
@@ -451,12 +447,12 @@ impl Ws {
             } else if len == 127 {
                 len = self.io.read_u64().await?;
             }
-            anyhow::ensure!(len <= 64 << 20, "frame too large");
+            ensure!(len <= 64 << 20, "frame too large");
             let mut payload = vec![0u8; usize::try_from(len)?];
             self.io.read_exact(&mut payload).await?;
             match head[0] & 0x0f {
                 0x1 => return Ok(String::from_utf8(payload)?),
-                0x8 => anyhow::bail!("the server closed the WebSocket"),
+                0x8 => bail!("the server closed the WebSocket"),
                 0x9 => {
                     let mut pong = vec![0x8a_u8, 0x80 | payload.len() as u8, 0, 0, 0, 0];
                     pong.extend_from_slice(&payload);
@@ -468,13 +464,13 @@ impl Ws {
     }
 }
 
-async fn delivery_case(args: &HttpArgs, target: &str) -> anyhow::Result<DeliveryResult> {
+async fn delivery_case(args: &HttpArgs, target: &str) -> Result<DeliveryResult> {
     // A topic of its own, so the messages of the publish cases are not in the way.
     let topic = format!("{WS_TOPIC}_{}", std::process::id());
     let mut admin = Conn::open(target).await?;
     let create = serde_json::json!({"name": topic, "queue_count": args.queues}).to_string();
     let (st, body) = admin.call("POST", "/v1/topics", create.as_bytes()).await?;
-    anyhow::ensure!(
+    ensure!(
         st == 201,
         "creating {topic} answered {st}: {}",
         String::from_utf8_lossy(&body)
@@ -484,7 +480,7 @@ async fn delivery_case(args: &HttpArgs, target: &str) -> anyhow::Result<Delivery
         "topic": topic, "credits": 1024});
     ws.send(&sub.to_string()).await?;
     let first = ws.recv().await?;
-    anyhow::ensure!(first.contains("subscribed"), "subscribe failed: {first}");
+    ensure!(first.contains("subscribed"), "subscribe failed: {first}");
     let publishers = 8usize;
     let per_publisher = args.rate / publishers as f64;
     let total = (args.rate * args.duration.as_secs_f64()) as u64;

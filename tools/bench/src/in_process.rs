@@ -11,7 +11,8 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::error::Context;
+use crate::error::{BenchError, Result};
 use rocketgate_core::Broker;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -42,7 +43,7 @@ where
         what: &'static str,
         tweak: impl FnOnce(&mut rocketgate_core::Config),
         serve: impl FnOnce(TcpListener, Broker, Stopped) -> Fut,
-    ) -> anyhow::Result<Self>
+    ) -> Result<Self>
     where
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
@@ -68,10 +69,10 @@ where
     }
 
     /// Stops the gateway (at most 5 s) and closes the broker.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(());
         match tokio::time::timeout(Duration::from_secs(5), self.task).await {
-            Ok(joined) => joined??,
+            Ok(joined) => joined?.map_err(BenchError::server)?,
             Err(_) => eprintln!("bench: the {} server did not stop within 5 s", self.what),
         }
         self.broker.shutdown()?;

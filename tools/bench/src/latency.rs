@@ -28,6 +28,7 @@ use super::load;
 use super::popper::{self, Key, Progress, Stamp};
 use super::report::{self, histogram, Latency};
 use super::units::per_sec;
+use crate::error::Result;
 
 /// What the case runs.
 #[derive(Debug, Clone)]
@@ -104,7 +105,7 @@ fn produce_paced(
     body: &Bytes,
     (rate, duration): (f64, Duration),
     start: Instant,
-) -> anyhow::Result<Paced> {
+) -> Result<Paced> {
     let mut hist = histogram()?;
     let total = (rate * duration.as_secs_f64()).ceil() as u64;
     let mut max_behind = Duration::ZERO;
@@ -137,7 +138,7 @@ fn produce_paced(
 ///
 /// # Errors
 /// Broker errors of the producer or the consumers.
-pub fn run(rt: &tokio::runtime::Runtime, dir: &Path, s: Setup) -> anyhow::Result<LatencyResult> {
+pub fn run(rt: &tokio::runtime::Runtime, dir: &Path, s: Setup) -> Result<LatencyResult> {
     let broker = append::open_async(dir, s.queues, s.segment_size)?;
     let body = append::body(s.body);
     let before = load::Probe::now();

@@ -15,10 +15,11 @@
 //! - `bench store`: `store.rs` (flags, run order, directories), `append.rs` (one append case),
 //!   `read.rs` (the read pass), `disk.rs` (the raw-disk yardstick and the machine), `goals.rs`
 //!   (the store's goal checks and disk ratios).
-//! - Shared by all: `dirs.rs` (run and case directories), `popper.rs` (pop + ack consumer
-//!   tasks, the exactly-once check), `latency.rs`, `memory.rs`, `load.rs` (how busy other
-//!   processes kept the CPUs), `goal.rs` (one goal and whether it is met), `report.rs` (result
-//!   types, table and JSON), `units.rs` (flag parsing, MB).
+//! - Shared by all: `error.rs` ([`BenchError`], and the `Context` / `bail!` helpers),
+//!   `dirs.rs` (run and case directories), `popper.rs` (pop + ack consumer tasks, the
+//!   exactly-once check), `latency.rs`, `memory.rs`, `load.rs` (how busy other processes kept
+//!   the CPUs), `goal.rs` (one goal and whether it is met), `report.rs` (result types, table and
+//!   JSON), `units.rs` (flag parsing, MB).
 //!
 //! Dependencies inside the crate point one way: `goals` → `report` → `goal`, `units`.
 //!
@@ -63,6 +64,7 @@ mod consume;
 mod delay;
 mod dirs;
 mod disk;
+mod error;
 mod goal;
 mod goals;
 mod grpc;
@@ -82,3 +84,4 @@ mod tests;
 mod units;
 
 pub use cli::{run, BenchArgs};
+pub use error::BenchError;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::Result;
 use rocketgate_core::Broker;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -73,7 +74,7 @@ impl Sampler {
     ///
     /// # Errors
     /// The sampling task panicked.
-    pub fn finish(self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Memory> {
+    pub fn finish(self, rt: &tokio::runtime::Runtime) -> Result<Memory> {
         self.stop.store(true, Ordering::Release);
         let (anon_peak, pending_peak) = rt.block_on(self.task)?;
         Ok(Memory {

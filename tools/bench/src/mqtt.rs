@@ -26,7 +26,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::error::Context;
 use bytes::{Buf, BufMut, BytesMut};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 
 use super::report::{histogram, Latency};
 use super::units::{parse_duration, parse_size, per_sec};
+use crate::error::{bail, ensure, BenchError, Result};
 
 /// Flags of `rocketgate bench mqtt`.
 #[derive(clap::Args, Debug)]
@@ -102,10 +103,10 @@ pub struct CaseResult {
 ///
 /// # Errors
 /// Bad flags, a target that does not accept MQTT connections.
-pub fn run(args: MqttArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
-    anyhow::ensure!(args.size >= 16, "--size must be at least 16");
-    anyhow::ensure!(args.latency_qos <= 1, "--latency-qos must be 0 or 1");
+pub fn run(args: MqttArgs) -> Result<()> {
+    ensure!(usage: args.clients > 0, "--clients must be at least 1");
+    ensure!(usage: args.size >= 16, "--size must be at least 16");
+    ensure!(usage: args.latency_qos <= 1, "--latency-qos must be 0 or 1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rg-bench-mqtt")
@@ -151,7 +152,7 @@ pub fn run(args: MqttArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        anyhow::Ok(results)
+        Ok::<_, BenchError>(results)
     });
     if let Some(server) = server {
         server_rt.block_on(server.stop())?;
@@ -166,7 +167,7 @@ pub fn run(args: MqttArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(args: &MqttArgs, name: &str, addr: &str) -> anyhow::Result<Vec<CaseResult>> {
+async fn measure(args: &MqttArgs, name: &str, addr: &str) -> Result<Vec<CaseResult>> {
     drop(
         connect(addr, "rg-bench-probe")
             .await
@@ -213,7 +214,7 @@ fn publish(b: &mut BytesMut, topic: &str, qos: u8, pkid: u16, payload: &[u8]) {
     b.put_slice(payload);
 }
 
-async fn connect(addr: &str, id: &str) -> anyhow::Result<TcpStream> {
+async fn connect(addr: &str, id: &str) -> Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let mut b = BytesMut::new();
@@ -229,12 +230,12 @@ async fn connect(addr: &str, id: &str) -> anyhow::Result<TcpStream> {
     s.write_all(&b).await?;
     let mut ack = [0u8; 4];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut ack)).await??;
-    anyhow::ensure!(ack[0] == 0x20 && ack[3] == 0, "CONNACK refused: {ack:?}");
+    ensure!(ack[0] == 0x20 && ack[3] == 0, "CONNACK refused: {ack:?}");
     Ok(s)
 }
 
 /// Reads one frame (type byte and body) from `buf`, refilling from `s`.
-async fn frame(s: &mut TcpStream, buf: &mut BytesMut) -> anyhow::Result<(u8, BytesMut)> {
+async fn frame(s: &mut TcpStream, buf: &mut BytesMut) -> Result<(u8, BytesMut)> {
     loop {
         if buf.len() >= 2 {
             let mut len = 0usize;
@@ -255,7 +256,7 @@ async fn frame(s: &mut TcpStream, buf: &mut BytesMut) -> anyhow::Result<(u8, Byt
             }
         }
         if s.read_buf(buf).await? == 0 {
-            anyhow::bail!("connection closed");
+            bail!("connection closed");
         }
     }
 }
@@ -299,7 +300,7 @@ async fn publisher(
     size: usize,
     duration: Duration,
     inflight: usize,
-) -> anyhow::Result<u64> {
+) -> Result<u64> {
     let mut s = connect(addr, &format!("rg-bench-pub-{c}-{qos}")).await?;
     let topic = format!("bench/tp/{c}");
     let payload = vec![b'x'; size];
@@ -358,7 +359,7 @@ async fn publisher(
     }
 }
 
-async fn latency(args: &MqttArgs, name: &str, addr: &str) -> anyhow::Result<CaseResult> {
+async fn latency(args: &MqttArgs, name: &str, addr: &str) -> Result<CaseResult> {
     let qos = args.latency_qos;
     let mut sub = connect(addr, &format!("rg-bench-sub-{qos}")).await?;
     let mut b = BytesMut::new();
@@ -370,7 +371,7 @@ async fn latency(args: &MqttArgs, name: &str, addr: &str) -> anyhow::Result<Case
     sub.write_all(&b).await?;
     let mut inb = BytesMut::new();
     let (t, _) = frame(&mut sub, &mut inb).await?;
-    anyhow::ensure!(t >> 4 == 9, "no SUBACK");
+    ensure!(t >> 4 == 9, "no SUBACK");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = Instant::now();
     let total = (args.rate * args.duration.as_secs_f64()).max(1.0) as u64;
@@ -404,7 +405,7 @@ async fn latency(args: &MqttArgs, name: &str, addr: &str) -> anyhow::Result<Case
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             drain.abort();
-            anyhow::Ok(per)
+            Ok::<_, BenchError>(per)
         }));
     }
     let mut h = histogram()?;
@@ -493,7 +494,7 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
-    async fn start(bin: &std::path::Path) -> anyhow::Result<Self> {
+    async fn start(bin: &std::path::Path) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -518,7 +519,7 @@ impl Mosquitto {
         let address = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(&address).await.is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "mosquitto did not start");
+            ensure!(Instant::now() < deadline, "mosquitto did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(Self {

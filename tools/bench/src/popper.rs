@@ -30,6 +30,7 @@ use rocketgate_core::{Broker, PopRequest, PoppedMessage};
 use tokio::task::JoinHandle;
 
 use super::report::histogram;
+use crate::error::{bail, failed, Result};
 
 /// Consumer group of every bench consumer.
 pub const GROUP: &str = "bench";
@@ -156,11 +157,7 @@ pub struct Output {
 ///
 /// # Errors
 /// Pop or ack errors, a refused handle, a message without the expected property.
-pub async fn consume(
-    broker: Broker,
-    s: Settings,
-    progress: Arc<Progress>,
-) -> anyhow::Result<Output> {
+pub async fn consume(broker: Broker, s: Settings, progress: Arc<Progress>) -> Result<Output> {
     let mut out = Output {
         pops: histogram()?,
         acks: histogram()?,
@@ -194,7 +191,7 @@ pub async fn consume(
         let results = broker.ack_batch(GROUP, &handles).await?;
         out.acks.saturating_record(t.elapsed().as_nanos() as u64);
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-            anyhow::bail!("an ack was refused: {e}");
+            bail!("an ack was refused: {e}");
         }
         let n = popped.len() as u64;
         let before = progress.received.fetch_add(n, Ordering::AcqRel);
@@ -210,12 +207,12 @@ pub async fn consume(
     Ok(out)
 }
 
-fn property<T: std::str::FromStr>(p: &PoppedMessage, name: &str) -> anyhow::Result<T> {
+fn property<T: std::str::FromStr>(p: &PoppedMessage, name: &str) -> Result<T> {
     p.message
         .properties
         .get(name)
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("message {} lacks property {name}", p.message.message_id))
+        .ok_or_else(|| failed!("message {} lacks property {name}", p.message.message_id))
 }
 
 /// Wall-clock time in µs since the epoch.
@@ -230,7 +227,7 @@ fn measure(
     popped: &[PoppedMessage],
     received_at: Instant,
     out: &mut Output,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let wall_us = now_us();
     for p in popped {
         let key = match s.key {
@@ -271,7 +268,7 @@ fn measure(
 const MAX_SECONDS: u64 = 3600;
 
 /// A histogram of µs up to 100 s with 2 significant digits (small: one per second of a run).
-fn coarse() -> anyhow::Result<Histogram<u64>> {
+fn coarse() -> Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 100_000_000, 2)?)
 }
 
@@ -279,7 +276,7 @@ fn coarse() -> anyhow::Result<Histogram<u64>> {
 ///
 /// # Errors
 /// Histogram merge errors (none expected: same bounds).
-pub fn p99_from_second_ms(by_second: &[Histogram<u64>], skip: usize) -> anyhow::Result<f64> {
+pub fn p99_from_second_ms(by_second: &[Histogram<u64>], skip: usize) -> Result<f64> {
     let mut all = coarse()?;
     for h in by_second.iter().skip(skip) {
         all.add(h)?;
@@ -302,7 +299,7 @@ pub fn spawn(
     n: usize,
     s: &Settings,
     progress: &Arc<Progress>,
-) -> Vec<JoinHandle<anyhow::Result<Output>>> {
+) -> Vec<JoinHandle<Result<Output>>> {
     (0..n)
         .map(|_| rt.spawn(consume(broker.clone(), s.clone(), progress.clone())))
         .collect()
@@ -312,7 +309,7 @@ pub fn spawn(
 ///
 /// # Errors
 /// The first consumer's error.
-pub async fn join(tasks: Vec<JoinHandle<anyhow::Result<Output>>>) -> anyhow::Result<Merged> {
+pub async fn join(tasks: Vec<JoinHandle<Result<Output>>>) -> Result<Merged> {
     let mut outputs = Vec::with_capacity(tasks.len());
     for t in tasks {
         outputs.push(t.await??);
@@ -345,7 +342,7 @@ pub struct Merged {
 ///
 /// # Errors
 /// Histogram merge errors (none expected: same bounds); a key too large for the bitmap.
-fn merge(outputs: Vec<Output>) -> anyhow::Result<Merged> {
+fn merge(outputs: Vec<Output>) -> Result<Merged> {
     let mut m = Merged {
         pops: histogram()?,
         acks: histogram()?,
@@ -362,7 +359,7 @@ fn merge(outputs: Vec<Output>) -> anyhow::Result<Merged> {
         .max()
         .unwrap_or(0);
     if top >= 1 << 36 {
-        anyhow::bail!("message key {top} is out of range for the exactly-once check");
+        bail!("message key {top} is out of range for the exactly-once check");
     }
     let mut seen = vec![0u64; (top / 64 + 1) as usize];
     for o in outputs {

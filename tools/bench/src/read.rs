@@ -17,12 +17,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
+use crate::error::Context;
 use rocketgate_core::{Broker, FlushMode};
 
 use super::append::{config, TOPIC};
 use super::report::{histogram, ReadResult};
 use super::units::{mb_per_sec, per_sec};
+use crate::error::{bail, Result};
 
 /// What to read back.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +47,7 @@ pub struct Pass {
 ///
 /// # Errors
 /// Open and pull errors, or a count that differs from `pass.expected`.
-pub async fn run(dir: &Path, pass: Pass) -> anyhow::Result<ReadResult> {
+pub async fn run(dir: &Path, pass: Pass) -> Result<ReadResult> {
     let broker = Broker::open(config(dir, FlushMode::Async, pass.segment_size))
         .with_context(|| format!("cannot reopen the store in {}", dir.display()))?;
     let mut hist = histogram()?;
@@ -72,7 +73,7 @@ pub async fn run(dir: &Path, pass: Pass) -> anyhow::Result<ReadResult> {
     tokio::task::spawn_blocking(move || closing.shutdown()).await??;
     drop(broker);
     if messages != pass.expected {
-        anyhow::bail!(
+        bail!(
             "read back {messages} messages from {}, but {} were acknowledged",
             dir.display(),
             pass.expected

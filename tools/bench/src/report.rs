@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::goal::Goal;
 use super::units::size_label;
+use crate::error::Result;
 
 /// Latency percentiles of one case, in µs.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -52,7 +53,7 @@ impl From<&Histogram<u64>> for Latency {
 ///
 /// # Errors
 /// Never in practice (the bounds are constants); reported rather than unwrapped.
-pub fn histogram() -> anyhow::Result<Histogram<u64>> {
+pub fn histogram() -> Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 100_000_000_000, 3)?)
 }
 
@@ -217,7 +218,7 @@ pub struct Report {
 ///
 /// # Errors
 /// Serialisation errors (none expected).
-pub fn print_json(r: &Report) -> anyhow::Result<()> {
+pub fn print_json(r: &Report) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(r)?);
     Ok(())
 }

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::error::Context;
 use rocketgate_core::FlushMode;
 
 use super::append::{self, Case, Setup};
@@ -32,6 +32,7 @@ use super::load;
 use super::read::{self, Pass};
 use super::report::{self, AppendResult, DiskResult, ReadResult, Report, Settings};
 use super::units::{parse_duration, parse_size, size_label};
+use crate::error::{bail, failed, Result};
 
 /// A flush mode as a flag value.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,18 +104,18 @@ pub struct StoreArgs {
     no_read: bool,
 }
 
-fn check(args: &StoreArgs) -> anyhow::Result<()> {
+fn check(args: &StoreArgs) -> Result<()> {
     if args.sizes.is_empty() || args.producers.is_empty() || args.flush.is_empty() {
-        anyhow::bail!("--sizes, --producers and --flush need at least one value each");
+        bail!(usage: "--sizes, --producers and --flush need at least one value each");
     }
     if args.producers.contains(&0) {
-        anyhow::bail!("--producers values must be at least 1");
+        bail!(usage: "--producers values must be at least 1");
     }
     if args.queues == 0 || !(1..=1024).contains(&args.read_batch) {
-        anyhow::bail!("--queues must be at least 1 and --read-batch between 1 and 1024");
+        bail!(usage: "--queues must be at least 1 and --read-batch between 1 and 1024");
     }
     if args.messages == Some(0) || args.repeat == 0 {
-        anyhow::bail!("--messages and --repeat must be at least 1");
+        bail!(usage: "--messages and --repeat must be at least 1");
     }
     Ok(())
 }
@@ -123,7 +124,7 @@ fn check(args: &StoreArgs) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// Bad flags, I/O errors, or any case's error (the run stops at the first).
-pub fn run(args: StoreArgs) -> anyhow::Result<()> {
+pub fn run(args: StoreArgs) -> Result<()> {
     check(&args)?;
     let root = BenchDir::new(args.dir.clone(), args.keep)?;
     let machine = disk::machine(&root.path);
@@ -188,7 +189,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure_disk(dir: &Path, size: u64) -> anyhow::Result<DiskResult> {
+fn measure_disk(dir: &Path, size: u64) -> Result<DiskResult> {
     eprintln!(
         "raw disk: writing {} MiB to {} ...",
         size >> 20,
@@ -230,7 +231,7 @@ impl Runner<'_> {
         case: Case,
         read_after: bool,
         (n, total): (usize, usize),
-    ) -> anyhow::Result<(AppendResult, Option<ReadResult>)> {
+    ) -> Result<(AppendResult, Option<ReadResult>)> {
         let args = self.args;
         let label = format!(
             "{} {} x{}",
@@ -295,7 +296,7 @@ impl Runner<'_> {
         let mut median = runs
             .into_iter()
             .nth(count / 2)
-            .ok_or_else(|| anyhow::anyhow!("case {label} did not run"))?;
+            .ok_or_else(|| failed!("case {label} did not run"))?;
         median.runs = count;
         median.msgs_per_sec_min = min;
         median.msgs_per_sec_max = max;
