@@ -18,9 +18,10 @@
 //! - `gateway.rs`: [`GrpcGateway`], this endpoint as a `rocketgate-gateway-kit` `Gateway` for
 //!   the composition root (wraps [`serve_with`]).
 //!
-//! Depends on `rocketgate-core`, `rocketgate-proto` and the route cache of
-//! `rocketgate-nameserver`, never on another gateway. Services hold a cheap-`Clone` [`Broker`]
-//! and no state of their own; tonic runs every call on its own task.
+//! Depends on `rocketgate-core`, `rocketgate-proto`, the route cache of
+//! `rocketgate-nameserver` and `rocketgate-gateway-kit` (the `Gateway` trait), never on another
+//! gateway. Services hold a cheap-`Clone` [`Broker`] and no state of their own; tonic runs every
+//! call on its own task.
 //!
 //! # Example
 //!

@@ -51,7 +51,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Depends on `rocketgate-core` only, never on another gateway.
+//! Depends on `rocketgate-core` (and `rocketgate-gateway-kit` for the `Gateway` trait) only,
+//! never on another gateway.
 
 pub mod callback;
 pub mod config;
