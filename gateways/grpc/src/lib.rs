@@ -15,10 +15,13 @@
 //! - [`messaging`]: [`MessagingService`] and [`MessagingConfig`], one module per RPC family.
 //! - [`status`]: [`RequestError`] and the `ErrorKind` → `tonic::Code` table.
 //! - `incoming.rs`: accepted sockets (`TCP_NODELAY`, a pause after accept failures).
+//! - `gateway.rs`: [`GrpcGateway`], this endpoint as a `rocketgate-gateway-kit` `Gateway` for
+//!   the composition root (wraps [`serve_with`]).
 //!
-//! Depends on `rocketgate-core`, `rocketgate-proto` and the route cache of
-//! `rocketgate-nameserver`, never on another gateway. Services hold a cheap-`Clone` [`Broker`]
-//! and no state of their own; tonic runs every call on its own task.
+//! Depends on `rocketgate-core`, `rocketgate-proto`, the route cache of
+//! `rocketgate-nameserver` and `rocketgate-gateway-kit` (the `Gateway` trait), never on another
+//! gateway. Services hold a cheap-`Clone` [`Broker`] and no state of their own; tonic runs every
+//! call on its own task.
 //!
 //! # Example
 //!
@@ -74,11 +77,13 @@ use tonic::transport::Server;
 
 pub mod admin;
 pub mod auth;
+mod gateway;
 mod incoming;
 pub mod messaging;
 pub mod status;
 
 pub use admin::{AdminService, NodeInfo};
+pub use gateway::GrpcGateway;
 pub use messaging::{ConfigError, MessagingConfig, MessagingService};
 pub use status::RequestError;
 

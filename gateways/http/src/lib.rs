@@ -25,6 +25,8 @@
 //! [`serve`] runs with [`HttpConfig::default`] and no Prometheus recorder; [`serve_with`] takes
 //! the `[http]` section and the [`PrometheusHandle`] of the recorder the composition root
 //! installed. [`router`] / [`router_with`] give the bare router (tests, embedding).
+//! [`HttpGateway`] (`gateway.rs`) is [`serve_with`] as a `rocketgate-gateway-kit` `Gateway`,
+//! what the composition root builds.
 //!
 //! # Example
 //!
@@ -49,12 +51,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Depends on `rocketgate-core` only, never on another gateway.
+//! Depends on `rocketgate-core` (and `rocketgate-gateway-kit` for the `Gateway` trait) only,
+//! never on another gateway.
 
 pub mod callback;
 pub mod config;
 pub mod error;
 mod extract;
+mod gateway;
 pub mod model;
 mod openapi;
 mod rest;
@@ -74,6 +78,7 @@ use utoipa_axum::routes;
 
 pub use config::{ConfigError, HttpConfig};
 pub use error::{ApiError, Problem};
+pub use gateway::HttpGateway;
 use state::AppState;
 
 /// Why [`serve`] stopped with an error.

@@ -71,6 +71,7 @@ pub mod config;
 mod connection;
 mod delivery;
 pub mod error;
+mod gateway;
 mod server;
 mod session;
 mod shared;
@@ -80,6 +81,7 @@ mod ws;
 
 pub use config::MqttConfig;
 pub use error::Error;
+pub use gateway::MqttGateway;
 pub use rocketgate_core::Broker;
 pub use server::serve;
 

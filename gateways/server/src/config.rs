@@ -2,18 +2,31 @@
 //! variables, then command-line flags, in increasing priority.
 //!
 //! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]` for
-//! the core, `[nameserver]` for the NameServer, `[broker]` for the broker's identity and
-//! registration, `[listen]` for every listen address, `[gateways]` for which gateways run,
-//! `[grpc]` for the RocketMQ 5 gRPC protocol, `[http]` for REST and WebSocket, `[mqtt]` for
-//! the MQTT gateway;
-//! documented in `default.toml`), the layering and the validation. Unknown keys and sections,
-//! malformed addresses and invalid values are errors of one line that name the key or flag.
+//! the core, `[broker]` for the broker's identity and registration, and one section per
+//! listener that owns its listen address and on/off switch beside the listener crate's own
+//! settings: `[nameserver]` (`listen`), `[grpc]` (`listen`; always on), `[http]` (`enabled`,
+//! `listen`), `[mqtt]` (`enabled`, `listen`, `ws_listen`); see `config/section.rs`; documented
+//! in `default.toml`), the deprecated `[listen]` / `[gateways]` aliases (`config/legacy.rs`),
+//! the layering and the validation. Unknown keys and sections, malformed addresses and invalid
+//! values are errors of one line that name the key or flag.
+//!
+//! Called by `main` and `node` once at start; no state, no I/O besides reading the file and the
+//! one deprecation warning.
+
+mod legacy;
+mod section;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection};
+use section::{HttpKeys, ListenKeys, MqttKeys, Written};
 
 /// The default configuration, printed by `rocketgate generate-config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -40,19 +53,19 @@ pub struct RunArgs {
     /// `broker.namesrv`).
     #[arg(long, env = "ROCKETGATE_NAMESRV", value_name = "ADDRS")]
     pub namesrv: Vec<String>,
-    /// gRPC listen address (overrides `listen.grpc`; port 0 picks a free port).
+    /// gRPC listen address (overrides `grpc.listen`; port 0 picks a free port).
     #[arg(long, env = "ROCKETGATE_GRPC_ADDR", value_name = "ADDR")]
     pub grpc_addr: Option<String>,
-    /// HTTP listen address (overrides `listen.http`).
+    /// HTTP listen address (overrides `http.listen`).
     #[arg(long, env = "ROCKETGATE_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<String>,
-    /// MQTT over TCP listen address (overrides `listen.mqtt`).
+    /// MQTT over TCP listen address (overrides `mqtt.listen`).
     #[arg(long, env = "ROCKETGATE_MQTT_ADDR", value_name = "ADDR")]
     pub mqtt_addr: Option<String>,
-    /// MQTT over WebSocket listen address (overrides `listen.mqtt_ws`).
+    /// MQTT over WebSocket listen address (overrides `mqtt.ws_listen`).
     #[arg(long, env = "ROCKETGATE_MQTT_WS_ADDR", value_name = "ADDR")]
     pub mqtt_ws_addr: Option<String>,
-    /// The NameServer's listen address (overrides `listen.nameserver`).
+    /// The NameServer's listen address (overrides `nameserver.listen`).
     #[arg(
         long,
         visible_alias = "listen",
@@ -62,9 +75,8 @@ pub struct RunArgs {
     pub nameserver_addr: Option<String>,
 }
 
-/// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The whole configuration, resolved: defaults, file, deprecated aliases, environment, flags.
+#[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     /// `[store]`.
     pub store: rocketgate_core::StoreConfig,
@@ -76,20 +88,71 @@ pub struct ServerConfig {
     pub timer: rocketgate_core::config::TimerConfig,
     /// `[transaction]`.
     pub transaction: rocketgate_core::config::TransactionConfig,
-    /// `[nameserver]`: route expiry and limits of `rocketgate nameserver`.
-    pub nameserver: rocketgate_nameserver::Config,
+    /// `[nameserver]`: where `rocketgate nameserver` (and `standalone`'s) listens, route expiry
+    /// and limits.
+    pub nameserver: NameServerSection,
     /// `[broker]`: identity and NameServer registration of `broker` and `standalone`.
     pub broker: BrokerSection,
-    /// `[listen]`: where each server listens.
-    pub listen: Listen,
-    /// `[gateways]`: which gateways run.
-    pub gateways: Gateways,
-    /// `[grpc]`: the RocketMQ 5 gRPC protocol (long polling, request size).
-    pub grpc: rocketgate_gateway_grpc::MessagingConfig,
-    /// `[http]`: REST and WebSocket (limits, long polls, origins, transaction callbacks).
-    pub http: rocketgate_gateway_http::HttpConfig,
-    /// `[mqtt]`: the MQTT gateway (limits, sessions, authentication, topic mapping).
-    pub mqtt: rocketgate_gateway_mqtt::MqttConfig,
+    /// `[grpc]`: the broker's gRPC endpoint (always on) and the RocketMQ 5 protocol (long
+    /// polling, request size).
+    pub grpc: GrpcSection,
+    /// `[http]`: REST and WebSocket (on/off, address, limits, long polls, origins, transaction
+    /// callbacks).
+    pub http: HttpSection,
+    /// `[mqtt]`: the MQTT gateway (on/off, addresses, limits, sessions, authentication, topic
+    /// mapping).
+    pub mqtt: MqttSection,
+}
+
+/// The file as written: every section, the listeners' own keys still unresolved, and the
+/// deprecated sections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    store: rocketgate_core::StoreConfig,
+    limits: rocketgate_core::LimitsConfig,
+    consumer: rocketgate_core::ConsumerConfig,
+    timer: rocketgate_core::config::TimerConfig,
+    transaction: rocketgate_core::config::TransactionConfig,
+    nameserver: Written<ListenKeys, rocketgate_nameserver::Config>,
+    broker: BrokerSection,
+    grpc: Written<ListenKeys, rocketgate_gateway_grpc::MessagingConfig>,
+    http: Written<HttpKeys, rocketgate_gateway_http::HttpConfig>,
+    mqtt: Written<MqttKeys, rocketgate_gateway_mqtt::MqttConfig>,
+    /// Deprecated: `listen.grpc` is `grpc.listen`, and so on (`legacy.rs`).
+    listen: Option<legacy::Listen>,
+    /// Deprecated: `gateways.http` is `http.enabled`, `gateways.mqtt` is `mqtt.enabled`.
+    gateways: Option<legacy::Gateways>,
+}
+
+impl FileConfig {
+    /// Applies the deprecated aliases, then the defaults of absent keys; returns the
+    /// deprecated keys used.
+    fn resolve(mut self) -> anyhow::Result<(ServerConfig, Vec<legacy::Renamed>)> {
+        let renamed = legacy::apply(
+            self.listen.take(),
+            self.gateways.take(),
+            legacy::Targets {
+                nameserver: &mut self.nameserver.keys,
+                grpc: &mut self.grpc.keys,
+                http: &mut self.http.keys,
+                mqtt: &mut self.mqtt.keys,
+            },
+        )?;
+        let cfg = ServerConfig {
+            store: self.store,
+            limits: self.limits,
+            consumer: self.consumer,
+            timer: self.timer,
+            transaction: self.transaction,
+            nameserver: self.nameserver.into(),
+            broker: self.broker,
+            grpc: self.grpc.into(),
+            http: self.http.into(),
+            mqtt: self.mqtt.into(),
+        };
+        Ok((cfg, renamed))
+    }
 }
 
 /// The broker's identity and registration.
@@ -134,55 +197,6 @@ impl Default for BrokerSection {
     }
 }
 
-/// Listen addresses. Port 0 picks a free port; the bound address is logged and written to the
-/// ready file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Listen {
-    /// The NameServer's gRPC address (`nameserver`, `standalone`).
-    pub nameserver: SocketAddr,
-    /// The broker's gRPC address: `BrokerAdmin` (and the RocketMQ 5 protocol).
-    pub grpc: SocketAddr,
-    /// The HTTP gateway.
-    pub http: SocketAddr,
-    /// MQTT over TCP.
-    pub mqtt: SocketAddr,
-    /// MQTT over WebSocket.
-    pub mqtt_ws: SocketAddr,
-}
-
-impl Default for Listen {
-    fn default() -> Self {
-        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        Self {
-            nameserver: local(9876),
-            grpc: local(8081),
-            http: local(8080),
-            mqtt: local(1883),
-            mqtt_ws: local(8083),
-        }
-    }
-}
-
-/// Which gateways a broker runs (the gRPC endpoint always runs: it carries `BrokerAdmin`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Gateways {
-    /// The HTTP gateway on `listen.http`.
-    pub http: bool,
-    /// MQTT on `listen.mqtt` and `listen.mqtt_ws`.
-    pub mqtt: bool,
-}
-
-impl Default for Gateways {
-    fn default() -> Self {
-        Self {
-            http: true,
-            mqtt: true,
-        }
-    }
-}
-
 impl ServerConfig {
     /// The core's part.
     pub fn core(&self) -> rocketgate_core::Config {
@@ -201,7 +215,7 @@ impl ServerConfig {
 /// # Errors
 /// An unreadable or invalid file, an unknown key, or an invalid value.
 pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
-    let mut cfg: ServerConfig = match &args.config {
+    let file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -214,8 +228,10 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
                 )
             })?
         }
-        None => ServerConfig::default(),
+        None => FileConfig::default(),
     };
+    let (mut cfg, renamed) = file.resolve()?;
+    legacy::warn(&renamed);
     if let Some(dir) = &args.data_dir {
         cfg.store.data_dir = dir.clone();
     }
@@ -230,27 +246,27 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         (
             "--grpc-addr / ROCKETGATE_GRPC_ADDR",
             &args.grpc_addr,
-            &mut cfg.listen.grpc,
+            &mut cfg.grpc.listen,
         ),
         (
             "--http-addr / ROCKETGATE_HTTP_ADDR",
             &args.http_addr,
-            &mut cfg.listen.http,
+            &mut cfg.http.listen,
         ),
         (
             "--mqtt-addr / ROCKETGATE_MQTT_ADDR",
             &args.mqtt_addr,
-            &mut cfg.listen.mqtt,
+            &mut cfg.mqtt.listen,
         ),
         (
             "--mqtt-ws-addr / ROCKETGATE_MQTT_WS_ADDR",
             &args.mqtt_ws_addr,
-            &mut cfg.listen.mqtt_ws,
+            &mut cfg.mqtt.ws_listen,
         ),
         (
             "--nameserver-addr / ROCKETGATE_NAMESERVER_ADDR",
             &args.nameserver_addr,
-            &mut cfg.listen.nameserver,
+            &mut cfg.nameserver.listen,
         ),
     ];
     for (flag, value, slot) in flags {
@@ -262,14 +278,16 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         cfg.broker.namesrv = split_addresses(&args.namesrv);
     }
     cfg.core().validate()?;
-    cfg.nameserver.validate().map_err(|e| {
+    cfg.nameserver.config.validate().map_err(|e| {
         anyhow::anyhow!("invalid configuration `nameserver.{}`: {}", e.key, e.reason)
     })?;
     validate_broker(&cfg.broker)?;
     cfg.grpc
+        .messaging
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration `grpc.{}`: {}", e.field, e.reason))?;
     cfg.http
+        .config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     Ok(cfg)
@@ -342,80 +360,4 @@ fn validate_broker(b: &BrokerSection) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_file_parses_to_defaults() {
-        let cfg: ServerConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
-        assert_eq!(cfg.core(), rocketgate_core::Config::default());
-        assert_eq!(cfg.nameserver, rocketgate_nameserver::Config::default());
-        assert_eq!(cfg.listen, Listen::default());
-        assert_eq!(cfg.broker, BrokerSection::default());
-        assert_eq!(cfg.gateways, Gateways::default());
-        assert_eq!(
-            cfg.grpc,
-            rocketgate_gateway_grpc::MessagingConfig::default()
-        );
-        assert!(cfg.mqtt == rocketgate_gateway_mqtt::MqttConfig::default());
-        assert_eq!(cfg.http, rocketgate_gateway_http::HttpConfig::default());
-    }
-
-    #[test]
-    fn flags_override_listen_addresses_and_nameservers() {
-        let args = RunArgs {
-            grpc_addr: Some("127.0.0.1:0".into()),
-            nameserver_addr: Some("0.0.0.0:19876".into()),
-            namesrv: vec!["10.0.0.1:9876;10.0.0.2:9876".into(), "ns3:9876".into()],
-            ..RunArgs::default()
-        };
-        let cfg = load(&args).unwrap();
-        assert_eq!(cfg.listen.grpc.port(), 0);
-        assert_eq!(cfg.listen.nameserver.port(), 19876);
-        assert_eq!(
-            cfg.broker.namesrv,
-            ["10.0.0.1:9876", "10.0.0.2:9876", "ns3:9876"]
-        );
-    }
-
-    #[test]
-    fn malformed_addresses_name_the_flag_or_key() {
-        let args = RunArgs {
-            http_addr: Some("localhost".into()),
-            ..RunArgs::default()
-        };
-        let err = load(&args).unwrap_err().to_string();
-        assert!(
-            err.contains("--http-addr") && err.contains("localhost"),
-            "{err}"
-        );
-        let args = RunArgs {
-            namesrv: vec!["nohost".into()],
-            ..RunArgs::default()
-        };
-        let err = load(&args).unwrap_err().to_string();
-        assert!(err.contains("nohost"), "{err}");
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, "[listen]\ngrpc = \"1.2.3.4\"\n").unwrap();
-        let args = RunArgs {
-            config: Some(file),
-            ..RunArgs::default()
-        };
-        let err = load(&args).unwrap_err().to_string();
-        assert!(err.contains("grpc = \"1.2.3.4\""), "{err}");
-        assert!(!err.contains('\n'), "{err}");
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let err = toml::from_str::<ServerConfig>("[store]\nbogus = 1\n").unwrap_err();
-        assert!(err.message().contains("bogus"), "{}", err.message());
-        let err = toml::from_str::<ServerConfig>("[bogus]\nx = 1\n").unwrap_err();
-        assert!(err.message().contains("bogus"), "{}", err.message());
-    }
 }

@@ -4,11 +4,11 @@
 //! `generate-config` (prints the default configuration).
 //!
 //! This crate is the only composition root: it opens the core, starts the gateways and the
-//! NameServer, and registers the broker (see `node`). Errors surface as one clear line and a
+//! NameServer, and registers the broker (see `node`). It keeps composition only (`config`,
+//! `node`, `metrics`, this file): `admin` and `bench` are the `rocketgate-admin` and
+//! `rocketgate-bench` crates, dispatched to as they are. Errors surface as one clear line and a
 //! non-zero exit code.
 
-mod admin;
-mod bench;
 mod config;
 mod metrics;
 mod node;
@@ -36,12 +36,12 @@ enum Command {
     /// Run a broker: the store and its enabled gateways, registered with the NameServers given
     /// by `--namesrv` / `broker.namesrv`.
     Broker(config::RunArgs),
-    /// Run a NameServer (broker registry and topic routes) on `listen.nameserver`.
+    /// Run a NameServer (broker registry and topic routes) on `nameserver.listen`.
     Nameserver(NameServerArgs),
     /// Administer brokers and NameServers: topics, groups, offsets, messages, dead letters.
-    Admin(admin::AdminArgs),
+    Admin(rocketgate_admin::AdminArgs),
     /// Measure throughput and latency.
-    Bench(bench::BenchArgs),
+    Bench(rocketgate_bench::BenchArgs),
     /// Print the default configuration file.
     GenerateConfig,
 }
@@ -73,11 +73,11 @@ fn main() -> ExitCode {
         }
         Command::Admin(args) => {
             init_tracing("warn");
-            return admin::run(args);
+            return rocketgate_admin::run(args);
         }
         Command::Bench(args) => {
             init_tracing("warn");
-            bench::run(args)
+            rocketgate_bench::run(args).map_err(anyhow::Error::from)
         }
         Command::GenerateConfig => {
             print!("{}", config::DEFAULT_CONFIG);
@@ -102,15 +102,14 @@ struct NameServerArgs {
 
 fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
     let cfg = config::load(&args.run)?;
-    let addr = cfg.listen.nameserver;
+    let addr = cfg.nameserver.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for nameserver: {e}"))?;
-        let local = listener.local_addr()?;
+        let bound = rocketgate_gateway_kit::BoundListener::bind("nameserver", addr).await?;
+        let local = bound.endpoint().address;
+        let listener = bound.into_inner();
         tracing::info!(endpoint = "nameserver", address = %local, "listening");
         tracing::info!("rocketgate nameserver ready");
         if let Some(path) = &args.run.ready_file {
@@ -123,7 +122,7 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
             write_json_atomically(path, &body)?;
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = rocketgate_nameserver::serve(listener, cfg.nameserver.clone(), async {
+        let serve = rocketgate_nameserver::serve(listener, cfg.nameserver.config.clone(), async {
             let _ = stop_rx.await;
         });
         tokio::pin!(serve);

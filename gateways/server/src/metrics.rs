@@ -4,38 +4,38 @@
 //! renders at `GET /metrics`, and runs its upkeep (histogram windows) while the node runs.
 //!
 //! Owns nothing else. Installing is once per process: a second node in the same process (tests)
-//! gets no handle, and `/metrics` then answers without recorder data.
+//! gets no handle, and `/metrics` then answers without recorder data. Called by `node` only;
+//! the upkeep is one task of the node's `JoinSet`, stopped by the node's `Shutdown`.
 
 use std::time::Duration;
 
 use rocketgate_gateway_http::PrometheusHandle;
-use tokio::task::JoinSet;
+use rocketgate_gateway_kit::Shutdown;
 
 /// How often the recorder drains its histograms.
 const UPKEEP: Duration = Duration::from_secs(5);
 
-/// Installs the recorder (once per process) and spawns its upkeep into `servers` until `stop`.
-pub fn prometheus(
-    servers: &mut JoinSet<anyhow::Result<&'static str>>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Option<PrometheusHandle> {
-    let handle = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
-        Ok(h) => h,
+/// Installs the recorder (once per process); `None`, with a warning, when one is installed
+/// already.
+pub fn install() -> Option<PrometheusHandle> {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
         Err(e) => {
             tracing::warn!(error = %e, "no Prometheus recorder: /metrics shows no recorded metrics");
-            return None;
+            None
         }
-    };
-    let upkeep = handle.clone();
-    servers.spawn(async move {
-        let mut tick = tokio::time::interval(UPKEEP);
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => upkeep.run_upkeep(),
-                () = &mut stop => return Ok("metrics"),
-            }
+    }
+}
+
+/// Runs the recorder's upkeep until `shutdown`.
+pub async fn upkeep(handle: PrometheusHandle, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(UPKEEP);
+    let stopped = shutdown.wait();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            () = &mut stopped => return,
         }
-    });
-    Some(handle)
+    }
 }

@@ -2,26 +2,51 @@
 //! and `rocketgate standalone` (the same with an embedded NameServer it also registers with).
 //!
 //! Owns the start order and the stop order, nothing else:
-//! - start: bind every enabled endpoint (a port in use fails here, before the store opens), open
-//!   the store, serve the gateways, register with the NameServers, then log one line per
-//!   endpoint with the bound address and write the ready file;
+//! - start ([`serve`]): build the enabled gateways from the configuration
+//!   (`Vec<Box<dyn Gateway>>`: gRPC always, then HTTP and MQTT when enabled) and bind every one
+//!   of them ([`Bound::bind`]: a port in use fails here, before the store opens), open the
+//!   store, serve each gateway, register with the NameServers (`node/registration.rs`), then log
+//!   one `listening` line per endpoint with the bound address and write the ready file
+//!   ([`announce`]);
 //! - stop (SIGINT / SIGTERM): unregister (clients stop routing here), stop accepting, let calls
-//!   in flight finish (bounded), then flush, checkpoint and write the clean marker through
-//!   `Broker::shutdown`, all well within 10 s.
+//!   in flight finish (bounded by [`SHUTDOWN_GRACE`]), then flush, checkpoint and write the
+//!   clean marker through `Broker::shutdown`, all well within 10 s.
 //!
-//! The protocols themselves live in the gateway crates; the registration client in
-//! `rocketgate-nameserver`.
+//! The embedded NameServer (standalone) is deliberately not a `Gateway`: it serves no `Broker`,
+//! its address is registered with but not advertised in the routes, and `rocketgate nameserver`
+//! runs it without any broker. It is bound first with the same `BoundListener` (so its errors
+//! read like every other endpoint's) and stopped by the same `Shutdown` as the gateways.
+//!
+//! What a gateway needs from the node goes to its constructor: the gRPC gateway's `NodeInfo`
+//! names every bound endpoint, so the node sends it over a oneshot channel once all are bound;
+//! the HTTP gateway gets the Prometheus handle (`metrics.rs`).
+//!
+//! [`serve`] is one straight sequence of these steps (about 90 lines), kept in one function so
+//! that it reads as the start and stop order; each step is a function or a [`Servers`] method.
+//!
+//! Concurrency: one multi-threaded runtime; every gateway, the NameServer and the metrics
+//! upkeep run as tasks of one `JoinSet` ([`Servers`]) stopped by one `Shutdown`; the first to
+//! stop unexpectedly stops the node. The registrar is a separate task with its own signal, so
+//! that unregistering comes before the gateways stop. The protocols live in the gateway crates;
+//! the registration client in `rocketgate-nameserver`.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod registration;
+
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use rocketgate_core::Broker;
+use rocketgate_gateway_grpc::{GrpcGateway, NodeInfo};
+use rocketgate_gateway_http::{HttpGateway, PrometheusHandle};
+use rocketgate_gateway_kit::{
+    shutdown, BoundGateway, BoundListener, Endpoint, Gateway, Shutdown, ShutdownTrigger,
+};
+use rocketgate_gateway_mqtt::MqttGateway;
 use rocketgate_nameserver as ns;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::config::{self, ServerConfig};
@@ -48,38 +73,6 @@ impl Mode {
     }
 }
 
-/// One bound endpoint: its protocol name and listener.
-struct Bound {
-    protocol: &'static str,
-    listener: TcpListener,
-    local: SocketAddr,
-}
-
-async fn bind(protocol: &'static str, addr: SocketAddr) -> anyhow::Result<Bound> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {protocol}: {e}"))?;
-    let local = listener.local_addr()?;
-    Ok(Bound {
-        protocol,
-        listener,
-        local,
-    })
-}
-
-/// A stop signal shared by every server of the node.
-#[derive(Clone)]
-struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    }
-}
-
 /// Runs a node until SIGINT / SIGTERM.
 ///
 /// # Errors
@@ -94,6 +87,145 @@ pub fn run(mode: Mode, args: &config::RunArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(mode, cfg, args.ready_file.clone()))
 }
 
+/// The enabled gateways, in start order (which is also the order of the `listening` lines).
+fn gateways(
+    cfg: &ServerConfig,
+    node: oneshot::Receiver<NodeInfo>,
+    metrics: Option<PrometheusHandle>,
+) -> Vec<Box<dyn Gateway>> {
+    let grpc = GrpcGateway::new(cfg.grpc.listen, cfg.grpc.messaging.clone(), node);
+    let mut gateways: Vec<Box<dyn Gateway>> = vec![Box::new(grpc)];
+    if cfg.http.enabled {
+        let http = HttpGateway::new(cfg.http.listen, cfg.http.config.clone(), metrics);
+        gateways.push(Box::new(http));
+    }
+    if cfg.mqtt.enabled {
+        let mqtt = MqttGateway::new(cfg.mqtt.listen, cfg.mqtt.ws_listen, cfg.mqtt.config.clone());
+        gateways.push(Box::new(mqtt));
+    }
+    gateways
+}
+
+/// Everything a node binds before it opens the store.
+struct Bound {
+    /// The embedded NameServer's listener (standalone).
+    nameserver: Option<BoundListener>,
+    /// Every gateway, named, in start order.
+    gateways: Vec<(&'static str, Box<dyn BoundGateway>)>,
+    /// The gateways' endpoints as the routes advertise them.
+    advertised: Vec<ns::Endpoint>,
+    /// Hands the gRPC gateway its `NodeInfo`.
+    node_info: oneshot::Sender<NodeInfo>,
+    /// The recorder `/metrics` renders (with the HTTP gateway only).
+    metrics: Option<PrometheusHandle>,
+}
+
+impl Bound {
+    /// Binds the NameServer (standalone) and every enabled gateway, in that order, and checks
+    /// that their endpoints can be advertised.
+    async fn bind(mode: Mode, cfg: &ServerConfig) -> anyhow::Result<Self> {
+        let nameserver = match mode {
+            Mode::Standalone => {
+                Some(BoundListener::bind("nameserver", cfg.nameserver.listen).await?)
+            }
+            Mode::Broker => None,
+        };
+        let metrics = match cfg.http.enabled {
+            true => metrics::install(),
+            false => None,
+        };
+        let (node_info, node) = oneshot::channel();
+        let mut gateways = Vec::new();
+        for gateway in self::gateways(cfg, node, metrics.clone()) {
+            let name = gateway.name();
+            gateways.push((name, gateway.bind().await?));
+        }
+        let endpoints: Vec<Endpoint> = gateways.iter().flat_map(|(_, g)| g.endpoints()).collect();
+        let advertised = registration::advertised(&cfg.broker, &endpoints)?;
+        Ok(Self {
+            nameserver,
+            gateways,
+            advertised,
+            node_info,
+            metrics,
+        })
+    }
+}
+
+/// The node's serving tasks (NameServer, gateways, metrics upkeep), their one stop signal, and
+/// the endpoints they listen on, in `listening`-line order.
+struct Servers {
+    tasks: JoinSet<anyhow::Result<&'static str>>,
+    stop: ShutdownTrigger,
+    shutdown: Shutdown,
+    listening: Vec<Endpoint>,
+}
+
+impl Servers {
+    fn new() -> Self {
+        let (stop, shutdown) = shutdown::channel();
+        Self {
+            tasks: JoinSet::new(),
+            stop,
+            shutdown,
+            listening: Vec::new(),
+        }
+    }
+
+    /// Runs `task` as the server `name` until the stop signal.
+    fn spawn<E>(
+        &mut self,
+        name: &'static str,
+        task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    ) where
+        anyhow::Error: From<E>,
+    {
+        self.tasks.spawn(async move {
+            task.await?;
+            Ok(name)
+        });
+    }
+
+    /// Waits for SIGINT / SIGTERM, or for a server to stop first (its error, or "stopped
+    /// unexpectedly").
+    async fn until_stopped(&mut self) -> Option<anyhow::Error> {
+        tokio::select! {
+            signal = crate::wait_for_shutdown() => signal.err(),
+            Some(joined) = self.tasks.join_next() => Some(match joined {
+                Ok(Ok(name)) => anyhow::anyhow!("the {name} server stopped unexpectedly"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("a server task failed: {e}"),
+            }),
+        }
+    }
+
+    /// Stops every server at once, without waiting for calls in flight.
+    async fn abort(&mut self) {
+        self.stop.trigger();
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops accepting and lets calls in flight finish, for at most [`SHUTDOWN_GRACE`].
+    async fn drain(&mut self) {
+        self.stop.trigger();
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while let Some(joined) = self.tasks.join_next().await {
+                match joined {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "server stopped with an error"),
+                    Err(e) => tracing::warn!(error = %e, "server task failed"),
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("connections still open after the shutdown grace; closing them");
+            self.tasks.abort_all();
+        }
+    }
+}
+
 async fn serve(
     mode: Mode,
     cfg: ServerConfig,
@@ -101,27 +233,95 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let started_at_ms = now_ms();
     // Bind first: a port in use is reported before anything is opened.
-    let nameserver = match mode {
-        Mode::Standalone => Some(bind("nameserver", cfg.listen.nameserver).await?),
-        Mode::Broker => None,
-    };
-    let grpc = bind("grpc", cfg.listen.grpc).await?;
-    let http = match cfg.gateways.http {
-        true => Some(bind("http", cfg.listen.http).await?),
-        false => None,
-    };
-    let (mqtt, mqtt_ws) = match cfg.gateways.mqtt {
-        true => (
-            Some(bind("mqtt", cfg.listen.mqtt).await?),
-            Some(bind("mqtt_ws", cfg.listen.mqtt_ws).await?),
-        ),
-        false => (None, None),
-    };
-    let endpoints = advertised(
-        &cfg.broker,
-        [Some(&grpc), http.as_ref(), mqtt.as_ref(), mqtt_ws.as_ref()],
-    )?;
+    let Bound {
+        nameserver,
+        gateways,
+        advertised,
+        node_info,
+        metrics,
+    } = Bound::bind(mode, &cfg).await?;
 
+    let (broker, recovered) = open(&cfg).await?;
+
+    let mut servers = Servers::new();
+    let mut namesrv = cfg.broker.namesrv.clone();
+    if let Some(listener) = nameserver {
+        let endpoint = listener.endpoint();
+        servers.listening.push(endpoint);
+        namesrv.push(endpoint.address.to_string());
+        let stopped = servers.shutdown.clone().wait();
+        let config = cfg.nameserver.config.clone();
+        servers.spawn(
+            "nameserver",
+            ns::serve(listener.into_inner(), config, stopped),
+        );
+    }
+    let registered = Arc::new(AtomicUsize::new(0));
+    let node = registration::node_info(
+        &cfg.broker,
+        &advertised,
+        &namesrv,
+        registered.clone(),
+        started_at_ms,
+    )?;
+    // The gRPC gateway waits for this before it serves.
+    let _ = node_info.send(node);
+    if let Some(handle) = metrics {
+        let stopped = servers.shutdown.clone();
+        servers.spawn("metrics", async move {
+            metrics::upkeep(handle, stopped).await;
+            anyhow::Ok(())
+        });
+    }
+    for (name, gateway) in gateways {
+        servers.listening.extend(gateway.endpoints());
+        let serving = gateway.serve(broker.clone(), servers.shutdown.clone());
+        servers.spawn(name, serving);
+    }
+
+    let (unregister, unregistered) = shutdown::channel();
+    let started = registration::start(
+        &cfg.broker,
+        namesrv,
+        advertised,
+        broker.clone(),
+        registered,
+        unregistered,
+    )
+    .await;
+    let registrar = match started {
+        Ok(registrar) => registrar,
+        Err(e) => {
+            // Refused (a configuration error): close what was opened, cleanly.
+            servers.abort().await;
+            close(&broker).await?;
+            return Err(e);
+        }
+    };
+
+    announce(
+        mode,
+        &cfg,
+        &servers.listening,
+        recovered,
+        ready_file.as_deref(),
+    )?;
+    let failure = servers.until_stopped().await;
+    tracing::info!("shutting down");
+    // Leave the routes first, so clients stop sending here, then stop accepting.
+    unregister.trigger();
+    registration::finish(registrar, SHUTDOWN_GRACE + Duration::from_secs(1)).await;
+    servers.drain().await;
+    close(&broker).await.context("the final flush failed")?;
+    tracing::info!("stopped cleanly");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Opens the store (blocking work, off the runtime's workers) and reads what recovery did.
+async fn open(cfg: &ServerConfig) -> anyhow::Result<(Broker, Recovered)> {
     let data_dir = cfg.store.data_dir.clone();
     let broker = tokio::task::spawn_blocking({
         let core = cfg.core();
@@ -130,137 +330,37 @@ async fn serve(
     .await?
     .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
     let report = broker.store().recovery_report();
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop = Stop(stop_rx);
-    let mut servers: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-    let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
-
-    let mut namesrv = cfg.broker.namesrv.clone();
-    if let Some(b) = nameserver {
-        bound.push((b.protocol, b.local));
-        namesrv.push(b.local.to_string());
-        let shutdown = stop.wait();
-        let config = cfg.nameserver.clone();
-        servers.spawn(async move {
-            ns::serve(b.listener, config, shutdown).await?;
-            Ok("nameserver")
-        });
-    }
-
-    // QueryRoute answers with every broker group of a topic, from the NameServers' routes.
-    let routes = match namesrv.is_empty() {
-        true => None,
-        false => {
-            let client = ns::NameServerClient::new(&ns::ClientConfig {
-                addresses: namesrv.clone(),
-                heartbeat_interval_ms: cfg.broker.heartbeat_interval_ms,
-                rpc_timeout_ms: cfg.broker.rpc_timeout_ms,
-            })
-            .map_err(|e| anyhow::anyhow!("invalid NameServer client configuration: {e}"))?;
-            let config = ns::RouteCacheConfig {
-                refresh_interval_ms: cfg.broker.route_refresh_ms,
-                ..ns::RouteCacheConfig::default()
-            };
-            Some(
-                ns::RouteCache::start(client, &config)
-                    .map_err(|e| anyhow::anyhow!("cannot start the route cache: {e}"))?,
-            )
-        }
+    let recovered = Recovered {
+        after_crash: report.after_crash,
+        log_end: report.log_end,
     };
-    let registered = Arc::new(AtomicUsize::new(0));
-    let node = rocketgate_gateway_grpc::admin::NodeInfo {
-        cluster: cfg.broker.cluster.clone(),
-        broker_name: cfg.broker.name.clone(),
-        broker_id: cfg.broker.id,
-        endpoints: endpoints
-            .iter()
-            .map(|e| (e.protocol().as_str().to_owned(), e.address().to_owned()))
-            .collect(),
-        nameservers: namesrv.clone(),
-        registered_nameservers: {
-            let registered = registered.clone();
-            Arc::new(move || registered.load(Ordering::Acquire))
-        },
-        started_at_ms,
-        routes,
-    };
-    bound.push((grpc.protocol, grpc.local));
-    {
-        let broker = broker.clone();
-        let shutdown = stop.wait();
-        let messaging = cfg.grpc.clone();
-        servers.spawn(async move {
-            rocketgate_gateway_grpc::serve_with(grpc.listener, broker, node, messaging, shutdown)
-                .await?;
-            Ok("grpc")
-        });
-    }
-    if let Some(h) = http {
-        bound.push((h.protocol, h.local));
-        let broker = broker.clone();
-        let shutdown = stop.wait();
-        let config = cfg.http.clone();
-        let metrics = metrics::prometheus(&mut servers, stop.wait());
-        servers.spawn(async move {
-            rocketgate_gateway_http::serve_with(h.listener, broker, config, metrics, shutdown)
-                .await?;
-            Ok("http")
-        });
-    }
+    Ok((broker, recovered))
+}
 
-    if mqtt.is_some() || mqtt_ws.is_some() {
-        let mut listener = |b: Option<Bound>| {
-            b.map(|b| {
-                bound.push((b.protocol, b.local));
-                b.listener
-            })
-        };
-        let (tcp, ws) = (listener(mqtt), listener(mqtt_ws));
-        let broker = broker.clone();
-        let shutdown = stop.wait();
-        let config = cfg.mqtt.clone();
-        servers.spawn(async move {
-            rocketgate_gateway_mqtt::serve(tcp, ws, broker, config, shutdown).await?;
-            Ok("mqtt")
-        });
-    }
+/// Closes the store: flush, checkpoint, clean marker (`Broker::shutdown`).
+async fn close(broker: &Broker) -> anyhow::Result<()> {
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.shutdown()).await??;
+    Ok(())
+}
 
-    let (unregister_tx, unregister_rx) = watch::channel(false);
-    let registrar = match namesrv.is_empty() {
-        true => {
-            tracing::warn!(
-                "no NameServer configured (broker.namesrv / --namesrv): this broker is in no route"
-            );
-            None
-        }
-        false => {
-            let started = start_registrar(
-                &cfg,
-                namesrv,
-                endpoints,
-                broker.clone(),
-                registered,
-                Stop(unregister_rx),
-            )
-            .await;
-            match started {
-                Ok(task) => Some(task),
-                Err(e) => {
-                    // Refused (a configuration error): close what was opened, cleanly.
-                    let _ = stop_tx.send(true);
-                    servers.abort_all();
-                    while servers.join_next().await.is_some() {}
-                    let closing = broker.clone();
-                    tokio::task::spawn_blocking(move || closing.shutdown()).await??;
-                    return Err(e);
-                }
-            }
-        }
-    };
+/// What the store's recovery reported at open, for the `ready` line and the ready file.
+#[derive(Debug, Clone, Copy)]
+struct Recovered {
+    after_crash: bool,
+    log_end: u64,
+}
 
-    for (protocol, address) in &bound {
-        tracing::info!(endpoint = %protocol, %address, "listening");
+/// Logs one `listening` line per endpoint and the `ready` line, then writes the ready file.
+fn announce(
+    mode: Mode,
+    cfg: &ServerConfig,
+    listening: &[Endpoint],
+    report: Recovered,
+    ready_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    for endpoint in listening {
+        tracing::info!(endpoint = %endpoint.protocol, address = %endpoint.address, "listening");
     }
     tracing::info!(
         data_dir = %cfg.store.data_dir.display(),
@@ -272,10 +372,10 @@ async fn serve(
         "rocketgate {} ready",
         mode.name()
     );
-    if let Some(path) = &ready_file {
-        let endpoints: serde_json::Map<String, serde_json::Value> = bound
+    if let Some(path) = ready_file {
+        let endpoints: serde_json::Map<String, serde_json::Value> = listening
             .iter()
-            .map(|(p, a)| ((*p).to_owned(), a.to_string().into()))
+            .map(|e| (e.protocol.to_owned(), e.address.to_string().into()))
             .collect();
         let body = serde_json::json!({
             "pid": std::process::id(),
@@ -286,180 +386,7 @@ async fn serve(
         });
         crate::write_json_atomically(path, &body)?;
     }
-
-    // Run until a signal or until a server fails.
-    let failure = tokio::select! {
-        signal = crate::wait_for_shutdown() => {
-            signal.err()
-        }
-        Some(joined) = servers.join_next() => Some(match joined {
-            Ok(Ok(name)) => anyhow::anyhow!("the {name} server stopped unexpectedly"),
-            Ok(Err(e)) => e,
-            Err(e) => anyhow::anyhow!("a server task failed: {e}"),
-        }),
-    };
-    tracing::info!("shutting down");
-    // Leave the routes first, so clients stop sending here, then stop accepting.
-    let _ = unregister_tx.send(true);
-    if let Some(registrar) = registrar {
-        match tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), registrar).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "registration task failed"),
-            Err(_) => tracing::warn!(
-                "unregistering took too long; the NameServers will expire this broker"
-            ),
-        }
-    }
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while let Some(joined) = servers.join_next().await {
-            match joined {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "server stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "server task failed"),
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("connections still open after the shutdown grace; closing them");
-        servers.abort_all();
-    }
-    let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.shutdown())
-        .await?
-        .context("the final flush failed")?;
-    tracing::info!("stopped cleanly");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// The endpoints to put in the routes: the bound port on `advertised_host`, or on the bound IP
-/// (never a wildcard: a route to 0.0.0.0 would send clients to themselves).
-fn advertised<'a>(
-    broker: &config::BrokerSection,
-    bound: impl IntoIterator<Item = Option<&'a Bound>>,
-) -> anyhow::Result<Vec<ns::Endpoint>> {
-    let mut out = Vec::new();
-    for b in bound.into_iter().flatten() {
-        let address = if broker.advertised_host.is_empty() {
-            if b.local.ip().is_unspecified() {
-                anyhow::bail!(
-                    "{} listens on the wildcard address {}: set `broker.advertised_host` to the host clients should use",
-                    b.protocol,
-                    b.local
-                );
-            }
-            b.local.to_string()
-        } else if broker.advertised_host.contains(':') {
-            format!("[{}]:{}", broker.advertised_host, b.local.port())
-        } else {
-            format!("{}:{}", broker.advertised_host, b.local.port())
-        };
-        let endpoint = ns::Endpoint::new(b.protocol, address).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid advertised {} endpoint: {}: {}",
-                b.protocol,
-                e.field,
-                e.reason
-            )
-        })?;
-        out.push(endpoint);
-    }
-    Ok(out)
-}
-
-/// The broker's user topics as the NameServers see them.
-fn topic_list(broker: &Broker) -> Vec<ns::TopicConfig> {
-    broker
-        .list_user_topics()
-        .into_iter()
-        .filter_map(|t| {
-            let name = ns::TopicName::new(t.name.clone()).ok()?;
-            let permission = match (t.permission.read, t.permission.write) {
-                (true, true) => ns::Permission::ReadWrite,
-                (true, false) => ns::Permission::Read,
-                (false, true) => ns::Permission::Write,
-                (false, false) => ns::Permission::None,
-            };
-            let message_type = match t.message_type {
-                rocketgate_core::MessageType::Normal => ns::MessageType::Normal,
-                rocketgate_core::MessageType::Fifo => ns::MessageType::Fifo,
-                rocketgate_core::MessageType::Delay => ns::MessageType::Delay,
-                rocketgate_core::MessageType::Transaction => ns::MessageType::Transaction,
-                rocketgate_core::MessageType::Mixed => ns::MessageType::Mixed,
-            };
-            Some(ns::TopicConfig {
-                name,
-                read_queues: t.queue_count,
-                write_queues: t.queue_count,
-                permission,
-                message_type,
-            })
-        })
-        .collect()
-}
-
-/// Registers with every NameServer, then keeps the registration's topic list in step with the
-/// broker's topics until the node stops, when it unregisters. Publishes how many NameServers
-/// hold the latest registration into `registered`.
-async fn start_registrar(
-    cfg: &ServerConfig,
-    namesrv: Vec<String>,
-    endpoints: Vec<ns::Endpoint>,
-    broker: Broker,
-    registered: Arc<AtomicUsize>,
-    stop: Stop,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let client = ns::NameServerClient::new(&ns::ClientConfig {
-        addresses: namesrv,
-        heartbeat_interval_ms: cfg.broker.heartbeat_interval_ms,
-        rpc_timeout_ms: cfg.broker.rpc_timeout_ms,
-    })
-    .map_err(|e| anyhow::anyhow!("invalid NameServer client configuration: {e}"))?;
-    let identity = ns::BrokerIdentity {
-        cluster: ns::ClusterName::new(cfg.broker.cluster.clone())
-            .map_err(|e| anyhow::anyhow!("`broker.cluster`: {}", e.reason))?,
-        broker_name: ns::BrokerName::new(cfg.broker.name.clone())
-            .map_err(|e| anyhow::anyhow!("`broker.name`: {}", e.reason))?,
-        broker_id: ns::BrokerId(cfg.broker.id),
-    };
-    let mut changes = broker.topics_changed();
-    let registration = client
-        .register(ns::BrokerRegistration {
-            identity,
-            endpoints,
-            topics: topic_list(&broker),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("a NameServer refused this broker's registration: {e}"))?;
-    registered.store(registration.registered_count(), Ordering::Release);
-    let stopped = stop.wait();
-    Ok(tokio::spawn(async move {
-        tokio::pin!(stopped);
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                () = &mut stopped => break,
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let topics = topic_list(&broker);
-                    if let Err(e) = registration.update_topics(topics).await {
-                        tracing::error!(error = %e, "the NameServers refused the new topic list");
-                    }
-                }
-                _ = tick.tick() => {}
-            }
-            registered.store(registration.registered_count(), Ordering::Release);
-        }
-        let removed = registration.unregister().await;
-        registered.store(0, Ordering::Release);
-        tracing::info!(removed, "unregistered from the NameServers");
-    }))
+    Ok(())
 }
 
 fn now_ms() -> i64 {

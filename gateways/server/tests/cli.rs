@@ -191,9 +191,9 @@ fn bad_configuration_is_one_clear_line_and_a_failure() {
         (
             vec![
                 "--config".into(),
-                write("d.toml", "[listen]\ngrpc = \"127.0.0.1\"\n"),
+                write("d.toml", "[grpc]\nlisten = \"127.0.0.1\"\n"),
             ],
-            "grpc = \"127.0.0.1\"",
+            "listen = \"127.0.0.1\"",
         ),
         (
             vec![
@@ -265,6 +265,56 @@ fn bad_configuration_is_one_clear_line_and_a_failure() {
         all.extend([flag, addr.as_str()]);
         assert_one_clear_error(&all, &addr);
     }
+}
+
+#[test]
+fn deprecated_listen_and_gateways_sections_still_work_with_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.toml");
+    std::fs::write(
+        &file,
+        "[listen]\nnameserver = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+         [gateways]\nmqtt = false\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let node = Node::start(
+        dir.path(),
+        "old",
+        &[
+            "standalone",
+            "--config",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    for protocol in ["nameserver", "grpc", "http"] {
+        let address = node.endpoint(protocol);
+        assert!(
+            address.starts_with("127.0.0.1:") && !address.ends_with(":0"),
+            "{address}"
+        );
+    }
+    assert!(
+        node.ready["endpoints"].get("mqtt").is_none(),
+        "{}",
+        node.ready
+    );
+    let log = node.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("deprecated configuration keys"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    for renamed in [
+        "`listen.grpc` is now `grpc.listen`",
+        "`gateways.mqtt` is now `mqtt.enabled`",
+    ] {
+        assert!(warnings[0].contains(renamed), "{}", warnings[0]);
+    }
+    let (status, _) = node.terminate();
+    assert!(status.success());
 }
 
 #[test]

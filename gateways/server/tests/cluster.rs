@@ -52,8 +52,8 @@ fn broker_config(dir: &std::path::Path, name: &str, namesrv: &[String]) -> std::
             "[store]\ndata_dir = \"{data}\"\nsegment_size = 4194304\nflush_mode = \"SYNC\"\n\
              [broker]\ncluster = \"TestCluster\"\nname = \"{name}\"\nnamesrv = [{list}]\n\
              heartbeat_interval_ms = 200\nrpc_timeout_ms = 500\n\
-             [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-             [gateways]\nmqtt = false\n",
+             [grpc]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [mqtt]\nenabled = false\n",
             data = dir.join(name).display(),
             list = list.join(", "),
         ),

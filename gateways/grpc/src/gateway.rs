@@ -1,0 +1,95 @@
+//! [`GrpcGateway`]: the broker's gRPC endpoint (`BrokerAdmin` and the RocketMQ 5
+//! `MessagingService`) as a [`Gateway`] of the composition root. It binds the `grpc` endpoint
+//! and, once served, runs [`serve_with`] unchanged.
+//!
+//! The [`NodeInfo`] the services answer with names every endpoint of the node, so the node can
+//! only build it once all gateways are bound: the constructor takes the receiving half of a
+//! oneshot channel, and [`BoundGateway::serve`] waits for it (the node sends it before serving;
+//! a node that drops the sender gets [`GatewayError::NotGiven`]). This file only adapts; it must
+//! not grow protocol logic or touch the services.
+
+use std::net::SocketAddr;
+
+use rocketgate_core::Broker;
+use rocketgate_gateway_kit::{
+    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Shutdown,
+};
+use tokio::sync::oneshot;
+
+use crate::{serve_with, MessagingConfig, NodeInfo};
+
+/// The gRPC gateway, configured, not yet listening.
+#[derive(Debug)]
+pub struct GrpcGateway {
+    listen: SocketAddr,
+    messaging: MessagingConfig,
+    node: oneshot::Receiver<NodeInfo>,
+}
+
+impl GrpcGateway {
+    /// A gateway to listen on `listen` with the RocketMQ 5 protocol configured by `messaging`;
+    /// `node` delivers the node's description once every endpoint is bound.
+    pub fn new(
+        listen: SocketAddr,
+        messaging: MessagingConfig,
+        node: oneshot::Receiver<NodeInfo>,
+    ) -> Self {
+        Self {
+            listen,
+            messaging,
+            node,
+        }
+    }
+}
+
+impl Gateway for GrpcGateway {
+    fn name(&self) -> &'static str {
+        "grpc"
+    }
+
+    fn bind(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn BoundGateway>, GatewayError>> {
+        Box::pin(async move {
+            let listener = BoundListener::bind("grpc", self.listen).await?;
+            Ok(Box::new(BoundGrpc {
+                listener,
+                messaging: self.messaging,
+                node: self.node,
+            }) as Box<dyn BoundGateway>)
+        })
+    }
+}
+
+/// The bound gRPC gateway.
+struct BoundGrpc {
+    listener: BoundListener,
+    messaging: MessagingConfig,
+    node: oneshot::Receiver<NodeInfo>,
+}
+
+impl BoundGateway for BoundGrpc {
+    fn endpoints(&self) -> Vec<Endpoint> {
+        vec![self.listener.endpoint()]
+    }
+
+    fn serve(
+        self: Box<Self>,
+        broker: Broker,
+        shutdown: Shutdown,
+    ) -> BoxFuture<'static, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let node = self.node.await.map_err(|_| GatewayError::NotGiven {
+                gateway: "grpc",
+                what: "the node's description",
+            })?;
+            serve_with(
+                self.listener.into_inner(),
+                broker,
+                node,
+                self.messaging,
+                shutdown.wait(),
+            )
+            .await
+            .map_err(GatewayError::serve)
+        })
+    }
+}

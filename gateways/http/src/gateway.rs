@@ -1,0 +1,83 @@
+//! [`HttpGateway`]: REST, WebSocket, `/metrics` and the docs as a [`Gateway`] of the
+//! composition root. It binds the `http` endpoint and, once served, runs [`serve_with`]
+//! unchanged.
+//!
+//! The Prometheus handle `/metrics` renders belongs to the process (the composition root
+//! installs the one recorder), so it is given to the constructor. This file only adapts; it
+//! must not grow routes or touch the server.
+
+use std::net::SocketAddr;
+
+use rocketgate_core::Broker;
+use rocketgate_gateway_kit::{
+    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Shutdown,
+};
+
+use crate::{serve_with, HttpConfig, PrometheusHandle};
+
+/// The HTTP gateway, configured, not yet listening.
+pub struct HttpGateway {
+    listen: SocketAddr,
+    config: HttpConfig,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl HttpGateway {
+    /// A gateway to listen on `listen` with `config`; `/metrics` renders `metrics` (none: no
+    /// recorder data).
+    pub fn new(listen: SocketAddr, config: HttpConfig, metrics: Option<PrometheusHandle>) -> Self {
+        Self {
+            listen,
+            config,
+            metrics,
+        }
+    }
+}
+
+impl Gateway for HttpGateway {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn bind(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn BoundGateway>, GatewayError>> {
+        Box::pin(async move {
+            let listener = BoundListener::bind("http", self.listen).await?;
+            Ok(Box::new(BoundHttp {
+                listener,
+                config: self.config,
+                metrics: self.metrics,
+            }) as Box<dyn BoundGateway>)
+        })
+    }
+}
+
+/// The bound HTTP gateway.
+struct BoundHttp {
+    listener: BoundListener,
+    config: HttpConfig,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl BoundGateway for BoundHttp {
+    fn endpoints(&self) -> Vec<Endpoint> {
+        vec![self.listener.endpoint()]
+    }
+
+    fn serve(
+        self: Box<Self>,
+        broker: Broker,
+        shutdown: Shutdown,
+    ) -> BoxFuture<'static, Result<(), GatewayError>> {
+        Box::pin(async move {
+            serve_with(
+                self.listener.into_inner(),
+                broker,
+                self.config,
+                self.metrics,
+                shutdown.wait(),
+            )
+            .await
+            .map_err(GatewayError::serve)
+        })
+    }
+}

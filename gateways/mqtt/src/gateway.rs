@@ -1,0 +1,84 @@
+//! [`MqttGateway`]: MQTT over TCP and over WebSocket as one [`Gateway`] of the composition
+//! root. It binds two endpoints, `mqtt` then `mqtt_ws`, and, once served, runs
+//! [`crate::serve`] on both unchanged.
+//!
+//! This file only adapts; it must not grow protocol logic or touch the server, the sessions or
+//! the connections.
+
+use std::net::SocketAddr;
+
+use rocketgate_core::Broker;
+use rocketgate_gateway_kit::{
+    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Shutdown,
+};
+
+use crate::config::MqttConfig;
+
+/// The MQTT gateway, configured, not yet listening.
+#[derive(Debug)]
+pub struct MqttGateway {
+    listen: SocketAddr,
+    ws_listen: SocketAddr,
+    config: MqttConfig,
+}
+
+impl MqttGateway {
+    /// A gateway to listen for MQTT over TCP on `listen` and over WebSocket (path `/mqtt`) on
+    /// `ws_listen`, with `config`.
+    pub fn new(listen: SocketAddr, ws_listen: SocketAddr, config: MqttConfig) -> Self {
+        Self {
+            listen,
+            ws_listen,
+            config,
+        }
+    }
+}
+
+impl Gateway for MqttGateway {
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn bind(self: Box<Self>) -> BoxFuture<'static, Result<Box<dyn BoundGateway>, GatewayError>> {
+        Box::pin(async move {
+            let tcp = BoundListener::bind("mqtt", self.listen).await?;
+            let ws = BoundListener::bind("mqtt_ws", self.ws_listen).await?;
+            Ok(Box::new(BoundMqtt {
+                tcp,
+                ws,
+                config: self.config,
+            }) as Box<dyn BoundGateway>)
+        })
+    }
+}
+
+/// The bound MQTT gateway.
+struct BoundMqtt {
+    tcp: BoundListener,
+    ws: BoundListener,
+    config: MqttConfig,
+}
+
+impl BoundGateway for BoundMqtt {
+    fn endpoints(&self) -> Vec<Endpoint> {
+        vec![self.tcp.endpoint(), self.ws.endpoint()]
+    }
+
+    fn serve(
+        self: Box<Self>,
+        broker: Broker,
+        shutdown: Shutdown,
+    ) -> BoxFuture<'static, Result<(), GatewayError>> {
+        Box::pin(async move {
+            crate::serve(
+                Some(self.tcp.into_inner()),
+                Some(self.ws.into_inner()),
+                broker,
+                self.config,
+                shutdown.wait(),
+            )
+            .await
+            .map_err(GatewayError::serve)
+        })
+    }
+}

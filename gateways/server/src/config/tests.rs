@@ -1,0 +1,238 @@
+//! The configuration file: the embedded default, the layering of flags, the one-line errors,
+//! the per-listener sections and the deprecated `[listen]` / `[gateways]` aliases.
+
+use super::*;
+
+/// Parses `text` as a configuration file and resolves it.
+fn parse(text: &str) -> anyhow::Result<(ServerConfig, Vec<legacy::Renamed>)> {
+    toml::from_str::<FileConfig>(text)?.resolve()
+}
+
+/// Loads `text` through `load`, as `--config FILE` would.
+fn load_text(text: &str) -> anyhow::Result<ServerConfig> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, text).unwrap();
+    load(&RunArgs {
+        config: Some(file),
+        ..RunArgs::default()
+    })
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn default_file_parses_to_defaults() {
+    let (cfg, renamed) = parse(DEFAULT_CONFIG).unwrap();
+    assert!(renamed.is_empty(), "{renamed:?}");
+    assert_eq!(cfg.core(), rocketgate_core::Config::default());
+    assert_eq!(cfg.nameserver, NameServerSection::default());
+    assert_eq!(
+        cfg.nameserver.config,
+        rocketgate_nameserver::Config::default()
+    );
+    assert_eq!(cfg.broker, BrokerSection::default());
+    assert_eq!(cfg.grpc, GrpcSection::default());
+    assert_eq!(
+        cfg.grpc.messaging,
+        rocketgate_gateway_grpc::MessagingConfig::default()
+    );
+    assert!(cfg.mqtt == MqttSection::default());
+    assert!(cfg.mqtt.config == rocketgate_gateway_mqtt::MqttConfig::default());
+    assert_eq!(cfg.http, HttpSection::default());
+    assert_eq!(
+        cfg.http.config,
+        rocketgate_gateway_http::HttpConfig::default()
+    );
+}
+
+#[test]
+fn defaults_listen_on_the_usual_local_ports_with_every_gateway_on() {
+    let cfg = ServerConfig::default();
+    assert_eq!(cfg.nameserver.listen, addr("127.0.0.1:9876"));
+    assert_eq!(cfg.grpc.listen, addr("127.0.0.1:8081"));
+    assert_eq!(cfg.http.listen, addr("127.0.0.1:8080"));
+    assert_eq!(cfg.mqtt.listen, addr("127.0.0.1:1883"));
+    assert_eq!(cfg.mqtt.ws_listen, addr("127.0.0.1:8083"));
+    assert!(cfg.http.enabled && cfg.mqtt.enabled);
+}
+
+#[test]
+fn each_section_holds_its_listener_keys_beside_the_crates_settings() {
+    let (cfg, renamed) = parse(
+        "[nameserver]\nlisten = \"127.0.0.1:19876\"\nbroker_expiry_ms = 5000\n\
+         [nameserver.limits]\nmax_brokers = 7\n\
+         [grpc]\nmax_long_polls = 9\nlisten = \"127.0.0.1:18081\"\n\
+         [http]\nenabled = false\nlisten = \"0.0.0.0:18080\"\nmax_batch = 3\n\
+         [mqtt]\nenabled = false\nlisten = \"127.0.0.1:11883\"\nws_listen = \"[::1]:18083\"\n\
+         max_inflight = 5\n[mqtt.users]\nalice = \"secret\"\n",
+    )
+    .unwrap();
+    assert!(renamed.is_empty());
+    assert_eq!(cfg.nameserver.listen, addr("127.0.0.1:19876"));
+    assert_eq!(cfg.nameserver.config.broker_expiry_ms, 5000);
+    assert_eq!(cfg.nameserver.config.limits.max_brokers, 7);
+    assert_eq!(cfg.grpc.listen, addr("127.0.0.1:18081"));
+    assert_eq!(cfg.grpc.messaging.max_long_polls, 9);
+    assert!(!cfg.http.enabled);
+    assert_eq!(cfg.http.listen, addr("0.0.0.0:18080"));
+    assert_eq!(cfg.http.config.max_batch, 3);
+    assert!(!cfg.mqtt.enabled);
+    assert_eq!(cfg.mqtt.listen, addr("127.0.0.1:11883"));
+    assert_eq!(cfg.mqtt.ws_listen, addr("[::1]:18083"));
+    assert_eq!(cfg.mqtt.config.max_inflight, 5);
+    assert_eq!(cfg.mqtt.config.users.len(), 1);
+}
+
+#[test]
+fn deprecated_listen_and_gateways_sections_still_load_and_are_reported() {
+    let (cfg, renamed) = parse(
+        "[listen]\nnameserver = \"127.0.0.1:19876\"\ngrpc = \"127.0.0.1:18081\"\n\
+         http = \"127.0.0.1:18080\"\nmqtt = \"127.0.0.1:11883\"\nmqtt_ws = \"127.0.0.1:18083\"\n\
+         [gateways]\nhttp = false\nmqtt = false\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.nameserver.listen, addr("127.0.0.1:19876"));
+    assert_eq!(cfg.grpc.listen, addr("127.0.0.1:18081"));
+    assert_eq!(cfg.http.listen, addr("127.0.0.1:18080"));
+    assert_eq!(cfg.mqtt.listen, addr("127.0.0.1:11883"));
+    assert_eq!(cfg.mqtt.ws_listen, addr("127.0.0.1:18083"));
+    assert!(!cfg.http.enabled && !cfg.mqtt.enabled);
+    let pairs: Vec<(&str, &str)> = renamed.iter().map(|r| (r.old, r.new)).collect();
+    assert_eq!(
+        pairs,
+        [
+            ("listen.nameserver", "nameserver.listen"),
+            ("listen.grpc", "grpc.listen"),
+            ("listen.http", "http.listen"),
+            ("listen.mqtt", "mqtt.listen"),
+            ("listen.mqtt_ws", "mqtt.ws_listen"),
+            ("gateways.http", "http.enabled"),
+            ("gateways.mqtt", "mqtt.enabled"),
+        ]
+    );
+    // Old and new names of different keys mix; flags still override the result.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.toml");
+    std::fs::write(
+        &file,
+        "[listen]\ngrpc = \"127.0.0.1:18081\"\n[http]\nlisten = \"127.0.0.1:18080\"\n",
+    )
+    .unwrap();
+    let cfg = load(&RunArgs {
+        config: Some(file),
+        http_addr: Some("127.0.0.1:0".into()),
+        ..RunArgs::default()
+    })
+    .unwrap();
+    assert_eq!(cfg.grpc.listen, addr("127.0.0.1:18081"));
+    assert_eq!(cfg.http.listen, addr("127.0.0.1:0"));
+}
+
+#[test]
+fn an_old_key_and_its_new_name_together_are_an_error_naming_both() {
+    for (text, old, new) in [
+        (
+            "[listen]\ngrpc = \"127.0.0.1:1\"\n[grpc]\nlisten = \"127.0.0.1:2\"\n",
+            "listen.grpc",
+            "grpc.listen",
+        ),
+        (
+            "[gateways]\nmqtt = false\n[mqtt]\nenabled = true\n",
+            "gateways.mqtt",
+            "mqtt.enabled",
+        ),
+        (
+            "[mqtt]\nws_listen = \"127.0.0.1:2\"\n[listen]\nmqtt_ws = \"127.0.0.1:2\"\n",
+            "listen.mqtt_ws",
+            "mqtt.ws_listen",
+        ),
+    ] {
+        let err = load_text(text).unwrap_err().to_string();
+        assert!(err.contains(old) && err.contains(new), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn flags_override_listen_addresses_and_nameservers() {
+    let args = RunArgs {
+        grpc_addr: Some("127.0.0.1:0".into()),
+        mqtt_ws_addr: Some("127.0.0.1:0".into()),
+        nameserver_addr: Some("0.0.0.0:19876".into()),
+        namesrv: vec!["10.0.0.1:9876;10.0.0.2:9876".into(), "ns3:9876".into()],
+        ..RunArgs::default()
+    };
+    let cfg = load(&args).unwrap();
+    assert_eq!(cfg.grpc.listen.port(), 0);
+    assert_eq!(cfg.mqtt.ws_listen.port(), 0);
+    assert_eq!(cfg.nameserver.listen.port(), 19876);
+    assert_eq!(
+        cfg.broker.namesrv,
+        ["10.0.0.1:9876", "10.0.0.2:9876", "ns3:9876"]
+    );
+}
+
+#[test]
+fn malformed_addresses_name_the_flag_or_key() {
+    let args = RunArgs {
+        http_addr: Some("localhost".into()),
+        ..RunArgs::default()
+    };
+    let err = load(&args).unwrap_err().to_string();
+    assert!(
+        err.contains("--http-addr") && err.contains("localhost"),
+        "{err}"
+    );
+    let args = RunArgs {
+        namesrv: vec!["nohost".into()],
+        ..RunArgs::default()
+    };
+    let err = load(&args).unwrap_err().to_string();
+    assert!(err.contains("nohost"), "{err}");
+    for text in [
+        "[grpc]\nlisten = \"1.2.3.4\"\n",
+        "[mqtt]\nmax_inflight = 5\nws_listen = \"1.2.3.4\"\n",
+        "[listen]\ngrpc = \"1.2.3.4\"\n",
+    ] {
+        let err = load_text(text).unwrap_err().to_string();
+        assert!(err.contains("= \"1.2.3.4\"`"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn unknown_key_is_named() {
+    for (text, key) in [
+        ("[store]\nbogus = 1\n", "bogus"),
+        ("[bogus]\nx = 1\n", "bogus"),
+        ("[grpc]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n", "bogus"),
+        ("[http]\nenabled = true\nlisten_addr = 1\n", "listen_addr"),
+        ("[mqtt]\nwslisten = \"127.0.0.1:1\"\n", "wslisten"),
+        ("[nameserver]\nenabled = true\n", "enabled"),
+        ("[listen]\nweb = \"127.0.0.1:1\"\n", "web"),
+        ("[gateways]\ngrpc = true\n", "grpc"),
+    ] {
+        let err = toml::from_str::<FileConfig>(text).unwrap_err();
+        assert!(
+            err.message().contains(&format!("unknown field `{key}`")),
+            "{text}: {}",
+            err.message()
+        );
+        let err = load_text(text).unwrap_err().to_string();
+        assert!(err.contains("line "), "{text}: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+    // Inside a listener's section the error points at the key's own line, and the keys it
+    // lists include the server's (`listen`, `enabled`) beside the crate's.
+    let err = load_text("[http]\nmax_batch = 3\nlisten_addr = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 3 (`listen_addr = 1`)"), "{err}");
+    assert!(
+        err.contains("`max_batch`") && err.contains("`enabled`, `listen`"),
+        "{err}"
+    );
+}
