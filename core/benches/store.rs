@@ -9,7 +9,7 @@
 //! fixed xorshift sequence so every run measures the same access pattern. No unwrap: setup
 //! errors end the run through `main`'s `Result`.
 //!
-//! Run: `cargo bench -p rocketgate-core --bench store` (add `-- --measurement-time 2` for a
+//! Run: `cargo bench -p rocketgate-core --features bench-internals --bench store` (add `-- --measurement-time 2` for a
 //! quicker pass). Single-threaded.
 
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ use std::error::Error;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use rocketgate_core::store::consume_queue::{tag_hash, ConsumeQueue, CqEntry};
-use rocketgate_core::store::record::{RecordDraft, RecordView, StoreFields};
+use rocketgate_core::bench_internals::consume_queue::{tag_hash, ConsumeQueue, CqEntry};
+use rocketgate_core::bench_internals::record::{RecordDraft, RecordView, StoreFields};
 
 const SIZES: [usize; 3] = [128, 1024, 4096];
 const QUEUE_ENTRIES: u64 = 1_000_000;

@@ -265,6 +265,8 @@ pub struct LogOffsets {
     pub durable: u64,
     /// The end of what is written.
     pub end: u64,
+    /// The end of what consumers can read: dispatched into ConsumeQueues and the index.
+    pub dispatched: u64,
 }
 
 /// What the store's recovery did when the broker opened (for logs, health and tests).

@@ -32,14 +32,15 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod broker;
+mod broker;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod message;
 pub mod message_id;
 pub mod metrics;
-pub mod store;
+pub mod rules;
+mod store;
 
 pub use api::{
     BatchError, GroupPullRequest, Health, LogOffsets, PopRequest, PoppedMessage, PullResult,
@@ -50,6 +51,18 @@ pub use broker::consumer_group::GroupConfig;
 pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
 pub use broker::Broker;
+
+/// The store's record codec and ConsumeQueue, for core's own micro-benchmarks only
+/// (`--features bench-internals`); not part of the API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals {
+    pub use crate::store::{consume_queue, record};
+}
+pub use broker::retry::{dlq_topic, group_retry_topic, retry_topic, DlqSelection};
+pub use broker::transaction::{
+    CheckFuture, CheckResult, DiscardedTransaction, HalfMessage, Resolution, TransactionChecker,
+};
 pub use clock::now_ms;
 pub use config::{Config, ConsumerConfig, FlushMode, LimitsConfig, StoreConfig};
 pub use error::{Error, ErrorKind, Field, Reason, Result, StoreError};

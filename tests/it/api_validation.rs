@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use rocketgate_core::{
-    store, Broker, Error, ErrorKind, FlushMode, Message, Permission, QueueSelector, SendRequest,
-    TopicConfig,
+    Broker, Error, ErrorKind, FlushMode, Message, Permission, QueueSelector, SendRequest,
+    StoreError, TopicConfig,
 };
 
 use crate::support;
@@ -347,7 +347,7 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         "record over the segment size",
         Message::new("ok", vec![0u8; 100 * 1024]),
         ErrorKind::InvalidArgument,
-        |e| matches!(e, Error::Store(store::Error::RecordTooLarge { .. })),
+        |e| matches!(e, Error::Store(StoreError::RecordTooLarge { .. })),
     )
     .await;
     assert_eq!(small.log_offsets(), rocketgate_core::LogOffsets::default());
@@ -374,7 +374,7 @@ async fn a_second_open_of_an_open_store_is_refused() {
     match Broker::open(config.clone()) {
         Ok(_) => panic!("a second open of an open store succeeded"),
         Err(e) => {
-            assert!(matches!(e, Error::Store(store::Error::Io { .. })), "{e:?}");
+            assert!(matches!(e, Error::Store(StoreError::Io { .. })), "{e:?}");
         }
     }
     assert!(dir.path().join("abort").exists());

@@ -177,9 +177,8 @@ async fn consume_filter_tag_and_sql_through_pop_and_pull_group() {
     assert_eq!(sorted(everything), (0..COUNT).collect::<Vec<_>>());
 
     // Long polls with a filter: a rejected message does not end the wait, a matching one does.
-    let end: Vec<u64> = (0..QUEUES)
-        .map(|q| broker.store().queue_range(TOPIC, q).1)
-        .collect();
+    let info = broker.describe_topic(TOPIC).await.unwrap();
+    let end: Vec<u64> = info.queues.iter().map(|q| q.max).collect();
     let b = broker.clone();
     let mut pull = support::pull_req("tagged-pull", TOPIC, 0, end[0], 8, Duration::from_secs(10));
     pull.filter = None;

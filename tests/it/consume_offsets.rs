@@ -171,7 +171,8 @@ async fn consume_offsets_reset_to_time() {
             .map(|r| r.queue_offset)
             .min()
     };
-    let max = |q: u32| broker.store().queue_range("timed", q).1;
+    let info = broker.describe_topic("timed").await.unwrap();
+    let max = |q: u32| info.queues[q as usize].max;
 
     broker.commit_offset("resetter", "timed", 0, 1).unwrap();
     let out = broker

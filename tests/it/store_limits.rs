@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use rocketgate_core::{
-    store, Broker, Error, ErrorKind, FlushMode, Message, SendReceipt, TopicConfig,
+    Broker, Error, ErrorKind, FlushMode, Message, SendReceipt, StoreError, TopicConfig,
 };
 
 use crate::support::{self, Sent};
@@ -35,7 +35,7 @@ const SEGMENT: u64 = 64 * 1024;
 
 fn assert_disk_full(e: &Error) {
     assert!(
-        matches!(e, Error::Store(store::Error::DiskFull(_))),
+        matches!(e, Error::Store(StoreError::DiskFull(_))),
         "expected DiskFull, got {e:?}"
     );
     assert_eq!(e.kind(), ErrorKind::Unavailable);
@@ -321,7 +321,7 @@ async fn t1d_run(run: usize, k: u64) {
             }
             Err(e) => {
                 assert!(
-                    matches!(e, Error::Store(store::Error::Poisoned(_))),
+                    matches!(e, Error::Store(StoreError::Poisoned(_))),
                     "run {run} (k={k}): {e:?}"
                 );
                 assert_eq!(e.kind(), ErrorKind::Unavailable);
@@ -407,7 +407,7 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     assert!(
-        matches!(err, Error::Store(store::Error::Poisoned(_))),
+        matches!(err, Error::Store(StoreError::Poisoned(_))),
         "{err:?}"
     );
     assert_eq!(err.kind(), ErrorKind::Unavailable);

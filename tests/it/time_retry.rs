@@ -38,8 +38,9 @@ use std::time::{Duration, Instant};
 
 use rand::seq::index::sample;
 use rocketgate_core::api::TraceKind;
-use rocketgate_core::broker::retry::{dlq_topic, retry_topic, DlqSelection, PROP_RETRY_TOPIC};
-use rocketgate_core::broker::topic::MessageType;
+use rocketgate_core::rules::PROP_RETRY_TOPIC;
+use rocketgate_core::MessageType;
+use rocketgate_core::{dlq_topic, retry_topic, DlqSelection};
 use rocketgate_core::{
     Broker, Error, ErrorKind, FlushMode, GroupConfig, Message, PoppedMessage, StoredMessage,
     TopicConfig,

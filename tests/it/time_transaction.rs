@@ -38,10 +38,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rocketgate_core::broker::transaction::{
-    CheckFuture, CheckResult, HalfMessage, Resolution, TransactionChecker,
-};
 use rocketgate_core::{Broker, Error, ErrorKind, FlushMode, Message, StoredMessage, TopicConfig};
+use rocketgate_core::{CheckFuture, CheckResult, HalfMessage, Resolution, TransactionChecker};
 use rocketgate_tests::time::{self, Line, PRODUCER_GROUP, QUEUES, TX_TOPIC};
 
 use crate::support;

@@ -16,8 +16,8 @@
 
 use std::time::Duration;
 
-use rocketgate_core::broker::retry::DlqSelection;
-use rocketgate_core::broker::transaction::Resolution;
+use rocketgate_core::DlqSelection;
+use rocketgate_core::Resolution;
 use rocketgate_core::{Broker, Error, ErrorKind, FlushMode, Message, TopicConfig};
 use rocketgate_tests::time;
 

@@ -795,7 +795,7 @@ impl Broker {
 }
 
 /// Group names follow the topic name rules.
-pub(super) fn validate_group_name(name: &str) -> Result<()> {
+pub(crate) fn validate_group_name(name: &str) -> Result<()> {
     validate::topic_name(name).map_err(|_| Error::IllegalField {
         field: crate::error::Field::ConsumerGroup,
         reason: "1-127 characters of letters, digits and `_ - % |`".into(),

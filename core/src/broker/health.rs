@@ -29,7 +29,13 @@ impl Broker {
     /// CommitLog positions now.
     pub fn log_offsets(&self) -> LogOffsets {
         let (min, durable, end) = self.inner.store.log_offsets();
-        LogOffsets { min, durable, end }
+        let dispatched = self.inner.store.dispatched_offset();
+        LogOffsets {
+            min,
+            durable,
+            end,
+            dispatched,
+        }
     }
 
     /// What recovery did when this broker opened its store.

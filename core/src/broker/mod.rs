@@ -37,6 +37,8 @@ pub mod transaction;
 pub mod validate;
 mod worker;
 
+pub(crate) use self::consume::validate_group_name;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -246,11 +248,6 @@ impl Broker {
                 Duration::from_secs(1)
             })?;
         Ok(())
-    }
-
-    /// The store (for benchmarks, admin and tests).
-    pub fn store(&self) -> &Store {
-        &self.inner.store
     }
 
     /// The configuration.

@@ -592,11 +592,6 @@ impl QueuePop {
         self.set_deadline(offset, Some(old), Some(deadline_ms));
         Ok(attempt)
     }
-
-    /// Whether `offset` was acknowledged (for the scan after a restart).
-    pub fn is_acked(&self, offset: u64) -> bool {
-        offset < self.low || self.acked.contains(&offset)
-    }
 }
 
 #[cfg(test)]

@@ -150,11 +150,6 @@ impl Timer {
         self.schedule.lock().heap.len()
     }
 
-    /// Messages delivered since start.
-    pub fn delivered(&self) -> u64 {
-        self.schedule.lock().delivered
-    }
-
     /// When a message with these settings is due, or `None` for "now".
     ///
     /// # Errors

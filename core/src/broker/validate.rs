@@ -167,18 +167,6 @@ pub fn message(m: &Message, limits: &LimitsConfig) -> Result<()> {
     Ok(())
 }
 
-/// The type a message has by its fields: DELAY with a delivery time or delay level, FIFO with a
-/// message group, NORMAL otherwise (TRANSACTION only through a half send).
-pub fn inferred_type(m: &Message) -> MessageType {
-    if m.deliver_at_ms.is_some() || m.delay_level.is_some() {
-        MessageType::Delay
-    } else if m.message_group.is_some() {
-        MessageType::Fifo
-    } else {
-        MessageType::Normal
-    }
-}
-
 /// Checks a message that declares its type (`declared`) against what the type needs and what
 /// its topic accepts (`topic_type`). `half` tells a transactional half send from a plain one.
 ///
@@ -315,9 +303,6 @@ mod tests {
         let normal = Message::new("t", "x");
         let fifo = Message::new("t", "x").with_group("g");
         let delayed = Message::new("t", "x").with_deliver_at(1);
-        assert_eq!(inferred_type(&normal), Normal);
-        assert_eq!(inferred_type(&fifo), Fifo);
-        assert_eq!(inferred_type(&delayed), Delay);
         let conflict = |r: Result<()>| matches!(r, Err(Error::MessageTypeConflict(_)));
         assert!(declared_type(&normal, Normal, "t", Normal, false).is_ok());
         assert!(declared_type(&normal, Normal, "t", Mixed, false).is_ok());

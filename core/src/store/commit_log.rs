@@ -46,10 +46,6 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Start offset of the segment.
-    pub fn base(&self) -> u64 {
-        self.base
-    }
     /// Offset one past its last byte.
     pub fn end(&self) -> u64 {
         self.base + self.file.len() as u64
@@ -647,11 +643,6 @@ impl CommitLog {
         list.get(i).filter(|s| s.base <= phy).cloned()
     }
 
-    /// A snapshot of the segment list (retention and tests).
-    pub fn segments(&self) -> Vec<Arc<Segment>> {
-        self.segments.read().clone()
-    }
-
     /// Deletes the oldest segments for which `expired` holds, never the last one, and never one
     /// reaching past `safe` (not yet dispatched). Returns the new minimum offset.
     ///
@@ -682,14 +673,6 @@ impl CommitLog {
     /// Number of live segment files.
     pub fn segment_count(&self) -> usize {
         self.segments.read().len()
-    }
-
-    /// Flushes every segment fully (clean shutdown).
-    ///
-    /// # Errors
-    /// The flush error, which also poisons the log.
-    pub fn flush_all(&self) -> Result<u64> {
-        self.flush(false)
     }
 }
 

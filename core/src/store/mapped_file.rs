@@ -93,11 +93,6 @@ impl MappedFile {
         self.len
     }
 
-    /// Always false: a mapped file has at least one byte.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Copies `data` into the mapping at `pos`.
     ///
     /// The caller must be the only writer of this range, and no reader may be reading it (it has
@@ -189,11 +184,6 @@ impl MappedFile {
     pub fn flush_all(&self) -> io::Result<()> {
         self.map.flush()?;
         self.file.sync_all()
-    }
-
-    /// Tells the kernel the mapping will be read sequentially (a hint; errors are ignored).
-    pub fn advise_sequential(&self) {
-        let _ = self.map.advise(memmap2::Advice::Sequential);
     }
 
     /// Turns off read-around for the mapping (a hint; errors are ignored). Pages then stay

@@ -225,11 +225,6 @@ impl Store {
         self.report
     }
 
-    /// The configuration the store runs with.
-    pub fn config(&self) -> &StoreConfig {
-        &self.inner.config
-    }
-
     /// Appends a record to queue `queue_id` and, under `SYNC_FLUSH`, waits until it is durable.
     ///
     /// # Errors
@@ -296,11 +291,6 @@ impl Store {
         }
     }
 
-    /// The offset below which records are visible to consumers.
-    pub fn confirmed_offset(&self) -> u64 {
-        self.inner.confirmed()
-    }
-
     /// The offset below which records have been dispatched into ConsumeQueues.
     pub fn dispatched_offset(&self) -> u64 {
         self.inner.dispatched.load(Ordering::Acquire)
@@ -359,11 +349,6 @@ impl Store {
                 rx
             }
         }
-    }
-
-    /// A receiver that changes whenever the dispatcher publishes new queue entries.
-    pub fn subscribe_dispatched(&self) -> watch::Receiver<u64> {
-        self.inner.dispatched_tx.subscribe()
     }
 
     /// CommitLog offsets as `(min, durable, end)`: the first byte still held (start of the

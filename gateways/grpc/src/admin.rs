@@ -25,7 +25,7 @@ mod node;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketgate_core::broker::retry::DlqSelection;
+use rocketgate_core::DlqSelection;
 use rocketgate_core::{
     Broker, ErrorKind, FilterExpression, GroupPullRequest, Message, QueueSelector, SendRequest,
     TopicConfig, TopicInfo, TopicUpdate,

@@ -18,9 +18,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use rocketgate_core::broker::transaction::{
-    CheckFuture, CheckResult, HalfMessage, Resolution, TransactionChecker,
-};
+use rocketgate_core::{CheckFuture, CheckResult, HalfMessage, Resolution, TransactionChecker};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path};

@@ -159,7 +159,7 @@ async fn connected<S>(
     let assign = || {
         format!(
             "rg-{}",
-            rocketgate_core::message_id::generate(rocketgate_core::store::now_ms())
+            rocketgate_core::message_id::generate(rocketgate_core::now_ms())
         )
     };
     let admission = match connect::admit(

@@ -206,7 +206,7 @@ impl Sessions {
                 Err(e) => tracing::warn!(error = %e, "skipping an unreadable MQTT session record"),
             }
         }
-        let now = rocketgate_core::store::now_ms();
+        let now = rocketgate_core::now_ms();
         let sessions = Self::default();
         let mut n = 0;
         for (id, (mut r, stored_ms)) in latest {
@@ -305,7 +305,7 @@ impl Sessions {
     /// removal is ordered after it (latest wins on load) and a removed session is never
     /// rewritten. Returns the number of copies; stops at the first core error.
     pub async fn refresh(&self, broker: &Broker, age_ms: i64, max: usize) -> usize {
-        let now = rocketgate_core::store::now_ms();
+        let now = rocketgate_core::now_ms();
         let stale: Vec<String> = self
             .durable
             .lock()
@@ -317,7 +317,7 @@ impl Sessions {
         let mut n = 0;
         for id in stale {
             let _write = self.write_lock(&id).lock().await;
-            let now = rocketgate_core::store::now_ms();
+            let now = rocketgate_core::now_ms();
             let Some(record) = self
                 .durable
                 .lock()

@@ -184,7 +184,7 @@ impl Shared {
                 }
             }
             if let Some(e) = v5.message_expiry_interval {
-                let at = rocketgate_core::store::now_ms() + i64::from(e) * 1000;
+                let at = rocketgate_core::now_ms() + i64::from(e) * 1000;
                 props.insert(PROP_EXPIRES_AT.into(), at.to_string());
             }
             if let Some(t) = &v5.response_topic {
@@ -275,7 +275,7 @@ impl Shared {
                 .is_some_and(|at| at <= now);
             !expired && now.saturating_sub(m.store_timestamp_ms) >= age_ms
         };
-        let now = rocketgate_core::store::now_ms();
+        let now = rocketgate_core::now_ms();
         let topics: Vec<String> = self
             .retained
             .read()
@@ -287,7 +287,7 @@ impl Shared {
         let mut n = 0;
         for t in topics {
             let _write = self.retain_write_lock(&t).lock().await;
-            let now = rocketgate_core::store::now_ms();
+            let now = rocketgate_core::now_ms();
             let Some(live) = self
                 .retained
                 .read()

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rocketgate_core::{store, Broker, Error, GroupPullRequest, PopRequest};
+use rocketgate_core::{Broker, Error, GroupPullRequest, PopRequest, StoreError};
 use rocketgate_tests::consume::{
     self, Line, POP_BATCH, POP_GROUP, POP_INVISIBLE_MS, POP_TOPIC, PULL_BATCH, PULL_GROUP,
     PULL_TOPIC, QUEUES,
@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let broker = loop {
         match Broker::open(consume::config(&dir, persist_ms)) {
-            Err(Error::Store(store::Error::Io { ref source, .. }))
+            Err(Error::Store(StoreError::Io { ref source, .. }))
                 if source.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(5));

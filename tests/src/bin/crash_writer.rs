@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rocketgate_core::{store, Broker, Error, FlushMode, TopicConfig};
+use rocketgate_core::{Broker, Error, FlushMode, StoreError, TopicConfig};
 use rocketgate_tests::crash::{self, Ack, Ready};
 
 /// Writes one line and flushes; exits the process if the reader is gone.
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let broker = loop {
         match Broker::open(crash::config(&dir, mode)) {
-            Err(Error::Store(store::Error::Io { ref source, .. }))
+            Err(Error::Store(StoreError::Io { ref source, .. }))
                 if source.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(5));

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rocketgate_core::broker::transaction::Resolution;
-use rocketgate_core::{store, Broker, Error, FlushMode, PopRequest, TopicConfig};
+use rocketgate_core::Resolution;
+use rocketgate_core::{Broker, Error, FlushMode, PopRequest, StoreError, TopicConfig};
 use rocketgate_tests::payload::mix;
 use rocketgate_tests::time::{
     self, Line, DELAY_TOPIC, LOAD_GROUP, LOAD_TOPIC, PRODUCER_GROUP, QUEUES, TIMED_AFTER_MS,
@@ -59,7 +59,7 @@ fn open(config: rocketgate_core::Config) -> anyhow::Result<Broker> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match Broker::open(config.clone()) {
-            Err(Error::Store(store::Error::Io { ref source, .. }))
+            Err(Error::Store(StoreError::Io { ref source, .. }))
                 if source.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(5));

@@ -112,7 +112,7 @@ pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
     let broker = Broker::open(config(dir, case.flush, setup.segment_size))
         .with_context(|| format!("cannot open a broker in {}", dir.display()))?;
     broker.create_topic(TopicConfig::new(TOPIC, setup.queues))?;
-    let (_, _, log_start) = broker.store().log_offsets();
+    let log_start = broker.log_offsets().end;
     let tickets = Arc::new(AtomicU64::new(0));
     let limit = setup.messages.unwrap_or(u64::MAX);
     let body = body(case.body);
@@ -136,9 +136,8 @@ pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
         hist.add(t.await??)?;
     }
     let ack_secs = start.elapsed().as_secs_f64();
-    let store = broker.store();
-    let (_, flushed, wrote) = store.log_offsets();
-    let dispatched = store.dispatched_offset();
+    let log = broker.log_offsets();
+    let (flushed, wrote, dispatched) = (log.durable, log.end, log.dispatched);
 
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.shutdown()).await??;

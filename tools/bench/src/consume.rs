@@ -306,10 +306,9 @@ fn throughput_case(
 /// background prefault running for a second or more.
 fn settle(broker: &Broker, limit: Duration) -> Result<()> {
     let until = Instant::now() + limit;
-    let store = broker.store();
     loop {
-        let (_, flushed, wrote) = store.log_offsets();
-        if flushed >= wrote && store.dispatched_offset() >= wrote {
+        let log = broker.log_offsets();
+        if log.durable >= log.end && log.dispatched >= log.end {
             break;
         }
         if Instant::now() >= until {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use rocketgate_core::broker::validate;
+use rocketgate_core::rules as validate;
 use rocketgate_core::{MessageType, Permission, PullStatus, StoredMessage, TopicConfig};
 use rocketgate_proto::cluster::v1 as pb;
 

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rocketgate_core::broker::transaction::PROP_CHECK_IMMUNITY_SECS;
+use rocketgate_core::rules::PROP_CHECK_IMMUNITY_SECS;
 use rocketgate_core::{Message, StoredMessage};
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 
@@ -152,7 +152,7 @@ pub(super) fn to_pb(
             }
             k if k.starts_with(GATEWAY_PREFIX) => {}
             // The core's own bookkeeping (retry origin, transaction ids) stays internal.
-            k if rocketgate_core::broker::validate::RESERVED_PROPERTY_KEYS.contains(&k) => {}
+            k if rocketgate_core::rules::RESERVED_PROPERTY_KEYS.contains(&k) => {}
             _ => {
                 user_properties.insert(k.clone(), v.clone());
             }

@@ -49,7 +49,7 @@ pub(super) fn topic_name(topic: Option<&pb::Resource>) -> Result<&str, pb::Statu
     let Some(t) = topic else {
         return Err(status(Code::IllegalTopic, "missing topic"));
     };
-    rocketgate_core::broker::validate::topic_name(&t.name).map_err(|e| from_core(&e))?;
+    rocketgate_core::rules::topic_name(&t.name).map_err(|e| from_core(&e))?;
     Ok(&t.name)
 }
 
@@ -61,7 +61,7 @@ pub(super) fn group_name(group: Option<&pb::Resource>) -> Result<&str, pb::Statu
     let Some(g) = group else {
         return Err(status(Code::IllegalConsumerGroup, "missing group"));
     };
-    rocketgate_core::broker::validate::topic_name(&g.name).map_err(|_| {
+    rocketgate_core::rules::topic_name(&g.name).map_err(|_| {
         status(
             Code::IllegalConsumerGroup,
             format!("illegal consumer group name `{}`", g.name),

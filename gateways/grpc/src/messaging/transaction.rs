@@ -14,10 +14,8 @@
 
 use std::sync::Arc;
 
-use rocketgate_core::broker::transaction::{
-    CheckFuture, CheckResult, HalfMessage, Resolution, TransactionChecker,
-};
 use rocketgate_core::Error;
+use rocketgate_core::{CheckFuture, CheckResult, HalfMessage, Resolution, TransactionChecker};
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 use rocketgate_proto::apache::rocketmq::v2::Code;
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use rocketgate_core::api::TopicUpdate;
-use rocketgate_core::broker::retry::DlqSelection;
+use rocketgate_core::DlqSelection;
 use rocketgate_core::{GroupConfig, Permission, TopicConfig};
 use serde::Deserialize;
 use utoipa::IntoParams;

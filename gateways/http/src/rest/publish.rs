@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use rocketgate_core::api::QueueSelector;
-use rocketgate_core::broker::transaction::Resolution;
+use rocketgate_core::Resolution;
 use rocketgate_core::{Message, SendRequest};
 
 use crate::error::{ApiError, ApiResult};

@@ -121,7 +121,7 @@ fn visible_topics(shared: &Shared) -> Vec<String> {
 }
 
 fn now_ms() -> i64 {
-    rocketgate_core::store::now_ms()
+    rocketgate_core::now_ms()
 }
 
 impl<S> Driver<S>

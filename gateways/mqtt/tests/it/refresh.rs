@@ -266,7 +266,7 @@ async fn refresh_never_rewrites_a_cleared_topic_or_an_ended_session() {
     c.disconnect().await.unwrap();
     let _ = h.await;
     hp.abort();
-    let ended = rocketgate_core::store::now_ms();
+    let ended = rocketgate_core::now_ms();
     // Let more rounds run: st/a is rewritten at least twice after that.
     wait_until("two more rounds", || async {
         retained_of(&records(&b, RETAINED).await, "st/a")
