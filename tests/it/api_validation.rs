@@ -26,7 +26,11 @@ async fn refused(
             assert_eq!(e.kind(), kind, "{what}: kind of {e:?}");
         }
     }
-    assert_eq!(broker.log_offsets(), before, "{what}: wrote something");
+    assert_eq!(
+        broker.log_offsets().end,
+        before.end,
+        "{what}: wrote something"
+    );
 }
 
 fn msg(topic: &str) -> Message {

@@ -42,7 +42,11 @@ fn refused<T: std::fmt::Debug>(
             assert_eq!(e.kind(), kind, "{what}: kind of {e:?}");
         }
     }
-    assert_eq!(broker.log_offsets(), before, "{what}: wrote something");
+    assert_eq!(
+        broker.log_offsets().end,
+        before.end,
+        "{what}: wrote something"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
