@@ -115,7 +115,7 @@ pub struct TopicInfo {
     pub queues: Vec<QueueOffsets>,
 }
 
-/// Changes to a topic's configuration ([`crate::Broker::update_topic`]); `None` keeps the
+/// Changes to a topic's configuration ([`crate::Topics::update`]); `None` keeps the
 /// current value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TopicUpdate {
@@ -127,7 +127,7 @@ pub struct TopicUpdate {
     pub permission: Option<crate::broker::topic::Permission>,
 }
 
-/// The answer to a bounded message query ([`crate::Broker::query_by_time`]).
+/// The answer to a bounded message query ([`crate::Queries::by_time`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueryResult {
     /// The messages, in the order the query documents.
@@ -295,7 +295,7 @@ pub struct Health {
     pub recovery: RecoveryReport,
 }
 
-/// Why [`crate::Broker::send_batch`] stopped.
+/// Why [`crate::Producer::send_batch`] stopped.
 #[derive(Debug, thiserror::Error)]
 #[error("batch message {index}: {error}")]
 pub struct BatchError {

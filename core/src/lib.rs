@@ -1,15 +1,37 @@
 //! rocketgate core: a message store with RocketMQ semantics behind one async API, the
 //! [`Broker`]. It knows no wire protocol; every gateway (gRPC, REST, WebSocket, MQTT) translates
-//! its protocol to this API.
+//! its protocol to this API and maps its typed errors ([`Reason`]); none reaches past it (the
+//! store and the broker's internals are private, and `tests/public-api.txt` snapshots what is
+//! public).
+//!
+//! # The `Broker` and its services
+//!
+//! [`Broker`] is the cheap-`Clone` handle; it opens and shuts down the store and hands out one
+//! service per concern, each a borrowed view with its own module:
+//!
+//! | service | what it does |
+//! |---|---|
+//! | [`Broker::topics`] → [`Topics`] | create, describe, list, update, delete topics; the change counter |
+//! | [`Broker::producer`] → [`Producer`] | send one message or a batch; check a send without storing |
+//! | [`Broker::consumer`] → [`Consumer`] | pull, pop / ack / nack / invisibility, offsets, clients, assignment, lag |
+//! | [`Broker::groups`] → [`Groups`] | consumer groups, subscriptions, retry policy |
+//! | [`Broker::scheduler`] → [`Scheduler`] | delayed and timed messages: list, count, cancel |
+//! | [`Broker::transactions`] → [`Transactions`] | half messages, commit / rollback, check-back |
+//! | [`Broker::dead_letters`] → [`DeadLetters`] | a group's dead-letter queue: list, resend, purge |
+//! | [`Broker::queries`] → [`Queries`] | messages by id, key and time; traces; time positions |
+//! | [`Broker::storage`] → [`Storage`] | health: write refusal, CommitLog positions, recovery |
+//! | [`Broker::settings`] → [`Settings`] | small durable settings maps of gateways |
 //!
 //! # Layout
 //!
-//! - [`broker`]: the `Broker` handle: topics, send, pull, queries (semantics grow here).
-//! - [`api`]: request and response types of the `Broker`.
-//! - [`message`]: the message model; [`message_id`]: RocketMQ 5 ids.
-//! - [`store`]: CommitLog, ConsumeQueues, index, flush, recovery, retention.
-//! - [`config`]: configuration; [`error`]: errors and their protocol-neutral kinds;
-//!   [`metrics`]: the core's Prometheus metrics (names and labels).
+//! - [`api`]: request and response types; [`message`]: the message model; [`message_id`]:
+//!   RocketMQ 5 ids.
+//! - [`rules`]: the pure rules a gateway may call before it has a request (names), and the
+//!   message properties core gives meaning to.
+//! - [`config`]: configuration; [`error`]: errors, their precise [`Reason`] and kind;
+//!   [`clock`]: the broker's time; [`metrics`]: the core's Prometheus metrics.
+//! - private: `broker` (the services and their state), `store` (CommitLog, ConsumeQueues,
+//!   index, flush, recovery, retention).
 //!
 //! # Example
 //!
@@ -23,9 +45,10 @@
 //! config.store.data_dir = dir.path().into();
 //! config.store.segment_size = 1 << 20;
 //! let broker = Broker::open(config)?;
-//! broker.create_topic(TopicConfig::new("orders", 4))?;
-//! let receipt = broker.send(Message::new("orders", "hello").with_key("o-1").into()).await?;
-//! let found = broker.message_by_id(&receipt.message_id).await?;
+//! broker.topics().create(TopicConfig::new("orders", 4))?;
+//! let message = Message::new("orders", "hello").with_key("o-1");
+//! let receipt = broker.producer().send(message.into()).await?;
+//! let found = broker.queries().by_id(&receipt.message_id).await?;
 //! assert_eq!(&found.body[..], b"hello");
 //! # Ok(()) }
 //! ```
@@ -50,7 +73,10 @@ pub use api::{
 pub use broker::consumer_group::GroupConfig;
 pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
-pub use broker::Broker;
+pub use broker::{
+    Broker, Consumer, DeadLetters, Groups, Producer, Queries, Scheduler, Settings, Storage, Topics,
+    Transactions,
+};
 
 /// The store's record codec and ConsumeQueue, for core's own micro-benchmarks only
 /// (`--features bench-internals`); not part of the API.

@@ -3,8 +3,9 @@
 //!
 //! The surface is read from the sources, without nightly rustdoc: the `pub mod` / `pub use`
 //! declarations of `lib.rs`; every `pub` item (and public field) of the public modules; every
-//! `pub` method of `impl Broker` blocks, wherever they are; and every `pub` item of a private
-//! module that `lib.rs` re-exports from. A new `pub` door in any of those places changes the
+//! `pub` method of every type `lib.rs` re-exports (the `Broker`, its services, the API types),
+//! wherever its `impl` blocks are; and every `pub` item of a private module that `lib.rs`
+//! re-exports from. A new `pub` door in any of those places changes the
 //! text, and this test fails until `core/tests/public-api.txt` is regenerated deliberately:
 //!
 //! ```sh
@@ -145,30 +146,53 @@ fn surface() -> String {
             out.push(format!("{}: {s}", rel(f)));
         }
     }
-    // `impl Broker` blocks anywhere: the façade's methods.
+    // Methods of every type `lib.rs` re-exports (the `Broker`, its services, the API types),
+    // wherever their `impl` blocks are.
+    let exported: BTreeSet<String> = decls
+        .iter()
+        .filter_map(|d| d.strip_prefix("pub use "))
+        .flat_map(|path| {
+            let names = match path.split_once("::{") {
+                Some((_, list)) => list.trim_end_matches('}').to_owned(),
+                None => path.rsplit("::").next().unwrap_or("").to_owned(),
+            };
+            names
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let mut all = Vec::new();
     rust_files(&src(), &mut all);
     all.sort();
     for f in &all {
         let code = code_of(f);
-        let mut in_broker = false;
+        let mut current: Option<String> = None;
         let mut block = String::new();
         for line in code.lines() {
-            if line.starts_with("impl Broker {") {
-                in_broker = true;
+            if current.is_none() {
+                if let Some(rest) = line.strip_prefix("impl ") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if exported.contains(&name) && line.ends_with('{') && !rest.contains(" for ") {
+                        current = Some(name);
+                        block.clear();
+                    }
+                }
                 continue;
             }
-            if in_broker && line == "}" {
-                in_broker = false;
+            if line == "}" {
+                let name = current.take().unwrap_or_default();
+                for s in statements(&block, is_pub) {
+                    out.push(format!("{name}: {s}"));
+                }
                 continue;
             }
-            if in_broker {
-                block.push_str(line);
-                block.push('\n');
-            }
-        }
-        for s in statements(&block, is_pub) {
-            out.push(format!("Broker: {s}"));
+            block.push_str(line);
+            block.push('\n');
         }
     }
     out.sort();
@@ -201,7 +225,10 @@ fn the_public_api_changes_only_on_purpose() {
 #[test]
 fn the_surface_reader_sees_the_facade() {
     let s = surface();
-    assert!(s.contains("Broker: pub async fn send(&self, req: SendRequest) -> Result<SendReceipt>"));
-    assert!(s.contains("lib.rs: pub use broker::Broker"));
+    assert!(s.contains("Broker: pub fn producer(&self) -> Producer<'_>"));
+    assert!(
+        s.contains("Producer: pub async fn send(self, req: SendRequest) -> Result<SendReceipt>")
+    );
+    assert!(s.contains("lib.rs: pub use broker::{ Broker, Consumer,"));
     assert!(!s.contains("pub mod store"), "the store must stay private");
 }

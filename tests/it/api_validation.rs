@@ -18,7 +18,7 @@ async fn refused(
     kind: ErrorKind,
     check: impl Fn(&Error) -> bool,
 ) {
-    let before = broker.log_offsets();
+    let before = broker.storage().log_offsets();
     match support::send(broker, req).await {
         Ok(r) => panic!("{what}: accepted ({r:?})"),
         Err(e) => {
@@ -27,7 +27,7 @@ async fn refused(
         }
     }
     assert_eq!(
-        broker.log_offsets().end,
+        broker.storage().log_offsets().end,
         before.end,
         "{what}: wrote something"
     );
@@ -43,14 +43,17 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
     // Segments big enough for a maximal (4 MiB) body.
     let config = support::config(dir.path(), 8 << 20, FlushMode::Async);
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("ok", 4)).unwrap();
+    broker.topics().create(TopicConfig::new("ok", 4)).unwrap();
     let seed = support::send_ok(&broker, msg("ok")).await;
 
     // Topic names.
     let illegal = |e: &Error| matches!(e, Error::IllegalTopic { .. });
     let long = "a".repeat(128);
     for name in ["", long.as_str(), "a b", "a/b", "a.b", "é", "a\0b"] {
-        let e = broker.create_topic(TopicConfig::new(name, 4)).unwrap_err();
+        let e = broker
+            .topics()
+            .create(TopicConfig::new(name, 4))
+            .unwrap_err();
         assert!(illegal(&e), "create {name:?}: {e:?}");
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         refused(
@@ -61,26 +64,34 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
             illegal,
         )
         .await;
-        let e = broker.pull(name, 0, 0, 1).await.unwrap_err();
+        let e = broker.consumer().pull(name, 0, 0, 1).await.unwrap_err();
         assert!(illegal(&e), "pull {name:?}: {e:?}");
     }
     let max_name = "b".repeat(127);
     broker
-        .create_topic(TopicConfig::new(max_name.as_str(), 1))
+        .topics()
+        .create(TopicConfig::new(max_name.as_str(), 1))
         .unwrap();
 
     // Queue counts and duplicates.
     for n in [0, 1025] {
-        let e = broker.create_topic(TopicConfig::new("q", n)).unwrap_err();
+        let e = broker
+            .topics()
+            .create(TopicConfig::new("q", n))
+            .unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{n} queues: {e:?}");
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     }
-    let e = broker.create_topic(TopicConfig::new("ok", 2)).unwrap_err();
+    let e = broker
+        .topics()
+        .create(TopicConfig::new("ok", 2))
+        .unwrap_err();
     assert!(matches!(&e, Error::TopicExists(t) if t == "ok"), "{e:?}");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     assert_eq!(
         broker
-            .describe_topic("ok")
+            .topics()
+            .describe("ok")
             .await
             .unwrap()
             .config
@@ -98,12 +109,13 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         not_found,
     )
     .await;
-    let e = broker.pull("nope", 0, 0, 1).await.unwrap_err();
+    let e = broker.consumer().pull("nope", 0, 0, 1).await.unwrap_err();
     assert!(not_found(&e) && e.kind() == ErrorKind::NotFound, "{e:?}");
-    let e = broker.queue_offsets("nope", 0).await.unwrap_err();
+    let e = broker.topics().queue_offsets("nope", 0).await.unwrap_err();
     assert!(not_found(&e), "{e:?}");
     let e = broker
-        .query_by_key("nope", "k", 0, i64::MAX, 1)
+        .queries()
+        .by_key("nope", "k", 0, i64::MAX, 1)
         .await
         .unwrap_err();
     assert!(not_found(&e), "{e:?}");
@@ -244,7 +256,7 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         read: true,
         write: false,
     };
-    broker.create_topic(read_only).unwrap();
+    broker.topics().create(read_only).unwrap();
     refused(
         &broker,
         "send to a read-only topic",
@@ -266,8 +278,12 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         read: false,
         write: true,
     };
-    broker.create_topic(write_only).unwrap();
-    let e = broker.pull("write-only", 0, 0, 1).await.unwrap_err();
+    broker.topics().create(write_only).unwrap();
+    let e = broker
+        .consumer()
+        .pull("write-only", 0, 0, 1)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -289,25 +305,30 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         |e| matches!(e, Error::QueueNotFound { topic, queue_id: 4 } if topic == "ok"),
     )
     .await;
-    let e = broker.pull("ok", 4, 0, 1).await.unwrap_err();
+    let e = broker.consumer().pull("ok", 4, 0, 1).await.unwrap_err();
     assert!(
         matches!(e, Error::QueueNotFound { queue_id: 4, .. }),
         "{e:?}"
     );
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let e = broker.queue_offsets("ok", u32::MAX).await.unwrap_err();
+    let e = broker
+        .topics()
+        .queue_offsets("ok", u32::MAX)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::QueueNotFound { .. }), "{e:?}");
 
     // Batch sizes.
     for max in [0, 1025] {
-        let e = broker.pull("ok", 0, 0, max).await.unwrap_err();
+        let e = broker.consumer().pull("ok", 0, 0, max).await.unwrap_err();
         assert!(
             matches!(e, Error::InvalidArgument(_)),
             "pull max {max}: {e:?}"
         );
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         let e = broker
-            .query_by_key("ok", "k", 0, i64::MAX, max)
+            .queries()
+            .by_key("ok", "k", 0, i64::MAX, max)
             .await
             .unwrap_err();
         assert!(
@@ -315,16 +336,20 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
             "query max {max}: {e:?}"
         );
     }
-    assert!(broker.pull("ok", 0, 0, 1024).await.is_ok());
-    let e = broker.query_by_key("ok", "k", 10, 9, 1).await.unwrap_err();
+    assert!(broker.consumer().pull("ok", 0, 0, 1024).await.is_ok());
+    let e = broker
+        .queries()
+        .by_key("ok", "k", 10, 9, 1)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
 
     // Lookups of what is not there.
-    let e = broker.message_by_id("0123456789").await.unwrap_err();
+    let e = broker.queries().by_id("0123456789").await.unwrap_err();
     assert!(matches!(e, Error::MessageNotFound(_)), "{e:?}");
     assert_eq!(e.kind(), ErrorKind::NotFound);
     for id in [String::new(), "x".repeat(1025)] {
-        let e = broker.message_by_id(&id).await.unwrap_err();
+        let e = broker.queries().by_id(&id).await.unwrap_err();
         assert!(
             matches!(
                 e,
@@ -345,7 +370,7 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         64 * 1024,
         FlushMode::Async,
     ));
-    small.create_topic(TopicConfig::new("ok", 1)).unwrap();
+    small.topics().create(TopicConfig::new("ok", 1)).unwrap();
     refused(
         &small,
         "record over the segment size",
@@ -354,7 +379,10 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         |e| matches!(e, Error::Store(StoreError::RecordTooLarge { .. })),
     )
     .await;
-    assert_eq!(small.log_offsets(), rocketgate_core::LogOffsets::default());
+    assert_eq!(
+        small.storage().log_offsets(),
+        rocketgate_core::LogOffsets::default()
+    );
 
     // Nothing refused reached any queue: only the accepted messages are there.
     let mut counts = BTreeMap::new();
@@ -362,7 +390,7 @@ async fn bad_input_is_refused_with_typed_errors_and_writes_nothing() {
         counts.insert(q, support::drain(&broker, "ok", q).await.len());
     }
     assert_eq!(counts.values().sum::<usize>(), 3, "{counts:?}");
-    let first = broker.message_by_id(&seed.message_id).await.unwrap();
+    let first = broker.queries().by_id(&seed.message_id).await.unwrap();
     assert_eq!(&first.body[..], b"body");
 }
 
@@ -373,7 +401,7 @@ async fn a_second_open_of_an_open_store_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = support::config(dir.path(), 64 * 1024, FlushMode::Async);
     let first = support::open(&config);
-    first.create_topic(TopicConfig::new("lock", 1)).unwrap();
+    first.topics().create(TopicConfig::new("lock", 1)).unwrap();
     let a = support::send_ok(&first, msg("lock")).await;
     match Broker::open(config.clone()) {
         Ok(_) => panic!("a second open of an open store succeeded"),
@@ -387,6 +415,6 @@ async fn a_second_open_of_an_open_store_is_refused() {
     first.shutdown().unwrap();
     drop(first);
     let again = support::open(&config);
-    assert!(!again.recovery_report().after_crash);
+    assert!(!again.storage().recovery_report().after_crash);
     assert_eq!(support::drain(&again, "lock", 0).await.len(), 2);
 }

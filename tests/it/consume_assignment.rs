@@ -21,7 +21,7 @@ fn assignments(broker: &Broker, clients: &[&str]) -> BTreeMap<String, Vec<u32>> 
     let mut out = BTreeMap::new();
     let mut owner: BTreeMap<u32, &str> = BTreeMap::new();
     for c in clients {
-        let queues = broker.assignment(GROUP, TOPIC, c).unwrap();
+        let queues = broker.consumer().assignment(GROUP, TOPIC, c).unwrap();
         for q in &queues {
             assert!(*q < QUEUES, "{c} got queue {q} of {QUEUES}");
             if let Some(other) = owner.insert(*q, c) {
@@ -45,13 +45,14 @@ fn consume_assignment_disjoint_covering_and_rebalanced_on_expiry_and_unregister(
     config.consumer.client_expiry_ms = EXPIRY.as_millis() as u64;
     let broker = support::open(&config);
     broker
-        .create_topic(TopicConfig::new(TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(TOPIC, QUEUES))
         .unwrap();
 
     for c in ["c1", "c2", "c3"] {
-        broker.heartbeat(GROUP, c).unwrap();
+        broker.consumer().heartbeat(GROUP, c).unwrap();
     }
-    assert_eq!(broker.group_clients(GROUP), vec!["c1", "c2", "c3"]);
+    assert_eq!(broker.consumer().clients(GROUP), vec!["c1", "c2", "c3"]);
     let three = assignments(&broker, &["c1", "c2", "c3"]);
     println!("3 clients: {three:?}");
     for (c, q) in &three {
@@ -65,11 +66,11 @@ fn consume_assignment_disjoint_covering_and_rebalanced_on_expiry_and_unregister(
 
     // c2 goes silent; c1 and c3 keep heartbeating (every assignment call is one) every 50 ms.
     let silent_since = Instant::now();
-    broker.heartbeat(GROUP, "c2").unwrap();
+    broker.consumer().heartbeat(GROUP, "c2").unwrap();
     let deadline = silent_since + Duration::from_secs(10);
     let two = loop {
         std::thread::sleep(Duration::from_millis(50));
-        let live = broker.group_clients(GROUP);
+        let live = broker.consumer().clients(GROUP);
         let elapsed = silent_since.elapsed();
         if live.iter().any(|c| c == "c2") {
             assert!(
@@ -79,7 +80,7 @@ fn consume_assignment_disjoint_covering_and_rebalanced_on_expiry_and_unregister(
             // Until it expires, c2 keeps its share: the others' shares do not change (asking
             // for c2's own share would be a heartbeat).
             for c in ["c1", "c3"] {
-                let a = broker.assignment(GROUP, TOPIC, c).unwrap();
+                let a = broker.consumer().assignment(GROUP, TOPIC, c).unwrap();
                 assert_eq!(a, three[c], "{c} reassigned while c2 was still live");
             }
         } else {
@@ -93,7 +94,7 @@ fn consume_assignment_disjoint_covering_and_rebalanced_on_expiry_and_unregister(
         assert!(Instant::now() < deadline, "c2 never expired");
     };
     println!("2 clients: {two:?}");
-    assert_eq!(broker.group_clients(GROUP), vec!["c1", "c3"]);
+    assert_eq!(broker.consumer().clients(GROUP), vec!["c1", "c3"]);
     assert!(two.values().all(|q| q.len() == 4), "{two:?}");
     // c2's queues went to the others.
     for q in &three["c2"] {
@@ -104,12 +105,12 @@ fn consume_assignment_disjoint_covering_and_rebalanced_on_expiry_and_unregister(
     }
 
     // A clean leave hands the queues over at once, without waiting for the expiry.
-    broker.unregister_client(GROUP, "c3");
-    assert_eq!(broker.group_clients(GROUP), vec!["c1"]);
+    broker.consumer().unregister_client(GROUP, "c3");
+    assert_eq!(broker.consumer().clients(GROUP), vec!["c1"]);
     let one = assignments(&broker, &["c1"]);
     assert_eq!(one["c1"], (0..QUEUES).collect::<Vec<_>>());
     // A client that is not live gets nothing (asking makes it live again, so ask c1's view).
-    broker.heartbeat(GROUP, "c2").unwrap();
+    broker.consumer().heartbeat(GROUP, "c2").unwrap();
     let back = assignments(&broker, &["c1", "c2"]);
     assert!(back.values().all(|q| q.len() == 4), "{back:?}");
     broker.shutdown().unwrap();

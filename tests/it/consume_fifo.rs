@@ -63,7 +63,8 @@ async fn consume_fifo_groups_in_send_order_exactly_once_with_concurrent_consumer
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
     broker
-        .create_topic(TopicConfig::new("fifo", 4).with_type(MessageType::Fifo))
+        .topics()
+        .create(TopicConfig::new("fifo", 4).with_type(MessageType::Fifo))
         .unwrap();
 
     // Send the groups interleaved in a random order, each group's messages in order.
@@ -179,7 +180,7 @@ async fn consume_fifo_groups_in_send_order_exactly_once_with_concurrent_consumer
     }
     assert_eq!(acked.load(Ordering::SeqCst), total);
     // Nothing left, nothing in flight, and a further pop finds nothing.
-    let lag = broker.lag(GROUP, "fifo").unwrap();
+    let lag = broker.consumer().lag(GROUP, "fifo").unwrap();
     assert!(
         lag.iter()
             .all(|l| l.pop_unacked == 0 && l.pop_inflight == 0),
@@ -228,7 +229,8 @@ async fn consume_fifo_ack_wakes_a_pop_waiting_for_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
     broker
-        .create_topic(TopicConfig::new("fifo-wake", 1).with_type(MessageType::Fifo))
+        .topics()
+        .create(TopicConfig::new("fifo-wake", 1).with_type(MessageType::Fifo))
         .unwrap();
     for i in 0..2 {
         support::send_ok(
@@ -276,7 +278,8 @@ async fn consume_fifo_redelivers_the_groups_head_first_also_after_restart() {
     let config = support::consume_config(dir.path());
     let broker = support::open(&config);
     broker
-        .create_topic(TopicConfig::new("fifo-head", 1).with_type(MessageType::Fifo))
+        .topics()
+        .create(TopicConfig::new("fifo-head", 1).with_type(MessageType::Fifo))
         .unwrap();
     for i in 0..3 {
         support::send_ok(
@@ -325,7 +328,8 @@ async fn consume_fifo_a_long_group_backlog_does_not_block_other_groups() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
     broker
-        .create_topic(TopicConfig::new("fifo-backlog", 1).with_type(MessageType::Fifo))
+        .topics()
+        .create(TopicConfig::new("fifo-backlog", 1).with_type(MessageType::Fifo))
         .unwrap();
     for i in 0..1100 {
         support::send_ok(

@@ -100,12 +100,15 @@ async fn consume_filter_tag_and_sql_through_pop_and_pull_group() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
     broker
-        .create_topic(TopicConfig::new(TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(TOPIC, QUEUES))
         .unwrap();
     broker
+        .groups()
         .subscribe("tagged", TOPIC, FilterExpression::tag("A || B"))
         .unwrap();
     broker
+        .groups()
         .subscribe("tagged-pull", TOPIC, FilterExpression::tag(" B||A "))
         .unwrap();
     for i in 0..COUNT {
@@ -140,7 +143,7 @@ async fn consume_filter_tag_and_sql_through_pop_and_pull_group() {
     assert!(late.is_empty(), "{late:?}");
     assert!(t.elapsed() >= Duration::from_millis(1000));
     for group in ["tagged", "sql-pop"] {
-        let lag = broker.lag(group, TOPIC).unwrap();
+        let lag = broker.consumer().lag(group, TOPIC).unwrap();
         assert!(
             lag.iter()
                 .all(|l| l.pop_unacked == 0 && l.pop_inflight == 0),
@@ -177,7 +180,7 @@ async fn consume_filter_tag_and_sql_through_pop_and_pull_group() {
     assert_eq!(sorted(everything), (0..COUNT).collect::<Vec<_>>());
 
     // Long polls with a filter: a rejected message does not end the wait, a matching one does.
-    let info = broker.describe_topic(TOPIC).await.unwrap();
+    let info = broker.topics().describe(TOPIC).await.unwrap();
     let end: Vec<u64> = info.queues.iter().map(|q| q.max).collect();
     let b = broker.clone();
     let mut pull = support::pull_req("tagged-pull", TOPIC, 0, end[0], 8, Duration::from_secs(10));
@@ -232,7 +235,7 @@ async fn consume_filter_tag_and_sql_through_pop_and_pull_group() {
 /// Far more rejected messages than one pass scans (4,096 per queue), then one matching message
 /// at the end of the queue.
 async fn long_rejected_run(broker: &Broker, topic: &str) -> u64 {
-    broker.create_topic(TopicConfig::new(topic, 1)).unwrap();
+    broker.topics().create(TopicConfig::new(topic, 1)).unwrap();
     for i in 0..5000 {
         support::send_ok(broker, Message::new(topic, i.to_string()).with_tag("C")).await;
     }

@@ -45,8 +45,11 @@ async fn latency<T: Send + 'static>(
 async fn consume_long_poll_wakes_on_send_and_expires_at_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
-    broker.create_topic(TopicConfig::new("lp", 1)).unwrap();
-    broker.create_topic(TopicConfig::new("lp-pop", 4)).unwrap();
+    broker.topics().create(TopicConfig::new("lp", 1)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("lp-pop", 4))
+        .unwrap();
 
     // pull_group, several times.
     let mut pull_latencies = Vec::new();
@@ -140,7 +143,8 @@ async fn consume_long_poll_pop_wakes_when_a_visibility_change_shortens_the_deadl
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
     broker
-        .create_topic(TopicConfig::new("lp-change", 1))
+        .topics()
+        .create(TopicConfig::new("lp-change", 1))
         .unwrap();
     support::send_ok(&broker, Message::new("lp-change", "retry me")).await;
     let long = Duration::from_secs(60);
@@ -159,6 +163,7 @@ async fn consume_long_poll_pop_wakes_when_a_visibility_change_shortens_the_deadl
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished());
     broker
+        .consumer()
         .change_invisible_duration(GROUP, &got[0].receipt_handle, Duration::from_millis(100))
         .unwrap();
     let changed = Instant::now();

@@ -23,7 +23,7 @@ async fn settle(broker: &rocketgate_core::Broker, topic: &str, queues: u32) {
         support::within(
             support::CALL_TIMEOUT,
             "queue_offsets",
-            broker.queue_offsets(topic, q),
+            broker.topics().queue_offsets(topic, q),
         )
         .await
         .unwrap();
@@ -40,7 +40,10 @@ fn totals(lag: &[QueueLag]) -> (u64, u64, u64) {
 async fn consume_offsets_lag_of_pull_and_pop_consumers() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
-    broker.create_topic(TopicConfig::new("lagged", 2)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("lagged", 2))
+        .unwrap();
     for i in 0..10 {
         for q in 0..2 {
             support::send_ok(&broker, to_queue("lagged", q, format!("{q}:{i}"))).await;
@@ -49,9 +52,10 @@ async fn consume_offsets_lag_of_pull_and_pop_consumers() {
     settle(&broker, "lagged", 2).await;
     // Pull consumer: nothing committed yet, then partial and full commits.
     broker
-        .create_group(rocketgate_core::GroupConfig::new("pull-lag"))
+        .groups()
+        .create(rocketgate_core::GroupConfig::new("pull-lag"))
         .unwrap();
-    let lag = broker.lag("pull-lag", "lagged").unwrap();
+    let lag = broker.consumer().lag("pull-lag", "lagged").unwrap();
     assert_eq!(lag.len(), 2);
     for (q, l) in lag.iter().enumerate() {
         assert_eq!(l.queue_id, q as u32);
@@ -65,28 +69,38 @@ async fn consume_offsets_lag_of_pull_and_pop_consumers() {
     )
     .await;
     assert_eq!(r.next_offset, 4);
-    broker.commit_offset("pull-lag", "lagged", 0, 4).unwrap();
-    broker.commit_offset("pull-lag", "lagged", 1, 10).unwrap();
+    broker
+        .consumer()
+        .commit_offset("pull-lag", "lagged", 0, 4)
+        .unwrap();
+    broker
+        .consumer()
+        .commit_offset("pull-lag", "lagged", 1, 10)
+        .unwrap();
     assert_eq!(
-        broker.committed_offset("pull-lag", "lagged", 0).unwrap(),
+        broker
+            .consumer()
+            .committed_offset("pull-lag", "lagged", 0)
+            .unwrap(),
         Some(4)
     );
-    let lag = broker.lag("pull-lag", "lagged").unwrap();
+    let lag = broker.consumer().lag("pull-lag", "lagged").unwrap();
     println!("pull lag: {lag:?}");
     assert_eq!((lag[0].committed, lag[0].pull_lag), (Some(4), 6));
     assert_eq!((lag[1].committed, lag[1].pull_lag), (Some(10), 0));
     // New messages raise the lag.
     support::send_ok(&broker, to_queue("lagged", 1, "1:10".into())).await;
     settle(&broker, "lagged", 2).await;
-    let lag = broker.lag("pull-lag", "lagged").unwrap();
+    let lag = broker.consumer().lag("pull-lag", "lagged").unwrap();
     assert_eq!((lag[1].max_offset, lag[1].pull_lag), (11, 1));
 
     // Pop consumer: unacked counts everything not acknowledged, in flight what is popped.
     broker
-        .create_group(rocketgate_core::GroupConfig::new("pop-lag"))
+        .groups()
+        .create(rocketgate_core::GroupConfig::new("pop-lag"))
         .unwrap();
     assert_eq!(
-        totals(&broker.lag("pop-lag", "lagged").unwrap()),
+        totals(&broker.consumer().lag("pop-lag", "lagged").unwrap()),
         (21, 21, 0)
     );
     let long = Duration::from_secs(60);
@@ -96,12 +110,12 @@ async fn consume_offsets_lag_of_pull_and_pop_consumers() {
     )
     .await;
     assert_eq!(first.len(), 7);
-    let (_, unacked, inflight) = totals(&broker.lag("pop-lag", "lagged").unwrap());
+    let (_, unacked, inflight) = totals(&broker.consumer().lag("pop-lag", "lagged").unwrap());
     assert_eq!((unacked, inflight), (21, 7));
     for p in &first[..3] {
         support::ack(&broker, "pop-lag", &p.receipt_handle).await;
     }
-    let lag = broker.lag("pop-lag", "lagged").unwrap();
+    let lag = broker.consumer().lag("pop-lag", "lagged").unwrap();
     println!("pop lag after 7 pops and 3 acks: {lag:?}");
     let (_, unacked, inflight) = totals(&lag);
     assert_eq!((unacked, inflight), (18, 4));
@@ -127,16 +141,20 @@ async fn consume_offsets_lag_of_pull_and_pop_consumers() {
             break;
         }
         let handles: Vec<&str> = got.iter().map(|p| p.receipt_handle.as_str()).collect();
-        let results = broker.ack_batch("pop-lag", &handles).await.unwrap();
+        let results = broker
+            .consumer()
+            .ack_batch("pop-lag", &handles)
+            .await
+            .unwrap();
         assert!(results.iter().all(Result::is_ok), "{results:?}");
     }
-    let lag = broker.lag("pop-lag", "lagged").unwrap();
+    let lag = broker.consumer().lag("pop-lag", "lagged").unwrap();
     println!("pop lag after acknowledging everything: {lag:?}");
     assert_eq!(totals(&lag).1, 0, "{lag:?}");
     assert_eq!(totals(&lag).2, 0, "{lag:?}");
     // The two groups do not see each other's progress.
     assert_eq!(
-        totals(&broker.lag("pull-lag", "lagged").unwrap()),
+        totals(&broker.consumer().lag("pull-lag", "lagged").unwrap()),
         (7, 21, 0)
     );
     broker.shutdown().unwrap();
@@ -148,7 +166,10 @@ async fn consume_offsets_reset_to_time() {
     let broker = support::open(&support::consume_config(dir.path()));
     // Queues 0-2 get messages before and after the reset time, queue 3 only before, queue 4
     // none at all.
-    broker.create_topic(TopicConfig::new("timed", 5)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("timed", 5))
+        .unwrap();
     let mut before: Vec<SendReceipt> = Vec::new();
     for i in 0..12 {
         let q = i % 4;
@@ -171,11 +192,15 @@ async fn consume_offsets_reset_to_time() {
             .map(|r| r.queue_offset)
             .min()
     };
-    let info = broker.describe_topic("timed").await.unwrap();
+    let info = broker.topics().describe("timed").await.unwrap();
     let max = |q: u32| info.queues[q as usize].max;
 
-    broker.commit_offset("resetter", "timed", 0, 1).unwrap();
+    broker
+        .consumer()
+        .commit_offset("resetter", "timed", 0, 1)
+        .unwrap();
     let out = broker
+        .consumer()
         .reset_offset_to_time("resetter", "timed", t)
         .await
         .unwrap();
@@ -186,21 +211,31 @@ async fn consume_offsets_reset_to_time() {
     }
     for q in 0..5 {
         let want = first_after(q).unwrap_or_else(|| max(q));
-        let got = broker.committed_offset("resetter", "timed", q).unwrap();
+        let got = broker
+            .consumer()
+            .committed_offset("resetter", "timed", q)
+            .unwrap();
         assert_eq!(got, Some(want), "queue {q}");
     }
     assert_eq!(
-        broker.committed_offset("resetter", "timed", 3).unwrap(),
+        broker
+            .consumer()
+            .committed_offset("resetter", "timed", 3)
+            .unwrap(),
         Some(3)
     );
     assert_eq!(
-        broker.committed_offset("resetter", "timed", 4).unwrap(),
+        broker
+            .consumer()
+            .committed_offset("resetter", "timed", 4)
+            .unwrap(),
         Some(0)
     );
     // Pulling from the reset offsets yields exactly the messages after the time.
     let mut pulled = Vec::new();
     for q in 0..5 {
         let from = broker
+            .consumer()
             .committed_offset("resetter", "timed", q)
             .unwrap()
             .unwrap();
@@ -218,22 +253,30 @@ async fn consume_offsets_reset_to_time() {
 
     // Time 0: every queue's min; a time after everything: every queue's max.
     broker
+        .consumer()
         .reset_offset_to_time("resetter", "timed", 0)
         .await
         .unwrap();
     for q in 0..5 {
         assert_eq!(
-            broker.committed_offset("resetter", "timed", q).unwrap(),
+            broker
+                .consumer()
+                .committed_offset("resetter", "timed", q)
+                .unwrap(),
             Some(0)
         );
     }
     broker
+        .consumer()
         .reset_offset_to_time("resetter", "timed", support::now_ms() + 60_000)
         .await
         .unwrap();
     for q in 0..5 {
         assert_eq!(
-            broker.committed_offset("resetter", "timed", q).unwrap(),
+            broker
+                .consumer()
+                .committed_offset("resetter", "timed", q)
+                .unwrap(),
             Some(max(q)),
             "queue {q}"
         );

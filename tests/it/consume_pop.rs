@@ -30,7 +30,12 @@ fn assert_bad_handle(e: &Error, what: &str) {
 }
 
 async fn ack_err(broker: &Broker, group: &str, handle: &str, what: &str) {
-    let r = support::within(support::CALL_TIMEOUT, what, broker.ack(group, handle)).await;
+    let r = support::within(
+        support::CALL_TIMEOUT,
+        what,
+        broker.consumer().ack(group, handle),
+    )
+    .await;
     match r {
         Ok(()) => panic!("{what}: ack accepted"),
         Err(e) => assert_bad_handle(&e, what),
@@ -46,7 +51,8 @@ async fn consume_pop_redelivers_after_invisible_time_and_never_after_ack() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
     broker
-        .create_topic(TopicConfig::new("redeliver", 2))
+        .topics()
+        .create(TopicConfig::new("redeliver", 2))
         .unwrap();
     let sent = support::send_ok(&broker, Message::new("redeliver", "only")).await;
     let second = Duration::from_secs(1);
@@ -124,7 +130,7 @@ async fn consume_pop_redelivers_after_invisible_time_and_never_after_ack() {
         "acknowledged message came back: {never:?}"
     );
     assert!(t.elapsed() >= Duration::from_millis(2500));
-    let lag = broker.lag(GROUP, "redeliver").unwrap();
+    let lag = broker.consumer().lag(GROUP, "redeliver").unwrap();
     assert!(
         lag.iter()
             .all(|l| l.pop_unacked == 0 && l.pop_inflight == 0),
@@ -137,7 +143,10 @@ async fn consume_pop_redelivers_after_invisible_time_and_never_after_ack() {
 async fn consume_pop_receipt_handles_visibility_changes_and_bad_handles() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
-    broker.create_topic(TopicConfig::new("handles", 1)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("handles", 1))
+        .unwrap();
     for i in 0..3 {
         support::send_ok(&broker, Message::new("handles", format!("m{i}"))).await;
     }
@@ -152,6 +161,7 @@ async fn consume_pop_receipt_handles_visibility_changes_and_bad_handles() {
 
     // change_invisible_duration: the old handle dies, the new one works.
     let new_a = broker
+        .consumer()
         .change_invisible_duration(GROUP, &a.receipt_handle, Duration::from_secs(60))
         .unwrap();
     assert_ne!(new_a, a.receipt_handle);
@@ -163,19 +173,22 @@ async fn consume_pop_receipt_handles_visibility_changes_and_bad_handles() {
     )
     .await;
     let e = broker
+        .consumer()
         .change_invisible_duration(GROUP, &a.receipt_handle, long)
         .unwrap_err();
     assert_bad_handle(&e, "change_invisible_duration with the replaced handle");
     support::ack(&broker, GROUP, &new_a).await;
     ack_err(&broker, GROUP, &new_a, "ack after ack").await;
     let e = broker
+        .consumer()
         .change_invisible_duration(GROUP, &new_a, long)
         .unwrap_err();
     assert_bad_handle(&e, "change_invisible_duration after ack");
 
     // Bad handles, each refused and none disturbing b.
     broker
-        .create_group(rocketgate_core::GroupConfig::new("other"))
+        .groups()
+        .create(rocketgate_core::GroupConfig::new("other"))
         .unwrap();
     let h = b.receipt_handle.as_str();
     let mut garbled: Vec<u8> = h.bytes().collect();
@@ -196,6 +209,7 @@ async fn consume_pop_receipt_handles_visibility_changes_and_bad_handles() {
     for (group, handle, what) in bad {
         ack_err(&broker, group, handle, what).await;
         let e = broker
+            .consumer()
             .change_invisible_duration(group, handle, long)
             .unwrap_err();
         assert_bad_handle(&e, &format!("change_invisible_duration: {what}"));
@@ -204,7 +218,7 @@ async fn consume_pop_receipt_handles_visibility_changes_and_bad_handles() {
     let results = support::within(
         support::CALL_TIMEOUT,
         "ack_batch",
-        broker.ack_batch(GROUP, &["", h, &garbled, h]),
+        broker.consumer().ack_batch(GROUP, &["", h, &garbled, h]),
     )
     .await
     .unwrap();
@@ -237,13 +251,13 @@ async fn consume_pop_receipt_handles_visibility_changes_and_bad_handles() {
     support::ack(&broker, "other", &theirs_c.receipt_handle).await;
 
     // Our group has nothing left; the other group still has two in flight.
-    let ours = broker.lag(GROUP, "handles").unwrap();
+    let ours = broker.consumer().lag(GROUP, "handles").unwrap();
     assert_eq!(
         (ours[0].pop_unacked, ours[0].pop_inflight),
         (0, 0),
         "{ours:?}"
     );
-    let other = broker.lag("other", "handles").unwrap();
+    let other = broker.consumer().lag("other", "handles").unwrap();
     assert_eq!(
         (other[0].pop_unacked, other[0].pop_inflight),
         (2, 2),
@@ -264,7 +278,10 @@ async fn consume_pop_concurrent_consumers_get_each_message_once() {
     const COUNT: usize = 1000;
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
-    broker.create_topic(TopicConfig::new("shared", 4)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("shared", 4))
+        .unwrap();
     for i in 0..COUNT {
         support::send_ok(&broker, Message::new("shared", i.to_string())).await;
     }

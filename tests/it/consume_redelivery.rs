@@ -41,7 +41,7 @@ async fn consume_t5a_crashed_consumers_lose_nothing_and_duplicates_are_bounded()
     let mut rng = support::seeded_rng("t5a");
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
-    broker.create_topic(TopicConfig::new(TOPIC, 4)).unwrap();
+    broker.topics().create(TopicConfig::new(TOPIC, 4)).unwrap();
     let mut id_of = HashMap::new();
     for i in 0..MESSAGES {
         let r = support::send_ok(&broker, Message::new(TOPIC, i.to_string())).await;
@@ -123,7 +123,7 @@ async fn consume_t5a_crashed_consumers_lose_nothing_and_duplicates_are_bounded()
             let results = support::within(
                 support::CALL_TIMEOUT,
                 "ack_batch",
-                broker.ack_batch(GROUP, &handles),
+                broker.consumer().ack_batch(GROUP, &handles),
             )
             .await
             .unwrap();
@@ -149,7 +149,7 @@ async fn consume_t5a_crashed_consumers_lose_nothing_and_duplicates_are_bounded()
         }
         // Zombies: the crashed consumer comes back with its old handles, too late.
         for (i, h) in zombies.drain(..) {
-            match broker.ack(GROUP, &h).await {
+            match broker.consumer().ack(GROUP, &h).await {
                 Err(Error::InvalidReceiptHandle(_)) => {}
                 other => panic!("zombie ack of {i} after its redelivery: {other:?}"),
             }
@@ -167,7 +167,7 @@ async fn consume_t5a_crashed_consumers_lose_nothing_and_duplicates_are_bounded()
         rest.is_empty(),
         "delivered after everything was acknowledged: {rest:?}"
     );
-    let lag = broker.lag(GROUP, TOPIC).unwrap();
+    let lag = broker.consumer().lag(GROUP, TOPIC).unwrap();
     assert!(
         lag.iter()
             .all(|l| l.pop_unacked == 0 && l.pop_inflight == 0),

@@ -47,13 +47,20 @@ async fn consume_restart_clean_keeps_offsets_acks_and_attempts() {
     let (acked, inflight, fresh, handle_before);
     {
         let broker = support::open(&config);
-        broker.create_topic(TopicConfig::new("rs-pull", 2)).unwrap();
-        broker.create_topic(TopicConfig::new("rs-pop", 2)).unwrap();
+        broker
+            .topics()
+            .create(TopicConfig::new("rs-pull", 2))
+            .unwrap();
+        broker
+            .topics()
+            .create(TopicConfig::new("rs-pop", 2))
+            .unwrap();
         for i in 0..20 {
             support::send_ok(&broker, Message::new("rs-pull", format!("{i}"))).await;
             support::send_ok(&broker, Message::new("rs-pop", format!("{i}"))).await;
         }
         broker
+            .groups()
             .subscribe("rs-pull-group", "rs-pull", FilterExpression::tag("*"))
             .unwrap();
         let r = support::pull_group(
@@ -62,9 +69,11 @@ async fn consume_restart_clean_keeps_offsets_acks_and_attempts() {
         )
         .await;
         broker
+            .consumer()
             .commit_offset("rs-pull-group", "rs-pull", 0, r.next_offset)
             .unwrap();
         broker
+            .consumer()
             .commit_offset("rs-pull-group", "rs-pull", 1, 3)
             .unwrap();
 
@@ -100,27 +109,29 @@ async fn consume_restart_clean_keeps_offsets_acks_and_attempts() {
     let broker = support::open(&config);
     assert_eq!(
         broker
+            .consumer()
             .committed_offset("rs-pull-group", "rs-pull", 0)
             .unwrap(),
         Some(7)
     );
     assert_eq!(
         broker
+            .consumer()
             .committed_offset("rs-pull-group", "rs-pull", 1)
             .unwrap(),
         Some(3)
     );
-    let lag = broker.lag("rs-pull-group", "rs-pull").unwrap();
+    let lag = broker.consumer().lag("rs-pull-group", "rs-pull").unwrap();
     assert_eq!((lag[0].pull_lag, lag[1].pull_lag), (3, 7), "{lag:?}");
     assert_eq!(
-        broker.group("rs-pull-group").unwrap().subscriptions["rs-pull"],
+        broker.groups().get("rs-pull-group").unwrap().subscriptions["rs-pull"],
         FilterExpression::tag("*")
     );
-    let lag = broker.lag("rs-pop-group", "rs-pop").unwrap();
+    let lag = broker.consumer().lag("rs-pop-group", "rs-pop").unwrap();
     let unacked: u64 = lag.iter().map(|l| l.pop_unacked).sum();
     assert_eq!(unacked, 12, "{lag:?}");
     // A handle from before the restart is no longer current.
-    match broker.ack("rs-pop-group", &handle_before).await {
+    match broker.consumer().ack("rs-pop-group", &handle_before).await {
         Err(Error::InvalidReceiptHandle(_)) => {}
         other => panic!("ack with a handle from before the restart: {other:?}"),
     }
@@ -200,10 +211,12 @@ async fn prepare(dir: &Path, persist_ms: u64) {
     config.store.flush_mode = FlushMode::Async; // the clean shutdown flushes
     let broker = support::open(&config);
     broker
-        .create_topic(TopicConfig::new(POP_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(POP_TOPIC, QUEUES))
         .unwrap();
     broker
-        .create_topic(TopicConfig::new(PULL_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(PULL_TOPIC, QUEUES))
         .unwrap();
     for seq in 0..POP_MESSAGES {
         support::send_ok(&broker, consume::message(POP_TOPIC, seq)).await;
@@ -283,7 +296,7 @@ async fn verify(dir: &Path, persist_ms: u64, k: &Knowledge, round: usize) -> BTr
     let copy = support::memory_tempdir();
     support::copy_dir(dir, copy.path());
     let broker = support::open(&consume::config(copy.path(), persist_ms));
-    assert!(broker.recovery_report().after_crash);
+    assert!(broker.storage().recovery_report().after_crash);
 
     let mut delivered: BTreeMap<u64, u32> = BTreeMap::new();
     loop {
@@ -361,6 +374,7 @@ async fn verify(dir: &Path, persist_ms: u64, k: &Knowledge, round: usize) -> BTr
     let mut restored = BTreeMap::new();
     for q in 0..QUEUES {
         let r = broker
+            .consumer()
             .committed_offset(PULL_GROUP, PULL_TOPIC, q)
             .unwrap()
             .unwrap_or(0);
@@ -489,7 +503,10 @@ async fn consume_restart_acks_before_the_first_snapshot_survive_a_crash_minimal(
     config.store.flush_mode = FlushMode::Sync;
     config.consumer.offset_persist_interval_ms = 60_000;
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("early", 1)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("early", 1))
+        .unwrap();
     for i in 0..3 {
         support::send_ok(&broker, Message::new("early", format!("{i}"))).await;
     }
@@ -533,8 +550,14 @@ async fn consume_restart_dropping_the_last_handle_closes_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = support::consume_config(dir.path()); // snapshot interval: the default 5 s
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("dropped", 1)).unwrap();
-    broker.commit_offset("dropper", "dropped", 0, 0).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("dropped", 1))
+        .unwrap();
+    broker
+        .consumer()
+        .commit_offset("dropper", "dropped", 0, 0)
+        .unwrap();
     // Let the snapshot thread start its wait.
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(broker);
@@ -547,7 +570,10 @@ async fn consume_restart_dropping_the_last_handle_closes_at_once() {
         Err(e) => panic!("reopen right after dropping the last handle failed after {took:?}: {e}"),
     };
     assert_eq!(
-        broker.committed_offset("dropper", "dropped", 0).unwrap(),
+        broker
+            .consumer()
+            .committed_offset("dropper", "dropped", 0)
+            .unwrap(),
         Some(0)
     );
     broker.shutdown().unwrap();

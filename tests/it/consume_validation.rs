@@ -42,16 +42,16 @@ async fn consume_validation_bad_input_gets_typed_errors() {
     let c = config.consumer.clone();
     let max_batch = config.limits.max_batch;
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("v", 4)).unwrap();
+    broker.topics().create(TopicConfig::new("v", 4)).unwrap();
     let mut closed = TopicConfig::new("unreadable", 1);
     closed.permission = Permission {
         read: false,
         write: true,
     };
-    broker.create_topic(closed).unwrap();
-    broker.create_group(GroupConfig::new("known")).unwrap();
+    broker.topics().create(closed).unwrap();
+    broker.groups().create(GroupConfig::new("known")).unwrap();
     support::send_ok(&broker, Message::new("v", "x")).await;
-    let groups_before = broker.list_groups();
+    let groups_before = broker.groups().list();
 
     let ms = Duration::from_millis;
     let pop = |group: &str, topic: &str| support::pop_req(group, topic, 4, ms(1000), ms(0));
@@ -63,42 +63,42 @@ async fn consume_validation_bad_input_gets_typed_errors() {
     // Unknown group (no auto-creation).
     let g = "ghost";
     let ghost = |e: &Error| matches!(e, Error::GroupNotFound(g) if g == "ghost");
-    refused!("pop", b.pop(pop(g, "v")).await, nf, ref e if ghost(e));
-    refused!("pull_group", b.pull_group(pull(g, "v", 0)).await, nf, ref e if ghost(e));
-    refused!("commit_offset", b.commit_offset(g, "v", 0, 1), nf, ref e if ghost(e));
-    refused!("committed_offset", b.committed_offset(g, "v", 0), nf, ref e if ghost(e));
-    refused!("subscribe", b.subscribe(g, "v", all.clone()), nf, ref e if ghost(e));
-    refused!("heartbeat", b.heartbeat(g, "c1"), nf, ref e if ghost(e));
-    refused!("assignment", b.assignment(g, "v", "c1"), nf, ref e if ghost(e));
-    refused!("lag", b.lag(g, "v"), nf, ref e if ghost(e));
-    let reset = b.reset_offset_to_time(g, "v", 0);
+    refused!("pop", b.consumer().pop(pop(g, "v")).await, nf, ref e if ghost(e));
+    refused!("pull_group", b.consumer().pull_group(pull(g, "v", 0)).await, nf, ref e if ghost(e));
+    refused!("commit_offset", b.consumer().commit_offset(g, "v", 0, 1), nf, ref e if ghost(e));
+    refused!("committed_offset", b.consumer().committed_offset(g, "v", 0), nf, ref e if ghost(e));
+    refused!("subscribe", b.groups().subscribe(g, "v", all.clone()), nf, ref e if ghost(e));
+    refused!("heartbeat", b.consumer().heartbeat(g, "c1"), nf, ref e if ghost(e));
+    refused!("assignment", b.consumer().assignment(g, "v", "c1"), nf, ref e if ghost(e));
+    refused!("lag", b.consumer().lag(g, "v"), nf, ref e if ghost(e));
+    let reset = b.consumer().reset_offset_to_time(g, "v", 0);
     refused!("reset_offset_to_time", reset.await, nf, ref e if ghost(e));
-    refused!("group", b.group(g), nf, ref e if ghost(e));
-    refused!("delete_group", b.delete_group(g), nf, ref e if ghost(e));
+    refused!("group", b.groups().get(g), nf, ref e if ghost(e));
+    refused!("delete_group", b.groups().delete(g), nf, ref e if ghost(e));
 
     // Unknown topic.
     let (g, t) = ("known", "nope");
     let nope = |e: &Error| matches!(e, Error::TopicNotFound(t) if t == "nope");
-    refused!("pop", b.pop(pop(g, t)).await, nf, ref e if nope(e));
-    refused!("pull_group", b.pull_group(pull(g, t, 0)).await, nf, ref e if nope(e));
-    refused!("commit_offset", b.commit_offset(g, t, 0, 1), nf, ref e if nope(e));
-    refused!("committed_offset", b.committed_offset(g, t, 0), nf, ref e if nope(e));
-    refused!("subscribe", b.subscribe(g, t, all.clone()), nf, ref e if nope(e));
-    refused!("assignment", b.assignment(g, t, "c1"), nf, ref e if nope(e));
-    refused!("lag", b.lag(g, t), nf, ref e if nope(e));
-    refused!("reset_offset_to_time", b.reset_offset_to_time(g, t, 0).await, nf, ref e if nope(e));
+    refused!("pop", b.consumer().pop(pop(g, t)).await, nf, ref e if nope(e));
+    refused!("pull_group", b.consumer().pull_group(pull(g, t, 0)).await, nf, ref e if nope(e));
+    refused!("commit_offset", b.consumer().commit_offset(g, t, 0, 1), nf, ref e if nope(e));
+    refused!("committed_offset", b.consumer().committed_offset(g, t, 0), nf, ref e if nope(e));
+    refused!("subscribe", b.groups().subscribe(g, t, all.clone()), nf, ref e if nope(e));
+    refused!("assignment", b.consumer().assignment(g, t, "c1"), nf, ref e if nope(e));
+    refused!("lag", b.consumer().lag(g, t), nf, ref e if nope(e));
+    refused!("reset_offset_to_time", b.consumer().reset_offset_to_time(g, t, 0).await, nf, ref e if nope(e));
     let mut sub = GroupConfig::new("subscribed");
     sub.subscriptions.insert(t.into(), all.clone());
-    refused!("create_group subscribed to it", b.create_group(sub), nf, ref e if nope(e));
+    refused!("create_group subscribed to it", b.groups().create(sub), nf, ref e if nope(e));
 
     // Queue ids out of range.
     let q4 = |e: &Error| matches!(e, Error::QueueNotFound { queue_id: 4, .. });
-    refused!("pull_group q4", b.pull_group(pull(g, "v", 4)).await, nf, ref e if q4(e));
-    refused!("commit_offset q4", b.commit_offset(g, "v", 4, 0), nf, ref e if q4(e));
-    refused!("committed_offset q4", b.committed_offset(g, "v", 4), nf, ref e if q4(e));
+    refused!("pull_group q4", b.consumer().pull_group(pull(g, "v", 4)).await, nf, ref e if q4(e));
+    refused!("commit_offset q4", b.consumer().commit_offset(g, "v", 4, 0), nf, ref e if q4(e));
+    refused!("committed_offset q4", b.consumer().committed_offset(g, "v", 4), nf, ref e if q4(e));
     refused!(
         "pull_group u32::MAX",
-        b.pull_group(pull(g, "v", u32::MAX)).await,
+        b.consumer().pull_group(pull(g, "v", u32::MAX)).await,
         nf,
         Error::QueueNotFound {
             queue_id: u32::MAX,
@@ -118,17 +118,17 @@ async fn consume_validation_bad_input_gets_typed_errors() {
             )
         };
         let what = |call: &str| format!("{call}, group {name:?}");
-        refused!(what("pop"), b.pop(pop(name, "v")).await, invalid, ref e if field(e));
-        let create = b.create_group(GroupConfig::new(name));
+        refused!(what("pop"), b.consumer().pop(pop(name, "v")).await, invalid, ref e if field(e));
+        let create = b.groups().create(GroupConfig::new(name));
         refused!(what("create_group"), create, invalid, ref e if field(e));
-        let commit = b.commit_offset(name, "v", 0, 0);
+        let commit = b.consumer().commit_offset(name, "v", 0, 0);
         refused!(what("commit_offset"), commit, invalid, ref e if field(e));
-        refused!(what("heartbeat"), b.heartbeat(name, "c1"), invalid, ref e if field(e));
+        refused!(what("heartbeat"), b.consumer().heartbeat(name, "c1"), invalid, ref e if field(e));
     }
     for id in ["", "a\nb", &"c".repeat(257)] {
         refused!(
             format!("heartbeat, client id {id:?}"),
-            b.heartbeat(g, id),
+            b.consumer().heartbeat(g, id),
             invalid,
             Error::IllegalField {
                 field: rocketgate_core::Field::ClientId,
@@ -158,7 +158,7 @@ async fn consume_validation_bad_input_gets_typed_errors() {
         p.filter = Some(f.clone());
         refused!(
             what("pop"),
-            b.pop(p).await,
+            b.consumer().pop(p).await,
             invalid,
             Error::IllegalFilter(_)
         );
@@ -166,13 +166,13 @@ async fn consume_validation_bad_input_gets_typed_errors() {
         q.filter = Some(f.clone());
         refused!(
             what("pull_group"),
-            b.pull_group(q).await,
+            b.consumer().pull_group(q).await,
             invalid,
             Error::IllegalFilter(_)
         );
         refused!(
             what("subscribe"),
-            b.subscribe(g, "v", f.clone()),
+            b.groups().subscribe(g, "v", f.clone()),
             invalid,
             Error::IllegalFilter(_)
         );
@@ -180,7 +180,7 @@ async fn consume_validation_bad_input_gets_typed_errors() {
         group.subscriptions.insert("v".into(), f.clone());
         refused!(
             what("create_group"),
-            b.create_group(group),
+            b.groups().create(group),
             invalid,
             Error::IllegalFilter(_)
         );
@@ -193,7 +193,7 @@ async fn consume_validation_bad_input_gets_typed_errors() {
         p.invisible = ms(got);
         refused!(
             format!("pop, invisible {got} ms"),
-            b.pop(p).await,
+            b.consumer().pop(p).await,
             invalid,
             Error::IllegalInvisibleTime { got_ms, min_ms, max_ms }
                 if got_ms == got && min_ms == min && max_ms == max
@@ -205,7 +205,7 @@ async fn consume_validation_bad_input_gets_typed_errors() {
     for got in [0, max + 1] {
         refused!(
             format!("change_invisible_duration, {got} ms"),
-            b.change_invisible_duration(g, h, ms(got)),
+            b.consumer().change_invisible_duration(g, h, ms(got)),
             invalid,
             Error::IllegalInvisibleTime { got_ms, .. } if got_ms == got
         );
@@ -219,7 +219,7 @@ async fn consume_validation_bad_input_gets_typed_errors() {
         p.max = got;
         refused!(
             format!("pop, batch {got}"),
-            b.pop(p).await,
+            b.consumer().pop(p).await,
             invalid,
             Error::IllegalBatchSize { got: n, max: m } if n == got && m == c.max_pop_batch
         );
@@ -229,7 +229,7 @@ async fn consume_validation_bad_input_gets_typed_errors() {
         q.max = got;
         refused!(
             format!("pull_group, batch {got}"),
-            b.pull_group(q).await,
+            b.consumer().pull_group(q).await,
             invalid,
             Error::IllegalBatchSize { got: n, max: m } if n == got && m == max_batch
         );
@@ -250,13 +250,13 @@ async fn consume_validation_bad_input_gets_typed_errors() {
         q.wait = ms(got);
         refused!(
             format!("pop, wait {got} ms"),
-            b.pop(p).await,
+            b.consumer().pop(p).await,
             invalid,
             Error::IllegalWait { got_ms, max_ms: 5000 } if got_ms == got
         );
         refused!(
             format!("pull_group, wait {got} ms"),
-            b.pull_group(q).await,
+            b.consumer().pull_group(q).await,
             invalid,
             Error::IllegalWait { got_ms, max_ms: 5000 } if got_ms == got
         );
@@ -273,12 +273,12 @@ async fn consume_validation_bad_input_gets_typed_errors() {
             }
         )
     };
-    refused!("pop, unreadable", b.pop(pop(g, "unreadable")).await, pd, ref e if denied(e));
+    refused!("pop, unreadable", b.consumer().pop(pop(g, "unreadable")).await, pd, ref e if denied(e));
     let q = pull(g, "unreadable", 0);
-    refused!("pull_group, unreadable", b.pull_group(q).await, pd, ref e if denied(e));
+    refused!("pull_group, unreadable", b.consumer().pull_group(q).await, pd, ref e if denied(e));
 
     // Nothing above created a group.
-    assert_eq!(broker.list_groups(), groups_before);
+    assert_eq!(broker.groups().list(), groups_before);
     broker.shutdown().unwrap();
 }
 
@@ -287,8 +287,8 @@ async fn consume_validation_bad_input_gets_typed_errors() {
 async fn consume_validation_groups_are_auto_created_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&support::consume_config(dir.path()));
-    broker.create_topic(TopicConfig::new("auto", 1)).unwrap();
-    assert!(broker.list_groups().is_empty());
+    broker.topics().create(TopicConfig::new("auto", 1)).unwrap();
+    assert!(broker.groups().list().is_empty());
     let got = support::pop(
         &broker,
         support::pop_req(
@@ -301,11 +301,19 @@ async fn consume_validation_groups_are_auto_created_by_default() {
     )
     .await;
     assert!(got.is_empty());
-    let names: Vec<String> = broker.list_groups().into_iter().map(|g| g.name).collect();
+    let names: Vec<String> = broker.groups().list().into_iter().map(|g| g.name).collect();
     assert_eq!(names, vec!["new-group"]);
-    assert_eq!(broker.group("new-group").unwrap().max_delivery_attempts, 16);
+    assert_eq!(
+        broker
+            .groups()
+            .get("new-group")
+            .unwrap()
+            .max_delivery_attempts,
+        16
+    );
     let e = broker
-        .create_group(GroupConfig::new("new-group"))
+        .groups()
+        .create(GroupConfig::new("new-group"))
         .unwrap_err();
     assert!(
         matches!(&e, Error::GroupExists(g) if g == "new-group"),

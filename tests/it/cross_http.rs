@@ -147,7 +147,7 @@ async fn rest_publish_reaches_mqtt_and_grpc_and_mqtt_publish_reaches_rest() {
         .post("/v1/topics", json!({"name": "telemetry", "queue_count": 2}))
         .await;
     assert!((200..300).contains(&status), "{status} {created}");
-    server.broker.describe_topic("telemetry").await.unwrap();
+    server.broker.topics().describe("telemetry").await.unwrap();
 
     // An MQTT subscriber of telemetry/# and an SDK consumer of `telemetry`.
     let (sub, mut sub_events) = gw.mqtt("dashboard");

@@ -67,11 +67,12 @@ async fn mqtt_publish_is_consumed_over_grpc_with_retry_and_dead_letter() {
     let server = GrpcServer::start().await;
     server
         .broker
-        .create_topic(TopicConfig::new("sensors", 4))
+        .topics()
+        .create(TopicConfig::new("sensors", 4))
         .unwrap();
     let mut g = GroupConfig::new(GROUP);
     g.max_delivery_attempts = 2;
-    server.broker.create_group(g).unwrap();
+    server.broker.groups().create(g).unwrap();
     let mqtt = Mqtt::start(&server).await;
     let consumer = server.consumer(GROUP, &["sensors"]).await;
 
@@ -129,7 +130,12 @@ async fn mqtt_publish_is_consumed_over_grpc_with_retry_and_dead_letter() {
     let deadline = Instant::now() + INVISIBLE + Duration::from_secs(15);
     let dead = loop {
         assert!(Instant::now() < deadline, "not dead-lettered");
-        let r = server.broker.dlq_list(GROUP, 0, 32).await.unwrap();
+        let r = server
+            .broker
+            .dead_letters()
+            .list(GROUP, 0, 32)
+            .await
+            .unwrap();
         if let Some(m) = r.messages.into_iter().next() {
             break m;
         }
@@ -159,7 +165,8 @@ async fn grpc_message_reaches_mqtt_subscribers_of_the_topic_and_its_wildcard() {
     let server = GrpcServer::start().await;
     server
         .broker
-        .create_topic(TopicConfig::new("orders", 2))
+        .topics()
+        .create(TopicConfig::new("orders", 2))
         .unwrap();
     let mqtt = Mqtt::start(&server).await;
     let mut subscribers = Vec::new();

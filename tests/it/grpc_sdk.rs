@@ -104,7 +104,8 @@ impl GrpcServer {
             (TRANSACTION_TOPIC, MessageType::Transaction),
         ] {
             broker
-                .create_topic(TopicConfig::new(name, QUEUES).with_type(t))
+                .topics()
+                .create(TopicConfig::new(name, QUEUES).with_type(t))
                 .unwrap_or_else(|e| panic!("create topic {name}: {e}"));
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

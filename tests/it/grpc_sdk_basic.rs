@@ -171,7 +171,7 @@ async fn grpc_sdk_batch_send_three() {
         let stored = support::within(
             support::CALL_TIMEOUT,
             "message_by_id",
-            server.broker.message_by_id(id),
+            server.broker.queries().by_id(id),
         )
         .await
         .unwrap_or_else(|e| panic!("message {id} of the batch not stored: {e}"));
@@ -204,7 +204,7 @@ async fn grpc_sdk_message_readable_through_core() {
     let stored = support::within(
         support::CALL_TIMEOUT,
         "message_by_id",
-        server.broker.message_by_id(&id),
+        server.broker.queries().by_id(&id),
     )
     .await
     .unwrap_or_else(|e| panic!("message_by_id({id}): {e}"));
@@ -240,6 +240,7 @@ async fn grpc_sdk_message_readable_through_core() {
         "pull",
         server
             .broker
+            .consumer()
             .pull(NORMAL_TOPIC, stored.queue_id, stored.queue_offset, 1),
     )
     .await

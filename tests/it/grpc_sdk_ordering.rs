@@ -238,7 +238,8 @@ async fn grpc_sdk_invisibility_expiry_then_dead_letter() {
     g.max_delivery_attempts = 2;
     server
         .broker
-        .create_group(g)
+        .groups()
+        .create(g)
         .unwrap_or_else(|e| panic!("create group {GROUP}: {e}"));
     let p = server.producer(&[NORMAL_TOPIC]).await;
     let c = server.consumer(GROUP, &[NORMAL_TOPIC]).await;
@@ -337,7 +338,7 @@ async fn grpc_sdk_invisibility_expiry_then_dead_letter() {
         let r = support::within(
             support::CALL_TIMEOUT,
             "dlq_list",
-            server.broker.dlq_list(GROUP, 0, 32),
+            server.broker.dead_letters().list(GROUP, 0, 32),
         )
         .await
         .unwrap_or_else(|e| panic!("dlq_list({GROUP}): {e}"));

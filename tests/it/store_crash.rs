@@ -133,7 +133,7 @@ fn verify(
     let t0 = Instant::now();
     let broker = support::open(&crash::config(dir, mode));
     let open_time = t0.elapsed();
-    let report = broker.recovery_report();
+    let report = broker.storage().recovery_report();
     assert!(
         report.after_crash,
         "a killed store must recover as crashed: {report:?}"
@@ -205,7 +205,7 @@ async fn check_contents(
         let m = support::within(
             support::CALL_TIMEOUT,
             "message_by_id",
-            broker.message_by_id(&ack.message_id),
+            broker.queries().by_id(&ack.message_id),
         )
         .await
         .unwrap_or_else(|e| panic!("acked seq {} not found by id: {e}", ack.seq));

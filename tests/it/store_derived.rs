@@ -30,7 +30,7 @@ async fn build_t2d(rng: &mut StdRng) -> (TempDir, Config, Vec<Sent>) {
     config.store.index_entries_per_file = 2048;
     let broker = support::open(&config);
     for (t, q) in T2D_TOPICS {
-        broker.create_topic(TopicConfig::new(t, q)).unwrap();
+        broker.topics().create(TopicConfig::new(t, q)).unwrap();
     }
     let mut sent = Vec::new();
     for i in 0..T2D_COUNT {
@@ -72,12 +72,14 @@ async fn check_t2d(broker: &Broker, sent: &[Sent], ctx: &str) {
     }
     for s in sent {
         let m = broker
-            .message_by_id(&s.receipt.message_id)
+            .queries()
+            .by_id(&s.receipt.message_id)
             .await
             .unwrap_or_else(|e| panic!("{ctx}: id {} not found: {e}", s.receipt.message_id));
         support::assert_same(&m, s);
         let found = broker
-            .query_by_key(&s.message.topic, &s.message.keys[0], 0, i64::MAX, 8)
+            .queries()
+            .by_key(&s.message.topic, &s.message.keys[0], 0, i64::MAX, 8)
             .await
             .unwrap();
         assert_eq!(found.len(), 1, "{ctx}: key {}", s.message.keys[0]);
@@ -91,7 +93,8 @@ async fn check_t2d(broker: &Broker, sent: &[Sent], ctx: &str) {
                 .filter(|s| s.message.topic == topic && s.message.keys[1] == key)
                 .count();
             let found = broker
-                .query_by_key(topic, &key, 0, i64::MAX, 1024)
+                .queries()
+                .by_key(topic, &key, 0, i64::MAX, 1024)
                 .await
                 .unwrap();
             assert_eq!(found.len(), want, "{ctx}: key {key} of {topic}");
@@ -232,11 +235,11 @@ async fn t2d(loss: DerivedLoss) {
             Err(e) => panic!("{ctx}: the store does not open: {e}"),
         };
         let took = started.elapsed();
-        let log = broker.log_offsets().end;
+        let log = broker.storage().log_offsets().end;
         println!(
             "{ctx}: reopened in {took:?} ({:.0} MB/s of CommitLog), {:?}",
             log as f64 / took.as_secs_f64() / 1e6,
-            broker.recovery_report()
+            broker.storage().recovery_report()
         );
         check_t2d(&broker, &sent, &ctx).await;
         // And it stays so across a clean restart.

@@ -51,7 +51,7 @@ async fn check_readable(broker: &Broker, topic: &str, queues: u32, sent: &[Sent]
         }
     }
     for s in sent {
-        let m = broker.message_by_id(&s.receipt.message_id).await.unwrap();
+        let m = broker.queries().by_id(&s.receipt.message_id).await.unwrap();
         support::assert_same(&m, s);
     }
 }
@@ -62,7 +62,7 @@ async fn t7_disk_limit_refuses_writes_and_keeps_reads() {
     let mut config = support::config(dir.path(), SEGMENT, FlushMode::Async);
     config.store.disk_limit_bytes = Some(4 * SEGMENT);
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("full", 2)).unwrap();
+    broker.topics().create(TopicConfig::new("full", 2)).unwrap();
 
     let mut sent = Vec::new();
     let refusal = loop {
@@ -86,14 +86,17 @@ async fn t7_disk_limit_refuses_writes_and_keeps_reads() {
     assert_eq!(support::segments(dir.path()).len(), 4);
 
     // Refused means refused: no later send of the same size succeeds, and none writes anything.
-    let offsets = broker.log_offsets();
+    let offsets = broker.storage().log_offsets();
     for i in 0..20 {
         let m = Message::new("full", vec![0xAB; 1000]).with_key(format!("late{i}"));
         let e = support::send(&broker, m).await.unwrap_err();
         assert_disk_full(&e);
     }
     assert_eq!(
-        (broker.log_offsets().durable, broker.log_offsets().end),
+        (
+            broker.storage().log_offsets().durable,
+            broker.storage().log_offsets().end
+        ),
         (offsets.durable, offsets.end)
     );
 
@@ -105,7 +108,7 @@ async fn t7_disk_limit_refuses_writes_and_keeps_reads() {
     // Room again: everything acknowledged is there and writes resume.
     config.store.disk_limit_bytes = Some(64 * SEGMENT);
     let broker = support::open(&config);
-    assert!(broker.write_refusal().is_none());
+    assert!(broker.storage().write_refusal().is_none());
     check_readable(&broker, "full", 2, &sent).await;
     for i in 0..100 {
         let m = Message::new("full", vec![7u8; 1000]).with_key(format!("again{i}"));
@@ -136,7 +139,10 @@ async fn t7_real_enospc_on_a_small_tmpfs() {
     config.store.consume_queue_entries_per_file = 20_000;
     config.store.index_entries_per_file = 64 * 1024;
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("tmpfs", 1)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("tmpfs", 1))
+        .unwrap();
 
     let mut sent = Vec::new();
     let refusal = loop {
@@ -158,7 +164,7 @@ async fn t7_real_enospc_on_a_small_tmpfs() {
     println!("refused after {} messages: {refusal}", sent.len());
     assert_disk_full(&refusal);
     assert!(sent.len() > 500, "refused too early");
-    let offsets = broker.log_offsets();
+    let offsets = broker.storage().log_offsets();
     for _ in 0..5 {
         let e = support::send(&broker, Message::new("tmpfs", vec![1u8; 4000]))
             .await
@@ -166,7 +172,10 @@ async fn t7_real_enospc_on_a_small_tmpfs() {
         assert_disk_full(&e);
     }
     assert_eq!(
-        (broker.log_offsets().durable, broker.log_offsets().end),
+        (
+            broker.storage().log_offsets().durable,
+            broker.storage().log_offsets().end
+        ),
         (offsets.durable, offsets.end)
     );
     check_readable(&broker, "tmpfs", 1, &sent).await;
@@ -185,7 +194,7 @@ async fn t7_real_enospc_on_a_small_tmpfs() {
     broker.shutdown().unwrap();
     drop(broker);
     let broker = support::open(&config);
-    assert!(!broker.recovery_report().after_crash);
+    assert!(!broker.storage().recovery_report().after_crash);
     check_readable(&broker, "tmpfs", 1, &sent).await;
     drop(broker);
     drop(fs);
@@ -204,7 +213,7 @@ async fn t7_disk_watermark_on_a_small_tmpfs() {
     let mut config = support::config(dir.path(), 512 << 10, FlushMode::Async);
     config.store.disk_max_used_ratio = 0.5;
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("mark", 2)).unwrap();
+    broker.topics().create(TopicConfig::new("mark", 2)).unwrap();
     let mut sent = Vec::new();
     let refusal = loop {
         let m = Message::new("mark", vec![3u8; 3000]).with_key(format!("k{}", sent.len()));
@@ -219,22 +228,25 @@ async fn t7_disk_watermark_on_a_small_tmpfs() {
     };
     println!("refused after {} messages: {refusal}", sent.len());
     assert_disk_full(&refusal);
-    assert!(broker.write_refusal().is_some());
+    assert!(broker.storage().write_refusal().is_some());
     // Refused while above the watermark, whatever the size.
-    let offsets = broker.log_offsets();
+    let offsets = broker.storage().log_offsets();
     let e = support::send(&broker, Message::new("mark", "tiny"))
         .await
         .unwrap_err();
     assert_disk_full(&e);
     assert_eq!(
-        (broker.log_offsets().durable, broker.log_offsets().end),
+        (
+            broker.storage().log_offsets().durable,
+            broker.storage().log_offsets().end
+        ),
         (offsets.durable, offsets.end)
     );
     check_readable(&broker, "mark", 2, &sent).await;
 
     fs.resize("64m");
-    broker.run_retention_now();
-    assert_eq!(broker.write_refusal(), None);
+    broker.storage().run_retention_now();
+    assert_eq!(broker.storage().write_refusal(), None);
     for i in 0..200 {
         let m = Message::new("mark", vec![4u8; 3000]).with_key(format!("again{i}"));
         let receipt = support::send_ok(&broker, m.clone()).await;
@@ -260,8 +272,11 @@ async fn t1d_run(run: usize, k: u64) {
     let dir = tempfile::tempdir().unwrap();
     let config = support::config(dir.path(), SEGMENT, FlushMode::Sync);
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("fsync", 4)).unwrap();
-    broker.inject_flush_failure(k);
+    broker
+        .topics()
+        .create(TopicConfig::new("fsync", 4))
+        .unwrap();
+    broker.storage().inject_flush_failure(k);
 
     let clock = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -303,7 +318,7 @@ async fn t1d_run(run: usize, k: u64) {
         );
     }
 
-    let flushed = broker.log_offsets().durable;
+    let flushed = broker.storage().log_offsets().durable;
     let first_err = outcomes
         .iter()
         .filter(|o| o.result.is_err())
@@ -337,14 +352,14 @@ async fn t1d_run(run: usize, k: u64) {
             }
         }
     }
-    assert!(broker.write_refusal().is_some());
+    assert!(broker.storage().write_refusal().is_some());
     let e = support::send(&broker, Message::new("fsync", "late"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
     // No later flush is ever reported as success.
     tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(broker.log_offsets().durable, flushed);
+    assert_eq!(broker.storage().log_offsets().durable, flushed);
     // Reads keep working.
     check_readable_subset(&broker, &acked).await;
     // The final flush at shutdown fails too: the store stays marked as crashed.
@@ -352,10 +367,10 @@ async fn t1d_run(run: usize, k: u64) {
     drop(broker);
 
     let broker = support::open(&config);
-    assert!(broker.recovery_report().after_crash);
+    assert!(broker.storage().recovery_report().after_crash);
     check_readable_subset(&broker, &acked).await;
     let r = support::send_ok(&broker, Message::new("fsync", "after restart")).await;
-    let m = broker.message_by_id(&r.message_id).await.unwrap();
+    let m = broker.queries().by_id(&r.message_id).await.unwrap();
     assert_eq!(&m.body[..], b"after restart");
     println!(
         "run {run}: k={k}, {} acked before the failure, durable offset {flushed}",
@@ -376,7 +391,7 @@ async fn check_readable_subset(broker: &Broker, acked: &[Sent]) {
             .get(s.receipt.queue_offset as usize)
             .unwrap_or_else(|| panic!("acked message {} lost", s.receipt.message_id));
         support::assert_same(m, s);
-        let m = broker.message_by_id(&s.receipt.message_id).await.unwrap();
+        let m = broker.queries().by_id(&s.receipt.message_id).await.unwrap();
         support::assert_same(&m, s);
     }
 }
@@ -396,8 +411,11 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
     let mut config = support::config(dir.path(), SEGMENT, FlushMode::Async);
     config.store.flush_interval_ms = 10;
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new("async", 2)).unwrap();
-    broker.inject_flush_failure(2);
+    broker
+        .topics()
+        .create(TopicConfig::new("async", 2))
+        .unwrap();
+    broker.storage().inject_flush_failure(2);
     let mut acked = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let err = loop {
@@ -420,7 +438,7 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
         "{err:?}"
     );
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert!(broker.write_refusal().is_some());
+    assert!(broker.storage().write_refusal().is_some());
     for _ in 0..5 {
         let e = support::send(&broker, Message::new("async", "late"))
             .await
@@ -431,7 +449,7 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
     assert!(broker.shutdown().is_err());
     drop(broker);
     let broker = support::open(&config);
-    assert!(broker.recovery_report().after_crash);
+    assert!(broker.storage().recovery_report().after_crash);
     check_readable(&broker, "async", 2, &acked).await;
     support::send_ok(&broker, Message::new("async", "after restart")).await;
     println!("{} acked before the failed flush", acked.len());

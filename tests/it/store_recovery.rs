@@ -74,7 +74,8 @@ async fn build_template(rng: &mut StdRng, shape: TailShape) -> Template {
     let dir = support::memory_tempdir();
     let broker = support::open(&tail_config(dir.path()));
     broker
-        .create_topic(TopicConfig::new(TAIL_TOPIC, TAIL_QUEUES))
+        .topics()
+        .create(TopicConfig::new(TAIL_TOPIC, TAIL_QUEUES))
         .unwrap();
     // Messages with a fixed-length id and nothing optional: record size = body + overhead.
     let fixed = |i: usize, len: usize| {
@@ -109,11 +110,11 @@ async fn build_template(rng: &mut StdRng, shape: TailShape) -> Template {
     }
     if shape == TailShape::TightSegmentEnd {
         let mut i = 1_000_000;
-        while SEGMENT - broker.log_offsets().end % SEGMENT < overhead as u64 + 20 {
+        while SEGMENT - broker.storage().log_offsets().end % SEGMENT < overhead as u64 + 20 {
             support::send_ok(&broker, fixed(i, 10)).await;
             i += 1;
         }
-        let pos = broker.log_offsets().end;
+        let pos = broker.storage().log_offsets().end;
         let gap = rng.gen_range(0..=8);
         let len = (SEGMENT - pos % SEGMENT) as usize - gap - overhead;
         let r = support::send_ok(&broker, fixed(i, len)).await;
@@ -140,7 +141,10 @@ async fn build_template(rng: &mut StdRng, shape: TailShape) -> Template {
         }
     }
     recs.sort_by_key(|r| r.phy);
-    assert_eq!(broker.log_offsets().end, recs.last().unwrap().end());
+    assert_eq!(
+        broker.storage().log_offsets().end,
+        recs.last().unwrap().end()
+    );
     broker.shutdown().unwrap();
     drop(broker);
     Template { dir, recs }
@@ -387,7 +391,7 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
 
     // First recovery: exactly the intact prefix.
     let broker = support::open(&config);
-    let report = broker.recovery_report();
+    let report = broker.storage().recovery_report();
     assert_eq!(
         report.after_crash,
         restart != Restart::Clean,
@@ -399,12 +403,12 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
         durable: flushed,
         end: wrote,
         ..
-    } = broker.log_offsets();
+    } = broker.storage().log_offsets();
     assert_eq!(flushed, wrote, "{ctx}");
     assert!(same_end(wrote, expected_end), "{ctx}: log end {wrote}");
     check_queues(&broker, expected, &ctx).await;
     for r in &t.recs[cut..] {
-        match broker.message_by_id(&r.id).await {
+        match broker.queries().by_id(&r.id).await {
             Err(Error::MessageNotFound(_)) => {}
             other => panic!("{ctx}: cut record {} still visible by id: {other:?}", r.phy),
         }
@@ -430,7 +434,7 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
     // Second recovery, forced to be a full crash recovery: a no-op, byte for byte.
     support::leave_abort_marker(dir.path());
     let broker = support::open(&config);
-    let report = broker.recovery_report();
+    let report = broker.storage().recovery_report();
     assert!(
         report.after_crash && !report.cut_tail,
         "{ctx}: second {report:?}"
@@ -463,10 +467,14 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
         "{ctx}: queue offset of the first append"
     );
     assert!(r.physical_offset >= expected_end, "{ctx}");
-    let pulled = broker.pull(TAIL_TOPIC, q, next, 8).await.unwrap();
+    let pulled = broker
+        .consumer()
+        .pull(TAIL_TOPIC, q, next, 8)
+        .await
+        .unwrap();
     assert_eq!(pulled.messages.len(), 1, "{ctx}: {pulled:?}");
     assert_eq!(&pulled.messages[0].body[..], body.as_bytes(), "{ctx}");
-    let by_id = broker.message_by_id(&r.message_id).await.unwrap();
+    let by_id = broker.queries().by_id(&r.message_id).await.unwrap();
     assert_eq!(by_id.physical_offset, r.physical_offset, "{ctx}");
     broker.shutdown().unwrap();
 }

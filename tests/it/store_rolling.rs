@@ -83,7 +83,7 @@ async fn verify_all(broker: &Broker, sent: &[Sent]) {
         let m = support::within(
             support::CALL_TIMEOUT,
             "message_by_id",
-            broker.message_by_id(&s.receipt.message_id),
+            broker.queries().by_id(&s.receipt.message_id),
         )
         .await
         .unwrap_or_else(|e| panic!("message {} not found by id: {e}", s.receipt.message_id));
@@ -95,7 +95,8 @@ async fn verify_all(broker: &Broker, sent: &[Sent]) {
     for s in sent {
         let topic = &s.message.topic;
         let found = broker
-            .query_by_key(topic, &s.message.keys[0], 0, i64::MAX, 16)
+            .queries()
+            .by_key(topic, &s.message.keys[0], 0, i64::MAX, 16)
             .await
             .unwrap();
         assert_eq!(found.len(), 1, "key {} of {topic}", s.message.keys[0]);
@@ -116,7 +117,8 @@ async fn verify_all(broker: &Broker, sent: &[Sent]) {
             (0, ts - 1, false),
         ] {
             let found = broker
-                .query_by_key(topic, key, begin, end, 16)
+                .queries()
+                .by_key(topic, key, begin, end, 16)
                 .await
                 .unwrap();
             assert_eq!(
@@ -128,7 +130,8 @@ async fn verify_all(broker: &Broker, sent: &[Sent]) {
     }
     for ((topic, key), members) in groups {
         let found = broker
-            .query_by_key(&topic, &key, 0, i64::MAX, 64)
+            .queries()
+            .by_key(&topic, &key, 0, i64::MAX, 64)
             .await
             .unwrap();
         let mut want: Vec<u64> = members.iter().map(|s| s.receipt.physical_offset).collect();
@@ -145,7 +148,7 @@ async fn segment_rolling_keeps_every_message_readable() {
     let config = support::config(dir.path(), SEGMENT, FlushMode::Async);
     let broker = support::open(&config);
     for (t, q) in TOPICS {
-        broker.create_topic(TopicConfig::new(t, q)).unwrap();
+        broker.topics().create(TopicConfig::new(t, q)).unwrap();
     }
     let mut sent = Vec::with_capacity(COUNT);
     for i in 0..COUNT {
@@ -157,7 +160,7 @@ async fn segment_rolling_keeps_every_message_readable() {
         });
     }
     verify_all(&broker, &sent).await;
-    let wrote = broker.log_offsets().end;
+    let wrote = broker.storage().log_offsets().end;
     broker.shutdown().unwrap();
     drop(broker);
 
@@ -174,10 +177,10 @@ async fn segment_rolling_keeps_every_message_readable() {
     }
 
     let broker = support::open(&config);
-    let report = broker.recovery_report();
+    let report = broker.storage().recovery_report();
     assert!(!report.after_crash, "{report:?}");
     assert!(!report.cut_tail, "{report:?}");
-    assert_eq!(broker.log_offsets().end, wrote);
+    assert_eq!(broker.storage().log_offsets().end, wrote);
     verify_all(&broker, &sent).await;
 
     // Appends continue each queue where it stopped.
@@ -211,7 +214,7 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let config = support::config(dir.path(), SEGMENT, FlushMode::Sync);
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new(TOPIC, 1)).unwrap();
+    broker.topics().create(TopicConfig::new(TOPIC, 1)).unwrap();
     let mut sent: Vec<Sent> = Vec::new();
     // Same-length ids and no optional fields: the record size is body length + a constant.
     let message = |i: usize, len: usize| {
@@ -233,14 +236,14 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
     for gap in [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100] {
         // Get at least 1000 bytes of room in the current segment.
         loop {
-            let pos = broker.log_offsets().end;
+            let pos = broker.storage().log_offsets().end;
             if SEGMENT - pos % SEGMENT >= 1000 {
                 break;
             }
             let s = send(broker.clone(), message(sent.len(), 300)).await;
             sent.push(s);
         }
-        let pos = broker.log_offsets().end;
+        let pos = broker.storage().log_offsets().end;
         let remaining = (SEGMENT - pos % SEGMENT) as usize;
         let s = send(
             broker.clone(),
@@ -250,7 +253,7 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
         assert_eq!(s.receipt.physical_offset, pos, "gap {gap}: the record fits");
         sent.push(s);
         assert_eq!(
-            broker.log_offsets().end % SEGMENT,
+            broker.storage().log_offsets().end % SEGMENT,
             (SEGMENT - gap as u64) % SEGMENT,
             "gap {gap}"
         );
@@ -267,17 +270,17 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
         assert_eq!(stored.len(), sent.len());
         for (m, s) in stored.iter().zip(&sent) {
             support::assert_same(m, s);
-            let by_id = broker.message_by_id(&s.receipt.message_id).await.unwrap();
+            let by_id = broker.queries().by_id(&s.receipt.message_id).await.unwrap();
             support::assert_same(&by_id, s);
         }
     };
     check(broker.clone(), sent.clone()).await;
-    let end = broker.log_offsets().end;
+    let end = broker.storage().log_offsets().end;
     broker.shutdown().unwrap();
     drop(broker);
 
     let broker = support::open(&config);
-    assert_eq!(broker.log_offsets().end, end);
+    assert_eq!(broker.storage().log_offsets().end, end);
     check(broker.clone(), sent.clone()).await;
     broker.shutdown().unwrap();
     drop(broker);
@@ -287,7 +290,7 @@ async fn segment_ends_exactly_full_or_with_a_few_spare_bytes() {
     support::leave_abort_marker(dir.path());
     let before = support::commitlog_bytes(dir.path());
     let broker = support::open(&config);
-    let report = broker.recovery_report();
+    let report = broker.storage().recovery_report();
     assert!(report.after_crash && !report.cut_tail, "{report:?}");
     assert_eq!(report.log_end, end);
     assert_eq!(support::commitlog_bytes(dir.path()), before);

@@ -99,13 +99,13 @@ pub async fn send(
     broker: &Broker,
     req: impl Into<SendRequest>,
 ) -> rocketgate_core::Result<SendReceipt> {
-    within(CALL_TIMEOUT, "send", broker.send(req.into())).await
+    within(CALL_TIMEOUT, "send", broker.producer().send(req.into())).await
 }
 
 /// Sends and returns the receipt, failing the test on error or timeout.
 pub async fn send_ok(broker: &Broker, req: impl Into<SendRequest>) -> SendReceipt {
     let req = req.into();
-    match within(CALL_TIMEOUT, "send", broker.send(req.clone())).await {
+    match within(CALL_TIMEOUT, "send", broker.producer().send(req.clone())).await {
         Ok(r) => r,
         Err(e) => panic!("send to {} failed: {e}", req.message.topic),
     }
@@ -120,7 +120,7 @@ pub async fn drain(broker: &Broker, topic: &str, queue_id: u32) -> Vec<StoredMes
         let r = within(
             CALL_TIMEOUT,
             "pull",
-            broker.pull(topic, queue_id, from, 1024),
+            broker.consumer().pull(topic, queue_id, from, 1024),
         )
         .await
         .unwrap_or_else(|e| panic!("pull {topic}/{queue_id}@{from} failed: {e}"));
@@ -484,7 +484,13 @@ pub fn pull_req(
 /// Pops, failing the test on error or if the call outlives its wait by [`CALL_TIMEOUT`].
 pub async fn pop(broker: &Broker, req: PopRequest) -> Vec<PoppedMessage> {
     let what = format!("pop {}/{}", req.group, req.topic);
-    match within(req.wait + CALL_TIMEOUT, &what, broker.pop(req.clone())).await {
+    match within(
+        req.wait + CALL_TIMEOUT,
+        &what,
+        broker.consumer().pop(req.clone()),
+    )
+    .await
+    {
         Ok(v) => v,
         Err(e) => panic!("{what} failed: {e}"),
     }
@@ -500,7 +506,7 @@ pub async fn pull_group(broker: &Broker, req: GroupPullRequest) -> PullResult {
     match within(
         req.wait + CALL_TIMEOUT,
         &what,
-        broker.pull_group(req.clone()),
+        broker.consumer().pull_group(req.clone()),
     )
     .await
     {
@@ -511,7 +517,7 @@ pub async fn pull_group(broker: &Broker, req: GroupPullRequest) -> PullResult {
 
 /// Acknowledges, failing the test on error or timeout.
 pub async fn ack(broker: &Broker, group: &str, handle: &str) {
-    match within(CALL_TIMEOUT, "ack", broker.ack(group, handle)).await {
+    match within(CALL_TIMEOUT, "ack", broker.consumer().ack(group, handle)).await {
         Ok(()) => {}
         Err(e) => panic!("ack by {group} failed: {e}"),
     }

@@ -222,7 +222,8 @@ async fn time_delay_levels_and_timed_messages_arrive_on_time_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
     broker
-        .create_topic(TopicConfig::new(DELAY_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(DELAY_TOPIC, QUEUES))
         .unwrap();
     let sent_at = support::now_ms();
     let expected = send_three(&broker).await;
@@ -241,7 +242,7 @@ async fn time_delay_levels_and_timed_messages_arrive_on_time_exactly_once() {
         );
     }
     for (id, e) in &expected {
-        let m = broker.message_by_id(id).await.unwrap();
+        let m = broker.queries().by_id(id).await.unwrap();
         assert_eq!(
             (m.topic.as_str(), m.queue_id),
             (DELAY_TOPIC, e.queue_id),
@@ -251,22 +252,22 @@ async fn time_delay_levels_and_timed_messages_arrive_on_time_exactly_once() {
         assert_eq!(m.properties, e.message.properties, "{}", e.label);
         assert_eq!(m.keys, e.message.keys, "{}", e.label);
         assert_eq!(m.body, e.message.body, "{}", e.label);
-        let trace = broker.trace(id).await.unwrap();
+        let trace = broker.queries().trace(id).await.unwrap();
         assert_eq!(trace[0].kind, TraceKind::Scheduled, "{trace:?}");
         assert_eq!(trace[0].topic, DELAY_TOPIC);
         assert_eq!(trace[0].deliver_at_ms, Some(e.deliver_at_ms));
     }
-    let immediately = broker.scheduled_pending();
+    let immediately = broker.scheduler().pending();
     support::eventually(
         Duration::from_secs(1),
         Duration::from_millis(5),
         "scheduled_pending() counts the 3 pending messages",
-        || broker.scheduled_pending() >= 3 || support::now_ms() >= expected_first_due(&expected),
+        || broker.scheduler().pending() >= 3 || support::now_ms() >= expected_first_due(&expected),
     )
     .await;
     println!(
         "scheduled_pending() right after the sends: {immediately}, a moment later: {}",
-        broker.scheduled_pending()
+        broker.scheduler().pending()
     );
 
     // A fourth, cancelled before it is due: never delivered; a second cancel finds nothing.
@@ -275,10 +276,10 @@ async fn time_delay_levels_and_timed_messages_arrive_on_time_exactly_once() {
         Message::new(DELAY_TOPIC, "cancelled").with_deliver_at(support::now_ms() + 1500),
     )
     .await;
-    within_call(broker.cancel_scheduled(&cancelled.message_id))
+    within_call(broker.scheduler().cancel(&cancelled.message_id))
         .await
         .unwrap();
-    let again = within_call(broker.cancel_scheduled(&cancelled.message_id)).await;
+    let again = within_call(broker.scheduler().cancel(&cancelled.message_id)).await;
     assert!(
         matches!(again, Err(Error::MessageNotFound(_))),
         "cancel twice: {again:?}"
@@ -295,9 +296,10 @@ async fn time_delay_levels_and_timed_messages_arrive_on_time_exactly_once() {
     check_lateness("on time", &expected, &got, sent_at);
     // The cancelled one was due before the last of the three.
     assert!(cancelled.deliver_at_ms.unwrap() < support::now_ms());
-    assert_eq!(broker.scheduled_pending(), 0);
+    assert_eq!(broker.scheduler().pending(), 0);
     for (id, e) in &expected {
         let kinds: Vec<TraceKind> = broker
+            .queries()
             .trace(id)
             .await
             .unwrap()
@@ -310,7 +312,7 @@ async fn time_delay_levels_and_timed_messages_arrive_on_time_exactly_once() {
             "{}",
             e.label
         );
-        let r = within_call(broker.cancel_scheduled(id)).await;
+        let r = within_call(broker.scheduler().cancel(id)).await;
         assert!(
             matches!(&r, Err(Error::MessageNotFound(_))),
             "cancel after delivery: {r:?}"
@@ -331,7 +333,8 @@ async fn time_scheduled_messages_survive_a_clean_restart() {
     {
         let broker = support::open(&config);
         broker
-            .create_topic(TopicConfig::new(DELAY_TOPIC, QUEUES))
+            .topics()
+            .create(TopicConfig::new(DELAY_TOPIC, QUEUES))
             .unwrap();
         expected = send_three(&broker).await;
         // Cancelled before the restart, due before the last of the three: never delivered.
@@ -340,7 +343,7 @@ async fn time_scheduled_messages_survive_a_clean_restart() {
             Message::new(DELAY_TOPIC, "cancelled").with_deliver_at(support::now_ms() + 1800),
         )
         .await;
-        within_call(broker.cancel_scheduled(&cancelled.message_id))
+        within_call(broker.scheduler().cancel(&cancelled.message_id))
             .await
             .unwrap();
         broker.shutdown().unwrap();
@@ -359,7 +362,7 @@ async fn time_scheduled_messages_survive_a_clean_restart() {
     )
     .await;
     check_lateness("clean restart", &expected, &got, opened);
-    assert_eq!(broker.scheduled_pending(), 0);
+    assert_eq!(broker.scheduler().pending(), 0);
     broker.shutdown().unwrap();
     drop(broker);
 
@@ -377,7 +380,7 @@ async fn time_scheduled_messages_survive_a_clean_restart() {
     )
     .await;
     assert!(again.is_empty(), "delivered again: {again:?}");
-    assert_eq!(broker.scheduled_pending(), 0);
+    assert_eq!(broker.scheduler().pending(), 0);
     assert_eq!(
         support::drain_topic(&broker, DELAY_TOPIC, QUEUES)
             .await
@@ -437,7 +440,7 @@ async fn time_scheduled_messages_survive_kill9_of_the_scheduling_process() {
     sleep_until_ms(first_due + 200).await;
     let broker = support::open(&time::config(dir.path(), FlushMode::Sync));
     let opened = support::now_ms();
-    assert!(broker.recovery_report().after_crash);
+    assert!(broker.storage().recovery_report().after_crash);
     let got = consume_scheduled(
         &broker,
         "kill-consumer",
@@ -451,7 +454,7 @@ async fn time_scheduled_messages_survive_kill9_of_the_scheduling_process() {
         // The timed message keeps what the child set; its deliver time is only in the receipt.
         assert_eq!(got[id].popped.message.keys, e.message.keys);
     }
-    assert_eq!(broker.scheduled_pending(), 0);
+    assert_eq!(broker.scheduler().pending(), 0);
     broker.shutdown().unwrap();
 }
 
@@ -477,7 +480,8 @@ async fn time_scheduled_pending_does_not_count_cancelled_messages() {
     let dir = support::memory_tempdir();
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
     broker
-        .create_topic(TopicConfig::new(DELAY_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(DELAY_TOPIC, QUEUES))
         .unwrap();
     let keep = support::send_ok(
         &broker,
@@ -493,16 +497,16 @@ async fn time_scheduled_pending_does_not_count_cancelled_messages() {
         Duration::from_secs(2),
         Duration::from_millis(5),
         "both scheduled messages counted",
-        || broker.scheduled_pending() == 2,
+        || broker.scheduler().pending() == 2,
     )
     .await;
-    within_call(broker.cancel_scheduled(&cancel.message_id))
+    within_call(broker.scheduler().cancel(&cancel.message_id))
         .await
         .unwrap();
     let mut seen = Vec::new();
     let counted_right = support::now_ms() + 1000;
     while support::now_ms() < counted_right {
-        seen.push(broker.scheduled_pending());
+        seen.push(broker.scheduler().pending());
         if seen.last() == Some(&1) {
             break;
         }
@@ -536,7 +540,8 @@ async fn time_backlog_cut_by_a_clean_shutdown_is_not_delivered_twice() {
     {
         let broker = support::open(&config);
         broker
-            .create_topic(TopicConfig::new(DELAY_TOPIC, 1))
+            .topics()
+            .create(TopicConfig::new(DELAY_TOPIC, 1))
             .unwrap();
         due = support::now_ms() + 4000;
         for i in 0..N {
@@ -558,7 +563,7 @@ async fn time_backlog_cut_by_a_clean_shutdown_is_not_delivered_twice() {
             Duration::from_secs(10),
             Duration::from_millis(1),
             "the delivery of the backlog starts",
-            || broker.scheduled_pending() < N,
+            || broker.scheduler().pending() < N,
         )
         .await;
         broker.shutdown().unwrap();
@@ -567,7 +572,7 @@ async fn time_backlog_cut_by_a_clean_shutdown_is_not_delivered_twice() {
     println!(
         "backlog: right after the restart {} of {N} are scheduled (less one round of 4096 if the \
          timer already took it)",
-        broker.scheduled_pending()
+        broker.scheduler().pending()
     );
     // Everything delivered, then a moment more for duplicates.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -577,7 +582,7 @@ async fn time_backlog_cut_by_a_clean_shutdown_is_not_delivered_twice() {
         all = support::drain(&broker, DELAY_TOPIC, 0).await;
         let distinct: std::collections::BTreeSet<&str> =
             all.iter().map(|m| m.message_id.as_str()).collect();
-        if distinct.len() == N && broker.scheduled_pending() == 0 {
+        if distinct.len() == N && broker.scheduler().pending() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -102,7 +102,7 @@ pub(crate) async fn dlq_all(broker: &Broker, group: &str) -> Vec<StoredMessage> 
         let r = support::within(
             support::CALL_TIMEOUT,
             "dlq_list",
-            broker.dlq_list(group, offset, 4),
+            broker.dead_letters().list(group, offset, 4),
         )
         .await
         .unwrap();
@@ -122,7 +122,7 @@ pub(crate) async fn trace_steps(
     id: &str,
     scheduled_topic: &str,
 ) -> Vec<(TraceKind, u32)> {
-    let trace = broker.trace(id).await.unwrap();
+    let trace = broker.queries().trace(id).await.unwrap();
     for t in &trace {
         if t.kind == TraceKind::Scheduled {
             assert_eq!(t.topic, scheduled_topic, "{trace:?}");
@@ -143,8 +143,8 @@ async fn time_t5b_failing_ids_are_dead_lettered_once_after_backoff_retries() {
     let dir = support::memory_tempdir();
     let config = time::config(dir.path(), FlushMode::Async);
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new(TOPIC, 4)).unwrap();
-    broker.create_group(group(GROUP)).unwrap();
+    broker.topics().create(TopicConfig::new(TOPIC, 4)).unwrap();
+    broker.groups().create(group(GROUP)).unwrap();
     let mut index_of = HashMap::new();
     let mut ids = Vec::new();
     for i in 0..MESSAGES {
@@ -313,7 +313,7 @@ async fn time_t5b_failing_ids_are_dead_lettered_once_after_backoff_retries() {
             ],
             "trace of failing message {i}"
         );
-        let by_id = broker.message_by_id(id).await.unwrap();
+        let by_id = broker.queries().by_id(id).await.unwrap();
         assert_eq!(
             by_id.topic,
             dlq_topic(GROUP),
@@ -321,7 +321,8 @@ async fn time_t5b_failing_ids_are_dead_lettered_once_after_backoff_retries() {
         );
         assert_eq!(by_id.reconsume_times, MAX_ATTEMPTS);
         let by_key = broker
-            .query_by_key(&dlq_topic(GROUP), &format!("k-{i}"), 0, i64::MAX, 10)
+            .queries()
+            .by_key(&dlq_topic(GROUP), &format!("k-{i}"), 0, i64::MAX, 10)
             .await
             .unwrap();
         assert_eq!(by_key.len(), 1, "query_by_key on the DLQ topic: {by_key:?}");
@@ -344,7 +345,8 @@ async fn time_t5b_failing_ids_are_dead_lettered_once_after_backoff_retries() {
     let failing_v: Vec<usize> = failing.iter().copied().collect();
     let (f0, f1, f2, f3) = (failing_v[0], failing_v[1], failing_v[2], failing_v[3]);
     let resent = broker
-        .dlq_resend(
+        .dead_letters()
+        .resend(
             GROUP,
             DlqSelection::Ids(vec![ids[f0].clone(), ids[f1].clone()]),
         )
@@ -370,7 +372,8 @@ async fn time_t5b_failing_ids_are_dead_lettered_once_after_backoff_retries() {
     // A selection with one id that is not a dead letter is refused as a whole.
     let good = (0..MESSAGES).find(|i| !failing.contains(i)).unwrap();
     let e = broker
-        .dlq_resend(
+        .dead_letters()
+        .resend(
             GROUP,
             DlqSelection::Ids(vec![ids[f2].clone(), ids[good].clone()]),
         )
@@ -393,7 +396,11 @@ async fn time_t5b_failing_ids_are_dead_lettered_once_after_backoff_retries() {
     assert!(none.is_empty(), "a refused resend delivered {none:?}");
     // All: every dead letter once more.
     assert_eq!(
-        broker.dlq_resend(GROUP, DlqSelection::All).await.unwrap(),
+        broker
+            .dead_letters()
+            .resend(GROUP, DlqSelection::All)
+            .await
+            .unwrap(),
         FAILING
     );
     let back = pop_exactly(&broker, GROUP, TOPIC, FAILING).await;
@@ -408,15 +415,20 @@ async fn time_t5b_failing_ids_are_dead_lettered_once_after_backoff_retries() {
     }
 
     // Purge: empty, for good.
-    broker.dlq_purge(GROUP).unwrap();
+    broker.dead_letters().purge(GROUP).unwrap();
     assert!(dlq_all(&broker, GROUP).await.is_empty());
     let e = broker
-        .dlq_resend(GROUP, DlqSelection::Ids(vec![ids[f3].clone()]))
+        .dead_letters()
+        .resend(GROUP, DlqSelection::Ids(vec![ids[f3].clone()]))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::MessageNotFound(_)), "{e:?}");
     assert_eq!(
-        broker.dlq_resend(GROUP, DlqSelection::All).await.unwrap(),
+        broker
+            .dead_letters()
+            .resend(GROUP, DlqSelection::All)
+            .await
+            .unwrap(),
         0
     );
 
@@ -513,8 +525,8 @@ pub(crate) async fn pop_exactly(
 async fn time_nack_retries_after_the_given_delay_or_the_backoff() {
     let dir = support::memory_tempdir();
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
-    broker.create_topic(TopicConfig::new("nack", 1)).unwrap();
-    broker.create_group(group("nack-group")).unwrap();
+    broker.topics().create(TopicConfig::new("nack", 1)).unwrap();
+    broker.groups().create(group("nack-group")).unwrap();
     let g = "nack-group";
     let a = support::send_ok(&broker, Message::new("nack", "a").with_key("a")).await;
     let b = support::send_ok(&broker, Message::new("nack", "b").with_key("b")).await;
@@ -531,13 +543,19 @@ async fn time_nack_retries_after_the_given_delay_or_the_backoff() {
     };
     let nacked_at = support::now_ms();
     broker
+        .consumer()
         .nack(g, &handle(&a.message_id), Some(Duration::from_millis(600)))
         .await
         .unwrap();
-    broker.nack(g, &handle(&b.message_id), None).await.unwrap();
+    broker
+        .consumer()
+        .nack(g, &handle(&b.message_id), None)
+        .await
+        .unwrap();
     support::ack(&broker, g, &handle(&c.message_id)).await;
     // The first handles are stale now.
     let e = broker
+        .consumer()
         .nack(g, &handle(&a.message_id), None)
         .await
         .unwrap_err();
@@ -582,6 +600,7 @@ async fn time_nack_retries_after_the_given_delay_or_the_backoff() {
     // A zero delay: at once.
     let t = support::now_ms();
     broker
+        .consumer()
         .nack(g, &a2.receipt_handle, Some(Duration::ZERO))
         .await
         .unwrap();
@@ -593,6 +612,7 @@ async fn time_nack_retries_after_the_given_delay_or_the_backoff() {
     assert!(at - t <= 500, "{}", at - t);
     // At the last attempt a nack dead-letters it (and it is not delivered again).
     broker
+        .consumer()
         .nack(g, &got[0].receipt_handle, Some(Duration::from_millis(100)))
         .await
         .unwrap();
@@ -607,7 +627,7 @@ async fn time_nack_retries_after_the_given_delay_or_the_backoff() {
     // FIFO: a nack redelivers in place after the delay, before the rest of its group.
     let mut fifo = TopicConfig::new("nack-fifo", 1);
     fifo.message_type = MessageType::Fifo;
-    broker.create_topic(fifo).unwrap();
+    broker.topics().create(fifo).unwrap();
     let f0 = support::send_ok(&broker, Message::new("nack-fifo", "f0").with_group("mg")).await;
     let f1 = support::send_ok(&broker, Message::new("nack-fifo", "f1").with_group("mg")).await;
     let (_, got) = pop_batch(&broker, g, "nack-fifo", 8, long, Duration::from_secs(2)).await;
@@ -615,6 +635,7 @@ async fn time_nack_retries_after_the_given_delay_or_the_backoff() {
     assert_eq!(got[0].message.message_id, f0.message_id);
     let t = support::now_ms();
     broker
+        .consumer()
         .nack(g, &got[0].receipt_handle, Some(Duration::from_millis(400)))
         .await
         .unwrap();
@@ -653,8 +674,8 @@ async fn time_retries_survive_a_clean_restart_and_dead_letter_once() {
     let (waiting, inflight, nacked_at);
     {
         let broker = support::open(&config);
-        broker.create_topic(TopicConfig::new("rt", 2)).unwrap();
-        broker.create_group(group(g)).unwrap();
+        broker.topics().create(TopicConfig::new("rt", 2)).unwrap();
+        broker.groups().create(group(g)).unwrap();
         waiting = support::send_ok(&broker, Message::new("rt", "waiting").with_key("w")).await;
         inflight = support::send_ok(&broker, Message::new("rt", "inflight").with_key("i")).await;
         let got = pop_exactly(&broker, g, "rt", 2).await;
@@ -664,6 +685,7 @@ async fn time_retries_survive_a_clean_restart_and_dead_letter_once() {
             .unwrap();
         nacked_at = support::now_ms();
         broker
+            .consumer()
             .nack(g, &w.receipt_handle, Some(Duration::from_millis(1500)))
             .await
             .unwrap();

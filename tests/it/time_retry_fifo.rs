@@ -40,8 +40,8 @@ async fn fifo_head_dead_letter(wait: Duration, bound_ms: i64) {
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
     let mut topic = TopicConfig::new("fifo-dlq", 1);
     topic.message_type = MessageType::Fifo;
-    broker.create_topic(topic).unwrap();
-    broker.create_group(group("fifo-group")).unwrap();
+    broker.topics().create(topic).unwrap();
+    broker.groups().create(group("fifo-group")).unwrap();
     let g = "fifo-group";
     let mut order: HashMap<String, (&str, usize)> = HashMap::new();
     for i in 0..4 {
@@ -144,8 +144,11 @@ async fn fifo_head_dead_letter(wait: Duration, bound_ms: i64) {
 async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
-    broker.create_topic(TopicConfig::new("classic", 2)).unwrap();
-    broker.create_group(group("classic-group")).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("classic", 2))
+        .unwrap();
+    broker.groups().create(group("classic-group")).unwrap();
     let g = "classic-group";
     let sent = support::send_ok(
         &broker,
@@ -165,6 +168,7 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
     // Send back from the topic with delay level 1 (1 s).
     let t = support::now_ms();
     broker
+        .consumer()
         .send_back(g, "classic", sent.queue_id, sent.queue_offset, Some(1))
         .await
         .unwrap();
@@ -191,6 +195,7 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
     // Again from the retry topic, no level: the backoff of attempt 2.
     let t = support::now_ms();
     broker
+        .consumer()
         .send_back(g, &retry, 0, m.queue_offset, None)
         .await
         .unwrap();
@@ -218,6 +223,7 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
 
     // The third delivery is the last: sent back, it is dead-lettered at once.
     broker
+        .consumer()
         .send_back(g, &retry, 0, m2.queue_offset, None)
         .await
         .unwrap();
@@ -243,7 +249,14 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
     .await;
     assert!(r.messages.is_empty(), "{r:?}");
     // Resent to its original topic (any queue), attempts reset.
-    assert_eq!(broker.dlq_resend(g, DlqSelection::All).await.unwrap(), 1);
+    assert_eq!(
+        broker
+            .dead_letters()
+            .resend(g, DlqSelection::All)
+            .await
+            .unwrap(),
+        1
+    );
     let mut all = support::drain_topic(&broker, "classic", 2).await;
     assert_eq!(all.len(), 2, "{all:?}");
     all.retain(|m| m.queue_offset != sent.queue_offset || m.queue_id != sent.queue_id);
@@ -262,12 +275,16 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
 async fn time_send_back_right_after_send_finds_the_message() {
     let dir = support::memory_tempdir();
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
-    broker.create_topic(TopicConfig::new("sb-now", 1)).unwrap();
-    broker.create_group(group("sb-now-group")).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new("sb-now", 1))
+        .unwrap();
+    broker.groups().create(group("sb-now-group")).unwrap();
     let mut failures = Vec::new();
     for i in 0..20 {
         let r = support::send_ok(&broker, Message::new("sb-now", format!("{i}"))).await;
         if let Err(e) = broker
+            .consumer()
             .send_back("sb-now-group", "sb-now", r.queue_id, r.queue_offset, None)
             .await
         {

@@ -142,7 +142,7 @@ async fn send_half(broker: &Broker, m: Message, group: &str) -> Half {
     let r = support::within(
         support::CALL_TIMEOUT,
         "send_half",
-        broker.send_half(m.clone().into(), group),
+        broker.transactions().send_half(m.clone().into(), group),
     )
     .await
     .unwrap();
@@ -160,7 +160,7 @@ async fn end(broker: &Broker, tx: &str, r: Resolution) -> rocketgate_core::Resul
     support::within(
         support::CALL_TIMEOUT,
         "end_transaction",
-        broker.end_transaction(tx, r),
+        broker.transactions().end(tx, r),
     )
     .await
 }
@@ -229,11 +229,12 @@ async fn assert_invisible(broker: &Broker, halves: &[&Half]) {
         );
         let key = &h.message.keys[0];
         let by_key = broker
-            .query_by_key(TX_TOPIC, key, 0, i64::MAX, 10)
+            .queries()
+            .by_key(TX_TOPIC, key, 0, i64::MAX, 10)
             .await
             .unwrap();
         assert!(by_key.is_empty(), "half found by key: {by_key:?}");
-        if let Ok(m) = broker.message_by_id(&h.message_id).await {
+        if let Ok(m) = broker.queries().by_id(&h.message_id).await {
             assert_ne!(
                 m.topic, TX_TOPIC,
                 "half presented as a message of its topic"
@@ -263,14 +264,17 @@ async fn time_transaction_commit_rollback_and_check_back_each_visible_once_or_ne
     let config = time::config(dir.path(), FlushMode::Async);
     let broker = support::open(&config);
     broker
-        .create_topic(TopicConfig::new(TX_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(TX_TOPIC, QUEUES))
         .unwrap();
     let checker = Checker::always(COMMIT);
-    broker.register_checker("tx-pg", checker.clone());
+    broker
+        .transactions()
+        .register_checker("tx-pg", checker.clone());
     let a = send_half(&broker, message("commit"), "tx-pg").await;
     let b = send_half(&broker, message("rollback"), "tx-pg").await;
     let c = send_half(&broker, message("check-back"), "tx-pg").await;
-    assert_eq!(broker.pending_transactions(), 3);
+    assert_eq!(broker.transactions().pending(), 3);
     assert_invisible(&broker, &[&a, &b, &c]).await;
 
     end(&broker, &a.transaction_id, Resolution::Commit)
@@ -295,7 +299,7 @@ async fn time_transaction_commit_rollback_and_check_back_each_visible_once_or_ne
         Duration::from_secs(5),
         Duration::from_millis(10),
         "the unresolved half is committed by its check-back",
-        || broker.pending_transactions() == 0,
+        || broker.transactions().pending() == 0,
     )
     .await;
     let first_check = checker.times(&c.transaction_id)[0];
@@ -353,15 +357,17 @@ async fn time_transaction_commit_rollback_and_check_back_each_visible_once_or_ne
     let mut want = vec![a.message_id.clone(), c.message_id.clone()];
     want.sort();
     assert_eq!(popped, want);
-    assert!(broker.discarded_transactions().is_empty());
+    assert!(broker.transactions().discarded().is_empty());
     broker.shutdown().unwrap();
     drop(broker);
 
     // After a restart: nothing pending, nothing checked back, resolutions unchanged.
     let broker = support::open(&config);
     let checker = Checker::always(COMMIT);
-    broker.register_checker("tx-pg", checker.clone());
-    assert_eq!(broker.pending_transactions(), 0);
+    broker
+        .transactions()
+        .register_checker("tx-pg", checker.clone());
+    assert_eq!(broker.transactions().pending(), 0);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         checker.total(),
@@ -384,10 +390,13 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
     config.transaction.max_checks = 3;
     let broker = support::open(&config);
     broker
-        .create_topic(TopicConfig::new(TX_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(TX_TOPIC, QUEUES))
         .unwrap();
     let unknown = Checker::always(Behaviour::Answer(CheckResult::Unknown));
-    broker.register_checker("tx-unknown", unknown.clone());
+    broker
+        .transactions()
+        .register_checker("tx-unknown", unknown.clone());
     // Unknown twice, then commit on the third (last) check.
     let late = Checker::new(|_, before| {
         if before < 2 {
@@ -396,7 +405,9 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
             COMMIT
         }
     });
-    broker.register_checker("tx-late", late.clone());
+    broker
+        .transactions()
+        .register_checker("tx-late", late.clone());
     let u = send_half(&broker, message("unknown"), "tx-unknown").await;
     let l = send_half(&broker, message("late"), "tx-late").await;
 
@@ -404,10 +415,10 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
         Duration::from_secs(5),
         Duration::from_millis(10),
         "the always-unknown transaction is discarded",
-        || !broker.discarded_transactions().is_empty(),
+        || !broker.transactions().discarded().is_empty(),
     )
     .await;
-    let discarded = broker.discarded_transactions();
+    let discarded = broker.transactions().discarded();
     assert_eq!(discarded.len(), 1, "{discarded:?}");
     let d = &discarded[0];
     assert_eq!(
@@ -430,7 +441,7 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
     assert_eq!(times.len(), 3, "checked exactly max_checks times");
     assert!(gaps.iter().all(|g| *g >= 190), "{gaps:?}");
     assert_eq!(late.times(&l.transaction_id).len(), 3);
-    assert_eq!(broker.pending_transactions(), 0);
+    assert_eq!(broker.transactions().pending(), 0);
 
     // Never visible; resolved as not committed; not checked again.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -446,8 +457,10 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
 
     let broker = support::open(&config);
     let unknown = Checker::always(Behaviour::Answer(CheckResult::Unknown));
-    broker.register_checker("tx-unknown", unknown.clone());
-    assert_eq!(broker.pending_transactions(), 0);
+    broker
+        .transactions()
+        .register_checker("tx-unknown", unknown.clone());
+    assert_eq!(broker.transactions().pending(), 0);
     assert_resolved(&broker, &u.transaction_id, false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(unknown.total(), 0);
@@ -515,20 +528,22 @@ async fn time_transaction_t6b_kill9_with_500_pending_halves_all_checked_back_onc
     let config = time::config(dir.path(), FlushMode::Sync);
     let opened = Instant::now();
     let broker = support::open(&config);
-    assert!(broker.recovery_report().after_crash);
-    assert_eq!(broker.pending_transactions(), T6B_HALVES as usize);
+    assert!(broker.storage().recovery_report().after_crash);
+    assert_eq!(broker.transactions().pending(), T6B_HALVES as usize);
     // No checker yet: nothing can be committed, nothing is visible.
     assert!(
         visible(&broker).await.is_empty(),
         "halves visible before commit"
     );
     let checker = Checker::always(COMMIT);
-    broker.register_checker(PRODUCER_GROUP, checker.clone());
+    broker
+        .transactions()
+        .register_checker(PRODUCER_GROUP, checker.clone());
     support::eventually(
         Duration::from_secs(30),
         Duration::from_millis(20),
         "every pending half checked back and committed",
-        || broker.pending_transactions() == 0,
+        || broker.transactions().pending() == 0,
     )
     .await;
     println!(
@@ -584,8 +599,10 @@ async fn time_transaction_t6b_kill9_with_500_pending_halves_all_checked_back_onc
 
     let broker = support::open(&config);
     let checker = Checker::always(COMMIT);
-    broker.register_checker(PRODUCER_GROUP, checker.clone());
-    assert_eq!(broker.pending_transactions(), 0);
+    broker
+        .transactions()
+        .register_checker(PRODUCER_GROUP, checker.clone());
+    assert_eq!(broker.transactions().pending(), 0);
     for tx in halves.keys().take(50) {
         assert_resolved(&broker, tx, true).await;
     }
@@ -605,7 +622,8 @@ async fn concurrent_duplicate_commits() -> (usize, usize, Vec<(String, Vec<Strin
     config.transaction.check_first_ms = 60_000;
     let broker = support::open(&config);
     broker
-        .create_topic(TopicConfig::new(TX_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(TX_TOPIC, QUEUES))
         .unwrap();
     let mut halves = Vec::new();
     for i in 0..40 {
@@ -617,7 +635,7 @@ async fn concurrent_duplicate_commits() -> (usize, usize, Vec<(String, Vec<Strin
             let broker = broker.clone();
             let tx = h.transaction_id.clone();
             tasks.push(tokio::spawn(async move {
-                let r = broker.end_transaction(&tx, Resolution::Commit).await;
+                let r = broker.transactions().end(&tx, Resolution::Commit).await;
                 (tx, r)
             }));
         }
@@ -668,19 +686,21 @@ async fn time_transaction_kill9_during_commits_delivers_each_message_once() {
     );
     let config = time::config(dir.path(), FlushMode::Sync);
     let broker = support::open(&config);
-    let pending = broker.pending_transactions() as u64;
+    let pending = broker.transactions().pending() as u64;
     let uncommitted = n - committed.len() as u64;
     assert!(
         pending == uncommitted || pending + 1 == uncommitted,
         "{pending} pending after the reopen, {uncommitted} commits had not returned"
     );
     let checker = Checker::always(COMMIT);
-    broker.register_checker(PRODUCER_GROUP, checker.clone());
+    broker
+        .transactions()
+        .register_checker(PRODUCER_GROUP, checker.clone());
     support::eventually(
         Duration::from_secs(30),
         Duration::from_millis(20),
         "every pending half checked back and committed",
-        || broker.pending_transactions() == 0,
+        || broker.transactions().pending() == 0,
     )
     .await;
     let v = visible(&broker).await;
@@ -754,12 +774,17 @@ async fn good_group_progresses_despite(bad: Behaviour, bad_halves: usize) {
     let config = time::config(dir.path(), FlushMode::Async);
     let broker = support::open(&config);
     broker
-        .create_topic(TopicConfig::new(TX_TOPIC, QUEUES))
+        .topics()
+        .create(TopicConfig::new(TX_TOPIC, QUEUES))
         .unwrap();
     let bad_checker = Checker::always(bad);
-    broker.register_checker("tx-bad", bad_checker.clone());
+    broker
+        .transactions()
+        .register_checker("tx-bad", bad_checker.clone());
     let good_checker = Checker::always(COMMIT);
-    broker.register_checker("tx-good", good_checker.clone());
+    broker
+        .transactions()
+        .register_checker("tx-good", good_checker.clone());
     for i in 0..bad_halves {
         send_half(&broker, message(&format!("bad-{i}")), "tx-bad").await;
     }
@@ -790,7 +815,7 @@ async fn good_group_progresses_despite(bad: Behaviour, bad_halves: usize) {
         Duration::from_secs(2),
         Duration::from_millis(10),
         "the good half committed",
-        || broker.pending_transactions() == bad_halves,
+        || broker.transactions().pending() == bad_halves,
     )
     .await;
     let v = visible(&broker).await;

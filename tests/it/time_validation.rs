@@ -43,7 +43,7 @@ fn refused<T: std::fmt::Debug>(
         }
     }
     assert_eq!(
-        broker.log_offsets().end,
+        broker.storage().log_offsets().end,
         before.end,
         "{what}: wrote something"
     );
@@ -55,12 +55,12 @@ async fn time_bad_input_is_refused_with_typed_errors() {
     let mut config = time::config(dir.path(), FlushMode::Async);
     config.timer.max_delay_ms = 60_000;
     let broker = support::open(&config);
-    broker.create_topic(TopicConfig::new(TOPIC, 2)).unwrap();
+    broker.topics().create(TopicConfig::new(TOPIC, 2)).unwrap();
     let m = || Message::new(TOPIC, "x");
 
     // Delay levels: 1..=2 are valid.
     for (level, max) in [(0, 2), (3, 2), (u32::MAX, 2)] {
-        let before = broker.log_offsets();
+        let before = broker.storage().log_offsets();
         let r = support::send(&broker, m().with_delay_level(level)).await;
         refused(
             &broker,
@@ -74,7 +74,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
 
     // Delivery times.
     let now = support::now_ms();
-    let before = broker.log_offsets();
+    let before = broker.storage().log_offsets();
     let r = support::send(&broker, m().with_deliver_at(now + 60_000 + 5_000)).await;
     refused(
         &broker,
@@ -92,7 +92,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
             )
         },
     );
-    let before = broker.log_offsets();
+    let before = broker.storage().log_offsets();
     let r = support::send(&broker, m().with_deliver_at(i64::MAX)).await;
     refused(
         &broker,
@@ -124,8 +124,8 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ("an unscheduled message", plain.message_id.as_str()),
         ("an unknown id", "0123456789ABCDEF0123456789ABCDEF00"),
     ] {
-        let before = broker.log_offsets();
-        let r = broker.cancel_scheduled(id).await;
+        let before = broker.storage().log_offsets();
+        let r = broker.scheduler().cancel(id).await;
         refused(
             &broker,
             &format!("cancel {what}"),
@@ -148,7 +148,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = broker.cancel_scheduled(&soon.message_id).await;
+    let r = broker.scheduler().cancel(&soon.message_id).await;
     assert!(
         matches!(&r, Err(Error::MessageNotFound(_))),
         "cancel delivered: {r:?}"
@@ -156,9 +156,10 @@ async fn time_bad_input_is_refused_with_typed_errors() {
     assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
 
     // Transactions.
-    let before = broker.log_offsets();
+    let before = broker.storage().log_offsets();
     let r = broker
-        .end_transaction("0123456789ABCDEF0123456789ABCDEF00", Resolution::Commit)
+        .transactions()
+        .end("0123456789ABCDEF0123456789ABCDEF00", Resolution::Commit)
         .await;
     refused(
         &broker,
@@ -168,8 +169,8 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::InvalidArgument,
         |e| matches!(e, Error::InvalidTransactionId(_)),
     );
-    let before = broker.log_offsets();
-    let r = broker.end_transaction("", Resolution::Rollback).await;
+    let before = broker.storage().log_offsets();
+    let r = broker.transactions().end("", Resolution::Rollback).await;
     refused(
         &broker,
         "end an empty transaction id",
@@ -178,14 +179,19 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::InvalidArgument,
         |e| matches!(e, Error::InvalidTransactionId(_)),
     );
-    let half = broker.send_half(m().into(), "bad-pg").await.unwrap();
-    let tx = half.transaction_id.unwrap();
-    broker
-        .end_transaction(&tx, Resolution::Rollback)
+    let half = broker
+        .transactions()
+        .send_half(m().into(), "bad-pg")
         .await
         .unwrap();
-    let before = broker.log_offsets();
-    let r = broker.end_transaction(&tx, Resolution::Commit).await;
+    let tx = half.transaction_id.unwrap();
+    broker
+        .transactions()
+        .end(&tx, Resolution::Rollback)
+        .await
+        .unwrap();
+    let before = broker.storage().log_offsets();
+    let r = broker.transactions().end(&tx, Resolution::Commit).await;
     refused(
         &broker,
         "commit a rolled-back transaction",
@@ -205,11 +211,13 @@ async fn time_bad_input_is_refused_with_typed_errors() {
 
     // Retries and dead letters.
     broker
-        .create_group(rocketgate_core::GroupConfig::new("bad-group"))
+        .groups()
+        .create(rocketgate_core::GroupConfig::new("bad-group"))
         .unwrap();
-    let before = broker.log_offsets();
+    let before = broker.storage().log_offsets();
     let r = broker
-        .dlq_resend(
+        .dead_letters()
+        .resend(
             "bad-group",
             DlqSelection::Ids(vec![plain.message_id.clone()]),
         )
@@ -222,8 +230,11 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::NotFound,
         |e| matches!(e, Error::MessageNotFound(id) if *id == plain.message_id),
     );
-    let before = broker.log_offsets();
-    let r = broker.dlq_resend("no-such-group", DlqSelection::All).await;
+    let before = broker.storage().log_offsets();
+    let r = broker
+        .dead_letters()
+        .resend("no-such-group", DlqSelection::All)
+        .await;
     refused(
         &broker,
         "resend for an unknown group",
@@ -232,12 +243,13 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::NotFound,
         |e| matches!(e, Error::GroupNotFound(_)),
     );
-    let r = broker.dlq_list("no-such-group", 0, 10).await;
+    let r = broker.dead_letters().list("no-such-group", 0, 10).await;
     assert!(matches!(r, Err(Error::GroupNotFound(_))), "{r:?}");
-    let r = broker.dlq_purge("no-such-group");
+    let r = broker.dead_letters().purge("no-such-group");
     assert!(matches!(r, Err(Error::GroupNotFound(_))), "{r:?}");
-    let before = broker.log_offsets();
+    let before = broker.storage().log_offsets();
     let r = broker
+        .consumer()
         .send_back(
             "bad-group",
             TOPIC,
@@ -254,8 +266,8 @@ async fn time_bad_input_is_refused_with_typed_errors() {
         ErrorKind::InvalidArgument,
         |e| matches!(e, Error::IllegalDelayLevel { got: 3, max: 2 }),
     );
-    let before = broker.log_offsets();
-    let r = broker.nack("bad-group", "garbage", None).await;
+    let before = broker.storage().log_offsets();
+    let r = broker.consumer().nack("bad-group", "garbage", None).await;
     refused(
         &broker,
         "nack with a garbled handle",

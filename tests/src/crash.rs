@@ -6,7 +6,7 @@
 //! - `ACK <seq> <queue id> <queue offset> <physical offset> <message id>` per acknowledged send;
 //! - `ERR <seq> <error kind>` per failed send (none are expected).
 //!
-//! An ack is printed only after `Broker::send` returned `Ok`: under `SYNC_FLUSH` the record is
+//! An ack is printed only after `Producer::send` returned `Ok`: under `SYNC_FLUSH` the record is
 //! then durable, under `ASYNC_FLUSH` it is in the page cache, which outlives a killed process.
 //! Either way the test holds the store to exactly the acks it has read.
 

@@ -12,30 +12,48 @@
 //!
 //! Concurrency: all methods take `&self`; the store serialises appends internally and the topic
 //! table is behind an `RwLock`. `send` awaits durability under `SYNC_FLUSH`. Topic changes are
-//! announced on a `tokio::sync::watch` counter ([`Broker::topics_changed`]) after they are
+//! announced on a `tokio::sync::watch` counter ([`Topics::changed`]) after they are
 //! persisted.
 
-mod admin;
 pub mod assignment;
 mod consume;
+mod consumer;
 pub mod consumer_group;
 pub mod consumer_state;
+mod dead_letters;
 pub mod filter;
-mod health;
+mod groups;
 mod meta_file;
 pub mod pop;
 mod pop_position;
+mod produce;
+mod queries;
 pub mod receipt;
 pub mod retry;
 pub mod retry_policy;
 pub mod scheduled;
+mod scheduler;
 pub mod settings_map;
 pub mod sql_filter;
+mod storage;
 pub mod timer;
 pub mod topic;
+mod topics;
 pub mod transaction;
+mod transactions;
 pub mod validate;
 mod worker;
+
+pub use self::consumer::Consumer;
+pub use self::dead_letters::DeadLetters;
+pub use self::groups::Groups;
+pub use self::produce::Producer;
+pub use self::queries::Queries;
+pub use self::scheduler::Scheduler;
+pub use self::settings_map::Settings;
+pub use self::storage::Storage;
+pub use self::topics::Topics;
+pub use self::transactions::Transactions;
 
 pub(crate) use self::consume::validate_group_name;
 
@@ -48,11 +66,9 @@ use self::consumer_state::{ConsumerState, ACK_JOURNAL_TOPIC};
 use self::receipt::ReceiptKeys;
 use self::timer::{Timer, TIMER_TOPIC};
 use self::topic::{TopicConfig, TopicRegistry};
-use self::transaction::{Transactions, HALF_TOPIC, OP_TOPIC};
+use self::transaction::{TransactionState, HALF_TOPIC, OP_TOPIC};
 use self::worker::Worker;
-use crate::api::{
-    PullResult, PullStatus, QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo,
-};
+use crate::api::{QueueOffsets, QueueSelector, SendReceipt, SendRequest, TopicInfo};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
@@ -70,8 +86,8 @@ struct Inner {
     clients: Clients,
     timer: Timer,
     retry_backoff_ms: Vec<u64>,
-    transactions: Transactions,
-    /// Bumped after every change of a user topic (see [`Broker::topics_changed`]).
+    transactions: TransactionState,
+    /// Bumped after every change of a user topic (see [`Topics::changed`]).
     topics_version: tokio::sync::watch::Sender<u64>,
     persister: Worker,
     timer_worker: Worker,
@@ -146,7 +162,7 @@ fn copy_draft<'a>(
 }
 
 /// A validated message on its way into the store.
-struct Stored<'a> {
+pub(super) struct Stored<'a> {
     message: &'a crate::message::Message,
     message_id: &'a str,
     queue_id: u32,
@@ -188,7 +204,7 @@ impl Broker {
         }
         let timer = Timer::open(&meta, &config.timer, &store)?;
         let retry_backoff_ms = config.consumer.retry_backoff_ms()?;
-        let transactions = Transactions::open(&store, config.transaction.clone())?;
+        let transactions = TransactionState::open(&store, config.transaction.clone())?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
         let broker = Self {
             inner: Arc::new(Inner {
@@ -217,7 +233,7 @@ impl Broker {
         Ok(broker)
     }
 
-    fn start_workers(&self) -> Result<()> {
+    pub(super) fn start_workers(&self) -> Result<()> {
         let inner = &self.inner;
         let every = Duration::from_millis(inner.config.consumer.offset_persist_interval_ms);
         inner
@@ -255,46 +271,58 @@ impl Broker {
         &self.inner.config
     }
 
-    /// Creates a topic.
-    ///
-    /// # Errors
-    /// [`Error::IllegalTopic`], [`Error::InvalidArgument`] for a bad queue count,
-    /// [`Error::TopicExists`], [`Error::Metadata`].
-    pub fn create_topic(&self, config: TopicConfig) -> Result<TopicInfo> {
-        check_user_topic_name(&config.name)?;
-        let max = self.inner.config.limits.max_queues_per_topic;
-        if config.queue_count == 0 || config.queue_count > max {
-            return Err(Error::InvalidArgument(format!(
-                "queue_count must be between 1 and {max}"
-            )));
-        }
-        let topic = self.inner.topics.create(config)?;
-        tracing::info!(topic = %topic.config.name, queues = topic.config.queue_count, "topic created");
-        self.note_topics_changed();
-        self.describe_now(&topic.config.name)
+    /// Topic administration: create, describe, list, update, delete; the change counter.
+    pub fn topics(&self) -> Topics<'_> {
+        Topics { broker: self }
     }
 
-    /// A topic's configuration (queues, type, permission).
-    ///
-    /// # Errors
-    /// [`Error::TopicNotFound`], [`Error::IllegalTopic`] for a name no topic can have.
-    pub fn topic_config(&self, name: &str) -> Result<TopicConfig> {
-        Ok(self.topic(name)?.config.clone())
+    /// Sending: one message, a batch, and checking a send without storing it.
+    pub fn producer(&self) -> Producer<'_> {
+        Producer { broker: self }
     }
 
-    /// Describes a topic with its per-queue offsets, which include every message whose send
-    /// returned before this call.
-    ///
-    /// # Errors
-    /// [`Error::TopicNotFound`], [`Error::IllegalTopic`] for a name no topic can have.
-    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
-        // Every send that returned before this call is in the offsets.
-        self.inner.store.visible().await?;
-        self.describe_now(name)
+    /// Consumption: pull, pop / ack / nack / invisibility, offsets, clients, assignment, lag.
+    pub fn consumer(&self) -> Consumer<'_> {
+        Consumer { broker: self }
     }
 
-    /// [`Broker::describe_topic`] with the offsets dispatched so far.
-    fn describe_now(&self, name: &str) -> Result<TopicInfo> {
+    /// Consumer groups: create, read, list, delete, subscriptions, retry policy.
+    pub fn groups(&self) -> Groups<'_> {
+        Groups { broker: self }
+    }
+
+    /// Scheduled (delayed and timed) messages: list, count, cancel.
+    pub fn scheduler(&self) -> Scheduler<'_> {
+        Scheduler { broker: self }
+    }
+
+    /// Transactions: half messages, commit / rollback, check-back checkers.
+    pub fn transactions(&self) -> Transactions<'_> {
+        Transactions { broker: self }
+    }
+
+    /// Dead letters of a group: list, resend, purge.
+    pub fn dead_letters(&self) -> DeadLetters<'_> {
+        DeadLetters { broker: self }
+    }
+
+    /// Queries: by message id, key and store time; traces; queue time positions.
+    pub fn queries(&self) -> Queries<'_> {
+        Queries { broker: self }
+    }
+
+    /// The store's health: write refusal, CommitLog positions, recovery, retention now.
+    pub fn storage(&self) -> Storage<'_> {
+        Storage { broker: self }
+    }
+
+    /// Small durable settings maps of gateways.
+    pub fn settings(&self) -> Settings<'_> {
+        Settings { broker: self }
+    }
+
+    /// [`Topics::describe`] with the offsets dispatched so far.
+    pub(super) fn describe_now(&self, name: &str) -> Result<TopicInfo> {
         let topic = self.topic(name)?;
         let queues = (0..topic.config.queue_count)
             .map(|q| {
@@ -312,36 +340,7 @@ impl Broker {
         })
     }
 
-    /// All topics except the internal journals, sorted by name: user topics and the retry and
-    /// dead-letter topics of groups ([`Broker::list_user_topics`] leaves those out too).
-    pub fn list_topics(&self) -> Vec<TopicConfig> {
-        let mut topics = self.inner.topics.list();
-        topics.retain(|t| !t.name.starts_with(SYSTEM_TOPIC_PREFIX));
-        topics
-    }
-
-    /// Deletes a topic and its ConsumeQueues (its CommitLog records age out with retention).
-    ///
-    /// # Errors
-    /// [`Error::TopicNotFound`], I/O errors.
-    pub fn delete_topic(&self, name: &str) -> Result<()> {
-        if name.starts_with(SYSTEM_TOPIC_PREFIX) {
-            return Err(Error::PermissionDenied {
-                topic: name.to_owned(),
-                what: "deletable",
-            });
-        }
-        self.inner.topics.delete(name)?;
-        if !is_system_managed(name) {
-            self.note_topics_changed();
-        }
-        self.inner.store.delete_queues(name)?;
-        self.inner.consumers.forget_topic(name);
-        tracing::info!(topic = %name, "topic deleted");
-        Ok(())
-    }
-
-    fn topic(&self, name: &str) -> Result<Arc<topic::Topic>> {
+    pub(super) fn topic(&self, name: &str) -> Result<Arc<topic::Topic>> {
         match self.inner.topics.get(name) {
             Some(t) => Ok(t),
             None => {
@@ -349,72 +348,6 @@ impl Broker {
                 Err(Error::TopicNotFound(name.to_owned()))
             }
         }
-    }
-
-    /// Stores a message; under `SYNC_FLUSH` returns only once it is durable.
-    ///
-    /// # Errors
-    /// Validation errors, [`Error::TopicNotFound`], [`Error::QueueNotFound`],
-    /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
-    pub async fn send(&self, req: SendRequest) -> Result<SendReceipt> {
-        let started = std::time::Instant::now();
-        let now = now_ms();
-        let (m, queue_id, deliver_at) = self.prepare(&req, false, now)?;
-        let generated;
-        let message_id = match &m.message_id {
-            Some(id) => id.as_str(),
-            None => {
-                generated = message_id::generate(now);
-                generated.as_str()
-            }
-        };
-        self.store_message(
-            &Stored {
-                message: m,
-                message_id,
-                queue_id,
-                reconsume_times: 0,
-                now,
-            },
-            deliver_at,
-        )
-        .await
-        .inspect(|_| crate::metrics::sent(&m.topic, m.body.len(), started.elapsed()))
-    }
-
-    /// Stores a batch: every request is checked first ([`Broker::check_send`]), so a bad one
-    /// stores none; then each is stored in order. Only a store fault in the middle (disk full,
-    /// shutdown) leaves a prefix stored, and the error says how long.
-    ///
-    /// # Errors
-    /// [`BatchError`] with the failing request's index, how many were stored before it, and
-    /// the error [`Broker::send`] would give.
-    pub async fn send_batch(
-        &self,
-        requests: Vec<SendRequest>,
-    ) -> std::result::Result<Vec<SendReceipt>, crate::api::BatchError> {
-        use crate::api::BatchError;
-        for (index, r) in requests.iter().enumerate() {
-            self.check_send(r).map_err(|error| BatchError {
-                index,
-                stored: 0,
-                error,
-            })?;
-        }
-        let mut receipts = Vec::with_capacity(requests.len());
-        for (index, r) in requests.into_iter().enumerate() {
-            match self.send(r).await {
-                Ok(receipt) => receipts.push(receipt),
-                Err(error) => {
-                    return Err(BatchError {
-                        index,
-                        stored: index,
-                        error,
-                    })
-                }
-            }
-        }
-        Ok(receipts)
     }
 
     /// Appends a record to an internal journal topic (queue 0): not indexed, stored under the
@@ -441,22 +374,10 @@ impl Broker {
         Ok(())
     }
 
-    /// Checks a send request against every rule [`Broker::send`] applies before storing (the
-    /// topic, its permission and type, the message's fields and limits, the queue, the delay),
-    /// without storing anything: what a gateway calls to refuse a whole batch before its first
-    /// message is stored.
-    ///
-    /// # Errors
-    /// The validation errors of [`Broker::send`].
-    pub fn check_send(&self, req: &SendRequest) -> Result<()> {
-        self.validate_send(req, false, now_ms())?;
-        Ok(())
-    }
-
     /// The rules of a send (`half` for a transactional half message), in the order of
     /// RocketMQ's proxy: topic, message fields, permission, delivery time, declared type,
     /// queue. Returns the topic and, for a delayed message, when it is due.
-    fn validate_send(
+    pub(super) fn validate_send(
         &self,
         req: &SendRequest,
         half: bool,
@@ -491,7 +412,7 @@ impl Broker {
 
     /// Validates a send request and picks its queue; returns the message, its queue and when a
     /// delayed message is due.
-    fn prepare<'a>(
+    pub(super) fn prepare<'a>(
         &self,
         req: &'a SendRequest,
         half: bool,
@@ -512,7 +433,11 @@ impl Broker {
     }
 
     /// Appends a validated message to its queue, or to the timer topic until `deliver_at`.
-    async fn store_message(&self, s: &Stored<'_>, deliver_at: Option<i64>) -> Result<SendReceipt> {
+    pub(super) async fn store_message(
+        &self,
+        s: &Stored<'_>,
+        deliver_at: Option<i64>,
+    ) -> Result<SendReceipt> {
         let m = s.message;
         let scheduled_props;
         let (topic, queue_id, properties, flags, aux) = match deliver_at {
@@ -561,212 +486,13 @@ impl Broker {
         })
     }
 
-    /// Cancels a scheduled message by id before it is due (RocketMQ 5 "recall").
-    ///
-    /// # Errors
-    /// [`Error::MessageNotFound`] if no such scheduled message is pending.
-    pub async fn cancel_scheduled(&self, id: &str) -> Result<()> {
-        let reads = self.inner.store.visible().await?;
-        let pending = reads
-            .find_all_by_id(id)?
-            .into_iter()
-            .filter(|m| m.topic == TIMER_TOPIC)
-            .map(|m| self.inner.timer.cancel(m.physical_offset, m.queue_offset))
-            .collect::<Result<Vec<bool>>>()?;
-        if pending.contains(&true) {
-            Ok(())
-        } else {
-            Err(Error::MessageNotFound(id.to_owned()))
-        }
-    }
-
-    /// The life of a message so far: every record stored under its id (sent, scheduled, half,
-    /// delivered, retried, dead-lettered, resent), oldest first.
-    ///
-    /// # Errors
-    /// [`Error::MessageNotFound`] if nothing is stored under the id, store errors.
-    pub async fn trace(&self, id: &str) -> Result<Vec<crate::api::TraceEvent>> {
-        use crate::api::{TraceEvent, TraceKind};
-        let reads = self.inner.store.visible().await?;
-        let mut records = reads.find_all_by_id(id)?;
-        if records.is_empty() {
-            return Err(Error::MessageNotFound(id.to_owned()));
-        }
-        records.sort_by_key(|m| m.physical_offset);
-        Ok(records
-            .into_iter()
-            .map(|m| {
-                let deliver_at_ms = m
-                    .properties
-                    .get(timer::PROP_DELIVER_AT)
-                    .and_then(|t| t.parse().ok());
-                let kind = if m.topic == TIMER_TOPIC {
-                    TraceKind::Scheduled
-                } else if m.topic == HALF_TOPIC {
-                    TraceKind::Half
-                } else if m.topic.starts_with(retry::RETRY_PREFIX) {
-                    TraceKind::Retry
-                } else if m.topic.starts_with(retry::DLQ_PREFIX) {
-                    TraceKind::DeadLettered
-                } else {
-                    TraceKind::Stored
-                };
-                let topic = match kind {
-                    TraceKind::Scheduled | TraceKind::Half => m
-                        .properties
-                        .get(timer::PROP_REAL_TOPIC)
-                        .cloned()
-                        .unwrap_or(m.topic),
-                    _ => m.topic,
-                };
-                TraceEvent {
-                    kind,
-                    topic,
-                    queue_id: m.queue_id,
-                    queue_offset: m.queue_offset,
-                    store_timestamp_ms: m.store_timestamp_ms,
-                    attempts: m.reconsume_times,
-                    deliver_at_ms,
-                }
-            })
-            .collect())
-    }
-
-    /// Scheduled messages not yet delivered.
-    pub fn scheduled_pending(&self) -> usize {
-        self.inner.timer.pending()
-    }
-
-    /// Reads up to `max` messages of one queue from `offset` (no consumer group involved).
-    ///
-    /// # Errors
-    /// [`Error::TopicNotFound`], [`Error::QueueNotFound`], [`Error::PermissionDenied`],
-    /// [`Error::InvalidArgument`] for `max` 0 or over the limit, store errors.
-    pub async fn pull(
-        &self,
-        topic: &str,
-        queue_id: u32,
-        offset: u64,
-        max: usize,
-    ) -> Result<PullResult> {
-        let t = self.topic(topic)?;
-        if queue_id >= t.config.queue_count {
-            return Err(Error::QueueNotFound {
-                topic: topic.to_owned(),
-                queue_id,
-            });
-        }
-        if !t.config.permission.read {
-            return Err(Error::PermissionDenied {
-                topic: topic.to_owned(),
-                what: "readable",
-            });
-        }
-        let limit = self.inner.config.limits.max_batch;
-        if max == 0 || max > limit {
-            return Err(Error::InvalidArgument(format!(
-                "batch size must be between 1 and {limit}"
-            )));
-        }
-        let reads = self.inner.store.visible().await?;
-        let (min, maxo) = reads.queue_range(topic, queue_id);
-        let (status, from) = if offset < min {
-            (PullStatus::OffsetMoved, min)
-        } else if offset > maxo {
-            (PullStatus::OffsetTooBig, maxo)
-        } else {
-            (PullStatus::Found, offset)
-        };
-        let messages = reads.read_queue(topic, queue_id, from, max)?;
-        let next_offset = messages.last().map_or(from, |m| m.queue_offset + 1);
-        let status = match status {
-            PullStatus::Found if messages.is_empty() => PullStatus::NoNewMessage,
-            s => s,
-        };
-        Ok(PullResult {
-            status,
-            messages,
-            next_offset,
-            min_offset: min,
-            max_offset: maxo,
-        })
-    }
-
-    /// `(min, max)` offsets of a queue.
-    ///
-    /// # Errors
-    /// [`Error::TopicNotFound`], [`Error::QueueNotFound`].
-    pub async fn queue_offsets(&self, topic: &str, queue_id: u32) -> Result<QueueOffsets> {
-        let t = self.topic(topic)?;
-        if queue_id >= t.config.queue_count {
-            return Err(Error::QueueNotFound {
-                topic: topic.to_owned(),
-                queue_id,
-            });
-        }
-        let reads = self.inner.store.visible().await?;
-        let (min, max) = reads.queue_range(topic, queue_id);
-        Ok(QueueOffsets { queue_id, min, max })
-    }
-
-    /// The message with this id.
-    ///
-    /// # Errors
-    /// [`Error::MessageNotFound`], store errors.
-    pub async fn message_by_id(&self, id: &str) -> Result<StoredMessage> {
-        if id.is_empty() || id.len() > self.inner.config.limits.max_field_bytes {
-            return Err(Error::IllegalField {
-                field: crate::error::Field::MessageId,
-                reason: "empty or too long".into(),
-            });
-        }
-        let reads = self.inner.store.visible().await?;
-        reads
-            .find_by_id(id)?
-            .map(|m| {
-                if m.topic == TIMER_TOPIC {
-                    timer::present_scheduled(m)
-                } else {
-                    m
-                }
-            })
-            .ok_or_else(|| Error::MessageNotFound(id.to_owned()))
-    }
-
-    /// Messages of `topic` with `key` stored within `[begin_ms, end_ms]`, newest first.
-    ///
-    /// # Errors
-    /// [`Error::TopicNotFound`], [`Error::InvalidArgument`] for `max` out of range or an
-    /// inverted time range, store errors.
-    pub async fn query_by_key(
-        &self,
-        topic: &str,
-        key: &str,
-        begin_ms: i64,
-        end_ms: i64,
-        max: usize,
-    ) -> Result<Vec<StoredMessage>> {
-        self.topic(topic)?;
-        let limit = self.inner.config.limits.max_batch;
-        if max == 0 || max > limit {
-            return Err(Error::InvalidArgument(format!(
-                "max must be between 1 and {limit}"
-            )));
-        }
-        if begin_ms > end_ms {
-            return Err(Error::InvalidArgument("begin is after end".into()));
-        }
-        let reads = self.inner.store.visible().await?;
-        Ok(reads.find_by_key(topic, key, begin_ms, end_ms, max)?)
-    }
-
     /// Flushes and closes the store cleanly (also done when the last handle drops).
     ///
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
         self.inner.stop_workers();
-        self.persist_consumer_state()?;
+        self.consumer().persist_state()?;
         Ok(self.inner.store.shutdown()?)
     }
 }

@@ -1,7 +1,7 @@
 //! Where a pop consumer group starts on a topic: RocketMQ's `CONSUME_FROM_LAST_OFFSET` for the
 //! pop (simple consumer) model.
 //!
-//! Owns: [`Broker::pop_from_end`], which moves a group's pop position on every queue of a topic
+//! Owns: [`Consumer::pop_from_end`], which moves a group's pop position on every queue of a topic
 //! to the current end of the queue, so that the group receives only messages stored afterwards
 //! (a new subscriber that must not see history: an MQTT subscription, a "latest" consumer).
 //!
@@ -14,18 +14,18 @@
 //! an `.await`.
 
 use super::pop::{QueuePop, QueuePopSnapshot};
-use super::Broker;
+use super::Consumer;
 use crate::error::Result;
 
-impl Broker {
+impl Consumer<'_> {
     /// Starts `group` on `topic` at the end of every queue: messages already stored are never
     /// popped by this group; later ones are. Creates the group when auto-creation is on.
     ///
     /// # Errors
     /// [`crate::Error::TopicNotFound`], [`crate::Error::PermissionDenied`],
     /// [`crate::Error::GroupNotFound`] (without auto-creation), name errors.
-    pub async fn pop_from_end(&self, group: &str, topic: &str) -> Result<()> {
-        let t = self.topic(topic)?;
+    pub async fn pop_from_end(self, group: &str, topic: &str) -> Result<()> {
+        let t = self.broker.topic(topic)?;
         if !t.config.permission.read {
             return Err(crate::Error::PermissionDenied {
                 topic: topic.to_owned(),
@@ -34,10 +34,10 @@ impl Broker {
         }
         let queue_count = t.config.queue_count;
         drop(t);
-        self.resolve_group(group)?;
-        let store = &self.inner.store;
+        self.broker.resolve_group(group)?;
+        let store = &self.broker.inner.store;
         let reads = store.visible().await?;
-        let state = self.inner.consumers.topic_pop(group, topic);
+        let state = self.broker.inner.consumers.topic_pop(group, topic);
         let mut tp = state.lock();
         for queue_id in 0..queue_count {
             let (_, max) = reads.queue_range(topic, queue_id);
@@ -78,20 +78,24 @@ mod tests {
         c.store.data_dir = dir.path().into();
         c.store.segment_size = 1 << 20;
         let b = Broker::open(c).unwrap();
-        b.create_topic(TopicConfig::new("t", 2)).unwrap();
+        b.topics().create(TopicConfig::new("t", 2)).unwrap();
         for i in 0..4 {
-            b.send(Message::new("t", format!("old{i}")).into())
+            b.producer()
+                .send(Message::new("t", format!("old{i}")).into())
                 .await
                 .unwrap();
         }
-        b.pop_from_end("late", "t").await.unwrap();
-        assert!(b.pop(pop("late")).await.unwrap().is_empty());
-        b.send(Message::new("t", "new").into()).await.unwrap();
-        let got = b.pop(pop("late")).await.unwrap();
+        b.consumer().pop_from_end("late", "t").await.unwrap();
+        assert!(b.consumer().pop(pop("late")).await.unwrap().is_empty());
+        b.producer()
+            .send(Message::new("t", "new").into())
+            .await
+            .unwrap();
+        let got = b.consumer().pop(pop("late")).await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(&got[0].message.body[..], b"new");
         // A group without the call starts at the beginning.
-        assert_eq!(b.pop(pop("early")).await.unwrap().len(), 5);
+        assert_eq!(b.consumer().pop(pop("early")).await.unwrap().len(), 5);
         // The position survives a restart.
         b.shutdown().unwrap();
         drop(b);
@@ -99,8 +103,11 @@ mod tests {
         c.store.data_dir = dir.path().into();
         c.store.segment_size = 1 << 20;
         let b = Broker::open(c).unwrap();
-        b.send(Message::new("t", "after").into()).await.unwrap();
-        let got = b.pop(pop("late")).await.unwrap();
+        b.producer()
+            .send(Message::new("t", "after").into())
+            .await
+            .unwrap();
+        let got = b.consumer().pop(pop("late")).await.unwrap();
         let bodies: Vec<_> = got.iter().map(|m| m.message.body.clone()).collect();
         assert!(bodies.iter().all(|b| &b[..] != b"old0"), "{bodies:?}");
     }

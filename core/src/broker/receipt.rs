@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 
 /// Longest handle accepted (characters).
 pub const MAX_HANDLE_LEN: usize = 512;
-const MAC_LEN: usize = 16;
-const VERSION: u8 = 1;
+pub(super) const MAC_LEN: usize = 16;
+pub(super) const VERSION: u8 = 1;
 
 /// What a handle identifies.
 #[derive(Debug, Clone, PartialEq, Eq)]

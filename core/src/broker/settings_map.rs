@@ -29,7 +29,7 @@ pub const MAX_VALUE: usize = 4096;
 static WRITE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 impl Broker {
-    fn settings_path(&self, name: &str) -> Result<PathBuf> {
+    pub(super) fn settings_path(&self, name: &str) -> Result<PathBuf> {
         let ok = !name.is_empty()
             && name.len() <= 64
             && name
@@ -47,13 +47,64 @@ impl Broker {
             .join("config")
             .join(format!("settings-{name}.json")))
     }
+}
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::{Broker, Config};
+
+    fn open(dir: &std::path::Path) -> Broker {
+        let mut c = Config::default();
+        c.store.data_dir = dir.to_path_buf();
+        c.store.segment_size = 1 << 20;
+        Broker::open(c).unwrap()
+    }
+
+    #[test]
+    fn settings_survive_a_restart_and_bad_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = open(dir.path());
+            assert!(b.settings().map("http-callbacks").unwrap().is_empty());
+            b.settings()
+                .set("http-callbacks", "pg1", Some("http://a/1"))
+                .unwrap();
+            b.settings()
+                .set("http-callbacks", "pg2", Some("http://a/2"))
+                .unwrap();
+            b.settings().set("http-callbacks", "pg2", None).unwrap();
+            b.settings().set("other", "k", Some("v")).unwrap();
+            assert!(b.settings().map("Bad Name").is_err());
+            assert!(b.settings().set("other", "", Some("v")).is_err());
+            assert!(b
+                .settings()
+                .set("other", "k", Some(&"x".repeat(super::MAX_VALUE + 1)))
+                .is_err());
+            b.shutdown().unwrap();
+        }
+        let b = open(dir.path());
+        let m = b.settings().map("http-callbacks").unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["pg1"], "http://a/1");
+        assert_eq!(b.settings().map("other").unwrap()["k"], "v");
+        b.shutdown().unwrap();
+    }
+}
+
+/// Small durable settings maps of gateways.
+#[derive(Clone, Copy)]
+pub struct Settings<'a> {
+    pub(super) broker: &'a Broker,
+}
+
+impl Settings<'_> {
     /// The map `name` (empty if it was never written).
     ///
     /// # Errors
     /// An invalid name, an unreadable or corrupt file.
-    pub fn settings(&self, name: &str) -> Result<BTreeMap<String, String>> {
-        let path = self.settings_path(name)?;
+    pub fn map(self, name: &str) -> Result<BTreeMap<String, String>> {
+        let path = self.broker.settings_path(name)?;
         Ok(meta_file::load(&path)?.unwrap_or_default())
     }
 
@@ -61,8 +112,8 @@ impl Broker {
     ///
     /// # Errors
     /// An invalid name, a key or value over its bound, a full map, I/O errors.
-    pub fn set_setting(&self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
-        let path = self.settings_path(name)?;
+    pub fn set(self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
+        let path = self.broker.settings_path(name)?;
         if key.is_empty() || key.len() > MAX_KEY {
             return Err(Error::InvalidArgument(format!(
                 "setting key: 1..={MAX_KEY} bytes"
@@ -90,45 +141,5 @@ impl Broker {
             meta_file::store(&path, &map)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use crate::{Broker, Config};
-
-    fn open(dir: &std::path::Path) -> Broker {
-        let mut c = Config::default();
-        c.store.data_dir = dir.to_path_buf();
-        c.store.segment_size = 1 << 20;
-        Broker::open(c).unwrap()
-    }
-
-    #[test]
-    fn settings_survive_a_restart_and_bad_input_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let b = open(dir.path());
-            assert!(b.settings("http-callbacks").unwrap().is_empty());
-            b.set_setting("http-callbacks", "pg1", Some("http://a/1"))
-                .unwrap();
-            b.set_setting("http-callbacks", "pg2", Some("http://a/2"))
-                .unwrap();
-            b.set_setting("http-callbacks", "pg2", None).unwrap();
-            b.set_setting("other", "k", Some("v")).unwrap();
-            assert!(b.settings("Bad Name").is_err());
-            assert!(b.set_setting("other", "", Some("v")).is_err());
-            assert!(b
-                .set_setting("other", "k", Some(&"x".repeat(super::MAX_VALUE + 1)))
-                .is_err());
-            b.shutdown().unwrap();
-        }
-        let b = open(dir.path());
-        let m = b.settings("http-callbacks").unwrap();
-        assert_eq!(m.len(), 1);
-        assert_eq!(m["pg1"], "http://a/1");
-        assert_eq!(b.settings("other").unwrap()["k"], "v");
-        b.shutdown().unwrap();
     }
 }

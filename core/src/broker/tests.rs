@@ -30,37 +30,59 @@ async fn pop_ack_redeliver_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let b = Broker::open(config(dir.path())).unwrap();
-        b.create_topic(TopicConfig::new("t", 2)).unwrap();
+        b.topics().create(TopicConfig::new("t", 2)).unwrap();
         for i in 0..4 {
-            b.send(Message::new("t", format!("m{i}")).into())
+            b.producer()
+                .send(Message::new("t", format!("m{i}")).into())
                 .await
                 .unwrap();
         }
-        let got = b.pop(pop_req("g", "t", 10, 200, 0)).await.unwrap();
+        let got = b
+            .consumer()
+            .pop(pop_req("g", "t", 10, 200, 0))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 4);
         assert!(got.iter().all(|m| m.attempt == 1));
-        b.ack("g", &got[0].receipt_handle).await.unwrap();
-        assert!(b.ack("g", &got[0].receipt_handle).await.is_err());
-        assert!(b.ack("other", &got[1].receipt_handle).await.is_err());
+        b.consumer().ack("g", &got[0].receipt_handle).await.unwrap();
+        assert!(b.consumer().ack("g", &got[0].receipt_handle).await.is_err());
+        assert!(b
+            .consumer()
+            .ack("other", &got[1].receipt_handle)
+            .await
+            .is_err());
         let new = b
+            .consumer()
             .change_invisible_duration("g", &got[1].receipt_handle, Duration::from_millis(5000))
             .unwrap();
-        assert!(b.ack("g", &got[1].receipt_handle).await.is_err());
+        assert!(b.consumer().ack("g", &got[1].receipt_handle).await.is_err());
         // Redelivery of the two untouched ones after 200 ms, attempt 2 (long poll wakes up).
         let mut again = Vec::new();
         let started = std::time::Instant::now();
         while again.len() < 2 && started.elapsed() < Duration::from_secs(5) {
-            again.extend(b.pop(pop_req("g", "t", 10, 200, 2000)).await.unwrap());
+            again.extend(
+                b.consumer()
+                    .pop(pop_req("g", "t", 10, 200, 2000))
+                    .await
+                    .unwrap(),
+            );
         }
         assert_eq!(again.len(), 2, "{again:?}");
         assert!(again.iter().all(|m| m.attempt == 2));
-        b.ack("g", &new).await.unwrap();
-        b.ack("g", &again[0].receipt_handle).await.unwrap();
+        b.consumer().ack("g", &new).await.unwrap();
+        b.consumer()
+            .ack("g", &again[0].receipt_handle)
+            .await
+            .unwrap();
         b.shutdown().unwrap();
     }
     // After a clean restart only the one never acked comes back.
     let b = Broker::open(config(dir.path())).unwrap();
-    let back = b.pop(pop_req("g", "t", 10, 200, 0)).await.unwrap();
+    let back = b
+        .consumer()
+        .pop(pop_req("g", "t", 10, 200, 0))
+        .await
+        .unwrap();
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(back[0].attempt, 3);
 }
@@ -69,11 +91,12 @@ async fn pop_ack_redeliver_and_restart() {
 async fn long_poll_pull_wakes_on_send() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
     let b2 = b.clone();
     let waiter = tokio::spawn(async move {
         let started = std::time::Instant::now();
         let r = b2
+            .consumer()
             .pull_group(GroupPullRequest {
                 group: "g".into(),
                 topic: "t".into(),
@@ -88,21 +111,26 @@ async fn long_poll_pull_wakes_on_send() {
         (r, started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    b.send(Message::new("t", "skip").with_tag("B").into())
+    b.producer()
+        .send(Message::new("t", "skip").with_tag("B").into())
         .await
         .unwrap();
-    b.send(Message::new("t", "take").with_tag("A").into())
+    b.producer()
+        .send(Message::new("t", "take").with_tag("A").into())
         .await
         .unwrap();
     let (r, took) = waiter.await.unwrap();
     assert!(took < Duration::from_secs(2), "{took:?}");
     let bodies: Vec<_> = r.messages.iter().map(|m| m.body.clone()).collect();
     assert_eq!(bodies, vec![bytes::Bytes::from("take")]);
-    b.commit_offset("g", "t", 0, r.next_offset).unwrap();
-    assert_eq!(b.committed_offset("g", "t", 0).unwrap(), Some(2));
+    b.consumer()
+        .commit_offset("g", "t", 0, r.next_offset)
+        .unwrap();
+    assert_eq!(b.consumer().committed_offset("g", "t", 0).unwrap(), Some(2));
     // An empty long poll returns at its deadline.
     let started = std::time::Instant::now();
     let r = b
+        .consumer()
         .pull_group(GroupPullRequest {
             group: "g".into(),
             topic: "t".into(),
@@ -127,12 +155,17 @@ async fn wait_for_delivery(
     let deadline = std::time::Instant::now() + timeout;
     let mut got = Vec::new();
     while got.len() < n && std::time::Instant::now() < deadline {
-        for m in b.pop(pop_req("tg", topic, 32, 60_000, 200)).await.unwrap() {
+        for m in b
+            .consumer()
+            .pop(pop_req("tg", topic, 32, 60_000, 200))
+            .await
+            .unwrap()
+        {
             got.push((
                 String::from_utf8_lossy(&m.message.body).into_owned(),
                 crate::store::now_ms(),
             ));
-            b.ack("tg", &m.receipt_handle).await.unwrap();
+            b.consumer().ack("tg", &m.receipt_handle).await.unwrap();
         }
     }
     got
@@ -147,31 +180,36 @@ async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
     let sent_at;
     {
         let b = Broker::open(cfg.clone()).unwrap();
-        b.create_topic(TopicConfig::new("d", 2)).unwrap();
+        b.topics().create(TopicConfig::new("d", 2)).unwrap();
         sent_at = crate::store::now_ms();
         let r1 = b
+            .producer()
             .send(Message::new("d", "level1").with_delay_level(1).into())
             .await
             .unwrap();
         assert!(r1.deliver_at_ms.is_some());
-        b.send(Message::new("d", "level2").with_delay_level(2).into())
+        b.producer()
+            .send(Message::new("d", "level2").with_delay_level(2).into())
             .await
             .unwrap();
-        b.send(
-            Message::new("d", "timed")
-                .with_deliver_at(sent_at + 900)
-                .into(),
-        )
-        .await
-        .unwrap();
-        b.send(
-            Message::new("d", "past")
-                .with_deliver_at(sent_at - 10_000)
-                .into(),
-        )
-        .await
-        .unwrap();
+        b.producer()
+            .send(
+                Message::new("d", "timed")
+                    .with_deliver_at(sent_at + 900)
+                    .into(),
+            )
+            .await
+            .unwrap();
+        b.producer()
+            .send(
+                Message::new("d", "past")
+                    .with_deliver_at(sent_at - 10_000)
+                    .into(),
+            )
+            .await
+            .unwrap();
         let late = b
+            .producer()
             .send(
                 Message::new("d", "late")
                     .with_deliver_at(sent_at + 1500)
@@ -180,6 +218,7 @@ async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
             .await
             .unwrap();
         let cancelled = b
+            .producer()
             .send(
                 Message::new("d", "cancelled")
                     .with_deliver_at(sent_at + 1200)
@@ -187,29 +226,32 @@ async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
             )
             .await
             .unwrap();
-        b.cancel_scheduled(&cancelled.message_id).await.unwrap();
-        assert!(b.cancel_scheduled("nope").await.is_err());
+        b.scheduler().cancel(&cancelled.message_id).await.unwrap();
+        assert!(b.scheduler().cancel("nope").await.is_err());
         // Scheduled messages are found by id under their real topic.
-        let m = b.message_by_id(&late.message_id).await.unwrap();
+        let m = b.queries().by_id(&late.message_id).await.unwrap();
         assert_eq!(m.topic, "d");
         // Bad input.
         assert!(matches!(
-            b.send(Message::new("d", "x").with_delay_level(0).into())
+            b.producer()
+                .send(Message::new("d", "x").with_delay_level(0).into())
                 .await,
             Err(Error::IllegalDelayLevel { .. })
         ));
         assert!(matches!(
-            b.send(Message::new("d", "x").with_delay_level(3).into())
+            b.producer()
+                .send(Message::new("d", "x").with_delay_level(3).into())
                 .await,
             Err(Error::IllegalDeliveryTime { .. }) | Err(Error::IllegalDelayLevel { .. })
         ));
         assert!(matches!(
-            b.send(
-                Message::new("d", "x")
-                    .with_deliver_at(sent_at + 41 * 86_400_000)
-                    .into()
-            )
-            .await,
+            b.producer()
+                .send(
+                    Message::new("d", "x")
+                        .with_deliver_at(sent_at + 41 * 86_400_000)
+                        .into()
+                )
+                .await,
             Err(Error::IllegalDeliveryTime { .. })
         ));
         let got = wait_for_delivery(&b, "d", 4, Duration::from_secs(5)).await;
@@ -241,11 +283,12 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
     let mut cfg = config(dir.path());
     cfg.consumer.retry_backoff = "0s 300ms".into();
     let b = Broker::open(cfg).unwrap();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
     let mut g = GroupConfig::new("g");
     g.max_delivery_attempts = 3;
-    b.create_group(g).unwrap();
+    b.groups().create(g).unwrap();
     let sent = b
+        .producer()
         .send(
             Message::new("t", "poison")
                 .with_key("k1")
@@ -258,7 +301,12 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
     let mut times = Vec::new();
     let started = std::time::Instant::now();
     while attempts.len() < 3 && started.elapsed() < Duration::from_secs(10) {
-        for m in b.pop(pop_req("g", "t", 1, 100, 1000)).await.unwrap() {
+        for m in b
+            .consumer()
+            .pop(pop_req("g", "t", 1, 100, 1000))
+            .await
+            .unwrap()
+        {
             assert_eq!(m.message.topic, "t", "retries look like the original topic");
             assert_eq!(m.message.message_id, sent.message_id);
             assert_eq!(m.message.keys, vec!["k1".to_string()]);
@@ -279,11 +327,12 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
     let mut dlq = Vec::new();
     while std::time::Instant::now() < deadline {
         assert!(b
+            .consumer()
             .pop(pop_req("g", "t", 1, 100, 200))
             .await
             .unwrap()
             .is_empty());
-        dlq = b.dlq_list("g", 0, 10).await.unwrap().messages;
+        dlq = b.dead_letters().list("g", 0, 10).await.unwrap().messages;
         if !dlq.is_empty() {
             break;
         }
@@ -299,41 +348,60 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
         Some("t")
     );
     assert!(b
+        .consumer()
         .pop(pop_req("g", "t", 1, 100, 500))
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(b.dlq_list("g", 0, 10).await.unwrap().messages.len(), 1);
+    assert_eq!(
+        b.dead_letters()
+            .list("g", 0, 10)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
     // Found by id (newest copy: the dead letter) and by key in the DLQ topic.
     assert_eq!(
-        b.message_by_id(&sent.message_id).await.unwrap().topic,
+        b.queries().by_id(&sent.message_id).await.unwrap().topic,
         retry::dlq_topic("g")
     );
     let by_key = b
-        .query_by_key(&retry::dlq_topic("g"), "k1", 0, i64::MAX, 10)
+        .queries()
+        .by_key(&retry::dlq_topic("g"), "k1", 0, i64::MAX, 10)
         .await
         .unwrap();
     assert_eq!(by_key.len(), 1);
     // Resend: an unknown id is refused and resends nothing; then the real one comes back fresh.
     assert!(matches!(
-        b.dlq_resend(
-            "g",
-            retry::DlqSelection::Ids(vec![sent.message_id.clone(), "nope".into()])
-        )
-        .await,
+        b.dead_letters()
+            .resend(
+                "g",
+                retry::DlqSelection::Ids(vec![sent.message_id.clone(), "nope".into()])
+            )
+            .await,
         Err(Error::MessageNotFound(_))
     ));
     assert_eq!(
-        b.dlq_resend("g", retry::DlqSelection::Ids(vec![sent.message_id.clone()]))
+        b.dead_letters()
+            .resend("g", retry::DlqSelection::Ids(vec![sent.message_id.clone()]))
             .await
             .unwrap(),
         1
     );
-    let back = b.pop(pop_req("g", "t", 1, 100, 2000)).await.unwrap();
+    let back = b
+        .consumer()
+        .pop(pop_req("g", "t", 1, 100, 2000))
+        .await
+        .unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].attempt, 1);
-    b.ack("g", &back[0].receipt_handle).await.unwrap();
-    let trace = b.trace(&sent.message_id).await.unwrap();
+    b.consumer()
+        .ack("g", &back[0].receipt_handle)
+        .await
+        .unwrap();
+    let trace = b.queries().trace(&sent.message_id).await.unwrap();
     let kinds: Vec<_> = trace.iter().map(|e| e.kind).collect();
     use crate::api::TraceKind::*;
     assert_eq!(kinds[0], Stored);
@@ -343,44 +411,72 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
     );
     assert_eq!(*kinds.last().unwrap(), Stored, "resent");
     assert!(matches!(
-        b.trace("nope").await,
+        b.queries().trace("nope").await,
         Err(Error::MessageNotFound(_))
     ));
-    b.dlq_purge("g").unwrap();
-    assert!(b.dlq_list("g", 0, 10).await.unwrap().messages.is_empty());
+    b.dead_letters().purge("g").unwrap();
+    assert!(b
+        .dead_letters()
+        .list("g", 0, 10)
+        .await
+        .unwrap()
+        .messages
+        .is_empty());
 }
 
 #[tokio::test]
 async fn nack_retries_at_once_and_send_back_uses_the_group_retry_topic() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
-    b.send(Message::new("t", "a").into()).await.unwrap();
-    let first = b.pop(pop_req("g", "t", 1, 60_000, 0)).await.unwrap();
-    b.nack("g", &first[0].receipt_handle, None).await.unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
+    b.producer()
+        .send(Message::new("t", "a").into())
+        .await
+        .unwrap();
+    let first = b
+        .consumer()
+        .pop(pop_req("g", "t", 1, 60_000, 0))
+        .await
+        .unwrap();
+    b.consumer()
+        .nack("g", &first[0].receipt_handle, None)
+        .await
+        .unwrap();
     assert!(
-        b.nack("g", &first[0].receipt_handle, None).await.is_err(),
+        b.consumer()
+            .nack("g", &first[0].receipt_handle, None)
+            .await
+            .is_err(),
         "handle is spent"
     );
-    let again = b.pop(pop_req("g", "t", 1, 60_000, 2000)).await.unwrap();
+    let again = b
+        .consumer()
+        .pop(pop_req("g", "t", 1, 60_000, 2000))
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
-    b.ack("g", &again[0].receipt_handle).await.unwrap();
+    b.consumer()
+        .ack("g", &again[0].receipt_handle)
+        .await
+        .unwrap();
     // Classic pull consumer: send back, then pull %RETRY%g.
-    b.send_back("g", "t", 0, 0, None).await.unwrap();
+    b.consumer().send_back("g", "t", 0, 0, None).await.unwrap();
     let r = b
+        .consumer()
         .pull(&retry::group_retry_topic("g"), 0, 0, 10)
         .await
         .unwrap();
     assert_eq!(r.messages.len(), 1);
     assert_eq!(r.messages[0].reconsume_times, 1);
     assert!(matches!(
-        b.send_back("g", "t", 0, 99, None).await,
+        b.consumer().send_back("g", "t", 0, 99, None).await,
         Err(Error::MessageNotFound(_))
     ));
     // Users cannot create or write system-managed topics.
-    assert!(b.create_topic(TopicConfig::new("%DLQ%x", 1)).is_err());
+    assert!(b.topics().create(TopicConfig::new("%DLQ%x", 1)).is_err());
     assert!(b
+        .producer()
         .send(Message::new(retry::group_retry_topic("g"), "x").into())
         .await
         .is_err());
@@ -403,6 +499,7 @@ async fn drain(b: &Broker, topic: &str, wait_ms: u64) -> Vec<String> {
     let mut got = Vec::new();
     loop {
         let batch = b
+            .consumer()
             .pop(pop_req("tx-consumer", topic, 32, 60_000, wait_ms))
             .await
             .unwrap();
@@ -411,7 +508,10 @@ async fn drain(b: &Broker, topic: &str, wait_ms: u64) -> Vec<String> {
         }
         for m in batch {
             got.push(String::from_utf8_lossy(&m.message.body).into_owned());
-            b.ack("tx-consumer", &m.receipt_handle).await.unwrap();
+            b.consumer()
+                .ack("tx-consumer", &m.receipt_handle)
+                .await
+                .unwrap();
         }
     }
 }
@@ -427,65 +527,73 @@ async fn transactions_commit_rollback_check_back_and_restart() {
     let pending_id;
     {
         let b = Broker::open(cfg.clone()).unwrap();
-        b.create_topic(TopicConfig::new("t", 2)).unwrap();
+        b.topics().create(TopicConfig::new("t", 2)).unwrap();
         let c = b
+            .transactions()
             .send_half(Message::new("t", "commit").into(), "pg")
             .await
             .unwrap();
         let r = b
+            .transactions()
             .send_half(Message::new("t", "rollback").into(), "pg")
             .await
             .unwrap();
         assert!(drain(&b, "t", 100).await.is_empty(), "halves are invisible");
         let ctx = c.transaction_id.clone().unwrap();
-        b.end_transaction(&ctx, Resolution::Commit).await.unwrap();
+        b.transactions()
+            .end(&ctx, Resolution::Commit)
+            .await
+            .unwrap();
         for _ in 0..2 {
             assert!(matches!(
-                b.end_transaction(&ctx, Resolution::Commit).await,
+                b.transactions().end(&ctx, Resolution::Commit).await,
                 Err(Error::TransactionResolved {
                     committed: true,
                     ..
                 })
             ));
         }
-        b.end_transaction(r.transaction_id.as_deref().unwrap(), Resolution::Rollback)
+        b.transactions()
+            .end(r.transaction_id.as_deref().unwrap(), Resolution::Rollback)
             .await
             .unwrap();
         assert!(matches!(
-            b.end_transaction("nope", Resolution::Commit).await,
+            b.transactions().end("nope", Resolution::Commit).await,
             Err(Error::InvalidTransactionId(_))
         ));
         assert_eq!(drain(&b, "t", 300).await, vec!["commit"]);
-        assert_eq!(b.message_by_id(&c.message_id).await.unwrap().topic, "t");
+        assert_eq!(b.queries().by_id(&c.message_id).await.unwrap().topic, "t");
         // Unknown answers until the maximum: discarded and recorded.
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        b.register_checker(
+        b.transactions().register_checker(
             "pg-unknown",
             std::sync::Arc::new(Answer(CheckResult::Unknown, calls.clone())),
         );
         let u = b
+            .transactions()
             .send_half(Message::new("t", "unknown").into(), "pg-unknown")
             .await
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while b.discarded_transactions().is_empty() && std::time::Instant::now() < deadline {
+        while b.transactions().discarded().is_empty() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let d = b.discarded_transactions();
+        let d = b.transactions().discarded();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].transaction_id, u.transaction_id.clone().unwrap());
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
         // A half left pending across a restart (no checker registered yet).
         pending_id = b
+            .transactions()
             .send_half(Message::new("t", "after-restart").into(), "pg-late")
             .await
             .unwrap();
         b.shutdown().unwrap();
     }
     let b = Broker::open(cfg).unwrap();
-    assert_eq!(b.pending_transactions(), 1);
+    assert_eq!(b.transactions().pending(), 1);
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    b.register_checker(
+    b.transactions().register_checker(
         "pg-late",
         std::sync::Arc::new(Answer(
             CheckResult::Resolve(Resolution::Commit),
@@ -501,13 +609,14 @@ async fn transactions_commit_rollback_check_back_and_restart() {
         got
     };
     assert_eq!(got, vec!["after-restart"]);
-    assert_eq!(b.pending_transactions(), 0);
+    assert_eq!(b.transactions().pending(), 0);
     assert!(matches!(
-        b.end_transaction(
-            pending_id.transaction_id.as_deref().unwrap(),
-            Resolution::Commit
-        )
-        .await,
+        b.transactions()
+            .end(
+                pending_id.transaction_id.as_deref().unwrap(),
+                Resolution::Commit
+            )
+            .await,
         Err(Error::TransactionResolved {
             committed: true,
             ..
@@ -519,14 +628,26 @@ async fn transactions_commit_rollback_check_back_and_restart() {
 async fn expired_messages_are_retried_without_a_polling_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
-    let sent = b.send(Message::new("t", "a").into()).await.unwrap();
-    assert_eq!(b.pop(pop_req("g", "t", 1, 100, 0)).await.unwrap().len(), 1);
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
+    let sent = b
+        .producer()
+        .send(Message::new("t", "a").into())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.consumer()
+            .pop(pop_req("g", "t", 1, 100, 0))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Nobody pops again: the reviver moves it to the retry topic on its own.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut kinds = Vec::new();
     while std::time::Instant::now() < deadline {
         kinds = b
+            .queries()
             .trace(&sent.message_id)
             .await
             .unwrap()
@@ -548,21 +669,37 @@ async fn expired_messages_are_retried_without_a_polling_consumer() {
 async fn dead_letter_moves_a_popped_message_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
-    let sent = b.send(Message::new("t", "a").into()).await.unwrap();
-    let got = b.pop(pop_req("g", "t", 1, 100, 0)).await.unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
+    let sent = b
+        .producer()
+        .send(Message::new("t", "a").into())
+        .await
+        .unwrap();
+    let got = b
+        .consumer()
+        .pop(pop_req("g", "t", 1, 100, 0))
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].attempt, 1);
-    b.dead_letter("g", &got[0].receipt_handle).await.unwrap();
+    b.consumer()
+        .dead_letter("g", &got[0].receipt_handle)
+        .await
+        .unwrap();
     // The handle is spent, the message sits in the DLQ and is not delivered again.
-    assert!(b.ack("g", &got[0].receipt_handle).await.is_err());
-    assert!(b.dead_letter("g", &got[0].receipt_handle).await.is_err());
-    assert!(b.dead_letter("g", "garbled").await.is_err());
-    let dlq = b.dlq_list("g", 0, 10).await.unwrap().messages;
+    assert!(b.consumer().ack("g", &got[0].receipt_handle).await.is_err());
+    assert!(b
+        .consumer()
+        .dead_letter("g", &got[0].receipt_handle)
+        .await
+        .is_err());
+    assert!(b.consumer().dead_letter("g", "garbled").await.is_err());
+    let dlq = b.dead_letters().list("g", 0, 10).await.unwrap().messages;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].message_id, sent.message_id);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(b
+        .consumer()
         .pop(pop_req("g", "t", 1, 100, 0))
         .await
         .unwrap()
@@ -576,23 +713,29 @@ async fn pop_stops_at_the_byte_budget_and_a_big_first_message_comes_alone() {
     c.consumer.max_pop_bytes = 2500;
     let b = Broker::open(c).unwrap();
     // Two queues: the budget is shared by every queue of one pop.
-    b.create_topic(TopicConfig::new("t", 2)).unwrap();
+    b.topics().create(TopicConfig::new("t", 2)).unwrap();
     for i in 0..6 {
-        b.send(
-            Message::new("t", vec![b'x'; 1000])
-                .with_key(format!("k{i}"))
-                .into(),
-        )
-        .await
-        .unwrap();
+        b.producer()
+            .send(
+                Message::new("t", vec![b'x'; 1000])
+                    .with_key(format!("k{i}"))
+                    .into(),
+            )
+            .await
+            .unwrap();
     }
-    b.send(Message::new("t", vec![b'y'; 5000]).into())
+    b.producer()
+        .send(Message::new("t", vec![b'y'; 5000]).into())
         .await
         .unwrap();
     let mut sizes = Vec::new();
     let mut seen = 0;
     for _ in 0..10 {
-        let got = b.pop(pop_req("g", "t", 32, 60_000, 0)).await.unwrap();
+        let got = b
+            .consumer()
+            .pop(pop_req("g", "t", 32, 60_000, 0))
+            .await
+            .unwrap();
         if got.is_empty() {
             break;
         }
@@ -620,17 +763,17 @@ async fn a_half_message_may_ask_for_a_later_first_check() {
     cfg.transaction.check_first_ms = 100;
     cfg.transaction.check_interval_ms = 100;
     let b = Broker::open(cfg).unwrap();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
     let late = std::sync::Arc::new(AtomicU32::new(0));
     let early = std::sync::Arc::new(AtomicU32::new(0));
-    b.register_checker(
+    b.transactions().register_checker(
         "pg-late",
         std::sync::Arc::new(Answer(
             CheckResult::Resolve(transaction::Resolution::Commit),
             late.clone(),
         )),
     );
-    b.register_checker(
+    b.transactions().register_checker(
         "pg-early",
         std::sync::Arc::new(Answer(
             CheckResult::Resolve(transaction::Resolution::Commit),
@@ -638,15 +781,17 @@ async fn a_half_message_may_ask_for_a_later_first_check() {
         )),
     );
     let sent = std::time::Instant::now();
-    b.send_half(
-        Message::new("t", "late")
-            .with_property(PROP_CHECK_IMMUNITY_SECS, "2")
-            .into(),
-        "pg-late",
-    )
-    .await
-    .unwrap();
-    b.send_half(Message::new("t", "early").into(), "pg-early")
+    b.transactions()
+        .send_half(
+            Message::new("t", "late")
+                .with_property(PROP_CHECK_IMMUNITY_SECS, "2")
+                .into(),
+            "pg-late",
+        )
+        .await
+        .unwrap();
+    b.transactions()
+        .send_half(Message::new("t", "early").into(), "pg-early")
         .await
         .unwrap();
     let deadline = sent + Duration::from_secs(10);
@@ -670,9 +815,10 @@ async fn pull_stops_at_the_byte_budget() {
     let mut c = config(dir.path());
     c.consumer.max_pop_bytes = 2500;
     let b = Broker::open(c).unwrap();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
     for _ in 0..5 {
-        b.send(Message::new("t", vec![b'x'; 1000]).into())
+        b.producer()
+            .send(Message::new("t", vec![b'x'; 1000]).into())
             .await
             .unwrap();
     }
@@ -680,6 +826,7 @@ async fn pull_stops_at_the_byte_budget() {
     let mut got = 0;
     while got < 5 {
         let r = b
+            .consumer()
             .pull_group(GroupPullRequest {
                 group: "g".into(),
                 topic: "t".into(),

@@ -50,44 +50,44 @@ pub const PROP_REAL_QID: &str = "REAL_QID";
 pub const PROP_DELIVER_AT: &str = "TIMER_DELIVER_MS";
 
 /// Entries loaded or delivered per round.
-const BATCH: usize = 4096;
+pub(super) const BATCH: usize = 4096;
 /// Longest sleep between checks for newly scheduled messages.
-const POLL: Duration = Duration::from_millis(100);
+pub(super) const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Pending {
-    deliver_at: i64,
-    offset: u64,
-    phy: u64,
-    size: u32,
+pub(super) struct Pending {
+    pub(super) deliver_at: i64,
+    pub(super) offset: u64,
+    pub(super) phy: u64,
+    pub(super) size: u32,
 }
 
 #[derive(Serialize, Deserialize, Default)]
-struct Progress {
-    watermark_ms: i64,
-    loaded: u64,
+pub(super) struct Progress {
+    pub(super) watermark_ms: i64,
+    pub(super) loaded: u64,
     #[serde(default)]
-    cancelled: Vec<u64>,
+    pub(super) cancelled: Vec<u64>,
 }
 
 #[derive(Default)]
-struct Schedule {
-    heap: BinaryHeap<Reverse<Pending>>,
-    loaded: u64,
-    watermark: i64,
-    cancelled: BTreeSet<u64>,
-    delivered: u64,
+pub(super) struct Schedule {
+    pub(super) heap: BinaryHeap<Reverse<Pending>>,
+    pub(super) loaded: u64,
+    pub(super) watermark: i64,
+    pub(super) cancelled: BTreeSet<u64>,
+    pub(super) delivered: u64,
 }
 
 /// The timer: schedule, progress file and delivery thread.
 pub struct Timer {
-    path: PathBuf,
-    levels_ms: Vec<u64>,
-    max_delay_ms: u64,
-    persist_every: Duration,
-    schedule: Mutex<Schedule>,
+    pub(super) path: PathBuf,
+    pub(super) levels_ms: Vec<u64>,
+    pub(super) max_delay_ms: u64,
+    pub(super) persist_every: Duration,
+    pub(super) schedule: Mutex<Schedule>,
     /// When the progress was last persisted and the retention floor last published.
-    housekeeping: Mutex<(Instant, Option<Instant>)>,
+    pub(super) housekeeping: Mutex<(Instant, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for Timer {
@@ -222,7 +222,9 @@ impl Timer {
 }
 
 /// Builds the copy of a due scheduled message for its target queue; `None` if the target is gone.
-fn delivery_target(m: &StoredMessage) -> Option<(String, u32, BTreeMap<String, String>)> {
+pub(super) fn delivery_target(
+    m: &StoredMessage,
+) -> Option<(String, u32, BTreeMap<String, String>)> {
     let topic = m.properties.get(PROP_REAL_TOPIC)?.clone();
     let qid = m.properties.get(PROP_REAL_QID)?.parse().ok()?;
     let mut props = m.properties.clone();
@@ -286,7 +288,7 @@ pub(super) async fn tick(inner: &Inner) -> Duration {
 }
 
 /// Loads newly scheduled entries and delivers the due ones.
-async fn round(inner: &Inner) -> Result<()> {
+pub(super) async fn round(inner: &Inner) -> Result<()> {
     let store = &inner.store;
     let timer = &inner.timer;
     // A send that just scheduled a message woke this thread: let its entry be dispatched
@@ -361,7 +363,7 @@ async fn round(inner: &Inner) -> Result<()> {
 
 /// Appends the copy of one due message to its target queue; returns where the copy ends (0 if
 /// nothing was appended).
-fn deliver(inner: &Inner, p: &Pending) -> Result<u64> {
+pub(super) fn deliver(inner: &Inner, p: &Pending) -> Result<u64> {
     let store = &inner.store;
     let Some(m) = store.dispatched().read_at(p.phy, Some(p.size))? else {
         tracing::warn!(phy = p.phy, "scheduled message no longer in the commit log");

@@ -14,7 +14,7 @@
 //!   their producer group — first `transaction.check_first_ms` after the half was stored (or
 //!   the half's own [`PROP_CHECK_IMMUNITY_SECS`], at most a day), then
 //!   every `transaction.check_interval_ms`, at most `transaction.max_checks` times — and then
-//!   discarded (resolution `D`, logged, listed by [`Broker::discarded_transactions`]).
+//!   discarded (resolution `D`, logged, listed by [`Transactions::discarded`]).
 //!
 //! Recovery: at start every half without a resolution is pending again (and checked back). A
 //! half whose committed copy is already stored (a crash between the two appends of a commit)
@@ -33,11 +33,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::Broker;
-use crate::api::{SendReceipt, SendRequest};
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
 use crate::store::now_ms;
-use crate::store::record::RecordDraft;
 
 /// Internal topic of half messages.
 pub const HALF_TOPIC: &str = "rmq_sys_trans_half";
@@ -52,10 +50,10 @@ pub const PROP_TRANSACTION_ID: &str = "TRAN_MSG";
 /// `orphaned_transaction_recovery_duration`.
 pub const PROP_CHECK_IMMUNITY_SECS: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
 /// Longest first-check delay a producer may ask for (1 day).
-const MAX_CHECK_IMMUNITY_MS: i64 = 24 * 3600 * 1000;
+pub(super) const MAX_CHECK_IMMUNITY_MS: i64 = 24 * 3600 * 1000;
 
 /// Delay before the first check-back of a half message with these properties (ms).
-fn first_check_ms(
+pub(super) fn first_check_ms(
     props: &BTreeMap<String, String>,
     config: &crate::config::TransactionConfig,
 ) -> i64 {
@@ -122,35 +120,35 @@ pub trait TransactionChecker: Send + Sync {
 }
 
 #[derive(Debug, Clone)]
-struct Pending {
-    phy: u64,
-    size: u32,
-    message_id: String,
-    producer_group: String,
-    topic: String,
-    checks: u32,
-    next_check_ms: i64,
+pub(super) struct Pending {
+    pub(super) phy: u64,
+    pub(super) size: u32,
+    pub(super) message_id: String,
+    pub(super) producer_group: String,
+    pub(super) topic: String,
+    pub(super) checks: u32,
+    pub(super) next_check_ms: i64,
 }
 
 /// Pending halves, resolutions and checkers.
-pub struct Transactions {
-    pending: Mutex<BTreeMap<String, Pending>>,
-    resolved: Mutex<HashMap<String, char>>,
-    discarded: Mutex<Vec<DiscardedTransaction>>,
-    checkers: Mutex<HashMap<String, Arc<dyn TransactionChecker>>>,
-    config: crate::config::TransactionConfig,
-    reconciled: std::sync::atomic::AtomicBool,
+pub struct TransactionState {
+    pub(super) pending: Mutex<BTreeMap<String, Pending>>,
+    pub(super) resolved: Mutex<HashMap<String, char>>,
+    pub(super) discarded: Mutex<Vec<DiscardedTransaction>>,
+    pub(super) checkers: Mutex<HashMap<String, Arc<dyn TransactionChecker>>>,
+    pub(super) config: crate::config::TransactionConfig,
+    pub(super) reconciled: std::sync::atomic::AtomicBool,
 }
 
-impl std::fmt::Debug for Transactions {
+impl std::fmt::Debug for TransactionState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transactions")
+        f.debug_struct("TransactionState")
             .field("pending", &self.pending.lock().len())
             .finish_non_exhaustive()
     }
 }
 
-fn half_of(m: &StoredMessage) -> Option<(String, String, String)> {
+pub(super) fn half_of(m: &StoredMessage) -> Option<(String, String, String)> {
     Some((
         m.properties.get(PROP_TRANSACTION_ID)?.clone(),
         m.properties.get(PROP_PRODUCER_GROUP)?.clone(),
@@ -159,7 +157,7 @@ fn half_of(m: &StoredMessage) -> Option<(String, String, String)> {
 }
 
 /// The message a half becomes on commit: target topic and queue, internal properties removed.
-fn committed_view(mut m: StoredMessage) -> StoredMessage {
+pub(super) fn committed_view(mut m: StoredMessage) -> StoredMessage {
     if let Some(t) = m.properties.remove(super::timer::PROP_REAL_TOPIC) {
         m.topic = t;
     }
@@ -171,7 +169,7 @@ fn committed_view(mut m: StoredMessage) -> StoredMessage {
     m
 }
 
-impl Transactions {
+impl TransactionState {
     /// Rebuilds the pending table from the half and resolution topics.
     ///
     /// # Errors
@@ -229,7 +227,7 @@ impl Transactions {
     }
 }
 
-fn read_all(store: &crate::store::Store, topic: &str) -> Result<Vec<StoredMessage>> {
+pub(super) fn read_all(store: &crate::store::Store, topic: &str) -> Result<Vec<StoredMessage>> {
     let (min, max) = store.dispatched().queue_range(topic, 0);
     let mut out = Vec::new();
     let mut at = min;
@@ -245,111 +243,7 @@ fn read_all(store: &crate::store::Store, topic: &str) -> Result<Vec<StoredMessag
 }
 
 impl Broker {
-    /// Stores a half message: durable, invisible to consumers until committed.
-    ///
-    /// # Errors
-    /// As [`Broker::send`], plus [`Error::IllegalField`] for an invalid producer group and
-    /// [`Error::MessageTypeConflict`] for a declared type other than TRANSACTION.
-    pub async fn send_half(&self, req: SendRequest, producer_group: &str) -> Result<SendReceipt> {
-        super::consume::validate_group_name(producer_group)?;
-        let now = now_ms();
-        let (m, queue_id, _) = self.prepare(&req, true, now)?;
-        let message_id = m
-            .message_id
-            .clone()
-            .unwrap_or_else(|| crate::message_id::generate(now));
-        let transaction_id = crate::message_id::generate(now);
-        let mut props = m.properties.clone();
-        props.insert(super::timer::PROP_REAL_TOPIC.into(), m.topic.clone());
-        props.insert(super::timer::PROP_REAL_QID.into(), queue_id.to_string());
-        props.insert(PROP_PRODUCER_GROUP.into(), producer_group.to_owned());
-        props.insert(PROP_TRANSACTION_ID.into(), transaction_id.clone());
-        let draft = RecordDraft {
-            topic: HALF_TOPIC,
-            message_id: &message_id,
-            tag: m.tag.as_deref().unwrap_or(""),
-            message_group: m.message_group.as_deref().unwrap_or(""),
-            born_host: m.born_host.as_deref().unwrap_or(""),
-            keys: &m.keys,
-            properties: &props,
-            body: &m.body,
-            born_timestamp: m.born_timestamp_ms.unwrap_or(now),
-            reconsume_times: 0,
-            flags: 0,
-            prepared_offset: 0,
-        };
-        let appended = self.inner.store.append(&draft, 0).await?;
-        let tx = &self.inner.transactions;
-        tx.pending.lock().insert(
-            transaction_id.clone(),
-            Pending {
-                phy: appended.physical_offset,
-                size: appended.size,
-                message_id: message_id.clone(),
-                producer_group: producer_group.to_owned(),
-                topic: m.topic.clone(),
-                checks: 0,
-                next_check_ms: now + first_check_ms(&m.properties, &tx.config),
-            },
-        );
-        Ok(SendReceipt {
-            message_id,
-            queue_id,
-            queue_offset: appended.queue_offset,
-            physical_offset: appended.physical_offset,
-            store_timestamp_ms: appended.store_timestamp,
-            deliver_at_ms: None,
-            transaction_id: Some(transaction_id),
-        })
-    }
-
-    /// Commits or rolls back a transaction.
-    ///
-    /// # Errors
-    /// [`Error::InvalidTransactionId`] for an unknown id, [`Error::TransactionResolved`] if it was
-    /// resolved already (nothing changes then), store errors.
-    pub async fn end_transaction(
-        &self,
-        transaction_id: &str,
-        resolution: Resolution,
-    ) -> Result<()> {
-        let tx = &self.inner.transactions;
-        let taken = {
-            // Taken out of `pending` and marked resolved in one step, so a concurrent second
-            // resolution sees `TransactionResolved`, never an unknown id.
-            let mut pending = tx.pending.lock();
-            let taken = pending.remove(transaction_id);
-            if taken.is_some() {
-                let code = match resolution {
-                    Resolution::Commit => 'C',
-                    Resolution::Rollback => 'R',
-                };
-                tx.resolved.lock().insert(transaction_id.to_owned(), code);
-            }
-            taken
-        };
-        let Some(p) = taken else {
-            return match tx.resolved.lock().get(transaction_id) {
-                Some(c) => Err(Error::TransactionResolved {
-                    transaction_id: transaction_id.to_owned(),
-                    committed: *c == 'C',
-                }),
-                None => Err(Error::InvalidTransactionId(transaction_id.to_owned())),
-            };
-        };
-        match self.resolve(&p, transaction_id, resolution).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // Not resolved: keep it pending so a retry or check-back finishes it.
-                let mut pending = tx.pending.lock();
-                tx.resolved.lock().remove(transaction_id);
-                pending.insert(transaction_id.to_owned(), p);
-                Err(e)
-            }
-        }
-    }
-
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         p: &Pending,
         transaction_id: &str,
@@ -365,7 +259,7 @@ impl Broker {
         self.record_resolution(transaction_id, code).await
     }
 
-    async fn commit_half(&self, p: &Pending) -> Result<()> {
+    pub(super) async fn commit_half(&self, p: &Pending) -> Result<()> {
         let Some(half) = self.inner.store.dispatched().read_at(p.phy, Some(p.size))? else {
             return Err(Error::MessageNotFound(p.message_id.clone()));
         };
@@ -381,7 +275,7 @@ impl Broker {
         Ok(())
     }
 
-    async fn record_resolution(&self, transaction_id: &str, code: char) -> Result<()> {
+    pub(super) async fn record_resolution(&self, transaction_id: &str, code: char) -> Result<()> {
         let body = format!("{transaction_id}\t{code}\n");
         self.append_internal(OP_TOPIC, body.as_bytes()).await?;
         self.inner
@@ -390,35 +284,6 @@ impl Broker {
             .lock()
             .insert(transaction_id.to_owned(), code);
         Ok(())
-    }
-
-    /// Registers the checker of a producer group (replacing an earlier one).
-    pub fn register_checker(&self, producer_group: &str, checker: Arc<dyn TransactionChecker>) {
-        self.inner
-            .transactions
-            .checkers
-            .lock()
-            .insert(producer_group.to_owned(), checker);
-        self.inner.transaction_worker.wake();
-    }
-
-    /// Removes the checker of a producer group.
-    pub fn unregister_checker(&self, producer_group: &str) {
-        self.inner
-            .transactions
-            .checkers
-            .lock()
-            .remove(producer_group);
-    }
-
-    /// Half messages waiting for a resolution.
-    pub fn pending_transactions(&self) -> usize {
-        self.inner.transactions.pending()
-    }
-
-    /// Transactions discarded since start after too many unknown check-backs.
-    pub fn discarded_transactions(&self) -> Vec<DiscardedTransaction> {
-        self.inner.transactions.discarded.lock().clone()
     }
 
     /// Resolves pending halves whose commit was already stored (a crash between the two
@@ -449,7 +314,7 @@ impl Broker {
         Ok(())
     }
 
-    fn is_commit_of(&self, m: &StoredMessage, half_phy: u64) -> bool {
+    pub(super) fn is_commit_of(&self, m: &StoredMessage, half_phy: u64) -> bool {
         // The committed copy points at its half through the record's prepared offset.
         self.inner
             .store
@@ -475,7 +340,7 @@ impl Broker {
         self.check_round().await;
     }
 
-    async fn check_round(&self) {
+    pub(super) async fn check_round(&self) {
         let now = now_ms();
         let cfg = self.inner.transactions.config.clone();
         let mut checks = tokio::task::JoinSet::new();
@@ -536,7 +401,7 @@ impl Broker {
                 };
                 let answer = tokio::time::timeout(timeout, checker.check(question)).await;
                 if let Ok(CheckResult::Resolve(r)) = answer {
-                    match broker.end_transaction(&tx, r).await {
+                    match broker.transactions().end(&tx, r).await {
                         Ok(()) | Err(Error::TransactionResolved { .. }) => {}
                         Err(e) => {
                             tracing::error!(error = %e, transaction = %tx, "check-back resolution failed")

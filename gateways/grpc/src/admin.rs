@@ -101,7 +101,7 @@ impl AdminService {
         let name = &info.config.name;
         let mut queues = Vec::with_capacity(info.queues.len());
         for q in &info.queues {
-            let last = self.broker.queue_last_store_time(name, q.queue_id)?;
+            let last = self.broker.queries().last_store_time(name, q.queue_id)?;
             queues.push(pb::QueueStatus {
                 queue_id: q.queue_id,
                 min_offset: q.min,
@@ -131,7 +131,7 @@ impl AdminService {
             )?,
             ..TopicConfig::new(spec.name, spec.queue_count)
         };
-        let info = self.broker.create_topic(config)?;
+        let info = self.broker.topics().create(config)?;
         self.topic_status(info)
     }
 
@@ -148,19 +148,19 @@ impl AdminService {
                 .map(|p| convert::permission("permission", p, None))
                 .transpose()?,
         };
-        self.broker.update_topic(&req.name, update)?;
-        let info = self.broker.describe_topic(&req.name).await?;
+        self.broker.topics().update(&req.name, update)?;
+        let info = self.broker.topics().describe(&req.name).await?;
         self.topic_status(info)
     }
 
     async fn status(&self, req: pb::GetTopicStatusRequest) -> Outcome<pb::TopicStatus> {
         convert::topic(&req.name)?;
-        let info = self.broker.describe_topic(&req.name).await?;
+        let info = self.broker.topics().describe(&req.name).await?;
         self.topic_status(info)
     }
 
     fn group_summary(&self, g: rocketgate_core::GroupConfig) -> pb::GroupSummary {
-        let clients = self.broker.group_clients(&g.name).len();
+        let clients = self.broker.consumer().clients(&g.name).len();
         pb::GroupSummary {
             max_delivery_attempts: g.max_delivery_attempts,
             subscriptions: g
@@ -175,15 +175,15 @@ impl AdminService {
 
     async fn group_status(&self, req: pb::GetGroupStatusRequest) -> Outcome<pb::GroupStatus> {
         let name = convert::group(&req.group)?;
-        let group = self.broker.group(name)?;
+        let group = self.broker.groups().get(name)?;
         let topics = if req.topic.is_empty() {
-            self.broker.group_topics(name)?
+            self.broker.groups().topics(name)?
         } else {
             vec![convert::topic(&req.topic)?.to_owned()]
         };
         let mut lags = Vec::new();
         for topic in topics {
-            let queues = match self.broker.lag(name, &topic) {
+            let queues = match self.broker.consumer().lag(name, &topic) {
                 Ok(q) => q,
                 // Deleted since it was listed: it no longer has a lag.
                 Err(e) if req.topic.is_empty() && e.kind() == ErrorKind::NotFound => continue,
@@ -200,7 +200,7 @@ impl AdminService {
             }));
         }
         lags.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
-        let mut clients = self.broker.group_clients(name);
+        let mut clients = self.broker.consumer().clients(name);
         clients.sort_unstable();
         Ok(pb::GroupStatus {
             total_pull_lag: lags.iter().fold(0u64, |s, l| s.saturating_add(l.pull_lag)),
@@ -218,6 +218,7 @@ impl AdminService {
         let topic = convert::topic(&req.topic)?;
         let offsets = self
             .broker
+            .consumer()
             .reset_offset_to_time(group, topic, req.timestamp_ms)
             .await?;
         Ok(pb::ResetOffsetResponse {
@@ -246,7 +247,7 @@ impl AdminService {
     async fn by_id(&self, req: pb::QueryMessageByIdRequest) -> Outcome<pb::QueryMessagesResponse> {
         let id =
             convert::short_field("message_id", &req.message_id, self.limits().max_field_bytes)?;
-        let m = self.broker.message_by_id(id).await?;
+        let m = self.broker.queries().by_id(id).await?;
         Ok(self.messages(vec![m], false))
     }
 
@@ -263,7 +264,8 @@ impl AdminService {
         };
         let found = self
             .broker
-            .query_by_key(topic, key, begin, end, max)
+            .queries()
+            .by_key(topic, key, begin, end, max)
             .await?;
         let truncated = found.len() >= max;
         Ok(self.messages(found, truncated))
@@ -276,7 +278,11 @@ impl AdminService {
         let topic = convert::topic(&req.topic)?;
         let max = self.max(req.max)?;
         let (begin, end) = convert::time_range(req.begin_ms, req.end_ms)?;
-        let found = self.broker.query_by_time(topic, begin, end, max).await?;
+        let found = self
+            .broker
+            .queries()
+            .by_time(topic, begin, end, max)
+            .await?;
         Ok(self.messages(found.messages, found.truncated))
     }
 
@@ -286,7 +292,11 @@ impl AdminService {
     ) -> Outcome<pb::ListDeadLettersResponse> {
         let group = convert::group(&req.group)?;
         let max = self.max(req.max)?;
-        let mut r = self.broker.dlq_list(group, req.offset, max).await?;
+        let mut r = self
+            .broker
+            .dead_letters()
+            .list(group, req.offset, max)
+            .await?;
         if convert::fit(&mut r.messages, response_budget(&self.broker)) {
             r.next_offset = r
                 .messages
@@ -339,7 +349,7 @@ impl AdminService {
                 ))
             }
         };
-        let resent = self.broker.dlq_resend(group, selection).await?;
+        let resent = self.broker.dead_letters().resend(group, selection).await?;
         Ok(pb::ResendDeadLettersResponse {
             resent: u32::try_from(resent).unwrap_or(u32::MAX),
         })
@@ -373,7 +383,11 @@ impl AdminService {
         let queue = req
             .queue_id
             .map_or(QueueSelector::Auto, QueueSelector::Queue);
-        let r = self.broker.send(SendRequest::new(message, queue)).await?;
+        let r = self
+            .broker
+            .producer()
+            .send(SendRequest::new(message, queue))
+            .await?;
         Ok(pb::SendMessageResponse {
             message_id: r.message_id,
             queue_id: r.queue_id,
@@ -400,8 +414,16 @@ impl AdminService {
         let offset = match req.offset {
             Some(o) => o,
             None => {
-                let range = self.broker.queue_offsets(topic, req.queue_id).await?;
-                match self.broker.committed_offset(group, topic, req.queue_id) {
+                let range = self
+                    .broker
+                    .topics()
+                    .queue_offsets(topic, req.queue_id)
+                    .await?;
+                match self
+                    .broker
+                    .consumer()
+                    .committed_offset(group, topic, req.queue_id)
+                {
                     Ok(committed) => committed.unwrap_or(range.min),
                     // A group not created yet has no offset; the pull creates it (or refuses).
                     Err(e) if e.kind() == ErrorKind::NotFound => range.min,
@@ -411,6 +433,7 @@ impl AdminService {
         };
         let mut r = self
             .broker
+            .consumer()
             .pull_group(GroupPullRequest {
                 group: group.to_owned(),
                 topic: topic.to_owned(),
@@ -444,6 +467,7 @@ impl AdminService {
         let group = convert::group(&req.group)?;
         let topic = convert::topic(&req.topic)?;
         self.broker
+            .consumer()
             .commit_offset(group, topic, req.queue_id, req.offset)?;
         Ok(pb::CommitOffsetResponse {})
     }
@@ -477,7 +501,7 @@ impl BrokerAdmin for AdminService {
         let req = req.into_inner();
         reply(
             convert::topic(&req.name)
-                .and_then(|name| Ok(self.broker.delete_topic(name)?))
+                .and_then(|name| Ok(self.broker.topics().delete(name)?))
                 .map(|()| pb::DeleteTopicResponse {}),
         )
     }
@@ -486,7 +510,7 @@ impl BrokerAdmin for AdminService {
         &self,
         _: Request<pb::ListTopicsRequest>,
     ) -> Reply<pb::ListTopicsResponse> {
-        let topics = self.broker.list_user_topics();
+        let topics = self.broker.topics().list_user();
         Ok(Response::new(pb::ListTopicsResponse {
             topics: topics.iter().map(convert::topic_spec).collect(),
         }))
@@ -503,7 +527,7 @@ impl BrokerAdmin for AdminService {
         &self,
         _: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
-        let groups = self.broker.list_groups();
+        let groups = self.broker.groups().list();
         Ok(Response::new(pb::ListGroupsResponse {
             groups: groups.into_iter().map(|g| self.group_summary(g)).collect(),
         }))

@@ -320,7 +320,7 @@ async fn topics_are_created_updated_listed_and_deleted() {
     );
 
     // Listing: user topics only, sorted (the dead-letter topic of a group is left out).
-    s.broker.create_group(GroupConfig::new("g")).unwrap();
+    s.broker.groups().create(GroupConfig::new("g")).unwrap();
     ok(c.list_dead_letters(pb::ListDeadLettersRequest {
         group: "g".into(),
         ..Default::default()
@@ -584,8 +584,8 @@ async fn send_pull_commit_and_group_status() {
     );
 
     // Group status and listing.
-    s.broker.heartbeat("g", "client-b").unwrap();
-    s.broker.heartbeat("g", "client-a").unwrap();
+    s.broker.consumer().heartbeat("g", "client-b").unwrap();
+    s.broker.consumer().heartbeat("g", "client-a").unwrap();
     let status = ok(c
         .get_group_status(pb::GetGroupStatusRequest {
             group: "g".into(),
@@ -804,14 +804,18 @@ async fn dead_letters_are_listed_and_resent() {
     ok(c.create_topic(spec("t", 1)).await);
     let mut group = GroupConfig::new("g");
     group.max_delivery_attempts = 1;
-    s.broker.create_group(group).unwrap();
+    s.broker.groups().create(group).unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(ok(c.send_message(send_req("t", &format!("d{i}"))).await).message_id);
     }
     for offset in 0..3 {
         // One attempt allowed: sending back dead-letters at once.
-        s.broker.send_back("g", "t", 0, offset, None).await.unwrap();
+        s.broker
+            .consumer()
+            .send_back("g", "t", 0, offset, None)
+            .await
+            .unwrap();
     }
 
     let list = |offset, max| pb::ListDeadLettersRequest {

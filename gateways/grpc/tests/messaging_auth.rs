@@ -30,7 +30,7 @@ async fn refused_requests_get_unauthorized_and_accepted_ones_are_served() {
     config.store.data_dir = dir.path().into();
     config.store.segment_size = 1 << 20;
     let broker = Broker::open(config).unwrap();
-    broker.create_topic(TopicConfig::new("t", 2)).unwrap();
+    broker.topics().create(TopicConfig::new("t", 2)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let node = NodeInfo {
@@ -97,7 +97,7 @@ async fn refused_requests_get_unauthorized_and_accepted_ones_are_served() {
     .into_inner();
     assert_eq!(code(&sent.status), Code::Unauthorized, "{sent:?}");
     assert_eq!(sent.entries.len(), 1);
-    assert!(broker.message_by_id("ID-1").await.is_err());
+    assert!(broker.queries().by_id("ID-1").await.is_err());
 
     // Streaming calls too: one status frame, then the end.
     let mut frames = bounded(c.receive_message(req(pb::ReceiveMessageRequest {

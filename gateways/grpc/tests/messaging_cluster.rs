@@ -86,7 +86,8 @@ async fn member_with(
     let broker = Broker::open(config).unwrap();
     for (topic, queues) in topics {
         broker
-            .create_topic(TopicConfig::new(*topic, *queues))
+            .topics()
+            .create(TopicConfig::new(*topic, *queues))
             .unwrap();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

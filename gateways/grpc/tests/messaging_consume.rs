@@ -169,7 +169,13 @@ async fn forward_to_dead_letter_queue() {
         .unwrap()
         .into_inner();
     assert_eq!(code(&r.status), Code::InvalidReceiptHandle);
-    let dlq = s.broker.dlq_list("dg", 0, 10).await.unwrap().messages;
+    let dlq = s
+        .broker
+        .dead_letters()
+        .list("dg", 0, 10)
+        .await
+        .unwrap()
+        .messages;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].message_id, "dead");
     // Not redelivered after its (short) invisible time.

@@ -85,7 +85,7 @@ async fn route_heartbeat_and_termination() {
         let got = bounded(c.heartbeat(req(r))).await.unwrap().into_inner();
         assert_eq!(code(&got.status), want);
     }
-    assert_eq!(s.broker.group_clients("g1"), vec![CLIENT.to_owned()]);
+    assert_eq!(s.broker.consumer().clients("g1"), vec![CLIENT.to_owned()]);
     for _ in 0..2 {
         let r = bounded(
             c.notify_client_termination(req(pb::NotifyClientTerminationRequest {
@@ -97,7 +97,7 @@ async fn route_heartbeat_and_termination() {
         .into_inner();
         assert_eq!(code(&r.status), Code::Ok);
     }
-    assert!(s.broker.group_clients("g1").is_empty());
+    assert!(s.broker.consumer().clients("g1").is_empty());
     s.stop().await;
 }
 

@@ -153,7 +153,8 @@ pub(crate) async fn register(
     })?;
     state
         .broker
-        .set_setting(SETTINGS, &group, Some(&req.url))
+        .settings()
+        .set(SETTINGS, &group, Some(&req.url))
         .map_err(ApiError::from)?;
     install(
         &state,
@@ -191,7 +192,10 @@ fn install(
         retries: state.config.callback_retries,
         backoff: Duration::from_millis(state.config.callback_retry_backoff_ms),
     };
-    state.broker.register_checker(group, Arc::new(checker));
+    state
+        .broker
+        .transactions()
+        .register_checker(group, Arc::new(checker));
     state
         .callbacks()
         .lock()
@@ -202,7 +206,7 @@ fn install(
 /// Unreadable or no longer valid entries are logged and skipped; with `allow_callbacks` off
 /// none is registered.
 pub(crate) fn restore(state: &AppState, runtime: tokio::runtime::Handle) {
-    let stored = match state.broker.settings(SETTINGS) {
+    let stored = match state.broker.settings().map(SETTINGS) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the stored transaction callbacks");
@@ -268,9 +272,10 @@ pub(crate) async fn unregister(
     }
     state
         .broker
-        .set_setting(SETTINGS, &group, None)
+        .settings()
+        .set(SETTINGS, &group, None)
         .map_err(ApiError::from)?;
     state.callbacks().lock().remove(&group);
-    state.broker.unregister_checker(&group);
+    state.broker.transactions().unregister_checker(&group);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -24,7 +24,7 @@
 //!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
 //! (frames from a bounded mpsc, pings on a timer), and one task per subscription (waits for a
-//! credit, long-polls `Broker::pop`, queues message frames). Subscription tasks are aborted when
+//! credit, long-polls `Consumer::pop`, queues message frames). Subscription tasks are aborted when
 //! the connection ends; a pop cut short leaves its messages to reappear after their invisible
 //! duration.
 
@@ -386,6 +386,7 @@ impl Conn {
                     Ok(g) => self
                         .state
                         .broker
+                        .consumer()
                         .ack(&g, &receipt_handle)
                         .await
                         .map(|()| json!({"acked": true}))
@@ -404,6 +405,7 @@ impl Conn {
                     Ok(g) => self
                         .state
                         .broker
+                        .consumer()
                         .nack(&g, &receipt_handle, delay_ms.map(Duration::from_millis))
                         .await
                         .map(|()| json!({"nacked": true}))
@@ -435,6 +437,7 @@ impl Conn {
                     Ok(m) => self
                         .state
                         .broker
+                        .producer()
                         .send(SendRequest::new(
                             m,
                             queue.map_or(
@@ -525,7 +528,9 @@ impl Conn {
             WsFilter::Full(f) => f.into(),
         });
         let invisible = Duration::from_millis(invisible_ms.unwrap_or(cfg.ws_invisible_ms));
-        broker.check_subscription(&group, &topic, filter.as_ref(), invisible)?;
+        broker
+            .consumer()
+            .check_subscription(&group, &topic, filter.as_ref(), invisible)?;
         let credits_sem = Arc::new(Semaphore::new(credits as usize));
         let task = tokio::spawn(deliver(
             self.state.clone(),
@@ -589,7 +594,7 @@ async fn deliver(
             max: taken,
             ..template.clone()
         };
-        match state.broker.pop(req).await {
+        match state.broker.consumer().pop(req).await {
             Ok(messages) => {
                 credits.add_permits(taken - messages.len());
                 for p in messages {

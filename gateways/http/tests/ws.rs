@@ -200,6 +200,7 @@ async fn subscribe_ack_nack_publish_and_cross_protocol() {
     );
     let popped = s
         .broker
+        .consumer()
         .pop(PopRequest {
             group: "core-g".into(),
             topic: "live".into(),
@@ -221,6 +222,7 @@ async fn subscribe_ack_nack_publish_and_cross_protocol() {
     );
     // Core API → WebSocket.
     s.broker
+        .producer()
         .send(CoreMessage::new("live", "from-core").into())
         .await
         .unwrap();

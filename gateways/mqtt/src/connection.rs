@@ -25,7 +25,7 @@
 //!
 //! Why storing a client PUBLISH is an action with a completion event (not an await inside
 //! the machine, nor a decision function called around an await in the driver): the rule
-//! "PUBACK/PUBREC only after `Broker::send` returned" then lives in the machine alone, which
+//! "PUBACK/PUBREC only after `Producer::send` returned" then lives in the machine alone, which
 //! queues the acknowledgement only when `io::Input::Stored` arrives, and is tested there
 //! without a core. Stores run concurrently (up to the Receive Maximum) and complete in
 //! PUBLISH order (one `FuturesOrdered` in the driver), so acknowledgements keep the PUBLISH
@@ -182,8 +182,8 @@ async fn connected<S>(
     let start = admission.start_session(&mut session);
     if start.delete_group {
         let group = admission.group();
-        if shared.broker.group(&group).is_ok() {
-            let _ = shared.broker.delete_group(&group);
+        if shared.broker.groups().get(&group).is_ok() {
+            let _ = shared.broker.groups().delete(&group);
         }
     }
     match &start.persist {

@@ -34,9 +34,9 @@ const SHARED_POP_BATCH: usize = 4;
 
 /// Creates a consumer group if missing; `true` when it was created now.
 pub fn ensure_group(broker: &Broker, name: &str) -> bool {
-    match broker.group(name) {
+    match broker.groups().get(name) {
         Ok(_) => false,
-        Err(_) => match broker.create_group(GroupConfig::new(name)) {
+        Err(_) => match broker.groups().create(GroupConfig::new(name)) {
             Ok(_) => true,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
             Err(e) => {
@@ -81,7 +81,7 @@ pub fn spawn_poller(
                 invisible,
                 wait,
             };
-            match broker.pop(req).await {
+            match broker.consumer().pop(req).await {
                 Ok(popped) => {
                     for p in popped {
                         let d = Delivery {

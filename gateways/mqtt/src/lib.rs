@@ -2,7 +2,7 @@
 //!
 //! The gateway owns the MQTT session state machine; everything that must survive a restart
 //! (messages, subscriptions, delivery positions, retained messages, session records) is stored
-//! through the core. A QoS 1 PUBACK / QoS 2 PUBREC leaves only after `Broker::send` returned
+//! through the core. A QoS 1 PUBACK / QoS 2 PUBREC leaves only after `Producer::send` returned
 //! (durable under `SYNC_FLUSH`).
 //!
 //! # Why not rumqttd

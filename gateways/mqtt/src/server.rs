@@ -227,8 +227,8 @@ async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "could not persist an MQTT session expiry");
             }
             let group = crate::topic::session_group(&id);
-            if shared.broker.group(&group).is_ok() {
-                let _ = shared.broker.delete_group(&group);
+            if shared.broker.groups().get(&group).is_ok() {
+                let _ = shared.broker.groups().delete(&group);
             }
             shared.sessions.remove(&id, &slot);
             tracing::debug!(client = %id, "MQTT session expired");

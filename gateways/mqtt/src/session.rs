@@ -290,7 +290,11 @@ pub async fn persist(
 async fn append(broker: &Broker, record: &SessionRecord) -> Result<i64, rocketgate_core::Error> {
     let body = serde_json::to_vec(record).unwrap_or_default();
     let m = Message::new(SESSIONS_TOPIC, body);
-    broker.send(m.into()).await.map(|r| r.store_timestamp_ms)
+    broker
+        .producer()
+        .send(m.into())
+        .await
+        .map(|r| r.store_timestamp_ms)
 }
 
 impl Sessions {

@@ -5,7 +5,7 @@
 //! `auto_create_topics`), the full topic and the MQTT attributes become message properties
 //! (see `topic.rs` and `docs/mqtt.md`), and the queue is chosen by hashing the MQTT topic, so
 //! messages of one MQTT topic keep their order. [`Shared::publish`] returns only once
-//! `Broker::send` returned: the caller acknowledges (PUBACK/PUBREC) after that, never before.
+//! `Producer::send` returned: the caller acknowledges (PUBACK/PUBREC) after that, never before.
 //!
 //! Retained messages are stored in the RocketMQ topic [`RETAINED_TOPIC`] (one queue; latest
 //! record per MQTT topic wins, an empty payload clears) and mirrored in memory, rebuilt from
@@ -135,11 +135,11 @@ impl Shared {
         if self.known_topics.lock().contains(name) {
             return Ok(());
         }
-        match self.broker.topic_config(name) {
+        match self.broker.topics().config(name) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound && self.config.auto_create_topics => {
                 let c = TopicConfig::new(name, self.config.auto_create_queue_count.max(1));
-                match self.broker.create_topic(c) {
+                match self.broker.topics().create(c) {
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                     Err(e) => {
@@ -206,7 +206,7 @@ impl Shared {
             self.retain(&m, topic_name).await?;
         }
         let req = SendRequest::new(m, QueueSelector::ShardingKey(topic_name.to_owned()));
-        match self.broker.send(req).await {
+        match self.broker.producer().send(req).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 if matches!(e.kind(), ErrorKind::Internal | ErrorKind::Unavailable) {
@@ -233,7 +233,7 @@ impl Shared {
         self.ensure_system_topic(RETAINED_TOPIC)?;
         let mut r = m.clone();
         r.topic = RETAINED_TOPIC.into();
-        match self.broker.send(r.into()).await {
+        match self.broker.producer().send(r.into()).await {
             Ok(receipt) => {
                 let mut map = self.retained.write();
                 if m.body.is_empty() {
@@ -299,7 +299,7 @@ impl Shared {
             };
             let mut copy = Message::new(RETAINED_TOPIC, live.body.clone());
             copy.properties = live.properties.clone();
-            match self.broker.send(copy.into()).await {
+            match self.broker.producer().send(copy.into()).await {
                 Ok(r) => {
                     if let Some(e) = self.retained.write().get_mut(&t) {
                         e.message_id = r.message_id;

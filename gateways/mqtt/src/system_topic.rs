@@ -17,7 +17,7 @@ use rocketgate_core::{Broker, ErrorKind, StoredMessage, TopicConfig};
 /// # Errors
 /// Core errors.
 pub fn ensure(broker: &Broker, name: &str) -> Result<(), rocketgate_core::Error> {
-    match broker.create_topic(TopicConfig::new(name, 1)) {
+    match broker.topics().create(TopicConfig::new(name, 1)) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
@@ -34,10 +34,10 @@ pub async fn read_all(
 ) -> Result<Vec<StoredMessage>, rocketgate_core::Error> {
     ensure(broker, name)?;
     let batch = broker.config().limits.max_batch.max(1);
-    let mut offset = broker.queue_offsets(name, 0).await?.min;
+    let mut offset = broker.topics().queue_offsets(name, 0).await?.min;
     let mut out = Vec::new();
     loop {
-        let r = broker.pull(name, 0, offset, batch).await?;
+        let r = broker.consumer().pull(name, 0, offset, batch).await?;
         if r.messages.is_empty() {
             // Entries whose CommitLog segment retention already deleted can still be listed
             // below the end (until the queue minimum catches up): they read as nothing. They
@@ -65,7 +65,13 @@ async fn first_readable(
     let (mut lo, mut hi) = (from.saturating_add(1), end);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if broker.pull(name, 0, mid, 1).await?.messages.is_empty() {
+        if broker
+            .consumer()
+            .pull(name, 0, mid, 1)
+            .await?
+            .messages
+            .is_empty()
+        {
             lo = mid + 1;
         } else {
             hi = mid;

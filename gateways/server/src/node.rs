@@ -329,7 +329,7 @@ async fn open(cfg: &ServerConfig) -> anyhow::Result<(Broker, Recovered)> {
     })
     .await?
     .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
-    let report = broker.recovery_report();
+    let report = broker.storage().recovery_report();
     let recovered = Recovered {
         after_crash: report.after_crash,
         log_end: report.log_end,

@@ -40,6 +40,7 @@ async fn popper(broker: Broker, snapshot_after_first_pop: bool) {
     let mut first = true;
     loop {
         let popped = broker
+            .consumer()
             .pop(PopRequest {
                 group: POP_GROUP.into(),
                 topic: POP_TOPIC.into(),
@@ -50,7 +51,7 @@ async fn popper(broker: Broker, snapshot_after_first_pop: bool) {
             })
             .await;
         if std::mem::take(&mut first) && snapshot_after_first_pop {
-            if let Err(e) = broker.persist_consumer_state() {
+            if let Err(e) = broker.consumer().persist_state() {
                 emit(format!("ERR persist: {e}"));
             }
         }
@@ -69,7 +70,7 @@ async fn popper(broker: Broker, snapshot_after_first_pop: bool) {
                         continue;
                     }
                     emit(Line::Acking(seq));
-                    match broker.ack(POP_GROUP, &p.receipt_handle).await {
+                    match broker.consumer().ack(POP_GROUP, &p.receipt_handle).await {
                         Ok(()) => emit(Line::Acked(seq)),
                         Err(e) => emit(format!("ERR ack {seq}: {e}")),
                     }
@@ -87,7 +88,10 @@ async fn popper(broker: Broker, snapshot_after_first_pop: bool) {
 async fn puller(broker: Broker) {
     let mut next = Vec::new();
     for q in 0..QUEUES {
-        match broker.committed_offset(PULL_GROUP, PULL_TOPIC, q) {
+        match broker
+            .consumer()
+            .committed_offset(PULL_GROUP, PULL_TOPIC, q)
+        {
             Ok(o) => next.push(o.unwrap_or(0)),
             // Not created yet: the first commit creates it (`auto_create_groups`).
             Err(Error::GroupNotFound(_)) => next.push(0),
@@ -100,6 +104,7 @@ async fn puller(broker: Broker) {
     for q in (0..QUEUES).cycle() {
         let i = q as usize;
         let pulled = broker
+            .consumer()
             .pull_group(GroupPullRequest {
                 group: PULL_GROUP.into(),
                 topic: PULL_TOPIC.into(),
@@ -117,7 +122,10 @@ async fn puller(broker: Broker) {
                 }
                 let to = r.next_offset;
                 emit(Line::Committing(q, to));
-                match broker.commit_offset(PULL_GROUP, PULL_TOPIC, q, to) {
+                match broker
+                    .consumer()
+                    .commit_offset(PULL_GROUP, PULL_TOPIC, q, to)
+                {
                     Ok(()) => emit(Line::Committed(q, to)),
                     Err(e) => emit(format!("ERR commit {q} {to}: {e}")),
                 }

@@ -57,11 +57,14 @@ async fn main() -> anyhow::Result<()> {
             other => break other.context("open the store")?,
         }
     };
-    match broker.create_topic(TopicConfig::new(crash::TOPIC, crash::QUEUES)) {
+    match broker
+        .topics()
+        .create(TopicConfig::new(crash::TOPIC, crash::QUEUES))
+    {
         Ok(_) | Err(Error::TopicExists(_)) => {}
         Err(e) => return Err(e).context("create the topic"),
     }
-    let report = broker.recovery_report();
+    let report = broker.storage().recovery_report();
     emit(
         &Ready {
             after_crash: report.after_crash,
@@ -78,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
-                match broker.send(crash::message(seq).into()).await {
+                match broker.producer().send(crash::message(seq).into()).await {
                     Ok(r) => emit(
                         &Ack {
                             seq,

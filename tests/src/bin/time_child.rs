@@ -80,10 +80,12 @@ fn memory_line(at: &str) -> Line {
 
 async fn schedule(dir: &Path) -> anyhow::Result<()> {
     let broker = open(time::config(dir, FlushMode::Sync))?;
-    broker.create_topic(TopicConfig::new(DELAY_TOPIC, QUEUES))?;
+    broker
+        .topics()
+        .create(TopicConfig::new(DELAY_TOPIC, QUEUES))?;
     for n in 0..3 {
         let m = time::scheduled_message(n, now_ms() + TIMED_AFTER_MS);
-        let r = broker.send(m.into()).await?;
+        let r = broker.producer().send(m.into()).await?;
         let deliver_at_ms = r.deliver_at_ms.context("no deliver_at_ms in the receipt")?;
         emit(Line::Scheduled {
             n,
@@ -100,7 +102,7 @@ async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<()> {
     let mut config = time::config(dir, FlushMode::Sync);
     config.transaction.check_first_ms = 600_000;
     let broker = open(config)?;
-    broker.create_topic(TopicConfig::new(TX_TOPIC, QUEUES))?;
+    broker.topics().create(TopicConfig::new(TX_TOPIC, QUEUES))?;
     // Eight concurrent producers share the fsyncs.
     let mut tasks = Vec::new();
     for t in 0..8u64 {
@@ -109,6 +111,7 @@ async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<()> {
             let mut lines = Vec::new();
             for i in (t..n).step_by(8) {
                 let r = broker
+                    .transactions()
                     .send_half(time::half_message(i).into(), PRODUCER_GROUP)
                     .await?;
                 lines.push(
@@ -141,7 +144,8 @@ async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<()> {
         txs.sort();
         for (n, tx) in txs {
             broker
-                .end_transaction(&tx, Resolution::Commit)
+                .transactions()
+                .end(&tx, Resolution::Commit)
                 .await
                 .with_context(|| format!("commit half {n}"))?;
             emit(Line::Committed { n });
@@ -152,7 +156,9 @@ async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<()> {
 
 async fn load(dir: &Path, n: u64, lead_ms: i64, spread_ms: u64, seed: u64) -> anyhow::Result<()> {
     let broker = open(time::config(dir, FlushMode::Async))?;
-    broker.create_topic(TopicConfig::new(LOAD_TOPIC, QUEUES))?;
+    broker
+        .topics()
+        .create(TopicConfig::new(LOAD_TOPIC, QUEUES))?;
     emit(memory_line("open"));
     emit(Line::Ready);
     let start = now_ms();
@@ -172,6 +178,7 @@ async fn load(dir: &Path, n: u64, lead_ms: i64, spread_ms: u64, seed: u64) -> an
                     break;
                 }
                 let batch = broker
+                    .consumer()
                     .pop(PopRequest {
                         group: LOAD_GROUP.into(),
                         topic: LOAD_TOPIC.into(),
@@ -211,7 +218,7 @@ async fn load(dir: &Path, n: u64, lead_ms: i64, spread_ms: u64, seed: u64) -> an
                 emit_all(&lines);
                 let handles: Vec<&str> = batch.iter().map(|p| p.receipt_handle.as_str()).collect();
                 if !handles.is_empty() {
-                    match broker.ack_batch(LOAD_GROUP, &handles).await {
+                    match broker.consumer().ack_batch(LOAD_GROUP, &handles).await {
                         Ok(results) => {
                             if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                                 emit(format!("ERR ack: {e}"));
@@ -235,6 +242,7 @@ async fn load(dir: &Path, n: u64, lead_ms: i64, spread_ms: u64, seed: u64) -> an
             let mut past = 0u64;
             for seq in (t..n).step_by(4) {
                 let r = broker
+                    .producer()
                     .send(time::load_message(seq, due(seq)).into())
                     .await?;
                 past += u64::from(r.deliver_at_ms.is_none());

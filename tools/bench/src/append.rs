@@ -1,5 +1,5 @@
 //! One append case of `bench store`: a fresh `Broker` in its own directory, one topic, and `n`
-//! producer tasks calling `Broker::send` until the case's time or message limit.
+//! producer tasks calling `Producer::send` until the case's time or message limit.
 //!
 //! Owns: the case's broker from open to clean shutdown, and the producer tasks. The caller owns
 //! the directory (fresh, deleted afterwards).
@@ -10,7 +10,7 @@
 //!   after every send: an ASYNC send never waits, and without the yield two tasks (one per
 //!   worker) would run while 62 never start. A SYNC send waits for the flush anyway, and an extra
 //!   yield there would only delay the next append past the next group commit.
-//! - The send latency is taken around `Broker::send` only; building the message is the
+//! - The send latency is taken around `Producer::send` only; building the message is the
 //!   client's cost and counts in the throughput, not the latency.
 //! - "durable" time = ack time + `Broker::shutdown` (final flush, dispatch and checkpoint): the
 //!   moment nothing of the case is left only in memory. It includes no waiting for the next
@@ -91,7 +91,7 @@ pub fn config(dir: &Path, flush: FlushMode, segment_size: u64) -> Config {
 pub fn open_async(dir: &Path, queues: u32, segment_size: u64) -> Result<Broker> {
     let broker = Broker::open(config(dir, FlushMode::Async, segment_size))
         .with_context(|| format!("cannot open a broker in {}", dir.display()))?;
-    broker.create_topic(TopicConfig::new(TOPIC, queues))?;
+    broker.topics().create(TopicConfig::new(TOPIC, queues))?;
     Ok(broker)
 }
 
@@ -111,8 +111,10 @@ pub fn body(len: usize) -> Bytes {
 pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
     let broker = Broker::open(config(dir, case.flush, setup.segment_size))
         .with_context(|| format!("cannot open a broker in {}", dir.display()))?;
-    broker.create_topic(TopicConfig::new(TOPIC, setup.queues))?;
-    let log_start = broker.log_offsets().end;
+    broker
+        .topics()
+        .create(TopicConfig::new(TOPIC, setup.queues))?;
+    let log_start = broker.storage().log_offsets().end;
     let tickets = Arc::new(AtomicU64::new(0));
     let limit = setup.messages.unwrap_or(u64::MAX);
     let body = body(case.body);
@@ -136,7 +138,7 @@ pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
         hist.add(t.await??)?;
     }
     let ack_secs = start.elapsed().as_secs_f64();
-    let log = broker.log_offsets();
+    let log = broker.storage().log_offsets();
     let (flushed, wrote, dispatched) = (log.durable, log.end, log.dispatched);
 
     let closing = broker.clone();
@@ -188,7 +190,7 @@ impl Producer {
         while self.tickets.fetch_add(1, Ordering::Relaxed) < self.limit {
             let msg = Message::new(TOPIC, self.body.clone());
             let t = Instant::now();
-            self.broker.send(msg.into()).await?;
+            self.broker.producer().send(msg.into()).await?;
             let now = Instant::now();
             hist.saturating_record(now.duration_since(t).as_nanos() as u64);
             if now >= self.deadline {

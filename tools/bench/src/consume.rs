@@ -253,6 +253,7 @@ fn throughput_case(
     rt.block_on(async {
         for _ in 0..a.messages {
             broker
+                .producer()
                 .send(Message::new(TOPIC, body.clone()).into())
                 .await?;
         }
@@ -271,6 +272,7 @@ fn throughput_case(
         .done_secs()
         .unwrap_or_else(|| progress.start.elapsed().as_secs_f64());
     let unacked = broker
+        .consumer()
         .lag(popper::GROUP, TOPIC)?
         .iter()
         .map(|q| q.pop_unacked)
@@ -307,7 +309,7 @@ fn throughput_case(
 fn settle(broker: &Broker, limit: Duration) -> Result<()> {
     let until = Instant::now() + limit;
     loop {
-        let log = broker.log_offsets();
+        let log = broker.storage().log_offsets();
         if log.durable >= log.end && log.dispatched >= log.end {
             break;
         }

@@ -98,7 +98,7 @@ pub struct SendPhase {
     pub secs: f64,
     /// Messages per second.
     pub msgs_per_sec: f64,
-    /// Latency of `Broker::send`.
+    /// Latency of `Producer::send`.
     pub latency: Latency,
     /// CPU time of the whole process per message during the phase (producer, broker threads,
     /// and in the scheduled case the consumers), µs.
@@ -173,7 +173,7 @@ async fn produce(
             msg = msg.with_deliver_at(due);
         }
         let t = Instant::now();
-        broker.send(msg.into()).await?;
+        broker.producer().send(msg.into()).await?;
         hist.saturating_record(t.elapsed().as_nanos() as u64);
     }
     let secs = start.elapsed().as_secs_f64();
@@ -242,7 +242,7 @@ fn scheduled_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> Result<Delive
         .done_secs()
         .map(|s| s - first_send.duration_since(progress.start).as_secs_f64());
     let memory = sampler.finish(rt)?;
-    let pending_after = broker.scheduled_pending() as u64;
+    let pending_after = broker.scheduler().pending() as u64;
     broker.shutdown()?;
     Ok(Delivered {
         phase,

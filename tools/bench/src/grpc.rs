@@ -207,7 +207,8 @@ pub fn run(args: GrpcArgs) -> Result<()> {
             ))?;
             server
                 .broker
-                .create_topic(rocketgate_core::TopicConfig::new(TOPIC, args.queues))?;
+                .topics()
+                .create(rocketgate_core::TopicConfig::new(TOPIC, args.queues))?;
             let target = server.address.clone();
             (Some(server), target, Some(dir))
         }

@@ -66,7 +66,7 @@ pub struct LatencyResult {
     pub achieved_rate: f64,
     /// Largest delay of a send behind its schedule, ms.
     pub max_behind_ms: f64,
-    /// Latency of `Broker::send`.
+    /// Latency of `Producer::send`.
     pub send_latency: Latency,
     /// Receive time minus send time.
     pub latency: Latency,
@@ -122,7 +122,7 @@ fn produce_paced(
         let msg = Message::new(TOPIC, body.clone())
             .with_property(popper::PROP_SENT_NS, sent_ns.to_string());
         let t = Instant::now();
-        rt.block_on(broker.send(msg.into()))?;
+        rt.block_on(broker.producer().send(msg.into()))?;
         last = Instant::now();
         hist.saturating_record(last.duration_since(t).as_nanos() as u64);
     }

@@ -62,7 +62,7 @@ impl Sampler {
             let (mut anon, mut pending) = (0, 0);
             while !flag.load(Ordering::Acquire) {
                 anon = status().1.max(anon);
-                pending = (broker.scheduled_pending() as u64).max(pending);
+                pending = (broker.scheduler().pending() as u64).max(pending);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             (anon, pending)

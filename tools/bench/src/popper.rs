@@ -177,7 +177,7 @@ pub async fn consume(broker: Broker, s: Settings, progress: Arc<Progress>) -> Re
     };
     while !progress.done() && Instant::now() < s.deadline {
         let t = Instant::now();
-        let popped = broker.pop(req.clone()).await?;
+        let popped = broker.consumer().pop(req.clone()).await?;
         let received_at = Instant::now();
         if popped.is_empty() {
             out.empty_pops += 1;
@@ -188,7 +188,7 @@ pub async fn consume(broker: Broker, s: Settings, progress: Arc<Progress>) -> Re
         measure(&s, &popped, received_at, &mut out)?;
         let handles: Vec<&str> = popped.iter().map(|p| p.receipt_handle.as_str()).collect();
         let t = Instant::now();
-        let results = broker.ack_batch(GROUP, &handles).await?;
+        let results = broker.consumer().ack_batch(GROUP, &handles).await?;
         out.acks.saturating_record(t.elapsed().as_nanos() as u64);
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             bail!("an ack was refused: {e}");

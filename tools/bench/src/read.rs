@@ -4,7 +4,7 @@
 //! Owns: the reopened broker, from open to clean shutdown. The caller owns the directory.
 //!
 //! Invariants: the pass must read back exactly the messages the case acknowledged (anything
-//! else is an error, not a figure); it reads through `Broker::pull`, so each message is
+//! else is an error, not a figure); it reads through `Consumer::pull`, so each message is
 //! verified (CRC) and copied out as a consumer would get it. The data is in the page cache
 //! (just written), so this measures the read path of the store, not the disk.
 //!
@@ -58,7 +58,10 @@ pub async fn run(dir: &Path, pass: Pass) -> Result<ReadResult> {
         let mut offset = 0;
         loop {
             let t = Instant::now();
-            let r = broker.pull(TOPIC, queue, offset, pass.batch).await?;
+            let r = broker
+                .consumer()
+                .pull(TOPIC, queue, offset, pass.batch)
+                .await?;
             hist.saturating_record(t.elapsed().as_nanos() as u64);
             if r.messages.is_empty() {
                 break;

@@ -49,7 +49,7 @@ impl fmt::Debug for NodeInfo {
 
 /// The `GetBrokerInfo` answer: `node`, with role from its broker id, and the store's state now.
 pub(super) fn broker_info(broker: &Broker, node: &NodeInfo) -> pb::GetBrokerInfoResponse {
-    let health = broker.health();
+    let health = broker.storage().health();
     let (min, durable, end) = (health.log.min, health.log.durable, health.log.end);
     let role = if node.broker_id == 0 {
         pb::BrokerRole::Master
@@ -83,8 +83,8 @@ pub(super) fn broker_info(broker: &Broker, node: &NodeInfo) -> pb::GetBrokerInfo
         log_durable_offset: durable,
         write_refusal: health.write_refusal.unwrap_or_default(),
         recovered_after_crash: health.recovery.after_crash,
-        topic_count: broker.list_user_topics().len() as u64,
-        group_count: broker.list_groups().len() as u64,
+        topic_count: broker.topics().list_user().len() as u64,
+        group_count: broker.groups().list().len() as u64,
         started_at_ms: node.started_at_ms,
         version: env!("CARGO_PKG_VERSION").into(),
     }

@@ -46,7 +46,7 @@ pub(super) async fn ack(ctx: &Context, req: pb::AckMessageRequest) -> pb::AckMes
         .map(|e| ctx.renewals.take(group, &e.receipt_handle))
         .collect();
     let handles: Vec<&str> = current.iter().map(String::as_str).collect();
-    let results = match ctx.broker.ack_batch(group, &handles).await {
+    let results = match ctx.broker.consumer().ack_batch(group, &handles).await {
         Ok(r) => r,
         Err(e) => return refuse_all(from_core(&e)),
     };
@@ -93,7 +93,7 @@ pub(super) fn change_invisible_duration(
             "missing or negative invisible_duration",
         ));
     };
-    match ctx.broker.change_invisible_duration(
+    match ctx.broker.consumer().change_invisible_duration(
         group,
         &ctx.renewals.take(group, &req.receipt_handle),
         invisible,
@@ -121,7 +121,7 @@ pub(super) async fn forward_to_dlq(
         return answer(s);
     }
     let handle = ctx.renewals.take(group, &req.receipt_handle);
-    match ctx.broker.dead_letter(group, &handle).await {
+    match ctx.broker.consumer().dead_letter(group, &handle).await {
         Ok(()) => answer(ok()),
         Err(e) => answer(from_core(&e)),
     }

@@ -83,6 +83,7 @@ async fn pull_frames(
     };
     let result = ctx
         .broker
+        .consumer()
         .pull_group(GroupPullRequest {
             group: group.to_owned(),
             topic: topic.to_owned(),
@@ -134,6 +135,7 @@ pub(super) fn update_offset(
         let (topic, queue_id) = queue(req.message_queue.as_ref())?;
         let at = offset(req.offset)?;
         ctx.broker
+            .consumer()
             .commit_offset(group, topic, queue_id, at)
             .map_err(|e| from_core(&e))
     };
@@ -149,6 +151,7 @@ pub(super) fn get_offset(ctx: &Context, req: &pb::GetOffsetRequest) -> pb::GetOf
         let (topic, queue_id) = queue(req.message_queue.as_ref())?;
         match ctx
             .broker
+            .consumer()
             .committed_offset(group, topic, queue_id)
             .map_err(|e| from_core(&e))?
         {
@@ -180,6 +183,7 @@ pub(super) async fn query_offset(
         let (topic, queue_id) = queue(req.message_queue.as_ref())?;
         let range = ctx
             .broker
+            .topics()
             .queue_offsets(topic, queue_id)
             .await
             .map_err(|e| from_core(&e))?;
@@ -195,7 +199,8 @@ pub(super) async fn query_offset(
                         ));
                     };
                     ctx.broker
-                        .queue_offset_for_time(topic, queue_id, convert::timestamp_ms(at))
+                        .queries()
+                        .offset_for_time(topic, queue_id, convert::timestamp_ms(at))
                         .await
                         .map_err(|e| from_core(&e))?
                 }

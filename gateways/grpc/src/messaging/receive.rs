@@ -170,6 +170,7 @@ pub(super) async fn receive(
     };
     let popped = ctx
         .broker
+        .consumer()
         .pop(PopRequest {
             group: group.clone(),
             topic,

@@ -216,6 +216,7 @@ async fn renew_due(ctx: &Context, interval: Duration) {
         let until = now_ms() + i64::try_from(invisible.as_millis()).unwrap_or(i64::MAX);
         match ctx
             .broker
+            .consumer()
             .change_invisible_duration(group, &due.current, invisible)
         {
             Ok(new) => ctx.renewals.renewed(&due.key, &due.current, new, until),

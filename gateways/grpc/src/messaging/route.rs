@@ -252,7 +252,7 @@ pub(super) async fn query_route(
     };
     let resource = req.topic.clone().unwrap_or_default();
     let remote = cluster_groups(ctx, name, &resource).await;
-    let local = match ctx.broker.topic_config(name) {
+    let local = match ctx.broker.topics().config(name) {
         Ok(config) => {
             let Some(endpoints) = advertised(ctx, req.endpoints.as_ref()) else {
                 return answer(status(
@@ -306,7 +306,7 @@ pub(super) fn query_assignment(
         Ok(n) => n,
         Err(s) => return answer(s),
     };
-    let config = match ctx.broker.topic_config(topic) {
+    let config = match ctx.broker.topics().config(topic) {
         Ok(c) => c,
         Err(e) => return answer(from_core(&e)),
     };
@@ -316,7 +316,7 @@ pub(super) fn query_assignment(
             format!("topic `{topic}` is not readable"),
         ));
     }
-    let queues = match ctx.broker.assignment(group, topic, client_id) {
+    let queues = match ctx.broker.consumer().assignment(group, topic, client_id) {
         Ok(q) => q,
         Err(e) => return answer(from_core(&e)),
     };

@@ -1,7 +1,7 @@
 //! SendMessage: decoding the v2 message (its declared type, the gateway's own property prefix)
 //! and the store of NORMAL, FIFO, DELAY and TRANSACTION messages through the core. Every rule
 //! about the message itself (fields, sizes, the type against the topic's, a FIFO message's
-//! group, a DELAY message's time) is core's (`Broker::send` with the declared type); this module
+//! group, a DELAY message's time) is core's (`Producer::send` with the declared type); this module
 //! only maps core's typed refusal to a v2 `Code` (`code.rs`).
 //!
 //! Invariants: exactly one `SendResultEntry` per request message, in order, each echoing the
@@ -145,9 +145,9 @@ async fn store(
     let req = SendRequest::new(convert::to_core(m, topic, kind), QueueSelector::Auto)
         .with_type(core_type(kind));
     let receipt = if kind == pb::MessageType::Transaction {
-        ctx.broker.send_half(req, topic).await
+        ctx.broker.transactions().send_half(req, topic).await
     } else {
-        ctx.broker.send(req).await
+        ctx.broker.producer().send(req).await
     }
     .map_err(|e| from_core(&e))?;
     Ok(pb::SendResultEntry {

@@ -99,7 +99,11 @@ fn subscribe(ctx: &Context, sub: &pb::Subscription) {
         ) else {
             continue;
         };
-        if let Err(e) = ctx.broker.subscribe(&group.name, &topic.name, filter) {
+        if let Err(e) = ctx
+            .broker
+            .groups()
+            .subscribe(&group.name, &topic.name, filter)
+        {
             tracing::debug!(error = %e, group = %group.name, "subscription not recorded");
         }
     }
@@ -140,7 +144,8 @@ fn effective(ctx: &Context, mut s: pb::Settings) -> pb::Settings {
             )));
             let attempts = ctx
                 .broker
-                .group(&group)
+                .groups()
+                .get(&group)
                 .map(|g| g.max_delivery_attempts)
                 .unwrap_or(rocketgate_core::GroupConfig::new("").max_delivery_attempts);
             let backoff = ctx
@@ -171,13 +176,15 @@ fn effective(ctx: &Context, mut s: pb::Settings) -> pb::Settings {
 fn group_is_fifo(ctx: &Context, group: &str) -> bool {
     let mut topics: Vec<String> = ctx
         .broker
-        .group(group)
+        .groups()
+        .get(group)
         .map(|g| g.subscriptions.into_keys().collect())
         .unwrap_or_default();
-    topics.extend(ctx.broker.group_topics(group).unwrap_or_default());
+    topics.extend(ctx.broker.groups().topics(group).unwrap_or_default());
     topics.iter().any(|t| {
         ctx.broker
-            .topic_config(t)
+            .topics()
+            .config(t)
             .is_ok_and(|c| c.message_type == rocketgate_core::MessageType::Fifo)
     })
 }
@@ -200,7 +207,7 @@ pub(super) fn heartbeat(
                 Ok(g) => g,
                 Err(s) => return answer(s),
             };
-            if let Err(e) = ctx.broker.heartbeat(group, client_id) {
+            if let Err(e) = ctx.broker.consumer().heartbeat(group, client_id) {
                 return answer(from_core(&e));
             }
             ctx.renewals.seen(client_id);
@@ -230,7 +237,7 @@ pub(super) fn notify_termination(
         .map(|g| g.name.clone())
         .filter(|g| !g.is_empty());
     for g in named.iter().chain(group.iter()) {
-        ctx.broker.unregister_client(g, client_id);
+        ctx.broker.consumer().unregister_client(g, client_id);
     }
     transaction::apply(ctx, change);
     pb::NotifyClientTerminationResponse { status: Some(ok()) }

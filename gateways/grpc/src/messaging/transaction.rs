@@ -50,7 +50,8 @@ pub(super) async fn end_transaction(
     };
     match ctx
         .broker
-        .end_transaction(&req.transaction_id, resolution)
+        .transactions()
+        .end(&req.transaction_id, resolution)
         .await
     {
         Ok(()) | Err(Error::TransactionResolved { .. }) => answer(ok()),
@@ -103,12 +104,14 @@ pub(super) fn apply(ctx: &Context, change: Change) {
             topic: topic.clone(),
             store_host: ctx.store_host(),
         };
-        ctx.broker.register_checker(&topic, Arc::new(checker));
+        ctx.broker
+            .transactions()
+            .register_checker(&topic, Arc::new(checker));
     }
     for topic in change.removed {
         // A producer may have come back meanwhile.
         if !ctx.clients.has_producer(&topic) {
-            ctx.broker.unregister_checker(&topic);
+            ctx.broker.transactions().unregister_checker(&topic);
         }
     }
 }

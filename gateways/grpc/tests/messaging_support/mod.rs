@@ -68,7 +68,8 @@ pub async fn start_with(adjust: impl FnOnce(&mut MessagingConfig)) -> Running {
         ("mixed", 2, MessageType::Mixed),
     ] {
         broker
-            .create_topic(TopicConfig::new(name, queues).with_type(t))
+            .topics()
+            .create(TopicConfig::new(name, queues).with_type(t))
             .unwrap();
     }
     let node = NodeInfo {

@@ -30,9 +30,10 @@ pub(crate) async fn create_topic(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateTopic>,
 ) -> ApiResult<(StatusCode, Json<TopicView>)> {
-    let info = state.broker.create_topic(
-        TopicConfig::new(req.name, req.queue_count).with_type(req.message_type.into()),
-    )?;
+    let info = state
+        .broker
+        .topics()
+        .create(TopicConfig::new(req.name, req.queue_count).with_type(req.message_type.into()))?;
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 
@@ -41,7 +42,13 @@ pub(crate) async fn create_topic(
     responses((status = 200, description = "Topics", body = TopicList)))]
 pub(crate) async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {
     Json(TopicList {
-        topics: state.broker.list_topics().iter().map(Into::into).collect(),
+        topics: state
+            .broker
+            .topics()
+            .list()
+            .iter()
+            .map(Into::into)
+            .collect(),
     })
 }
 
@@ -53,7 +60,7 @@ pub(crate) async fn describe_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> ApiResult<Json<TopicView>> {
-    Ok(Json(state.broker.describe_topic(&topic).await?.into()))
+    Ok(Json(state.broker.topics().describe(&topic).await?.into()))
 }
 
 /// Changes a topic (queue count up, message type, permissions).
@@ -66,12 +73,12 @@ pub(crate) async fn update_topic(
     Path(topic): Path<String>,
     JsonBody(req): JsonBody<UpdateTopic>,
 ) -> ApiResult<Json<TopicView>> {
-    let current = state.broker.topic_config(&topic)?.permission;
+    let current = state.broker.topics().config(&topic)?.permission;
     let permission = (req.readable.is_some() || req.writable.is_some()).then(|| Permission {
         read: req.readable.unwrap_or(current.read),
         write: req.writable.unwrap_or(current.write),
     });
-    let info = state.broker.update_topic(
+    let info = state.broker.topics().update(
         &topic,
         TopicUpdate {
             queue_count: req.queue_count,
@@ -90,7 +97,7 @@ pub(crate) async fn delete_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.broker.delete_topic(&topic)?;
+    state.broker.topics().delete(&topic)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -103,7 +110,7 @@ pub(crate) async fn route(
     Path(topic): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<TopicRoute>> {
-    let info = state.broker.describe_topic(&topic).await?;
+    let info = state.broker.topics().describe(&topic).await?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -152,7 +159,7 @@ pub(crate) async fn create_group(
         .into_iter()
         .map(|(t, f)| (t, f.into()))
         .collect();
-    let created = state.broker.create_group(config)?;
+    let created = state.broker.groups().create(config)?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
@@ -163,7 +170,8 @@ pub(crate) async fn list_groups(State(state): State<AppState>) -> Json<GroupList
     Json(GroupList {
         groups: state
             .broker
-            .list_groups()
+            .groups()
+            .list()
             .into_iter()
             .map(Into::into)
             .collect(),
@@ -178,7 +186,7 @@ pub(crate) async fn describe_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<Json<GroupView>> {
-    Ok(Json(state.broker.group(&group)?.into()))
+    Ok(Json(state.broker.groups().get(&group)?.into()))
 }
 
 /// Deletes a consumer group with its offsets.
@@ -189,7 +197,7 @@ pub(crate) async fn delete_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.broker.delete_group(&group)?;
+    state.broker.groups().delete(&group)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -212,14 +220,14 @@ pub(crate) async fn lag(
 ) -> ApiResult<Json<Lag>> {
     let topics = match q.topic {
         Some(t) => {
-            state.broker.group(&group)?;
+            state.broker.groups().get(&group)?;
             vec![t]
         }
-        None => state.broker.group_topics(&group)?,
+        None => state.broker.groups().topics(&group)?,
     };
     let mut queues = Vec::new();
     for t in &topics {
-        for l in state.broker.lag(&group, t)? {
+        for l in state.broker.consumer().lag(&group, t)? {
             queues.push(LagView::new(t, &l));
         }
     }
@@ -235,9 +243,9 @@ pub(crate) async fn clients(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<Json<Clients>> {
-    state.broker.group(&group)?;
+    state.broker.groups().get(&group)?;
     Ok(Json(Clients {
-        clients: state.broker.group_clients(&group),
+        clients: state.broker.consumer().clients(&group),
     }))
 }
 
@@ -249,7 +257,7 @@ pub(crate) async fn retry_policy(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<Json<RetryPolicy>> {
-    let g = state.broker.group(&group)?;
+    let g = state.broker.groups().get(&group)?;
     Ok(Json(RetryPolicy {
         max_delivery_attempts: g.max_delivery_attempts,
         backoff: state.broker.config().consumer.retry_backoff.clone(),
@@ -268,6 +276,7 @@ pub(crate) async fn set_retry_policy(
 ) -> ApiResult<Json<RetryPolicy>> {
     let g = state
         .broker
+        .groups()
         .set_max_delivery_attempts(&group, req.max_delivery_attempts)?;
     Ok(Json(RetryPolicy {
         max_delivery_attempts: g.max_delivery_attempts,
@@ -302,7 +311,11 @@ pub(crate) async fn dlq_list(
     Path(group): Path<String>,
     Query(q): Query<DlqQuery>,
 ) -> ApiResult<Json<Pulled>> {
-    let mut r = state.broker.dlq_list(&group, q.offset, q.max).await?;
+    let mut r = state
+        .broker
+        .dead_letters()
+        .list(&group, q.offset, q.max)
+        .await?;
     if let Some(id) = &q.message_id {
         r.messages.retain(|m| &m.message_id == id);
     }
@@ -337,7 +350,11 @@ pub(crate) async fn dlq_resend(
             ))
         }
     };
-    let resent = state.broker.dlq_resend(&group, selection).await?;
+    let resent = state
+        .broker
+        .dead_letters()
+        .resend(&group, selection)
+        .await?;
     Ok(Json(Resent { resent }))
 }
 
@@ -349,6 +366,6 @@ pub(crate) async fn dlq_purge(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.broker.dlq_purge(&group)?;
+    state.broker.dead_letters().purge(&group)?;
     Ok(StatusCode::NO_CONTENT)
 }

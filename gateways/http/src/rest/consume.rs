@@ -58,6 +58,7 @@ pub(crate) async fn receive(
     let wait = check_wait(&state, req.wait_ms)?;
     let popped = state
         .broker
+        .consumer()
         .pop(PopRequest {
             group,
             topic: req.topic,
@@ -87,7 +88,7 @@ pub(crate) async fn ack(
 ) -> ApiResult<Json<AckResponse>> {
     match (req.receipt_handle, req.receipt_handles.is_empty()) {
         (Some(h), true) => {
-            state.broker.ack(&group, &h).await?;
+            state.broker.consumer().ack(&group, &h).await?;
             Ok(Json(AckResponse {
                 results: vec![AckResult {
                     receipt_handle: h,
@@ -106,7 +107,7 @@ pub(crate) async fn ack(
                 ));
             }
             let handles: Vec<&str> = req.receipt_handles.iter().map(String::as_str).collect();
-            let results = state.broker.ack_batch(&group, &handles).await?;
+            let results = state.broker.consumer().ack_batch(&group, &handles).await?;
             Ok(Json(AckResponse {
                 results: req
                     .receipt_handles
@@ -139,6 +140,7 @@ pub(crate) async fn nack(
 ) -> ApiResult<StatusCode> {
     state
         .broker
+        .consumer()
         .nack(
             &group,
             &req.receipt_handle,
@@ -158,7 +160,7 @@ pub(crate) async fn invisibility(
     Path(group): Path<String>,
     JsonBody(req): JsonBody<InvisibilityRequest>,
 ) -> ApiResult<Json<NewHandle>> {
-    let receipt_handle = state.broker.change_invisible_duration(
+    let receipt_handle = state.broker.consumer().change_invisible_duration(
         &group,
         &req.receipt_handle,
         Duration::from_millis(req.invisible_ms),
@@ -178,6 +180,7 @@ pub(crate) async fn dead_letter(
 ) -> ApiResult<StatusCode> {
     state
         .broker
+        .consumer()
         .dead_letter(&group, &req.receipt_handle)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -222,6 +225,7 @@ pub(crate) async fn pull(
         Some(o) => o,
         None => state
             .broker
+            .consumer()
             .committed_offset(&group, &topic, queue)
             .or_else(|e| match e {
                 rocketgate_core::Error::GroupNotFound(_)
@@ -235,6 +239,7 @@ pub(crate) async fn pull(
     };
     let r = state
         .broker
+        .consumer()
         .pull_group(GroupPullRequest {
             group,
             topic,
@@ -257,12 +262,15 @@ pub(crate) async fn offsets(
     State(state): State<AppState>,
     Path((group, topic)): Path<(String, String)>,
 ) -> ApiResult<Json<Offsets>> {
-    let info = state.broker.describe_topic(&topic).await?;
+    let info = state.broker.topics().describe(&topic).await?;
     let mut offsets = Vec::with_capacity(info.queues.len());
     for q in &info.queues {
         offsets.push(OffsetView {
             queue_id: q.queue_id,
-            offset: state.broker.committed_offset(&group, &topic, q.queue_id)?,
+            offset: state
+                .broker
+                .consumer()
+                .committed_offset(&group, &topic, q.queue_id)?,
         });
     }
     Ok(Json(Offsets { offsets }))
@@ -282,6 +290,7 @@ pub(crate) async fn commit_offset(
 ) -> ApiResult<Json<OffsetView>> {
     state
         .broker
+        .consumer()
         .commit_offset(&group, &topic, queue, req.offset)?;
     Ok(Json(OffsetView {
         queue_id: queue,
@@ -302,6 +311,7 @@ pub(crate) async fn reset_offsets(
 ) -> ApiResult<Json<Offsets>> {
     let moved = state
         .broker
+        .consumer()
         .reset_offset_to_time(&group, &topic, req.timestamp_ms)
         .await?;
     Ok(Json(Offsets {

@@ -32,7 +32,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "Ready", body = Health)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    match state.broker.write_refusal() {
+    match state.broker.storage().write_refusal() {
         None => Json(Health {
             status: "ok".into(),
             reason: None,
@@ -49,7 +49,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /health`: readiness with the CommitLog offsets (kept for existing scripts).
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let health = state.broker.health();
+    let health = state.broker.storage().health();
     let log = health.log;
     let body = |status: &str| {
         serde_json::json!({
@@ -83,12 +83,12 @@ fn broker_gauges(state: &AppState) -> String {
     let b = &state.broker;
     let mut lag = String::new();
     let mut inflight = String::new();
-    for g in b.list_groups() {
-        let Ok(topics) = b.group_topics(&g.name) else {
+    for g in b.groups().list() {
+        let Ok(topics) = b.groups().topics(&g.name) else {
             continue;
         };
         for t in topics {
-            let Ok(queues) = b.lag(&g.name, &t) else {
+            let Ok(queues) = b.consumer().lag(&g.name, &t) else {
                 continue;
             };
             let total: u64 = queues
@@ -112,12 +112,12 @@ fn broker_gauges(state: &AppState) -> String {
     let _ = writeln!(
         out,
         "# HELP rocketgate_scheduled_pending Scheduled messages not yet delivered.\n# TYPE rocketgate_scheduled_pending gauge\nrocketgate_scheduled_pending {}",
-        b.scheduled_pending()
+        b.scheduler().pending()
     );
     let _ = writeln!(
         out,
         "# HELP rocketgate_transactions_pending Half messages waiting for a resolution.\n# TYPE rocketgate_transactions_pending gauge\nrocketgate_transactions_pending {}",
-        b.pending_transactions()
+        b.transactions().pending()
     );
     out
 }

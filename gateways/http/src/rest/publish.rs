@@ -117,7 +117,7 @@ pub(crate) async fn publish(
             "application/json, application/octet-stream or text/plain",
         ));
     };
-    let receipt = state.broker.send(request(m, queue)).await?;
+    let receipt = state.broker.producer().send(request(m, queue)).await?;
     Ok(Json(receipt.into()))
 }
 
@@ -146,13 +146,18 @@ pub(crate) async fn publish_batch(
         let m = p.into_message(&topic, now).map_err(|e| at(i, e))?;
         requests.push(request(m, q));
     }
-    let out = state.broker.send_batch(requests).await.map_err(|b| {
-        let mut e = ApiError::from(b.error);
-        if b.stored > 0 {
-            e.detail = format!("{} (the first {} messages were stored)", e.detail, b.stored);
-        }
-        at(b.index, e)
-    })?;
+    let out = state
+        .broker
+        .producer()
+        .send_batch(requests)
+        .await
+        .map_err(|b| {
+            let mut e = ApiError::from(b.error);
+            if b.stored > 0 {
+                e.detail = format!("{} (the first {} messages were stored)", e.detail, b.stored);
+            }
+            at(b.index, e)
+        })?;
     let out = out.into_iter().map(Into::into).collect();
     Ok(Json(PublishedBatch { messages: out }))
 }
@@ -177,13 +182,14 @@ pub(crate) async fn publish_half(
     let m = half.message.into_message(&topic, now_ms())?;
     let receipt = state
         .broker
+        .transactions()
         .send_half(request(m, q), &half.producer_group)
         .await?;
     Ok(Json(receipt.into()))
 }
 
 async fn end(state: &AppState, id: &str, r: Resolution) -> ApiResult<StatusCode> {
-    state.broker.end_transaction(id, r).await?;
+    state.broker.transactions().end(id, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

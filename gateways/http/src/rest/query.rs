@@ -32,7 +32,7 @@ pub(crate) async fn by_id(
     Path(id): Path<String>,
     Query(q): Query<BodyQuery>,
 ) -> ApiResult<Json<MessageView>> {
-    let m = state.broker.message_by_id(&id).await?;
+    let m = state.broker.queries().by_id(&id).await?;
     Ok(Json(MessageView::new(m, q.base64)))
 }
 
@@ -44,7 +44,7 @@ pub(crate) async fn trace(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Trace>> {
-    let steps = state.broker.trace(&id).await?;
+    let steps = state.broker.queries().trace(&id).await?;
     Ok(Json(Trace {
         steps: steps.into_iter().map(Into::into).collect(),
     }))
@@ -88,14 +88,16 @@ pub(crate) async fn search(
         Some(key) => {
             let found = state
                 .broker
-                .query_by_key(&topic, key, q.begin_ms, end, q.max)
+                .queries()
+                .by_key(&topic, key, q.begin_ms, end, q.max)
                 .await?;
             (found, false)
         }
         None => {
             let r = state
                 .broker
-                .query_by_time(&topic, q.begin_ms, end, q.max)
+                .queries()
+                .by_time(&topic, q.begin_ms, end, q.max)
                 .await?;
             (r.messages, r.truncated)
         }
@@ -132,9 +134,9 @@ pub(crate) async fn scheduled(
     State(state): State<AppState>,
     Query(q): Query<ScheduledQuery>,
 ) -> ApiResult<Json<Scheduled>> {
-    let page = state.broker.scheduled_list(q.offset, q.max).await?;
+    let page = state.broker.scheduler().list(q.offset, q.max).await?;
     Ok(Json(Scheduled {
-        pending: state.broker.scheduled_pending(),
+        pending: state.broker.scheduler().pending(),
         messages: page
             .messages
             .into_iter()
@@ -156,6 +158,6 @@ pub(crate) async fn cancel_scheduled(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.broker.cancel_scheduled(&id).await?;
+    state.broker.scheduler().cancel(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -113,7 +113,8 @@ struct Driver<S> {
 fn visible_topics(shared: &Shared) -> Vec<String> {
     shared
         .broker
-        .list_user_topics()
+        .topics()
+        .list_user()
         .into_iter()
         .map(|t| t.name)
         .filter(|n| topic::wildcard_visible(n))
@@ -132,7 +133,7 @@ where
         let ka = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         let mut deadline = ka.map(|d| Instant::now() + d);
         let mut kick = self.slot.kick.subscribe();
-        let mut topics = self.shared.broker.topics_changed();
+        let mut topics = self.shared.broker.topics().changed();
         // Bytes that arrived together with CONNECT.
         if let Some(end) = self.process().await {
             return end;
@@ -298,7 +299,7 @@ where
             Target::Shared { group } => {
                 if ensure_group(broker, &group) {
                     for t in &topics {
-                        let _ = broker.pop_from_end(&group, t).await;
+                        let _ = broker.consumer().pop_from_end(&group, t).await;
                     }
                 }
             }
@@ -306,7 +307,7 @@ where
                 let covered = covered.resolve(|| visible_topics(&self.shared));
                 ensure_group(broker, &group);
                 for t in topics.iter().filter(|t| !covered.contains(*t)) {
-                    if let Err(e) = broker.pop_from_end(&group, t).await {
+                    if let Err(e) = broker.consumer().pop_from_end(&group, t).await {
                         tracing::warn!(error = %e, topic = %t, "could not start an MQTT subscription");
                     }
                 }
@@ -374,7 +375,7 @@ where
             }
             for (g, handles) in by_group {
                 let refs: Vec<&str> = handles.iter().map(String::as_str).collect();
-                if let Err(e) = broker.ack_batch(&g, &refs).await {
+                if let Err(e) = broker.consumer().ack_batch(&g, &refs).await {
                     tracing::warn!(error = %e, group = %g, "could not acknowledge MQTT deliveries");
                 }
             }
@@ -401,8 +402,8 @@ where
                 let _ = session::persist(&shared.broker, &shared.sessions, r).await;
             }
             let group = self.machine.group();
-            if shared.broker.group(group).is_ok() {
-                let _ = shared.broker.delete_group(group);
+            if shared.broker.groups().get(group).is_ok() {
+                let _ = shared.broker.groups().delete(group);
             }
             shared.sessions.remove(self.machine.client_id(), &self.slot);
         } else if let Some(r) = &finished.record {

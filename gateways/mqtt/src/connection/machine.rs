@@ -19,7 +19,7 @@
 //!
 //! Invariants:
 //! - PUBACK (QoS 1) / PUBREC (QoS 2) for a client PUBLISH is queued only on
-//!   [`Input::Stored`], i.e. after `Broker::send` returned: never on the PUBLISH itself.
+//!   [`Input::Stored`], i.e. after `Producer::send` returned: never on the PUBLISH itself.
 //!   Completions arrive in the order of their [`Action::Store`]s, so acknowledgements leave
 //!   in the order the PUBLISH packets arrived.
 //! - A popped core message is acknowledged to the core ([`Action::AckCore`]) only once the

@@ -37,10 +37,15 @@ async fn qos_0_1_2_round_trips_and_the_core_sees_the_mqtt_topic() {
         assert_eq!(&got.payload[..], format!("{i}").as_bytes());
     }
     // The core has them in topic `sensors` with the MQTT topic as a property.
-    let info = s.broker.describe_topic("sensors").await.unwrap();
+    let info = s.broker.topics().describe("sensors").await.unwrap();
     let mut found = false;
     for q in info.queues {
-        let r = s.broker.pull("sensors", q.queue_id, 0, 100).await.unwrap();
+        let r = s
+            .broker
+            .consumer()
+            .pull("sensors", q.queue_id, 0, 100)
+            .await
+            .unwrap();
         for m in r.messages {
             if m.properties.get("mqttTopic").map(String::as_str) == Some("sensors/room1/temp") {
                 assert_eq!(m.properties.get("mqttQos").map(String::as_str), Some("1"));
@@ -59,7 +64,8 @@ async fn a_core_send_reaches_mqtt_subscribers_of_the_topic() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     s.broker
-        .create_topic(rocketgate_core::TopicConfig::new("orders", 2))
+        .topics()
+        .create(rocketgate_core::TopicConfig::new("orders", 2))
         .unwrap();
     let (sub, mut rx, h) = client_v4(s.port, "sub2", true, |_| {}).await;
     sub.subscribe("orders/#", QoS::AtLeastOnce).await.unwrap();
@@ -67,6 +73,7 @@ async fn a_core_send_reaches_mqtt_subscribers_of_the_topic() {
     sub2.subscribe("orders", QoS::AtMostOnce).await.unwrap();
     settle().await;
     s.broker
+        .producer()
         .send(Message::new("orders", "from-grpc").into())
         .await
         .unwrap();

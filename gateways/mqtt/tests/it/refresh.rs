@@ -39,10 +39,10 @@ fn fast_refresh() -> MqttConfig {
 /// Every readable record of a one-queue system topic, in log order (entries whose segment
 /// was deleted read as nothing until the queue minimum catches up: probe each one).
 async fn records(broker: &Broker, topic: &str) -> Vec<StoredMessage> {
-    let q = broker.queue_offsets(topic, 0).await.unwrap();
+    let q = broker.topics().queue_offsets(topic, 0).await.unwrap();
     let mut out = Vec::new();
     for o in q.min..q.max {
-        let r = broker.pull(topic, 0, o, 1).await.unwrap();
+        let r = broker.consumer().pull(topic, 0, o, 1).await.unwrap();
         out.extend(r.messages.into_iter().filter(|m| m.queue_offset == o));
     }
     out
@@ -102,12 +102,16 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 async fn fill(broker: &Broker, bytes: usize) -> i64 {
-    if broker.topic_config("filler").is_err() {
-        broker.create_topic(TopicConfig::new("filler", 1)).unwrap();
+    if broker.topics().config("filler").is_err() {
+        broker
+            .topics()
+            .create(TopicConfig::new("filler", 1))
+            .unwrap();
     }
     let mut last = 0;
     for _ in 0..bytes / 1000 {
         let r = broker
+            .producer()
             .send(Message::new("filler", vec![7u8; 1000]).into())
             .await
             .unwrap();

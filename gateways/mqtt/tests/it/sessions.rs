@@ -146,6 +146,7 @@ async fn a_slow_subscriber_is_bounded_and_the_core_keeps_the_rest() {
     assert_eq!(got, 8, "only max_inflight unacknowledged messages are sent");
     let inflight: u64 = s
         .broker
+        .consumer()
         .lag("mqtt-slowpoke", "flood")
         .unwrap()
         .iter()

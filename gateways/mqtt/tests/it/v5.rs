@@ -85,11 +85,12 @@ async fn v5_properties_pass_through() {
         .contains(&("tenant".into(), "acme".into())));
     assert_eq!(gp.subscription_identifiers, vec![7]);
     // User properties are message properties in the core.
-    let info = s.broker.describe_topic("req").await.unwrap();
+    let info = s.broker.topics().describe("req").await.unwrap();
     let mut seen = false;
     for q in info.queues {
         for m in s
             .broker
+            .consumer()
             .pull("req", q.queue_id, 0, 10)
             .await
             .unwrap()
@@ -229,9 +230,9 @@ async fn will_delay_session_expiry_and_packet_too_large() {
     let got = recv(&mut rx).await;
     assert_eq!(got.topic, Bytes::from_static(b"lwt/delayed"));
     // Session expiry 5 s: the session's group is gone a little after.
-    assert!(s.broker.group("mqtt-delayed").is_ok());
+    assert!(s.broker.groups().get("mqtt-delayed").is_ok());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.broker.group("mqtt-delayed").is_ok() {
+    while s.broker.groups().get("mqtt-delayed").is_ok() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "session did not expire"

@@ -146,7 +146,8 @@ pub(super) async fn finish(registrar: Option<JoinHandle<()>>, grace: Duration) {
 /// The broker's user topics as the NameServers see them.
 fn topic_list(broker: &Broker) -> Vec<ns::TopicConfig> {
     broker
-        .list_user_topics()
+        .topics()
+        .list_user()
         .into_iter()
         .filter_map(|t| {
             let name = ns::TopicName::new(t.name.clone()).ok()?;
@@ -198,7 +199,7 @@ async fn registrar(
             .map_err(|e| anyhow::anyhow!("`broker.name`: {}", e.reason))?,
         broker_id: ns::BrokerId(cfg.id),
     };
-    let mut changes = broker.topics_changed();
+    let mut changes = broker.topics().changed();
     let registration = client
         .register(ns::BrokerRegistration {
             identity,

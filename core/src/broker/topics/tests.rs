@@ -18,12 +18,13 @@ fn config(dir: &std::path::Path) -> Config {
 }
 
 async fn send_to(b: &Broker, topic: &str, queue: u32, body: &str) -> SendReceipt {
-    b.send(SendRequest::new(
-        Message::new(topic, body.to_owned()),
-        QueueSelector::Queue(queue),
-    ))
-    .await
-    .unwrap()
+    b.producer()
+        .send(SendRequest::new(
+            Message::new(topic, body.to_owned()),
+            QueueSelector::Queue(queue),
+        ))
+        .await
+        .unwrap()
 }
 
 fn grow(n: u32) -> TopicUpdate {
@@ -38,11 +39,11 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
     let dir = tempfile::tempdir().unwrap();
     {
         let b = Broker::open(config(dir.path())).unwrap();
-        b.create_topic(TopicConfig::new("t", 2)).unwrap();
+        b.topics().create(TopicConfig::new("t", 2)).unwrap();
         send_to(&b, "t", 1, "old").await;
         b.inner.store.visible().await.unwrap();
 
-        let info = b.update_topic("t", grow(4)).unwrap();
+        let info = b.topics().update("t", grow(4)).unwrap();
         assert_eq!(info.config.queue_count, 4);
         assert_eq!(info.queues.len(), 4);
         assert_eq!((info.queues[1].min, info.queues[1].max), (0, 1));
@@ -51,6 +52,7 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
         let r = send_to(&b, "t", 3, "new").await;
         assert_eq!((r.queue_id, r.queue_offset), (3, 0));
         let pulled = b
+            .consumer()
             .pull_group(GroupPullRequest {
                 group: "g".into(),
                 topic: "t".into(),
@@ -65,6 +67,7 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
         assert_eq!(pulled.messages.len(), 1);
         assert_eq!(&pulled.messages[0].body[..], b"new");
         let popped = b
+            .consumer()
             .pop(PopRequest {
                 group: "p".into(),
                 topic: "t".into(),
@@ -81,7 +84,8 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
 
         // Type and permission change; unset fields keep their value.
         let info = b
-            .update_topic(
+            .topics()
+            .update(
                 "t",
                 TopicUpdate {
                     message_type: Some(MessageType::Fifo),
@@ -96,12 +100,16 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
         assert_eq!(info.config.queue_count, 4);
         assert_eq!(info.config.message_type, MessageType::Fifo);
         assert!(!info.config.permission.write);
-        let e = b.send(Message::new("t", "x").into()).await.unwrap_err();
+        let e = b
+            .producer()
+            .send(Message::new("t", "x").into())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         b.shutdown().unwrap();
     }
     let b = Broker::open(config(dir.path())).unwrap();
-    let info = b.describe_topic("t").await.unwrap();
+    let info = b.topics().describe("t").await.unwrap();
     assert_eq!(info.config.queue_count, 4);
     assert_eq!(info.config.message_type, MessageType::Fifo);
     assert!(info.config.permission.read && !info.config.permission.write);
@@ -111,9 +119,9 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
 async fn update_topic_refuses_shrinking_bad_counts_reserved_and_unknown_topics() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    b.create_topic(TopicConfig::new("t", 4)).unwrap();
+    b.topics().create(TopicConfig::new("t", 4)).unwrap();
 
-    let e = b.update_topic("t", grow(2)).unwrap_err();
+    let e = b.topics().update("t", grow(2)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     let text = e.to_string();
     assert!(
@@ -121,18 +129,21 @@ async fn update_topic_refuses_shrinking_bad_counts_reserved_and_unknown_topics()
         "{text}"
     );
     for n in [0, 17] {
-        let e = b.update_topic("t", grow(n)).unwrap_err();
+        let e = b.topics().update("t", grow(n)).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{n}: {e:?}");
     }
-    assert_eq!(b.describe_topic("t").await.unwrap().config.queue_count, 4);
+    assert_eq!(
+        b.topics().describe("t").await.unwrap().config.queue_count,
+        4
+    );
 
     for reserved in ["rmq_sys_timer", "%RETRY%g", "%DLQ%g"] {
-        let e = b.update_topic(reserved, grow(8)).unwrap_err();
+        let e = b.topics().update(reserved, grow(8)).unwrap_err();
         assert!(matches!(e, Error::IllegalTopic { .. }), "{reserved}: {e:?}");
     }
-    let e = b.update_topic("a b", grow(8)).unwrap_err();
+    let e = b.topics().update("a b", grow(8)).unwrap_err();
     assert!(matches!(e, Error::IllegalTopic { .. }), "{e:?}");
-    let e = b.update_topic("missing", grow(8)).unwrap_err();
+    let e = b.topics().update("missing", grow(8)).unwrap_err();
     assert!(
         matches!(&e, Error::TopicNotFound(t) if t == "missing"),
         "{e:?}"
@@ -143,38 +154,38 @@ async fn update_topic_refuses_shrinking_bad_counts_reserved_and_unknown_topics()
 async fn topics_changed_counts_user_topic_changes_only() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    let mut rx = b.topics_changed();
+    let mut rx = b.topics().changed();
     assert_eq!(*rx.borrow_and_update(), 0);
 
-    b.create_topic(TopicConfig::new("t", 1)).unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
     assert!(rx.has_changed().unwrap());
     assert_eq!(*rx.borrow_and_update(), 1);
 
-    b.update_topic("t", grow(2)).unwrap();
+    b.topics().update("t", grow(2)).unwrap();
     assert_eq!(*rx.borrow_and_update(), 2);
     // Nothing changed, nothing announced; refused changes neither.
-    b.update_topic("t", grow(2)).unwrap();
-    b.update_topic("t", grow(1)).unwrap_err();
-    b.create_topic(TopicConfig::new("t", 1)).unwrap_err();
+    b.topics().update("t", grow(2)).unwrap();
+    b.topics().update("t", grow(1)).unwrap_err();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap_err();
     assert!(!rx.has_changed().unwrap());
 
     // The broker's own topics (a group's dead-letter topic) do not count.
-    b.create_group(GroupConfig::new("g")).unwrap();
-    b.dlq_list("g", 0, 1).await.unwrap();
+    b.groups().create(GroupConfig::new("g")).unwrap();
+    b.dead_letters().list("g", 0, 1).await.unwrap();
     assert!(!rx.has_changed().unwrap());
 
-    b.delete_topic("t").unwrap();
+    b.topics().delete("t").unwrap();
     assert_eq!(*rx.borrow_and_update(), 3);
-    let topics: Vec<String> = b.list_user_topics().into_iter().map(|t| t.name).collect();
+    let topics: Vec<String> = b.topics().list_user().into_iter().map(|t| t.name).collect();
     assert!(topics.is_empty(), "{topics:?}");
-    assert!(b.list_topics().iter().any(|t| t.name == "%DLQ%g"));
+    assert!(b.topics().list().iter().any(|t| t.name == "%DLQ%g"));
 }
 
 #[tokio::test]
 async fn query_by_time_merges_queues_oldest_first_and_reports_truncation() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    b.create_topic(TopicConfig::new("t", 3)).unwrap();
+    b.topics().create(TopicConfig::new("t", 3)).unwrap();
     let mut sent = Vec::new();
     for i in 0..12u32 {
         sent.push(send_to(&b, "t", i % 3, &format!("m{i}")).await);
@@ -193,7 +204,11 @@ async fn query_by_time_merges_queues_oldest_first_and_reports_truncation() {
     // Everything, in store-time order across the queues.
     let mut all: Vec<_> = sent.iter().map(key).collect();
     all.sort_unstable();
-    let r = b.query_by_time("t", i64::MIN, i64::MAX, 100).await.unwrap();
+    let r = b
+        .queries()
+        .by_time("t", i64::MIN, i64::MAX, 100)
+        .await
+        .unwrap();
     assert_eq!(got(&r), all);
     assert!(!r.truncated);
 
@@ -204,29 +219,30 @@ async fn query_by_time_merges_queues_oldest_first_and_reports_truncation() {
         .copied()
         .filter(|(ts, _, _)| (begin..=end).contains(ts))
         .collect();
-    let r = b.query_by_time("t", begin, end, 100).await.unwrap();
+    let r = b.queries().by_time("t", begin, end, 100).await.unwrap();
     assert_eq!(got(&r), window);
     assert!(!r.truncated);
 
     // Cut short by max: the oldest ones, flagged; exactly max is not truncated.
-    let r = b.query_by_time("t", begin, end, 2).await.unwrap();
+    let r = b.queries().by_time("t", begin, end, 2).await.unwrap();
     assert_eq!(got(&r), window[..2].to_vec());
     assert!(r.truncated);
     let r = b
-        .query_by_time("t", begin, end, window.len())
+        .queries()
+        .by_time("t", begin, end, window.len())
         .await
         .unwrap();
     assert!(!r.truncated);
 
     // Nothing in range.
-    let r = b.query_by_time("t", 0, 1, 10).await.unwrap();
+    let r = b.queries().by_time("t", 0, 1, 10).await.unwrap();
     assert!(r.messages.is_empty() && !r.truncated);
 
     for (begin, end, max) in [(2, 1, 10), (0, 1, 0), (0, 1, 1025)] {
-        let e = b.query_by_time("t", begin, end, max).await.unwrap_err();
+        let e = b.queries().by_time("t", begin, end, max).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     }
-    let e = b.query_by_time("missing", 0, 1, 10).await.unwrap_err();
+    let e = b.queries().by_time("missing", 0, 1, 10).await.unwrap_err();
     assert!(matches!(e, Error::TopicNotFound(_)), "{e:?}");
 }
 
@@ -235,30 +251,34 @@ async fn group_topics_unite_subscriptions_offsets_and_pops() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
     for t in ["a", "b", "c", "gone", "other"] {
-        b.create_topic(TopicConfig::new(t, 1)).unwrap();
+        b.topics().create(TopicConfig::new(t, 1)).unwrap();
     }
-    b.create_group(GroupConfig::new("g")).unwrap();
-    b.subscribe("g", "a", FilterExpression::tag("*")).unwrap();
-    b.subscribe("g", "gone", FilterExpression::tag("*"))
+    b.groups().create(GroupConfig::new("g")).unwrap();
+    b.groups()
+        .subscribe("g", "a", FilterExpression::tag("*"))
         .unwrap();
-    b.commit_offset("g", "b", 0, 0).unwrap();
-    b.pop(PopRequest {
-        group: "g".into(),
-        topic: "c".into(),
-        filter: None,
-        max: 1,
-        invisible: Duration::from_secs(30),
-        wait: Duration::ZERO,
-    })
-    .await
-    .unwrap();
-    b.commit_offset("h", "other", 0, 0).unwrap();
-    b.dlq_list("g", 0, 1).await.unwrap();
-    b.delete_topic("gone").unwrap();
+    b.groups()
+        .subscribe("g", "gone", FilterExpression::tag("*"))
+        .unwrap();
+    b.consumer().commit_offset("g", "b", 0, 0).unwrap();
+    b.consumer()
+        .pop(PopRequest {
+            group: "g".into(),
+            topic: "c".into(),
+            filter: None,
+            max: 1,
+            invisible: Duration::from_secs(30),
+            wait: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    b.consumer().commit_offset("h", "other", 0, 0).unwrap();
+    b.dead_letters().list("g", 0, 1).await.unwrap();
+    b.topics().delete("gone").unwrap();
 
-    assert_eq!(b.group_topics("g").unwrap(), vec!["a", "b", "c"]);
-    assert_eq!(b.group_topics("h").unwrap(), vec!["other"]);
-    let e = b.group_topics("nobody").unwrap_err();
+    assert_eq!(b.groups().topics("g").unwrap(), vec!["a", "b", "c"]);
+    assert_eq!(b.groups().topics("h").unwrap(), vec!["other"]);
+    let e = b.groups().topics("nobody").unwrap_err();
     assert!(matches!(e, Error::GroupNotFound(_)), "{e:?}");
 }
 
@@ -266,19 +286,19 @@ async fn group_topics_unite_subscriptions_offsets_and_pops() {
 async fn queue_last_store_time_follows_the_last_message() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::open(config(dir.path())).unwrap();
-    b.create_topic(TopicConfig::new("t", 2)).unwrap();
-    assert_eq!(b.queue_last_store_time("t", 0).unwrap(), None);
+    b.topics().create(TopicConfig::new("t", 2)).unwrap();
+    assert_eq!(b.queries().last_store_time("t", 0).unwrap(), None);
     send_to(&b, "t", 0, "first").await;
     tokio::time::sleep(Duration::from_millis(3)).await;
     let last = send_to(&b, "t", 0, "second").await;
     b.inner.store.visible().await.unwrap();
     assert_eq!(
-        b.queue_last_store_time("t", 0).unwrap(),
+        b.queries().last_store_time("t", 0).unwrap(),
         Some(last.store_timestamp_ms)
     );
-    assert_eq!(b.queue_last_store_time("t", 1).unwrap(), None);
-    let e = b.queue_last_store_time("t", 2).unwrap_err();
+    assert_eq!(b.queries().last_store_time("t", 1).unwrap(), None);
+    let e = b.queries().last_store_time("t", 2).unwrap_err();
     assert!(matches!(e, Error::QueueNotFound { .. }), "{e:?}");
-    let e = b.queue_last_store_time("missing", 0).unwrap_err();
+    let e = b.queries().last_store_time("missing", 0).unwrap_err();
     assert!(matches!(e, Error::TopicNotFound(_)), "{e:?}");
 }

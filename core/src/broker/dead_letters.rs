@@ -1,0 +1,113 @@
+//! The `DeadLetters` service of the `Broker`: dead letters: list a group's dead-letter queue, resend from it, purge it.
+
+#[allow(unused_imports)]
+use super::retry::*;
+#[allow(unused_imports)]
+use super::*;
+#[allow(unused_imports)]
+use crate::api::*;
+#[allow(unused_imports)]
+use crate::error::{Error, Result};
+#[allow(unused_imports)]
+use crate::message::{Message, StoredMessage};
+#[allow(unused_imports)]
+use std::cmp::Reverse;
+#[allow(unused_imports)]
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+#[allow(unused_imports)]
+use std::time::{Duration, Instant};
+
+/// Dead letters: list a group's dead-letter queue, resend from it, purge it.
+#[derive(Clone, Copy)]
+pub struct DeadLetters<'a> {
+    pub(super) broker: &'a Broker,
+}
+
+impl DeadLetters<'_> {
+    /// Reads the group's dead-letter queue from `offset`.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`], [`Error::IllegalBatchSize`].
+    pub async fn list(self, group: &str, offset: u64, max: usize) -> Result<PullResult> {
+        self.broker.existing_group(group)?;
+        let topic = dlq_topic(group);
+        self.broker.ensure_internal_topic(&topic)?;
+        self.broker.consumer().pull(&topic, 0, offset, max).await
+    }
+
+    /// Resends dead letters to their original topic with their attempts reset. Returns how
+    /// many were resent.
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`] naming an id that is not in the dead-letter queue (nothing is
+    /// resent then), store errors.
+    pub async fn resend(self, group: &str, selection: DlqSelection) -> Result<usize> {
+        self.broker.existing_group(group)?;
+        let topic = dlq_topic(group);
+        let reads = self.broker.inner.store.visible().await?;
+        let (min, max) = reads.queue_range(&topic, 0);
+        let mut picked: Vec<StoredMessage> = Vec::new();
+        let mut at = min;
+        while at < max {
+            let batch = reads.read_queue(&topic, 0, at, 256)?;
+            let Some(last) = batch.last().map(|m| m.queue_offset) else {
+                break;
+            };
+            at = last + 1;
+            for m in batch {
+                let wanted = match &selection {
+                    DlqSelection::All => true,
+                    DlqSelection::Ids(ids) => ids.contains(&m.message_id),
+                };
+                if wanted && !picked.iter().any(|p| p.message_id == m.message_id) {
+                    picked.push(m);
+                }
+            }
+        }
+        if let DlqSelection::Ids(ids) = &selection {
+            if let Some(missing) = ids
+                .iter()
+                .find(|id| !picked.iter().any(|m| &m.message_id == *id))
+            {
+                return Err(Error::MessageNotFound(missing.clone()));
+            }
+        }
+        let count = picked.len();
+        for mut m in picked {
+            let origin = m
+                .properties
+                .remove(PROP_RETRY_TOPIC)
+                .ok_or_else(|| Error::MessageNotFound(m.message_id.clone()))?;
+            let message = Message {
+                topic: origin,
+                body: m.body,
+                tag: m.tag,
+                keys: m.keys,
+                message_group: m.message_group,
+                properties: m.properties,
+                message_id: Some(m.message_id),
+                born_timestamp_ms: Some(m.born_timestamp_ms),
+                born_host: m.born_host,
+                delay_level: None,
+                deliver_at_ms: None,
+            };
+            self.broker
+                .producer()
+                .send(crate::api::SendRequest::new(message, QueueSelector::Auto))
+                .await?;
+        }
+        Ok(count)
+    }
+
+    /// Deletes every message of the group's dead-letter queue.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`], I/O errors.
+    pub fn purge(self, group: &str) -> Result<()> {
+        self.broker.existing_group(group)?;
+        let topic = dlq_topic(group);
+        self.broker.inner.store.delete_queues(&topic)?;
+        self.broker.inner.consumers.forget_topic(&topic);
+        Ok(())
+    }
+}
