@@ -1,7 +1,7 @@
-//! The consuming half of the `Broker` API: consumer groups, classic pull with long polling,
-//! committed offsets, pop / ack / visibility changes, assignment and lag.
+//! Helpers of the [`Consumer`](super::Consumer) service: the store source of a pop, the long-poll
+//! loop of a group pull, filters, ack-journal replay, group resolution and name checks.
 //!
-//! Owns: the translation of those requests into [`ConsumerState`](super::consumer_state),
+//! Owns: the translation of consumer requests into [`ConsumerState`](super::consumer_state),
 //! [`QueuePop`](super::pop::QueuePop) transitions and store reads. Long polling waits on the
 //! store's per-topic arrival channel (woken by the dispatcher) or on the next in-flight
 //! deadline; there is no busy polling and no per-request sleep.

@@ -1,4 +1,22 @@
-//! The `Consumer` service of the `Broker`: consumption: pull by offset and by group, pop / ack / nack / invisibility, offsets, clients and queue assignment, lag.
+//! The `Consumer` service of the `Broker`: everything a consumer does — classic pull by offset
+//! and by group (with long polling), pop / ack / nack / invisibility changes / dead-lettering
+//! (the RocketMQ 5 simple consumer, also what REST, WebSocket and MQTT use), committed offsets
+//! and their reset to a time, client heartbeats and queue assignment, lag.
+//!
+//! Owns the request side of consumption; the state it changes lives in the broker's `Inner`
+//! (`consumer_state`: committed offsets and pop positions, `pop`: in-flight messages of a
+//! (group, topic), `receipt`: receipt-handle keys, `assignment`: live clients) and its helpers
+//! in `consume.rs` (long-poll waits, the store source of a pop) and `retry.rs` (moves to retry
+//! and dead-letter topics).
+//!
+//! Invariants: a pop or pull sees every send that returned before it (`Store::visible`); an
+//! acknowledged message is journalled (`rmq_sys_pop_ack`) before the ack returns, so a restart
+//! never redelivers it; FIFO groups release the next message of a group only after the previous
+//! one is acked or dead-lettered.
+//!
+//! Who calls it: gateways. Concurrency: pop state is locked per (group, topic) for one pass over
+//! the topic's queues, never across an `.await`; long polls wait on the dispatcher's per-topic
+//! arrival channel or the next in-flight deadline.
 
 #[allow(unused_imports)]
 use super::assignment::*;

@@ -1,4 +1,11 @@
-//! The `DeadLetters` service of the `Broker`: dead letters: list a group's dead-letter queue, resend from it, purge it.
+//! The `DeadLetters` service of the `Broker`: a group's dead-letter queue (`%DLQ%<group>`) —
+//! list it by offset, resend some or all of its messages to their original topics, purge it.
+//!
+//! Invariants: a resend stores a copy under the original topic (same id, keys, tag, body) before
+//! it returns; the dead letter itself stays until purged (retention ages it out otherwise).
+//!
+//! Who calls it: gateways (REST and gRPC administration). Reads go through `Store::visible`;
+//! no lock of its own.
 
 #[allow(unused_imports)]
 use super::retry::*;

@@ -1,19 +1,32 @@
-//! The `Broker`: the one API every gateway calls. A cheap-`Clone` handle over the store and the
-//! broker's metadata.
+//! The `Broker`: the one API every gateway calls — a cheap-`Clone` handle that opens and shuts
+//! down the store and hands out one service per concern:
 //!
-//! Owns: topic administration, queue selection, message validation, id assignment, and the
-//! translation between the domain types of [`crate::message`] / [`crate::api`] and the store.
-//! Each further concern has its own module: `consume` (groups, pull, offsets, pop / ack, lag),
-//! `admin` (topic updates and their change counter, queries by store time, group topics),
-//! [`retry`], [`timer`], [`transaction`].
+//! ```text
+//! Broker ─┬─ topics()       Topics        topics.rs        topic table (topic.rs)
+//!         ├─ producer()     Producer      produce.rs       the rulebook (validate.rs)
+//!         ├─ consumer()     Consumer      consumer.rs      consume.rs, pop.rs, consumer_state.rs,
+//!         │                                                receipt.rs, assignment.rs, retry.rs
+//!         ├─ groups()       Groups        groups.rs        group table (consumer_group.rs)
+//!         ├─ scheduler()    Scheduler     scheduler.rs     timer.rs, scheduled.rs
+//!         ├─ transactions() Transactions  transactions.rs  transaction.rs
+//!         ├─ dead_letters() DeadLetters   dead_letters.rs  retry.rs
+//!         ├─ queries()      Queries       queries.rs
+//!         ├─ storage()      Storage       storage.rs
+//!         └─ settings()     Settings      settings_map.rs
+//! ```
+//!
+//! A service is a borrowed view (`Copy`, methods take `self`); its state is a group of fields of
+//! the shared `Inner` below, its helpers an `impl Broker` block in the modules on the right.
+//! This module owns what every service shares: opening (recovery, the internal topics, the
+//! workers), shutdown, the topic lookup, queue selection, id assignment and the append of a
+//! validated message (`validate_send`, `prepare`, `store_message`).
 //!
 //! Who calls it: gateways and the `rocketgate` binary. It depends on `store`, never on a wire
 //! protocol.
 //!
-//! Concurrency: all methods take `&self`; the store serialises appends internally and the topic
-//! table is behind an `RwLock`. `send` awaits durability under `SYNC_FLUSH`. Topic changes are
-//! announced on a `tokio::sync::watch` counter ([`Topics::changed`]) after they are
-//! persisted.
+//! Concurrency: the store serialises appends internally and the topic table is behind an
+//! `RwLock`; a send awaits durability under `SYNC_FLUSH`. Four background workers (OS threads,
+//! `worker.rs`): consumer-state persister, timer delivery, transaction check-back, pop revival.
 
 pub mod assignment;
 mod consume;

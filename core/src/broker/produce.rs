@@ -1,4 +1,16 @@
-//! The `Producer` service of the `Broker`: sending: one message, a batch, and the check of a send without storing.
+//! The `Producer` service of the `Broker`: sending one message or a batch, and checking a send
+//! without storing it.
+//!
+//! Every rule of a send is core's (the rulebook in `validate.rs`, applied by
+//! `Broker::validate_send` in `mod.rs`): the topic and its permission, the message's fields and
+//! limits, its delay, its declared type against the topic's, the queue. A gateway never repeats
+//! them; it maps the typed error ([`crate::Reason`]).
+//!
+//! Invariants: under `SYNC_FLUSH` a send returns only once its record is durable; a batch is
+//! checked whole before its first message is stored, so a bad message stores none.
+//!
+//! Who calls it: gateways, and the broker itself (dead-letter resends). Concurrency: appends take
+//! the CommitLog's writer mutex briefly; no lock of its own.
 
 #[allow(unused_imports)]
 use super::*;

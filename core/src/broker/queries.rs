@@ -1,4 +1,12 @@
-//! The `Queries` service of the `Broker`: queries: messages by id, key and store time, the trace of a message, time positions of queues.
+//! The `Queries` service of the `Broker`: messages by id, by key and by store-time range, the
+//! trace of a message (every record stored under its id), and time positions of queues (the
+//! offset for a time, the store time of a queue's last message).
+//!
+//! Invariants: queries see every send that returned before them (`Store::visible`), except the
+//! gauge `last_store_time`; they are bounded: a time query reads at most one header per queue
+//! plus `max + 1` messages, whatever the range.
+//!
+//! Who calls it: gateways (REST, gRPC administration). No lock of its own.
 
 #[allow(unused_imports)]
 use super::retry::*;

@@ -1,6 +1,7 @@
 //! Listing scheduled (delayed and timed) messages that are still waiting for their time.
 //!
-//! Owns: [`Scheduler::list`], a bounded page over the internal timer queue. A record is
+//! Owns: the helpers of [`super::Scheduler::list`] (`scheduler.rs`), a bounded page over the
+//! internal timer queue. A record is
 //! listed when its delivery time is still in the future and it was not cancelled; the
 //! cancellations are read from the timer's progress file (`config/timer.json`), which
 //! [`super::timer::Timer::cancel`] persists before it returns, so a cancelled message is never

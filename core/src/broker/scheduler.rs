@@ -1,4 +1,10 @@
-//! The `Scheduler` service of the `Broker`: scheduled (delayed and timed) messages: list, count and cancel them before they are due.
+//! The `Scheduler` service of the `Broker`: delayed and timed messages waiting for their time —
+//! list them (a bounded page), count them, cancel one before it is due (RocketMQ 5 "recall").
+//!
+//! State: the timer (`timer.rs`: the `rmq_sys_timer` queue, its progress and cancellations in
+//! `config/timer.json`, and the delivery worker). A cancellation is persisted before it returns.
+//!
+//! Who calls it: gateways. Concurrency: the timer's own locks.
 
 #[allow(unused_imports)]
 use super::scheduled::*;

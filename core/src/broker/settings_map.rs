@@ -1,4 +1,4 @@
-//! Small durable maps of gateway settings: what a gateway must remember across restarts that is
+//! The `Settings` service of the `Broker`: small durable maps of gateway settings: what a gateway must remember across restarts that is
 //! neither a message nor a consumer position — the HTTP gateway's transaction callback URL per
 //! producer group, for instance.
 //!

@@ -1,4 +1,10 @@
-//! The `Storage` service of the `Broker`: the store's health: write refusal, CommitLog positions, the recovery report, retention on demand.
+//! The `Storage` service of the `Broker`: the store's health as operators and tools see it —
+//! whether it takes writes (and why not), where its CommitLog stands (min, durable, written,
+//! dispatched), what recovery did at open — running retention now, and the fault-injection hook
+//! of the crash tests (`testing` feature).
+//!
+//! Who calls it: gateways (health and readiness endpoints, `GetBrokerInfo`), the server (the
+//! ready line), benchmarks and tests. Reads the store's state only; writes nothing.
 
 #[allow(unused_imports)]
 use super::*;

@@ -1,4 +1,13 @@
-//! The `Transactions` service of the `Broker`: transactions: half messages, their end (commit / rollback), check-back checkers, and the pending and discarded ones.
+//! The `Transactions` service of the `Broker`: half messages (stored, invisible until
+//! committed), their end (commit / rollback), the check-back checkers producer groups register,
+//! and the pending and discarded transactions.
+//!
+//! State and the check-back worker live in `transaction.rs` (`TransactionState`, the internal
+//! half and op topics). Invariants: a half is durable before `send_half` returns; a commit stores
+//! the real message before the resolution; a second resolution changes nothing.
+//!
+//! Who calls it: gateways (gRPC EndTransaction, REST commit/rollback, the HTTP callback
+//! checker). Concurrency: the pending table's mutex, never held across an `.await`.
 
 #[allow(unused_imports)]
 use super::transaction::*;
