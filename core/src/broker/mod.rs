@@ -49,6 +49,7 @@ mod scheduler;
 pub mod settings_map;
 pub mod sql_filter;
 mod storage;
+mod subscription;
 pub mod timer;
 pub mod topic;
 mod topics;
@@ -65,6 +66,7 @@ pub use self::queries::Queries;
 pub use self::scheduler::Scheduler;
 pub use self::settings_map::Settings;
 pub use self::storage::Storage;
+pub use self::subscription::{Subscription, SubscriptionCredits, SubscriptionRequest};
 pub use self::topics::Topics;
 pub use self::transactions::Transactions;
 

@@ -23,10 +23,11 @@
 //! credits answer error frames and keep the connection. Other connections are never affected.
 //!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
-//! (frames from a bounded mpsc, pings on a timer), and one task per subscription (waits for a
-//! credit, long-polls `Consumer::pop`, queues message frames). Subscription tasks are aborted when
-//! the connection ends; a pop cut short leaves its messages to reappear after their invisible
-//! duration.
+//! (frames from a bounded mpsc, pings on a timer), and per subscription the core's delivery loop
+//! (`Consumer::subscribe`: credit- and byte-bounded pops) with one task that turns what it yields
+//! into message and error frames; credit frames grant the core subscription's credits. Both are
+//! aborted when the subscription or the connection ends; a pop cut short leaves its messages to
+//! reappear after their invisible duration.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -38,10 +39,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use rocketgate_core::{ErrorKind, FilterExpression, PopRequest, SendRequest};
+use rocketgate_core::{
+    FilterExpression, PopRequest, SendRequest, Subscription as CoreSubscription,
+    SubscriptionCredits, SubscriptionRequest,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
@@ -118,7 +122,7 @@ enum Outbound {
 
 struct Subscription {
     group: String,
-    credits: Arc<Semaphore>,
+    credits: SubscriptionCredits,
     task: JoinHandle<()>,
 }
 
@@ -469,7 +473,7 @@ impl Conn {
             .subs
             .get(subscription)
             .ok_or_else(|| unknown_subscription(subscription))?;
-        let held = u32::try_from(s.credits.available_permits()).unwrap_or(u32::MAX);
+        let held = u32::try_from(s.credits.available()).unwrap_or(u32::MAX);
         let max = self.state.config.ws_max_credits;
         if held.saturating_add(credits) > max {
             return Err(ApiError::new(
@@ -478,7 +482,7 @@ impl Conn {
                 format!("a subscription holds at most {max} credits"),
             ));
         }
-        s.credits.add_permits(credits as usize);
+        s.credits.grant(credits);
         Ok(held + credits)
     }
 
@@ -528,29 +532,26 @@ impl Conn {
             WsFilter::Full(f) => f.into(),
         });
         let invisible = Duration::from_millis(invisible_ms.unwrap_or(cfg.ws_invisible_ms));
-        broker
-            .consumer()
-            .check_subscription(&group, &topic, filter.as_ref(), invisible)?;
-        let credits_sem = Arc::new(Semaphore::new(credits as usize));
-        let task = tokio::spawn(deliver(
-            self.state.clone(),
-            self.tx.clone(),
-            subscription.clone(),
-            PopRequest {
+        let consumer = &broker.config().consumer;
+        let sub = broker.consumer().subscribe(SubscriptionRequest {
+            pop: PopRequest {
                 group: group.clone(),
                 topic,
                 filter,
-                max: 1,
+                max: consumer.max_pop_batch.max(1),
                 invisible,
-                wait: POLL.min(Duration::from_millis(broker.config().consumer.max_wait_ms)),
+                wait: POLL.min(Duration::from_millis(consumer.max_wait_ms)),
             },
-            credits_sem.clone(),
-        ));
+            credits,
+            max_buffered_bytes: consumer.max_pop_bytes,
+        })?;
+        let credits = sub.credit_handle();
+        let task = tokio::spawn(forward(sub, self.tx.clone(), subscription.clone()));
         self.subs.insert(
             subscription,
             Subscription {
                 group,
-                credits: credits_sem,
+                credits,
                 task,
             },
         );
@@ -566,67 +567,24 @@ fn unknown_subscription(s: &str) -> ApiError {
     )
 }
 
-/// One subscription: a credit → a pop → message frames.
-async fn deliver(
-    state: AppState,
-    tx: mpsc::Sender<Outbound>,
-    subscription: String,
-    template: PopRequest,
-    credits: Arc<Semaphore>,
-) {
-    let batch = state.broker.config().consumer.max_pop_batch.max(1);
-    loop {
-        let Ok(first) = credits.acquire().await else {
-            return;
-        };
-        first.forget();
-        let extra = credits.available_permits().min(batch - 1);
-        let extra = match credits.try_acquire_many(u32::try_from(extra).unwrap_or(0)) {
+/// One subscription: the core's credit-bounded delivery loop, as message and error frames.
+async fn forward(mut sub: CoreSubscription, tx: mpsc::Sender<Outbound>, subscription: String) {
+    while let Some(item) = sub.next().await {
+        let frame = match item {
             Ok(p) => {
-                let n = p.num_permits();
-                p.forget();
-                n
+                let mut frame = match serde_json::to_value(ReceivedMessage::new(p, false)) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                frame["type"] = json!("message");
+                frame["subscription"] = json!(subscription);
+                metrics::counter!("rocketgate_ws_messages_out_total").increment(1);
+                frame.to_string()
             }
-            Err(_) => 0,
+            Err(e) => error_frame(None, Some(&subscription), &ApiError::from(e)),
         };
-        let taken = 1 + extra;
-        let req = PopRequest {
-            max: taken,
-            ..template.clone()
-        };
-        match state.broker.consumer().pop(req).await {
-            Ok(messages) => {
-                credits.add_permits(taken - messages.len());
-                for p in messages {
-                    let mut frame = match serde_json::to_value(ReceivedMessage::new(p, false)) {
-                        Ok(v) => v,
-                        Err(_) => continue,
-                    };
-                    frame["type"] = json!("message");
-                    frame["subscription"] = json!(subscription);
-                    metrics::counter!("rocketgate_ws_messages_out_total").increment(1);
-                    if tx.send(Outbound::Text(frame.to_string())).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                credits.add_permits(taken);
-                let fatal = matches!(
-                    e.kind(),
-                    ErrorKind::NotFound | ErrorKind::InvalidArgument | ErrorKind::PermissionDenied
-                );
-                let e = ApiError::from(e);
-                if tx
-                    .send(Outbound::Text(error_frame(None, Some(&subscription), &e)))
-                    .await
-                    .is_err()
-                    || fatal
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        if tx.send(Outbound::Text(frame)).await.is_err() {
+            return;
         }
     }
 }
