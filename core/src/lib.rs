@@ -89,7 +89,7 @@ pub use broker::retry::{dlq_topic, group_retry_topic, retry_topic, DlqSelection}
 pub use broker::transaction::{
     CheckFuture, CheckResult, DiscardedTransaction, HalfMessage, Resolution, TransactionChecker,
 };
-pub use clock::now_ms;
+pub use clock::{now_ms, Clock, ManualClock, SystemClock};
 pub use config::{Config, ConsumerConfig, FlushMode, LimitsConfig, StoreConfig};
 pub use error::{Error, ErrorKind, Field, Reason, Result, StoreError};
 pub use message::{Message, StoredMessage};

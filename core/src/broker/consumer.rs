@@ -229,7 +229,7 @@ impl Consumer<'_> {
             changes.borrow_and_update();
             arrivals.borrow_and_update();
             retry_arrivals.borrow_and_update();
-            let now = now_ms();
+            let now = self.broker.inner.clock.now_ms();
             let mut params = PopParams {
                 filter: &filter,
                 now_ms: now,
@@ -363,7 +363,7 @@ impl Consumer<'_> {
         let ms = self.broker.check_invisible(invisible)?;
         let (r, state) = self.broker.in_flight(group, handle)?;
         let seq = self.broker.inner.consumers.next_seq();
-        let deadline_ms = now_ms() + ms;
+        let deadline_ms = self.broker.inner.clock.now_ms() + ms;
         let mut tp = state.lock();
         tp.notify_change();
         tp.queue(r.queue_id)
@@ -538,7 +538,7 @@ impl Consumer<'_> {
             .topics
             .get(&r.topic)
             .is_some_and(|t| t.config.message_type == super::topic::MessageType::Fifo);
-        let now = now_ms();
+        let now = self.broker.inner.clock.now_ms();
         let max = g.config.max_delivery_attempts.max(1);
         let e = state
             .lock()
@@ -578,7 +578,12 @@ impl Consumer<'_> {
         let mut e = state
             .lock()
             .queue(r.queue_id)
-            .take_for_retry(r.queue_offset, r.seq, now_ms() + REVIVE_GRACE_MS, 1)
+            .take_for_retry(
+                r.queue_offset,
+                r.seq,
+                self.broker.inner.clock.now_ms() + REVIVE_GRACE_MS,
+                1,
+            )
             .map_err(|_| {
                 Error::InvalidReceiptHandle(
                     "no longer current: acknowledged, redelivered or changed",
@@ -608,7 +613,7 @@ impl Consumer<'_> {
         let g = self.broker.resolve_group(group)?;
         self.broker.readable_queue(topic, queue_id)?;
         let reads = self.broker.inner.store.visible().await?;
-        let now = now_ms();
+        let now = self.broker.inner.clock.now_ms();
         let delay_ms = match delay_level {
             Some(l) => self
                 .broker

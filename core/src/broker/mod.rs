@@ -89,10 +89,12 @@ use crate::error::{Error, Result};
 use crate::message::StoredMessage;
 use crate::message_id;
 use crate::store::record::RecordDraft;
-use crate::store::{now_ms, Store, SYSTEM_TOPIC_PREFIX};
+use crate::store::{Store, SYSTEM_TOPIC_PREFIX};
 
 struct Inner {
     config: Config,
+    /// The time source of every decision (see [`crate::clock`]).
+    clock: Arc<dyn crate::clock::Clock>,
     store: Store,
     topics: TopicRegistry,
     groups: GroupRegistry,
@@ -205,12 +207,21 @@ impl Broker {
     /// # Errors
     /// Invalid configuration, store recovery failures, unreadable metadata.
     pub fn open(config: Config) -> Result<Self> {
+        Self::open_with_clock(config, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// [`Broker::open`] with `clock` as the time source of every decision (delivery times,
+    /// invisibility, backoff, check-backs): tests pass a [`crate::clock::ManualClock`].
+    ///
+    /// # Errors
+    /// As [`Broker::open`].
+    pub fn open_with_clock(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self> {
         config.validate()?;
         let meta = config.store.data_dir.join("config");
         let topics = TopicRegistry::load(&meta)?;
         let groups = GroupRegistry::load(&meta)?;
         let receipts = ReceiptKeys::load_or_create(&meta)?;
-        let consumers = ConsumerState::load(&meta, now_ms())?;
+        let consumers = ConsumerState::load(&meta, clock.now_ms())?;
         let store = Store::open(config.store.clone())?;
         for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
             if topics.get(internal).is_none() {
@@ -219,11 +230,13 @@ impl Broker {
         }
         let timer = Timer::open(&meta, &config.timer, &store)?;
         let retry_backoff_ms = config.consumer.retry_backoff_ms()?;
-        let transactions = TransactionState::open(&store, config.transaction.clone())?;
+        let transactions =
+            TransactionState::open(&store, config.transaction.clone(), clock.now_ms())?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
+                clock,
                 store,
                 topics,
                 groups,
@@ -284,6 +297,27 @@ impl Broker {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Now, by the broker's clock (ms since the epoch): what gateways stamp protocol times
+    /// with, so that they agree with the broker's decisions.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Runs every background worker's next round now (timer delivery, redelivery of expired
+    /// pops, transaction check-backs, offset persistence) instead of at its next interval:
+    /// what a test calls after moving a [`crate::clock::ManualClock`].
+    pub fn wake_workers(&self) {
+        let i = &self.inner;
+        for w in [
+            &i.timer_worker,
+            &i.reviver,
+            &i.transaction_worker,
+            &i.persister,
+        ] {
+            w.wake();
+        }
     }
 
     /// Topic administration: create, describe, list, update, delete; the change counter.
@@ -369,7 +403,7 @@ impl Broker {
     /// flush mode before this returns.
     pub(super) async fn append_internal(&self, topic: &str, body: &[u8]) -> Result<()> {
         let empty = std::collections::BTreeMap::new();
-        let now = now_ms();
+        let now = self.inner.clock.now_ms();
         let id = message_id::generate(now);
         let draft = RecordDraft {
             topic,

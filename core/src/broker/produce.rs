@@ -41,7 +41,7 @@ impl Producer<'_> {
     /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
     pub async fn send(self, req: SendRequest) -> Result<SendReceipt> {
         let started = std::time::Instant::now();
-        let now = now_ms();
+        let now = self.broker.inner.clock.now_ms();
         let (m, queue_id, deliver_at) = self.broker.prepare(&req, false, now)?;
         let generated;
         let message_id = match &m.message_id {
@@ -112,7 +112,8 @@ impl Producer<'_> {
     /// # Errors
     /// The validation errors of [`Producer::send`].
     pub fn check(self, req: &SendRequest) -> Result<()> {
-        self.broker.validate_send(req, false, now_ms())?;
+        self.broker
+            .validate_send(req, false, self.broker.inner.clock.now_ms())?;
         Ok(())
     }
 }

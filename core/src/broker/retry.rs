@@ -24,7 +24,6 @@ use super::topic::TopicConfig;
 use super::{Broker, Stored};
 use crate::error::{Error, Result};
 use crate::message::{Message, StoredMessage};
-use crate::store::now_ms;
 
 /// Reserved property holding the original topic of a retried or dead-lettered message.
 pub const PROP_RETRY_TOPIC: &str = "RETRY_TOPIC";
@@ -81,7 +80,7 @@ impl Broker {
             let all = super::filter::Filter::All;
             let params = super::pop::PopParams {
                 filter: &all,
-                now_ms: now_ms(),
+                now_ms: self.inner.clock.now_ms(),
                 invisible_ms: 0,
                 fifo,
                 revive: !fifo,
@@ -139,7 +138,7 @@ impl Broker {
         retry_to: String,
         delay_ms: Option<u64>,
     ) -> Result<()> {
-        let now = now_ms();
+        let now = self.inner.clock.now_ms();
         let origin = m
             .properties
             .get(PROP_RETRY_TOPIC)

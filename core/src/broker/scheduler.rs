@@ -91,7 +91,7 @@ impl Scheduler<'_> {
             .into_iter()
             .collect();
         let (min, end) = reads.queue_range(TIMER_TOPIC, 0);
-        let now = now_ms();
+        let now = self.broker.inner.clock.now_ms();
         let mut page = ScheduledPage::default();
         let mut at = offset.max(min);
         let mut budget = max.saturating_mul(SCAN_FACTOR);

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::{meta_file, Inner};
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
-use crate::store::{now_ms, Store};
+use crate::store::Store;
 
 /// Internal topic holding scheduled messages until they are due.
 pub const TIMER_TOPIC: &str = "rmq_sys_timer";
@@ -280,7 +280,7 @@ pub(super) async fn tick(inner: &Inner) -> Duration {
     let s = timer.schedule.lock();
     match s.heap.peek() {
         Some(Reverse(p)) => {
-            let ms = u64::try_from(p.deliver_at - now_ms()).unwrap_or(0);
+            let ms = u64::try_from(p.deliver_at - inner.clock.now_ms()).unwrap_or(0);
             Duration::from_millis(ms).min(POLL)
         }
         None => POLL,
@@ -312,7 +312,7 @@ pub(super) async fn round(inner: &Inner) -> Result<()> {
             s.loaded = offset + 1;
         }
     }
-    let now = now_ms();
+    let now = inner.clock.now_ms();
     let due: Vec<Pending> = {
         let mut s = timer.schedule.lock();
         let mut due: Vec<Pending> = Vec::new();

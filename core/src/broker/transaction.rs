@@ -35,7 +35,6 @@ use parking_lot::Mutex;
 use super::Broker;
 use crate::error::{Error, Result};
 use crate::message::StoredMessage;
-use crate::store::now_ms;
 
 /// Internal topic of half messages.
 pub const HALF_TOPIC: &str = "rmq_sys_trans_half";
@@ -177,6 +176,7 @@ impl TransactionState {
     pub fn open(
         store: &crate::store::Store,
         config: crate::config::TransactionConfig,
+        now: i64,
     ) -> Result<Self> {
         let mut resolved = HashMap::new();
         for m in read_all(store, OP_TOPIC)? {
@@ -188,7 +188,6 @@ impl TransactionState {
                 }
             }
         }
-        let now = now_ms();
         let mut pending = BTreeMap::new();
         for m in read_all(store, HALF_TOPIC)? {
             let Some((tx, group, topic)) = half_of(&m) else {
@@ -341,7 +340,7 @@ impl Broker {
     }
 
     pub(super) async fn check_round(&self) {
-        let now = now_ms();
+        let now = self.inner.clock.now_ms();
         let cfg = self.inner.transactions.config.clone();
         let mut checks = tokio::task::JoinSet::new();
         let due: Vec<(String, Pending)> = self

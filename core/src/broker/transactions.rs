@@ -40,7 +40,7 @@ impl Transactions<'_> {
     /// [`Error::MessageTypeConflict`] for a declared type other than TRANSACTION.
     pub async fn send_half(self, req: SendRequest, producer_group: &str) -> Result<SendReceipt> {
         super::consume::validate_group_name(producer_group)?;
-        let now = now_ms();
+        let now = self.broker.inner.clock.now_ms();
         let (m, queue_id, _) = self.broker.prepare(&req, true, now)?;
         let message_id = m
             .message_id
