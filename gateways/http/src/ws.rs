@@ -437,7 +437,7 @@ impl Conn {
                 message,
             } => {
                 let queue = message.queue_id;
-                let r = match message.into_message(&topic, now_ms()) {
+                let r = match message.into_message(&topic, self.state.broker.now_ms()) {
                     Ok(m) => self
                         .state
                         .broker

@@ -53,6 +53,7 @@ fn raw_message(
     topic: &str,
     h: &HeaderMap,
     body: bytes::Bytes,
+    now_ms: i64,
 ) -> ApiResult<(Message, Option<u32>)> {
     let mut m = Message::new(topic, body);
     m.tag = header(h, "rg-tag")?.map(str::to_owned);
@@ -74,7 +75,7 @@ fn raw_message(
                 "give at most one of rg-delay-level, rg-deliver-at and rg-delay-ms",
             ));
         }
-        m.deliver_at_ms = Some(now_ms().saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
+        m.deliver_at_ms = Some(now_ms.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
     }
     for (name, value) in h {
         if let Some(key) = name.as_str().strip_prefix("rg-property-") {
@@ -109,9 +110,9 @@ pub(crate) async fn publish(
     let (m, queue) = if is_json(&media) {
         let p: PublishMessage = parse_json(&body)?;
         let q = p.queue_id;
-        (p.into_message(&topic, now_ms())?, q)
+        (p.into_message(&topic, state.broker.now_ms())?, q)
     } else if media == "application/octet-stream" || media.starts_with("text/") {
-        raw_message(&topic, &parts.headers, body)?
+        raw_message(&topic, &parts.headers, body, state.broker.now_ms())?
     } else {
         return Err(unsupported(
             "application/json, application/octet-stream or text/plain",
@@ -139,7 +140,7 @@ pub(crate) async fn publish_batch(
             format!("a batch holds 1 to {max} messages"),
         ));
     }
-    let now = now_ms();
+    let now = state.broker.now_ms();
     let mut requests = Vec::with_capacity(batch.messages.len());
     for (i, p) in batch.messages.into_iter().enumerate() {
         let q = p.queue_id;
@@ -179,7 +180,7 @@ pub(crate) async fn publish_half(
     JsonBody(half): JsonBody<PublishHalf>,
 ) -> ApiResult<Json<Published>> {
     let q = half.message.queue_id;
-    let m = half.message.into_message(&topic, now_ms())?;
+    let m = half.message.into_message(&topic, state.broker.now_ms())?;
     let receipt = state
         .broker
         .transactions()
