@@ -544,6 +544,19 @@ impl Broker {
         self.consumer().persist_state()?;
         Ok(self.inner.store.shutdown()?)
     }
+
+    /// [`Broker::shutdown`] from async code: the joins of the worker threads and the final
+    /// flush run on tokio's blocking pool, so no runtime worker thread is blocked.
+    ///
+    /// # Errors
+    /// As [`Broker::shutdown`]; [`crate::StoreError::Closed`] if the blocking task could not run.
+    pub async fn close(&self) -> Result<()> {
+        let broker = self.clone();
+        match tokio::task::spawn_blocking(move || broker.shutdown()).await {
+            Ok(r) => r,
+            Err(_) => Err(crate::store::Error::Closed.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -339,8 +339,7 @@ async fn open(cfg: &ServerConfig) -> anyhow::Result<(Broker, Recovered)> {
 
 /// Closes the store: flush, checkpoint, clean marker (`Broker::shutdown`).
 async fn close(broker: &Broker) -> anyhow::Result<()> {
-    let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.shutdown()).await??;
+    broker.close().await?;
     Ok(())
 }
 

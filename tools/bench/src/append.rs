@@ -141,8 +141,7 @@ pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
     let log = broker.storage().log_offsets();
     let (flushed, wrote, dispatched) = (log.durable, log.end, log.dispatched);
 
-    let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.shutdown()).await??;
+    broker.close().await?;
     let durable_secs = start.elapsed().as_secs_f64();
     drop(broker);
 

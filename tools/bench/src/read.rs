@@ -72,8 +72,7 @@ pub async fn run(dir: &Path, pass: Pass) -> Result<ReadResult> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.shutdown()).await??;
+    broker.close().await?;
     drop(broker);
     if messages != pass.expected {
         bail!(
