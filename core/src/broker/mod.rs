@@ -207,6 +207,7 @@ impl Broker {
                 compact_log_bytes: config.kv.compact_log_bytes,
             },
         )?);
+        settings_map::import_json_files(&kv, &meta)?;
         let store = Store::open(config.store.clone())?;
         for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
             if topics.get(internal).is_none() {
