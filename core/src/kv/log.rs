@@ -174,7 +174,7 @@ pub(super) fn replay(
             return Ok(stop(pos, "bad record magic"));
         }
         let len = word(4) as usize;
-        if len < FIXED || len > MAX_RECORD {
+        if !(FIXED..=MAX_RECORD).contains(&len) {
             return Ok(stop(pos, "record length out of bounds"));
         }
         if len as u64 > left - HEAD as u64 {
