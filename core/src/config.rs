@@ -195,6 +195,28 @@ impl Default for TransactionConfig {
     }
 }
 
+/// The KV store of small durable state (`[kv]`): MQTT sessions and retained messages,
+/// gateway settings. Its values may be up to `limits.max_body_bytes` + 64 KiB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KvConfig {
+    /// Most bytes of namespaces, keys and values of all entries together (1 GiB); a write
+    /// beyond it is refused (`QuotaExceeded`). The whole state is kept in memory.
+    pub max_total_bytes: u64,
+    /// The log is compacted into a snapshot once it is larger than this (64 MiB) and twice
+    /// the last snapshot.
+    pub compact_log_bytes: u64,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        Self {
+            max_total_bytes: 1 << 30,
+            compact_log_bytes: 64 << 20,
+        }
+    }
+}
+
 /// Parses a duration such as `500ms`, `10s`, `2m`, `1h`, `1d` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -274,6 +296,8 @@ pub struct Config {
     pub timer: TimerConfig,
     /// Transactions.
     pub transaction: TransactionConfig,
+    /// The KV store of small durable state.
+    pub kv: KvConfig,
 }
 
 /// A configuration value that cannot work.
@@ -334,6 +358,12 @@ impl Config {
         }
         if self.limits.max_queues_per_topic == 0 || self.limits.max_batch == 0 {
             return bad("limits", "counts must be at least 1");
+        }
+        if self.kv.max_total_bytes < (1 << 20) {
+            return bad("kv.max_total_bytes", "must be at least 1 MiB");
+        }
+        if self.kv.compact_log_bytes < 4096 {
+            return bad("kv.compact_log_bytes", "must be at least 4096 bytes");
         }
         Ok(())
     }

@@ -14,6 +14,9 @@ use crate::store;
 /// The store's errors, as wrapped by [`Error::Store`].
 pub use crate::store::Error as StoreError;
 
+/// The KV store's faults, as wrapped by [`Error::Kv`].
+pub use crate::kv::Error as KvError;
+
 /// Result alias for the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -175,6 +178,19 @@ pub enum Error {
     /// An error of the store.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// A fault of the KV store (I/O, corruption, read-only after a failed write).
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// A write would take a bounded resource over its configured limit.
+    #[error("quota exceeded: {what} would hold {would} bytes, the limit is {limit}")]
+    QuotaExceeded {
+        /// What is full.
+        what: &'static str,
+        /// Bytes it would hold after the write.
+        would: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Broker metadata could not be read or written.
     #[error("metadata error on {path}: {reason}")]
     Metadata {
@@ -288,6 +304,8 @@ pub enum Reason {
     InvalidArgument,
     /// Writes are refused: the disk-use watermark or the size limit.
     DiskFull,
+    /// A bounded resource (the KV store's total bytes) is full: delete something first.
+    QuotaExceeded,
     /// Writes are refused until a restart: a flush failed.
     ReadOnly,
     /// The broker is shutting down.
@@ -326,6 +344,7 @@ impl Reason {
             | Self::InvalidTransactionId
             | Self::InvalidArgument => ErrorKind::InvalidArgument,
             Self::TransactionResolved => ErrorKind::Conflict,
+            Self::QuotaExceeded => ErrorKind::Throttled,
             Self::Forbidden => ErrorKind::PermissionDenied,
             Self::DiskFull | Self::ReadOnly | Self::ShuttingDown => ErrorKind::Unavailable,
             Self::Internal => ErrorKind::Internal,
@@ -383,7 +402,9 @@ impl Error {
                 store::Error::RecordTooLarge { .. } => Reason::BodyTooLarge,
                 _ => Reason::Internal,
             },
-            Self::Metadata { .. } => Reason::Internal,
+            Self::Kv(KvError::Poisoned(_)) => Reason::ReadOnly,
+            Self::Kv(_) | Self::Metadata { .. } => Reason::Internal,
+            Self::QuotaExceeded { .. } => Reason::QuotaExceeded,
         }
     }
 

@@ -20,7 +20,8 @@
 //! | [`Broker::dead_letters`] → [`DeadLetters`] | a group's dead-letter queue: list, resend, purge |
 //! | [`Broker::queries`] → [`Queries`] | messages by id, key and time; traces; time positions |
 //! | [`Broker::storage`] → [`Storage`] | health: write refusal, CommitLog positions, recovery |
-//! | [`Broker::settings`] → [`Settings`] | small durable settings maps of gateways |
+//! | [`Broker::settings`] → [`Settings`] | small durable settings maps of gateways (on the KV store) |
+//! | [`Broker::kv`] → [`Kv`] | the durable key-value store of small state: sessions, retained messages, settings |
 //!
 //! # Layout
 //!
@@ -31,7 +32,8 @@
 //! - [`config`]: configuration; [`error`]: errors, their precise [`Reason`] and kind;
 //!   [`clock`]: the broker's time; [`metrics`]: the core's Prometheus metrics.
 //! - private: `broker` (the services and their state), `store` (CommitLog, ConsumeQueues,
-//!   index, flush, recovery, retention).
+//!   index, flush, recovery, retention), `kv` (the key-value store of small state: log,
+//!   snapshots, group commit; never touched by retention).
 //!
 //! # Example
 //!
@@ -59,6 +61,7 @@ mod broker;
 pub mod clock;
 pub mod config;
 pub mod error;
+mod kv;
 pub mod message;
 pub mod message_id;
 pub mod metrics;
@@ -74,7 +77,7 @@ pub use broker::consumer_group::GroupConfig;
 pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
 pub use broker::{
-    Broker, Consumer, DeadLetters, Groups, Producer, Queries, Scheduler, Settings, Storage,
+    Broker, Consumer, DeadLetters, Groups, Kv, Producer, Queries, Scheduler, Settings, Storage,
     Subscription, SubscriptionCredits, SubscriptionRequest, Topics, Transactions,
 };
 
@@ -90,6 +93,6 @@ pub use broker::transaction::{
     CheckFuture, CheckResult, DiscardedTransaction, HalfMessage, Resolution, TransactionChecker,
 };
 pub use clock::{now_ms, Clock, ManualClock, SystemClock};
-pub use config::{Config, ConsumerConfig, FlushMode, LimitsConfig, StoreConfig};
-pub use error::{Error, ErrorKind, Field, Reason, Result, StoreError};
+pub use config::{Config, ConsumerConfig, FlushMode, KvConfig, LimitsConfig, StoreConfig};
+pub use error::{Error, ErrorKind, Field, KvError, Reason, Result, StoreError};
 pub use message::{Message, StoredMessage};

@@ -67,6 +67,7 @@ mod grpc_sdk_transaction;
 mod mqtt_client;
 mod store_crash;
 mod store_derived;
+mod store_kv_crash;
 mod store_limits;
 mod store_recovery;
 mod store_rolling;

@@ -7,5 +7,6 @@
 
 pub mod consume;
 pub mod crash;
+pub mod kv_crash;
 pub mod payload;
 pub mod time;

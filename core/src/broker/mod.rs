@@ -36,6 +36,7 @@ pub mod consumer_state;
 mod dead_letters;
 pub mod filter;
 mod groups;
+mod kv;
 mod meta_file;
 pub mod pop;
 mod pop_position;
@@ -61,6 +62,7 @@ mod worker;
 pub use self::consumer::Consumer;
 pub use self::dead_letters::DeadLetters;
 pub use self::groups::Groups;
+pub use self::kv::Kv;
 pub use self::produce::Producer;
 pub use self::queries::Queries;
 pub use self::scheduler::Scheduler;
@@ -96,6 +98,7 @@ struct Inner {
     /// The time source of every decision (see [`crate::clock`]).
     clock: Arc<dyn crate::clock::Clock>,
     store: Store,
+    kv: Arc<crate::kv::KvStore>,
     topics: TopicRegistry,
     groups: GroupRegistry,
     consumers: ConsumerState,
@@ -222,6 +225,15 @@ impl Broker {
         let groups = GroupRegistry::load(&meta)?;
         let receipts = ReceiptKeys::load_or_create(&meta)?;
         let consumers = ConsumerState::load(&meta, clock.now_ms())?;
+        let kv = Arc::new(crate::kv::KvStore::open(
+            &config.store.data_dir.join("kv"),
+            crate::kv::Limits {
+                max_value: config.limits.max_body_bytes.saturating_add(64 << 10),
+                max_total: config.kv.max_total_bytes,
+                compact_log_bytes: config.kv.compact_log_bytes,
+            },
+        )?);
+        settings_map::import_json_files(&kv, &meta)?;
         let store = Store::open(config.store.clone())?;
         for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
             if topics.get(internal).is_none() {
@@ -238,6 +250,7 @@ impl Broker {
                 config,
                 clock,
                 store,
+                kv,
                 topics,
                 groups,
                 consumers,
@@ -368,6 +381,11 @@ impl Broker {
     /// Small durable settings maps of gateways.
     pub fn settings(&self) -> Settings<'_> {
         Settings { broker: self }
+    }
+
+    /// The durable key-value store of small state: get, put, delete, scan, its sequence.
+    pub fn kv(&self) -> Kv<'_> {
+        Kv { broker: self }
     }
 
     /// [`Topics::describe`] with the offsets dispatched so far.

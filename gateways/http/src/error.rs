@@ -95,6 +95,7 @@ fn code_of(e: &CoreError) -> &'static str {
         Reason::InvalidTransactionId => "unknown_transaction",
         Reason::TransactionResolved => "transaction_resolved",
         Reason::ShuttingDown => "shutting_down",
+        Reason::QuotaExceeded => "quota_exceeded",
         reason => match reason.kind() {
             ErrorKind::NotFound => "not_found",
             ErrorKind::AlreadyExists => "already_exists",

@@ -52,14 +52,12 @@ pub struct MqttConfig {
     pub max_retained: usize,
     /// Most concurrent connections (10,000); more are closed right after accept.
     pub max_connections: usize,
-    /// Retained messages and persistent-session records are messages in the CommitLog, which
-    /// deletes segments older than `store.retention_hours`: a background task rewrites every
-    /// live one whose stored copy is at least this old, in ms. `0` (default) = a third of the
-    /// retention (24 h for 72 h), at least one minute.
-    pub record_refresh_age_ms: u64,
-    /// How often that task looks for records to rewrite, in ms. `0` (default) = every five
-    /// minutes, or a quarter of the refresh age if that is shorter (at least one second).
-    pub record_refresh_interval_ms: u64,
+    /// Deprecated and ignored (accepted so older configuration files keep working; a warning
+    /// is logged at start): retained messages and sessions live in the core's KV store now,
+    /// which CommitLog retention never deletes, so nothing rewrites them.
+    pub record_refresh_age_ms: Option<u64>,
+    /// Deprecated and ignored, as `record_refresh_age_ms`.
+    pub record_refresh_interval_ms: Option<u64>,
 }
 
 impl Default for MqttConfig {
@@ -80,8 +78,8 @@ impl Default for MqttConfig {
             topic_alias_maximum: 64,
             max_retained: 100_000,
             max_connections: 10_000,
-            record_refresh_age_ms: 0,
-            record_refresh_interval_ms: 0,
+            record_refresh_age_ms: None,
+            record_refresh_interval_ms: None,
         }
     }
 }
@@ -114,20 +112,6 @@ impl std::fmt::Debug for MqttConfig {
 }
 
 impl MqttConfig {
-    /// The record refresh's (check interval, age) in ms for a CommitLog retention of
-    /// `retention_hours`, with the derived defaults applied.
-    pub fn record_refresh(&self, retention_hours: u64) -> (u64, u64) {
-        let age = match self.record_refresh_age_ms {
-            0 => (retention_hours.saturating_mul(3_600_000) / 3).max(60_000),
-            a => a,
-        };
-        let interval = match self.record_refresh_interval_ms {
-            0 => (age / 4).clamp(1000, 300_000),
-            i => i,
-        };
-        (interval, age)
-    }
-
     /// Whether `username`/`password` may connect.
     pub fn authenticate(&self, login: Option<(&str, &str)>) -> bool {
         match login {
@@ -155,15 +139,12 @@ mod tests {
     }
 
     #[test]
-    fn record_refresh_defaults_derive_from_the_retention() {
-        let c = MqttConfig::default();
-        assert_eq!(c.record_refresh(72), (300_000, 24 * 3_600_000));
-        assert_eq!(c.record_refresh(1), (300_000, 1_200_000));
-        assert_eq!(c.record_refresh(0), (15_000, 60_000));
+    fn the_deprecated_record_refresh_keys_are_still_accepted() {
         let c: MqttConfig = serde_json::from_str(
             r#"{"record_refresh_age_ms": 500, "record_refresh_interval_ms": 100}"#,
         )
         .unwrap();
-        assert_eq!(c.record_refresh(72), (100, 500));
+        assert_eq!(c.record_refresh_age_ms, Some(500));
+        assert_eq!(MqttConfig::default().record_refresh_age_ms, None);
     }
 }

@@ -1,7 +1,7 @@
 //! Errors of the MQTT gateway: what `serve` reports, and how a core error becomes an MQTT
 //! reason code.
 
-use rocketgate_core::ErrorKind;
+use rocketgate_core::{ErrorKind, Reason};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 
 /// Errors of [`crate::serve`].
@@ -24,6 +24,9 @@ pub enum Error {
 
 /// The PUBACK/PUBREC reason for a core error (logged once by the caller when internal).
 pub fn publish_reason(e: &rocketgate_core::Error) -> PubAckReason {
+    if e.reason() == Reason::QuotaExceeded {
+        return PubAckReason::QuotaExceeded;
+    }
     match e.kind() {
         ErrorKind::InvalidArgument => PubAckReason::PayloadFormatInvalid,
         ErrorKind::PermissionDenied => PubAckReason::NotAuthorized,

@@ -24,11 +24,11 @@
 //! - Plain subscriptions are broadcast: each session pops through its own consumer group
 //!   `mqtt-<client id>`, started at the end of each topic it subscribes. `$share/<name>/<f>`
 //!   pops through the group `mqtt-share-<name>-<hash(f)>`: load-balanced across its members.
-//! - Retained messages: topic `mqtt_sys_retained`; session records: `mqtt_sys_sessions`.
-//!   A task of [`serve`] rewrites every live one whose stored copy is older than
-//!   `record_refresh_age_ms` (default a third of `store.retention_hours`), so the CommitLog
-//!   retention never deletes the last copy of a live record; rewrites take the same write lock
-//!   as normal writes, so a clear or session end always stays the latest record.
+//! - Retained messages and session records live in the core's KV store (namespaces
+//!   `mqtt.retained` and `mqtt.sessions`, keyed by MQTT topic and client id), which CommitLog
+//!   retention never deletes; a retained clear or a session end deletes the key durably before
+//!   it is acknowledged. The system topics `mqtt_sys_retained` / `mqtt_sys_sessions` of earlier
+//!   versions are imported once on the first start after an upgrade.
 //!
 //! # Layout
 //!
@@ -37,8 +37,8 @@
 //! - [`topic`]: names, filters, matching, the mapping to topics and groups.
 //! - `shared`: gateway-wide state, the publish path into the core, retained messages.
 //! - `session`: the session registry and durable session records.
-//! - `system_topic`: the gateway's own one-queue topics, created and read back by `shared`
-//!   and `session` (which do not depend on each other the other way round).
+//! - `system_topic`: the one-time import of the old system topics, used by `shared` and
+//!   `session` (which do not depend on each other the other way round).
 //! - `delivery`: pop tasks and the conversion of stored messages into PUBLISH packets.
 //! - `connection`: one connection, split sans-IO: a pure session state machine (packets and
 //!   events in, actions out; unit-tested without sockets) and a thin I/O driver that owns the
@@ -63,8 +63,7 @@
 //! `rocketgate_connections_active`, `rocketgate_connections_rejected_total`,
 //! `rocketgate_packets_received_total`, `rocketgate_publishes_received_total`,
 //! `rocketgate_publishes_refused_total`, `rocketgate_publishes_sent_total`,
-//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`,
-//! `rocketgate_records_refreshed_total` (label `kind`: `retained`, `session`).
+//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`.
 
 pub mod codec;
 pub mod config;

@@ -5,9 +5,9 @@
 //! DISCONNECT 0x8B ("server shutting down") and persists its session; `serve` waits up to
 //! 3 s for connections to finish, then aborts the rest.
 //!
-//! Concurrency: one task per listener, one per connection (in a `JoinSet`), one sweep task,
-//! one record-refresh task (retained messages and session records rewritten before the
-//! CommitLog retention deletes their segment).
+//! Concurrency: one task per listener, one per connection (in a `JoinSet`), one sweep task.
+//! Retained messages and session records are in the core's KV store, which CommitLog
+//! retention never touches: nothing has to rewrite them.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +44,13 @@ pub async fn serve(
     if config.max_packet_size < 64 {
         return Err(Error::Config("max_packet_size must be at least 64".into()));
     }
+    if config.record_refresh_age_ms.is_some() || config.record_refresh_interval_ms.is_some() {
+        tracing::warn!(
+            "mqtt.record_refresh_age_ms and mqtt.record_refresh_interval_ms are deprecated and \
+             ignored: retained messages and sessions are in the KV store, which retention never \
+             deletes"
+        );
+    }
     let shared = Shared::open(broker, config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let count = Arc::new(AtomicUsize::new(0));
@@ -69,7 +76,6 @@ pub async fn serve(
         ));
     }
     tasks.spawn(sweep(shared.clone(), stop_rx.clone()));
-    tasks.spawn(refresh(shared.clone(), stop_rx.clone()));
     shutdown.await;
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -148,57 +154,6 @@ async fn serve_stream(
         }
     } else {
         connection::run(shared, stream, stop).await;
-    }
-}
-
-/// Records rewritten per kind (retained, session) per refresh round at most.
-const REFRESH_BATCH: usize = 10_000;
-
-/// Keeps every live retained message and persistent-session record younger than the
-/// CommitLog retention by rewriting those whose stored copy is older than the refresh age
-/// (see [`MqttConfig::record_refresh`]), at most [`REFRESH_BATCH`] of each kind per round.
-async fn refresh(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let retention_hours = shared.broker.config().store.retention_hours;
-    let (interval, age) = shared.config.record_refresh(retention_hours);
-    if age >= retention_hours.saturating_mul(3_600_000) {
-        tracing::warn!(
-            age_ms = age,
-            retention_hours,
-            "MQTT record refresh age is not below the CommitLog retention: records may age out"
-        );
-    }
-    let age = i64::try_from(age).unwrap_or(i64::MAX);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(Duration::from_millis(interval.max(1))) => {}
-        }
-        // A round stops at shutdown between appends (each copy is one whole append).
-        let round = async {
-            let retained = shared.refresh_retained(age, REFRESH_BATCH).await;
-            let sessions = shared
-                .sessions
-                .refresh(&shared.broker, age, REFRESH_BATCH)
-                .await;
-            (retained, sessions)
-        };
-        let (retained, sessions) = tokio::select! {
-            _ = stop.changed() => return,
-            r = round => r,
-        };
-        let counter = |kind: &'static str, n: usize| {
-            metrics::counter!("rocketgate_records_refreshed_total", "gateway" => "mqtt", "kind" => kind)
-                .increment(n as u64);
-        };
-        counter("retained", retained);
-        counter("session", sessions);
-        if retained + sessions > 0 {
-            tracing::info!(
-                retained,
-                sessions,
-                "MQTT records rewritten ahead of CommitLog retention"
-            );
-        }
     }
 }
 

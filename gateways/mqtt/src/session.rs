@@ -1,8 +1,11 @@
 //! MQTT sessions: what outlives a connection, in memory and durably in the core.
 //!
 //! Owns: the session registry (client id → [`SessionSlot`]) and the durable session records
-//! in the RocketMQ topic [`SESSIONS_TOPIC`] (one queue, JSON bodies keyed by client id, the
-//! latest record of a client wins, `deleted` ends a session), replayed on start.
+//! in the core's KV store, namespace [`SESSIONS_NS`] (key: the client id, 1..=1024 bytes;
+//! value: the JSON [`SessionRecord`]; a session end deletes the key), loaded on start. The KV
+//! store is never touched by CommitLog retention. An upgrade from the system topic
+//! `mqtt_sys_sessions` of earlier versions imports its latest record per client id once (see
+//! `system_topic`).
 //!
 //! What survives what:
 //! - Subscriptions and the session expiry are in the durable record: they survive a broker
@@ -14,10 +17,8 @@
 //! - Incoming QoS 2 packet ids awaiting PUBREL are in memory: exactly-once holds within a
 //!   broker run, across reconnects.
 //!
-//! - Records are messages in the CommitLog, deleted with their segment by retention: the
-//!   registry keeps the latest live durable record of each client id, and [`Sessions::refresh`]
-//!   (run by the server's refresh task) rewrites those whose stored copy is older than the
-//!   refresh age. Every append of a client id's record holds its write lock (see [`persist`]).
+//! - A record is written (and fsynced) before [`persist`] returns; every write of a client
+//!   id's record holds its write lock, so the last write is the one that stays.
 //!
 //! Concurrency: one connection at a time owns a session, holding its `tokio::sync::Mutex`
 //! guard for the connection's life; a takeover signals the owner through `kick` and waits for
@@ -26,12 +27,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use rocketgate_core::{Broker, Message, StoredMessage};
+use rocketgate_core::{Broker, StoredMessage};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use serde::{Deserialize, Serialize};
 
-/// RocketMQ topic of the durable session records.
-pub const SESSIONS_TOPIC: &str = "mqtt_sys_sessions";
+/// KV namespace of the durable session records.
+pub const SESSIONS_NS: &str = "mqtt.sessions";
+/// RocketMQ topic of the session records of earlier versions (imported once).
+const LEGACY_SESSIONS_TOPIC: &str = "mqtt_sys_sessions";
 
 /// One subscription of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,11 +174,7 @@ const WRITE_SHARDS: usize = 64;
 #[derive(Debug)]
 pub struct Sessions {
     slots: parking_lot::Mutex<HashMap<String, Arc<SessionSlot>>>,
-    /// Client id → its latest live durable record and when that copy was stored (ms): what
-    /// the refresh task rewrites. Changed only under the client id's write lock.
-    durable: parking_lot::Mutex<HashMap<String, (SessionRecord, i64)>>,
-    /// Serialises every append of a client id's records (normal writes and refresh copies),
-    /// so the log order of its records is the order of `durable`'s updates.
+    /// Serialises the KV writes of one client id's record (sharded by client id).
     writes: Vec<tokio::sync::Mutex<()>>,
 }
 
@@ -183,7 +182,6 @@ impl Default for Sessions {
     fn default() -> Self {
         Self {
             slots: parking_lot::Mutex::default(),
-            durable: parking_lot::Mutex::default(),
             writes: (0..WRITE_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -197,34 +195,60 @@ impl Sessions {
     /// # Errors
     /// Core errors.
     pub async fn load(broker: &Broker) -> Result<Self, rocketgate_core::Error> {
-        let mut latest: HashMap<String, (SessionRecord, i64)> = HashMap::new();
-        for m in crate::system_topic::read_all(broker, SESSIONS_TOPIC).await? {
-            match serde_json::from_slice::<SessionRecord>(&m.body) {
-                Ok(r) => {
-                    latest.insert(r.client_id.clone(), (r, m.store_timestamp_ms));
+        let kv = broker.kv();
+        if let Some(old) = crate::system_topic::read_once(broker, LEGACY_SESSIONS_TOPIC).await? {
+            let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
+            for m in old {
+                match serde_json::from_slice::<SessionRecord>(&m.body) {
+                    Ok(r) => {
+                        latest.insert(r.client_id, m.body.to_vec());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an unreadable MQTT session record")
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "skipping an unreadable MQTT session record"),
             }
+            let mut n = 0;
+            for (id, body) in latest {
+                let live = serde_json::from_slice::<SessionRecord>(&body).is_ok_and(|r| !r.deleted);
+                if live {
+                    kv.put(SESSIONS_NS, id.as_bytes(), body).await?;
+                    n += 1;
+                }
+            }
+            crate::system_topic::mark_imported(broker, LEGACY_SESSIONS_TOPIC).await?;
+            tracing::info!(
+                sessions = n,
+                "imported the MQTT sessions of the old system topic"
+            );
         }
         let now = rocketgate_core::now_ms();
         let sessions = Self::default();
         let mut n = 0;
-        for (id, (mut r, stored_ms)) in latest {
-            if r.deleted {
-                continue;
+        let mut after: Option<bytes::Bytes> = None;
+        loop {
+            let page = kv.scan(SESSIONS_NS, b"", after.as_deref(), 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (id, body) in page {
+                let mut r = match serde_json::from_slice::<SessionRecord>(&body) {
+                    Ok(r) if r.client_id.as_bytes() == &id[..] && !r.deleted => r,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an unreadable MQTT session record");
+                        continue;
+                    }
+                };
+                // A session that was online when the broker stopped went offline then.
+                r.disconnected_at_ms.get_or_insert(now);
+                let id = r.client_id.clone();
+                let mut s = SessionState::new(&id);
+                s.record = r;
+                s.present = true;
+                s.durable = true;
+                sessions.slot_with(&id, s);
+                n += 1;
             }
-            // A session that was online when the broker stopped went offline then.
-            r.disconnected_at_ms.get_or_insert(now);
-            sessions
-                .durable
-                .lock()
-                .insert(id.clone(), (r.clone(), stored_ms));
-            let mut s = SessionState::new(&id);
-            s.record = r;
-            s.present = true;
-            s.durable = true;
-            sessions.slot_with(&id, s);
-            n += 1;
         }
         tracing::info!(sessions = n, "MQTT sessions loaded");
         Ok(sessions)
@@ -266,8 +290,8 @@ impl Sessions {
     }
 }
 
-/// Writes a session record durably (under the client id's write lock) and remembers it as the
-/// live record the refresh task keeps younger than the retention (a `deleted` one forgets it).
+/// Writes a session record durably (under the client id's write lock): a `deleted` record
+/// removes the client id's key. Returns once the KV store has it on disk.
 ///
 /// # Errors
 /// Core errors (the caller logs them).
@@ -277,73 +301,19 @@ pub async fn persist(
     record: &SessionRecord,
 ) -> Result<(), rocketgate_core::Error> {
     let _write = sessions.write_lock(&record.client_id).lock().await;
-    let stored_ms = append(broker, record).await?;
-    let mut durable = sessions.durable.lock();
+    let key = record.client_id.as_bytes();
     if record.deleted {
-        durable.remove(&record.client_id);
+        broker.kv().delete(SESSIONS_NS, key).await?;
     } else {
-        durable.insert(record.client_id.clone(), (record.clone(), stored_ms));
+        let body = serde_json::to_vec(record).unwrap_or_default();
+        broker.kv().put(SESSIONS_NS, key, body).await?;
     }
     Ok(())
-}
-
-async fn append(broker: &Broker, record: &SessionRecord) -> Result<i64, rocketgate_core::Error> {
-    let body = serde_json::to_vec(record).unwrap_or_default();
-    let m = Message::new(SESSIONS_TOPIC, body);
-    broker
-        .producer()
-        .send(m.into())
-        .await
-        .map(|r| r.store_timestamp_ms)
 }
 
 impl Sessions {
     fn write_lock(&self, client_id: &str) -> &tokio::sync::Mutex<()> {
         let i = crc32c::crc32c(client_id.as_bytes()) as usize % self.writes.len().max(1);
         &self.writes[i]
-    }
-
-    /// Appends a fresh copy of at most `max` live durable records whose stored copy is at
-    /// least `age_ms` old, so they outlive the CommitLog retention. Each copy is written under
-    /// the client id's write lock after re-reading the live record, so a concurrent update or
-    /// removal is ordered after it (latest wins on load) and a removed session is never
-    /// rewritten. Returns the number of copies; stops at the first core error.
-    pub async fn refresh(&self, broker: &Broker, age_ms: i64, max: usize) -> usize {
-        let now = rocketgate_core::now_ms();
-        let stale: Vec<String> = self
-            .durable
-            .lock()
-            .iter()
-            .filter(|(_, (_, at))| now.saturating_sub(*at) >= age_ms)
-            .take(max)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut n = 0;
-        for id in stale {
-            let _write = self.write_lock(&id).lock().await;
-            let now = rocketgate_core::now_ms();
-            let Some(record) = self
-                .durable
-                .lock()
-                .get(&id)
-                .filter(|(_, at)| now.saturating_sub(*at) >= age_ms)
-                .map(|(r, _)| r.clone())
-            else {
-                continue;
-            };
-            match append(broker, &record).await {
-                Ok(stored_ms) => {
-                    if let Some(e) = self.durable.lock().get_mut(&id) {
-                        e.1 = stored_ms;
-                    }
-                    n += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not refresh an MQTT session record");
-                    break;
-                }
-            }
-        }
-        n
     }
 }

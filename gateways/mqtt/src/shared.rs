@@ -7,11 +7,15 @@
 //! messages of one MQTT topic keep their order. [`Shared::publish`] returns only once
 //! `Producer::send` returned: the caller acknowledges (PUBACK/PUBREC) after that, never before.
 //!
-//! Retained messages are stored in the RocketMQ topic [`RETAINED_TOPIC`] (one queue; latest
-//! record per MQTT topic wins, an empty payload clears) and mirrored in memory, rebuilt from
-//! the topic on start. [`Shared::refresh_retained`] rewrites live ones before the CommitLog
-//! retention deletes their segment; every append of one MQTT topic's retained records holds
-//! that topic's write lock, so the log order matches the in-memory order.
+//! Retained messages are stored in the core's KV store, namespace [`RETAINED_NS`] (key: the
+//! MQTT topic; an empty payload deletes the key), durably before the publish is acknowledged,
+//! and mirrored in memory, rebuilt from the namespace on start. The KV store is never touched
+//! by CommitLog retention. Every write of one MQTT topic's retained message holds that topic's
+//! write lock, so the mirror changes in the order of the KV writes. A value is
+//! `[1 version = 1][8 stored at, ms, i64][4 n][n bytes: JSON object of the message
+//! properties][payload]` (little-endian). An upgrade from the system topic
+//! `mqtt_sys_retained` of earlier versions imports its latest record per topic once (see
+//! `system_topic`).
 //!
 //! Concurrency: `parking_lot` locks around the in-memory maps, never held across `.await`.
 
@@ -29,8 +33,10 @@ use crate::session::Sessions;
 use crate::system_topic;
 use crate::topic::{self, PROP_CLIENT, PROP_QOS, PROP_RETAIN, PROP_TOPIC};
 
-/// RocketMQ topic of retained messages.
-pub const RETAINED_TOPIC: &str = "mqtt_sys_retained";
+/// KV namespace of retained messages.
+pub const RETAINED_NS: &str = "mqtt.retained";
+/// RocketMQ topic of retained messages of earlier versions (imported once).
+const LEGACY_RETAINED_TOPIC: &str = "mqtt_sys_retained";
 /// Message property: payload format indicator (v5).
 pub const PROP_PAYLOAD_FORMAT: &str = "mqttPayloadFormat";
 /// Message property: absolute expiry time in ms since the epoch (v5 message expiry).
@@ -54,8 +60,8 @@ pub struct Shared {
     /// Sessions.
     pub sessions: Sessions,
     retained: RwLock<BTreeMap<String, StoredMessage>>,
-    /// Serialises the appends of one MQTT topic's retained records (publishes and refresh
-    /// copies), so their log order is the order of `retained`'s updates (sharded by topic).
+    /// Serialises the KV writes of one MQTT topic's retained message and the mirror's update
+    /// (sharded by topic).
     retain_writes: Vec<tokio::sync::Mutex<()>>,
     known_topics: Mutex<HashSet<String>>,
 }
@@ -111,16 +117,41 @@ impl Shared {
     }
 
     async fn load_retained(&self) -> Result<(), rocketgate_core::Error> {
-        let all = system_topic::read_all(&self.broker, RETAINED_TOPIC).await?;
+        let kv = self.broker.kv();
+        if let Some(old) = system_topic::read_once(&self.broker, LEGACY_RETAINED_TOPIC).await? {
+            let mut latest = BTreeMap::new();
+            for m in old {
+                if let Some(t) = m.properties.get(PROP_TOPIC).cloned() {
+                    latest.insert(t, m);
+                }
+            }
+            let mut n = 0;
+            for (t, m) in latest {
+                if !m.body.is_empty() {
+                    kv.put(RETAINED_NS, t.as_bytes(), encode_retained(&m))
+                        .await?;
+                    n += 1;
+                }
+            }
+            system_topic::mark_imported(&self.broker, LEGACY_RETAINED_TOPIC).await?;
+            tracing::info!(
+                retained = n,
+                "imported the MQTT retained messages of the old system topic"
+            );
+        }
         let mut map = self.retained.write();
-        for m in all {
-            let Some(t) = m.properties.get(PROP_TOPIC).cloned() else {
-                continue;
-            };
-            if m.body.is_empty() {
-                map.remove(&t);
-            } else {
-                map.insert(t, m);
+        let mut after: Option<Bytes> = None;
+        loop {
+            let page = kv.scan(RETAINED_NS, b"", after.as_deref(), 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, v) in page {
+                match (String::from_utf8(k.to_vec()), decode_retained(&v)) {
+                    (Ok(t), Some(m)) => {
+                        map.insert(t, m);
+                    }
+                    _ => tracing::warn!("skipping an unreadable MQTT retained message"),
+                }
             }
         }
         tracing::info!(retained = map.len(), "MQTT retained messages loaded");
@@ -230,92 +261,32 @@ impl Shared {
         {
             return Err(Refused(PubAckReason::QuotaExceeded));
         }
-        self.ensure_system_topic(RETAINED_TOPIC)?;
-        let mut r = m.clone();
-        r.topic = RETAINED_TOPIC.into();
-        match self.broker.producer().send(r.into()).await {
-            Ok(receipt) => {
+        let kv = self.broker.kv();
+        let now = rocketgate_core::now_ms();
+        let stored = stored(m, now);
+        let written = if m.body.is_empty() {
+            kv.delete(RETAINED_NS, topic_name.as_bytes()).await
+        } else {
+            kv.put(RETAINED_NS, topic_name.as_bytes(), encode_retained(&stored))
+                .await
+        };
+        match written {
+            Ok(_) => {
                 let mut map = self.retained.write();
                 if m.body.is_empty() {
                     map.remove(topic_name);
                 } else {
-                    map.insert(topic_name.to_owned(), stored(m, &receipt));
+                    map.insert(topic_name.to_owned(), stored);
                 }
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "could not store a retained message");
+                if matches!(e.kind(), ErrorKind::Internal | ErrorKind::Unavailable) {
+                    tracing::error!(error = %e, "could not store a retained message");
+                }
                 Err(Refused(crate::error::publish_reason(&e)))
             }
         }
-    }
-
-    fn ensure_system_topic(&self, name: &str) -> Result<(), Refused> {
-        if self.known_topics.lock().contains(name) {
-            return Ok(());
-        }
-        system_topic::ensure(&self.broker, name)
-            .map_err(|e| Refused(crate::error::publish_reason(&e)))?;
-        self.known_topics.lock().insert(name.to_owned());
-        Ok(())
-    }
-
-    /// Appends a fresh copy of at most `max` live retained messages whose stored copy is at
-    /// least `age_ms` old (expired ones are left to age out), so they outlive the CommitLog
-    /// retention. Each copy is written under the topic's write lock after re-reading the live
-    /// entry, so a concurrent clear or replacement is ordered after it (latest wins on load)
-    /// and a cleared topic is never rewritten. Returns the number of copies; stops at the
-    /// first core error.
-    pub async fn refresh_retained(&self, age_ms: i64, max: usize) -> usize {
-        let stale = |m: &StoredMessage, now: i64| {
-            let expired = m
-                .properties
-                .get(PROP_EXPIRES_AT)
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|at| at <= now);
-            !expired && now.saturating_sub(m.store_timestamp_ms) >= age_ms
-        };
-        let now = rocketgate_core::now_ms();
-        let topics: Vec<String> = self
-            .retained
-            .read()
-            .iter()
-            .filter(|(_, m)| stale(m, now))
-            .take(max)
-            .map(|(t, _)| t.clone())
-            .collect();
-        let mut n = 0;
-        for t in topics {
-            let _write = self.retain_write_lock(&t).lock().await;
-            let now = rocketgate_core::now_ms();
-            let Some(live) = self
-                .retained
-                .read()
-                .get(&t)
-                .filter(|m| stale(m, now))
-                .cloned()
-            else {
-                continue;
-            };
-            let mut copy = Message::new(RETAINED_TOPIC, live.body.clone());
-            copy.properties = live.properties.clone();
-            match self.broker.producer().send(copy.into()).await {
-                Ok(r) => {
-                    if let Some(e) = self.retained.write().get_mut(&t) {
-                        e.message_id = r.message_id;
-                        e.queue_offset = r.queue_offset;
-                        e.physical_offset = r.physical_offset;
-                        e.store_timestamp_ms = r.store_timestamp_ms;
-                    }
-                    n += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not refresh an MQTT retained message");
-                    break;
-                }
-            }
-        }
-        n
     }
 
     /// Retained messages whose MQTT topic matches `filter`.
@@ -329,16 +300,17 @@ impl Shared {
     }
 }
 
-fn stored(m: &Message, r: &rocketgate_core::SendReceipt) -> StoredMessage {
+/// A retained message as kept in memory and handed to deliveries.
+fn stored(m: &Message, stored_at_ms: i64) -> StoredMessage {
     StoredMessage {
-        message_id: r.message_id.clone(),
+        message_id: String::new(),
         topic: m.topic.clone(),
-        queue_id: r.queue_id,
-        queue_offset: r.queue_offset,
-        physical_offset: r.physical_offset,
+        queue_id: 0,
+        queue_offset: 0,
+        physical_offset: 0,
         size: 0,
-        store_timestamp_ms: r.store_timestamp_ms,
-        born_timestamp_ms: r.store_timestamp_ms,
+        store_timestamp_ms: stored_at_ms,
+        born_timestamp_ms: stored_at_ms,
         born_host: None,
         tag: None,
         keys: Vec::new(),
@@ -347,5 +319,57 @@ fn stored(m: &Message, r: &rocketgate_core::SendReceipt) -> StoredMessage {
         body: m.body.clone(),
         reconsume_times: 0,
         flags: 0,
+    }
+}
+
+/// The KV value of a retained message (layout in the module doc).
+fn encode_retained(m: &StoredMessage) -> Bytes {
+    let props = serde_json::to_vec(&m.properties).unwrap_or_default();
+    let mut out = Vec::with_capacity(13 + props.len() + m.body.len());
+    out.push(1);
+    out.extend_from_slice(&m.store_timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&(props.len() as u32).to_le_bytes());
+    out.extend_from_slice(&props);
+    out.extend_from_slice(&m.body);
+    Bytes::from(out)
+}
+
+/// A retained message from its KV value, `None` if it does not decode.
+fn decode_retained(v: &Bytes) -> Option<StoredMessage> {
+    if *v.first()? != 1 {
+        return None;
+    }
+    let at = i64::from_le_bytes(v.get(1..9)?.try_into().ok()?);
+    let n = u32::from_le_bytes(v.get(9..13)?.try_into().ok()?) as usize;
+    let properties: BTreeMap<String, String> =
+        serde_json::from_slice(v.get(13..13usize.checked_add(n)?)?).ok()?;
+    let topic = topic::core_topic_of_name(properties.get(PROP_TOPIC)?)
+        .ok()?
+        .to_owned();
+    let mut m = Message::new(topic, v.slice(13 + n..));
+    m.properties = properties;
+    Some(stored(&m, at))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn a_retained_message_round_trips_through_its_kv_value() {
+        let mut m = rocketgate_core::Message::new("news", "payload");
+        m.properties
+            .insert(super::PROP_TOPIC.into(), "news/a".into());
+        m.properties.insert("k".into(), "v".into());
+        let s = super::stored(&m, 42);
+        let back = super::decode_retained(&super::encode_retained(&s)).unwrap();
+        assert_eq!(
+            (back.topic.as_str(), &back.body[..]),
+            ("news", &b"payload"[..])
+        );
+        assert_eq!(
+            (back.properties, back.store_timestamp_ms),
+            (m.properties, 42)
+        );
+        assert!(super::decode_retained(&bytes::Bytes::from_static(b"\x02")).is_none());
     }
 }

@@ -1,8 +1,8 @@
 //! The server's configuration: one TOML file (optional), then `ROCKETGATE_*` environment
 //! variables, then command-line flags, in increasing priority.
 //!
-//! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]` for
-//! the core, `[broker]` for the broker's identity and registration, and one section per
+//! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]`,
+//! `[kv]` for the core, `[broker]` for the broker's identity and registration, and one section per
 //! listener that owns its listen address and on/off switch beside the listener crate's own
 //! settings: `[nameserver]` (`listen`), `[grpc]` (`listen`; always on), `[http]` (`enabled`,
 //! `listen`), `[mqtt]` (`enabled`, `listen`, `ws_listen`); see `config/section.rs`; documented
@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub timer: rocketgate_core::config::TimerConfig,
     /// `[transaction]`.
     pub transaction: rocketgate_core::config::TransactionConfig,
+    /// `[kv]`: the KV store of small durable state.
+    pub kv: rocketgate_core::KvConfig,
     /// `[nameserver]`: where `rocketgate nameserver` (and `standalone`'s) listens, route expiry
     /// and limits.
     pub nameserver: NameServerSection,
@@ -114,6 +116,7 @@ struct FileConfig {
     consumer: rocketgate_core::ConsumerConfig,
     timer: rocketgate_core::config::TimerConfig,
     transaction: rocketgate_core::config::TransactionConfig,
+    kv: rocketgate_core::KvConfig,
     nameserver: Written<ListenKeys, rocketgate_nameserver::Config>,
     broker: BrokerSection,
     grpc: Written<ListenKeys, rocketgate_gateway_grpc::MessagingConfig>,
@@ -145,6 +148,7 @@ impl FileConfig {
             consumer: self.consumer,
             timer: self.timer,
             transaction: self.transaction,
+            kv: self.kv,
             nameserver: self.nameserver.into(),
             broker: self.broker,
             grpc: self.grpc.into(),
@@ -206,6 +210,7 @@ impl ServerConfig {
             consumer: self.consumer.clone(),
             timer: self.timer.clone(),
             transaction: self.transaction.clone(),
+            kv: self.kv.clone(),
         }
     }
 }

@@ -47,6 +47,7 @@ pub(super) fn code_of(err: &Error) -> Code {
         Reason::IllegalDeliveryTime => Code::IllegalDeliveryTime,
         Reason::InvalidTransactionId => Code::InvalidTransactionId,
         Reason::Forbidden => Code::Forbidden,
+        Reason::QuotaExceeded => Code::TooManyRequests,
         reason => match reason.kind() {
             ErrorKind::NotFound => Code::NotFound,
             ErrorKind::InvalidArgument | ErrorKind::AlreadyExists | ErrorKind::Conflict => {

@@ -6,6 +6,6 @@ mod support;
 
 mod basics;
 mod malformed;
-mod refresh;
+mod retention;
 mod sessions;
 mod v5;
