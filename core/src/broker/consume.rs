@@ -56,17 +56,23 @@ pub(super) fn millis(d: Duration) -> u64 {
 
 impl Broker {
     pub(super) fn resolve_group(&self, name: &str) -> Result<Arc<Group>> {
-        if let Some(g) = self.inner.groups.get(name) {
+        if let Some(g) = self.inner.consumption.groups.get(name) {
             return Ok(g);
         }
         validate_group_name(name)?;
         if !self.inner.config.consumer.auto_create_groups {
             return Err(Error::GroupNotFound(name.to_owned()));
         }
-        match self.inner.groups.upsert(GroupConfig::new(name), false) {
+        match self
+            .inner
+            .consumption
+            .groups
+            .upsert(GroupConfig::new(name), false)
+        {
             Ok(g) => Ok(g),
             Err(Error::GroupExists(_)) => self
                 .inner
+                .consumption
                 .groups
                 .get(name)
                 .ok_or_else(|| Error::GroupNotFound(name.to_owned())),
@@ -196,7 +202,7 @@ impl Broker {
     }
 
     pub(super) fn existing_group(&self, name: &str) -> Result<Arc<Group>> {
-        match self.inner.groups.get(name) {
+        match self.inner.consumption.groups.get(name) {
             Some(g) => Ok(g),
             None => {
                 validate_group_name(name)?;
@@ -231,7 +237,7 @@ impl Broker {
         out: &mut Vec<Delivery>,
         expired: &mut Vec<(String, u32, Expired)>,
     ) -> Result<(Option<i64>, bool)> {
-        let state = self.inner.consumers.topic_pop(group, topic);
+        let state = self.inner.consumption.consumers.topic_pop(group, topic);
         let mut tp = state.lock();
         let src = StoreSource {
             store: &self.inner.store,
@@ -239,7 +245,7 @@ impl Broker {
         };
         let start = tp.rotation;
         tp.rotation = tp.rotation.wrapping_add(1);
-        let mut seq = || self.inner.consumers.next_seq();
+        let mut seq = || self.inner.consumption.consumers.next_seq();
         let mut exp = Vec::new();
         let mut more = false;
         for i in 0..queue_count {
@@ -270,7 +276,7 @@ impl Broker {
             message.topic = origin;
         }
         PoppedMessage {
-            receipt_handle: self.inner.receipts.encode(group, &receipt),
+            receipt_handle: self.inner.consumption.receipts.encode(group, &receipt),
             attempt: d.attempt,
             invisible_until_ms: d.deadline_ms,
             message,
@@ -286,9 +292,10 @@ impl Broker {
         Receipt,
         Arc<parking_lot::Mutex<super::consumer_state::TopicPop>>,
     )> {
-        let r = self.inner.receipts.decode(group, handle)?;
+        let r = self.inner.consumption.receipts.decode(group, handle)?;
         let state = self
             .inner
+            .consumption
             .consumers
             .existing_topic_pop(group, &r.topic)
             .ok_or(Error::InvalidReceiptHandle("not in flight"))?;
@@ -317,7 +324,7 @@ impl Broker {
     /// Replays the ack journal from the loaded snapshot's position (at open).
     pub(super) fn replay_ack_journal(&self) -> Result<u64> {
         let store = &self.inner.store;
-        let mut at = self.inner.consumers.journal_offset();
+        let mut at = self.inner.consumption.consumers.journal_offset();
         let mut replayed = 0u64;
         loop {
             let batch = store
@@ -327,7 +334,7 @@ impl Broker {
             at = last.queue_offset + 1;
             for m in &batch {
                 for (group, topic, queue_id, offset) in parse_journal(&m.body) {
-                    let state = self.inner.consumers.topic_pop(group, topic);
+                    let state = self.inner.consumption.consumers.topic_pop(group, topic);
                     state.lock().queue(queue_id).replay_ack(offset);
                     replayed += 1;
                 }

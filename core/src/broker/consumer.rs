@@ -53,7 +53,21 @@ use std::time::Duration;
 #[allow(unused_imports)]
 use tokio::time::Instant;
 
-/// Consumption: pull by offset and by group, pop / ack / nack / invisibility, offsets, clients and queue assignment, lag.
+/// What [`Consumer`] and [`Groups`] own: the group table, committed offsets and pop state,
+/// receipt-handle keys, live clients, the retry backoff, and the two workers that persist the
+/// consumer state (`rg-offsets`) and revive expired pops (`rg-revive`).
+pub(super) struct ConsumptionState {
+    pub(super) groups: super::consumer_group::GroupRegistry,
+    pub(super) consumers: super::consumer_state::ConsumerState,
+    pub(super) receipts: super::receipt::ReceiptKeys,
+    pub(super) clients: super::assignment::Clients,
+    pub(super) retry_backoff_ms: Vec<u64>,
+    pub(super) persister: super::worker::Worker,
+    pub(super) reviver: super::worker::Worker,
+}
+
+/// Consumption: pull by offset and by group, pop / ack / nack / invisibility, offsets, clients
+/// and queue assignment, lag.
 #[derive(Clone, Copy)]
 pub struct Consumer<'a> {
     pub(super) broker: &'a Broker,
@@ -74,7 +88,7 @@ impl Consumer<'_> {
         invisible: Duration,
     ) -> Result<()> {
         self.broker.readable_topic(topic)?;
-        if self.broker.inner.groups.get(group).is_none() {
+        if self.broker.inner.consumption.groups.get(group).is_none() {
             validate_group_name(group)?;
             if !self.broker.inner.config.consumer.auto_create_groups {
                 return Err(Error::GroupNotFound(group.to_owned()));
@@ -142,6 +156,7 @@ impl Consumer<'_> {
         self.broker.resolve_group(group)?;
         self.broker
             .inner
+            .consumption
             .consumers
             .commit(group, topic, queue_id, offset);
         Ok(())
@@ -157,6 +172,7 @@ impl Consumer<'_> {
         Ok(self
             .broker
             .inner
+            .consumption
             .consumers
             .committed(group, topic, queue_id))
     }
@@ -179,7 +195,11 @@ impl Consumer<'_> {
         let mut out = Vec::new();
         for q in 0..t.config.queue_count {
             let offset = reads.queue_offset_for_time(topic, q, timestamp_ms)?;
-            self.broker.inner.consumers.commit(group, topic, q, offset);
+            self.broker
+                .inner
+                .consumption
+                .consumers
+                .commit(group, topic, q, offset);
             out.push(CommittedOffset {
                 queue_id: q,
                 offset,
@@ -219,6 +239,7 @@ impl Consumer<'_> {
         let mut changes = self
             .broker
             .inner
+            .consumption
             .consumers
             .topic_pop(&req.group, &req.topic)
             .lock()
@@ -362,7 +383,7 @@ impl Consumer<'_> {
     ) -> Result<String> {
         let ms = self.broker.check_invisible(invisible)?;
         let (r, state) = self.broker.in_flight(group, handle)?;
-        let seq = self.broker.inner.consumers.next_seq();
+        let seq = self.broker.inner.consumption.consumers.next_seq();
         let deadline_ms = self.broker.inner.clock.now_ms() + ms;
         let mut tp = state.lock();
         tp.notify_change();
@@ -373,7 +394,7 @@ impl Consumer<'_> {
                     "no longer current: acknowledged, redelivered or changed",
                 )
             })?;
-        Ok(self.broker.inner.receipts.encode(
+        Ok(self.broker.inner.consumption.receipts.encode(
             group,
             &Receipt {
                 seq,
@@ -390,18 +411,26 @@ impl Consumer<'_> {
     pub fn heartbeat(self, group: &str, client_id: &str) -> Result<()> {
         self.broker.resolve_group(group)?;
         validate_client_id(client_id)?;
-        self.broker.inner.clients.heartbeat(group, client_id);
+        self.broker
+            .inner
+            .consumption
+            .clients
+            .heartbeat(group, client_id);
         Ok(())
     }
 
     /// Removes a client from its group at once (clean shutdown of the client).
     pub fn unregister_client(self, group: &str, client_id: &str) {
-        self.broker.inner.clients.remove(group, client_id);
+        self.broker
+            .inner
+            .consumption
+            .clients
+            .remove(group, client_id);
     }
 
     /// Live clients of a group.
     pub fn clients(self, group: &str) -> Vec<String> {
-        self.broker.inner.clients.live(group)
+        self.broker.inner.consumption.clients.live(group)
     }
 
     /// The queues of `topic` that `client_id` should consume: an even, stable share among the
@@ -412,7 +441,7 @@ impl Consumer<'_> {
     pub fn assignment(self, group: &str, topic: &str, client_id: &str) -> Result<Vec<u32>> {
         let t = self.broker.readable_topic(topic)?;
         self.broker.consumer().heartbeat(group, client_id)?;
-        let live = self.broker.inner.clients.live(group);
+        let live = self.broker.inner.consumption.clients.live(group);
         Ok(assignment::allocate(t.config.queue_count, &live, client_id))
     }
 
@@ -424,11 +453,21 @@ impl Consumer<'_> {
     pub fn lag(self, group: &str, topic: &str) -> Result<Vec<QueueLag>> {
         let t = self.broker.topic(topic)?;
         self.broker.existing_group(group)?;
-        let pops = self.broker.inner.consumers.existing_topic_pop(group, topic);
+        let pops = self
+            .broker
+            .inner
+            .consumption
+            .consumers
+            .existing_topic_pop(group, topic);
         let mut out = Vec::new();
         for q in 0..t.config.queue_count {
             let (min, max) = self.broker.inner.store.dispatched().queue_range(topic, q);
-            let committed = self.broker.inner.consumers.committed(group, topic, q);
+            let committed = self
+                .broker
+                .inner
+                .consumption
+                .consumers
+                .committed(group, topic, q);
             let (unacked, inflight) = match &pops {
                 Some(p) => {
                     let mut p = p.lock();
@@ -465,7 +504,7 @@ impl Consumer<'_> {
             .dispatched()
             .queue_range(ACK_JOURNAL_TOPIC, 0)
             .1;
-        self.broker.inner.consumers.persist(journal)
+        self.broker.inner.consumption.consumers.persist(journal)
     }
 
     /// Reads up to `max` messages of one queue from `offset` (no consumer group involved).
@@ -553,7 +592,7 @@ impl Consumer<'_> {
         if fifo && !e.dead {
             // In place: visible again after the delay, before any later message of its group.
             let wait = delay_ms.unwrap_or_else(|| self.broker.backoff_ms(e.attempts)) as i64;
-            let seq = self.broker.inner.consumers.next_seq();
+            let seq = self.broker.inner.consumption.consumers.next_seq();
             let mut tp = state.lock();
             tp.notify_change();
             let _ = tp

@@ -114,7 +114,7 @@ impl DeadLetters<'_> {
         self.broker.existing_group(group)?;
         let topic = dlq_topic(group);
         self.broker.inner.store.delete_queues(&topic)?;
-        self.broker.inner.consumers.forget_topic(&topic);
+        self.broker.inner.consumption.consumers.forget_topic(&topic);
         Ok(())
     }
 }

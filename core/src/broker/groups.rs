@@ -51,7 +51,7 @@ impl Groups<'_> {
     pub fn topics(self, group: &str) -> Result<Vec<String>> {
         let g = self.broker.existing_group(group)?;
         let mut topics: BTreeSet<String> = g.config.subscriptions.keys().cloned().collect();
-        topics.extend(self.broker.inner.consumers.group_topics(group));
+        topics.extend(self.broker.inner.consumption.consumers.group_topics(group));
         Ok(topics
             .into_iter()
             .filter(|t| !t.starts_with(SYSTEM_TOPIC_PREFIX) && !t.starts_with(DLQ_PREFIX))
@@ -72,6 +72,7 @@ impl Groups<'_> {
         Ok(self
             .broker
             .inner
+            .consumption
             .groups
             .upsert(config, false)?
             .config
@@ -85,6 +86,7 @@ impl Groups<'_> {
     pub fn get(self, name: &str) -> Result<GroupConfig> {
         self.broker
             .inner
+            .consumption
             .groups
             .get(name)
             .map(|g| g.config.clone())
@@ -93,7 +95,7 @@ impl Groups<'_> {
 
     /// All groups.
     pub fn list(self) -> Vec<GroupConfig> {
-        self.broker.inner.groups.list()
+        self.broker.inner.consumption.groups.list()
     }
 
     /// Deletes a group with its offsets and pop state.
@@ -101,8 +103,8 @@ impl Groups<'_> {
     /// # Errors
     /// [`Error::GroupNotFound`], [`Error::Metadata`].
     pub fn delete(self, name: &str) -> Result<()> {
-        self.broker.inner.groups.delete(name)?;
-        self.broker.inner.consumers.forget_group(name);
+        self.broker.inner.consumption.groups.delete(name)?;
+        self.broker.inner.consumption.consumers.forget_group(name);
         Ok(())
     }
 
@@ -120,7 +122,7 @@ impl Groups<'_> {
         }
         let mut config = g.config.clone();
         config.subscriptions.insert(topic.to_owned(), expression);
-        self.broker.inner.groups.upsert(config, true)?;
+        self.broker.inner.consumption.groups.upsert(config, true)?;
         Ok(())
     }
 
@@ -145,6 +147,7 @@ impl Groups<'_> {
         Ok(self
             .broker
             .inner
+            .consumption
             .groups
             .upsert(config, true)?
             .config

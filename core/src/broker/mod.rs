@@ -15,8 +15,12 @@
 //!         └─ settings()     Settings      settings_map.rs
 //! ```
 //!
-//! A service is a borrowed view (`Copy`, methods take `self`); its state is a group of fields of
-//! the shared `Inner` below, its helpers an `impl Broker` block in the modules on the right.
+//! A service is a borrowed view (`Copy`, methods take `self`); its state is one field of the
+//! shared `Inner` below, a struct that owns its data and its worker: `topics` (the table and its
+//! change counter), `consumption` (groups, offsets and pop state, receipt keys, clients, the
+//! persister and revival workers), `timer` (scheduled messages, the delivery worker),
+//! `transactions` (pending halves, checkers, the check-back worker). Helpers are `impl Broker`
+//! blocks in the modules on the right.
 //! This module owns what every service shares: opening (recovery, the internal topics, the
 //! workers), shutdown, the topic lookup, queue selection, id assignment and the append of a
 //! validated message (`validate_send`, `prepare`, `store_message`).
@@ -99,31 +103,25 @@ struct Inner {
     clock: Arc<dyn crate::clock::Clock>,
     store: Store,
     kv: Arc<crate::kv::KvStore>,
+    /// The state of [`Topics`]: the topic table and its change counter.
     topics: TopicRegistry,
-    groups: GroupRegistry,
-    consumers: ConsumerState,
-    receipts: ReceiptKeys,
-    clients: Clients,
+    /// The state of [`Consumer`] and [`Groups`], with their two workers.
+    consumption: consumer::ConsumptionState,
+    /// The state of [`Scheduler`]: scheduled messages and the delivery worker.
     timer: Timer,
-    retry_backoff_ms: Vec<u64>,
+    /// The state of [`Transactions`]: pending halves, checkers, the check-back worker.
     transactions: TransactionState,
-    /// Bumped after every change of a user topic (see [`Topics::changed`]).
-    topics_version: tokio::sync::watch::Sender<u64>,
-    persister: Worker,
-    timer_worker: Worker,
-    transaction_worker: Worker,
-    reviver: Worker,
 }
 
 impl Inner {
     fn stop_workers(&self) {
-        self.reviver.stop();
-        self.transaction_worker.stop();
-        self.timer_worker.stop();
+        self.consumption.reviver.stop();
+        self.transactions.worker.stop();
+        self.timer.worker.stop();
         if let Err(e) = self.timer.persist() {
             tracing::error!(error = %e, "could not persist the timer progress");
         }
-        self.persister.stop();
+        self.consumption.persister.stop();
     }
 }
 
@@ -131,7 +129,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.stop_workers();
         let journal = self.store.dispatched().queue_range(ACK_JOURNAL_TOPIC, 0).1;
-        if let Err(e) = self.consumers.persist(journal) {
+        if let Err(e) = self.consumption.consumers.persist(journal) {
             tracing::error!(error = %e, "could not persist consumer offsets at shutdown");
         }
     }
@@ -252,18 +250,17 @@ impl Broker {
                 store,
                 kv,
                 topics,
-                groups,
-                consumers,
-                receipts,
-                clients,
+                consumption: consumer::ConsumptionState {
+                    groups,
+                    consumers,
+                    receipts,
+                    clients,
+                    retry_backoff_ms,
+                    persister: Worker::default(),
+                    reviver: Worker::default(),
+                },
                 timer,
-                retry_backoff_ms,
                 transactions,
-                topics_version: tokio::sync::watch::channel(0).0,
-                persister: Worker::default(),
-                timer_worker: Worker::default(),
-                transaction_worker: Worker::default(),
-                reviver: Worker::default(),
             }),
         };
         let replayed = broker.replay_ack_journal()?;
@@ -278,27 +275,31 @@ impl Broker {
         let inner = &self.inner;
         let every = Duration::from_millis(inner.config.consumer.offset_persist_interval_ms);
         inner
+            .consumption
             .persister
             .start("rg-offsets", inner, move |inner| async move {
                 let journal = inner.store.dispatched().queue_range(ACK_JOURNAL_TOPIC, 0).1;
-                if let Err(e) = inner.consumers.persist(journal) {
+                if let Err(e) = inner.consumption.consumers.persist(journal) {
                     tracing::error!(error = %e, "could not persist consumer offsets");
                 }
                 every
             })?;
         inner
-            .timer_worker
+            .timer
+            .worker
             .start("rg-timer", inner, |inner| async move {
                 timer::tick(&inner).await
             })?;
         inner
-            .transaction_worker
+            .transactions
+            .worker
             .start("rg-transactions", inner, |inner| async move {
                 let broker = Broker { inner };
                 broker.transaction_tick().await;
                 Duration::from_millis(200)
             })?;
         inner
+            .consumption
             .reviver
             .start("rg-revive", inner, |inner| async move {
                 Broker { inner }.revive_all().await;
@@ -324,10 +325,10 @@ impl Broker {
     pub fn wake_workers(&self) {
         let i = &self.inner;
         for w in [
-            &i.timer_worker,
-            &i.reviver,
-            &i.transaction_worker,
-            &i.persister,
+            &i.timer.worker,
+            &i.consumption.reviver,
+            &i.transactions.worker,
+            &i.consumption.persister,
         ] {
             w.wake();
         }
@@ -540,7 +541,7 @@ impl Broker {
         };
         let appended = self.inner.store.append(&draft, queue_id).await?;
         if deliver_at.is_some() {
-            self.inner.timer_worker.wake();
+            self.inner.timer.worker.wake();
         }
         Ok(SendReceipt {
             message_id: s.message_id.to_owned(),

@@ -37,7 +37,12 @@ impl Consumer<'_> {
         self.broker.resolve_group(group)?;
         let store = &self.broker.inner.store;
         let reads = store.visible().await?;
-        let state = self.broker.inner.consumers.topic_pop(group, topic);
+        let state = self
+            .broker
+            .inner
+            .consumption
+            .consumers
+            .topic_pop(group, topic);
         let mut tp = state.lock();
         for queue_id in 0..queue_count {
             let (_, max) = reads.queue_range(topic, queue_id);

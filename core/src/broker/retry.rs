@@ -69,8 +69,8 @@ impl Broker {
     /// One sweep of the reviver worker (`rg-revive`, every second): moves expired in-flight
     /// messages of every group and topic even when no consumer is popping.
     pub(super) async fn revive_all(&self) {
-        for (group, topic) in self.inner.consumers.pop_keys() {
-            let Some(g) = self.inner.groups.get(&group) else {
+        for (group, topic) in self.inner.consumption.consumers.pop_keys() {
+            let Some(g) = self.inner.consumption.groups.get(&group) else {
                 continue;
             };
             let Some(t) = self.inner.topics.get(&topic) else {
@@ -113,7 +113,7 @@ impl Broker {
 
     /// The retry backoff before attempt `attempts + 1` (ms).
     pub(super) fn backoff_ms(&self, attempts: u32) -> u64 {
-        let b = &self.inner.retry_backoff_ms;
+        let b = &self.inner.consumption.retry_backoff_ms;
         let i = (attempts.max(1) as usize - 1).min(b.len().saturating_sub(1));
         b.get(i).copied().unwrap_or(0)
     }
@@ -231,7 +231,7 @@ impl Broker {
             .await?;
         }
         let acked = {
-            let state = self.inner.consumers.topic_pop(name, topic);
+            let state = self.inner.consumption.consumers.topic_pop(name, topic);
             let mut tp = state.lock();
             // A dead-lettered FIFO head frees its group: wake pops waiting for it.
             tp.notify_change();

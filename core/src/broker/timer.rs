@@ -88,6 +88,8 @@ pub struct Timer {
     pub(super) schedule: Mutex<Schedule>,
     /// When the progress was last persisted and the retention floor last published.
     pub(super) housekeeping: Mutex<(Instant, Option<Instant>)>,
+    /// The delivery worker (`rg-timer`).
+    pub(super) worker: super::worker::Worker,
 }
 
 impl std::fmt::Debug for Timer {
@@ -142,6 +144,7 @@ impl Timer {
             persist_every: Duration::from_millis(config.persist_interval_ms),
             schedule: Mutex::new(s),
             housekeeping: Mutex::new((Instant::now(), None)),
+            worker: super::worker::Worker::default(),
         })
     }
 

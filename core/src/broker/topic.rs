@@ -127,6 +127,8 @@ struct TopicsFile {
 pub struct TopicRegistry {
     path: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Bumped after every change of a user topic (see [`super::Topics::changed`]).
+    pub(super) version: tokio::sync::watch::Sender<u64>,
 }
 
 impl TopicRegistry {
@@ -154,6 +156,7 @@ impl TopicRegistry {
         Ok(Self {
             path,
             topics: RwLock::new(topics),
+            version: tokio::sync::watch::channel(0).0,
         })
     }
 

@@ -102,7 +102,7 @@ impl Topics<'_> {
     /// delete of a user topic, for whoever mirrors the topic table (the NameServer
     /// registration). Starts at 0 when the broker opens; only the latest value is kept.
     pub fn changed(self) -> tokio::sync::watch::Receiver<u64> {
-        self.broker.inner.topics_version.subscribe()
+        self.broker.inner.topics.version.subscribe()
     }
 
     /// Creates a topic.
@@ -167,7 +167,7 @@ impl Topics<'_> {
             self.broker.note_topics_changed();
         }
         self.broker.inner.store.delete_queues(name)?;
-        self.broker.inner.consumers.forget_topic(name);
+        self.broker.inner.consumption.consumers.forget_topic(name);
         tracing::info!(topic = %name, "topic deleted");
         Ok(())
     }
@@ -193,7 +193,8 @@ impl Topics<'_> {
 impl Broker {
     pub(super) fn note_topics_changed(&self) {
         self.inner
-            .topics_version
+            .topics
+            .version
             .send_modify(|v| *v = v.wrapping_add(1));
     }
 }

@@ -137,6 +137,8 @@ pub struct TransactionState {
     pub(super) checkers: Mutex<HashMap<String, Arc<dyn TransactionChecker>>>,
     pub(super) config: crate::config::TransactionConfig,
     pub(super) reconciled: std::sync::atomic::AtomicBool,
+    /// The check-back worker (`rg-transactions`).
+    pub(super) worker: super::worker::Worker,
 }
 
 impl std::fmt::Debug for TransactionState {
@@ -217,6 +219,7 @@ impl TransactionState {
             checkers: Mutex::new(HashMap::new()),
             config,
             reconciled: std::sync::atomic::AtomicBool::new(false),
+            worker: super::worker::Worker::default(),
         })
     }
 

@@ -141,7 +141,7 @@ impl Transactions<'_> {
             .checkers
             .lock()
             .insert(producer_group.to_owned(), checker);
-        self.broker.inner.transaction_worker.wake();
+        self.broker.inner.transactions.worker.wake();
     }
 
     /// Removes the checker of a producer group.
