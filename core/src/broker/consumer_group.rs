@@ -1,5 +1,6 @@
-//! Consumer groups: their configuration and subscriptions, persisted in
-//! `<data_dir>/config/groups.json`.
+//! Consumer groups: their configuration and subscriptions, persisted in the KV store
+//! (namespace `core.groups`, one record per group; `config/groups.json` of earlier versions is
+//! imported once, see `table.rs`).
 //!
 //! Owns: the group table. A group subscribes to topics with a filter expression; the
 //! subscription is what pop and push-style consumers of the group receive. Groups are created
@@ -8,7 +9,7 @@
 //! Concurrency: an `RwLock` around the table; changes are persisted before they are reported.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -78,20 +79,25 @@ struct GroupsFile {
 /// The group table.
 #[derive(Debug)]
 pub struct GroupRegistry {
-    path: PathBuf,
+    table: super::table::KvTable,
     groups: RwLock<BTreeMap<String, Arc<Group>>>,
 }
 
 impl GroupRegistry {
-    /// Loads `dir/groups.json`.
+    /// Loads the table from the KV store, importing `dir/groups.json` of an earlier version
+    /// once.
     ///
     /// # Errors
-    /// [`Error::Metadata`] for an unreadable file.
-    pub fn load(dir: &Path) -> Result<Self> {
-        let path = dir.join("groups.json");
-        let file: GroupsFile = meta_file::load(&path)?.unwrap_or_default();
+    /// [`Error::Metadata`] for an unreadable legacy file or record, KV faults.
+    pub fn load(kv: Arc<crate::kv::KvStore>, dir: &Path) -> Result<Self> {
+        let table = super::table::KvTable::new(kv, "core.groups");
+        table.import_legacy(&dir.join("groups.json"), |path| {
+            Ok(meta_file::load::<GroupsFile>(path)?
+                .map(|f| f.groups.into_iter().map(|c| (c.name.clone(), c)).collect()))
+        })?;
+        let configs: Vec<GroupConfig> = table.load()?;
         let mut groups = BTreeMap::new();
-        for c in file.groups {
+        for c in configs {
             let name = c.name.clone();
             match Group::new(c) {
                 Ok(g) => {
@@ -103,7 +109,7 @@ impl GroupRegistry {
             }
         }
         Ok(Self {
-            path,
+            table,
             groups: RwLock::new(groups),
         })
     }
@@ -132,14 +138,8 @@ impl GroupRegistry {
         if !replace && groups.contains_key(&group.config.name) {
             return Err(Error::GroupExists(group.config.name.clone()));
         }
-        let old = groups.insert(group.config.name.clone(), group.clone());
-        if let Err(e) = self.persist(&groups) {
-            match old {
-                Some(o) => groups.insert(group.config.name.clone(), o),
-                None => groups.remove(&group.config.name),
-            };
-            return Err(e);
-        }
+        self.table.put(&group.config.name, &group.config)?;
+        groups.insert(group.config.name.clone(), group.clone());
         Ok(group)
     }
 
@@ -149,22 +149,11 @@ impl GroupRegistry {
     /// [`Error::GroupNotFound`], [`Error::Metadata`].
     pub fn delete(&self, name: &str) -> Result<()> {
         let mut groups = self.groups.write();
-        let Some(old) = groups.remove(name) else {
+        if !groups.contains_key(name) {
             return Err(Error::GroupNotFound(name.to_owned()));
-        };
-        if let Err(e) = self.persist(&groups) {
-            groups.insert(name.to_owned(), old);
-            return Err(e);
         }
+        self.table.remove(name)?;
+        groups.remove(name);
         Ok(())
-    }
-
-    fn persist(&self, groups: &BTreeMap<String, Arc<Group>>) -> Result<()> {
-        meta_file::store(
-            &self.path,
-            &GroupsFile {
-                groups: groups.values().map(|g| g.config.clone()).collect(),
-            },
-        )
     }
 }

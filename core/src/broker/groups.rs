@@ -2,8 +2,8 @@
 //! subscriptions (filter expressions per topic, persisted) and retry policy (maximum delivery
 //! attempts), and the topics a group is involved in.
 //!
-//! State: the group table (`consumer_group::GroupRegistry`, `config/groups.json`, replaced
-//! atomically before a change returns). Groups are created on first use when
+//! State: the group table (`consumer_group::GroupRegistry`, one KV record per group, durable
+//! before a change returns). Groups are created on first use when
 //! `consumer.auto_create_groups` is on (RocketMQ's default).
 //!
 //! Who calls it: gateways. Concurrency: the registry's lock, held across a check and its

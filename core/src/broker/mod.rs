@@ -55,6 +55,7 @@ pub mod settings_map;
 pub mod sql_filter;
 mod storage;
 mod subscription;
+mod table;
 pub mod timer;
 pub mod topic;
 mod topics;
@@ -219,10 +220,10 @@ impl Broker {
     pub fn open_with_clock(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self> {
         config.validate()?;
         let meta = config.store.data_dir.join("config");
-        let topics = TopicRegistry::load(&meta)?;
-        let groups = GroupRegistry::load(&meta)?;
-        let receipts = ReceiptKeys::load_or_create(&meta)?;
-        let consumers = ConsumerState::load(&meta, clock.now_ms())?;
+        // The store first: it takes the data directory's lock, so a second process on the same
+        // directory is refused before it touches the KV store or the metadata.
+        let store = Store::open(config.store.clone())?;
+        std::fs::create_dir_all(&meta).map_err(|e| meta_file::meta_err(&meta, e))?;
         let kv = Arc::new(crate::kv::KvStore::open(
             &config.store.data_dir.join("kv"),
             crate::kv::Limits {
@@ -232,7 +233,10 @@ impl Broker {
             },
         )?);
         settings_map::import_json_files(&kv, &meta)?;
-        let store = Store::open(config.store.clone())?;
+        let topics = TopicRegistry::load(kv.clone(), &meta)?;
+        let groups = GroupRegistry::load(kv.clone(), &meta)?;
+        let receipts = ReceiptKeys::load_or_create(&meta)?;
+        let consumers = ConsumerState::load(&meta, clock.now_ms())?;
         for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
             if topics.get(internal).is_none() {
                 topics.create(TopicConfig::new(internal, 1))?;

@@ -951,3 +951,35 @@ mod manual_clock {
         assert_eq!(b.scheduler().pending(), 0);
     }
 }
+
+#[tokio::test]
+async fn topic_and_group_tables_of_an_earlier_version_are_imported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = dir.path().join("config");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::write(
+        meta.join("topics.json"),
+        r#"{"topics":[{"name":"old-orders","queue_count":3}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        meta.join("groups.json"),
+        r#"{"groups":[{"name":"old-group"}]}"#,
+    )
+    .unwrap();
+    {
+        let b = Broker::open(config(dir.path())).unwrap();
+        assert_eq!(b.topics().config("old-orders").unwrap().queue_count, 3);
+        assert!(b.groups().get("old-group").is_ok());
+        assert!(!meta.join("topics.json").exists(), "imported, then removed");
+        assert!(!meta.join("groups.json").exists());
+        b.topics().create(TopicConfig::new("new", 1)).unwrap();
+        b.topics().delete("old-orders").unwrap();
+        b.shutdown().unwrap();
+    }
+    // The KV store is the table now: changes after the import survive a restart.
+    let b = Broker::open(config(dir.path())).unwrap();
+    assert!(b.topics().config("old-orders").is_err());
+    assert_eq!(b.topics().config("new").unwrap().queue_count, 1);
+    assert!(b.groups().get("old-group").is_ok());
+}

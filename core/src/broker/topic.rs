@@ -1,15 +1,16 @@
-//! Topics: their configuration (queues, message type, permissions) and its persistence in
-//! `config/topics.json` under the data directory.
+//! Topics: their configuration (queues, message type, permissions) and its persistence in the
+//! KV store (namespace `core.topics`, one record per topic; `config/topics.json` of earlier
+//! versions is imported once, see `table.rs`).
 //!
-//! Owns: the topic table. Invariant: the file on disk is replaced atomically (temp file, fsync,
-//! rename, directory fsync) after every change, before the change is reported as done.
+//! Owns: the topic table. Invariant: a change is durable in the KV store before it is applied
+//! to the table and reported as done; a refused or failed write changes nothing.
 //!
 //! Concurrency: an `RwLock` around the table; lookups on the send path take the read lock.
 //! A change (create, update, delete) holds the write lock across its check and the persist, and
 //! swaps in a new `Arc<Topic>`: callers holding the old one keep a consistent (older) view.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -125,23 +126,26 @@ struct TopicsFile {
 /// The topic table.
 #[derive(Debug)]
 pub struct TopicRegistry {
-    path: PathBuf,
+    table: super::table::KvTable,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Bumped after every change of a user topic (see [`super::Topics::changed`]).
     pub(super) version: tokio::sync::watch::Sender<u64>,
 }
 
 impl TopicRegistry {
-    /// Loads the table from `dir/topics.json` (empty if absent).
+    /// Loads the table from the KV store (namespace `core.topics`, one record per topic),
+    /// importing `dir/topics.json` of an earlier version once.
     ///
     /// # Errors
-    /// [`Error::Metadata`] if the file exists but cannot be read or parsed.
-    pub fn load(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| meta_file::meta_err(dir, e))?;
-        let path = dir.join("topics.json");
-        let file: TopicsFile = meta_file::load(&path)?.unwrap_or_default();
-        let topics = file
-            .topics
+    /// [`Error::Metadata`] for an unreadable legacy file or record, KV faults.
+    pub fn load(kv: Arc<crate::kv::KvStore>, dir: &Path) -> Result<Self> {
+        let table = super::table::KvTable::new(kv, "core.topics");
+        table.import_legacy(&dir.join("topics.json"), |path| {
+            Ok(meta_file::load::<TopicsFile>(path)?
+                .map(|f| f.topics.into_iter().map(|c| (c.name.clone(), c)).collect()))
+        })?;
+        let configs: Vec<TopicConfig> = table.load()?;
+        let topics = configs
             .into_iter()
             .map(|c| {
                 (
@@ -154,7 +158,7 @@ impl TopicRegistry {
             })
             .collect();
         Ok(Self {
-            path,
+            table,
             topics: RwLock::new(topics),
             version: tokio::sync::watch::channel(0).0,
         })
@@ -188,11 +192,8 @@ impl TopicRegistry {
             config: config.clone(),
             round_robin: AtomicU64::new(0),
         });
+        self.table.put(&config.name, &config)?;
         topics.insert(config.name.clone(), topic.clone());
-        if let Err(e) = self.persist(&topics) {
-            topics.remove(&config.name);
-            return Err(e);
-        }
         Ok(topic)
     }
 
@@ -222,11 +223,8 @@ impl TopicRegistry {
             config,
             round_robin: AtomicU64::new(old.round_robin.load(Ordering::Relaxed)),
         });
+        self.table.put(name, &topic.config)?;
         topics.insert(name.to_owned(), topic.clone());
-        if let Err(e) = self.persist(&topics) {
-            topics.insert(name.to_owned(), old);
-            return Err(e);
-        }
         Ok((topic, true))
     }
 
@@ -236,20 +234,13 @@ impl TopicRegistry {
     /// [`Error::TopicNotFound`] or [`Error::Metadata`].
     pub fn delete(&self, name: &str) -> Result<TopicConfig> {
         let mut topics = self.topics.write();
-        let Some(t) = topics.remove(name) else {
+        if !topics.contains_key(name) {
             return Err(Error::TopicNotFound(name.to_owned()));
-        };
-        if let Err(e) = self.persist(&topics) {
-            topics.insert(name.to_owned(), t);
-            return Err(e);
         }
+        self.table.remove(name)?;
+        let t = topics
+            .remove(name)
+            .ok_or_else(|| Error::TopicNotFound(name.to_owned()))?;
         Ok(t.config.clone())
-    }
-
-    fn persist(&self, topics: &BTreeMap<String, Arc<Topic>>) -> Result<()> {
-        let file = TopicsFile {
-            topics: topics.values().map(|t| t.config.clone()).collect(),
-        };
-        meta_file::store(&self.path, &file)
     }
 }

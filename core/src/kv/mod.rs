@@ -42,9 +42,10 @@
 //!
 //! # Not yet here
 //!
-//! The `meta_file` users (topics.json, groups.json, timer and consumer state, receipt keys)
-//! still write their own JSON files under `<data_dir>/config/`; moving them onto this store is
-//! the next step. Writes are not refused by the CommitLog's disk watermark (`kv.max_total_bytes`
+//! The topic and group tables live here (`core.topics`, `core.groups`, see
+//! `broker/table.rs`). The high-churn snapshots (consumer offsets and pop state, timer progress)
+//! and the receipt-handle key (a secret kept in a 0600 file) still write their own files under
+//! `<data_dir>/config/`; moving the snapshots onto per-key records is the next step. Writes are not refused by the CommitLog's disk watermark (`kv.max_total_bytes`
 //! bounds them instead).
 //!
 //! # Callers and concurrency
