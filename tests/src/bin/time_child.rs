@@ -78,7 +78,7 @@ fn memory_line(at: &str) -> Line {
     }
 }
 
-async fn schedule(dir: &Path) -> anyhow::Result<()> {
+async fn schedule(dir: &Path) -> anyhow::Result<Option<Broker>> {
     let broker = open(time::config(dir, FlushMode::Sync))?;
     broker
         .topics()
@@ -95,10 +95,11 @@ async fn schedule(dir: &Path) -> anyhow::Result<()> {
         });
     }
     emit(Line::Ready);
-    Ok(())
+    // Kept open until the kill: a clean shutdown here would race the crash under test.
+    Ok(Some(broker))
 }
 
-async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<()> {
+async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<Option<Broker>> {
     let mut config = time::config(dir, FlushMode::Sync);
     config.transaction.check_first_ms = 600_000;
     let broker = open(config)?;
@@ -151,7 +152,8 @@ async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<()> {
             emit(Line::Committed { n });
         }
     }
-    Ok(())
+    // Kept open until the kill: a clean shutdown here would race the crash under test.
+    Ok(Some(broker))
 }
 
 async fn load(dir: &Path, n: u64, lead_ms: i64, spread_ms: u64, seed: u64) -> anyhow::Result<()> {
@@ -283,13 +285,18 @@ async fn main() -> anyhow::Result<()> {
     let run = match args[1].as_str() {
         "schedule" => schedule(&dir).await,
         "halves" => halves(&dir, arg(3)?, args.get(4).is_some_and(|a| a == "commit")).await,
-        "load" => load(&dir, arg(3)?, arg(4)? as i64, arg(5)?, arg(6)?).await,
+        "load" => load(&dir, arg(3)?, arg(4)? as i64, arg(5)?, arg(6)?)
+            .await
+            .map(|()| None),
         other => bail!("unknown mode {other}"),
     };
-    if let Err(e) = run {
-        emit(format!("ERR {e:#}"));
-        std::process::exit(2);
-    }
+    let _open = match run {
+        Ok(broker) => broker,
+        Err(e) => {
+            emit(format!("ERR {e:#}"));
+            std::process::exit(2);
+        }
+    };
     tokio::time::sleep(Duration::from_secs(120)).await;
     eprintln!("rg-time-child: not killed within 120 s, exiting");
     // Exit without a clean shutdown, like the kill this process was waiting for.
