@@ -77,8 +77,8 @@ pub use broker::consumer_group::GroupConfig;
 pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
 pub use broker::{
-    Broker, Consumer, DeadLetters, Groups, Kv, Producer, Queries, Scheduler, Settings, Storage,
-    Subscription, SubscriptionCredits, SubscriptionRequest, Topics, Transactions,
+    Broker, Consumer, Credits, DeadLetters, Groups, Kv, Producer, Queries, Scheduler, Settings,
+    Storage, Subscription, SubscriptionCredits, SubscriptionRequest, Topics, Transactions,
 };
 
 /// The store's record codec and ConsumeQueue, for core's own micro-benchmarks only

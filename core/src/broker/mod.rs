@@ -73,7 +73,7 @@ pub use self::queries::Queries;
 pub use self::scheduler::Scheduler;
 pub use self::settings_map::Settings;
 pub use self::storage::Storage;
-pub use self::subscription::{Subscription, SubscriptionCredits, SubscriptionRequest};
+pub use self::subscription::{Credits, Subscription, SubscriptionCredits, SubscriptionRequest};
 pub use self::topics::Topics;
 pub use self::transactions::Transactions;
 

@@ -40,7 +40,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use rocketgate_core::{
-    FilterExpression, PopRequest, SendRequest, Subscription as CoreSubscription,
+    Credits, FilterExpression, PopRequest, SendRequest, Subscription as CoreSubscription,
     SubscriptionCredits, SubscriptionRequest,
 };
 use serde::Deserialize;
@@ -542,7 +542,7 @@ impl Conn {
                 invisible,
                 wait: POLL.min(Duration::from_millis(consumer.max_wait_ms)),
             },
-            credits,
+            credits: Credits::Own(credits),
             max_buffered_bytes: consumer.max_pop_bytes,
         })?;
         let credits = sub.credit_handle();

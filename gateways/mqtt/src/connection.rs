@@ -18,9 +18,9 @@
 //! - `machine`: the state machine after CONNECT: `io::Input`s in, `io::Action`s out.
 //!   Its parts, one type each: `inbound` (client publishes being stored, Receive Maximum),
 //!   `outbound` (deliveries to the client: matching, window, backlog), `subscribe` (a
-//!   SUBSCRIBE in progress, coverage, wanted pop tasks), `alias` (v5 topic aliases).
+//!   SUBSCRIBE in progress, coverage, wanted delivery feeds), `alias` (v5 topic aliases).
 //! - `io`: the vocabulary between machine and driver.
-//! - `driver` (I/O): socket, buffers, timers, pop tasks, calls into the core; executes
+//! - `driver` (I/O): socket, buffers, timers, delivery feeds, calls into the core; executes
 //!   actions and feeds completions back.
 //!
 //! Why storing a client PUBLISH is an action with a completion event (not an await inside
@@ -39,7 +39,8 @@
 //! under its guard (waiting at most 3 s for a previous connection to give it up).
 //!
 //! Called by `server` for every accepted TCP or WebSocket stream. Concurrency: one task per
-//! connection (the caller's); the driver spawns the pop tasks, the core acknowledgements and
+//! connection (the caller's); the driver spawns the delivery feeds (core subscriptions and their
+//! forwarding tasks), the core acknowledgements and
 //! a delayed will. The session guard (a `tokio::sync::Mutex`) is held from takeover to close.
 
 use std::sync::Arc;

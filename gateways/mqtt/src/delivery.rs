@@ -1,24 +1,48 @@
-//! From the core to a session: the pop tasks that feed a connection, and the conversion of a
-//! stored message into the PUBLISH a subscriber receives.
+//! From the core to a session: the core subscriptions that feed a connection, and the
+//! conversion of a stored message into the PUBLISH a subscriber receives.
 //!
-//! Each (consumer group, RocketMQ topic) a connection reads has one pop task. It reserves
-//! channel slots *before* popping, so a popped message always has a place in the session's
-//! bounded queue (`max_queued_messages`): a slow subscriber makes its pop tasks wait, and the
-//! core keeps the rest. The message stays invisible to the group until the session
-//! acknowledges it (on PUBACK / PUBREC, or once written for QoS 0).
+//! Each (consumer group, RocketMQ topic) a connection reads is one core [`Subscription`] (the
+//! core's one delivery loop, `Consumer::subscribe`) and a small forwarding task that moves what
+//! it yields into the connection's [`Inbox`], the bounded channel the driver takes deliveries
+//! from. All of a connection's subscriptions pop against one shared credit pool: a popped
+//! message always has a place in the channel, a slow subscriber makes its loops wait, and the
+//! core keeps the rest. A message stays invisible to the group until the session acknowledges
+//! it (on PUBACK / PUBREC, or once written for QoS 0).
 //!
-//! Concurrency: pop tasks own nothing but their channel sender; the connection aborts them.
+//! Invariants:
+//! - The bound: messages popped from the core and not yet in the session (held by a core loop
+//!   for a pop in progress, waiting in a core subscription's buffer, or queued in the channel)
+//!   are at most the channel's capacity, `max(max_queued_messages, 32)`. The pool starts with
+//!   that many credits, every popped message spends one, and one goes back each time the
+//!   driver takes a delivery out of the channel ([`Inbox::recv`], [`Inbox::try_recv`]), where
+//!   the session's window (`max_inflight`) bounds it. So a connection has at most
+//!   capacity + window messages popped and unacknowledged, as with the pop tasks before.
+//! - The channel never refuses a forwarded delivery: it holds at most what was popped, which
+//!   the credits bound by its capacity; the forwarder puts it there without an await in
+//!   between, so aborting a forwarder loses no credit (a core subscription gives back what it
+//!   held when dropped).
+//! - Errors come in order with the messages: logged at debug; the core loop retries after
+//!   `RETRY_AFTER`, and a refusal that cannot heal ends that subscription (the driver starts it
+//!   again at its next refresh, on a topic or subscription change).
+//! - Pops use the connection's invisible time clamped to the broker's bounds, a wait of at most
+//!   20 s, and batches of 32 (4 for a shared group, so that members share a burst).
+//!
+//! Concurrency: forwarding tasks own their core subscription and a channel sender; the
+//! connection aborts them (a message popped and not yet forwarded then is redelivered after its
+//! invisible time, as a pop cut off by the end always was).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rocketgate_core::{
-    Broker, ErrorKind, FilterExpression, GroupConfig, PopRequest, StoredMessage,
+    Broker, Credits, ErrorKind, FilterExpression, GroupConfig, PopRequest, StoredMessage,
+    Subscription, SubscriptionCredits, SubscriptionRequest,
 };
 use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
 
 use crate::session::Delivery;
 use crate::shared::{
@@ -31,6 +55,8 @@ use crate::topic::{PROP_QOS, PROP_TOPIC};
 const POP_BATCH: usize = 32;
 /// Messages popped per pop of a shared group: small, so that members share a burst.
 const SHARED_POP_BATCH: usize = 4;
+/// The longest long-polling wait of one pop.
+const MAX_WAIT: Duration = Duration::from_secs(20);
 
 /// Creates a consumer group if missing; `true` when it was created now.
 pub fn ensure_group(broker: &Broker, name: &str) -> bool {
@@ -47,62 +73,116 @@ pub fn ensure_group(broker: &Broker, name: &str) -> bool {
     }
 }
 
-/// Starts a pop task feeding `tx`.
-pub fn spawn_poller(
-    broker: Broker,
-    group: Arc<str>,
-    topic: String,
-    shared: Option<Arc<str>>,
-    invisible: Duration,
+/// What a connection reads for one (group, topic) — see [`Inbox::subscribe`].
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// The consumer group.
+    pub group: Arc<str>,
+    /// The RocketMQ topic.
+    pub topic: String,
+    /// For a shared subscription: its raw filter.
+    pub shared: Option<Arc<str>>,
+    /// The session's invisible time (clamped to the broker's bounds).
+    pub invisible: Duration,
+}
+
+/// A connection's deliveries: the bounded channel its forwarding tasks fill and the credit pool
+/// their core subscriptions share (see the module doc for the bound).
+#[derive(Debug)]
+pub struct Inbox {
     tx: mpsc::Sender<Delivery>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let c = broker.config().consumer.clone();
-        let invisible = invisible.clamp(
+    rx: mpsc::Receiver<Delivery>,
+    credits: SubscriptionCredits,
+}
+
+impl Inbox {
+    /// An inbox of `capacity` deliveries (at least 1), and as many credits.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let credits = SubscriptionCredits::new(u32::try_from(capacity).unwrap_or(u32::MAX));
+        Self { tx, rx, credits }
+    }
+
+    /// The next delivery; its credit goes back to the pool (it is the session's now).
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        let d = self.rx.recv().await?;
+        self.credits.grant(1);
+        Some(d)
+    }
+
+    /// A delivery already queued, if any (its credit goes back to the pool).
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        let d = self.rx.try_recv().ok()?;
+        self.credits.grant(1);
+        Some(d)
+    }
+
+    /// Starts a core subscription for `feed` on the shared pool, and the task that forwards
+    /// what it yields into the channel; aborting the task ends both.
+    ///
+    /// # Errors
+    /// The core's refusal of the subscription (`Consumer::subscribe`).
+    pub fn subscribe(
+        &self,
+        broker: &Broker,
+        feed: Feed,
+    ) -> Result<JoinHandle<()>, rocketgate_core::Error> {
+        let c = &broker.config().consumer;
+        let invisible = feed.invisible.clamp(
             Duration::from_millis(c.min_invisible_ms),
             Duration::from_millis(c.max_invisible_ms),
         );
-        let wait = Duration::from_millis(c.max_wait_ms.min(20_000));
-        let batch = if shared.is_some() {
+        let batch = if feed.shared.is_some() {
             SHARED_POP_BATCH
         } else {
             POP_BATCH
         };
-        let max = batch.min(c.max_pop_batch.max(1));
-        loop {
-            let Ok(mut permits) = tx.reserve_many(max).await else {
-                return;
-            };
-            let req = PopRequest {
-                group: group.to_string(),
-                topic: topic.clone(),
+        let sub = broker.consumer().subscribe(SubscriptionRequest {
+            pop: PopRequest {
+                group: feed.group.to_string(),
+                topic: feed.topic.clone(),
                 filter: Some(FilterExpression::tag("*")),
-                max,
+                max: batch.min(c.max_pop_batch.max(1)),
                 invisible,
-                wait,
-            };
-            match broker.consumer().pop(req).await {
-                Ok(popped) => {
-                    for p in popped {
-                        let d = Delivery {
-                            group: group.clone(),
-                            receipt: p.receipt_handle,
-                            message: p.message,
-                            shared: shared.clone(),
-                        };
-                        if let Some(permit) = permits.next() {
-                            permit.send(d);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, group = %group, topic = %topic, "MQTT pop failed");
-                    drop(permits);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                wait: Duration::from_millis(c.max_wait_ms).min(MAX_WAIT),
+            },
+            credits: Credits::Shared(self.credits.clone()),
+            max_buffered_bytes: c.max_pop_bytes,
+        })?;
+        Ok(tokio::spawn(forward(sub, self.tx.clone(), feed)))
+    }
+}
+
+/// Moves what a core subscription yields into the connection's channel.
+async fn forward(mut sub: Subscription, tx: mpsc::Sender<Delivery>, feed: Feed) {
+    while let Some(item) = sub.next().await {
+        let p = match item {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, group = %feed.group, topic = %feed.topic, "MQTT pop failed");
+                continue;
+            }
+        };
+        let d = Delivery {
+            group: feed.group.clone(),
+            receipt: p.receipt_handle,
+            message: p.message,
+            shared: feed.shared.clone(),
+        };
+        // Never full (the credits bound it) and no await: an abort here loses no credit.
+        match tx.try_send(d) {
+            Ok(()) => {}
+            Err(TrySendError::Full(d)) => {
+                if tx.send(d).await.is_err() {
+                    return;
                 }
             }
+            Err(TrySendError::Closed(_)) => return,
         }
-    })
+    }
+    tracing::debug!(group = %feed.group, topic = %feed.topic, "MQTT subscription ended");
 }
 
 /// The MQTT topic of a stored message: its `mqttTopic` property, or the RocketMQ topic.

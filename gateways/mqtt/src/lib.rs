@@ -39,7 +39,8 @@
 //! - `session`: the session registry and durable session records.
 //! - `system_topic`: the one-time import of the old system topics, used by `shared` and
 //!   `session` (which do not depend on each other the other way round).
-//! - `delivery`: pop tasks and the conversion of stored messages into PUBLISH packets.
+//! - `delivery`: the delivery feeds (core subscriptions sharing one credit pool per
+//!   connection, see `delivery.rs` for the bound) and the conversion of stored messages into PUBLISH packets.
 //! - `connection`: one connection, split sans-IO: a pure session state machine (packets and
 //!   events in, actions out; unit-tested without sockets) and a thin I/O driver that owns the
 //!   socket, the timers and the calls into the core. `ws`: the WebSocket byte-stream adapter.

@@ -1,5 +1,5 @@
 //! The I/O driver of one MQTT connection: owns the socket, the read and write buffers, the
-//! timers, the pop tasks and every call into the core and the gateway's shared state; feeds
+//! timers, the delivery feeds (core subscriptions and their forwarding tasks) and every call into the core and the gateway's shared state; feeds
 //! the session state machine (`machine.rs`) and executes its actions.
 //!
 //! Invariants:
@@ -13,13 +13,14 @@
 //! - Writes are batched: one socket write per loop turn (plus the final DISCONNECT).
 //! - Core acknowledgements of deliveries are batched per turn and sent by a spawned task.
 //! - Memory is bounded: the read buffer by `max_packet_size` (the socket is not read while
-//!   the machine refuses more publishes), deliveries by the channel (`max_queued_messages`)
-//!   and the machine's window.
+//!   the machine refuses more publishes), deliveries by the inbox (`max_queued_messages`,
+//!   one credit pool for all the connection's core subscriptions: see `delivery.rs`) and the
+//!   machine's window.
 //!
 //! Called by `connection` once a CONNECT was admitted and its session taken over.
 //! Concurrency: the connection's task runs a `select!` over socket reads, completed core
-//! publishes, deliveries from the pop tasks (one spawned task per (group, topic), aborted
-//! here), topic changes, keep-alive, takeover and shutdown. It holds the session's guard
+//! publishes, deliveries from the inbox (one core subscription and forwarding task per
+//! (group, topic), aborted here), topic changes, keep-alive, takeover and shutdown. It holds the session's guard
 //! (inside the machine) for its whole life and releases it last, after the session's fate
 //! is stored and a delayed will is registered in the slot.
 
@@ -35,7 +36,7 @@ use futures_util::FutureExt;
 use rumqttc::v5::mqttbytes::v5::LastWill;
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -44,7 +45,7 @@ use super::io::{Action, End, Input, Stored};
 use super::machine::Machine;
 use super::subscribe::{self, PollerKey, RetainedRequest, SubscriptionStart, Target};
 use crate::codec;
-use crate::delivery::{ensure_group, spawn_poller};
+use crate::delivery::{ensure_group, Feed, Inbox};
 use crate::session::{self, Delivery, SessionSlot};
 use crate::shared::{Refused, Shared};
 use crate::topic;
@@ -72,7 +73,7 @@ pub(super) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (tx, rx) = mpsc::channel(shared.config.max_queued_messages.max(32));
+    let inbox = Inbox::new(shared.config.max_queued_messages.max(32));
     let mut driver = Driver {
         shared,
         stream,
@@ -81,12 +82,11 @@ pub(super) async fn serve<S>(
         machine,
         slot,
         publishes: FuturesOrdered::new(),
-        tx,
-        rx,
+        inbox,
         pollers: HashMap::new(),
         acks: Vec::new(),
     };
-    // CONNACK, retransmissions and pop tasks: never a close.
+    // CONNACK, retransmissions and delivery feeds: never a close.
     let end = match driver.execute().await {
         Some(end) => end,
         None => driver.run(keep_alive, &mut shutdown).await,
@@ -103,8 +103,7 @@ struct Driver<S> {
     machine: Machine,
     slot: Arc<SessionSlot>,
     publishes: FuturesOrdered<PubFut>,
-    tx: mpsc::Sender<Delivery>,
-    rx: mpsc::Receiver<Delivery>,
+    inbox: Inbox,
     pollers: HashMap<PollerKey, JoinHandle<()>>,
     acks: Vec<(Arc<str>, String)>,
 }
@@ -182,7 +181,7 @@ where
                         self.process().await
                     }
                 },
-                Some(d) = self.rx.recv(), if can_deliver => self.deliveries(d).await,
+                Some(d) = self.inbox.recv(), if can_deliver => self.deliveries(d).await,
                 r = topics.changed() => {
                     if r.is_ok() {
                         self.refresh_pollers();
@@ -210,7 +209,7 @@ where
                 return Some(end);
             }
             if self.machine.window_open() && self.wbuf.len() < WRITE_BATCH {
-                next = self.rx.try_recv().ok();
+                next = self.inbox.try_recv();
             }
         }
         None
@@ -329,7 +328,8 @@ where
             .collect()
     }
 
-    /// Starts and stops pop tasks to match the subscriptions.
+    /// Starts and stops delivery feeds (a core subscription and its forwarding task per
+    /// (group, topic)) to match the subscriptions; one that ended is started again.
     fn refresh_pollers(&mut self) {
         let want =
             subscribe::wanted_pollers(self.machine.subscriptions(), self.machine.group(), || {
@@ -350,15 +350,20 @@ where
             if shared.is_some() {
                 ensure_group(&self.shared.broker, &k.0);
             }
-            let h = spawn_poller(
-                self.shared.broker.clone(),
-                k.0.clone(),
-                k.1.clone(),
+            let feed = Feed {
+                group: k.0.clone(),
+                topic: k.1.clone(),
                 shared,
                 invisible,
-                self.tx.clone(),
-            );
-            self.pollers.insert(k, h);
+            };
+            match self.inbox.subscribe(&self.shared.broker, feed) {
+                Ok(h) => {
+                    self.pollers.insert(k, h);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, group = %k.0, topic = %k.1, "MQTT subscription refused");
+                }
+            }
         }
     }
 
@@ -382,7 +387,7 @@ where
         });
     }
 
-    /// Stops the pop tasks, closes the socket, stores the session's fate and sends the will.
+    /// Stops the delivery feeds, closes the socket, stores the session's fate and sends the will.
     /// The session guard is released last, after a delayed will was registered in the slot.
     async fn finish(mut self, end: End) {
         for (_, h) in self.pollers.drain() {
@@ -392,7 +397,7 @@ where
         self.flush_acks();
         let _ = self.stream.shutdown().await;
         let mut queued = Vec::new();
-        while let Ok(d) = self.rx.try_recv() {
+        while let Some(d) = self.inbox.try_recv() {
             queued.push(d);
         }
         let finished = self.machine.finish(end, queued, now_ms());

@@ -105,7 +105,7 @@ pub(crate) enum Action {
     },
     /// Put a subscription in place in the core, then feed [`Input::SubscriptionStarted`].
     StartSubscription(SubscriptionStart),
-    /// Start and stop pop tasks to match [`super::machine::Machine::subscriptions`].
+    /// Start and stop delivery feeds to match [`super::machine::Machine::subscriptions`].
     RefreshPollers,
     /// Look up retained messages, then feed [`Input::Retained`].
     SendRetained(Vec<RetainedRequest>),

@@ -119,7 +119,7 @@ pub(crate) struct Machine {
 impl Machine {
     /// The machine of an admitted connection owning `session`. Queues CONNACK, the
     /// retransmission of what was in flight when the session's last connection ended, and the
-    /// pop tasks of its subscriptions.
+    /// delivery feeds of its subscriptions.
     pub(crate) fn new(
         admission: Admission,
         connack: ConnAck,
@@ -194,7 +194,7 @@ impl Machine {
         self.outbound.window_open(&self.session)
     }
 
-    /// Whether the driver may take a new delivery from the pop tasks.
+    /// Whether the driver may take a new delivery from its inbox.
     pub(crate) fn can_deliver(&self) -> bool {
         self.outbound.can_take(&self.session)
     }

@@ -1,7 +1,7 @@
 //! The subscriptions of a session seen from one connection: a SUBSCRIBE in progress (one
 //! filter at a time, each started in the core by the driver before the next), the RocketMQ
-//! topics the session's plain subscriptions already read, and the pop tasks the
-//! subscriptions need.
+//! topics the session's plain subscriptions already read, and the delivery feeds (one core
+//! subscription per (group, topic)) the subscriptions need.
 //!
 //! Invariants:
 //! - Filters of a SUBSCRIBE are handled in packet order, and each filter's core work ends
@@ -25,7 +25,7 @@ use crate::codec::{self, Packet};
 use crate::session::Subscription;
 use crate::topic;
 
-/// A pop task: (consumer group, RocketMQ topic).
+/// A delivery feed: (consumer group, RocketMQ topic).
 pub(crate) type PollerKey = (Arc<str>, String);
 
 /// What the driver does in the core before a filter counts as subscribed.
@@ -96,7 +96,7 @@ impl Coverage {
     }
 }
 
-/// The pop tasks a session's subscriptions need: its own group on every covered topic, and
+/// The delivery feeds a session's subscriptions need: its own group on every covered topic, and
 /// each shared subscription's group on its topics (with the raw filter, the only one its
 /// messages match). `visible()` lists the topics wildcards see.
 pub(crate) fn wanted_pollers(

@@ -1,5 +1,5 @@
 //! SUBSCRIBE / UNSUBSCRIBE: one filter's core work at a time, reason codes in order, retain
-//! handling, retained messages, the session record, and the pop tasks wanted.
+//! handling, retained messages, the session record, and the delivery feeds wanted.
 
 use std::collections::{BTreeMap, HashSet};
 
