@@ -171,59 +171,61 @@ async fn wait_for_delivery(
     got
 }
 
+/// Moves `clock` to `at`, runs the workers' next round, and returns what arrives in `topic`
+/// (popped and acked by the group `tg`): waits for `expect` messages at most 5 s of real time,
+/// or, when `expect` is 0, watches 300 ms for anything arriving too early.
+async fn at_time(
+    b: &Broker,
+    clock: &crate::clock::ManualClock,
+    at: i64,
+    topic: &str,
+    expect: usize,
+) -> Vec<String> {
+    clock.set(at);
+    b.wake_workers();
+    let got = match expect {
+        0 => wait_for_delivery(b, topic, 1, Duration::from_millis(300)).await,
+        n => wait_for_delivery(b, topic, n, Duration::from_secs(5)).await,
+    };
+    got.into_iter().map(|(body, _)| body).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+    // Time is an input: the broker's clock is moved by hand, so "on time" is exact (not
+    // before, at once when due) and the test waits for no wall-clock delay.
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.timer.delay_levels = "300ms 600ms".into();
     cfg.timer.persist_interval_ms = 50;
-    let sent_at;
+    let t0: i64 = 1_700_000_000_000;
+    let clock = ManualClock::new(t0);
     {
-        let b = Broker::open(cfg.clone()).unwrap();
+        let b = Broker::open_with_clock(cfg.clone(), Arc::new(clock.clone())).unwrap();
         b.topics().create(TopicConfig::new("d", 2)).unwrap();
-        sent_at = crate::store::now_ms();
-        let r1 = b
-            .producer()
-            .send(Message::new("d", "level1").with_delay_level(1).into())
+        let send = |m: Message| {
+            let b = b.clone();
+            async move { b.producer().send(m.into()).await }
+        };
+        let r1 = send(Message::new("d", "level1").with_delay_level(1))
             .await
             .unwrap();
-        assert!(r1.deliver_at_ms.is_some());
-        b.producer()
-            .send(Message::new("d", "level2").with_delay_level(2).into())
+        assert_eq!(r1.deliver_at_ms, Some(t0 + 300));
+        send(Message::new("d", "level2").with_delay_level(2))
             .await
             .unwrap();
-        b.producer()
-            .send(
-                Message::new("d", "timed")
-                    .with_deliver_at(sent_at + 900)
-                    .into(),
-            )
+        send(Message::new("d", "timed").with_deliver_at(t0 + 900))
             .await
             .unwrap();
-        b.producer()
-            .send(
-                Message::new("d", "past")
-                    .with_deliver_at(sent_at - 10_000)
-                    .into(),
-            )
+        send(Message::new("d", "past").with_deliver_at(t0 - 10_000))
             .await
             .unwrap();
-        let late = b
-            .producer()
-            .send(
-                Message::new("d", "late")
-                    .with_deliver_at(sent_at + 1500)
-                    .into(),
-            )
+        let late = send(Message::new("d", "late").with_deliver_at(t0 + 1500))
             .await
             .unwrap();
-        let cancelled = b
-            .producer()
-            .send(
-                Message::new("d", "cancelled")
-                    .with_deliver_at(sent_at + 1200)
-                    .into(),
-            )
+        let cancelled = send(Message::new("d", "cancelled").with_deliver_at(t0 + 1200))
             .await
             .unwrap();
         b.scheduler().cancel(&cancelled.message_id).await.unwrap();
@@ -233,48 +235,31 @@ async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
         assert_eq!(m.topic, "d");
         // Bad input.
         assert!(matches!(
-            b.producer()
-                .send(Message::new("d", "x").with_delay_level(0).into())
-                .await,
+            send(Message::new("d", "x").with_delay_level(0)).await,
             Err(Error::IllegalDelayLevel { .. })
         ));
         assert!(matches!(
-            b.producer()
-                .send(Message::new("d", "x").with_delay_level(3).into())
-                .await,
+            send(Message::new("d", "x").with_delay_level(3)).await,
             Err(Error::IllegalDeliveryTime { .. }) | Err(Error::IllegalDelayLevel { .. })
         ));
         assert!(matches!(
-            b.producer()
-                .send(
-                    Message::new("d", "x")
-                        .with_deliver_at(sent_at + 41 * 86_400_000)
-                        .into()
-                )
-                .await,
+            send(Message::new("d", "x").with_deliver_at(t0 + 41 * 86_400_000)).await,
             Err(Error::IllegalDeliveryTime { .. })
         ));
-        let got = wait_for_delivery(&b, "d", 4, Duration::from_secs(5)).await;
-        let at = |name: &str| {
-            got.iter()
-                .find(|(b, _)| b == name)
-                .map(|(_, t)| t - sent_at)
-        };
-        assert!(at("past").unwrap() < 500, "{got:?}");
-        let l1 = at("level1").unwrap();
-        let l2 = at("level2").unwrap();
-        let t = at("timed").unwrap();
-        assert!((300..1300).contains(&l1), "level 1 after {l1} ms");
-        assert!((600..1600).contains(&l2), "level 2 after {l2} ms");
-        assert!((900..1900).contains(&t), "timed after {t} ms");
+        // A time in the past delivers at once; nothing else before its time.
+        assert_eq!(at_time(&b, &clock, t0, "d", 1).await, vec!["past"]);
+        assert!(at_time(&b, &clock, t0 + 299, "d", 0).await.is_empty());
+        assert_eq!(at_time(&b, &clock, t0 + 300, "d", 1).await, vec!["level1"]);
+        assert!(at_time(&b, &clock, t0 + 599, "d", 0).await.is_empty());
+        assert_eq!(at_time(&b, &clock, t0 + 600, "d", 1).await, vec!["level2"]);
+        assert_eq!(at_time(&b, &clock, t0 + 900, "d", 1).await, vec!["timed"]);
         b.shutdown().unwrap();
     }
     // "late" is pending across a restart; "cancelled" never comes.
-    let b = Broker::open(cfg).unwrap();
-    let got = wait_for_delivery(&b, "d", 2, Duration::from_secs(3)).await;
-    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, vec!["late"], "{got:?}");
-    assert!(got[0].1 - sent_at >= 1500);
+    let b = Broker::open_with_clock(cfg, Arc::new(clock.clone())).unwrap();
+    assert!(at_time(&b, &clock, t0 + 1499, "d", 0).await.is_empty());
+    assert_eq!(at_time(&b, &clock, t0 + 1500, "d", 1).await, vec!["late"]);
+    assert!(at_time(&b, &clock, t0 + 60_000, "d", 0).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
