@@ -612,7 +612,9 @@ async fn transactions_commit_rollback_check_back_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_are_retried_without_a_polling_consumer() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Broker::open(config(dir.path())).unwrap();
+    let clock = crate::clock::ManualClock::new(1_700_000_000_000);
+    let b =
+        Broker::open_with_clock(config(dir.path()), std::sync::Arc::new(clock.clone())).unwrap();
     b.topics().create(TopicConfig::new("t", 1)).unwrap();
     let sent = b
         .producer()
@@ -627,25 +629,38 @@ async fn expired_messages_are_retried_without_a_polling_consumer() {
             .len(),
         1
     );
-    // Nobody pops again: the reviver moves it to the retry topic on its own.
+    let id = sent.message_id.clone();
+    let kinds = |b: Broker| {
+        let id = id.clone();
+        async move {
+            b.queries()
+                .trace(&id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Still invisible: the reviver leaves it alone.
+    b.wake_workers();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(kinds(b.clone()).await, vec![crate::api::TraceKind::Stored]);
+    // Nobody pops again: once the clock passes its invisible time, the reviver moves it to the
+    // retry topic on its own.
+    clock.advance(Duration::from_millis(101));
+    b.wake_workers();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut kinds = Vec::new();
+    let mut seen = Vec::new();
     while std::time::Instant::now() < deadline {
-        kinds = b
-            .queries()
-            .trace(&sent.message_id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.kind)
-            .collect();
-        if kinds.len() == 2 {
+        seen = kinds(b.clone()).await;
+        if seen.len() == 2 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        kinds,
+        seen,
         vec![crate::api::TraceKind::Stored, crate::api::TraceKind::Retry]
     );
 }
