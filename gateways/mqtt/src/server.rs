@@ -164,7 +164,7 @@ async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let now = rocketgate_core::now_ms();
+        let now = shared.broker.now_ms();
         for (id, slot) in shared.sessions.all() {
             let Ok(mut s) = slot.state.clone().try_lock_owned() else {
                 continue;

@@ -215,7 +215,7 @@ impl Shared {
                 }
             }
             if let Some(e) = v5.message_expiry_interval {
-                let at = rocketgate_core::now_ms() + i64::from(e) * 1000;
+                let at = self.broker.now_ms() + i64::from(e) * 1000;
                 props.insert(PROP_EXPIRES_AT.into(), at.to_string());
             }
             if let Some(t) = &v5.response_topic {
@@ -262,7 +262,7 @@ impl Shared {
             return Err(Refused(PubAckReason::QuotaExceeded));
         }
         let kv = self.broker.kv();
-        let now = rocketgate_core::now_ms();
+        let now = self.broker.now_ms();
         let stored = stored(m, now);
         let written = if m.body.is_empty() {
             kv.delete(RETAINED_NS, topic_name.as_bytes()).await

@@ -120,10 +120,6 @@ fn visible_topics(shared: &Shared) -> Vec<String> {
         .collect()
 }
 
-fn now_ms() -> i64 {
-    rocketgate_core::now_ms()
-}
-
 impl<S> Driver<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -138,7 +134,12 @@ where
             return end;
         }
         loop {
-            if let Some(end) = self.feed(Input::Backlog { now_ms: now_ms() }).await {
+            if let Some(end) = self
+                .feed(Input::Backlog {
+                    now_ms: self.shared.broker.now_ms(),
+                })
+                .await
+            {
                 return end;
             }
             self.flush_acks();
@@ -203,7 +204,7 @@ where
         while let Some(d) = next.take() {
             let input = Input::Delivery {
                 delivery: d,
-                now_ms: now_ms(),
+                now_ms: self.shared.broker.now_ms(),
             };
             if let Some(end) = self.feed(input).await {
                 return Some(end);
@@ -272,7 +273,7 @@ where
                 Action::RefreshPollers => self.refresh_pollers(),
                 Action::SendRetained(requests) => {
                     let found = self.retained(requests);
-                    let now_ms = now_ms();
+                    let now_ms = self.shared.broker.now_ms();
                     self.machine.handle(Input::Retained { found, now_ms });
                 }
             }
@@ -400,7 +401,9 @@ where
         while let Some(d) = self.inbox.try_recv() {
             queued.push(d);
         }
-        let finished = self.machine.finish(end, queued, now_ms());
+        let finished = self
+            .machine
+            .finish(end, queued, self.shared.broker.now_ms());
         let shared = &self.shared;
         if finished.session_ends {
             if let Some(r) = &finished.record {
