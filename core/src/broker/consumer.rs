@@ -18,39 +18,16 @@
 //! the topic's queues, never across an `.await`; long polls wait on the dispatcher's per-topic
 //! arrival channel or the next in-flight deadline.
 
-#[allow(unused_imports)]
-use super::assignment::*;
-#[allow(unused_imports)]
 use super::consume::*;
-#[allow(unused_imports)]
-use super::consumer_group::*;
-#[allow(unused_imports)]
 use super::consumer_state::*;
-#[allow(unused_imports)]
 use super::filter::*;
-#[allow(unused_imports)]
 use super::pop::*;
-#[allow(unused_imports)]
-use super::pop_position::*;
-#[allow(unused_imports)]
 use super::receipt::Receipt;
-#[allow(unused_imports)]
 use super::retry::*;
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
 use crate::api::*;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
 use std::time::Duration;
-#[allow(unused_imports)]
 use tokio::time::Instant;
 
 /// What [`Consumer`] and [`Groups`] own: the group table, committed offsets and pop state,

@@ -7,22 +7,11 @@
 //! Who calls it: gateways (REST and gRPC administration). Reads go through `Store::visible`;
 //! no lock of its own.
 
-#[allow(unused_imports)]
 use super::retry::*;
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
 use crate::api::*;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
 use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
 
 /// Dead letters: list a group's dead-letter queue, resend from it, purge it.
 #[derive(Clone, Copy)]

@@ -9,29 +9,14 @@
 //! Who calls it: gateways. Concurrency: the registry's lock, held across a check and its
 //! persist.
 
-#[allow(unused_imports)]
 use super::consume::*;
-#[allow(unused_imports)]
 use super::consumer_group::*;
-#[allow(unused_imports)]
 use super::filter::*;
 use super::retry::DLQ_PREFIX;
-#[allow(unused_imports)]
 use super::retry_policy::*;
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
-use crate::api::*;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
 
 /// Consumer groups: create, read, list, delete, subscriptions and retry policy.
 #[derive(Clone, Copy)]

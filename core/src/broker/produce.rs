@@ -12,20 +12,9 @@
 //! Who calls it: gateways, and the broker itself (dead-letter resends). Concurrency: appends take
 //! the CommitLog's writer mutex briefly; no lock of its own.
 
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
 use crate::api::*;
-#[allow(unused_imports)]
-use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
+use crate::error::Result;
 
 /// Sending: one message, a batch, and the check of a send without storing.
 #[derive(Clone, Copy)]

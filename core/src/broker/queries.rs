@@ -8,26 +8,14 @@
 //!
 //! Who calls it: gateways (REST, gRPC administration). No lock of its own.
 
-#[allow(unused_imports)]
-use super::retry::*;
-#[allow(unused_imports)]
 use super::timer::*;
-#[allow(unused_imports)]
 use super::transaction::*;
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
 use crate::api::*;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
+use crate::message::StoredMessage;
 use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
+use std::collections::BinaryHeap;
 
 /// Queries: messages by id, key and store time, the trace of a message, time positions of queues.
 #[derive(Clone, Copy)]

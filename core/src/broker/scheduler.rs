@@ -6,24 +6,11 @@
 //!
 //! Who calls it: gateways. Concurrency: the timer's own locks.
 
-#[allow(unused_imports)]
 use super::scheduled::*;
-#[allow(unused_imports)]
 use super::timer::*;
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
-use crate::api::*;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
 
 /// Scheduled (delayed and timed) messages: list, count and cancel them before they are due.
 #[derive(Clone, Copy)]

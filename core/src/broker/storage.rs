@@ -6,20 +6,8 @@
 //! Who calls it: gateways (health and readiness endpoints, `GetBrokerInfo`), the server (the
 //! ready line), benchmarks and tests. Reads the store's state only; writes nothing.
 
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
 use crate::api::*;
-#[allow(unused_imports)]
-use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
 
 /// The store's health: write refusal, CommitLog positions, the recovery report, retention on demand.
 #[derive(Clone, Copy)]

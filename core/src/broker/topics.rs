@@ -17,24 +17,10 @@
 //! Concurrency: changes hold the topic table's write lock across their check and persist; the
 //! counter is a `tokio::sync::watch` channel (receivers see the latest value, not every step).
 
-#[allow(unused_imports)]
-use super::retry::*;
-#[allow(unused_imports)]
 use super::topic::*;
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
 use crate::api::*;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
 
 /// Topic administration: create, describe, list, update and delete topics, and the change counter of the topic table.
 #[derive(Clone, Copy)]

@@ -9,22 +9,10 @@
 //! Who calls it: gateways (gRPC EndTransaction, REST commit/rollback, the HTTP callback
 //! checker). Concurrency: the pending table's mutex, never held across an `.await`.
 
-#[allow(unused_imports)]
 use super::transaction::*;
-#[allow(unused_imports)]
 use super::*;
-#[allow(unused_imports)]
 use crate::api::*;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::message::{Message, StoredMessage};
-#[allow(unused_imports)]
-use std::cmp::Reverse;
-#[allow(unused_imports)]
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
 
 /// Transactions: half messages, their end (commit / rollback), check-back checkers, and the pending and discarded ones.
 #[derive(Clone, Copy)]
