@@ -1,38 +1,57 @@
 //! What consumer groups have consumed: committed offsets of pull consumers and the pop state of
 //! simple consumers, with their persistence.
 //!
-//! Owns: [`ConsumerState`] and the file `<data_dir>/config/consumer_offsets.json` (a snapshot,
-//! replaced atomically every `consumer.offset_persist_interval_ms` and at shutdown) plus the
-//! ack journal, the internal topic [`ACK_JOURNAL_TOPIC`] in the CommitLog.
+//! Owns: [`ConsumerState`], its records in the KV store — namespace `core.offsets` (one record
+//! per committed offset), `core.pops` (one per queue with pop state) and `core.consumer` (the
+//! journal position the records cover) — and the ack journal, the internal topic
+//! [`ACK_JOURNAL_TOPIC`] in the CommitLog. Every `consumer.offset_persist_interval_ms` and at
+//! shutdown the records that changed since the last persist are written in one KV batch (one
+//! fsync), the journal position last. Record keys are `group\ttopic\tqueue_id` (names never
+//! contain tabs: they are validated); offsets are decimal text, pop state JSON.
+//!
+//! Upgrade: the snapshot file of earlier versions (`<data_dir>/config/consumer_offsets.json`)
+//! is imported once, when the namespaces are empty, and removed after the import is durable.
 //!
 //! # What survives a crash
 //!
-//! - **Committed offsets** (pull consumers) are persisted by the snapshot only. After a crash an
+//! - **Committed offsets** (pull consumers) are persisted by the periodic write only. After a crash an
 //!   offset can regress by at most the commits of one persist interval (5 s by default), so
 //!   those messages are delivered again; it never moves forward past what was committed.
 //! - **Acks of popped messages** are journaled in the CommitLog before `ack` returns, with the
 //!   store's flush mode: under `SYNC_FLUSH` an acknowledged ack survives any crash, under
 //!   `ASYNC_FLUSH` a `kill -9` (the page cache survives) and an OS crash up to one flush interval.
-//!   On start the snapshot is loaded and the journal replayed from the offset recorded in it.
+//!   On start the records are loaded and the journal replayed from the position recorded with
+//!   them. A crash in the middle of a persist leaves some records new and the position old:
+//!   replaying more of the journal than needed is harmless.
 //! - **In-flight pops** are not journaled: after a restart every message that was popped but not
-//!   acknowledged is delivered again at once, with its attempt count as of the last snapshot.
+//!   acknowledged is delivered again at once, with its attempt count as of the last persist.
 //!
 //! Concurrency: offsets behind one mutex; pop state behind one mutex per (group, topic), found
-//! through an `RwLock`ed map. The snapshot takes the journal offset *before* copying the state;
+//! through an `RwLock`ed map. A persist takes the journal offset *before* copying the state;
 //! acks change the state *before* journaling, so replay from that offset never misses an ack
 //! (replaying one twice is harmless).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
-use super::meta_file;
+use super::meta_file::{self, meta_err};
 use super::pop::{QueuePop, QueuePopSnapshot};
 use crate::error::Result;
+use crate::kv::{Change, KvStore};
+
+/// KV namespace of committed offsets.
+const NS_OFFSETS: &str = "core.offsets";
+/// KV namespace of pop state, one record per (group, topic, queue).
+const NS_POPS: &str = "core.pops";
+/// KV namespace of the journal position.
+const NS_CONSUMER: &str = "core.consumer";
+const KEY_JOURNAL: &[u8] = b"journal_offset";
 
 /// Internal topic journaling pop acks.
 pub const ACK_JOURNAL_TOPIC: &str = "rmq_sys_pop_ack";
@@ -79,6 +98,7 @@ impl TopicPop {
 
 type PopKey = (String, String);
 
+/// The snapshot file of earlier versions (imported once).
 #[derive(Serialize, Deserialize, Default)]
 struct Snapshot {
     journal_offset: u64,
@@ -106,45 +126,138 @@ struct PopRow {
 /// Offsets and pop state of every group.
 #[derive(Debug)]
 pub struct ConsumerState {
-    path: PathBuf,
+    kv: Arc<KvStore>,
     offsets: Mutex<BTreeMap<(String, String, u32), u64>>,
     pops: RwLock<HashMap<PopKey, Arc<Mutex<TopicPop>>>>,
     seq: AtomicU64,
     journal_offset: u64,
-    persist_lock: Mutex<()>,
+    /// What the KV store holds, to write only the changes; its lock serialises persists.
+    persisted: Mutex<Persisted>,
+}
+
+/// The records last written (key → value) and the journal position.
+#[derive(Debug, Default)]
+struct Persisted {
+    offsets: HashMap<Vec<u8>, Bytes>,
+    pops: HashMap<Vec<u8>, Bytes>,
+    journal: Option<u64>,
+}
+
+fn row_key(group: &str, topic: &str, queue_id: u32) -> Vec<u8> {
+    format!("{group}\t{topic}\t{queue_id}").into_bytes()
+}
+
+fn parse_key(ns: &str, key: &[u8]) -> Result<(String, String, u32)> {
+    let bad = || {
+        meta_err(
+            Path::new(ns),
+            format!("bad record key `{}`", key.escape_ascii()),
+        )
+    };
+    let s = std::str::from_utf8(key).map_err(|_| bad())?;
+    let mut p = s.split('\t');
+    match (p.next(), p.next(), p.next(), p.next()) {
+        (Some(g), Some(t), Some(q), None) => {
+            Ok((g.to_owned(), t.to_owned(), q.parse().map_err(|_| bad())?))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn parse_u64(ns: &str, value: &[u8]) -> Result<u64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            meta_err(
+                Path::new(ns),
+                format!("bad number `{}`", value.escape_ascii()),
+            )
+        })
+}
+
+fn encode_pop(state: &QueuePopSnapshot) -> Result<Bytes> {
+    serde_json::to_vec(state)
+        .map(Bytes::from)
+        .map_err(|e| meta_err(Path::new(NS_POPS), e))
+}
+
+/// Imports the snapshot file of earlier versions into empty namespaces, then removes it.
+fn import_legacy(kv: &KvStore, dir: &Path) -> Result<()> {
+    let path = dir.join("consumer_offsets.json");
+    let Some(snap) = meta_file::load::<Snapshot>(&path)? else {
+        return Ok(());
+    };
+    if kv.len(NS_OFFSETS) + kv.len(NS_POPS) + kv.len(NS_CONSUMER) == 0 {
+        let mut rows: Vec<(&str, Vec<u8>, Bytes)> = Vec::new();
+        for r in &snap.offsets {
+            let v = Bytes::from(r.offset.to_string());
+            rows.push((NS_OFFSETS, row_key(&r.group, &r.topic, r.queue_id), v));
+        }
+        for r in &snap.pops {
+            let v = encode_pop(&r.state)?;
+            rows.push((NS_POPS, row_key(&r.group, &r.topic, r.queue_id), v));
+        }
+        rows.push((
+            NS_CONSUMER,
+            KEY_JOURNAL.to_vec(),
+            Bytes::from(snap.journal_offset.to_string()),
+        ));
+        let changes: Vec<Change<'_>> = rows
+            .iter()
+            .map(|(ns, k, v)| Change {
+                ns,
+                key: k,
+                value: Some(v.clone()),
+            })
+            .collect();
+        kv.write_batch(&changes)?;
+        tracing::info!(file = %path.display(), records = changes.len(), "imported into the KV store");
+    }
+    std::fs::remove_file(&path).map_err(|e| meta_err(&path, e))
 }
 
 impl ConsumerState {
-    /// Loads the snapshot in `dir` (empty if absent).
+    /// Loads the records from the KV store (importing the snapshot file of earlier versions
+    /// from `legacy_dir` first).
     ///
     /// # Errors
-    /// [`crate::Error::Metadata`] for an unreadable snapshot.
-    pub fn load(dir: &Path, now_ms: i64) -> Result<Self> {
-        let path = dir.join("consumer_offsets.json");
-        let snap: Snapshot = meta_file::load(&path)?.unwrap_or_default();
-        let offsets = snap
-            .offsets
-            .into_iter()
-            .map(|r| ((r.group, r.topic, r.queue_id), r.offset))
-            .collect();
-        let mut pops: HashMap<PopKey, Arc<Mutex<TopicPop>>> = HashMap::new();
-        for r in snap.pops {
-            let tp = pops.entry((r.group, r.topic)).or_default();
-            *tp.lock().queue(r.queue_id) = QueuePop::restore(&r.state);
+    /// [`crate::Error::Metadata`] for a record or legacy file that does not parse; KV faults.
+    pub fn load(kv: Arc<KvStore>, legacy_dir: &Path, now_ms: i64) -> Result<Self> {
+        import_legacy(&kv, legacy_dir)?;
+        let mut persisted = Persisted::default();
+        let mut offsets = BTreeMap::new();
+        for (k, v) in kv.scan(NS_OFFSETS, b"", None, usize::MAX) {
+            offsets.insert(parse_key(NS_OFFSETS, &k)?, parse_u64(NS_OFFSETS, &v)?);
+            persisted.offsets.insert(k.to_vec(), v);
         }
+        let mut pops: HashMap<PopKey, Arc<Mutex<TopicPop>>> = HashMap::new();
+        for (k, v) in kv.scan(NS_POPS, b"", None, usize::MAX) {
+            let (group, topic, queue_id) = parse_key(NS_POPS, &k)?;
+            let state: QueuePopSnapshot =
+                serde_json::from_slice(&v).map_err(|e| meta_err(Path::new(NS_POPS), e))?;
+            let tp = pops.entry((group, topic)).or_default();
+            *tp.lock().queue(queue_id) = QueuePop::restore(&state);
+            persisted.pops.insert(k.to_vec(), v);
+        }
+        let journal_offset = match kv.get(NS_CONSUMER, KEY_JOURNAL) {
+            Some(v) => parse_u64(NS_CONSUMER, &v)?,
+            None => 0,
+        };
+        persisted.journal = Some(journal_offset);
         Ok(Self {
-            path,
+            kv,
             offsets: Mutex::new(offsets),
             pops: RwLock::new(pops),
             // Delivery seqs start above any issued before a restart (ms << 20 leaves room for
             // a million deliveries per ms of uptime before overlap).
             seq: AtomicU64::new((now_ms.max(0) as u64) << 20),
-            journal_offset: snap.journal_offset,
-            persist_lock: Mutex::new(()),
+            journal_offset,
+            persisted: Mutex::new(persisted),
         })
     }
 
-    /// The journal offset the loaded snapshot covers (replay starts here).
+    /// The journal offset the loaded records cover (replay starts here).
     pub fn journal_offset(&self) -> u64 {
         self.journal_offset
     }
@@ -222,22 +335,18 @@ impl ConsumerState {
         self.pops.write().retain(|(_, t), _| t != topic);
     }
 
-    /// Writes the snapshot. `journal_offset` must be read before this call.
+    /// Writes what changed since the last persist, in one KV batch, the journal position
+    /// last. `journal_offset` must be read before this call.
     ///
     /// # Errors
-    /// [`crate::Error::Metadata`] if it cannot be written.
+    /// KV refusals and faults (the next persist writes the changes again).
     pub fn persist(&self, journal_offset: u64) -> Result<()> {
-        let _one_at_a_time = self.persist_lock.lock();
-        let offsets = self
+        let mut persisted = self.persisted.lock();
+        let offsets: HashMap<Vec<u8>, Bytes> = self
             .offsets
             .lock()
             .iter()
-            .map(|((g, t, q), o)| OffsetRow {
-                group: g.clone(),
-                topic: t.clone(),
-                queue_id: *q,
-                offset: *o,
-            })
+            .map(|((g, t, q), o)| (row_key(g, t, *q), Bytes::from(o.to_string())))
             .collect();
         let tables: Vec<(PopKey, Arc<Mutex<TopicPop>>)> = self
             .pops
@@ -245,26 +354,56 @@ impl ConsumerState {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut pops = Vec::new();
+        let mut pops = HashMap::new();
         for ((group, topic), tp) in tables {
-            let tp = tp.lock();
-            for (q, state) in tp.queues.iter().enumerate() {
-                pops.push(PopRow {
-                    group: group.clone(),
-                    topic: topic.clone(),
-                    queue_id: q as u32,
-                    state: state.snapshot(),
-                });
+            let states: Vec<QueuePopSnapshot> =
+                tp.lock().queues.iter().map(QueuePop::snapshot).collect();
+            for (q, state) in states.iter().enumerate() {
+                pops.insert(row_key(&group, &topic, q as u32), encode_pop(state)?);
             }
         }
-        meta_file::store(
-            &self.path,
-            &Snapshot {
-                journal_offset,
-                offsets,
-                pops,
-            },
-        )
+        let journal = Bytes::from(journal_offset.to_string());
+        let mut changes = Vec::new();
+        diff(NS_OFFSETS, &persisted.offsets, &offsets, &mut changes);
+        diff(NS_POPS, &persisted.pops, &pops, &mut changes);
+        if persisted.journal != Some(journal_offset) {
+            changes.push(Change {
+                ns: NS_CONSUMER,
+                key: KEY_JOURNAL,
+                value: Some(journal),
+            });
+        }
+        self.kv.write_batch(&changes)?;
+        drop(changes);
+        persisted.offsets = offsets;
+        persisted.pops = pops;
+        persisted.journal = Some(journal_offset);
+        Ok(())
+    }
+}
+
+/// The changes that turn `old` into `new`.
+fn diff<'a>(
+    ns: &'a str,
+    old: &'a HashMap<Vec<u8>, Bytes>,
+    new: &'a HashMap<Vec<u8>, Bytes>,
+    out: &mut Vec<Change<'a>>,
+) {
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            out.push(Change {
+                ns,
+                key: k,
+                value: Some(v.clone()),
+            });
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        out.push(Change {
+            ns,
+            key: k,
+            value: None,
+        });
     }
 }
 

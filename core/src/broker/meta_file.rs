@@ -1,5 +1,7 @@
-//! Small JSON metadata files under `<data_dir>/config/` (topics, groups, consumer offsets,
-//! the receipt-handle key): atomic replace and tolerant loading.
+//! Files under `<data_dir>/config/`: loading the JSON files of earlier versions (topics,
+//! groups, consumer offsets, timer progress, settings maps — imported once into the KV store)
+//! and the atomic replace of the one file still kept there, the receipt-handle key (a secret,
+//! mode 0600, never replicated).
 //!
 //! Invariant: a file is replaced by writing a temp file, fsyncing it, renaming it over the old
 //! one and fsyncing the directory, so a crash leaves the old or the new version, never a torn
@@ -9,7 +11,6 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 
@@ -45,10 +46,4 @@ pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
         Ok(())
     };
     write().map_err(|e| meta_err(path, e))
-}
-
-/// Atomically replaces `path` with `value` as JSON.
-pub(crate) fn store<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec(value).map_err(|e| meta_err(path, e))?;
-    replace(path, &bytes)
 }

@@ -236,13 +236,13 @@ impl Broker {
         let topics = TopicRegistry::load(kv.clone(), &meta)?;
         let groups = GroupRegistry::load(kv.clone(), &meta)?;
         let receipts = ReceiptKeys::load_or_create(&meta)?;
-        let consumers = ConsumerState::load(&meta, clock.now_ms())?;
+        let consumers = ConsumerState::load(kv.clone(), &meta, clock.now_ms())?;
         for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
             if topics.get(internal).is_none() {
                 topics.create(TopicConfig::new(internal, 1))?;
             }
         }
-        let timer = Timer::open(&meta, &config.timer, &store)?;
+        let timer = Timer::open(kv.clone(), &meta, &config.timer, &store)?;
         let retry_backoff_ms = config.consumer.retry_backoff_ms()?;
         let transactions =
             TransactionState::open(&store, config.transaction.clone(), clock.now_ms())?;
@@ -582,6 +582,9 @@ impl Broker {
     }
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod state_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -2,15 +2,12 @@
 //!
 //! Owns: the helpers of [`super::Scheduler::list`] (`scheduler.rs`), a bounded page over the
 //! internal timer queue. A record is
-//! listed when its delivery time is still in the future and it was not cancelled; the
-//! cancellations are read from the timer's progress file (`config/timer.json`), which
-//! [`super::timer::Timer::cancel`] persists before it returns, so a cancelled message is never
-//! listed. Due messages the delivery thread has not copied yet (a few ms) are not listed.
+//! listed when its delivery time is still in the future and it was not cancelled; the timer
+//! answers that from its in-memory cancellations, which [`super::timer::Timer::cancel`]
+//! persists before it changes them, so a cancelled message is never listed. Due messages the delivery thread has not copied yet (a few ms) are not listed.
 //!
-//! Who calls it: gateways (REST `GET /v1/scheduled`). Protocol-neutral; reads the store and the
-//! progress file only, holds no lock beyond the store's own.
-
-use serde::Deserialize;
+//! Who calls it: gateways (REST `GET /v1/scheduled`). Protocol-neutral; reads the store and
+//! asks the timer, holding its lock only per lookup.
 
 use super::Broker;
 use crate::message::StoredMessage;
@@ -28,13 +25,6 @@ pub struct ScheduledPage {
     pub next_offset: u64,
     /// Whether the scan reached the end of the timer queue.
     pub end: bool,
-}
-
-/// The part of the timer's progress file this reads.
-#[derive(Deserialize, Default)]
-pub(super) struct Cancellations {
-    #[serde(default)]
-    pub(super) cancelled: Vec<u64>,
 }
 
 impl Broker {}

@@ -2,7 +2,7 @@
 //! list them (a bounded page), count them, cancel one before it is due (RocketMQ 5 "recall").
 //!
 //! State: the timer (`timer.rs`: the `rmq_sys_timer` queue, its progress and cancellations in
-//! `config/timer.json`, and the delivery worker). A cancellation is persisted before it returns.
+//! the KV store, and the delivery worker). A cancellation is persisted before it returns.
 //!
 //! Who calls it: gateways. Concurrency: the timer's own locks.
 
@@ -10,7 +10,6 @@ use super::scheduled::*;
 use super::timer::*;
 use super::*;
 use crate::error::{Error, Result};
-use std::collections::BTreeSet;
 
 /// Scheduled (delayed and timed) messages: list, count and cancel them before they are due.
 #[derive(Clone, Copy)]
@@ -64,19 +63,7 @@ impl Scheduler<'_> {
         }
         let store = &self.broker.inner.store;
         let reads = store.visible().await?;
-        let path = self
-            .broker
-            .inner
-            .config
-            .store
-            .data_dir
-            .join("config")
-            .join("timer.json");
-        let cancelled: BTreeSet<u64> = meta_file::load::<Cancellations>(&path)?
-            .unwrap_or_default()
-            .cancelled
-            .into_iter()
-            .collect();
+        let timer = &self.broker.inner.timer;
         let (min, end) = reads.queue_range(TIMER_TOPIC, 0);
         let now = self.broker.inner.clock.now_ms();
         let mut page = ScheduledPage::default();
@@ -91,7 +78,7 @@ impl Scheduler<'_> {
                 budget = budget.saturating_sub(1);
                 at = o + 1;
                 let deliver_at = e.tag_hash as i64;
-                if deliver_at > now && !cancelled.contains(&e.physical_offset) {
+                if deliver_at > now && !timer.is_cancelled(e.physical_offset) {
                     if let Some(m) = reads
                         .read_queue(TIMER_TOPIC, 0, o, 1)?
                         .into_iter()

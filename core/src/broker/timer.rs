@@ -1,7 +1,10 @@
 //! Delayed and timed delivery: delay levels and any delivery time up to `timer.max_delay_ms`.
 //!
 //! Owns: the internal topic [`TIMER_TOPIC`], the in-memory schedule and the delivery thread
-//! (`rg-timer`), and `<data_dir>/config/timer.json` (delivery progress and cancellations).
+//! (`rg-timer`), and its records in the KV store: `core.timer` / `progress` (delivery progress)
+//! and `core.timer.cancelled` (one record per cancelled message, keyed by its CommitLog offset
+//! as 20 digits, valued with its timer-queue offset). The file `config/timer.json` of earlier
+//! versions is imported once and removed.
 //!
 //! How it works. A scheduled message is appended — durably, under the store's flush mode,
 //! before `send` returns — to the internal topic with its target topic and queue in reserved
@@ -13,7 +16,7 @@
 //! (same id, keys, tag, properties and body) and it becomes visible to consumers.
 //!
 //! Invariants and recovery:
-//! - The progress file holds a watermark `W` and a loaded offset `L`: every scheduled entry
+//! - The progress record holds a watermark `W` and a loaded offset `L`: every scheduled entry
 //!   below `L` with a delivery time `<= W` has been delivered. At start the schedule is rebuilt
 //!   from the internal queue: entries with a time `> W` or at offsets `>= L`. So a message due
 //!   while the broker was down is delivered right after start, and nothing scheduled is lost; a
@@ -22,21 +25,28 @@
 //! - Retention never deletes a CommitLog segment holding a pending scheduled message: the
 //!   thread publishes the smallest pending CommitLog offset as the store's retention floor.
 //! - A cancelled message (by id, before it is due) is never delivered; cancellations are
-//!   persisted before `cancel` returns.
+//!   persisted before `cancel` returns. Its record is deleted once no rebuild can see the
+//!   message again: when a progress write moves `W` past its delivery time and `L` past its
+//!   queue offset (in the same KV batch, after the progress record), or when retention has
+//!   removed its queue entry.
 //!
 //! Concurrency: one mutex around the schedule, held briefly by `send` (nothing: the thread loads
 //! new entries itself), `cancel`, and the thread; the thread appends with the mutex released.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{meta_file, Inner};
+use super::meta_file::{self, meta_err};
+use super::Inner;
 use crate::error::{Error, Result};
+use crate::kv::{Change, KvStore};
 use crate::message::StoredMessage;
 use crate::store::Store;
 
@@ -48,6 +58,12 @@ pub const PROP_REAL_TOPIC: &str = "REAL_TOPIC";
 pub const PROP_REAL_QID: &str = "REAL_QID";
 /// Reserved property: the delivery time of a scheduled message (ms since the epoch).
 pub const PROP_DELIVER_AT: &str = "TIMER_DELIVER_MS";
+
+/// KV namespace of the progress record.
+const NS_TIMER: &str = "core.timer";
+const KEY_PROGRESS: &[u8] = b"progress";
+/// KV namespace of cancellations.
+const NS_CANCELLED: &str = "core.timer.cancelled";
 
 /// Entries loaded or delivered per round.
 pub(super) const BATCH: usize = 4096;
@@ -62,12 +78,21 @@ pub(super) struct Pending {
     pub(super) size: u32,
 }
 
+/// The progress record (and, with `cancelled`, the file of earlier versions).
 #[derive(Serialize, Deserialize, Default)]
 pub(super) struct Progress {
     pub(super) watermark_ms: i64,
     pub(super) loaded: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub(super) cancelled: Vec<u64>,
+}
+
+/// What is known of a cancelled message: its timer-queue offset and delivery time once the
+/// schedule has seen its entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Cancelled {
+    pub(super) offset: Option<u64>,
+    pub(super) deliver_at: Option<i64>,
 }
 
 #[derive(Default)]
@@ -75,13 +100,32 @@ pub(super) struct Schedule {
     pub(super) heap: BinaryHeap<Reverse<Pending>>,
     pub(super) loaded: u64,
     pub(super) watermark: i64,
-    pub(super) cancelled: BTreeSet<u64>,
+    /// CommitLog offset → what is known of it.
+    pub(super) cancelled: BTreeMap<u64, Cancelled>,
     pub(super) delivered: u64,
 }
 
-/// The timer: schedule, progress file and delivery thread.
+impl Schedule {
+    /// Whether the entry at queue offset `offset` is cancelled; learns its offset and time.
+    pub(super) fn skip_cancelled(&mut self, offset: u64, phy: u64, deliver_at: i64) -> bool {
+        match self.cancelled.get_mut(&phy) {
+            Some(c) => {
+                c.offset = Some(offset);
+                c.deliver_at = Some(deliver_at);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn cancel_key(phy: u64) -> String {
+    format!("{phy:020}")
+}
+
+/// The timer: schedule, progress record and delivery thread.
 pub struct Timer {
-    pub(super) path: PathBuf,
+    pub(super) kv: Arc<KvStore>,
     pub(super) levels_ms: Vec<u64>,
     pub(super) max_delay_ms: u64,
     pub(super) persist_every: Duration,
@@ -101,17 +145,47 @@ impl std::fmt::Debug for Timer {
 }
 
 impl Timer {
-    /// Loads the progress and rebuilds the schedule from the internal queue.
+    /// Loads the progress (importing the file of earlier versions from `legacy_dir` first)
+    /// and rebuilds the schedule from the internal queue.
     ///
     /// # Errors
-    /// Invalid delay levels, an unreadable progress file.
-    pub fn open(dir: &Path, config: &crate::config::TimerConfig, store: &Store) -> Result<Self> {
-        let path = dir.join("timer.json");
-        let progress: Progress = meta_file::load(&path)?.unwrap_or_default();
+    /// Invalid delay levels, an unreadable record or legacy file, KV faults.
+    pub fn open(
+        kv: Arc<KvStore>,
+        legacy_dir: &Path,
+        config: &crate::config::TimerConfig,
+        store: &Store,
+    ) -> Result<Self> {
+        import_legacy(&kv, legacy_dir)?;
+        let progress: Progress = match kv.get(NS_TIMER, KEY_PROGRESS) {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| meta_err(Path::new(NS_TIMER), e))?,
+            None => Progress::default(),
+        };
+        let mut cancelled = BTreeMap::new();
+        for (k, v) in kv.scan(NS_CANCELLED, b"", None, usize::MAX) {
+            let bad = || {
+                meta_err(
+                    Path::new(NS_CANCELLED),
+                    format!("bad record `{}`", k.escape_ascii()),
+                )
+            };
+            let phy: u64 = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|k| k.parse().ok())
+                .ok_or_else(bad)?;
+            let offset = std::str::from_utf8(&v).ok().and_then(|v| v.parse().ok());
+            cancelled.insert(
+                phy,
+                Cancelled {
+                    offset,
+                    deliver_at: None,
+                },
+            );
+        }
         let mut s = Schedule {
             loaded: progress.loaded,
             watermark: progress.watermark_ms,
-            cancelled: progress.cancelled.into_iter().collect(),
+            cancelled,
             ..Schedule::default()
         };
         let (min, max) = store.dispatched().queue_range(TIMER_TOPIC, 0);
@@ -124,7 +198,7 @@ impl Timer {
             for (offset, e) in entries {
                 let deliver_at = e.tag_hash as i64;
                 if (deliver_at > s.watermark || offset >= s.loaded)
-                    && !s.cancelled.contains(&e.physical_offset)
+                    && !s.skip_cancelled(offset, e.physical_offset, deliver_at)
                 {
                     s.heap.push(Reverse(Pending {
                         deliver_at,
@@ -137,8 +211,30 @@ impl Timer {
             at = last + 1;
         }
         s.loaded = max;
+        // Cancellations whose queue entry retention removed can never be rebuilt.
+        let retired: Vec<u64> = s
+            .cancelled
+            .iter()
+            .filter(|(_, c)| c.offset.is_some_and(|o| o < min))
+            .map(|(phy, _)| *phy)
+            .collect();
+        if !retired.is_empty() {
+            let keys: Vec<String> = retired.iter().map(|p| cancel_key(*p)).collect();
+            let changes: Vec<Change<'_>> = keys
+                .iter()
+                .map(|k| Change {
+                    ns: NS_CANCELLED,
+                    key: k.as_bytes(),
+                    value: None,
+                })
+                .collect();
+            kv.write_batch(&changes)?;
+            for p in retired {
+                s.cancelled.remove(&p);
+            }
+        }
         Ok(Self {
-            path,
+            kv,
             levels_ms: config.levels_ms()?,
             max_delay_ms: config.max_delay_ms,
             persist_every: Duration::from_millis(config.persist_interval_ms),
@@ -146,6 +242,11 @@ impl Timer {
             housekeeping: Mutex::new((Instant::now(), None)),
             worker: super::worker::Worker::default(),
         })
+    }
+
+    /// Whether the message at CommitLog offset `phy` was cancelled.
+    pub(super) fn is_cancelled(&self, phy: u64) -> bool {
+        self.schedule.lock().cancelled.contains_key(&phy)
     }
 
     /// Messages scheduled and not yet delivered.
@@ -185,43 +286,106 @@ impl Timer {
     /// pending (already delivered or unknown).
     ///
     /// # Errors
-    /// [`Error::Metadata`] if the cancellation cannot be persisted.
+    /// KV refusals and faults if the cancellation cannot be persisted (it is then not
+    /// cancelled).
     pub fn cancel(&self, phy: u64, queue_offset: u64) -> Result<bool> {
         let mut s = self.schedule.lock();
         // Pending: in the schedule, or scheduled but not loaded by the thread yet.
-        let in_heap = s.heap.iter().any(|Reverse(p)| p.phy == phy);
-        let pending = (queue_offset >= s.loaded || in_heap) && !s.cancelled.contains(&phy);
+        let in_heap = s
+            .heap
+            .iter()
+            .find(|Reverse(p)| p.phy == phy)
+            .map(|Reverse(p)| p.deliver_at);
+        let pending =
+            (queue_offset >= s.loaded || in_heap.is_some()) && !s.cancelled.contains_key(&phy);
         if !pending {
             return Ok(false);
         }
-        if in_heap {
+        // Remembered (and persisted first) so that a reload from the queue skips it too.
+        self.kv.put(
+            NS_CANCELLED,
+            cancel_key(phy).as_bytes(),
+            Bytes::from(queue_offset.to_string()),
+        )?;
+        if in_heap.is_some() {
             s.heap.retain(|Reverse(p)| p.phy != phy);
         }
-        // Remembered (and persisted) so that a reload from the queue skips it too.
-        s.cancelled.insert(phy);
-        self.persist_locked(&s)?;
+        s.cancelled.insert(
+            phy,
+            Cancelled {
+                offset: Some(queue_offset),
+                deliver_at: in_heap,
+            },
+        );
         Ok(true)
     }
 
-    fn persist_locked(&self, s: &Schedule) -> Result<()> {
-        meta_file::store(
-            &self.path,
-            &Progress {
-                watermark_ms: s.watermark,
-                loaded: s.loaded,
-                cancelled: s.cancelled.iter().copied().collect(),
-            },
-        )
-    }
-
-    /// Writes the progress now.
+    /// Writes the progress now, then forgets the cancellations no rebuild can see again.
     ///
     /// # Errors
-    /// [`Error::Metadata`].
+    /// KV refusals and faults.
     pub fn persist(&self) -> Result<()> {
-        let s = self.schedule.lock();
-        self.persist_locked(&s)
+        let mut s = self.schedule.lock();
+        let progress = Progress {
+            watermark_ms: s.watermark,
+            loaded: s.loaded,
+            cancelled: Vec::new(),
+        };
+        let bytes = serde_json::to_vec(&progress).map_err(|e| meta_err(Path::new(NS_TIMER), e))?;
+        let (w, l) = (s.watermark, s.loaded);
+        let done: Vec<u64> = s
+            .cancelled
+            .iter()
+            .filter(|(_, c)| {
+                c.deliver_at.is_some_and(|t| t <= w) && c.offset.is_some_and(|o| o < l)
+            })
+            .map(|(phy, _)| *phy)
+            .collect();
+        let keys: Vec<String> = done.iter().map(|p| cancel_key(*p)).collect();
+        let mut changes = vec![Change {
+            ns: NS_TIMER,
+            key: KEY_PROGRESS,
+            value: Some(Bytes::from(bytes)),
+        }];
+        changes.extend(keys.iter().map(|k| Change {
+            ns: NS_CANCELLED,
+            key: k.as_bytes(),
+            value: None,
+        }));
+        self.kv.write_batch(&changes)?;
+        for p in done {
+            s.cancelled.remove(&p);
+        }
+        Ok(())
     }
+}
+
+/// Imports `timer.json` of earlier versions into an empty namespace, then removes it.
+fn import_legacy(kv: &KvStore, dir: &Path) -> Result<()> {
+    let path = dir.join("timer.json");
+    let Some(progress) = meta_file::load::<Progress>(&path)? else {
+        return Ok(());
+    };
+    if kv.len(NS_TIMER) + kv.len(NS_CANCELLED) == 0 {
+        let bytes = serde_json::to_vec(&progress).map_err(|e| meta_err(&path, e))?;
+        let keys: Vec<String> = progress.cancelled.iter().map(|p| cancel_key(*p)).collect();
+        let mut changes: Vec<Change<'_>> = keys
+            .iter()
+            .map(|k| Change {
+                ns: NS_CANCELLED,
+                key: k.as_bytes(),
+                value: Some(Bytes::new()),
+            })
+            .collect();
+        changes.push(Change {
+            ns: NS_TIMER,
+            key: KEY_PROGRESS,
+            value: Some(Bytes::from(bytes)),
+        });
+        kv.write_batch(&changes)?;
+        tracing::info!(file = %path.display(), cancelled = keys.len(), "imported into the KV store");
+    }
+    std::fs::remove_file(&path).map_err(|e| meta_err(&path, e))
 }
 
 /// Builds the copy of a due scheduled message for its target queue; `None` if the target is gone.
@@ -303,7 +467,7 @@ pub(super) async fn round(inner: &Inner) -> Result<()> {
         let entries = reads.queue_entries(TIMER_TOPIC, 0, from, BATCH);
         for (offset, e) in entries {
             s.loaded = offset + 1;
-            if s.cancelled.contains(&e.physical_offset) {
+            if s.skip_cancelled(offset, e.physical_offset, e.tag_hash as i64) {
                 continue;
             }
             s.heap.push(Reverse(Pending {
@@ -330,7 +494,7 @@ pub(super) async fn round(inner: &Inner) -> Result<()> {
                 {
                     let p = *p;
                     s.heap.pop();
-                    if !s.cancelled.remove(&p.phy) {
+                    if !s.skip_cancelled(p.offset, p.phy, p.deliver_at) {
                         due.push(p);
                     }
                 }

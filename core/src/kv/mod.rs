@@ -40,12 +40,15 @@
 //! for "the changes since sequence N" (the log records after N, or a snapshot when N is older
 //! than the oldest log). Nothing of that is built yet.
 //!
-//! # Not yet here
+//! # What lives here
 //!
-//! The topic and group tables live here (`core.topics`, `core.groups`, see
-//! `broker/table.rs`). The high-churn snapshots (consumer offsets and pop state, timer progress)
-//! and the receipt-handle key (a secret kept in a 0600 file) still write their own files under
-//! `<data_dir>/config/`; moving the snapshots onto per-key records is the next step. Writes are not refused by the CommitLog's disk watermark (`kv.max_total_bytes`
+//! Every durable small state of the broker lives here: the topic and group tables
+//! (`core.topics`, `core.groups`, see `broker/table.rs`), committed offsets and pop state
+//! (`core.offsets`, `core.pops`, `core.consumer`, written as batches of the records that
+//! changed), the timer's progress and cancellations (`core.timer`, `core.timer.cancelled`),
+//! settings maps and the MQTT gateway's sessions and retained messages. Only the receipt-handle
+//! key stays a 0600 file under `<data_dir>/config/`: it is a secret of this node and must not
+//! replicate. Writes are not refused by the CommitLog's disk watermark (`kv.max_total_bytes`
 //! bounds them instead).
 //!
 //! # Callers and concurrency
@@ -112,6 +115,14 @@ impl Error {
             source,
         }
     }
+}
+
+/// One change of a batch: a put (`value` is `Some`) or a delete.
+#[derive(Debug, Clone)]
+pub(crate) struct Change<'a> {
+    pub(crate) ns: &'a str,
+    pub(crate) key: &'a [u8],
+    pub(crate) value: Option<Bytes>,
 }
 
 /// The bounds of the store.
@@ -507,20 +518,45 @@ impl KvStore {
     }
 
     fn write(&self, ns: &str, key: &[u8], value: Option<Bytes>) -> crate::Result<u64> {
-        self.check(ns, key, value.as_ref())?;
+        self.write_batch(&[Change { ns, key, value }])
+    }
+
+    /// Writes every change in order with one fsync; returns the sequence of the last one (the
+    /// store's last sequence for an empty batch).
+    ///
+    /// A batch is not atomic across a crash: a prefix of it may survive (each change is a
+    /// record of its own). Callers write what must come last (e.g. a replay position) last.
+    ///
+    /// # Errors
+    /// Bounds and quota refusals (nothing of the batch is written); I/O errors (which poison
+    /// the store).
+    pub(crate) fn write_batch(&self, changes: &[Change<'_>]) -> crate::Result<u64> {
+        for c in changes {
+            self.check(c.ns, c.key, c.value.as_ref())?;
+        }
         let seq = {
             let mut w = self.writer.lock();
             if let Some(p) = self.poisoned() {
                 return Err(Error::Poisoned(p).into());
             }
-            if let Some(v) = &value {
+            if changes.is_empty() {
+                return Ok(w.next_seq - 1);
+            }
+            {
                 let st = self.state.read();
-                let old = st
-                    .map
-                    .get(&(ns.to_owned(), Bytes::copy_from_slice(key)))
-                    .map_or(0, |o| entry_size(ns, key, o));
-                let would = st.total - old + w.pending_bytes + entry_size(ns, key, v);
-                if would > self.limits.max_total {
+                let mut would = st.total + w.pending_bytes;
+                let mut grows = false;
+                for c in changes {
+                    if let Some(v) = &c.value {
+                        grows = true;
+                        let old = st
+                            .map
+                            .get(&(c.ns.to_owned(), Bytes::copy_from_slice(c.key)))
+                            .map_or(0, |o| entry_size(c.ns, c.key, o));
+                        would = would.saturating_sub(old) + entry_size(c.ns, c.key, v);
+                    }
+                }
+                if grows && would > self.limits.max_total {
                     return Err(crate::Error::QuotaExceeded {
                         what: "the KV store",
                         would,
@@ -528,26 +564,36 @@ impl KvStore {
                     });
                 }
             }
-            let seq = w.next_seq;
-            let mut buf = Vec::with_capacity(log::encoded_len(ns, key, value.as_deref()));
-            log::encode(seq, ns, key, value.as_deref(), &mut buf);
+            let mut buf = Vec::with_capacity(
+                changes
+                    .iter()
+                    .map(|c| log::encoded_len(c.ns, c.key, c.value.as_deref()))
+                    .sum(),
+            );
+            let first = w.next_seq;
+            for (i, c) in changes.iter().enumerate() {
+                log::encode(first + i as u64, c.ns, c.key, c.value.as_deref(), &mut buf);
+            }
             if let Err(e) = (&*w.file).write_all(&buf) {
                 let e = Error::io(&w.path, e);
                 self.poison(e.to_string());
                 return Err(e.into());
             }
             w.len += buf.len() as u64;
-            w.next_seq += 1;
-            if let Some(v) = &value {
-                w.pending_bytes += entry_size(ns, key, v);
+            for c in changes {
+                let seq = w.next_seq;
+                w.next_seq += 1;
+                if let Some(v) = &c.value {
+                    w.pending_bytes += entry_size(c.ns, c.key, v);
+                }
+                w.pending.push(Record {
+                    seq,
+                    namespace: c.ns.to_owned(),
+                    key: Bytes::copy_from_slice(c.key),
+                    value: c.value.clone(),
+                });
             }
-            w.pending.push(Record {
-                seq,
-                namespace: ns.to_owned(),
-                key: Bytes::copy_from_slice(key),
-                value,
-            });
-            seq
+            w.next_seq - 1
         };
         self.sync_until(seq)?;
         Ok(seq)

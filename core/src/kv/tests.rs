@@ -386,3 +386,60 @@ fn open_big(dir: &Path) -> KvStore {
     )
     .unwrap()
 }
+
+#[test]
+fn a_batch_is_written_with_one_fsync_in_order_and_survives_a_restart() {
+    use super::Change;
+    let dir = tempfile::tempdir().unwrap();
+    let kv = open(dir.path());
+    kv.put("ns.a", b"gone", b("x")).unwrap();
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i:02}")).collect();
+    let mut changes: Vec<Change<'_>> = keys
+        .iter()
+        .map(|k| Change {
+            ns: "ns.a",
+            key: k.as_bytes(),
+            value: Some(b(k)),
+        })
+        .collect();
+    changes.push(Change {
+        ns: "ns.a",
+        key: b"gone",
+        value: None,
+    });
+    changes.push(Change {
+        ns: "ns.b",
+        key: b"last",
+        value: Some(b("written last")),
+    });
+    let before = kv.fsyncs();
+    assert_eq!(kv.write_batch(&changes).unwrap(), 1 + 52);
+    assert_eq!(kv.fsyncs() - before, 1, "one fsync for the whole batch");
+    assert_eq!(
+        kv.write_batch(&[]).unwrap(),
+        53,
+        "an empty batch writes nothing"
+    );
+    drop(kv);
+    let kv = open(dir.path());
+    assert_eq!(kv.len("ns.a"), 50);
+    assert_eq!(kv.get("ns.a", b"gone"), None);
+    assert_eq!(kv.get("ns.a", b"k07").unwrap(), b("k07"));
+    assert_eq!(kv.get("ns.b", b"last").unwrap(), b("written last"));
+
+    // Over the quota: nothing of the batch is written.
+    let big = Bytes::from(vec![0u8; 4000]);
+    let many: Vec<String> = (0..40).map(|i| format!("big{i}")).collect();
+    let changes: Vec<Change<'_>> = many
+        .iter()
+        .map(|k| Change {
+            ns: "ns.c",
+            key: k.as_bytes(),
+            value: Some(big.clone()),
+        })
+        .collect();
+    let err = kv.write_batch(&changes).unwrap_err();
+    assert_eq!(err.reason(), Reason::QuotaExceeded);
+    assert_eq!(kv.len("ns.c"), 0);
+    assert_eq!(kv.last_sequence(), 53);
+}
