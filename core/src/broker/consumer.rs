@@ -212,6 +212,7 @@ impl Consumer<'_> {
         // by arrivals and changes.
         store.visible().await?;
         let retry_topic = super::retry::retry_topic(&req.group, &req.topic);
+        let legacy_retry_topic = super::retry::legacy_retry_topic(&req.group, &req.topic);
         let mut retry_arrivals = store.subscribe_topic(&retry_topic);
         let mut changes = self
             .broker
@@ -249,13 +250,17 @@ impl Consumer<'_> {
                 &mut out,
                 &mut expired,
             )?;
-            // Retries of this topic for this group (never FIFO: FIFO retries in place).
-            if out.len() < req.max && self.broker.inner.topics.get(&retry_topic).is_some() {
+            // Retries of this topic for this group (never FIFO: FIFO retries in place), and
+            // those an earlier version stored under its retry topic name.
+            for retries in [&retry_topic, &legacy_retry_topic] {
+                if out.len() >= req.max || self.broker.inner.topics.get(retries).is_none() {
+                    continue;
+                }
                 params.fifo = false;
                 params.revive = true;
                 let (d, m) = self.broker.pop_pass(
                     &req.group,
-                    &retry_topic,
+                    retries,
                     1,
                     req.max,
                     &params,

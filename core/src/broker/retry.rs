@@ -4,8 +4,11 @@
 //! - A popped message whose invisible time passes, or that is nacked, is copied — same id,
 //!   keys, tag, properties and body, its delivery count in `reconsume_times` and its original
 //!   topic in the reserved property [`PROP_RETRY_TOPIC`] — to the retry topic of the group and
-//!   topic ([`retry_topic`]), scheduled after the backoff of its attempt
-//!   (`consumer.retry_backoff`), and the original is acknowledged. Pops of the topic by the
+//!   topic ([`retry_topic`]), and the original is acknowledged. An expired message is
+//!   receivable again as soon as its invisible time ends (the invisible time *is* its backoff,
+//!   as in Apache RocketMQ: push clients stretch it with `ChangeInvisibleDuration` by the
+//!   backoff the server advertises); a nacked one after the delay the consumer asked for, or
+//!   without one after the backoff of its attempt (`consumer.retry_backoff`). Pops of the topic by the
 //!   group also receive these retries, presented as messages of the original topic: the group
 //!   subscribes to nothing extra.
 //! - A message pulled by a classic consumer and sent back ([`Consumer::send_back`]) goes to
@@ -34,9 +37,24 @@ pub const RETRY_PREFIX: &str = "%RETRY%";
 /// Prefix of dead-letter topics.
 pub const DLQ_PREFIX: &str = "%DLQ%";
 
-/// The retry topic of pop consumers of `group` on `topic` (RocketMQ 5 naming), shortened with a
-/// hash when it would not fit a file name.
+/// The retry topic of pop consumers of `group` on `topic`: `%RETRY%<group>+<topic>` (RocketMQ
+/// 5's "retry topic v2" naming). `+` is allowed in neither group nor topic names, so two
+/// (group, topic) pairs never share a retry topic. Shortened with a hash of the full name when
+/// it would not fit a file name.
 pub fn retry_topic(group: &str, topic: &str) -> String {
+    let name = format!("{RETRY_PREFIX}{group}+{topic}");
+    if name.len() <= 200 {
+        return name;
+    }
+    let hash = blake3::hash(name.as_bytes());
+    let short: String = group.chars().take(100).collect();
+    format!("{RETRY_PREFIX}{short}+{}", &hash.to_hex()[..16])
+}
+
+/// The retry topic earlier versions used, `%RETRY%<group>_<topic>`: ambiguous (group `a` on
+/// topic `b_c` and group `a_b` on topic `c` shared it). Nothing is written there any more; pops
+/// still read it while it exists, so retries stored before an upgrade are not stranded.
+pub(super) fn legacy_retry_topic(group: &str, topic: &str) -> String {
     let name = format!("{RETRY_PREFIX}{group}_{topic}");
     if name.len() <= 200 {
         return name;
@@ -189,7 +207,8 @@ impl Broker {
     }
 
     /// Retries or dead-letters an expired in-flight message of `topic`/`queue_id`, then
-    /// acknowledges the original.
+    /// acknowledges the original. The retry is receivable at once: its invisible time was its
+    /// backoff.
     pub(super) async fn revive(
         &self,
         group: &Group,
@@ -197,7 +216,7 @@ impl Broker {
         queue_id: u32,
         e: Expired,
     ) -> Result<()> {
-        self.revive_with(group, topic, queue_id, e, None).await
+        self.revive_with(group, topic, queue_id, e, Some(0)).await
     }
 
     pub(super) async fn revive_with(

@@ -262,12 +262,34 @@ async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
     assert!(at_time(&b, &clock, t0 + 60_000, "d", 0).await.is_empty());
 }
 
+/// Moves `clock` to `at`, wakes the workers and pops one message of `t` for group `g`
+/// (invisible for 1 s of the broker's clock), waiting at most `wait_ms` of real time.
+async fn pop_at(
+    b: &Broker,
+    clock: &crate::clock::ManualClock,
+    at: i64,
+    wait_ms: u64,
+) -> Vec<crate::api::PoppedMessage> {
+    clock.set(at);
+    b.wake_workers();
+    b.consumer()
+        .pop(pop_req("g", "t", 1, 1000, wait_ms))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_back_off_then_dead_letter_once_and_resend() {
+async fn retries_come_when_the_invisible_time_ends_then_dead_letter_once_and_resend() {
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+    // Time is an input: each boundary is checked exactly (a ms before: nothing; at it: the
+    // retry), on the broker's clock.
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.consumer.retry_backoff = "0s 300ms".into();
-    let b = Broker::open(cfg).unwrap();
+    let t0: i64 = 1_700_000_000_000;
+    let clock = ManualClock::new(t0);
+    let b = Broker::open_with_clock(cfg, Arc::new(clock.clone())).unwrap();
     b.topics().create(TopicConfig::new("t", 1)).unwrap();
     let mut g = GroupConfig::new("g");
     g.max_delivery_attempts = 3;
@@ -282,46 +304,33 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
         )
         .await
         .unwrap();
-    let mut attempts = Vec::new();
-    let mut times = Vec::new();
-    let started = std::time::Instant::now();
-    while attempts.len() < 3 && started.elapsed() < Duration::from_secs(10) {
-        for m in b
-            .consumer()
-            .pop(pop_req("g", "t", 1, 100, 1000))
-            .await
-            .unwrap()
-        {
-            assert_eq!(m.message.topic, "t", "retries look like the original topic");
-            assert_eq!(m.message.message_id, sent.message_id);
-            assert_eq!(m.message.keys, vec!["k1".to_string()]);
-            assert_eq!(m.message.properties.get("p").map(String::as_str), Some("v"));
-            assert!(!m.message.properties.contains_key(retry::PROP_RETRY_TOPIC));
-            attempts.push(m.attempt);
-            times.push(started.elapsed());
-        }
-    }
-    assert_eq!(attempts, vec![1, 2, 3]);
-    // The second retry waited for the 300 ms backoff on top of the 100 ms invisibility.
-    assert!(
-        times[2] - times[1] >= Duration::from_millis(390),
-        "{times:?}"
-    );
-    // After the third expiry: in the DLQ exactly once, never delivered again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut dlq = Vec::new();
-    while std::time::Instant::now() < deadline {
-        assert!(b
-            .consumer()
-            .pop(pop_req("g", "t", 1, 100, 200))
-            .await
-            .unwrap()
-            .is_empty());
-        dlq = b.dead_letters().list("g", 0, 10).await.unwrap().messages;
-        if !dlq.is_empty() {
-            break;
-        }
-    }
+    let check = |got: &[crate::api::PoppedMessage], attempt: u32| {
+        assert_eq!(got.len(), 1, "attempt {attempt}");
+        let m = &got[0];
+        assert_eq!(m.message.topic, "t", "retries look like the original topic");
+        assert_eq!(m.message.message_id, sent.message_id);
+        assert_eq!(m.message.keys, vec!["k1".to_string()]);
+        assert_eq!(m.message.properties.get("p").map(String::as_str), Some("v"));
+        assert!(!m.message.properties.contains_key(retry::PROP_RETRY_TOPIC));
+        assert_eq!(m.attempt, attempt);
+    };
+    check(&pop_at(&b, &clock, t0, 0).await, 1);
+    // Not acknowledged: receivable again exactly when its invisible time ends — no backoff on
+    // top (the invisible time was the backoff), and a waiting long poll is woken for it.
+    assert!(pop_at(&b, &clock, t0 + 999, 200).await.is_empty());
+    let second = pop_at(&b, &clock, t0 + 1000, 5000).await;
+    check(&second, 2);
+    // Nacked without a delay: the backoff of its attempt (300 ms).
+    b.consumer()
+        .nack("g", &second[0].receipt_handle, None)
+        .await
+        .unwrap();
+    assert!(pop_at(&b, &clock, t0 + 1299, 200).await.is_empty());
+    check(&pop_at(&b, &clock, t0 + 1300, 5000).await, 3);
+    // After the third expiry: in the DLQ exactly once (moved by the pop that found it
+    // expired), never delivered again.
+    assert!(pop_at(&b, &clock, t0 + 2300, 200).await.is_empty());
+    let dlq = b.dead_letters().list("g", 0, 10).await.unwrap().messages;
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0].message_id, sent.message_id);
     assert_eq!(dlq[0].reconsume_times, 3);
@@ -407,6 +416,33 @@ async fn retries_back_off_then_dead_letter_once_and_resend() {
         .unwrap()
         .messages
         .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_with_a_delay_waits_exactly_that_long() {
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let t0: i64 = 1_700_000_000_000;
+    let clock = ManualClock::new(t0);
+    let b = Broker::open_with_clock(config(dir.path()), Arc::new(clock.clone())).unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
+    b.producer()
+        .send(Message::new("t", "later").into())
+        .await
+        .unwrap();
+    let first = pop_at(&b, &clock, t0, 0).await;
+    b.consumer()
+        .nack("g", &first[0].receipt_handle, Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(pop_at(&b, &clock, t0 + 4999, 200).await.is_empty());
+    let again = pop_at(&b, &clock, t0 + 5000, 5000).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (&again[0].message.body[..], again[0].attempt),
+        (&b"later"[..], 2)
+    );
 }
 
 #[tokio::test]
@@ -982,4 +1018,101 @@ async fn topic_and_group_tables_of_an_earlier_version_are_imported_once() {
     assert!(b.topics().config("old-orders").is_err());
     assert_eq!(b.topics().config("new").unwrap().queue_count, 1);
     assert!(b.groups().get("old-group").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_topics_of_different_groups_and_topics_never_collide() {
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+    // Group `a` on topic `b_c` and group `a_b` on topic `c` once shared `%RETRY%a_b_c`.
+    let dir = tempfile::tempdir().unwrap();
+    let t0: i64 = 1_700_000_000_000;
+    let clock = ManualClock::new(t0);
+    let b = Broker::open_with_clock(config(dir.path()), Arc::new(clock.clone())).unwrap();
+    assert_ne!(
+        retry::retry_topic("a", "b_c"),
+        retry::retry_topic("a_b", "c")
+    );
+    let pairs = [("a", "b_c"), ("a_b", "c")];
+    for (group, topic) in pairs {
+        b.topics().create(TopicConfig::new(topic, 1)).unwrap();
+        b.producer()
+            .send(Message::new(topic, format!("for {group}")).into())
+            .await
+            .unwrap();
+        let got = b
+            .consumer()
+            .pop(pop_req(group, topic, 1, 1000, 0))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+    }
+    // Both expire and are retried; each group gets back only its own message.
+    clock.set(t0 + 1000);
+    b.wake_workers();
+    for (group, topic) in pairs {
+        let mut bodies = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while bodies.is_empty() && std::time::Instant::now() < deadline {
+            for m in b
+                .consumer()
+                .pop(pop_req(group, topic, 8, 60_000, 500))
+                .await
+                .unwrap()
+            {
+                assert_eq!(m.attempt, 2);
+                bodies.push(String::from_utf8_lossy(&m.message.body).into_owned());
+            }
+        }
+        assert_eq!(bodies, vec![format!("for {group}")], "group {group}");
+        assert!(b
+            .consumer()
+            .pop(pop_req(group, topic, 8, 60_000, 200))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn retries_an_earlier_version_stored_under_the_old_name_are_still_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(config(dir.path())).unwrap();
+    b.topics().create(TopicConfig::new("t", 1)).unwrap();
+    let sent = b
+        .producer()
+        .send(Message::new("t", "old retry").into())
+        .await
+        .unwrap();
+    let g = b.resolve_group("g").unwrap();
+    // What an earlier version left: a retry copy in `%RETRY%g_t`.
+    let legacy = retry::legacy_retry_topic("g", "t");
+    assert_eq!(legacy, "%RETRY%g_t");
+    b.ensure_internal_topic(&legacy).unwrap();
+    let m = b.queries().by_id(&sent.message_id).await.unwrap();
+    b.move_message(&g, m, 1, false, legacy, Some(0))
+        .await
+        .unwrap();
+    let first = b
+        .consumer()
+        .pop(pop_req("g", "t", 8, 60_000, 2000))
+        .await
+        .unwrap();
+    let mut bodies: Vec<(String, u32)> = first
+        .iter()
+        .map(|m| {
+            (
+                String::from_utf8_lossy(&m.message.body).into_owned(),
+                m.attempt,
+            )
+        })
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![("old retry".into(), 1), ("old retry".into(), 2)],
+        "the original and its old retry copy"
+    );
+    let retried = first.iter().find(|m| m.attempt == 2).unwrap();
+    assert_eq!(retried.message.topic, "t");
 }
