@@ -21,6 +21,9 @@
 //!   gateway: start, send, batch, receive/ack, long polls, the core view of a gRPC message,
 //!   bad input, shutdown, FIFO, delay, invisibility expiry and dead letters, transactions and
 //!   their check-back, tag filters, a large message, endpoint aliasing, shared groups.
+//! - `grpc_sdk_python`: the official RocketMQ 5 Python SDK (`rocketmq-python-client` 5.1.2):
+//!   a SimpleConsumer's unacknowledged message back when its invisible time ends, a
+//!   PushConsumer's retry after the advertised backoff.
 //! - `cross_http`: REST (reqwest), MQTT and the official RocketMQ SDK on one broker: a REST
 //!   publish to MQTT and gRPC, an MQTT publish and an SDK message received and acked over REST.
 //! - `cross_mqtt`: MQTT (rumqttc) and the official RocketMQ SDK on one broker: an MQTT publish
@@ -63,6 +66,7 @@ mod grpc_sdk;
 mod grpc_sdk_basic;
 mod grpc_sdk_clients;
 mod grpc_sdk_ordering;
+mod grpc_sdk_python;
 mod grpc_sdk_transaction;
 mod mqtt_client;
 mod store_crash;
