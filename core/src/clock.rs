@@ -4,8 +4,10 @@
 //!
 //! Time is an input: [`crate::Broker::open_with_clock`] takes any [`Clock`]; production uses
 //! [`SystemClock`], tests a [`ManualClock`] they move by hand, so that invisibility, delays and
-//! expiry are tested by advancing time, not by sleeping. The store's own record timestamps
-//! (store time) are always the system clock: they describe when bytes reached the disk.
+//! expiry are tested by advancing time, not by sleeping. The store stamps records with the same
+//! clock (store time), so decisions that start from a stored record's time — the first
+//! check-back of a half message reloaded after a restart, offsets for a time — agree with the
+//! rest.
 //!
 //! Concurrency: a clock is shared (`Arc<dyn Clock>`) and read from any thread.
 

@@ -222,7 +222,7 @@ impl Broker {
         let meta = config.store.data_dir.join("config");
         // The store first: it takes the data directory's lock, so a second process on the same
         // directory is refused before it touches the KV store or the metadata.
-        let store = Store::open(config.store.clone())?;
+        let store = Store::open_with_clock(config.store.clone(), clock.clone())?;
         std::fs::create_dir_all(&meta).map_err(|e| meta_file::meta_err(&meta, e))?;
         let kv = Arc::new(crate::kv::KvStore::open(
             &config.store.data_dir.join("kv"),

@@ -537,17 +537,60 @@ async fn drain(b: &Broker, topic: &str, wait_ms: u64) -> Vec<String> {
     }
 }
 
+/// Moves the clock to `at`, wakes the workers and waits (at most 5 s of real time) until
+/// `calls` reaches `want`; when `want` is the current count it watches 200 ms for a check-back
+/// that comes too early.
+async fn check_back_at(
+    b: Broker,
+    clock: crate::clock::ManualClock,
+    t0: i64,
+    at: i64,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    want: u32,
+) {
+    use std::sync::atomic::Ordering;
+    clock.set(at);
+    b.wake_workers();
+    let early_watch = calls.load(Ordering::SeqCst) == want;
+    let deadline = std::time::Instant::now()
+        + if early_watch {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
+    while std::time::Instant::now() < deadline
+        && (early_watch || calls.load(Ordering::SeqCst) < want)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        want,
+        "check-backs at t0 + {} ms",
+        at - t0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_commit_rollback_check_back_and_restart() {
+    use crate::clock::ManualClock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
     use transaction::{CheckResult, Resolution};
+    // Check-backs run on the broker's clock: each one is checked at its exact due time.
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.transaction.check_first_ms = 100;
-    cfg.transaction.check_interval_ms = 100;
+    cfg.transaction.check_first_ms = 6_000;
+    cfg.transaction.check_interval_ms = 60_000;
     cfg.transaction.max_checks = 3;
+    let t0: i64 = 1_700_000_000_000;
+    let clock = ManualClock::new(t0);
+    let check_at = |b: &Broker, at: i64, calls: &Arc<AtomicU32>, want: u32| {
+        check_back_at(b.clone(), clock.clone(), t0, at, calls.clone(), want)
+    };
     let pending_id;
     {
-        let b = Broker::open(cfg.clone()).unwrap();
+        let b = Broker::open_with_clock(cfg.clone(), Arc::new(clock.clone())).unwrap();
         b.topics().create(TopicConfig::new("t", 2)).unwrap();
         let c = b
             .transactions()
@@ -584,25 +627,37 @@ async fn transactions_commit_rollback_check_back_and_restart() {
         ));
         assert_eq!(drain(&b, "t", 300).await, vec!["commit"]);
         assert_eq!(b.queries().by_id(&c.message_id).await.unwrap().topic, "t");
-        // Unknown answers until the maximum: discarded and recorded.
-        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        // Unknown answers until the maximum: checked first after 6 s, then every 60 s;
+        // discarded and recorded after the third.
+        let calls = Arc::new(AtomicU32::new(0));
         b.transactions().register_checker(
             "pg-unknown",
-            std::sync::Arc::new(Answer(CheckResult::Unknown, calls.clone())),
+            Arc::new(Answer(CheckResult::Unknown, calls.clone())),
         );
         let u = b
             .transactions()
             .send_half(Message::new("t", "unknown").into(), "pg-unknown")
             .await
             .unwrap();
+        check_at(&b, t0 + 5_999, &calls, 0).await;
+        check_at(&b, t0 + 6_000, &calls, 1).await;
+        check_at(&b, t0 + 65_999, &calls, 1).await;
+        check_at(&b, t0 + 66_000, &calls, 2).await;
+        check_at(&b, t0 + 126_000, &calls, 3).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while b.transactions().discarded().is_empty() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            clock.advance(Duration::from_secs(60));
+            b.wake_workers();
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let d = b.transactions().discarded();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].transaction_id, u.transaction_id.clone().unwrap());
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "no check after the maximum"
+        );
         // A half left pending across a restart (no checker registered yet).
         pending_id = b
             .transactions()
@@ -611,16 +666,19 @@ async fn transactions_commit_rollback_check_back_and_restart() {
             .unwrap();
         b.shutdown().unwrap();
     }
-    let b = Broker::open(cfg).unwrap();
+    let b = Broker::open_with_clock(cfg, Arc::new(clock.clone())).unwrap();
     assert_eq!(b.transactions().pending(), 1);
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let calls = Arc::new(AtomicU32::new(0));
     b.transactions().register_checker(
         "pg-late",
-        std::sync::Arc::new(Answer(
+        Arc::new(Answer(
             CheckResult::Resolve(Resolution::Commit),
             calls.clone(),
         )),
     );
+    // Checked (and committed by the answer) once its first check is due.
+    let now = crate::clock::Clock::now_ms(&clock);
+    check_at(&b, now + 6_000, &calls, 1).await;
     let got = {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut got = Vec::new();

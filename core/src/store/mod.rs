@@ -73,6 +73,7 @@ use crate::config::{FlushMode, StoreConfig};
 /// users.
 pub const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
 
+#[cfg(test)]
 pub use crate::clock::now_ms;
 
 pub use crate::api::RecoveryReport;
@@ -88,6 +89,8 @@ type QueueTable = HashMap<String, Vec<Option<Arc<ConsumeQueue>>>>;
 
 struct Inner {
     config: StoreConfig,
+    /// Stamps records (store time) and checkpoints: the broker's clock.
+    clock: Arc<dyn crate::clock::Clock>,
     dir: PathBuf,
     log: CommitLog,
     index: IndexStore,
@@ -136,7 +139,19 @@ impl Store {
     ///
     /// # Errors
     /// I/O errors, a locked directory, or corruption that recovery cannot repair.
+    #[cfg(test)]
     pub fn open(config: StoreConfig) -> Result<Self> {
+        Self::open_with_clock(config, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// [`Store::open`] with the clock that stamps records (the broker's clock).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_clock(
+        config: StoreConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Self> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let lock = DirLock::acquire(&dir)?;
@@ -167,6 +182,7 @@ impl Store {
         let (dispatched_tx, _) = watch::channel(replay_from);
         let inner = Arc::new(Inner {
             config,
+            clock,
             dir,
             log,
             index,
@@ -250,7 +266,7 @@ impl Store {
         }
         let appended = inner
             .log
-            .append(draft, queue_id, now_ms(), inner.as_ref())?;
+            .append(draft, queue_id, inner.clock.now_ms(), inner.as_ref())?;
         inner.appends.fetch_add(1, Ordering::Release);
         match inner.config.flush_mode {
             FlushMode::Sync => inner.flush_signal.notify(),
@@ -469,7 +485,7 @@ impl Inner {
             commit_log: self.log.flushed(),
             consume_queue: dispatched,
             index: dispatched,
-            timestamp_ms: now_ms(),
+            timestamp_ms: self.clock.now_ms(),
         };
         cp.store(&self.dir)
     }
