@@ -296,7 +296,7 @@ impl Service for MessagingService {
     ) -> Result<Response<pb::AckMessageResponse>, Status> {
         let answer = match self.identify(request.metadata()) {
             Ok(id) => {
-                self.ctx.renewals.seen(&id);
+                self.ctx.renewals.seen(&id, self.ctx.broker.now_ms());
                 ack::ack(&self.ctx, request.into_inner()).await
             }
             Err(s) => pb::AckMessageResponse {

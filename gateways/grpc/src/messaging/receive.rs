@@ -161,7 +161,7 @@ pub(super) async fn receive(
         .unwrap_or(DEFAULT_BATCH)
         .min(core.consumer.max_pop_batch.max(1));
     ctx.clients.set_group(client_id, &group);
-    ctx.renewals.seen(client_id);
+    ctx.renewals.seen(client_id, ctx.broker.now_ms());
     let Some(_permit) = poll_permit(ctx, wait) else {
         return refused(status(
             Code::TooManyRequests,
@@ -199,6 +199,7 @@ pub(super) async fn receive(
                 client_id,
                 &p.receipt_handle,
                 p.invisible_until_ms,
+                ctx.broker.now_ms(),
             );
         }
         let m = convert::to_pb(

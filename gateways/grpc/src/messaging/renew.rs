@@ -21,6 +21,9 @@
 //! - At most `auto_renew_max_handles` messages are tracked; beyond that a received message is
 //!   simply invisible for `default_invisible_ms` (logged once per overflow).
 //!
+//! Time: every time here is the broker's clock (`Broker::now_ms`), the clock of the core's
+//! invisibility deadlines it is compared with; callers pass it in.
+//!
 //! Must not touch: the core's pop state (only its public `change_invisible_duration`), other
 //! RPCs' state. One mutex around the table; the core is never called under it.
 
@@ -30,7 +33,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rocketgate_core::now_ms;
 
 use super::Context;
 
@@ -73,7 +75,8 @@ struct Due {
 }
 
 impl Renewals {
-    /// Tracks a message received with `auto_renew`.
+    /// Tracks a message received with `auto_renew`, at `now` (the broker's clock).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn track(
         &self,
         max_handles: usize,
@@ -82,8 +85,8 @@ impl Renewals {
         client_id: &str,
         handle: &str,
         invisible_until_ms: i64,
+        now: i64,
     ) {
-        let now = now_ms();
         let mut t = self.table.lock();
         if t.handles.len() >= max_handles {
             if !t.overflow_logged {
@@ -111,11 +114,12 @@ impl Renewals {
         t.seen.insert(client_id.to_owned(), now);
     }
 
-    /// Records a sign of life of `client_id` (only consumers with tracked handles are kept).
-    pub(super) fn seen(&self, client_id: &str) {
+    /// Records a sign of life of `client_id` at `now` (only consumers with tracked handles are
+    /// kept).
+    pub(super) fn seen(&self, client_id: &str, now: i64) {
         let mut t = self.table.lock();
         if let Some(s) = t.seen.get_mut(client_id) {
-            *s = now_ms();
+            *s = now;
         }
     }
 
@@ -211,9 +215,9 @@ async fn run(ctx: Weak<Context>, interval: Duration) {
 async fn renew_due(ctx: &Context, interval: Duration) {
     let ahead = i64::try_from(interval.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
     let invisible = Duration::from_millis(ctx.config.default_invisible_ms);
-    for due in ctx.renewals.due(now_ms(), ahead) {
+    for due in ctx.renewals.due(ctx.broker.now_ms(), ahead) {
         let (group, _) = &due.key;
-        let until = now_ms() + i64::try_from(invisible.as_millis()).unwrap_or(i64::MAX);
+        let until = ctx.broker.now_ms() + i64::try_from(invisible.as_millis()).unwrap_or(i64::MAX);
         match ctx
             .broker
             .consumer()
@@ -233,13 +237,14 @@ async fn renew_due(ctx: &Context, interval: Duration) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use rocketgate_core::now_ms;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
     #[test]
     fn take_answers_the_current_handle_and_stops_renewal() {
         let r = Renewals::default();
-        r.track(10, HOUR, "g", "c1", "h1", now_ms() + 1000);
+        r.track(10, HOUR, "g", "c1", "h1", now_ms() + 1000, now_ms());
         r.renewed(
             &("g".into(), "h1".into()),
             "h1",
@@ -255,9 +260,9 @@ mod tests {
     fn due_skips_far_deadlines_and_drops_gone_clients_and_old_messages() {
         let r = Renewals::default();
         let now = now_ms();
-        r.track(10, HOUR, "g", "c1", "soon", now + 100);
-        r.track(10, HOUR, "g", "c1", "later", now + 100_000);
-        r.track(10, Duration::ZERO, "g", "c1", "expired", now + 100);
+        r.track(10, HOUR, "g", "c1", "soon", now + 100, now);
+        r.track(10, HOUR, "g", "c1", "later", now + 100_000, now);
+        r.track(10, Duration::ZERO, "g", "c1", "expired", now + 100, now);
         let due: Vec<String> = r
             .due(now + 1, 1000)
             .into_iter()
@@ -267,7 +272,7 @@ mod tests {
         assert_eq!(r.len(), 2, "past its renew limit: dropped");
         r.forget_client("c1");
         assert_eq!(r.len(), 0);
-        r.track(10, HOUR, "g", "c2", "x", now + 100);
+        r.track(10, HOUR, "g", "c2", "x", now + 100, now);
         let silent = now + i64::try_from(CLIENT_SILENCE.as_millis()).unwrap() + 1;
         assert!(
             r.due(silent, 1000).is_empty(),
@@ -280,7 +285,15 @@ mod tests {
     fn the_table_is_bounded() {
         let r = Renewals::default();
         for i in 0..5 {
-            r.track(3, HOUR, "g", "c", &format!("h{i}"), now_ms() + 1000);
+            r.track(
+                3,
+                HOUR,
+                "g",
+                "c",
+                &format!("h{i}"),
+                now_ms() + 1000,
+                now_ms(),
+            );
         }
         assert_eq!(r.len(), 3);
     }

@@ -210,7 +210,7 @@ pub(super) fn heartbeat(
             if let Err(e) = ctx.broker.consumer().heartbeat(group, client_id) {
                 return answer(from_core(&e));
             }
-            ctx.renewals.seen(client_id);
+            ctx.renewals.seen(client_id, ctx.broker.now_ms());
             ctx.clients.set_group(client_id, group);
             answer(ok())
         }
