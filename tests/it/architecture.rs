@@ -42,7 +42,7 @@ fn core_depends_on_no_protocol_crate() {
     let child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            println!("NOTE: skipped, cargo is not runnable here: {e}");
+            crate::support::skip_missing(&format!("cargo is not runnable: {e}"), "install Rust");
             return;
         }
     };

@@ -43,8 +43,9 @@
 //!
 //! Randomised tests print their seed; `RG_TEST_SEED=<seed>` replays one. Longer runs (nightly):
 //! `RG_T1A_ROUNDS`, `RG_T1B_ROUNDS`, `RG_T1D_RUNS`, `RG_T2A_CASES` raise the repetition counts
-//! (defaults 12, 6, 24, 400). The tmpfs tests mount a filesystem and are skipped, with a note,
-//! where that is not permitted.
+//! (defaults 12, 6, 24, 400). A test that needs a tool or a privilege (the tmpfs tests mount a
+//! filesystem: root) fails where it is missing and says how to provide it, unless
+//! `RG_ALLOW_SKIP=1` is set (then it passes with a note): see `docs/testing.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -304,6 +304,21 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The opt-out of tests that need a tool or a privilege: with `RG_ALLOW_SKIP=1` such a test
+/// passes with a note where the need is not met; without it the test fails and says how to meet
+/// it (`scripts/test` installs every tool; CI runs as root).
+pub const ALLOW_SKIP: &str = "RG_ALLOW_SKIP";
+
+/// What a test does when `what` is missing: returns (the caller skips, with a note on stdout)
+/// only under [`ALLOW_SKIP`]; otherwise the test fails with `how` to provide it.
+pub fn skip_missing(what: &str, how: &str) {
+    if std::env::var(ALLOW_SKIP).is_ok_and(|v| v == "1") {
+        println!("NOTE: skipped under {ALLOW_SKIP}=1: {what}");
+        return;
+    }
+    panic!("{what}: {how} (or set {ALLOW_SKIP}=1 to skip such tests on purpose)");
+}
+
 /// A small tmpfs mounted on a directory for the life of the guard (unmounted on drop).
 pub struct Tmpfs {
     path: PathBuf,
