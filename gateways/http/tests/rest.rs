@@ -810,6 +810,40 @@ async fn limits_in_flight_and_timeouts() {
         tokio::time::timeout(WAIT, slow).await.unwrap().unwrap(),
         200
     );
+    // A request that takes longer than `request_timeout_ms` (its client announces a body and
+    // then sends only part of it) is answered 503 `request_timeout`, and its slot is freed.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    raw.write_all(
+        b"POST /v1/topics/t/messages HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+          content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"body\":",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("request_timeout") {
+        let n = tokio::time::timeout(WAIT, raw.read(&mut buf))
+            .await
+            .expect("an answer before the test's own deadline")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed without an answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "not before the request timeout: {:?}",
+        started.elapsed()
+    );
+    let (st, _) = s.get("/v1/topics").await;
+    assert_eq!(st, 200, "the timed-out request gave its slot back");
     s.stop().await;
 }
 
