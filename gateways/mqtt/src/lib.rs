@@ -20,7 +20,8 @@
 //!   first use), full topic in the property `mqttTopic`, QoS in `mqttQos`, retain in
 //!   `mqttRetain`, publisher in `mqttClientId`, v5 user properties as message properties and
 //!   the other v5 properties as `mqtt*` properties. A message sent to `a` over another
-//!   protocol without `mqttTopic` is MQTT topic `a` (QoS 1).
+//!   protocol without `mqttTopic` is MQTT topic `a` (QoS 1). Names with an empty first level
+//!   (`/a/b`) go to the RocketMQ topic `mqtt_slash`.
 //! - Plain subscriptions are broadcast: each session pops through its own consumer group
 //!   `mqtt-<client id>`, started at the end of each topic it subscribes. `$share/<name>/<f>`
 //!   pops through the group `mqtt-share-<name>-<hash(f)>`: load-balanced across its members.

@@ -449,6 +449,10 @@ async fn publish_will(shared: &Shared, client: &str, w: LastWill) {
     let Ok(topic) = std::str::from_utf8(&p.topic) else {
         return;
     };
+    if topic::core_topic_of_name(topic) == Err(topic::TopicError::Reserved) {
+        tracing::debug!(client = %client, "MQTT will on a reserved topic dropped");
+        return;
+    }
     let topic = topic.to_owned();
     if let Err(Refused(r)) = shared.publish(client, &p, &topic).await {
         tracing::warn!(reason = ?r, client = %client, "MQTT will not published");

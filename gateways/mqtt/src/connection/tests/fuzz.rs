@@ -54,6 +54,7 @@ const TOPICS: &[&[u8]] = &[
     b"",
     b"$SYS/x",
     b"/a",
+    b"a.b/c",
     b"a/+",
     b"#",
     b"mqtt_sys_retained",
@@ -71,6 +72,7 @@ const FILTERS: &[&str] = &[
     "a/#/b",
     "",
     "$SYS/#",
+    "/+/b",
 ];
 
 fn random_packet(rng: &mut Rng) -> Packet {

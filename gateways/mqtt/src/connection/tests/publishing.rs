@@ -265,7 +265,7 @@ fn incoming_topic_aliases_bind_resolve_and_are_checked() {
 
 #[test]
 fn illegal_topic_names_get_0x90_or_close() {
-    for topic in ["$SYS/x", "/a", "a.b/c", "mqtt_sys_sessions", ""] {
+    for topic in ["$SYS/x", "a.b/c", "mqtt_sys_sessions", ""] {
         let mut m = v5();
         assert_eq!(
             packet(&mut m, Packet::Publish(publish(topic, QoS::AtLeastOnce, 1))),
@@ -300,4 +300,18 @@ fn illegal_topic_names_get_0x90_or_close() {
         packet(&mut m, Packet::Publish(p)),
         failed_v5(DisconnectReasonCode::TopicNameInvalid)
     );
+}
+
+#[test]
+fn names_with_an_empty_first_level_are_stored() {
+    for version in [Version::V4, Version::V5] {
+        let mut m = machine(&MqttConfig::default(), version);
+        for (i, topic) in ["/TopicA", "/a/b", "/"].into_iter().enumerate() {
+            let p = publish(topic, QoS::AtLeastOnce, i as u16 + 1);
+            assert_eq!(
+                packet(&mut m, Packet::Publish(p.clone())),
+                vec![store_action(&p, topic)]
+            );
+        }
+    }
 }
