@@ -13,8 +13,9 @@
 //!   and dead-letter topics: e.g. `a.b` in `a.b/c`) cannot be mapped:
 //!   [`TopicError::IllegalFirstLevel`], "topic name invalid" for the client.
 //! - `$`-topics (`$SYS/…`; MQTT reserves them for the server) and the prefix
-//!   [`RESERVED_PREFIX`] (the gateway's own system topics) are [`TopicError::Reserved`]:
-//!   refused for PUBLISH and SUBSCRIBE, except `$share/…` filters.
+//!   [`RESERVED_PREFIX`] (the gateway's own system topics) are [`TopicError::Reserved`]: a
+//!   PUBLISH to them is acknowledged and not stored (see the connection's machine), a
+//!   SUBSCRIBE filter on them is refused, except `$share/…` filters.
 //! - A filter whose first level is a wildcard (`#`, `+/…`) covers every user topic, present
 //!   and future, except system, retry, dead-letter and gateway topics; `$`-topics are never
 //!   matched by a wildcard.

@@ -7,7 +7,8 @@
 //!   machine, and what is written is what the machine queued, in its order.
 //! - "Ack after durable store": a client PUBLISH becomes a future of `Shared::publish` in one
 //!   `FuturesOrdered`; its completion is fed back to the machine (which only then queues the
-//!   PUBACK/PUBREC), in PUBLISH order, several per turn when several are ready.
+//!   PUBACK/PUBREC), in PUBLISH order, several per turn when several are ready. A publish the
+//!   machine answers without a store (`Action::Answer`) is a ready future in the same queue.
 //! - Actions with a completion (starting a subscription, looking up retained messages) are
 //!   executed and their completion fed back at once, before the next packet is decoded.
 //! - Writes are batched: one socket write per loop turn (plus the final DISCONNECT).
@@ -264,6 +265,10 @@ where
                         let r = shared.publish(&client, &publish, &topic).await;
                         (publish.pkid, publish.qos, r)
                     }));
+                }
+                Action::Answer { pkid, qos, result } => {
+                    let done = (pkid, qos, result.map_err(Refused));
+                    self.publishes.push_back(Box::pin(std::future::ready(done)));
                 }
                 Action::AckCore { group, receipt } => self.acks.push((group, receipt)),
                 Action::StartSubscription(start) => {

@@ -1,7 +1,9 @@
 //! Issue 19, the checks of the Eclipse paho interoperability suite that failed before: topic
 //! names with an empty first level (`/TopicA`) for publish, subscribe and wills; will topics
-//! refused with topic codes, never "server unavailable". Raw sockets where the exact bytes
-//! matter, rumqttc for subscribers. Every wait has a deadline; nothing sleeps to synchronise.
+//! refused with topic codes, never "server unavailable"; publishes to `$`-topics acknowledged
+//! (3.1.1) or refused with 0x87 (v5), in order, and never stored. Raw sockets where the exact
+//! bytes matter, rumqttc for subscribers. Every wait has a deadline; nothing sleeps to
+//! synchronise.
 
 use std::time::{Duration, Instant};
 
@@ -203,6 +205,14 @@ async fn topics(rx: &mut mpsc::UnboundedReceiver<Got>, n: usize) -> Vec<String> 
     out
 }
 
+/// Messages stored in the RocketMQ topic `topic` (0 when it does not exist).
+async fn stored_count(s: &Server, topic: &str) -> u64 {
+    match s.broker.topics().describe(topic).await {
+        Ok(info) => info.queues.iter().map(|q| q.max - q.min).sum(),
+        Err(_) => 0,
+    }
+}
+
 /// The MQTT topics (property `mqttTopic`) of every message of the RocketMQ topic `topic`.
 async fn mqtt_topics_in(s: &Server, topic: &str) -> Vec<String> {
     let info = s.broker.topics().describe(topic).await.unwrap();
@@ -371,5 +381,59 @@ async fn will_topics_are_refused_with_topic_codes_never_server_unavailable() {
         let (_, code) = connected(s.port, &connect(v5, "w5", 30, Some(("$SYS/x", b"x")))).await;
         assert_eq!(code, Some(0));
     }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dollar_publishes_are_acknowledged_in_order_and_never_stored() {
+    // paho interop `test_dollar_topics` (3.1.1): a QoS 1 publish to `$TopicA/B` is
+    // acknowledged, and a subscriber of `+/+` and `#` gets nothing of it.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    s.broker
+        .topics()
+        .create(rocketgate_core::TopicConfig::new("TopicA", 4))
+        .unwrap();
+    let (_c, mut rx, h) = subscriber_v4(s.port, "dollar-sub", &["+/+", "#"]).await;
+    for v5 in [false, true] {
+        let (mut p, code) = connected(s.port, &connect(v5, "dollar-pub", 30, None)).await;
+        assert_eq!(code, Some(0));
+        let mut out = BytesMut::new();
+        publish(&mut out, v5, "TopicA/B", QoS::AtLeastOnce, 1, b"before");
+        publish(&mut out, v5, "$TopicA/B", QoS::AtLeastOnce, 2, b"$1");
+        publish(&mut out, v5, "$TopicA/B", QoS::ExactlyOnce, 3, b"$2");
+        publish(&mut out, v5, "$TopicA/B", QoS::AtMostOnce, 0, b"$0");
+        publish(&mut out, v5, "mqtt_sys_x/y", QoS::AtLeastOnce, 4, b"sys");
+        publish(&mut out, v5, "TopicA/C", QoS::AtLeastOnce, 5, b"after");
+        p.write_all(&out).await.unwrap();
+        // In PUBLISH order: 3.1.1 success for all; v5 0x87 for the reserved ones.
+        let refused = if v5 { Some(0x87) } else { None };
+        let ok = |pkid: u8, body: &[u8]| body == [0, pkid] || body == [0, pkid, 0];
+        let (first, body) = read_packet(&mut p).await.expect("PUBACK 1");
+        assert!(first == 0x40 && ok(1, &body), "{first:02x} {body:?}");
+        let reserved = [(0x40, 2u8), (0x50, 3), (0x40, 4)];
+        for (kind, pkid) in reserved {
+            let (first, body) = read_packet(&mut p).await.expect("an acknowledgement");
+            assert_eq!(first, kind, "v5 {v5}: {body:?}");
+            assert_eq!(body[..2], [0, pkid]);
+            assert_eq!(body.get(2).copied(), refused, "v5 {v5}: pkid {pkid}");
+        }
+        let (first, body) = read_packet(&mut p).await.expect("PUBACK 5");
+        assert!(first == 0x40 && ok(5, &body), "{first:02x} {body:?}");
+        if !v5 {
+            // The QoS 2 exchange completes.
+            p.write_all(&[0x62, 2, 0, 3]).await.unwrap();
+            assert_eq!(read_packet(&mut p).await, Some((0x70, vec![0, 3])));
+        }
+        // Still connected.
+        p.write_all(&[0xc0, 0]).await.unwrap();
+        assert_eq!(read_packet(&mut p).await, Some((0xd0, vec![])));
+        // The subscriber gets the two others, once each (`+/+` and `#` overlap), and nothing
+        // of the reserved ones.
+        assert_eq!(topics(&mut rx, 2).await, ["TopicA/B", "TopicA/C"]);
+    }
+    assert_eq!(stored_count(&s, "TopicA").await, 4);
+    assert_eq!(stored_count(&s, "mqtt_sys_x").await, 0);
+    h.abort();
     s.stop().await;
 }

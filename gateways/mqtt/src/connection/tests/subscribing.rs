@@ -147,7 +147,12 @@ fn a_subscribe_with_only_invalid_filters_is_answered_at_once() {
         vec![
             Action::Send(codec::suback(
                 1,
-                vec![SubscribeReasonCode::TopicFilterInvalid; 4]
+                vec![
+                    SubscribeReasonCode::NotAuthorized,
+                    SubscribeReasonCode::TopicFilterInvalid,
+                    SubscribeReasonCode::TopicFilterInvalid,
+                    SubscribeReasonCode::TopicFilterInvalid,
+                ]
             )),
             Action::RefreshPollers,
         ]
