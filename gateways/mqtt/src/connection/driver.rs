@@ -9,6 +9,9 @@
 //!   `FuturesOrdered`; its completion is fed back to the machine (which only then queues the
 //!   PUBACK/PUBREC), in PUBLISH order, several per turn when several are ready. A publish the
 //!   machine answers without a store (`Action::Answer`) is a ready future in the same queue.
+//! - Every client PUBLISH decoded before the end is stored, whatever the end (a DISCONNECT
+//!   right after a burst of QoS 0 publishes, an abrupt close, a takeover): `finish` awaits the
+//!   stores in flight before it shuts the socket down and publishes the will.
 //! - Actions with a completion (starting a subscription, looking up retained messages) are
 //!   executed and their completion fed back at once, before the next packet is decoded.
 //! - Writes are batched: one socket write per loop turn (plus the final DISCONNECT).
@@ -393,14 +396,16 @@ where
         });
     }
 
-    /// Stops the delivery feeds, closes the socket, stores the session's fate and sends the will.
-    /// The session guard is released last, after a delayed will was registered in the slot.
+    /// Stops the delivery feeds, lets the client publishes being stored complete, closes the
+    /// socket, stores the session's fate and sends the will. The session guard is released
+    /// last, after a delayed will was registered in the slot.
     async fn finish(mut self, end: End) {
         for (_, h) in self.pollers.drain() {
             h.abort();
         }
-        // Completed publishes still owe their acknowledgement; abandoned ones the client resends.
+        // Core acknowledgements of deliveries the client acknowledged.
         self.flush_acks();
+        self.complete_stores().await;
         let _ = self.stream.shutdown().await;
         let mut queued = Vec::new();
         while let Some(d) = self.inbox.try_recv() {
@@ -438,6 +443,26 @@ where
             }
         }
         drop(self.machine);
+    }
+}
+
+impl<S> Driver<S> {
+    /// Waits for every client publish still being stored: a packet read before the end (QoS 0
+    /// publishes right before a DISCONNECT, say) is stored, never dropped half-way. They are
+    /// bounded as while serving (no read while `receive_maximum` are being stored); their
+    /// acknowledgements are not sent (the connection is ending: a QoS 1/2 client resends, and
+    /// the copy it resends is a duplicate at worst). Before the socket closes, so a client
+    /// that sees the close after its DISCONNECT knows everything it sent is in the core.
+    async fn complete_stores(&mut self) {
+        while let Some((pkid, _, r)) = self.publishes.next().await {
+            if let Err(Refused(reason)) = r {
+                tracing::debug!(
+                    pkid,
+                    ?reason,
+                    "MQTT publish refused while the connection ended"
+                );
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
-//! Issue 19, the checks of the Eclipse paho interoperability suite that failed before: topic
-//! names with an empty first level (`/TopicA`) for publish, subscribe and wills; will topics
-//! refused with topic codes, never "server unavailable"; publishes to `$`-topics acknowledged
-//! (3.1.1) or refused with 0x87 (v5), in order, and never stored. Raw sockets where the exact
+//! Issue 19, the checks of the Eclipse paho interoperability suite and of libmosquitto runs
+//! that failed before: topic names with an empty first level (`/TopicA`) for publish,
+//! subscribe and wills; will topics refused with topic codes, never "server unavailable";
+//! publishes to `$`-topics acknowledged (3.1.1) or refused with 0x87 (v5), in order, and never
+//! stored; QoS 0 publishes right before a DISCONNECT all stored. Raw sockets where the exact
 //! bytes matter, rumqttc for subscribers. Every wait has a deadline; nothing sleeps to
 //! synchronise.
 
@@ -435,5 +436,89 @@ async fn dollar_publishes_are_acknowledged_in_order_and_never_stored() {
     assert_eq!(stored_count(&s, "TopicA").await, 4);
     assert_eq!(stored_count(&s, "mqtt_sys_x").await, 0);
     h.abort();
+    s.stop().await;
+}
+
+/// Sends CONNECT, `n` QoS 0 publishes to `topic` and a DISCONNECT in one write, then waits
+/// for the server to close the connection.
+async fn burst_then_disconnect(port: u16, v5: bool, topic: &str, n: usize) {
+    let mut out = connect(v5, &format!("burst-{v5}"), 30, None);
+    for i in 0..n {
+        publish(
+            &mut out,
+            v5,
+            topic,
+            QoS::AtMostOnce,
+            0,
+            format!("m{i}").as_bytes(),
+        );
+    }
+    out.extend_from_slice(&[0xe0, 0]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(&out).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut rest))
+        .await
+        .expect("closed after DISCONNECT")
+        .unwrap();
+    assert_eq!(rest[0], 0x20, "CONNACK first");
+}
+
+/// Waits (with a deadline) until `topic` holds `n` messages; returns what it holds.
+async fn until_stored(s: &Server, topic: &str, n: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = stored_count(s, topic).await;
+        if count >= n || Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn qos0_publishes_right_before_a_disconnect_are_all_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    let n = 20_000;
+    burst_then_disconnect(s.port, false, "burst4/x", n).await;
+    burst_then_disconnect(s.port, true, "burst5/x", n).await;
+    assert_eq!(until_stored(&s, "burst4", n as u64).await, n as u64);
+    assert_eq!(until_stored(&s, "burst5", n as u64).await, n as u64);
+
+    // libmosquitto (mosquitto_pub -l: one QoS 0 publish per line, then DISCONNECT).
+    let bin = std::path::Path::new("/usr/bin/mosquitto_pub");
+    if !bin.exists() {
+        eprintln!("SKIPPED mosquitto_pub part: mosquitto-clients not installed");
+    } else {
+        let lines: String = (0..n).map(|i| format!("line {i}\n")).collect();
+        let port = s.port.to_string();
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "burstm/x",
+            "-q",
+            "0",
+            "-l",
+        ];
+        let mut child = tokio::process::Command::new(bin)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(lines.as_bytes()).await.unwrap();
+        drop(stdin);
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("mosquitto_pub ends within 30 s")
+            .unwrap();
+        assert!(status.success(), "{status}");
+        assert_eq!(until_stored(&s, "burstm", n as u64).await, n as u64);
+    }
     s.stop().await;
 }
