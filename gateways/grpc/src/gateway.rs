@@ -1,6 +1,7 @@
 //! [`GrpcGateway`]: the broker's gRPC endpoint (`BrokerAdmin` and the RocketMQ 5
 //! `MessagingService`) as a [`Gateway`] of the composition root. It binds the `grpc` endpoint
-//! and, once served, runs [`serve_with`] unchanged.
+//! and, once served, runs [`crate::serve_with`] unchanged (through `serve_ready`, which also
+//! fires the gateway's `Ready` when it accepts).
 //!
 //! The [`NodeInfo`] the services answer with names every endpoint of the node, so the node can
 //! only build it once all gateways are bound: the constructor takes the receiving half of a
@@ -12,11 +13,11 @@ use std::net::SocketAddr;
 
 use rocketgate_core::Broker;
 use rocketgate_gateway_kit::{
-    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Shutdown,
+    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Ready, Shutdown,
 };
 use tokio::sync::oneshot;
 
-use crate::{serve_with, MessagingConfig, NodeInfo};
+use crate::{serve_ready, MessagingConfig, NodeInfo};
 
 /// The gRPC gateway, configured, not yet listening.
 #[derive(Debug)]
@@ -75,18 +76,20 @@ impl BoundGateway for BoundGrpc {
         self: Box<Self>,
         broker: Broker,
         shutdown: Shutdown,
+        ready: Ready,
     ) -> BoxFuture<'static, Result<(), GatewayError>> {
         Box::pin(async move {
             let node = self.node.await.map_err(|_| GatewayError::NotGiven {
                 gateway: "grpc",
                 what: "the node's description",
             })?;
-            serve_with(
+            serve_ready(
                 self.listener.into_inner(),
                 broker,
                 node,
                 self.messaging,
                 shutdown.wait(),
+                || ready.accepting(),
             )
             .await
             .map_err(GatewayError::serve)

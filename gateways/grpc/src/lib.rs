@@ -149,6 +149,20 @@ pub async fn serve_with(
     messaging: MessagingConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve_ready(listener, broker, node, messaging, shutdown, || {}).await
+}
+
+/// [`serve_with`], calling `ready` once the endpoint accepts connections (configuration
+/// checked, services built, nothing left before the accept loop): what the node's `ready`
+/// waits for ([`GrpcGateway`]).
+pub(crate) async fn serve_ready(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    node: NodeInfo,
+    messaging: MessagingConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce() + Send,
+) -> Result<(), Error> {
     messaging.validate()?;
     let local = listener.local_addr().ok();
     if let Some(addr) = local {
@@ -160,6 +174,7 @@ pub async fn serve_with(
         shutdown.await;
         stopper.stop();
     };
+    ready();
     Server::builder()
         .trace_fn(|req| tracing::debug_span!("grpc", method = %req.uri().path()))
         .tcp_nodelay(true)

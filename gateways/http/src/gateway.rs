@@ -1,6 +1,7 @@
 //! [`HttpGateway`]: REST, WebSocket, `/metrics` and the docs as a [`Gateway`] of the
-//! composition root. It binds the `http` endpoint and, once served, runs [`serve_with`]
-//! unchanged.
+//! composition root. It binds the `http` endpoint and, once served, runs
+//! [`crate::serve_with`] unchanged (through `serve_ready`, which also fires the gateway's
+//! `Ready` when it accepts).
 //!
 //! The Prometheus handle `/metrics` renders belongs to the process (the composition root
 //! installs the one recorder), so it is given to the constructor. This file only adapts; it
@@ -10,10 +11,10 @@ use std::net::SocketAddr;
 
 use rocketgate_core::Broker;
 use rocketgate_gateway_kit::{
-    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Shutdown,
+    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Ready, Shutdown,
 };
 
-use crate::{serve_with, HttpConfig, PrometheusHandle};
+use crate::{serve_ready, HttpConfig, PrometheusHandle};
 
 /// The HTTP gateway, configured, not yet listening.
 pub struct HttpGateway {
@@ -67,14 +68,16 @@ impl BoundGateway for BoundHttp {
         self: Box<Self>,
         broker: Broker,
         shutdown: Shutdown,
+        ready: Ready,
     ) -> BoxFuture<'static, Result<(), GatewayError>> {
         Box::pin(async move {
-            serve_with(
+            serve_ready(
                 self.listener.into_inner(),
                 broker,
                 self.config,
                 self.metrics,
                 shutdown.wait(),
+                || ready.accepting(),
             )
             .await
             .map_err(GatewayError::serve)

@@ -164,9 +164,23 @@ pub async fn serve_with(
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve_ready(listener, broker, config, metrics, shutdown, || {}).await
+}
+
+/// [`serve_with`], calling `ready` once the endpoint accepts connections (configuration
+/// checked, router built): what the node's `ready` waits for ([`HttpGateway`]).
+pub(crate) async fn serve_ready(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    config: HttpConfig,
+    metrics: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce() + Send,
+) -> Result<(), Error> {
     config.validate()?;
     let state = AppState::new(broker, config, metrics);
     let router = build(state.clone());
+    ready();
     server::run(listener, state, router, shutdown).await?;
     Ok(())
 }

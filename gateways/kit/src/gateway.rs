@@ -6,7 +6,9 @@
 //! 2. [`BoundGateway::endpoints`] names what was bound (protocol and actual address, port 0
 //!    resolved) for the `listening` lines, the ready file and the NameServer registration;
 //! 3. [`BoundGateway::serve`] serves a [`Broker`] until the [`Shutdown`] resolves, then lets
-//!    work in flight finish (bounded by the gateway) and returns. The broker belongs to the
+//!    work in flight finish (bounded by the gateway) and returns. It fires its [`Ready`] once
+//!    every endpoint accepts connections and serves them (after whatever the gateway loads
+//!    first): the node says `ready` only when every gateway did. The broker belongs to the
 //!    caller: a gateway never shuts it down.
 //!
 //! Both traits are object-safe (`Box<dyn Gateway>`), so the node keeps one list. What a gateway
@@ -22,6 +24,7 @@ use std::pin::Pin;
 use rocketgate_core::Broker;
 
 use crate::error::GatewayError;
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 
 /// A boxed `Send` future: what the object-safe trait methods return.
@@ -55,7 +58,8 @@ pub trait BoundGateway: Send {
     fn endpoints(&self) -> Vec<Endpoint>;
 
     /// Serves `broker` until `shutdown` resolves; then stops accepting, lets work in flight
-    /// finish (bounded by the gateway) and returns.
+    /// finish (bounded by the gateway) and returns. Fires `ready` once every endpoint of the
+    /// gateway accepts connections and serves them; one that fails before drops it unfired.
     ///
     /// # Errors
     /// Whatever made the gateway stop before `shutdown`: [`GatewayError::Serve`] with the
@@ -65,5 +69,6 @@ pub trait BoundGateway: Send {
         self: Box<Self>,
         broker: Broker,
         shutdown: Shutdown,
+        ready: Ready,
     ) -> BoxFuture<'static, Result<(), GatewayError>>;
 }

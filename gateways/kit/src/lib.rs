@@ -4,7 +4,8 @@
 //! Every listener of a node is a [`Gateway`]: it binds (before the store opens, so a port in use
 //! is reported before anything is opened), names the endpoints it bound ([`Endpoint`]: protocol
 //! name and the address actually bound, for the `listening` log lines, the ready file and the
-//! NameServer registration), and serves a [`Broker`] until a [`Shutdown`] resolves. The
+//! NameServer registration), serves a [`Broker`] until a [`Shutdown`] resolves, and says when
+//! it accepts connections ([`Ready`]: the node's `ready` line waits for every gateway). The
 //! composition root (`gateways/server`, `node.rs`) builds a list of them from its configuration
 //! instead of wiring each by hand.
 //!
@@ -13,6 +14,7 @@
 //! - [`gateway`] has the [`Gateway`] and [`BoundGateway`] traits, [`Endpoint`], [`BoxFuture`].
 //! - [`listener`] has [`BoundListener`], one TCP listener bound for a named endpoint.
 //! - [`shutdown`] has [`Shutdown`] / [`ShutdownTrigger`], the one stop signal of a node.
+//! - [`ready`] has [`Ready`] / [`ReadyWait`], a gateway's "accepting connections" signal.
 //! - [`error`] has [`GatewayError`], why a gateway could not bind or stopped.
 //!
 //! Depends on `rocketgate-core` (for [`Broker`]) and tokio only. It must not depend on a wire
@@ -31,8 +33,8 @@
 //!
 //! use rocketgate_core::{Broker, Config};
 //! use rocketgate_gateway_kit::{
-//!     shutdown, BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError,
-//!     Shutdown,
+//!     ready, shutdown, BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError,
+//!     Ready, Shutdown,
 //! };
 //!
 //! struct Hangup(SocketAddr);
@@ -58,9 +60,11 @@
 //!         self: Box<Self>,
 //!         _broker: Broker,
 //!         shutdown: Shutdown,
+//!         ready: Ready,
 //!     ) -> BoxFuture<'static, Result<(), GatewayError>> {
 //!         Box::pin(async move {
 //!             let listener = self.0.into_inner();
+//!             ready.accepting(); // nothing to load before accepting
 //!             let stopped = shutdown.wait();
 //!             tokio::pin!(stopped);
 //!             loop {
@@ -85,9 +89,15 @@
 //! let broker = Broker::open(config)?;
 //! let (trigger, shutdown) = shutdown::channel();
 //! let mut tasks = Vec::new();
+//! let mut waits = Vec::new();
 //! for gateway in bound {
 //!     assert_eq!(gateway.endpoints()[0].protocol, "hangup");
-//!     tasks.push(tokio::spawn(gateway.serve(broker.clone(), shutdown.clone())));
+//!     let (accepting, wait) = ready::channel();
+//!     tasks.push(tokio::spawn(gateway.serve(broker.clone(), shutdown.clone(), accepting)));
+//!     waits.push(wait);
+//! }
+//! for wait in waits {
+//!     assert!(wait.wait().await, "every gateway accepts before the node says ready");
 //! }
 //! trigger.trigger();
 //! for task in tasks {
@@ -101,10 +111,12 @@
 pub mod error;
 pub mod gateway;
 pub mod listener;
+pub mod ready;
 pub mod shutdown;
 
 pub use error::GatewayError;
 pub use gateway::{BoundGateway, BoxFuture, Endpoint, Gateway};
 pub use listener::BoundListener;
+pub use ready::{Ready, ReadyWait};
 pub use rocketgate_core::Broker;
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -376,7 +376,11 @@ fn encode_v4(p: &Packet, out: &mut BytesMut) -> Result<(), EncodeError> {
                 ConnectReturnCode::BadUserNamePassword => {
                     v4::ConnectReturnCode::BadUserNamePassword
                 }
-                ConnectReturnCode::NotAuthorized => v4::ConnectReturnCode::NotAuthorized,
+                // A will topic this server does not accept: 3.1.1 has no topic code, and
+                // "server unavailable" would make the client retry as if for an outage.
+                ConnectReturnCode::NotAuthorized | ConnectReturnCode::TopicNameInvalid => {
+                    v4::ConnectReturnCode::NotAuthorized
+                }
                 _ => v4::ConnectReturnCode::ServiceUnavailable,
             };
             v4::ConnAck::new(code, c.session_present)

@@ -114,8 +114,12 @@ async fn read_first<S: AsyncRead + Unpin>(
     }
 }
 
-/// Refuses a CONNECT with `code`.
+/// Refuses a CONNECT with `code` (a 3.1.1 malformed CONNECT: without CONNACK, MQTT-3.1.4-1).
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, version: Version, code: ConnectReturnCode) {
+    if version == Version::V4 && code == ConnectReturnCode::MalformedPacket {
+        let _ = stream.shutdown().await;
+        return;
+    }
     let mut out = BytesMut::new();
     let _ = codec::encode(
         &Packet::ConnAck(codec::connack(code, false)),

@@ -1,6 +1,7 @@
 //! [`MqttGateway`]: MQTT over TCP and over WebSocket as one [`Gateway`] of the composition
 //! root. It binds two endpoints, `mqtt` then `mqtt_ws`, and, once served, runs
-//! [`crate::serve`] on both unchanged.
+//! [`crate::serve`] on both unchanged (through `server::serve_ready`, which fires the
+//! gateway's `Ready` once both accept: after the retained messages and sessions are loaded).
 //!
 //! This file only adapts; it must not grow protocol logic or touch the server, the sessions or
 //! the connections.
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 
 use rocketgate_core::Broker;
 use rocketgate_gateway_kit::{
-    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Shutdown,
+    BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Ready, Shutdown,
 };
 
 use crate::config::MqttConfig;
@@ -68,14 +69,16 @@ impl BoundGateway for BoundMqtt {
         self: Box<Self>,
         broker: Broker,
         shutdown: Shutdown,
+        ready: Ready,
     ) -> BoxFuture<'static, Result<(), GatewayError>> {
         Box::pin(async move {
-            crate::serve(
+            crate::server::serve_ready(
                 Some(self.tcp.into_inner()),
                 Some(self.ws.into_inner()),
                 broker,
                 self.config,
                 shutdown.wait(),
+                || ready.accepting(),
             )
             .await
             .map_err(GatewayError::serve)

@@ -20,7 +20,9 @@
 //!   first use), full topic in the property `mqttTopic`, QoS in `mqttQos`, retain in
 //!   `mqttRetain`, publisher in `mqttClientId`, v5 user properties as message properties and
 //!   the other v5 properties as `mqtt*` properties. A message sent to `a` over another
-//!   protocol without `mqttTopic` is MQTT topic `a` (QoS 1).
+//!   protocol without `mqttTopic` is MQTT topic `a` (QoS 1). Names with an empty first level
+//!   (`/a/b`) go to the RocketMQ topic `mqtt_slash`. `$`-topics are never stored: a PUBLISH to
+//!   one is acknowledged and dropped (3.1.1) or refused with 0x87 (v5).
 //! - Plain subscriptions are broadcast: each session pops through its own consumer group
 //!   `mqtt-<client id>`, started at the end of each topic it subscribes. `$share/<name>/<f>`
 //!   pops through the group `mqtt-share-<name>-<hash(f)>`: load-balanced across its members.

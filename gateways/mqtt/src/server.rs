@@ -1,6 +1,10 @@
 //! The gateway's entry point: accept loops for TCP and WebSocket, the session-expiry sweep,
 //! and shutdown.
 //!
+//! Start: the retained messages and sessions are loaded before anything is accepted (a
+//! connection that arrives meanwhile waits in the listener's backlog); only then do the
+//! accept loops start and `ready` fire, which the node awaits before it says `ready`.
+//!
 //! Shutdown: the `shutdown` future flips a `watch` seen by every connection, which sends a v5
 //! DISCONNECT 0x8B ("server shutting down") and persists its session; `serve` waits up to
 //! 3 s for connections to finish, then aborts the rest.
@@ -37,6 +41,20 @@ pub async fn serve(
     broker: Broker,
     config: MqttConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve_ready(tcp, ws, broker, config, shutdown, || {}).await
+}
+
+/// [`serve`], calling `ready` once both listeners accept connections and serve them: retained
+/// messages and sessions loaded, the `MQTT listening` lines logged, the accept loops running.
+/// What the node's `ready` waits for (`gateway.rs`).
+pub(crate) async fn serve_ready(
+    tcp: Option<TcpListener>,
+    ws: Option<TcpListener>,
+    broker: Broker,
+    config: MqttConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
     if tcp.is_none() && ws.is_none() {
         return Err(Error::NoListener);
@@ -76,6 +94,7 @@ pub async fn serve(
         ));
     }
     tasks.spawn(sweep(shared.clone(), stop_rx.clone()));
+    ready();
     shutdown.await;
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };

@@ -4,12 +4,18 @@
 //! - MQTT topic `a/b/c` is stored in the RocketMQ topic `a` (its first level), with the full
 //!   MQTT topic in the message property [`PROP_TOPIC`]. A message without that property (sent
 //!   over gRPC, REST or WebSocket to topic `a`) is seen by MQTT as topic `a`.
-//! - A first level that is not a legal RocketMQ topic name (`[A-Za-z0-9_-]`, 1..=127 bytes:
-//!   e.g. an empty first level as in `/a`, or `.`/`%`/`|` in it) is refused: PUBLISH gets
-//!   "topic name invalid" (v5 PUBACK 0x90, or the connection is closed for QoS 0 / 3.1.1), a
-//!   SUBSCRIBE filter gets 0x8F / failure. So are first levels with the prefix
-//!   [`RESERVED_PREFIX`] (the gateway's own system topics) and `$`-topics other than
-//!   `$share/…` filters, which MQTT reserves for the server.
+//! - A name with an empty first level (`/a`, `/a/b`, `/`: legal MQTT names) is stored in the
+//!   RocketMQ topic [`EMPTY_FIRST_LEVEL_TOPIC`]; so is a name whose first level is that
+//!   topic's own name. The full topic in [`PROP_TOPIC`] tells them apart, as it does for every
+//!   other topic. A filter with an empty first level (`/a`, `/+/b`, `/#`) reads that topic.
+//! - A first level that is not a legal RocketMQ topic name (the core's rule,
+//!   `rocketgate_core::rules::topic_name`, without `%` and `|`, which the core keeps for retry
+//!   and dead-letter topics: e.g. `a.b` in `a.b/c`) cannot be mapped:
+//!   [`TopicError::IllegalFirstLevel`], "topic name invalid" for the client.
+//! - `$`-topics (`$SYS/…`; MQTT reserves them for the server) and the prefix
+//!   [`RESERVED_PREFIX`] (the gateway's own system topics) are [`TopicError::Reserved`]: a
+//!   PUBLISH to them is acknowledged and not stored (see the connection's machine), a
+//!   SUBSCRIBE filter on them is refused, except `$share/…` filters.
 //! - A filter whose first level is a wildcard (`#`, `+/…`) covers every user topic, present
 //!   and future, except system, retry, dead-letter and gateway topics; `$`-topics are never
 //!   matched by a wildcard.
@@ -26,6 +32,8 @@ pub const PROP_RETAIN: &str = "mqttRetain";
 pub const PROP_CLIENT: &str = "mqttClientId";
 /// Prefix reserved for the gateway's own RocketMQ topics.
 pub const RESERVED_PREFIX: &str = "mqtt_sys_";
+/// The RocketMQ topic of MQTT topics with an empty first level (`/a`, `/a/b`, `/`).
+pub const EMPTY_FIRST_LEVEL_TOPIC: &str = "mqtt_slash";
 
 /// Why a topic or filter is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,21 +44,29 @@ pub enum TopicError {
     /// The first level cannot be a RocketMQ topic.
     #[error("the first topic level is not a legal RocketMQ topic name")]
     IllegalFirstLevel,
-    /// A `$` topic (reserved) or the gateway's reserved prefix.
+    /// A `$` topic (reserved for the server) or the gateway's reserved prefix: a valid name
+    /// this server does not let clients use.
     #[error("reserved topic")]
     Reserved,
 }
 
+/// Whether `level` is a RocketMQ topic name (the core's rule) an MQTT client may name: not
+/// with `%` or `|`, which the core's retry and dead-letter topics use.
 fn legal_core_name(level: &str) -> bool {
-    !level.is_empty()
-        && level.len() <= 127
-        && level
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    rocketgate_core::rules::topic_name(level).is_ok() && !level.contains(['%', '|'])
 }
 
 fn first_level(s: &str) -> &str {
     s.split('/').next().unwrap_or(s)
+}
+
+/// The RocketMQ topic of a first level that is neither reserved nor a wildcard.
+fn core_topic_of_level(first: &str) -> Option<&str> {
+    if first.is_empty() {
+        Some(EMPTY_FIRST_LEVEL_TOPIC)
+    } else {
+        legal_core_name(first).then_some(first)
+    }
 }
 
 /// Checks a topic name for PUBLISH and returns its RocketMQ topic.
@@ -65,10 +81,7 @@ pub fn core_topic_of_name(name: &str) -> Result<&str, TopicError> {
     if first.starts_with('$') || first.starts_with(RESERVED_PREFIX) {
         return Err(TopicError::Reserved);
     }
-    if !legal_core_name(first) {
-        return Err(TopicError::IllegalFirstLevel);
-    }
-    Ok(first)
+    core_topic_of_level(first).ok_or(TopicError::IllegalFirstLevel)
 }
 
 /// A parsed subscription filter.
@@ -113,8 +126,7 @@ pub fn parse_filter(raw: &str) -> Result<ParsedFilter<'_>, TopicError> {
         f if f.starts_with('$') || f.starts_with(RESERVED_PREFIX) => {
             return Err(TopicError::Reserved)
         }
-        f if legal_core_name(f) => Some(f),
-        _ => return Err(TopicError::IllegalFirstLevel),
+        f => Some(core_topic_of_level(f).ok_or(TopicError::IllegalFirstLevel)?),
     };
     Ok(ParsedFilter {
         share,
@@ -190,7 +202,23 @@ mod tests {
     fn names_map_to_their_first_level() {
         assert_eq!(core_topic_of_name("a/b/c"), Ok("a"));
         assert_eq!(core_topic_of_name("a"), Ok("a"));
-        assert_eq!(core_topic_of_name("/a"), Err(TopicError::IllegalFirstLevel));
+        assert_eq!(core_topic_of_name("/a"), Ok(EMPTY_FIRST_LEVEL_TOPIC));
+        assert_eq!(core_topic_of_name("/TopicA/b"), Ok(EMPTY_FIRST_LEVEL_TOPIC));
+        assert_eq!(core_topic_of_name("/"), Ok(EMPTY_FIRST_LEVEL_TOPIC));
+        assert_eq!(core_topic_of_name("//"), Ok(EMPTY_FIRST_LEVEL_TOPIC));
+        assert_eq!(
+            core_topic_of_name("mqtt_slash/a"),
+            Ok(EMPTY_FIRST_LEVEL_TOPIC)
+        );
+        assert_eq!(
+            core_topic_of_name("%RETRY%g/x"),
+            Err(TopicError::IllegalFirstLevel)
+        );
+        assert_eq!(
+            core_topic_of_name(&format!("{}/x", "a".repeat(128))),
+            Err(TopicError::IllegalFirstLevel)
+        );
+        assert_eq!(core_topic_of_name("$TopicA/B"), Err(TopicError::Reserved));
         assert_eq!(
             core_topic_of_name("a.b/c"),
             Err(TopicError::IllegalFirstLevel)
@@ -213,6 +241,15 @@ mod tests {
         );
         assert_eq!(parse_filter("#").unwrap().core_topic, None);
         assert_eq!(parse_filter("+/x").unwrap().core_topic, None);
+        for f in ["/TopicA", "/+/b", "/#", "/", "$share/g//a"] {
+            assert_eq!(
+                parse_filter(f).unwrap().core_topic,
+                Some(EMPTY_FIRST_LEVEL_TOPIC),
+                "{f}"
+            );
+        }
+        assert_eq!(parse_filter("$TopicA/#"), Err(TopicError::Reserved));
+        assert_eq!(parse_filter("a.b/#"), Err(TopicError::IllegalFirstLevel));
         assert!(parse_filter("a/#/b").is_err());
         assert!(parse_filter("a/b#").is_err());
         assert!(parse_filter("a+/b").is_err());
@@ -233,6 +270,14 @@ mod tests {
         assert!(matches("$SYS/x", "$SYS/#"));
         assert!(!matches("a/b", "a/b/c"));
         assert!(matches("a//b", "a/+/b"));
+        assert!(matches("/TopicA", "/TopicA"));
+        assert!(matches("/TopicA", "/+"));
+        assert!(matches("/TopicA", "/#"));
+        assert!(matches("/TopicA", "+/+"));
+        assert!(matches("/TopicA", "#"));
+        assert!(!matches("/TopicA", "TopicA"));
+        assert!(!matches("/TopicA", "+"));
+        assert!(wildcard_visible(EMPTY_FIRST_LEVEL_TOPIC));
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! - start ([`serve`]): build the enabled gateways from the configuration
 //!   (`Vec<Box<dyn Gateway>>`: gRPC always, then HTTP and MQTT when enabled) and bind every one
 //!   of them ([`Bound::bind`]: a port in use fails here, before the store opens), open the
-//!   store, serve each gateway, register with the NameServers (`node/registration.rs`), then log
-//!   one `listening` line per endpoint with the bound address and write the ready file
-//!   ([`announce`]);
+//!   store, serve each gateway and wait until every one accepts connections (its `Ready`: the
+//!   MQTT gateway loads its retained messages and sessions first), register with the
+//!   NameServers (`node/registration.rs`), then log one `listening` line per endpoint with the
+//!   bound address, the `ready` line, and write the ready file ([`announce`]);
 //! - stop (SIGINT / SIGTERM): unregister (clients stop routing here), stop accepting, let calls
 //!   in flight finish (bounded by [`SHUTDOWN_GRACE`]), then flush, checkpoint and write the
 //!   clean marker through `Broker::shutdown`, all well within 10 s.
@@ -21,7 +22,7 @@
 //! names every bound endpoint, so the node sends it over a oneshot channel once all are bound;
 //! the HTTP gateway gets the Prometheus handle (`metrics.rs`).
 //!
-//! [`serve`] is one straight sequence of these steps (about 90 lines), kept in one function so
+//! [`serve`] is one straight sequence of these steps (about 100 lines), kept in one function so
 //! that it reads as the start and stop order; each step is a function or a [`Servers`] method.
 //!
 //! Concurrency: one multi-threaded runtime; every gateway, the NameServer and the metrics
@@ -42,7 +43,8 @@ use rocketgate_core::Broker;
 use rocketgate_gateway_grpc::{GrpcGateway, NodeInfo};
 use rocketgate_gateway_http::{HttpGateway, PrometheusHandle};
 use rocketgate_gateway_kit::{
-    shutdown, BoundGateway, BoundListener, Endpoint, Gateway, Shutdown, ShutdownTrigger,
+    ready, shutdown, BoundGateway, BoundListener, Endpoint, Gateway, ReadyWait, Shutdown,
+    ShutdownTrigger,
 };
 use rocketgate_gateway_mqtt::MqttGateway;
 use rocketgate_nameserver as ns;
@@ -186,16 +188,31 @@ impl Servers {
         });
     }
 
+    /// Waits until every gateway of `waits` accepts connections; the error of a server that
+    /// stopped first (a gateway that could not load its state, say).
+    async fn accepting(&mut self, waits: Vec<ReadyWait>) -> anyhow::Result<()> {
+        for wait in waits {
+            let accepting = tokio::select! {
+                accepting = wait.wait() => accepting,
+                Some(joined) = self.tasks.join_next() => return Err(stopped(joined)),
+            };
+            if !accepting {
+                // Its `Ready` was dropped: it stopped, and its task says why.
+                return Err(match self.tasks.join_next().await {
+                    Some(joined) => stopped(joined),
+                    None => anyhow::anyhow!("a server stopped before it accepted connections"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Waits for SIGINT / SIGTERM, or for a server to stop first (its error, or "stopped
     /// unexpectedly").
     async fn until_stopped(&mut self) -> Option<anyhow::Error> {
         tokio::select! {
             signal = crate::wait_for_shutdown() => signal.err(),
-            Some(joined) = self.tasks.join_next() => Some(match joined {
-                Ok(Ok(name)) => anyhow::anyhow!("the {name} server stopped unexpectedly"),
-                Ok(Err(e)) => e,
-                Err(e) => anyhow::anyhow!("a server task failed: {e}"),
-            }),
+            Some(joined) = self.tasks.join_next() => Some(stopped(joined)),
         }
     }
 
@@ -223,6 +240,15 @@ impl Servers {
             tracing::warn!("connections still open after the shutdown grace; closing them");
             self.tasks.abort_all();
         }
+    }
+}
+
+/// Why a server task ended before the node stopped it.
+fn stopped(joined: Result<anyhow::Result<&'static str>, tokio::task::JoinError>) -> anyhow::Error {
+    match joined {
+        Ok(Ok(name)) => anyhow::anyhow!("the {name} server stopped unexpectedly"),
+        Ok(Err(e)) => e,
+        Err(e) => anyhow::anyhow!("a server task failed: {e}"),
     }
 }
 
@@ -273,10 +299,19 @@ async fn serve(
             anyhow::Ok(())
         });
     }
+    let mut waits = Vec::new();
     for (name, gateway) in gateways {
         servers.listening.extend(gateway.endpoints());
-        let serving = gateway.serve(broker.clone(), servers.shutdown.clone());
+        let (accepting, wait) = ready::channel();
+        let serving = gateway.serve(broker.clone(), servers.shutdown.clone(), accepting);
         servers.spawn(name, serving);
+        waits.push(wait);
+    }
+    // Registered, `ready` and the ready file only once every endpoint accepts connections.
+    if let Err(e) = servers.accepting(waits).await {
+        servers.abort().await;
+        close(&broker).await?;
+        return Err(e);
     }
 
     let (unregister, unregistered) = shutdown::channel();

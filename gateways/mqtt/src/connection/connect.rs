@@ -3,8 +3,14 @@
 //! says; and what the will becomes when it is published.
 //!
 //! Invariants:
-//! - A refusal is a CONNACK return code only (3.1.1 codes are mapped by the codec); nothing
-//!   of the session is touched before [`admit`] accepted.
+//! - A refusal is a CONNACK return code only (3.1.1 codes are mapped by the codec; a 3.1.1
+//!   "malformed packet" is closed without a CONNACK); nothing of the session is touched before
+//!   [`admit`] accepted.
+//! - The will topic is checked as a PUBLISH's would be: a name that maps, or a reserved one
+//!   (accepted; the will is dropped when it goes out, as such a publish is), is admitted; a
+//!   name that cannot be mapped is refused with "topic name invalid" (3.1.1: 5, not
+//!   authorized), a malformed one too (3.1.1: closed without CONNACK). Never "server
+//!   unavailable", which clients treat as a passing outage and retry.
 //! - Session expiry: 3.1.1 clean session → `Some(0)` (ends at disconnect), 3.1.1 persistent
 //!   → `None` (never expires), v5 → the asked interval capped by `max_session_expiry_secs`
 //!   (absent = 0). The CONNACK tells a v5 client the granted interval when it differs.
@@ -27,7 +33,7 @@ use rumqttc::v5::mqttbytes::v5::{
 use crate::codec::{self, Version};
 use crate::config::MqttConfig;
 use crate::session::{SessionRecord, SessionState};
-use crate::topic;
+use crate::topic::{self, TopicError};
 
 /// An admitted CONNECT: everything the connection needs from it.
 #[derive(Debug, Clone)]
@@ -76,11 +82,18 @@ pub(crate) fn admit(
         return Err(ConnectReturnCode::BadUserNamePassword);
     }
     if let Some(w) = &will {
-        let ok = std::str::from_utf8(&w.topic)
-            .ok()
-            .is_some_and(|t| topic::core_topic_of_name(t).is_ok());
-        if !ok {
-            return Err(ConnectReturnCode::TopicNameInvalid);
+        let checked = std::str::from_utf8(&w.topic)
+            .map_err(|_| TopicError::Malformed)
+            .and_then(topic::core_topic_of_name);
+        match checked {
+            // A will on a reserved topic is accepted and, like a publish there, dropped.
+            Ok(_) | Err(TopicError::Reserved) => {}
+            // 3.1.1: a will topic that is no topic name makes the CONNECT a protocol
+            // violation, closed without a CONNACK (MQTT-3.1.4-1, 4.8).
+            Err(TopicError::Malformed) if !v5 => return Err(ConnectReturnCode::MalformedPacket),
+            // v5: 0x90; 3.1.1 (a name this server cannot map): the codec sends 5, "not
+            // authorized", the one refusal 3.1.1 has for it.
+            Err(_) => return Err(ConnectReturnCode::TopicNameInvalid),
         }
     }
     let props = connect.properties.unwrap_or_default();

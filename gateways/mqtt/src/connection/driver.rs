@@ -7,7 +7,11 @@
 //!   machine, and what is written is what the machine queued, in its order.
 //! - "Ack after durable store": a client PUBLISH becomes a future of `Shared::publish` in one
 //!   `FuturesOrdered`; its completion is fed back to the machine (which only then queues the
-//!   PUBACK/PUBREC), in PUBLISH order, several per turn when several are ready.
+//!   PUBACK/PUBREC), in PUBLISH order, several per turn when several are ready. A publish the
+//!   machine answers without a store (`Action::Answer`) is a ready future in the same queue.
+//! - Every client PUBLISH decoded before the end is stored, whatever the end (a DISCONNECT
+//!   right after a burst of QoS 0 publishes, an abrupt close, a takeover): `finish` awaits the
+//!   stores in flight before it shuts the socket down and publishes the will.
 //! - Actions with a completion (starting a subscription, looking up retained messages) are
 //!   executed and their completion fed back at once, before the next packet is decoded.
 //! - Writes are batched: one socket write per loop turn (plus the final DISCONNECT).
@@ -265,6 +269,10 @@ where
                         (publish.pkid, publish.qos, r)
                     }));
                 }
+                Action::Answer { pkid, qos, result } => {
+                    let done = (pkid, qos, result.map_err(Refused));
+                    self.publishes.push_back(Box::pin(std::future::ready(done)));
+                }
                 Action::AckCore { group, receipt } => self.acks.push((group, receipt)),
                 Action::StartSubscription(start) => {
                     let ok = self.start_subscription(start).await;
@@ -388,14 +396,16 @@ where
         });
     }
 
-    /// Stops the delivery feeds, closes the socket, stores the session's fate and sends the will.
-    /// The session guard is released last, after a delayed will was registered in the slot.
+    /// Stops the delivery feeds, lets the client publishes being stored complete, closes the
+    /// socket, stores the session's fate and sends the will. The session guard is released
+    /// last, after a delayed will was registered in the slot.
     async fn finish(mut self, end: End) {
         for (_, h) in self.pollers.drain() {
             h.abort();
         }
-        // Completed publishes still owe their acknowledgement; abandoned ones the client resends.
+        // Core acknowledgements of deliveries the client acknowledged.
         self.flush_acks();
+        self.complete_stores().await;
         let _ = self.stream.shutdown().await;
         let mut queued = Vec::new();
         while let Some(d) = self.inbox.try_recv() {
@@ -436,6 +446,26 @@ where
     }
 }
 
+impl<S> Driver<S> {
+    /// Waits for every client publish still being stored: a packet read before the end (QoS 0
+    /// publishes right before a DISCONNECT, say) is stored, never dropped half-way. They are
+    /// bounded as while serving (no read while `receive_maximum` are being stored); their
+    /// acknowledgements are not sent (the connection is ending: a QoS 1/2 client resends, and
+    /// the copy it resends is a duplicate at worst). Before the socket closes, so a client
+    /// that sees the close after its DISCONNECT knows everything it sent is in the core.
+    async fn complete_stores(&mut self) {
+        while let Some((pkid, _, r)) = self.publishes.next().await {
+            if let Err(Refused(reason)) = r {
+                tracing::debug!(
+                    pkid,
+                    ?reason,
+                    "MQTT publish refused while the connection ended"
+                );
+            }
+        }
+    }
+}
+
 fn stored((pkid, qos, r): (u16, QoS, Result<(), Refused>)) -> Stored {
     Stored {
         pkid,
@@ -449,6 +479,10 @@ async fn publish_will(shared: &Shared, client: &str, w: LastWill) {
     let Ok(topic) = std::str::from_utf8(&p.topic) else {
         return;
     };
+    if topic::core_topic_of_name(topic) == Err(topic::TopicError::Reserved) {
+        tracing::debug!(client = %client, "MQTT will on a reserved topic dropped");
+        return;
+    }
     let topic = topic.to_owned();
     if let Err(Refused(r)) = shared.publish(client, &p, &topic).await {
         tracing::warn!(reason = ?r, client = %client, "MQTT will not published");

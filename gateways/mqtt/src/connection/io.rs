@@ -48,7 +48,8 @@ pub(crate) enum Input {
     Packet(Packet),
     /// The client's bytes do not decode.
     Undecodable(DecodeError),
-    /// Client publishes stored (or refused) by the core, in the order of their `Store`s.
+    /// Client publishes stored (or refused) by the core, or answered without a store, in the
+    /// order of their `Store`s and `Answer`s.
     Stored(Vec<Stored>),
     /// The core work of the last [`Action::StartSubscription`] ended (`false`: refused).
     SubscriptionStarted(bool),
@@ -95,6 +96,17 @@ pub(crate) enum Action {
         publish: Publish,
         /// Its topic, checked.
         topic: String,
+    },
+    /// A client PUBLISH that is not stored (a reserved topic, a v5 topic name refused): feed
+    /// `result` as its [`Input::Stored`], in order with the stores queued before it, so its
+    /// acknowledgement keeps the PUBLISH order.
+    Answer {
+        /// Its packet id.
+        pkid: u16,
+        /// Its QoS.
+        qos: QoS,
+        /// What to acknowledge: `Ok` (success) or the v5 reason.
+        result: Result<(), PubAckReason>,
     },
     /// Acknowledge a popped message to the core (batched by the driver).
     AckCore {

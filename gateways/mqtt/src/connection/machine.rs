@@ -58,7 +58,7 @@ use super::subscribe::Subscribing;
 use crate::codec::{self, DecodeError, Packet, Version};
 use crate::config::MqttConfig;
 use crate::session::{Delivery, Outgoing, SessionRecord, SessionState, Subscription};
-use crate::topic;
+use crate::topic::{self, TopicError};
 
 /// The limits of the server configuration the machine enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,21 +374,47 @@ impl Machine {
         if let Err(reason) = self.aliases.resolve(&mut p) {
             return self.fail(reason);
         }
-        let topic = match std::str::from_utf8(&p.topic) {
-            Ok(t) if topic::core_topic_of_name(t).is_ok() => t.to_owned(),
-            _ => {
-                if self.v5() && p.qos != QoS::AtMostOnce {
-                    return self.ack_publish(p.pkid, p.qos, PubAckReason::TopicNameInvalid);
+        let checked = std::str::from_utf8(&p.topic)
+            .map_err(|_| TopicError::Malformed)
+            .and_then(|t| topic::core_topic_of_name(t).map(|_| t.to_owned()));
+        // What becomes of an admitted publish: stored, or answered in turn without a store.
+        let action = match checked {
+            Ok(topic) => Ok(topic),
+            // Reserved (`$…`, `mqtt_sys_…`): never stored. 3.1.1 has no negative
+            // acknowledgement, and clients and test suites expect one: the publish is
+            // acknowledged and dropped. v5 says why: 0x87 (QoS 0: dropped in silence).
+            Err(TopicError::Reserved) => {
+                tracing::debug!(client = %self.client_id, "publish to a reserved topic dropped");
+                if !self.v5() {
+                    metrics::counter!("rocketgate_publishes_refused_total", "gateway" => "mqtt")
+                        .increment(1);
                 }
-                return self.fail(DisconnectReasonCode::TopicNameInvalid);
+                Err(if self.v5() {
+                    Err(PubAckReason::NotAuthorized)
+                } else {
+                    Ok(())
+                })
             }
+            // A name that cannot be mapped or is malformed: v5 QoS 1/2 get 0x90 in turn; QoS 0
+            // and 3.1.1 have no way to say it but closing.
+            Err(_) if self.v5() && p.qos != QoS::AtMostOnce => {
+                Err(Err(PubAckReason::TopicNameInvalid))
+            }
+            Err(_) => return self.fail(DisconnectReasonCode::TopicNameInvalid),
         };
         let v5 = self.v5();
         match self
             .inbound
             .admit(p.pkid, p.qos, &self.session.incoming_qos2, v5)
         {
-            Admit::Store => self.push(Action::Store { publish: p, topic }),
+            Admit::Store => self.push(match action {
+                Ok(topic) => Action::Store { publish: p, topic },
+                Err(result) => Action::Answer {
+                    pkid: p.pkid,
+                    qos: p.qos,
+                    result,
+                },
+            }),
             Admit::BeingStored => {}
             Admit::AlreadyStored => self.send(codec::pubrec(p.pkid, PubRecReason::Success)),
             Admit::Exceeded => self.fail(DisconnectReasonCode::ReceiveMaximumExceeded),

@@ -8,7 +8,8 @@
 //!   before the next filter is planned: a later filter sees the earlier ones in the session
 //!   (so a topic already read by the session is not repositioned to its end).
 //! - A filter that does not parse, or whose RocketMQ topic the core refuses, gets "topic
-//!   filter invalid" and changes nothing; the SUBACK has one code per filter, in order.
+//!   filter invalid" (a reserved one, `$…` but `$share/…`, "not authorized"; 3.1.1: failure)
+//!   and changes nothing; the SUBACK has one code per filter, in order.
 //! - Retained messages are asked for only for plain subscriptions, per the v5 retain handling
 //!   (0: always, 1: only for a new subscription, 2: never).
 //!
@@ -23,7 +24,7 @@ use rumqttc::v5::mqttbytes::v5::{Filter, RetainForwardRule, Subscribe, Subscribe
 
 use crate::codec::{self, Packet};
 use crate::session::Subscription;
-use crate::topic;
+use crate::topic::{self, TopicError};
 
 /// A delivery feed: (consumer group, RocketMQ topic).
 pub(crate) type PollerKey = (Arc<str>, String);
@@ -171,9 +172,17 @@ impl Subscribing {
         group: &Arc<str>,
     ) -> Option<SubscriptionStart> {
         for f in self.filters.by_ref() {
-            let Ok(parsed) = topic::parse_filter(&f.path) else {
-                self.codes.push(SubscribeReasonCode::TopicFilterInvalid);
-                continue;
+            let parsed = match topic::parse_filter(&f.path) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.codes.push(match e {
+                        TopicError::Reserved => SubscribeReasonCode::NotAuthorized,
+                        TopicError::Malformed | TopicError::IllegalFirstLevel => {
+                            SubscribeReasonCode::TopicFilterInvalid
+                        }
+                    });
+                    continue;
+                }
             };
             let start = SubscriptionStart {
                 core_topic: parsed.core_topic.map(str::to_owned),

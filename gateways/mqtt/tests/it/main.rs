@@ -5,6 +5,7 @@
 mod support;
 
 mod basics;
+mod conformance;
 mod malformed;
 mod retention;
 mod sessions;

@@ -251,19 +251,37 @@ fn credentials_and_the_will_topic_are_checked() {
         properties: None,
     };
     let config = MqttConfig::default();
-    for bad in ["$SYS/x", "/a", "a/+", "mqtt_sys_retained/x"] {
-        let r = connect::admit(
+    let admit_will = |version, topic: &str| {
+        connect::admit(
             &config,
-            Version::V4,
+            version,
             connect_packet(CLIENT, true, None),
-            Some(will(bad)),
+            Some(will(topic)),
             None,
             || "rg-1".into(),
+        )
+        .map(|_| ())
+    };
+    for version in [Version::V4, Version::V5] {
+        // Names that map, and reserved ones (dropped when the will goes out).
+        for ok in ["/TopicA", "/a/b", "$SYS/x", "mqtt_sys_retained/x"] {
+            assert_eq!(admit_will(version, ok), Ok(()), "{ok}");
+        }
+        // Never "server unavailable": v5 0x90; 3.1.1 5 (the codec maps it).
+        assert_eq!(
+            admit_will(version, "a.b/c"),
+            Err(ConnectReturnCode::TopicNameInvalid)
+        );
+    }
+    // A malformed will topic: v5 0x90; 3.1.1 closes without CONNACK.
+    for bad in ["a/+", "#", ""] {
+        assert_eq!(
+            admit_will(Version::V5, bad),
+            Err(ConnectReturnCode::TopicNameInvalid)
         );
         assert_eq!(
-            r.map(|_| ()),
-            Err(ConnectReturnCode::TopicNameInvalid),
-            "{bad}"
+            admit_will(Version::V4, bad),
+            Err(ConnectReturnCode::MalformedPacket)
         );
     }
     let a = connect::admit(

@@ -54,6 +54,7 @@ const TOPICS: &[&[u8]] = &[
     b"",
     b"$SYS/x",
     b"/a",
+    b"a.b/c",
     b"a/+",
     b"#",
     b"mqtt_sys_retained",
@@ -71,6 +72,7 @@ const FILTERS: &[&str] = &[
     "a/#/b",
     "",
     "$SYS/#",
+    "/+/b",
 ];
 
 fn random_packet(rng: &mut Rng) -> Packet {
@@ -194,7 +196,9 @@ fn run(seed: u64, version: Version) {
         _ => connect_packet(CLIENT, false, Some(expiry_props(60))),
     };
     let (mut m, _, _) = start_with(&config, version, connect, None, SessionState::new(CLIENT));
-    let mut storing: VecDeque<(u16, QoS)> = VecDeque::new();
+    // Stores and answers in flight, in order; an answer's completion is its own result.
+    type Fixed = Option<Result<(), PubAckReason>>;
+    let mut storing: VecDeque<(u16, QoS, Fixed)> = VecDeque::new();
     // QoS 2 ids stored and not released: only these may be PUBREC'd on a PUBLISH.
     let mut unreleased: HashSet<u16> = HashSet::new();
     for turn in 0..400 {
@@ -204,15 +208,15 @@ fn run(seed: u64, version: Version) {
                 let n = 1 + rng.below(storing.len() as u64) as usize;
                 let done = storing
                     .drain(..n)
-                    .map(|(pkid, qos)| {
-                        let result = match rng.below(20) {
+                    .map(|(pkid, qos, fixed)| {
+                        let result = fixed.unwrap_or_else(|| match rng.below(20) {
                             0 => Err(rng.pick(&[
                                 PubAckReason::QuotaExceeded,
                                 PubAckReason::NotAuthorized,
                                 PubAckReason::ImplementationSpecificError,
                             ])),
                             _ => Ok(()),
-                        };
+                        });
                         stored(pkid, qos, result)
                     })
                     .collect();
@@ -255,7 +259,10 @@ fn run(seed: u64, version: Version) {
                 Action::Store { publish, topic } => {
                     assert!(crate::topic::core_topic_of_name(topic).is_ok(), "{context}");
                     assert_eq!(publish.topic, topic.as_bytes(), "{context}");
-                    storing.push_back((publish.pkid, publish.qos));
+                    storing.push_back((publish.pkid, publish.qos, None));
+                }
+                Action::Answer { pkid, qos, result } => {
+                    storing.push_back((*pkid, *qos, Some(*result)));
                 }
                 Action::Send(p) => {
                     let mut out = BytesMut::new();

@@ -1,7 +1,7 @@
 //! Client PUBLISH: QoS 0/1/2 flows, "ack after durable store", refusals, the Receive
 //! Maximum, topic aliases and topic names.
 
-use rumqttc::v5::mqttbytes::v5::{PingReq, PubAckReason, PubRecReason, PubRel};
+use rumqttc::v5::mqttbytes::v5::{PingReq, PingResp, PubAckReason, PubRecReason, PubRel};
 
 use super::*;
 use crate::codec;
@@ -263,24 +263,42 @@ fn incoming_topic_aliases_bind_resolve_and_are_checked() {
     }
 }
 
+fn answer(pkid: u16, qos: QoS, result: Result<(), PubAckReason>) -> Action {
+    Action::Answer { pkid, qos, result }
+}
+
 #[test]
-fn illegal_topic_names_get_0x90_or_close() {
-    for topic in ["$SYS/x", "/a", "a.b/c", "mqtt_sys_sessions", ""] {
+fn illegal_topic_names_get_0x90_in_turn_or_close() {
+    for topic in ["a.b/c", "%DLQ%g/x", ""] {
         let mut m = v5();
+        let a = publish("a", QoS::AtLeastOnce, 1);
         assert_eq!(
-            packet(&mut m, Packet::Publish(publish(topic, QoS::AtLeastOnce, 1))),
-            vec![Action::Send(codec::puback(
-                1,
-                PubAckReason::TopicNameInvalid
-            ))],
+            packet(&mut m, Packet::Publish(a.clone())),
+            vec![store_action(&a, "a")]
+        );
+        let invalid = Err(PubAckReason::TopicNameInvalid);
+        assert_eq!(
+            packet(&mut m, Packet::Publish(publish(topic, QoS::AtLeastOnce, 2))),
+            vec![answer(2, QoS::AtLeastOnce, invalid)],
             "{topic:?}"
         );
         assert_eq!(
-            packet(&mut m, Packet::Publish(publish(topic, QoS::ExactlyOnce, 2))),
-            vec![Action::Send(codec::pubrec(
-                2,
-                PubRecReason::TopicNameInvalid
-            ))]
+            packet(&mut m, Packet::Publish(publish(topic, QoS::ExactlyOnce, 3))),
+            vec![answer(3, QoS::ExactlyOnce, invalid)]
+        );
+        // The refusals leave after the earlier publish's PUBACK: PUBLISH order.
+        let done = vec![
+            stored(1, QoS::AtLeastOnce, Ok(())),
+            stored(2, QoS::AtLeastOnce, invalid),
+            stored(3, QoS::ExactlyOnce, invalid),
+        ];
+        assert_eq!(
+            step(&mut m, Input::Stored(done)),
+            vec![
+                Action::Send(codec::puback(1, PubAckReason::Success)),
+                Action::Send(codec::puback(2, PubAckReason::TopicNameInvalid)),
+                Action::Send(codec::pubrec(3, PubRecReason::TopicNameInvalid)),
+            ]
         );
         assert_eq!(
             packet(&mut m, Packet::Publish(publish(topic, QoS::AtMostOnce, 0))),
@@ -300,4 +318,94 @@ fn illegal_topic_names_get_0x90_or_close() {
         packet(&mut m, Packet::Publish(p)),
         failed_v5(DisconnectReasonCode::TopicNameInvalid)
     );
+}
+
+#[test]
+fn names_with_an_empty_first_level_are_stored() {
+    for version in [Version::V4, Version::V5] {
+        let mut m = machine(&MqttConfig::default(), version);
+        for (i, topic) in ["/TopicA", "/a/b", "/"].into_iter().enumerate() {
+            let p = publish(topic, QoS::AtLeastOnce, i as u16 + 1);
+            assert_eq!(
+                packet(&mut m, Packet::Publish(p.clone())),
+                vec![store_action(&p, topic)]
+            );
+        }
+    }
+}
+
+#[test]
+fn reserved_topics_are_acknowledged_in_turn_and_never_stored() {
+    for topic in ["$TopicA/B", "$SYS/x", "mqtt_sys_sessions"] {
+        // 3.1.1: acknowledged like a stored publish, in PUBLISH order; the connection stays.
+        let mut m = v4();
+        let a = publish("a", QoS::AtLeastOnce, 1);
+        assert_eq!(
+            packet(&mut m, Packet::Publish(a.clone())),
+            vec![store_action(&a, "a")]
+        );
+        for (pkid, qos) in [
+            (2, QoS::AtLeastOnce),
+            (3, QoS::ExactlyOnce),
+            (0, QoS::AtMostOnce),
+        ] {
+            assert_eq!(
+                packet(&mut m, Packet::Publish(publish(topic, qos, pkid))),
+                vec![answer(pkid, qos, Ok(()))],
+                "{topic} {qos:?}"
+            );
+        }
+        let done = vec![
+            stored(1, QoS::AtLeastOnce, Ok(())),
+            stored(2, QoS::AtLeastOnce, Ok(())),
+            stored(3, QoS::ExactlyOnce, Ok(())),
+            stored(0, QoS::AtMostOnce, Ok(())),
+        ];
+        assert_eq!(
+            step(&mut m, Input::Stored(done)),
+            vec![
+                Action::Send(codec::puback(1, PubAckReason::Success)),
+                Action::Send(codec::puback(2, PubAckReason::Success)),
+                Action::Send(codec::pubrec(3, PubRecReason::Success)),
+            ]
+        );
+        assert_eq!(
+            packet(&mut m, Packet::PubRel(PubRel::new(3, None))),
+            vec![Action::Send(codec::pubcomp(3, true))]
+        );
+        assert_eq!(
+            packet(&mut m, Packet::PingReq(PingReq)),
+            vec![Action::Send(Packet::PingResp(PingResp))]
+        );
+
+        // v5: 0x87 Not authorized in turn; QoS 0 is dropped in silence.
+        let mut m = v5();
+        let refused = Err(PubAckReason::NotAuthorized);
+        for (pkid, qos) in [
+            (1, QoS::AtLeastOnce),
+            (2, QoS::ExactlyOnce),
+            (0, QoS::AtMostOnce),
+        ] {
+            assert_eq!(
+                packet(&mut m, Packet::Publish(publish(topic, qos, pkid))),
+                vec![answer(pkid, qos, refused)]
+            );
+        }
+        let done = vec![
+            stored(1, QoS::AtLeastOnce, refused),
+            stored(2, QoS::ExactlyOnce, refused),
+            stored(0, QoS::AtMostOnce, refused),
+        ];
+        assert_eq!(
+            step(&mut m, Input::Stored(done)),
+            vec![
+                Action::Send(codec::puback(1, PubAckReason::NotAuthorized)),
+                Action::Send(codec::pubrec(2, PubRecReason::NotAuthorized)),
+            ]
+        );
+        assert_eq!(
+            packet(&mut m, Packet::PingReq(PingReq)),
+            vec![Action::Send(Packet::PingResp(PingResp))]
+        );
+    }
 }

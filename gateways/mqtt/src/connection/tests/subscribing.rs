@@ -97,6 +97,37 @@ fn filters_start_one_at_a_time_and_the_suback_keeps_their_order() {
 }
 
 #[test]
+fn filters_with_an_empty_first_level_read_the_slash_topic() {
+    let slash = crate::topic::EMPTY_FIRST_LEVEL_TOPIC;
+    let mut m = v4();
+    let filters = vec![
+        filter("/TopicA", QoS::AtLeastOnce),
+        filter("/+/b", QoS::AtLeastOnce),
+        filter("/#", QoS::AtLeastOnce),
+    ];
+    assert_eq!(
+        packet(&mut m, subscribe_packet(1, None, filters)),
+        vec![plain(Some(slash), &[], false)]
+    );
+    assert_eq!(
+        step(&mut m, Input::SubscriptionStarted(true)),
+        vec![plain(Some(slash), &[slash], false)]
+    );
+    assert_eq!(
+        step(&mut m, Input::SubscriptionStarted(true)),
+        vec![plain(Some(slash), &[slash], false)]
+    );
+    let actions = step(&mut m, Input::SubscriptionStarted(true));
+    assert_eq!(
+        actions[0],
+        Action::Send(codec::suback(
+            1,
+            vec![SubscribeReasonCode::Success(QoS::AtLeastOnce); 3]
+        ))
+    );
+}
+
+#[test]
 fn a_subscribe_with_only_invalid_filters_is_answered_at_once() {
     let mut m = v4();
     assert_eq!(
@@ -116,7 +147,12 @@ fn a_subscribe_with_only_invalid_filters_is_answered_at_once() {
         vec![
             Action::Send(codec::suback(
                 1,
-                vec![SubscribeReasonCode::TopicFilterInvalid; 4]
+                vec![
+                    SubscribeReasonCode::NotAuthorized,
+                    SubscribeReasonCode::TopicFilterInvalid,
+                    SubscribeReasonCode::TopicFilterInvalid,
+                    SubscribeReasonCode::TopicFilterInvalid,
+                ]
             )),
             Action::RefreshPollers,
         ]
