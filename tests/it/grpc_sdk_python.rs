@@ -9,12 +9,19 @@
 //! - A PushConsumer whose listener fails gets the retry after the backoff the server
 //!   advertises (the SDK stretches the invisible time by it), not after twice that.
 //!
-//! A missing SDK fails the test with the install command (no silent skip).
+//! And the scenarios shared with the Node.js SDK (`grpc_sdk_scripts`, script
+//! `tests/sdk/python/scenarios.py`): producer and SimpleConsumer (tag, keys, properties, a
+//! final ack), PushConsumer (each message once, acknowledged), FIFO (send order per message
+//! group, a group held up by its unacknowledged head), delay (not before the delivery time),
+//! transactions (commit, rollback, check-back answered COMMIT).
+//!
+//! A missing SDK (or another version) fails the test with the install command (no silent skip).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::grpc_sdk::{GrpcServer, NORMAL_TOPIC};
+use crate::grpc_sdk_scripts::{self as scenarios, Sdk};
 
 /// Longest a script may run (its own timeout is shorter).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
@@ -24,20 +31,7 @@ fn script() -> PathBuf {
 }
 
 async fn require_sdk() {
-    let probe = tokio::process::Command::new("python3")
-        .args(["-c", "import rocketmq"])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), probe)
-        .await
-        .expect("python3 -c 'import rocketmq' within 30 s")
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "the official RocketMQ Python SDK is missing: run `python3 -m pip install -r \
-         tests/sdk/python/requirements.txt` (scripts/test does): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Sdk::Python.require().await;
 }
 
 /// Runs the script in `mode` against `server`; returns its JSON answer.
@@ -117,4 +111,29 @@ async fn python_push_consumer_retries_after_the_advertised_backoff() {
         "retry {after:.2} s after the failure (backoff 3 s; twice it would be the bug): {v}"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_simple_consumer_gets_what_the_producer_sent_and_its_ack_is_final() {
+    scenarios::simple_round_trip(Sdk::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_push_consumer_gets_each_message_once_and_acknowledges_it() {
+    scenarios::push_consumer(Sdk::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_fifo_groups_arrive_in_send_order_behind_an_unacknowledged_head() {
+    scenarios::fifo_order(Sdk::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_delay_message_comes_at_its_delivery_time_not_before() {
+    scenarios::delay_on_time(Sdk::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_transactions_commit_rollback_and_check_back_commit() {
+    scenarios::transactions(Sdk::Python).await;
 }

@@ -23,7 +23,13 @@
 //!   their check-back, tag filters, a large message, endpoint aliasing, shared groups.
 //! - `grpc_sdk_python`: the official RocketMQ 5 Python SDK (`rocketmq-python-client` 5.1.2):
 //!   a SimpleConsumer's unacknowledged message back when its invisible time ends, a
-//!   PushConsumer's retry after the advertised backoff.
+//!   PushConsumer's retry after the advertised backoff, and the scenarios of `grpc_sdk_scripts`.
+//! - `grpc_sdk_node`: the official RocketMQ 5 Node.js SDK (`rocketmq-client-nodejs` 1.0.8):
+//!   the scenarios of `grpc_sdk_scripts`.
+//! - `grpc_sdk_scripts`: harness and scenarios shared by the Python and Node.js tests, run as
+//!   child processes (`tests/sdk/{python,node}/scenarios.*`): producer and SimpleConsumer
+//!   (tag, keys, properties, a final ack), PushConsumer, FIFO, delay, transactions with
+//!   check-back.
 //! - `cross_http`: REST (reqwest), MQTT and the official RocketMQ SDK on one broker: a REST
 //!   publish to MQTT and gRPC, an MQTT publish and an SDK message received and acked over REST.
 //! - `cross_mqtt`: MQTT (rumqttc) and the official RocketMQ SDK on one broker: an MQTT publish
@@ -66,8 +72,10 @@ mod cross_mqtt;
 mod grpc_sdk;
 mod grpc_sdk_basic;
 mod grpc_sdk_clients;
+mod grpc_sdk_node;
 mod grpc_sdk_ordering;
 mod grpc_sdk_python;
+mod grpc_sdk_scripts;
 mod grpc_sdk_transaction;
 mod mqtt_client;
 mod store_crash;
