@@ -4,9 +4,10 @@
 //! do not count as unacknowledged); every matching message is delivered exactly once. A long poll
 //! with a filter is not satisfied by a message the filter rejects.
 //!
-//! Known bugs, each with an ignored test, behind a run of more than 4,096 rejected messages (one
-//! scan's limit): `pull_group` answers `Found` with no message, and a waiting pop returns the
-//! match only at its deadline.
+//! Regression tests of former bugs (fixed), behind a run of more than 4,096 rejected messages
+//! (one scan's limit): `pull_group` finds the match instead of answering `Found` with no message
+//! (`…pull_over_many_rejected_messages`), and a waiting pop returns it at once, not at its
+//! deadline (`…pop_over_many_rejected_messages`).
 
 use std::time::{Duration, Instant};
 
@@ -210,6 +211,8 @@ async fn consume_filter_tag_and_sql_through_pop_and_pull_group() {
     };
     support::send_ok(&broker, rejected(1002)).await; // tag C
     support::send_ok(&broker, rejected(1003)).await; // no tag
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !pull_waiter.is_finished(),
@@ -290,7 +293,7 @@ async fn consume_filter_pop_over_many_rejected_messages() {
         "rejected-pop",
         8,
         Duration::from_secs(60),
-        Duration::from_secs(3),
+        Duration::from_secs(8),
     );
     req.filter = Some(FilterExpression::tag("A"));
     let t = Instant::now();
@@ -303,9 +306,6 @@ async fn consume_filter_pop_over_many_rejected_messages() {
             .collect::<Vec<_>>(),
         vec![at]
     );
-    assert!(
-        took < Duration::from_secs(1),
-        "took {took:?} of its 3 s wait"
-    );
+    assert!(took < support::PROMPTLY, "took {took:?} of its 8 s wait");
     broker.shutdown().unwrap();
 }

@@ -20,10 +20,10 @@
 //! Three rounds run on one store (each child recovers what the previous one left), the copy
 //! keeps the verification from consuming the original.
 //!
-//! Known bugs, each with an ignored test: acks made before the first consumer snapshot that
-//! knows the (group, topic) are redelivered after a crash (the same kill test with a 60 s
-//! snapshot interval, and a minimal in-process reproduction); dropping the last `Broker` handle
-//! without `shutdown` keeps the store open for up to one snapshot interval.
+//! Regression tests of former bugs (fixed): acks made before the first persist of the consumer
+//! state that knows the (group, topic) survive a crash (the kill test with a 60 s persist
+//! interval, and a minimal in-process reproduction); dropping the last `Broker` handle without
+//! `shutdown` closes the store at once (`…dropping_the_last_handle_closes_at_once`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;
@@ -143,7 +143,8 @@ async fn consume_restart_clean_keeps_offsets_acks_and_attempts() {
         support::pop_req("rs-pop-group", "rs-pop", 32, long, Duration::from_secs(5)),
     )
     .await;
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // At once (the wait is 5 s): generous bound, see support::PROMPTLY.
+    assert!(t.elapsed() < support::PROMPTLY, "{:?}", t.elapsed());
     let mut seen = BTreeSet::new();
     for p in &back {
         let id = &p.message.message_id;

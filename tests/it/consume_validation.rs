@@ -13,7 +13,8 @@ use rocketgate_core::{
 use crate::support;
 
 /// `refused!(what, call, kind, pattern)`: `call` (an expression, `.await` included) must fail
-/// at once (within 500 ms: nothing waits) with an error matching `pattern`, of kind `kind`.
+/// at once (nothing waits; bounded generously by `support::PROMPTLY`) with an error matching
+/// `pattern`, of kind `kind`.
 macro_rules! refused {
     ($what:expr, $call:expr, $kind:expr, $($pattern:tt)+) => {{
         let what: String = $what.into();
@@ -27,7 +28,7 @@ macro_rules! refused {
                 assert_eq!(e.kind(), $kind, "{what}: kind of {e:?}");
             }
         }
-        assert!(took < Duration::from_millis(500), "{what}: refused only after {took:?}");
+        assert!(took < support::PROMPTLY, "{what}: refused only after {took:?}");
     }};
 }
 

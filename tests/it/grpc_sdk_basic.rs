@@ -79,7 +79,8 @@ async fn grpc_sdk_producer_start_known_and_unknown_topic() {
     let p = server.producer(&[NORMAL_TOPIC]).await;
     let took = t.elapsed();
     println!("producer start took {took:?}");
-    assert!(took < Duration::from_secs(2), "start took {took:?}");
+    // Generous bound (the SDK's own start deadline is 3 s per call).
+    assert!(took < Duration::from_secs(10), "start took {took:?}");
 
     let mut option = rocketmq::conf::ProducerOption::default();
     option.set_topics(vec!["no_such_topic"]);
@@ -492,7 +493,7 @@ async fn grpc_sdk_long_poll_wakes_on_send() {
     assert_eq!(h::ids(&got), vec![id], "the waiting receive did not get it");
     println!("receive returned {woke_after:?} after the send started");
     assert!(
-        woke_after < Duration::from_millis(1500),
+        woke_after < support::PROMPTLY,
         "receive returned {woke_after:?} after the send"
     );
     ack(&c, &got[0]).await;

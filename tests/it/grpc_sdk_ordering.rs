@@ -174,7 +174,7 @@ async fn grpc_sdk_delay_message_on_time() {
     let (at, m) = &got[0];
     assert_eq!(m.message_id(), past_id);
     assert!(
-        at.duration_since(sent) < Duration::from_millis(1500),
+        at.duration_since(sent) < support::PROMPTLY,
         "overdue delay message took {:?}",
         at.duration_since(sent)
     );
@@ -210,8 +210,9 @@ async fn grpc_sdk_delay_message_on_time() {
         "delivered {} ms early",
         due_ms - arrived_ms
     );
+    // Generous bound (see support::PROMPTLY): a delivery that works is milliseconds late.
     assert!(
-        arrived_ms <= due_ms + 1500,
+        arrived_ms <= due_ms + support::PROMPTLY.as_millis() as i64,
         "delivered {} ms late",
         arrived_ms - due_ms
     );

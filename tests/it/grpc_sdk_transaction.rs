@@ -248,6 +248,8 @@ async fn grpc_sdk_transaction_check_back() {
     );
     // Resolved: no more check-backs of either (one may have been in flight).
     let n = log.lock().unwrap().calls.len();
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = log.lock().unwrap().calls.len();
     assert!(

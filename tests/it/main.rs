@@ -44,8 +44,9 @@
 //!   pending halves and during commits, replayed and concurrent commits.
 //! - `time_validation`: bad input to the time-semantics API and its configuration.
 //!
-//! Tests marked `#[ignore = "BUG: ..."]` reproduce known core bugs; run them with
-//! `--include-ignored`.
+//! A test marked `#[ignore = "BUG: ..."]` would reproduce a known core bug (none is open; the
+//! former ones are regression tests now, named in their modules' docs); `#[ignore =
+//! "limitation ..."]` marks a documented limitation. Run them with `--include-ignored`.
 //!
 //! Randomised tests print their seed; `RG_TEST_SEED=<seed>` replays one. Longer runs (nightly):
 //! `RG_T1A_ROUNDS`, `RG_T1B_ROUNDS`, `RG_T1D_RUNS`, `RG_T2A_CASES` raise the repetition counts

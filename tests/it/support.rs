@@ -304,6 +304,11 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The bound of "promptly" where the alternative is "only when a wait of 5 s or more ends" (a
+/// wake-up that works takes milliseconds): generous on purpose — a debug build on a loaded
+/// 2-core machine — and still well below the waits it tells apart.
+pub const PROMPTLY: Duration = Duration::from_millis(2500);
+
 /// The opt-out of tests that need a tool or a privilege: with `RG_ALLOW_SKIP=1` such a test
 /// passes with a note where the need is not met; without it the test fails and says how to meet
 /// it (`scripts/test` installs every tool; CI runs as root).

@@ -17,9 +17,10 @@
 //!   is killed with SIGKILL while they are pending; the store is opened in this process after
 //!   level 1 fell due, with the same expectations.
 //!
-//! Known bugs, each with an ignored test: `scheduled_pending()` counts cancelled messages until
-//! their due time; a clean shutdown in the middle of a backlog due in one millisecond delivers
-//! the delivered part again after the restart.
+//! Regression tests of former bugs (fixed): the pending count no longer counts cancelled
+//! messages (`…scheduled_pending_does_not_count_cancelled_messages`); a clean shutdown in the
+//! middle of a backlog due in one millisecond does not deliver the delivered part again after the
+//! restart (`…backlog_cut_by_a_clean_shutdown_is_not_delivered_twice`).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -587,6 +588,8 @@ async fn time_backlog_cut_by_a_clean_shutdown_is_not_delivered_twice() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = support::drain(&broker, DELAY_TOPIC, 0).await;
     assert_eq!(

@@ -33,8 +33,8 @@
 //! rename, directory fsync) on its delivery thread, so on a busy disk the measured delays would
 //! include the disk's stalls (seen once here: +250–480 ms while other processes used the disk).
 //!
-//! Known bugs, each with an ignored test: dead-lettering a FIFO group's head does not wake a
-//! long-polling pop; `send_back` right after `send` may not find the message.
+//! Regression tests of former bugs (fixed, in `time_retry_fifo.rs`): dead-lettering a FIFO
+//! group's head wakes a long-polling pop; `send_back` right after `send` finds the message.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};

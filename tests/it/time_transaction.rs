@@ -28,10 +28,11 @@
 //! - Check-back failures (#9500): a checker that never answers, or that panics, must not stop the
 //!   check-backs of other producer groups.
 //!
-//! Known bugs, each with an ignored test: a commit racing with an in-progress commit of the same
-//! transaction gets `InvalidTransactionId`; check-backs run one at a time, so a hung checker
-//! delays every other group by `check_timeout_ms` per pending half; a panicking checker kills
-//! the check-back thread.
+//! Regression tests of former bugs (fixed): a commit racing with an in-progress commit of the
+//! same transaction gets `TransactionResolved`, and the message is delivered once
+//! (`…concurrent_duplicate_commit…`); check-backs run concurrently, so a hung checker does not
+//! stall other groups (`…hung_checker_does_not_stall_other_groups`); a panicking checker does
+//! not stop the check-backs (`…panicking_checker_does_not_stop_check_backs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -368,6 +369,8 @@ async fn time_transaction_commit_rollback_and_check_back_each_visible_once_or_ne
         .transactions()
         .register_checker("tx-pg", checker.clone());
     assert_eq!(broker.transactions().pending(), 0);
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         checker.total(),
@@ -444,6 +447,8 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
     assert_eq!(broker.transactions().pending(), 0);
 
     // Never visible; resolved as not committed; not checked again.
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(unknown.total(), 3);
     assert_eq!(late.total(), 3);
@@ -462,6 +467,8 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
         .register_checker("tx-unknown", unknown.clone());
     assert_eq!(broker.transactions().pending(), 0);
     assert_resolved(&broker, &u.transaction_id, false).await;
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(unknown.total(), 0);
     assert_eq!(visible(&broker).await.len(), 1);
@@ -588,6 +595,8 @@ async fn time_transaction_t6b_kill9_with_500_pending_halves_all_checked_back_onc
         }
     }
     assert_eq!(visible(&broker).await.len() as u64, T6B_HALVES);
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         checker.total() as u64,
@@ -606,6 +615,8 @@ async fn time_transaction_t6b_kill9_with_500_pending_halves_all_checked_back_onc
     for tx in halves.keys().take(50) {
         assert_resolved(&broker, tx, true).await;
     }
+    // A window in which nothing more may happen: the sleep is the check's subject, not a
+    // synchronization.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(checker.total(), 0);
     assert_eq!(visible(&broker).await.len() as u64, T6B_HALVES);
