@@ -217,6 +217,65 @@ impl Default for KvConfig {
     }
 }
 
+/// Authentication and authorization (`[auth]`): one user store for every gateway (see
+/// docs/security.md).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Check credentials and policies on every endpoint (default off: on 127.0.0.1 the broker
+    /// just works; binding another address without it refuses to start).
+    pub enabled: bool,
+    /// A super user created (or reset to this secret) at start, so that a fresh broker can be
+    /// administered; both or neither. Prefer the environment for the secret.
+    pub bootstrap_access_key: Option<String>,
+    /// The bootstrap user's secret key (8..=256 printable characters).
+    pub bootstrap_secret_key: Option<String>,
+    /// Lifetime of a bearer token when none is asked for (24 h).
+    pub token_ttl_ms: u64,
+    /// Longest lifetime a token may be issued with (30 days).
+    pub max_token_ttl_ms: u64,
+    /// Most live tokens of one user.
+    pub max_tokens_per_user: usize,
+    /// Most users.
+    pub max_users: usize,
+    /// How far the signed `x-mq-date-time` of a RocketMQ request may be from the broker's clock
+    /// (15 min; compact times may also be off by a whole time-zone offset, see `auth/sign.rs`).
+    pub max_clock_skew_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bootstrap_access_key: None,
+            bootstrap_secret_key: None,
+            token_ttl_ms: 24 * 3600 * 1000,
+            max_token_ttl_ms: 30 * 24 * 3600 * 1000,
+            max_tokens_per_user: 100,
+            max_users: 10_000,
+            max_clock_skew_ms: 15 * 60 * 1000,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("bootstrap_access_key", &self.bootstrap_access_key)
+            .field(
+                "bootstrap_secret_key",
+                &self.bootstrap_secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("token_ttl_ms", &self.token_ttl_ms)
+            .field("max_token_ttl_ms", &self.max_token_ttl_ms)
+            .field("max_tokens_per_user", &self.max_tokens_per_user)
+            .field("max_users", &self.max_users)
+            .field("max_clock_skew_ms", &self.max_clock_skew_ms)
+            .finish()
+    }
+}
+
 /// Parses a duration such as `500ms`, `10s`, `2m`, `1h`, `1d` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -298,6 +357,8 @@ pub struct Config {
     pub transaction: TransactionConfig,
     /// The KV store of small durable state.
     pub kv: KvConfig,
+    /// Authentication and authorization.
+    pub auth: AuthConfig,
 }
 
 /// A configuration value that cannot work.
@@ -340,6 +401,39 @@ impl Config {
         }
         self.timer.levels_ms()?;
         self.consumer.retry_backoff_ms()?;
+        let a = &self.auth;
+        match (&a.bootstrap_access_key, &a.bootstrap_secret_key) {
+            (None, None) => {}
+            (Some(ak), Some(sk)) => {
+                if crate::auth::check_access_key(ak).is_err() {
+                    return bad(
+                        "auth.bootstrap_access_key",
+                        "1..=128 letters, digits and `_ - . @`",
+                    );
+                }
+                if crate::auth::check_secret_key(sk).is_err() {
+                    return bad(
+                        "auth.bootstrap_secret_key",
+                        "8..=256 printable ASCII characters without spaces",
+                    );
+                }
+            }
+            _ => {
+                return bad(
+                    "auth.bootstrap_access_key",
+                    "set both bootstrap_access_key and bootstrap_secret_key, or neither",
+                )
+            }
+        }
+        if a.token_ttl_ms == 0 || a.token_ttl_ms > a.max_token_ttl_ms {
+            return bad(
+                "auth.token_ttl_ms",
+                "must be between 1 and auth.max_token_ttl_ms",
+            );
+        }
+        if a.max_users == 0 || a.max_tokens_per_user == 0 {
+            return bad("auth.max_*", "must be at least 1");
+        }
         if self.timer.persist_interval_ms == 0 {
             return bad("timer.persist_interval_ms", "must be at least 1 ms");
         }

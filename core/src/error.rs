@@ -42,6 +42,8 @@ pub enum ErrorKind {
     Conflict,
     /// A broker fault.
     Internal,
+    /// No or bad credentials: authenticate first.
+    Unauthenticated,
 }
 
 /// Errors of the `Broker` API.
@@ -202,6 +204,26 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// No credentials, or credentials that do not prove a user (the text never says which
+    /// part was wrong, nor whether the user exists).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The user's policy does not allow this.
+    #[error("`{user}` may not {action} {resource}")]
+    Denied {
+        /// The access key.
+        user: String,
+        /// The action asked for.
+        action: String,
+        /// The resource (`Topic:orders`).
+        resource: String,
+    },
+    /// No such user.
+    #[error("user `{0}` does not exist")]
+    UserNotFound(String),
+    /// The user exists already.
+    #[error("user `{0}` already exists")]
+    UserExists(String),
 }
 
 /// A request field core checks, named in [`Error::IllegalField`].
@@ -224,6 +246,8 @@ pub enum Field {
     ProducerGroup,
     /// A client id.
     ClientId,
+    /// A user, policy or token field (access key, secret key, resource, action, source).
+    Auth,
 }
 
 impl std::fmt::Display for Field {
@@ -237,6 +261,7 @@ impl std::fmt::Display for Field {
             Self::ConsumerGroup => "consumer group",
             Self::ProducerGroup => "producer group",
             Self::ClientId => "client id",
+            Self::Auth => "access control field",
         })
     }
 }
@@ -310,6 +335,14 @@ pub enum Reason {
     ReadOnly,
     /// The broker is shutting down.
     ShuttingDown,
+    /// No or bad credentials.
+    Unauthenticated,
+    /// The user's policy does not allow the action on the resource.
+    Denied,
+    /// No such user.
+    UserNotFound,
+    /// The user exists already.
+    UserExists,
     /// A broker fault (I/O, corruption, metadata).
     Internal,
 }
@@ -321,8 +354,9 @@ impl Reason {
             Self::TopicNotFound
             | Self::QueueNotFound
             | Self::MessageNotFound
-            | Self::GroupNotFound => ErrorKind::NotFound,
-            Self::TopicExists | Self::GroupExists => ErrorKind::AlreadyExists,
+            | Self::GroupNotFound
+            | Self::UserNotFound => ErrorKind::NotFound,
+            Self::TopicExists | Self::GroupExists | Self::UserExists => ErrorKind::AlreadyExists,
             Self::IllegalTopic
             | Self::IllegalGroup
             | Self::IllegalTag
@@ -345,7 +379,8 @@ impl Reason {
             | Self::InvalidArgument => ErrorKind::InvalidArgument,
             Self::TransactionResolved => ErrorKind::Conflict,
             Self::QuotaExceeded => ErrorKind::Throttled,
-            Self::Forbidden => ErrorKind::PermissionDenied,
+            Self::Forbidden | Self::Denied => ErrorKind::PermissionDenied,
+            Self::Unauthenticated => ErrorKind::Unauthenticated,
             Self::DiskFull | Self::ReadOnly | Self::ShuttingDown => ErrorKind::Unavailable,
             Self::Internal => ErrorKind::Internal,
         }
@@ -380,7 +415,7 @@ impl Error {
                 Field::MessageId => Reason::IllegalMessageId,
                 Field::ConsumerGroup | Field::ProducerGroup => Reason::IllegalGroup,
                 Field::ClientId => Reason::IllegalClientId,
-                Field::BornHost => Reason::IllegalField,
+                Field::BornHost | Field::Auth => Reason::IllegalField,
             },
             Self::MessageTypeConflict(_) => Reason::MessageTypeConflict,
             Self::IllegalFilter(_) => Reason::IllegalFilter,
@@ -405,6 +440,10 @@ impl Error {
             Self::Kv(KvError::Poisoned(_)) => Reason::ReadOnly,
             Self::Kv(_) | Self::Metadata { .. } => Reason::Internal,
             Self::QuotaExceeded { .. } => Reason::QuotaExceeded,
+            Self::Unauthenticated(_) => Reason::Unauthenticated,
+            Self::Denied { .. } => Reason::Denied,
+            Self::UserNotFound(_) => Reason::UserNotFound,
+            Self::UserExists(_) => Reason::UserExists,
         }
     }
 

@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod auth;
 mod broker;
 pub mod clock;
 pub mod config;
@@ -77,8 +78,9 @@ pub use broker::consumer_group::GroupConfig;
 pub use broker::filter::{FilterExpression, FilterKind};
 pub use broker::topic::{MessageType, Permission, TopicConfig};
 pub use broker::{
-    Broker, Consumer, Credits, DeadLetters, Groups, Kv, Producer, Queries, Scheduler, Settings,
-    Storage, Subscription, SubscriptionCredits, SubscriptionRequest, Topics, Transactions,
+    Auth, Broker, Consumer, Credits, DeadLetters, Groups, Kv, Producer, Queries, Scheduler,
+    Settings, Storage, Subscription, SubscriptionCredits, SubscriptionRequest, Topics,
+    Transactions,
 };
 
 /// The store's record codec and ConsumeQueue, for core's own micro-benchmarks only

@@ -211,8 +211,8 @@ async fn consume_filter_tag_and_sql_through_pop_and_pull_group() {
     };
     support::send_ok(&broker, rejected(1002)).await; // tag C
     support::send_ok(&broker, rejected(1003)).await; // no tag
-    // A window in which nothing more may happen: the sleep is the check's subject, not a
-    // synchronization.
+                                                     // A window in which nothing more may happen: the sleep is the check's subject, not a
+                                                     // synchronization.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !pull_waiter.is_finished(),

@@ -33,6 +33,7 @@
 //! `worker.rs`): consumer-state persister, timer delivery, transaction check-back, pop revival.
 
 pub mod assignment;
+mod auth;
 mod consume;
 mod consumer;
 pub mod consumer_group;
@@ -64,6 +65,7 @@ mod transactions;
 pub mod validate;
 mod worker;
 
+pub use self::auth::Auth;
 pub use self::consumer::Consumer;
 pub use self::dead_letters::DeadLetters;
 pub use self::groups::Groups;
@@ -112,6 +114,8 @@ struct Inner {
     timer: Timer,
     /// The state of [`Transactions`]: pending halves, checkers, the check-back worker.
     transactions: TransactionState,
+    /// The state of [`Auth`]: users, policies, tokens.
+    auth: crate::auth::AuthState,
 }
 
 impl Inner {
@@ -247,6 +251,7 @@ impl Broker {
         let transactions =
             TransactionState::open(&store, config.transaction.clone(), clock.now_ms())?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
+        let auth = crate::auth::AuthState::load(kv.clone(), config.auth.clone(), clock.now_ms())?;
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
@@ -265,6 +270,7 @@ impl Broker {
                 },
                 timer,
                 transactions,
+                auth,
             }),
         };
         let replayed = broker.replay_ack_journal()?;
@@ -391,6 +397,11 @@ impl Broker {
     /// The durable key-value store of small state: get, put, delete, scan, its sequence.
     pub fn kv(&self) -> Kv<'_> {
         Kv { broker: self }
+    }
+
+    /// Users, policies and tokens; authentication and authorization for every gateway.
+    pub fn auth(&self) -> Auth<'_> {
+        Auth { broker: self }
     }
 
     /// [`Topics::describe`] with the offsets dispatched so far.

@@ -2,7 +2,7 @@
 //! variables, then command-line flags, in increasing priority.
 //!
 //! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]`,
-//! `[kv]` for the core, `[broker]` for the broker's identity and registration, and one section per
+//! `[kv]`, `[auth]` for the core, `[broker]` for the broker's identity and registration, and one section per
 //! listener that owns its listen address and on/off switch beside the listener crate's own
 //! settings: `[nameserver]` (`listen`), `[grpc]` (`listen`; always on), `[http]` (`enabled`,
 //! `listen`), `[mqtt]` (`enabled`, `listen`, `ws_listen`); see `config/section.rs`; documented
@@ -65,6 +65,16 @@ pub struct RunArgs {
     /// MQTT over WebSocket listen address (overrides `mqtt.ws_listen`).
     #[arg(long, env = "ROCKETGATE_MQTT_WS_ADDR", value_name = "ADDR")]
     pub mqtt_ws_addr: Option<String>,
+    /// Turn authentication on (overrides `auth.enabled`; see docs/security.md).
+    #[arg(long, env = "ROCKETGATE_AUTH")]
+    pub auth: bool,
+    /// The bootstrap super user's access key (overrides `auth.bootstrap_access_key`).
+    #[arg(long, env = "ROCKETGATE_AUTH_ACCESS_KEY", value_name = "AK")]
+    pub auth_access_key: Option<String>,
+    /// The bootstrap super user's secret key: from the environment only, never a flag (it would
+    /// show in the process list).
+    #[arg(skip = std::env::var("ROCKETGATE_AUTH_SECRET_KEY").ok())]
+    pub auth_secret_key: Option<String>,
     /// The NameServer's listen address (overrides `nameserver.listen`).
     #[arg(
         long,
@@ -90,6 +100,8 @@ pub struct ServerConfig {
     pub transaction: rocketgate_core::config::TransactionConfig,
     /// `[kv]`: the KV store of small durable state.
     pub kv: rocketgate_core::KvConfig,
+    /// `[auth]`: users, policies and tokens for every endpoint.
+    pub auth: rocketgate_core::config::AuthConfig,
     /// `[nameserver]`: where `rocketgate nameserver` (and `standalone`'s) listens, route expiry
     /// and limits.
     pub nameserver: NameServerSection,
@@ -117,6 +129,7 @@ struct FileConfig {
     timer: rocketgate_core::config::TimerConfig,
     transaction: rocketgate_core::config::TransactionConfig,
     kv: rocketgate_core::KvConfig,
+    auth: rocketgate_core::config::AuthConfig,
     nameserver: Written<ListenKeys, rocketgate_nameserver::Config>,
     broker: BrokerSection,
     grpc: Written<ListenKeys, rocketgate_gateway_grpc::MessagingConfig>,
@@ -149,6 +162,7 @@ impl FileConfig {
             timer: self.timer,
             transaction: self.transaction,
             kv: self.kv,
+            auth: self.auth,
             nameserver: self.nameserver.into(),
             broker: self.broker,
             grpc: self.grpc.into(),
@@ -211,6 +225,7 @@ impl ServerConfig {
             timer: self.timer.clone(),
             transaction: self.transaction.clone(),
             kv: self.kv.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
@@ -239,6 +254,15 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     legacy::warn(&renamed);
     if let Some(dir) = &args.data_dir {
         cfg.store.data_dir = dir.clone();
+    }
+    if args.auth {
+        cfg.auth.enabled = true;
+    }
+    if let Some(ak) = &args.auth_access_key {
+        cfg.auth.bootstrap_access_key = Some(ak.clone());
+    }
+    if let Some(sk) = &args.auth_secret_key {
+        cfg.auth.bootstrap_secret_key = Some(sk.clone());
     }
     if let Some(mode) = &args.flush_mode {
         cfg.store.flush_mode = match mode.to_ascii_uppercase().as_str() {

@@ -1,0 +1,22 @@
+//! Identity and authorization, decided once for every gateway: the model (users, policies,
+//! resources, actions), the RocketMQ 5 request signature, and the state behind the `Auth`
+//! service (`broker/auth.rs`).
+//!
+//! Owns: `model` (pure data and checks), `sign` (the MQv2-HMAC-SHA1 header and the signed
+//! time), `state` (users, policies and tokens in memory and in the KV store; authentication
+//! and the authorization decision). Must not touch: any wire protocol — gateways turn their
+//! credentials into [`Credentials`] and the answers into their protocol's refusals.
+
+mod model;
+pub mod sign;
+mod state;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+pub use model::{
+    check_access_key, check_secret_key, Action, Decision, PolicyEntry, Resource, ResourcePattern,
+    ResourceType, Source, UserInfo, UserKind, UserStatus, UserUpdate,
+};
+pub(crate) use state::AuthState;
+pub use state::{Credentials, IssuedToken, Principal, TokenInfo, TOKEN_PREFIX};

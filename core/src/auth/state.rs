@@ -1,0 +1,540 @@
+//! The user store and the decisions: users, their policies and bearer tokens, kept in memory
+//! and in the KV store (namespaces `auth.users`, `auth.policies`, `auth.tokens`, one record per
+//! user, policy or token, each change durable before it returns); authentication of every kind
+//! of credential and the authorization decision.
+//!
+//! Invariants:
+//! - A token is stored only as its BLAKE3 hash; the token itself is returned once, at issue.
+//! - Deleting a user deletes its policy and tokens; disabling it refuses its secret and tokens.
+//! - Authorization: a super user may do everything; a normal user what a matching `Allow`
+//!   entry of its policy allows, unless a matching `Deny` entry exists (deny wins); nothing
+//!   matching is a denial. With authentication off every request is allowed.
+//! - Secrets are compared in constant time, and an unknown access key costs the same HMAC as
+//!   a known one.
+//!
+//! Concurrency: one `RwLock` over the three tables, read by every request; writers are
+//! serialised by `write` and change memory only after the KV write succeeded.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::model::{
+    check_access_key, check_policy, check_secret_key, Action, Decision, PolicyEntry, Resource,
+    StoredUser, UserInfo, UserKind, UserStatus, UserUpdate,
+};
+use super::sign;
+use crate::config::AuthConfig;
+use crate::error::{Error, Result};
+use crate::kv::KvStore;
+
+const NS_USERS: &str = "auth.users";
+const NS_POLICIES: &str = "auth.policies";
+const NS_TOKENS: &str = "auth.tokens";
+/// Prefix of every bearer token (so a leaked one is recognisable).
+pub const TOKEN_PREFIX: &str = "rgt_";
+
+/// Who a request is, as a gateway authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    user: Option<String>,
+    superuser: bool,
+}
+
+impl Principal {
+    /// No credentials: allowed everything while authentication is off, nothing while it is on.
+    pub fn anonymous() -> Self {
+        Self {
+            user: None,
+            superuser: false,
+        }
+    }
+
+    /// The access key of the user, `None` for anonymous.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Whether it is a super user.
+    pub fn is_super(&self) -> bool {
+        self.superuser
+    }
+}
+
+/// A credential as a gateway received it.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    /// Access key and secret key (HTTP Basic, MQTT username/password).
+    Secret {
+        /// The access key.
+        access_key: &'a str,
+        /// The secret key.
+        secret_key: &'a str,
+    },
+    /// A bearer token issued by the broker (REST, WebSocket, MQTT password).
+    Token(&'a str),
+    /// A RocketMQ 5 signature: the `authorization` header and the `x-mq-date-time` it signs.
+    Signature {
+        /// The `authorization` header.
+        authorization: &'a str,
+        /// The signed `x-mq-date-time` header.
+        date_time: &'a str,
+    },
+}
+
+/// A token as the API lists it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Its id (a prefix of its hash): what `revoke_token` takes.
+    pub id: String,
+    /// The user it authenticates.
+    pub access_key: String,
+    /// When it was issued (ms, the broker's clock).
+    pub created_ms: i64,
+    /// When it stops working (ms, the broker's clock).
+    pub expires_ms: i64,
+}
+
+/// A newly issued token: the only time the token itself is seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The bearer token.
+    pub token: String,
+    /// What the broker keeps of it.
+    pub info: TokenInfo,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    users: BTreeMap<String, StoredUser>,
+    policies: BTreeMap<String, Vec<PolicyEntry>>,
+    /// Hash (hex) → token.
+    tokens: BTreeMap<String, TokenInfo>,
+}
+
+/// The state of the `Auth` service.
+#[derive(Debug)]
+pub(crate) struct AuthState {
+    kv: Arc<KvStore>,
+    config: AuthConfig,
+    tables: RwLock<Tables>,
+    write: Mutex<()>,
+}
+
+fn corrupt(ns: &str, e: impl std::fmt::Display) -> Error {
+    Error::Metadata {
+        path: Path::new(ns).to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn to_bytes<T: Serialize>(ns: &str, v: &T) -> Result<Bytes> {
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(|e| corrupt(ns, e))
+}
+
+fn token_hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+fn unauthenticated() -> Error {
+    // One answer for every failure: no hint whether the user exists.
+    Error::Unauthenticated("invalid credentials".into())
+}
+
+impl AuthState {
+    /// Loads the tables; creates or updates the bootstrap super user of the configuration.
+    ///
+    /// # Errors
+    /// Records that do not parse; a bad bootstrap user; KV faults.
+    pub(crate) fn load(kv: Arc<KvStore>, config: AuthConfig, now_ms: i64) -> Result<Self> {
+        let mut t = Tables::default();
+        for (k, v) in kv.scan(NS_USERS, b"", None, usize::MAX) {
+            let user = serde_json::from_slice(&v).map_err(|e| corrupt(NS_USERS, e))?;
+            t.users
+                .insert(String::from_utf8_lossy(&k).into_owned(), user);
+        }
+        for (k, v) in kv.scan(NS_POLICIES, b"", None, usize::MAX) {
+            let p = serde_json::from_slice(&v).map_err(|e| corrupt(NS_POLICIES, e))?;
+            t.policies
+                .insert(String::from_utf8_lossy(&k).into_owned(), p);
+        }
+        for (k, v) in kv.scan(NS_TOKENS, b"", None, usize::MAX) {
+            let tok = serde_json::from_slice(&v).map_err(|e| corrupt(NS_TOKENS, e))?;
+            t.tokens
+                .insert(String::from_utf8_lossy(&k).into_owned(), tok);
+        }
+        let state = Self {
+            kv,
+            config,
+            tables: RwLock::new(t),
+            write: Mutex::new(()),
+        };
+        if let (Some(ak), Some(sk)) = (
+            state.config.bootstrap_access_key.clone(),
+            state.config.bootstrap_secret_key.clone(),
+        ) {
+            state.bootstrap(&ak, &sk, now_ms)?;
+        }
+        Ok(state)
+    }
+
+    fn bootstrap(&self, ak: &str, sk: &str, now_ms: i64) -> Result<()> {
+        let exists = self.tables.read().users.contains_key(ak);
+        let update = UserUpdate {
+            secret_key: Some(sk.to_owned()),
+            kind: Some(UserKind::Super),
+            status: Some(UserStatus::Enabled),
+        };
+        if exists {
+            self.update_user(ak, update)
+        } else {
+            self.create_user(ak, sk, UserKind::Super, now_ms)
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    pub(crate) fn create_user(
+        &self,
+        ak: &str,
+        sk: &str,
+        kind: UserKind,
+        now_ms: i64,
+    ) -> Result<()> {
+        check_access_key(ak)?;
+        check_secret_key(sk)?;
+        let _w = self.write.lock();
+        if self.tables.read().users.len() >= self.config.max_users {
+            return Err(Error::InvalidArgument(format!(
+                "at most {} users (auth.max_users)",
+                self.config.max_users
+            )));
+        }
+        if self.tables.read().users.contains_key(ak) {
+            return Err(Error::UserExists(ak.to_owned()));
+        }
+        let user = StoredUser {
+            secret_key: sk.to_owned(),
+            kind,
+            status: UserStatus::Enabled,
+            created_ms: now_ms,
+        };
+        self.kv
+            .put(NS_USERS, ak.as_bytes(), to_bytes(NS_USERS, &user)?)?;
+        self.tables.write().users.insert(ak.to_owned(), user);
+        Ok(())
+    }
+
+    pub(crate) fn update_user(&self, ak: &str, change: UserUpdate) -> Result<()> {
+        if let Some(sk) = &change.secret_key {
+            check_secret_key(sk)?;
+        }
+        let _w = self.write.lock();
+        let mut user = self
+            .tables
+            .read()
+            .users
+            .get(ak)
+            .cloned()
+            .ok_or_else(|| Error::UserNotFound(ak.to_owned()))?;
+        if let Some(sk) = change.secret_key {
+            user.secret_key = sk;
+        }
+        if let Some(k) = change.kind {
+            user.kind = k;
+        }
+        if let Some(s) = change.status {
+            user.status = s;
+        }
+        self.kv
+            .put(NS_USERS, ak.as_bytes(), to_bytes(NS_USERS, &user)?)?;
+        self.tables.write().users.insert(ak.to_owned(), user);
+        Ok(())
+    }
+
+    pub(crate) fn delete_user(&self, ak: &str) -> Result<()> {
+        let _w = self.write.lock();
+        if !self.tables.read().users.contains_key(ak) {
+            return Err(Error::UserNotFound(ak.to_owned()));
+        }
+        let tokens: Vec<String> = self
+            .tables
+            .read()
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.access_key == ak)
+            .map(|(h, _)| h.clone())
+            .collect();
+        let mut changes = vec![
+            crate::kv::Change {
+                ns: NS_USERS,
+                key: ak.as_bytes(),
+                value: None,
+            },
+            crate::kv::Change {
+                ns: NS_POLICIES,
+                key: ak.as_bytes(),
+                value: None,
+            },
+        ];
+        changes.extend(tokens.iter().map(|h| crate::kv::Change {
+            ns: NS_TOKENS,
+            key: h.as_bytes(),
+            value: None,
+        }));
+        self.kv.write_batch(&changes)?;
+        let mut t = self.tables.write();
+        t.users.remove(ak);
+        t.policies.remove(ak);
+        for h in &tokens {
+            t.tokens.remove(h);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn users(&self) -> Vec<UserInfo> {
+        self.tables
+            .read()
+            .users
+            .iter()
+            .map(|(ak, u)| UserInfo {
+                access_key: ak.clone(),
+                kind: u.kind,
+                status: u.status,
+                created_ms: u.created_ms,
+            })
+            .collect()
+    }
+
+    pub(crate) fn set_policy(&self, ak: &str, entries: Vec<PolicyEntry>) -> Result<()> {
+        check_policy(&entries)?;
+        let _w = self.write.lock();
+        if !self.tables.read().users.contains_key(ak) {
+            return Err(Error::UserNotFound(ak.to_owned()));
+        }
+        self.kv
+            .put(NS_POLICIES, ak.as_bytes(), to_bytes(NS_POLICIES, &entries)?)?;
+        self.tables.write().policies.insert(ak.to_owned(), entries);
+        Ok(())
+    }
+
+    pub(crate) fn policy(&self, ak: &str) -> Result<Vec<PolicyEntry>> {
+        let t = self.tables.read();
+        if !t.users.contains_key(ak) {
+            return Err(Error::UserNotFound(ak.to_owned()));
+        }
+        Ok(t.policies.get(ak).cloned().unwrap_or_default())
+    }
+
+    pub(crate) fn issue_token(
+        &self,
+        ak: &str,
+        ttl_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<IssuedToken> {
+        let ttl = ttl_ms.unwrap_or(self.config.token_ttl_ms as i64);
+        if ttl <= 0 || ttl > self.config.max_token_ttl_ms as i64 {
+            return Err(Error::InvalidArgument(format!(
+                "token lifetime must be between 1 and {} ms (auth.max_token_ttl_ms)",
+                self.config.max_token_ttl_ms
+            )));
+        }
+        let mut raw = [0u8; 32];
+        getrandom::getrandom(&mut raw).map_err(|e| Error::Metadata {
+            path: Path::new(NS_TOKENS).into(),
+            reason: format!("no randomness: {e}"),
+        })?;
+        let token = format!("{TOKEN_PREFIX}{}", hex::encode(raw));
+        let hash = token_hash(&token);
+        let info = TokenInfo {
+            id: hash[..16].to_owned(),
+            access_key: ak.to_owned(),
+            created_ms: now_ms,
+            expires_ms: now_ms.saturating_add(ttl),
+        };
+        let _w = self.write.lock();
+        if !self.tables.read().users.contains_key(ak) {
+            return Err(Error::UserNotFound(ak.to_owned()));
+        }
+        let live = self
+            .tables
+            .read()
+            .tokens
+            .values()
+            .filter(|t| t.access_key == ak && t.expires_ms > now_ms)
+            .count();
+        if live >= self.config.max_tokens_per_user {
+            return Err(Error::InvalidArgument(format!(
+                "at most {} live tokens per user (auth.max_tokens_per_user): revoke one",
+                self.config.max_tokens_per_user
+            )));
+        }
+        // Expired tokens of this user go with the write.
+        let expired: Vec<String> = self
+            .tables
+            .read()
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.access_key == ak && t.expires_ms <= now_ms)
+            .map(|(h, _)| h.clone())
+            .collect();
+        let value = to_bytes(NS_TOKENS, &info)?;
+        let mut changes: Vec<crate::kv::Change<'_>> = expired
+            .iter()
+            .map(|h| crate::kv::Change {
+                ns: NS_TOKENS,
+                key: h.as_bytes(),
+                value: None,
+            })
+            .collect();
+        changes.push(crate::kv::Change {
+            ns: NS_TOKENS,
+            key: hash.as_bytes(),
+            value: Some(value),
+        });
+        self.kv.write_batch(&changes)?;
+        let mut t = self.tables.write();
+        for h in &expired {
+            t.tokens.remove(h);
+        }
+        t.tokens.insert(hash, info.clone());
+        Ok(IssuedToken { token, info })
+    }
+
+    pub(crate) fn revoke_token(&self, id: &str) -> Result<()> {
+        let _w = self.write.lock();
+        let hash = self
+            .tables
+            .read()
+            .tokens
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(h, _)| h.clone())
+            .ok_or_else(|| Error::InvalidArgument(format!("no token with id `{id}`")))?;
+        self.kv.delete(NS_TOKENS, hash.as_bytes())?;
+        self.tables.write().tokens.remove(&hash);
+        Ok(())
+    }
+
+    pub(crate) fn tokens(&self, ak: Option<&str>) -> Vec<TokenInfo> {
+        self.tables
+            .read()
+            .tokens
+            .values()
+            .filter(|t| ak.is_none_or(|a| t.access_key == a))
+            .cloned()
+            .collect()
+    }
+
+    /// Checks a credential; the principal it proves.
+    pub(crate) fn authenticate(&self, creds: Credentials<'_>, now_ms: i64) -> Result<Principal> {
+        let t = self.tables.read();
+        let principal = |ak: &str, u: &StoredUser| Principal {
+            user: Some(ak.to_owned()),
+            superuser: u.kind == UserKind::Super,
+        };
+        match creds {
+            Credentials::Secret {
+                access_key,
+                secret_key,
+            } => {
+                let user = t.users.get(access_key);
+                // The same comparison whether or not the user exists.
+                let expected = user.map_or(&[0u8; 32][..], |u| u.secret_key.as_bytes());
+                let same: bool = expected.ct_eq(secret_key.as_bytes()).into();
+                match user {
+                    Some(u) if same && u.status == UserStatus::Enabled => {
+                        Ok(principal(access_key, u))
+                    }
+                    _ => Err(unauthenticated()),
+                }
+            }
+            Credentials::Token(token) => {
+                let info = t
+                    .tokens
+                    .get(&token_hash(token))
+                    .filter(|i| i.expires_ms > now_ms);
+                match info.and_then(|i| t.users.get(&i.access_key).map(|u| (&i.access_key, u))) {
+                    Some((ak, u)) if u.status == UserStatus::Enabled => Ok(principal(ak, u)),
+                    _ => Err(unauthenticated()),
+                }
+            }
+            Credentials::Signature {
+                authorization,
+                date_time,
+            } => {
+                let Some(signed) = sign::parse_authorization(authorization) else {
+                    return Err(Error::Unauthenticated(
+                        "malformed authorization header (MQv2-HMAC-SHA1 Credential=<ak>, \
+                         SignedHeaders=x-mq-date-time, Signature=<hex>)"
+                            .into(),
+                    ));
+                };
+                let user = t.users.get(&signed.access_key);
+                let key = user.map_or(&b"rocketgate-no-such-user"[..], |u| u.secret_key.as_bytes());
+                let good = sign::verify(key, date_time, &signed.signature);
+                if !sign::fresh(date_time, now_ms, self.config.max_clock_skew_ms as i64) {
+                    return Err(Error::Unauthenticated(
+                        "x-mq-date-time is outside the allowed clock skew".into(),
+                    ));
+                }
+                match user {
+                    Some(u) if good && u.status == UserStatus::Enabled => {
+                        Ok(principal(&signed.access_key, u))
+                    }
+                    _ => Err(unauthenticated()),
+                }
+            }
+        }
+    }
+
+    /// Whether `who` may do `action` on `resource` from `source`.
+    pub(crate) fn authorize(
+        &self,
+        who: &Principal,
+        resource: &Resource,
+        action: Action,
+        source: Option<IpAddr>,
+    ) -> Result<()> {
+        if !self.config.enabled || who.superuser {
+            return Ok(());
+        }
+        let Some(user) = who.user.as_deref() else {
+            return Err(Error::Unauthenticated("credentials are required".into()));
+        };
+        let t = self.tables.read();
+        let entries = t.policies.get(user).map(Vec::as_slice).unwrap_or_default();
+        let mut allowed = false;
+        for e in entries
+            .iter()
+            .filter(|e| e.applies(resource, action, source))
+        {
+            match e.decision {
+                Decision::Deny => {
+                    allowed = false;
+                    break;
+                }
+                Decision::Allow => allowed = true,
+            }
+        }
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::Denied {
+                user: user.to_owned(),
+                action: action.to_string(),
+                resource: resource.to_string(),
+            })
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The `Auth` service of the `Broker`: the one identity and authorization model of every
+//! gateway — users (access key / secret key, super or normal, enabled or disabled), their
+//! policies (RocketMQ ACL 2.0: resource patterns × actions × allow/deny × source ranges, deny
+//! wins) and bearer tokens; authentication of each protocol's credentials; the authorization
+//! decision every gateway asks for and answers in its own protocol's terms.
+//!
+//! State: `crate::auth::AuthState` (KV namespaces `auth.users`, `auth.policies`,
+//! `auth.tokens`). Audit: user, policy and token changes and authentication failures are
+//! logged on the tracing target `audit` (never a secret, token or signature).
+//!
+//! Who calls it: gateways (authenticate, authorize) and the admin surfaces (users, policies,
+//! tokens). Concurrency: see `auth/state.rs`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::Broker;
+use crate::auth::{
+    Action, Credentials, IssuedToken, PolicyEntry, Principal, Resource, TokenInfo, UserInfo,
+    UserKind, UserUpdate,
+};
+use crate::error::Result;
+
+/// Users, policies, tokens; authentication and authorization (see the module doc).
+#[derive(Clone, Copy)]
+pub struct Auth<'a> {
+    pub(super) broker: &'a Broker,
+}
+
+impl std::fmt::Debug for Auth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+fn audit<T>(what: &str, subject: &str, r: Result<T>) -> Result<T> {
+    match &r {
+        Ok(_) => tracing::info!(target: "audit", action = what, subject, "done"),
+        Err(e) => tracing::info!(target: "audit", action = what, subject, error = %e, "refused"),
+    }
+    r
+}
+
+impl<'a> Auth<'a> {
+    fn state(self) -> &'a crate::auth::AuthState {
+        &self.broker.inner.auth
+    }
+
+    fn now(self) -> i64 {
+        self.broker.inner.clock.now_ms()
+    }
+
+    /// Whether authentication is on (`auth.enabled`). Off, every request is allowed and
+    /// credentials are not checked.
+    pub fn enabled(self) -> bool {
+        self.state().enabled()
+    }
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// [`crate::Error::IllegalField`] for a bad access or secret key, [`crate::Error::UserExists`],
+    /// [`crate::Error::InvalidArgument`] past `auth.max_users`, KV faults.
+    pub fn create_user(self, access_key: &str, secret_key: &str, kind: UserKind) -> Result<()> {
+        let r = self
+            .state()
+            .create_user(access_key, secret_key, kind, self.now());
+        audit("user.create", access_key, r)
+    }
+
+    /// Changes a user's secret, kind or status.
+    ///
+    /// # Errors
+    /// [`crate::Error::UserNotFound`], a bad secret, KV faults.
+    pub fn update_user(self, access_key: &str, change: UserUpdate) -> Result<()> {
+        audit(
+            "user.update",
+            access_key,
+            self.state().update_user(access_key, change),
+        )
+    }
+
+    /// Deletes a user with its policy and tokens.
+    ///
+    /// # Errors
+    /// [`crate::Error::UserNotFound`], KV faults.
+    pub fn delete_user(self, access_key: &str) -> Result<()> {
+        audit(
+            "user.delete",
+            access_key,
+            self.state().delete_user(access_key),
+        )
+    }
+
+    /// Every user (no secrets), by access key.
+    pub fn users(self) -> Vec<UserInfo> {
+        self.state().users()
+    }
+
+    /// Replaces a user's policy.
+    ///
+    /// # Errors
+    /// [`crate::Error::UserNotFound`], a policy out of bounds, KV faults.
+    pub fn set_policy(self, access_key: &str, entries: Vec<PolicyEntry>) -> Result<()> {
+        audit(
+            "policy.set",
+            access_key,
+            self.state().set_policy(access_key, entries),
+        )
+    }
+
+    /// A user's policy (empty if none was set).
+    ///
+    /// # Errors
+    /// [`crate::Error::UserNotFound`].
+    pub fn policy(self, access_key: &str) -> Result<Vec<PolicyEntry>> {
+        self.state().policy(access_key)
+    }
+
+    /// Issues a bearer token for a user, valid for `ttl` (default `auth.token_ttl_ms`). The
+    /// token is in the answer only; the broker keeps its hash.
+    ///
+    /// # Errors
+    /// [`crate::Error::UserNotFound`], a lifetime out of range, too many live tokens, KV faults.
+    pub fn issue_token(self, access_key: &str, ttl: Option<Duration>) -> Result<IssuedToken> {
+        let ttl_ms = ttl.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let r = self.state().issue_token(access_key, ttl_ms, self.now());
+        audit("token.issue", access_key, r)
+    }
+
+    /// Revokes the token with this id.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for an unknown id, KV faults.
+    pub fn revoke_token(self, id: &str) -> Result<()> {
+        audit("token.revoke", id, self.state().revoke_token(id))
+    }
+
+    /// Tokens (never the tokens themselves), of one user or of all.
+    pub fn tokens(self, access_key: Option<&str>) -> Vec<TokenInfo> {
+        self.state().tokens(access_key)
+    }
+
+    /// Checks a credential and answers who it proves. Failures are audited (without the
+    /// credential).
+    ///
+    /// # Errors
+    /// [`crate::Error::Unauthenticated`].
+    pub fn authenticate(self, credentials: Credentials<'_>) -> Result<Principal> {
+        let r = self.state().authenticate(credentials, self.now());
+        if let Err(e) = &r {
+            let kind = match credentials {
+                Credentials::Secret { access_key, .. } => format!("secret of `{access_key}`"),
+                Credentials::Token(_) => "token".into(),
+                Credentials::Signature { .. } => "signature".into(),
+            };
+            tracing::warn!(target: "audit", action = "authenticate", credential = %kind, error = %e, "refused");
+        }
+        r
+    }
+
+    /// Whether `who` may do `action` on `resource` from `source` (see the module doc).
+    ///
+    /// # Errors
+    /// [`crate::Error::Unauthenticated`] for an anonymous principal while authentication is
+    /// on, [`crate::Error::Denied`] when the policy does not allow it.
+    pub fn authorize(
+        self,
+        who: &Principal,
+        resource: &Resource,
+        action: Action,
+        source: Option<IpAddr>,
+    ) -> Result<()> {
+        let r = self.state().authorize(who, resource, action, source);
+        if let Err(e) = &r {
+            tracing::info!(target: "audit", action = "authorize", user = who.user().unwrap_or("-"), error = %e, "refused");
+        }
+        r
+    }
+}
