@@ -27,8 +27,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::disk::{self, sync_dir};
 use super::error::{IoContext, Result};
-use super::mapped_file::{sync_dir, MappedFile};
+use super::mapped_file::MappedFile;
 
 /// Bytes per entry.
 pub const ENTRY_LEN: usize = 20;
@@ -114,7 +115,7 @@ impl ConsumeQueue {
     /// # Errors
     /// I/O errors.
     pub fn open(dir: &Path, entries_per_file: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir).at(dir)?;
+        disk::create_dir_all(dir).at(dir)?;
         let mut firsts = Vec::new();
         for entry in std::fs::read_dir(dir).at(dir)? {
             let entry = entry.at(dir)?;
@@ -177,8 +178,10 @@ impl ConsumeQueue {
     fn record_min(&self, min: u64) -> Result<()> {
         let path = self.dir.join("min");
         let tmp = self.dir.join("min.tmp");
-        std::fs::write(&tmp, min.to_string()).at(&tmp)?;
-        std::fs::rename(&tmp, &path).at(&path)?;
+        disk::create_truncated(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, min.to_string().as_bytes()))
+            .at(&tmp)?;
+        disk::rename(&tmp, &path).at(&path)?;
         sync_dir(&self.dir).at(&self.dir)
     }
 
@@ -340,7 +343,7 @@ impl ConsumeQueue {
                 .write()
                 .retain(|f| !doomed.iter().any(|d| d.first == f.first));
             for d in &doomed {
-                std::fs::remove_file(d.file.path()).at(d.file.path())?;
+                disk::remove_file(d.file.path()).at(d.file.path())?;
             }
             sync_dir(&self.dir).at(&self.dir)?;
         }
@@ -382,7 +385,7 @@ impl ConsumeQueue {
                 .write()
                 .retain(|f| !doomed.iter().any(|d| d.first == f.first));
             for d in &doomed {
-                std::fs::remove_file(d.file.path()).at(d.file.path())?;
+                disk::remove_file(d.file.path()).at(d.file.path())?;
             }
         }
         Ok(())
@@ -414,7 +417,7 @@ impl ConsumeQueue {
     /// I/O errors.
     pub fn destroy(&self) -> Result<()> {
         self.files.write().clear();
-        match std::fs::remove_dir_all(&self.dir) {
+        match disk::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(super::error::Error::io(&self.dir, e)),
