@@ -10,6 +10,8 @@
 //!   the next record ends with a [`record::blank`] filler (or with fewer than 8 spare bytes).
 //! - `flushed <= wrote`. Bytes below `wrote` are complete records (published with Release, read
 //!   with Acquire); bytes at and above it are touched only by the writer.
+//! - A segment is fsynced (size included) before it gets its final name, so a power cut never
+//!   leaves a short or empty segment under that name.
 //! - After recovery, everything from the recovered end to the end of its segment is zero on
 //!   disk (durably), and later segments are deleted: no stale record can reappear later even if
 //!   a shorter record is written over the cut (RocketMQ #10666).
@@ -463,7 +465,13 @@ impl CommitLog {
         guard.check_roll(live, self.segment_size)?;
         let path = self.dir.join(segment_name(base));
         let tmp = self.dir.join(format!("{}.tmp", segment_name(base)));
-        let file = match MappedFile::create(&tmp, self.segment_size as usize) {
+        // The zero-filled, preallocated file is fsynced before it gets its final name: a rename
+        // and a directory fsync make the name durable, not the file's size, so without it a
+        // power cut could leave an empty segment under the final name, which recovery refuses
+        // (found by the power-loss test, T1c).
+        let created = MappedFile::create(&tmp, self.segment_size as usize)
+            .and_then(|f| f.sync_all().map(|()| f));
+        let file = match created {
             Ok(f) => f,
             Err(e) => {
                 let _ = disk::remove_file(&tmp);
@@ -473,8 +481,8 @@ impl CommitLog {
                 return Err(Error::io(&tmp, e));
             }
         };
-        // The zero-filled, preallocated file gets its final name only once it is complete, so a
-        // crash never leaves a short segment behind.
+        // It gets its final name only once it is complete and durable, so a crash never leaves
+        // a short segment behind.
         disk::rename(&tmp, &path).at(&path)?;
         sync_dir(&self.dir).at(&self.dir)?;
         let seg = Arc::new(Segment {
