@@ -13,8 +13,9 @@
 //! - A segment is fsynced (size included) before it gets its final name, so a power cut never
 //!   leaves a short or empty segment under that name.
 //! - After recovery, everything from the recovered end to the end of its segment is zero on
-//!   disk (durably), and later segments are deleted: no stale record can reappear later even if
-//!   a shorter record is written over the cut (RocketMQ #10666).
+//!   disk (durably), and later segments are deleted, newest first (a power cut during the
+//!   deletes leaves a contiguous log): no stale record can reappear later even if a shorter
+//!   record is written over the cut (RocketMQ #10666).
 //! - Once a flush fails the log is poisoned: it refuses writes and never reports a later flush
 //!   as success.
 //!
@@ -294,7 +295,10 @@ impl CommitLog {
             }
         }
         let mut list = self.segments.write();
-        for seg in segments.iter().skip(keep) {
+        // Newest first: a power cut keeps a prefix of the unlinks, and deleting oldest first
+        // could leave a gap (segments after it refused at the next start) where this order
+        // leaves a shorter, contiguous tail to cut again (found by the power-loss test, T1c).
+        for seg in segments.iter().skip(keep).rev() {
             let path = seg.file.path().to_path_buf();
             disk::remove_file(&path).at(&path)?;
             changed = true;
