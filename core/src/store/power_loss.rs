@@ -24,6 +24,7 @@
 
 mod model;
 mod t1c;
+mod t2b;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -144,9 +145,22 @@ pub(crate) struct CrashPlan {
     pub witness: Box<dyn Fn() -> usize + Send>,
     /// Images are written to `<out>/<n>`.
     pub out: PathBuf,
-    /// Images keep only what was made durable (nothing unsynced survives) instead of random
-    /// choices: the deterministic, pessimistic image of each crash point.
-    pub only_durable: bool,
+    /// How images make the doubtful choices.
+    pub kind: ImageKind,
+}
+
+/// How a crash image makes its doubtful choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ImageKind {
+    /// Each drawn from the plan's RNG (see `model.rs`).
+    Random,
+    /// Nothing unsynced survives: no name operation since its directory's last fsync, no
+    /// unsynced size or byte. Deterministic.
+    Pessimistic,
+    /// Every name operation and size change survives (as if the filesystem's journal had just
+    /// committed), no unsynced byte does: unsynced bytes read as they were at the last sync, or
+    /// zero. Deterministic.
+    MetadataOnly,
 }
 
 /// One crash image and what was known when it was taken.
@@ -190,10 +204,8 @@ impl State {
         let witness = (plan.witness)();
         let at = Instant::now();
         let image = plan.out.join(format!("{:04}", self.taken.len()));
-        let result = std::fs::create_dir_all(&image).and_then(|()| {
-            self.model
-                .materialize(&image, &mut plan.rng, plan.only_durable)
-        });
+        let result = std::fs::create_dir_all(&image)
+            .and_then(|()| self.model.materialize(&image, &mut plan.rng, plan.kind));
         match result {
             Ok(stats) => self.taken.push(CrashPoint {
                 image,

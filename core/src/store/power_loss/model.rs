@@ -32,7 +32,7 @@ use std::path::{Component, Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use super::Event;
+use super::{Event, ImageKind};
 
 const PAGE: usize = 4096;
 const SECTOR: usize = 512;
@@ -427,19 +427,19 @@ impl Model {
     }
 
     /// Writes into `out` (an empty, existing directory) what a power cut now could leave of the
-    /// recorded tree, with every doubtful choice drawn from `rng` — or, with `only_durable`,
-    /// decided for the old state (the pessimistic image: nothing unsynced survives).
+    /// recorded tree, with every doubtful choice made as `kind` says (drawn from `rng` for
+    /// [`ImageKind::Random`]).
     pub(super) fn materialize(
         &self,
         out: &Path,
         rng: &mut StdRng,
-        only_durable: bool,
+        kind: ImageKind,
     ) -> io::Result<ImageStats> {
         let live = self.live_paths();
         let mut image = Image {
             live,
             rng,
-            only_durable,
+            kind,
             stats: ImageStats::default(),
         };
         self.write_dir(ROOT, out, &mut image)?;
@@ -451,9 +451,10 @@ impl Model {
             return Ok(());
         };
         let mut entries = d.durable.clone();
-        let kept = match image.only_durable {
-            true => 0,
-            false => image.rng.gen_range(0..=d.pending.len()),
+        let kept = match image.kind {
+            ImageKind::Random => image.rng.gen_range(0..=d.pending.len()),
+            ImageKind::Pessimistic => 0,
+            ImageKind::MetadataOnly => d.pending.len(),
         };
         image.stats.doubtful_entries += d.pending.len() as u64;
         image.stats.dropped_entries += (d.pending.len() - kept) as u64;
@@ -472,9 +473,16 @@ impl Model {
                         Some(p) => fs::read(p)?,
                         None => f.last_content.clone().unwrap_or_else(|| f.durable.clone()),
                     };
-                    let content = match image.only_durable {
-                        true => f.durable.clone(),
-                        false => file_image(&f.durable, &current, image.rng, &mut image.stats),
+                    let content = match image.kind {
+                        ImageKind::Random => {
+                            file_image(&f.durable, &current, image.rng, &mut image.stats)
+                        }
+                        ImageKind::Pessimistic => f.durable.clone(),
+                        ImageKind::MetadataOnly => {
+                            let mut bytes = f.durable.clone();
+                            bytes.resize(current.len(), 0);
+                            bytes
+                        }
                     };
                     fs::write(&path, content)?;
                 }
@@ -488,7 +496,7 @@ impl Model {
 struct Image<'a> {
     live: BTreeMap<NodeId, PathBuf>,
     rng: &'a mut StdRng,
-    only_durable: bool,
+    kind: ImageKind,
     stats: ImageStats,
 }
 

@@ -41,22 +41,22 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{CrashPlan, CrashPoint, Recording};
+use super::{CrashPlan, CrashPoint, ImageKind, Recording};
 use crate::config::{FlushMode, StoreConfig};
 use crate::store::commit_log::Appended;
 use crate::store::record::{RecordDraft, RecordView};
 use crate::store::Store;
 
-const TOPICS: [&str; 2] = ["t0", "t1"];
-const QUEUES: u32 = 2;
-const SEGMENT: u64 = 16 * 1024;
+pub(super) const TOPICS: [&str; 2] = ["t0", "t1"];
+pub(super) const QUEUES: u32 = 2;
+pub(super) const SEGMENT: u64 = 16 * 1024;
 const FLUSH_INTERVAL_MS: u64 = 20;
 /// The generous part of the ASYNC time bound (scheduling on a loaded 2-core machine).
 const ASYNC_SLACK: Duration = Duration::from_secs(1);
 /// Crash points per writer round (one of them after the last acknowledgement).
 const CRASHES_PER_ROUND: usize = 8;
 
-fn config(dir: &Path, mode: FlushMode) -> StoreConfig {
+pub(super) fn config(dir: &Path, mode: FlushMode) -> StoreConfig {
     StoreConfig {
         data_dir: dir.to_path_buf(),
         segment_size: SEGMENT,
@@ -72,7 +72,7 @@ fn config(dir: &Path, mode: FlushMode) -> StoreConfig {
 
 /// A temporary directory on tmpfs where there is one: the durability is simulated, so the real
 /// filesystem's fsyncs are only time spent (a few ms each on a disk).
-fn scratch_dir() -> tempfile::TempDir {
+pub(super) fn scratch_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     match shm.is_dir() {
         true => tempfile::tempdir_in(shm).unwrap(),
@@ -93,7 +93,7 @@ fn crash_count() -> usize {
         .unwrap_or(default)
 }
 
-fn seed(name: &str) -> u64 {
+pub(super) fn seed(name: &str) -> u64 {
     let seed = std::env::var("RG_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -178,7 +178,14 @@ async fn run(name: &str, mode: FlushMode, crashes: usize, sabotage: bool) -> Sum
         // Spread the crash points over the round (one is kept for its end).
         let probability = ((want - 1) as f64 / expected_events as f64).min(1.0);
         let work = Workload::random(mode, sabotage, &mut rng);
-        let events = writer_round(work, rng.gen(), want, probability, false, &mut summary);
+        let events = writer_round(
+            work,
+            rng.gen(),
+            want,
+            probability,
+            ImageKind::Random,
+            &mut summary,
+        );
         expected_events = events.await.max(20);
     }
     report(name, &summary, started);
@@ -244,7 +251,7 @@ async fn writer_round(
     seed: u64,
     want: usize,
     probability: f64,
-    only_durable: bool,
+    kind: ImageKind,
     summary: &mut Summary,
 ) -> u64 {
     let tmp = scratch_dir();
@@ -260,7 +267,7 @@ async fn writer_round(
         max: want,
         witness: Box::new(move || witness.acked.lock().len()),
         out: tmp.path().join("images"),
-        only_durable,
+        kind,
     });
     let (mode, sabotage, n) = (work.mode, work.sabotage, work.per_phase);
     let mut store = Arc::new(open(&root, mode, sabotage));
@@ -291,7 +298,7 @@ async fn writer_round(
             point.event,
             point.before
         );
-        let nest = (!only_durable && rng.gen_bool(0.25)).then(|| rng.gen());
+        let nest = (kind == ImageKind::Random && rng.gen_bool(0.25)).then(|| rng.gen());
         summary.crashes += 1;
         check_image(mode, &journal, point, &point.image, nest, summary, &label).await;
     }
@@ -367,7 +374,7 @@ fn durable_at_crash(a: &Acked, point: &CrashPoint) -> bool {
         .is_some_and(|v| v.message_id == a.id)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
@@ -405,7 +412,7 @@ fn check_image<'a>(
                 max: 3,
                 witness: Box::new(move || n),
                 out: image.with_extension("nested"),
-                only_durable: false,
+                kind: ImageKind::Random,
             });
             recording
         });
@@ -635,8 +642,9 @@ async fn t1c_async_flush_loses_at_most_the_unflushed_tail() {
 }
 
 /// Every event of a small run that rolls segments, ConsumeQueue and index files is a crash
-/// point, each with the pessimistic image (nothing unsynced survives): deterministic coverage
-/// of every step, such as the window between a segment roll and the segment's first msync.
+/// point, once with the pessimistic image (nothing unsynced survives) and once with the
+/// metadata-only one (every name and size as now, no unsynced byte): deterministic coverage of
+/// every step, such as the window between a segment roll and the segment's first msync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t1c_a_crash_before_any_event_of_a_small_run_keeps_every_acknowledgement() {
     let mut summary = Summary::default();
@@ -649,18 +657,13 @@ async fn t1c_a_crash_before_any_event_of_a_small_run_keeps_every_acknowledgement
         clean_end: true,
         sabotage: false,
     };
-    writer_round(
-        work,
-        seed("t1c_every_event"),
-        10_000,
-        1.0,
-        true,
-        &mut summary,
-    )
-    .await;
+    let seed = seed("t1c_every_event");
+    for kind in [ImageKind::Pessimistic, ImageKind::MetadataOnly] {
+        writer_round(work, seed, 10_000, 1.0, kind, &mut summary).await;
+    }
     report("t1c_every_event", &summary, started);
     assert_clean(&summary);
-    assert!(summary.crashes > 100, "{summary:?}");
+    assert!(summary.crashes > 200, "{summary:?}");
 }
 
 /// The machinery can fail: a store whose flusher skips its msync (yet acknowledges) is caught.
