@@ -21,7 +21,8 @@
 //! old or the new one. A checkpoint that fails its CRC is ignored (recovery then scans from the
 //! first segment), never trusted.
 //!
-//! Concurrency: written by the flusher thread and at shutdown; read once at open.
+//! Concurrency: written by the checkpointer thread, at the end of open and at shutdown, and
+//! lowered by recovery before it removes derived files; read once at open.
 
 use std::fs::File;
 use std::io::Write;

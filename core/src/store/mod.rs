@@ -25,8 +25,9 @@
 //!   every ConsumeQueue entry points at a confirmed record.
 //! - Under `SYNC_FLUSH` an append is acknowledged only after the flusher's msync covering it
 //!   succeeded; a failed msync poisons the store and fails every waiting and later append.
-//! - The checkpoint records offsets that were durable when it was written; the abort marker
-//!   exists while the store is open.
+//! - The checkpoint records offsets that were durable when it was written, and never vouches
+//!   for derived files that recovery threw away; the abort marker exists while the store is
+//!   open.
 //! - Durability follows POSIX, not one filesystem's journal ordering: a name is durable after
 //!   its directory's fsync, a file's size and bytes after its own fsync or msync (`disk.rs`).
 //!
@@ -182,7 +183,7 @@ impl Store {
             .map_or(0, |c| c.consume_queue.min(c.index))
             .min(log_end);
         let (index, queues, replay_from) =
-            recovery::open_derived(&dir, &config, &log, log_end, dispatch_point)?;
+            recovery::open_derived(&dir, &config, &log, log_end, dispatch_point, checkpoint)?;
         let (flush_tx, _) = watch::channel(FlushState {
             flushed: log_end,
             poisoned: false,
