@@ -14,10 +14,12 @@
 //!
 //! Invariants: a ConsumeQueue is derived data, written only by the dispatcher and rebuildable
 //! from the CommitLog at any time; entry `n` is always at byte `(n - first) * 20` of its file, so
-//! replaying a record rewrites the same bytes (idempotent). Entries are published by storing
-//! `max` (Release) after the bytes; readers read only below `max` (Acquire). Physical offsets
-//! increase with the logical offset. Files are deleted newest first when a queue is cut, so a
-//! power cut during the deletes leaves no gap.
+//! replaying a record rewrites the same bytes (idempotent). A queue opened with no entry left
+//! starts at its first file (replay raises it; it never claims offsets no record had). Entries
+//! are published by storing `max` (Release) after the bytes; readers read only below `max`
+//! (Acquire). Physical offsets increase with the logical offset. A flush covers every entry
+//! put since the last one, also one put below what was flushed (replay). Files are deleted
+//! newest first when a queue is cut, so a power cut during the deletes leaves no gap.
 //!
 //! Concurrency: one writer (the dispatcher thread, or recovery before any reader exists); many
 //! readers. The file list is behind an `RwLock` held only to clone an `Arc`.
@@ -153,9 +155,13 @@ impl ConsumeQueue {
             .find_map(|f| (f.first..f.end()).rev().find(|o| f.entry(*o).is_some()));
         let (min, max) = match (first_valid, last_valid) {
             (Some(a), Some(z)) => (a, z + 1),
+            // No entry survived (a crash lost what was never flushed): the first file's start
+            // is the lowest offset the queue can be at. Replay from the CommitLog raises it to
+            // the truth, where the last file's start could skip offsets that were never used
+            // (found by the power-loss test, T1c).
             _ => {
-                let end = files.last().map_or(0, |f| f.first);
-                (end, end)
+                let start = files.first().map_or(0, |f| f.first);
+                (start, start)
             }
         };
         Ok(Self {
@@ -479,6 +485,20 @@ mod tests {
         assert_eq!(q.read(0, 2), vec![(10, e(1000)), (11, e(1100))]);
         q.truncate_from_phy(0).unwrap();
         assert_eq!(q.max_offset(), q.min_offset().min(10));
+    }
+
+    #[test]
+    fn a_queue_whose_entries_were_all_lost_reopens_at_its_first_file() {
+        // Two files created, no entry made durable (a power cut before the first flush): the
+        // queue must not claim offsets up to its last file's start.
+        let dir = tempfile::tempdir().unwrap();
+        for first in [0u64, 8] {
+            std::fs::write(dir.path().join(format!("{first:020}")), [0u8; 160]).unwrap();
+        }
+        let q = ConsumeQueue::open(dir.path(), 8).unwrap();
+        assert_eq!((q.min_offset(), q.max_offset()), (0, 0));
+        q.put(0, e(0)).unwrap();
+        assert_eq!((q.min_offset(), q.max_offset()), (0, 1));
     }
 
     #[test]
