@@ -1,5 +1,5 @@
-//! Simulated power loss for the store's tests (T1c of RELIABILITY.md, and the machinery for T2b
-//! and T3c): a recorder of every durability event of a store directory, and crash images — the
+//! Simulated power loss for the store's tests (T1c and T2b of RELIABILITY.md, and the machinery
+//! for T3c): a recorder of every durability event of a store directory, and crash images — the
 //! directory as a power cut at a chosen moment could leave it.
 //!
 //! Owns: the registry of recorded directories and, per directory, the filesystem model

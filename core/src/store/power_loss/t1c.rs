@@ -53,6 +53,9 @@ pub(super) const SEGMENT: u64 = 16 * 1024;
 const FLUSH_INTERVAL_MS: u64 = 20;
 /// The generous part of the ASYNC time bound (scheduling on a loaded 2-core machine).
 const ASYNC_SLACK: Duration = Duration::from_secs(1);
+/// Bound on one producer's appends or one store call in these tests (a dead store thread would
+/// otherwise make them wait forever).
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Crash points per writer round (one of them after the last acknowledgement).
 const CRASHES_PER_ROUND: usize = 8;
 
@@ -73,16 +76,14 @@ pub(super) fn config(dir: &Path, mode: FlushMode) -> StoreConfig {
 /// A temporary directory on tmpfs where there is one: the durability is simulated, so the real
 /// filesystem's fsyncs are only time spent (a few ms each on a disk).
 pub(super) fn scratch_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    match shm.is_dir() {
-        true => tempfile::tempdir_in(shm).unwrap(),
-        false => tempfile::tempdir().unwrap(),
-    }
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap()
 }
 
 /// Writer crashes per flush mode (see the module doc).
 fn crash_count() -> usize {
-    let default = if Path::new("/dev/shm").is_dir() {
+    let default = if tempfile::tempdir_in("/dev/shm").is_ok() {
         200
     } else {
         24
@@ -357,7 +358,8 @@ async fn produce(
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        let done = tokio::time::timeout(CALL_TIMEOUT, t).await;
+        done.expect("a producer finished in time").unwrap();
     }
 }
 
@@ -580,16 +582,15 @@ async fn verify(
         flags: 0,
         prepared_offset: 0,
     };
-    match store.append(&draft, 0).await {
-        Ok(a) => match store
-            .visible()
-            .await
-            .map(|r| r.read_queue(TOPICS[0], 0, a.queue_offset, 1))
-        {
-            Ok(Ok(m)) if m.len() == 1 && m[0].message_id == "after-recovery" => {}
-            other => fail(format!("append after recovery reads back {other:?}")),
-        },
-        Err(e) => fail(format!("append after recovery: {e}")),
+    // Bounded: a dispatcher or flusher that died would otherwise leave this waiting forever.
+    let append_and_read = async {
+        let a = store.append(&draft, 0).await?;
+        let reads = store.visible().await?;
+        reads.read_queue(TOPICS[0], 0, a.queue_offset, 1)
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, append_and_read).await {
+        Ok(Ok(m)) if m.len() == 1 && m[0].message_id == "after-recovery" => {}
+        other => fail(format!("append after recovery reads back {other:?}")),
     }
     if let Err(e) = store.shutdown() {
         fail(format!("shutdown after recovery: {e}"));

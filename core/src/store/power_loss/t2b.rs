@@ -17,7 +17,7 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::t1c::{config, copy_dir, scratch_dir, seed, QUEUES, SEGMENT};
+use super::t1c::{config, copy_dir, scratch_dir, seed, CALL_TIMEOUT, QUEUES, SEGMENT};
 use super::{CrashPlan, CrashPoint, ImageKind, Recording};
 use crate::config::FlushMode;
 use crate::store::commit_log::Appended;
@@ -68,9 +68,11 @@ async fn filled(root: &Path, n: usize) -> Vec<Rec> {
         let id = format!("r-{i}");
         let body = vec![b'x'; 600 + i % 200];
         let queue = (i % 2) as u32;
-        let appended = store
-            .append(&draft(&id, &body, &props), queue)
+        let d = draft(&id, &body, &props);
+        let append = store.append(&d, queue);
+        let appended = tokio::time::timeout(CALL_TIMEOUT, append)
             .await
+            .unwrap()
             .unwrap();
         recs.push(Rec {
             id,
@@ -168,9 +170,11 @@ async fn check_cut(image: &Path, kept: &[&Rec], stale: &[&Rec], cut: u64) -> Res
         kind: ImageKind::MetadataOnly,
     });
     let props = BTreeMap::new();
-    let fresh = store
-        .append(&draft("fresh", b"short", &props), 0)
+    let d = draft("fresh", b"short", &props);
+    let append = store.append(&d, 0);
+    let fresh = tokio::time::timeout(CALL_TIMEOUT, append)
         .await
+        .map_err(|_| "append over the cut: no answer in time".to_owned())?
         .map_err(|e| format!("append over the cut: {e}"))?;
     recording.crash_now("after an append over the cut");
     let (points, problems) = recording.finish();
