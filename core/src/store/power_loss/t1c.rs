@@ -24,7 +24,7 @@
 //!
 //! Runs: `RG_T1C_CRASHES` writer crashes per flush mode (default 200 — about 1 s in a debug
 //! build — or 24 where there is no `/dev/shm` and every fsync of the store goes to a disk; the
-//! full T1c is 1,000, about 6 s each). The seed is printed and `RG_TEST_SEED` replays the random
+//! full T1c is 1,000, 5–7 s each in a debug build). The seed is printed and `RG_TEST_SEED` replays the random
 //! choices; thread timing still varies, so the image of a failing crash is kept (at most three
 //! per run) in the temporary directory, its path printed, and `t1c_inspect_a_kept_image`
 //! shows what recovery makes of it.
