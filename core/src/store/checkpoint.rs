@@ -21,14 +21,15 @@
 //! old or the new one. A checkpoint that fails its CRC is ignored (recovery then scans from the
 //! first segment), never trusted.
 //!
-//! Concurrency: written by the flusher thread and at shutdown; read once at open.
+//! Concurrency: written by the checkpointer thread, at the end of open and at shutdown, and
+//! lowered by recovery before it removes derived files; read once at open.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+use super::disk::{self, sync_dir};
 use super::error::{Error, IoContext, Result};
-use super::mapped_file::sync_dir;
 
 const MAGIC: u32 = 0x5247_4350;
 const VERSION: u32 = 1;
@@ -109,11 +110,11 @@ impl Checkpoint {
         let tmp = dir.join("checkpoint.tmp");
         let path = dir.join("checkpoint");
         {
-            let mut f = File::create(&tmp).at(&tmp)?;
+            let mut f = disk::create_truncated(&tmp).at(&tmp)?;
             f.write_all(&self.encode()).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
+            disk::sync_file(&f, &tmp).at(&tmp)?;
         }
-        std::fs::rename(&tmp, &path).at(&path)?;
+        disk::rename(&tmp, &path).at(&path)?;
         sync_dir(dir).at(dir)
     }
 }
@@ -125,7 +126,8 @@ impl Checkpoint {
 pub fn mark_open(dir: &Path) -> Result<bool> {
     let path = dir.join("abort");
     let existed = path.exists();
-    File::create(&path).at(&path)?.sync_all().at(&path)?;
+    let file = disk::create_truncated(&path).at(&path)?;
+    disk::sync_file(&file, &path).at(&path)?;
     sync_dir(dir).at(dir)?;
     Ok(existed)
 }
@@ -136,7 +138,7 @@ pub fn mark_open(dir: &Path) -> Result<bool> {
 /// I/O errors.
 pub fn mark_clean(dir: &Path) -> Result<()> {
     let path = dir.join("abort");
-    match std::fs::remove_file(&path) {
+    match disk::remove_file(&path) {
         Ok(()) => sync_dir(dir).at(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(path, e)),
@@ -156,12 +158,7 @@ impl DirLock {
     /// [`Error::Io`] with `WouldBlock` if another process holds the store open.
     pub fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = disk::open_rw(&path, true).at(&path)?;
         // A child process forked by another thread holds a copy of the descriptor until it
         // execs; retry briefly so a close-and-reopen in this process does not fail spuriously.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);

@@ -10,9 +10,12 @@
 //!   the next record ends with a [`record::blank`] filler (or with fewer than 8 spare bytes).
 //! - `flushed <= wrote`. Bytes below `wrote` are complete records (published with Release, read
 //!   with Acquire); bytes at and above it are touched only by the writer.
+//! - A segment is fsynced (size included) before it gets its final name, so a power cut never
+//!   leaves a short or empty segment under that name.
 //! - After recovery, everything from the recovered end to the end of its segment is zero on
-//!   disk (durably), and later segments are deleted: no stale record can reappear later even if
-//!   a shorter record is written over the cut (RocketMQ #10666).
+//!   disk (durably), and later segments are deleted, newest first (a power cut during the
+//!   deletes leaves a contiguous log): no stale record can reappear later even if a shorter
+//!   record is written over the cut (RocketMQ #10666).
 //! - Once a flush fails the log is poisoned: it refuses writes and never reports a later flush
 //!   as success.
 //!
@@ -31,8 +34,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::disk::{self, sync_dir};
 use super::error::{Error, IoContext, Result};
-use super::mapped_file::{sync_dir, MappedFile};
+use super::mapped_file::MappedFile;
 use super::record::{self, Peek, RecordDraft, RecordView, StoreFields};
 
 /// Segments at least this large are prefaulted in the background when they are created.
@@ -98,6 +102,10 @@ pub struct CommitLog {
     flushed: AtomicU64,
     poisoned: AtomicBool,
     poison_reason: Mutex<String>,
+    /// Tests only: flushes skip their msync yet count as done (a store that "forgot" to sync),
+    /// to show that the power-loss test catches it.
+    #[cfg(test)]
+    skip_msync: AtomicBool,
 }
 
 /// What the recovery scan found.
@@ -132,7 +140,7 @@ impl CommitLog {
         hint: Option<u64>,
         clean: bool,
     ) -> Result<(Self, Recovered)> {
-        std::fs::create_dir_all(dir).at(dir)?;
+        disk::create_dir_all(dir).at(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).at(dir)? {
             let entry = entry.at(dir)?;
@@ -144,7 +152,7 @@ impl CommitLog {
                 }
             } else if name.ends_with(".tmp") {
                 // Leftover of an interrupted roll; never holds data.
-                let _ = std::fs::remove_file(entry.path());
+                let _ = disk::remove_file(&entry.path());
             }
         }
         bases.sort_unstable();
@@ -181,6 +189,8 @@ impl CommitLog {
             flushed: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
+            #[cfg(test)]
+            skip_msync: AtomicBool::new(false),
         };
         let recovered = log.recover(hint, clean)?;
         log.wrote.store(recovered.end, Ordering::Release);
@@ -285,9 +295,12 @@ impl CommitLog {
             }
         }
         let mut list = self.segments.write();
-        for seg in segments.iter().skip(keep) {
+        // Newest first: a power cut keeps a prefix of the unlinks, and deleting oldest first
+        // could leave a gap (segments after it refused at the next start) where this order
+        // leaves a shorter, contiguous tail to cut again (found by the power-loss test, T1c).
+        for seg in segments.iter().skip(keep).rev() {
             let path = seg.file.path().to_path_buf();
-            std::fs::remove_file(&path).at(&path)?;
+            disk::remove_file(&path).at(&path)?;
             changed = true;
         }
         let n = keep.min(list.len());
@@ -456,19 +469,25 @@ impl CommitLog {
         guard.check_roll(live, self.segment_size)?;
         let path = self.dir.join(segment_name(base));
         let tmp = self.dir.join(format!("{}.tmp", segment_name(base)));
-        let file = match MappedFile::create(&tmp, self.segment_size as usize) {
+        // The zero-filled, preallocated file is fsynced before it gets its final name: a rename
+        // and a directory fsync make the name durable, not the file's size, so without it a
+        // power cut could leave an empty segment under the final name, which recovery refuses
+        // (found by the power-loss test, T1c).
+        let created = MappedFile::create(&tmp, self.segment_size as usize)
+            .and_then(|f| f.sync_all().map(|()| f));
+        let file = match created {
             Ok(f) => f,
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = disk::remove_file(&tmp);
                 if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
                     return Err(Error::DiskFull(format!("no space for a new segment: {e}")));
                 }
                 return Err(Error::io(&tmp, e));
             }
         };
-        // The zero-filled, preallocated file gets its final name only once it is complete, so a
-        // crash never leaves a short segment behind.
-        std::fs::rename(&tmp, &path).at(&path)?;
+        // It gets its final name only once it is complete and durable, so a crash never leaves
+        // a short segment behind.
+        disk::rename(&tmp, &path).at(&path)?;
         sync_dir(&self.dir).at(&self.dir)?;
         let seg = Arc::new(Segment {
             base,
@@ -522,6 +541,10 @@ impl CommitLog {
         for seg in &segments {
             if result.is_err() {
                 break;
+            }
+            #[cfg(test)]
+            if self.skip_msync.load(Ordering::Relaxed) {
+                continue;
             }
             let a = from.max(seg.base) - seg.base;
             let b = to.min(seg.end()) - seg.base;
@@ -660,7 +683,7 @@ impl CommitLog {
             };
             let path = victim.file.path().to_path_buf();
             self.segments.write().retain(|s| s.base != victim.base);
-            std::fs::remove_file(&path).at(&path)?;
+            disk::remove_file(&path).at(&path)?;
             tracing::info!(base = victim.base, "retention: deleted commit log segment");
             removed = true;
         }
@@ -668,6 +691,13 @@ impl CommitLog {
             sync_dir(&self.dir).at(&self.dir)?;
         }
         Ok(self.min_offset())
+    }
+
+    /// Tests only: from now on flushes skip their msync but still advance the flushed offset
+    /// and acknowledge (sabotage, to show that the power-loss test notices).
+    #[cfg(test)]
+    pub(super) fn skip_msync_for_test(&self) {
+        self.skip_msync.store(true, Ordering::Relaxed);
     }
 
     /// Number of live segment files.

@@ -14,9 +14,12 @@
 //!
 //! Invariants: a ConsumeQueue is derived data, written only by the dispatcher and rebuildable
 //! from the CommitLog at any time; entry `n` is always at byte `(n - first) * 20` of its file, so
-//! replaying a record rewrites the same bytes (idempotent). Entries are published by storing
-//! `max` (Release) after the bytes; readers read only below `max` (Acquire). Physical offsets
-//! increase with the logical offset.
+//! replaying a record rewrites the same bytes (idempotent). A queue opened with no entry left
+//! starts at its first file (replay raises it; it never claims offsets no record had). Entries
+//! are published by storing `max` (Release) after the bytes; readers read only below `max`
+//! (Acquire). Physical offsets increase with the logical offset. A flush covers every entry
+//! put since the last one, also one put below what was flushed (replay). Files are deleted
+//! newest first when a queue is cut, so a power cut during the deletes leaves no gap.
 //!
 //! Concurrency: one writer (the dispatcher thread, or recovery before any reader exists); many
 //! readers. The file list is behind an `RwLock` held only to clone an `Arc`.
@@ -27,8 +30,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::disk::{self, sync_dir};
 use super::error::{IoContext, Result};
-use super::mapped_file::{sync_dir, MappedFile};
+use super::mapped_file::MappedFile;
 
 /// Bytes per entry.
 pub const ENTRY_LEN: usize = 20;
@@ -114,7 +118,7 @@ impl ConsumeQueue {
     /// # Errors
     /// I/O errors.
     pub fn open(dir: &Path, entries_per_file: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir).at(dir)?;
+        disk::create_dir_all(dir).at(dir)?;
         let mut firsts = Vec::new();
         for entry in std::fs::read_dir(dir).at(dir)? {
             let entry = entry.at(dir)?;
@@ -151,9 +155,13 @@ impl ConsumeQueue {
             .find_map(|f| (f.first..f.end()).rev().find(|o| f.entry(*o).is_some()));
         let (min, max) = match (first_valid, last_valid) {
             (Some(a), Some(z)) => (a, z + 1),
+            // No entry survived (a crash lost what was never flushed): the first file's start
+            // is the lowest offset the queue can be at. Replay from the CommitLog raises it to
+            // the truth, where the last file's start could skip offsets that were never used
+            // (found by the power-loss test, T1c).
             _ => {
-                let end = files.last().map_or(0, |f| f.first);
-                (end, end)
+                let start = files.first().map_or(0, |f| f.first);
+                (start, start)
             }
         };
         Ok(Self {
@@ -177,8 +185,10 @@ impl ConsumeQueue {
     fn record_min(&self, min: u64) -> Result<()> {
         let path = self.dir.join("min");
         let tmp = self.dir.join("min.tmp");
-        std::fs::write(&tmp, min.to_string()).at(&tmp)?;
-        std::fs::rename(&tmp, &path).at(&path)?;
+        disk::create_truncated(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, min.to_string().as_bytes()))
+            .at(&tmp)?;
+        disk::rename(&tmp, &path).at(&path)?;
         sync_dir(&self.dir).at(&self.dir)
     }
 
@@ -272,6 +282,13 @@ impl ConsumeQueue {
         };
         let at = ((offset - file.first) as usize) * ENTRY_LEN;
         file.file.write_at(at, &entry.encode());
+        // Replay after recovery may fill a queue from below what was flushed (a queue that
+        // began with a hole): the next flush must cover it (found by the power-loss test, T2b).
+        // Only replay writes below `max`, before the checkpointer runs, so this never races a
+        // flush of the same range.
+        if offset < self.flushed.load(Ordering::Acquire) {
+            self.flushed.fetch_min(offset, Ordering::AcqRel);
+        }
         if offset >= self.max.load(Ordering::Relaxed) {
             self.max.store(offset + 1, Ordering::Release);
         }
@@ -339,8 +356,9 @@ impl ConsumeQueue {
             self.files
                 .write()
                 .retain(|f| !doomed.iter().any(|d| d.first == f.first));
-            for d in &doomed {
-                std::fs::remove_file(d.file.path()).at(d.file.path())?;
+            // Newest first, so a power cut during the unlinks leaves no gap between files.
+            for d in doomed.iter().rev() {
+                disk::remove_file(d.file.path()).at(d.file.path())?;
             }
             sync_dir(&self.dir).at(&self.dir)?;
         }
@@ -382,7 +400,7 @@ impl ConsumeQueue {
                 .write()
                 .retain(|f| !doomed.iter().any(|d| d.first == f.first));
             for d in &doomed {
-                std::fs::remove_file(d.file.path()).at(d.file.path())?;
+                disk::remove_file(d.file.path()).at(d.file.path())?;
             }
         }
         Ok(())
@@ -404,7 +422,10 @@ impl ConsumeQueue {
             let b = (to.min(f.end()) - f.first) as usize * ENTRY_LEN;
             f.file.flush_range(a, b - a).at(f.file.path())?;
         }
-        self.flushed.store(to, Ordering::Release);
+        // Unless a put below `from` lowered the mark meanwhile (the next flush covers it).
+        let _ = self
+            .flushed
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire);
         Ok(())
     }
 
@@ -414,7 +435,7 @@ impl ConsumeQueue {
     /// I/O errors.
     pub fn destroy(&self) -> Result<()> {
         self.files.write().clear();
-        match std::fs::remove_dir_all(&self.dir) {
+        match disk::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(super::error::Error::io(&self.dir, e)),
@@ -464,6 +485,54 @@ mod tests {
         assert_eq!(q.read(0, 2), vec![(10, e(1000)), (11, e(1100))]);
         q.truncate_from_phy(0).unwrap();
         assert_eq!(q.max_offset(), q.min_offset().min(10));
+    }
+
+    #[test]
+    fn a_queue_whose_entries_were_all_lost_reopens_at_its_first_file() {
+        // Two files created, no entry made durable (a power cut before the first flush): the
+        // queue must not claim offsets up to its last file's start.
+        let dir = tempfile::tempdir().unwrap();
+        for first in [0u64, 8] {
+            std::fs::write(dir.path().join(format!("{first:020}")), [0u8; 160]).unwrap();
+        }
+        let q = ConsumeQueue::open(dir.path(), 8).unwrap();
+        assert_eq!((q.min_offset(), q.max_offset()), (0, 0));
+        q.put(0, e(0)).unwrap();
+        assert_eq!((q.min_offset(), q.max_offset()), (0, 1));
+    }
+
+    #[test]
+    fn entries_put_below_the_flushed_mark_survive_a_power_cut() {
+        use crate::store::power_loss::{CrashPlan, ImageKind, Recording};
+        use rand::SeedableRng;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("queue");
+        std::fs::create_dir(&root).unwrap();
+        let recording = Recording::start(&root).unwrap();
+        let q = ConsumeQueue::open(&root, 8).unwrap();
+        for i in 8..16 {
+            q.put(i, e(i * 100)).unwrap();
+        }
+        q.flush().unwrap();
+        // Replay after recovery fills a queue that began with a hole: below what was flushed.
+        for i in 0..8 {
+            q.put(i, e(i * 100)).unwrap();
+        }
+        q.flush().unwrap();
+        recording.plan(CrashPlan {
+            rng: rand::rngs::StdRng::seed_from_u64(0),
+            probability: 0.0,
+            max: 1,
+            witness: Box::new(|| 0),
+            out: dir.path().join("images"),
+            kind: ImageKind::Pessimistic,
+        });
+        recording.crash_now("after the second flush");
+        let (points, problems) = recording.finish();
+        assert!(problems.is_empty(), "{problems:?}");
+        let q = ConsumeQueue::open(&points[0].image, 8).unwrap();
+        assert_eq!((q.min_offset(), q.max_offset()), (0, 16));
+        assert_eq!(q.read(0, 100).len(), 16);
     }
 
     #[test]

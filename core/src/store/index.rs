@@ -67,8 +67,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::disk::{self, sync_dir};
 use super::error::{Error, IoContext, Result};
-use super::mapped_file::{sync_dir, MappedFile};
+use super::mapped_file::MappedFile;
 
 const MAGIC: u32 = u32::from_le_bytes(*b"RGIX");
 const VERSION: u32 = 1;
@@ -118,7 +119,7 @@ fn delta_secs(begin_ts: i64, ts: i64) -> u32 {
 }
 
 fn remove_file(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
+    match disk::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
         _ => Ok(()),
     }
@@ -474,7 +475,7 @@ impl IndexStore {
     /// I/O errors; [`Error::Corrupted`] for a file with a bad magic or a size that does not match
     /// its header; [`Error::FormatVersion`] for an unknown version.
     pub fn open(dir: &Path, config: IndexConfig, durable_phy: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir).at(dir)?;
+        disk::create_dir_all(dir).at(dir)?;
         let config = IndexConfig {
             slots_per_file: config.slots_per_file.max(1),
             entries_per_file: config.entries_per_file.max(1),

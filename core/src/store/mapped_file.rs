@@ -2,7 +2,8 @@
 //! ConsumeQueue files and index files.
 //!
 //! Owns: the file handle, its `MmapRaw` mapping and the raw reads and writes into it. It knows
-//! nothing of what the bytes mean.
+//! nothing of what the bytes mean. Creating, msyncing and fsyncing go through [`super::disk`]
+//! (and its `recorded!` hook, so the power-loss tests see them).
 //!
 //! Invariants:
 //! - The file is preallocated with `fallocate` before it is mapped, so writing into the mapping
@@ -17,11 +18,15 @@
 //! retention has already unlinked.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
+
+use super::disk::{self, recorded};
+#[cfg(test)]
+use super::power_loss::Event;
 
 /// A fixed-size file mapped read-write into memory.
 #[derive(Debug)]
@@ -39,12 +44,7 @@ impl MappedFile {
     /// # Errors
     /// Any I/O error, including `ENOSPC` from the preallocation.
     pub fn create(path: &Path, len: usize) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = disk::open_rw(path, true)?;
         preallocate(&file, len as u64)?;
         Self::map(path.to_path_buf(), file, len)
     }
@@ -54,7 +54,7 @@ impl MappedFile {
     /// # Errors
     /// Any I/O error; `InvalidData` if the file is empty.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = disk::open_rw(path, false)?;
         let len = usize::try_from(file.metadata()?.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
         if len == 0 {
@@ -174,7 +174,10 @@ impl MappedFile {
         if len == 0 {
             return Ok(());
         }
-        self.map.flush_range(pos, len)
+        recorded!(
+            Event::SyncRange(&self.path, pos as u64, len as u64),
+            self.map.flush_range(pos, len)
+        )
     }
 
     /// Makes the whole file durable, including its metadata.
@@ -183,7 +186,16 @@ impl MappedFile {
     /// The error of `msync` or `fsync`.
     pub fn flush_all(&self) -> io::Result<()> {
         self.map.flush()?;
-        self.file.sync_all()
+        self.sync_all()
+    }
+
+    /// Makes the file's size and everything written to it durable (`fsync`), e.g. a fresh
+    /// preallocated file before it is given its final name.
+    ///
+    /// # Errors
+    /// The error of `fsync`.
+    pub fn sync_all(&self) -> io::Result<()> {
+        disk::sync_file(&self.file, &self.path)
     }
 
     /// Turns off read-around for the mapping (a hint; errors are ignored). Pages then stay
@@ -221,14 +233,6 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
         Err(rustix::io::Errno::OPNOTSUPP) => file.set_len(len),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Fsyncs a directory so that a create, rename or unlink inside it is durable.
-///
-/// # Errors
-/// The error of `open` or `fsync`.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //!
 //! Submodules besides the file formats: `recovery.rs` (derived data at open, replay point),
 //! `dispatch.rs` (CommitLog → queues and index), `retention.rs` (age, disk watermark),
-//! `threads.rs` (flusher, dispatcher, checkpointer, cleaner).
+//! `threads.rs` (flusher, dispatcher, checkpointer, cleaner), `disk.rs` (every filesystem call
+//! that decides what a power cut leaves). In core's unit tests `power_loss.rs` records those
+//! calls and builds crash images from them (T1c).
 //!
 //! Invariants:
 //! - The CommitLog is the only truth. ConsumeQueues and the index are rebuilt from it on start,
@@ -23,8 +25,11 @@
 //!   every ConsumeQueue entry points at a confirmed record.
 //! - Under `SYNC_FLUSH` an append is acknowledged only after the flusher's msync covering it
 //!   succeeded; a failed msync poisons the store and fails every waiting and later append.
-//! - The checkpoint records offsets that were durable when it was written; the abort marker
-//!   exists while the store is open.
+//! - The checkpoint records offsets that were durable when it was written, and never vouches
+//!   for derived files that recovery threw away; the abort marker exists while the store is
+//!   open.
+//! - Durability follows POSIX, not one filesystem's journal ordering: a name is durable after
+//!   its directory's fsync, a file's size and bytes after its own fsync or msync (`disk.rs`).
 //!
 //! Who calls it: [`crate::broker`] only. `store` never imports `broker`.
 //!
@@ -42,7 +47,11 @@ pub mod index;
 pub mod mapped_file;
 pub mod record;
 
+mod disk;
 mod dispatch;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod power_loss;
 mod reads;
 mod recovery;
 mod retention;
@@ -153,7 +162,7 @@ impl Store {
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Self> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        disk::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let lock = DirLock::acquire(&dir)?;
         let checkpoint = Checkpoint::load(&dir)?;
         let had_marker = checkpoint::mark_open(&dir)?;
@@ -174,7 +183,7 @@ impl Store {
             .map_or(0, |c| c.consume_queue.min(c.index))
             .min(log_end);
         let (index, queues, replay_from) =
-            recovery::open_derived(&dir, &config, &log, log_end, dispatch_point)?;
+            recovery::open_derived(&dir, &config, &log, log_end, dispatch_point, checkpoint)?;
         let (flush_tx, _) = watch::channel(FlushState {
             flushed: log_end,
             poisoned: false,
@@ -393,7 +402,7 @@ impl Store {
             q.destroy()?;
         }
         let dir = self.inner.dir.join("consumequeue").join(topic);
-        match std::fs::remove_dir_all(&dir) {
+        match disk::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(dir, e)),

@@ -3,10 +3,18 @@
 //!
 //! Owns: the decision where replay starts. Called only by [`super::Store::open`], before any
 //! thread of the store runs.
+//!
+//! Invariant: the checkpoint never vouches for derived files that are gone. Before the first
+//! derived file is thrown away, the checkpoint's dispatch points are lowered to 0 durably, so a
+//! crash during the rebuild (whose files are not durable yet) replays from the start again
+//! instead of trusting the old dispatch point for queues that no longer hold those entries
+//! (found by the power-loss tests, T1c and T2b: a crash during recovery left queues that began
+//! with a hole, and their first messages were never served).
 
 use std::path::Path;
 use std::sync::Arc;
 
+use super::checkpoint::Checkpoint;
 use super::commit_log::CommitLog;
 use super::consume_queue::ConsumeQueue;
 use super::error::{Error, Result};
@@ -14,15 +22,40 @@ use super::index::{IndexConfig, IndexStore};
 use super::{record, QueueTable};
 use crate::config::StoreConfig;
 
+/// Withdraws the checkpoint's claim on the derived files before the first of them is removed.
+struct Vouch<'a> {
+    dir: &'a Path,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl Vouch<'_> {
+    fn withdraw(&mut self) -> Result<()> {
+        if let Some(cp) = self.checkpoint.take() {
+            if cp.consume_queue > 0 || cp.index > 0 {
+                let lowered = Checkpoint {
+                    consume_queue: 0,
+                    index: 0,
+                    ..cp
+                };
+                lowered.store(self.dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Opens the index and the ConsumeQueues, rebuilding what is unreadable or does not match the
-/// log, and returns where the dispatcher must replay from.
+/// log, and returns where the dispatcher must replay from. `checkpoint` is the one recovery
+/// started from (lowered on disk before any derived file is removed).
 pub(super) fn open_derived(
     dir: &Path,
     config: &StoreConfig,
     log: &CommitLog,
     log_end: u64,
     dispatch_point: u64,
+    checkpoint: Option<Checkpoint>,
 ) -> Result<(IndexStore, QueueTable, u64)> {
+    let mut vouch = Vouch { dir, checkpoint };
     let index_config = IndexConfig {
         slots_per_file: config.index_slots_per_file,
         entries_per_file: config.index_entries_per_file,
@@ -33,6 +66,7 @@ pub(super) fn open_derived(
         Err(e) => {
             // Derived data: throw it away and rebuild it from the CommitLog.
             tracing::warn!(error = %e, "index unreadable; rebuilding it from the commit log");
+            vouch.withdraw()?;
             remove_dir(&index_dir)?;
             IndexStore::open(&index_dir, index_config, dispatch_point)?
         }
@@ -42,6 +76,7 @@ pub(super) fn open_derived(
         Ok(q) => q,
         Err(e) => {
             tracing::warn!(error = %e, "consume queues unreadable; rebuilding them from the commit log");
+            vouch.withdraw()?;
             remove_dir(&cq_dir)?;
             QueueTable::new()
         }
@@ -54,6 +89,7 @@ pub(super) fn open_derived(
             let structural = q.validate(log_end, record::MIN_RECORD_LEN as u32);
             if structural.is_err() || !queue_matches_log(log, q, topic, qid as u32, log_end) {
                 tracing::warn!(topic = %topic, queue = qid, "consume queue does not match the commit log; rebuilding it");
+                vouch.withdraw()?;
                 q.destroy()?;
                 *slot = None;
                 damaged_queue = true;
@@ -83,7 +119,7 @@ pub(super) fn open_derived(
 }
 
 pub(super) fn remove_dir(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
+    match super::disk::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(dir, e)),
