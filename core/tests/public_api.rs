@@ -229,6 +229,6 @@ fn the_surface_reader_sees_the_facade() {
     assert!(
         s.contains("Producer: pub async fn send(self, req: SendRequest) -> Result<SendReceipt>")
     );
-    assert!(s.contains("lib.rs: pub use broker::{ Broker, Consumer,"));
+    assert!(s.contains("lib.rs: pub use broker::{ Auth, Broker, Consumer,"));
     assert!(!s.contains("pub mod store"), "the store must stay private");
 }
