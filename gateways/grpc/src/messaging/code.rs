@@ -46,7 +46,8 @@ pub(super) fn code_of(err: &Error) -> Code {
         Reason::IllegalWait => Code::IllegalPollingTime,
         Reason::IllegalDeliveryTime => Code::IllegalDeliveryTime,
         Reason::InvalidTransactionId => Code::InvalidTransactionId,
-        Reason::Forbidden => Code::Forbidden,
+        Reason::Forbidden | Reason::Denied => Code::Forbidden,
+        Reason::Unauthenticated => Code::Unauthorized,
         Reason::QuotaExceeded => Code::TooManyRequests,
         reason => match reason.kind() {
             ErrorKind::NotFound => Code::NotFound,

@@ -42,9 +42,10 @@ use tonic::{Request, Response, Status};
 
 pub use config::{ConfigError, MessagingConfig};
 
-use crate::auth::{AllowAll, Authenticator};
+use crate::auth::{Authenticator, CoreAuthenticator};
 use crate::NodeInfo;
 
+mod access;
 mod ack;
 mod clients;
 mod code;
@@ -140,6 +141,7 @@ impl MessagingService {
     ) -> Self {
         let (stop, stopping) = watch::channel(false);
         let endpoint = advertised_endpoint(&node, listen_addr);
+        let broker_for_auth = broker.clone();
         Self {
             ctx: Arc::new(Context {
                 broker,
@@ -152,23 +154,29 @@ impl MessagingService {
                 stopping,
             }),
             stop: Arc::new(stop),
-            auth: Arc::new(AllowAll),
+            auth: Arc::new(CoreAuthenticator::new(broker_for_auth)),
         }
     }
 
-    /// Checks every request with `auth` before serving it (the default accepts all).
+    /// Checks every request with `auth` before serving it (the default checks the core's users
+    /// when `auth.enabled` is on).
     #[must_use]
     pub fn with_authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
         self.auth = auth;
         self
     }
 
-    /// The client id of an authenticated request: UNAUTHORIZED when the authenticator refuses
-    /// it, CLIENT_ID_REQUIRED without `x-mq-client-id`.
-    fn identify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, pb::Status> {
-        if let Err(e) = self.auth.authenticate(metadata) {
-            return Err(code::status(pb::Code::Unauthorized, e.to_string()));
-        }
+    /// The client id of an authenticated and authorized request: UNAUTHORIZED when the
+    /// authenticator refuses it, FORBIDDEN when core does not allow what it `needs`,
+    /// CLIENT_ID_REQUIRED without `x-mq-client-id`.
+    fn admit<T>(&self, request: &Request<T>, needs: &access::Needs) -> Result<String, pb::Status> {
+        let metadata = request.metadata();
+        let who = self
+            .auth
+            .authenticate(metadata)
+            .map_err(|e| access::unauthorized(e.to_string()))?;
+        let source = request.remote_addr().map(|a| a.ip());
+        access::check(&self.ctx, &who, source, needs)?;
         metadata::client_id(metadata)
     }
 
@@ -196,8 +204,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 /// Answers a unary RPC: the request is authenticated and its client id checked first, then
 /// `$call` runs with it.
 macro_rules! with_client {
-    ($svc:ident, $req:ident, $resp:ident, |$id:ident| $call:expr) => {{
-        let answer = match $svc.identify($req.metadata()) {
+    ($svc:ident, $req:ident, $resp:ident, $needs:path, |$id:ident| $call:expr) => {{
+        let answer = match $svc.admit(&$req, &$needs($req.get_ref())) {
             Ok($id) => $call,
             #[allow(clippy::needless_update)] // Some responses have only `status`.
             Err(status) => pb::$resp {
@@ -215,29 +223,29 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::QueryRouteRequest>,
     ) -> Result<Response<pb::QueryRouteResponse>, Status> {
-        with_client!(self, request, QueryRouteResponse, |_id| route::query_route(
-            &self.ctx,
-            request.get_ref()
+        with_client!(
+            self,
+            request,
+            QueryRouteResponse,
+            access::query_route,
+            |_id| route::query_route(&self.ctx, request.get_ref()).await
         )
-        .await)
     }
 
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        with_client!(self, request, HeartbeatResponse, |id| telemetry::heartbeat(
-            &self.ctx,
-            &id,
-            request.get_ref()
-        ))
+        with_client!(self, request, HeartbeatResponse, access::heartbeat, |id| {
+            telemetry::heartbeat(&self.ctx, &id, request.get_ref())
+        })
     }
 
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let id = self.identify(request.metadata());
+        let id = self.admit(&request, &access::send(request.get_ref()));
         let answer = send::send_message(&self.ctx, id, request.into_inner()).await;
         Ok(Response::new(answer))
     }
@@ -246,9 +254,13 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::QueryAssignmentRequest>,
     ) -> Result<Response<pb::QueryAssignmentResponse>, Status> {
-        with_client!(self, request, QueryAssignmentResponse, |id| {
-            route::query_assignment(&self.ctx, &id, request.get_ref())
-        })
+        with_client!(
+            self,
+            request,
+            QueryAssignmentResponse,
+            access::query_assignment,
+            |id| { route::query_assignment(&self.ctx, &id, request.get_ref()) }
+        )
     }
 
     type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
@@ -259,7 +271,7 @@ impl Service for MessagingService {
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
         use pb::receive_message_response::Content;
         let remaining = metadata::remaining(request.metadata());
-        let frames = match self.identify(request.metadata()) {
+        let frames = match self.admit(&request, &access::receive(request.get_ref())) {
             Ok(id) => {
                 let mut stopping = self.ctx.stopping.clone();
                 if request.get_ref().auto_renew {
@@ -294,7 +306,7 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::AckMessageRequest>,
     ) -> Result<Response<pb::AckMessageResponse>, Status> {
-        let answer = match self.identify(request.metadata()) {
+        let answer = match self.admit(&request, &access::ack(request.get_ref())) {
             Ok(id) => {
                 self.ctx.renewals.seen(&id, self.ctx.broker.now_ms());
                 ack::ack(&self.ctx, request.into_inner()).await
@@ -324,6 +336,7 @@ impl Service for MessagingService {
             self,
             request,
             ForwardMessageToDeadLetterQueueResponse,
+            access::forward_to_dlq,
             |_id| { ack::forward_to_dlq(&self.ctx, request.get_ref()).await }
         )
     }
@@ -335,7 +348,7 @@ impl Service for MessagingService {
         request: Request<pb::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
         let remaining = metadata::remaining(request.metadata());
-        let frames = match self.identify(request.metadata()) {
+        let frames = match self.admit(&request, &access::pull(request.get_ref())) {
             Ok(_) => pull::pull(&self.ctx, remaining, request.into_inner()).await,
             Err(s) => vec![pb::PullMessageResponse {
                 content: Some(pb::pull_message_response::Content::Status(s)),
@@ -350,37 +363,52 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::UpdateOffsetRequest>,
     ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
-        with_client!(self, request, UpdateOffsetResponse, |_id| {
-            pull::update_offset(&self.ctx, request.get_ref())
-        })
+        with_client!(
+            self,
+            request,
+            UpdateOffsetResponse,
+            access::update_offset,
+            |_id| { pull::update_offset(&self.ctx, request.get_ref()) }
+        )
     }
 
     async fn get_offset(
         &self,
         request: Request<pb::GetOffsetRequest>,
     ) -> Result<Response<pb::GetOffsetResponse>, Status> {
-        with_client!(self, request, GetOffsetResponse, |_id| pull::get_offset(
-            &self.ctx,
-            request.get_ref()
-        ))
+        with_client!(
+            self,
+            request,
+            GetOffsetResponse,
+            access::get_offset,
+            |_id| pull::get_offset(&self.ctx, request.get_ref())
+        )
     }
 
     async fn query_offset(
         &self,
         request: Request<pb::QueryOffsetRequest>,
     ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
-        with_client!(self, request, QueryOffsetResponse, |_id| {
-            pull::query_offset(&self.ctx, request.get_ref()).await
-        })
+        with_client!(
+            self,
+            request,
+            QueryOffsetResponse,
+            access::query_offset,
+            |_id| { pull::query_offset(&self.ctx, request.get_ref()).await }
+        )
     }
 
     async fn end_transaction(
         &self,
         request: Request<pb::EndTransactionRequest>,
     ) -> Result<Response<pb::EndTransactionResponse>, Status> {
-        with_client!(self, request, EndTransactionResponse, |_id| {
-            transaction::end_transaction(&self.ctx, request.get_ref()).await
-        })
+        with_client!(
+            self,
+            request,
+            EndTransactionResponse,
+            access::end_transaction,
+            |_id| { transaction::end_transaction(&self.ctx, request.get_ref()).await }
+        )
     }
 
     type TelemetryStream = BoxStream<pb::TelemetryCommand>;
@@ -389,7 +417,7 @@ impl Service for MessagingService {
         &self,
         request: Request<tonic::Streaming<pb::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        match self.identify(request.metadata()) {
+        match self.admit(&request, &Vec::new()) {
             Ok(id) => {
                 let stream = telemetry::open(self.ctx.clone(), id, request.into_inner());
                 Ok(Response::new(Box::pin(stream)))
@@ -408,18 +436,26 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::NotifyClientTerminationRequest>,
     ) -> Result<Response<pb::NotifyClientTerminationResponse>, Status> {
-        with_client!(self, request, NotifyClientTerminationResponse, |id| {
-            telemetry::notify_termination(&self.ctx, &id, request.get_ref())
-        })
+        with_client!(
+            self,
+            request,
+            NotifyClientTerminationResponse,
+            access::notify_termination,
+            |id| { telemetry::notify_termination(&self.ctx, &id, request.get_ref()) }
+        )
     }
 
     async fn change_invisible_duration(
         &self,
         request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<pb::ChangeInvisibleDurationResponse>, Status> {
-        with_client!(self, request, ChangeInvisibleDurationResponse, |_id| {
-            ack::change_invisible_duration(&self.ctx, request.get_ref())
-        })
+        with_client!(
+            self,
+            request,
+            ChangeInvisibleDurationResponse,
+            access::change_invisible,
+            |_id| { ack::change_invisible_duration(&self.ctx, request.get_ref()) }
+        )
     }
 }
 

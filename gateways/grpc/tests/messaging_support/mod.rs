@@ -48,6 +48,14 @@ pub async fn start() -> Running {
 
 /// [`start`] with the test's changes to the gateway configuration.
 pub async fn start_with(adjust: impl FnOnce(&mut MessagingConfig)) -> Running {
+    start_configured(|_| {}, adjust).await
+}
+
+/// [`start_with`] with the test's changes to the broker configuration too.
+pub async fn start_configured(
+    core: impl FnOnce(&mut Config),
+    adjust: impl FnOnce(&mut MessagingConfig),
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.store.data_dir = dir.path().into();
@@ -58,6 +66,7 @@ pub async fn start_with(adjust: impl FnOnce(&mut MessagingConfig)) -> Running {
     config.timer.max_delay_ms = 3_600_000;
     config.transaction.check_first_ms = 300;
     config.transaction.check_interval_ms = 500;
+    core(&mut config);
     let broker = Broker::open(config).unwrap();
     for (name, queues, t) in [
         ("normal", 4, MessageType::Normal),
