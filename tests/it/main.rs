@@ -21,6 +21,8 @@
 //!   gateway: start, send, batch, receive/ack, long polls, the core view of a gRPC message,
 //!   bad input, shutdown, FIFO, delay, invisibility expiry and dead letters, transactions and
 //!   their check-back, tag filters, a large message, endpoint aliasing, shared groups.
+//! - `grpc_sdk_auth`: the official Rust SDK with a user's access key and secret key against a
+//!   broker with authentication on: allowed, forbidden and unauthenticated requests.
 //! - `grpc_sdk_python`: the official RocketMQ 5 Python SDK (`rocketmq-python-client` 5.1.2):
 //!   a SimpleConsumer's unacknowledged message back when its invisible time ends, a
 //!   PushConsumer's retry after the advertised backoff, and the scenarios of `grpc_sdk_scripts`.
@@ -71,6 +73,7 @@ mod consume_validation;
 mod cross_http;
 mod cross_mqtt;
 mod grpc_sdk;
+mod grpc_sdk_auth;
 mod grpc_sdk_basic;
 mod grpc_sdk_clients;
 mod grpc_sdk_node;

@@ -90,6 +90,28 @@ pub fn fresh(date_time: &str, now_ms: i64, max_skew_ms: i64) -> bool {
     (skew - shift).abs() <= max_skew_ms
 }
 
+/// `ms` since the epoch as `yyyyMMdd'T'HHmmss'Z'` (UTC), the `x-mq-date-time` the Java SDK
+/// writes: what clients and tools sign.
+pub fn compact_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -202,6 +224,11 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2024-05-01T12:00:00.5+02:00"), Some(T + 500));
         assert_eq!(parse_compact("20240501T100000Z"), Some(T));
+        assert_eq!(compact_time(T + 999), "20240501T100000Z");
+        assert_eq!(compact_time(951_782_400_000), "20000229T000000Z");
+        for ms in [0, T, 4_102_444_799_000] {
+            assert_eq!(parse_compact(&compact_time(ms)), Some(ms), "{ms}");
+        }
         for bad in [
             "",
             "2024-05-01",

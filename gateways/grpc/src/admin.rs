@@ -16,6 +16,11 @@
 //!   READ_WRITE); an UpdateTopic field set to `UNSPECIFIED`, and any unknown number, is
 //!   INVALID_ARGUMENT naming the field.
 //!
+//! Access: with `auth.enabled` every call is authenticated (the SDKs' MQv2-HMAC-SHA1 signature,
+//! as `rocketgate admin --ak/--sk` sends it) and needs its action on `Cluster:*` (reads `Get` or
+//! `List`; changes `Create`, `Update` or `Delete`): `UNAUTHENTICATED` / `PERMISSION_DENIED`
+//! otherwise. Super users may do everything.
+//!
 //! Concurrency: tonic runs each call on its own task; calls share the `Broker` (cheap `Clone`,
 //! internally synchronised) and hold no lock across an `.await`.
 
@@ -25,6 +30,7 @@ mod node;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rocketgate_core::auth::{Action, Resource};
 use rocketgate_core::DlqSelection;
 use rocketgate_core::{
     Broker, ErrorKind, FilterExpression, GroupPullRequest, Message, QueueSelector, SendRequest,
@@ -36,6 +42,7 @@ use tonic::{Request, Response, Status};
 
 use self::convert::invalid;
 pub use self::node::NodeInfo;
+use crate::auth::{Authenticator, CoreAuthenticator};
 use crate::status::RequestError;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -76,6 +83,23 @@ impl AdminService {
             broker,
             node: Arc::new(node),
         }
+    }
+
+    /// Lets the call through if its caller may do `action` on the cluster (see the module doc).
+    fn admit<T>(&self, req: &Request<T>, action: Action) -> Result<(), Status> {
+        let auth = self.broker.auth();
+        if !auth.enabled() {
+            return Ok(());
+        }
+        let who = CoreAuthenticator::new(self.broker.clone())
+            .authenticate(req.metadata())
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let source = req.remote_addr().map(|a| a.ip());
+        auth.authorize(&who, &Resource::cluster(), action, source)
+            .map_err(|e| match e.kind() {
+                ErrorKind::Unauthenticated => Status::unauthenticated(e.to_string()),
+                _ => Status::permission_denied(e.to_string()),
+            })
     }
 
     /// The tonic server for this service, with its size limits: requests up to
@@ -481,16 +505,19 @@ fn reply<T>(outcome: Outcome<T>) -> Reply<T> {
 impl BrokerAdmin for AdminService {
     async fn get_broker_info(
         &self,
-        _: Request<pb::GetBrokerInfoRequest>,
+        req: Request<pb::GetBrokerInfoRequest>,
     ) -> Reply<pb::GetBrokerInfoResponse> {
+        self.admit(&req, Action::Get)?;
         Ok(Response::new(node::broker_info(&self.broker, &self.node)))
     }
 
     async fn create_topic(&self, req: Request<pb::CreateTopicRequest>) -> Reply<pb::TopicStatus> {
+        self.admit(&req, Action::Create)?;
         reply(self.create(req.into_inner()))
     }
 
     async fn update_topic(&self, req: Request<pb::UpdateTopicRequest>) -> Reply<pb::TopicStatus> {
+        self.admit(&req, Action::Update)?;
         reply(self.update(req.into_inner()).await)
     }
 
@@ -498,6 +525,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::DeleteTopicRequest>,
     ) -> Reply<pb::DeleteTopicResponse> {
+        self.admit(&req, Action::Delete)?;
         let req = req.into_inner();
         reply(
             convert::topic(&req.name)
@@ -508,8 +536,9 @@ impl BrokerAdmin for AdminService {
 
     async fn list_topics(
         &self,
-        _: Request<pb::ListTopicsRequest>,
+        req: Request<pb::ListTopicsRequest>,
     ) -> Reply<pb::ListTopicsResponse> {
+        self.admit(&req, Action::List)?;
         let topics = self.broker.topics().list_user();
         Ok(Response::new(pb::ListTopicsResponse {
             topics: topics.iter().map(convert::topic_spec).collect(),
@@ -520,13 +549,15 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetTopicStatusRequest>,
     ) -> Reply<pb::TopicStatus> {
+        self.admit(&req, Action::Get)?;
         reply(self.status(req.into_inner()).await)
     }
 
     async fn list_groups(
         &self,
-        _: Request<pb::ListGroupsRequest>,
+        req: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
+        self.admit(&req, Action::List)?;
         let groups = self.broker.groups().list();
         Ok(Response::new(pb::ListGroupsResponse {
             groups: groups.into_iter().map(|g| self.group_summary(g)).collect(),
@@ -537,6 +568,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetGroupStatusRequest>,
     ) -> Reply<pb::GroupStatus> {
+        self.admit(&req, Action::Get)?;
         reply(self.group_status(req.into_inner()).await)
     }
 
@@ -544,6 +576,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ResetOffsetRequest>,
     ) -> Reply<pb::ResetOffsetResponse> {
+        self.admit(&req, Action::Update)?;
         reply(self.reset(req.into_inner()).await)
     }
 
@@ -551,6 +584,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::QueryMessageByIdRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
+        self.admit(&req, Action::Get)?;
         reply(self.by_id(req.into_inner()).await)
     }
 
@@ -558,6 +592,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::QueryMessagesByKeyRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
+        self.admit(&req, Action::Get)?;
         reply(self.by_key(req.into_inner()).await)
     }
 
@@ -565,6 +600,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::QueryMessagesByTimeRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
+        self.admit(&req, Action::Get)?;
         reply(self.by_time(req.into_inner()).await)
     }
 
@@ -572,6 +608,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ListDeadLettersRequest>,
     ) -> Reply<pb::ListDeadLettersResponse> {
+        self.admit(&req, Action::List)?;
         reply(self.dead_letters(req.into_inner()).await)
     }
 
@@ -579,6 +616,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ResendDeadLettersRequest>,
     ) -> Reply<pb::ResendDeadLettersResponse> {
+        self.admit(&req, Action::Update)?;
         reply(self.resend(req.into_inner()).await)
     }
 
@@ -586,6 +624,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> Reply<pb::SendMessageResponse> {
+        self.admit(&req, Action::Update)?;
         reply(self.send(req.into_inner()).await)
     }
 
@@ -593,6 +632,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::PullMessagesRequest>,
     ) -> Reply<pb::PullMessagesResponse> {
+        self.admit(&req, Action::Get)?;
         reply(self.pull(req.into_inner()).await)
     }
 
@@ -600,6 +640,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::CommitOffsetRequest>,
     ) -> Reply<pb::CommitOffsetResponse> {
+        self.admit(&req, Action::Update)?;
         reply(self.commit(&req.into_inner()))
     }
 }

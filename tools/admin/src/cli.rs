@@ -88,6 +88,15 @@ struct Global {
         value_parser = clap::value_parser!(u64).range(1..=3_600_000)
     )]
     timeout_ms: u64,
+    /// Access key of a user allowed to administer the brokers (when they run with
+    /// authentication on).
+    #[arg(long = "ak", value_name = "AK", global = true, help_heading = GLOBAL,
+        env = "ROCKETGATE_ACCESS_KEY")]
+    access_key: Option<String>,
+    /// Its secret key; prefer the environment variable (a flag shows in the process list).
+    #[arg(long = "sk", value_name = "SK", global = true, help_heading = GLOBAL,
+        env = "ROCKETGATE_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -178,6 +187,16 @@ pub fn run(args: AdminArgs) -> ExitCode {
 
 async fn dispatch(args: AdminArgs) -> Outcome {
     let g = args.global;
+    match (g.access_key, g.secret_key) {
+        (Some(ak), Some(sk)) => target::set_credentials(Some((ak, sk))),
+        (None, None) => target::set_credentials(None),
+        _ => {
+            return AdminError::failed(
+                "give both --ak and --sk (or ROCKETGATE_ACCESS_KEY and ROCKETGATE_SECRET_KEY)",
+            )
+            .into()
+        }
+    }
     let ctx = target::Ctx {
         brokers: g.brokers,
         nameservers: g.nameservers,

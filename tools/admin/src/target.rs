@@ -20,15 +20,61 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::{Arc, OnceLock};
+
 use rocketgate_nameserver::{ClientConfig, ClientError, NameServerClient};
 use rocketgate_proto::cluster::v1::broker_admin_client::BrokerAdminClient;
 use tokio::task::JoinSet;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::error::{AdminError, Op};
 
-/// A connected `BrokerAdmin` client.
-pub type Client = BrokerAdminClient<Channel>;
+/// A connected `BrokerAdmin` client whose requests carry the credentials of the command.
+pub type Client = BrokerAdminClient<InterceptedService<Channel, Signer>>;
+
+/// The access key and secret key of this command (`--ak` / `--sk`), set once by the CLI.
+static CREDENTIALS: OnceLock<Option<Arc<(String, String)>>> = OnceLock::new();
+
+/// Sets the credentials every broker call of this process signs with (the first call wins).
+pub fn set_credentials(credentials: Option<(String, String)>) {
+    let _ = CREDENTIALS.set(credentials.map(Arc::new));
+}
+
+/// Signs each request as the RocketMQ 5 SDKs do (`authorization: MQv2-HMAC-SHA1 …` over
+/// `x-mq-date-time`), when credentials are set; never logs them.
+#[derive(Clone, Default)]
+pub struct Signer {
+    credentials: Option<Arc<(String, String)>>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("signs", &self.credentials.is_some())
+            .finish()
+    }
+}
+
+impl tonic::service::Interceptor for Signer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(c) = &self.credentials {
+            let (ak, sk) = (&c.0, &c.1);
+            let date = rocketgate_core::auth::sign::compact_time(rocketgate_core::now_ms());
+            let header = format!(
+                "MQv2-HMAC-SHA1 Credential={ak}, SignedHeaders=x-mq-date-time, Signature={}",
+                rocketgate_core::auth::sign::sign(sk.as_bytes(), &date)
+            );
+            let bad =
+                |_| tonic::Status::invalid_argument("the access key is not a valid header value");
+            req.metadata_mut()
+                .insert("authorization", header.parse().map_err(bad)?);
+            req.metadata_mut()
+                .insert("x-mq-date-time", date.parse().map_err(bad)?);
+        }
+        Ok(req)
+    }
+}
 
 /// Largest reply accepted from a broker (queries return up to 1,024 messages with bodies).
 const MAX_REPLY_BYTES: usize = 256 << 20;
@@ -292,7 +338,11 @@ where
         Ok(Err(e)) => return Err(AdminError::cannot_reach(&server, &e)),
         Ok(Ok(channel)) => channel,
     };
-    let client = BrokerAdminClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
+    let signer = Signer {
+        credentials: CREDENTIALS.get().cloned().flatten(),
+    };
+    let client = BrokerAdminClient::with_interceptor(channel, signer)
+        .max_decoding_message_size(MAX_REPLY_BYTES);
     match tokio::time::timeout_at(deadline, f(client)).await {
         Err(_) => Err(AdminError::timed_out(&server, timeout)),
         Ok(Err(status)) => Err(AdminError::from_status(broker, op, &status)),
