@@ -12,6 +12,7 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "rocketgate/cluster/v1/nameserver.proto",
     "rocketgate/cluster/v1/admin.proto",
+    "rocketgate/cluster/v1/access.proto",
     "apache/rocketmq/v2/definition.proto",
     "apache/rocketmq/v2/service.proto",
 ];

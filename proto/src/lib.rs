@@ -14,7 +14,8 @@
 //!   The same package holds the `BrokerAdmin` service (`rocketgate/cluster/v1/admin.proto`),
 //!   served by every broker and used by `rocketgate admin` (docs/admin.md):
 //!   [`cluster::v1::broker_admin_server::BrokerAdmin`] and
-//!   [`cluster::v1::broker_admin_client::BrokerAdminClient`].
+//!   [`cluster::v1::broker_admin_client::BrokerAdminClient`]. And the `AccessAdmin` service
+//!   (`rocketgate/cluster/v1/access.proto`): users, policies and tokens (docs/security.md).
 //!
 //! - [`apache::rocketmq::v2`] — package `apache.rocketmq.v2` (`apache/rocketmq/v2/*.proto`), the
 //!   RocketMQ 5 `MessagingService`, written from the protocol brief with the public protocol's

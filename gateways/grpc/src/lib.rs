@@ -75,6 +75,7 @@ use std::time::Duration;
 use rocketgate_core::Broker;
 use tonic::transport::Server;
 
+pub mod access_admin;
 pub mod admin;
 pub mod auth;
 mod gateway;
@@ -181,6 +182,7 @@ pub(crate) async fn serve_ready(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .add_service(access_admin::AccessAdminService::new(broker.clone()).into_server())
         .add_service(AdminService::new(broker, node).into_server())
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming::Incoming::new(listener), shutdown)

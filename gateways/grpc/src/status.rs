@@ -14,6 +14,7 @@
 //! | `Unavailable`, the store refuses writes (disk full, read-only after an I/O error) | `FAILED_PRECONDITION` |
 //! | `Unavailable`, the broker is shutting down ([`rocketgate_core::Error::is_shutdown`]) | `UNAVAILABLE` |
 //! | `Conflict` (e.g. a transaction resolved meanwhile) | `ABORTED` |
+//! | `Unauthenticated` (no or bad credentials) | `UNAUTHENTICATED` |
 //! | `Internal`, and kinds added later | `INTERNAL`, logged once here with `tracing::error!` |
 //!
 //! Fields the gateway checks itself ([`RequestError::InvalidField`]) are `INVALID_ARGUMENT`.
@@ -54,6 +55,7 @@ pub fn code(err: &rocketgate_core::Error) -> Code {
         ErrorKind::Unavailable if err.is_shutdown() => Code::Unavailable,
         ErrorKind::Unavailable => Code::FailedPrecondition,
         ErrorKind::Conflict => Code::Aborted,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
         _ => Code::Internal,
     }
 }

@@ -97,6 +97,85 @@ fn admin_calls_need_the_credentials_of_a_user_allowed_to_administer() {
     // Only one of the two: a usage error of one line.
     let out = admin(&["--ak", "admin", "topic", "list"]);
     assert_ne!(out.status.code(), Some(0));
+    // Users, policies and tokens through the CLI, as the super user.
+    let root = ["--ak", "admin", "--sk", "admin-secret-1"];
+    let with_root = |extra: &[&str]| {
+        let mut args: Vec<&str> = root.to_vec();
+        args.extend_from_slice(extra);
+        admin(&args)
+    };
+    let ok = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(
+        with_root(&["user", "create", "app", "--secret", "app-secret-1"]),
+        "user create",
+    );
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"[{"resources":["Topic:t*"],"actions":["Get","List"],"decision":"Allow"}]"#,
+    )
+    .unwrap();
+    let shown = ok(
+        with_root(&[
+            "user",
+            "set-policy",
+            "app",
+            "--file",
+            policy.to_str().unwrap(),
+        ]),
+        "set-policy",
+    );
+    assert!(shown.contains("Topic:t*"), "{shown}");
+    let list = ok(with_root(&["--json", "user", "list"]), "user list");
+    assert!(
+        list.contains("\"app\"") && list.contains("\"admin\""),
+        "{list}"
+    );
+    assert!(
+        !list.contains("app-secret-1"),
+        "no secrets in listings: {list}"
+    );
+    // A normal user may not administer (its policy names topics, not the cluster), nor manage
+    // users.
+    let app = ["--ak", "app", "--sk", "app-secret-1"];
+    for args in [&["topic", "create", "t2"][..], &["user", "list"][..]] {
+        let mut all: Vec<&str> = app.to_vec();
+        all.extend_from_slice(args);
+        let out = admin(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("permission denied")
+                || stderr.contains("permission_denied")
+                || stderr.contains("may not")
+                || stderr.contains("super users"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A token: printed once, listed by id, revoked.
+    let issued = ok(
+        with_root(&["--json", "token", "issue", "app", "--ttl", "1h"]),
+        "token issue",
+    );
+    let issued: serde_json::Value = serde_json::from_str(&issued).unwrap();
+    let token = issued["token"].as_str().unwrap();
+    assert!(token.starts_with("rgt_"), "{issued}");
+    let id = issued["id"].as_str().unwrap();
+    let listed = ok(with_root(&["--json", "token", "list", "app"]), "token list");
+    assert!(listed.contains(id) && !listed.contains(token), "{listed}");
+    ok(with_root(&["token", "revoke", id]), "token revoke");
+    ok(with_root(&["user", "delete", "app"]), "user delete");
+    let mut all: Vec<&str> = app.to_vec();
+    all.extend_from_slice(&["topic", "list"]);
+    let out = admin(&all);
+    assert_eq!(out.status.code(), Some(1), "a deleted user is refused");
     // The refusals were audited, without secrets.
     let log = node.log_text();
     assert!(log.contains("audit"), "{log}");

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::error::{self, AdminError};
 use crate::output::{self, Doc};
-use crate::{cluster, dlq, group, message, target, topic};
+use crate::{access, cluster, dlq, group, message, target, topic};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -92,11 +92,11 @@ struct Global {
     /// authentication on).
     #[arg(long = "ak", value_name = "AK", global = true, help_heading = GLOBAL,
         env = "ROCKETGATE_ACCESS_KEY")]
-    access_key: Option<String>,
+    as_access_key: Option<String>,
     /// Its secret key; prefer the environment variable (a flag shows in the process list).
     #[arg(long = "sk", value_name = "SK", global = true, help_heading = GLOBAL,
         env = "ROCKETGATE_SECRET_KEY", hide_env_values = true)]
-    secret_key: Option<String>,
+    as_secret_key: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -122,6 +122,12 @@ enum AdminCommand {
     /// The target brokers themselves.
     #[command(subcommand)]
     Broker(cluster::BrokerCommand),
+    /// Users, their policies (docs/security.md); super users only when auth is on.
+    #[command(subcommand)]
+    User(access::UserCommand),
+    /// Bearer tokens of users (REST, WebSocket, MQTT); super users only when auth is on.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
 }
 
 /// What a command produced: an answer to print (possibly partial) and what went wrong.
@@ -187,7 +193,9 @@ pub fn run(args: AdminArgs) -> ExitCode {
 
 async fn dispatch(args: AdminArgs) -> Outcome {
     let g = args.global;
-    match (g.access_key, g.secret_key) {
+    // (Field names differ from the `access_key` of user commands: global args share one id
+    // space with every subcommand's.)
+    match (g.as_access_key, g.as_secret_key) {
         (Some(ak), Some(sk)) => target::set_credentials(Some((ak, sk))),
         (None, None) => target::set_credentials(None),
         _ => {
@@ -211,6 +219,8 @@ async fn dispatch(args: AdminArgs) -> Outcome {
         AdminCommand::Dlq(c) => dlq::run(c, &ctx).await,
         AdminCommand::Cluster(c) => cluster::run(c, &ctx).await,
         AdminCommand::Broker(c) => cluster::run_broker(c, &ctx).await,
+        AdminCommand::User(c) => access::run_user(c, &ctx).await,
+        AdminCommand::Token(c) => access::run_token(c, &ctx).await,
     };
     result.unwrap_or_else(Outcome::from)
 }

@@ -59,6 +59,7 @@
 //! # let _ = args;
 //! ```
 
+mod access;
 mod cli;
 mod cluster;
 mod dlq;

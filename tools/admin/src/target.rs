@@ -23,6 +23,7 @@ use std::time::Duration;
 use std::sync::{Arc, OnceLock};
 
 use rocketgate_nameserver::{ClientConfig, ClientError, NameServerClient};
+use rocketgate_proto::cluster::v1::access_admin_client::AccessAdminClient;
 use rocketgate_proto::cluster::v1::broker_admin_client::BrokerAdminClient;
 use tokio::task::JoinSet;
 use tonic::service::interceptor::InterceptedService;
@@ -316,7 +317,7 @@ pub struct Answer<T> {
     pub result: Result<T, AdminError>,
 }
 
-/// Connects to `broker` and runs `f`, both within `timeout`.
+/// Connects to `broker` and runs `f` on its `BrokerAdmin` client, both within `timeout`.
 pub async fn call<T, F, Fut>(
     broker: &str,
     timeout: Duration,
@@ -325,6 +326,45 @@ pub async fn call<T, F, Fut>(
 ) -> Result<T, AdminError>
 where
     F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    call_client(broker, timeout, op, |channel| {
+        f(BrokerAdminClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES))
+    })
+    .await
+}
+
+/// A connected `AccessAdmin` client (users, policies, tokens) whose requests carry the
+/// credentials of the command.
+pub type AccessClient = AccessAdminClient<InterceptedService<Channel, Signer>>;
+
+/// Connects to `broker` and runs `f` on its `AccessAdmin` client, both within `timeout`.
+pub async fn call_access<T, F, Fut>(
+    broker: &str,
+    timeout: Duration,
+    op: &Op,
+    f: F,
+) -> Result<T, AdminError>
+where
+    F: FnOnce(AccessClient) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    call_client(broker, timeout, op, |channel| {
+        f(AccessAdminClient::new(channel))
+    })
+    .await
+}
+
+/// Connects to `broker` (signing with the command's credentials) and runs `f` on the channel,
+/// both within `timeout`.
+async fn call_client<T, F, Fut>(
+    broker: &str,
+    timeout: Duration,
+    op: &Op,
+    f: F,
+) -> Result<T, AdminError>
+where
+    F: FnOnce(InterceptedService<Channel, Signer>) -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
     let server = format!("broker {broker}");
@@ -341,9 +381,8 @@ where
     let signer = Signer {
         credentials: CREDENTIALS.get().cloned().flatten(),
     };
-    let client = BrokerAdminClient::with_interceptor(channel, signer)
-        .max_decoding_message_size(MAX_REPLY_BYTES);
-    match tokio::time::timeout_at(deadline, f(client)).await {
+    let channel = InterceptedService::new(channel, signer);
+    match tokio::time::timeout_at(deadline, f(channel)).await {
         Err(_) => Err(AdminError::timed_out(&server, timeout)),
         Ok(Err(status)) => Err(AdminError::from_status(broker, op, &status)),
         Ok(Ok(value)) => Ok(value),
