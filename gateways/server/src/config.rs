@@ -66,7 +66,9 @@ pub struct RunArgs {
     #[arg(long, env = "ROCKETGATE_MQTT_WS_ADDR", value_name = "ADDR")]
     pub mqtt_ws_addr: Option<String>,
     /// Turn authentication on (overrides `auth.enabled`; see docs/security.md).
-    #[arg(long, env = "ROCKETGATE_AUTH")]
+    /// `ROCKETGATE_AUTH` accepts 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "ROCKETGATE_AUTH", value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue)]
     pub auth: bool,
     /// The bootstrap super user's access key (overrides `auth.bootstrap_access_key`).
     #[arg(long, env = "ROCKETGATE_AUTH_ACCESS_KEY", value_name = "AK")]
