@@ -12,14 +12,17 @@
 //!         ├─ dead_letters() DeadLetters   dead_letters.rs  retry.rs
 //!         ├─ queries()      Queries       queries.rs
 //!         ├─ storage()      Storage       storage.rs
-//!         └─ settings()     Settings      settings_map.rs
+//!         ├─ settings()     Settings      settings_map.rs
+//!         ├─ kv()           Kv            kv.rs            the KV store (crate::kv)
+//!         └─ auth()         Auth          auth.rs          users, policies, tokens (crate::auth)
 //! ```
 //!
 //! A service is a borrowed view (`Copy`, methods take `self`); its state is one field of the
 //! shared `Inner` below, a struct that owns its data and its worker: `topics` (the table and its
 //! change counter), `consumption` (groups, offsets and pop state, receipt keys, clients, the
 //! persister and revival workers), `timer` (scheduled messages, the delivery worker),
-//! `transactions` (pending halves, checkers, the check-back worker). Helpers are `impl Broker`
+//! `transactions` (pending halves, checkers, the check-back worker), `auth` (users, policies,
+//! tokens: `crate::auth::AuthState`). Helpers are `impl Broker`
 //! blocks in the modules on the right.
 //! This module owns what every service shares: opening (recovery, the internal topics, the
 //! workers), shutdown, the topic lookup, queue selection, id assignment and the append of a
