@@ -65,6 +65,12 @@ pub struct RunArgs {
     /// MQTT over WebSocket listen address (overrides `mqtt.ws_listen`).
     #[arg(long, env = "ROCKETGATE_MQTT_WS_ADDR", value_name = "ADDR")]
     pub mqtt_ws_addr: Option<String>,
+    /// Start even if a listener off loopback does not authenticate its clients (logged as a
+    /// warning per listener; see docs/security.md).
+    #[arg(long, env = "ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue)]
+    pub allow_unauthenticated_remote: bool,
     /// Turn authentication on (overrides `auth.enabled`; see docs/security.md).
     /// `ROCKETGATE_AUTH` accepts 1/0, true/false, yes/no, on/off.
     #[arg(long, env = "ROCKETGATE_AUTH", value_parser = clap::builder::BoolishValueParser::new(),

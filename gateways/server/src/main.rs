@@ -10,6 +10,7 @@
 //! non-zero exit code.
 
 mod config;
+mod exposure;
 mod metrics;
 mod node;
 
@@ -102,6 +103,10 @@ struct NameServerArgs {
 
 fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
     let cfg = config::load(&args.run)?;
+    exposure::check(
+        &[exposure::nameserver_listener(&cfg)],
+        args.run.allow_unauthenticated_remote,
+    )?;
     let addr = cfg.nameserver.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

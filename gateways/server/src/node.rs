@@ -82,6 +82,10 @@ impl Mode {
 /// the registration, or a server failing.
 pub fn run(mode: Mode, args: &config::RunArgs) -> anyhow::Result<()> {
     let cfg = config::load(args)?;
+    crate::exposure::check(
+        &crate::exposure::node_listeners(&cfg, matches!(mode, Mode::Standalone)),
+        args.allow_unauthenticated_remote,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rg-node")

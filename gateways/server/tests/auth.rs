@@ -185,3 +185,36 @@ fn admin_calls_need_the_credentials_of_a_user_allowed_to_administer() {
     );
     node.terminate();
 }
+
+/// Off loopback a listener must authenticate: `standalone` with its HTTP gateway (which does
+/// not authenticate yet) or its unauthenticated gRPC endpoint on `0.0.0.0` exits at once, with
+/// one line saying what to do, before binding anything. (That authentication or the opt-out lets
+/// it start is checked in `exposure.rs`'s unit test: starting it here would listen beyond
+/// 127.0.0.1.)
+#[test]
+fn a_listener_off_loopback_without_authentication_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    for (flag, name, hint) in [
+        ("--http-addr", "http", "does not authenticate yet"),
+        ("--grpc-addr", "grpc", "--auth"),
+    ] {
+        let mut args = vec!["standalone", "--data-dir", data.to_str().unwrap()];
+        let mut eph: Vec<&str> = support::EPHEMERAL.to_vec();
+        let i = eph.iter().position(|a| *a == flag).unwrap();
+        eph[i + 1] = "0.0.0.0:0";
+        args.extend(eph);
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "{name}: one line: {stderr}");
+        assert!(
+            errors[0].contains(&format!("0.0.0.0:0 ({name})"))
+                && errors[0].contains(hint)
+                && errors[0].contains("--allow-unauthenticated-remote"),
+            "{name}: {stderr}"
+        );
+        assert!(!data.join("lock").exists(), "{name}: nothing was opened");
+    }
+}
