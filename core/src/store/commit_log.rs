@@ -102,6 +102,8 @@ pub struct CommitLog {
     flushed: AtomicU64,
     poisoned: AtomicBool,
     poison_reason: Mutex<String>,
+    /// Flushes that made something durable (group commit: fewer than the appends they cover).
+    flush_rounds: AtomicU64,
     /// Tests only: flushes skip their msync yet count as done (a store that "forgot" to sync),
     /// to show that the power-loss test catches it.
     #[cfg(test)]
@@ -189,6 +191,7 @@ impl CommitLog {
             flushed: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
+            flush_rounds: AtomicU64::new(0),
             #[cfg(test)]
             skip_msync: AtomicBool::new(false),
         };
@@ -558,7 +561,13 @@ impl CommitLog {
             return Err(Error::io(path, e));
         }
         self.flushed.store(to, Ordering::Release);
+        self.flush_rounds.fetch_add(1, Ordering::Relaxed);
         Ok(to)
+    }
+
+    /// Flushes so far that made something durable.
+    pub fn flush_rounds(&self) -> u64 {
+        self.flush_rounds.load(Ordering::Relaxed)
     }
 
     /// Reads the record at `phy` (size from the ConsumeQueue, or `None` to read its header).

@@ -383,6 +383,12 @@ impl Store {
         (l.min_offset(), l.flushed(), l.wrote())
     }
 
+    /// CommitLog flushes so far that made something durable (appends per flush = the group
+    /// commit's effect).
+    pub fn flush_rounds(&self) -> u64 {
+        self.inner.log.flush_rounds()
+    }
+
     /// Whether writes are refused (poisoned or disk full), with the reason.
     pub fn write_refusal(&self) -> Option<String> {
         if self.inner.log.is_poisoned() {
