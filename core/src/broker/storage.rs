@@ -31,6 +31,12 @@ impl Storage<'_> {
         self.broker.inner.store.write_refusal()
     }
 
+    /// CommitLog flushes so far that made something durable: appends divided by this is the
+    /// group commit's batching (benchmarks report it).
+    pub fn flush_rounds(self) -> u64 {
+        self.broker.inner.store.flush_rounds()
+    }
+
     /// CommitLog positions now.
     pub fn log_offsets(self) -> LogOffsets {
         let (min, durable, end) = self.broker.inner.store.log_offsets();
