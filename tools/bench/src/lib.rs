@@ -71,6 +71,7 @@
 mod append;
 mod cli;
 mod consume;
+mod cpu;
 mod delay;
 mod dirs;
 mod disk;
