@@ -147,7 +147,6 @@ pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
 
     let messages = hist.len();
     let body_bytes = messages * case.body as u64;
-    let rate = per_sec(messages, ack_secs);
     Ok(AppendResult {
         flush: case.flush_name(),
         body_bytes: case.body,
@@ -155,10 +154,7 @@ pub async fn run(dir: &Path, case: Case, setup: Setup) -> Result<AppendResult> {
         messages,
         log_bytes: wrote - log_start,
         ack_secs,
-        msgs_per_sec: rate,
-        runs: 1,
-        msgs_per_sec_min: rate,
-        msgs_per_sec_max: rate,
+        msgs_per_sec: per_sec(messages, ack_secs),
         mb_per_sec: mb_per_sec(body_bytes, ack_secs),
         disk_ratio: 0.0,
         durable_secs,

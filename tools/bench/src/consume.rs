@@ -1,8 +1,10 @@
 //! `rocketgate bench consume`: pop + ack throughput of a preloaded topic for several consumer
 //! counts, and send → pop latency under a paced producer with long-polling consumers.
 //!
-//! Owns: the flags, the run order (throughput cases, then the latency case of
-//! [`super::latency`]), and each throughput case's broker from open to clean shutdown.
+//! Owns: the flags, the order of a run (throughput cases, then the latency case of
+//! [`super::latency`]), repeated `--runs` times, each throughput case's broker from open to
+//! clean shutdown, and the goals of consumption (issue 3): pop + ack of 1 KiB messages
+//! >= 200,000 msgs/s, send -> pop p99 <= 5 ms at 10,000 msgs/s.
 //!
 //! Invariants:
 //! - Every case gets a fresh `Broker` (ASYNC flush, defaults otherwise) in its own directory
@@ -16,6 +18,8 @@
 //! - Latency: see [`super::latency`] (paced producer, delays from a stamp in the message).
 //! - Goals are reported, never asserted (the machine is shared); a count that differs from what
 //!   was sent is an error, after the figures are printed.
+//! - The latency goal is judged on every message sent. `--warmup` leaves the first whole seconds
+//!   of sends out of it; the header then says so, and the goal is judged on that figure.
 //!
 //! Who calls it: [`super::run`]. Concurrency: one multi-thread runtime (one worker per CPU) for
 //! the consumers and the preload; cases run one after another.
@@ -32,10 +36,13 @@ use serde::Serialize;
 
 use super::append::{self, TOPIC};
 use super::dirs::{BenchDir, CaseDir};
-use super::goal::Goal;
+use super::goal::Spec;
+use super::header::Header;
 use super::latency::{self, LatencyResult};
+use super::output::{self, Output};
 use super::popper::{self, Key, Progress, Stamp};
-use super::report::{self, Latency, Machine};
+use super::report::{self, Latency};
+use super::summary::{Metric, Summary};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec, size_label};
 use super::{disk, load};
 use crate::error::{bail, BenchError, Result};
@@ -94,6 +101,14 @@ pub struct ConsumeArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Runs of the whole bench, each with fresh brokers; every run is printed, then the median
+    /// and min-max of each figure.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Whole seconds of the latency case's first sends to leave out of the latency goal
+    /// (printed in the header). Default: none; every message counts.
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<Duration>,
 }
 
 /// One throughput case.
@@ -133,11 +148,9 @@ pub struct ThroughputResult {
     pub others_cpu_percent: Option<f64>,
 }
 
-/// Everything `bench consume` measured.
+/// Settings of `bench consume`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ConsumeReport {
-    /// Where.
-    pub machine: Machine,
+pub struct ConsumeSettings {
     /// Body size.
     pub body_bytes: u64,
     /// Messages per pop.
@@ -146,12 +159,34 @@ pub struct ConsumeReport {
     pub wait_ms: u128,
     /// Queues of the topic.
     pub queues: u32,
+    /// The run directory and its filesystem.
+    pub dir: String,
+    /// Filesystem type and device holding it.
+    pub filesystem: String,
+}
+
+impl ConsumeSettings {
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "settings: {} bodies, {} queues, ASYNC flush, pop of {} with wait {} ms, ack_batch \
+             per pop; dir {} ({}); MB = 10^6 bytes",
+            size_label(self.body_bytes as usize),
+            self.queues,
+            self.batch,
+            self.wait_ms,
+            self.dir,
+            self.filesystem
+        )]
+    }
+}
+
+/// Everything one run of `bench consume` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumeRun {
     /// Throughput cases.
     pub throughput: Vec<ThroughputResult>,
     /// Latency case.
     pub latency: Option<LatencyResult>,
-    /// Goals this run can decide.
-    pub goals: Vec<Goal>,
 }
 
 fn check(a: &ConsumeArgs) -> Result<()> {
@@ -164,25 +199,79 @@ fn check(a: &ConsumeArgs) -> Result<()> {
     if !(a.rate.is_finite() && a.rate >= 1.0) || a.size > 4 << 20 {
         bail!(usage: "--rate must be at least 1 and --size at most 4 MiB");
     }
+    if a.runs == 0 {
+        bail!(usage: "--runs must be at least 1");
+    }
+    if warmup_secs(a).is_none() {
+        bail!(usage: "--warmup must be whole seconds (1s, 2s)");
+    }
     Ok(())
 }
 
-/// Runs the benchmark and prints the report.
+/// `--warmup` in whole seconds (0 without it); `None` if it is not whole seconds.
+fn warmup_secs(a: &ConsumeArgs) -> Option<usize> {
+    match a.warmup {
+        None => Some(0),
+        Some(d) if d.subsec_nanos() == 0 => usize::try_from(d.as_secs()).ok(),
+        Some(_) => None,
+    }
+}
+
+/// Runs the benchmark `--runs` times and prints every run, the summary and the goals.
 ///
 /// # Errors
-/// Bad flags, broker errors, or a case that did not receive exactly what was sent.
+/// Bad flags, broker errors, or a case that did not receive exactly what was sent (after the
+/// output is printed).
 pub fn run(a: ConsumeArgs) -> Result<()> {
     check(&a)?;
+    let warmup = warmup_secs(&a).unwrap_or(0);
+    let mut header = Header::collect("consume", a.runs);
+    if warmup > 0 {
+        header.warmup = format!(
+            "the first {warmup} s of the latency case's sends are left out of the latency goal \
+             (--warmup); its all-messages p99 is printed too"
+        );
+    }
     let root = BenchDir::new(a.dir.clone(), a.keep)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let runs = output::repeat(a.runs, |i| one_run(&rt, &root, &a, i, warmup))?;
+    let (dir, filesystem) = disk::location(&root.path);
+    let settings = ConsumeSettings {
+        body_bytes: a.size,
+        batch: a.batch,
+        wait_ms: a.wait.as_millis(),
+        queues: a.queues,
+        dir,
+        filesystem,
+    };
+    let out = Output::new(header, settings, runs, metrics, |s| specs(s, &a, warmup));
+    out.print(a.json, ConsumeSettings::lines, print_run)?;
+    let bad = out.runs.iter().any(|r| {
+        r.result.throughput.iter().any(|t| !t.exactly_once)
+            || r.result.latency.as_ref().is_some_and(|l| !l.exactly_once)
+    });
+    if bad {
+        bail!("a case did not receive every message exactly once (see above)");
+    }
+    Ok(())
+}
+
+/// One run: every throughput case, then the latency case, each with a fresh broker.
+fn one_run(
+    rt: &tokio::runtime::Runtime,
+    root: &BenchDir,
+    a: &ConsumeArgs,
+    run: usize,
+    warmup_secs: usize,
+) -> Result<ConsumeRun> {
     let mut throughput = Vec::new();
     if !a.no_throughput {
         for (i, &c) in a.consumers.iter().enumerate() {
             eprint!("[{}/{}] pop+ack x{c} ... ", i + 1, a.consumers.len());
-            let dir = root.case(&format!("consume-x{c}"), a.keep)?;
-            let r = throughput_case(&rt, &dir, &a, c).with_context(|| format!("pop+ack x{c}"))?;
+            let dir = root.case(&format!("consume-x{c}-run{run}"), a.keep)?;
+            let r = throughput_case(rt, &dir, a, c).with_context(|| format!("pop+ack x{c}"))?;
             eprintln!("{:.0} msgs/s", r.msgs_per_sec);
             throughput.push(r);
         }
@@ -191,7 +280,7 @@ pub fn run(a: ConsumeArgs) -> Result<()> {
         None
     } else {
         eprint!("latency: {} msgs/s for {:?} ... ", a.rate, a.duration);
-        let dir = root.case("consume-latency", a.keep)?;
+        let dir = root.case(&format!("consume-latency-run{run}"), a.keep)?;
         let setup = latency::Setup {
             rate: a.rate,
             duration: a.duration,
@@ -199,34 +288,18 @@ pub fn run(a: ConsumeArgs) -> Result<()> {
             body: a.size as usize,
             queues: a.queues,
             segment_size: a.segment_size,
-            pop: pop_settings(&a, Instant::now()),
+            pop: pop_settings(a, Instant::now()),
             timeout: a.timeout,
+            warmup_secs,
         };
-        let r = latency::run(&rt, &dir.path, setup).context("latency case")?;
+        let r = latency::run(rt, &dir.path, setup).context("latency case")?;
         eprintln!("p99 {:.2} ms", r.latency.p99_us / 1e3);
         Some(r)
     };
-    let report = ConsumeReport {
-        machine: disk::machine(&root.path),
-        body_bytes: a.size,
-        batch: a.batch,
-        wait_ms: a.wait.as_millis(),
-        queues: a.queues,
-        goals: goals(&throughput, latency.as_ref(), &a),
+    Ok(ConsumeRun {
         throughput,
         latency,
-    };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    let bad = report.throughput.iter().any(|t| !t.exactly_once)
-        || report.latency.as_ref().is_some_and(|l| !l.exactly_once);
-    if bad {
-        bail!("a case did not receive every message exactly once (see above)");
-    }
-    Ok(())
+    })
 }
 
 fn pop_settings(a: &ConsumeArgs, deadline: Instant) -> popper::Settings {
@@ -329,37 +402,66 @@ fn settle(broker: &Broker, limit: Duration) -> Result<()> {
     Ok(())
 }
 
-fn goals(t: &[ThroughputResult], l: Option<&LatencyResult>, a: &ConsumeArgs) -> Vec<Goal> {
+/// The figures of one run that the summary keeps.
+fn metrics(r: &ConsumeRun) -> Vec<Metric> {
     let mut out = Vec::new();
-    if a.size == 1024 {
-        for c in t {
-            let name = format!("pop+ack 1KiB x{}: msgs/s", c.consumers);
-            out.push(Goal::at_least(name, c.msgs_per_sec, 200_000.0));
+    for c in &r.throughput {
+        let name = format!("pop+ack x{}", c.consumers);
+        out.push(Metric::new(name.clone(), "msgs/s", c.msgs_per_sec));
+        if let Some(cpu) = c.cpu_us_per_msg {
+            out.push(Metric::new(format!("{name} process CPU"), "µs/msg", cpu));
         }
     }
-    if let Some(l) = l.filter(|l| (l.rate - 10_000.0).abs() < 0.5) {
-        let name = "send->pop p99 at 10000 msgs/s: ms".to_owned();
-        out.push(Goal::at_most(name, l.latency.p99_us / 1e3, 5.0));
+    if let Some(l) = &r.latency {
+        let ms = |us: f64| us / 1e3;
+        out.push(Metric::new("send->pop p50", "ms", ms(l.latency.p50_us)));
+        out.push(Metric::new("send->pop p99", "ms", ms(l.latency.p99_us)));
+        out.push(Metric::new("send->pop p999", "ms", ms(l.latency.p999_us)));
+        if let Some(p) = l.p99_after_warmup_ms {
+            let name = format!("send->pop p99 after {} s warm-up", l.warmup_secs);
+            out.push(Metric::new(name, "ms", p));
+        }
+        if let Some(cpu) = l.cpu_us_per_msg {
+            out.push(Metric::new("send->pop process CPU", "µs/msg", cpu));
+        }
     }
     out
 }
 
-fn print_table(r: &ConsumeReport) {
-    let m = &r.machine;
-    println!("rocketgate bench consume");
-    println!(
-        "machine: {} CPUs, {}; dir {} ({})",
-        m.cpus, m.cpu_model, m.dir, m.filesystem
-    );
-    let size = size_label(r.body_bytes as usize);
-    println!(
-        "settings: {size} bodies, {} queues, ASYNC flush, pop of {} with wait {} ms, \
-         ack_batch per pop, MB = 10^6 bytes",
-        r.queues, r.batch, r.wait_ms
-    );
+/// The goals of issue 3, on the figures of [`metrics`].
+fn specs(summary: &[Summary], a: &ConsumeArgs, warmup: usize) -> Vec<Spec> {
+    let mut out = Vec::new();
+    let size = (a.size != 1024).then(|| format!("the goal is for 1 KiB bodies; --size {}", a.size));
+    let cases: Vec<&Summary> = summary
+        .iter()
+        .filter(|s| s.name.starts_with("pop+ack x") && s.unit == "msgs/s")
+        .collect();
+    if cases.is_empty() {
+        out.push(
+            Spec::at_least("pop+ack x1", 200_000.0, "issue 3")
+                .unless(Some("no throughput case ran (--no-throughput)".into())),
+        );
+    }
+    for c in cases {
+        out.push(Spec::at_least(c.name.clone(), 200_000.0, "issue 3").unless(size.clone()));
+    }
+    let metric = match warmup {
+        0 => "send->pop p99".to_owned(),
+        w => format!("send->pop p99 after {w} s warm-up"),
+    };
+    let rate = ((a.rate - 10_000.0).abs() >= 0.5)
+        .then(|| format!("the goal is at 10000 msgs/s; --rate {}", a.rate));
+    let skipped = a
+        .no_latency
+        .then(|| "no latency case ran (--no-latency)".to_owned());
+    out.push(Spec::at_most(metric, 5.0, "issue 3").unless(skipped.or(rate)));
+    out
+}
+
+/// Prints one run's tables.
+fn print_run(r: &ConsumeRun) {
     let mut busy = Vec::new();
     if !r.throughput.is_empty() {
-        println!();
         println!("pop + ack of a preloaded, flushed topic (until the last ack)");
         println!(
             "cons  messages preload/s    msgs/s    MB/s   /pop  pop p50  pop p99  pop p999  \
@@ -402,5 +504,4 @@ fn print_table(r: &ConsumeReport) {
         latency::print(l, &mut busy);
     }
     report::print_busy(&busy);
-    report::print_goals(&r.goals);
 }

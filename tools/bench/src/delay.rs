@@ -1,8 +1,10 @@
 //! `rocketgate bench delay`: how fast timed messages can be scheduled compared with plain sends,
 //! how late they reach long-polling consumers, and what the schedule costs in memory.
 //!
-//! Owns: the flags, the two cases (scheduled with consumers, then plain), each case's broker
-//! from open to clean shutdown, the producer, and the memory sampler.
+//! Owns: the flags, the two cases of a run (scheduled with consumers, then plain), repeated
+//! `--runs` times, each case's broker from open to clean shutdown, the producer, the memory
+//! sampler, and the goals of timed delivery (issue 4): 1,000,000 messages due within 60 s
+//! delivered with lateness p50 <= 100 ms and p99 <= 1 s; scheduling >= 0.8x plain sends.
 //!
 //! Invariants:
 //! - Both cases use a fresh `Broker` (ASYNC flush) in their own directory, one producer task
@@ -35,10 +37,13 @@ use serde::Serialize;
 
 use super::append::{self, TOPIC};
 use super::dirs::BenchDir;
-use super::goal::Goal;
+use super::goal::Spec;
+use super::header::Header;
 use super::memory::{self, Memory, Sampler};
+use super::output::{self, Output};
 use super::popper::{self, Key, Progress, Stamp};
-use super::report::{self, histogram, Latency, Machine};
+use super::report::{self, histogram, Latency};
+use super::summary::Metric;
 use super::units::{parse_duration, parse_size, per_sec, size_label};
 use super::{disk, load};
 use crate::error::{bail, Result};
@@ -87,6 +92,10 @@ pub struct DelayArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Runs of the whole bench, each with fresh brokers; every run is printed, then the median
+    /// and min-max of each figure.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 /// One send phase.
@@ -107,17 +116,41 @@ pub struct SendPhase {
     pub others_cpu_percent: Option<f64>,
 }
 
-/// Everything `bench delay` measured.
+/// Settings of `bench delay`.
 #[derive(Debug, Clone, Serialize)]
-pub struct DelayReport {
-    /// Where.
-    pub machine: Machine,
+pub struct DelaySettings {
+    /// Messages of each case.
+    pub messages: u64,
     /// Body size.
     pub body_bytes: u64,
     /// Due-time window, s.
     pub window_secs: f64,
     /// Consumers.
     pub consumers: usize,
+    /// The run directory.
+    pub dir: String,
+    /// Filesystem type and device holding it.
+    pub filesystem: String,
+}
+
+impl DelaySettings {
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "settings: {} messages of {}, due uniformly within {:.0} s of their send, ASYNC \
+             flush, {} long-polling consumers; dir {} ({})",
+            self.messages,
+            size_label(self.body_bytes as usize),
+            self.window_secs,
+            self.consumers,
+            self.dir,
+            self.filesystem
+        )]
+    }
+}
+
+/// Everything one run of `bench delay` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct DelayRun {
     /// Scheduling: `send` with a delivery time.
     pub scheduled: SendPhase,
     /// Plain `send` of the same messages, if run.
@@ -128,6 +161,8 @@ pub struct DelayReport {
     pub lateness: Latency,
     /// The 99th percentile of that, by second of the due time from the first send, ms.
     pub p99_by_second_ms: Vec<f64>,
+    /// Messages sent.
+    pub messages: u64,
     /// Messages received, duplicates included.
     pub received: u64,
     /// Messages received more than once.
@@ -144,8 +179,6 @@ pub struct DelayReport {
     pub memory: Memory,
     /// Percent of all CPUs other processes used during the delivery phase.
     pub others_cpu_percent: Option<f64>,
-    /// Goals this run can decide.
-    pub goals: Vec<Goal>,
 }
 
 /// Sends `n` messages, each due 1 ms ..= `window` after its send (scheduled with
@@ -208,8 +241,8 @@ struct Delivered {
 
 /// Schedules `--messages` messages with long-polling consumers running, and waits until they
 /// all arrived or the window plus the grace passed.
-fn scheduled_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> Result<Delivered> {
-    let dir = root.case("delay-scheduled", a.keep)?;
+fn scheduled_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs, run: usize) -> Result<Delivered> {
+    let dir = root.case(&format!("delay-scheduled-run{run}"), a.keep)?;
     let memory_before = memory::status();
     let broker = append::open_async(&dir.path, a.queues, a.segment_size)?;
     let progress = Progress::new(Some(a.messages));
@@ -255,8 +288,8 @@ fn scheduled_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> Result<Delive
 }
 
 /// Sends the same messages without a delivery time, in a fresh broker.
-fn plain_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> Result<SendPhase> {
-    let dir = root.case("delay-plain", a.keep)?;
+fn plain_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs, run: usize) -> Result<SendPhase> {
+    let dir = root.case(&format!("delay-plain-run{run}"), a.keep)?;
     let broker = append::open_async(&dir.path, a.queues, a.segment_size)?;
     let before = load::Probe::now();
     let body = append::body(a.size as usize);
@@ -267,23 +300,47 @@ fn plain_case(rt: &Runtime, root: &BenchDir, a: &DelayArgs) -> Result<SendPhase>
     Ok(p)
 }
 
-/// Runs the benchmark and prints the report.
+/// Runs the benchmark `--runs` times and prints every run, the summary and the goals.
 ///
 /// # Errors
-/// Bad flags, broker errors, or messages not received exactly once (after the report).
+/// Bad flags, broker errors, or messages not received exactly once (after the output).
 pub fn run(a: DelayArgs) -> Result<()> {
     if a.messages == 0 || a.consumers == 0 || a.queues == 0 || !(1..=256).contains(&a.batch) {
         bail!(usage: "--messages, --consumers, --queues must be >= 1, --batch within 1..=256");
     }
+    if a.runs == 0 {
+        bail!(usage: "--runs must be at least 1");
+    }
+    let header = Header::collect("delay", a.runs);
     let root = BenchDir::new(a.dir.clone(), a.keep)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let runs = output::repeat(a.runs, |i| one_run(&rt, &root, &a, i))?;
+    let (dir, filesystem) = disk::location(&root.path);
+    let settings = DelaySettings {
+        messages: a.messages,
+        body_bytes: a.size,
+        window_secs: a.window.as_secs_f64(),
+        consumers: a.consumers,
+        dir,
+        filesystem,
+    };
+    let out = Output::new(header, settings, runs, metrics, |_| specs(&a));
+    out.print(a.json, DelaySettings::lines, print_run)?;
+    if out.runs.iter().any(|r| !r.result.exactly_once) {
+        bail!("the scheduled messages were not received exactly once (see above)");
+    }
+    Ok(())
+}
+
+/// One run: the scheduled case, then the plain one, each with a fresh broker.
+fn one_run(rt: &Runtime, root: &BenchDir, a: &DelayArgs, run: usize) -> Result<DelayRun> {
     eprint!(
         "scheduling {} messages within {:?} ... ",
         a.messages, a.window
     );
-    let d = scheduled_case(&rt, &root, &a)?;
+    let d = scheduled_case(rt, root, a, run)?;
     let m = d.consumed;
     let lateness = Latency::from(&m.delays);
     eprintln!("lateness p99 {:.1} ms", lateness.p99_us / 1e3);
@@ -291,23 +348,20 @@ pub fn run(a: DelayArgs) -> Result<()> {
         None
     } else {
         eprint!("plain sends of the same messages ... ");
-        let p = plain_case(&rt, &root, &a)?;
+        let p = plain_case(rt, root, a, run)?;
         eprintln!("{:.0} msgs/s", p.msgs_per_sec);
         Some(p)
     };
     let ratio = plain
         .as_ref()
         .map(|p| d.phase.msgs_per_sec / p.msgs_per_sec.max(f64::MIN_POSITIVE));
-    let mut report = DelayReport {
-        machine: disk::machine(&root.path),
-        body_bytes: a.size,
-        window_secs: a.window.as_secs_f64(),
-        consumers: a.consumers,
+    Ok(DelayRun {
         scheduled: d.phase,
         plain,
         ratio,
         lateness,
         p99_by_second_ms: popper::p99_by_second_ms(&m.by_second),
+        messages: a.messages,
         received: m.received,
         duplicates: m.received - m.unique,
         early: m.early,
@@ -316,51 +370,61 @@ pub fn run(a: DelayArgs) -> Result<()> {
         exactly_once: m.unique == a.messages && m.received == m.unique,
         memory: d.memory,
         others_cpu_percent: d.others_cpu_percent,
-        goals: Vec::new(),
-    };
-    report.goals = goals(&report, &a);
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report, a.messages);
-    }
-    if !report.exactly_once {
-        bail!("the scheduled messages were not received exactly once (see above)");
-    }
-    Ok(())
+    })
 }
 
-fn goals(r: &DelayReport, a: &DelayArgs) -> Vec<Goal> {
-    let mut out = Vec::new();
-    if a.messages >= 1_000_000 && a.window <= Duration::from_secs(60) {
-        let ms = |us: f64| us / 1e3;
-        let p50 = ms(r.lateness.p50_us);
-        out.push(Goal::at_most("delay lateness p50: ms".into(), p50, 100.0));
-        let p99 = ms(r.lateness.p99_us);
-        out.push(Goal::at_most("delay lateness p99: ms".into(), p99, 1000.0));
+/// The figures of one run that the summary keeps.
+fn metrics(r: &DelayRun) -> Vec<Metric> {
+    let ms = |us: f64| us / 1e3;
+    let mut out = vec![Metric::new(
+        "scheduled send",
+        "msgs/s",
+        r.scheduled.msgs_per_sec,
+    )];
+    if let Some(p) = &r.plain {
+        out.push(Metric::new("plain send", "msgs/s", p.msgs_per_sec));
     }
     if let Some(ratio) = r.ratio {
-        let name = "scheduled / plain send msgs/s".to_owned();
-        out.push(Goal::at_least(name, ratio, 0.8));
+        out.push(Metric::new("scheduled / plain send", "x", ratio));
     }
+    if let Some(cpu) = r.scheduled.cpu_us_per_msg {
+        out.push(Metric::new("scheduled send process CPU", "µs/msg", cpu));
+    }
+    out.extend([
+        Metric::new("lateness p50", "ms", ms(r.lateness.p50_us)),
+        Metric::new("lateness p99", "ms", ms(r.lateness.p99_us)),
+        Metric::new("lateness p999", "ms", ms(r.lateness.p999_us)),
+        Metric::new("lateness max", "ms", ms(r.lateness.max_us)),
+        Metric::new(
+            "RssAnon peak",
+            "MiB",
+            r.memory.anon_peak_kib as f64 / 1024.0,
+        ),
+    ]);
     out
 }
 
-fn print_table(r: &DelayReport, n: u64) {
-    let m = &r.machine;
-    println!("rocketgate bench delay");
-    println!(
-        "machine: {} CPUs, {}; dir {} ({})",
-        m.cpus, m.cpu_model, m.dir, m.filesystem
-    );
-    println!(
-        "settings: {n} messages of {}, due uniformly within {:.0} s of their send, ASYNC flush, \
-         {} long-polling consumers",
-        size_label(r.body_bytes as usize),
-        r.window_secs,
-        r.consumers
-    );
-    println!();
+/// The goals of issue 4, on the figures of [`metrics`].
+fn specs(a: &DelayArgs) -> Vec<Spec> {
+    let scale = (a.messages < 1_000_000 || a.window > Duration::from_secs(60)).then(|| {
+        format!(
+            "the goal is for 1000000 messages due within 60 s; --messages {} --window {:?}",
+            a.messages, a.window
+        )
+    });
+    let plain = a
+        .no_plain
+        .then(|| "no plain case ran (--no-plain)".to_owned());
+    vec![
+        Spec::at_most("lateness p50", 100.0, "issue 4").unless(scale.clone()),
+        Spec::at_most("lateness p99", 1000.0, "issue 4").unless(scale),
+        Spec::at_least("scheduled / plain send", 0.8, "issue 4").unless(plain),
+    ]
+}
+
+/// Prints one run's tables.
+fn print_run(r: &DelayRun) {
+    let n = r.messages;
     println!("send (one producer awaiting each send; the same messages in both cases)");
     println!("  kind        messages    secs    msgs/s   p50 µs   p99 µs  p999 µs  cpu µs/msg");
     let mut busy = Vec::new();
@@ -410,5 +474,4 @@ fn print_table(r: &DelayReport, n: u64) {
     busy.extend(report::busy("delivery", r.others_cpu_percent));
     r.memory.print();
     report::print_busy(&busy);
-    report::print_goals(&r.goals);
 }

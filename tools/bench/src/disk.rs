@@ -1,6 +1,6 @@
 //! The yardstick of `bench store`: the raw sequential-write bandwidth and the sync latency of the
-//! filesystem under the benchmark directory, measured with plain `write` + `fdatasync`, plus a
-//! description of the machine it runs on.
+//! filesystem under the benchmark directory, measured with plain `write` + `fdatasync`, and the
+//! filesystem that directory is on.
 //!
 //! Owns: two scratch files (`raw-seq-write.bench`, `raw-fsync.bench`) in the directory it is
 //! given, created fresh and deleted when a measurement ends, also on error.
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Context;
 
-use super::report::{histogram, Latency, Machine, SeqWrite};
+use super::report::{histogram, Latency, SeqWrite};
 use super::units::mb_per_sec;
 use crate::error::Result;
 
@@ -157,24 +157,11 @@ pub fn sync_latency(dir: &Path, time: Duration) -> Result<Latency> {
     Ok(Latency::from(&hist))
 }
 
-/// Describes the machine and the filesystem holding `dir`.
-pub fn machine(dir: &Path) -> Machine {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+/// The canonical path of `dir` and the filesystem holding it (`ext4 on /dev/vda`).
+pub fn location(dir: &Path) -> (String, String) {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    Machine {
-        cpus: std::thread::available_parallelism().map_or(1, usize::from),
-        cpu_model,
-        filesystem: filesystem_of(&dir).unwrap_or_else(|| "unknown filesystem".into()),
-        dir: dir.display().to_string(),
-    }
+    let filesystem = filesystem_of(&dir).unwrap_or_else(|| "unknown filesystem".into());
+    (dir.display().to_string(), filesystem)
 }
 
 /// `"<type> on <device>"` of the mount holding `dir` (the longest matching mount point).
@@ -214,9 +201,9 @@ mod tests {
         );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir(&dir).unwrap();
-        let m = machine(Path::new("/"));
-        assert!(m.cpus >= 1);
-        assert!(!m.filesystem.is_empty());
+        let (dir, filesystem) = location(Path::new("/"));
+        assert_eq!(dir, "/");
+        assert!(!filesystem.is_empty());
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! and latency with N concurrent clients, SendMessage latency at a fixed rate (half the measured
 //! maximum by default), and ReceiveMessage + AckMessage throughput of what was sent.
 //!
-//! Owns: the flags, the in-process server (a `Broker` in a fresh directory, ASYNC flush, served
-//! by `rocketgate_gateway_grpc::serve` on 127.0.0.1:0 on its own runtime) unless `--target`
-//! points at a running server, and the raw-stub clients (generated from `proto/`, the same
-//! frames an official SDK sends: `x-mq-client-id`, one message per SendMessage).
+//! Owns: the flags, the runs (`--runs`, each with a fresh in-process server: a `Broker` in a
+//! fresh directory, ASYNC flush, served by `rocketgate_gateway_grpc::serve` on 127.0.0.1:0 on
+//! its own runtime) unless `--target` points at a running server, the raw-stub clients
+//! (generated from `proto/`, the same frames an official SDK sends: `x-mq-client-id`, one
+//! message per SendMessage), and the server's CPU time per message ([`crate::cpu`]). The
+//! receive case is in `grpc/receive.rs`, the tables, figures and goals in `grpc/report.rs`, the
+//! transport yardstick in `grpc/yardstick.rs`.
 //!
 //! Invariants:
 //! - Every client has its own HTTP/2 connection, as separate SDK processes would.
@@ -14,8 +17,8 @@
 //!   omission).
 //! - Receive + ack ends when every message sent by the throughput and latency cases has been
 //!   acknowledged once; duplicates (redeliveries) are counted and reported.
-//! - Figures are printed, never asserted; errors are counted and reported, and a run with
-//!   errors exits non-zero after printing.
+//! - Figures are printed, never asserted; errors are counted and reported, and a bench with
+//!   errors in any run (or an incomplete receive) exits non-zero after printing.
 //!
 //! Who calls it: [`super::run`]. Concurrency: the server runtime (when in process) and the
 //! client runtime are separate multi-thread runtimes.
@@ -24,7 +27,6 @@
 //! `in_process.rs` and `rocketgate_gateway_grpc::serve_with`), never through the binary's
 //! configuration or node.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,13 +37,20 @@ use rocketgate_proto::apache::rocketmq::v2::messaging_service_client::MessagingS
 use serde::Serialize;
 use tonic::transport::Channel;
 
+mod receive;
+mod report;
 mod yardstick;
 
+use super::cpu::{ServerCpu, CLIENT_THREADS};
 use super::dirs::BenchDir;
+use super::header::Header;
 use super::in_process::InProcess;
+use super::output::{self, Output};
 use super::report::{histogram, Latency};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec};
 use crate::error::{ensure, failed, BenchError, Result};
+
+type Runtime = tokio::runtime::Runtime;
 
 /// Topic the benchmark sends to.
 const TOPIC: &str = "bench_grpc";
@@ -94,6 +103,13 @@ pub struct GrpcArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Runs of the whole bench, each with a fresh in-process server; every run is printed,
+    /// then the median and min-max of each figure.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The `--target` server's process id, to read its CPU time from /proc.
+    #[arg(long, requires = "target")]
+    server_pid: Option<u32>,
 }
 
 /// One send case.
@@ -117,6 +133,8 @@ pub struct SendResult {
     pub mb_per_sec: f64,
     /// SendMessage latency, per request (paced: from the scheduled time).
     pub latency: Latency,
+    /// The server's CPU time per message sent, µs.
+    pub server_cpu_us_per_msg: Option<f64>,
 }
 
 /// The receive + ack case.
@@ -142,22 +160,35 @@ pub struct ReceiveResult {
     pub complete: bool,
 }
 
-/// Everything `bench grpc` measured.
+/// Everything one run of `bench grpc` measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct GrpcReport {
-    /// The server measured (`in-process` or the target address).
-    pub server: String,
-    /// Body size.
-    pub body_bytes: u64,
-    /// Messages per SendMessage.
-    pub per_request: usize,
+pub struct GrpcRun {
     /// Send cases.
     pub sends: Vec<SendResult>,
     /// Receive + ack.
     pub receive: Option<ReceiveResult>,
 }
 
-/// Runs the benchmark.
+/// Settings of `bench grpc`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrpcSettings {
+    /// The server measured (`in-process`, the yardstick or the target address).
+    pub server: String,
+    /// Body size.
+    pub body_bytes: u64,
+    /// Messages per SendMessage.
+    pub per_request: usize,
+    /// Producer clients.
+    pub clients: usize,
+    /// Seconds of each send case.
+    pub duration_secs: f64,
+    /// Consumers of the receive case (0: none).
+    pub consumers: usize,
+    /// Whose CPU time is the server's.
+    pub server_cpu: String,
+}
+
+/// Runs the benchmark `--runs` times and prints every run, the summary and the goals.
 ///
 /// # Errors
 /// Bad flags, a server that cannot be started or reached, or failed calls (after printing).
@@ -168,95 +199,124 @@ pub fn run(args: GrpcArgs) -> Result<()> {
         "--per-request must be 1..=1024"
     );
     ensure!(usage: (1..=1024).contains(&args.batch), "--batch must be 1..=1024");
+    ensure!(usage: args.runs > 0, "--runs must be at least 1");
+    let header = Header::collect("grpc", args.runs);
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rg-bench-server")
         .build()?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name("rg-bench-client")
+        .thread_name(CLIENT_THREADS)
         .build()?;
-    if args.yardstick {
-        return run_yardstick(&args, &server_rt, &client_rt);
-    }
-    let (server, target, dir) = match &args.target {
-        Some(t) => (None, t.clone(), None),
-        None => {
-            let dir = BenchDir::new(args.dir.clone(), args.keep)?;
-            let server = server_rt.block_on(InProcess::start(
-                &dir.path,
-                "gRPC",
-                |_| {},
-                |listener, broker, stopped| {
-                    let address = listener
-                        .local_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default();
-                    let node = rocketgate_gateway_grpc::NodeInfo {
-                        cluster: "BenchCluster".into(),
-                        broker_name: "bench".into(),
-                        broker_id: 0,
-                        endpoints: vec![("grpc".into(), address)],
-                        nameservers: Vec::new(),
-                        registered_nameservers: Arc::new(|| 0),
-                        started_at_ms: 0,
-                        routes: None,
-                    };
-                    rocketgate_gateway_grpc::serve(listener, broker, node, stopped)
-                },
-            ))?;
-            server
-                .broker
-                .topics()
-                .create(rocketgate_core::TopicConfig::new(TOPIC, args.queues))?;
-            let target = server.address.clone();
-            (Some(server), target, Some(dir))
-        }
+    let cpu = match (&args.target, args.server_pid) {
+        (None, _) => ServerCpu::InProcess,
+        (Some(_), Some(pid)) => ServerCpu::Pid(pid),
+        (Some(_), None) => ServerCpu::Unknown,
     };
-    let report = client_rt.block_on(measure(&args, &target, server.is_some(), true));
-    if let Some(server) = server {
-        server_rt.block_on(server.stop())?;
-    }
-    drop(dir);
-    let report = report?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    let errors: u64 = report.sends.iter().map(|s| s.errors).sum::<u64>()
-        + report.receive.as_ref().map_or(0, |r| r.errors);
-    ensure!(errors == 0, "{errors} calls failed (see the table)");
-    if let Some(r) = &report.receive {
-        ensure!(
-            r.complete,
-            "not every sent message was received and acknowledged"
-        );
-    }
+    let root = match &args.target {
+        None if !args.yardstick => Some(BenchDir::new(args.dir.clone(), args.keep)?),
+        _ => None,
+    };
+    let rts = (&server_rt, &client_rt);
+    let runs = output::repeat(args.runs, |i| one_run(&args, rts, root.as_ref(), cpu, i))?;
+    drop(root);
+    let settings = GrpcSettings {
+        server: match (&args.target, args.yardstick) {
+            (Some(t), _) => t.clone(),
+            (None, true) => "yardstick (no broker), in process".into(),
+            (None, false) => "in process".into(),
+        },
+        body_bytes: args.size,
+        per_request: args.per_request,
+        clients: args.clients,
+        duration_secs: args.duration.as_secs_f64(),
+        consumers: if args.yardstick { 0 } else { args.consumers },
+        server_cpu: cpu.describe(),
+    };
+    let out = Output::new(header, settings, runs, report::metrics, |s| {
+        report::specs(s, &args)
+    });
+    out.print(args.json, GrpcSettings::lines, report::print_run)?;
+    let errors: u64 = out
+        .runs
+        .iter()
+        .flat_map(|r| {
+            let receive = r.result.receive.as_ref().map_or(0, |c| c.errors);
+            r.result.sends.iter().map(|s| s.errors).chain([receive])
+        })
+        .sum();
+    ensure!(errors == 0, "{errors} calls failed (see the tables)");
+    let incomplete = out
+        .runs
+        .iter()
+        .any(|r| r.result.receive.as_ref().is_some_and(|c| !c.complete));
+    ensure!(
+        !incomplete,
+        "not every sent message was received and acknowledged (see the tables)"
+    );
     Ok(())
 }
 
-/// `--yardstick`: the send cases against [`yardstick`], on the same runtimes.
-fn run_yardstick(
+/// One run against a fresh in-process server, the yardstick, or the target.
+fn one_run(
     args: &GrpcArgs,
-    server_rt: &tokio::runtime::Runtime,
-    client_rt: &tokio::runtime::Runtime,
-) -> Result<()> {
-    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let target = listener.local_addr()?.to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = server_rt.spawn(yardstick::serve(listener, stopped));
-    let measured = client_rt.block_on(measure(args, &target, true, false));
-    let _ = stop.send(());
-    let _ = server_rt.block_on(task);
-    let mut report = measured?;
-    report.server = "yardstick (no broker)".into();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
+    (server_rt, client_rt): (&Runtime, &Runtime),
+    root: Option<&BenchDir>,
+    cpu: ServerCpu,
+    run: usize,
+) -> Result<GrpcRun> {
+    if args.yardstick {
+        let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let target = listener.local_addr()?.to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = server_rt.spawn(yardstick::serve(listener, stopped));
+        let measured = client_rt.block_on(measure(args, &target, (cpu, run), false));
+        let _ = stop.send(());
+        let _ = server_rt.block_on(task);
+        return measured;
     }
-    Ok(())
+    let Some(root) = root else {
+        let target = args.target.clone().unwrap_or_default();
+        ensure_topic_blocking(client_rt, &target, args.queues)?;
+        return client_rt.block_on(measure(args, &target, (cpu, run), true));
+    };
+    let dir = root.case(&format!("grpc-run{run}"), args.keep)?;
+    let server = server_rt.block_on(InProcess::start(
+        &dir.path,
+        "gRPC",
+        |_| {},
+        |listener, broker, stopped| {
+            let address = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let node = rocketgate_gateway_grpc::NodeInfo {
+                cluster: "BenchCluster".into(),
+                broker_name: "bench".into(),
+                broker_id: 0,
+                endpoints: vec![("grpc".into(), address)],
+                nameservers: Vec::new(),
+                registered_nameservers: Arc::new(|| 0),
+                started_at_ms: 0,
+                routes: None,
+            };
+            rocketgate_gateway_grpc::serve(listener, broker, node, stopped)
+        },
+    ))?;
+    server
+        .broker
+        .topics()
+        .create(rocketgate_core::TopicConfig::new(TOPIC, args.queues))?;
+    let target = server.address.clone();
+    let measured = client_rt.block_on(measure(args, &target, (cpu, run), true));
+    server_rt.block_on(server.stop())?;
+    drop(dir);
+    measured
+}
+
+fn ensure_topic_blocking(rt: &Runtime, target: &str, queues: u32) -> Result<()> {
+    rt.block_on(ensure_topic(target, queues))
 }
 
 async fn connect(target: &str) -> Result<MessagingServiceClient<Channel>> {
@@ -342,57 +402,57 @@ struct Tally {
     errors: u64,
 }
 
-/// The send cases, and the receive + ack case when `receive` (and `--consumers` > 0).
+/// The send cases, and the receive + ack case when `receive` (and `--consumers` > 0), of run
+/// `run`, with the server's CPU time read through `cpu`.
 async fn measure(
     args: &GrpcArgs,
     target: &str,
-    in_process: bool,
+    (cpu, run): (ServerCpu, usize),
     receive: bool,
-) -> Result<GrpcReport> {
+) -> Result<GrpcRun> {
     let body = bytes::Bytes::from(vec![b'x'; usize::try_from(args.size)?]);
     let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
         clients.push(connect(target).await?);
-    }
-    if !in_process {
-        ensure_topic(target, args.queues).await?;
     }
     let pid = std::process::id();
     let load = Load {
         body: &body,
         pid,
         per_request: args.per_request,
+        cpu,
     };
 
     eprintln!(
         "bench grpc: {} clients sending {} B bodies for {:?}",
         args.clients, args.size, args.duration
     );
-    let max = send_case("max rate", &clients, args.duration, None, &load, 0).await?;
+    let max = send_case("max rate", &clients, args.duration, None, &load, run * 2).await?;
     let rate = args.rate.unwrap_or(max.msgs_per_sec / 2.0).max(1.0);
     eprintln!(
         "bench grpc: paced at {rate:.0} msgs/s for {:?}",
         args.duration
     );
-    let paced = send_case("paced", &clients, args.duration, Some(rate), &load, 1).await?;
+    let paced = send_case(
+        "paced",
+        &clients,
+        args.duration,
+        Some(rate),
+        &load,
+        run * 2 + 1,
+    )
+    .await?;
     let total_sent = max.sent + paced.sent;
     let receive = if receive && args.consumers > 0 {
         eprintln!(
             "bench grpc: {} consumers receiving and acking {total_sent} messages",
             args.consumers
         );
-        Some(receive_case(args, target, total_sent).await?)
+        Some(receive::receive_case(args, target, total_sent).await?)
     } else {
         None
     };
-    Ok(GrpcReport {
-        server: if in_process {
-            "in-process".into()
-        } else {
-            target.into()
-        },
-        body_bytes: args.size,
-        per_request: args.per_request,
+    Ok(GrpcRun {
         sends: vec![max, paced],
         receive,
     })
@@ -425,6 +485,7 @@ struct Load<'a> {
     body: &'a bytes::Bytes,
     pid: u32,
     per_request: usize,
+    cpu: ServerCpu,
 }
 
 /// Runs every client for `duration`, as fast as it can or paced at `rate` in total.
@@ -434,14 +495,16 @@ async fn send_case(
     duration: Duration,
     rate: Option<f64>,
     load: &Load<'_>,
-    run: u32,
+    run: usize,
 ) -> Result<SendResult> {
     let Load {
         body,
         pid,
         per_request,
+        cpu,
     } = *load;
     let n = clients.len();
+    let cpu = cpu.start();
     let start = Instant::now() + Duration::from_millis(50);
     let end = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
@@ -512,210 +575,6 @@ async fn send_case(
         msgs_per_sec: per_sec(sent, secs),
         mb_per_sec: mb_per_sec(sent * body.len() as u64, secs),
         latency: Latency::from(&hist),
+        server_cpu_us_per_msg: cpu.per_message_us(sent),
     })
-}
-
-/// Consumers receive and ack until `expected` distinct messages are acknowledged.
-async fn receive_case(args: &GrpcArgs, target: &str, expected: u64) -> Result<ReceiveResult> {
-    let seen = Arc::new(parking_lot::Mutex::new(HashSet::<String>::new()));
-    let duplicates = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = started + args.timeout;
-    let mut tasks = tokio::task::JoinSet::new();
-    let pid = std::process::id();
-    for i in 0..args.consumers {
-        let mut client = connect(target).await?;
-        let client_id = format!("bench-consumer@{pid}#{i}");
-        let seen = seen.clone();
-        let duplicates = duplicates.clone();
-        let batch = args.batch;
-        tasks.spawn(async move {
-            let mut receive_hist = histogram()?;
-            let mut ack_hist = histogram()?;
-            let mut errors = 0u64;
-            let _ = client
-                .heartbeat(request(
-                    &client_id,
-                    pb::HeartbeatRequest {
-                        group: resource(GROUP),
-                        client_type: pb::ClientType::SimpleConsumer as i32,
-                    },
-                ))
-                .await;
-            while (seen.lock().len() as u64) < expected && Instant::now() < deadline {
-                let t = Instant::now();
-                let req = pb::ReceiveMessageRequest {
-                    group: resource(GROUP),
-                    message_queue: Some(pb::MessageQueue {
-                        topic: resource(TOPIC),
-                        ..Default::default()
-                    }),
-                    filter_expression: Some(pb::FilterExpression {
-                        r#type: pb::FilterType::Tag as i32,
-                        expression: "*".into(),
-                    }),
-                    batch_size: batch,
-                    invisible_duration: Some(prost_types::Duration {
-                        seconds: 60,
-                        nanos: 0,
-                    }),
-                    long_polling_timeout: Some(prost_types::Duration {
-                        seconds: 5,
-                        nanos: 0,
-                    }),
-                    ..Default::default()
-                };
-                let mut r = request(&client_id, req);
-                r.set_timeout(Duration::from_secs(30));
-                let mut stream = match client.receive_message(r).await {
-                    Ok(s) => s.into_inner(),
-                    Err(_) => {
-                        errors += 1;
-                        continue;
-                    }
-                };
-                let mut entries = Vec::new();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(frame)) => {
-                            if let Some(pb::receive_message_response::Content::Message(m)) =
-                                frame.content
-                            {
-                                let sp = m.system_properties.unwrap_or_default();
-                                entries.push(pb::AckMessageEntry {
-                                    message_id: sp.message_id,
-                                    receipt_handle: sp.receipt_handle.unwrap_or_default(),
-                                });
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            errors += 1;
-                            break;
-                        }
-                    }
-                }
-                if entries.is_empty() {
-                    continue;
-                }
-                receive_hist.record(
-                    u64::try_from(t.elapsed().as_nanos())
-                        .unwrap_or(u64::MAX)
-                        .max(1),
-                )?;
-                let ids: Vec<String> = entries.iter().map(|e| e.message_id.clone()).collect();
-                let t = Instant::now();
-                let acked = client
-                    .ack_message(request(
-                        &client_id,
-                        pb::AckMessageRequest {
-                            group: resource(GROUP),
-                            topic: resource(TOPIC),
-                            entries,
-                        },
-                    ))
-                    .await;
-                match acked {
-                    Ok(r) if ok(r.get_ref().status.as_ref()) => {
-                        ack_hist.record(
-                            u64::try_from(t.elapsed().as_nanos())
-                                .unwrap_or(u64::MAX)
-                                .max(1),
-                        )?;
-                        let mut s = seen.lock();
-                        for id in ids {
-                            if !s.insert(id) {
-                                duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    _ => errors += 1,
-                }
-            }
-            Ok::<_, BenchError>((receive_hist, ack_hist, errors))
-        });
-    }
-    let mut receive_hist = histogram()?;
-    let mut ack_hist = histogram()?;
-    let mut errors = 0;
-    while let Some(joined) = tasks.join_next().await {
-        let (r, a, e) = joined??;
-        receive_hist.add(&r)?;
-        ack_hist.add(&a)?;
-        errors += e;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let acked = seen.lock().len() as u64;
-    Ok(ReceiveResult {
-        consumers: args.consumers,
-        acked,
-        duplicates: duplicates.load(std::sync::atomic::Ordering::Relaxed),
-        errors,
-        secs,
-        msgs_per_sec: per_sec(acked, secs),
-        receive_latency: Latency::from(&receive_hist),
-        ack_latency: Latency::from(&ack_hist),
-        complete: acked >= expected,
-    })
-}
-
-fn ms(us: f64) -> String {
-    format!("{:.2}", us / 1e3)
-}
-
-fn print_table(r: &GrpcReport) {
-    println!(
-        "rocketgate bench grpc — server {}, {} B bodies, {} message(s) per SendMessage",
-        r.server, r.body_bytes, r.per_request
-    );
-    println!();
-    println!(
-        "{:<10} {:>7} {:>10} {:>10} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}",
-        "case",
-        "clients",
-        "target/s",
-        "msgs/s",
-        "MB/s",
-        "errors",
-        "p50 ms",
-        "p99 ms",
-        "p99.9",
-        "max ms"
-    );
-    for s in &r.sends {
-        println!(
-            "{:<10} {:>7} {:>10} {:>10.0} {:>7.1} {:>9} {:>8} {:>8} {:>8} {:>8}",
-            s.case,
-            s.clients,
-            s.target_msgs_per_sec
-                .map_or("-".into(), |t| format!("{t:.0}")),
-            s.msgs_per_sec,
-            s.mb_per_sec,
-            s.errors,
-            ms(s.latency.p50_us),
-            ms(s.latency.p99_us),
-            ms(s.latency.p999_us),
-            ms(s.latency.max_us),
-        );
-    }
-    if let Some(c) = &r.receive {
-        println!();
-        println!(
-            "receive + ack: {} consumers, {} acked in {:.2} s = {:.0} msgs/s, {} duplicates, {} errors{}",
-            c.consumers,
-            c.acked,
-            c.secs,
-            c.msgs_per_sec,
-            c.duplicates,
-            c.errors,
-            if c.complete { "" } else { " (INCOMPLETE)" }
-        );
-        println!(
-            "  ReceiveMessage p50 {} ms p99 {} ms; AckMessage p50 {} ms p99 {} ms",
-            ms(c.receive_latency.p50_us),
-            ms(c.receive_latency.p99_us),
-            ms(c.ack_latency.p50_us),
-            ms(c.ack_latency.p99_us)
-        );
-    }
 }

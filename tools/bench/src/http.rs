@@ -2,20 +2,20 @@
 //! and latency with N keep-alive connections (one message per request, then batches), and
 //! WebSocket delivery latency (REST publish at a fixed rate → a WebSocket subscriber).
 //!
-//! Owns: the flags, the in-process server (a `Broker` in a fresh directory, ASYNC flush, served
-//! by `rocketgate_gateway_http::serve_with` on 127.0.0.1:0 on its own runtime) unless
-//! `--target` points at a running server, and two deliberately minimal clients: HTTP/1.1 with
-//! keep-alive over one `TcpStream` per connection (`Content-Length` bodies only, which is what
-//! the gateway answers) and a WebSocket client (masked text frames out, unmasked frames in).
-//! They keep the client side cheap so the figures are the server's.
+//! Owns: the flags, the runs (`--runs`, each with a fresh in-process server: a `Broker` in a
+//! fresh directory, ASYNC flush, served by `rocketgate_gateway_http::serve_with` on
+//! 127.0.0.1:0 on its own runtime) unless `--target` points at a running server, the cases,
+//! and the server's CPU time per message ([`crate::cpu`]). The two minimal clients are in
+//! `http/client.rs`, the tables, figures and goals in `http/report.rs`.
 //!
 //! Invariants:
 //! - Every connection is its own TCP connection, kept alive for the whole case.
 //! - Delivery latency is measured from each message's scheduled publish time (carried in the
 //!   body), not from when the publisher got round to it (no coordinated omission); publisher
 //!   and subscriber share this process's clock.
-//! - Figures are printed, never asserted; errors are counted, and a run with errors exits
-//!   non-zero after printing.
+//! - Figures are printed, never asserted; errors are counted (failed requests, and published
+//!   messages the WebSocket never delivered), and a bench with errors in any run exits non-zero
+//!   after printing.
 //!
 //! Who calls it: [`super::run`]. Concurrency: separate multi-thread runtimes for the server
 //! (when in process) and the clients.
@@ -27,21 +27,28 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::error::Context;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
+mod client;
+mod report;
+
+use client::{now_us, Conn, Ws};
+
+use super::cpu::{ServerCpu, CLIENT_THREADS};
 use super::dirs::BenchDir;
+use super::header::Header;
+use super::output::{self, Output};
 use super::report::{histogram, Latency};
 use super::units::{mb_per_sec, parse_duration, parse_size, per_sec};
-use crate::error::{bail, ensure, BenchError, Result};
+use crate::error::{ensure, BenchError, Result};
+
+type Runtime = tokio::runtime::Runtime;
 
 /// Topic the benchmark publishes to.
 const TOPIC: &str = "bench_http";
 /// Group of the WebSocket subscriber.
 const GROUP: &str = "bench_http_ws";
-/// Prefix of the delivery case's own topic (one per run: `bench_http_ws_<pid>`).
+/// Prefix of the delivery case's own topic (one per run: `bench_http_ws_<pid>_<run>`).
 const WS_TOPIC: &str = "bench_http_ws";
 
 /// Flags of `rocketgate bench http`.
@@ -77,6 +84,13 @@ pub struct HttpArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Runs of the whole bench, each with a fresh in-process server; every run is printed,
+    /// then the median and min-max of each figure.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The `--target` server's process id, to read its CPU time from /proc.
+    #[arg(long, requires = "target")]
+    server_pid: Option<u32>,
 }
 
 /// One publish case.
@@ -100,6 +114,8 @@ pub struct PublishResult {
     pub mb_per_sec: f64,
     /// Request latency.
     pub latency: Latency,
+    /// The server's CPU time per message stored, µs.
+    pub server_cpu_us_per_msg: Option<f64>,
 }
 
 /// The WebSocket delivery case.
@@ -113,136 +129,123 @@ pub struct DeliveryResult {
     pub delivered: u64,
     /// Failed publishes.
     pub errors: u64,
+    /// Messages published (200) but not delivered before the case ended.
+    pub lost: u64,
     /// Scheduled publish time → frame received.
     pub latency: Latency,
 }
 
-/// Everything `bench http` measured.
+/// Everything one run of `bench http` measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct HttpReport {
-    /// In process or the target.
-    pub server: String,
-    /// Body bytes.
-    pub body_bytes: u64,
+pub struct HttpRun {
     /// Publish cases.
     pub publish: Vec<PublishResult>,
     /// WebSocket delivery.
     pub delivery: Option<DeliveryResult>,
 }
 
-/// Runs `bench http`.
+/// Settings of `bench http`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpSettings {
+    /// In process or the target.
+    pub server: String,
+    /// Body bytes.
+    pub body_bytes: u64,
+    /// Seconds of each case.
+    pub duration_secs: f64,
+    /// Whose CPU time is the server's.
+    pub server_cpu: String,
+}
+
+/// Runs `bench http` `--runs` times and prints every run, the summary and the goals.
 ///
 /// # Errors
-/// Bad flags, a server that cannot start or be reached, failed requests.
+/// Bad flags, a server that cannot start or be reached, failed requests or lost deliveries
+/// (after printing).
 pub fn run(args: HttpArgs) -> Result<()> {
     ensure!(usage: args.connections > 0, "--connections must be positive");
     ensure!(usage: args.batch <= 256, "--batch must be at most 256");
+    ensure!(usage: args.runs > 0, "--runs must be at least 1");
+    let header = Header::collect("http", args.runs);
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rg-bench-server")
         .build()?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name("rg-bench-client")
+        .thread_name(CLIENT_THREADS)
         .build()?;
-    let mut in_process = None;
-    let target = match &args.target {
-        Some(t) => t.clone(),
-        None => {
-            let dir = BenchDir::new(args.dir.clone(), args.keep)?;
-            let server = server_rt.block_on(super::in_process::InProcess::start(
-                &dir.path,
-                "HTTP",
-                // A throwaway directory: let it run on a fuller disk than a real broker would.
-                |c| c.store.disk_max_used_ratio = 0.98,
-                |listener, broker, stopped| {
-                    rocketgate_gateway_http::serve_with(
-                        listener,
-                        broker,
-                        rocketgate_gateway_http::HttpConfig::default(),
-                        None,
-                        stopped,
-                    )
-                },
-            ))?;
-            let target = server.address.clone();
-            in_process = Some((server, dir));
-            target
-        }
+    let cpu = match (&args.target, args.server_pid) {
+        (None, _) => ServerCpu::InProcess,
+        (Some(_), Some(pid)) => ServerCpu::Pid(pid),
+        (Some(_), None) => ServerCpu::Unknown,
     };
-    let report = client_rt.block_on(measure(&args, &target, in_process.is_some()));
-    if let Some((server, dir)) = in_process {
-        server_rt.block_on(server.stop())?;
-        drop(dir);
+    let root = match &args.target {
+        None => Some(BenchDir::new(args.dir.clone(), args.keep)?),
+        Some(_) => None,
+    };
+    let rts = (&server_rt, &client_rt);
+    let runs = output::repeat(args.runs, |i| one_run(&args, rts, root.as_ref(), cpu, i))?;
+    drop(root);
+    let settings = HttpSettings {
+        server: args.target.clone().unwrap_or_else(|| "in process".into()),
+        body_bytes: args.size,
+        duration_secs: args.duration.as_secs_f64(),
+        server_cpu: cpu.describe(),
+    };
+    let out = Output::new(header, settings, runs, report::metrics, |s| {
+        report::specs(s, &args, cpu)
+    });
+    out.print(args.json, HttpSettings::lines, report::print_run)?;
+    let (mut errors, mut lost) = (0, 0);
+    for r in &out.runs {
+        errors += r.result.publish.iter().map(|p| p.errors).sum::<u64>();
+        if let Some(d) = &r.result.delivery {
+            errors += d.errors;
+            lost += d.lost;
+        }
     }
-    let report = report?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    let errors = report.publish.iter().map(|p| p.errors).sum::<u64>()
-        + report.delivery.as_ref().map_or(0, |d| d.errors);
-    ensure!(errors == 0, "{errors} requests failed (see the table)");
+    ensure!(errors == 0, "{errors} requests failed (see the tables)");
+    ensure!(
+        lost == 0,
+        "{lost} published messages were not delivered over the WebSocket (see the tables)"
+    );
     Ok(())
 }
 
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    io: BufReader<TcpStream>,
-    host: String,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(target: &str) -> Result<Self> {
-        let stream = TcpStream::connect(target)
-            .await
-            .with_context(|| format!("cannot connect to {target}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            io: BufReader::new(stream),
-            host: target.to_owned(),
-            buf: Vec::new(),
-        })
-    }
-
-    /// Sends one request; answers the status and body.
-    async fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        self.io.get_mut().write_all(&req).await?;
-        let mut line = String::new();
-        self.io.read_line(&mut line).await?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("no HTTP status line")?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            ensure!(self.io.read_line(&mut line).await? > 0, "connection closed");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().context("bad Content-Length")?;
-                }
-            }
-        }
-        ensure!(length <= 64 << 20, "answer too large");
-        self.buf.resize(length, 0);
-        self.io.read_exact(&mut self.buf).await?;
-        Ok((status, std::mem::take(&mut self.buf)))
-    }
+/// One run against a fresh in-process server, or the target.
+fn one_run(
+    args: &HttpArgs,
+    (server_rt, client_rt): (&Runtime, &Runtime),
+    root: Option<&BenchDir>,
+    cpu: ServerCpu,
+    run: usize,
+) -> Result<HttpRun> {
+    let Some(root) = root else {
+        let target = args.target.clone().unwrap_or_default();
+        return client_rt.block_on(measure(args, &target, cpu, run));
+    };
+    let dir = root.case(&format!("http-run{run}"), args.keep)?;
+    let server = server_rt.block_on(super::in_process::InProcess::start(
+        &dir.path,
+        "HTTP",
+        // A throwaway directory: let it run on a fuller disk than a real broker would.
+        |c| c.store.disk_max_used_ratio = 0.98,
+        |listener, broker, stopped| {
+            rocketgate_gateway_http::serve_with(
+                listener,
+                broker,
+                rocketgate_gateway_http::HttpConfig::default(),
+                None,
+                stopped,
+            )
+        },
+    ))?;
+    let target = server.address.clone();
+    let measured = client_rt.block_on(measure(args, &target, cpu, run));
+    server_rt.block_on(server.stop())?;
+    drop(dir);
+    measured
 }
 
 fn json_body(size: u64) -> String {
@@ -250,7 +253,7 @@ fn json_body(size: u64) -> String {
     serde_json::json!({ "body": body }).to_string()
 }
 
-async fn measure(args: &HttpArgs, target: &str, in_process: bool) -> Result<HttpReport> {
+async fn measure(args: &HttpArgs, target: &str, cpu: ServerCpu, run: usize) -> Result<HttpRun> {
     let mut admin = Conn::open(target).await?;
     let create = serde_json::json!({"name": TOPIC, "queue_count": args.queues}).to_string();
     let (st, body) = admin.call("POST", "/v1/topics", create.as_bytes()).await?;
@@ -265,63 +268,60 @@ async fn measure(args: &HttpArgs, target: &str, in_process: bool) -> Result<Http
     );
     let one = json_body(args.size);
     let path = format!("/v1/topics/{TOPIC}/messages");
-    let mut publish = vec![
-        publish_case(
-            "publish",
-            args.connections,
-            args,
-            target,
-            &path,
-            one.clone().into_bytes(),
-            1,
-        )
-        .await?,
-    ];
+    let single = PublishCase {
+        name: "publish",
+        connections: args.connections,
+        path: &path,
+        body: one.clone().into_bytes(),
+        per_request: 1,
+    };
+    let mut publish = vec![publish_case(args, target, cpu, single).await?];
     if args.batch > 0 {
         let message: serde_json::Value = serde_json::from_str(&one)?;
         let batch = serde_json::json!({ "messages": vec![message; args.batch] }).to_string();
         let path = format!("/v1/topics/{TOPIC}/messages/batch");
         let conns = args.connections.min(16);
-        publish.push(
-            publish_case(
-                "batch",
-                conns,
-                args,
-                target,
-                &path,
-                batch.into_bytes(),
-                args.batch,
-            )
-            .await?,
-        );
+        let case = PublishCase {
+            name: "batch",
+            connections: conns,
+            path: &path,
+            body: batch.into_bytes(),
+            per_request: args.batch,
+        };
+        publish.push(publish_case(args, target, cpu, case).await?);
     }
     let delivery = if args.rate > 0.0 {
-        Some(delivery_case(args, target).await?)
+        Some(delivery_case(args, target, run).await?)
     } else {
         None
     };
-    Ok(HttpReport {
-        server: if in_process {
-            "in process".into()
-        } else {
-            target.into()
-        },
-        body_bytes: args.size,
-        publish,
-        delivery,
-    })
+    Ok(HttpRun { publish, delivery })
+}
+
+/// One publish case: `connections` keep-alive connections POSTing `body` to `path`.
+struct PublishCase<'a> {
+    name: &'static str,
+    connections: usize,
+    path: &'a str,
+    body: Vec<u8>,
+    per_request: usize,
 }
 
 async fn publish_case(
-    case: &str,
-    connections: usize,
     args: &HttpArgs,
     target: &str,
-    path: &str,
-    body: Vec<u8>,
-    per_request: usize,
+    cpu: ServerCpu,
+    case: PublishCase<'_>,
 ) -> Result<PublishResult> {
+    let PublishCase {
+        name,
+        connections,
+        path,
+        body,
+        per_request,
+    } = case;
     let body = std::sync::Arc::new(body);
+    let cpu = cpu.start();
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut tasks = Vec::with_capacity(connections);
@@ -367,7 +367,7 @@ async fn publish_case(
     let secs = started.elapsed().as_secs_f64();
     let sent = ok * per_request as u64;
     Ok(PublishResult {
-        case: case.into(),
+        case: name.into(),
         connections,
         per_request,
         sent,
@@ -376,97 +376,13 @@ async fn publish_case(
         msgs_per_sec: per_sec(sent, secs),
         mb_per_sec: mb_per_sec(sent * args.size, secs),
         latency: Latency::from(&hist),
+        server_cpu_us_per_msg: cpu.per_message_us(sent),
     })
 }
 
-/// Microseconds since the epoch.
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// A minimal WebSocket client: handshake, masked text frames out, frames in.
-struct Ws {
-    io: BufReader<TcpStream>,
-}
-
-impl Ws {
-    async fn open(target: &str) -> Result<Self> {
-        let mut conn = Conn::open(target).await?;
-        let req = format!(
-            "GET /v1/ws HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        conn.io.get_mut().write_all(req.as_bytes()).await?;
-        let mut line = String::new();
-        conn.io.read_line(&mut line).await?;
-        ensure!(line.contains(" 101 "), "WebSocket upgrade refused: {line}");
-        loop {
-            line.clear();
-            ensure!(
-                conn.io.read_line(&mut line).await? > 0,
-                "closed in the handshake"
-            );
-            if line.trim_end().is_empty() {
-                break;
-            }
-        }
-        Ok(Self { io: conn.io })
-    }
-
-    async fn send(&mut self, text: &str) -> Result<()> {
-        let payload = text.as_bytes();
-        let mut frame = vec![0x81_u8];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        // A zero mask key: valid, and the payload goes out as is.
-        frame.extend_from_slice(&[0, 0, 0, 0]);
-        frame.extend_from_slice(payload);
-        self.io.get_mut().write_all(&frame).await?;
-        Ok(())
-    }
-
-    /// The next text frame (pings are answered, other control frames skipped).
-    async fn recv(&mut self) -> Result<String> {
-        loop {
-            let mut head = [0u8; 2];
-            self.io.read_exact(&mut head).await?;
-            let mut len = u64::from(head[1] & 0x7f);
-            if len == 126 {
-                len = u64::from(self.io.read_u16().await?);
-            } else if len == 127 {
-                len = self.io.read_u64().await?;
-            }
-            ensure!(len <= 64 << 20, "frame too large");
-            let mut payload = vec![0u8; usize::try_from(len)?];
-            self.io.read_exact(&mut payload).await?;
-            match head[0] & 0x0f {
-                0x1 => return Ok(String::from_utf8(payload)?),
-                0x8 => bail!("the server closed the WebSocket"),
-                0x9 => {
-                    let mut pong = vec![0x8a_u8, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-                    pong.extend_from_slice(&payload);
-                    self.io.get_mut().write_all(&pong).await?;
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-async fn delivery_case(args: &HttpArgs, target: &str) -> Result<DeliveryResult> {
+async fn delivery_case(args: &HttpArgs, target: &str, run: usize) -> Result<DeliveryResult> {
     // A topic of its own, so the messages of the publish cases are not in the way.
-    let topic = format!("{WS_TOPIC}_{}", std::process::id());
+    let topic = format!("{WS_TOPIC}_{}_{run}", std::process::id());
     let mut admin = Conn::open(target).await?;
     let create = serde_json::json!({"name": topic, "queue_count": args.queues}).to_string();
     let (st, body) = admin.call("POST", "/v1/topics", create.as_bytes()).await?;
@@ -553,61 +469,7 @@ async fn delivery_case(args: &HttpArgs, target: &str) -> Result<DeliveryResult> 
         published,
         delivered,
         errors,
+        lost: published.saturating_sub(delivered),
         latency: Latency::from(&hist),
     })
-}
-
-fn ms(us: f64) -> String {
-    format!("{:.2}", us / 1000.0)
-}
-
-fn print_table(r: &HttpReport) {
-    println!(
-        "rocketgate bench http — server {}, {} B bodies",
-        r.server, r.body_bytes
-    );
-    println!();
-    println!(
-        "{:<8} {:>5} {:>6} {:>10} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
-        "case",
-        "conns",
-        "per rq",
-        "msgs/s",
-        "MB/s",
-        "errors",
-        "p50 ms",
-        "p99 ms",
-        "p99.9",
-        "max ms"
-    );
-    for p in &r.publish {
-        println!(
-            "{:<8} {:>5} {:>6} {:>10.0} {:>7.1} {:>7} {:>8} {:>8} {:>8} {:>8}",
-            p.case,
-            p.connections,
-            p.per_request,
-            p.msgs_per_sec,
-            p.mb_per_sec,
-            p.errors,
-            ms(p.latency.p50_us),
-            ms(p.latency.p99_us),
-            ms(p.latency.p999_us),
-            ms(p.latency.max_us),
-        );
-    }
-    if let Some(d) = &r.delivery {
-        println!();
-        println!(
-            "WebSocket delivery at {:.0} msgs/s: {} published, {} delivered, {} errors; \
-             publish → frame p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
-            d.target_msgs_per_sec,
-            d.published,
-            d.delivered,
-            d.errors,
-            ms(d.latency.p50_us),
-            ms(d.latency.p99_us),
-            ms(d.latency.p999_us),
-            ms(d.latency.max_us),
-        );
-    }
 }

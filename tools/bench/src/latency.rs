@@ -49,6 +49,8 @@ pub struct Setup {
     pub pop: popper::Settings,
     /// How long after the last send the consumers may take to receive everything.
     pub timeout: Duration,
+    /// Whole seconds of sends at the start left out of `p99_after_warmup_ms` (`--warmup`).
+    pub warmup_secs: usize,
 }
 
 /// The latency case.
@@ -72,8 +74,10 @@ pub struct LatencyResult {
     pub latency: Latency,
     /// The 99th percentile of that, by second of the send, ms.
     pub p99_by_second_ms: Vec<f64>,
-    /// The 99th percentile of messages sent after the first second, ms (2 digits).
-    pub p99_after_first_second_ms: f64,
+    /// Seconds of sends left out of `p99_after_warmup_ms` (0: no warm-up excluded).
+    pub warmup_secs: usize,
+    /// The 99th percentile of messages sent after the warm-up, ms (2 digits), if one was set.
+    pub p99_after_warmup_ms: Option<f64>,
     /// Messages received, duplicates included.
     pub received: u64,
     /// Messages received more than once.
@@ -169,7 +173,11 @@ pub fn run(rt: &tokio::runtime::Runtime, dir: &Path, s: Setup) -> Result<Latency
         send_latency: paced.latency,
         latency: Latency::from(&m.delays),
         p99_by_second_ms: popper::p99_by_second_ms(&m.by_second),
-        p99_after_first_second_ms: popper::p99_from_second_ms(&m.by_second, 1)?,
+        warmup_secs: s.warmup_secs,
+        p99_after_warmup_ms: match s.warmup_secs {
+            0 => None,
+            w => Some(popper::p99_from_second_ms(&m.by_second, w)?),
+        },
         received: m.received,
         duplicates: m.received - m.unique,
         empty_pops: m.empty_pops,
@@ -205,10 +213,12 @@ pub fn print(l: &LatencyResult, busy: &mut Vec<String>) {
         .iter()
         .map(|ms| format!("{ms:.1}"))
         .collect();
+    let warm = l.p99_after_warmup_ms.map_or_else(String::new, |p| {
+        format!("; after the {} s warm-up (--warmup): {p:.1}", l.warmup_secs)
+    });
     println!(
-        "  p99 by second of the send, ms: {}; after the first second: {:.1}",
-        by_second.join(" "),
-        l.p99_after_first_second_ms
+        "  p99 by second of the send, ms: {}{warm}",
+        by_second.join(" ")
     );
     let once = if l.exactly_once {
         ""

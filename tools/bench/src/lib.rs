@@ -12,16 +12,26 @@
 //!
 //! # Layout
 //!
+//! - Every bench runs its whole measurement `--runs` times, each with a fresh setup, and prints
+//!   (or serialises with `--json`) the same parts: the header (commit, command line, machine,
+//!   build, date, runs, warm-up), its settings, every run in full, the median and min-max of
+//!   each figure over the runs, and its goals judged on the medians, `NOT DECIDED` with the
+//!   reason where the run cannot decide one. Any error (a lost message, a failed call, a
+//!   missing comparison peer) exits non-zero, after the output when there is one.
 //! - `bench store`: `store.rs` (flags, run order, directories), `append.rs` (one append case),
-//!   `read.rs` (the read pass), `disk.rs` (the raw-disk yardstick and the machine), `goals.rs`
-//!   (the store's goal checks and disk ratios).
-//! - Shared by all: `error.rs` ([`BenchError`], and the `Context` / `bail!` helpers),
-//!   `dirs.rs` (run and case directories), `popper.rs` (pop + ack consumer tasks, the
-//!   exactly-once check), `latency.rs`, `memory.rs`, `load.rs` (how busy other processes kept
-//!   the CPUs), `goal.rs` (one goal and whether it is met), `report.rs` (result types, table and
-//!   JSON), `units.rs` (flag parsing, MB).
+//!   `read.rs` (the read pass), `disk.rs` (the raw-disk yardstick and the filesystem),
+//!   `goals.rs` (the store's figures, goals and disk ratios), `report.rs` (its result types
+//!   and tables).
+//! - Shared by all: `header.rs` (the header, and the commit and profile from `build.rs`),
+//!   `output.rs` (the runs, and the shape of every output), `summary.rs` (median and min-max),
+//!   `goal.rs` (goals and their verdicts), `error.rs` ([`BenchError`], and the `Context` /
+//!   `bail!` helpers), `dirs.rs` (run and case directories), `popper.rs` (pop + ack consumer
+//!   tasks, the exactly-once check), `latency.rs`, `memory.rs`, `load.rs` (how busy other
+//!   processes kept the CPUs), `cpu.rs` (a server's CPU time), `report.rs` (the latency
+//!   summaries), `units.rs` (flag parsing, MB).
 //!
-//! Dependencies inside the crate point one way: `goals` → `report` → `goal`, `units`.
+//! Dependencies inside the crate point one way: the benches → `output` → `goal`, `summary`,
+//! `header`; `goals` → `report` → `units`.
 //!
 //! Invariants: a benchmark only ever writes below the directory it is given (or a fresh one it
 //! creates and deletes); it never touches a live broker's data. Human-readable results go to
@@ -61,6 +71,7 @@
 mod append;
 mod cli;
 mod consume;
+mod cpu;
 mod delay;
 mod dirs;
 mod disk;
@@ -68,16 +79,19 @@ mod error;
 mod goal;
 mod goals;
 mod grpc;
+mod header;
 mod http;
 mod in_process;
 mod latency;
 mod load;
 mod memory;
 mod mqtt;
+mod output;
 mod popper;
 mod read;
 mod report;
 mod store;
+mod summary;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -1,23 +1,23 @@
-//! The results of `rocketgate bench store` and their two renderings: a human table on stdout and
-//! one JSON object (`--json`).
+//! The results of one run of `rocketgate bench store` and their tables, and the latency
+//! summaries every bench takes from hdrhistograms.
 //!
 //! Owns: the result types (serialised as they are, so the JSON field names are part of this
-//! module's contract) and the latency summaries taken from hdrhistograms. The goals are checked
-//! in [`super::goals`].
+//! module's contract), the tables of one run, and the interference note. The header, the
+//! summary over the runs and the goals are printed by [`super::output`]; the store's goals are
+//! stated in [`super::goals`].
 //!
 //! Invariants: every rate is per second of wall-clock time, MB is 10^6 bytes
 //! ([`super::units::MB`]), body bytes are what rates count (not record headers), latencies are
 //! recorded in ns and printed in µs, and every throughput figure carries its ratio to the disk
 //! yardstick measured in the same run.
 //!
-//! Called by [`super::store`] once all cases ran. Pure formatting; no I/O besides stdout.
+//! Called by [`super::store`] once a run's cases ran. Pure formatting; no I/O besides stdout.
 //!
 //! Owns how results look; must not measure or decide goals (`goals.rs` does).
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::goal::Goal;
 use super::units::size_label;
 use crate::error::Result;
 
@@ -55,19 +55,6 @@ impl From<&Histogram<u64>> for Latency {
 /// Never in practice (the bounds are constants); reported rather than unwrapped.
 pub fn histogram() -> Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 100_000_000_000, 3)?)
-}
-
-/// Where the benchmark ran.
-#[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    /// Logical CPUs available to the process.
-    pub cpus: usize,
-    /// CPU model from `/proc/cpuinfo`.
-    pub cpu_model: String,
-    /// The benchmark directory.
-    pub dir: String,
-    /// Filesystem type and device holding it (from `/proc/self/mounts`).
-    pub filesystem: String,
 }
 
 /// One timed sequential write of the raw disk.
@@ -128,14 +115,8 @@ pub struct AppendResult {
     pub log_bytes: u64,
     /// Seconds from the first send to the last acknowledgement.
     pub ack_secs: f64,
-    /// Acknowledged messages per second (of the median run when repeated).
+    /// Acknowledged messages per second.
     pub msgs_per_sec: f64,
-    /// Runs of this case (`--repeat`); the other figures are those of the median run.
-    pub runs: usize,
-    /// Slowest run's messages per second.
-    pub msgs_per_sec_min: f64,
-    /// Fastest run's messages per second.
-    pub msgs_per_sec_max: f64,
     /// Acknowledged body MB per second.
     pub mb_per_sec: f64,
     /// `mb_per_sec` / the disk yardstick.
@@ -153,7 +134,7 @@ pub struct AppendResult {
     pub dispatch_backlog_bytes: u64,
     /// Per-send latency as the producer saw it.
     pub latency: Latency,
-    /// Most CPU (percent of all CPUs) that other processes used during any run of the case.
+    /// Percent of all CPUs that other processes used during the case.
     pub others_cpu_percent: Option<f64>,
 }
 
@@ -180,77 +161,65 @@ pub struct ReadResult {
     pub batch: usize,
 }
 
-/// Settings the run used.
+/// Settings of `bench store`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     /// Time limit of each append case.
     pub duration_secs: f64,
     /// Message limit of each append case, if any.
     pub messages: Option<u64>,
-    /// Runs of each append case.
-    pub repeat: usize,
     /// Queues of the benchmark topic.
     pub queues: u32,
     /// CommitLog segment size.
     pub segment_size: u64,
     /// Messages per pull in the read pass.
     pub read_batch: usize,
+    /// Bytes of each raw sequential write.
+    pub disk_bytes: u64,
+    /// The benchmark directory.
+    pub dir: String,
+    /// Filesystem type and device holding it (from `/proc/self/mounts`).
+    pub filesystem: String,
+}
+
+impl Settings {
+    /// The settings as printed under the header.
+    pub fn lines(&self) -> Vec<String> {
+        let limit = self
+            .messages
+            .map_or_else(String::new, |n| format!(" or {n} messages"));
+        vec![format!(
+            "settings: {:.1} s{limit} per append case, {} queues, segment {} MiB, raw disk {} MiB \
+             per write; dir {} ({}); MB = 10^6 bytes",
+            self.duration_secs,
+            self.queues,
+            self.segment_size >> 20,
+            self.disk_bytes >> 20,
+            self.dir,
+            self.filesystem
+        )]
+    }
 }
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Where.
-    pub machine: Machine,
-    /// With what settings.
-    pub settings: Settings,
+pub struct StoreRun {
     /// The yardstick.
     pub disk: DiskResult,
     /// Append cases, in run order.
     pub append: Vec<AppendResult>,
     /// Read passes.
     pub read: Vec<ReadResult>,
-    /// Goals that this run's cases can decide.
-    pub goals: Vec<Goal>,
 }
 
-/// Prints the report as one JSON object.
-///
-/// # Errors
-/// Serialisation errors (none expected).
-pub fn print_json(r: &Report) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(r)?);
-    Ok(())
-}
-
-/// Prints the report as tables.
-pub fn print_table(r: &Report) {
-    let m = &r.machine;
-    let s = &r.settings;
-    println!("rocketgate bench store");
-    println!(
-        "machine: {} CPUs, {}; dir {} ({})",
-        m.cpus, m.cpu_model, m.dir, m.filesystem
-    );
-    let limit = s
-        .messages
-        .map_or_else(String::new, |n| format!(" or {n} messages"));
-    println!(
-        "settings: {:.1} s{limit} per case, {} run(s) each (median shown), {} queues, \
-         segment {} MiB, MB = 10^6 bytes",
-        s.duration_secs,
-        s.repeat,
-        s.queues,
-        s.segment_size >> 20
-    );
+/// Prints one run's tables.
+pub fn print_run(r: &StoreRun, read_batch: usize) {
     print_disk(&r.disk);
-    print_appends(&r.append, s.repeat > 1);
-    print_reads(&r.read, s.read_batch);
-    print_goals(&r.goals);
+    print_appends(&r.append);
+    print_reads(&r.read, read_batch);
 }
 
 fn print_disk(d: &DiskResult) {
-    println!();
     println!(
         "raw disk, same directory, {} KiB writes",
         d.block_bytes >> 10
@@ -282,10 +251,10 @@ fn print_disk(d: &DiskResult) {
     );
 }
 
-fn print_appends(cases: &[AppendResult], ranges: bool) {
+fn print_appends(cases: &[AppendResult]) {
     println!();
     println!("append (msgs/s and MB/s until the last ack; dur = until flushed and dispatched)");
-    print!(
+    println!(
         "{:<6} {:>6} {:>4} {:>10} {:>10} {:>7} {:>6} {:>8} {:>8} {:>9} {:>8} {:>6}",
         "flush",
         "body",
@@ -300,9 +269,8 @@ fn print_appends(cases: &[AppendResult], ranges: bool) {
         "dur MB/s",
         "xdisk"
     );
-    println!("{}", if ranges { "  msgs/s min-max" } else { "" });
     for c in cases {
-        print!(
+        println!(
             "{:<6} {:>6} {:>4} {:>10} {:>10.0} {:>7.1} {:>6.2} {:>8.1} {:>8.1} {:>9.1} {:>8.1} {:>6.2}",
             c.flush,
             size_label(c.body_bytes),
@@ -317,10 +285,6 @@ fn print_appends(cases: &[AppendResult], ranges: bool) {
             c.durable_mb_per_sec,
             c.durable_disk_ratio
         );
-        if ranges {
-            print!("  {:.0}-{:.0}", c.msgs_per_sec_min, c.msgs_per_sec_max);
-        }
-        println!();
     }
     let busy: Vec<String> = cases
         .iter()
@@ -376,25 +340,6 @@ fn print_reads(reads: &[ReadResult], batch: usize) {
             c.disk_ratio,
             c.pull_latency.p50_us,
             c.pull_latency.p99_us
-        );
-    }
-}
-
-/// Prints the goal lines (nothing without goals).
-pub fn print_goals(goals: &[Goal]) {
-    if goals.is_empty() {
-        return;
-    }
-    println!();
-    println!("goals");
-    for g in goals {
-        println!(
-            "  {:<40} {:>12.2} (target {} {}) {}",
-            g.name,
-            g.value,
-            g.bound,
-            g.target,
-            if g.met { "MET" } else { "NOT MET" }
         );
     }
 }

@@ -3,10 +3,10 @@
 //! bandwidth of the same directory that every figure is divided by.
 //!
 //! Owns: the flags, the benchmark directory (a fresh `./data/bench-<pid>` unless `--dir`), the
-//! order of the run (disk yardstick, every case `--repeat` times, the disk again), and the tokio
-//! runtime the cases run on.
+//! order of a run (disk yardstick, every case once, the disk again), repeated `--runs` times,
+//! and the tokio runtime the cases run on.
 //!
-//! Invariants: no case ever sees another case's data (each run of a case gets a fresh
+//! Invariants: no case ever sees another case's data (each case of each run gets a fresh
 //! subdirectory, and one that already exists is an error); a case directory is deleted and the
 //! filesystem synced before the next case starts, so no case pays for another's clean-up; what
 //! this run created is deleted at the end, also on error, unless `--keep`; a directory given
@@ -28,11 +28,13 @@ use super::append::{self, Case, Setup};
 use super::dirs::BenchDir;
 use super::disk;
 use super::goals;
+use super::header::Header;
 use super::load;
+use super::output::{self, Output};
 use super::read::{self, Pass};
-use super::report::{self, AppendResult, DiskResult, ReadResult, Report, Settings};
+use super::report::{self, AppendResult, DiskResult, ReadResult, Settings, StoreRun};
 use super::units::{parse_duration, parse_size, size_label};
-use crate::error::{bail, failed, Result};
+use crate::error::{bail, Result};
 
 /// A flush mode as a flag value.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +68,10 @@ pub struct StoreArgs {
     /// Message limit of each append case (over all producers); the time limit still applies.
     #[arg(long)]
     messages: Option<u64>,
-    /// Runs of each append case; the median run (by msgs/s) is reported, with the range.
-    #[arg(long, default_value_t = 1)]
-    repeat: usize,
+    /// Runs of the whole bench (disk yardstick and every case), each in fresh directories;
+    /// every run is printed, then the median and min-max of each figure.
+    #[arg(long, alias = "repeat", default_value_t = 3)]
+    runs: usize,
     /// Body sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "128,1024,4096")]
     sizes: Vec<usize>,
@@ -114,21 +117,21 @@ fn check(args: &StoreArgs) -> Result<()> {
     if args.queues == 0 || !(1..=1024).contains(&args.read_batch) {
         bail!(usage: "--queues must be at least 1 and --read-batch between 1 and 1024");
     }
-    if args.messages == Some(0) || args.repeat == 0 {
-        bail!(usage: "--messages and --repeat must be at least 1");
+    if args.messages == Some(0) || args.runs == 0 {
+        bail!(usage: "--messages and --runs must be at least 1");
     }
     Ok(())
 }
 
-/// Runs the whole benchmark and prints the report.
+/// Runs the whole benchmark `--runs` times and prints every run, the summary and the goals.
 ///
 /// # Errors
-/// Bad flags, I/O errors, or any case's error (the run stops at the first).
+/// Bad flags, I/O errors, or any case's error (the bench stops at the first).
 pub fn run(args: StoreArgs) -> Result<()> {
     check(&args)?;
+    let header = Header::collect("store", args.runs);
     let root = BenchDir::new(args.dir.clone(), args.keep)?;
-    let machine = disk::machine(&root.path);
-    let mut disk = measure_disk(&root.path, args.disk_size)?;
+    let (dir, filesystem) = disk::location(&root.path);
     let runner = Runner {
         runtime: tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -142,51 +145,22 @@ pub fn run(args: StoreArgs) -> Result<()> {
             messages: args.messages,
         },
     };
-    let total = args.flush.len() * args.sizes.len() * args.producers.len();
-    let mut appends = Vec::with_capacity(total);
-    let mut reads = Vec::new();
-    for &flush in &args.flush {
-        for &size in &args.sizes {
-            for (i, &producers) in args.producers.iter().enumerate() {
-                let case = Case {
-                    flush: flush.into(),
-                    body: size,
-                    producers,
-                };
-                // The read pass follows the first run of each body size's first ASYNC case.
-                let read_after = flush == Flush::Async && i == 0 && !args.no_read;
-                let (result, read) = runner.case(case, read_after, (appends.len() + 1, total))?;
-                appends.push(result);
-                reads.extend(read);
-            }
-        }
-    }
+    let runs = output::repeat(args.runs, |i| runner.one_run(i))?;
     drop(runner);
-    eprintln!("raw disk again, after the cases ...");
-    disk.seq_write_after = Some(disk::seq_write(&root.path, args.disk_size, false)?);
-    disk.set_yardstick();
-    goals::apply_yardstick(&mut appends, &mut reads, disk.yardstick_mb_per_sec);
-    let report = Report {
-        machine,
-        settings: Settings {
-            duration_secs: args.duration.as_secs_f64(),
-            messages: args.messages,
-            repeat: args.repeat,
-            queues: args.queues,
-            segment_size: args.segment_size,
-            read_batch: args.read_batch,
-        },
-        disk,
-        goals: goals::check(&appends),
-        append: appends,
-        read: reads,
+    let settings = Settings {
+        duration_secs: args.duration.as_secs_f64(),
+        messages: args.messages,
+        queues: args.queues,
+        segment_size: args.segment_size,
+        read_batch: args.read_batch,
+        disk_bytes: args.disk_size,
+        dir,
+        filesystem,
     };
-    if args.json {
-        report::print_json(&report)?;
-    } else {
-        report::print_table(&report);
-    }
-    Ok(())
+    let out = Output::new(header, settings, runs, goals::metrics, goals::specs);
+    out.print(args.json, Settings::lines, |r| {
+        report::print_run(r, args.read_batch);
+    })
 }
 
 fn measure_disk(dir: &Path, size: u64) -> Result<DiskResult> {
@@ -224,12 +198,48 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Runs one case `--repeat` times (each in a fresh directory) and keeps the median run,
-    /// plus the read pass after the first run when `read_after`. `(n, total)` is for progress.
+    /// One run: the disk yardstick, every case once (each in a fresh directory, with the read
+    /// pass after the first ASYNC case of each body size), the disk again.
+    fn one_run(&self, run: usize) -> Result<StoreRun> {
+        let args = self.args;
+        let mut disk = measure_disk(&self.root.path, args.disk_size)?;
+        let total = args.flush.len() * args.sizes.len() * args.producers.len();
+        let mut appends = Vec::with_capacity(total);
+        let mut reads = Vec::new();
+        for &flush in &args.flush {
+            for &size in &args.sizes {
+                for (i, &producers) in args.producers.iter().enumerate() {
+                    let case = Case {
+                        flush: flush.into(),
+                        body: size,
+                        producers,
+                    };
+                    let read_after = flush == Flush::Async && i == 0 && !args.no_read;
+                    let n = appends.len() + 1;
+                    let (result, read) = self.case(case, read_after, run, (n, total))?;
+                    appends.push(result);
+                    reads.extend(read);
+                }
+            }
+        }
+        eprintln!("raw disk again, after the cases ...");
+        disk.seq_write_after = Some(disk::seq_write(&self.root.path, args.disk_size, false)?);
+        disk.set_yardstick();
+        goals::apply_yardstick(&mut appends, &mut reads, disk.yardstick_mb_per_sec);
+        Ok(StoreRun {
+            disk,
+            append: appends,
+            read: reads,
+        })
+    }
+
+    /// Runs one case in a fresh directory, plus its read pass when `read_after`. `(n, total)`
+    /// is for progress.
     fn case(
         &self,
         case: Case,
         read_after: bool,
+        run: usize,
         (n, total): (usize, usize),
     ) -> Result<(AppendResult, Option<ReadResult>)> {
         let args = self.args;
@@ -239,68 +249,43 @@ impl Runner<'_> {
             size_label(case.body),
             case.producers
         );
-        let mut runs = Vec::with_capacity(args.repeat);
-        let mut read = None;
-        for rep in 0..args.repeat {
-            eprint!(
-                "[{n}/{total}] append {label} (run {}/{}) ... ",
-                rep + 1,
-                args.repeat
-            );
-            let name = format!(
-                "{}-{}-x{}-{rep}",
-                case.flush_name().to_lowercase(),
-                size_label(case.body),
-                case.producers
-            );
-            let dir = self.root.case(&name, args.keep)?;
-            let before = load::Probe::now();
-            let mut result = self
-                .runtime
-                .block_on(append::run(&dir.path, case, self.setup))
-                .with_context(|| format!("case {label}"))?;
-            result.others_cpu_percent = before
-                .zip(load::Probe::now())
-                .and_then(|(a, b)| a.others_percent(&b));
-            eprintln!(
-                "{:.0} msgs/s, {:.1} MB/s (durable {:.1} MB/s)",
-                result.msgs_per_sec, result.mb_per_sec, result.durable_mb_per_sec
-            );
-            if read_after && rep == 0 {
-                eprint!("      read back {label} ... ");
-                let pass = Pass {
-                    queues: args.queues,
-                    batch: args.read_batch,
-                    body: case.body,
-                    producers: case.producers,
-                    expected: result.messages,
-                    segment_size: args.segment_size,
-                };
-                let r = self
-                    .runtime
-                    .block_on(read::run(&dir.path, pass))
-                    .with_context(|| format!("read pass of {label}"))?;
-                eprintln!("{:.0} msgs/s, {:.1} MB/s", r.msgs_per_sec, r.mb_per_sec);
-                read = Some(r);
-            }
-            runs.push(result);
+        eprint!("[{n}/{total}] append {label} ... ");
+        let name = format!(
+            "{}-{}-x{}-run{run}",
+            case.flush_name().to_lowercase(),
+            size_label(case.body),
+            case.producers
+        );
+        let dir = self.root.case(&name, args.keep)?;
+        let before = load::Probe::now();
+        let mut result = self
+            .runtime
+            .block_on(append::run(&dir.path, case, self.setup))
+            .with_context(|| format!("case {label}"))?;
+        result.others_cpu_percent = before
+            .zip(load::Probe::now())
+            .and_then(|(a, b)| a.others_percent(&b));
+        eprintln!(
+            "{:.0} msgs/s, {:.1} MB/s (durable {:.1} MB/s)",
+            result.msgs_per_sec, result.mb_per_sec, result.durable_mb_per_sec
+        );
+        if !read_after {
+            return Ok((result, None));
         }
-        runs.sort_by(|a, b| a.msgs_per_sec.total_cmp(&b.msgs_per_sec));
-        let others = runs
-            .iter()
-            .filter_map(|r| r.others_cpu_percent)
-            .reduce(f64::max);
-        let min = runs.first().map_or(0.0, |r| r.msgs_per_sec);
-        let max = runs.last().map_or(0.0, |r| r.msgs_per_sec);
-        let count = runs.len();
-        let mut median = runs
-            .into_iter()
-            .nth(count / 2)
-            .ok_or_else(|| failed!("case {label} did not run"))?;
-        median.runs = count;
-        median.msgs_per_sec_min = min;
-        median.msgs_per_sec_max = max;
-        median.others_cpu_percent = others;
-        Ok((median, read))
+        eprint!("      read back {label} ... ");
+        let pass = Pass {
+            queues: args.queues,
+            batch: args.read_batch,
+            body: case.body,
+            producers: case.producers,
+            expected: result.messages,
+            segment_size: args.segment_size,
+        };
+        let r = self
+            .runtime
+            .block_on(read::run(&dir.path, pass))
+            .with_context(|| format!("read pass of {label}"))?;
+        eprintln!("{:.0} msgs/s, {:.1} MB/s", r.msgs_per_sec, r.mb_per_sec);
+        Ok((result, Some(r)))
     }
 }

@@ -1,5 +1,6 @@
-//! End-to-end runs of the consuming benchmarks at toy sizes: each must finish and receive every
-//! message exactly once (`run` fails otherwise), and clean up the directory it created.
+//! End-to-end runs of the consuming benchmarks and of `bench mqtt` at toy sizes: each must
+//! finish, receive (or store) every message exactly once (`run` fails otherwise), and clean up
+//! the directory it created; and `bench mqtt` must refuse to drop its comparison silently.
 //!
 //! Runs `bench` through its public `BenchArgs` and `run` only; must not leave a directory
 //! behind.
@@ -15,15 +16,22 @@ struct Cli {
 }
 
 fn run(args: &[&str]) {
+    run_in_dir(args, &["--segment-size", "32MiB"]).unwrap();
+}
+
+/// Runs `bench <args> --dir <fresh> <extra>`; the directory must be gone afterwards.
+fn run_in_dir(args: &[&str], extra: &[&str]) -> crate::error::Result<()> {
     let dir =
         std::env::temp_dir().join(format!("rg-bench-test-{}-{}", std::process::id(), args[0]));
     let mut argv = vec!["bench"];
     argv.extend_from_slice(args);
     let dir_arg = dir.display().to_string();
-    argv.extend_from_slice(&["--dir", &dir_arg, "--segment-size", "32MiB"]);
+    argv.extend_from_slice(&["--dir", &dir_arg]);
+    argv.extend_from_slice(extra);
     let cli = Cli::try_parse_from(&argv).unwrap();
-    super::run(cli.bench).unwrap();
+    let result = super::run(cli.bench);
     assert!(!dir.exists(), "the bench left {} behind", dir.display());
+    result
 }
 
 #[test]
@@ -38,6 +46,8 @@ fn consume_receives_everything_once() {
         "2000",
         "--duration",
         "500ms",
+        "--runs",
+        "2",
         "--json",
     ]);
 }
@@ -52,5 +62,54 @@ fn delay_receives_everything_once() {
         "1s",
         "--grace",
         "20s",
+        "--runs",
+        "1",
     ]);
+}
+
+#[test]
+fn mqtt_stores_every_publish() {
+    let args = [
+        "mqtt",
+        "--no-compare",
+        "--runs",
+        "1",
+        "--clients",
+        "2",
+        "--duration",
+        "300ms",
+        "--rate",
+        "1000",
+        "--json",
+    ];
+    run_in_dir(&args, &[]).unwrap();
+}
+
+#[test]
+fn mqtt_without_mosquitto_fails_unless_told() {
+    let args = [
+        "mqtt",
+        "--runs",
+        "1",
+        "--mosquitto",
+        "/nonexistent/mosquitto",
+        "--clients",
+        "2",
+        "--duration",
+        "300ms",
+        "--rate",
+        "1000",
+    ];
+    let result = run_in_dir(&args, &[]);
+    if std::env::var("RG_ALLOW_SKIP").is_ok_and(|v| v == "1") {
+        // The opt-out is set in this environment: the bench runs without the comparison.
+        result.unwrap();
+    } else {
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/mosquitto not found"), "{e}");
+        assert!(
+            e.contains("--no-compare") && e.contains("RG_ALLOW_SKIP=1"),
+            "{e}"
+        );
+    }
 }
