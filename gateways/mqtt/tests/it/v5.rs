@@ -5,7 +5,8 @@ use rocketgate_gateway_mqtt::MqttConfig;
 use std::future::Future;
 
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, Packet, PubAckReason, Publish, PublishProperties, SubscribeReasonCode,
+    ConnAck, ConnectReturnCode, Packet, PubAckReason, Publish, PublishProperties,
+    SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ClientError, Event, MqttOptions};
@@ -19,7 +20,6 @@ use crate::support::*;
 struct Client5 {
     client: AsyncClient,
     /// The CONNACK of the connection.
-    #[allow(dead_code)]
     connack: ConnAck,
     acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Packet>>,
 }
@@ -229,7 +229,16 @@ async fn receive_maximum_of_the_client_is_honoured() {
 async fn no_local_and_assigned_client_id() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
+    // An empty client id: the CONNACK assigns one, and the session lives under it.
     let (c, mut rx, h) = client_v5(s.port, "", |_| {}).await;
+    assert_eq!(c.connack.code, ConnectReturnCode::Success);
+    let assigned = c
+        .connack
+        .properties
+        .as_ref()
+        .and_then(|p| p.assigned_client_identifier.clone())
+        .expect("the CONNACK carries the assigned client identifier");
+    assert!(!assigned.is_empty());
     let f = rumqttc::v5::mqttbytes::v5::Filter {
         path: "chat/#".into(),
         qos: QoS::AtLeastOnce,
@@ -238,16 +247,36 @@ async fn no_local_and_assigned_client_id() {
         retain_forward_rule: rumqttc::v5::mqttbytes::v5::RetainForwardRule::OnEverySubscribe,
     };
     c.suback(c.subscribe_many(vec![f])).await;
-    c.publish("chat/room", QoS::AtLeastOnce, false, "mine")
-        .await
-        .unwrap();
-    nothing(&mut rx, 500).await;
+    let group = rocketgate_gateway_mqtt::topic::session_group(&assigned);
+    assert!(
+        s.broker.groups().get(&group).is_ok(),
+        "the subscription reads with the group of the assigned id, {group}"
+    );
+    // A second client gets another id.
+    let (other, _orx, ho) = client_v5(s.port, "", |_| {}).await;
+    let other_id = other
+        .connack
+        .properties
+        .as_ref()
+        .and_then(|p| p.assigned_client_identifier.clone());
+    assert!(
+        other_id.as_ref().is_some_and(|o| *o != assigned),
+        "{other_id:?} vs {assigned}"
+    );
+    // No local: its own publish is stored (acknowledged) but not sent back to it; one of
+    // another client on the same topic, stored after it in the same queue, is.
+    let reason = c
+        .puback(c.publish("chat/room", QoS::AtLeastOnce, false, "mine"))
+        .await;
+    assert_eq!(reason, PubAckReason::Success);
     let (p, _r, hp) = client_v5(s.port, "other", |_| {}).await;
-    p.publish("chat/room", QoS::AtLeastOnce, false, "theirs")
-        .await
-        .unwrap();
+    let reason = p
+        .puback(p.publish("chat/room", QoS::AtLeastOnce, false, "theirs"))
+        .await;
+    assert_eq!(reason, PubAckReason::Success);
     assert_eq!(&recv(&mut rx).await.payload[..], b"theirs");
     h.abort();
+    ho.abort();
     hp.abort();
     s.stop().await;
 }
