@@ -52,7 +52,9 @@ async fn next(ws: &mut Ws) -> Value {
 /// Reads until the close frame; returns its code and reason.
 async fn close_of(ws: &mut Ws) -> (u16, String) {
     loop {
-        let f = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        let f = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame or the close within 10 s");
         match f {
             Some(Ok(Message::Close(Some(c)))) => return (u16::from(c.code), c.reason.to_string()),
             Some(Ok(Message::Close(None))) | None => return (0, String::new()),
