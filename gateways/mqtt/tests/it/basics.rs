@@ -108,9 +108,15 @@ async fn shared_subscription_splits_messages_and_plain_ones_see_all() {
             .await
             .unwrap();
     }
+    let mut plain = std::collections::HashSet::new();
     for _ in 0..n {
-        recv(&mut rc).await;
+        plain.insert(recv(&mut rc).await.topic);
     }
+    assert_eq!(
+        plain.len(),
+        n,
+        "the plain subscriber sees every message once"
+    );
     let mut got = std::collections::HashSet::new();
     let (mut na, mut nb) = (0, 0);
     let deadline = tokio::time::Instant::now() + WAIT;

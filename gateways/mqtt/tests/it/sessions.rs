@@ -158,6 +158,16 @@ async fn a_slow_subscriber_is_bounded_and_the_core_keeps_the_rest() {
         .map(|q| q.pop_inflight)
         .sum();
     assert!(inflight <= 8 + 40, "popped from the core: {inflight}");
+    // The core keeps the rest: all 500 are there, none acknowledged.
+    let unacked: u64 = s
+        .broker
+        .consumer()
+        .lag("mqtt-slowpoke", "flood")
+        .unwrap()
+        .iter()
+        .map(|q| q.pop_unacked)
+        .sum();
+    assert_eq!(unacked, 500);
     h.abort();
     hp.abort();
     s.stop().await;
