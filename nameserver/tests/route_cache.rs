@@ -232,7 +232,10 @@ async fn a_full_cache_evicts_the_least_recently_used_topic() -> anyhow::Result<(
         calls.spawn(async move { cache.route("t3").await });
     }
     let mut routes = Vec::new();
-    while let Some(joined) = calls.join_next().await {
+    while let Some(joined) = tokio::time::timeout(WAIT, calls.join_next())
+        .await
+        .expect("every concurrent caller answered within 10 s")
+    {
         routes.push(joined??);
     }
     assert_eq!(routes.len(), 16);
@@ -265,7 +268,14 @@ async fn the_refresher_stops_with_the_last_handle_or_stop() -> anyhow::Result<()
     assert!(round >= 1);
 
     drop(cache);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A handle is left: the refresher goes on with its rounds.
+    eventually("two more rounds after the drop", || async {
+        clone
+            .last_refresh()
+            .is_some_and(|r| r.round >= round + 2)
+            .then_some(())
+    })
+    .await?;
     assert_eq!(metrics.num_alive_tasks(), before + 1, "a handle is left");
     drop(clone);
     eventually("the refresher to end", || async {
@@ -278,6 +288,7 @@ async fn the_refresher_stops_with_the_last_handle_or_stop() -> anyhow::Result<()
     cache.stop().await;
     assert_eq!(metrics.num_alive_tasks(), before);
     let stopped_at = cache.last_refresh().map_or(0, |r| r.round);
+    // No round in five refresh intervals (waiting is the point).
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(cache.last_refresh().map_or(0, |r| r.round), stopped_at);
     // Explicit rounds still work.

@@ -679,6 +679,7 @@ async fn messages_are_queried_by_id_key_and_time() {
             })
             .await);
         sent.push(r);
+        // Distinct store timestamps for the queries by time (not a synchronisation).
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 

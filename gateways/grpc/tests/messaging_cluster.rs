@@ -306,15 +306,16 @@ async fn routes_span_the_cluster_and_survive_a_nameserver_outage() {
     assert!(report.error.is_some(), "{report:?}");
     assert_eq!(groups(&a.route("shared").await), [ga4.clone(), gb2.clone()]);
     assert_eq!(groups(&b.route("solo").await), vec![ga2.clone()]);
-    // Not cached, NameServer unreachable: local answer, or TOPIC_NOT_FOUND, promptly.
+    // Not cached, NameServer unreachable: local answer, or TOPIC_NOT_FOUND, promptly: within
+    // milliseconds (a refused connection), ROUTE_WAIT (1 s) at worst; each bound is generous.
     let started = Instant::now();
     assert_eq!(groups(&a.route("late").await), [ga3]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let started = Instant::now();
     assert_eq!(code(&b.route("nowhere").await.status), Code::TopicNotFound);
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
 
     a.stop().await;
     b.stop().await;
@@ -323,10 +324,11 @@ async fn routes_span_the_cluster_and_survive_a_nameserver_outage() {
 #[tokio::test]
 async fn a_silent_nameserver_does_not_hold_up_query_route() {
     // Accepts connections (the kernel does) but never answers: the cache's miss would wait
-    // for the client's 5 s call timeout; QueryRoute gives up after 1 s and answers locally.
+    // for the client's 30 s call timeout; QueryRoute gives up after 1 s (ROUTE_WAIT) and
+    // answers locally. Checked with a generous bound: 10 s, a third of the call timeout.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = silent.local_addr().unwrap().to_string();
-    let mut a = member_with("broker-a", &address, 5_000, &[("orders", 2)], None).await;
+    let mut a = member_with("broker-a", &address, 30_000, &[("orders", 2)], None).await;
     let started = Instant::now();
     assert_eq!(
         groups(&a.route("orders").await),
@@ -334,7 +336,7 @@ async fn a_silent_nameserver_does_not_hold_up_query_route() {
     );
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
     assert_eq!(code(&a.route("nowhere").await.status), Code::TopicNotFound);

@@ -3,8 +3,8 @@
 //! publishes one of its own; the test reads the page's state over the DevTools protocol (the
 //! page writes it into the DOM) and checks the broker through the REST API.
 //!
-//! Needs Debian's `chromium` (`/usr/bin/chromium`); when it is missing the test runs
-//! `apt-get install -y chromium` once. `ROCKETGATE_SKIP_BROWSER=1` skips it.
+//! Needs Debian's `chromium` (`/usr/bin/chromium`, installed by `scripts/test`): the test
+//! fails without it, unless `RG_ALLOW_SKIP=1` (docs/testing.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,31 +16,14 @@ use std::time::Duration;
 use common::start;
 use serde_json::json;
 
-fn chromium() -> Option<String> {
-    let find = || {
-        ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .map(str::to_owned)
-    };
-    if let Some(p) = find() {
-        return Some(p);
-    }
-    eprintln!("chromium missing: trying apt-get install -y chromium");
-    let _ = std::process::Command::new("apt-get")
-        .args(["install", "-y", "-q", "chromium"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    find()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_page_receives_acks_and_publishes() {
-    if std::env::var_os("ROCKETGATE_SKIP_BROWSER").is_some() {
-        eprintln!("skipped: ROCKETGATE_SKIP_BROWSER is set");
+    let Some(chromium) = common::tool(
+        &["chromium", "chromium-browser"],
+        "apt-get install -y chromium",
+    ) else {
         return;
-    }
-    let chromium = chromium().expect("chromium is installed (apt-get install -y chromium)");
+    };
     let s = start().await;
     let (st, _) = s
         .post("/v1/topics", json!({"name": "demo", "queue_count": 1}))
@@ -69,6 +52,7 @@ async fn the_example_page_receives_acks_and_publishes() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // A generous bound: the page is done within a few seconds.
     let state = tokio::time::timeout(Duration::from_secs(60), page_state(&s, profile.path(), &id))
         .await
         .expect("the page acked the REST message and published in time");
@@ -112,7 +96,8 @@ async fn the_example_page_receives_acks_and_publishes() {
 }
 
 /// Reads the page's state over the DevTools protocol until it shows `id` acked and its own
-/// publish: `{"acked": <message id>, "published": <message id>}`.
+/// publish: `{"acked": <message id>, "published": <message id>}`. Polls (the DevTools port
+/// file, the page list, the DOM) every 100 ms; the caller bounds the whole wait.
 async fn page_state(s: &common::Server, profile: &std::path::Path, id: &str) -> serde_json::Value {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;

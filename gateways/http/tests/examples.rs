@@ -8,14 +8,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_curl_walkthrough_runs_clean() {
-    if which("curl").is_none() {
-        // Returns only under the documented opt-out (docs/testing.md); otherwise fails.
-        assert!(
-            std::env::var("RG_ALLOW_SKIP").is_ok_and(|v| v == "1"),
-            "curl is missing: apt-get install curl (scripts/test does), or set RG_ALLOW_SKIP=1 to \
-             skip such tests on purpose"
-        );
-        println!("NOTE: skipped under RG_ALLOW_SKIP=1: curl is missing");
+    // Fails without curl, unless RG_ALLOW_SKIP=1 (docs/testing.md).
+    if common::tool(&["curl"], "apt-get install -y curl").is_none() {
         return;
     }
     let s = common::start().await;
@@ -43,12 +37,4 @@ async fn the_curl_walkthrough_runs_clean() {
     );
     assert!(stdout.contains("walkthrough done"));
     s.stop().await;
-}
-
-fn which(bin: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(bin))
-            .find(|p| p.exists())
-    })
 }

@@ -336,7 +336,7 @@ async fn delay_and_scheduled_cancel() {
         )
         .await;
     assert_eq!(st, 200);
-    // The cancelled one never comes.
+    // The cancelled one never comes: waiting past its time (delay level 2: 2 s) is the point.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert!(receive(&s, "dg", "later", 4, 300).await.is_empty());
     s.stop().await;
@@ -494,7 +494,8 @@ async fn transactions_commit_rollback_and_callback_check_back() {
         commit_calls.load(Ordering::SeqCst) >= 2,
         "retried after the 500"
     );
-    // Only the committed ones were delivered.
+    // Only the committed ones were delivered: nothing else becomes visible meanwhile (waiting
+    // is the point).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rest = receive(&s, "tg", "tx", 8, 300).await;
     assert!(rest.iter().all(|m| m["body"] == "a"), "{rest:?}");
@@ -506,7 +507,10 @@ async fn transactions_commit_rollback_and_callback_check_back() {
         let _ = stop.send(());
     }
     for j in [j1, j2, j3] {
-        tokio::time::timeout(WAIT, j).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, j)
+            .await
+            .expect("the callback server stops")
+            .unwrap();
     }
     s.stop().await;
 }
@@ -807,7 +811,10 @@ async fn limits_in_flight_and_timeouts() {
     .await;
     assert_eq!((st, v["code"].as_str()), (429, Some("too_many_requests")));
     assert_eq!(
-        tokio::time::timeout(WAIT, slow).await.unwrap().unwrap(),
+        tokio::time::timeout(WAIT, slow)
+            .await
+            .expect("the long poll ends")
+            .unwrap(),
         200
     );
     // A request that takes longer than `request_timeout_ms` (its client announces a body and
@@ -1057,6 +1064,8 @@ async fn silent_connections_are_closed_after_the_idle_timeout() {
         assert_eq!(n, 0, "closed without an answer");
     }
     let took = started.elapsed();
+    // Not before the idle timeout (1 s); the upper bound is generous (5×), only to tell an
+    // idle close from none.
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "{took:?}"
@@ -1105,6 +1114,9 @@ async fn callback_registrations_survive_a_restart() {
     let (st, _) = s.get("/v1/producers/pg-durable/callback").await;
     assert_eq!(st, 404);
     let _ = stop.send(());
-    let _ = join.await;
+    tokio::time::timeout(WAIT, join)
+        .await
+        .expect("the callback server stops")
+        .unwrap();
     s.stop().await;
 }

@@ -52,7 +52,9 @@ async fn next(ws: &mut Ws) -> Value {
 /// Reads until the close frame; returns its code and reason.
 async fn close_of(ws: &mut Ws) -> (u16, String) {
     loop {
-        let f = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        let f = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame or the close within 10 s");
         match f {
             Some(Ok(Message::Close(Some(c)))) => return (u16::from(c.code), c.reason.to_string()),
             Some(Ok(Message::Close(None))) | None => return (0, String::new()),
@@ -232,7 +234,10 @@ async fn subscribe_ack_nack_publish_and_cross_protocol() {
     // Shutdown closes the connection with 1001.
     let stop = tokio::spawn(s.stop());
     assert_eq!(close_of(&mut ws).await.0, 1001);
-    tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, stop)
+        .await
+        .expect("the server stops")
+        .unwrap();
 }
 
 fn rss_kib() -> u64 {
@@ -283,11 +288,16 @@ async fn a_client_without_credits_gets_at_most_its_credits() {
             received += 1;
         }
     };
-    let (_, results) = tokio::join!(reader, futures_util::future::join_all(publishers));
+    let (_, results) = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::join!(reader, futures_util::future::join_all(publishers))
+    })
+    .await
+    .expect("the flood is published within 120 s");
     for r in results {
         r.unwrap();
     }
-    // Quiet for a while after the flood: still nothing beyond the credits.
+    // Quiet for a while after the flood: still nothing beyond the credits (waiting is the
+    // point).
     while let Some(v) = next_within(&mut ws, Duration::from_millis(1000)).await {
         assert_eq!(v["type"], "message");
         received += 1;

@@ -9,7 +9,6 @@
 mod support;
 
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
@@ -42,15 +41,12 @@ impl Admin {
 
     /// Polls `admin --json ARGS` until `done` holds (bounded).
     fn until(&self, args: &[&str], what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + support::WAIT;
-        loop {
-            let v = self.json(args);
-            if done(&v) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "{what}: {v}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut last = Value::Null;
+        support::poll_until(support::WAIT, what, || {
+            last = self.json(args);
+            done(&last).then(|| last.clone())
+        })
+        .unwrap_or_else(|| panic!("{what}: {last}"))
     }
 }
 

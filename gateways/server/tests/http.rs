@@ -53,12 +53,17 @@ fn rest_publish_receive_and_the_metrics_of_every_gateway() {
         m.read_exact(&mut connack).unwrap();
         assert_eq!(connack, [0x20, 2, 0, 0]);
     }
+    // A gRPC call (the admin tool) before the scrape too.
+    let info = support::admin_json(&["--broker", &node.endpoint("grpc"), "broker", "info"]);
+    assert!(info.to_string().contains("broker"), "{info}");
     let (status, metrics) = http(&web, "GET", "/metrics", None);
     assert_eq!(status, 200, "{metrics}");
     for want in [
         r#"rocketgate_messages_in_total{topic="orders"} 3"#,
         r#"rocketgate_messages_out_total{group="billing",topic="orders",mode="pop"} 3"#,
-        r#"gateway="mqtt""#,
+        r#"rocketgate_connections_total{gateway="mqtt"}"#,
+        r#"rocketgate_connections_total{gateway="grpc"}"#,
+        "rocketgate_http_requests_total",
     ] {
         assert!(metrics.contains(want), "no {want} in:\n{metrics}");
     }

@@ -16,18 +16,16 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{admin_json, standalone};
+use support::{admin_json, exited, poll_until, standalone, tool};
 
 const MOSQUITTO_PUB: &str = "/usr/bin/mosquitto_pub";
 const MOSQUITTO_SUB: &str = "/usr/bin/mosquitto_sub";
 
-fn have_mosquitto() -> bool {
-    let ok = std::path::Path::new(MOSQUITTO_PUB).exists()
-        && std::path::Path::new(MOSQUITTO_SUB).exists();
-    if !ok {
-        eprintln!("SKIPPED: mosquitto-clients not installed (scripts/test installs them)");
-    }
-    ok
+/// Whether Debian's mosquitto clients are installed; a test fails when they are missing
+/// (with the install command), unless RG_ALLOW_SKIP=1 (then `false`: the test skips).
+fn mosquitto_clients() -> bool {
+    let how = "apt-get install -y mosquitto-clients";
+    tool(MOSQUITTO_PUB, how).is_some() && tool(MOSQUITTO_SUB, how).is_some()
 }
 
 fn host_port(endpoint: &str) -> (String, String) {
@@ -50,13 +48,8 @@ fn mosquitto(program: &str, args: &[&str], input: &str) -> String {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{program} {args:?} did not finish within 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if exited(&mut child, Duration::from_secs(15)).is_none() {
+        panic!("{program} {args:?} did not finish within 15 s");
     }
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -65,6 +58,81 @@ fn mosquitto(program: &str, args: &[&str], input: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running `mosquitto_sub -d` (line-buffered through `stdbuf`): its stdout lines, among
+/// them the debug line "received SUBACK", as they come. Killed on drop.
+struct Subscriber {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Subscriber {
+    fn start(args: &[String]) -> Self {
+        let mut child = Command::new("stdbuf")
+            .arg("-oL")
+            .arg(MOSQUITTO_SUB)
+            .args(args)
+            .arg("-d")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout).lines() {
+                let Ok(l) = l else { return };
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until one contains `want`, within 15 s.
+    fn until(&mut self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let found = l.contains(want);
+                    self.seen.push(l);
+                    if found {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no {want:?} from mosquitto_sub ({e}): {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (15 s at most) for the exit, which must be a success.
+    fn finish(mut self) -> Vec<String> {
+        let status = exited(&mut self.child, Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "mosquitto_sub: {status:?} {:?}",
+            self.seen
+        );
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Every message of `topic` (queues `0..queues`) read with `admin message pull` by `group`.
@@ -96,7 +164,7 @@ fn property<'a>(m: &'a serde_json::Value, key: &str) -> Option<&'a str> {
 
 #[test]
 fn mqtt_3_and_5_clients_and_the_rocketmq_core_see_each_others_messages() {
-    if !have_mosquitto() {
+    if !mosquitto_clients() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -117,29 +185,20 @@ fn mqtt_3_and_5_clients_and_the_rocketmq_core_see_each_others_messages() {
                 .map(|s| s.to_string())
                 .collect()
         };
-        // core → MQTT: a subscriber of alerts/# gets what admin sends to topic `alerts`.
+        // core → MQTT: a subscriber of alerts/# gets what admin sends to topic `alerts`,
+        // sent once its SUBACK came back (the subscription starts at the end of the topic).
         let mut args = connect(&format!("sub-{protocol}"));
         args.extend(["-t", "alerts/#", "-q", "1", "-C", "1", "-W", "10"].map(String::from));
-        let sub = std::thread::spawn(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            mosquitto(MOSQUITTO_SUB, &args, "")
-        });
-        // Resend until the subscription is in place (mosquitto_sub -C 1 exits on the first).
+        let mut sub = Subscriber::start(&args);
+        sub.until("received SUBACK");
         let body = format!("hello over {transport}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sub.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto_sub ({transport}) got nothing"
-            );
-            admin_json(&["--broker", &grpc, "message", "send", "alerts", &body]);
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let got = sub.join().unwrap();
+        admin_json(&["--broker", &grpc, "message", "send", "alerts", &body]);
+        sub.until(&body);
+        let seen = sub.finish();
         assert_eq!(
-            got.lines().next(),
+            seen.last().map(String::as_str),
             Some(body.as_str()),
-            "{transport}: {got:?}"
+            "{transport}: {seen:?}"
         );
 
         // MQTT → core: a QoS 1 publish is stored in topic `alerts` with its MQTT topic.
@@ -161,7 +220,7 @@ fn mqtt_3_and_5_clients_and_the_rocketmq_core_see_each_others_messages() {
 
 #[test]
 fn acknowledged_qos1_publishes_survive_kill_9() {
-    if !have_mosquitto() {
+    if !mosquitto_clients() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -186,13 +245,23 @@ fn acknowledged_qos1_publishes_survive_kill_9() {
     mosquitto(MOSQUITTO_PUB, &args, &lines);
     node.kill9();
     let again = standalone(dir.path(), "durable", &[]);
+    assert_eq!(
+        again.ready["recovered_after_crash"], true,
+        "the kill -9 left a crashed store: {}",
+        again.ready
+    );
     let grpc = again.endpoint("grpc");
     // The MQTT gateway created `meters` with its default 4 queues.
     let messages = pull_all(&grpc, "after-crash", "meters", 4);
     let mut bodies: Vec<&str> = messages.iter().filter_map(|m| m["body"].as_str()).collect();
     bodies.sort_unstable();
     bodies.dedup();
-    assert_eq!(bodies.len(), 50, "{bodies:?}");
+    let mut want: Vec<String> = (0..50).map(|i| format!("reading-{i}")).collect();
+    want.sort_unstable();
+    assert_eq!(bodies, want, "every acknowledged publish, once");
+    for m in &messages {
+        assert_eq!(property(m, "mqttTopic"), Some("meters/m1"), "{m}");
+    }
     let (status, _) = again.terminate();
     assert!(status.success());
 }
@@ -224,7 +293,7 @@ impl Drop for Device {
 /// turns the retained status to `offline`.
 #[test]
 fn the_mqtt_device_example_runs_against_the_binary() {
-    if !have_mosquitto() {
+    if !mosquitto_clients() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -246,18 +315,15 @@ fn the_mqtt_device_example_runs_against_the_binary() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let readings = loop {
+    let mut readings = Vec::new();
+    poll_until(Duration::from_secs(20), "10 readings stored", || {
         let got = pull_all(&grpc, "example-reader", "devices", 4);
-        let readings: Vec<_> = got
+        readings = got
             .into_iter()
             .filter(|m| property(m, "mqttTopic") == Some("devices/dev-9/telemetry"))
             .collect();
-        if readings.len() >= 10 || Instant::now() > deadline {
-            break readings;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+        (readings.len() >= 10).then_some(())
+    });
     assert!(
         readings.len() >= 10,
         "{} of 10 readings stored",
@@ -307,30 +373,23 @@ fn the_mqtt_device_example_runs_against_the_binary() {
         ],
         "",
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&out)
-        .unwrap_or_default()
-        .contains("devices/dev-9/cmd reboot")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the device never printed the command"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let printed = poll_until(Duration::from_secs(10), "the command printed", || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("devices/dev-9/cmd reboot")
+            .then_some(())
+    });
+    assert!(printed.is_some(), "the device never printed the command");
     device.kill();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = status();
-        if got == "offline" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status still {got:?} after the device died"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut last = String::new();
+    let offline = poll_until(Duration::from_secs(10), "the will's status", || {
+        last = status();
+        (last == "offline").then_some(())
+    });
+    assert!(
+        offline.is_some(),
+        "status still {last:?} after the device died"
+    );
     let (status, _) = node.terminate();
     assert!(status.success());
 }

@@ -34,10 +34,15 @@ async fn sigterm_under_load_exits_zero_writes_the_clean_marker_and_loses_nothing
         "--broker", &grpc, "topic", "create", "load", "--queues", "4",
     ]);
 
-    let acked = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    // Every acknowledged send: (message id, body, queue, offset); `count` follows its length.
+    let acked = Arc::new(parking_lot::Mutex::new(
+        Vec::<(String, String, u32, u64)>::new(),
+    ));
+    let (count, mut counted) = tokio::sync::watch::channel(0usize);
     let mut producers = Vec::new();
     for p in 0..4 {
         let acked = acked.clone();
+        let count = count.clone();
         let grpc = grpc.clone();
         producers.push(tokio::spawn(async move {
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
@@ -47,42 +52,55 @@ async fn sigterm_under_load_exits_zero_writes_the_clean_marker_and_loses_nothing
             let mut admin = BrokerAdminClient::new(channel);
             let mut failures = 0u32;
             for i in 0u64.. {
+                let body = format!("p{p}-{i}");
                 let sent = admin
                     .send_message(SendMessageRequest {
                         topic: "load".into(),
-                        body: format!("p{p}-{i}").into_bytes(),
+                        body: body.clone().into_bytes(),
                         ..Default::default()
                     })
                     .await;
                 match sent {
-                    Ok(r) => acked.lock().push(r.into_inner().message_id),
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        acked
+                            .lock()
+                            .push((r.message_id, body, r.queue_id, r.queue_offset));
+                        count.send_modify(|n| *n += 1);
+                    }
                     // The server is going away: the outcome of this one is unknown, stop.
                     Err(_) => {
                         failures += 1;
                         if failures > 3 {
                             break;
                         }
+                        // A retry backoff of the load, not a synchronisation.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
             }
         }));
     }
-    // Let the load run, then SIGTERM in the middle of it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while acked.lock().len() < 500 {
-        assert!(std::time::Instant::now() < deadline, "load did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Let the load run (500 acknowledged sends), then SIGTERM in the middle of it.
+    tokio::time::timeout(Duration::from_secs(20), counted.wait_for(|n| *n >= 500))
+        .await
+        .expect("load did not start")
+        .unwrap();
     let data = dir.path().join("data");
     let log = node.log.clone();
-    let (status, took) = tokio::task::spawn_blocking(move || node.terminate())
-        .await
-        .unwrap();
+    // (`terminate` gives up after 30 s itself.)
+    let (status, took) = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::task::spawn_blocking(move || node.terminate()),
+    )
+    .await
+    .expect("terminate returns")
+    .unwrap();
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     let stop_lines: Vec<&str> = log.lines().filter(|l| !l.contains("grpc{")).collect();
     eprintln!("shutdown log:\n{}", stop_lines.join("\n"));
     assert!(status.success(), "exit status {status}");
+    // Typically well under a second (docs/benchmarks.md: 64 ms): 10 s is a generous bound.
     assert!(took < Duration::from_secs(10), "took {took:?}");
     for p in producers {
         tokio::time::timeout(Duration::from_secs(30), p)
@@ -108,13 +126,27 @@ async fn sigterm_under_load_exits_zero_writes_the_clean_marker_and_loses_nothing
         .timeout(Duration::from_secs(5))
         .connect_lazy();
     let mut admin = BrokerAdminClient::new(channel);
-    for id in &acked {
+    for (id, body, queue, offset) in &acked {
         let found = admin
             .query_message_by_id(QueryMessageByIdRequest {
                 message_id: id.clone(),
             })
-            .await;
-        assert!(found.is_ok(), "acknowledged message {id} lost: {found:?}");
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged message {id} lost: {e}"))
+            .into_inner();
+        let [m] = &found.messages[..] else {
+            panic!("acknowledged message {id}: {found:?}");
+        };
+        assert_eq!(
+            (
+                m.topic.as_str(),
+                m.body.as_slice(),
+                m.queue_id,
+                m.queue_offset
+            ),
+            ("load", body.as_bytes(), *queue, *offset),
+            "acknowledged message {id}"
+        );
     }
     let status = admin_json(&["--broker", &grpc, "topic", "status", "load"]);
     let stored: u64 = status
@@ -130,8 +162,12 @@ async fn sigterm_under_load_exits_zero_writes_the_clean_marker_and_loses_nothing
         "{stored} stored < {} acked: {status}",
         acked.len()
     );
-    let (status, _) = tokio::task::spawn_blocking(move || node.terminate())
-        .await
-        .unwrap();
+    let (status, _) = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::task::spawn_blocking(move || node.terminate()),
+    )
+    .await
+    .expect("terminate returns")
+    .unwrap();
     assert!(status.success());
 }

@@ -136,7 +136,9 @@ impl Running {
 }
 
 pub async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f).await.expect("timed out")
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("a bounded wait timed out after {WAIT:?}"))
 }
 
 pub fn req<T>(msg: T) -> Request<T> {

@@ -214,3 +214,29 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The opt-out of tests that need a tool: with `RG_ALLOW_SKIP=1` such a test passes with a
+/// note where the tool is missing; without it the test fails and says how to install it
+/// (`scripts/test` installs every tool; docs/testing.md).
+pub const ALLOW_SKIP: &str = "RG_ALLOW_SKIP";
+
+/// The first of `names` found on `PATH`. Otherwise the test fails with `how` to install it,
+/// or, only under [`ALLOW_SKIP`], `None` (the caller skips) after a note on stdout.
+pub fn tool(names: &[&str], how: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+    });
+    if found.is_some() {
+        return found;
+    }
+    let what = format!("{} is missing", names.join(" or "));
+    assert!(
+        std::env::var(ALLOW_SKIP).is_ok_and(|v| v == "1"),
+        "{what}: {how} (scripts/test does), or set {ALLOW_SKIP}=1 to skip such tests on purpose"
+    );
+    println!("NOTE: skipped under {ALLOW_SKIP}=1: {what}");
+    None
+}

@@ -3,6 +3,7 @@ use std::time::Duration;
 use rocketgate_core::Message;
 use rocketgate_gateway_mqtt::MqttConfig;
 use rumqttc::QoS;
+use tokio::io::AsyncBufReadExt;
 
 use crate::support::*;
 
@@ -11,8 +12,7 @@ async fn qos_0_1_2_round_trips_and_the_core_sees_the_mqtt_topic() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (sub, mut rx, h1) = client_v4(s.port, "sub1", true, |_| {}).await;
-    sub.subscribe("sensors/#", QoS::ExactlyOnce).await.unwrap();
-    settle().await;
+    sub.subscribed("sensors/#", QoS::ExactlyOnce).await;
     let (publ, _prx, h2) = client_v4(s.port, "pub1", true, |_| {}).await;
     for (i, q) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
         .into_iter()
@@ -68,10 +68,9 @@ async fn a_core_send_reaches_mqtt_subscribers_of_the_topic() {
         .create(rocketgate_core::TopicConfig::new("orders", 2))
         .unwrap();
     let (sub, mut rx, h) = client_v4(s.port, "sub2", true, |_| {}).await;
-    sub.subscribe("orders/#", QoS::AtLeastOnce).await.unwrap();
+    sub.subscribed("orders/#", QoS::AtLeastOnce).await;
     let (sub2, mut rx2, h2) = client_v4(s.port, "sub3", true, |_| {}).await;
-    sub2.subscribe("orders", QoS::AtMostOnce).await.unwrap();
-    settle().await;
+    sub2.subscribed("orders", QoS::AtMostOnce).await;
     s.broker
         .producer()
         .send(Message::new("orders", "from-grpc").into())
@@ -97,14 +96,11 @@ async fn shared_subscription_splits_messages_and_plain_ones_see_all() {
     let (a, mut ra, ha) = client_v4(s.port, "wa", true, |_| {}).await;
     let (b, mut rb, hb) = client_v4(s.port, "wb", true, |_| {}).await;
     let (c, mut rc, hc) = client_v4(s.port, "wc", true, |_| {}).await;
-    a.subscribe("$share/workers/jobs/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    b.subscribe("$share/workers/jobs/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    c.subscribe("jobs/+", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    a.subscribed("$share/workers/jobs/+", QoS::AtLeastOnce)
+        .await;
+    b.subscribed("$share/workers/jobs/+", QoS::AtLeastOnce)
+        .await;
+    c.subscribed("jobs/+", QoS::AtLeastOnce).await;
     let (p, _r, hp) = client_v4(s.port, "wp", true, |_| {}).await;
     let n = 40;
     for i in 0..n {
@@ -112,9 +108,15 @@ async fn shared_subscription_splits_messages_and_plain_ones_see_all() {
             .await
             .unwrap();
     }
+    let mut plain = std::collections::HashSet::new();
     for _ in 0..n {
-        recv(&mut rc).await;
+        plain.insert(recv(&mut rc).await.topic);
     }
+    assert_eq!(
+        plain.len(),
+        n,
+        "the plain subscriber sees every message once"
+    );
     let mut got = std::collections::HashSet::new();
     let (mut na, mut nb) = (0, 0);
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -122,7 +124,7 @@ async fn shared_subscription_splits_messages_and_plain_ones_see_all() {
         tokio::select! {
             Some(m) = ra.recv() => { na += 1; got.insert(m.topic); }
             Some(m) = rb.recv() => { nb += 1; got.insert(m.topic); }
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = tokio::time::sleep_until(deadline) => {}
         }
     }
     assert_eq!(got.len(), n, "every message reached the share once");
@@ -139,8 +141,7 @@ async fn will_is_published_on_abrupt_disconnect_only() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (w, mut rx, h) = client_v4(s.port, "watcher", true, |_| {}).await;
-    w.subscribe("status/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    w.subscribed("status/#", QoS::AtLeastOnce).await;
     // Abrupt: a raw CONNECT with a will, then the socket is dropped.
     let mut c = rumqttc::Connect::new("dev1");
     c.keep_alive = 30;
@@ -189,8 +190,7 @@ async fn websocket_and_mosquitto_clients_interoperate() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (sub, mut rx, h) = client_v4(s.port, "tcp-sub", true, |_| {}).await;
-    sub.subscribe("ws/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    sub.subscribed("ws/#", QoS::AtLeastOnce).await;
     let url = format!("ws://127.0.0.1:{}/mqtt", s.ws_port);
     let (wsc, mut wsrx, hw) = client_v4(s.ws_port, &url, true, |o| {
         // rumqttc takes the URL as the broker address for websockets.
@@ -199,69 +199,100 @@ async fn websocket_and_mosquitto_clients_interoperate() {
         o.set_keep_alive(Duration::from_secs(30));
     })
     .await;
-    wsc.subscribe("ws/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    wsc.subscribed("ws/#", QoS::AtLeastOnce).await;
     wsc.publish("ws/hello", QoS::AtLeastOnce, false, "over-ws")
         .await
         .unwrap();
     assert_eq!(&recv(&mut rx).await.payload[..], b"over-ws");
     assert_eq!(&recv(&mut wsrx).await.payload[..], b"over-ws");
-    let pub_bin = std::path::Path::new("/usr/bin/mosquitto_pub");
-    let sub_bin = std::path::Path::new("/usr/bin/mosquitto_sub");
-    if pub_bin.exists() && sub_bin.exists() {
-        let port = s.port.to_string();
-        let child = tokio::process::Command::new(sub_bin)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-t",
-                "ws/mosq",
-                "-q",
-                "1",
-                "-C",
-                "1",
-                "-V",
-                "mqttv5",
-                "-W",
-                "10",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let st = tokio::process::Command::new(pub_bin)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-t",
-                "ws/mosq",
-                "-q",
-                "2",
-                "-m",
-                "from-mosquitto",
-            ])
-            .status()
-            .await
-            .unwrap();
-        assert!(st.success());
-        let out = tokio::time::timeout(WAIT, child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "from-mosquitto"
-        );
-        assert_eq!(&recv(&mut rx).await.payload[..], b"from-mosquitto");
-    } else {
-        eprintln!("!!! SKIPPED mosquitto part: install mosquitto-clients (apt-get install -y mosquitto-clients)");
-    }
+    // Debian's mosquitto clients (libmosquitto), v5 subscriber and 3.1.1 QoS 2 publisher.
+    let how = "apt-get install -y mosquitto-clients";
+    let (Some(pub_bin), Some(sub_bin)) = (
+        tool("/usr/bin/mosquitto_pub", how),
+        tool("/usr/bin/mosquitto_sub", how),
+    ) else {
+        return;
+    };
+    let port = s.port.to_string();
+    // `-d` prints "received SUBACK" (line-buffered through stdbuf): the publish waits for it.
+    let mut child = tokio::process::Command::new("stdbuf")
+        .arg("-oL")
+        .arg(sub_bin)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "ws/mosq",
+            "-q",
+            "1",
+            "-C",
+            "1",
+            "-V",
+            "mqttv5",
+            "-W",
+            "10",
+            "-d",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    until_line(&mut lines, &mut seen, "received SUBACK").await;
+    let st = tokio::process::Command::new(pub_bin)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "ws/mosq",
+            "-q",
+            "2",
+            "-m",
+            "from-mosquitto",
+        ])
+        .status();
+    let st = tokio::time::timeout(WAIT, st)
+        .await
+        .expect("mosquitto_pub ends within 10 s")
+        .unwrap();
+    assert!(st.success());
+    until_line(&mut lines, &mut seen, "from-mosquitto").await;
+    assert_eq!(seen.last().map(String::as_str), Some("from-mosquitto"));
+    let st = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("mosquitto_sub -C 1 ends after its message")
+        .unwrap();
+    assert!(st.success(), "{st}");
+    assert_eq!(&recv(&mut rx).await.payload[..], b"from-mosquitto");
     h.abort();
     hw.abort();
     s.stop().await;
+}
+
+/// Reads `lines` (kept in `seen`) until one contains `want`, within [`WAIT`].
+async fn until_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut Vec<String>,
+    want: &str,
+) {
+    let read = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let found = l.contains(want);
+            seen.push(l);
+            if found {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(WAIT, read).await {
+        Ok(true) => {}
+        Ok(false) => panic!("mosquitto_sub ended before {want:?}: {seen:?}"),
+        Err(_) => panic!("no {want:?} from mosquitto_sub within {WAIT:?}: {seen:?}"),
+    }
 }

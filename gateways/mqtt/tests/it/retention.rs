@@ -73,14 +73,13 @@ async fn age_out_every_old_segment(dir: &Path) -> Broker {
     }
     assert!(all.len() >= 3, "the test wrote several segments");
     let broker = open_small(dir);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while segments(dir).first().is_some_and(|(b, _)| *b < cutoff) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "retention did not run"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("retention to delete the old segments", || async {
+        segments(dir)
+            .first()
+            .is_some_and(|(b, _)| *b >= cutoff)
+            .then_some(())
+    })
+    .await;
     broker
 }
 
@@ -90,21 +89,15 @@ async fn retained_and_sessions_survive_retention_deleting_every_old_segment_and_
     let s = Server::with_broker(open_small(dir.path()), MqttConfig::default()).await;
     let b = s.broker.clone();
     let (p, _prx, hp) = client_v4(s.port, "setter", true, |_| {}).await;
-    p.publish("news/kept", QoS::AtLeastOnce, true, "kept")
-        .await
-        .unwrap();
-    p.publish("news/gone", QoS::AtLeastOnce, true, "soon-cleared")
-        .await
-        .unwrap();
+    p.published("news/kept", QoS::AtLeastOnce, true, "kept")
+        .await;
+    p.published("news/gone", QoS::AtLeastOnce, true, "soon-cleared")
+        .await;
     let (c, _rx, h) = client_v4(s.port, "dev-r", false, |_| {}).await;
-    c.subscribe("cmd/dev-r", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    c.subscribed("cmd/dev-r", QoS::AtLeastOnce).await;
     c.disconnect().await.unwrap();
-    let _ = h.await;
-    p.publish("news/gone", QoS::AtLeastOnce, true, "")
-        .await
-        .unwrap();
-    settle().await;
+    ended(h).await;
+    p.published("news/gone", QoS::AtLeastOnce, true, "").await;
     hp.abort();
     assert_eq!(b.kv().len("mqtt.retained"), 1);
     assert!(b.kv().get("mqtt.sessions", b"dev-r").unwrap().is_some());
@@ -117,21 +110,20 @@ async fn retained_and_sessions_survive_retention_deleting_every_old_segment_and_
     let broker = age_out_every_old_segment(dir.path()).await;
     let s = Server::with_broker(broker, MqttConfig::default()).await;
     let (v, mut vrx, hv) = client_v4(s.port, "viewer", true, |_| {}).await;
-    v.subscribe("news/#", QoS::AtLeastOnce).await.unwrap();
+    v.subscribed("news/#", QoS::AtLeastOnce).await;
     let got = recv(&mut vrx).await;
     assert_eq!(
         (got.topic.as_str(), &got.payload[..]),
         ("news/kept", &b"kept"[..])
     );
     assert!(got.retain);
-    nothing(&mut vrx, 500).await;
-    // The persistent session's subscription survived too.
+    nothing(&mut vrx, 500).await; // the cleared one does not follow: waiting is the point
+                                  // The persistent session's subscription survived too.
     let (c, mut rx, h) = client_v4(s.port, "dev-r", false, |_| {}).await;
-    settle().await;
+    assert!(c.connack.session_present);
     let (p, _prx, hp) = client_v4(s.port, "pusher", true, |_| {}).await;
-    p.publish("cmd/dev-r", QoS::AtLeastOnce, false, "after-retention")
-        .await
-        .unwrap();
+    p.published("cmd/dev-r", QoS::AtLeastOnce, false, "after-retention")
+        .await;
     assert_eq!(&recv(&mut rx).await.payload[..], b"after-retention");
     c.disconnect().await.unwrap();
     for x in [h, hp, hv] {
@@ -145,10 +137,9 @@ async fn a_clean_start_ends_a_session_durably() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::with_broker(open_small(dir.path()), MqttConfig::default()).await;
     let (c, _rx, h) = client_v4(s.port, "tmp", false, |_| {}).await;
-    c.subscribe("cmd/tmp", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    c.subscribed("cmd/tmp", QoS::AtLeastOnce).await;
     c.disconnect().await.unwrap();
-    let _ = h.await;
+    ended(h).await;
     assert!(s
         .broker
         .kv()
@@ -156,11 +147,29 @@ async fn a_clean_start_ends_a_session_durably() {
         .unwrap()
         .is_some());
     let (c, _rx, h) = client_v4(s.port, "tmp", true, |_| {}).await;
+    assert!(!c.connack.session_present, "a clean start ends the session");
     c.disconnect().await.unwrap();
-    let _ = h.await;
-    settle().await;
+    ended(h).await;
+    eventually("the session record deleted", || async {
+        s.broker
+            .kv()
+            .get("mqtt.sessions", b"tmp")
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     let broker = s.stop().await;
-    assert_eq!(broker.kv().get("mqtt.sessions", b"tmp").unwrap(), None);
+    broker.shutdown().unwrap();
+    drop(broker);
+    // Durably: gone after a restart too, and the client finds no session.
+    let s = Server::with_broker(open_small(dir.path()), MqttConfig::default()).await;
+    assert_eq!(s.broker.kv().get("mqtt.sessions", b"tmp").unwrap(), None);
+    let (c, _rx, h) = client_v4(s.port, "tmp", false, |_| {}).await;
+    assert!(!c.connack.session_present, "no session after the restart");
+    c.disconnect().await.unwrap();
+    ended(h).await;
+    let broker = s.stop().await;
     broker.shutdown().unwrap();
 }
 
@@ -194,34 +203,31 @@ async fn an_upgrade_imports_the_old_system_topics_once() {
 
     let s = Server::with_broker(broker, MqttConfig::default()).await;
     let (v, mut vrx, hv) = client_v4(s.port, "viewer", true, |_| {}).await;
-    v.subscribe("old/#", QoS::AtLeastOnce).await.unwrap();
+    v.subscribed("old/#", QoS::AtLeastOnce).await;
     let got = recv(&mut vrx).await;
     assert_eq!((got.topic.as_str(), &got.payload[..]), ("old/a", &b"A"[..]));
-    nothing(&mut vrx, 500).await;
+    nothing(&mut vrx, 500).await; // old/b was cleared: waiting is the point
     let kv = s.broker.kv();
     assert!(kv.get("mqtt.sessions", b"legacy").unwrap().is_some());
     assert_eq!(kv.get("mqtt.sessions", b"ended").unwrap(), None);
     assert_eq!(kv.len("mqtt.meta"), 2, "both imports are marked");
     let (c, mut rx, h) = client_v4(s.port, "legacy", false, |_| {}).await;
-    settle().await;
+    assert!(c.connack.session_present, "the imported session");
     let (p, _prx, hp) = client_v4(s.port, "pusher", true, |_| {}).await;
-    p.publish("cmd/legacy", QoS::AtLeastOnce, false, "hello")
-        .await
-        .unwrap();
+    p.published("cmd/legacy", QoS::AtLeastOnce, false, "hello")
+        .await;
     assert_eq!(&recv(&mut rx).await.payload[..], b"hello");
     c.disconnect().await.unwrap();
     // Clear old/a: the old topic still holds it, but it is not imported again.
-    p.publish("old/a", QoS::AtLeastOnce, true, "")
-        .await
-        .unwrap();
-    settle().await;
+    p.published("old/a", QoS::AtLeastOnce, true, "").await;
     for x in [h, hp, hv] {
         x.abort();
     }
     let broker = s.stop().await;
     let s = Server::with_broker(broker, MqttConfig::default()).await;
     let (v, mut vrx, hv) = client_v4(s.port, "viewer", true, |_| {}).await;
-    v.subscribe("old/#", QoS::AtLeastOnce).await.unwrap();
+    v.subscribed("old/#", QoS::AtLeastOnce).await;
+    // Retained messages are sent right after the SUBACK: none (waiting is the point).
     nothing(&mut vrx, 500).await;
     hv.abort();
     s.stop().await;

@@ -8,25 +8,27 @@ async fn persistent_session_gets_offline_messages_after_reconnect_and_restart() 
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (c, _rx, h) = client_v4(s.port, "dev-p", false, |_| {}).await;
-    c.subscribe("cmd/dev-p", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    assert!(!c.connack.session_present, "a new session");
+    c.subscribed("cmd/dev-p", QoS::AtLeastOnce).await;
     c.disconnect().await.unwrap();
-    let _ = h.await;
+    ended(h).await;
     let (p, _r, hp) = client_v4(s.port, "pusher", true, |_| {}).await;
-    p.publish("cmd/dev-p", QoS::AtLeastOnce, false, "while-offline")
-        .await
-        .unwrap();
-    settle().await;
+    p.published("cmd/dev-p", QoS::AtLeastOnce, false, "while-offline")
+        .await;
     // Reconnect: the session is present and the offline message arrives.
     let (c, mut rx, h) = client_v4(s.port, "dev-p", false, |_| {}).await;
+    assert!(c.connack.session_present, "the session was kept");
     assert_eq!(&recv(&mut rx).await.payload[..], b"while-offline");
-    settle().await;
+    // rumqttc acknowledges it: once the core has it acknowledged, the session leaves.
+    eventually("the offline message acknowledged in the core", || async {
+        let lag = s.broker.consumer().lag("mqtt-dev-p", "cmd").ok()?;
+        lag.iter().all(|q| q.pop_unacked == 0).then_some(())
+    })
+    .await;
     c.disconnect().await.unwrap();
-    let _ = h.await;
-    p.publish("cmd/dev-p", QoS::AtLeastOnce, false, "before-restart")
-        .await
-        .unwrap();
-    settle().await;
+    ended(h).await;
+    p.published("cmd/dev-p", QoS::AtLeastOnce, false, "before-restart")
+        .await;
     hp.abort();
     // Restart the broker and the gateway on the same directory.
     let broker = s.stop().await;
@@ -34,13 +36,16 @@ async fn persistent_session_gets_offline_messages_after_reconnect_and_restart() 
     drop(broker);
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (c, mut rx, h) = client_v4(s.port, "dev-p", false, |_| {}).await;
+    assert!(
+        c.connack.session_present,
+        "the session survived the restart"
+    );
     assert_eq!(&recv(&mut rx).await.payload[..], b"before-restart");
-    nothing(&mut rx, 500).await;
-    // The subscription itself survived too.
+    // The subscription itself survived too (and `while-offline`, acknowledged, does not come
+    // again: it would arrive before this one).
     let (p, _r, hp) = client_v4(s.port, "pusher2", true, |_| {}).await;
-    p.publish("cmd/dev-p", QoS::AtLeastOnce, false, "after-restart")
-        .await
-        .unwrap();
+    p.published("cmd/dev-p", QoS::AtLeastOnce, false, "after-restart")
+        .await;
     assert_eq!(&recv(&mut rx).await.payload[..], b"after-restart");
     c.disconnect().await.unwrap();
     h.abort();
@@ -56,8 +61,7 @@ async fn unacked_messages_are_redelivered_with_dup_after_reconnect() {
         o.set_manual_acks(true);
     })
     .await;
-    c.subscribe("jobs/slow", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    c.subscribed("jobs/slow", QoS::AtLeastOnce).await;
     let (p, _r, hp) = client_v4(s.port, "pj", true, |_| {}).await;
     p.publish("jobs/slow", QoS::AtLeastOnce, false, "job")
         .await
@@ -67,6 +71,7 @@ async fn unacked_messages_are_redelivered_with_dup_after_reconnect() {
     h.abort(); // abrupt: never acknowledged
     drop(c);
     let (c, mut rx, h) = client_v4(s.port, "slow", false, |_| {}).await;
+    assert!(c.connack.session_present);
     let again = recv(&mut rx).await;
     assert_eq!(&again.payload[..], b"job");
     assert!(again.dup, "a retransmission carries DUP");
@@ -81,20 +86,17 @@ async fn retained_messages_survive_a_restart_and_an_empty_one_clears() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (p, _r, hp) = client_v4(s.port, "rp", true, |_| {}).await;
-    p.publish("home/light", QoS::AtLeastOnce, true, "on")
-        .await
-        .unwrap();
-    p.publish("home/door", QoS::AtLeastOnce, true, "closed")
-        .await
-        .unwrap();
-    settle().await;
+    p.published("home/light", QoS::AtLeastOnce, true, "on")
+        .await;
+    p.published("home/door", QoS::AtLeastOnce, true, "closed")
+        .await;
     hp.abort();
     let broker = s.stop().await;
     broker.shutdown().unwrap();
     drop(broker);
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (c, mut rx, h) = client_v4(s.port, "rs", true, |_| {}).await;
-    c.subscribe("home/+", QoS::AtLeastOnce).await.unwrap();
+    c.subscribed("home/+", QoS::AtLeastOnce).await;
     let mut got = [recv(&mut rx).await, recv(&mut rx).await];
     got.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_eq!(got[0].topic, "home/door");
@@ -102,15 +104,14 @@ async fn retained_messages_survive_a_restart_and_an_empty_one_clears() {
     assert!(got.iter().all(|m| m.retain));
     // Clear one.
     let (p, _r, hp) = client_v4(s.port, "rp2", true, |_| {}).await;
-    p.publish("home/light", QoS::AtLeastOnce, true, "")
-        .await
-        .unwrap();
-    let _ = recv(&mut rx).await; // delivered live, as any publish
+    p.published("home/light", QoS::AtLeastOnce, true, "").await;
+    let live = recv(&mut rx).await; // delivered live, as any publish
+    assert_eq!((live.topic.as_str(), live.payload.len()), ("home/light", 0));
     let (c2, mut rx2, h2) = client_v4(s.port, "rs2", true, |_| {}).await;
-    c2.subscribe("home/#", QoS::AtLeastOnce).await.unwrap();
+    c2.subscribed("home/#", QoS::AtLeastOnce).await;
     let only = recv(&mut rx2).await;
     assert_eq!(only.topic, "home/door");
-    nothing(&mut rx2, 500).await;
+    nothing(&mut rx2, 500).await; // the cleared one does not follow: waiting is the point
     for h in [h, hp, h2] {
         h.abort();
     }
@@ -130,20 +131,24 @@ async fn a_slow_subscriber_is_bounded_and_the_core_keeps_the_rest() {
         o.set_manual_acks(true);
     })
     .await;
-    c.subscribe("flood/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    c.subscribed("flood/#", QoS::AtLeastOnce).await;
     let (p, _r, hp) = client_v4(s.port, "flooder", true, |_| {}).await;
     for i in 0..500 {
         p.publish(format!("flood/{}", i % 7), QoS::AtLeastOnce, false, "x")
             .await
             .unwrap();
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-    let mut got = 0;
-    while rx.try_recv().is_ok() {
-        got += 1;
+    // Every publish stored, and the first max_inflight sent...
+    eventually("the 500 publishes stored", || async {
+        let info = s.broker.topics().describe("flood").await.ok()?;
+        (info.queues.iter().map(|q| q.max - q.min).sum::<u64>() == 500).then_some(())
+    })
+    .await;
+    for _ in 0..8 {
+        recv(&mut rx).await;
     }
-    assert_eq!(got, 8, "only max_inflight unacknowledged messages are sent");
+    // ...and nothing more while none is acknowledged (waiting is the point).
+    nothing(&mut rx, 500).await;
     let inflight: u64 = s
         .broker
         .consumer()
@@ -153,6 +158,16 @@ async fn a_slow_subscriber_is_bounded_and_the_core_keeps_the_rest() {
         .map(|q| q.pop_inflight)
         .sum();
     assert!(inflight <= 8 + 40, "popped from the core: {inflight}");
+    // The core keeps the rest: all 500 are there, none acknowledged.
+    let unacked: u64 = s
+        .broker
+        .consumer()
+        .lag("mqtt-slowpoke", "flood")
+        .unwrap()
+        .iter()
+        .map(|q| q.pop_unacked)
+        .sum();
+    assert_eq!(unacked, 500);
     h.abort();
     hp.abort();
     s.stop().await;

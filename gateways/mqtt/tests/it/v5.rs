@@ -2,19 +2,95 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rocketgate_gateway_mqtt::MqttConfig;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use std::future::Future;
+
+use rumqttc::v5::mqttbytes::v5::{
+    ConnAck, ConnectReturnCode, Packet, PubAckReason, Publish, PublishProperties,
+    SubscribeReasonCode,
+};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, ClientError, Event, MqttOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::support::*;
+
+/// A v5 client (rumqttc) whose event loop runs in a task of its own; dereferences to the
+/// `AsyncClient`. Incoming publishes go to the receiver [`client_v5`] returns; SUBACK and
+/// PUBACK to `acks`, so that a test waits for the acknowledgement it is about.
+struct Client5 {
+    client: AsyncClient,
+    /// The CONNACK of the connection.
+    connack: ConnAck,
+    acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Packet>>,
+}
+
+impl std::ops::Deref for Client5 {
+    type Target = AsyncClient;
+
+    fn deref(&self) -> &AsyncClient {
+        &self.client
+    }
+}
+
+impl Client5 {
+    /// Sends a SUBSCRIBE (`request`, one of the client's subscribe calls) and waits for its
+    /// SUBACK, which must grant every filter: the subscriptions then read every later publish.
+    async fn suback(&self, request: impl Future<Output = Result<(), ClientError>>) {
+        let mut acks = self.acks.lock().await;
+        while acks.try_recv().is_ok() {}
+        request.await.unwrap();
+        let codes = next_ack(&mut acks, "SUBACK", |p| match p {
+            Packet::SubAck(a) => Some(a.return_codes),
+            _ => None,
+        })
+        .await;
+        assert!(
+            codes
+                .iter()
+                .all(|c| matches!(c, SubscribeReasonCode::Success(_))),
+            "{codes:?}"
+        );
+    }
+
+    /// Sends a QoS 1 PUBLISH (`request`, one of the client's publish calls) and returns the
+    /// reason of its PUBACK. (Matches the next PUBACK: use it for every QoS 1 publish of the
+    /// client.)
+    async fn puback(&self, request: impl Future<Output = Result<(), ClientError>>) -> PubAckReason {
+        let mut acks = self.acks.lock().await;
+        while acks.try_recv().is_ok() {}
+        request.await.unwrap();
+        next_ack(&mut acks, "PUBACK", |p| match p {
+            Packet::PubAck(a) => Some(a.reason),
+            _ => None,
+        })
+        .await
+    }
+}
+
+/// The next acknowledgement `pick` accepts, within [`WAIT`].
+async fn next_ack<T>(
+    acks: &mut mpsc::UnboundedReceiver<Packet>,
+    what: &str,
+    mut pick: impl FnMut(Packet) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let p = acks.recv().await.expect("client event loop running");
+            if let Some(v) = pick(p) {
+                return v;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
 
 async fn client_v5(
     port: u16,
     id: &str,
     tweak: impl FnOnce(&mut MqttOptions),
 ) -> (
-    AsyncClient,
+    Client5,
     mpsc::UnboundedReceiver<Publish>,
     tokio::task::JoinHandle<()>,
 ) {
@@ -23,25 +99,37 @@ async fn client_v5(
     tweak(&mut o);
     let (client, mut el) = AsyncClient::new(o, 1000);
     let (tx, rx) = mpsc::unbounded_channel();
+    let (acks_tx, acks) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = oneshot::channel();
     let mut ready = Some(ready_tx);
     let h = tokio::spawn(async move {
         loop {
             match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Ok(Event::Incoming(Packet::ConnAck(a))) => {
                     if let Some(r) = ready.take() {
-                        let _ = r.send(());
+                        let _ = r.send(a);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let _ = tx.send(p);
+                }
+                Ok(Event::Incoming(p @ (Packet::SubAck(_) | Packet::PubAck(_)))) => {
+                    let _ = acks_tx.send(p);
                 }
                 Ok(_) => {}
                 Err(_) => return,
             }
         }
     });
-    tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
+    let connack = tokio::time::timeout(WAIT, ready_rx)
+        .await
+        .expect("CONNACK within 10 s")
+        .unwrap();
+    let client = Client5 {
+        client,
+        connack,
+        acks: tokio::sync::Mutex::new(acks),
+    };
     (client, rx, h)
 }
 
@@ -54,10 +142,8 @@ async fn v5_properties_pass_through() {
         id: Some(7),
         user_properties: Vec::new(),
     };
-    sub.subscribe_with_properties("req/#", QoS::AtLeastOnce, props)
-        .await
-        .unwrap();
-    settle().await;
+    sub.suback(sub.subscribe_with_properties("req/#", QoS::AtLeastOnce, props))
+        .await;
     let (p, _r, hp) = client_v5(s.port, "v5pub", |_| {}).await;
     let props = PublishProperties {
         payload_format_indicator: Some(1),
@@ -68,9 +154,10 @@ async fn v5_properties_pass_through() {
         content_type: Some("text/plain".into()),
         ..PublishProperties::default()
     };
-    p.publish_with_properties("req/a", QoS::AtLeastOnce, false, "hi", props)
-        .await
-        .unwrap();
+    let reason = p
+        .puback(p.publish_with_properties("req/a", QoS::AtLeastOnce, false, "hi", props))
+        .await;
+    assert_eq!(reason, PubAckReason::Success);
     let got = recv(&mut rx).await;
     let gp = got.properties.expect("properties");
     assert_eq!(gp.payload_format_indicator, Some(1));
@@ -114,8 +201,7 @@ async fn receive_maximum_of_the_client_is_honoured() {
         o.set_manual_acks(true);
     })
     .await;
-    sub.subscribe("rm/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    sub.suback(sub.subscribe("rm/#", QoS::AtLeastOnce)).await;
     let (p, _r, hp) = client_v5(s.port, "rmp", |_| {}).await;
     for i in 0..3 {
         p.publish(format!("rm/{i}"), QoS::AtLeastOnce, false, "x")
@@ -123,13 +209,17 @@ async fn receive_maximum_of_the_client_is_honoured() {
             .unwrap();
     }
     let first = recv(&mut rx).await;
-    nothing(&mut rx, 700).await; // window of one, unacknowledged
+    // A window of one, unacknowledged: nothing more (waiting is the point).
+    nothing(&mut rx, 700).await;
     sub.ack(&first).await.unwrap();
     let second = recv(&mut rx).await;
     assert_ne!(first.topic, second.topic);
-    nothing(&mut rx, 300).await;
+    nothing(&mut rx, 300).await; // again a window of one
     sub.ack(&second).await.unwrap();
-    let _third = recv(&mut rx).await;
+    let third = recv(&mut rx).await;
+    let mut topics = [&first.topic, &second.topic, &third.topic].map(|t| t.to_vec());
+    topics.sort();
+    assert_eq!(topics, [&b"rm/0"[..], b"rm/1", b"rm/2"].map(<[u8]>::to_vec));
     h.abort();
     hp.abort();
     s.stop().await;
@@ -139,7 +229,16 @@ async fn receive_maximum_of_the_client_is_honoured() {
 async fn no_local_and_assigned_client_id() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
+    // An empty client id: the CONNACK assigns one, and the session lives under it.
     let (c, mut rx, h) = client_v5(s.port, "", |_| {}).await;
+    assert_eq!(c.connack.code, ConnectReturnCode::Success);
+    let assigned = c
+        .connack
+        .properties
+        .as_ref()
+        .and_then(|p| p.assigned_client_identifier.clone())
+        .expect("the CONNACK carries the assigned client identifier");
+    assert!(!assigned.is_empty());
     let f = rumqttc::v5::mqttbytes::v5::Filter {
         path: "chat/#".into(),
         qos: QoS::AtLeastOnce,
@@ -147,18 +246,37 @@ async fn no_local_and_assigned_client_id() {
         preserve_retain: false,
         retain_forward_rule: rumqttc::v5::mqttbytes::v5::RetainForwardRule::OnEverySubscribe,
     };
-    c.subscribe_many(vec![f]).await.unwrap();
-    settle().await;
-    c.publish("chat/room", QoS::AtLeastOnce, false, "mine")
-        .await
-        .unwrap();
-    nothing(&mut rx, 500).await;
+    c.suback(c.subscribe_many(vec![f])).await;
+    let group = rocketgate_gateway_mqtt::topic::session_group(&assigned);
+    assert!(
+        s.broker.groups().get(&group).is_ok(),
+        "the subscription reads with the group of the assigned id, {group}"
+    );
+    // A second client gets another id.
+    let (other, _orx, ho) = client_v5(s.port, "", |_| {}).await;
+    let other_id = other
+        .connack
+        .properties
+        .as_ref()
+        .and_then(|p| p.assigned_client_identifier.clone());
+    assert!(
+        other_id.as_ref().is_some_and(|o| *o != assigned),
+        "{other_id:?} vs {assigned}"
+    );
+    // No local: its own publish is stored (acknowledged) but not sent back to it; one of
+    // another client on the same topic, stored after it in the same queue, is.
+    let reason = c
+        .puback(c.publish("chat/room", QoS::AtLeastOnce, false, "mine"))
+        .await;
+    assert_eq!(reason, PubAckReason::Success);
     let (p, _r, hp) = client_v5(s.port, "other", |_| {}).await;
-    p.publish("chat/room", QoS::AtLeastOnce, false, "theirs")
-        .await
-        .unwrap();
+    let reason = p
+        .puback(p.publish("chat/room", QoS::AtLeastOnce, false, "theirs"))
+        .await;
+    assert_eq!(reason, PubAckReason::Success);
     assert_eq!(&recv(&mut rx).await.payload[..], b"theirs");
     h.abort();
+    ho.abort();
     hp.abort();
     s.stop().await;
 }
@@ -203,42 +321,46 @@ async fn will_delay_session_expiry_and_packet_too_large() {
     };
     let s = Server::start(dir.path(), config).await;
     let (w, mut rx, h) = client_v5(s.port, "watch5", |_| {}).await;
-    w.subscribe("lwt/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
-    {
-        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-            .await
-            .unwrap();
-        sock.write_all(&raw_v5_connect("delayed", Some((1, "lwt/delayed")), 5))
-            .await
-            .unwrap();
-        let mut ack = [0u8; 3];
-        sock.read_exact(&mut ack).await.unwrap();
-        assert_eq!(ack[0], 0x20);
-        // A subscription so that the session has a consumer group.
-        let mut sub = bytes::BytesMut::new();
-        rumqttc::v5::mqttbytes::v5::Subscribe::new(
-            rumqttc::v5::mqttbytes::v5::Filter::new("x/y", QoS::AtLeastOnce),
-            None,
-        )
-        .write(&mut sub)
+    w.suback(w.subscribe("lwt/#", QoS::AtLeastOnce)).await;
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
         .unwrap();
-        sock.write_all(&sub).await.unwrap();
-        settle().await;
-    } // dropped abruptly
-    nothing(&mut rx, 600).await; // will delay 1 s
+    sock.write_all(&raw_v5_connect("delayed", Some((1, "lwt/delayed")), 5))
+        .await
+        .unwrap();
+    let (first, body) = read_packet(&mut sock).await.expect("a CONNACK");
+    assert_eq!((first, body[1]), (0x20, 0), "CONNACK success: {body:02x?}");
+    // A subscription so that the session has a consumer group.
+    let mut sub = bytes::BytesMut::new();
+    rumqttc::v5::mqttbytes::v5::Subscribe::new(
+        rumqttc::v5::mqttbytes::v5::Filter::new("x/y", QoS::AtLeastOnce),
+        None,
+    )
+    .write(&mut sub)
+    .unwrap();
+    sock.write_all(&sub).await.unwrap();
+    let (first, body) = read_packet(&mut sock).await.expect("a SUBACK");
+    assert_eq!(first, 0x90, "{body:02x?}");
+    assert_eq!(body.last(), Some(&1), "QoS 1 granted: {body:02x?}");
+    assert!(s.broker.groups().get("mqtt-delayed").is_ok());
+    let dropped = std::time::Instant::now();
+    drop(sock); // abruptly
+                // The will goes out after its delay of 1 s, not before.
     let got = recv(&mut rx).await;
     assert_eq!(got.topic, Bytes::from_static(b"lwt/delayed"));
-    // Session expiry 5 s: the session's group is gone a little after.
-    assert!(s.broker.groups().get("mqtt-delayed").is_ok());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while s.broker.groups().get("mqtt-delayed").is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "session did not expire"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let will_after = dropped.elapsed();
+    assert!(will_after >= Duration::from_millis(950), "{will_after:?}");
+    // Session expiry 5 s: the session's group is gone after it, not before (the deadline is
+    // generous: 30 s).
+    eventually_within(Duration::from_secs(30), "the session to expire", || async {
+        s.broker.groups().get("mqtt-delayed").is_err().then_some(())
+    })
+    .await;
+    let expired_after = dropped.elapsed();
+    assert!(
+        expired_after >= Duration::from_millis(4_950),
+        "{expired_after:?}"
+    );
     // A packet over the maximum packet size: DISCONNECT 0x95, then closed.
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
         .await
@@ -247,9 +369,10 @@ async fn will_delay_session_expiry_and_packet_too_large() {
     bytes.extend_from_slice(&[0x30, 0x80, 0x10]); // remaining length 2048
     sock.write_all(&bytes).await.unwrap();
     let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(1), sock.read_to_end(&mut all))
+    // (Closed at once; the bound is generous.)
+    tokio::time::timeout(WAIT, sock.read_to_end(&mut all))
         .await
-        .expect("closed within 1 s")
+        .expect("closed")
         .unwrap();
     assert!(
         all.windows(2).any(|w| w[0] == 0xe0) && all.contains(&0x95),
@@ -265,8 +388,7 @@ async fn incoming_topic_aliases_resolve_and_bad_ones_disconnect() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;
     let (w, mut rx, h) = client_v5(s.port, "alias-sub", |_| {}).await;
-    w.subscribe("al/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    w.suback(w.subscribe("al/#", QoS::AtLeastOnce)).await;
     let mut bytes = raw_v5_connect("aliaser", None, 0);
     // PUBLISH QoS 1 "al/1", id 1, topic alias 1; then topic "" with alias 1, id 2.
     bytes.extend_from_slice(&[
@@ -287,9 +409,10 @@ async fn incoming_topic_aliases_resolve_and_bad_ones_disconnect() {
         .await
         .unwrap();
     let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(1), sock.read_to_end(&mut all))
+    // (Closed at once; the bound is generous.)
+    tokio::time::timeout(WAIT, sock.read_to_end(&mut all))
         .await
-        .expect("closed within 1 s")
+        .expect("closed")
         .unwrap();
     assert!(all.contains(&0x82), "{all:02x?}");
     h.abort();
@@ -304,8 +427,7 @@ async fn outgoing_topic_aliases_are_resolved_by_the_client() {
         o.set_topic_alias_max(Some(2));
     })
     .await;
-    sub.subscribe("ao/#", QoS::AtLeastOnce).await.unwrap();
-    settle().await;
+    sub.suback(sub.subscribe("ao/#", QoS::AtLeastOnce)).await;
     let (p, _r, hp) = client_v5(s.port, "alias-pub", |_| {}).await;
     for t in ["ao/1", "ao/2", "ao/3", "ao/1", "ao/2", "ao/3"] {
         p.publish(t, QoS::AtLeastOnce, false, t.as_bytes().to_vec())

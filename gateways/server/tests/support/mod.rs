@@ -86,23 +86,17 @@ impl Node {
     }
 
     fn wait_ready(&mut self, path: &Path) -> serde_json::Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                if let Ok(v) = serde_json::from_str(&text) {
-                    return v;
-                }
+        let log = self.log.clone();
+        let child = self.child.as_mut().unwrap();
+        poll_until(WAIT, "the ready file", || {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("rocketgate exited early ({status}):\n{log}");
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("rocketgate exited early ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready within {WAIT:?}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            let text = std::fs::read_to_string(path).ok()?;
+            serde_json::from_str(&text).ok()
+        })
+        .unwrap_or_else(|| panic!("not ready within {WAIT:?}:\n{}", self.log_text()))
     }
 
     /// The bound address of `protocol` (`grpc`, `http`, `nameserver`).
@@ -140,16 +134,9 @@ impl Node {
             .status()
             .unwrap();
         assert!(status.success());
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return (s, sent.elapsed());
-            }
-            if sent.elapsed() > WAIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no exit within {WAIT:?} of SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match exited(&mut child, WAIT) {
+            Some(s) => (s, sent.elapsed()),
+            None => panic!("no exit within {WAIT:?} of SIGTERM:\n{}", self.log_text()),
         }
     }
 }
@@ -170,13 +157,8 @@ pub fn run(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("rocketgate {args:?} did not finish within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if exited(&mut child, WAIT).is_none() {
+        panic!("rocketgate {args:?} did not finish within {WAIT:?}");
     }
     child.wait_with_output().unwrap()
 }
@@ -230,4 +212,58 @@ pub fn http(address: &str, method: &str, path: &str, json: Option<&str>) -> (u16
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Calls `check` every 20 ms until it returns `Some` (returned), or `None` once `within`
+/// passed: a wait for a state, with a deadline.
+pub fn poll_until<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            eprintln!("gave up waiting for {what} after {within:?}");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` to exit within `within`: its status, or `None` after killing it (SIGKILL,
+/// reaped) when it did not. Its stdout and stderr, if piped, are left to read.
+pub fn exited(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let status = poll_until(within, "a child process to exit", || {
+        child.try_wait().unwrap()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// The opt-out of tests that need a tool: with `RG_ALLOW_SKIP=1` such a test passes with a
+/// note where the tool is missing; without it the test fails and says how to install it
+/// (`scripts/test` installs every tool; docs/testing.md).
+pub const ALLOW_SKIP: &str = "RG_ALLOW_SKIP";
+
+/// `path` when it exists. Otherwise the test fails with `how` to install it, or, only under
+/// [`ALLOW_SKIP`], `None` (the caller skips) after a note on stdout.
+pub fn tool<'a>(path: &'a str, how: &str) -> Option<&'a Path> {
+    let p = Path::new(path);
+    if p.exists() {
+        return Some(p);
+    }
+    let what = format!("{path} is missing");
+    assert!(
+        std::env::var(ALLOW_SKIP).is_ok_and(|v| v == "1"),
+        "{what}: {how} (scripts/test does), or set {ALLOW_SKIP}=1 to skip such tests on purpose"
+    );
+    println!("NOTE: skipped under {ALLOW_SKIP}=1: {what}");
+    None
 }
