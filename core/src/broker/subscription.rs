@@ -262,6 +262,7 @@ async fn run(
         pool.add_permits(unused);
         match popped {
             Ok(messages) => {
+                let got = !messages.is_empty();
                 for p in messages {
                     shared
                         .buffered
@@ -270,6 +271,12 @@ async fn run(
                     if tx.send(Ok(p)).is_err() {
                         return;
                     }
+                }
+                // Let other subscriptions of the same group pop before this one pops again:
+                // without it, on a single-threaded runtime the first loop woken by a burst
+                // took all of it, and an MQTT shared subscription was not load-balanced.
+                if got {
+                    tokio::task::yield_now().await;
                 }
             }
             Err(e) => {
