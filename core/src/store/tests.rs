@@ -130,7 +130,10 @@ async fn sync_flush_acks_only_durable_records_and_groups_commits() {
     // 320; with 16 in flight it is typically a few dozen).
     let rounds = store.flush_rounds();
     println!("320 SYNC appends from 16 producers took {rounds} flushes");
-    assert!(rounds > 0 && rounds < 320, "no group commit: {rounds} flushes");
+    assert!(
+        rounds > 0 && rounds < 320,
+        "no group commit: {rounds} flushes"
+    );
     // Consumers never see past the flushed offset.
     assert!(store.dispatched_offset() <= store.log_offsets().1);
 }
