@@ -122,7 +122,10 @@ async fn sync_flush_acks_only_durable_records_and_groups_commits() {
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(60), t)
+            .await
+            .expect("the producers finish within 60 s")
+            .unwrap();
     }
     store.visible().await.unwrap();
     assert_eq!(store.dispatched().queue_range("topic", 0), (0, 320));
