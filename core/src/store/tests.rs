@@ -122,9 +122,10 @@ async fn sync_flush_acks_only_durable_records_and_groups_commits() {
         }));
     }
     for t in tasks {
+        // The producers finish within 60 s (the outer unwrap is the timeout).
         tokio::time::timeout(std::time::Duration::from_secs(60), t)
             .await
-            .expect("the producers finish within 60 s")
+            .unwrap()
             .unwrap();
     }
     store.visible().await.unwrap();
