@@ -16,8 +16,10 @@
 //! - [`shutdown`] has [`Shutdown`] / [`ShutdownTrigger`], the one stop signal of a node.
 //! - [`ready`] has [`Ready`] / [`ReadyWait`], a gateway's "accepting connections" signal.
 //! - [`error`] has [`GatewayError`], why a gateway could not bind or stopped.
+//! - [`tls`] has [`TlsAcceptor`], every listener's TLS (reloadable, optional mTLS), and
+//!   [`MaybeTls`]; `test_ca` (feature `test-ca`) a throw-away CA for tests.
 //!
-//! Depends on `rocketgate-core` (for [`Broker`]) and tokio only. It must not depend on a wire
+//! Depends on `rocketgate-core` (for [`Broker`]), tokio and rustls only. It must not depend on a wire
 //! protocol crate or on any gateway; every gateway crate may depend on it. It holds no state and
 //! spawns no task: what runs, and where, is the gateways' and the node's business.
 //!
@@ -113,6 +115,9 @@ pub mod gateway;
 pub mod listener;
 pub mod ready;
 pub mod shutdown;
+#[cfg(any(test, feature = "test-ca"))]
+pub mod test_ca;
+pub mod tls;
 
 pub use error::GatewayError;
 pub use gateway::{BoundGateway, BoxFuture, Endpoint, Gateway};
@@ -120,3 +125,4 @@ pub use listener::BoundListener;
 pub use ready::{Ready, ReadyWait};
 pub use rocketgate_core::Broker;
 pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use tls::{ClientAuth, MaybeTls, TlsAcceptor, TlsError, TlsSettings};
