@@ -86,20 +86,37 @@ impl AdminService {
     }
 
     /// Lets the call through if its caller may do `action` on the cluster (see the module doc).
-    fn admit<T>(&self, req: &Request<T>, action: Action) -> Result<(), Status> {
+    /// A change let through (create, update, delete) is logged on the `audit` target with the
+    /// RPC and the user, with authentication on or off.
+    fn admit<T>(&self, req: &Request<T>, rpc: &'static str, action: Action) -> Result<(), Status> {
         let auth = self.broker.auth();
-        if !auth.enabled() {
-            return Ok(());
+        let who = if auth.enabled() {
+            let who = CoreAuthenticator::new(self.broker.clone())
+                .authenticate(req.metadata())
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            let source = req.remote_addr().map(|a| a.ip());
+            auth.authorize(&who, &Resource::cluster(), action, source)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::Unauthenticated => Status::unauthenticated(e.to_string()),
+                    _ => Status::permission_denied(e.to_string()),
+                })?;
+            Some(who)
+        } else {
+            None
+        };
+        if matches!(action, Action::Create | Action::Update | Action::Delete) {
+            let user = who.as_ref().and_then(|w| w.user()).unwrap_or("-");
+            let source = req.remote_addr().map(|a| a.to_string());
+            tracing::info!(
+                target: "audit",
+                action = "admin",
+                rpc,
+                user,
+                source = source.as_deref().unwrap_or("-"),
+                "allowed"
+            );
         }
-        let who = CoreAuthenticator::new(self.broker.clone())
-            .authenticate(req.metadata())
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        let source = req.remote_addr().map(|a| a.ip());
-        auth.authorize(&who, &Resource::cluster(), action, source)
-            .map_err(|e| match e.kind() {
-                ErrorKind::Unauthenticated => Status::unauthenticated(e.to_string()),
-                _ => Status::permission_denied(e.to_string()),
-            })
+        Ok(())
     }
 
     /// The tonic server for this service, with its size limits: requests up to
@@ -507,17 +524,17 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetBrokerInfoRequest>,
     ) -> Reply<pb::GetBrokerInfoResponse> {
-        self.admit(&req, Action::Get)?;
+        self.admit(&req, "GetBrokerInfo", Action::Get)?;
         Ok(Response::new(node::broker_info(&self.broker, &self.node)))
     }
 
     async fn create_topic(&self, req: Request<pb::CreateTopicRequest>) -> Reply<pb::TopicStatus> {
-        self.admit(&req, Action::Create)?;
+        self.admit(&req, "CreateTopic", Action::Create)?;
         reply(self.create(req.into_inner()))
     }
 
     async fn update_topic(&self, req: Request<pb::UpdateTopicRequest>) -> Reply<pb::TopicStatus> {
-        self.admit(&req, Action::Update)?;
+        self.admit(&req, "UpdateTopic", Action::Update)?;
         reply(self.update(req.into_inner()).await)
     }
 
@@ -525,7 +542,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::DeleteTopicRequest>,
     ) -> Reply<pb::DeleteTopicResponse> {
-        self.admit(&req, Action::Delete)?;
+        self.admit(&req, "DeleteTopic", Action::Delete)?;
         let req = req.into_inner();
         reply(
             convert::topic(&req.name)
@@ -538,7 +555,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ListTopicsRequest>,
     ) -> Reply<pb::ListTopicsResponse> {
-        self.admit(&req, Action::List)?;
+        self.admit(&req, "ListTopics", Action::List)?;
         let topics = self.broker.topics().list_user();
         Ok(Response::new(pb::ListTopicsResponse {
             topics: topics.iter().map(convert::topic_spec).collect(),
@@ -549,7 +566,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetTopicStatusRequest>,
     ) -> Reply<pb::TopicStatus> {
-        self.admit(&req, Action::Get)?;
+        self.admit(&req, "GetTopicStatus", Action::Get)?;
         reply(self.status(req.into_inner()).await)
     }
 
@@ -557,7 +574,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
-        self.admit(&req, Action::List)?;
+        self.admit(&req, "ListGroups", Action::List)?;
         let groups = self.broker.groups().list();
         Ok(Response::new(pb::ListGroupsResponse {
             groups: groups.into_iter().map(|g| self.group_summary(g)).collect(),
@@ -568,7 +585,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetGroupStatusRequest>,
     ) -> Reply<pb::GroupStatus> {
-        self.admit(&req, Action::Get)?;
+        self.admit(&req, "GetGroupStatus", Action::Get)?;
         reply(self.group_status(req.into_inner()).await)
     }
 
@@ -576,7 +593,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ResetOffsetRequest>,
     ) -> Reply<pb::ResetOffsetResponse> {
-        self.admit(&req, Action::Update)?;
+        self.admit(&req, "ResetOffset", Action::Update)?;
         reply(self.reset(req.into_inner()).await)
     }
 
@@ -584,7 +601,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::QueryMessageByIdRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
-        self.admit(&req, Action::Get)?;
+        self.admit(&req, "QueryMessageById", Action::Get)?;
         reply(self.by_id(req.into_inner()).await)
     }
 
@@ -592,7 +609,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::QueryMessagesByKeyRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
-        self.admit(&req, Action::Get)?;
+        self.admit(&req, "QueryMessagesByKey", Action::Get)?;
         reply(self.by_key(req.into_inner()).await)
     }
 
@@ -600,7 +617,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::QueryMessagesByTimeRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
-        self.admit(&req, Action::Get)?;
+        self.admit(&req, "QueryMessagesByTime", Action::Get)?;
         reply(self.by_time(req.into_inner()).await)
     }
 
@@ -608,7 +625,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ListDeadLettersRequest>,
     ) -> Reply<pb::ListDeadLettersResponse> {
-        self.admit(&req, Action::List)?;
+        self.admit(&req, "ListDeadLetters", Action::List)?;
         reply(self.dead_letters(req.into_inner()).await)
     }
 
@@ -616,7 +633,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ResendDeadLettersRequest>,
     ) -> Reply<pb::ResendDeadLettersResponse> {
-        self.admit(&req, Action::Update)?;
+        self.admit(&req, "ResendDeadLetters", Action::Update)?;
         reply(self.resend(req.into_inner()).await)
     }
 
@@ -624,7 +641,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> Reply<pb::SendMessageResponse> {
-        self.admit(&req, Action::Update)?;
+        self.admit(&req, "SendMessage", Action::Update)?;
         reply(self.send(req.into_inner()).await)
     }
 
@@ -632,7 +649,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::PullMessagesRequest>,
     ) -> Reply<pb::PullMessagesResponse> {
-        self.admit(&req, Action::Get)?;
+        self.admit(&req, "PullMessages", Action::Get)?;
         reply(self.pull(req.into_inner()).await)
     }
 
@@ -640,7 +657,7 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::CommitOffsetRequest>,
     ) -> Reply<pb::CommitOffsetResponse> {
-        self.admit(&req, Action::Update)?;
+        self.admit(&req, "CommitOffset", Action::Update)?;
         reply(self.commit(&req.into_inner()))
     }
 }

@@ -116,6 +116,7 @@ fn admin_calls_need_the_credentials_of_a_user_allowed_to_administer() {
         with_root(&["user", "create", "app", "--secret", "app-secret-1"]),
         "user create",
     );
+    ok(with_root(&["topic", "create", "audited"]), "topic create");
     let policy = dir.path().join("policy.json");
     std::fs::write(
         &policy,
@@ -179,6 +180,13 @@ fn admin_calls_need_the_credentials_of_a_user_allowed_to_administer() {
     // The refusals were audited, without secrets.
     let log = node.log_text();
     assert!(log.contains("audit"), "{log}");
+    // An admin change is audited with its RPC and its user.
+    assert!(
+        log.lines().any(|l| l.contains("audit")
+            && l.contains("CreateTopic")
+            && l.contains("user=\"admin\"")),
+        "{log}"
+    );
     assert!(
         !log.contains("admin-secret-1") && !log.contains("wrong-secret"),
         "{log}"
