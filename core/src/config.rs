@@ -241,6 +241,11 @@ pub struct AuthConfig {
     /// How far the signed `x-mq-date-time` of a RocketMQ request may be from the broker's clock
     /// (15 min; compact times may also be off by a whole time-zone offset, see `auth/sign.rs`).
     pub max_clock_skew_ms: u64,
+    /// Failed authentications one source IP may make in a burst (0: no limit); then its
+    /// attempts are refused unchecked until the bucket refills.
+    pub failure_burst: u32,
+    /// One more failed authentication is allowed per source every this long (ms).
+    pub failure_refill_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -254,6 +259,8 @@ impl Default for AuthConfig {
             max_tokens_per_user: 100,
             max_users: 10_000,
             max_clock_skew_ms: 15 * 60 * 1000,
+            failure_burst: 10,
+            failure_refill_ms: 6_000,
         }
     }
 }
@@ -272,6 +279,8 @@ impl std::fmt::Debug for AuthConfig {
             .field("max_tokens_per_user", &self.max_tokens_per_user)
             .field("max_users", &self.max_users)
             .field("max_clock_skew_ms", &self.max_clock_skew_ms)
+            .field("failure_burst", &self.failure_burst)
+            .field("failure_refill_ms", &self.failure_refill_ms)
             .finish()
     }
 }
@@ -433,6 +442,9 @@ impl Config {
         }
         if a.max_users == 0 || a.max_tokens_per_user == 0 {
             return bad("auth.max_*", "must be at least 1");
+        }
+        if a.failure_burst > 0 && a.failure_refill_ms == 0 {
+            return bad("auth.failure_refill_ms", "must be at least 1 ms");
         }
         if self.timer.persist_interval_ms == 0 {
             return bad("timer.persist_interval_ms", "must be at least 1 ms");

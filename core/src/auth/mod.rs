@@ -3,10 +3,11 @@
 //! service (`broker/auth.rs`).
 //!
 //! Owns: `model` (pure data and checks), `sign` (the MQv2-HMAC-SHA1 header and the signed
-//! time), `state` (users, policies and tokens in memory and in the KV store; authentication
+//! time), `limiter` (the per-source limit of failed authentications), `state` (users, policies and tokens in memory and in the KV store; authentication
 //! and the authorization decision). Must not touch: any wire protocol — gateways turn their
 //! credentials into [`Credentials`] and the answers into their protocol's refusals.
 
+mod limiter;
 mod model;
 pub mod sign;
 mod state;

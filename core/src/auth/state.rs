@@ -125,6 +125,7 @@ pub(crate) struct AuthState {
     config: AuthConfig,
     tables: RwLock<Tables>,
     write: Mutex<()>,
+    limiter: super::limiter::FailureLimiter,
 }
 
 fn corrupt(ns: &str, e: impl std::fmt::Display) -> Error {
@@ -150,6 +151,11 @@ fn unauthenticated() -> Error {
 }
 
 impl AuthState {
+    /// The per-source limit of failed authentications.
+    pub(crate) fn limiter(&self) -> &super::limiter::FailureLimiter {
+        &self.limiter
+    }
+
     /// Loads the tables; creates or updates the bootstrap super user of the configuration.
     ///
     /// # Errors
@@ -173,6 +179,10 @@ impl AuthState {
         }
         let state = Self {
             kv,
+            limiter: super::limiter::FailureLimiter::new(
+                config.failure_burst,
+                config.failure_refill_ms,
+            ),
             config,
             tables: RwLock::new(t),
             write: Mutex::new(()),

@@ -316,3 +316,42 @@ fn a_half_configured_bootstrap_user_is_refused() {
     c.auth.bootstrap_secret_key = Some("short".into());
     assert!(c.validate().is_err());
 }
+
+#[test]
+fn a_source_that_keeps_failing_is_refused_unchecked_until_its_bucket_refills() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open(dir.path(), &clock);
+    let auth = b.auth();
+    let guesser: Option<IpAddr> = "192.0.2.7".parse().ok();
+    let other: Option<IpAddr> = "192.0.2.8".parse().ok();
+    let burst = config(dir.path()).auth.failure_burst;
+    for i in 0..burst {
+        let e = auth
+            .authenticate_from(secret("root", &format!("guess-{i}")), guesser)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "unauthenticated: invalid credentials");
+    }
+    // Now even the right secret is refused from that address: it is not looked at.
+    let e = auth
+        .authenticate_from(secret("root", "root-secret"), guesser)
+        .unwrap_err();
+    assert!(e.to_string().contains("too many failed"), "{e}");
+    assert_eq!(e.reason(), Reason::Unauthenticated);
+    // Other sources and in-process calls are not affected.
+    assert!(auth
+        .authenticate_from(secret("root", "root-secret"), other)
+        .is_ok());
+    assert!(auth.authenticate(secret("root", "root-secret")).is_ok());
+    // One refill period later, one more try.
+    let refill = i64::try_from(config(dir.path()).auth.failure_refill_ms).unwrap();
+    clock.advance(Duration::from_millis(u64::try_from(refill - 1).unwrap()));
+    assert!(auth
+        .authenticate_from(secret("root", "root-secret"), guesser)
+        .is_err());
+    clock.advance(Duration::from_millis(1));
+    assert!(auth
+        .authenticate_from(secret("root", "root-secret"), guesser)
+        .is_ok());
+    b.shutdown().unwrap();
+}

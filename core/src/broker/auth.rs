@@ -141,20 +141,43 @@ impl<'a> Auth<'a> {
         self.state().tokens(access_key)
     }
 
-    /// Checks a credential and answers who it proves. Failures are audited (without the
-    /// credential).
+    /// Checks a credential and answers who it proves, for a caller whose address is unknown or
+    /// in-process (never rate limited; gateways use [`Auth::authenticate_from`]).
     ///
     /// # Errors
     /// [`crate::Error::Unauthenticated`].
     pub fn authenticate(self, credentials: Credentials<'_>) -> Result<Principal> {
-        let r = self.state().authenticate(credentials, self.now());
+        self.authenticate_from(credentials, None)
+    }
+
+    /// Checks a credential from `source` and answers who it proves. Failures are audited
+    /// (without the credential) and counted per source: past `auth.failure_burst` failures a
+    /// source is refused unchecked until its bucket refills (`auth/limiter.rs`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Unauthenticated`].
+    pub fn authenticate_from(
+        self,
+        credentials: Credentials<'_>,
+        source: Option<IpAddr>,
+    ) -> Result<Principal> {
+        let now = self.now();
+        let limiter = self.state().limiter();
+        if !limiter.allows(source, now) {
+            tracing::warn!(target: "audit", action = "authenticate", source = ?source, "refused: too many failures from this source");
+            return Err(crate::Error::Unauthenticated(
+                "too many failed authentications from this address; retry later".into(),
+            ));
+        }
+        let r = self.state().authenticate(credentials, now);
         if let Err(e) = &r {
+            limiter.failed(source, now);
             let kind = match credentials {
                 Credentials::Secret { access_key, .. } => format!("secret of `{access_key}`"),
                 Credentials::Token(_) => "token".into(),
                 Credentials::Signature { .. } => "signature".into(),
             };
-            tracing::warn!(target: "audit", action = "authenticate", credential = %kind, error = %e, "refused");
+            tracing::warn!(target: "audit", action = "authenticate", credential = %kind, source = ?source, error = %e, "refused");
         }
         r
     }

@@ -152,7 +152,7 @@ impl AccessAdminService {
             return Ok(());
         }
         let who = CoreAuthenticator::new(self.broker.clone())
-            .authenticate(req.metadata())
+            .authenticate(req.metadata(), req.remote_addr().map(|a| a.ip()))
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         if who.is_super() {
             return Ok(());

@@ -92,7 +92,7 @@ impl AdminService {
         let auth = self.broker.auth();
         let who = if auth.enabled() {
             let who = CoreAuthenticator::new(self.broker.clone())
-                .authenticate(req.metadata())
+                .authenticate(req.metadata(), req.remote_addr().map(|a| a.ip()))
                 .map_err(|e| Status::unauthenticated(e.to_string()))?;
             let source = req.remote_addr().map(|a| a.ip());
             auth.authorize(&who, &Resource::cluster(), action, source)

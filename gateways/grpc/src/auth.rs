@@ -11,6 +11,8 @@
 //!
 //! Owns the trait and the default; no state beyond the broker handle.
 
+use std::net::IpAddr;
+
 use rocketgate_core::auth::{Credentials, Principal};
 use rocketgate_core::Broker;
 use tonic::metadata::MetadataMap;
@@ -23,11 +25,15 @@ pub struct AuthError(pub String);
 
 /// Checks a request's credentials.
 pub trait Authenticator: Send + Sync + 'static {
-    /// Who the request is from.
+    /// Who the request from `source` (the peer's IP, when known) is from.
     ///
     /// # Errors
     /// [`AuthError`] to refuse it (answered with UNAUTHORIZED).
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, AuthError>;
+    fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        source: Option<IpAddr>,
+    ) -> Result<Principal, AuthError>;
 }
 
 /// Accepts every request as anonymous (for tests of other parts).
@@ -35,7 +41,11 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl Authenticator for AllowAll {
-    fn authenticate(&self, _metadata: &MetadataMap) -> Result<Principal, AuthError> {
+    fn authenticate(
+        &self,
+        _metadata: &MetadataMap,
+        _source: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         Ok(Principal::anonymous())
     }
 }
@@ -54,7 +64,11 @@ impl CoreAuthenticator {
 }
 
 impl Authenticator for CoreAuthenticator {
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
+    fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        source: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let auth = self.broker.auth();
         if !auth.enabled() {
             return Ok(Principal::anonymous());
@@ -69,10 +83,13 @@ impl Authenticator for CoreAuthenticator {
                     .into(),
             ));
         };
-        auth.authenticate(Credentials::Signature {
-            authorization,
-            date_time,
-        })
+        auth.authenticate_from(
+            Credentials::Signature {
+                authorization,
+                date_time,
+            },
+            source,
+        )
         .map_err(|e| AuthError(e.to_string()))
     }
 }

@@ -20,6 +20,7 @@ impl Authenticator for RequireToken {
     fn authenticate(
         &self,
         metadata: &tonic::metadata::MetadataMap,
+        _source: Option<std::net::IpAddr>,
     ) -> Result<Principal, AuthError> {
         match metadata.get("authorization").and_then(|v| v.to_str().ok()) {
             Some("Bearer ok") => Ok(Principal::anonymous()),
@@ -269,5 +270,48 @@ async fn signed_requests_are_served_as_the_users_policy_allows() {
     .unwrap()
     .into_inner();
     assert_eq!(code(&r.status), Code::Ok, "{r:?}");
+    s.stop().await;
+}
+
+/// A password guesser gets `auth.failure_burst` tries from its address; then even the right
+/// secret is refused (unchecked) until the bucket refills.
+#[tokio::test]
+async fn repeated_failures_from_one_address_are_refused_before_checking() {
+    let mut s = start_configured(
+        |c| {
+            c.auth.enabled = true;
+            c.auth.bootstrap_access_key = Some("root".into());
+            c.auth.bootstrap_secret_key = Some("root-secret".into());
+            c.auth.failure_burst = 3;
+            c.auth.failure_refill_ms = 3_600_000;
+        },
+        |_| {},
+    )
+    .await;
+    let now = compact_now();
+    let send = |sk: &str| {
+        signed(
+            pb::SendMessageRequest {
+                messages: vec![message("normal", "ID-G", pb::MessageType::Normal)],
+            },
+            "root",
+            sk,
+            &now,
+        )
+    };
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        let r = bounded(s.client.send_message(send(guess)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&r.status), Code::Unauthorized, "{r:?}");
+    }
+    let r = bounded(s.client.send_message(send("root-secret")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Unauthorized, "{r:?}");
+    let message = r.status.map(|st| st.message).unwrap_or_default();
+    assert!(message.contains("too many failed"), "{message}");
     s.stop().await;
 }

@@ -171,11 +171,11 @@ impl MessagingService {
     /// CLIENT_ID_REQUIRED without `x-mq-client-id`.
     fn admit<T>(&self, request: &Request<T>, needs: &access::Needs) -> Result<String, pb::Status> {
         let metadata = request.metadata();
+        let source = request.remote_addr().map(|a| a.ip());
         let who = self
             .auth
-            .authenticate(metadata)
+            .authenticate(metadata, source)
             .map_err(|e| access::unauthorized(e.to_string()))?;
-        let source = request.remote_addr().map(|a| a.ip());
         access::check(&self.ctx, &who, source, needs)?;
         metadata::client_id(metadata)
     }
