@@ -79,6 +79,10 @@ pub enum Credentials<'a> {
     },
     /// A bearer token issued by the broker (REST, WebSocket, MQTT password).
     Token(&'a str),
+    /// The common name of a client certificate the listener's TLS handshake verified against
+    /// the configured client CA (mTLS): the access key of the user it authenticates. Only a
+    /// listener that verified the certificate may pass it.
+    Certificate(&'a str),
     /// A RocketMQ 5 signature: the `authorization` header and the `x-mq-date-time` it signs.
     Signature {
         /// The `authorization` header.
@@ -479,6 +483,10 @@ impl AuthState {
                     _ => Err(unauthenticated()),
                 }
             }
+            Credentials::Certificate(subject) => match t.users.get(subject) {
+                Some(u) if u.status == UserStatus::Enabled => Ok(principal(subject, u)),
+                _ => Err(unauthenticated()),
+            },
             Credentials::Signature {
                 authorization,
                 date_time,

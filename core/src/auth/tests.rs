@@ -355,3 +355,35 @@ fn a_source_that_keeps_failing_is_refused_unchecked_until_its_bucket_refills() {
         .is_ok());
     b.shutdown().unwrap();
 }
+
+#[test]
+fn a_verified_certificate_names_an_enabled_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open(dir.path(), &clock);
+    let auth = b.auth();
+    auth.create_user("device-1", "device-secret", UserKind::Normal)
+        .unwrap();
+    let who = auth
+        .authenticate(Credentials::Certificate("device-1"))
+        .unwrap();
+    assert_eq!(who.user(), Some("device-1"));
+    assert!(!who.is_super());
+    assert!(auth
+        .authenticate(Credentials::Certificate("stranger"))
+        .is_err());
+    auth.update_user(
+        "device-1",
+        UserUpdate {
+            status: Some(UserStatus::Disabled),
+            ..UserUpdate::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        auth.authenticate(Credentials::Certificate("device-1"))
+            .is_err(),
+        "a disabled user's certificate is refused"
+    );
+    b.shutdown().unwrap();
+}

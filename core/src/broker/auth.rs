@@ -175,6 +175,7 @@ impl<'a> Auth<'a> {
             let kind = match credentials {
                 Credentials::Secret { access_key, .. } => format!("secret of `{access_key}`"),
                 Credentials::Token(_) => "token".into(),
+                Credentials::Certificate(subject) => format!("certificate of `{subject}`"),
                 Credentials::Signature { .. } => "signature".into(),
             };
             tracing::warn!(target: "audit", action = "authenticate", credential = %kind, source = ?source, error = %e, "refused");
