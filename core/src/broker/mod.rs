@@ -41,6 +41,7 @@ mod consume;
 mod consumer;
 pub mod consumer_group;
 pub mod consumer_state;
+mod data_dir;
 mod dead_letters;
 pub mod filter;
 mod groups;
@@ -227,6 +228,7 @@ impl Broker {
     pub fn open_with_clock(config: Config, clock: Arc<dyn crate::clock::Clock>) -> Result<Self> {
         config.validate()?;
         let meta = config.store.data_dir.join("config");
+        data_dir::make_private(&config.store.data_dir)?;
         // The store first: it takes the data directory's lock, so a second process on the same
         // directory is refused before it touches the KV store or the metadata.
         let store = Store::open_with_clock(config.store.clone(), clock.clone())?;
