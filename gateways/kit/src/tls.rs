@@ -321,8 +321,13 @@ impl TlsAcceptor {
 /// completed handshake verified; `None` when the client presented none.
 pub fn peer_subject<IO>(stream: &tokio_rustls::server::TlsStream<IO>) -> Option<String> {
     let (_, connection) = stream.get_ref();
-    let leaf = connection.peer_certificates()?.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    subject_of(connection.peer_certificates()?.first()?)
+}
+
+/// The common name (or, without one, the whole subject) of a certificate (DER); `None` if it
+/// does not parse. For listeners whose framework hands over the verified chain (tonic).
+pub fn subject_of(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let subject = cert.subject();
     let cn = subject
         .iter_common_name()
