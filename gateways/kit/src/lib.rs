@@ -17,11 +17,13 @@
 //! - [`ready`] has [`Ready`] / [`ReadyWait`], a gateway's "accepting connections" signal.
 //! - [`error`] has [`GatewayError`], why a gateway could not bind or stopped.
 //! - [`tls`] has [`TlsAcceptor`], every listener's TLS (reloadable, optional mTLS), and
-//!   [`MaybeTls`]; `test_ca` (feature `test-ca`) a throw-away CA for tests.
+//!   [`MaybeTls`]; [`handshakes`] has [`Handshakes`], concurrent handshakes for pull-style
+//!   accept loops; `test_ca` (feature `test-ca`) a throw-away CA for tests.
 //!
 //! Depends on `rocketgate-core` (for [`Broker`]), tokio and rustls only. It must not depend on a wire
 //! protocol crate or on any gateway; every gateway crate may depend on it. It holds no state and
-//! spawns no task: what runs, and where, is the gateways' and the node's business.
+//! spawns no task of its own (the handshakes of [`Handshakes`] live in the value that owns
+//! them): what runs, and where, is the gateways' and the node's business.
 //!
 //! # Example
 //!
@@ -112,6 +114,7 @@
 
 pub mod error;
 pub mod gateway;
+pub mod handshakes;
 pub mod listener;
 pub mod ready;
 pub mod shutdown;
@@ -121,6 +124,7 @@ pub mod tls;
 
 pub use error::GatewayError;
 pub use gateway::{BoundGateway, BoxFuture, Endpoint, Gateway};
+pub use handshakes::Handshakes;
 pub use listener::BoundListener;
 pub use ready::{Ready, ReadyWait};
 pub use rocketgate_core::Broker;
