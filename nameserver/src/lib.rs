@@ -19,8 +19,11 @@
 //!   background) and [`RouteCache`] (the last good route of each topic, refreshed in the
 //!   background and kept while every NameServer is down: what producers, gateways and tools
 //!   route with).
-//! - [`config`]: [`Config`] (expiry, scan interval, limits). The listen address belongs to the
-//!   server binary.
+//! - [`secret`]: [`ClusterSecret`] (brokers sign RegisterBroker / Heartbeat / UnregisterBroker
+//!   with it; a NameServer with one refuses anything else) and [`RegistrationId`] (binds a live
+//!   instance to its registrant, so nobody else can take it over or evict it).
+//! - [`config`]: [`Config`] (expiry, scan interval, limits, cluster secret). The listen address
+//!   belongs to the server binary.
 //!
 //! Dependencies: `rocketgate-proto`, tonic and tokio; never `rocketgate-core` or a gateway.
 //!
@@ -83,6 +86,7 @@ pub mod config;
 mod convert;
 pub mod model;
 pub mod route;
+pub mod secret;
 pub mod service;
 
 pub use client::{
@@ -96,6 +100,7 @@ pub use model::{
     Role, TopicConfig, TopicName, TopicRoute,
 };
 pub use route::{BrokerTable, LiveBrokers, RouteError, RouteTables, Timestamp, TopicRoutes};
+pub use secret::{ClusterSecret, RegistrationId, SignatureError};
 pub use service::NameServerService;
 
 /// Why [`serve`] stopped with an error.
