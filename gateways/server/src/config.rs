@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// show in the process list).
     #[arg(skip = std::env::var("ROCKETGATE_AUTH_SECRET_KEY").ok())]
     pub auth_secret_key: Option<String>,
+    /// The cluster secret brokers sign their NameServer registrations with and NameServers
+    /// require (overrides `nameserver.cluster_secret`): from `ROCKETGATE_CLUSTER_SECRET` only,
+    /// never a flag (it would show in the process list).
+    #[arg(skip = std::env::var("ROCKETGATE_CLUSTER_SECRET").ok())]
+    pub cluster_secret: Option<String>,
     /// The NameServer's listen address (overrides `nameserver.listen`).
     #[arg(
         long,
@@ -271,6 +276,11 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(sk) = &args.auth_secret_key {
         cfg.auth.bootstrap_secret_key = Some(sk.clone());
+    }
+    if let Some(secret) = &args.cluster_secret {
+        let secret = rocketgate_nameserver::ClusterSecret::new(secret)
+            .map_err(|e| anyhow::anyhow!("invalid ROCKETGATE_CLUSTER_SECRET: {}", e.reason))?;
+        cfg.nameserver.config.cluster_secret = Some(secret);
     }
     if let Some(mode) = &args.flush_mode {
         cfg.store.flush_mode = match mode.to_ascii_uppercase().as_str() {

@@ -321,6 +321,7 @@ async fn serve(
     let (unregister, unregistered) = shutdown::channel();
     let started = registration::start(
         &cfg.broker,
+        cfg.nameserver.config.cluster_secret.clone(),
         namesrv,
         advertised,
         broker.clone(),
