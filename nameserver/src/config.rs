@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::listener::ConnectionLimits;
 use crate::secret::ClusterSecret;
 
 /// A configuration value that cannot work.
@@ -40,6 +41,8 @@ pub struct Config {
     pub cluster_secret: Option<ClusterSecret>,
     /// How far a signed request's timestamp may be from this NameServer's clock, in ms (300,000).
     pub max_clock_skew_ms: u64,
+    /// Connection cap, handshake and idle timeouts, keepalive of the listener (`[connections]`).
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             limits: Limits::default(),
             cluster_secret: None,
             max_clock_skew_ms: 300_000,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -110,6 +114,7 @@ impl Config {
         positive("broker_expiry_ms", self.broker_expiry_ms)?;
         positive("scan_interval_ms", self.scan_interval_ms)?;
         positive("max_clock_skew_ms", self.max_clock_skew_ms)?;
+        self.connections.validate()?;
         let l = &self.limits;
         positive(
             "limits.max_topics_per_registration",
@@ -158,6 +163,8 @@ mod tests {
         let c: Config = toml::from_str("[limits]\nmax_request_bytes = 10").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "limits.max_request_bytes");
         assert!(toml::from_str::<Config>("expiry = 1").is_err());
+        let c: Config = toml::from_str("[connections]\nidle_timeout_ms = 0").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "connections.idle_timeout_ms");
         let c: Config = toml::from_str("max_clock_skew_ms = 0").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "max_clock_skew_ms");
     }
