@@ -25,8 +25,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use section::{GrpcKeys, HttpKeys, ListenKeys, MqttKeys, Written};
 pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection};
-use section::{HttpKeys, ListenKeys, MqttKeys, Written};
 
 /// The default configuration, printed by `rocketgate generate-config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -145,7 +145,7 @@ struct FileConfig {
     auth: rocketgate_core::config::AuthConfig,
     nameserver: Written<ListenKeys, rocketgate_nameserver::Config>,
     broker: BrokerSection,
-    grpc: Written<ListenKeys, rocketgate_gateway_grpc::MessagingConfig>,
+    grpc: Written<GrpcKeys, rocketgate_gateway_grpc::MessagingConfig>,
     http: Written<HttpKeys, rocketgate_gateway_http::HttpConfig>,
     mqtt: Written<MqttKeys, rocketgate_gateway_mqtt::MqttConfig>,
     /// Deprecated: `listen.grpc` is `grpc.listen`, and so on (`legacy.rs`).
@@ -333,6 +333,10 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         .messaging
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration `grpc.{}`: {}", e.field, e.reason))?;
+    cfg.grpc
+        .connections
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration `grpc.{}`: {}", e.key, e.reason))?;
     cfg.http
         .config
         .validate()
