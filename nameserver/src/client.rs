@@ -14,6 +14,10 @@
 //!   last good route of each topic it was asked for and refreshes it in the background, so
 //!   callers keep working while every NameServer is down (DESIGN.md "Cluster").
 //!
+//! A client made [`NameServerClient::with_secret`] signs every RegisterBroker, Heartbeat and
+//! UnregisterBroker with the cluster secret ([`crate::secret`]); a [`Registration`] keeps, per
+//! NameServer, the registration id that NameServer returned and presents it on every later call.
+//!
 //! Every call is bounded by `rpc_timeout_ms` (connect included). Concurrency: one background
 //! task per [`Registration`], which owns the heartbeat timer; each round calls the NameServers
 //! concurrently (a `JoinSet`) while holding the round lock (a `tokio::sync::Mutex` around the
@@ -36,6 +40,8 @@ use tracing::debug;
 use crate::config::ConfigError;
 use crate::convert;
 use crate::model::{BrokerRegistration, ClusterInfo, InvalidInput, TopicName, TopicRoute};
+use crate::secret::{ClusterSecret, Signable};
+use crate::service::now_ms;
 
 mod registration;
 mod route_cache;
@@ -185,6 +191,7 @@ fn describe(status: &tonic::Status) -> String {
 struct Server {
     address: String,
     rpc: RpcClient<Channel>,
+    secret: Option<ClusterSecret>,
 }
 
 impl Server {
@@ -196,24 +203,48 @@ impl Server {
         }
     }
 
-    async fn register(&self, request: pb::RegisterBrokerRequest) -> Result<u64, ClientError> {
-        let reply = self.rpc.clone().register_broker(request).await;
-        let reply = reply.map_err(|s| self.error(&s))?;
-        Ok(reply.into_inner().broker_expiry_ms)
+    fn sign<R: Signable>(&self, request: &mut R) {
+        if let Some(secret) = &self.secret {
+            secret.sign(request, now_ms());
+        }
     }
 
-    async fn heartbeat(&self, broker: pb::BrokerIdentity) -> Result<bool, ClientError> {
-        let request = pb::HeartbeatRequest {
+    /// Registers (renewing registration `id`, empty for none); returns the expiry and the
+    /// registration id to present from now on.
+    async fn register(
+        &self,
+        mut request: pb::RegisterBrokerRequest,
+        id: String,
+    ) -> Result<(u64, String), ClientError> {
+        request.registration_id = id;
+        self.sign(&mut request);
+        let reply = self.rpc.clone().register_broker(request).await;
+        let reply = reply.map_err(|s| self.error(&s))?.into_inner();
+        Ok((reply.broker_expiry_ms, reply.registration_id))
+    }
+
+    async fn heartbeat(&self, broker: pb::BrokerIdentity, id: String) -> Result<bool, ClientError> {
+        let mut request = pb::HeartbeatRequest {
             broker: Some(broker),
+            registration_id: id,
+            signature: None,
         };
+        self.sign(&mut request);
         let reply = self.rpc.clone().heartbeat(request).await;
         Ok(reply.map_err(|s| self.error(&s))?.into_inner().known)
     }
 
-    async fn unregister(&self, broker: pb::BrokerIdentity) -> Result<bool, ClientError> {
-        let request = pb::UnregisterBrokerRequest {
+    async fn unregister(
+        &self,
+        broker: pb::BrokerIdentity,
+        id: String,
+    ) -> Result<bool, ClientError> {
+        let mut request = pb::UnregisterBrokerRequest {
             broker: Some(broker),
+            registration_id: id,
+            signature: None,
         };
+        self.sign(&mut request);
         let reply = self.rpc.clone().unregister_broker(request).await;
         Ok(reply.map_err(|s| self.error(&s))?.into_inner().removed)
     }
@@ -257,6 +288,19 @@ impl NameServerClient {
     /// # Errors
     /// [`ClientError::Config`] for an invalid config or address.
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        Self::with_secret(config, None)
+    }
+
+    /// A client of the NameServers in `config` that signs broker registrations, heartbeats and
+    /// unregistrations with `secret` (what a NameServer with a cluster secret requires; queries
+    /// are never signed).
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] for an invalid config or address.
+    pub fn with_secret(
+        config: &ClientConfig,
+        secret: Option<ClusterSecret>,
+    ) -> Result<Self, ClientError> {
         config.validate()?;
         let timeout = Duration::from_millis(config.rpc_timeout_ms);
         let servers = config
@@ -267,6 +311,7 @@ impl NameServerClient {
                     address: address.clone(),
                     rpc: RpcClient::new(channel(address, timeout)?)
                         .max_decoding_message_size(MAX_REPLY_BYTES),
+                    secret: secret.clone(),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -374,7 +419,11 @@ impl NameServerClient {
     ///
     /// # Errors
     /// [`ClientError::Rpc`] with `InvalidArgument` when a NameServer refuses the registration
-    /// itself (a broker configuration error); nothing keeps running then.
+    /// itself, or `Unauthenticated` when it refuses its signature (a broker configuration error:
+    /// no or another cluster secret, or a clock far off); nothing keeps running then. A
+    /// NameServer that answers `FailedPrecondition` because the instance is still registered by
+    /// someone else (this broker's previous run, crashed) is retried on every heartbeat until
+    /// that registration expires.
     pub async fn register(
         &self,
         registration: BrokerRegistration,

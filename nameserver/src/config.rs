@@ -1,5 +1,6 @@
-//! Configuration of a NameServer: broker expiry, the expiry scan and the limits on what a
-//! request may carry. No listen address here (the server binary's config owns it).
+//! Configuration of a NameServer: broker expiry, the expiry scan, the limits on what a
+//! request may carry, and the cluster secret brokers must sign with. No listen address here (the
+//! server binary's config owns it).
 //!
 //! Every field has a default (`#[serde(default)]`), unknown keys are rejected, and
 //! [`Config::validate`] reports a bad value as a [`ConfigError`] instead of panicking.
@@ -8,6 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::listener::ConnectionLimits;
+use crate::secret::ClusterSecret;
 
 /// A configuration value that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -31,6 +35,14 @@ pub struct Config {
     pub scan_interval_ms: u64,
     /// Bounds on requests and state.
     pub limits: Limits,
+    /// The secret brokers sign RegisterBroker / Heartbeat / UnregisterBroker with (none: those
+    /// are accepted unsigned). Never serialized; `Debug` redacts it.
+    #[serde(skip_serializing)]
+    pub cluster_secret: Option<ClusterSecret>,
+    /// How far a signed request's timestamp may be from this NameServer's clock, in ms (300,000).
+    pub max_clock_skew_ms: u64,
+    /// Connection cap, handshake and idle timeouts, keepalive of the listener (`[connections]`).
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Config {
@@ -39,6 +51,9 @@ impl Default for Config {
             broker_expiry_ms: 120_000,
             scan_interval_ms: 5_000,
             limits: Limits::default(),
+            cluster_secret: None,
+            max_clock_skew_ms: 300_000,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -98,6 +113,8 @@ impl Config {
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         positive("broker_expiry_ms", self.broker_expiry_ms)?;
         positive("scan_interval_ms", self.scan_interval_ms)?;
+        positive("max_clock_skew_ms", self.max_clock_skew_ms)?;
+        self.connections.validate()?;
         let l = &self.limits;
         positive(
             "limits.max_topics_per_registration",
@@ -146,5 +163,26 @@ mod tests {
         let c: Config = toml::from_str("[limits]\nmax_request_bytes = 10").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "limits.max_request_bytes");
         assert!(toml::from_str::<Config>("expiry = 1").is_err());
+        let c: Config = toml::from_str("[connections]\nidle_timeout_ms = 0").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "connections.idle_timeout_ms");
+        let c: Config = toml::from_str("max_clock_skew_ms = 0").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "max_clock_skew_ms");
+    }
+
+    #[test]
+    fn the_cluster_secret_is_long_enough_and_never_shown() {
+        let c: Config = toml::from_str("cluster_secret = \"0123456789abcdef\"").unwrap();
+        assert!(c.cluster_secret.is_some());
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert!(!toml::to_string(&c).unwrap().contains("cluster_secret"));
+        for short in ["", "short"] {
+            let err = toml::from_str::<Config>(&format!("cluster_secret = \"{short}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("cluster_secret: must be 16..=1024 bytes"),
+                "{err}"
+            );
+        }
     }
 }

@@ -211,7 +211,8 @@ pub fn registration_from_proto(
     })
 }
 
-/// A registration on the wire.
+/// A registration on the wire (no registration id, unsigned: the client adds both per
+/// NameServer).
 pub fn registration_to_proto(r: &BrokerRegistration) -> pb::RegisterBrokerRequest {
     pb::RegisterBrokerRequest {
         broker: Some(identity_to_proto(&r.identity)),
@@ -227,6 +228,8 @@ pub fn registration_to_proto(r: &BrokerRegistration) -> pb::RegisterBrokerReques
                 message_type: message_type_to_proto(t.message_type),
             })
             .collect(),
+        registration_id: String::new(),
+        signature: None,
     }
 }
 
@@ -396,6 +399,7 @@ mod tests {
                     message_type: pb::MessageType::Normal.into(),
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 

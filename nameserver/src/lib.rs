@@ -19,8 +19,14 @@
 //!   background) and [`RouteCache`] (the last good route of each topic, refreshed in the
 //!   background and kept while every NameServer is down: what producers, gateways and tools
 //!   route with).
-//! - [`config`]: [`Config`] (expiry, scan interval, limits). The listen address belongs to the
-//!   server binary.
+//! - [`secret`]: [`ClusterSecret`] (brokers sign RegisterBroker / Heartbeat / UnregisterBroker
+//!   with it; a NameServer with one refuses anything else) and [`RegistrationId`] (binds a live
+//!   instance to its registrant, so nobody else can take it over or evict it).
+//! - [`listener`]: connection limits of a gRPC listener ([`ConnectionLimits`]: a cap, an HTTP/2
+//!   handshake timeout, an idle timeout for connections with no call, keepalive), used by
+//!   [`serve`] and by the broker's gRPC gateway.
+//! - [`config`]: [`Config`] (expiry, scan interval, limits, cluster secret, connections). The listen address
+//!   belongs to the server binary.
 //!
 //! Dependencies: `rocketgate-proto`, tonic and tokio; never `rocketgate-core` or a gateway.
 //!
@@ -75,14 +81,15 @@
 use std::future::Future;
 
 use thiserror::Error;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 pub mod client;
 pub mod config;
 mod convert;
+pub mod listener;
 pub mod model;
 pub mod route;
+pub mod secret;
 pub mod service;
 
 pub use client::{
@@ -90,12 +97,14 @@ pub use client::{
     RouteCacheConfig,
 };
 pub use config::{Config, ConfigError, Limits};
+pub use listener::{ConnectionLimits, ConnectionStats};
 pub use model::{
     BrokerData, BrokerId, BrokerIdentity, BrokerInfo, BrokerName, BrokerRegistration, ClusterEntry,
     ClusterInfo, ClusterName, Endpoint, InvalidInput, MessageType, Permission, Protocol, QueueData,
     Role, TopicConfig, TopicName, TopicRoute,
 };
 pub use route::{BrokerTable, LiveBrokers, RouteError, RouteTables, Timestamp, TopicRoutes};
+pub use secret::{ClusterSecret, RegistrationId, SignatureError};
 pub use service::NameServerService;
 
 /// Why [`serve`] stopped with an error.
@@ -111,7 +120,8 @@ pub enum Error {
 }
 
 /// Serves the NameServer on `listener` until `shutdown` completes, running the expiry scan
-/// alongside; then stops accepting, lets in-flight calls finish, and returns.
+/// alongside; then stops accepting, lets in-flight calls finish, and returns. Connections are
+/// held to `config.connections` ([`listener`]: a cap, handshake and idle timeouts, keepalive).
 ///
 /// The tables start empty: brokers learn that this NameServer does not know them from their next
 /// heartbeat and register again.
@@ -131,8 +141,12 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "NameServer listening");
     }
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let limits = service.config().connections.clone();
+    let incoming = listener::Incoming::new(listener, "nameserver", limits.clone());
     let server = Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive_interval()))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout()))
+        .layer(listener::TrackCallsLayer)
         .add_service(service.clone().into_server())
         .serve_with_incoming_shutdown(incoming, shutdown);
     let scan = service.run_expiry();

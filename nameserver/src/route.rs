@@ -18,10 +18,17 @@
 //!    (id 0), or, while the group has no master, its lowest-id member. Other members'
 //!    registrations update only their own endpoints. When the master leaves, the queues it last
 //!    registered stay, and routes report them without write access until a master is back;
-//! 5. at most `max_brokers` instances are tracked.
+//! 5. at most `max_brokers` instances are tracked;
+//! 6. a live instance is bound to the [`RegistrationId`] it got when it was registered: only a
+//!    request presenting that id re-registers, heartbeats or unregisters it. Anyone else is
+//!    refused ([`RouteError::Held`], [`RouteError::NotRegistrant`]) until the instance is
+//!    unregistered by its registrant or expires; so a live broker's endpoints cannot be replaced
+//!    and it cannot be evicted, not even by a holder of the cluster secret.
 //!
 //! A registration whose endpoint address is already used by another member of the same group
-//! replaces that member: it is the same process after a role change (slave promoted to master).
+//! replaces that member when it presents that member's registration id: it is the same process
+//! after a role change (slave promoted to master). Without it, it is refused
+//! ([`RouteError::EndpointHeld`]).
 //!
 //! Pure: no I/O, no clock (callers pass a [`Timestamp`]), no locks. The gRPC service holds the
 //! tables behind one mutex and never awaits while holding it.
@@ -36,6 +43,7 @@ use crate::model::{
     ClusterInfo, ClusterName, Endpoint, MessageType, Permission, QueueData, TopicConfig, TopicName,
     TopicRoute,
 };
+use crate::secret::RegistrationId;
 
 #[cfg(test)]
 mod tests;
@@ -62,6 +70,32 @@ pub enum RouteError {
     TooManyBrokers {
         /// The limit.
         max: usize,
+    },
+    /// The instance is live and registered by someone else (the request did not present its
+    /// registration id).
+    #[error(
+        "broker {0} is already registered by another live registration; it can be registered \
+         again once its registrant unregisters it or it expires"
+    )]
+    Held(BrokerIdentity),
+    /// A heartbeat or unregister that does not present the live registration's id.
+    #[error(
+        "not the registrant of broker {0}: the registration_id is not its live registration's"
+    )]
+    NotRegistrant(BrokerIdentity),
+    /// Another live member of the group is registered with the same endpoint address, and the
+    /// request did not present its registration id.
+    #[error(
+        "endpoint address `{address}` is registered by live member {holder} of broker group \
+         `{broker_name}`"
+    )]
+    EndpointHeld {
+        /// The group.
+        broker_name: BrokerName,
+        /// The member holding the address.
+        holder: BrokerId,
+        /// The address.
+        address: String,
     },
 }
 
@@ -182,6 +216,8 @@ pub struct Member {
     pub endpoints: Vec<Endpoint>,
     /// Topics in its latest registration.
     pub topic_count: u32,
+    /// The id its registrant must present (invariant 6).
+    pub(crate) registration: RegistrationId,
 }
 
 /// A broker group: its cluster and members by id.
@@ -233,6 +269,40 @@ impl BrokerTable {
         self.groups.len()
     }
 
+    /// The registration id of member `identity`, if it is one.
+    fn registration_of(&self, identity: &BrokerIdentity) -> Option<RegistrationId> {
+        self.groups
+            .get(&identity.broker_name)
+            .filter(|g| g.cluster == identity.cluster)
+            .and_then(|g| g.members.get(&identity.broker_id))
+            .map(|m| m.registration)
+    }
+
+    /// Other members of `identity`'s group sharing an endpoint address with `endpoints`: (id,
+    /// registration id, the shared address).
+    fn sharing_address(
+        &self,
+        identity: &BrokerIdentity,
+        endpoints: &[Endpoint],
+    ) -> Vec<(BrokerId, RegistrationId, String)> {
+        let Some(group) = self.groups.get(&identity.broker_name) else {
+            return Vec::new();
+        };
+        let addresses: BTreeSet<&str> = endpoints.iter().map(Endpoint::address).collect();
+        group
+            .members
+            .iter()
+            .filter(|(id, _)| **id != identity.broker_id)
+            .filter_map(|(id, m)| {
+                let shared = m
+                    .endpoints
+                    .iter()
+                    .find(|e| addresses.contains(e.address()))?;
+                Some((*id, m.registration, shared.address().to_owned()))
+            })
+            .collect()
+    }
+
     fn check_cluster(&self, identity: &BrokerIdentity) -> Result<(), RouteError> {
         match self.groups.get(&identity.broker_name) {
             Some(g) if g.cluster != identity.cluster => Err(RouteError::ClusterConflict {
@@ -279,7 +349,7 @@ impl BrokerTable {
     }
 
     /// Removes member `id` of group `name`; returns whether it was there and whether the group
-    /// is now gone.
+    /// is now gone. Callers check the registration id first.
     fn remove(&mut self, name: &BrokerName, id: BrokerId) -> (bool, bool) {
         let Some(group) = self.groups.get_mut(name) else {
             return (false, false);
@@ -365,6 +435,9 @@ pub struct Registered {
     pub routes_updated: bool,
     /// Members of the group replaced because they shared an endpoint address.
     pub displaced: Vec<BrokerId>,
+    /// The id its registrant presents from now on: the live registration's when this renewed
+    /// it, else the `fresh` one given to [`RouteTables::register`].
+    pub registration_id: RegistrationId,
 }
 
 /// The three tables and the rules between them (see the module doc).
@@ -402,14 +475,20 @@ impl RouteTables {
         &self.live
     }
 
-    /// Registers or re-registers an instance; it counts as a heartbeat.
+    /// Registers or re-registers an instance; it counts as a heartbeat. A live instance is
+    /// renewed only when `presented` is its registration id; a new one gets `fresh`.
     ///
     /// # Errors
     /// [`RouteError::ClusterConflict`] when the group is in another cluster;
+    /// [`RouteError::Held`] when the instance is live and `presented` is not its registration
+    /// id; [`RouteError::EndpointHeld`] when another live member of the group has one of its
+    /// endpoint addresses and `presented` is not that member's id;
     /// [`RouteError::TooManyBrokers`] when a new instance would exceed the limit.
     pub fn register(
         &mut self,
         registration: BrokerRegistration,
+        presented: Option<RegistrationId>,
+        fresh: RegistrationId,
         now: Timestamp,
     ) -> Result<Registered, RouteError> {
         let BrokerRegistration {
@@ -418,15 +497,30 @@ impl RouteTables {
             topics,
         } = registration;
         self.brokers.check_cluster(&identity)?;
-        let new = !self.brokers.contains(&identity);
+        let current = self.brokers.registration_of(&identity);
+        if current.is_some() && current != presented {
+            return Err(RouteError::Held(identity));
+        }
+        for (holder, id, address) in self.brokers.sharing_address(&identity, &endpoints) {
+            if Some(id) != presented {
+                return Err(RouteError::EndpointHeld {
+                    broker_name: identity.broker_name,
+                    holder,
+                    address,
+                });
+            }
+        }
+        let new = current.is_none();
         if new && self.brokers.member_count() >= self.max_brokers {
             return Err(RouteError::TooManyBrokers {
                 max: self.max_brokers,
             });
         }
+        let registration_id = current.unwrap_or(fresh);
         let member = Member {
             endpoints,
             topic_count: u32::try_from(topics.len()).unwrap_or(u32::MAX),
+            registration: registration_id,
         };
         let name = &identity.broker_name;
         let displaced = self.brokers.upsert(&identity, member);
@@ -445,23 +539,55 @@ impl RouteTables {
             new,
             routes_updated,
             displaced,
+            registration_id,
         })
     }
 
-    /// Records a heartbeat; returns whether the instance is registered (else it must register).
-    pub fn heartbeat(&mut self, identity: &BrokerIdentity, now: Timestamp) -> bool {
-        if !self.brokers.contains(identity) {
-            return false;
+    /// Checks that `presented` is the registration id of live instance `identity`; `Ok(false)`
+    /// when it is not registered.
+    fn check_registrant(
+        &self,
+        identity: &BrokerIdentity,
+        presented: Option<RegistrationId>,
+    ) -> Result<bool, RouteError> {
+        match self.brokers.registration_of(identity) {
+            None => Ok(false),
+            Some(current) if Some(current) == presented => Ok(true),
+            Some(_) => Err(RouteError::NotRegistrant(identity.clone())),
+        }
+    }
+
+    /// Records a heartbeat of the registrant presenting `presented`; returns whether the
+    /// instance is registered (else it must register).
+    ///
+    /// # Errors
+    /// [`RouteError::NotRegistrant`] when it is registered under another id (nothing changes).
+    pub fn heartbeat(
+        &mut self,
+        identity: &BrokerIdentity,
+        presented: Option<RegistrationId>,
+        now: Timestamp,
+    ) -> Result<bool, RouteError> {
+        if !self.check_registrant(identity, presented)? {
+            return Ok(false);
         }
         self.live
             .touch(&identity.broker_name, identity.broker_id, now);
-        true
+        Ok(true)
     }
 
-    /// Removes an instance; returns whether it was registered.
-    pub fn unregister(&mut self, identity: &BrokerIdentity) -> bool {
-        self.brokers.contains(identity)
-            && self.remove_member(&identity.broker_name, identity.broker_id)
+    /// Removes an instance for the registrant presenting `presented`; returns whether it was
+    /// registered.
+    ///
+    /// # Errors
+    /// [`RouteError::NotRegistrant`] when it is registered under another id (nothing changes).
+    pub fn unregister(
+        &mut self,
+        identity: &BrokerIdentity,
+        presented: Option<RegistrationId>,
+    ) -> Result<bool, RouteError> {
+        Ok(self.check_registrant(identity, presented)?
+            && self.remove_member(&identity.broker_name, identity.broker_id))
     }
 
     /// Removes every instance silent for longer than `expiry` at `now`; returns them.

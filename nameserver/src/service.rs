@@ -1,12 +1,18 @@
 //! The `rocketgate.cluster.v1.NameServer` gRPC service: decodes requests, applies them to the
 //! [`RouteTables`], encodes replies, and runs the expiry scan.
 //!
-//! Invariants: every request is fully checked by `convert.rs` (counts first, then names,
-//! endpoints and enum values) before the tables change, so a refused request changes nothing.
-//! Refusals map to gRPC codes: [`InvalidInput`] → INVALID_ARGUMENT (the message names the field),
-//! [`RouteError::TopicNotFound`] → NOT_FOUND, [`RouteError::ClusterConflict`] →
-//! FAILED_PRECONDITION, [`RouteError::TooManyBrokers`] → RESOURCE_EXHAUSTED. Requests larger than
-//! `limits.max_request_bytes` are refused by tonic with OUT_OF_RANGE before decoding.
+//! Invariants: with a cluster secret configured, RegisterBroker, Heartbeat and UnregisterBroker
+//! are checked for a valid, fresh signature ([`crate::secret`]) before anything else, and refused
+//! with UNAUTHENTICATED without one; QueryRoute and ClusterInfo stay open (clients need them).
+//! Every request is then fully checked by `convert.rs` (counts first, then names, endpoints and
+//! enum values) before the tables change, so a refused request changes nothing. Refusals map to
+//! gRPC codes: [`InvalidInput`] → INVALID_ARGUMENT (the message names the field),
+//! [`RouteError::TopicNotFound`] → NOT_FOUND, [`RouteError::ClusterConflict`],
+//! [`RouteError::Held`] and [`RouteError::EndpointHeld`] → FAILED_PRECONDITION,
+//! [`RouteError::NotRegistrant`] → PERMISSION_DENIED, [`RouteError::TooManyBrokers`] →
+//! RESOURCE_EXHAUSTED. Requests larger than `limits.max_request_bytes` are refused by tonic with
+//! OUT_OF_RANGE before decoding. Refused signatures and registration ids are logged (with the
+//! peer address) on the `audit` target, never the MAC or an id.
 //!
 //! Concurrency: one `parking_lot::Mutex` around the tables, taken for the pure table operation
 //! only and never across an `.await`; tonic runs handlers on its own tasks. The expiry scan is
@@ -14,7 +20,9 @@
 //! [`crate::serve`]). Depends on `rocketgate-proto` and tonic only, never on `rocketgate-core`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rocketgate_proto::cluster::v1 as pb;
@@ -26,6 +34,7 @@ use crate::config::{Config, ConfigError};
 use crate::convert;
 use crate::model::{BrokerIdentity, InvalidInput, TopicName};
 use crate::route::{RouteError, RouteTables, Timestamp};
+use crate::secret::{RegistrationId, Signable};
 
 /// The NameServer service: cheap to clone (all clones share one set of tables).
 #[derive(Debug, Clone)]
@@ -55,7 +64,36 @@ fn route_status(err: RouteError) -> Status {
             warn!(error = %err, "refused registration");
             Status::resource_exhausted(err.to_string())
         }
+        RouteError::Held(_) | RouteError::EndpointHeld { .. } => {
+            warn!(target: "audit", error = %err, "refused a registration of a live broker");
+            Status::failed_precondition(err.to_string())
+        }
+        RouteError::NotRegistrant(_) => {
+            warn!(target: "audit", error = %err, "refused a request of a non-registrant");
+            Status::permission_denied(err.to_string())
+        }
     }
+}
+
+/// The wall clock in ms since the Unix epoch (what signatures are checked against).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The registration id a request presents: none when empty.
+fn presented(text: &str) -> Result<Option<RegistrationId>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    RegistrationId::parse(text).map(Some).ok_or_else(|| {
+        invalid(InvalidInput::new(
+            "registration_id",
+            "expected 32 hex digits (the id RegisterBroker returned)",
+        ))
+    })
 }
 
 impl NameServerService {
@@ -81,6 +119,25 @@ impl NameServerService {
     pub fn into_server(self) -> NameServerServer<Self> {
         let max = self.shared.config.limits.max_request_bytes;
         NameServerServer::new(self).max_decoding_message_size(max)
+    }
+
+    /// With a cluster secret, checks `request`'s signature (UNAUTHENTICATED when it is missing,
+    /// forged or stale); without one, accepts anything.
+    fn authenticate<R: Signable>(
+        &self,
+        request: &R,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Status> {
+        let config = &self.shared.config;
+        let Some(secret) = &config.cluster_secret else {
+            return Ok(());
+        };
+        secret
+            .verify(request, now_ms(), config.max_clock_skew_ms)
+            .map_err(|err| {
+                warn!(target: "audit", method = R::METHOD, peer = ?peer, error = %err, "refused an unauthenticated broker request");
+                Status::unauthenticated(err.to_string())
+            })
     }
 
     /// Runs `f` on the tables (for inspection, e.g. in tests).
@@ -120,16 +177,23 @@ impl NameServer for NameServerService {
         &self,
         request: Request<pb::RegisterBrokerRequest>,
     ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
-        let registration =
-            convert::registration_from_proto(request.into_inner(), &self.shared.config.limits)
-                .map_err(invalid)?;
+        let peer = request.remote_addr();
+        let request = request.into_inner();
+        self.authenticate(&request, peer)?;
+        let renewing = presented(&request.registration_id)?;
+        let registration = convert::registration_from_proto(request, &self.shared.config.limits)
+            .map_err(invalid)?;
         let identity = registration.identity.clone();
         let topics = registration.topics.len();
+        let fresh = RegistrationId::random().map_err(|e| {
+            warn!(error = %e, "no random registration id");
+            Status::unavailable("the NameServer cannot make a registration id now")
+        })?;
         let outcome = self
             .shared
             .tables
             .lock()
-            .register(registration, Timestamp::now())
+            .register(registration, renewing, fresh, Timestamp::now())
             .map_err(route_status)?;
         if outcome.new {
             info!(broker = %identity, topics, routes_updated = outcome.routes_updated, "broker registered");
@@ -141,6 +205,7 @@ impl NameServer for NameServerService {
         }
         Ok(Response::new(pb::RegisterBrokerResponse {
             broker_expiry_ms: self.shared.config.broker_expiry_ms,
+            registration_id: outcome.registration_id.to_string(),
         }))
     }
 
@@ -148,9 +213,17 @@ impl NameServer for NameServerService {
         &self,
         request: Request<pb::UnregisterBrokerRequest>,
     ) -> Result<Response<pb::UnregisterBrokerResponse>, Status> {
-        let identity =
-            convert::identity_from_proto(request.into_inner().broker).map_err(invalid)?;
-        let removed = self.shared.tables.lock().unregister(&identity);
+        let peer = request.remote_addr();
+        let request = request.into_inner();
+        self.authenticate(&request, peer)?;
+        let registrant = presented(&request.registration_id)?;
+        let identity = convert::identity_from_proto(request.broker).map_err(invalid)?;
+        let removed = self
+            .shared
+            .tables
+            .lock()
+            .unregister(&identity, registrant)
+            .map_err(route_status)?;
         info!(broker = %identity, removed, "broker unregistered");
         Ok(Response::new(pb::UnregisterBrokerResponse { removed }))
     }
@@ -159,13 +232,17 @@ impl NameServer for NameServerService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let identity =
-            convert::identity_from_proto(request.into_inner().broker).map_err(invalid)?;
+        let peer = request.remote_addr();
+        let request = request.into_inner();
+        self.authenticate(&request, peer)?;
+        let registrant = presented(&request.registration_id)?;
+        let identity = convert::identity_from_proto(request.broker).map_err(invalid)?;
         let known = self
             .shared
             .tables
             .lock()
-            .heartbeat(&identity, Timestamp::now());
+            .heartbeat(&identity, registrant, Timestamp::now())
+            .map_err(route_status)?;
         if !known {
             debug!(broker = %identity, "heartbeat from an unknown broker");
         }

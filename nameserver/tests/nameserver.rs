@@ -356,6 +356,7 @@ fn raw_request(topics: usize) -> pb::RegisterBrokerRequest {
                 message_type: pb::MessageType::Normal.into(),
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -437,12 +438,16 @@ async fn bad_input_is_invalid_argument_and_the_server_keeps_serving() -> anyhow:
                 broker_name: "n".repeat(500),
                 broker_id: 0,
             }),
+            ..Default::default()
         })
         .await
         .expect_err("oversized heartbeat");
     assert_eq!(status.code(), Code::InvalidArgument);
     let status = raw
-        .unregister_broker(pb::UnregisterBrokerRequest { broker: None })
+        .unregister_broker(pb::UnregisterBrokerRequest {
+            broker: None,
+            ..Default::default()
+        })
         .await
         .expect_err("unregister without identity");
     assert_eq!(status.code(), Code::InvalidArgument);

@@ -36,6 +36,7 @@
 //!         broker_name: "broker-a".into(),
 //!         broker_id: 0,
 //!     }),
+//!     ..Default::default()
 //! };
 //! assert_eq!(request.broker.map(|b| b.broker_id), Some(0));
 //! ```

@@ -17,6 +17,8 @@ use rocketgate_gateway_kit::{
 };
 use tokio::sync::oneshot;
 
+use rocketgate_nameserver::ConnectionLimits;
+
 use crate::{serve_ready, MessagingConfig, NodeInfo};
 
 /// The gRPC gateway, configured, not yet listening.
@@ -24,6 +26,7 @@ use crate::{serve_ready, MessagingConfig, NodeInfo};
 pub struct GrpcGateway {
     listen: SocketAddr,
     messaging: MessagingConfig,
+    connections: ConnectionLimits,
     node: oneshot::Receiver<NodeInfo>,
 }
 
@@ -38,8 +41,16 @@ impl GrpcGateway {
         Self {
             listen,
             messaging,
+            connections: ConnectionLimits::default(),
             node,
         }
+    }
+
+    /// Holds the listener's connections to `connections` (default: [`ConnectionLimits`]'s).
+    #[must_use]
+    pub fn with_connection_limits(mut self, connections: ConnectionLimits) -> Self {
+        self.connections = connections;
+        self
     }
 }
 
@@ -54,6 +65,7 @@ impl Gateway for GrpcGateway {
             Ok(Box::new(BoundGrpc {
                 listener,
                 messaging: self.messaging,
+                connections: self.connections,
                 node: self.node,
             }) as Box<dyn BoundGateway>)
         })
@@ -64,6 +76,7 @@ impl Gateway for GrpcGateway {
 struct BoundGrpc {
     listener: BoundListener,
     messaging: MessagingConfig,
+    connections: ConnectionLimits,
     node: oneshot::Receiver<NodeInfo>,
 }
 
@@ -88,6 +101,7 @@ impl BoundGateway for BoundGrpc {
                 broker,
                 node,
                 self.messaging,
+                self.connections,
                 shutdown.wait(),
                 || ready.accepting(),
             )

@@ -1,37 +1,39 @@
-//! The accepted connections of the gRPC listener: `TCP_NODELAY` on every socket, a pause
-//! after an accept failure such as `EMFILE` so the accept loop does not spin, and the
-//! `rocketgate_connections_active{gateway="grpc"}` gauge (plus `rocketgate_connections_total`), kept
-//! by a guard that lives as long as the socket.
+//! The accepted connections of the gRPC listener: the connection limits of
+//! `rocketgate_nameserver::listener` (a cap on open connections, an HTTP/2 handshake timeout, an
+//! idle timeout for connections with no call, `TCP_NODELAY`, a pause after an accept failure
+//! such as `EMFILE`), plus this gateway's metrics: the `rocketgate_connections_active{gateway="grpc"}`
+//! gauge (kept by a guard that lives as long as the socket), `rocketgate_connections_total` and
+//! `rocketgate_connections_refused_total` (connections closed at once at the cap).
 //!
-//! A `Stream` over a [`TcpListenerStream`], polled by tonic's accept loop only; no task or lock
-//! of its own.
+//! A `Stream` polled by tonic's accept loop only; no task or lock of its own. The limits
+//! themselves (and their tests on raw sockets) live in the nameserver crate, which both
+//! listeners share; this file must not grow protocol logic.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Sleep;
-use tokio_stream::wrappers::TcpListenerStream;
+use rocketgate_nameserver::listener::{self, Connection, ConnectionInfo};
+use rocketgate_nameserver::{ConnectionLimits, ConnectionStats};
+use tokio::net::TcpListener;
 use tokio_stream::Stream;
 
-/// How long accepting pauses after a failure that is not about one connection.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Accepted connections, configured for gRPC.
+/// Accepted connections, within the listener's [`ConnectionLimits`].
 #[derive(Debug)]
 pub(crate) struct Incoming {
-    listener: TcpListenerStream,
-    backoff: Option<Pin<Box<Sleep>>>,
+    inner: listener::Incoming,
+    stats: Arc<ConnectionStats>,
+    refused: u64,
 }
 
 impl Incoming {
-    pub(crate) fn new(listener: TcpListener) -> Self {
+    pub(crate) fn new(listener: TcpListener, limits: ConnectionLimits) -> Self {
+        let inner = listener::Incoming::new(listener, "grpc", limits);
         Self {
-            listener: TcpListenerStream::new(listener),
-            backoff: None,
+            stats: inner.stats(),
+            inner,
+            refused: 0,
         }
     }
 }
@@ -39,11 +41,11 @@ impl Incoming {
 /// An accepted socket, counted in the connection gauge while it lives.
 #[derive(Debug)]
 pub(crate) struct Counted {
-    inner: TcpStream,
+    inner: Connection,
 }
 
 impl Counted {
-    fn new(inner: TcpStream) -> Self {
+    fn new(inner: Connection) -> Self {
         metrics::gauge!("rocketgate_connections_active", "gateway" => "grpc").increment(1.0);
         metrics::counter!("rocketgate_connections_total", "gateway" => "grpc").increment(1);
         Self { inner }
@@ -57,7 +59,7 @@ impl Drop for Counted {
 }
 
 impl tonic::transport::server::Connected for Counted {
-    type ConnectInfo = <TcpStream as tonic::transport::server::Connected>::ConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.inner.connect_info()
@@ -108,32 +110,13 @@ impl Stream for Incoming {
     type Item = io::Result<Counted>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(sleep) = self.backoff.as_mut() {
-            ready!(sleep.as_mut().poll(cx));
-            self.backoff = None;
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        let refused = self.stats.refused();
+        if refused > self.refused {
+            metrics::counter!("rocketgate_connections_refused_total", "gateway" => "grpc")
+                .increment(refused - self.refused);
+            self.refused = refused;
         }
-        match ready!(Pin::new(&mut self.listener).poll_next(cx)) {
-            Some(Ok(stream)) => {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
-                }
-                Poll::Ready(Some(Ok(Counted::new(stream))))
-            }
-            Some(Err(e)) => {
-                // One connection failing (reset before accept) is no reason to wait; running out
-                // of descriptors or memory is.
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::Interrupted
-                ) {
-                    tracing::warn!(error = %e, "accept failed; pausing before the next accept");
-                    self.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
-                }
-                Poll::Ready(Some(Err(e)))
-            }
-            None => Poll::Ready(None),
-        }
+        next.map(|item| item.map(|accepted| accepted.map(Counted::new)))
     }
 }

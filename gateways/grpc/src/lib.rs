@@ -14,7 +14,8 @@
 //!   conversions and the checks of wire fields.
 //! - [`messaging`]: [`MessagingService`] and [`MessagingConfig`], one module per RPC family.
 //! - [`status`]: [`RequestError`] and the `ErrorKind` → `tonic::Code` table.
-//! - `incoming.rs`: accepted sockets (`TCP_NODELAY`, a pause after accept failures).
+//! - `incoming.rs`: accepted sockets within the listener's connection limits (a cap, handshake
+//!   and idle timeouts, shared with the NameServer's listener) and their metrics.
 //! - `gateway.rs`: [`GrpcGateway`], this endpoint as a `rocketgate-gateway-kit` `Gateway` for
 //!   the composition root (wraps [`serve_with`]).
 //!
@@ -70,9 +71,10 @@
 //! ```
 
 use std::future::Future;
-use std::time::Duration;
 
 use rocketgate_core::Broker;
+use rocketgate_nameserver::listener::TrackCallsLayer;
+use rocketgate_nameserver::ConnectionLimits;
 use tonic::transport::Server;
 
 pub mod access_admin;
@@ -88,10 +90,6 @@ pub use gateway::GrpcGateway;
 pub use messaging::{ConfigError, MessagingConfig, MessagingService};
 pub use status::RequestError;
 
-/// HTTP/2 PING interval on idle connections, to find dead peers.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a PING may go unanswered before the connection is closed.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent calls (HTTP/2 streams) per connection; more wait for the client's flow control.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
@@ -105,6 +103,9 @@ pub enum Error {
     /// The [`MessagingConfig`] is out of range (nothing was served).
     #[error("gRPC gateway configuration: {0}")]
     Config(#[from] messaging::ConfigError),
+    /// The [`ConnectionLimits`] are out of range (nothing was served).
+    #[error("gRPC gateway configuration: {0}")]
+    Connections(#[from] rocketgate_nameserver::ConfigError),
 }
 
 /// Serves the broker's gRPC endpoint on `listener` (the [`AdminService`] and the RocketMQ 5
@@ -133,9 +134,9 @@ pub async fn serve(
 /// Routes advertise `node`'s `grpc` endpoint, or the listener's address when the node names
 /// none (and it is not a wildcard address).
 ///
-/// Connections get `TCP_NODELAY`, HTTP/2 keepalive PINGs (every 30 s, 10 s to answer), no
-/// connection age or idle limit (Telemetry streams live as long as their clients) and at most
-/// 256 concurrent calls each; every call runs in a `grpc` span naming its method.
+/// Connections are held to the default [`ConnectionLimits`] (see [`serve_with_connections`]),
+/// get `TCP_NODELAY` and at most 256 concurrent calls each; every call runs in a `grpc` span
+/// naming its method.
 ///
 /// # Errors
 /// [`Error::Config`] when `messaging` fails [`MessagingConfig::validate`] (before anything
@@ -150,7 +151,50 @@ pub async fn serve_with(
     messaging: MessagingConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    serve_ready(listener, broker, node, messaging, shutdown, || {}).await
+    let connections = ConnectionLimits::default();
+    serve_ready(
+        listener,
+        broker,
+        node,
+        messaging,
+        connections,
+        shutdown,
+        || {},
+    )
+    .await
+}
+
+/// [`serve_with`], with the listener's connections held to `connections`: at most
+/// `max_connections` open (one more is closed at once, logged and counted in
+/// `rocketgate_connections_refused_total{gateway="grpc"}`), the HTTP/2 preface within
+/// `handshake_timeout_ms`, closed after `idle_timeout_ms` with no call open (a Telemetry stream
+/// or a long poll is a call, so SDK clients are never idle), and keepalive PINGs every
+/// `keepalive_interval_ms` that must be answered within `keepalive_timeout_ms`.
+///
+/// # Errors
+/// [`Error::Config`] / [`Error::Connections`] for a configuration out of range (before
+/// anything is served), [`Error::Transport`] when the gRPC server fails.
+///
+/// # Panics
+/// Never.
+pub async fn serve_with_connections(
+    listener: tokio::net::TcpListener,
+    broker: Broker,
+    node: NodeInfo,
+    messaging: MessagingConfig,
+    connections: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve_ready(
+        listener,
+        broker,
+        node,
+        messaging,
+        connections,
+        shutdown,
+        || {},
+    )
+    .await
 }
 
 /// [`serve_with`], calling `ready` once the endpoint accepts connections (configuration
@@ -161,10 +205,12 @@ pub(crate) async fn serve_ready(
     broker: Broker,
     node: NodeInfo,
     messaging: MessagingConfig,
+    connections: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
     messaging.validate()?;
+    connections.validate()?;
     let local = listener.local_addr().ok();
     if let Some(addr) = local {
         tracing::info!(%addr, "gRPC gateway listening");
@@ -179,13 +225,14 @@ pub(crate) async fn serve_ready(
     Server::builder()
         .trace_fn(|req| tracing::debug_span!("grpc", method = %req.uri().path()))
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .http2_keepalive_interval(Some(connections.keepalive_interval()))
+        .http2_keepalive_timeout(Some(connections.keepalive_timeout()))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .layer(TrackCallsLayer)
         .add_service(access_admin::AccessAdminService::new(broker.clone()).into_server())
         .add_service(AdminService::new(broker, node).into_server())
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(incoming::Incoming::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming::Incoming::new(listener, connections), shutdown)
         .await?;
     tracing::info!("gRPC gateway stopped");
     Ok(())

@@ -25,8 +25,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use section::{GrpcKeys, HttpKeys, ListenKeys, MqttKeys, Written};
 pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection};
-use section::{HttpKeys, ListenKeys, MqttKeys, Written};
 
 /// The default configuration, printed by `rocketgate generate-config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// show in the process list).
     #[arg(skip = std::env::var("ROCKETGATE_AUTH_SECRET_KEY").ok())]
     pub auth_secret_key: Option<String>,
+    /// The cluster secret brokers sign their NameServer registrations with and NameServers
+    /// require (overrides `nameserver.cluster_secret`): from `ROCKETGATE_CLUSTER_SECRET` only,
+    /// never a flag (it would show in the process list).
+    #[arg(skip = std::env::var("ROCKETGATE_CLUSTER_SECRET").ok())]
+    pub cluster_secret: Option<String>,
     /// The NameServer's listen address (overrides `nameserver.listen`).
     #[arg(
         long,
@@ -140,7 +145,7 @@ struct FileConfig {
     auth: rocketgate_core::config::AuthConfig,
     nameserver: Written<ListenKeys, rocketgate_nameserver::Config>,
     broker: BrokerSection,
-    grpc: Written<ListenKeys, rocketgate_gateway_grpc::MessagingConfig>,
+    grpc: Written<GrpcKeys, rocketgate_gateway_grpc::MessagingConfig>,
     http: Written<HttpKeys, rocketgate_gateway_http::HttpConfig>,
     mqtt: Written<MqttKeys, rocketgate_gateway_mqtt::MqttConfig>,
     /// Deprecated: `listen.grpc` is `grpc.listen`, and so on (`legacy.rs`).
@@ -272,6 +277,11 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     if let Some(sk) = &args.auth_secret_key {
         cfg.auth.bootstrap_secret_key = Some(sk.clone());
     }
+    if let Some(secret) = &args.cluster_secret {
+        let secret = rocketgate_nameserver::ClusterSecret::new(secret)
+            .map_err(|e| anyhow::anyhow!("invalid ROCKETGATE_CLUSTER_SECRET: {}", e.reason))?;
+        cfg.nameserver.config.cluster_secret = Some(secret);
+    }
     if let Some(mode) = &args.flush_mode {
         cfg.store.flush_mode = match mode.to_ascii_uppercase().as_str() {
             "SYNC" | "SYNC_FLUSH" => rocketgate_core::FlushMode::Sync,
@@ -323,6 +333,10 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         .messaging
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration `grpc.{}`: {}", e.field, e.reason))?;
+    cfg.grpc
+        .connections
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration `grpc.{}`: {}", e.key, e.reason))?;
     cfg.http
         .config
         .validate()

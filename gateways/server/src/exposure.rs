@@ -1,13 +1,14 @@
 //! Secure by default off loopback: before a node binds anything, every listener it is about to
 //! open is checked. A listener on a loopback address is fine; on any other address (a LAN
 //! address, `0.0.0.0`, `::`) it must authenticate its clients — the RocketMQ gRPC endpoint (and
-//! its admin services) with `auth.enabled` on, MQTT with `allow_anonymous = false` — or the node
-//! refuses to start with one line saying how to fix it. `--allow-unauthenticated-remote`
+//! its admin services) with `auth.enabled` on, MQTT with `allow_anonymous = false`, the
+//! NameServer with a cluster secret (brokers' registrations; route queries stay open) — or the
+//! node refuses to start with one line saying how to fix it. `--allow-unauthenticated-remote`
 //! (`ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE=1`) is the explicit opt-out: the node starts and
 //! logs a warning per exposed listener.
 //!
-//! REST/WebSocket and the NameServer do not authenticate yet (docs/security.md), so off
-//! loopback they always need the opt-out.
+//! REST/WebSocket do not authenticate yet (docs/security.md), so off loopback they always need
+//! the opt-out.
 //!
 //! Pure: reads the configuration, logs, decides. Called by `node.rs` and `main.rs`.
 
@@ -66,8 +67,8 @@ pub fn nameserver_listener(cfg: &ServerConfig) -> Listener {
     Listener {
         name: "nameserver",
         addr: cfg.nameserver.listen,
-        authenticates: false,
-        can_authenticate: false,
+        authenticates: cfg.nameserver.config.cluster_secret.is_some(),
+        can_authenticate: true,
     }
 }
 
@@ -94,6 +95,9 @@ pub fn check(listeners: &[Listener], allow: bool) -> anyhow::Result<()> {
             ("mqtt" | "mqtt-ws", _) => {
                 "set mqtt.allow_anonymous = false with [mqtt.users]".to_owned()
             }
+            ("nameserver", _) => "give it a cluster secret for brokers to sign with \
+                 (ROCKETGATE_CLUSTER_SECRET, docs/cluster.md)"
+                .to_owned(),
             (_, true) => "turn authentication on with --auth (docs/security.md)".to_owned(),
             (name, false) => format!("{name} does not authenticate yet (docs/security.md)"),
         };
@@ -117,7 +121,7 @@ mod tests {
             name,
             addr: addr.parse().unwrap(),
             authenticates,
-            can_authenticate: name != "http" && name != "nameserver",
+            can_authenticate: name != "http",
         }
     }
 
@@ -151,6 +155,29 @@ mod tests {
         assert!(
             check(&[l("http", "0.0.0.0:8080", false)], true).is_ok(),
             "the opt-out"
+        );
+        let err = check(&[l("nameserver", "0.0.0.0:9876", false)], false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ROCKETGATE_CLUSTER_SECRET"), "{err}");
+        assert!(check(&[l("nameserver", "0.0.0.0:9876", true)], false).is_ok());
+    }
+
+    #[test]
+    fn a_nameserver_authenticates_with_a_cluster_secret() {
+        let mut cfg = ServerConfig::default();
+        cfg.nameserver.listen = "0.0.0.0:9876".parse().unwrap();
+        let err = check(&[nameserver_listener(&cfg)], false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0.0.0.0:9876 (nameserver)"), "{err}");
+        cfg.nameserver.config.cluster_secret =
+            Some(rocketgate_nameserver::ClusterSecret::new("a-long-enough-secret").unwrap());
+        check(&[nameserver_listener(&cfg)], false).unwrap();
+        cfg.grpc.listen = "0.0.0.0:8081".parse().unwrap();
+        assert!(
+            check(&node_listeners(&cfg, true), false).is_err(),
+            "grpc still needs --auth"
         );
     }
 }

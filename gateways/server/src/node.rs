@@ -99,7 +99,8 @@ fn gateways(
     node: oneshot::Receiver<NodeInfo>,
     metrics: Option<PrometheusHandle>,
 ) -> Vec<Box<dyn Gateway>> {
-    let grpc = GrpcGateway::new(cfg.grpc.listen, cfg.grpc.messaging.clone(), node);
+    let grpc = GrpcGateway::new(cfg.grpc.listen, cfg.grpc.messaging.clone(), node)
+        .with_connection_limits(cfg.grpc.connections.clone());
     let mut gateways: Vec<Box<dyn Gateway>> = vec![Box::new(grpc)];
     if cfg.http.enabled {
         let http = HttpGateway::new(cfg.http.listen, cfg.http.config.clone(), metrics);
@@ -321,6 +322,7 @@ async fn serve(
     let (unregister, unregistered) = shutdown::channel();
     let started = registration::start(
         &cfg.broker,
+        cfg.nameserver.config.cluster_secret.clone(),
         namesrv,
         advertised,
         broker.clone(),

@@ -6,11 +6,16 @@
 //! [`Registration`] owns the heartbeat timer; each round calls every NameServer concurrently in a
 //! `JoinSet`, each call bounded by the client's `rpc_timeout_ms`. A NameServer that fails, or
 //! answers a heartbeat with `known = false`, gets the full registration again.
+//!
+//! Per NameServer it also keeps the registration id that NameServer returned (a
+//! `parking_lot::Mutex<String>`, held only to copy or replace it), presented on every renewal,
+//! heartbeat and unregistration; a heartbeat refused with PERMISSION_DENIED voids it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rocketgate_proto::cluster::v1 as pb;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -34,12 +39,15 @@ pub(super) async fn start(
         identity: registration.identity.clone(),
         request: tokio::sync::Mutex::new(convert::registration_to_proto(&registration)),
         registered: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        ids: (0..n).map(|_| Mutex::new(String::new())).collect(),
     });
     let errors = shared.round(Round::Register).await;
-    if let Some(err) = errors
-        .into_iter()
-        .find(|e| e.code() == Some(Code::InvalidArgument))
-    {
+    if let Some(err) = errors.into_iter().find(|e| {
+        matches!(
+            e.code(),
+            Some(Code::InvalidArgument | Code::Unauthenticated)
+        )
+    }) {
         return Err(err);
     }
     let (stop, stopped) = watch::channel(false);
@@ -69,6 +77,8 @@ struct Shared {
     request: tokio::sync::Mutex<pb::RegisterBrokerRequest>,
     /// Per NameServer: whether it accepted the latest registration and has not failed since.
     registered: Vec<AtomicBool>,
+    /// Per NameServer: the registration id it returned (empty: none).
+    ids: Vec<Mutex<String>>,
 }
 
 impl Shared {
@@ -96,17 +106,30 @@ impl Shared {
         kind: Round,
         request: pb::RegisterBrokerRequest,
     ) -> Result<(), ClientError> {
-        let (Some(server), Some(registered)) =
-            (self.client.inner.servers.get(i), self.registered.get(i))
-        else {
+        let (Some(server), Some(registered), Some(id)) = (
+            self.client.inner.servers.get(i),
+            self.registered.get(i),
+            self.ids.get(i),
+        ) else {
             return Ok(());
         };
         let broker = &self.identity;
         if kind == Round::KeepAlive && registered.load(Ordering::Acquire) {
-            match server.heartbeat(convert::identity_to_proto(broker)).await {
+            let current = id.lock().clone();
+            match server
+                .heartbeat(convert::identity_to_proto(broker), current)
+                .await
+            {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
                     info!(nameserver = %server.address, broker = %broker, "NameServer does not know this broker; registering again");
+                }
+                Err(err) if err.code() == Some(Code::PermissionDenied) => {
+                    // Our registration is gone and someone else registered this identity.
+                    id.lock().clear();
+                    registered.store(false, Ordering::Release);
+                    warn!(nameserver = %server.address, broker = %broker, error = %err, "this broker's registration was replaced");
+                    return Err(err);
                 }
                 Err(err) => {
                     registered.store(false, Ordering::Release);
@@ -116,8 +139,10 @@ impl Shared {
             }
         }
         registered.store(false, Ordering::Release);
-        match server.register(request).await {
-            Ok(expiry_ms) => {
+        let current = id.lock().clone();
+        match server.register(request, current).await {
+            Ok((expiry_ms, new_id)) => {
+                *id.lock() = new_id;
                 registered.store(true, Ordering::Release);
                 let interval = self.client.inner.heartbeat_interval;
                 if interval >= Duration::from_millis(expiry_ms) {
@@ -249,10 +274,18 @@ impl Registration {
         self.stop_task().await;
         let broker = convert::identity_to_proto(&self.shared.identity);
         let mut calls = JoinSet::new();
-        for server in &self.shared.client.inner.servers {
+        for (server, id) in self
+            .shared
+            .client
+            .inner
+            .servers
+            .iter()
+            .zip(&self.shared.ids)
+        {
             let server = server.clone();
             let broker = broker.clone();
-            calls.spawn(async move { (server.unregister(broker).await, server.address) });
+            let id = std::mem::take(&mut *id.lock());
+            calls.spawn(async move { (server.unregister(broker, id).await, server.address) });
         }
         let mut removed = 0;
         while let Some(joined) = calls.join_next().await {

@@ -25,6 +25,34 @@ fn registration(name: &str, id: u64, port: u16, topics: &[(&str, u32)]) -> Broke
     }
 }
 
+/// A registration id made of `n`.
+fn rid(n: u8) -> RegistrationId {
+    RegistrationId::from_bytes([n; 16])
+}
+
+/// Registers as the instance's own registrant: presents its live id, if any; a new one gets
+/// `rid(0xee)`.
+fn register(
+    t: &mut RouteTables,
+    r: BrokerRegistration,
+    now: Timestamp,
+) -> Result<Registered, RouteError> {
+    let presented = t.brokers().registration_of(&r.identity);
+    t.register(r, presented, rid(0xee), now)
+}
+
+/// A heartbeat of the instance's own registrant.
+fn heartbeat(t: &mut RouteTables, identity: &BrokerIdentity, now: Timestamp) -> bool {
+    let presented = t.brokers().registration_of(identity);
+    t.heartbeat(identity, presented, now).unwrap()
+}
+
+/// An unregistration by the instance's own registrant.
+fn unregister(t: &mut RouteTables, identity: &BrokerIdentity) -> bool {
+    let presented = t.brokers().registration_of(identity);
+    t.unregister(identity, presented).unwrap()
+}
+
 fn tn(name: &str) -> TopicName {
     TopicName::new(name).unwrap()
 }
@@ -55,12 +83,14 @@ fn assert_consistent(t: &RouteTables) {
 fn register_then_route_lists_every_group() {
     let mut t = RouteTables::new(16);
     let now = Timestamp::now();
-    let r = t
-        .register(registration("a", 0, 1, &[("orders", 4), ("audit", 1)]), now)
-        .unwrap();
+    let r = register(
+        &mut t,
+        registration("a", 0, 1, &[("orders", 4), ("audit", 1)]),
+        now,
+    )
+    .unwrap();
     assert!(r.new && r.routes_updated && r.displaced.is_empty());
-    t.register(registration("b", 0, 2, &[("orders", 8)]), now)
-        .unwrap();
+    register(&mut t, registration("b", 0, 2, &[("orders", 8)]), now).unwrap();
     assert_consistent(&t);
 
     let route = t.route(&tn("orders")).unwrap();
@@ -85,8 +115,12 @@ fn unknown_topic_is_not_found() {
         t.route(&tn("nope")),
         Err(RouteError::TopicNotFound(tn("nope")))
     );
-    t.register(registration("a", 0, 1, &[("orders", 4)]), Timestamp::now())
-        .unwrap();
+    register(
+        &mut t,
+        registration("a", 0, 1, &[("orders", 4)]),
+        Timestamp::now(),
+    )
+    .unwrap();
     assert!(matches!(
         t.route(&tn("nope")),
         Err(RouteError::TopicNotFound(_))
@@ -97,13 +131,9 @@ fn unknown_topic_is_not_found() {
 fn re_register_replaces_the_topic_set() {
     let mut t = RouteTables::new(16);
     let now = Timestamp::now();
-    t.register(registration("a", 0, 1, &[("x", 4), ("y", 4)]), now)
-        .unwrap();
-    t.register(registration("b", 0, 2, &[("y", 2)]), now)
-        .unwrap();
-    let r = t
-        .register(registration("a", 0, 1, &[("y", 16), ("z", 1)]), now)
-        .unwrap();
+    register(&mut t, registration("a", 0, 1, &[("x", 4), ("y", 4)]), now).unwrap();
+    register(&mut t, registration("b", 0, 2, &[("y", 2)]), now).unwrap();
+    let r = register(&mut t, registration("a", 0, 1, &[("y", 16), ("z", 1)]), now).unwrap();
     assert!(!r.new && r.routes_updated);
     assert_consistent(&t);
 
@@ -127,7 +157,7 @@ fn re_register_replaces_the_topic_set() {
         permission: Permission::Read,
         message_type: MessageType::Fifo,
     });
-    t.register(reg, now).unwrap();
+    register(&mut t, reg, now).unwrap();
     let y = t.route(&tn("y")).unwrap();
     assert_eq!(y.queues[1].read_queues, 3);
     assert_eq!(y.queues[1].write_queues, 0);
@@ -140,14 +170,17 @@ fn expiry_removes_a_brokers_queues_from_every_route() {
     let mut t = RouteTables::new(16);
     let start = Timestamp::now();
     let expiry = Duration::from_millis(120_000);
-    t.register(registration("a", 0, 1, &[("x", 4), ("y", 4)]), start)
-        .unwrap();
-    t.register(registration("b", 0, 2, &[("y", 2)]), start)
-        .unwrap();
+    register(
+        &mut t,
+        registration("a", 0, 1, &[("x", 4), ("y", 4)]),
+        start,
+    )
+    .unwrap();
+    register(&mut t, registration("b", 0, 2, &[("y", 2)]), start).unwrap();
 
     // b keeps heartbeating, a goes silent.
     let later = start.after(Duration::from_millis(100_000));
-    assert!(t.heartbeat(&identity("c1", "b", 0), later));
+    assert!(heartbeat(&mut t, &identity("c1", "b", 0), later));
     assert!(t.expire(later, expiry).is_empty());
 
     let end = start.after(Duration::from_millis(120_001));
@@ -162,7 +195,7 @@ fn expiry_removes_a_brokers_queues_from_every_route() {
     assert_eq!(y.queues.len(), 1);
     assert_eq!(y.queues[0].broker_name.as_str(), "b");
     assert_eq!(y.brokers.len(), 1);
-    assert!(!t.heartbeat(&identity("c1", "a", 0), end));
+    assert!(!heartbeat(&mut t, &identity("c1", "a", 0), end));
     assert_eq!(t.cluster_info().brokers().count(), 1);
 }
 
@@ -170,20 +203,18 @@ fn expiry_removes_a_brokers_queues_from_every_route() {
 fn unregister_removes_at_once_and_is_idempotent() {
     let mut t = RouteTables::new(16);
     let now = Timestamp::now();
-    t.register(registration("a", 0, 1, &[("x", 4)]), now)
-        .unwrap();
-    t.register(registration("b", 0, 2, &[("x", 4)]), now)
-        .unwrap();
+    register(&mut t, registration("a", 0, 1, &[("x", 4)]), now).unwrap();
+    register(&mut t, registration("b", 0, 2, &[("x", 4)]), now).unwrap();
     assert!(
-        !t.unregister(&identity("other", "a", 0)),
+        !unregister(&mut t, &identity("other", "a", 0)),
         "cluster must match"
     );
-    assert!(t.unregister(&identity("c1", "a", 0)));
-    assert!(!t.unregister(&identity("c1", "a", 0)));
+    assert!(unregister(&mut t, &identity("c1", "a", 0)));
+    assert!(!unregister(&mut t, &identity("c1", "a", 0)));
     assert_consistent(&t);
     let x = t.route(&tn("x")).unwrap();
     assert_eq!(x.queues.len(), 1);
-    assert!(t.unregister(&identity("c1", "b", 0)));
+    assert!(unregister(&mut t, &identity("c1", "b", 0)));
     assert!(t.topics().is_empty());
     assert_eq!(t.brokers().group_count(), 0);
     assert!(t.cluster_info().clusters.is_empty());
@@ -193,12 +224,14 @@ fn unregister_removes_at_once_and_is_idempotent() {
 fn master_decides_queues_and_slaves_keep_reads_alive() {
     let mut t = RouteTables::new(16);
     let now = Timestamp::now();
-    t.register(registration("a", 0, 1, &[("x", 4)]), now)
-        .unwrap();
+    register(&mut t, registration("a", 0, 1, &[("x", 4)]), now).unwrap();
     // A slave's own topic list does not change the group's queues while the master lives.
-    let r = t
-        .register(registration("a", 1, 2, &[("x", 1), ("other", 1)]), now)
-        .unwrap();
+    let r = register(
+        &mut t,
+        registration("a", 1, 2, &[("x", 1), ("other", 1)]),
+        now,
+    )
+    .unwrap();
     assert!(r.new && !r.routes_updated);
     assert!(t.route(&tn("other")).is_err());
     let x = t.route(&tn("x")).unwrap();
@@ -210,7 +243,7 @@ fn master_decides_queues_and_slaves_keep_reads_alive() {
     );
 
     // Master gone: the queues stay, read-only, served by the slave.
-    assert!(t.unregister(&identity("c1", "a", 0)));
+    assert!(unregister(&mut t, &identity("c1", "a", 0)));
     assert_consistent(&t);
     let x = t.route(&tn("x")).unwrap();
     assert_eq!(x.queues[0].permission, Permission::Read);
@@ -218,15 +251,12 @@ fn master_decides_queues_and_slaves_keep_reads_alive() {
     assert!(x.brokers[0].master_endpoint("grpc").is_none());
 
     // Without a master the lowest-id member is authoritative.
-    let r = t
-        .register(registration("a", 1, 2, &[("x", 2)]), now)
-        .unwrap();
+    let r = register(&mut t, registration("a", 1, 2, &[("x", 2)]), now).unwrap();
     assert!(r.routes_updated);
     assert_eq!(t.route(&tn("x")).unwrap().queues[0].read_queues, 2);
 
     // The master is back: write access again.
-    t.register(registration("a", 0, 1, &[("x", 4)]), now)
-        .unwrap();
+    register(&mut t, registration("a", 0, 1, &[("x", 4)]), now).unwrap();
     let x = t.route(&tn("x")).unwrap();
     assert_eq!(x.queues[0].permission, Permission::ReadWrite);
 }
@@ -235,16 +265,34 @@ fn master_decides_queues_and_slaves_keep_reads_alive() {
 fn role_switch_replaces_the_old_entry() {
     let mut t = RouteTables::new(16);
     let now = Timestamp::now();
-    t.register(registration("a", 0, 1, &[("x", 4)]), now)
+    register(&mut t, registration("a", 0, 1, &[("x", 4)]), now).unwrap();
+    t.register(registration("a", 1, 2, &[("x", 4)]), None, rid(1), now)
         .unwrap();
-    t.register(registration("a", 1, 2, &[("x", 4)]), now)
-        .unwrap();
-    t.unregister(&identity("c1", "a", 0));
-    // The slave at port 2 is promoted and registers as master with the same address.
+    unregister(&mut t, &identity("c1", "a", 0));
+    // Someone else claiming the slave's address as the master is refused.
+    let err = t
+        .register(registration("a", 0, 2, &[("x", 9)]), None, rid(2), now)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RouteError::EndpointHeld {
+            broker_name: BrokerName::new("a").unwrap(),
+            holder: BrokerId(1),
+            address: "10.0.0.1:2".into()
+        }
+    );
+    // The slave at port 2 is promoted and registers as master with the same address, presenting
+    // its registration id.
     let r = t
-        .register(registration("a", 0, 2, &[("x", 4)]), now)
+        .register(
+            registration("a", 0, 2, &[("x", 4)]),
+            Some(rid(1)),
+            rid(3),
+            now,
+        )
         .unwrap();
     assert_eq!(r.displaced, vec![BrokerId(1)]);
+    assert_eq!(r.registration_id, rid(3));
     assert_consistent(&t);
     let group = t.brokers().group("a").unwrap();
     assert_eq!(
@@ -257,23 +305,20 @@ fn role_switch_replaces_the_old_entry() {
 fn cluster_conflict_and_broker_limit_change_nothing() {
     let mut t = RouteTables::new(2);
     let now = Timestamp::now();
-    t.register(registration("a", 0, 1, &[("x", 4)]), now)
-        .unwrap();
+    register(&mut t, registration("a", 0, 1, &[("x", 4)]), now).unwrap();
     let mut other = registration("a", 1, 2, &[("y", 4)]);
     other.identity.cluster = ClusterName::new("c2").unwrap();
     assert!(matches!(
-        t.register(other, now),
+        register(&mut t, other, now),
         Err(RouteError::ClusterConflict { .. })
     ));
-    t.register(registration("b", 0, 2, &[("x", 4)]), now)
-        .unwrap();
+    register(&mut t, registration("b", 0, 2, &[("x", 4)]), now).unwrap();
     assert_eq!(
-        t.register(registration("c", 0, 3, &[("x", 4)]), now),
+        register(&mut t, registration("c", 0, 3, &[("x", 4)]), now),
         Err(RouteError::TooManyBrokers { max: 2 })
     );
     // Re-registering a known instance is still allowed at the limit.
-    t.register(registration("b", 0, 2, &[("x", 2)]), now)
-        .unwrap();
+    register(&mut t, registration("b", 0, 2, &[("x", 2)]), now).unwrap();
     assert_consistent(&t);
     assert_eq!(t.route(&tn("x")).unwrap().queues.len(), 2);
     assert!(t.route(&tn("y")).is_err());
@@ -283,14 +328,13 @@ fn cluster_conflict_and_broker_limit_change_nothing() {
 fn cluster_info_reports_roles_endpoints_and_heartbeats() {
     let mut t = RouteTables::new(16);
     let now = Timestamp::now();
-    t.register(registration("a", 0, 1, &[("x", 4), ("y", 1)]), now)
-        .unwrap();
-    t.register(registration("a", 1, 2, &[]), now).unwrap();
+    register(&mut t, registration("a", 0, 1, &[("x", 4), ("y", 1)]), now).unwrap();
+    register(&mut t, registration("a", 1, 2, &[]), now).unwrap();
     let mut b = registration("b", 0, 3, &[]);
     b.identity.cluster = ClusterName::new("c0").unwrap();
-    t.register(b, now).unwrap();
+    register(&mut t, b, now).unwrap();
     let later = now.after(Duration::from_secs(5));
-    t.heartbeat(&identity("c1", "a", 1), later);
+    heartbeat(&mut t, &identity("c1", "a", 1), later);
 
     let info = t.cluster_info();
     let names: Vec<&str> = info.clusters.iter().map(|c| c.name.as_str()).collect();
@@ -303,4 +347,84 @@ fn cluster_info_reports_roles_endpoints_and_heartbeats() {
     assert_eq!(c1[1].role, Role::Slave);
     assert_eq!(c1[1].last_heartbeat_ms, later.unix_ms);
     assert_eq!(c1[1].endpoints[0].address(), "10.0.0.1:2");
+}
+
+#[test]
+fn a_live_instance_belongs_to_its_registrant() {
+    let mut t = RouteTables::new(16);
+    let now = Timestamp::now();
+    let a = identity("c1", "a", 0);
+    let r = t
+        .register(registration("a", 0, 1, &[("x", 4)]), None, rid(1), now)
+        .unwrap();
+    assert!(r.new);
+    assert_eq!(r.registration_id, rid(1));
+
+    // Nobody else renews it (with another endpoint or the same), heartbeats or unregisters it.
+    for presented in [None, Some(rid(9))] {
+        for port in [1, 66] {
+            let err = t
+                .register(
+                    registration("a", 0, port, &[("y", 1)]),
+                    presented,
+                    rid(2),
+                    now,
+                )
+                .unwrap_err();
+            assert_eq!(err, RouteError::Held(a.clone()));
+        }
+        assert_eq!(
+            t.heartbeat(&a, presented, now),
+            Err(RouteError::NotRegistrant(a.clone()))
+        );
+        assert_eq!(
+            t.unregister(&a, presented),
+            Err(RouteError::NotRegistrant(a.clone()))
+        );
+    }
+    assert_consistent(&t);
+    let x = t.route(&tn("x")).unwrap();
+    assert_eq!(x.brokers[0].master_endpoint("grpc"), Some("10.0.0.1:1"));
+    assert!(t.route(&tn("y")).is_err());
+
+    // Its registrant renews it and keeps its id, heartbeats, unregisters.
+    let r = t
+        .register(
+            registration("a", 0, 1, &[("y", 1)]),
+            Some(rid(1)),
+            rid(3),
+            now,
+        )
+        .unwrap();
+    assert!(!r.new);
+    assert_eq!(r.registration_id, rid(1));
+    assert_eq!(t.heartbeat(&a, Some(rid(1)), now), Ok(true));
+    assert_eq!(t.unregister(&a, Some(rid(1))), Ok(true));
+
+    // Unknown instances: heartbeats say so, unregistering is a no-op, whatever is presented.
+    assert_eq!(t.heartbeat(&a, Some(rid(1)), now), Ok(false));
+    assert_eq!(t.unregister(&a, None), Ok(false));
+
+    // Once free (unregistered, or expired), the identity can be registered by anyone.
+    let r = t
+        .register(
+            registration("a", 0, 66, &[("x", 4)]),
+            Some(rid(1)),
+            rid(4),
+            now,
+        )
+        .unwrap();
+    assert_eq!(
+        r.registration_id,
+        rid(4),
+        "a new registration gets a fresh id"
+    );
+    let later = now.after(Duration::from_secs(200));
+    assert_eq!(t.expire(later, Duration::from_secs(120)), vec![a.clone()]);
+    t.register(registration("a", 0, 77, &[("x", 4)]), None, rid(5), later)
+        .unwrap();
+    assert_eq!(
+        t.route(&tn("x")).unwrap().brokers[0].master_endpoint("grpc"),
+        Some("10.0.0.1:77")
+    );
 }

@@ -142,3 +142,14 @@ pub async fn routed_brokers(client: &NameServerClient, topic: &str) -> Vec<Strin
         Err(_) => Vec::new(),
     }
 }
+
+/// [`client`] signing broker requests with the cluster secret `secret`.
+pub fn secured_client(servers: &[&str], heartbeat_ms: u64, secret: &str) -> NameServerClient {
+    let config = ClientConfig {
+        addresses: servers.iter().map(|s| (*s).to_owned()).collect(),
+        heartbeat_interval_ms: heartbeat_ms,
+        rpc_timeout_ms: 500,
+    };
+    let secret = rocketgate_nameserver::ClusterSecret::new(secret).unwrap();
+    NameServerClient::with_secret(&config, Some(secret)).unwrap()
+}

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::section::{HttpKeys, ListenKeys, MqttKeys};
+use super::section::{GrpcKeys, HttpKeys, ListenKeys, MqttKeys};
 
 /// `[listen]` (deprecated): `nameserver`, `grpc`, `http`, `mqtt`, `mqtt_ws`.
 #[derive(Debug, Default, Deserialize)]
@@ -48,7 +48,7 @@ pub(crate) struct Renamed {
 /// The new sections' keys, as written, that the old ones may fill.
 pub(crate) struct Targets<'a> {
     pub nameserver: &'a mut ListenKeys,
-    pub grpc: &'a mut ListenKeys,
+    pub grpc: &'a mut GrpcKeys,
     pub http: &'a mut HttpKeys,
     pub mqtt: &'a mut MqttKeys,
 }

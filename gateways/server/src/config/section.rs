@@ -1,7 +1,8 @@
 //! The sections of the configuration file that belong to a listener: `[nameserver]`, `[grpc]`,
 //! `[http]` and `[mqtt]`. Each holds the keys the server owns for that listener — where it
-//! listens (`listen`, and `ws_listen` for MQTT over WebSocket) and whether it runs (`enabled`,
-//! HTTP and MQTT only: the gRPC endpoint always runs, it carries `BrokerAdmin`) — beside the
+//! listens (`listen`, and `ws_listen` for MQTT over WebSocket), whether it runs (`enabled`,
+//! HTTP and MQTT only: the gRPC endpoint always runs, it carries `BrokerAdmin`) and, for gRPC,
+//! its connection limits (`[grpc.connections]`, `rocketgate_nameserver::ConnectionLimits`) — beside the
 //! settings the listener's own crate defines (`rocketgate_nameserver::Config`,
 //! `MessagingConfig`, `HttpConfig`, `MqttConfig`), in one TOML table.
 //!
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use rocketgate_gateway_grpc::MessagingConfig;
 use rocketgate_gateway_http::HttpConfig;
 use rocketgate_gateway_mqtt::MqttConfig;
+use rocketgate_nameserver::ConnectionLimits;
 use serde::de::{DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -43,6 +45,9 @@ pub struct NameServerSection {
 pub struct GrpcSection {
     /// `listen` (`127.0.0.1:8081`).
     pub listen: SocketAddr,
+    /// `[grpc.connections]`: the listener's connection cap, handshake and idle timeouts and
+    /// keepalive.
+    pub connections: ConnectionLimits,
     /// Every other key: the RocketMQ 5 protocol's settings.
     pub messaging: MessagingConfig,
 }
@@ -79,7 +84,7 @@ impl Default for NameServerSection {
 
 impl Default for GrpcSection {
     fn default() -> Self {
-        Written::<ListenKeys, _>::default().into()
+        Written::<GrpcKeys, _>::default().into()
     }
 }
 
@@ -119,6 +124,13 @@ pub(crate) struct ListenKeys {
     pub listen: Option<SocketAddr>,
 }
 
+/// `listen`, `connections` (`[grpc]`).
+#[derive(Debug, Default)]
+pub(crate) struct GrpcKeys {
+    pub listen: Option<SocketAddr>,
+    pub connections: Option<ConnectionLimits>,
+}
+
 /// `enabled`, `listen` (`[http]`).
 #[derive(Debug, Default)]
 pub(crate) struct HttpKeys {
@@ -140,6 +152,19 @@ impl OwnKeys for ListenKeys {
     fn take<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
             "listen" => self.listen = Some(map.next_value()?),
+            _ => drop(map.next_value::<IgnoredAny>()?),
+        }
+        Ok(())
+    }
+}
+
+impl OwnKeys for GrpcKeys {
+    const NAMES: &'static [&'static str] = &["listen", "connections"];
+
+    fn take<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "listen" => self.listen = Some(map.next_value()?),
+            "connections" => self.connections = Some(map.next_value()?),
             _ => drop(map.next_value::<IgnoredAny>()?),
         }
         Ok(())
@@ -182,10 +207,11 @@ impl From<Written<ListenKeys, rocketgate_nameserver::Config>> for NameServerSect
     }
 }
 
-impl From<Written<ListenKeys, MessagingConfig>> for GrpcSection {
-    fn from(w: Written<ListenKeys, MessagingConfig>) -> Self {
+impl From<Written<GrpcKeys, MessagingConfig>> for GrpcSection {
+    fn from(w: Written<GrpcKeys, MessagingConfig>) -> Self {
         Self {
             listen: w.keys.listen.unwrap_or(local(8081)),
+            connections: w.keys.connections.unwrap_or_default(),
             messaging: w.settings,
         }
     }

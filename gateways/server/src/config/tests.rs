@@ -236,3 +236,34 @@ fn unknown_key_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn connection_limits_of_the_grpc_and_nameserver_listeners() {
+    let (cfg, _) = parse(
+        "[grpc]\nlisten = \"127.0.0.1:1\"\n[grpc.connections]\nmax_connections = 7\n\
+         idle_timeout_ms = 1000\n[nameserver.connections]\nhandshake_timeout_ms = 500\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.grpc.connections.max_connections, 7);
+    assert_eq!(cfg.grpc.connections.idle_timeout_ms, 1000);
+    assert_eq!(cfg.grpc.connections.handshake_timeout_ms, 10_000);
+    assert_eq!(cfg.nameserver.config.connections.handshake_timeout_ms, 500);
+    let err = load_text("[grpc.connections]\nhandshake_timeout_ms = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`grpc.connections.handshake_timeout_ms`: must be greater than 0"),
+        "{err}"
+    );
+    let err = load_text("[nameserver.connections]\nmax_connections = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nameserver.connections.max_connections"),
+        "{err}"
+    );
+    let err = load_text("[grpc.connections]\nbogus = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bogus"), "{err}");
+}

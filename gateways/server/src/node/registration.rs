@@ -3,7 +3,8 @@
 //! NameServers that keeps this broker's topics in their routes until it unregisters.
 //!
 //! Invariants: an advertised endpoint is never a wildcard address (a route to 0.0.0.0 would send
-//! clients to themselves); the registration's topic list follows every topic change; on stop
+//! clients to themselves); with a cluster secret (`nameserver.cluster_secret`,
+//! `ROCKETGATE_CLUSTER_SECRET`) every registration, heartbeat and unregistration is signed; the registration's topic list follows every topic change; on stop
 //! the broker unregisters before the gateways stop accepting (`node.rs` orders that).
 //!
 //! Called by `node.rs` only; talks to the NameServers through `rocketgate-nameserver`'s client.
@@ -105,13 +106,15 @@ pub(super) fn node_info(
     })
 }
 
-/// Registers with the NameServers `namesrv` (none: a warning, and no registration) and keeps
-/// the registration until `stop`.
+/// Registers with the NameServers `namesrv` (none: a warning, and no registration), signed with
+/// `secret` when there is one, and keeps the registration until `stop`.
 ///
 /// # Errors
-/// A NameServer refusing the registration, or an invalid identity.
+/// A NameServer refusing the registration (invalid, or not signed with its cluster secret), or
+/// an invalid identity.
 pub(super) async fn start(
     cfg: &BrokerSection,
+    secret: Option<ns::ClusterSecret>,
     namesrv: Vec<String>,
     advertised: Vec<ns::Endpoint>,
     broker: Broker,
@@ -124,7 +127,7 @@ pub(super) async fn start(
         );
         return Ok(None);
     }
-    registrar(cfg, namesrv, advertised, broker, registered, stop)
+    registrar(cfg, secret, namesrv, advertised, broker, registered, stop)
         .await
         .map(Some)
 }
@@ -180,18 +183,20 @@ fn topic_list(broker: &Broker) -> Vec<ns::TopicConfig> {
 /// hold the latest registration into `registered`.
 async fn registrar(
     cfg: &BrokerSection,
+    secret: Option<ns::ClusterSecret>,
     namesrv: Vec<String>,
     endpoints: Vec<ns::Endpoint>,
     broker: Broker,
     registered: Arc<AtomicUsize>,
     stop: Shutdown,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let client = ns::NameServerClient::new(&ns::ClientConfig {
+    let config = ns::ClientConfig {
         addresses: namesrv,
         heartbeat_interval_ms: cfg.heartbeat_interval_ms,
         rpc_timeout_ms: cfg.rpc_timeout_ms,
-    })
-    .map_err(|e| anyhow::anyhow!("invalid NameServer client configuration: {e}"))?;
+    };
+    let client = ns::NameServerClient::with_secret(&config, secret)
+        .map_err(|e| anyhow::anyhow!("invalid NameServer client configuration: {e}"))?;
     let identity = ns::BrokerIdentity {
         cluster: ns::ClusterName::new(cfg.cluster.clone())
             .map_err(|e| anyhow::anyhow!("`broker.cluster`: {}", e.reason))?,
