@@ -3,7 +3,7 @@
 //! connections with no call open, and the keepalive PINGs.
 //!
 //! Owns: [`ConnectionLimits`] (the settings), [`Incoming`] (the accept stream handed to tonic's
-//! `serve_with_incoming_shutdown`), [`Connection`] (an accepted socket with its deadlines) and
+//! `serve_with_incoming_shutdown`, plain or TLS: `listener/tls.rs`), [`Connection`] (an accepted socket with its deadlines) and
 //! [`TrackCallsLayer`] (a tower layer counting the calls open on each connection).
 //!
 //! Invariants:
@@ -35,6 +35,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -150,6 +151,15 @@ pub struct Incoming {
     stats: Arc<ConnectionStats>,
     backoff: Option<Pin<Box<Sleep>>>,
     last_warning: Option<(Instant, u64)>,
+    /// TLS, when the listener serves it, and the handshakes in flight.
+    tls: Option<Arc<dyn ServerTls>>,
+    handshakes: JoinSet<io::Result<tokio_rustls::server::TlsStream<Connection>>>,
+}
+
+impl std::fmt::Debug for dyn ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls")
+    }
 }
 
 impl Incoming {
@@ -162,7 +172,17 @@ impl Incoming {
             stats: Arc::new(ConnectionStats::default()),
             backoff: None,
             last_warning: None,
+            tls: None,
+            handshakes: JoinSet::new(),
         }
+    }
+
+    /// Serves TLS: each accepted connection is handshaken (on its own task, within the
+    /// handshake timeout) before it is handed over.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<Arc<dyn ServerTls>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Its counts.
@@ -192,14 +212,30 @@ impl Incoming {
 }
 
 impl Stream for Incoming {
-    type Item = io::Result<Connection>;
+    type Item = io::Result<tls::Stream>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(sleep) = self.backoff.as_mut() {
-            ready!(sleep.as_mut().poll(cx));
-            self.backoff = None;
-        }
         loop {
+            // Completed handshakes first, until none is ready (which registers the waker for
+            // the ones in flight); a failed one is the client's problem, not the listener's.
+            loop {
+                match self.handshakes.poll_join_next(cx) {
+                    Poll::Ready(Some(Ok(Ok(stream)))) => {
+                        return Poll::Ready(Some(Ok(tls::Stream::Tls(Box::new(stream)))));
+                    }
+                    Poll::Ready(Some(Ok(Err(e)))) => {
+                        tracing::debug!(listener = self.name, error = %e, "tls handshake failed");
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::warn!(listener = self.name, error = %e, "tls handshake task failed");
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            if let Some(sleep) = self.backoff.as_mut() {
+                ready!(sleep.as_mut().poll(cx));
+                self.backoff = None;
+            }
             match ready!(self.listener.poll_accept(cx)) {
                 Ok((stream, _)) => {
                     if self.stats.open() >= self.limits.max_connections {
@@ -209,11 +245,14 @@ impl Stream for Incoming {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "could not set TCP_NODELAY");
                     }
-                    return Poll::Ready(Some(Ok(Connection::new(
-                        stream,
-                        &self.limits,
-                        self.stats.clone(),
-                    ))));
+                    let conn = Connection::new(stream, &self.limits, self.stats.clone());
+                    match self.tls.clone() {
+                        None => return Poll::Ready(Some(Ok(tls::Stream::Plain(conn)))),
+                        // Handshaken on its own task; polled (and so watched) at the loop's top.
+                        Some(config) => {
+                            self.handshakes.spawn(tls::handshake(config, conn));
+                        }
+                    }
                 }
                 Err(e) => {
                     // One connection failing (reset before accept) is no reason to wait;
@@ -343,12 +382,20 @@ impl Connection {
 pub struct ConnectionInfo {
     tcp: TcpConnectInfo,
     calls: Arc<CallCount>,
+    /// The client's verified certificate chain (leaf first) on a TLS connection that
+    /// presented one.
+    peer_certificates: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
 }
 
 impl ConnectionInfo {
     /// The TCP addresses.
     pub fn tcp(&self) -> &TcpConnectInfo {
         &self.tcp
+    }
+
+    /// The client certificate chain the TLS handshake verified (mTLS), leaf first.
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.peer_certificates.as_deref().map(Vec::as_slice)
     }
 }
 
@@ -359,6 +406,7 @@ impl Connected for Connection {
         ConnectionInfo {
             tcp: self.inner.connect_info(),
             calls: self.calls.clone(),
+            peer_certificates: None,
         }
     }
 }
@@ -418,5 +466,7 @@ impl AsyncWrite for Connection {
 }
 
 mod calls;
+mod tls;
 
 pub use calls::{TrackCalls, TrackCallsLayer};
+pub use tls::{ServerTls, Stream as AcceptedStream};

@@ -19,7 +19,7 @@ use rocketgate_proto::cluster::v1 as pb;
 use rocketgate_proto::cluster::v1::access_admin_server::{AccessAdmin, AccessAdminServer};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Authenticator, CoreAuthenticator};
+use crate::auth::CoreAuthenticator;
 use crate::status::RequestError;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -151,9 +151,9 @@ impl AccessAdminService {
         if !auth.enabled() {
             return Ok(());
         }
-        let who = CoreAuthenticator::new(self.broker.clone())
-            .authenticate(req.metadata(), req.remote_addr().map(|a| a.ip()))
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let who =
+            crate::auth::authenticate_request(&CoreAuthenticator::new(self.broker.clone()), req)
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
         if who.is_super() {
             return Ok(());
         }

@@ -42,7 +42,7 @@ use tonic::{Request, Response, Status};
 
 use self::convert::invalid;
 pub use self::node::NodeInfo;
-use crate::auth::{Authenticator, CoreAuthenticator};
+use crate::auth::CoreAuthenticator;
 use crate::status::RequestError;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -91,9 +91,11 @@ impl AdminService {
     fn admit<T>(&self, req: &Request<T>, rpc: &'static str, action: Action) -> Result<(), Status> {
         let auth = self.broker.auth();
         let who = if auth.enabled() {
-            let who = CoreAuthenticator::new(self.broker.clone())
-                .authenticate(req.metadata(), req.remote_addr().map(|a| a.ip()))
-                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            let who = crate::auth::authenticate_request(
+                &CoreAuthenticator::new(self.broker.clone()),
+                req,
+            )
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
             let source = req.remote_addr().map(|a| a.ip());
             auth.authorize(&who, &Resource::cluster(), action, source)
                 .map_err(|e| match e.kind() {

@@ -10,13 +10,16 @@
 //! not grow protocol logic or touch the services.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rocketgate_core::Broker;
 use rocketgate_gateway_kit::{
     BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Ready, Shutdown,
+    TlsAcceptor,
 };
 use tokio::sync::oneshot;
 
+use rocketgate_nameserver::listener::ServerTls;
 use rocketgate_nameserver::ConnectionLimits;
 
 use crate::{serve_ready, MessagingConfig, NodeInfo};
@@ -27,6 +30,7 @@ pub struct GrpcGateway {
     listen: SocketAddr,
     messaging: MessagingConfig,
     connections: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     node: oneshot::Receiver<NodeInfo>,
 }
 
@@ -42,8 +46,16 @@ impl GrpcGateway {
             listen,
             messaging,
             connections: ConnectionLimits::default(),
+            tls: None,
             node,
         }
+    }
+
+    /// Serves TLS with `tls` (its ALPN must offer `h2`); `None` serves plain TCP.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<TlsAcceptor>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Holds the listener's connections to `connections` (default: [`ConnectionLimits`]'s).
@@ -66,6 +78,7 @@ impl Gateway for GrpcGateway {
                 listener,
                 messaging: self.messaging,
                 connections: self.connections,
+                tls: self.tls,
                 node: self.node,
             }) as Box<dyn BoundGateway>)
         })
@@ -77,6 +90,7 @@ struct BoundGrpc {
     listener: BoundListener,
     messaging: MessagingConfig,
     connections: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     node: oneshot::Receiver<NodeInfo>,
 }
 
@@ -102,6 +116,8 @@ impl BoundGateway for BoundGrpc {
                 node,
                 self.messaging,
                 self.connections,
+                self.tls
+                    .map(|t| Arc::new(crate::auth::KitTls(t)) as Arc<dyn ServerTls>),
                 shutdown.wait(),
                 || ready.accepting(),
             )

@@ -5,6 +5,8 @@
 //! gauge (kept by a guard that lives as long as the socket), `rocketgate_connections_total` and
 //! `rocketgate_connections_refused_total` (connections closed at once at the cap).
 //!
+//! Plain or TLS (the listener's `ServerTls`, handshakes on their own tasks).
+//!
 //! A `Stream` polled by tonic's accept loop only; no task or lock of its own. The limits
 //! themselves (and their tests on raw sockets) live in the nameserver crate, which both
 //! listeners share; this file must not grow protocol logic.
@@ -14,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rocketgate_nameserver::listener::{self, Connection, ConnectionInfo};
+use rocketgate_nameserver::listener::{self, AcceptedStream, ConnectionInfo, ServerTls};
 use rocketgate_nameserver::{ConnectionLimits, ConnectionStats};
 use tokio::net::TcpListener;
 use tokio_stream::Stream;
@@ -28,8 +30,12 @@ pub(crate) struct Incoming {
 }
 
 impl Incoming {
-    pub(crate) fn new(listener: TcpListener, limits: ConnectionLimits) -> Self {
-        let inner = listener::Incoming::new(listener, "grpc", limits);
+    pub(crate) fn new(
+        listener: TcpListener,
+        limits: ConnectionLimits,
+        tls: Option<Arc<dyn ServerTls>>,
+    ) -> Self {
+        let inner = listener::Incoming::new(listener, "grpc", limits).with_tls(tls);
         Self {
             stats: inner.stats(),
             inner,
@@ -41,11 +47,11 @@ impl Incoming {
 /// An accepted socket, counted in the connection gauge while it lives.
 #[derive(Debug)]
 pub(crate) struct Counted {
-    inner: Connection,
+    inner: AcceptedStream,
 }
 
 impl Counted {
-    fn new(inner: Connection) -> Self {
+    fn new(inner: AcceptedStream) -> Self {
         metrics::gauge!("rocketgate_connections_active", "gateway" => "grpc").increment(1.0);
         metrics::counter!("rocketgate_connections_total", "gateway" => "grpc").increment(1);
         Self { inner }

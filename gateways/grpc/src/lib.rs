@@ -158,6 +158,7 @@ pub async fn serve_with(
         node,
         messaging,
         connections,
+        None,
         shutdown,
         || {},
     )
@@ -191,6 +192,7 @@ pub async fn serve_with_connections(
         node,
         messaging,
         connections,
+        None,
         shutdown,
         || {},
     )
@@ -200,12 +202,14 @@ pub async fn serve_with_connections(
 /// [`serve_with`], calling `ready` once the endpoint accepts connections (configuration
 /// checked, services built, nothing left before the accept loop): what the node's `ready`
 /// waits for ([`GrpcGateway`]).
+#[allow(clippy::too_many_arguments)] // the public entry points each pass a subset
 pub(crate) async fn serve_ready(
     listener: tokio::net::TcpListener,
     broker: Broker,
     node: NodeInfo,
     messaging: MessagingConfig,
     connections: ConnectionLimits,
+    tls: Option<std::sync::Arc<dyn rocketgate_nameserver::listener::ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
@@ -232,7 +236,10 @@ pub(crate) async fn serve_ready(
         .add_service(access_admin::AccessAdminService::new(broker.clone()).into_server())
         .add_service(AdminService::new(broker, node).into_server())
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(incoming::Incoming::new(listener, connections), shutdown)
+        .serve_with_incoming_shutdown(
+            incoming::Incoming::new(listener, connections, tls),
+            shutdown,
+        )
         .await?;
     tracing::info!("gRPC gateway stopped");
     Ok(())

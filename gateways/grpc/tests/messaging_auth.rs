@@ -10,19 +10,19 @@ mod messaging_support;
 
 use messaging_support::*;
 use rocketgate_core::auth::{sign, Action, Decision, PolicyEntry, Principal, UserKind};
-use rocketgate_gateway_grpc::auth::{AuthError, Authenticator};
+use rocketgate_gateway_grpc::auth::{AuthError, Authenticator, Caller};
 use rocketgate_gateway_grpc::MessagingService;
 
 /// Accepts requests whose `authorization` header is exactly `Bearer ok`.
 struct RequireToken;
 
 impl Authenticator for RequireToken {
-    fn authenticate(
-        &self,
-        metadata: &tonic::metadata::MetadataMap,
-        _source: Option<std::net::IpAddr>,
-    ) -> Result<Principal, AuthError> {
-        match metadata.get("authorization").and_then(|v| v.to_str().ok()) {
+    fn authenticate(&self, caller: &Caller<'_>) -> Result<Principal, AuthError> {
+        match caller
+            .metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+        {
             Some("Bearer ok") => Ok(Principal::anonymous()),
             Some(_) => Err(AuthError("bad credentials".into())),
             None => Err(AuthError("missing header `authorization`".into())),

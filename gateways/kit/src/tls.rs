@@ -226,7 +226,8 @@ impl TlsAcceptor {
         &self.inner.settings
     }
 
-    fn current(&self) -> Arc<ServerConfig> {
+    /// The configuration for the next handshake (a reload shows here).
+    pub fn config(&self) -> Arc<ServerConfig> {
         match self.inner.config.read() {
             Ok(c) => Arc::clone(&c),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -307,7 +308,7 @@ impl TlsAcceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.current());
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
         let limit = self.inner.settings.handshake_timeout;
         match tokio::time::timeout(limit, acceptor.accept(io)).await {
             Ok(Ok(stream)) => Ok(stream),

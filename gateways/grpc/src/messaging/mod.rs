@@ -172,9 +172,7 @@ impl MessagingService {
     fn admit<T>(&self, request: &Request<T>, needs: &access::Needs) -> Result<String, pb::Status> {
         let metadata = request.metadata();
         let source = request.remote_addr().map(|a| a.ip());
-        let who = self
-            .auth
-            .authenticate(metadata, source)
+        let who = crate::auth::authenticate_request(self.auth.as_ref(), request)
             .map_err(|e| access::unauthorized(e.to_string()))?;
         access::check(&self.ctx, &who, source, needs)?;
         metadata::client_id(metadata)
