@@ -43,6 +43,7 @@
 //! forwarding tasks), the core acknowledgements and
 //! a delayed will. The session guard (a `tokio::sync::Mutex`) is held from takeover to close.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ use tokio::sync::{watch, OwnedMutexGuard};
 
 use self::connect::Persist;
 use self::machine::{Limits, Machine};
+use crate::access;
 use crate::codec::{self, Packet, Version};
 use crate::session::{self, SessionSlot, SessionState};
 use crate::shared::Shared;
@@ -70,9 +72,13 @@ fn gauge_conn(delta: f64) {
     metrics::gauge!("rocketgate_connections_active", "gateway" => "mqtt").increment(delta);
 }
 
-/// Serves one connection until it ends.
-pub async fn run<S>(shared: Arc<Shared>, mut stream: S, mut shutdown: watch::Receiver<bool>)
-where
+/// Serves one connection from `peer` until it ends.
+pub async fn run<S>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    peer: Option<IpAddr>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     metrics::counter!("rocketgate_connections_total", "gateway" => "mqtt").increment(1);
@@ -85,7 +91,14 @@ where
         _ = shutdown.changed() => Ok(Err(())),
     };
     if let Ok(Ok((Packet::Connect(c, will, login), version))) = first {
-        connected(shared, stream, rbuf, version, c, will, login, shutdown).await;
+        let hello = Hello {
+            version,
+            connect: c,
+            will,
+            login,
+            peer,
+        };
+        connected(shared, stream, rbuf, hello, shutdown).await;
     } else {
         tracing::debug!("MQTT connection closed before a valid CONNECT");
         let _ = stream.shutdown().await;
@@ -147,34 +160,43 @@ async fn take_over(
     None
 }
 
-/// Admits a CONNECT, takes its session over and serves the connection until it ends.
-#[allow(clippy::too_many_arguments)]
-async fn connected<S>(
-    shared: Arc<Shared>,
-    mut stream: S,
-    rbuf: BytesMut,
+/// A connection's CONNECT and where it came from.
+struct Hello {
     version: Version,
     connect: Connect,
     will: Option<LastWill>,
     login: Option<Login>,
+    peer: Option<IpAddr>,
+}
+
+/// Authenticates and admits a CONNECT, takes its session over and serves the connection until
+/// it ends.
+async fn connected<S>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    rbuf: BytesMut,
+    hello: Hello,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Hello {
+        version,
+        connect,
+        will,
+        login,
+        peer: _peer,
+    } = hello;
+    if let Err(code) = access::authenticate(&shared.broker, &shared.config, login.as_ref()) {
+        return refuse(&mut stream, version, code).await;
+    }
     let assign = || {
         format!(
             "rg-{}",
             rocketgate_core::message_id::generate(rocketgate_core::now_ms())
         )
     };
-    let admission = match connect::admit(
-        &shared.config,
-        version,
-        connect,
-        will,
-        login.as_ref(),
-        assign,
-    ) {
+    let admission = match connect::admit(&shared.config, version, connect, will, assign) {
         Ok(a) => a,
         Err(code) => return refuse(&mut stream, version, code).await,
     };

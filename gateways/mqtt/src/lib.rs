@@ -35,6 +35,7 @@
 //! # Layout
 //!
 //! - [`config`]: [`MqttConfig`], the `[mqtt]` section.
+//! - `access`: who a client is and what it may do, asked of the core's `Auth` service.
 //! - [`codec`]: framing and packet decoding/encoding (3.1.1 converted to the v5 model).
 //! - [`topic`]: names, filters, matching, the mapping to topics and groups.
 //! - `shared`: gateway-wide state, the publish path into the core, retained messages.
@@ -68,6 +69,7 @@
 //! `rocketgate_publishes_refused_total`, `rocketgate_publishes_sent_total`,
 //! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`.
 
+mod access;
 pub mod codec;
 pub mod config;
 mod connection;

@@ -68,7 +68,7 @@ fn start_with(
     session: SessionState,
 ) -> (Machine, Vec<Action>, Arc<Mutex<SessionState>>) {
     let admission =
-        connect::admit(config, version, connect, will, None, || "rg-1".into()).expect("admitted");
+        connect::admit(config, version, connect, will, || "rg-1".into()).expect("admitted");
     let (slot, mut guard) = locked(session);
     let start = admission.start_session(&mut guard);
     let connack = admission.connack(config, start.present);

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod auth;
 mod basics;
 mod conformance;
 mod malformed;
