@@ -33,6 +33,10 @@
 //! driver feeds their completion at once, before the next packet: a subscription is in place
 //! before a PUBLISH that follows it in the stream is stored.
 //!
+//! Before admission, the CONNECT's credentials are checked by the core (`access.rs`), and its
+//! will must be one the client may publish (else "not authorized"); a session taken over keeps
+//! only the subscriptions this client may still make.
+//!
 //! Invariants: see `machine` (protocol) and `driver` (I/O). A connection that sends no valid
 //! CONNECT within `connect_timeout_ms` (or before shutdown) is closed without an answer; a
 //! refused CONNECT gets a CONNACK with the reason and is closed; the session is touched only
@@ -54,7 +58,7 @@ use tokio::sync::{watch, OwnedMutexGuard};
 
 use self::connect::Persist;
 use self::machine::{Limits, Machine};
-use crate::access;
+use crate::access::{self, Access};
 use crate::codec::{self, Packet, Version};
 use crate::session::{self, SessionSlot, SessionState};
 use crate::shared::Shared;
@@ -185,11 +189,12 @@ async fn connected<S>(
         connect,
         will,
         login,
-        peer: _peer,
+        peer,
     } = hello;
-    if let Err(code) = access::authenticate(&shared.broker, &shared.config, login.as_ref()) {
-        return refuse(&mut stream, version, code).await;
-    }
+    let principal = match access::authenticate(&shared.broker, &shared.config, login.as_ref()) {
+        Ok(p) => p,
+        Err(code) => return refuse(&mut stream, version, code).await,
+    };
     let assign = || {
         format!(
             "rg-{}",
@@ -200,6 +205,15 @@ async fn connected<S>(
         Ok(a) => a,
         Err(code) => return refuse(&mut stream, version, code).await,
     };
+    let access = Access::new(&shared.broker, principal, &admission.client_id, peer);
+    let will_topic = admission
+        .will
+        .as_ref()
+        .map(|w| String::from_utf8_lossy(&w.topic));
+    if will_topic.is_some_and(|t| !access.may_publish(&t)) {
+        tracing::debug!(client = %admission.client_id, "MQTT will not authorized");
+        return refuse(&mut stream, version, ConnectReturnCode::NotAuthorized).await;
+    }
     let Some((slot, mut session)) = take_over(&shared, &admission.client_id).await else {
         return refuse(&mut stream, version, ConnectReturnCode::ServerBusy).await;
     };
@@ -207,6 +221,22 @@ async fn connected<S>(
         w.abort();
     }
     let start = admission.start_session(&mut session);
+    // A session kept from before (another user's, or under an older policy) keeps only what
+    // this client may read.
+    let group = admission.group();
+    session
+        .record
+        .subscriptions
+        .retain(|raw, _| match crate::topic::parse_filter(raw) {
+            Ok(p) => {
+                let g = match p.share {
+                    Some(share) => crate::topic::shared_group(share, p.filter),
+                    None => group.to_string(),
+                };
+                access.may_subscribe(p.core_topic, p.filter, &g)
+            }
+            Err(_) => false,
+        });
     if start.delete_group {
         let group = admission.group();
         if shared.broker.groups().get(&group).is_ok() {
@@ -228,7 +258,10 @@ async fn connected<S>(
     let connack = admission.connack(&shared.config, start.present);
     let keep_alive = admission.keep_alive;
     let machine = Machine::new(admission, connack, Limits::from(&shared.config), session);
-    driver::serve(shared, stream, rbuf, machine, slot, keep_alive, shutdown).await;
+    driver::serve(
+        shared, access, stream, rbuf, machine, slot, keep_alive, shutdown,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -44,11 +44,16 @@ pub fn open_auth_broker(dir: &Path) -> Broker {
 /// The CONNACK return code (3.1.1) a raw CONNECT of client `id` with `login` gets: the fourth
 /// byte of `20 02 00 rc`.
 pub async fn connack_v4(port: u16, id: &str, login: Option<(&str, &str)>) -> u8 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut c = rumqttc::Connect::new(id);
     if let Some((u, p)) = login {
         c.set_login(u, p);
     }
+    connack_raw(port, c).await
+}
+
+/// The CONNACK return code (3.1.1) of the raw CONNECT `c`.
+pub async fn connack_raw(port: u16, c: rumqttc::Connect) -> u8 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut b = bytes::BytesMut::new();
     c.write(&mut b).unwrap();
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
