@@ -41,6 +41,10 @@ pub struct MqttConfig {
     /// authentication is off. With `auth.enabled` on, MQTT clients are the core's users and
     /// a non-empty `users` is a configuration error (see [`MqttConfig::check`]).
     pub users: BTreeMap<String, String>,
+    /// Browser pages (`Origin`s, `scheme://host[:port]`) besides the listener's own host that
+    /// may open MQTT over WebSocket. An upgrade whose `Origin` is neither the request's own
+    /// `Host` nor listed is refused with 403; one without `Origin` (not a browser) is served.
+    pub ws_allowed_origins: Vec<String>,
 
     /// Queues of a RocketMQ topic created on first use by an MQTT publish or subscribe (4).
     pub auto_create_queue_count: u32,
@@ -77,6 +81,7 @@ impl Default for MqttConfig {
             max_session_expiry_secs: 7 * 24 * 3600,
             allow_anonymous: None,
             users: BTreeMap::new(),
+            ws_allowed_origins: Vec::new(),
             auto_create_queue_count: 4,
             auto_create_topics: true,
             delivery_invisible_secs: 3600,
@@ -101,6 +106,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("max_session_expiry_secs", &self.max_session_expiry_secs)
             .field("allow_anonymous", &self.allow_anonymous)
             .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("ws_allowed_origins", &self.ws_allowed_origins)
             .field("auto_create_queue_count", &self.auto_create_queue_count)
             .field("auto_create_topics", &self.auto_create_topics)
             .field("delivery_invisible_secs", &self.delivery_invisible_secs)
@@ -141,6 +147,16 @@ impl MqttConfig {
         }
         if self.max_packet_size < 64 {
             return Err("mqtt.max_packet_size must be at least 64".into());
+        }
+        if let Some(o) = self
+            .ws_allowed_origins
+            .iter()
+            .find(|o| !crate::ws::is_origin(o))
+        {
+            return Err(format!(
+                "mqtt.ws_allowed_origins: `{o}` is not an origin: write scheme://host[:port], \
+                 e.g. https://app.example.com"
+            ));
         }
         Ok(())
     }
@@ -191,6 +207,24 @@ mod tests {
         assert!(anon.check(true).unwrap_err().contains("allow_anonymous"));
         let closed: MqttConfig = serde_json::from_str(r#"{"allow_anonymous": false}"#).unwrap();
         assert!(closed.check(true).is_ok());
+    }
+
+    #[test]
+    fn allowed_origins_are_checked() {
+        let ok: MqttConfig =
+            serde_json::from_str(r#"{"ws_allowed_origins": ["https://app.example:8443"]}"#)
+                .unwrap();
+        assert!(ok.check(false).is_ok());
+        for bad in ["app.example", "https://app.example/path", "*", ""] {
+            let c = MqttConfig {
+                ws_allowed_origins: vec![bad.into()],
+                ..MqttConfig::default()
+            };
+            assert!(
+                c.check(false).unwrap_err().contains("ws_allowed_origins"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -166,7 +166,15 @@ async fn serve_stream(
 ) {
     if websocket {
         let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
-        match tokio::time::timeout(timeout, ws::accept(stream, shared.config.max_packet_size)).await
+        match tokio::time::timeout(
+            timeout,
+            ws::accept(
+                stream,
+                shared.config.max_packet_size,
+                &shared.config.ws_allowed_origins,
+            ),
+        )
+        .await
         {
             Ok(Ok(s)) => connection::run(shared, s, Some(peer), stop).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "MQTT WebSocket handshake failed"),
