@@ -67,7 +67,8 @@
 //! `rocketgate_connections_active`, `rocketgate_connections_rejected_total`,
 //! `rocketgate_packets_received_total`, `rocketgate_publishes_received_total`,
 //! `rocketgate_publishes_refused_total`, `rocketgate_publishes_sent_total`,
-//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`.
+//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`. No label is ever a
+//! client id, session id or topic (the core labels the session groups `mqtt-session`).
 
 mod access;
 pub mod codec;

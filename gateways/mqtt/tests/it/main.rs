@@ -8,6 +8,7 @@ mod auth;
 mod basics;
 mod conformance;
 mod malformed;
+mod metrics;
 mod origin;
 mod retention;
 mod sessions;
