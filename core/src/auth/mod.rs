@@ -2,13 +2,16 @@
 //! resources, actions), the RocketMQ 5 request signature, and the state behind the `Auth`
 //! service (`broker/auth.rs`).
 //!
-//! Owns: `model` (pure data and checks), `sign` (the MQv2-HMAC-SHA1 header and the signed
-//! time), `limiter` (the per-source limit of failed authentications), `state` (users, policies and tokens in memory and in the KV store; authentication
+//! Owns: `model` (pure data and checks), `mqtt_topic` (MQTT topic-filter resources with
+//! `${clientid}` / `${username}` placeholders), `sign` (the MQv2-HMAC-SHA1 header and the signed
+//! time), `limiter` (the per-source limit of failed authentications), `state` (users, policies
+//! and tokens in memory and in the KV store; authentication
 //! and the authorization decision). Must not touch: any wire protocol — gateways turn their
 //! credentials into [`Credentials`] and the answers into their protocol's refusals.
 
 mod limiter;
 mod model;
+mod mqtt_topic;
 pub mod sign;
 mod state;
 #[cfg(test)]
@@ -19,5 +22,6 @@ pub use model::{
     check_access_key, check_secret_key, Action, Decision, PolicyEntry, Resource, ResourcePattern,
     ResourceType, Source, UserInfo, UserKind, UserStatus, UserUpdate,
 };
+pub use mqtt_topic::{Placeholders, CLIENT_ID, USERNAME};
 pub(crate) use state::AuthState;
 pub use state::{Credentials, IssuedToken, Principal, TokenInfo, TOKEN_PREFIX};

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::mqtt_topic::{self, Placeholders};
 use crate::error::{Error, Field, Result};
 
 /// Longest access key.
@@ -88,6 +89,9 @@ pub enum ResourceType {
     Group,
     /// The cluster: administration (topics, groups, users, offsets, nodes).
     Cluster,
+    /// An MQTT topic name or filter (`devices/d1/temp`, `devices/d1/#`): what an MQTT client
+    /// publishes to or subscribes to, beside the RocketMQ topic it maps to.
+    MqttTopic,
 }
 
 impl ResourceType {
@@ -96,6 +100,7 @@ impl ResourceType {
             Self::Topic => "Topic",
             Self::Group => "Group",
             Self::Cluster => "Cluster",
+            Self::MqttTopic => "MqttTopic",
         }
     }
 }
@@ -122,6 +127,14 @@ impl Resource {
     pub fn group(name: impl Into<String>) -> Self {
         Self {
             kind: ResourceType::Group,
+            name: name.into(),
+        }
+    }
+
+    /// The MQTT topic name or filter `name`.
+    pub fn mqtt_topic(name: impl Into<String>) -> Self {
+        Self {
+            kind: ResourceType::MqttTopic,
             name: name.into(),
         }
     }
@@ -200,23 +213,40 @@ pub enum Decision {
 }
 
 /// A resource pattern of a policy: `Topic:orders` (exact), `Topic:orders*` (prefix),
-/// `Topic:*` (any topic), likewise `Group:…`, and `Cluster:*`.
+/// `Topic:*` (any topic), likewise `Group:…`, `Cluster:*`, and MQTT topic filters with
+/// placeholders, `MqttTopic:devices/${clientid}/#` (see `mqtt_topic.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourcePattern {
     kind: ResourceType,
-    /// The name without a trailing `*`.
+    /// The name without a trailing `*` (an MQTT topic filter as written).
     name: String,
     prefix: bool,
 }
 
 impl ResourcePattern {
-    /// Whether `r` is matched.
+    /// Whether `r` is matched (an MQTT topic filter: covered, placeholders unknown; see
+    /// [`ResourcePattern::applies`]).
     pub fn matches(&self, r: &Resource) -> bool {
+        self.applies(r, Decision::Allow, &Placeholders::default())
+    }
+
+    /// Whether an entry of `decision` with this pattern applies to `r`, the placeholders of an
+    /// MQTT topic filter standing for `vars`: an `Allow` when the pattern covers every topic
+    /// `r` names, a `Deny` when it shares one with it (deny wins, so a deny is never narrowed).
+    /// Other kinds match the same way for both.
+    pub fn applies(&self, r: &Resource, decision: Decision, vars: &Placeholders<'_>) -> bool {
         if self.kind != r.kind {
             return false;
         }
-        if self.kind == ResourceType::Cluster {
-            return true;
+        match self.kind {
+            ResourceType::Cluster => return true,
+            ResourceType::MqttTopic => {
+                return match decision {
+                    Decision::Allow => mqtt_topic::covers(&self.name, &r.name, vars),
+                    Decision::Deny => mqtt_topic::overlaps(&self.name, &r.name, vars),
+                }
+            }
+            ResourceType::Topic | ResourceType::Group => {}
         }
         if self.prefix {
             r.name.starts_with(&self.name)
@@ -232,17 +262,25 @@ impl FromStr for ResourcePattern {
         let (kind, name) = s.split_once(':').ok_or_else(|| {
             bad(
                 "resource",
-                format!("`{s}`: write Topic:<name>, Group:<name> or Cluster:*"),
+                format!("`{s}`: write Topic:<name>, Group:<name>, Cluster:* or MqttTopic:<filter>"),
             )
         })?;
         let kind = match kind {
             "Topic" => ResourceType::Topic,
             "Group" => ResourceType::Group,
             "Cluster" => ResourceType::Cluster,
+            "MqttTopic" => {
+                mqtt_topic::check(name).map_err(|why| bad("resource", format!("`{s}`: {why}")))?;
+                return Ok(Self {
+                    kind: ResourceType::MqttTopic,
+                    name: name.to_owned(),
+                    prefix: false,
+                });
+            }
             _ => {
                 return Err(bad(
                     "resource",
-                    format!("`{s}`: the type is Topic, Group or Cluster"),
+                    format!("`{s}`: the type is Topic, Group, Cluster or MqttTopic"),
                 ))
             }
         };
@@ -366,10 +404,19 @@ pub struct PolicyEntry {
 }
 
 impl PolicyEntry {
-    /// Whether the entry applies to `action` on `resource` from `source`. An entry with
-    /// sources never applies to a request whose source is unknown.
-    pub fn applies(&self, resource: &Resource, action: Action, source: Option<IpAddr>) -> bool {
-        self.resources.iter().any(|p| p.matches(resource))
+    /// Whether the entry applies to `action` on `resource` from `source`, MQTT placeholders
+    /// standing for `vars` (see [`ResourcePattern::applies`]). An entry with sources never
+    /// applies to a request whose source is unknown.
+    pub fn applies(
+        &self,
+        resource: &Resource,
+        action: Action,
+        source: Option<IpAddr>,
+        vars: &Placeholders<'_>,
+    ) -> bool {
+        self.resources
+            .iter()
+            .any(|p| p.applies(resource, self.decision, vars))
             && self
                 .actions
                 .iter()
@@ -485,6 +532,18 @@ mod tests {
         assert!(p("Topic:*").matches(&Resource::topic("anything")));
         assert!(p("Cluster:*").matches(&Resource::cluster()));
         assert_eq!(p("Group:g-1*").to_string(), "Group:g-1*");
+        let own = p("MqttTopic:devices/${clientid}/#");
+        assert_eq!(own.to_string(), "MqttTopic:devices/${clientid}/#");
+        let d1 = Placeholders {
+            username: None,
+            client_id: Some("d1"),
+        };
+        let t = |n: &str| Resource::mqtt_topic(n);
+        assert!(own.applies(&t("devices/d1/x"), Decision::Allow, &d1));
+        assert!(!own.applies(&t("devices/d2/x"), Decision::Allow, &d1));
+        assert!(!own.applies(&Resource::topic("devices"), Decision::Allow, &d1));
+        assert!(p("MqttTopic:s/#").applies(&t("#"), Decision::Deny, &d1));
+        assert!(!p("MqttTopic:s/#").applies(&t("#"), Decision::Allow, &d1));
         for bad in [
             "orders",
             "Queue:x",
@@ -493,6 +552,9 @@ mod tests {
             "Cluster:x",
             "Topic:a b",
             "Topic:a/b",
+            "MqttTopic:",
+            "MqttTopic:a/#/b",
+            "MqttTopic:x/${nope}",
         ] {
             assert!(bad.parse::<ResourcePattern>().is_err(), "{bad}");
         }
@@ -500,17 +562,23 @@ mod tests {
 
     #[test]
     fn entries_apply_by_resource_action_and_source() {
+        let none = Placeholders::default();
         let e = entry(&["Topic:t*"], &["Pub"], Decision::Allow, &["10.0.0.0/8"]);
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert!(e.applies(&Resource::topic("t1"), Action::Pub, ip("10.1.2.3")));
-        assert!(!e.applies(&Resource::topic("t1"), Action::Sub, ip("10.1.2.3")));
-        assert!(!e.applies(&Resource::topic("t1"), Action::Pub, ip("192.168.0.1")));
+        assert!(e.applies(&Resource::topic("t1"), Action::Pub, ip("10.1.2.3"), &none));
+        assert!(!e.applies(&Resource::topic("t1"), Action::Sub, ip("10.1.2.3"), &none));
+        assert!(!e.applies(
+            &Resource::topic("t1"),
+            Action::Pub,
+            ip("192.168.0.1"),
+            &none
+        ));
         assert!(
-            !e.applies(&Resource::topic("t1"), Action::Pub, None),
+            !e.applies(&Resource::topic("t1"), Action::Pub, None, &none),
             "unknown source"
         );
         let any = entry(&["Group:g"], &["All"], Decision::Allow, &[]);
-        assert!(any.applies(&Resource::group("g"), Action::Delete, None));
+        assert!(any.applies(&Resource::group("g"), Action::Delete, None, &none));
         assert!("::1"
             .parse::<Source>()
             .unwrap()

@@ -29,6 +29,7 @@ use super::model::{
     check_access_key, check_policy, check_secret_key, Action, Decision, PolicyEntry, Resource,
     StoredUser, UserInfo, UserKind, UserStatus, UserUpdate,
 };
+use super::mqtt_topic::Placeholders;
 use super::sign;
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
@@ -45,6 +46,7 @@ pub const TOKEN_PREFIX: &str = "rgt_";
 pub struct Principal {
     user: Option<String>,
     superuser: bool,
+    client_id: Option<String>,
 }
 
 impl Principal {
@@ -53,7 +55,21 @@ impl Principal {
         Self {
             user: None,
             superuser: false,
+            client_id: None,
         }
+    }
+
+    /// The same principal on an MQTT connection of client `id`: what `${clientid}` stands
+    /// for in its policy's `MqttTopic:` patterns.
+    #[must_use]
+    pub fn with_client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// The MQTT client id given by [`Principal::with_client_id`].
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
     }
 
     /// The access key of the user, `None` for anonymous.
@@ -456,6 +472,7 @@ impl AuthState {
         let principal = |ak: &str, u: &StoredUser| Principal {
             user: Some(ak.to_owned()),
             superuser: u.kind == UserKind::Super,
+            client_id: None,
         };
         match creds {
             Credentials::Secret {
@@ -516,11 +533,13 @@ impl AuthState {
         }
     }
 
-    /// Whether `who` may do `action` on `resource` from `source`.
+    /// Whether `who` may do `action` on the thing `resources` name together (an MQTT topic
+    /// and the RocketMQ topic it maps to, say) from `source`: allowed when an `Allow` entry
+    /// applies to one of them and no `Deny` entry applies to any (deny wins).
     pub(crate) fn authorize(
         &self,
         who: &Principal,
-        resource: &Resource,
+        resources: &[Resource],
         action: Action,
         source: Option<IpAddr>,
     ) -> Result<()> {
@@ -530,28 +549,37 @@ impl AuthState {
         let Some(user) = who.user.as_deref() else {
             return Err(Error::Unauthenticated("credentials are required".into()));
         };
+        let vars = Placeholders {
+            username: Some(user),
+            client_id: who.client_id.as_deref(),
+        };
         let t = self.tables.read();
         let entries = t.policies.get(user).map(Vec::as_slice).unwrap_or_default();
         let mut allowed = false;
-        for e in entries
-            .iter()
-            .filter(|e| e.applies(resource, action, source))
-        {
-            match e.decision {
-                Decision::Deny => {
-                    allowed = false;
-                    break;
+        'entries: for e in entries {
+            for r in resources {
+                if e.applies(r, action, source, &vars) {
+                    match e.decision {
+                        Decision::Deny => {
+                            allowed = false;
+                            break 'entries;
+                        }
+                        Decision::Allow => allowed = true,
+                    }
                 }
-                Decision::Allow => allowed = true,
             }
         }
-        if allowed {
+        if allowed && !resources.is_empty() {
             Ok(())
         } else {
             Err(Error::Denied {
                 user: user.to_owned(),
                 action: action.to_string(),
-                resource: resource.to_string(),
+                resource: resources
+                    .iter()
+                    .map(Resource::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" / "),
             })
         }
     }

@@ -318,6 +318,91 @@ fn a_half_configured_bootstrap_user_is_refused() {
 }
 
 #[test]
+fn mqtt_topic_patterns_limit_each_device_to_its_own_subtree() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let b = open(dir.path(), &clock);
+    let auth = b.auth();
+    auth.create_user("fleet", "fleet-secret", UserKind::Normal)
+        .unwrap();
+    // One user for every device, as a policy file would say it (survives a restart below).
+    let policy: Vec<PolicyEntry> = serde_json::from_str(
+        r#"[
+            {"resources": ["MqttTopic:devices/${clientid}/#", "MqttTopic:fleet/${username}/+"],
+             "actions": ["Pub", "Sub"], "decision": "Allow"},
+            {"resources": ["MqttTopic:devices/+/keys"], "actions": ["All"], "decision": "Deny"}
+        ]"#,
+    )
+    .unwrap();
+    auth.set_policy("fleet", policy).unwrap();
+    let fleet = auth.authenticate(secret("fleet", "fleet-secret")).unwrap();
+    let as_device = |id: &str| fleet.clone().with_client_id(id);
+    let may = |who: &Principal, t: &str, a: Action| {
+        auth.authorize_any(
+            who,
+            &[Resource::topic("devices"), Resource::mqtt_topic(t)],
+            a,
+            None,
+        )
+    };
+    let d1 = as_device("d1");
+    assert!(may(&d1, "devices/d1/temp", Action::Pub).is_ok());
+    assert!(may(&d1, "devices/d1/temp/#", Action::Sub).is_ok());
+    assert!(
+        may(&d1, "fleet/fleet/x", Action::Pub).is_ok(),
+        "${{username}}"
+    );
+    for (t, a) in [
+        ("devices/d2/temp", Action::Pub),
+        ("devices/d2/#", Action::Sub),
+        ("devices/+/temp", Action::Sub),
+        ("#", Action::Sub),
+        ("devices/d1/temp", Action::Delete),
+    ] {
+        let e = may(&d1, t, a).unwrap_err();
+        assert_eq!(e.reason(), Reason::Denied, "{t}");
+    }
+    // Deny wins, and a deny refuses a filter that could read what it denies.
+    assert!(may(&d1, "devices/d1/keys", Action::Pub).is_err());
+    assert!(may(&d1, "devices/d1/+", Action::Sub).is_err());
+    assert!(may(&d1, "devices/d1/#", Action::Sub).is_err());
+    // A client id cannot widen its pattern: it stands for one literal level.
+    for id in ["+", "#", "d2/..", ""] {
+        assert!(
+            may(&as_device(id), "devices/d2/temp", Action::Pub).is_err(),
+            "{id}"
+        );
+    }
+    // Without a client id (not an MQTT connection) the pattern allows nothing.
+    assert!(may(&fleet, "devices/d1/temp", Action::Pub).is_err());
+    // A `Topic:` allow still allows every MQTT topic stored in it.
+    auth.create_user("ops", "ops-secret", UserKind::Normal)
+        .unwrap();
+    auth.set_policy(
+        "ops",
+        vec![entry(
+            &["Topic:devices"],
+            &[Action::Sub],
+            Decision::Allow,
+            &[],
+        )],
+    )
+    .unwrap();
+    let ops = auth.authenticate(secret("ops", "ops-secret")).unwrap();
+    assert!(may(&ops, "devices/d2/#", Action::Sub).is_ok());
+    assert!(auth.authorize_any(&ops, &[], Action::Sub, None).is_err());
+    drop(b);
+    let b = open(dir.path(), &clock);
+    assert_eq!(
+        b.auth().policy("fleet").unwrap()[0].resources[0].to_string(),
+        "MqttTopic:devices/${clientid}/#"
+    );
+    // Bounded: a pattern longer than a resource name is refused.
+    let long = format!("MqttTopic:{}", "a/".repeat(200));
+    assert!(long.parse::<crate::auth::ResourcePattern>().is_err());
+}
+
+#[test]
 fn a_source_that_keeps_failing_is_refused_unchecked_until_its_bucket_refills() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

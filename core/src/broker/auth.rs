@@ -195,7 +195,25 @@ impl<'a> Auth<'a> {
         action: Action,
         source: Option<IpAddr>,
     ) -> Result<()> {
-        let r = self.state().authorize(who, resource, action, source);
+        self.authorize_any(who, std::slice::from_ref(resource), action, source)
+    }
+
+    /// Whether `who` may do `action` on the one thing `resources` name in several ways — an
+    /// MQTT topic (`Resource::mqtt_topic`) and the RocketMQ topic it is stored in, say — from
+    /// `source`: allowed when an `Allow` entry applies to any of them and no `Deny` entry to
+    /// any. `MqttTopic:` patterns substitute `${username}` and `${clientid}` from `who`
+    /// (`Principal::with_client_id`).
+    ///
+    /// # Errors
+    /// As [`Auth::authorize`]; an empty `resources` is denied.
+    pub fn authorize_any(
+        self,
+        who: &Principal,
+        resources: &[Resource],
+        action: Action,
+        source: Option<IpAddr>,
+    ) -> Result<()> {
+        let r = self.state().authorize(who, resources, action, source);
         if let Err(e) = &r {
             tracing::info!(target: "audit", action = "authorize", user = who.user().unwrap_or("-"), error = %e, "refused");
         }

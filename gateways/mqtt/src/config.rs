@@ -32,11 +32,20 @@ pub struct MqttConfig {
     /// Longest session expiry interval granted to v5 clients, in seconds (7 days). v3.1.1
     /// persistent sessions (clean session = 0) never expire.
     pub max_session_expiry_secs: u32,
-    /// Allow clients without username/password (default `true`, for development: turn it off
-    /// for any non-loopback listener).
-    pub allow_anonymous: bool,
-    /// Username → password. A client presenting a username must match an entry.
+    /// Clients without username/password. Unset (the default): allowed while the core's
+    /// authentication (`auth.enabled`) is off, refused while it is on. With `auth.enabled` on,
+    /// `true` is a configuration error (the core refuses anonymous clients: one identity
+    /// model); `false` without `auth.enabled` makes the gateway's own `users` the only way in.
+    pub allow_anonymous: Option<bool>,
+    /// Username → password, checked by the gateway itself, only while the core's
+    /// authentication is off. With `auth.enabled` on, MQTT clients are the core's users and
+    /// a non-empty `users` is a configuration error (see [`MqttConfig::check`]).
     pub users: BTreeMap<String, String>,
+    /// Browser pages (`Origin`s, `scheme://host[:port]`) besides the listener's own host that
+    /// may open MQTT over WebSocket. An upgrade whose `Origin` is neither the request's own
+    /// `Host` nor listed is refused with 403; one without `Origin` (not a browser) is served.
+    pub ws_allowed_origins: Vec<String>,
+
     /// Queues of a RocketMQ topic created on first use by an MQTT publish or subscribe (4).
     pub auto_create_queue_count: u32,
     /// Create missing RocketMQ topics on first use (default `true`); when off, publishing or
@@ -70,8 +79,9 @@ impl Default for MqttConfig {
             connect_timeout_ms: 10_000,
             server_keep_alive: None,
             max_session_expiry_secs: 7 * 24 * 3600,
-            allow_anonymous: true,
+            allow_anonymous: None,
             users: BTreeMap::new(),
+            ws_allowed_origins: Vec::new(),
             auto_create_queue_count: 4,
             auto_create_topics: true,
             delivery_invisible_secs: 3600,
@@ -96,6 +106,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("max_session_expiry_secs", &self.max_session_expiry_secs)
             .field("allow_anonymous", &self.allow_anonymous)
             .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("ws_allowed_origins", &self.ws_allowed_origins)
             .field("auto_create_queue_count", &self.auto_create_queue_count)
             .field("auto_create_topics", &self.auto_create_topics)
             .field("delivery_invisible_secs", &self.delivery_invisible_secs)
@@ -112,10 +123,54 @@ impl std::fmt::Debug for MqttConfig {
 }
 
 impl MqttConfig {
-    /// Whether `username`/`password` may connect.
-    pub fn authenticate(&self, login: Option<(&str, &str)>) -> bool {
+    /// Checks the settings against the core's authentication (`auth_enabled`: `auth.enabled`):
+    /// one identity model, so with it on, the gateway's own `users` and an explicit
+    /// `allow_anonymous = true` are refused.
+    ///
+    /// # Errors
+    /// One line naming the key and what to do.
+    pub fn check(&self, auth_enabled: bool) -> Result<(), String> {
+        if auth_enabled && !self.users.is_empty() {
+            return Err(
+                "mqtt.users is not used when auth.enabled is on: MQTT clients log in as the \
+                 core's users (username = access key, password = secret key or a token); create \
+                 them with `rocketgate admin user create` and remove [mqtt.users]"
+                    .into(),
+            );
+        }
+        if auth_enabled && self.allow_anonymous == Some(true) {
+            return Err(
+                "mqtt.allow_anonymous = true contradicts auth.enabled: the core refuses \
+                 anonymous clients; remove mqtt.allow_anonymous"
+                    .into(),
+            );
+        }
+        if self.max_packet_size < 64 {
+            return Err("mqtt.max_packet_size must be at least 64".into());
+        }
+        if let Some(o) = self
+            .ws_allowed_origins
+            .iter()
+            .find(|o| !crate::ws::is_origin(o))
+        {
+            return Err(format!(
+                "mqtt.ws_allowed_origins: `{o}` is not an origin: write scheme://host[:port], \
+                 e.g. https://app.example.com"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether anonymous clients are admitted (the core's authentication being `auth_enabled`).
+    pub fn anonymous_allowed(&self, auth_enabled: bool) -> bool {
+        !auth_enabled && self.allow_anonymous.unwrap_or(true)
+    }
+
+    /// Whether `username`/`password` may connect by the gateway's own `users` (used only while
+    /// the core's authentication is off).
+    pub fn authenticate_local(&self, login: Option<(&str, &str)>) -> bool {
         match login {
-            None => self.allow_anonymous,
+            None => self.anonymous_allowed(false),
             Some((user, password)) => self.users.get(user).is_some_and(|p| p == password),
         }
     }
@@ -130,12 +185,46 @@ mod tests {
     fn parses_a_section_and_rejects_unknown_keys() {
         let c: MqttConfig =
             serde_json::from_str(r#"{"allow_anonymous": false, "users": {"u": "p"}}"#).unwrap();
-        assert!(!c.allow_anonymous);
-        assert!(c.authenticate(Some(("u", "p"))));
-        assert!(!c.authenticate(Some(("u", "x"))));
-        assert!(!c.authenticate(None));
+        assert_eq!(c.allow_anonymous, Some(false));
+        assert!(c.authenticate_local(Some(("u", "p"))));
+        assert!(!c.authenticate_local(Some(("u", "x"))));
+        assert!(!c.authenticate_local(None));
+        assert!(MqttConfig::default().authenticate_local(None));
         assert!(!format!("{c:?}").contains("\"p\""));
         assert!(serde_json::from_str::<MqttConfig>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn with_the_core_s_authentication_on_the_gateway_s_own_users_are_refused() {
+        let d = MqttConfig::default();
+        assert!(d.check(true).is_ok() && d.check(false).is_ok());
+        assert!(d.anonymous_allowed(false) && !d.anonymous_allowed(true));
+        let users: MqttConfig = serde_json::from_str(r#"{"users": {"u": "p"}}"#).unwrap();
+        assert!(users.check(false).is_ok());
+        let err = users.check(true).unwrap_err();
+        assert!(err.contains("mqtt.users") && !err.contains('\n'), "{err}");
+        let anon: MqttConfig = serde_json::from_str(r#"{"allow_anonymous": true}"#).unwrap();
+        assert!(anon.check(true).unwrap_err().contains("allow_anonymous"));
+        let closed: MqttConfig = serde_json::from_str(r#"{"allow_anonymous": false}"#).unwrap();
+        assert!(closed.check(true).is_ok());
+    }
+
+    #[test]
+    fn allowed_origins_are_checked() {
+        let ok: MqttConfig =
+            serde_json::from_str(r#"{"ws_allowed_origins": ["https://app.example:8443"]}"#)
+                .unwrap();
+        assert!(ok.check(false).is_ok());
+        for bad in ["app.example", "https://app.example/path", "*", ""] {
+            let c = MqttConfig {
+                ws_allowed_origins: vec![bad.into()],
+                ..MqttConfig::default()
+            };
+            assert!(
+                c.check(false).unwrap_err().contains("ws_allowed_origins"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

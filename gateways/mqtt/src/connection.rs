@@ -33,6 +33,10 @@
 //! driver feeds their completion at once, before the next packet: a subscription is in place
 //! before a PUBLISH that follows it in the stream is stored.
 //!
+//! Before admission, the CONNECT's credentials are checked by the core (`access.rs`), and its
+//! will must be one the client may publish (else "not authorized"); a session taken over keeps
+//! only the subscriptions this client may still make.
+//!
 //! Invariants: see `machine` (protocol) and `driver` (I/O). A connection that sends no valid
 //! CONNECT within `connect_timeout_ms` (or before shutdown) is closed without an answer; a
 //! refused CONNECT gets a CONNACK with the reason and is closed; the session is touched only
@@ -43,6 +47,7 @@
 //! forwarding tasks), the core acknowledgements and
 //! a delayed will. The session guard (a `tokio::sync::Mutex`) is held from takeover to close.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +58,7 @@ use tokio::sync::{watch, OwnedMutexGuard};
 
 use self::connect::Persist;
 use self::machine::{Limits, Machine};
+use crate::access::{self, Access};
 use crate::codec::{self, Packet, Version};
 use crate::session::{self, SessionSlot, SessionState};
 use crate::shared::Shared;
@@ -70,9 +76,13 @@ fn gauge_conn(delta: f64) {
     metrics::gauge!("rocketgate_connections_active", "gateway" => "mqtt").increment(delta);
 }
 
-/// Serves one connection until it ends.
-pub async fn run<S>(shared: Arc<Shared>, mut stream: S, mut shutdown: watch::Receiver<bool>)
-where
+/// Serves one connection from `peer` until it ends.
+pub async fn run<S>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    peer: Option<IpAddr>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     metrics::counter!("rocketgate_connections_total", "gateway" => "mqtt").increment(1);
@@ -85,7 +95,14 @@ where
         _ = shutdown.changed() => Ok(Err(())),
     };
     if let Ok(Ok((Packet::Connect(c, will, login), version))) = first {
-        connected(shared, stream, rbuf, version, c, will, login, shutdown).await;
+        let hello = Hello {
+            version,
+            connect: c,
+            will,
+            login,
+            peer,
+        };
+        connected(shared, stream, rbuf, hello, shutdown).await;
     } else {
         tracing::debug!("MQTT connection closed before a valid CONNECT");
         let _ = stream.shutdown().await;
@@ -147,37 +164,56 @@ async fn take_over(
     None
 }
 
-/// Admits a CONNECT, takes its session over and serves the connection until it ends.
-#[allow(clippy::too_many_arguments)]
-async fn connected<S>(
-    shared: Arc<Shared>,
-    mut stream: S,
-    rbuf: BytesMut,
+/// A connection's CONNECT and where it came from.
+struct Hello {
     version: Version,
     connect: Connect,
     will: Option<LastWill>,
     login: Option<Login>,
+    peer: Option<IpAddr>,
+}
+
+/// Authenticates and admits a CONNECT, takes its session over and serves the connection until
+/// it ends.
+async fn connected<S>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    rbuf: BytesMut,
+    hello: Hello,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Hello {
+        version,
+        connect,
+        will,
+        login,
+        peer,
+    } = hello;
+    let principal = match access::authenticate(&shared.broker, &shared.config, login.as_ref()) {
+        Ok(p) => p,
+        Err(code) => return refuse(&mut stream, version, code).await,
+    };
     let assign = || {
         format!(
             "rg-{}",
             rocketgate_core::message_id::generate(rocketgate_core::now_ms())
         )
     };
-    let admission = match connect::admit(
-        &shared.config,
-        version,
-        connect,
-        will,
-        login.as_ref(),
-        assign,
-    ) {
+    let admission = match connect::admit(&shared.config, version, connect, will, assign) {
         Ok(a) => a,
         Err(code) => return refuse(&mut stream, version, code).await,
     };
+    let access = Access::new(&shared.broker, principal, &admission.client_id, peer);
+    let will_topic = admission
+        .will
+        .as_ref()
+        .map(|w| String::from_utf8_lossy(&w.topic));
+    if will_topic.is_some_and(|t| !access.may_publish(&t)) {
+        tracing::debug!(client = %admission.client_id, "MQTT will not authorized");
+        return refuse(&mut stream, version, ConnectReturnCode::NotAuthorized).await;
+    }
     let Some((slot, mut session)) = take_over(&shared, &admission.client_id).await else {
         return refuse(&mut stream, version, ConnectReturnCode::ServerBusy).await;
     };
@@ -185,6 +221,22 @@ async fn connected<S>(
         w.abort();
     }
     let start = admission.start_session(&mut session);
+    // A session kept from before (another user's, or under an older policy) keeps only what
+    // this client may read.
+    let group = admission.group();
+    session
+        .record
+        .subscriptions
+        .retain(|raw, _| match crate::topic::parse_filter(raw) {
+            Ok(p) => {
+                let g = match p.share {
+                    Some(share) => crate::topic::shared_group(share, p.filter),
+                    None => group.to_string(),
+                };
+                access.may_subscribe(p.core_topic, p.filter, &g)
+            }
+            Err(_) => false,
+        });
     if start.delete_group {
         let group = admission.group();
         if shared.broker.groups().get(&group).is_ok() {
@@ -206,7 +258,10 @@ async fn connected<S>(
     let connack = admission.connack(&shared.config, start.present);
     let keep_alive = admission.keep_alive;
     let machine = Machine::new(admission, connack, Limits::from(&shared.config), session);
-    driver::serve(shared, stream, rbuf, machine, slot, keep_alive, shutdown).await;
+    driver::serve(
+        shared, access, stream, rbuf, machine, slot, keep_alive, shutdown,
+    )
+    .await;
 }
 
 #[cfg(test)]

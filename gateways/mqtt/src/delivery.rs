@@ -49,7 +49,7 @@ use crate::shared::{
     unhex, PROP_CONTENT_TYPE, PROP_CORRELATION, PROP_EXPIRES_AT, PROP_PAYLOAD_FORMAT,
     PROP_RESPONSE_TOPIC,
 };
-use crate::topic::{PROP_QOS, PROP_TOPIC};
+use crate::topic::{self, PROP_QOS, PROP_TOPIC};
 
 /// Messages popped per pop of a session's own group.
 const POP_BATCH: usize = 32;
@@ -185,11 +185,23 @@ async fn forward(mut sub: Subscription, tx: mpsc::Sender<Delivery>, feed: Feed) 
     tracing::debug!(group = %feed.group, topic = %feed.topic, "MQTT subscription ended");
 }
 
-/// The MQTT topic of a stored message: its `mqttTopic` property, or the RocketMQ topic.
+/// The MQTT topic of a stored message: its `mqttTopic` property when that is a topic name an
+/// MQTT client could have published to this RocketMQ topic, else the RocketMQ topic itself.
+///
+/// A message sent over REST or gRPC may carry any `mqttTopic`: wildcards (`t1/+/#`), a NUL, a
+/// reserved `$` name, or a name stored in another RocketMQ topic (`other/x` in `t1`). None of
+/// those is ever sent as a PUBLISH topic (a topic name with wildcards is a protocol violation
+/// for the client, and a name of another topic would pass it off as that topic's): the message
+/// is delivered under its RocketMQ topic name (logged at debug).
 pub fn mqtt_topic(m: &StoredMessage) -> &str {
-    m.properties
-        .get(PROP_TOPIC)
-        .map_or(m.topic.as_str(), String::as_str)
+    match m.properties.get(PROP_TOPIC) {
+        Some(t) if topic::core_topic_of_name(t) == Ok(m.topic.as_str()) => t,
+        Some(_) => {
+            tracing::debug!(topic = %m.topic, "mqttTopic is not an MQTT topic name of this topic: delivered under the topic");
+            &m.topic
+        }
+        None => &m.topic,
+    }
 }
 
 /// Whether a message's v5 expiry has passed.
@@ -258,5 +270,32 @@ pub fn to_publish(
         pkid: 0,
         payload: m.body.clone(),
         properties,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn only_a_topic_name_of_the_message_s_own_topic_is_its_mqtt_topic() {
+        let m = |topic: &str, prop: Option<&str>| {
+            let mut m = rocketgate_core::Message::new(topic, "x");
+            if let Some(p) = prop {
+                m.properties.insert(super::PROP_TOPIC.into(), p.into());
+            }
+            crate::shared::stored_for_tests(&m)
+        };
+        for (topic, prop, want) in [
+            ("t1", None, "t1"),
+            ("t1", Some("t1/a/b"), "t1/a/b"),
+            ("t1", Some("t1/+/#"), "t1"),
+            ("t1", Some("#"), "t1"),
+            ("t1", Some("other/x"), "t1"),
+            ("t1", Some("$SYS/x"), "t1"),
+            ("t1", Some(""), "t1"),
+            ("mqtt_slash", Some("/a"), "/a"),
+        ] {
+            assert_eq!(super::mqtt_topic(&m(topic, prop)), want, "{prop:?}");
+        }
     }
 }

@@ -35,6 +35,7 @@
 //! # Layout
 //!
 //! - [`config`]: [`MqttConfig`], the `[mqtt]` section.
+//! - `access`: who a client is and what it may do, asked of the core's `Auth` service.
 //! - [`codec`]: framing and packet decoding/encoding (3.1.1 converted to the v5 model).
 //! - [`topic`]: names, filters, matching, the mapping to topics and groups.
 //! - `shared`: gateway-wide state, the publish path into the core, retained messages.
@@ -66,8 +67,10 @@
 //! `rocketgate_connections_active`, `rocketgate_connections_rejected_total`,
 //! `rocketgate_packets_received_total`, `rocketgate_publishes_received_total`,
 //! `rocketgate_publishes_refused_total`, `rocketgate_publishes_sent_total`,
-//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`.
+//! `rocketgate_protocol_errors_total`, `rocketgate_auth_failures_total`. No label is ever a
+//! client id, session id or topic (the core labels the session groups `mqtt-session`).
 
+mod access;
 pub mod codec;
 pub mod config;
 mod connection;

@@ -59,9 +59,9 @@ pub(crate) async fn serve_ready(
     if tcp.is_none() && ws.is_none() {
         return Err(Error::NoListener);
     }
-    if config.max_packet_size < 64 {
-        return Err(Error::Config("max_packet_size must be at least 64".into()));
-    }
+    config
+        .check(broker.auth().enabled())
+        .map_err(Error::Config)?;
     if config.record_refresh_age_ms.is_some() || config.record_refresh_interval_ms.is_some() {
         tracing::warn!(
             "mqtt.record_refresh_age_ms and mqtt.record_refresh_interval_ms are deprecated and \
@@ -142,7 +142,7 @@ async fn accept(
         let span = tracing::debug_span!("conn", gateway = "mqtt", peer = %peer);
         conns.spawn(tracing::Instrument::instrument(
             async move {
-                serve_stream(stream, websocket, shared, stop).await;
+                serve_stream(stream, peer.ip(), websocket, shared, stop).await;
                 count.fetch_sub(1, Ordering::Relaxed);
             },
             span,
@@ -159,20 +159,29 @@ async fn accept(
 
 async fn serve_stream(
     stream: TcpStream,
+    peer: std::net::IpAddr,
     websocket: bool,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
     if websocket {
         let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
-        match tokio::time::timeout(timeout, ws::accept(stream, shared.config.max_packet_size)).await
+        match tokio::time::timeout(
+            timeout,
+            ws::accept(
+                stream,
+                shared.config.max_packet_size,
+                &shared.config.ws_allowed_origins,
+            ),
+        )
+        .await
         {
-            Ok(Ok(s)) => connection::run(shared, s, stop).await,
+            Ok(Ok(s)) => connection::run(shared, s, Some(peer), stop).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "MQTT WebSocket handshake failed"),
             Err(_) => tracing::debug!("MQTT WebSocket handshake timed out"),
         }
     } else {
-        connection::run(shared, stream, stop).await;
+        connection::run(shared, stream, Some(peer), stop).await;
     }
 }
 

@@ -300,6 +300,12 @@ impl Shared {
     }
 }
 
+/// A stored message for `m` (unit tests of other modules).
+#[cfg(test)]
+pub(crate) fn stored_for_tests(m: &Message) -> StoredMessage {
+    stored(m, 0)
+}
+
 /// A retained message as kept in memory and handed to deliveries.
 fn stored(m: &Message, stored_at_ms: i64) -> StoredMessage {
     StoredMessage {

@@ -341,6 +341,12 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         .config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if cfg.mqtt.enabled {
+        cfg.mqtt
+            .config
+            .check(cfg.auth.enabled)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    }
     Ok(cfg)
 }
 

@@ -1,9 +1,10 @@
 //! Secure by default off loopback: before a node binds anything, every listener it is about to
 //! open is checked. A listener on a loopback address is fine; on any other address (a LAN
 //! address, `0.0.0.0`, `::`) it must authenticate its clients — the RocketMQ gRPC endpoint (and
-//! its admin services) with `auth.enabled` on, MQTT with `allow_anonymous = false`, the
-//! NameServer with a cluster secret (brokers' registrations; route queries stay open) — or the
-//! node refuses to start with one line saying how to fix it. `--allow-unauthenticated-remote`
+//! its admin services) and MQTT with `auth.enabled` on (MQTT also with its own
+//! `allow_anonymous = false` while the core's authentication is off), the NameServer with a
+//! cluster secret (brokers' registrations; route queries stay open) — or the node refuses to
+//! start with one line saying how to fix it. `--allow-unauthenticated-remote`
 //! (`ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE=1`) is the explicit opt-out: the node starts and
 //! logs a warning per exposed listener.
 //!
@@ -46,7 +47,7 @@ pub fn node_listeners(cfg: &ServerConfig, standalone: bool) -> Vec<Listener> {
         });
     }
     if cfg.mqtt.enabled {
-        let mqtt_auth = !cfg.mqtt.config.allow_anonymous;
+        let mqtt_auth = cfg.auth.enabled || cfg.mqtt.config.allow_anonymous == Some(false);
         for (name, addr) in [("mqtt", cfg.mqtt.listen), ("mqtt-ws", cfg.mqtt.ws_listen)] {
             out.push(Listener {
                 name,
@@ -92,9 +93,9 @@ pub fn check(listeners: &[Listener], allow: bool) -> anyhow::Result<()> {
             continue;
         }
         let how = match (l.name, l.can_authenticate) {
-            ("mqtt" | "mqtt-ws", _) => {
-                "set mqtt.allow_anonymous = false with [mqtt.users]".to_owned()
-            }
+            ("mqtt" | "mqtt-ws", _) => "turn authentication on with --auth (docs/security.md), or \
+                                         set mqtt.allow_anonymous = false with [mqtt.users]"
+                .to_owned(),
             ("nameserver", _) => "give it a cluster secret for brokers to sign with \
                  (ROCKETGATE_CLUSTER_SECRET, docs/cluster.md)"
                 .to_owned(),
@@ -179,5 +180,25 @@ mod tests {
             check(&node_listeners(&cfg, true), false).is_err(),
             "grpc still needs --auth"
         );
+    }
+
+    #[test]
+    fn mqtt_authenticates_with_the_core_s_authentication_on() {
+        let mut cfg = ServerConfig::default();
+        cfg.mqtt.listen = "0.0.0.0:1883".parse().unwrap();
+        cfg.mqtt.ws_listen = "0.0.0.0:8083".parse().unwrap();
+        let mqtt = |cfg: &ServerConfig| {
+            node_listeners(cfg, false)
+                .into_iter()
+                .filter(|l| l.name.starts_with("mqtt"))
+                .map(|l| l.authenticates)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(mqtt(&cfg), [false, false]);
+        cfg.auth.enabled = true;
+        assert_eq!(mqtt(&cfg), [true, true]);
+        cfg.auth.enabled = false;
+        cfg.mqtt.config.allow_anonymous = Some(false);
+        assert_eq!(mqtt(&cfg), [true, true]);
     }
 }

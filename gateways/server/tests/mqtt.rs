@@ -266,6 +266,123 @@ fn acknowledged_qos1_publishes_survive_kill_9() {
     assert!(status.success());
 }
 
+/// `rocketgate standalone --config` with `[auth]` on: mosquitto clients log in as the core's
+/// users (created with `rocketgate admin`), anonymous and wrong ones are refused with "not
+/// authorised" / "bad user name or password", and an `MqttTopic:devices/${clientid}/#` policy
+/// lets a device publish to its own subtree only (v5 PUBACK 0x87 otherwise: nothing stored).
+#[test]
+fn mqtt_clients_log_in_as_the_core_s_users_with_auth_on() {
+    if !mosquitto_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nenabled = true\nbootstrap_access_key = \"admin\"\n\
+         bootstrap_secret_key = \"admin-secret-1\"\n",
+    )
+    .unwrap();
+    let node = standalone(
+        dir.path(),
+        "mqauth",
+        &["--config", config.to_str().unwrap()],
+    );
+    let grpc = node.endpoint("grpc");
+    let (host, port) = host_port(&node.endpoint("mqtt"));
+    let admin = |args: &[&str]| {
+        let mut all = vec![
+            "--broker",
+            grpc.as_str(),
+            "--ak",
+            "admin",
+            "--sk",
+            "admin-secret-1",
+        ];
+        all.extend_from_slice(args);
+        admin_json(&all)
+    };
+    admin(&["user", "create", "fleet", "--secret", "fleet-secret-1"]);
+    let policy = dir.path().join("fleet.json");
+    std::fs::write(
+        &policy,
+        r#"[{"resources": ["MqttTopic:devices/${clientid}/#", "Group:mqtt-*"], "actions": ["Pub", "Sub"], "decision": "Allow"}]"#,
+    )
+    .unwrap();
+    admin(&[
+        "user",
+        "set-policy",
+        "fleet",
+        "--file",
+        policy.to_str().unwrap(),
+    ]);
+    // One QoS 1 publish of client `id` with `login`: the exit status and stderr.
+    let publish = |id: &str, login: Option<(&str, &str)>, topic: &str| {
+        let mut args = vec![
+            "-h", &host, "-p", &port, "-V", "mqttv5", "-i", id, "-t", topic, "-q", "1", "-m",
+            "reading",
+        ];
+        if let Some((u, p)) = login {
+            args.extend(["-u", u, "-P", p]);
+        }
+        let mut child = Command::new(MOSQUITTO_PUB)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = exited(&mut child, Duration::from_secs(15)).expect("mosquitto_pub ends");
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (status.success(), text.to_lowercase())
+    };
+    let (ok, text) = publish("dev-1", None, "devices/dev-1/t");
+    assert!(!ok && text.contains("not authori"), "anonymous: {text}");
+    let (ok, text) = publish("dev-1", Some(("fleet", "wrong-secret")), "devices/dev-1/t");
+    assert!(
+        !ok && text.contains("bad user name or password"),
+        "wrong secret: {text}"
+    );
+    let fleet = Some(("fleet", "fleet-secret-1"));
+    let (ok, text) = publish("dev-1", fleet, "devices/dev-1/t");
+    assert!(ok, "its own subtree: {text}");
+    let (_, text) = publish("dev-1", fleet, "devices/dev-2/t");
+    assert!(
+        text.contains("not authori"),
+        "another device's subtree: {text}"
+    );
+    let mut messages = Vec::new();
+    for q in ["0", "1", "2", "3"] {
+        let got = admin(&[
+            "message",
+            "pull",
+            "audit-pull",
+            "devices",
+            "--queue",
+            q,
+            "--max",
+            "100",
+        ]);
+        messages.extend(got["messages"].as_array().cloned().unwrap_or_default());
+    }
+    let topics: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| property(m, "mqttTopic"))
+        .collect();
+    assert_eq!(
+        topics,
+        ["devices/dev-1/t"],
+        "only the authorized publish is stored"
+    );
+    let (status, _) = node.terminate();
+    assert!(status.success());
+}
+
 /// The device script's process group, killed with SIGKILL when dropped (also on a failed
 /// assertion).
 struct Device(std::process::Child);

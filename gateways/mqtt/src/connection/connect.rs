@@ -26,8 +26,7 @@
 use std::sync::Arc;
 
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, Login, Publish,
-    PublishProperties,
+    ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill, Publish, PublishProperties,
 };
 
 use crate::codec::{self, Version};
@@ -62,8 +61,8 @@ pub(crate) struct Admission {
     pub client_alias_max: u16,
 }
 
-/// Checks a CONNECT: credentials, the will's topic, the client id. `assign_id` makes an id
-/// for an empty one (called only then).
+/// Checks a CONNECT (its credentials were checked before, `access.rs`): the will's topic,
+/// the client id. `assign_id` makes an id for an empty one (called only then).
 ///
 /// # Errors
 /// The CONNACK return code of a refusal.
@@ -72,15 +71,9 @@ pub(crate) fn admit(
     version: Version,
     connect: Connect,
     will: Option<LastWill>,
-    login: Option<&Login>,
     assign_id: impl FnOnce() -> String,
 ) -> Result<Admission, ConnectReturnCode> {
     let v5 = version == Version::V5;
-    let login_pair = login.map(|l| (l.username.as_str(), l.password.as_str()));
-    if !config.authenticate(login_pair) {
-        metrics::counter!("rocketgate_auth_failures_total", "gateway" => "mqtt").increment(1);
-        return Err(ConnectReturnCode::BadUserNamePassword);
-    }
     if let Some(w) = &will {
         let checked = std::str::from_utf8(&w.topic)
             .map_err(|_| TopicError::Malformed)

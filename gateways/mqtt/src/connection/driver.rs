@@ -14,6 +14,10 @@
 //!   stores in flight before it shuts the socket down and publishes the will.
 //! - Actions with a completion (starting a subscription, looking up retained messages) are
 //!   executed and their completion fed back at once, before the next packet is decoded.
+//! - Authorization is the core's (`access.rs`), asked here before the I/O it guards: a client
+//!   PUBLISH the core does not authorize becomes a ready "not authorized" completion (never a
+//!   store), a SUBSCRIBE filter a "not authorized" code, a delivery feed no subscription may
+//!   read is not started, a retained message the client may not read is not sent.
 //! - Writes are batched: one socket write per loop turn (plus the final DISCONNECT).
 //! - Core acknowledgements of deliveries are batched per turn and sent by a spawned task.
 //! - Memory is bounded: the read buffer by `max_packet_size` (the socket is not read while
@@ -37,7 +41,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
-use rumqttc::v5::mqttbytes::v5::LastWill;
+use rumqttc::v5::mqttbytes::v5::{LastWill, PubAckReason, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -48,6 +52,7 @@ use super::connect;
 use super::io::{Action, End, Input, Stored};
 use super::machine::Machine;
 use super::subscribe::{self, PollerKey, RetainedRequest, SubscriptionStart, Target};
+use crate::access::Access;
 use crate::codec;
 use crate::delivery::{ensure_group, Feed, Inbox};
 use crate::session::{self, Delivery, SessionSlot};
@@ -66,8 +71,10 @@ pub(super) async fn write_flush<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> s
 }
 
 /// Serves an admitted connection with its state machine until it ends, then closes it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn serve<S>(
     shared: Arc<Shared>,
+    access: Access,
     stream: S,
     rbuf: BytesMut,
     machine: Machine,
@@ -80,6 +87,7 @@ pub(super) async fn serve<S>(
     let inbox = Inbox::new(shared.config.max_queued_messages.max(32));
     let mut driver = Driver {
         shared,
+        access,
         stream,
         rbuf,
         wbuf: BytesMut::with_capacity(8192),
@@ -101,6 +109,8 @@ pub(super) async fn serve<S>(
 /// The I/O side of a connection.
 struct Driver<S> {
     shared: Arc<Shared>,
+    /// What the client may do (the core decides).
+    access: Access,
     stream: S,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -261,6 +271,15 @@ where
                     self.wbuf.clear();
                 }
                 Action::Close(end) => return Some(end),
+                Action::Store { publish, topic } if !self.access.may_publish(&topic) => {
+                    tracing::debug!(client = %self.machine.client_id(), "MQTT publish not authorized");
+                    let done = (
+                        publish.pkid,
+                        publish.qos,
+                        Err(Refused(PubAckReason::NotAuthorized)),
+                    );
+                    self.publishes.push_back(Box::pin(std::future::ready(done)));
+                }
                 Action::Store { publish, topic } => {
                     let shared = self.shared.clone();
                     let client = self.machine.client_id().to_owned();
@@ -275,8 +294,8 @@ where
                 }
                 Action::AckCore { group, receipt } => self.acks.push((group, receipt)),
                 Action::StartSubscription(start) => {
-                    let ok = self.start_subscription(start).await;
-                    self.machine.handle(Input::SubscriptionStarted(ok));
+                    let result = self.start_subscription(start).await;
+                    self.machine.handle(Input::SubscriptionStarted(result));
                 }
                 Action::RefreshPollers => self.refresh_pollers(),
                 Action::SendRetained(requests) => {
@@ -289,14 +308,28 @@ where
         None
     }
 
-    /// Puts a subscription in place in the core: its topic exists, its group exists and is
-    /// positioned at the end of the topics it did not read yet. `false` when the topic is
-    /// refused.
-    async fn start_subscription(&mut self, start: SubscriptionStart) -> bool {
+    /// Puts a subscription in place in the core, if the core authorizes it: its topic exists,
+    /// its group exists and is positioned at the end of the topics it did not read yet.
+    /// Refused: "not authorized", or "topic filter invalid" when the topic is refused.
+    async fn start_subscription(
+        &mut self,
+        start: SubscriptionStart,
+    ) -> Result<(), SubscribeReasonCode> {
+        let group = match &start.target {
+            Target::Shared { group } => group.as_str(),
+            Target::Plain { group, .. } => group,
+        };
+        if !self
+            .access
+            .may_subscribe(start.core_topic.as_deref(), &start.filter, group)
+        {
+            tracing::debug!(client = %self.machine.client_id(), "MQTT subscription not authorized");
+            return Err(SubscribeReasonCode::NotAuthorized);
+        }
         let broker = &self.shared.broker;
         if let Some(t) = &start.core_topic {
             if self.shared.ensure_topic(t).is_err() {
-                return false;
+                return Err(SubscribeReasonCode::TopicFilterInvalid);
             }
         }
         let topics = match start.core_topic {
@@ -321,7 +354,7 @@ where
                 }
             }
         }
-        true
+        Ok(())
     }
 
     fn retained(
@@ -331,7 +364,8 @@ where
         requests
             .into_iter()
             .map(|r| {
-                let found = self.shared.retained_matching(&r.filter);
+                let mut found = self.shared.retained_matching(&r.filter);
+                found.retain(|m| self.access.may_receive(m));
                 (r, found)
             })
             .collect()
@@ -340,10 +374,13 @@ where
     /// Starts and stops delivery feeds (a core subscription and its forwarding task per
     /// (group, topic)) to match the subscriptions; one that ended is started again.
     fn refresh_pollers(&mut self) {
-        let want =
-            subscribe::wanted_pollers(self.machine.subscriptions(), self.machine.group(), || {
-                visible_topics(&self.shared)
-            });
+        let access = &self.access;
+        let want = subscribe::wanted_pollers(
+            self.machine.subscriptions(),
+            self.machine.group(),
+            || visible_topics(&self.shared),
+            |group, topic, filter| access.may_read(group, topic, filter),
+        );
         self.pollers.retain(|k, h| {
             let keep = want.contains_key(k) && !h.is_finished();
             if !keep {
@@ -431,12 +468,13 @@ where
         }
         if let Some((w, delay)) = finished.will {
             let shared = self.shared.clone();
+            let access = self.access.clone();
             let client = self.machine.client_id().to_owned();
             let task = tokio::spawn(async move {
                 if delay > 0 {
                     tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
                 }
-                publish_will(&shared, &client, w).await;
+                publish_will(&shared, &access, &client, w).await;
             });
             if delay > 0 && !finished.session_ends {
                 *self.slot.will.lock() = Some(task.abort_handle());
@@ -474,13 +512,17 @@ fn stored((pkid, qos, r): (u16, QoS, Result<(), Refused>)) -> Stored {
     }
 }
 
-async fn publish_will(shared: &Shared, client: &str, w: LastWill) {
+async fn publish_will(shared: &Shared, access: &Access, client: &str, w: LastWill) {
     let p = connect::will_publish(w);
     let Ok(topic) = std::str::from_utf8(&p.topic) else {
         return;
     };
     if topic::core_topic_of_name(topic) == Err(topic::TopicError::Reserved) {
         tracing::debug!(client = %client, "MQTT will on a reserved topic dropped");
+        return;
+    }
+    if !access.may_publish(topic) {
+        tracing::info!(client = %client, "MQTT will not published: not authorized any more");
         return;
     }
     let topic = topic.to_owned();

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use rocketgate_core::StoredMessage;
-use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish};
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 
 use super::subscribe::{RetainedRequest, SubscriptionStart};
@@ -51,8 +51,9 @@ pub(crate) enum Input {
     /// Client publishes stored (or refused) by the core, or answered without a store, in the
     /// order of their `Store`s and `Answer`s.
     Stored(Vec<Stored>),
-    /// The core work of the last [`Action::StartSubscription`] ended (`false`: refused).
-    SubscriptionStarted(bool),
+    /// The core work of the last [`Action::StartSubscription`] ended (`Err`: refused, with
+    /// the SUBACK code).
+    SubscriptionStarted(Result<(), SubscribeReasonCode>),
     /// The retained messages of the last [`Action::SendRetained`], per request.
     Retained {
         /// Each request with the retained messages matching its filter.

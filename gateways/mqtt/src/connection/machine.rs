@@ -259,9 +259,9 @@ impl Machine {
                 }
             },
             Input::Stored(done) => self.stored(done),
-            Input::SubscriptionStarted(ok) => {
+            Input::SubscriptionStarted(result) => {
                 if let Some(s) = self.subscribing.as_mut() {
-                    s.started(ok, &mut self.session.record.subscriptions);
+                    s.started(result, &mut self.session.record.subscriptions);
                 }
                 self.next_filter();
             }
@@ -439,9 +439,10 @@ impl Machine {
         }
     }
 
-    /// Acknowledges stored publishes; a 3.1.1 QoS 1/2 publish the core refused closes the
-    /// connection once the others are acknowledged (3.1.1 has no negative acknowledgement:
-    /// the client resends after reconnecting).
+    /// Acknowledges stored publishes; a 3.1.1 QoS 1/2 publish the core refused, or a 3.1.1
+    /// publish of any QoS the core does not authorize, closes the connection once the others
+    /// are acknowledged (3.1.1 has no negative acknowledgement: the client resends after
+    /// reconnecting). A v5 QoS 0 publish refused is dropped (nothing to answer).
     fn stored(&mut self, done: Vec<Stored>) {
         let mut refused_v4 = false;
         for Stored { pkid, qos, result } in done {
@@ -456,7 +457,9 @@ impl Machine {
                 Err(reason) => {
                     metrics::counter!("rocketgate_publishes_refused_total", "gateway" => "mqtt")
                         .increment(1);
-                    if !self.v5() && qos != QoS::AtMostOnce {
+                    if !self.v5()
+                        && (qos != QoS::AtMostOnce || reason == PubAckReason::NotAuthorized)
+                    {
                         tracing::debug!(client = %self.client_id, "MQTT publish refused");
                         refused_v4 = true;
                         continue;

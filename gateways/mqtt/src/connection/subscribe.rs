@@ -9,7 +9,8 @@
 //!   (so a topic already read by the session is not repositioned to its end).
 //! - A filter that does not parse, or whose RocketMQ topic the core refuses, gets "topic
 //!   filter invalid" (a reserved one, `$…` but `$share/…`, "not authorized"; 3.1.1: failure)
-//!   and changes nothing; the SUBACK has one code per filter, in order.
+//!   and changes nothing; so does one the core does not authorize ("not authorized"; 3.1.1:
+//!   failure, 0x80). The SUBACK has one code per filter, in order.
 //! - Retained messages are asked for only for plain subscriptions, per the v5 retain handling
 //!   (0: always, 1: only for a new subscription, 2: never).
 //!
@@ -32,6 +33,8 @@ pub(crate) type PollerKey = (Arc<str>, String);
 /// What the driver does in the core before a filter counts as subscribed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SubscriptionStart {
+    /// The filter without its `$share/<name>/` (what authorization asks about).
+    pub filter: String,
     /// The filter's RocketMQ topic (created if allowed; refused → "topic filter invalid"), or
     /// `None` for a wildcard first level: every topic wildcards see.
     pub core_topic: Option<String>,
@@ -97,31 +100,39 @@ impl Coverage {
     }
 }
 
-/// The delivery feeds a session's subscriptions need: its own group on every covered topic, and
-/// each shared subscription's group on its topics (with the raw filter, the only one its
-/// messages match). `visible()` lists the topics wildcards see.
+/// The delivery feeds a session's subscriptions need: its own group on every topic its plain
+/// subscriptions read, and each shared subscription's group on its topics (with the raw
+/// filter, the only one its messages match). `visible()` lists the topics wildcards see;
+/// `may_read(group, topic, filter)` (the core's authorization, `access.rs`) keeps a feed
+/// out unless some subscription that wants it may read that topic.
 pub(crate) fn wanted_pollers(
     subscriptions: &BTreeMap<String, Subscription>,
     group: &Arc<str>,
     mut visible: impl FnMut() -> Vec<String>,
+    mut may_read: impl FnMut(&str, &str, &str) -> bool,
 ) -> HashMap<PollerKey, Option<Arc<str>>> {
     let mut want = HashMap::new();
-    for t in Coverage::of(subscriptions).resolve(&mut visible) {
-        want.insert((group.clone(), t), None);
-    }
-    let mut all = None;
+    let mut all: Option<Vec<String>> = None;
     for raw in subscriptions.keys() {
         let Ok(p) = topic::parse_filter(raw) else {
             continue;
         };
-        let Some(share) = p.share else { continue };
-        let g: Arc<str> = topic::shared_group(share, p.filter).into();
+        let (g, shared): (Arc<str>, _) = match p.share {
+            Some(share) => (
+                topic::shared_group(share, p.filter).into(),
+                Some(Arc::from(raw.as_str())),
+            ),
+            None => (group.clone(), None),
+        };
         let topics = match p.core_topic {
             Some(t) => vec![t.to_owned()],
             None => all.get_or_insert_with(&mut visible).clone(),
         };
         for t in topics {
-            want.insert((g.clone(), t), Some(Arc::from(raw.as_str())));
+            let key = (g.clone(), t);
+            if !want.contains_key(&key) && may_read(&key.0, &key.1, p.filter) {
+                want.insert(key, shared.clone());
+            }
         }
     }
     want
@@ -185,6 +196,7 @@ impl Subscribing {
                 }
             };
             let start = SubscriptionStart {
+                filter: parsed.filter.to_owned(),
                 core_topic: parsed.core_topic.map(str::to_owned),
                 target: match parsed.share {
                     Some(share) => Target::Shared {
@@ -203,14 +215,19 @@ impl Subscribing {
         None
     }
 
-    /// The core work of the current filter ended: `ok` = the subscription is in place, so it
-    /// goes into the session.
-    pub(crate) fn started(&mut self, ok: bool, subscriptions: &mut BTreeMap<String, Subscription>) {
+    /// The core work of the current filter ended: `Ok` = the subscription is in place, so it
+    /// goes into the session; `Err` = refused with that code (not authorized, or topic filter
+    /// invalid when the core refused its topic).
+    pub(crate) fn started(
+        &mut self,
+        result: Result<(), SubscribeReasonCode>,
+        subscriptions: &mut BTreeMap<String, Subscription>,
+    ) {
         let Some((f, plain_filter)) = self.current.take() else {
             return;
         };
-        if !ok {
-            self.codes.push(SubscribeReasonCode::TopicFilterInvalid);
+        if let Err(code) = result {
+            self.codes.push(code);
             return;
         }
         if let Some(filter) = plain_filter {

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use rocketgate_core::StoredMessage;
 use rumqttc::v5::mqttbytes::v5::{
     ConnectProperties, Disconnect, DisconnectReasonCode, Filter, Publish, PublishProperties,
-    RetainForwardRule, Subscribe, SubscribeProperties,
+    RetainForwardRule, Subscribe, SubscribeProperties, SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -68,7 +68,7 @@ fn start_with(
     session: SessionState,
 ) -> (Machine, Vec<Action>, Arc<Mutex<SessionState>>) {
     let admission =
-        connect::admit(config, version, connect, will, None, || "rg-1".into()).expect("admitted");
+        connect::admit(config, version, connect, will, || "rg-1".into()).expect("admitted");
     let (slot, mut guard) = locked(session);
     let start = admission.start_session(&mut guard);
     let connack = admission.connack(config, start.present);
@@ -187,7 +187,7 @@ fn subscribe_packet(pkid: u16, id: Option<usize>, filters: Vec<Filter>) -> Packe
 fn subscribe(m: &mut Machine, pkid: u16, filters: Vec<Filter>) -> Vec<Action> {
     let mut actions = packet(m, subscribe_packet(pkid, None, filters));
     while let Some(Action::StartSubscription(_)) = actions.last() {
-        actions = step(m, Input::SubscriptionStarted(true));
+        actions = step(m, Input::SubscriptionStarted(Ok(())));
     }
     actions
 }

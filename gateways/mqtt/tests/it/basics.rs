@@ -90,6 +90,39 @@ async fn a_core_send_reaches_mqtt_subscribers_of_the_topic() {
 }
 
 #[tokio::test]
+async fn a_foreign_mqtt_topic_property_never_becomes_a_topic_with_wildcards() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), MqttConfig::default()).await;
+    s.broker
+        .topics()
+        .create(rocketgate_core::TopicConfig::new("t1", 1))
+        .unwrap();
+    let (sub, mut rx, h) = client_v4(s.port, "wild", true, |_| {}).await;
+    sub.subscribed("#", QoS::AtLeastOnce).await;
+    // Sent over REST or gRPC with an `mqttTopic` property an MQTT publish could not have:
+    // wildcards, a NUL, a reserved `$` topic, or a name stored in another RocketMQ topic.
+    for (i, prop) in [
+        "t1/+/#", "t1/#", "t1/a\0b", "$SYS/x", "other/x", "", "t1/ok",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut m = Message::new("t1", format!("m{i}"));
+        m.properties.insert("mqttTopic".into(), prop.into());
+        s.broker.producer().send(m.into()).await.unwrap();
+        let got = recv(&mut rx).await;
+        let want = if prop == "t1/ok" { "t1/ok" } else { "t1" };
+        assert_eq!(
+            (got.topic.as_str(), &got.payload[..]),
+            (want, format!("m{i}").as_bytes()),
+            "{prop:?}"
+        );
+    }
+    h.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn shared_subscription_splits_messages_and_plain_ones_see_all() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), MqttConfig::default()).await;

@@ -4,9 +4,12 @@
 
 mod support;
 
+mod auth;
 mod basics;
 mod conformance;
 mod malformed;
+mod metrics;
+mod origin;
 mod retention;
 mod sessions;
 mod v5;

@@ -106,7 +106,7 @@ async fn malformed_input_closes_the_connection_and_others_are_served() {
 async fn bad_credentials_are_refused_when_anonymous_is_off() {
     let dir = tempfile::tempdir().unwrap();
     let config = MqttConfig {
-        allow_anonymous: false,
+        allow_anonymous: Some(false),
         users: [("dev".to_owned(), "secret".to_owned())].into(),
         ..MqttConfig::default()
     };

@@ -28,6 +28,47 @@ pub fn open_broker(dir: &Path) -> Broker {
     Broker::open(c).unwrap()
 }
 
+/// A broker with the core's authentication on and the super user `root` / `root-secret`.
+pub fn open_auth_broker(dir: &Path) -> Broker {
+    let mut c = Config::default();
+    c.store.data_dir = dir.to_path_buf();
+    c.store.segment_size = 4 << 20;
+    c.consumer.min_invisible_ms = 100;
+    c.store.disk_max_used_ratio = 0.99;
+    c.auth.enabled = true;
+    c.auth.bootstrap_access_key = Some("root".into());
+    c.auth.bootstrap_secret_key = Some("root-secret".into());
+    Broker::open(c).unwrap()
+}
+
+/// The CONNACK return code (3.1.1) a raw CONNECT of client `id` with `login` gets: the fourth
+/// byte of `20 02 00 rc`.
+pub async fn connack_v4(port: u16, id: &str, login: Option<(&str, &str)>) -> u8 {
+    let mut c = rumqttc::Connect::new(id);
+    if let Some((u, p)) = login {
+        c.set_login(u, p);
+    }
+    connack_raw(port, c).await
+}
+
+/// The CONNACK return code (3.1.1) of the raw CONNECT `c`.
+pub async fn connack_raw(port: u16, c: rumqttc::Connect) -> u8 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut b = bytes::BytesMut::new();
+    c.write(&mut b).unwrap();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    sock.write_all(&b).await.unwrap();
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(WAIT, sock.read_exact(&mut ack))
+        .await
+        .expect("CONNACK within 10 s")
+        .unwrap();
+    assert_eq!(ack[..3], [0x20, 2, 0], "a CONNACK: {ack:02x?}");
+    ack[3]
+}
+
 impl Server {
     pub async fn start(dir: &Path, config: MqttConfig) -> Self {
         Self::with_broker(open_broker(dir), config).await

@@ -267,3 +267,25 @@ fn connection_limits_of_the_grpc_and_nameserver_listeners() {
         .to_string();
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn mqtt_users_beside_the_core_s_authentication_are_one_line_errors() {
+    let err = load_text("[auth]\nenabled = true\n[mqtt.users]\nalice = \"secret\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mqtt.users") && err.contains("auth.enabled"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+    let err = load_text("[auth]\nenabled = true\n[mqtt]\nallow_anonymous = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mqtt.allow_anonymous"), "{err}");
+    assert!(load_text("[auth]\nenabled = true\n[mqtt]\nallow_anonymous = false\n").is_ok());
+    // A disabled gateway's leftovers do not stop the node.
+    assert!(load_text(
+        "[auth]\nenabled = true\n[mqtt]\nenabled = false\n[mqtt.users]\na = \"b\"\n"
+    )
+    .is_ok());
+}

@@ -1,7 +1,7 @@
 //! CONNECT: admission, session start, CONNACK, and the machine's first actions.
 
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectProperties, ConnectReturnCode, LastWill, LastWillProperties, Login,
+    ConnectProperties, ConnectReturnCode, LastWill, LastWillProperties,
 };
 
 use super::*;
@@ -14,7 +14,7 @@ fn admit(
     version: Version,
     connect: rumqttc::v5::mqttbytes::v5::Connect,
 ) -> Result<connect::Admission, ConnectReturnCode> {
-    connect::admit(config, version, connect, None, None, || "rg-1".into())
+    connect::admit(config, version, connect, None, || "rg-1".into())
 }
 
 fn subscription(filter: &str) -> Subscription {
@@ -215,34 +215,7 @@ fn an_empty_client_id_is_assigned_unless_a_v4_session_must_persist() {
 }
 
 #[test]
-fn credentials_and_the_will_topic_are_checked() {
-    let mut config = MqttConfig {
-        allow_anonymous: false,
-        ..MqttConfig::default()
-    };
-    config.users.insert("u".into(), "p".into());
-    let login = |p: &str| Login {
-        username: "u".into(),
-        password: p.into(),
-    };
-    let try_login = |l: Option<Login>| {
-        connect::admit(
-            &config,
-            Version::V5,
-            connect_packet(CLIENT, true, None),
-            None,
-            l.as_ref(),
-            || "rg-1".into(),
-        )
-        .map(|_| ())
-    };
-    assert_eq!(try_login(None), Err(ConnectReturnCode::BadUserNamePassword));
-    assert_eq!(
-        try_login(Some(login("x"))),
-        Err(ConnectReturnCode::BadUserNamePassword)
-    );
-    assert_eq!(try_login(Some(login("p"))), Ok(()));
-
+fn the_will_topic_is_checked() {
     let will = |topic: &str| LastWill {
         topic: Bytes::copy_from_slice(topic.as_bytes()),
         message: Bytes::from_static(b"gone"),
@@ -257,7 +230,6 @@ fn credentials_and_the_will_topic_are_checked() {
             version,
             connect_packet(CLIENT, true, None),
             Some(will(topic)),
-            None,
             || "rg-1".into(),
         )
         .map(|_| ())
@@ -289,7 +261,6 @@ fn credentials_and_the_will_topic_are_checked() {
         Version::V4,
         connect_packet(CLIENT, true, None),
         Some(will("status/dev")),
-        None,
         || "rg-1".into(),
     )
     .unwrap();

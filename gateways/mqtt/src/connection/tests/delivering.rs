@@ -72,7 +72,7 @@ fn overlapping_subscriptions_deliver_once_with_the_highest_qos() {
         subscribe_packet(2, Some(7), vec![filter("t/+", QoS::ExactlyOnce)]),
     );
     assert!(matches!(actions[..], [Action::StartSubscription(_)]));
-    step(&mut m, Input::SubscriptionStarted(true));
+    step(&mut m, Input::SubscriptionStarted(Ok(())));
     let actions = deliver(&mut m, delivery("r1", message("t/1", 2, b"x")));
     let sent = publishes(&actions);
     assert_eq!(sent.len(), 1);

@@ -167,7 +167,11 @@ fn drive(m: &mut Machine, input: Input, rng: &mut Rng) -> Vec<Action> {
     while let Some(a) = m.poll_action() {
         match &a {
             Action::StartSubscription(_) => {
-                m.handle(Input::SubscriptionStarted(rng.below(4) != 0));
+                m.handle(Input::SubscriptionStarted(match rng.below(4) {
+                    0 => Err(SubscribeReasonCode::TopicFilterInvalid),
+                    1 => Err(SubscribeReasonCode::NotAuthorized),
+                    _ => Ok(()),
+                }));
             }
             Action::SendRetained(requests) => {
                 let found: Vec<(RetainedRequest, Vec<StoredMessage>)> = requests

@@ -140,6 +140,32 @@ fn a_refused_publish_gets_a_reason_code_or_closes_a_v4_connection() {
 }
 
 #[test]
+fn a_publish_the_core_does_not_authorize_closes_a_v4_connection_whatever_its_qos() {
+    // 3.1.1, QoS 0: nothing to answer, and no way to say no but closing.
+    let mut m = v4();
+    packet(&mut m, Packet::Publish(publish("a", QoS::AtMostOnce, 0)));
+    let done = vec![stored(0, QoS::AtMostOnce, Err(PubAckReason::NotAuthorized))];
+    assert_eq!(step(&mut m, Input::Stored(done)), failed_v4());
+    // Any other refusal of a QoS 0 publish is not worth a close.
+    let mut m = v4();
+    packet(&mut m, Packet::Publish(publish("a", QoS::AtMostOnce, 0)));
+    let done = vec![stored(0, QoS::AtMostOnce, Err(PubAckReason::QuotaExceeded))];
+    assert_eq!(step(&mut m, Input::Stored(done)), vec![]);
+    // v5: QoS 1 gets 0x87, QoS 0 is dropped.
+    let mut m = v5();
+    packet(&mut m, Packet::Publish(publish("a", QoS::AtMostOnce, 0)));
+    packet(&mut m, Packet::Publish(publish("a", QoS::AtLeastOnce, 1)));
+    let done = vec![
+        stored(0, QoS::AtMostOnce, Err(PubAckReason::NotAuthorized)),
+        stored(1, QoS::AtLeastOnce, Err(PubAckReason::NotAuthorized)),
+    ];
+    assert_eq!(
+        step(&mut m, Input::Stored(done)),
+        vec![Action::Send(codec::puback(1, PubAckReason::NotAuthorized))]
+    );
+}
+
+#[test]
 fn receive_maximum_disconnects_v5_and_stops_reading_v4() {
     let config = MqttConfig {
         receive_maximum: 2,

@@ -13,8 +13,9 @@ use crate::connection::subscribe::{
 use crate::session::Subscription;
 use crate::topic::{session_group, shared_group};
 
-fn plain(core_topic: Option<&str>, topics: &[&str], every_visible: bool) -> Action {
+fn plain(filter: &str, core_topic: Option<&str>, topics: &[&str], every_visible: bool) -> Action {
     Action::StartSubscription(SubscriptionStart {
+        filter: filter.into(),
         core_topic: core_topic.map(str::to_owned),
         target: Target::Plain {
             group: Arc::from(session_group(CLIENT)),
@@ -38,12 +39,13 @@ fn filters_start_one_at_a_time_and_the_suback_keeps_their_order() {
     ];
     assert_eq!(
         packet(&mut m, subscribe_packet(5, Some(9), filters)),
-        vec![plain(Some("a"), &[], false)]
+        vec![plain("a/#", Some("a"), &[], false)]
     );
     // `bad/#/x` does not parse: no core work, its code is kept for the SUBACK.
     assert_eq!(
-        step(&mut m, Input::SubscriptionStarted(true)),
+        step(&mut m, Input::SubscriptionStarted(Ok(()))),
         vec![Action::StartSubscription(SubscriptionStart {
+            filter: "b/+".into(),
             core_topic: Some("b".into()),
             target: Target::Shared {
                 group: shared_group("g", "b/+"),
@@ -52,16 +54,19 @@ fn filters_start_one_at_a_time_and_the_suback_keeps_their_order() {
     );
     // Later filters see the earlier ones: `a` is read already; shared ones do not count.
     assert_eq!(
-        step(&mut m, Input::SubscriptionStarted(true)),
-        vec![plain(None, &["a"], false)]
+        step(&mut m, Input::SubscriptionStarted(Ok(()))),
+        vec![plain("#", None, &["a"], false)]
     );
     assert_eq!(
-        step(&mut m, Input::SubscriptionStarted(true)),
-        vec![plain(Some("c"), &["a"], true)]
+        step(&mut m, Input::SubscriptionStarted(Ok(()))),
+        vec![plain("c/d", Some("c"), &["a"], true)]
     );
     // The core refuses `c` (e.g. topic creation off).
     assert_eq!(
-        step(&mut m, Input::SubscriptionStarted(false)),
+        step(
+            &mut m,
+            Input::SubscriptionStarted(Err(SubscribeReasonCode::TopicFilterInvalid))
+        ),
         vec![
             Action::Send(codec::suback(
                 5,
@@ -107,17 +112,17 @@ fn filters_with_an_empty_first_level_read_the_slash_topic() {
     ];
     assert_eq!(
         packet(&mut m, subscribe_packet(1, None, filters)),
-        vec![plain(Some(slash), &[], false)]
+        vec![plain("/TopicA", Some(slash), &[], false)]
     );
     assert_eq!(
-        step(&mut m, Input::SubscriptionStarted(true)),
-        vec![plain(Some(slash), &[slash], false)]
+        step(&mut m, Input::SubscriptionStarted(Ok(()))),
+        vec![plain("/+/b", Some(slash), &[slash], false)]
     );
     assert_eq!(
-        step(&mut m, Input::SubscriptionStarted(true)),
-        vec![plain(Some(slash), &[slash], false)]
+        step(&mut m, Input::SubscriptionStarted(Ok(()))),
+        vec![plain("/#", Some(slash), &[slash], false)]
     );
-    let actions = step(&mut m, Input::SubscriptionStarted(true));
+    let actions = step(&mut m, Input::SubscriptionStarted(Ok(())));
     assert_eq!(
         actions[0],
         Action::Send(codec::suback(
@@ -279,10 +284,15 @@ fn wanted_pollers_cover_plain_and_shared_subscriptions() {
         .collect();
     let own: Arc<str> = Arc::from("mqtt-dev");
     let mut calls = 0;
-    let want = wanted_pollers(&subs, &own, || {
-        calls += 1;
-        vec!["a".into(), "z".into()]
-    });
+    let want = wanted_pollers(
+        &subs,
+        &own,
+        || {
+            calls += 1;
+            vec!["a".into(), "z".into()]
+        },
+        |_, _, _| true,
+    );
     let expect: HashSet<(String, String, Option<&str>)> = [
         ("mqtt-dev".to_owned(), "a", None),
         ("mqtt-dev".to_owned(), "b", None),
@@ -301,7 +311,21 @@ fn wanted_pollers_cover_plain_and_shared_subscriptions() {
     assert_eq!(calls, 1, "only the shared wildcard needs the topic list");
     // A plain wildcard reads every visible topic.
     let subs: BTreeMap<String, Subscription> = [("#".to_owned(), sub("#"))].into();
-    let want = wanted_pollers(&subs, &own, || vec!["a".into(), "z".into()]);
+    let want = wanted_pollers(&subs, &own, || vec!["a".into(), "z".into()], |_, _, _| true);
     assert_eq!(want.len(), 2);
     assert!(want.values().all(Option::is_none));
+    // A feed no subscription may read (the core's authorization) is not wanted; one that some
+    // subscription may read is.
+    let subs: BTreeMap<String, Subscription> = ["#", "z/x"]
+        .into_iter()
+        .map(|f| (f.to_owned(), sub(f)))
+        .collect();
+    let want = wanted_pollers(
+        &subs,
+        &own,
+        || vec!["a".into(), "z".into()],
+        |_, topic, filter| filter == "z/x" && topic == "z",
+    );
+    let topics: Vec<&str> = want.keys().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(topics, ["z"]);
 }
