@@ -149,7 +149,8 @@ fn token_shaped(password: &str) -> bool {
         .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Authenticates a CONNECT's `login` (see the module doc).
+/// Authenticates a CONNECT's `login` from `source` (see the module doc; failures count against
+/// the source's budget of failed authentications in the core).
 ///
 /// # Errors
 /// The CONNACK code of the refusal: `NotAuthorized` without credentials (core authentication
@@ -158,6 +159,7 @@ pub(crate) fn authenticate(
     broker: &Broker,
     config: &MqttConfig,
     login: Option<&Login>,
+    source: Option<IpAddr>,
 ) -> Result<Principal, ConnectReturnCode> {
     let auth = broker.auth();
     let refused = |code| {
@@ -177,14 +179,17 @@ pub(crate) fn authenticate(
         return refused(ConnectReturnCode::NotAuthorized);
     };
     let found = if token_shaped(&l.password) {
-        auth.authenticate(Credentials::Token(&l.password))
+        auth.authenticate_from(Credentials::Token(&l.password), source)
             .ok()
             .filter(|p| l.username.is_empty() || p.user() == Some(l.username.as_str()))
     } else {
-        auth.authenticate(Credentials::Secret {
-            access_key: &l.username,
-            secret_key: &l.password,
-        })
+        auth.authenticate_from(
+            Credentials::Secret {
+                access_key: &l.username,
+                secret_key: &l.password,
+            },
+            source,
+        )
         .ok()
     };
     match found {

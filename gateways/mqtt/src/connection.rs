@@ -191,7 +191,8 @@ async fn connected<S>(
         login,
         peer,
     } = hello;
-    let principal = match access::authenticate(&shared.broker, &shared.config, login.as_ref()) {
+    let principal = match access::authenticate(&shared.broker, &shared.config, login.as_ref(), peer)
+    {
         Ok(p) => p,
         Err(code) => return refuse(&mut stream, version, code).await,
     };
