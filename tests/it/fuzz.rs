@@ -201,3 +201,24 @@ pub fn short_run(
         started.elapsed()
     );
 }
+
+/// Checks that the corpus of `target` holds every built-in seed of its crate (the valid
+/// requests its fuzz module encodes); with `RG_FUZZ_WRITE_SEEDS=1`, writes them there first.
+pub fn check_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) {
+    let dir = corpus_dir(target);
+    if std::env::var("RG_FUZZ_WRITE_SEEDS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    for (name, bytes) in seeds {
+        let stored = std::fs::read(dir.join(&name)).unwrap_or_default();
+        assert_eq!(
+            stored,
+            bytes,
+            "seed {name} of {target} differs from {}: rerun with RG_FUZZ_WRITE_SEEDS=1",
+            dir.display()
+        );
+    }
+}

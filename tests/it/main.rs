@@ -76,6 +76,7 @@ mod consume_validation;
 mod cross_http;
 mod cross_mqtt;
 mod fuzz;
+mod fuzz_grpc;
 mod fuzz_http;
 mod grpc_sdk;
 mod grpc_sdk_auth;
