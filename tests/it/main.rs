@@ -78,6 +78,7 @@ mod cross_mqtt;
 mod fuzz;
 mod fuzz_grpc;
 mod fuzz_http;
+mod fuzz_nameserver;
 mod grpc_sdk;
 mod grpc_sdk_auth;
 mod grpc_sdk_basic;
