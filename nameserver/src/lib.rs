@@ -81,6 +81,7 @@ use tonic::transport::Server;
 pub mod client;
 pub mod config;
 mod convert;
+pub mod fuzz;
 pub mod model;
 pub mod route;
 pub mod service;
