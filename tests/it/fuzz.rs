@@ -2,8 +2,9 @@
 //! mutator for all of them: every test run (and CI) replays each cargo-fuzz target's corpus
 //! (`fuzz/corpus/<target>/`: the seeds and every finding kept as a regression input) and then
 //! feeds it a fixed number of mutated inputs, so a little fuzzing happens beyond the corpus
-//! without nightly. The targets are `fuzz_http` (REST and WebSocket), `fuzz_grpc` and
-//! `fuzz_nameserver`; the long runs are `cargo +nightly fuzz run <target>` in `fuzz/`
+//! without nightly. The targets are `fuzz_http` (REST and WebSocket), `fuzz_grpc`,
+//! `fuzz_nameserver`, and `fuzz_mqtt` (MQTT's decoder and its own corpus in
+//! `gateways/mqtt/fuzz/`, through this mutator too); the long runs are `cargo +nightly fuzz run <target>` in `fuzz/`
 //! (`docs/testing.md`).
 //!
 //! Mutations (from a fixed-seed xorshift generator): bit flips, bytes overwritten with boundary
@@ -144,9 +145,8 @@ pub fn mutate(rng: &mut XorShift, seeds: &[Vec<u8>], tokens: &[&[u8]], input: &m
     }
 }
 
-/// The corpus of a cargo-fuzz target, sorted (so a seed replays the same run).
-pub fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = corpus_dir(target);
+/// The corpus in `dir`, sorted (so a seed replays the same run).
+pub fn corpus(dir: &std::path::Path) -> Vec<Vec<u8>> {
     let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("no corpus at {}: {e}", dir.display()))
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
@@ -162,15 +162,21 @@ pub fn corpus_dir(target: &str) -> PathBuf {
         .join(target)
 }
 
-/// Replays the corpus of `target` through `run`, then `default_iterations` mutated inputs (or
-/// `RG_FUZZ_ITERATIONS`). A panic fails with the input.
-pub fn short_run(
+/// Replays the corpus of `target` (`fuzz/corpus/<target>/`) through `run`, then
+/// `default_iterations` mutated inputs (or `RG_FUZZ_ITERATIONS`). A panic fails with the input.
+pub fn short_run(target: &str, default_iterations: u64, tokens: &[&[u8]], run: impl FnMut(&[u8])) {
+    short_run_in(target, &corpus_dir(target), default_iterations, tokens, run);
+}
+
+/// [`short_run`] with the corpus in `dir`.
+pub fn short_run_in(
     target: &str,
+    dir: &std::path::Path,
     default_iterations: u64,
     tokens: &[&[u8]],
     mut run: impl FnMut(&[u8]),
 ) {
-    let seeds = corpus(target);
+    let seeds = corpus(dir);
     let iterations = env_u64("RG_FUZZ_ITERATIONS").unwrap_or(default_iterations);
     let seed = env_u64("RG_FUZZ_SEED").unwrap_or(0x5eed_f022_1400);
     println!(
@@ -183,7 +189,7 @@ pub fn short_run(
             outcome.is_ok(),
             "{target} panicked on {input:02x?} ({:?}); add it to {}",
             String::from_utf8_lossy(input),
-            corpus_dir(target).display()
+            dir.display()
         );
     };
     for input in &seeds {

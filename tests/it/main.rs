@@ -36,7 +36,7 @@
 //!   publish to MQTT and gRPC, an MQTT publish and an SDK message received and acked over REST.
 //! - `cross_mqtt`: MQTT (rumqttc) and the official RocketMQ SDK on one broker: an MQTT publish
 //!   consumed over gRPC with retry and dead letter, a gRPC message to MQTT subscribers.
-//! - `fuzz` (the shared mutator), `fuzz_http`, `fuzz_grpc`, `fuzz_nameserver`: short
+//! - `fuzz` (the shared mutator), `fuzz_http`, `fuzz_grpc`, `fuzz_nameserver`, `fuzz_mqtt`: short
 //!   mutation-fuzz runs of the cargo-fuzz targets of `fuzz/` on stable, corpus replayed first
 //!   (`RG_FUZZ_ITERATIONS`, `RG_FUZZ_SEED`).
 //! - `time_delay`: delay levels and timed messages on time, exactly once, across a clean
@@ -78,6 +78,7 @@ mod cross_mqtt;
 mod fuzz;
 mod fuzz_grpc;
 mod fuzz_http;
+mod fuzz_mqtt;
 mod fuzz_nameserver;
 mod grpc_sdk;
 mod grpc_sdk_auth;
