@@ -147,7 +147,7 @@ pub fn mutate(rng: &mut XorShift, seeds: &[Vec<u8>], tokens: &[&[u8]], input: &m
 
 /// The corpus in `dir`, sorted (so a seed replays the same run).
 pub fn corpus(dir: &std::path::Path) -> Vec<Vec<u8>> {
-    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("no corpus at {}: {e}", dir.display()))
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
         .collect();
@@ -227,4 +227,14 @@ pub fn check_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) {
             dir.display()
         );
     }
+}
+
+/// The short run reports a panicking input (the check every target relies on).
+#[test]
+#[should_panic(expected = "panicked on")]
+fn a_panicking_input_fails_the_short_run() {
+    let dir = corpus_dir("nameserver");
+    short_run_in("self-test", &dir, 100, &[], |input| {
+        assert!(input.len() < 2, "a long input");
+    });
 }
