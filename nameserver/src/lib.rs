@@ -86,6 +86,7 @@ use tonic::transport::Server;
 pub mod client;
 pub mod config;
 mod convert;
+pub mod fuzz;
 pub mod listener;
 pub mod model;
 pub mod route;

@@ -80,6 +80,7 @@ use tonic::transport::Server;
 pub mod access_admin;
 pub mod admin;
 pub mod auth;
+pub mod fuzz;
 mod gateway;
 mod incoming;
 pub mod messaging;

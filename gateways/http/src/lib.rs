@@ -58,6 +58,7 @@ pub mod callback;
 pub mod config;
 pub mod error;
 mod extract;
+pub mod fuzz;
 mod gateway;
 pub mod model;
 mod openapi;
