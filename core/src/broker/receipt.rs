@@ -167,7 +167,13 @@ impl Consumer<'_> {
     /// # Errors
     /// [`Error::InvalidReceiptHandle`] if it is malformed, forged, or belongs to another group.
     pub fn receipt_topic(self, group: &str, handle: &str) -> Result<String> {
-        Ok(self.broker.inner.consumption.receipts.decode(group, handle)?.topic)
+        Ok(self
+            .broker
+            .inner
+            .consumption
+            .receipts
+            .decode(group, handle)?
+            .topic)
     }
 }
 
