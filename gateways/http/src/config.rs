@@ -29,6 +29,13 @@ pub struct HttpConfig {
     /// keep-alive connections, clients that never send a request, headers trickling in. Must
     /// exceed `request_timeout_ms` and two `ws_ping_interval_ms`.
     pub idle_timeout_ms: u64,
+    /// Longest time to receive a whole request head (request line and headers), in ms
+    /// (10,000), however slowly it trickles in; then the connection is closed. Also how long
+    /// an idle keep-alive connection waits for its next request.
+    pub header_timeout_ms: u64,
+    /// Largest request head (request line and headers), in bytes (16 KiB; at least 8 KiB).
+    /// Larger heads answer `431` and close the connection.
+    pub max_header_bytes: usize,
     /// Largest WebSocket message (frame or reassembled message), in bytes (8 MiB). Larger ones
     /// close the connection with code 1009.
     pub ws_max_frame_bytes: usize,
@@ -67,6 +74,8 @@ impl Default for HttpConfig {
             max_in_flight: 1024,
             max_connections: 10_000,
             idle_timeout_ms: 60_000,
+            header_timeout_ms: 10_000,
+            max_header_bytes: 16 << 10,
             ws_max_frame_bytes: 8 << 20,
             ws_max_credits: 1024,
             ws_max_subscriptions: 16,
@@ -99,6 +108,7 @@ impl HttpConfig {
             ("request_timeout_ms", self.request_timeout_ms),
             ("max_in_flight", self.max_in_flight as u64),
             ("max_connections", self.max_connections as u64),
+            ("header_timeout_ms", self.header_timeout_ms),
             ("ws_max_frame_bytes", self.ws_max_frame_bytes as u64),
             ("ws_max_credits", u64::from(self.ws_max_credits)),
             ("ws_max_subscriptions", self.ws_max_subscriptions as u64),
@@ -120,6 +130,9 @@ impl HttpConfig {
             return Err(ConfigError(
                 "idle_timeout_ms must exceed request_timeout_ms and two ws_ping_interval_ms".into(),
             ));
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(ConfigError("max_header_bytes must be at least 8192".into()));
         }
         if self.callback_retries > 10 {
             return Err(ConfigError("callback_retries must be at most 10".into()));

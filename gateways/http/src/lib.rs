@@ -54,6 +54,8 @@
 //! Depends on `rocketgate-core` (and `rocketgate-gateway-kit` for the `Gateway` trait) only,
 //! never on another gateway.
 
+mod access;
+mod auth;
 pub mod callback;
 pub mod config;
 pub mod error;
@@ -117,6 +119,10 @@ fn build(state: AppState) -> Router {
         .route("/ui", get(|| async { Html(BROWSER_PAGE) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             server::guard,
