@@ -1,13 +1,14 @@
 //! Secure by default off loopback: before a node binds anything, every listener it is about to
 //! open is checked. A listener on a loopback address is fine; on any other address (a LAN
 //! address, `0.0.0.0`, `::`) it must authenticate its clients — the RocketMQ gRPC endpoint (and
-//! its admin services) with `auth.enabled` on, MQTT with `allow_anonymous = false` — or the node
+//! its admin services) and REST/WebSocket with `auth.enabled` on, MQTT with
+//! `allow_anonymous = false` — or the node
 //! refuses to start with one line saying how to fix it. `--allow-unauthenticated-remote`
 //! (`ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE=1`) is the explicit opt-out: the node starts and
 //! logs a warning per exposed listener.
 //!
-//! REST/WebSocket and the NameServer do not authenticate yet (docs/security.md), so off
-//! loopback they always need the opt-out.
+//! The NameServer does not authenticate yet (docs/security.md), so off loopback it always needs
+//! the opt-out.
 //!
 //! Pure: reads the configuration, logs, decides. Called by `node.rs` and `main.rs`.
 
@@ -40,8 +41,8 @@ pub fn node_listeners(cfg: &ServerConfig, standalone: bool) -> Vec<Listener> {
         out.push(Listener {
             name: "http",
             addr: cfg.http.listen,
-            authenticates: false,
-            can_authenticate: false,
+            authenticates: cfg.auth.enabled,
+            can_authenticate: true,
         });
     }
     if cfg.mqtt.enabled {
@@ -117,7 +118,7 @@ mod tests {
             name,
             addr: addr.parse().unwrap(),
             authenticates,
-            can_authenticate: name != "http" && name != "nameserver",
+            can_authenticate: name != "nameserver",
         }
     }
 
@@ -141,6 +142,11 @@ mod tests {
         );
         assert!(!err.contains('\n'));
         let err = check(&[l("http", "10.1.2.3:8080", false)], false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--auth"), "{err}");
+        assert!(check(&[l("http", "10.1.2.3:8080", true)], false).is_ok());
+        let err = check(&[l("nameserver", "10.1.2.3:9876", false)], false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not authenticate yet"), "{err}");
