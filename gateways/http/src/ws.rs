@@ -22,6 +22,13 @@
 //! A disallowed `Origin` is refused before the upgrade (`403`); limits on subscriptions and
 //! credits answer error frames and keep the connection. Other connections are never affected.
 //!
+//! Authentication (`auth.enabled`): the upgrade is authenticated like any request (`auth.rs`:
+//! `Authorization`, or `?access_token=` since browsers cannot set headers), `401` before any
+//! upgrade; the connection keeps that identity, and every `subscribe` (`Sub` on topic and
+//! group), `publish` (`Pub` on the topic), `ack` and `nack` (`Sub` on the group and the
+//! handle's topic) is asked of the core against the current policy — a refusal is an `error`
+//! frame (`forbidden`) and the connection stays.
+//!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
 //! (frames from a bounded mpsc, pings on a timer), and per subscription the core's delivery loop
 //! (`Consumer::subscribe`: credit- and byte-bounded pops) with one task that turns what it yields
@@ -48,6 +55,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use rocketgate_core::auth::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::model::{Filter, PublishMessage, Published, ReceivedMessage};
 use crate::rest::publish::now_ms;
@@ -132,6 +142,7 @@ struct Subscription {
     responses((status = 101, description = "Switching protocols: JSON text frames follow")))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
@@ -161,16 +172,17 @@ pub(crate) async fn upgrade(
     let max = state.config.ws_max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection(state, socket))
+        .on_upgrade(move |socket| connection(state, caller, socket))
 }
 
 struct Conn {
     state: AppState,
+    caller: Caller,
     tx: mpsc::Sender<Outbound>,
     subs: HashMap<String, Subscription>,
 }
 
-async fn connection(state: AppState, socket: WebSocket) {
+async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
     metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").increment(1.0);
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.ws_outbound_frames);
@@ -219,6 +231,7 @@ async fn connection(state: AppState, socket: WebSocket) {
     });
     let mut conn = Conn {
         state: state.clone(),
+        caller,
         tx: tx.clone(),
         subs: HashMap::new(),
     };
@@ -386,7 +399,10 @@ impl Conn {
                 receipt_handle,
                 request_id,
             } => {
-                let r = match self.group_of(&subscription) {
+                let r = match self.group_of(&subscription).and_then(|g| {
+                    self.may_settle(&g, &receipt_handle)?;
+                    Ok(g)
+                }) {
                     Ok(g) => self
                         .state
                         .broker
@@ -405,7 +421,10 @@ impl Conn {
                 delay_ms,
                 request_id,
             } => {
-                let r = match self.group_of(&subscription) {
+                let r = match self.group_of(&subscription).and_then(|g| {
+                    self.may_settle(&g, &receipt_handle)?;
+                    Ok(g)
+                }) {
                     Ok(g) => self
                         .state
                         .broker
@@ -437,7 +456,12 @@ impl Conn {
                 message,
             } => {
                 let queue = message.queue_id;
-                let r = match message.into_message(&topic, self.state.broker.now_ms()) {
+                let allowed =
+                    self.caller
+                        .need(&self.state, &Resource::topic(&topic), &[Action::Pub]);
+                let r = match allowed
+                    .and_then(|()| message.into_message(&topic, self.state.broker.now_ms()))
+                {
                     Ok(m) => self
                         .state
                         .broker
@@ -459,6 +483,14 @@ impl Conn {
                 self.reply(request_id.as_deref(), r).await;
             }
         }
+    }
+
+    /// Whether the caller may still consume as `group` and settle this handle (`Sub` on the
+    /// group and on the handle's topic; the policy may have changed since the subscribe).
+    fn may_settle(&self, group: &str, handle: &str) -> Result<(), ApiError> {
+        self.caller
+            .need(&self.state, &Resource::group(group), &[Action::Sub])?;
+        self.caller.need_handle(&self.state, group, handle)
     }
 
     fn group_of(&self, subscription: &str) -> Result<String, ApiError> {
@@ -526,6 +558,10 @@ impl Conn {
                 ),
             ));
         }
+        self.caller
+            .need(&self.state, &Resource::topic(&topic), &[Action::Sub])?;
+        self.caller
+            .need(&self.state, &Resource::group(&group), &[Action::Sub])?;
         let broker = &self.state.broker;
         let filter: Option<FilterExpression> = filter.map(|f| match f {
             WsFilter::Tag(t) => FilterExpression::tag(t),

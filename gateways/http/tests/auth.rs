@@ -7,25 +7,12 @@
 
 mod common;
 
-use common::{answer, start_with, Server};
-use rocketgate_core::auth::{PolicyEntry, UserKind};
+use common::{answer, start_secured, Server, ADMIN, APP};
+use rocketgate_core::auth::PolicyEntry;
 use serde_json::{json, Value};
 
-pub const ADMIN: (&str, &str) = ("admin", "admin-secret-1");
-const APP: (&str, &str) = ("app", "app-secret-12");
-
 async fn secured() -> Server {
-    let s = start_with(|c, _| {
-        c.auth.enabled = true;
-        c.auth.bootstrap_access_key = Some(ADMIN.0.into());
-        c.auth.bootstrap_secret_key = Some(ADMIN.1.into());
-    })
-    .await;
-    s.broker
-        .auth()
-        .create_user(APP.0, APP.1, UserKind::Normal)
-        .unwrap();
-    s
+    start_secured(|_, _| {}).await
 }
 
 fn policy(json: Value) -> Vec<PolicyEntry> {
