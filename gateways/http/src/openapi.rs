@@ -34,6 +34,7 @@ use crate::error::Problem;
         (name = "scheduled", description = "Delayed messages"),
         (name = "transactions", description = "Half messages, commit / rollback, check-back callbacks"),
         (name = "ops", description = "Health and metrics"),
+        (name = "access", description = "Users, policies and bearer tokens (super users only)"),
         (name = "websocket", description = "The WebSocket upgrade (protocol in docs/http.md)"),
     )
 )]

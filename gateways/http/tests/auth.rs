@@ -409,3 +409,160 @@ async fn the_openapi_document_names_the_schemes_and_the_refusals() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn super_users_manage_users_policies_and_tokens_over_rest() {
+    let s = secured().await;
+    let admin = || Cred::Basic(ADMIN);
+    // A normal user, even one allowed everything on the cluster, may not manage users.
+    s.broker
+        .auth()
+        .set_policy(
+            APP.0,
+            policy(json!([{"resources": ["Cluster:*", "Topic:*", "Group:*"], "actions": ["All"], "decision": "Allow"}])),
+        )
+        .unwrap();
+    for (method, path) in [
+        ("GET", "/v1/auth/users"),
+        ("GET", "/v1/auth/tokens"),
+        ("POST", "/v1/auth/users/app/tokens"),
+    ] {
+        let (st, body) = call(&s, method, path, Cred::Basic(APP), Some(json!({}))).await;
+        assert_eq!(st, 403, "{method} {path}: {body}");
+    }
+    let (st, _) = call(
+        &s,
+        "PATCH",
+        "/v1/auth/users/app",
+        Cred::Basic(APP),
+        Some(json!({"super": true})),
+    )
+    .await;
+    assert_eq!(st, 403, "a user may not make itself super");
+
+    // Create, show, list: never a secret.
+    let (st, bob) = call(
+        &s,
+        "POST",
+        "/v1/auth/users",
+        admin(),
+        Some(json!({"access_key": "bob", "secret_key": "bob-secret-1"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{bob}");
+    assert_eq!(bob["access_key"], "bob");
+    assert_eq!(
+        (bob["super"].as_bool(), bob["enabled"].as_bool()),
+        (Some(false), Some(true))
+    );
+    let (st, again) = call(
+        &s,
+        "POST",
+        "/v1/auth/users",
+        admin(),
+        Some(json!({"access_key": "bob", "secret_key": "bob-secret-1"})),
+    )
+    .await;
+    assert_eq!((st, again["code"].as_str()), (409, Some("user_exists")));
+    let (st, list) = call(&s, "GET", "/v1/auth/users", admin(), None).await;
+    assert_eq!(st, 200);
+    assert!(!list.to_string().contains("secret"), "{list}");
+    assert_eq!(list["users"].as_array().unwrap().len(), 3);
+
+    // Policy, then a token that works as the policy allows.
+    let entries = json!([{"resources": ["Cluster:*"], "actions": ["List"], "decision": "Allow", "sources": []}]);
+    let (st, p) = call(
+        &s,
+        "PUT",
+        "/v1/auth/users/bob/policy",
+        admin(),
+        Some(json!({"entries": entries})),
+    )
+    .await;
+    assert_eq!(st, 200, "{p}");
+    let (st, p) = call(&s, "GET", "/v1/auth/users/bob/policy", admin(), None).await;
+    assert_eq!((st, &p["entries"]), (200, &entries));
+    let (st, bad) = call(&s, "PUT", "/v1/auth/users/bob/policy", admin(), Some(json!({"entries": [{"resources": ["Nope:x"], "actions": ["Pub"], "decision": "Allow"}]}))).await;
+    assert_eq!(st, 400, "{bad}");
+    let (st, issued) = call(
+        &s,
+        "POST",
+        "/v1/auth/users/bob/tokens",
+        admin(),
+        Some(json!({"ttl_ms": 60_000})),
+    )
+    .await;
+    assert_eq!(st, 201, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("rgt_"), "{token}");
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let (st, _) = call(&s, "GET", "/v1/topics", Cred::Bearer(&token), None).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(
+        &s,
+        "POST",
+        "/v1/topics",
+        Cred::Bearer(&token),
+        Some(json!({"name": "t", "queue_count": 1})),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, tokens) = call(&s, "GET", "/v1/auth/users/bob/tokens", admin(), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(tokens["tokens"][0]["id"], id.as_str());
+    assert!(
+        !tokens.to_string().contains(&token),
+        "the token is shown once"
+    );
+
+    // Disable: the token stops working; enable: it works again; revoke: it stops for good.
+    let (st, u) = call(
+        &s,
+        "PATCH",
+        "/v1/auth/users/bob",
+        admin(),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!((st, u["enabled"].as_bool()), (200, Some(false)));
+    let (st, _) = call(&s, "GET", "/v1/topics", Cred::Bearer(&token), None).await;
+    assert_eq!(st, 401);
+    let (st, _) = call(
+        &s,
+        "PATCH",
+        "/v1/auth/users/bob",
+        admin(),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = call(&s, "GET", "/v1/topics", Cred::Bearer(&token), None).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(
+        &s,
+        "DELETE",
+        &format!("/v1/auth/tokens/{id}"),
+        admin(),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let (st, _) = call(&s, "GET", "/v1/topics", Cred::Bearer(&token), None).await;
+    assert_eq!(st, 401);
+
+    // Delete: gone with its policy.
+    let (st, _) = call(&s, "DELETE", "/v1/auth/users/bob", admin(), None).await;
+    assert_eq!(st, 204);
+    let (st, body) = call(&s, "GET", "/v1/auth/users/bob", admin(), None).await;
+    assert_eq!((st, body["code"].as_str()), (404, Some("user_not_found")));
+    let (st, _) = call(
+        &s,
+        "GET",
+        "/v1/topics",
+        Cred::Basic(("bob", "bob-secret-1")),
+        None,
+    )
+    .await;
+    assert_eq!(st, 401);
+    s.stop().await;
+}
