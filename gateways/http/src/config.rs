@@ -51,9 +51,14 @@ pub struct HttpConfig {
     pub ws_ping_interval_ms: u64,
     /// Default invisible duration of messages delivered over WebSocket, in ms (30,000).
     pub ws_invisible_ms: u64,
-    /// Origins allowed to open a WebSocket (`Origin` header, e.g. `https://app.example`);
-    /// empty allows any origin.
+    /// Browser origins besides the server's own allowed to open a WebSocket or send a
+    /// `POST` / `PUT` / `PATCH` / `DELETE` (`Origin` header, e.g. `https://app.example`; `*`:
+    /// any). Empty (the default): same-origin only. Requests without `Origin` always pass.
     pub allowed_origins: Vec<String>,
+    /// Host names (the `Host` header) served besides `localhost`, loopback addresses and the
+    /// address a client connected to: exact names or `*.suffix`; `*` allows any. Other hosts
+    /// answer `421` (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     /// Whether producer groups may register transaction check-back callback URLs (true).
     pub allow_callbacks: bool,
     /// Timeout of one transaction check-back callback request, in ms (1,000).
@@ -83,6 +88,7 @@ impl Default for HttpConfig {
             ws_ping_interval_ms: 15_000,
             ws_invisible_ms: 30_000,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             allow_callbacks: true,
             callback_timeout_ms: 1000,
             callback_retries: 2,

@@ -63,6 +63,7 @@ mod extract;
 mod gateway;
 pub mod model;
 mod openapi;
+mod origin;
 mod rest;
 mod server;
 mod state;
@@ -122,6 +123,10 @@ fn build(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::check,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

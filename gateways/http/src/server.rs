@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::origin::LocalAddr;
 use crate::state::AppState;
 
 /// The smallest read buffer hyper accepts for a request head.
@@ -56,6 +57,13 @@ pub(crate) struct Counted {
     _slot: OwnedSemaphorePermit,
     idle: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Counted {
+    /// The local address of the connection (the address the client connected to).
+    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.local_addr().ok()
+    }
 }
 
 impl Drop for Counted {
@@ -238,8 +246,12 @@ pub(crate) async fn run(
             () = &mut shutdown => break,
         };
         let router = router.clone();
+        let local = io.local_addr();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
+            if let Some(local) = local {
+                req.extensions_mut().insert(LocalAddr(local));
+            }
             let mut router = router.clone();
             tower_service::Service::call(&mut router, req.map(axum::body::Body::new))
         });

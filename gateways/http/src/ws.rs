@@ -19,7 +19,8 @@
 //!
 //! Close codes: 1003 binary frame, 1007 a frame that is not a valid command, 1009 a message over
 //! `http.ws_max_frame_bytes`, 1001 server shutdown or a client silent for two ping intervals.
-//! A disallowed `Origin` is refused before the upgrade (`403`); limits on subscriptions and
+//! A cross-origin upgrade (an `Origin` that is neither the server's own nor in
+//! `http.allowed_origins`) is refused before the upgrade (`403`, `origin.rs`); limits on subscriptions and
 //! credits answer error frames and keep the connection. Other connections are never affected.
 //!
 //! Authentication (`auth.enabled`): the upgrade is authenticated like any request (`auth.rs`:
@@ -43,7 +44,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use rocketgate_core::{
@@ -143,21 +144,8 @@ struct Subscription {
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let allowed = &state.config.allowed_origins;
-    if !allowed.is_empty() {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-        if !origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                "this Origin may not open a WebSocket (http.allowed_origins)",
-            )
-            .into_response();
-        }
-    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
