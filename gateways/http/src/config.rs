@@ -46,6 +46,12 @@ pub struct HttpConfig {
     pub ws_max_subscriptions: usize,
     /// Frames queued for one WebSocket connection before producers of frames wait (64).
     pub ws_outbound_frames: usize,
+    /// Bytes of frames queued for one WebSocket connection before producers of frames wait
+    /// (4 MiB).
+    pub ws_outbound_bytes: usize,
+    /// A write to a WebSocket (a frame, a ping) that does not complete within this closes
+    /// the connection, in ms (10,000): a client that stops reading is disconnected.
+    pub ws_write_timeout_ms: u64,
     /// How often the server pings a WebSocket client, in ms (15,000); a client silent for two
     /// intervals is closed (code 1001).
     pub ws_ping_interval_ms: u64,
@@ -85,6 +91,8 @@ impl Default for HttpConfig {
             ws_max_credits: 1024,
             ws_max_subscriptions: 16,
             ws_outbound_frames: 64,
+            ws_outbound_bytes: 4 << 20,
+            ws_write_timeout_ms: 10_000,
             ws_ping_interval_ms: 15_000,
             ws_invisible_ms: 30_000,
             allowed_origins: Vec::new(),
@@ -119,6 +127,8 @@ impl HttpConfig {
             ("ws_max_credits", u64::from(self.ws_max_credits)),
             ("ws_max_subscriptions", self.ws_max_subscriptions as u64),
             ("ws_outbound_frames", self.ws_outbound_frames as u64),
+            ("ws_outbound_bytes", self.ws_outbound_bytes as u64),
+            ("ws_write_timeout_ms", self.ws_write_timeout_ms),
             ("ws_ping_interval_ms", self.ws_ping_interval_ms),
             ("callback_timeout_ms", self.callback_timeout_ms),
         ];

@@ -31,7 +31,9 @@
 //! frame (`forbidden`) and the connection stays.
 //!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
-//! (frames from a bounded mpsc, pings on a timer), and per subscription the core's delivery loop
+//! (`ws/outbox.rs`: frames from a queue bounded in frames and bytes, pings on a timer, every
+//! write within `http.ws_write_timeout_ms`; the connection ends when the writer does, and the
+//! writer is aborted when the connection ends), and per subscription the core's delivery loop
 //! (`Consumer::subscribe`: credit- and byte-bounded pops) with one task that turns what it yields
 //! into message and error frames; credit frames grant the core subscription's credits. Both are
 //! aborted when the subscription or the connection ends; a pop cut short leaves its messages to
@@ -42,27 +44,30 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use rocketgate_core::{
     Credits, FilterExpression, PopRequest, SendRequest, Subscription as CoreSubscription,
     SubscriptionCredits, SubscriptionRequest,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use rocketgate_core::auth::{Action, Resource};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+
+mod outbox;
+
 use crate::model::{Filter, PublishMessage, Published, ReceivedMessage};
 use crate::rest::publish::now_ms;
 use crate::state::AppState;
+use outbox::{Outbound, Outbox};
 
 /// Longest long poll of a subscription's pop.
 const POLL: Duration = Duration::from_secs(10);
@@ -126,11 +131,6 @@ enum ClientFrame {
     },
 }
 
-enum Outbound {
-    Text(String),
-    Close(u16, String),
-}
-
 struct Subscription {
     group: String,
     credits: SubscriptionCredits,
@@ -166,57 +166,26 @@ pub(crate) async fn upgrade(
 struct Conn {
     state: AppState,
     caller: Caller,
-    tx: mpsc::Sender<Outbound>,
+    tx: Outbox,
     subs: HashMap<String, Subscription>,
 }
 
 async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
     metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").increment(1.0);
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.ws_outbound_frames);
+    let (sink, mut stream) = socket.split();
     let last_seen = Arc::new(AtomicI64::new(now_ms()));
-    let ping = Duration::from_millis(state.config.ws_ping_interval_ms);
-    let seen = last_seen.clone();
-    let writer = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ping);
-        tick.tick().await;
-        loop {
-            let out = tokio::select! {
-                out = rx.recv() => out,
-                _ = tick.tick() => {
-                    let silent = now_ms() - seen.load(Ordering::Relaxed);
-                    if silent > 2 * i64::try_from(ping.as_millis()).unwrap_or(i64::MAX) {
-                        Some(Outbound::Close(1001, "no pong within two ping intervals".into()))
-                    } else {
-                        if sink.send(WsMessage::Ping(bytes::Bytes::new())).await.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            };
-            match out {
-                Some(Outbound::Text(t)) => {
-                    if sink.send(WsMessage::Text(t.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Outbound::Close(code, reason)) => {
-                    metrics::counter!("rocketgate_ws_closed_total", "code" => code.to_string())
-                        .increment(1);
-                    let _ = sink
-                        .send(WsMessage::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    let _ = sink.close().await;
-                    break;
-                }
-                None => break,
-            }
-        }
-    });
+    let cfg = &state.config;
+    let write_timeout = Duration::from_millis(cfg.ws_write_timeout_ms);
+    let (tx, mut writer) = outbox::start(
+        sink,
+        outbox::Limits {
+            frames: cfg.ws_outbound_frames,
+            bytes: cfg.ws_outbound_bytes,
+            write_timeout,
+            ping: Duration::from_millis(cfg.ws_ping_interval_ms),
+        },
+        last_seen.clone(),
+    );
     let mut conn = Conn {
         state: state.clone(),
         caller,
@@ -227,6 +196,8 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
     loop {
         let frame = tokio::select! {
             f = stream.next() => f,
+            // The writer stopped (a write timed out, the socket failed): the connection ends.
+            _ = &mut writer => break,
             () = stopped(&mut stopping) => {
                 let _ = tx.send(Outbound::Close(1001, "server shutting down".into())).await;
                 break;
@@ -280,7 +251,14 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
     }
     drop(conn);
     drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // Let the writer send what is queued (a close frame) within one write timeout, then end it.
+    if !writer.is_finished()
+        && tokio::time::timeout(write_timeout, &mut writer)
+            .await
+            .is_err()
+    {
+        writer.abort();
+    }
     metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").decrement(1.0);
 }
 
@@ -592,7 +570,7 @@ fn unknown_subscription(s: &str) -> ApiError {
 }
 
 /// One subscription: the core's credit-bounded delivery loop, as message and error frames.
-async fn forward(mut sub: CoreSubscription, tx: mpsc::Sender<Outbound>, subscription: String) {
+async fn forward(mut sub: CoreSubscription, tx: Outbox, subscription: String) {
     while let Some(item) = sub.next().await {
         let frame = match item {
             Ok(p) => {

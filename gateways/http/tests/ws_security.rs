@@ -177,3 +177,71 @@ async fn with_auth_off_the_upgrade_needs_nothing() {
     assert_eq!(f["code"], "topic_not_found", "{f}");
     s.stop().await;
 }
+
+/// The value of a counter series in `/metrics`, 0 when absent.
+async fn counter(s: &Server, series: &str) -> f64 {
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .map(|v| v.trim().parse().unwrap_or(0.0))
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected_with_bounded_memory() {
+    let s = start_with(|_, h| {
+        h.ws_outbound_bytes = 256 << 10;
+        h.ws_write_timeout_ms = 500;
+        // Pings must not be what ends the connection: only the stuck writes may.
+        h.ws_ping_interval_ms = 20_000;
+        h.idle_timeout_ms = 60_000;
+    })
+    .await;
+    s.broker
+        .topics()
+        .create(rocketgate_core::TopicConfig::new("flood", 1))
+        .unwrap();
+    let series = "rocketgate_ws_closed_total{code=\"write_timeout\"}";
+    let before = counter(&s, series).await;
+    // A client with a small receive buffer that subscribes and then never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let req = format!("ws://{}/v1/ws", s.addr)
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream))
+        .await
+        .unwrap()
+        .unwrap();
+    let subscribe = json!({"type": "subscribe", "subscription": "s", "group": "g", "topic": "flood", "credits": 1000});
+    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    let body = "x".repeat(32 << 10);
+    for _ in 0..400 {
+        let m = rocketgate_core::Message::new("flood", body.clone().into_bytes());
+        s.broker.producer().send(m.into()).await.unwrap();
+    }
+    // The server gives up on the stuck writes (the event, with a deadline)...
+    common::eventually(|| async { (counter(&s, series).await > before).then_some(()) }).await;
+    // ...and closes the connection: reading now reaches its end, not an endless stream.
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(f) = ws.next().await {
+            if f.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server closed the connection");
+    s.stop().await;
+}
