@@ -65,8 +65,13 @@ pub struct HttpConfig {
     /// address a client connected to: exact names or `*.suffix`; `*` allows any. Other hosts
     /// answer `421` (DNS rebinding).
     pub allowed_hosts: Vec<String>,
-    /// Whether producer groups may register transaction check-back callback URLs (true).
+    /// Whether producer groups may register transaction check-back callback URLs (false: a
+    /// callback is a request from the broker to a URL a client chose).
     pub allow_callbacks: bool,
+    /// Callback hosts allowed although they are (or resolve to) loopback, private, link-local
+    /// or reserved addresses: names or addresses, e.g. `["127.0.0.1", "hooks.internal"]`.
+    /// Public addresses need no entry.
+    pub callback_allowed_hosts: Vec<String>,
     /// Timeout of one transaction check-back callback request, in ms (1,000).
     pub callback_timeout_ms: u64,
     /// Further attempts after a failed callback request (transport error or 5xx) (2).
@@ -97,7 +102,8 @@ impl Default for HttpConfig {
             ws_invisible_ms: 30_000,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
-            allow_callbacks: true,
+            allow_callbacks: false,
+            callback_allowed_hosts: Vec::new(),
             callback_timeout_ms: 1000,
             callback_retries: 2,
             callback_retry_backoff_ms: 100,
