@@ -25,9 +25,9 @@ pub struct HttpConfig {
     pub max_in_flight: usize,
     /// Open TCP connections; further ones wait in the accept backlog (10,000).
     pub max_connections: usize,
-    /// A connection that sends nothing for this long is closed, in ms (60,000): idle
-    /// keep-alive connections, clients that never send a request, headers trickling in. Must
-    /// exceed `request_timeout_ms` and two `ws_ping_interval_ms`.
+    /// A connection that sends nothing for this long is closed, in ms (60,000): clients that
+    /// never send a request, silent WebSockets (a head trickling in is bounded by
+    /// `header_timeout_ms`). Must exceed `request_timeout_ms` and two `ws_ping_interval_ms`.
     pub idle_timeout_ms: u64,
     /// Longest time to receive a whole request head (request line and headers), in ms
     /// (10,000), however slowly it trickles in; then the connection is closed. Also how long

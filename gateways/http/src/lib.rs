@@ -15,10 +15,16 @@
 //! - `rest/`: handlers, one module per family (`publish`, `consume`, `admin`, `query`, `ops`);
 //!   `callback.rs`: transaction check-back over HTTP; `ws.rs`: the WebSocket protocol.
 //! - `openapi.rs`: the generated document and the docs page (`/docs`); `server.rs`: the
-//!   listener (connection limit), middleware (in-flight limit, request timeout, metrics), serve.
+//!   listener (connection limit), the hyper connection loop (request-head timeout and size),
+//!   middleware (in-flight limit, request timeout, metrics), serve.
+//! - Security (issue 14): `origin.rs` (Host and Origin checks, first), `auth.rs` (credentials
+//!   → the core's `Auth`, then the route's rule from `access.rs`), `rest/users.rs` (users,
+//!   policies, tokens under `/v1/auth`), `callback/target.rs` (where callbacks may point).
+//!   See `docs/security.md`.
 //!
 //! Routes outside `/v1`: `/healthz`, `/readyz`, `/health`, `/metrics`, `/openapi.json`, `/docs`,
-//! `/ui` (the browser example of `examples/browser/`).
+//! `/ui` (the browser example of `examples/browser/`). With `auth.enabled`, all but `/healthz`,
+//! `/readyz`, `/openapi.json`, `/docs` and `/ui` need credentials.
 //!
 //! # Wiring
 //!

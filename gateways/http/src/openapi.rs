@@ -20,6 +20,8 @@ use crate::error::Problem;
         description = "RocketMQ semantics over HTTP: publish, receive / ack / nack, pull by offset, \
             topics, consumer groups, dead letters, queries, delays and transactions. \
             Errors are application/problem+json with a stable `code`. \
+            With auth.enabled, every operation but /healthz and /readyz needs a bearer token \
+            or HTTP Basic credentials of a core user (docs/security.md). \
             The WebSocket protocol at /v1/ws is described in docs/http.md.",
         license(name = "Apache-2.0")
     ),

@@ -1,12 +1,17 @@
-//! The server: the accepting listener (connection count and limit, `TCP_NODELAY`), the request
-//! middleware (in-flight limit → `429`, request timeout → `503`, per-route metrics) and
-//! [`serve_with`].
+//! The server: the accepting listener (connection count and limit, `TCP_NODELAY`), the
+//! connection loop on hyper (HTTP/1 with upgrades, and HTTP/2), the request middleware
+//! (in-flight limit → `429`, request timeout → `503`, per-route metrics) and `run`.
 //!
 //! Invariants: at most `http.max_connections` sockets are open (further connections wait in the
-//! kernel backlog); a connection that sends nothing for `http.idle_timeout_ms` is closed; at most `http.max_in_flight` requests run; every request ends within
-//! `http.request_timeout_ms` (WebSocket upgrades are answered at once and live on their own).
+//! kernel backlog); a connection that sends nothing for `http.idle_timeout_ms` is closed; a
+//! request head must arrive whole within `http.header_timeout_ms` from the moment the server
+//! starts reading it — bytes trickling in do not extend it (slowloris) — and fit
+//! `http.max_header_bytes` (larger: `431`); at most `http.max_in_flight` requests run; every
+//! request ends within `http.request_timeout_ms` (WebSocket upgrades are answered at once and
+//! live on their own). Every request carries the peer's address (`ConnectInfo`, for
+//! authorization) and the local address it came to (`origin::LocalAddr`, for the Host check).
 //! Shutdown: stop accepting, tell WebSocket connections to close (1001), let requests in flight
-//! finish.
+//! finish (each connection is shut down gracefully; `run` returns when the last one ended).
 
 use std::future::Future;
 use std::pin::Pin;
