@@ -28,7 +28,8 @@
 //! upgrade; the connection keeps that identity, and every `subscribe` (`Sub` on topic and
 //! group), `publish` (`Pub` on the topic), `ack` and `nack` (`Sub` on the group and the
 //! handle's topic) is asked of the core against the current policy — a refusal is an `error`
-//! frame (`forbidden`) and the connection stays.
+//! frame (`forbidden`) and the connection stays; every delivery of a subscription is asked
+//! again, and one refused ends that subscription with an `error` frame.
 //!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
 //! (`ws/outbox.rs`: frames from a queue bounded in frames and bytes, pings on a timer, every
@@ -538,7 +539,7 @@ impl Conn {
         let sub = broker.consumer().subscribe(SubscriptionRequest {
             pop: PopRequest {
                 group: group.clone(),
-                topic,
+                topic: topic.clone(),
                 filter,
                 max: consumer.max_pop_batch.max(1),
                 invisible,
@@ -548,7 +549,13 @@ impl Conn {
             max_buffered_bytes: consumer.max_pop_bytes,
         })?;
         let credits = sub.credit_handle();
-        let task = tokio::spawn(forward(sub, self.tx.clone(), subscription.clone()));
+        let (state, caller) = (self.state.clone(), self.caller.clone());
+        let (topic, group_name) = (Resource::topic(topic), Resource::group(&group));
+        let allowed = move || {
+            caller.need(&state, &topic, &[Action::Sub])?;
+            caller.need(&state, &group_name, &[Action::Sub])
+        };
+        let task = tokio::spawn(forward(sub, self.tx.clone(), subscription.clone(), allowed));
         self.subs.insert(
             subscription,
             Subscription {
@@ -570,8 +577,21 @@ fn unknown_subscription(s: &str) -> ApiError {
 }
 
 /// One subscription: the core's credit-bounded delivery loop, as message and error frames.
-async fn forward(mut sub: CoreSubscription, tx: Outbox, subscription: String) {
+/// Every delivery is authorized again (`allowed`): a subscription whose user lost `Sub` ends
+/// with an error frame, and what it had popped reappears after its invisible duration.
+async fn forward(
+    mut sub: CoreSubscription,
+    tx: Outbox,
+    subscription: String,
+    allowed: impl Fn() -> Result<(), ApiError> + Send,
+) {
     while let Some(item) = sub.next().await {
+        if let Err(e) = allowed() {
+            let _ = tx
+                .send(Outbound::Text(error_frame(None, Some(&subscription), &e)))
+                .await;
+            return;
+        }
         let frame = match item {
             Ok(p) => {
                 let mut frame = match serde_json::to_value(ReceivedMessage::new(p, false)) {

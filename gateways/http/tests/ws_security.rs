@@ -161,6 +161,20 @@ async fn the_upgrade_needs_credentials_and_every_frame_is_authorized() {
         (Some("forbidden"), Some("a2")),
         "{f}"
     );
+    // A policy taken away ends a live subscription at its next delivery.
+    s.broker.auth().set_policy(APP.0, Vec::new()).unwrap();
+    let m = rocketgate_core::Message::new("orders", b"after".to_vec());
+    s.broker.producer().send(m.into()).await.unwrap();
+    let f = next(&mut ws).await;
+    assert_eq!(
+        (
+            f["type"].as_str(),
+            f["subscription"].as_str(),
+            f["code"].as_str()
+        ),
+        (Some("error"), Some("ok"), Some("forbidden")),
+        "{f}"
+    );
     s.stop().await;
 }
 
