@@ -61,7 +61,12 @@ pub(crate) fn rule(method: &Method, route: Option<&str>, param: impl Fn(&str) ->
     };
     let topic = || (Resource::topic(param("topic")), SUB);
     let group = || (Resource::group(param("group")), SUB);
-    let m = method.as_str();
+    // HEAD is answered by the GET route.
+    let m = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     match (m, route) {
         ("GET", "/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/ui") => Rule::Public,
         ("GET", "/health" | "/metrics") => cluster(GET),
@@ -134,6 +139,10 @@ mod tests {
         let p = |_: &str| "x".to_owned();
         assert!(matches!(
             rule(&Method::GET, Some("/healthz"), p),
+            Rule::Public
+        ));
+        assert!(matches!(
+            rule(&Method::HEAD, Some("/healthz"), p),
             Rule::Public
         ));
         assert!(matches!(
