@@ -161,6 +161,7 @@ fn registration(cluster: &str, name: &str, id: u64, topics: &[(&str, u32)]) -> V
                 message_type: pb::MessageType::Normal as i32,
             })
             .collect(),
+        ..Default::default()
     }
     .encode_to_vec()
 }
@@ -179,6 +180,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let route = |t: &str| pb::QueryRouteRequest { topic: t.into() }.encode_to_vec();
     let who = |c: &str, n: &str, id| pb::HeartbeatRequest {
         broker: Some(identity(c, n, id)),
+        ..Default::default()
     };
     let a = registration("c1", "broker-a", 0, &[("orders", 8), ("audit", 1)]);
     let b = registration("c1", "broker-a", 1, &[("orders", 8)]);
@@ -191,6 +193,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     lifecycle.extend(record(3, &route("orders")));
     let unregister = pb::UnregisterBrokerRequest {
         broker: Some(identity("c1", "broker-a", 0)),
+        ..Default::default()
     };
     let mut leave = record(0, &a);
     leave.extend(record(1, &unregister.encode_to_vec()));

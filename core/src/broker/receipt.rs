@@ -18,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 use super::meta_file;
+use super::Consumer;
 use crate::error::{Error, Result};
 
 /// Longest handle accepted (characters).
@@ -155,6 +156,24 @@ impl ReceiptKeys {
             seq: u64_at(13),
             deadline_ms: u64_at(21) as i64,
         })
+    }
+}
+
+impl Consumer<'_> {
+    /// The topic of the message a receipt handle names, checked as an ack checks it (the
+    /// broker's key, the group under the MAC), not whether it is still current: what a gateway
+    /// authorizes before it acknowledges, nacks or changes the visibility of a handle.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReceiptHandle`] if it is malformed, forged, or belongs to another group.
+    pub fn receipt_topic(self, group: &str, handle: &str) -> Result<String> {
+        Ok(self
+            .broker
+            .inner
+            .consumption
+            .receipts
+            .decode(group, handle)?
+            .topic)
     }
 }
 

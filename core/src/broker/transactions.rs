@@ -152,3 +152,17 @@ impl Transactions<'_> {
         self.broker.inner.transactions.discarded.lock().clone()
     }
 }
+
+impl Transactions<'_> {
+    /// The topic of a pending transaction (`None` once it is resolved, or for an unknown id):
+    /// what a gateway authorizes before it ends the transaction.
+    pub fn topic_of(self, transaction_id: &str) -> Option<String> {
+        self.broker
+            .inner
+            .transactions
+            .pending
+            .lock()
+            .get(transaction_id)
+            .map(|p| p.topic.clone())
+    }
+}

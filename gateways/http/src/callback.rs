@@ -8,9 +8,16 @@
 //! anything else that is not a valid answer (4xx, bad JSON, a body over 64 KiB) is `Unknown`, so
 //! the core asks again later and finally discards the half after `transaction.max_checks`.
 //! Redirects are not followed. Registrations are durable: kept in the core's settings map
-//! [`SETTINGS`] (written before the registration is answered) and registered again with the
-//! core when the gateway starts ([`restore`]). The callback never sees more than the message
-//! itself.
+//! [`SETTINGS`] (written before the registration is answered), with their owner in [`OWNERS`],
+//! and registered again with the core when the gateway starts ([`restore`]). The callback never
+//! sees more than the message itself.
+//!
+//! Safety (a server-side request to a URL a client chose): off unless `http.allow_callbacks`;
+//! the URL's host must be listed in `http.callback_allowed_hosts` or resolve only to public
+//! addresses, checked at registration and at every request (`callback/target.rs`); only the
+//! registration's owner — the user that registered it, or a super user; with authentication
+//! off, the first registrant until it is removed (a different URL answers `409`) — replaces or
+//! removes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +27,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rocketgate_core::{CheckFuture, CheckResult, HalfMessage, Resolution, TransactionChecker};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path};
 use crate::model::{
@@ -29,6 +37,21 @@ use crate::state::AppState;
 
 /// The core settings map of the registrations: producer group → URL.
 pub const SETTINGS: &str = "http-callbacks";
+/// The core settings map of their owners: producer group → access key (empty: anonymous).
+pub const OWNERS: &str = "http-callback-owners";
+
+mod target;
+
+pub(crate) use target::Resolver;
+
+/// A registered callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The URL asked.
+    pub url: String,
+    /// The access key of the user that registered it (empty: anonymous).
+    pub owner: String,
+}
 
 /// Longest callback URL.
 const MAX_URL: usize = 2048;
@@ -43,10 +66,15 @@ pub struct CallbackChecker {
     url: reqwest::Url,
     retries: u32,
     backoff: Duration,
+    allowed: Arc<Vec<String>>,
 }
 
 impl CallbackChecker {
     async fn ask(&self, body: &CheckRequest) -> CheckResult {
+        if !target::literal_allowed(&self.url, &self.allowed) {
+            tracing::warn!("callback address not allowed: not asked");
+            return CheckResult::Unknown;
+        }
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 tokio::time::sleep(self.backoff).await;
@@ -94,6 +122,7 @@ impl TransactionChecker for CallbackChecker {
             url: self.url.clone(),
             retries: self.retries,
             backoff: self.backoff,
+            allowed: self.allowed.clone(),
         };
         Box::pin(async move {
             let body = CheckRequest {
@@ -137,6 +166,7 @@ fn check_group(group: &str) -> ApiResult<()> {
     responses((status = 200, description = "Registered", body = CallbackView)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<RegisterCallback>,
 ) -> ApiResult<Json<CallbackView>> {
@@ -151,9 +181,17 @@ pub(crate) async fn register(
     let url = parse_url(&req.url).ok_or_else(|| {
         ApiError::bad_request("url must be an absolute http(s) URL of at most 2048 bytes")
     })?;
-    state
-        .broker
-        .settings()
+    target::check(&url, &state.config.callback_allowed_hosts)
+        .await
+        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "callback_host_not_allowed", why))?;
+    let existing = state.callbacks().lock().get(&group).cloned();
+    may_change(&state, &caller, &group, existing.as_ref(), Some(&req.url))?;
+    let owner = caller.principal.user().unwrap_or_default().to_owned();
+    let settings = state.broker.settings();
+    settings
+        .set(OWNERS, &group, Some(&owner))
+        .map_err(ApiError::from)?;
+    settings
         .set(SETTINGS, &group, Some(&req.url))
         .map_err(ApiError::from)?;
     install(
@@ -161,12 +199,48 @@ pub(crate) async fn register(
         tokio::runtime::Handle::current(),
         &group,
         url,
-        &req.url,
+        Registered {
+            url: req.url.clone(),
+            owner,
+        },
     );
     Ok(Json(CallbackView {
         producer_group: group,
         url: req.url,
     }))
+}
+
+/// Whether `caller` may replace (`new_url`) or remove (`None`) the registration `existing` of
+/// `group` (see the module doc).
+fn may_change(
+    state: &AppState,
+    caller: &Caller,
+    group: &str,
+    existing: Option<&Registered>,
+    new_url: Option<&str>,
+) -> ApiResult<()> {
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    if state.broker.auth().enabled() {
+        let who = caller.principal.user().unwrap_or_default();
+        if caller.principal.is_super() || who == existing.owner {
+            return Ok(());
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "callback_owned",
+            format!("the callback of producer group `{group}` belongs to another user"),
+        ));
+    }
+    match new_url {
+        Some(url) if url != existing.url => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "callback_exists",
+            format!("producer group `{group}` has a callback: remove it first"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A callback URL as accepted: absolute http(s) with a host, at most [`MAX_URL`] bytes.
@@ -183,7 +257,7 @@ fn install(
     runtime: tokio::runtime::Handle,
     group: &str,
     url: reqwest::Url,
-    raw: &str,
+    registered: Registered,
 ) {
     let checker = CallbackChecker {
         runtime,
@@ -191,6 +265,7 @@ fn install(
         url,
         retries: state.config.callback_retries,
         backoff: Duration::from_millis(state.config.callback_retry_backoff_ms),
+        allowed: Arc::new(state.config.callback_allowed_hosts.clone()),
     };
     state
         .broker
@@ -199,7 +274,7 @@ fn install(
     state
         .callbacks()
         .lock()
-        .insert(group.to_owned(), raw.to_owned());
+        .insert(group.to_owned(), registered);
 }
 
 /// Registers again the callbacks stored by an earlier run (at gateway start, on `runtime`).
@@ -223,9 +298,20 @@ pub(crate) fn restore(state: &AppState, runtime: tokio::runtime::Handle) {
         );
         return;
     }
+    let owners = state.broker.settings().map(OWNERS).unwrap_or_default();
+    let allowed = &state.config.callback_allowed_hosts;
     for (group, raw) in stored {
         match (check_group(&group), parse_url(&raw)) {
-            (Ok(()), Some(url)) => install(state, runtime.clone(), &group, url, &raw),
+            (Ok(()), Some(url)) if target::literal_allowed(&url, allowed) => {
+                let owner = owners.get(&group).cloned().unwrap_or_default();
+                install(
+                    state,
+                    runtime.clone(),
+                    &group,
+                    url,
+                    Registered { url: raw, owner },
+                );
+            }
             _ => tracing::warn!(group = %group, url = %raw, "skipping an invalid stored callback"),
         }
     }
@@ -239,7 +325,7 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<Json<CallbackView>> {
-    let url = state.callbacks().lock().get(&group).cloned();
+    let url = state.callbacks().lock().get(&group).map(|r| r.url.clone());
     url.map(|url| {
         Json(CallbackView {
             producer_group: group.clone(),
@@ -261,20 +347,22 @@ pub(crate) async fn show(
     responses((status = 204, description = "Removed")))]
 pub(crate) async fn unregister(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if !state.callbacks().lock().contains_key(&group) {
+    let Some(existing) = state.callbacks().lock().get(&group).cloned() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "callback_not_found",
             format!("producer group `{group}` has no callback"),
         ));
-    }
-    state
-        .broker
-        .settings()
+    };
+    may_change(&state, &caller, &group, Some(&existing), None)?;
+    let settings = state.broker.settings();
+    settings
         .set(SETTINGS, &group, None)
         .map_err(ApiError::from)?;
+    settings.set(OWNERS, &group, None).map_err(ApiError::from)?;
     state.callbacks().lock().remove(&group);
     state.broker.transactions().unregister_checker(&group);
     Ok(StatusCode::NO_CONTENT)

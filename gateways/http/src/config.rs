@@ -25,10 +25,17 @@ pub struct HttpConfig {
     pub max_in_flight: usize,
     /// Open TCP connections; further ones wait in the accept backlog (10,000).
     pub max_connections: usize,
-    /// A connection that sends nothing for this long is closed, in ms (60,000): idle
-    /// keep-alive connections, clients that never send a request, headers trickling in. Must
-    /// exceed `request_timeout_ms` and two `ws_ping_interval_ms`.
+    /// A connection that sends nothing for this long is closed, in ms (60,000): clients that
+    /// never send a request, silent WebSockets (a head trickling in is bounded by
+    /// `header_timeout_ms`). Must exceed `request_timeout_ms` and two `ws_ping_interval_ms`.
     pub idle_timeout_ms: u64,
+    /// Longest time to receive a whole request head (request line and headers), in ms
+    /// (10,000), however slowly it trickles in; then the connection is closed. Also how long
+    /// an idle keep-alive connection waits for its next request.
+    pub header_timeout_ms: u64,
+    /// Largest request head (request line and headers), in bytes (16 KiB; at least 8 KiB).
+    /// Larger heads answer `431` and close the connection.
+    pub max_header_bytes: usize,
     /// Largest WebSocket message (frame or reassembled message), in bytes (8 MiB). Larger ones
     /// close the connection with code 1009.
     pub ws_max_frame_bytes: usize,
@@ -39,16 +46,32 @@ pub struct HttpConfig {
     pub ws_max_subscriptions: usize,
     /// Frames queued for one WebSocket connection before producers of frames wait (64).
     pub ws_outbound_frames: usize,
+    /// Bytes of frames queued for one WebSocket connection before producers of frames wait
+    /// (4 MiB).
+    pub ws_outbound_bytes: usize,
+    /// A write to a WebSocket (a frame, a ping) that does not complete within this closes
+    /// the connection, in ms (10,000): a client that stops reading is disconnected.
+    pub ws_write_timeout_ms: u64,
     /// How often the server pings a WebSocket client, in ms (15,000); a client silent for two
     /// intervals is closed (code 1001).
     pub ws_ping_interval_ms: u64,
     /// Default invisible duration of messages delivered over WebSocket, in ms (30,000).
     pub ws_invisible_ms: u64,
-    /// Origins allowed to open a WebSocket (`Origin` header, e.g. `https://app.example`);
-    /// empty allows any origin.
+    /// Browser origins besides the server's own allowed to open a WebSocket or send a
+    /// `POST` / `PUT` / `PATCH` / `DELETE` (`Origin` header, e.g. `https://app.example`; `*`:
+    /// any). Empty (the default): same-origin only. Requests without `Origin` always pass.
     pub allowed_origins: Vec<String>,
-    /// Whether producer groups may register transaction check-back callback URLs (true).
+    /// Host names (the `Host` header) served besides `localhost`, loopback addresses and the
+    /// address a client connected to: exact names or `*.suffix`; `*` allows any. Other hosts
+    /// answer `421` (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Whether producer groups may register transaction check-back callback URLs (false: a
+    /// callback is a request from the broker to a URL a client chose).
     pub allow_callbacks: bool,
+    /// Callback hosts allowed although they are (or resolve to) loopback, private, link-local
+    /// or reserved addresses: names or addresses, e.g. `["127.0.0.1", "hooks.internal"]`.
+    /// Public addresses need no entry.
+    pub callback_allowed_hosts: Vec<String>,
     /// Timeout of one transaction check-back callback request, in ms (1,000).
     pub callback_timeout_ms: u64,
     /// Further attempts after a failed callback request (transport error or 5xx) (2).
@@ -67,14 +90,20 @@ impl Default for HttpConfig {
             max_in_flight: 1024,
             max_connections: 10_000,
             idle_timeout_ms: 60_000,
+            header_timeout_ms: 10_000,
+            max_header_bytes: 16 << 10,
             ws_max_frame_bytes: 8 << 20,
             ws_max_credits: 1024,
             ws_max_subscriptions: 16,
             ws_outbound_frames: 64,
+            ws_outbound_bytes: 4 << 20,
+            ws_write_timeout_ms: 10_000,
             ws_ping_interval_ms: 15_000,
             ws_invisible_ms: 30_000,
             allowed_origins: Vec::new(),
-            allow_callbacks: true,
+            allowed_hosts: Vec::new(),
+            allow_callbacks: false,
+            callback_allowed_hosts: Vec::new(),
             callback_timeout_ms: 1000,
             callback_retries: 2,
             callback_retry_backoff_ms: 100,
@@ -99,10 +128,13 @@ impl HttpConfig {
             ("request_timeout_ms", self.request_timeout_ms),
             ("max_in_flight", self.max_in_flight as u64),
             ("max_connections", self.max_connections as u64),
+            ("header_timeout_ms", self.header_timeout_ms),
             ("ws_max_frame_bytes", self.ws_max_frame_bytes as u64),
             ("ws_max_credits", u64::from(self.ws_max_credits)),
             ("ws_max_subscriptions", self.ws_max_subscriptions as u64),
             ("ws_outbound_frames", self.ws_outbound_frames as u64),
+            ("ws_outbound_bytes", self.ws_outbound_bytes as u64),
+            ("ws_write_timeout_ms", self.ws_write_timeout_ms),
             ("ws_ping_interval_ms", self.ws_ping_interval_ms),
             ("callback_timeout_ms", self.callback_timeout_ms),
         ];
@@ -120,6 +152,9 @@ impl HttpConfig {
             return Err(ConfigError(
                 "idle_timeout_ms must exceed request_timeout_ms and two ws_ping_interval_ms".into(),
             ));
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(ConfigError("max_header_bytes must be at least 8192".into()));
         }
         if self.callback_retries > 10 {
             return Err(ConfigError("callback_retries must be at most 10".into()));

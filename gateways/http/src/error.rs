@@ -49,6 +49,17 @@ impl ApiError {
         }
     }
 
+    /// `401 unauthenticated`: no usable credentials (the detail never says whether a user
+    /// exists).
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+    }
+
+    /// `403 forbidden`.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
     /// `400 invalid_argument`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_argument", detail)
@@ -73,6 +84,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::NotLeader | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,11 +108,16 @@ fn code_of(e: &CoreError) -> &'static str {
         Reason::TransactionResolved => "transaction_resolved",
         Reason::ShuttingDown => "shutting_down",
         Reason::QuotaExceeded => "quota_exceeded",
+        Reason::Unauthenticated => "unauthenticated",
+        Reason::Denied => "forbidden",
+        Reason::UserNotFound => "user_not_found",
+        Reason::UserExists => "user_exists",
         reason => match reason.kind() {
             ErrorKind::NotFound => "not_found",
             ErrorKind::AlreadyExists => "already_exists",
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Throttled => "throttled",
             ErrorKind::NotLeader => "not_leader",
             ErrorKind::Unavailable => "unavailable",
@@ -138,9 +155,18 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(CHALLENGE),
+            );
+        }
         r
     }
 }
+
+/// The `WWW-Authenticate` challenge of every `401`: a bearer token or HTTP Basic.
+pub const CHALLENGE: &str = "Bearer realm=\"rocketgate\", Basic realm=\"rocketgate\"";
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -15,10 +15,16 @@
 //! - `rest/`: handlers, one module per family (`publish`, `consume`, `admin`, `query`, `ops`);
 //!   `callback.rs`: transaction check-back over HTTP; `ws.rs`: the WebSocket protocol.
 //! - `openapi.rs`: the generated document and the docs page (`/docs`); `server.rs`: the
-//!   listener (connection limit), middleware (in-flight limit, request timeout, metrics), serve.
+//!   listener (connection limit), the hyper connection loop (request-head timeout and size),
+//!   middleware (in-flight limit, request timeout, metrics), serve.
+//! - Security (issue 14): `origin.rs` (Host and Origin checks, first), `auth.rs` (credentials
+//!   → the core's `Auth`, then the route's rule from `access.rs`), `rest/users.rs` (users,
+//!   policies, tokens under `/v1/auth`), `callback/target.rs` (where callbacks may point).
+//!   See `docs/security.md`.
 //!
 //! Routes outside `/v1`: `/healthz`, `/readyz`, `/health`, `/metrics`, `/openapi.json`, `/docs`,
-//! `/ui` (the browser example of `examples/browser/`).
+//! `/ui` (the browser example of `examples/browser/`). With `auth.enabled`, all but `/healthz`,
+//! `/readyz`, `/openapi.json`, `/docs` and `/ui` need credentials.
 //!
 //! # Wiring
 //!
@@ -54,6 +60,8 @@
 //! Depends on `rocketgate-core` (and `rocketgate-gateway-kit` for the `Gateway` trait) only,
 //! never on another gateway.
 
+mod access;
+mod auth;
 pub mod callback;
 pub mod config;
 pub mod error;
@@ -62,6 +70,7 @@ pub mod fuzz;
 mod gateway;
 pub mod model;
 mod openapi;
+mod origin;
 mod rest;
 mod server;
 mod state;
@@ -118,6 +127,14 @@ fn build(state: AppState) -> Router {
         .route("/ui", get(|| async { Html(BROWSER_PAGE) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             server::guard,

@@ -6,15 +6,17 @@
 //! OpenAPI document (utoipa `ToSchema`), so the document and the answers cannot drift apart.
 //! No I/O, no locks.
 //!
-//! One file per area: [`publish`], [`consume`], [`admin`], [`query`]; every shape is re-exported
+//! One file per area: [`publish`], [`consume`], [`admin`], [`query`], [`users`]; every shape is re-exported
 //! here, so callers name `crate::model::X`.
 
 mod admin;
 mod consume;
 mod publish;
 mod query;
+mod users;
 
 pub use self::admin::*;
 pub use self::consume::*;
 pub use self::publish::*;
 pub use self::query::*;
+pub use self::users::*;

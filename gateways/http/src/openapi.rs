@@ -2,8 +2,12 @@
 //! definitions and the `ToSchema` types (no hand-kept copy), and the self-contained docs page
 //! (`/docs`: plain HTML + JS, no CDN) that renders it and lets a reader try each operation.
 //!
-//! Every operation gets a `default` problem+json response, so clients know the error shape.
+//! Every operation gets a `default` problem+json response, so clients know the error shape;
+//! every operation but the probes (`/healthz`, `/readyz`) requires the `bearer` (a core token)
+//! or `basic` (access key and secret key) security scheme when `auth.enabled` is on, and
+//! documents its `401` and `403` answers.
 
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::OpenApi;
 
@@ -16,6 +20,8 @@ use crate::error::Problem;
         description = "RocketMQ semantics over HTTP: publish, receive / ack / nack, pull by offset, \
             topics, consumer groups, dead letters, queries, delays and transactions. \
             Errors are application/problem+json with a stable `code`. \
+            With auth.enabled, every operation but /healthz and /readyz needs a bearer token \
+            or HTTP Basic credentials of a core user (docs/security.md). \
             The WebSocket protocol at /v1/ws is described in docs/http.md.",
         license(name = "Apache-2.0")
     ),
@@ -30,6 +36,7 @@ use crate::error::Problem;
         (name = "scheduled", description = "Delayed messages"),
         (name = "transactions", description = "Half messages, commit / rollback, check-back callbacks"),
         (name = "ops", description = "Health and metrics"),
+        (name = "access", description = "Users, policies and bearer tokens (super users only)"),
         (name = "websocket", description = "The WebSocket upgrade (protocol in docs/http.md)"),
     )
 )]
@@ -40,10 +47,12 @@ pub(crate) fn base() -> Document {
     ApiDoc::openapi()
 }
 
-/// Adds the problem+json `default` response to every operation.
-pub(crate) fn finish(mut doc: Document) -> Document {
-    let problem = ResponseBuilder::new()
-        .description("An error: application/problem+json with a stable `code`")
+/// Operations open without credentials.
+const PUBLIC: &[&str] = &["/healthz", "/readyz"];
+
+fn problem(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
         .content(
             "application/problem+json",
             ContentBuilder::new()
@@ -52,8 +61,44 @@ pub(crate) fn finish(mut doc: Document) -> Document {
                 ))))
                 .build(),
         )
-        .build();
-    for item in doc.paths.paths.values_mut() {
+        .build()
+}
+
+/// Adds the security schemes, the problem+json `default` response to every operation, and
+/// `401` / `403` to every operation that needs credentials.
+pub(crate) fn finish(mut doc: Document) -> Document {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.security_schemes.insert(
+        "bearer".into(),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("rgt_ token (rocketgate admin token issue)")
+                .description(Some(
+                    "A bearer token of a core user (on /v1/ws also as ?access_token=)",
+                ))
+                .build(),
+        ),
+    );
+    components.security_schemes.insert(
+        "basic".into(),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Basic)
+                .description(Some("access key and secret key of a core user"))
+                .build(),
+        ),
+    );
+    doc.security = Some(vec![
+        SecurityRequirement::new("bearer", Vec::<String>::new()),
+        SecurityRequirement::new("basic", Vec::<String>::new()),
+    ]);
+    let problem_default = problem("An error: application/problem+json with a stable `code`");
+    let unauthorized =
+        problem("No or bad credentials (with auth.enabled); WWW-Authenticate says which schemes");
+    let forbidden = problem("The caller's policy does not allow this (with auth.enabled)");
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public = PUBLIC.contains(&path.as_str());
         for op in [
             &mut item.get,
             &mut item.put,
@@ -67,7 +112,19 @@ pub(crate) fn finish(mut doc: Document) -> Document {
             op.responses
                 .responses
                 .entry("default".into())
-                .or_insert_with(|| RefOr::T(problem.clone()));
+                .or_insert_with(|| RefOr::T(problem_default.clone()));
+            if public {
+                op.security = Some(vec![SecurityRequirement::default()]);
+                continue;
+            }
+            op.responses
+                .responses
+                .entry("401".into())
+                .or_insert_with(|| RefOr::T(unauthorized.clone()));
+            op.responses
+                .responses
+                .entry("403".into())
+                .or_insert_with(|| RefOr::T(forbidden.clone()));
         }
     }
     doc

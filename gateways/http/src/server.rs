@@ -1,12 +1,17 @@
-//! The server: the accepting listener (connection count and limit, `TCP_NODELAY`), the request
-//! middleware (in-flight limit → `429`, request timeout → `503`, per-route metrics) and
-//! [`serve_with`].
+//! The server: the accepting listener (connection count and limit, `TCP_NODELAY`), the
+//! connection loop on hyper (HTTP/1 with upgrades, and HTTP/2), the request middleware
+//! (in-flight limit → `429`, request timeout → `503`, per-route metrics) and `run`.
 //!
 //! Invariants: at most `http.max_connections` sockets are open (further connections wait in the
-//! kernel backlog); a connection that sends nothing for `http.idle_timeout_ms` is closed; at most `http.max_in_flight` requests run; every request ends within
-//! `http.request_timeout_ms` (WebSocket upgrades are answered at once and live on their own).
+//! kernel backlog); a connection that sends nothing for `http.idle_timeout_ms` is closed; a
+//! request head must arrive whole within `http.header_timeout_ms` from the moment the server
+//! starts reading it — bytes trickling in do not extend it (slowloris) — and fit
+//! `http.max_header_bytes` (larger: `431`); at most `http.max_in_flight` requests run; every
+//! request ends within `http.request_timeout_ms` (WebSocket upgrades are answered at once and
+//! live on their own). Every request carries the peer's address (`ConnectInfo`, for
+//! authorization) and the local address it came to (`origin::LocalAddr`, for the Host check).
 //! Shutdown: stop accepting, tell WebSocket connections to close (1001), let requests in flight
-//! finish.
+//! finish (each connection is shut down gracefully; `run` returns when the last one ended).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,16 +19,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::origin::LocalAddr;
 use crate::state::AppState;
+
+/// The smallest read buffer hyper accepts for a request head.
+const MIN_HEAD_BUFFER: usize = 8192;
 
 /// A listener that counts and bounds open connections.
 pub(crate) struct CountingListener {
@@ -50,6 +62,13 @@ pub(crate) struct Counted {
     _slot: OwnedSemaphorePermit,
     idle: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Counted {
+    /// The local address of the connection (the address the client connected to).
+    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.local_addr().ok()
+    }
 }
 
 impl Drop for Counted {
@@ -204,16 +223,73 @@ pub(crate) async fn run(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = CountingListener::new(
+    let cfg = &state.config;
+    let mut listener = CountingListener::new(
         listener,
-        state.config.max_connections,
-        Duration::from_millis(state.config.idle_timeout_ms),
+        cfg.max_connections,
+        Duration::from_millis(cfg.idle_timeout_ms),
     );
-    let stopper = state.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopper.stop();
-        })
-        .await
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(cfg.header_timeout_ms))
+        .max_buf_size(cfg.max_header_bytes.max(MIN_HEAD_BUFFER));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+        .enable_connect_protocol();
+    let builder = Arc::new(builder);
+    // Every connection task holds a receiver; all are gone once the last connection ended.
+    let (closed_tx, closed_rx) = watch::channel(());
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let local = io.local_addr();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(addr));
+            if let Some(local) = local {
+                req.extensions_mut().insert(LocalAddr(local));
+            }
+            let mut router = router.clone();
+            tower_service::Service::call(&mut router, req.map(axum::body::Body::new))
+        });
+        let builder = builder.clone();
+        let mut drain = drain_rx.clone();
+        let closed = closed_rx.clone();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    changed = drain.changed(), if !draining => {
+                        draining = true;
+                        if changed.is_ok() {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+            drop(closed);
+        });
+    }
+    state.stop();
+    drop(listener);
+    drain_tx.send_replace(true);
+    drop(closed_rx);
+    closed_tx.closed().await;
+    Ok(())
 }

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use rocketgate_core::Broker;
 use tokio::sync::{watch, Semaphore};
 
+use crate::callback::{Registered, Resolver};
 use crate::config::HttpConfig;
 
 /// Shared handler state.
@@ -27,7 +28,7 @@ pub struct AppState {
 
 struct Inner {
     metrics: Option<PrometheusHandle>,
-    callbacks: Mutex<BTreeMap<String, String>>,
+    callbacks: Mutex<BTreeMap<String, Registered>>,
     in_flight: Arc<Semaphore>,
     stop: watch::Sender<bool>,
     http: reqwest::Client,
@@ -40,6 +41,10 @@ impl AppState {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(config.callback_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(Resolver {
+                allowed: Arc::new(config.callback_allowed_hosts.clone()),
+            }))
             .build()
             .unwrap_or_default();
         Self {
@@ -70,8 +75,8 @@ impl AppState {
         &self.inner.http
     }
 
-    /// Registered callbacks: producer group → URL.
-    pub fn callbacks(&self) -> &Mutex<BTreeMap<String, String>> {
+    /// Registered callbacks: producer group → URL and owner.
+    pub fn callbacks(&self) -> &Mutex<BTreeMap<String, Registered>> {
         &self.inner.callbacks
     }
 

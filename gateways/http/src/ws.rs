@@ -19,11 +19,22 @@
 //!
 //! Close codes: 1003 binary frame, 1007 a frame that is not a valid command, 1009 a message over
 //! `http.ws_max_frame_bytes`, 1001 server shutdown or a client silent for two ping intervals.
-//! A disallowed `Origin` is refused before the upgrade (`403`); limits on subscriptions and
+//! A cross-origin upgrade (an `Origin` that is neither the server's own nor in
+//! `http.allowed_origins`) is refused before the upgrade (`403`, `origin.rs`); limits on subscriptions and
 //! credits answer error frames and keep the connection. Other connections are never affected.
 //!
+//! Authentication (`auth.enabled`): the upgrade is authenticated like any request (`auth.rs`:
+//! `Authorization`, or `?access_token=` since browsers cannot set headers), `401` before any
+//! upgrade; the connection keeps that identity, and every `subscribe` (`Sub` on topic and
+//! group), `publish` (`Pub` on the topic), `ack` and `nack` (`Sub` on the group and the
+//! handle's topic) is asked of the core against the current policy — a refusal is an `error`
+//! frame (`forbidden`) and the connection stays; every delivery of a subscription is asked
+//! again, and one refused ends that subscription with an `error` frame.
+//!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
-//! (frames from a bounded mpsc, pings on a timer), and per subscription the core's delivery loop
+//! (`ws/outbox.rs`: frames from a queue bounded in frames and bytes, pings on a timer, every
+//! write within `http.ws_write_timeout_ms`; the connection ends when the writer does, and the
+//! writer is aborted when the connection ends), and per subscription the core's delivery loop
 //! (`Consumer::subscribe`: credit- and byte-bounded pops) with one task that turns what it yields
 //! into message and error frames; credit frames grant the core subscription's credits. Both are
 //! aborted when the subscription or the connection ends; a pop cut short leaves its messages to
@@ -34,24 +45,30 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use rocketgate_core::{
     Credits, FilterExpression, PopRequest, SendRequest, Subscription as CoreSubscription,
     SubscriptionCredits, SubscriptionRequest,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use rocketgate_core::auth::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::ApiError;
+
+mod outbox;
+
 use crate::model::{Filter, PublishMessage, Published, ReceivedMessage};
 use crate::rest::publish::now_ms;
 use crate::state::AppState;
+use outbox::{Outbound, Outbox};
 
 /// Longest long poll of a subscription's pop.
 const POLL: Duration = Duration::from_secs(10);
@@ -115,11 +132,6 @@ enum ClientFrame {
     },
 }
 
-enum Outbound {
-    Text(String),
-    Close(u16, String),
-}
-
 struct Subscription {
     group: String,
     credits: SubscriptionCredits,
@@ -132,21 +144,9 @@ struct Subscription {
     responses((status = 101, description = "Switching protocols: JSON text frames follow")))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let allowed = &state.config.allowed_origins;
-    if !allowed.is_empty() {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-        if !origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                "this Origin may not open a WebSocket (http.allowed_origins)",
-            )
-            .into_response();
-        }
-    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
@@ -161,64 +161,35 @@ pub(crate) async fn upgrade(
     let max = state.config.ws_max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection(state, socket))
+        .on_upgrade(move |socket| connection(state, caller, socket))
 }
 
 struct Conn {
     state: AppState,
-    tx: mpsc::Sender<Outbound>,
+    caller: Caller,
+    tx: Outbox,
     subs: HashMap<String, Subscription>,
 }
 
-async fn connection(state: AppState, socket: WebSocket) {
+async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
     metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").increment(1.0);
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.ws_outbound_frames);
+    let (sink, mut stream) = socket.split();
     let last_seen = Arc::new(AtomicI64::new(now_ms()));
-    let ping = Duration::from_millis(state.config.ws_ping_interval_ms);
-    let seen = last_seen.clone();
-    let writer = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ping);
-        tick.tick().await;
-        loop {
-            let out = tokio::select! {
-                out = rx.recv() => out,
-                _ = tick.tick() => {
-                    let silent = now_ms() - seen.load(Ordering::Relaxed);
-                    if silent > 2 * i64::try_from(ping.as_millis()).unwrap_or(i64::MAX) {
-                        Some(Outbound::Close(1001, "no pong within two ping intervals".into()))
-                    } else {
-                        if sink.send(WsMessage::Ping(bytes::Bytes::new())).await.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            };
-            match out {
-                Some(Outbound::Text(t)) => {
-                    if sink.send(WsMessage::Text(t.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Outbound::Close(code, reason)) => {
-                    metrics::counter!("rocketgate_ws_closed_total", "code" => code.to_string())
-                        .increment(1);
-                    let _ = sink
-                        .send(WsMessage::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    let _ = sink.close().await;
-                    break;
-                }
-                None => break,
-            }
-        }
-    });
+    let cfg = &state.config;
+    let write_timeout = Duration::from_millis(cfg.ws_write_timeout_ms);
+    let (tx, mut writer) = outbox::start(
+        sink,
+        outbox::Limits {
+            frames: cfg.ws_outbound_frames,
+            bytes: cfg.ws_outbound_bytes,
+            write_timeout,
+            ping: Duration::from_millis(cfg.ws_ping_interval_ms),
+        },
+        last_seen.clone(),
+    );
     let mut conn = Conn {
         state: state.clone(),
+        caller,
         tx: tx.clone(),
         subs: HashMap::new(),
     };
@@ -226,6 +197,8 @@ async fn connection(state: AppState, socket: WebSocket) {
     loop {
         let frame = tokio::select! {
             f = stream.next() => f,
+            // The writer stopped (a write timed out, the socket failed): the connection ends.
+            _ = &mut writer => break,
             () = stopped(&mut stopping) => {
                 let _ = tx.send(Outbound::Close(1001, "server shutting down".into())).await;
                 break;
@@ -279,7 +252,14 @@ async fn connection(state: AppState, socket: WebSocket) {
     }
     drop(conn);
     drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // Let the writer send what is queued (a close frame) within one write timeout, then end it.
+    if !writer.is_finished()
+        && tokio::time::timeout(write_timeout, &mut writer)
+            .await
+            .is_err()
+    {
+        writer.abort();
+    }
     metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").decrement(1.0);
 }
 
@@ -386,7 +366,10 @@ impl Conn {
                 receipt_handle,
                 request_id,
             } => {
-                let r = match self.group_of(&subscription) {
+                let r = match self.group_of(&subscription).and_then(|g| {
+                    self.may_settle(&g, &receipt_handle)?;
+                    Ok(g)
+                }) {
                     Ok(g) => self
                         .state
                         .broker
@@ -405,7 +388,10 @@ impl Conn {
                 delay_ms,
                 request_id,
             } => {
-                let r = match self.group_of(&subscription) {
+                let r = match self.group_of(&subscription).and_then(|g| {
+                    self.may_settle(&g, &receipt_handle)?;
+                    Ok(g)
+                }) {
                     Ok(g) => self
                         .state
                         .broker
@@ -437,7 +423,12 @@ impl Conn {
                 message,
             } => {
                 let queue = message.queue_id;
-                let r = match message.into_message(&topic, self.state.broker.now_ms()) {
+                let allowed =
+                    self.caller
+                        .need(&self.state, &Resource::topic(&topic), &[Action::Pub]);
+                let r = match allowed
+                    .and_then(|()| message.into_message(&topic, self.state.broker.now_ms()))
+                {
                     Ok(m) => self
                         .state
                         .broker
@@ -459,6 +450,14 @@ impl Conn {
                 self.reply(request_id.as_deref(), r).await;
             }
         }
+    }
+
+    /// Whether the caller may still consume as `group` and settle this handle (`Sub` on the
+    /// group and on the handle's topic; the policy may have changed since the subscribe).
+    fn may_settle(&self, group: &str, handle: &str) -> Result<(), ApiError> {
+        self.caller
+            .need(&self.state, &Resource::group(group), &[Action::Sub])?;
+        self.caller.need_handle(&self.state, group, handle)
     }
 
     fn group_of(&self, subscription: &str) -> Result<String, ApiError> {
@@ -526,6 +525,10 @@ impl Conn {
                 ),
             ));
         }
+        self.caller
+            .need(&self.state, &Resource::topic(&topic), &[Action::Sub])?;
+        self.caller
+            .need(&self.state, &Resource::group(&group), &[Action::Sub])?;
         let broker = &self.state.broker;
         let filter: Option<FilterExpression> = filter.map(|f| match f {
             WsFilter::Tag(t) => FilterExpression::tag(t),
@@ -536,7 +539,7 @@ impl Conn {
         let sub = broker.consumer().subscribe(SubscriptionRequest {
             pop: PopRequest {
                 group: group.clone(),
-                topic,
+                topic: topic.clone(),
                 filter,
                 max: consumer.max_pop_batch.max(1),
                 invisible,
@@ -546,7 +549,13 @@ impl Conn {
             max_buffered_bytes: consumer.max_pop_bytes,
         })?;
         let credits = sub.credit_handle();
-        let task = tokio::spawn(forward(sub, self.tx.clone(), subscription.clone()));
+        let (state, caller) = (self.state.clone(), self.caller.clone());
+        let (topic, group_name) = (Resource::topic(topic), Resource::group(&group));
+        let allowed = move || {
+            caller.need(&state, &topic, &[Action::Sub])?;
+            caller.need(&state, &group_name, &[Action::Sub])
+        };
+        let task = tokio::spawn(forward(sub, self.tx.clone(), subscription.clone(), allowed));
         self.subs.insert(
             subscription,
             Subscription {
@@ -568,8 +577,21 @@ fn unknown_subscription(s: &str) -> ApiError {
 }
 
 /// One subscription: the core's credit-bounded delivery loop, as message and error frames.
-async fn forward(mut sub: CoreSubscription, tx: mpsc::Sender<Outbound>, subscription: String) {
+/// Every delivery is authorized again (`allowed`): a subscription whose user lost `Sub` ends
+/// with an error frame, and what it had popped reappears after its invisible duration.
+async fn forward(
+    mut sub: CoreSubscription,
+    tx: Outbox,
+    subscription: String,
+    allowed: impl Fn() -> Result<(), ApiError> + Send,
+) {
     while let Some(item) = sub.next().await {
+        if let Err(e) = allowed() {
+            let _ = tx
+                .send(Outbound::Text(error_frame(None, Some(&subscription), &e)))
+                .await;
+            return;
+        }
         let frame = match item {
             Ok(p) => {
                 let mut frame = match serde_json::to_value(ReceivedMessage::new(p, false)) {

@@ -397,7 +397,11 @@ async fn callback_server(
 
 #[tokio::test]
 async fn transactions_commit_rollback_and_callback_check_back() {
-    let s = start().await;
+    let s = start_with(|_, h| {
+        h.allow_callbacks = true;
+        h.callback_allowed_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
     topic(&s, "tx", 1, "TRANSACTION").await;
     let half =
         |body: &str, group: &str| json!({"producer_group": group, "message": {"body": body}});
@@ -955,6 +959,17 @@ async fn openapi_lists_every_route_and_its_schemas_validate_answers() {
         ("get", "/v1/scheduled"),
         ("delete", "/v1/scheduled/{id}"),
         ("get", "/v1/ws"),
+        ("get", "/v1/auth/users"),
+        ("post", "/v1/auth/users"),
+        ("get", "/v1/auth/users/{access_key}"),
+        ("patch", "/v1/auth/users/{access_key}"),
+        ("delete", "/v1/auth/users/{access_key}"),
+        ("get", "/v1/auth/users/{access_key}/policy"),
+        ("put", "/v1/auth/users/{access_key}/policy"),
+        ("post", "/v1/auth/users/{access_key}/tokens"),
+        ("get", "/v1/auth/users/{access_key}/tokens"),
+        ("get", "/v1/auth/tokens"),
+        ("delete", "/v1/auth/tokens/{id}"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -1079,7 +1094,12 @@ async fn silent_connections_are_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn callback_registrations_survive_a_restart() {
     // Checked back 1.5 s after it was stored: after the restart below.
-    let s = start_with(|c, _| c.transaction.check_first_ms = 1_500).await;
+    let s = start_with(|c, h| {
+        c.transaction.check_first_ms = 1_500;
+        h.allow_callbacks = true;
+        h.callback_allowed_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
     topic(&s, "tx", 1, "TRANSACTION").await;
     let (url, calls, stop, join) = callback_server("commit").await;
     let (st, v) = s

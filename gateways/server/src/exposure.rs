@@ -1,15 +1,12 @@
 //! Secure by default off loopback: before a node binds anything, every listener it is about to
 //! open is checked. A listener on a loopback address is fine; on any other address (a LAN
 //! address, `0.0.0.0`, `::`) it must authenticate its clients — the RocketMQ gRPC endpoint (and
-//! its admin services) and MQTT with `auth.enabled` on (MQTT also with its own
+//! its admin services), REST/WebSocket and MQTT with `auth.enabled` on (MQTT also with its own
 //! `allow_anonymous = false` while the core's authentication is off), the NameServer with a
 //! cluster secret (brokers' registrations; route queries stay open) — or the node refuses to
 //! start with one line saying how to fix it. `--allow-unauthenticated-remote`
 //! (`ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE=1`) is the explicit opt-out: the node starts and
 //! logs a warning per exposed listener.
-//!
-//! REST/WebSocket do not authenticate yet (docs/security.md), so off loopback they always need
-//! the opt-out.
 //!
 //! Pure: reads the configuration, logs, decides. Called by `node.rs` and `main.rs`.
 
@@ -26,8 +23,6 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// Whether it authenticates its clients as configured.
     pub authenticates: bool,
-    /// Whether it could authenticate (with `--auth` / `allow_anonymous = false`).
-    pub can_authenticate: bool,
 }
 
 /// The listeners of a broker node (`standalone` adds the NameServer).
@@ -36,14 +31,12 @@ pub fn node_listeners(cfg: &ServerConfig, standalone: bool) -> Vec<Listener> {
         name: "grpc",
         addr: cfg.grpc.listen,
         authenticates: cfg.auth.enabled,
-        can_authenticate: true,
     }];
     if cfg.http.enabled {
         out.push(Listener {
             name: "http",
             addr: cfg.http.listen,
-            authenticates: false,
-            can_authenticate: false,
+            authenticates: cfg.auth.enabled,
         });
     }
     if cfg.mqtt.enabled {
@@ -53,7 +46,6 @@ pub fn node_listeners(cfg: &ServerConfig, standalone: bool) -> Vec<Listener> {
                 name,
                 addr,
                 authenticates: mqtt_auth,
-                can_authenticate: true,
             });
         }
     }
@@ -69,7 +61,6 @@ pub fn nameserver_listener(cfg: &ServerConfig) -> Listener {
         name: "nameserver",
         addr: cfg.nameserver.listen,
         authenticates: cfg.nameserver.config.cluster_secret.is_some(),
-        can_authenticate: true,
     }
 }
 
@@ -92,15 +83,14 @@ pub fn check(listeners: &[Listener], allow: bool) -> anyhow::Result<()> {
             );
             continue;
         }
-        let how = match (l.name, l.can_authenticate) {
-            ("mqtt" | "mqtt-ws", _) => "turn authentication on with --auth (docs/security.md), or \
+        let how = match l.name {
+            "mqtt" | "mqtt-ws" => "turn authentication on with --auth (docs/security.md), or \
                                          set mqtt.allow_anonymous = false with [mqtt.users]"
                 .to_owned(),
-            ("nameserver", _) => "give it a cluster secret for brokers to sign with \
+            "nameserver" => "give it a cluster secret for brokers to sign with \
                  (ROCKETGATE_CLUSTER_SECRET, docs/cluster.md)"
                 .to_owned(),
-            (_, true) => "turn authentication on with --auth (docs/security.md)".to_owned(),
-            (name, false) => format!("{name} does not authenticate yet (docs/security.md)"),
+            _ => "turn authentication on with --auth (docs/security.md)".to_owned(),
         };
         anyhow::bail!(
             "refusing to listen on {} ({}) without authentication: {how}; bind it to 127.0.0.1, \
@@ -122,7 +112,6 @@ mod tests {
             name,
             addr: addr.parse().unwrap(),
             authenticates,
-            can_authenticate: name != "http",
         }
     }
 
@@ -148,7 +137,8 @@ mod tests {
         let err = check(&[l("http", "10.1.2.3:8080", false)], false)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("does not authenticate yet"), "{err}");
+        assert!(err.contains("--auth"), "{err}");
+        assert!(check(&[l("http", "10.1.2.3:8080", true)], false).is_ok());
         let err = check(&[l("mqtt", "[::]:1883", false)], false)
             .unwrap_err()
             .to_string();

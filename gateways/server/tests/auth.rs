@@ -194,8 +194,8 @@ fn admin_calls_need_the_credentials_of_a_user_allowed_to_administer() {
     node.terminate();
 }
 
-/// Off loopback a listener must authenticate: `standalone` with its HTTP gateway (which does
-/// not authenticate yet) or its unauthenticated gRPC endpoint on `0.0.0.0` exits at once, with
+/// Off loopback a listener must authenticate: `standalone` with its HTTP gateway or its gRPC
+/// endpoint on `0.0.0.0` without `--auth` exits at once, with
 /// one line saying what to do, before binding anything. (That authentication or the opt-out lets
 /// it start is checked in `exposure.rs`'s unit test: starting it here would listen beyond
 /// 127.0.0.1.)
@@ -204,7 +204,7 @@ fn a_listener_off_loopback_without_authentication_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     for (flag, name, hint) in [
-        ("--http-addr", "http", "does not authenticate yet"),
+        ("--http-addr", "http", "--auth"),
         ("--grpc-addr", "grpc", "--auth"),
     ] {
         let mut args = vec!["standalone", "--data-dir", data.to_str().unwrap()];

@@ -14,6 +14,9 @@ use rocketgate_core::{GroupConfig, Permission, TopicConfig};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use rocketgate_core::auth::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path, Query};
 use crate::model::{
@@ -215,6 +218,7 @@ pub(crate) struct LagQuery {
     responses((status = 200, description = "Lag", body = Lag)))]
 pub(crate) async fn lag(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
     Query(q): Query<LagQuery>,
 ) -> ApiResult<Json<Lag>> {
@@ -225,6 +229,9 @@ pub(crate) async fn lag(
         }
         None => state.broker.groups().topics(&group)?,
     };
+    for t in &topics {
+        caller.need(&state, &Resource::topic(t), &[Action::Sub])?;
+    }
     let mut queues = Vec::new();
     for t in &topics {
         for l in state.broker.consumer().lag(&group, t)? {

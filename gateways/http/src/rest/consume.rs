@@ -15,6 +15,9 @@ use rocketgate_core::{GroupPullRequest, PopRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use rocketgate_core::auth::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path, Query};
 use crate::model::{
@@ -52,9 +55,11 @@ pub(crate) fn check_wait(state: &AppState, wait_ms: u64) -> ApiResult<Duration> 
     responses((status = 200, description = "Messages (possibly none)", body = Received)))]
 pub(crate) async fn receive(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<ReceiveRequest>,
 ) -> ApiResult<Json<Received>> {
+    caller.need(&state, &Resource::topic(&req.topic), &[Action::Sub])?;
     let wait = check_wait(&state, req.wait_ms)?;
     let popped = state
         .broker
@@ -83,9 +88,17 @@ pub(crate) async fn receive(
     responses((status = 200, description = "One result per handle", body = AckResponse)))]
 pub(crate) async fn ack(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<AckRequest>,
 ) -> ApiResult<Json<AckResponse>> {
+    for h in req
+        .receipt_handle
+        .iter()
+        .chain(req.receipt_handles.iter().take(state.config.max_batch))
+    {
+        caller.need_handle(&state, &group, h)?;
+    }
     match (req.receipt_handle, req.receipt_handles.is_empty()) {
         (Some(h), true) => {
             state.broker.consumer().ack(&group, &h).await?;
@@ -135,9 +148,11 @@ pub(crate) async fn ack(
     responses((status = 204, description = "Will be redelivered (or was dead-lettered)")))]
 pub(crate) async fn nack(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<NackRequest>,
 ) -> ApiResult<StatusCode> {
+    caller.need_handle(&state, &group, &req.receipt_handle)?;
     state
         .broker
         .consumer()
@@ -157,9 +172,11 @@ pub(crate) async fn nack(
     responses((status = 200, description = "The new handle; the old one stops working", body = NewHandle)))]
 pub(crate) async fn invisibility(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<InvisibilityRequest>,
 ) -> ApiResult<Json<NewHandle>> {
+    caller.need_handle(&state, &group, &req.receipt_handle)?;
     let receipt_handle = state.broker.consumer().change_invisible_duration(
         &group,
         &req.receipt_handle,
@@ -175,9 +192,11 @@ pub(crate) async fn invisibility(
     responses((status = 204, description = "Dead-lettered")))]
 pub(crate) async fn dead_letter(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<HandleRequest>,
 ) -> ApiResult<StatusCode> {
+    caller.need_handle(&state, &group, &req.receipt_handle)?;
     state
         .broker
         .consumer()

@@ -9,6 +9,7 @@ pub(crate) mod consume;
 pub(crate) mod ops;
 pub(crate) mod publish;
 pub(crate) mod query;
+pub(crate) mod users;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -56,6 +57,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(query::trace))
         .routes(routes!(query::scheduled))
         .routes(routes!(query::cancel_scheduled))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(
+            users::show_user,
+            users::update_user,
+            users::delete_user
+        ))
+        .routes(routes!(users::policy, users::set_policy))
+        .routes(routes!(users::issue_token, users::user_tokens))
+        .routes(routes!(users::tokens))
+        .routes(routes!(users::revoke_token))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -15,6 +15,9 @@ use rocketgate_core::api::QueueSelector;
 use rocketgate_core::Resolution;
 use rocketgate_core::{Message, SendRequest};
 
+use rocketgate_core::auth::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{is_json, media_type, parse_json, read_body, unsupported, JsonBody, Path};
 use crate::model::{PublishBatch, PublishHalf, PublishMessage, Published, PublishedBatch};
@@ -189,7 +192,12 @@ pub(crate) async fn publish_half(
     Ok(Json(receipt.into()))
 }
 
-async fn end(state: &AppState, id: &str, r: Resolution) -> ApiResult<StatusCode> {
+async fn end(state: &AppState, caller: &Caller, id: &str, r: Resolution) -> ApiResult<StatusCode> {
+    // Pub on the half's topic; an id that is not pending (unknown, or resolved) changes
+    // nothing, and the core says which.
+    if let Some(topic) = state.broker.transactions().topic_of(id) {
+        caller.need(state, &Resource::topic(topic), &[Action::Pub])?;
+    }
     state.broker.transactions().end(id, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,9 +208,10 @@ async fn end(state: &AppState, id: &str, r: Resolution) -> ApiResult<StatusCode>
     responses((status = 204, description = "Committed")))]
 pub(crate) async fn commit(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    end(&state, &id, Resolution::Commit).await
+    end(&state, &caller, &id, Resolution::Commit).await
 }
 
 /// Rolls a transaction back: its message is discarded.
@@ -211,7 +220,8 @@ pub(crate) async fn commit(
     responses((status = 204, description = "Rolled back")))]
 pub(crate) async fn rollback(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    end(&state, &id, Resolution::Rollback).await
+    end(&state, &caller, &id, Resolution::Rollback).await
 }

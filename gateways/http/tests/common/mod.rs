@@ -42,6 +42,27 @@ pub fn recorder() -> rocketgate_gateway_http::PrometheusHandle {
         .clone()
 }
 
+/// The bootstrap super user of [`start_secured`].
+pub const ADMIN: (&str, &str) = ("admin", "admin-secret-1");
+/// A normal user [`start_secured`] creates, with no policy.
+pub const APP: (&str, &str) = ("app", "app-secret-12");
+
+/// A server with `auth.enabled`, the super user [`ADMIN`] and the normal user [`APP`].
+pub async fn start_secured(f: impl FnOnce(&mut Config, &mut HttpConfig)) -> Server {
+    let s = start_with(|c, h| {
+        c.auth.enabled = true;
+        c.auth.bootstrap_access_key = Some(ADMIN.0.into());
+        c.auth.bootstrap_secret_key = Some(ADMIN.1.into());
+        f(c, h);
+    })
+    .await;
+    s.broker
+        .auth()
+        .create_user(APP.0, APP.1, rocketgate_core::auth::UserKind::Normal)
+        .unwrap();
+    s
+}
+
 pub async fn start() -> Server {
     start_with(|_, _| {}).await
 }
