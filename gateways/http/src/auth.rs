@@ -211,9 +211,11 @@ async fn admit(state: &AppState, req: Request) -> Result<Request, ApiError> {
                 "authentication is required: Authorization: Bearer <token> or Basic <access key:secret key>",
             ))
         }
-        Some(c) => auth
-            .authenticate(c)
-            .map_err(|_| ApiError::unauthenticated("invalid credentials"))?,
+        Some(c) => auth.authenticate_from(c, src).map_err(|e| match e {
+            // "invalid credentials", or "too many failed authentications" from this address.
+            rocketgate_core::Error::Unauthenticated(why) => ApiError::unauthenticated(why),
+            _ => ApiError::unauthenticated("invalid credentials"),
+        })?,
     };
     let caller = Caller {
         principal,
