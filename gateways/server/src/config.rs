@@ -2,7 +2,8 @@
 //! variables, then command-line flags, in increasing priority.
 //!
 //! Owns: the file format (`[store]`, `[limits]`, `[consumer]`, `[timer]`, `[transaction]`,
-//! `[kv]`, `[auth]` for the core, `[broker]` for the broker's identity and registration, and one section per
+//! `[kv]`, `[auth]` for the core, `[broker]` for the broker's identity and registration, `[tls]`
+//! for every listener (`config/tls.rs`), and one section per
 //! listener that owns its listen address and on/off switch beside the listener crate's own
 //! settings: `[nameserver]` (`listen`), `[grpc]` (`listen`; always on), `[http]` (`enabled`,
 //! `listen`), `[mqtt]` (`enabled`, `listen`, `ws_listen`); see `config/section.rs`; documented
@@ -18,6 +19,7 @@ mod section;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use section::{GrpcKeys, HttpKeys, ListenKeys, MqttKeys, Written};
 pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection};
+pub use tls::TlsSection;
 
 /// The default configuration, printed by `rocketgate generate-config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -96,6 +99,13 @@ pub struct RunArgs {
         value_name = "ADDR"
     )]
     pub nameserver_addr: Option<String>,
+    /// Serve every listener over TLS with this certificate chain, PEM (overrides `tls.cert`
+    /// and turns `tls.enabled` on; needs `--tls-key`).
+    #[arg(long, env = "ROCKETGATE_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert`, PEM (overrides `tls.key`).
+    #[arg(long, env = "ROCKETGATE_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The whole configuration, resolved: defaults, file, deprecated aliases, environment, flags.
@@ -129,6 +139,8 @@ pub struct ServerConfig {
     /// `[mqtt]`: the MQTT gateway (on/off, addresses, limits, sessions, authentication, topic
     /// mapping).
     pub mqtt: MqttSection,
+    /// `[tls]`: TLS on every listener, client certificates, the CA of the node's own calls.
+    pub tls: TlsSection,
 }
 
 /// The file as written: every section, the listeners' own keys still unresolved, and the
@@ -148,6 +160,7 @@ struct FileConfig {
     grpc: Written<GrpcKeys, rocketgate_gateway_grpc::MessagingConfig>,
     http: Written<HttpKeys, rocketgate_gateway_http::HttpConfig>,
     mqtt: Written<MqttKeys, rocketgate_gateway_mqtt::MqttConfig>,
+    tls: TlsSection,
     /// Deprecated: `listen.grpc` is `grpc.listen`, and so on (`legacy.rs`).
     listen: Option<legacy::Listen>,
     /// Deprecated: `gateways.http` is `http.enabled`, `gateways.mqtt` is `mqtt.enabled`.
@@ -181,6 +194,7 @@ impl FileConfig {
             grpc: self.grpc.into(),
             http: self.http.into(),
             mqtt: self.mqtt.into(),
+            tls: self.tls,
         };
         Ok((cfg, renamed))
     }
@@ -324,6 +338,14 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     if !args.namesrv.is_empty() {
         cfg.broker.namesrv = split_addresses(&args.namesrv);
     }
+    if let Some(cert) = &args.tls_cert {
+        cfg.tls.enabled = true;
+        cfg.tls.cert = cert.clone();
+    }
+    if let Some(key) = &args.tls_key {
+        cfg.tls.key = key.clone();
+    }
+    cfg.tls.validate()?;
     cfg.core().validate()?;
     cfg.nameserver.config.validate().map_err(|e| {
         anyhow::anyhow!("invalid configuration `nameserver.{}`: {}", e.key, e.reason)

@@ -34,6 +34,8 @@ fn default_file_parses_to_defaults() {
         rocketgate_nameserver::Config::default()
     );
     assert_eq!(cfg.broker, BrokerSection::default());
+    assert_eq!(cfg.tls, TlsSection::default());
+    assert!(cfg.tls.settings().is_none(), "TLS is off by default");
     assert_eq!(cfg.grpc, GrpcSection::default());
     assert_eq!(
         cfg.grpc.messaging,
@@ -288,4 +290,54 @@ fn mqtt_users_beside_the_core_s_authentication_are_one_line_errors() {
         "[auth]\nenabled = true\n[mqtt]\nenabled = false\n[mqtt.users]\na = \"b\"\n"
     )
     .is_ok());
+}
+
+#[test]
+fn tls_is_turned_on_by_the_flags_and_checked_in_one_line() {
+    let cfg = load(&RunArgs {
+        tls_cert: Some("/etc/rg/cert.pem".into()),
+        tls_key: Some("/etc/rg/key.pem".into()),
+        ..RunArgs::default()
+    })
+    .unwrap();
+    let settings = cfg.tls.settings().unwrap();
+    assert_eq!(settings.cert, std::path::Path::new("/etc/rg/cert.pem"));
+    assert_eq!(
+        settings.client_auth,
+        rocketgate_gateway_kit::ClientAuth::Off
+    );
+    assert_eq!(
+        settings.handshake_timeout,
+        std::time::Duration::from_secs(10)
+    );
+
+    let err = load(&RunArgs {
+        tls_cert: Some("/etc/rg/cert.pem".into()),
+        ..RunArgs::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`tls.key`") && !err.contains('\n'), "{err}");
+
+    let err = load_text("[tls]\nclient_auth = \"required\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`tls.client_ca`"), "{err}");
+    let err = load_text("[tls]\nclient_auth = \"sometimes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sometimes"), "{err}");
+    let cfg = load_text(
+        "[tls]\nenabled = true\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"optional\"\nclient_ca = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let settings = cfg.tls.settings().unwrap();
+    assert_eq!(
+        settings.client_auth,
+        rocketgate_gateway_kit::ClientAuth::Optional
+    );
+    assert_eq!(
+        settings.client_ca.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
 }
