@@ -66,6 +66,26 @@ pub struct ClientConfig {
     pub heartbeat_interval_ms: u64,
     /// Bound on each call, connection included, in ms (3,000).
     pub rpc_timeout_ms: u64,
+    /// Call the NameServers over TLS (not from a file: the node fills it from `[tls]`).
+    #[serde(skip)]
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS of the calls to the NameServers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The CA certificates (PEM) the NameServers' certificates must chain to.
+    pub ca_pem: Vec<u8>,
+    /// A client certificate chain and key (PEM) to present (mTLS), if any.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientConfig {
@@ -74,6 +94,7 @@ impl Default for ClientConfig {
             addresses: Vec::new(),
             heartbeat_interval_ms: 30_000,
             rpc_timeout_ms: 3_000,
+            tls: None,
         }
     }
 }
@@ -264,16 +285,30 @@ struct ClientInner {
     preferred: AtomicUsize,
 }
 
-fn channel(address: &str, timeout: Duration) -> Result<Channel, ConfigError> {
+fn channel(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, ConfigError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let uri = if address.contains("://") {
         address.to_owned()
     } else {
-        format!("http://{address}")
+        format!("{scheme}://{address}")
     };
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| ConfigError {
+    let invalid = |e: &dyn std::fmt::Display| ConfigError {
         key: "addresses",
         reason: format!("`{address}` is not a valid address: {e}"),
-    })?;
+    };
+    let mut endpoint = Endpoint::from_shared(uri).map_err(|e| invalid(&e))?;
+    if let Some(tls) = tls {
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(config).map_err(|e| invalid(&e))?;
+    }
     Ok(endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
@@ -309,7 +344,7 @@ impl NameServerClient {
             .map(|address| {
                 Ok(Server {
                     address: address.clone(),
-                    rpc: RpcClient::new(channel(address, timeout)?)
+                    rpc: RpcClient::new(channel(address, timeout, config.tls.as_ref())?)
                         .max_decoding_message_size(MAX_REPLY_BYTES),
                     secret: secret.clone(),
                 })

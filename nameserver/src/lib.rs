@@ -94,8 +94,8 @@ pub mod secret;
 pub mod service;
 
 pub use client::{
-    ClientConfig, ClientError, NameServerClient, RefreshReport, Registration, RouteCache,
-    RouteCacheConfig,
+    ClientConfig, ClientError, ClientTls, NameServerClient, RefreshReport, Registration,
+    RouteCache, RouteCacheConfig,
 };
 pub use config::{Config, ConfigError, Limits};
 pub use listener::{ConnectionLimits, ConnectionStats};
@@ -138,12 +138,26 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    serve_tls(listener, config, None, shutdown).await
+}
+
+/// [`serve`], over TLS with `tls` when given (handshakes on their own tasks, within the cap
+/// and the handshake timeout: [`listener`]).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    tls: Option<std::sync::Arc<dyn listener::ServerTls>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let service = NameServerService::new(config)?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "NameServer listening");
     }
     let limits = service.config().connections.clone();
-    let incoming = listener::Incoming::new(listener, "nameserver", limits.clone());
+    let incoming = listener::Incoming::new(listener, "nameserver", limits.clone()).with_tls(tls);
     let server = Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout()))

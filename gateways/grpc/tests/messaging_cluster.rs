@@ -98,6 +98,7 @@ async fn member_with(
         addresses: vec![nameserver.to_owned()],
         heartbeat_interval_ms: 100,
         rpc_timeout_ms,
+        tls: None,
     })
     .unwrap();
     let registration = match registered {

@@ -118,6 +118,12 @@ fn source(parts: &Parts) -> Option<IpAddr> {
 
 /// The credential of a request: its `Authorization` header, or on the WebSocket route its
 /// `access_token` query parameter. `Err` for a header that is there but unusable.
+/// The common name of the client certificate the TLS handshake verified (mTLS), put in each
+/// request of the connection by the server; without an `Authorization` header it names the
+/// user (`Credentials::Certificate`).
+#[derive(Debug, Clone)]
+pub(crate) struct PeerCertificate(pub(crate) String);
+
 fn credentials<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,
@@ -205,7 +211,10 @@ async fn admit(state: &AppState, req: Request) -> Result<Request, ApiError> {
     }
     let websocket = route.as_deref() == Some("/v1/ws");
     let mut basic = String::new();
-    let principal = match credentials(&parts.headers, parts.uri.query(), websocket, &mut basic)? {
+    let certificate = parts.extensions.get::<PeerCertificate>().cloned();
+    let found = credentials(&parts.headers, parts.uri.query(), websocket, &mut basic)?
+        .or_else(|| certificate.as_ref().map(|c| Credentials::Certificate(&c.0)));
+    let principal = match found {
         None => {
             return Err(ApiError::unauthenticated(
                 "authentication is required: Authorization: Bearer <token> or Basic <access key:secret key>",

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use rocketgate_core::Broker;
 use rocketgate_gateway_kit::{
     BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Ready, Shutdown,
+    TlsAcceptor,
 };
 
 use crate::{serve_ready, HttpConfig, PrometheusHandle};
@@ -21,6 +22,7 @@ pub struct HttpGateway {
     listen: SocketAddr,
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl HttpGateway {
@@ -31,7 +33,16 @@ impl HttpGateway {
             listen,
             config,
             metrics,
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS/WSS with `tls` (ALPN `http/1.1`; `h2` also works); `None` serves plain
+    /// HTTP.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<TlsAcceptor>) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -47,6 +58,7 @@ impl Gateway for HttpGateway {
                 listener,
                 config: self.config,
                 metrics: self.metrics,
+                tls: self.tls,
             }) as Box<dyn BoundGateway>)
         })
     }
@@ -57,6 +69,7 @@ struct BoundHttp {
     listener: BoundListener,
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl BoundGateway for BoundHttp {
@@ -76,6 +89,7 @@ impl BoundGateway for BoundHttp {
                 broker,
                 self.config,
                 self.metrics,
+                self.tls,
                 shutdown.wait(),
                 || ready.accepting(),
             )

@@ -182,7 +182,7 @@ pub async fn serve_with(
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    serve_ready(listener, broker, config, metrics, shutdown, || {}).await
+    serve_ready(listener, broker, config, metrics, None, shutdown, || {}).await
 }
 
 /// [`serve_with`], calling `ready` once the endpoint accepts connections (configuration
@@ -192,6 +192,7 @@ pub(crate) async fn serve_ready(
     broker: Broker,
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
+    tls: Option<rocketgate_gateway_kit::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
@@ -199,7 +200,7 @@ pub(crate) async fn serve_ready(
     let state = AppState::new(broker, config, metrics);
     let router = build(state.clone());
     ready();
-    server::run(listener, state, router, shutdown).await?;
+    server::run(listener, state, router, shutdown, tls).await?;
     Ok(())
 }
 

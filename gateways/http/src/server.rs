@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use rocketgate_gateway_kit::MaybeTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -222,6 +223,7 @@ pub(crate) async fn run(
     state: AppState,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Option<rocketgate_gateway_kit::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let cfg = &state.config;
     let mut listener = CountingListener::new(
@@ -251,19 +253,37 @@ pub(crate) async fn run(
             () = &mut shutdown => break,
         };
         let router = router.clone();
-        let local = io.local_addr();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(addr));
-            if let Some(local) = local {
-                req.extensions_mut().insert(LocalAddr(local));
-            }
-            let mut router = router.clone();
-            tower_service::Service::call(&mut router, req.map(axum::body::Body::new))
-        });
         let builder = builder.clone();
         let mut drain = drain_rx.clone();
         let closed = closed_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let local = io.local_addr();
+            // TLS: the handshake runs on the connection's own task (bounded by the acceptor's
+            // handshake timeout), never in the accept loop.
+            let io = match tls {
+                None => MaybeTls::Plain(io),
+                Some(acceptor) => match acceptor.accept(io).await {
+                    Ok(stream) => MaybeTls::Tls(Box::new(stream)),
+                    Err(e) => {
+                        tracing::debug!(peer = %addr, error = %e, "tls handshake failed");
+                        drop(closed);
+                        return;
+                    }
+                },
+            };
+            let certificate = io.peer_subject().map(crate::auth::PeerCertificate);
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(addr));
+                if let Some(local) = local {
+                    req.extensions_mut().insert(LocalAddr(local));
+                }
+                if let Some(c) = &certificate {
+                    req.extensions_mut().insert(c.clone());
+                }
+                let mut router = router.clone();
+                tower_service::Service::call(&mut router, req.map(axum::body::Body::new))
+            });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             let mut conn = std::pin::pin!(conn);
             let mut draining = false;

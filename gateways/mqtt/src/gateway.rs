@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use rocketgate_core::Broker;
 use rocketgate_gateway_kit::{
     BoundGateway, BoundListener, BoxFuture, Endpoint, Gateway, GatewayError, Ready, Shutdown,
+    TlsAcceptor,
 };
 
 use crate::config::MqttConfig;
@@ -21,6 +22,7 @@ pub struct MqttGateway {
     listen: SocketAddr,
     ws_listen: SocketAddr,
     config: MqttConfig,
+    tls: crate::server::Tls,
 }
 
 impl MqttGateway {
@@ -31,7 +33,16 @@ impl MqttGateway {
             listen,
             ws_listen,
             config,
+            tls: crate::server::Tls::default(),
         }
+    }
+
+    /// Serves MQTT over TLS on the TCP listener with `tcp` (ALPN `mqtt`) and secure WebSocket
+    /// on the WebSocket listener with `ws` (ALPN `http/1.1`); `None` serves plain.
+    #[must_use]
+    pub fn with_tls(mut self, tcp: Option<TlsAcceptor>, ws: Option<TlsAcceptor>) -> Self {
+        self.tls = crate::server::Tls { tcp, ws };
+        self
     }
 }
 
@@ -48,6 +59,7 @@ impl Gateway for MqttGateway {
                 tcp,
                 ws,
                 config: self.config,
+                tls: self.tls,
             }) as Box<dyn BoundGateway>)
         })
     }
@@ -58,6 +70,7 @@ struct BoundMqtt {
     tcp: BoundListener,
     ws: BoundListener,
     config: MqttConfig,
+    tls: crate::server::Tls,
 }
 
 impl BoundGateway for BoundMqtt {
@@ -77,6 +90,7 @@ impl BoundGateway for BoundMqtt {
                 Some(self.ws.into_inner()),
                 broker,
                 self.config,
+                self.tls,
                 shutdown.wait(),
                 || ready.accepting(),
             )

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocketgate_core::Broker;
+use rocketgate_gateway_kit::{MaybeTls, TlsAcceptor};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -42,7 +43,16 @@ pub async fn serve(
     config: MqttConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    serve_ready(tcp, ws, broker, config, shutdown, || {}).await
+    serve_ready(tcp, ws, broker, config, Tls::default(), shutdown, || {}).await
+}
+
+/// TLS of the two listeners (`None`: plain).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tls {
+    /// MQTT over TLS (port 8883 by convention).
+    pub(crate) tcp: Option<TlsAcceptor>,
+    /// MQTT over secure WebSocket (`wss://…/mqtt`).
+    pub(crate) ws: Option<TlsAcceptor>,
 }
 
 /// [`serve`], calling `ready` once both listeners accept connections and serve them: retained
@@ -53,6 +63,7 @@ pub(crate) async fn serve_ready(
     ws: Option<TcpListener>,
     broker: Broker,
     config: MqttConfig,
+    tls: Tls,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
@@ -78,6 +89,7 @@ pub(crate) async fn serve_ready(
         tasks.spawn(accept(
             l,
             false,
+            tls.tcp.clone(),
             shared.clone(),
             stop_rx.clone(),
             count.clone(),
@@ -88,6 +100,7 @@ pub(crate) async fn serve_ready(
         tasks.spawn(accept(
             l,
             true,
+            tls.ws.clone(),
             shared.clone(),
             stop_rx.clone(),
             count.clone(),
@@ -110,6 +123,7 @@ pub(crate) async fn serve_ready(
 async fn accept(
     listener: TcpListener,
     websocket: bool,
+    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     count: Arc<AtomicUsize>,
@@ -139,10 +153,11 @@ async fn accept(
         let shared = shared.clone();
         let stop = stop.clone();
         let count = count.clone();
+        let tls = tls.clone();
         let span = tracing::debug_span!("conn", gateway = "mqtt", peer = %peer);
         conns.spawn(tracing::Instrument::instrument(
             async move {
-                serve_stream(stream, peer.ip(), websocket, shared, stop).await;
+                serve_stream(stream, tls, peer.ip(), websocket, shared, stop).await;
                 count.fetch_sub(1, Ordering::Relaxed);
             },
             span,
@@ -159,11 +174,23 @@ async fn accept(
 
 async fn serve_stream(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     peer: std::net::IpAddr,
     websocket: bool,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
+    // TLS first, on the connection's own task, within the acceptor's handshake timeout.
+    let stream = match tls {
+        None => MaybeTls::Plain(stream),
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(s) => MaybeTls::Tls(Box::new(s)),
+            Err(e) => {
+                tracing::debug!(error = %e, "MQTT TLS handshake failed");
+                return;
+            }
+        },
+    };
     if websocket {
         let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
         match tokio::time::timeout(

@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
+use rocketgate_gateway_kit::MaybeTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -72,7 +73,7 @@ pub(crate) fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: 
 /// # Errors
 /// Handshake failures (wrong path, no `mqtt` subprotocol, a foreign `Origin`, I/O).
 pub async fn accept(
-    stream: TcpStream,
+    stream: MaybeTls<TcpStream>,
     max_packet: usize,
     allowed_origins: &[String],
 ) -> Result<WsBytes, WsError> {
@@ -126,7 +127,7 @@ pub async fn accept(
 
 /// A WebSocket as a byte stream.
 pub struct WsBytes {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<MaybeTls<TcpStream>>,
     read: Bytes,
 }
 

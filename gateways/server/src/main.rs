@@ -15,6 +15,7 @@ mod metrics;
 mod node;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -127,9 +128,25 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
             write_json_atomically(path, &body)?;
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = rocketgate_nameserver::serve(listener, cfg.nameserver.config.clone(), async {
-            let _ = stop_rx.await;
-        });
+        let (tls, _reloads) = match node::tls::Acceptors::load(&cfg.tls)? {
+            None => (None, None),
+            Some(a) => {
+                let (trigger, stopped) = rocketgate_gateway_kit::shutdown::channel();
+                let nameserver = a.nameserver.clone();
+                tokio::spawn(a.watch(cfg.tls.reload_interval(), stopped));
+                let tls = Arc::new(rocketgate_gateway_grpc::auth::KitTls(nameserver))
+                    as Arc<dyn rocketgate_nameserver::listener::ServerTls>;
+                (Some(tls), Some(trigger))
+            }
+        };
+        let serve = rocketgate_nameserver::serve_tls(
+            listener,
+            cfg.nameserver.config.clone(),
+            tls,
+            async {
+                let _ = stop_rx.await;
+            },
+        );
         tokio::pin!(serve);
         tokio::select! {
             r = &mut serve => r?,

@@ -32,6 +32,7 @@
 //! the registration client in `rocketgate-nameserver`.
 
 mod registration;
+pub(crate) mod tls;
 
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
@@ -98,16 +99,20 @@ fn gateways(
     cfg: &ServerConfig,
     node: oneshot::Receiver<NodeInfo>,
     metrics: Option<PrometheusHandle>,
+    tls: Option<&tls::Acceptors>,
 ) -> Vec<Box<dyn Gateway>> {
     let grpc = GrpcGateway::new(cfg.grpc.listen, cfg.grpc.messaging.clone(), node)
-        .with_connection_limits(cfg.grpc.connections.clone());
+        .with_connection_limits(cfg.grpc.connections.clone())
+        .with_tls(tls.map(|t| t.grpc.clone()));
     let mut gateways: Vec<Box<dyn Gateway>> = vec![Box::new(grpc)];
     if cfg.http.enabled {
-        let http = HttpGateway::new(cfg.http.listen, cfg.http.config.clone(), metrics);
+        let http = HttpGateway::new(cfg.http.listen, cfg.http.config.clone(), metrics)
+            .with_tls(tls.map(|t| t.http.clone()));
         gateways.push(Box::new(http));
     }
     if cfg.mqtt.enabled {
-        let mqtt = MqttGateway::new(cfg.mqtt.listen, cfg.mqtt.ws_listen, cfg.mqtt.config.clone());
+        let mqtt = MqttGateway::new(cfg.mqtt.listen, cfg.mqtt.ws_listen, cfg.mqtt.config.clone())
+            .with_tls(tls.map(|t| t.mqtt.clone()), tls.map(|t| t.mqtt_ws.clone()));
         gateways.push(Box::new(mqtt));
     }
     gateways
@@ -130,7 +135,11 @@ struct Bound {
 impl Bound {
     /// Binds the NameServer (standalone) and every enabled gateway, in that order, and checks
     /// that their endpoints can be advertised.
-    async fn bind(mode: Mode, cfg: &ServerConfig) -> anyhow::Result<Self> {
+    async fn bind(
+        mode: Mode,
+        cfg: &ServerConfig,
+        tls: Option<&tls::Acceptors>,
+    ) -> anyhow::Result<Self> {
         let nameserver = match mode {
             Mode::Standalone => {
                 Some(BoundListener::bind("nameserver", cfg.nameserver.listen).await?)
@@ -143,7 +152,7 @@ impl Bound {
         };
         let (node_info, node) = oneshot::channel();
         let mut gateways = Vec::new();
-        for gateway in self::gateways(cfg, node, metrics.clone()) {
+        for gateway in self::gateways(cfg, node, metrics.clone(), tls) {
             let name = gateway.name();
             gateways.push((name, gateway.bind().await?));
         }
@@ -263,6 +272,15 @@ async fn serve(
     ready_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let started_at_ms = now_ms();
+    // TLS material first: a bad file is reported before anything is bound.
+    if cfg.tls.enabled && cfg.tls.ca.as_os_str().is_empty() {
+        anyhow::bail!(
+            "invalid configuration `tls.ca`: with TLS on, the broker calls its NameServers over \
+             TLS and must know their CA (usually the CA of tls.cert)"
+        );
+    }
+    let acceptors = tls::Acceptors::load(&cfg.tls)?;
+    let client_tls = tls::nameserver_client(&cfg.tls)?;
     // Bind first: a port in use is reported before anything is opened.
     let Bound {
         nameserver,
@@ -270,7 +288,7 @@ async fn serve(
         advertised,
         node_info,
         metrics,
-    } = Bound::bind(mode, &cfg).await?;
+    } = Bound::bind(mode, &cfg, acceptors.as_ref()).await?;
 
     let (broker, recovered) = open(&cfg).await?;
 
@@ -282,10 +300,22 @@ async fn serve(
         namesrv.push(endpoint.address.to_string());
         let stopped = servers.shutdown.clone().wait();
         let config = cfg.nameserver.config.clone();
+        let tls = acceptors.as_ref().map(|t| {
+            Arc::new(rocketgate_gateway_grpc::auth::KitTls(t.nameserver.clone()))
+                as Arc<dyn ns::listener::ServerTls>
+        });
         servers.spawn(
             "nameserver",
-            ns::serve(listener.into_inner(), config, stopped),
+            ns::serve_tls(listener.into_inner(), config, tls, stopped),
         );
+    }
+    if let Some(acceptors) = acceptors {
+        let stopped = servers.shutdown.clone();
+        let every = cfg.tls.reload_interval();
+        servers.spawn("tls", async move {
+            acceptors.watch(every, stopped).await;
+            anyhow::Ok(())
+        });
     }
     let registered = Arc::new(AtomicUsize::new(0));
     let node = registration::node_info(
@@ -294,6 +324,7 @@ async fn serve(
         &namesrv,
         registered.clone(),
         started_at_ms,
+        client_tls.clone(),
     )?;
     // The gRPC gateway waits for this before it serves.
     let _ = node_info.send(node);
@@ -323,6 +354,7 @@ async fn serve(
     let started = registration::start(
         &cfg.broker,
         cfg.nameserver.config.cluster_secret.clone(),
+        client_tls,
         namesrv,
         advertised,
         broker.clone(),

@@ -75,6 +75,7 @@ pub fn client(servers: &[&str], heartbeat_ms: u64) -> NameServerClient {
         addresses: servers.iter().map(|s| (*s).to_owned()).collect(),
         heartbeat_interval_ms: heartbeat_ms,
         rpc_timeout_ms: 500,
+        tls: None,
     };
     NameServerClient::new(&config).unwrap()
 }
@@ -149,6 +150,7 @@ pub fn secured_client(servers: &[&str], heartbeat_ms: u64, secret: &str) -> Name
         addresses: servers.iter().map(|s| (*s).to_owned()).collect(),
         heartbeat_interval_ms: heartbeat_ms,
         rpc_timeout_ms: 500,
+        tls: None,
     };
     let secret = rocketgate_nameserver::ClusterSecret::new(secret).unwrap();
     NameServerClient::with_secret(&config, Some(secret)).unwrap()

@@ -70,6 +70,7 @@ pub(super) fn node_info(
     namesrv: &[String],
     registered: Arc<AtomicUsize>,
     started_at_ms: i64,
+    tls: Option<ns::ClientTls>,
 ) -> anyhow::Result<NodeInfo> {
     // QueryRoute answers with every broker group of a topic, from the NameServers' routes.
     let routes = match namesrv.is_empty() {
@@ -79,6 +80,7 @@ pub(super) fn node_info(
                 addresses: namesrv.to_vec(),
                 heartbeat_interval_ms: cfg.heartbeat_interval_ms,
                 rpc_timeout_ms: cfg.rpc_timeout_ms,
+                tls,
             })
             .map_err(|e| anyhow::anyhow!("invalid NameServer client configuration: {e}"))?;
             let config = ns::RouteCacheConfig {
@@ -112,9 +114,11 @@ pub(super) fn node_info(
 /// # Errors
 /// A NameServer refusing the registration (invalid, or not signed with its cluster secret), or
 /// an invalid identity.
+#[allow(clippy::too_many_arguments)] // the node's one call names each part
 pub(super) async fn start(
     cfg: &BrokerSection,
     secret: Option<ns::ClusterSecret>,
+    tls: Option<ns::ClientTls>,
     namesrv: Vec<String>,
     advertised: Vec<ns::Endpoint>,
     broker: Broker,
@@ -127,9 +131,11 @@ pub(super) async fn start(
         );
         return Ok(None);
     }
-    registrar(cfg, secret, namesrv, advertised, broker, registered, stop)
-        .await
-        .map(Some)
+    registrar(
+        cfg, secret, tls, namesrv, advertised, broker, registered, stop,
+    )
+    .await
+    .map(Some)
 }
 
 /// Waits (bounded) for the registrar to unregister, once its `stop` fired.
@@ -181,9 +187,11 @@ fn topic_list(broker: &Broker) -> Vec<ns::TopicConfig> {
 /// Registers with every NameServer, then keeps the registration's topic list in step with the
 /// broker's topics until the node stops, when it unregisters. Publishes how many NameServers
 /// hold the latest registration into `registered`.
+#[allow(clippy::too_many_arguments)]
 async fn registrar(
     cfg: &BrokerSection,
     secret: Option<ns::ClusterSecret>,
+    tls: Option<ns::ClientTls>,
     namesrv: Vec<String>,
     endpoints: Vec<ns::Endpoint>,
     broker: Broker,
@@ -194,6 +202,7 @@ async fn registrar(
         addresses: namesrv,
         heartbeat_interval_ms: cfg.heartbeat_interval_ms,
         rpc_timeout_ms: cfg.rpc_timeout_ms,
+        tls,
     };
     let client = ns::NameServerClient::with_secret(&config, secret)
         .map_err(|e| anyhow::anyhow!("invalid NameServer client configuration: {e}"))?;
