@@ -46,7 +46,9 @@ pub struct StoreConfig {
     pub clean_interval_ms: u64,
     /// Refuse writes when the filesystem is fuller than this ratio (0.90).
     pub disk_max_used_ratio: f64,
-    /// Refuse writes when the CommitLog would exceed this many bytes (unlimited).
+    /// Refuse writes when the data directory would hold more than this many bytes (unlimited):
+    /// CommitLog segments (whole), the disk blocks of ConsumeQueues and the index, and the
+    /// KV store's files.
     pub disk_limit_bytes: Option<u64>,
 }
 

@@ -49,6 +49,12 @@ impl Storage<'_> {
         }
     }
 
+    /// Bytes the data directory holds as counted against `store.disk_limit_bytes`: CommitLog
+    /// segments, the disk blocks of ConsumeQueues and the index, the KV store's files.
+    pub fn used_bytes(self) -> u64 {
+        self.broker.inner.store.used_bytes()
+    }
+
     /// What recovery did when this broker opened its store.
     pub fn recovery_report(self) -> RecoveryReport {
         self.broker.inner.store.recovery_report()

@@ -75,6 +75,7 @@ use self::commit_log::CommitLog;
 use self::consume_queue::ConsumeQueue;
 pub use self::error::{Error, Result};
 use self::index::IndexStore;
+pub use self::mapped_file::DiskUsage;
 use self::record::RecordDraft;
 use crate::config::{FlushMode, StoreConfig};
 
@@ -121,6 +122,10 @@ struct Inner {
     appends: AtomicU64,
     /// Mirrors `disk_full.is_some()` so the append path checks it without a lock.
     disk_full_flag: AtomicBool,
+    /// Disk blocks of the ConsumeQueues and the index (growing files).
+    derived_usage: DiskUsage,
+    /// Bytes of the KV store's files, as last measured (cleaner rounds and segment rolls).
+    kv_bytes: AtomicU64,
     fail_flush_countdown: AtomicU64,
     /// Held from open until a clean shutdown completes.
     lock: Mutex<Option<DirLock>>,
@@ -182,8 +187,16 @@ impl Store {
         let dispatch_point = checkpoint
             .map_or(0, |c| c.consume_queue.min(c.index))
             .min(log_end);
-        let (index, queues, replay_from) =
-            recovery::open_derived(&dir, &config, &log, log_end, dispatch_point, checkpoint)?;
+        let derived_usage = DiskUsage::default();
+        let (index, queues, replay_from) = recovery::open_derived(
+            &dir,
+            &config,
+            &log,
+            log_end,
+            dispatch_point,
+            checkpoint,
+            &derived_usage,
+        )?;
         let (flush_tx, _) = watch::channel(FlushState {
             flushed: log_end,
             poisoned: false,
@@ -210,6 +223,8 @@ impl Store {
             retention_floor: AtomicU64::new(u64::MAX),
             appends: AtomicU64::new(0),
             disk_full_flag: AtomicBool::new(false),
+            derived_usage,
+            kv_bytes: AtomicU64::new(0),
             fail_flush_countdown: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
         });
@@ -273,6 +288,7 @@ impl Store {
                 return Err(Error::DiskFull(reason.clone()));
             }
         }
+        inner.check_limit(0)?;
         let appended = inner
             .log
             .append(draft, queue_id, inner.clock.now_ms(), inner.as_ref())?;
@@ -387,6 +403,13 @@ impl Store {
     /// commit's effect).
     pub fn flush_rounds(&self) -> u64 {
         self.inner.log.flush_rounds()
+    }
+
+    /// Bytes the data directory holds as counted against `disk_limit_bytes`: CommitLog
+    /// segments (whole), the disk blocks of ConsumeQueues and the index, and the KV store's
+    /// files (as measured by the last cleaner round).
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.used_bytes()
     }
 
     /// Whether writes are refused (poisoned or disk full), with the reason.
