@@ -87,6 +87,12 @@ pub struct LimitsConfig {
     pub max_field_bytes: usize,
     /// Maximum queues per topic (1024).
     pub max_queues_per_topic: u32,
+    /// Maximum user topics (10,000; retry, dead-letter and internal topics are not counted):
+    /// creating one more, explicitly or on first use, is refused (`QuotaExceeded`).
+    pub max_topics: usize,
+    /// Maximum consumer groups (10,000): creating one more, explicitly or on first use, is
+    /// refused (`QuotaExceeded`).
+    pub max_groups: usize,
     /// Maximum messages returned by one pull or query (1024).
     pub max_batch: usize,
 }
@@ -100,6 +106,8 @@ impl Default for LimitsConfig {
             max_keys: 32,
             max_field_bytes: 1024,
             max_queues_per_topic: 1024,
+            max_topics: 10_000,
+            max_groups: 10_000,
             max_batch: 1024,
         }
     }

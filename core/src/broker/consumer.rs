@@ -66,10 +66,7 @@ impl Consumer<'_> {
     ) -> Result<()> {
         self.broker.readable_topic(topic)?;
         if self.broker.inner.consumption.groups.get(group).is_none() {
-            validate_group_name(group)?;
-            if !self.broker.inner.config.consumer.auto_create_groups {
-                return Err(Error::GroupNotFound(group.to_owned()));
-            }
+            self.broker.may_auto_create_group(group)?;
         }
         filter.map(Filter::parse).transpose()?;
         self.broker.check_invisible(invisible)?;

@@ -422,7 +422,11 @@ mod tests {
         drop(f);
         assert_eq!(usage.bytes(), 0, "a dropped mapping is no longer counted");
         let f = MappedFile::open_growing(&path, &usage)?;
-        assert!(usage.bytes() >= len as u64 - PAGE as u64, "{}", usage.bytes());
+        assert!(
+            usage.bytes() >= len as u64 - PAGE as u64,
+            "{}",
+            usage.bytes()
+        );
         assert_eq!(f.slice(len - 5, 5), Some(&b"hello"[..]));
         drop(f);
         assert_eq!(usage.bytes(), 0);

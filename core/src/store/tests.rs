@@ -412,7 +412,11 @@ async fn many_topics_with_one_message_each_take_a_few_blocks_per_queue() {
     // The index: its header and slot table, and a page of entries.
     assert!(index <= 64 * 1024, "{index} bytes of index");
     // What is counted against the disk limit is what the queue and index files hold.
-    assert_eq!(derived, topics * 4096 + 8192, "one page per queue, two for the index");
+    assert_eq!(
+        derived,
+        topics * 4096 + 8192,
+        "one page per queue, two for the index"
+    );
 }
 
 #[tokio::test]
@@ -436,7 +440,11 @@ async fn the_disk_limit_counts_consume_queues_and_the_index() {
         assert!(accepted < 200, "the disk limit never refused a write");
     };
     assert!(matches!(refusal, Error::DiskFull(_)), "{refusal:?}");
-    assert_eq!(store.inner.log.segment_count(), 1, "the log itself is small");
+    assert_eq!(
+        store.inner.log.segment_count(),
+        1,
+        "the log itself is small"
+    );
     assert!(store.used_bytes() > 2 * 64 * 1024 - 4096);
     println!("refused after {accepted} topics: {refusal}");
     // Reads keep working.
