@@ -82,6 +82,9 @@ pub struct Caller {
     principal: Option<Principal>,
     source: Option<IpAddr>,
     gateway: Option<Gateway>,
+    /// The broker itself re-publishing what it stored (dead letters sent back): every
+    /// property it holds was accepted once already.
+    internal: bool,
 }
 
 impl Caller {
@@ -92,6 +95,7 @@ impl Caller {
             principal,
             source,
             gateway: None,
+            internal: false,
         }
     }
 
@@ -128,12 +132,27 @@ impl Broker {
         }
     }
 
+    /// A handle for the broker's own re-publications (see [`Caller`]'s `internal`).
+    pub(super) fn internal(&self) -> Broker {
+        self.as_caller(Caller {
+            internal: true,
+            ..Caller::default()
+        })
+    }
+
+    fn is_internal(&self) -> bool {
+        self.caller.as_ref().is_some_and(|c| c.internal)
+    }
+
     fn capability(&self) -> Option<Gateway> {
         self.caller.as_ref().and_then(|c| c.gateway)
     }
 
     /// Refuses a topic reserved for a gateway the caller is not.
     pub(super) fn check_reserved_topic(&self, name: &str) -> Result<()> {
+        if self.is_internal() {
+            return Ok(());
+        }
         match topic_owner(name) {
             Some(owner) if self.capability() != Some(owner) => Err(Error::Reserved {
                 what: format!("topic `{name}`"),
@@ -148,6 +167,9 @@ impl Broker {
         &self,
         keys: impl IntoIterator<Item = &'a String>,
     ) -> Result<()> {
+        if self.is_internal() {
+            return Ok(());
+        }
         for key in keys {
             match property_owner(key) {
                 Ok(()) => {}
