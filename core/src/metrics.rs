@@ -11,6 +11,8 @@
 //! | `rocketgate_messages_out_total` | counter | `group`, `topic`, `mode` (`pop`/`pull`) | messages delivered to consumers |
 //! | `rocketgate_acks_total` | counter | `group` | acknowledged deliveries |
 //! | `rocketgate_send_seconds` | histogram | — | time of a `send` in the core (store append, and the fsync under SYNC_FLUSH) |
+//! | `rocketgate_store_dispatch_stalled` | gauge | — | 1 while the dispatcher cannot follow the CommitLog (e.g. a full disk): new messages stay invisible |
+//! | `rocketgate_store_dispatch_failures_total` | counter | — | failed dispatch rounds (each retried with a backoff) |
 //!
 //! Label values are topic and group names, which the broker bounds (`limits`); message ids,
 //! keys and client ids are never labels. Must not touch: anything but the facade.
@@ -45,4 +47,14 @@ pub(crate) fn acked(group: &str, n: usize) {
         return;
     }
     metrics::counter!("rocketgate_acks_total", "group" => group.to_owned()).increment(n as u64);
+}
+
+/// The dispatcher stalled (`true`) or recovered (`false`).
+pub(crate) fn dispatch_stalled(stalled: bool) {
+    metrics::gauge!("rocketgate_store_dispatch_stalled").set(if stalled { 1.0 } else { 0.0 });
+}
+
+/// A dispatch round failed.
+pub(crate) fn dispatch_failed() {
+    metrics::counter!("rocketgate_store_dispatch_failures_total").increment(1);
 }

@@ -88,7 +88,7 @@ impl MappedFile {
     /// Any I/O error, including `ENOSPC` from the preallocation.
     pub fn create(path: &Path, len: usize) -> io::Result<Self> {
         let file = disk::open_rw(path, true)?;
-        preallocate(&file, 0, len as u64)?;
+        preallocate(&file, path, 0, len as u64)?;
         Self::map(path.to_path_buf(), file, len)
     }
 
@@ -151,7 +151,7 @@ impl MappedFile {
         }
         let want = upto.max(have.saturating_mul(2)).max(PAGE);
         let want = want.div_ceil(PAGE).saturating_mul(PAGE).min(self.len);
-        preallocate(&self.file, 0, want as u64)?;
+        preallocate(&self.file, &self.path, 0, want as u64)?;
         self.reserved.store(want, Ordering::Release);
         if let Some(usage) = &self.usage {
             let before = self.counted.fetch_max(want as u64, Ordering::AcqRel);
@@ -354,16 +354,16 @@ impl Drop for MappedFile {
 
 /// Reserves real disk blocks for bytes `from..len` of `file` (and extends it to `len` if it is
 /// shorter).
-fn preallocate(file: &File, from: u64, len: u64) -> io::Result<()> {
+fn preallocate(file: &File, path: &Path, from: u64, len: u64) -> io::Result<()> {
     let n = len.saturating_sub(from);
     if n == 0 {
         return Ok(());
     }
-    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), from, n) {
+    match disk::allocate(file, path, from, n) {
         Ok(()) => Ok(()),
         // Filesystems without fallocate (rare: some FUSE or network mounts) fall back to a
         // sparse file; the disk watermark is then the only protection against SIGBUS.
-        Err(rustix::io::Errno::OPNOTSUPP) => {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
             if file.metadata()?.len() < len {
                 file.set_len(len)?;
             }

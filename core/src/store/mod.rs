@@ -340,13 +340,17 @@ impl Store {
     /// Reads that see every append confirmed before this call (read-your-writes: what the
     /// request path uses). Waits until the dispatcher has put those records into their
     /// ConsumeQueues and the index; no timeout, because the dispatcher either progresses, fails
-    /// (reported here as an error) or the store shuts down (also an error).
+    /// or the store shuts down. While the dispatcher is stalled ([`Store::dispatch_failure`],
+    /// e.g. a full disk) it does not wait: the reads serve what is dispatched, so consumers
+    /// keep getting what was visible before (the newer records appear once dispatch recovers).
     ///
     /// # Errors
-    /// [`Error::Closed`] if the store shuts down first, [`Error::DispatchFailed`] while the
-    /// dispatcher cannot follow the CommitLog.
+    /// [`Error::Closed`] if the store shuts down first.
     pub async fn visible(&self) -> Result<Reads<'_>> {
         let target = self.inner.confirmed();
+        if self.inner.dispatch_failure.lock().is_some() {
+            return Ok(Reads { inner: &self.inner });
+        }
         if self.dispatched_offset() < target {
             self.inner.dispatch_signal.notify_always();
             let mut rx = self.inner.dispatched_tx.subscribe();
@@ -357,10 +361,7 @@ impl Store {
                     || inner.dispatch_failure.lock().is_some()
             };
             rx.wait_for(stop).await.map_err(|_| Error::Closed)?;
-            if self.dispatched_offset() < target {
-                if let Some(reason) = inner.dispatch_failure.lock().clone() {
-                    return Err(Error::DispatchFailed(reason));
-                }
+            if self.dispatched_offset() < target && inner.dispatch_failure.lock().is_none() {
                 return Err(Error::Closed);
             }
         }
@@ -412,6 +413,12 @@ impl Store {
         self.inner.used_bytes()
     }
 
+    /// Why the dispatcher cannot follow the CommitLog now (new records stay invisible until it
+    /// recovers), or `None`.
+    pub fn dispatch_failure(&self) -> Option<String> {
+        self.inner.dispatch_failure.lock().clone()
+    }
+
     /// Whether writes are refused (poisoned or disk full), with the reason.
     pub fn write_refusal(&self) -> Option<String> {
         if self.inner.log.is_poisoned() {
@@ -436,6 +443,13 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(dir, e)),
         }
+    }
+
+    /// Tests only: reserving disk blocks under the data directory fails with `ENOSPC` (as on a
+    /// full disk) while `on`.
+    #[cfg(test)]
+    pub(crate) fn inject_enospc(&self, on: bool) {
+        disk::inject_enospc(&self.inner.dir, on);
     }
 
     /// Makes a failure of the `n`-th next flush happen (fault injection for tests).
