@@ -109,6 +109,18 @@ pub enum Error {
         /// "writable" or "readable".
         what: &'static str,
     },
+    /// An offset past the end of its queue (a commit that would skip messages not sent yet).
+    #[error("offset {offset} is past the end of queue {queue_id} of topic `{topic}` ({end})")]
+    OffsetOutOfRange {
+        /// Topic.
+        topic: String,
+        /// Queue.
+        queue_id: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// One past the queue's last message.
+        end: u64,
+    },
     /// No message with this id (or key).
     #[error("message `{0}` not found")]
     MessageNotFound(String),
@@ -335,6 +347,8 @@ pub enum Reason {
     IllegalInvisibleTime,
     /// A long-polling wait out of range.
     IllegalWait,
+    /// An offset past the end of its queue.
+    OffsetOutOfRange,
     /// A batch size out of range.
     IllegalBatchSize,
     /// A delay level or delivery time out of range.
@@ -396,6 +410,7 @@ impl Reason {
             | Self::InvalidReceiptHandle
             | Self::IllegalInvisibleTime
             | Self::IllegalWait
+            | Self::OffsetOutOfRange
             | Self::IllegalBatchSize
             | Self::IllegalDeliveryTime
             | Self::InvalidTransactionId
@@ -463,6 +478,7 @@ impl Error {
             Self::Kv(KvError::Poisoned(_)) => Reason::ReadOnly,
             Self::Kv(_) | Self::Metadata { .. } => Reason::Internal,
             Self::QuotaExceeded { .. } | Self::LimitReached { .. } => Reason::QuotaExceeded,
+            Self::OffsetOutOfRange { .. } => Reason::OffsetOutOfRange,
             Self::Reserved { .. } => Reason::Reserved,
             Self::Unauthenticated(_) => Reason::Unauthenticated,
             Self::Denied { .. } => Reason::Denied,

@@ -413,6 +413,16 @@ impl Store {
         self.inner.used_bytes()
     }
 
+    /// One past the last offset of a queue that any append so far was given (dispatched or
+    /// not): the highest offset a consumer may have seen or may commit.
+    pub fn queue_end(&self, topic: &str, queue_id: u32) -> u64 {
+        let dispatched = self.dispatched().queue_range(topic, queue_id).1;
+        self.inner
+            .log
+            .next_queue_offset(topic, queue_id)
+            .max(dispatched)
+    }
+
     /// Why the dispatcher cannot follow the CommitLog now (new records stay invisible until it
     /// recovers), or `None`.
     pub fn dispatch_failure(&self) -> Option<String> {
