@@ -186,6 +186,10 @@ async fn a_gateways_topics_are_refused_to_other_callers() {
     let got = mqtt.consumer().pull(name, 0, 0, 10).await.unwrap();
     assert_eq!(got.messages.len(), 1);
     assert_eq!(&got.messages[0].body[..], b"session");
+    // Not by id either.
+    let id = &got.messages[0].message_id;
+    assert_reserved(&b.queries().by_id(id).await.unwrap_err());
+    assert_eq!(mqtt.queries().by_id(id).await.unwrap().message_id, *id);
 }
 
 #[tokio::test]
