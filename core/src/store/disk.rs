@@ -141,6 +141,14 @@ pub(crate) fn allocate(file: &File, path: &Path, from: u64, len: u64) -> io::Res
     rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), from, len).map_err(Into::into)
 }
 
+/// Fsyncs a directory so that a create, rename or unlink inside it is durable.
+///
+/// # Errors
+/// The error of `open` or `fsync`.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    recorded!(Event::SyncDir(dir), File::open(dir)?.sync_all())
+}
+
 /// Tests only: from now on (until called with `false`), reserving disk blocks for any file
 /// under `dir` fails with `ENOSPC`, as on a full disk.
 #[cfg(test)]
@@ -171,12 +179,4 @@ mod enospc {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         full.iter().any(|d| path.starts_with(d))
     }
-}
-
-/// Fsyncs a directory so that a create, rename or unlink inside it is durable.
-///
-/// # Errors
-/// The error of `open` or `fsync`.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    recorded!(Event::SyncDir(dir), File::open(dir)?.sync_all())
 }

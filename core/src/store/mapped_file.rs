@@ -369,7 +369,7 @@ fn preallocate(file: &File, path: &Path, from: u64, len: u64) -> io::Result<()> 
             }
             Ok(())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
