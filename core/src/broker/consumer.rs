@@ -131,6 +131,10 @@ impl Consumer<'_> {
     /// [`Error::OffsetOutOfRange`] past the queue's end.
     pub fn commit_offset(self, group: &str, topic: &str, queue_id: u32, offset: u64) -> Result<()> {
         self.broker.readable_queue(topic, queue_id)?;
+        if self.broker.inner.consumption.groups.get(group).is_none() {
+            // A group that cannot exist is refused as such before the offset is judged.
+            self.broker.may_auto_create_group(group)?;
+        }
         let end = self.broker.inner.store.queue_end(topic, queue_id);
         if offset > end {
             return Err(Error::OffsetOutOfRange {
