@@ -289,6 +289,8 @@ pub struct RecoveryReport {
 pub struct Health {
     /// Why writes are refused (disk full, read-only after a failed flush), or `None`.
     pub write_refusal: Option<String>,
+    /// Why the dispatcher cannot make new messages readable (a full disk), or `None`.
+    pub dispatch_failure: Option<String>,
     /// CommitLog positions.
     pub log: LogOffsets,
     /// What recovery did at open.

@@ -46,7 +46,9 @@ pub struct StoreConfig {
     pub clean_interval_ms: u64,
     /// Refuse writes when the filesystem is fuller than this ratio (0.90).
     pub disk_max_used_ratio: f64,
-    /// Refuse writes when the CommitLog would exceed this many bytes (unlimited).
+    /// Refuse writes when the data directory would hold more than this many bytes (unlimited):
+    /// CommitLog segments (whole), the disk blocks of ConsumeQueues and the index, and the
+    /// KV store's files.
     pub disk_limit_bytes: Option<u64>,
 }
 
@@ -85,6 +87,12 @@ pub struct LimitsConfig {
     pub max_field_bytes: usize,
     /// Maximum queues per topic (1024).
     pub max_queues_per_topic: u32,
+    /// Maximum user topics (10,000; retry, dead-letter and internal topics are not counted):
+    /// creating one more, explicitly or on first use, is refused (`QuotaExceeded`).
+    pub max_topics: usize,
+    /// Maximum consumer groups (10,000): creating one more, explicitly or on first use, is
+    /// refused (`QuotaExceeded`).
+    pub max_groups: usize,
     /// Maximum messages returned by one pull or query (1024).
     pub max_batch: usize,
 }
@@ -98,6 +106,8 @@ impl Default for LimitsConfig {
             max_keys: 32,
             max_field_bytes: 1024,
             max_queues_per_topic: 1024,
+            max_topics: 10_000,
+            max_groups: 10_000,
             max_batch: 1024,
         }
     }

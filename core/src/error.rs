@@ -109,6 +109,18 @@ pub enum Error {
         /// "writable" or "readable".
         what: &'static str,
     },
+    /// An offset past the end of its queue (a commit that would skip messages not sent yet).
+    #[error("offset {offset} is past the end of queue {queue_id} of topic `{topic}` ({end})")]
+    OffsetOutOfRange {
+        /// Topic.
+        topic: String,
+        /// Queue.
+        queue_id: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// One past the queue's last message.
+        end: u64,
+    },
     /// No message with this id (or key).
     #[error("message `{0}` not found")]
     MessageNotFound(String),
@@ -192,6 +204,26 @@ pub enum Error {
         would: u64,
         /// The limit.
         limit: u64,
+    },
+    /// Creating one more object would pass a quota of `[limits]` (`max_topics`,
+    /// `max_groups`).
+    #[error("quota exceeded: at most {limit} {what}; delete some first or raise `limits.{key}`")]
+    LimitReached {
+        /// What is counted ("topics", "consumer groups").
+        what: &'static str,
+        /// The configuration key of the limit.
+        key: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// A topic or message property reserved for a gateway, used by a request that does not
+    /// come from it.
+    #[error("{what} is reserved for {owner}")]
+    Reserved {
+        /// The topic or property, named.
+        what: String,
+        /// Who it is reserved for.
+        owner: &'static str,
     },
     /// Broker metadata could not be read or written.
     #[error("metadata error on {path}: {reason}")]
@@ -315,6 +347,8 @@ pub enum Reason {
     IllegalInvisibleTime,
     /// A long-polling wait out of range.
     IllegalWait,
+    /// An offset past the end of its queue.
+    OffsetOutOfRange,
     /// A batch size out of range.
     IllegalBatchSize,
     /// A delay level or delivery time out of range.
@@ -329,8 +363,11 @@ pub enum Reason {
     InvalidArgument,
     /// Writes are refused: the disk-use watermark or the size limit.
     DiskFull,
-    /// A bounded resource (the KV store's total bytes) is full: delete something first.
+    /// A bounded resource (the KV store's total bytes, the number of topics or groups) is
+    /// full: delete something first.
     QuotaExceeded,
+    /// A topic or property reserved for a gateway, used by another caller.
+    Reserved,
     /// Writes are refused until a restart: a flush failed.
     ReadOnly,
     /// The broker is shutting down.
@@ -373,13 +410,14 @@ impl Reason {
             | Self::InvalidReceiptHandle
             | Self::IllegalInvisibleTime
             | Self::IllegalWait
+            | Self::OffsetOutOfRange
             | Self::IllegalBatchSize
             | Self::IllegalDeliveryTime
             | Self::InvalidTransactionId
             | Self::InvalidArgument => ErrorKind::InvalidArgument,
             Self::TransactionResolved => ErrorKind::Conflict,
             Self::QuotaExceeded => ErrorKind::Throttled,
-            Self::Forbidden | Self::Denied => ErrorKind::PermissionDenied,
+            Self::Forbidden | Self::Denied | Self::Reserved => ErrorKind::PermissionDenied,
             Self::Unauthenticated => ErrorKind::Unauthenticated,
             Self::DiskFull | Self::ReadOnly | Self::ShuttingDown => ErrorKind::Unavailable,
             Self::Internal => ErrorKind::Internal,
@@ -439,7 +477,9 @@ impl Error {
             },
             Self::Kv(KvError::Poisoned(_)) => Reason::ReadOnly,
             Self::Kv(_) | Self::Metadata { .. } => Reason::Internal,
-            Self::QuotaExceeded { .. } => Reason::QuotaExceeded,
+            Self::QuotaExceeded { .. } | Self::LimitReached { .. } => Reason::QuotaExceeded,
+            Self::OffsetOutOfRange { .. } => Reason::OffsetOutOfRange,
+            Self::Reserved { .. } => Reason::Reserved,
             Self::Unauthenticated(_) => Reason::Unauthenticated,
             Self::Denied { .. } => Reason::Denied,
             Self::UserNotFound(_) => Reason::UserNotFound,

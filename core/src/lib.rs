@@ -94,6 +94,7 @@ pub use broker::retry::{dlq_topic, group_retry_topic, retry_topic, DlqSelection}
 pub use broker::transaction::{
     CheckFuture, CheckResult, DiscardedTransaction, HalfMessage, Resolution, TransactionChecker,
 };
+pub use broker::{Caller, Gateway};
 pub use clock::{now_ms, Clock, ManualClock, SystemClock};
 pub use config::{Config, ConsumerConfig, FlushMode, KvConfig, LimitsConfig, StoreConfig};
 pub use error::{Error, ErrorKind, Field, KvError, Reason, Result, StoreError};

@@ -11,6 +11,8 @@
 //! | `rocketgate_messages_out_total` | counter | `group`, `topic`, `mode` (`pop`/`pull`) | messages delivered to consumers |
 //! | `rocketgate_acks_total` | counter | `group` | acknowledged deliveries |
 //! | `rocketgate_send_seconds` | histogram | — | time of a `send` in the core (store append, and the fsync under SYNC_FLUSH) |
+//! | `rocketgate_store_dispatch_stalled` | gauge | — | 1 while the dispatcher cannot follow the CommitLog (e.g. a full disk): new messages stay invisible |
+//! | `rocketgate_store_dispatch_failures_total` | counter | — | failed dispatch rounds (each retried with a backoff) |
 //!
 //! Label values are topic and group names; message ids, keys, client ids and session ids are
 //! never labels, because a recorder keeps every series it has seen until the process ends:
@@ -140,4 +142,14 @@ mod tests {
             .collect();
         assert_eq!(got, ["a", "b", "a", "c", OTHER, OTHER, "b"]);
     }
+}
+
+/// The dispatcher stalled (`true`) or recovered (`false`).
+pub(crate) fn dispatch_stalled(stalled: bool) {
+    metrics::gauge!("rocketgate_store_dispatch_stalled").set(if stalled { 1.0 } else { 0.0 });
+}
+
+/// A dispatch round failed.
+pub(crate) fn dispatch_failed() {
+    metrics::counter!("rocketgate_store_dispatch_failures_total").increment(1);
 }

@@ -1,7 +1,8 @@
 //! Refused writes: the disk limit (T7) and a failed flush (T1d).
 //!
-//! - T7: with `disk_limit_bytes` at four 64 KiB segments, sends succeed until the CommitLog is
-//!   full, then every send of the same size is refused with `DiskFull` (`Unavailable`), nothing
+//! - T7: with `disk_limit_bytes` at four 64 KiB segments (plus one for what the limit also
+//!   counts: the ConsumeQueues, the index and the KV store, less than a segment here), sends
+//!   succeed until the CommitLog is full, then every send of the same size is refused with `DiskFull` (`Unavailable`), nothing
 //!   panics, nothing already acknowledged is lost or unreadable, and reads keep working. After a
 //!   restart with a larger limit every ack is readable and writes work again.
 //! - T7 on a real full filesystem: an 8 MiB tmpfs, where creating the next segment fails with
@@ -60,7 +61,10 @@ async fn check_readable(broker: &Broker, topic: &str, queues: u32, sent: &[Sent]
 async fn t7_disk_limit_refuses_writes_and_keeps_reads() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::config(dir.path(), SEGMENT, FlushMode::Async);
-    config.store.disk_limit_bytes = Some(4 * SEGMENT);
+    // Four segments and one segment's worth for what the limit also counts (the queues,
+    // index and KV files: more than nothing, less than a segment here), so never a fifth
+    // segment.
+    config.store.disk_limit_bytes = Some(5 * SEGMENT);
     let broker = support::open(&config);
     broker.topics().create(TopicConfig::new("full", 2)).unwrap();
 

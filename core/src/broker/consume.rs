@@ -59,15 +59,13 @@ impl Broker {
         if let Some(g) = self.inner.consumption.groups.get(name) {
             return Ok(g);
         }
-        validate_group_name(name)?;
-        if !self.inner.config.consumer.auto_create_groups {
-            return Err(Error::GroupNotFound(name.to_owned()));
-        }
+        self.may_auto_create_group(name)?;
+        let max = self.inner.config.limits.max_groups;
         match self
             .inner
             .consumption
             .groups
-            .upsert(GroupConfig::new(name), false)
+            .upsert_bounded(GroupConfig::new(name), false, max)
         {
             Ok(g) => Ok(g),
             Err(Error::GroupExists(_)) => self
@@ -78,6 +76,25 @@ impl Broker {
                 .ok_or_else(|| Error::GroupNotFound(name.to_owned())),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether a group that does not exist may be created on first use: a legal name,
+    /// `consumer.auto_create_groups`, room under `limits.max_groups`, and `Create` on it for
+    /// the caller's principal.
+    pub(super) fn may_auto_create_group(&self, name: &str) -> Result<()> {
+        validate_group_name(name)?;
+        if !self.inner.config.consumer.auto_create_groups {
+            return Err(Error::GroupNotFound(name.to_owned()));
+        }
+        let max = self.inner.config.limits.max_groups;
+        if self.inner.consumption.groups.len() >= max {
+            return Err(Error::LimitReached {
+                what: "consumer groups",
+                key: "max_groups",
+                limit: max,
+            });
+        }
+        self.authorize_create(crate::auth::Resource::group(name))
     }
 
     pub(super) fn filter_for(

@@ -66,10 +66,7 @@ impl Consumer<'_> {
     ) -> Result<()> {
         self.broker.readable_topic(topic)?;
         if self.broker.inner.consumption.groups.get(group).is_none() {
-            validate_group_name(group)?;
-            if !self.broker.inner.config.consumer.auto_create_groups {
-                return Err(Error::GroupNotFound(group.to_owned()));
-            }
+            self.broker.may_auto_create_group(group)?;
         }
         filter.map(Filter::parse).transpose()?;
         self.broker.check_invisible(invisible)?;
@@ -124,12 +121,29 @@ impl Consumer<'_> {
         }
     }
 
-    /// Commits a group's consumed offset of a queue (persisted with the next snapshot).
+    /// Commits a group's consumed offset of a queue (persisted with the next snapshot). The
+    /// offset is the next one to consume, so at most one past the queue's last message: a
+    /// commit beyond it is refused, because it would make the group skip messages not sent
+    /// yet. A commit below the queue's minimum is accepted (consumption starts at the minimum).
     ///
     /// # Errors
-    /// [`Error::TopicNotFound`], [`Error::QueueNotFound`], [`Error::GroupNotFound`].
+    /// [`Error::TopicNotFound`], [`Error::QueueNotFound`], [`Error::GroupNotFound`],
+    /// [`Error::OffsetOutOfRange`] past the queue's end.
     pub fn commit_offset(self, group: &str, topic: &str, queue_id: u32, offset: u64) -> Result<()> {
         self.broker.readable_queue(topic, queue_id)?;
+        if self.broker.inner.consumption.groups.get(group).is_none() {
+            // A group that cannot exist is refused as such before the offset is judged.
+            self.broker.may_auto_create_group(group)?;
+        }
+        let end = self.broker.inner.store.queue_end(topic, queue_id);
+        if offset > end {
+            return Err(Error::OffsetOutOfRange {
+                topic: topic.to_owned(),
+                queue_id,
+                offset,
+                end,
+            });
+        }
         self.broker.resolve_group(group)?;
         self.broker
             .inner
@@ -656,3 +670,7 @@ impl Consumer<'_> {
             .await
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -119,6 +119,11 @@ impl GroupRegistry {
         self.groups.read().get(name).cloned()
     }
 
+    /// How many groups exist.
+    pub fn len(&self) -> usize {
+        self.groups.read().len()
+    }
+
     /// All groups.
     pub fn list(&self) -> Vec<GroupConfig> {
         self.groups
@@ -133,10 +138,32 @@ impl GroupRegistry {
     /// # Errors
     /// [`Error::GroupExists`] (without `replace`), [`Error::IllegalFilter`], [`Error::Metadata`].
     pub fn upsert(&self, config: GroupConfig, replace: bool) -> Result<Arc<Group>> {
+        self.upsert_bounded(config, replace, usize::MAX)
+    }
+
+    /// [`GroupRegistry::upsert`], refusing to add a group with [`Error::LimitReached`] when
+    /// `max` groups exist already (checked under the table's write lock).
+    ///
+    /// # Errors
+    /// As [`GroupRegistry::upsert`], and [`Error::LimitReached`].
+    pub fn upsert_bounded(
+        &self,
+        config: GroupConfig,
+        replace: bool,
+        max: usize,
+    ) -> Result<Arc<Group>> {
         let group = Arc::new(Group::new(config)?);
         let mut groups = self.groups.write();
-        if !replace && groups.contains_key(&group.config.name) {
+        let exists = groups.contains_key(&group.config.name);
+        if !replace && exists {
             return Err(Error::GroupExists(group.config.name.clone()));
+        }
+        if !exists && groups.len() >= max {
+            return Err(Error::LimitReached {
+                what: "consumer groups",
+                key: "max_groups",
+                limit: max,
+            });
         }
         self.table.put(&group.config.name, &group.config)?;
         groups.insert(group.config.name.clone(), group.clone());

@@ -87,7 +87,10 @@ impl DeadLetters<'_> {
                 delay_level: None,
                 deliver_at_ms: None,
             };
+            // The broker re-publishes what it stored: properties a gateway reserves (the
+            // MQTT topic of an MQTT publish) were set by that gateway and go back as they are.
             self.broker
+                .internal()
                 .producer()
                 .send(crate::api::SendRequest::new(message, QueueSelector::Auto))
                 .await?;

@@ -48,18 +48,23 @@ impl Groups<'_> {
     ///
     /// # Errors
     /// [`Error::IllegalTopic`]-style name errors (as [`Error::IllegalField`]),
-    /// [`Error::GroupExists`], [`Error::IllegalFilter`], [`Error::Metadata`].
+    /// [`Error::GroupExists`], [`Error::IllegalFilter`], [`Error::LimitReached`] past
+    /// `limits.max_groups`, [`Error::Denied`] (a principal without `Create` on the group),
+    /// [`Error::Metadata`].
     pub fn create(self, config: GroupConfig) -> Result<GroupConfig> {
         validate_group_name(&config.name)?;
         for topic in config.subscriptions.keys() {
             self.broker.topic(topic)?;
         }
+        self.broker
+            .authorize_create(crate::auth::Resource::group(&config.name))?;
+        let max = self.broker.inner.config.limits.max_groups;
         Ok(self
             .broker
             .inner
             .consumption
             .groups
-            .upsert(config, false)?
+            .upsert_bounded(config, false, max)?
             .config
             .clone())
     }

@@ -37,6 +37,7 @@
 
 pub mod assignment;
 mod auth;
+mod caller;
 mod consume;
 mod consumer;
 pub mod consumer_group;
@@ -70,6 +71,7 @@ pub mod validate;
 mod worker;
 
 pub use self::auth::Auth;
+pub use self::caller::{Caller, Gateway};
 pub use self::consumer::Consumer;
 pub use self::dead_letters::DeadLetters;
 pub use self::groups::Groups;
@@ -197,10 +199,12 @@ pub(super) struct Stored<'a> {
     now: i64,
 }
 
-/// The broker handle. Clones share one store.
+/// The broker handle. Clones share one store. A handle may carry who asks
+/// ([`Broker::as_caller`]); one that does not is a client without any gateway's capability.
 #[derive(Clone)]
 pub struct Broker {
     inner: Arc<Inner>,
+    caller: Option<Arc<Caller>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -277,6 +281,7 @@ impl Broker {
                 transactions,
                 auth,
             }),
+            caller: None,
         };
         let replayed = broker.replay_ack_journal()?;
         if replayed > 0 {
@@ -309,7 +314,10 @@ impl Broker {
             .transactions
             .worker
             .start("rg-transactions", inner, |inner| async move {
-                let broker = Broker { inner };
+                let broker = Broker {
+                    inner,
+                    caller: None,
+                };
                 broker.transaction_tick().await;
                 Duration::from_millis(200)
             })?;
@@ -317,7 +325,12 @@ impl Broker {
             .consumption
             .reviver
             .start("rg-revive", inner, |inner| async move {
-                Broker { inner }.revive_all().await;
+                Broker {
+                    inner,
+                    caller: None,
+                }
+                .revive_all()
+                .await;
                 Duration::from_secs(1)
             })?;
         Ok(())
@@ -429,6 +442,7 @@ impl Broker {
     }
 
     pub(super) fn topic(&self, name: &str) -> Result<Arc<topic::Topic>> {
+        self.check_reserved_topic(name)?;
         match self.inner.topics.get(name) {
             Some(t) => Ok(t),
             None => {
@@ -474,6 +488,7 @@ impl Broker {
         let m = &req.message;
         let topic = self.topic(&m.topic)?;
         validate::message(m, &self.inner.config.limits)?;
+        self.check_reserved_properties(m.properties.keys())?;
         if !topic.config.permission.write || is_system_managed(&m.topic) {
             return Err(Error::PermissionDenied {
                 topic: m.topic.clone(),

@@ -195,7 +195,8 @@ impl Queries<'_> {
     /// The message with this id.
     ///
     /// # Errors
-    /// [`Error::MessageNotFound`], store errors.
+    /// [`Error::MessageNotFound`], [`Error::Reserved`] for a message of another gateway's
+    /// topic, store errors.
     pub async fn by_id(self, id: &str) -> Result<StoredMessage> {
         if id.is_empty() || id.len() > self.broker.inner.config.limits.max_field_bytes {
             return Err(Error::IllegalField {
@@ -204,7 +205,7 @@ impl Queries<'_> {
             });
         }
         let reads = self.broker.inner.store.visible().await?;
-        reads
+        let m = reads
             .find_by_id(id)?
             .map(|m| {
                 if m.topic == TIMER_TOPIC {
@@ -213,7 +214,10 @@ impl Queries<'_> {
                     m
                 }
             })
-            .ok_or_else(|| Error::MessageNotFound(id.to_owned()))
+            .ok_or_else(|| Error::MessageNotFound(id.to_owned()))?;
+        // A gateway's reserved topic is not read by others, by id either.
+        self.broker.check_reserved_topic(&m.topic)?;
+        Ok(m)
     }
 
     /// Messages of `topic` with `key` stored within `[begin_ms, end_ms]`, newest first.

@@ -1,5 +1,6 @@
 //! The `Storage` service of the `Broker`: the store's health as operators and tools see it —
-//! whether it takes writes (and why not), where its CommitLog stands (min, durable, written,
+//! whether it takes writes (and why not), whether new messages become readable (the
+//! dispatcher; readiness is both), where its CommitLog stands (min, durable, written,
 //! dispatched), what recovery did at open — running retention now, and the fault-injection hook
 //! of the crash tests (`testing` feature).
 //!
@@ -20,9 +21,23 @@ impl Storage<'_> {
     pub fn health(self) -> Health {
         Health {
             write_refusal: self.broker.storage().write_refusal(),
+            dispatch_failure: self.broker.inner.store.dispatch_failure(),
             log: self.broker.storage().log_offsets(),
             recovery: self.broker.storage().recovery_report(),
         }
+    }
+
+    /// Why the broker is not ready, or `None`: writes are refused (disk full, read-only after
+    /// a failed flush), or the dispatcher cannot make new messages readable (a full disk; it
+    /// retries and recovers by itself when space returns). What readiness endpoints report.
+    pub fn not_ready(self) -> Option<String> {
+        if let Some(reason) = self.write_refusal() {
+            return Some(format!("refusing writes: {reason}"));
+        }
+        let stalled = self.broker.inner.store.dispatch_failure()?;
+        Some(format!(
+            "new messages are not readable: dispatch stalled: {stalled}"
+        ))
     }
 
     /// Why writes are refused (disk full, read-only after a failed flush), or `None` while the
@@ -49,6 +64,12 @@ impl Storage<'_> {
         }
     }
 
+    /// Bytes the data directory holds as counted against `store.disk_limit_bytes`: CommitLog
+    /// segments, the disk blocks of ConsumeQueues and the index, the KV store's files.
+    pub fn used_bytes(self) -> u64 {
+        self.broker.inner.store.used_bytes()
+    }
+
     /// What recovery did when this broker opened its store.
     pub fn recovery_report(self) -> RecoveryReport {
         self.broker.inner.store.recovery_report()
@@ -63,5 +84,66 @@ impl Storage<'_> {
     #[cfg(any(test, feature = "testing"))]
     pub fn inject_flush_failure(self, n: u64) {
         self.broker.inner.store.inject_flush_failure(n);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::message::Message;
+
+    #[tokio::test]
+    async fn a_stalled_dispatcher_makes_the_broker_not_ready_until_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.store.data_dir = dir.path().to_path_buf();
+        config.store.segment_size = 1 << 20;
+        // Only the injected fault makes the disk full here, not the machine's real use.
+        config.store.disk_max_used_ratio = 1.0;
+        let b = Broker::open(config).unwrap();
+        for t in ["old", "new"] {
+            b.topics().create(TopicConfig::new(t, 1)).unwrap();
+        }
+        b.producer()
+            .send(Message::new("old", "a").into())
+            .await
+            .unwrap();
+        assert_eq!(b.storage().not_ready(), None);
+        let r = b.consumer().pull("old", 0, 0, 10).await.unwrap();
+        assert_eq!(r.messages.len(), 1, "dispatched before the disk fills");
+        b.inner.store.inject_enospc(true);
+        b.producer()
+            .send(Message::new("new", "b").into())
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let reason = loop {
+            if let Some(r) = b.storage().not_ready() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "never reported not ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(reason.contains("dispatch stalled"), "{reason}");
+        assert!(b.storage().health().dispatch_failure.is_some());
+        assert_eq!(
+            b.storage().write_refusal(),
+            None,
+            "writes are not what failed"
+        );
+        // What was readable stays readable: a pull does not fail.
+        let r = b.consumer().pull("old", 0, 0, 10).await.unwrap();
+        assert_eq!(r.messages.len(), 1);
+        b.inner.store.inject_enospc(false);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.storage().not_ready().is_some() {
+            assert!(Instant::now() < deadline, "never ready again");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let r = b.consumer().pull("new", 0, 0, 10).await.unwrap();
+        assert_eq!(r.messages.len(), 1);
     }
 }

@@ -184,9 +184,32 @@ impl TopicRegistry {
     /// [`Error::TopicExists`], or [`Error::Metadata`] if persisting failed (the table is then
     /// left unchanged).
     pub fn create(&self, config: TopicConfig) -> Result<Arc<Topic>> {
+        self.create_bounded(config, usize::MAX)
+    }
+
+    /// [`TopicRegistry::create`], refused with [`Error::LimitReached`] when `max_user` user
+    /// topics (those the broker does not manage itself) exist already; checked under the
+    /// table's write lock, so concurrent creations cannot pass it together.
+    ///
+    /// # Errors
+    /// As [`TopicRegistry::create`], and [`Error::LimitReached`].
+    pub fn create_bounded(&self, config: TopicConfig, max_user: usize) -> Result<Arc<Topic>> {
         let mut topics = self.topics.write();
         if topics.contains_key(&config.name) {
             return Err(Error::TopicExists(config.name));
+        }
+        if !super::is_system_managed(&config.name)
+            && topics
+                .keys()
+                .filter(|n| !super::is_system_managed(n))
+                .count()
+                >= max_user
+        {
+            return Err(Error::LimitReached {
+                what: "topics",
+                key: "max_topics",
+                limit: max_user,
+            });
         }
         let topic = Arc::new(Topic {
             config: config.clone(),

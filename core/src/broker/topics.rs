@@ -39,6 +39,7 @@ impl Topics<'_> {
     /// table cannot be persisted (nothing changes then).
     pub fn update(self, name: &str, update: TopicUpdate) -> Result<TopicInfo> {
         check_user_topic_name(name)?;
+        self.broker.check_reserved_topic(name)?;
         let max = self.broker.inner.config.limits.max_queues_per_topic;
         if let Some(n) = update.queue_count {
             if n == 0 || n > max {
@@ -91,20 +92,31 @@ impl Topics<'_> {
         self.broker.inner.topics.version.subscribe()
     }
 
-    /// Creates a topic.
+    /// Creates a topic. Through a handle carrying a principal ([`Broker::as_caller`]: a
+    /// gateway creating a topic on first use for a client) the principal needs `Create` on the
+    /// topic.
     ///
     /// # Errors
-    /// [`Error::IllegalTopic`], [`Error::InvalidArgument`] for a bad queue count,
-    /// [`Error::TopicExists`], [`Error::Metadata`].
+    /// [`Error::IllegalTopic`], [`Error::Reserved`], [`Error::InvalidArgument`] for a bad queue
+    /// count, [`Error::TopicExists`], [`Error::LimitReached`] past `limits.max_topics`,
+    /// [`Error::Denied`], [`Error::Metadata`].
     pub fn create(self, config: TopicConfig) -> Result<TopicInfo> {
         check_user_topic_name(&config.name)?;
-        let max = self.broker.inner.config.limits.max_queues_per_topic;
+        self.broker.check_reserved_topic(&config.name)?;
+        let limits = &self.broker.inner.config.limits;
+        let max = limits.max_queues_per_topic;
         if config.queue_count == 0 || config.queue_count > max {
             return Err(Error::InvalidArgument(format!(
                 "queue_count must be between 1 and {max}"
             )));
         }
-        let topic = self.broker.inner.topics.create(config)?;
+        self.broker
+            .authorize_create(crate::auth::Resource::topic(&config.name))?;
+        let topic = self
+            .broker
+            .inner
+            .topics
+            .create_bounded(config, limits.max_topics)?;
         tracing::info!(topic = %topic.config.name, queues = topic.config.queue_count, "topic created");
         self.broker.note_topics_changed();
         self.broker.describe_now(&topic.config.name)
@@ -140,8 +152,9 @@ impl Topics<'_> {
     /// Deletes a topic and its ConsumeQueues (its CommitLog records age out with retention).
     ///
     /// # Errors
-    /// [`Error::TopicNotFound`], I/O errors.
+    /// [`Error::TopicNotFound`], [`Error::Reserved`] for a gateway's topic, I/O errors.
     pub fn delete(self, name: &str) -> Result<()> {
+        self.broker.check_reserved_topic(name)?;
         if name.starts_with(SYSTEM_TOPIC_PREFIX) {
             return Err(Error::PermissionDenied {
                 topic: name.to_owned(),

@@ -359,6 +359,17 @@ impl CommitLog {
         v[i] = v[i].max(next);
     }
 
+    /// The next queue offset `(topic, queue_id)` will be given: one past its last appended
+    /// record (0 for a queue never written).
+    pub fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        let w = self.writer.lock();
+        w.queue_offsets
+            .get(topic)
+            .and_then(|v| v.get(queue_id as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Forgets the queue offsets of a deleted topic.
     pub fn forget_topic(&self, topic: &str) {
         self.writer.lock().queue_offsets.remove(topic);

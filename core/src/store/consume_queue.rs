@@ -2,7 +2,10 @@
 //! logical queue offset into a CommitLog position.
 //!
 //! Owns: the files under `consumequeue/<topic>/<queue id>/`, each named by the 20-digit logical
-//! offset of its first entry and holding `entries_per_file` entries.
+//! offset of its first entry and holding `entries_per_file` entries. Files are *growing*
+//! mapped files: full size from creation, but disk blocks are reserved for a page first and
+//! doubled as entries are put (a queue with one message costs 4 KiB, not 6 MB), and counted in
+//! the store's [`DiskUsage`].
 //!
 //! # Entry layout (20 bytes, little-endian)
 //!
@@ -32,7 +35,7 @@ use parking_lot::RwLock;
 
 use super::disk::{self, sync_dir};
 use super::error::{IoContext, Result};
-use super::mapped_file::MappedFile;
+use super::mapped_file::{DiskUsage, MappedFile};
 
 /// Bytes per entry.
 pub const ENTRY_LEN: usize = 20;
@@ -110,14 +113,25 @@ pub struct ConsumeQueue {
     min: AtomicU64,
     max: AtomicU64,
     flushed: AtomicU64,
+    usage: DiskUsage,
 }
 
 impl ConsumeQueue {
-    /// Opens (or creates) the queue in `dir`, finding its last valid entry.
+    /// Opens (or creates) the queue in `dir`, finding its last valid entry; its disk blocks are
+    /// counted in a usage of its own.
     ///
     /// # Errors
     /// I/O errors.
+    #[cfg(any(test, feature = "bench-internals"))]
     pub fn open(dir: &Path, entries_per_file: u64) -> Result<Self> {
+        Self::open_counted(dir, entries_per_file, &DiskUsage::default())
+    }
+
+    /// [`ConsumeQueue::open`], counting the queue's disk blocks in `usage` (the store's).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn open_counted(dir: &Path, entries_per_file: u64, usage: &DiskUsage) -> Result<Self> {
         disk::create_dir_all(dir).at(dir)?;
         let mut firsts = Vec::new();
         for entry in std::fs::read_dir(dir).at(dir)? {
@@ -134,7 +148,7 @@ impl ConsumeQueue {
         let mut files = Vec::with_capacity(firsts.len());
         for first in firsts {
             let path = dir.join(format!("{first:020}"));
-            let file = MappedFile::open(&path).at(&path)?;
+            let file = MappedFile::open_growing(&path, usage).at(&path)?;
             if file.len() % ENTRY_LEN != 0 {
                 return Err(super::error::Error::Corrupted {
                     path,
@@ -171,6 +185,7 @@ impl ConsumeQueue {
             min: AtomicU64::new(min),
             max: AtomicU64::new(max),
             flushed: AtomicU64::new(max),
+            usage: usage.clone(),
         })
     }
 
@@ -281,6 +296,7 @@ impl ConsumeQueue {
             None => self.create_file(offset)?,
         };
         let at = ((offset - file.first) as usize) * ENTRY_LEN;
+        file.file.reserve(at + ENTRY_LEN).at(file.file.path())?;
         file.file.write_at(at, &entry.encode());
         // Replay after recovery may fill a queue from below what was flushed (a queue that
         // began with a hole): the next flush must cover it (found by the power-loss test, T2b).
@@ -301,8 +317,8 @@ impl ConsumeQueue {
     fn create_file(&self, offset: u64) -> Result<Arc<CqFile>> {
         let first = offset - offset % self.entries_per_file;
         let path = self.dir.join(format!("{first:020}"));
-        let file =
-            MappedFile::create(&path, self.entries_per_file as usize * ENTRY_LEN).at(&path)?;
+        let len = self.entries_per_file as usize * ENTRY_LEN;
+        let file = MappedFile::create_growing(&path, len, ENTRY_LEN, &self.usage).at(&path)?;
         sync_dir(&self.dir).at(&self.dir)?;
         if self.files.read().is_empty() && self.recorded_min().is_none_or(|m| m > first) {
             self.record_min(first)?;

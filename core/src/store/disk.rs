@@ -125,10 +125,58 @@ pub(crate) fn remove_dir_all(path: &Path) -> io::Result<()> {
     recorded!(Event::RemoveDirAll(path), std::fs::remove_dir_all(path))
 }
 
+/// Reserves disk blocks for bytes `from..from + len` of `file` (open at `path`), extending it
+/// if it is shorter (`fallocate`). Not a durability event (the recorder does not see it); it is
+/// here as the seam where tests make the disk full ([`inject_enospc`]).
+///
+/// # Errors
+/// The error of `fallocate` (`ENOSPC` on a full disk, `EOPNOTSUPP` where unsupported).
+pub(crate) fn allocate(file: &File, path: &Path, from: u64, len: u64) -> io::Result<()> {
+    #[cfg(test)]
+    if enospc::injected(path) {
+        return Err(rustix::io::Errno::NOSPC.into());
+    }
+    #[cfg(not(test))]
+    let _ = path;
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), from, len).map_err(Into::into)
+}
+
 /// Fsyncs a directory so that a create, rename or unlink inside it is durable.
 ///
 /// # Errors
 /// The error of `open` or `fsync`.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     recorded!(Event::SyncDir(dir), File::open(dir)?.sync_all())
+}
+
+/// Tests only: from now on (until called with `false`), reserving disk blocks for any file
+/// under `dir` fails with `ENOSPC`, as on a full disk.
+#[cfg(test)]
+pub(crate) fn inject_enospc(dir: &Path, on: bool) {
+    enospc::set(dir, on);
+}
+
+#[cfg(test)]
+mod enospc {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static FULL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub(super) fn set(dir: &Path, on: bool) {
+        let mut full = FULL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        full.retain(|d| d != dir);
+        if on {
+            full.push(dir.to_path_buf());
+        }
+    }
+
+    pub(super) fn injected(path: &Path) -> bool {
+        let full = FULL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        full.iter().any(|d| path.starts_with(d))
+    }
 }

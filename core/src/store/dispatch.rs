@@ -55,9 +55,10 @@ impl Inner {
             .join("consumequeue")
             .join(topic)
             .join(queue_id.to_string());
-        let q = Arc::new(ConsumeQueue::open(
+        let q = Arc::new(ConsumeQueue::open_counted(
             &dir,
             self.config.consume_queue_entries_per_file,
+            &self.derived_usage,
         )?);
         v[queue_id as usize] = Some(q.clone());
         Ok(q)

@@ -9,7 +9,10 @@
 //! # On-disk layout
 //! `dir` holds files named by their 20-digit zero-padded sequence number (`00000000000000000001`,
 //! ...). Only the last file is active; when it is full the next sequence is created. Each file has
-//! a fixed size of `64 + slot_count * 4 + entry_capacity * 20` bytes, all little-endian:
+//! a fixed size of `64 + slot_count * 4 + entry_capacity * 20` bytes, all little-endian. Files
+//! are *growing* mapped files: disk blocks are reserved for the header and slot table when a
+//! file is created and for the entries as they are appended (doubling), counted in the store's
+//! [`DiskUsage`]:
 //!
 //! | offset | size | field                                                      |
 //! |--------|------|------------------------------------------------------------|
@@ -69,7 +72,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::disk::{self, sync_dir};
 use super::error::{Error, IoContext, Result};
-use super::mapped_file::MappedFile;
+use super::mapped_file::{DiskUsage, MappedFile};
 
 const MAGIC: u32 = u32::from_le_bytes(*b"RGIX");
 const VERSION: u32 = 1;
@@ -201,13 +204,15 @@ impl IndexFile {
     }
 
     /// Creates a fresh, empty active file (replacing any leftover of the same name).
-    fn create(dir: &Path, seq: u64, config: IndexConfig) -> Result<Self> {
+    fn create(dir: &Path, seq: u64, config: IndexConfig, usage: &DiskUsage) -> Result<Self> {
         let path = file_path(dir, seq);
         let (slots, capacity) = (config.slots_per_file, config.entries_per_file);
         let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "index file too large");
         let len = file_len(slots, capacity).ok_or_else(too_large).at(&path)?;
         remove_file(&path)?;
-        let map = Arc::new(MappedFile::create(&path, len).at(&path)?);
+        let head = file_len(slots, 1).unwrap_or(len);
+        let map = MappedFile::create_growing(&path, len, head, usage).at(&path)?;
+        let map = Arc::new(map);
         let mut file = Self::new(seq, map, slots, capacity, Meta::default());
         file.live_slots = Some((0..slots).map(|_| AtomicU32::new(0)).collect());
         file.write_header();
@@ -215,11 +220,11 @@ impl IndexFile {
     }
 
     /// Opens an existing file; `None` if it was never initialised (crash right after creation).
-    fn load(path: &Path, seq: u64) -> Result<Option<Self>> {
+    fn load(path: &Path, seq: u64, usage: &DiskUsage) -> Result<Option<Self>> {
         if std::fs::metadata(path).at(path)?.len() < HEADER_LEN as u64 {
             return Ok(None);
         }
-        let map = MappedFile::open(path).at(path)?;
+        let map = MappedFile::open_growing(path, usage).at(path)?;
         let h = map.slice(0, HEADER_LEN).unwrap_or_default().to_vec();
         let (path, reason) = (
             path.to_path_buf(),
@@ -262,6 +267,9 @@ impl IndexFile {
             end_phy: u64::from_le_bytes(le(&h, 32)),
             count: u32::from_le_bytes(le(&h, 40)),
         };
+        // What recovery may write: the header, the slot table and the entries counted.
+        let used = file_len(slots, meta.count.min(capacity)).unwrap_or(map.len());
+        map.reserve(used).at(&path)?;
         Ok(Some(Self::new(seq, Arc::new(map), slots, capacity, meta)))
     }
 
@@ -326,8 +334,12 @@ impl IndexFile {
     }
 
     /// Appends one entry (writer only; the caller checked the file is not full), publishes it.
-    fn append(&self, hash: u32, phy_plus_one: u64, ts: i64) {
+    ///
+    /// # Errors
+    /// Reserving disk blocks for the entry failed (`ENOSPC`); nothing was written.
+    fn append(&self, hash: u32, phy_plus_one: u64, ts: i64) -> io::Result<()> {
         let n = self.count.load(Relaxed) + 1;
+        self.map.reserve(self.entry_off(n) + ENTRY_LEN)?;
         if n == 1 {
             self.begin_ts.store(ts, Relaxed);
             self.end_ts.store(ts, Relaxed);
@@ -354,6 +366,7 @@ impl IndexFile {
         self.end_phy.store(phy_plus_one - 1, Relaxed);
         self.count.store(n, Release);
         self.write_header();
+        Ok(())
     }
 
     /// Pushes to `out` the phys of `hash` whose store second overlaps `[begin_ms, end_ms]`,
@@ -403,6 +416,8 @@ impl IndexFile {
         }
         if dirty_end > kept {
             let len = (dirty_end - kept) as usize * ENTRY_LEN;
+            let end = self.entry_off(kept + 1) + len;
+            self.map.reserve(end).at(self.map.path())?;
             self.map.zero(self.entry_off(kept + 1), len);
         }
         // Rebuild the slot table from the surviving entries.
@@ -452,6 +467,7 @@ pub struct IndexStore {
     dir: PathBuf,
     files: RwLock<Vec<Arc<IndexFile>>>,
     writer: Mutex<Writer>,
+    usage: DiskUsage,
 }
 
 impl fmt::Debug for IndexStore {
@@ -474,7 +490,21 @@ impl IndexStore {
     /// # Errors
     /// I/O errors; [`Error::Corrupted`] for a file with a bad magic or a size that does not match
     /// its header; [`Error::FormatVersion`] for an unknown version.
+    #[cfg(test)]
     pub fn open(dir: &Path, config: IndexConfig, durable_phy: u64) -> Result<Self> {
+        Self::open_counted(dir, config, durable_phy, &DiskUsage::default())
+    }
+
+    /// [`IndexStore::open`], counting the index's disk blocks in `usage` (the store's).
+    ///
+    /// # Errors
+    /// As [`IndexStore::open`].
+    pub fn open_counted(
+        dir: &Path,
+        config: IndexConfig,
+        durable_phy: u64,
+        usage: &DiskUsage,
+    ) -> Result<Self> {
         disk::create_dir_all(dir).at(dir)?;
         let config = IndexConfig {
             slots_per_file: config.slots_per_file.max(1),
@@ -496,7 +526,7 @@ impl IndexStore {
         let (mut files, mut removed) = (Vec::new(), false);
         for seq in seqs {
             let path = file_path(dir, seq);
-            match IndexFile::load(&path, seq)? {
+            match IndexFile::load(&path, seq, usage)? {
                 Some(file) => files.push(file),
                 None => {
                     tracing::warn!(file = %path.display(), "deleting uninitialised index file");
@@ -541,6 +571,7 @@ impl IndexStore {
             dir: dir.to_path_buf(),
             files: RwLock::new(files),
             writer: Mutex::new(writer),
+            usage: usage.clone(),
         })
     }
 
@@ -565,14 +596,21 @@ impl IndexStore {
             Some(file) if file.count.load(Relaxed) < file.capacity => Arc::clone(file),
             _ => self.roll(&mut w)?,
         };
-        active.append(crc32c::crc32c(key), phy_plus_one, store_ts_ms);
+        active
+            .append(crc32c::crc32c(key), phy_plus_one, store_ts_ms)
+            .at(active.map.path())?;
         w.last_phy_plus_one = phy_plus_one;
         Ok(())
     }
 
     /// Seals the active file and creates the next one.
     fn roll(&self, w: &mut Writer) -> Result<Arc<IndexFile>> {
-        let fresh = Arc::new(IndexFile::create(&self.dir, w.next_seq, w.config)?);
+        let fresh = Arc::new(IndexFile::create(
+            &self.dir,
+            w.next_seq,
+            w.config,
+            &self.usage,
+        )?);
         sync_dir(&self.dir).at(&self.dir)?;
         let mut files = self.files.write();
         if let Some(old) = w.active.take() {

@@ -1,14 +1,24 @@
-//! One memory-mapped, preallocated file of fixed size: the building block of CommitLog segments,
+//! One memory-mapped file of fixed size: the building block of CommitLog segments,
 //! ConsumeQueue files and index files.
 //!
-//! Owns: the file handle, its `MmapRaw` mapping and the raw reads and writes into it. It knows
-//! nothing of what the bytes mean. Creating, msyncing and fsyncing go through [`super::disk`]
-//! (and its `recorded!` hook, so the power-loss tests see them).
+//! Owns: the file handle, its `MmapRaw` mapping, the raw reads and writes into it and which
+//! prefix of it has real disk blocks reserved. It knows nothing of what the bytes mean.
+//! Creating, msyncing and fsyncing go through [`super::disk`] (and its `recorded!` hook, so the
+//! power-loss tests see them).
 //!
 //! Invariants:
-//! - The file is preallocated with `fallocate` before it is mapped, so writing into the mapping
-//!   can never hit a hole on a full disk (SIGBUS); a full disk surfaces as an `io::Error` from
-//!   [`MappedFile::create`].
+//! - A file has its full size from creation (its length never changes), but only a *reserved*
+//!   prefix has disk blocks. A CommitLog segment is reserved whole ([`MappedFile::create`]). A
+//!   *growing* file ([`MappedFile::create_growing`], ConsumeQueue and index files) starts with
+//!   a small reserved prefix, the rest a hole, and the prefix doubles (up to the file size) as
+//!   the writer asks for it with [`MappedFile::reserve`]. Writers reserve before they write, so
+//!   writing into the mapping never hits a hole on a full disk (SIGBUS); a full disk surfaces as
+//!   an `io::Error` from `create` or `reserve`. A near-empty queue costs a page, not its full
+//!   file. Reserving never changes the file's size or bytes, so what a power cut leaves and
+//!   what recovery reads is the same as with a fully preallocated file.
+//! - The blocks of growing files are counted in a shared [`DiskUsage`] while their mapping
+//!   lives (an unlinked file's blocks are freed only when its last mapping drops), so the
+//!   store's disk limit sees them.
 //! - Bytes are only ever written by one writer at a time (the caller holds its own lock), and a
 //!   reader only reads a range after the writer has published it (the caller publishes positions
 //!   with Release/Acquire atomics). Under that contract the raw-pointer accesses below never race.
@@ -21,12 +31,39 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use memmap2::MmapRaw;
 
 use super::disk::{self, recorded};
 #[cfg(test)]
 use super::power_loss::Event;
+
+/// Reservations of growing files are made in whole pages.
+const PAGE: usize = 4096;
+
+/// Bytes of disk reserved by the growing files of one store (ConsumeQueues and index), shared
+/// by all of them; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct DiskUsage(Arc<AtomicU64>);
+
+impl DiskUsage {
+    /// The bytes reserved now.
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::AcqRel);
+    }
+    fn sub(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+}
 
 /// A fixed-size file mapped read-write into memory.
 #[derive(Debug)]
@@ -35,6 +72,12 @@ pub struct MappedFile {
     file: File,
     map: MmapRaw,
     len: usize,
+    /// Bytes from the start known to have disk blocks (the whole file unless growing).
+    reserved: AtomicUsize,
+    /// Where the reserved bytes of a growing file are counted.
+    usage: Option<DiskUsage>,
+    /// What this file added to `usage`.
+    counted: AtomicU64,
 }
 
 impl MappedFile {
@@ -45,8 +88,82 @@ impl MappedFile {
     /// Any I/O error, including `ENOSPC` from the preallocation.
     pub fn create(path: &Path, len: usize) -> io::Result<Self> {
         let file = disk::open_rw(path, true)?;
-        preallocate(&file, len as u64)?;
+        preallocate(&file, path, 0, len as u64)?;
         Self::map(path.to_path_buf(), file, len)
+    }
+
+    /// Creates (or reuses) `path` with size `len`, reserves disk blocks for its first
+    /// `initial` bytes only (rounded up to a page) and maps it; the rest is reserved as the
+    /// writer asks ([`MappedFile::reserve`]). Reserved bytes are counted in `usage`.
+    ///
+    /// # Errors
+    /// Any I/O error, including `ENOSPC` from the reservation.
+    pub fn create_growing(
+        path: &Path,
+        len: usize,
+        initial: usize,
+        usage: &DiskUsage,
+    ) -> io::Result<Self> {
+        let file = disk::open_rw(path, true)?;
+        if file.metadata()?.len() != len as u64 {
+            file.set_len(len as u64)?;
+        }
+        let f = Self::map(path.to_path_buf(), file, len)?.growing(usage, 0);
+        f.reserve(initial)?;
+        Ok(f)
+    }
+
+    /// Opens an existing growing file (see [`MappedFile::create_growing`]): the blocks it
+    /// holds now are counted in `usage`, and the writer reserves again before it writes
+    /// (reserving what is already allocated costs nothing).
+    ///
+    /// # Errors
+    /// As [`MappedFile::open`].
+    pub fn open_growing(path: &Path, usage: &DiskUsage) -> io::Result<Self> {
+        let f = Self::open(path)?;
+        let held = {
+            use std::os::unix::fs::MetadataExt;
+            f.file.metadata()?.blocks().saturating_mul(512)
+        };
+        let held = held.min(f.len as u64);
+        Ok(f.growing(usage, held))
+    }
+
+    fn growing(mut self, usage: &DiskUsage, held: u64) -> Self {
+        usage.add(held);
+        self.reserved = AtomicUsize::new(0);
+        self.usage = Some(usage.clone());
+        self.counted = AtomicU64::new(held);
+        self
+    }
+
+    /// Makes sure the first `upto` bytes have disk blocks, growing the reserved prefix to at
+    /// least twice its size (at most the file's size). Writers of growing files call it before
+    /// writing past what they reserved. One writer at a time (the caller's contract, as for
+    /// [`MappedFile::write_at`]).
+    ///
+    /// # Errors
+    /// `ENOSPC` and other errors of `fallocate`; nothing was reserved then.
+    pub fn reserve(&self, upto: usize) -> io::Result<()> {
+        let have = self.reserved.load(Ordering::Acquire);
+        if upto <= have {
+            return Ok(());
+        }
+        let want = upto.max(have.saturating_mul(2)).max(PAGE);
+        let want = want.div_ceil(PAGE).saturating_mul(PAGE).min(self.len);
+        preallocate(&self.file, &self.path, 0, want as u64)?;
+        self.reserved.store(want, Ordering::Release);
+        if let Some(usage) = &self.usage {
+            let before = self.counted.fetch_max(want as u64, Ordering::AcqRel);
+            usage.add((want as u64).saturating_sub(before));
+        }
+        Ok(())
+    }
+
+    /// Bytes from the start that have disk blocks reserved by this mapping.
+    #[cfg(test)]
+    pub fn reserved(&self) -> usize {
+        self.reserved.load(Ordering::Acquire)
     }
 
     /// Opens an existing file and maps its whole length.
@@ -73,6 +190,9 @@ impl MappedFile {
             file,
             map,
             len,
+            reserved: AtomicUsize::new(len),
+            usage: None,
+            counted: AtomicU64::new(0),
         })
     }
 
@@ -224,14 +344,32 @@ impl MappedFile {
     }
 }
 
-/// Reserves `len` bytes of real disk blocks for `file` (and extends it to `len`).
-fn preallocate(file: &File, len: u64) -> io::Result<()> {
-    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        if let Some(usage) = &self.usage {
+            usage.sub(self.counted.load(Ordering::Acquire));
+        }
+    }
+}
+
+/// Reserves real disk blocks for bytes `from..len` of `file` (and extends it to `len` if it is
+/// shorter).
+fn preallocate(file: &File, path: &Path, from: u64, len: u64) -> io::Result<()> {
+    let n = len.saturating_sub(from);
+    if n == 0 {
+        return Ok(());
+    }
+    match disk::allocate(file, path, from, n) {
         Ok(()) => Ok(()),
         // Filesystems without fallocate (rare: some FUSE or network mounts) fall back to a
         // sparse file; the disk watermark is then the only protection against SIGBUS.
-        Err(rustix::io::Errno::OPNOTSUPP) => file.set_len(len),
-        Err(e) => Err(e.into()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
+            if file.metadata()?.len() < len {
+                file.set_len(len)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -254,6 +392,44 @@ mod tests {
         assert_eq!(f.slice(10, 5), Some(&b"hello"[..]));
         f.zero(10, 5);
         assert_eq!(f.slice(10, 5), Some(&[0u8; 5][..]));
+        Ok(())
+    }
+
+    fn blocks(path: &Path) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(std::fs::metadata(path)?.blocks() * 512)
+    }
+
+    #[test]
+    fn a_growing_file_reserves_by_doubling_and_counts_its_blocks() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("g");
+        let usage = DiskUsage::default();
+        let len = 6_000_000;
+        let f = MappedFile::create_growing(&path, len, 100, &usage)?;
+        assert_eq!(f.len(), len, "the file has its full size from the start");
+        assert_eq!(f.reserved(), PAGE);
+        assert!(blocks(&path)? <= 2 * PAGE as u64, "{}", blocks(&path)?);
+        assert_eq!(usage.bytes(), PAGE as u64);
+        f.reserve(PAGE + 1)?;
+        assert_eq!(f.reserved(), 2 * PAGE, "doubles");
+        f.reserve(100 * PAGE)?;
+        assert_eq!(f.reserved(), 100 * PAGE, "or takes what is asked for");
+        f.reserve(len)?;
+        assert_eq!(f.reserved(), len, "never past the file");
+        assert_eq!(usage.bytes(), len as u64);
+        f.write_at(len - 5, b"hello");
+        drop(f);
+        assert_eq!(usage.bytes(), 0, "a dropped mapping is no longer counted");
+        let f = MappedFile::open_growing(&path, &usage)?;
+        assert!(
+            usage.bytes() >= len as u64 - PAGE as u64,
+            "{}",
+            usage.bytes()
+        );
+        assert_eq!(f.slice(len - 5, 5), Some(&b"hello"[..]));
+        drop(f);
+        assert_eq!(usage.bytes(), 0);
         Ok(())
     }
 }

@@ -75,6 +75,7 @@ use self::commit_log::CommitLog;
 use self::consume_queue::ConsumeQueue;
 pub use self::error::{Error, Result};
 use self::index::IndexStore;
+pub use self::mapped_file::DiskUsage;
 use self::record::RecordDraft;
 use crate::config::{FlushMode, StoreConfig};
 
@@ -121,6 +122,10 @@ struct Inner {
     appends: AtomicU64,
     /// Mirrors `disk_full.is_some()` so the append path checks it without a lock.
     disk_full_flag: AtomicBool,
+    /// Disk blocks of the ConsumeQueues and the index (growing files).
+    derived_usage: DiskUsage,
+    /// Bytes of the KV store's files, as last measured (cleaner rounds and segment rolls).
+    kv_bytes: AtomicU64,
     fail_flush_countdown: AtomicU64,
     /// Held from open until a clean shutdown completes.
     lock: Mutex<Option<DirLock>>,
@@ -182,8 +187,16 @@ impl Store {
         let dispatch_point = checkpoint
             .map_or(0, |c| c.consume_queue.min(c.index))
             .min(log_end);
-        let (index, queues, replay_from) =
-            recovery::open_derived(&dir, &config, &log, log_end, dispatch_point, checkpoint)?;
+        let derived_usage = DiskUsage::default();
+        let (index, queues, replay_from) = recovery::open_derived(
+            &dir,
+            &config,
+            &log,
+            log_end,
+            dispatch_point,
+            checkpoint,
+            &derived_usage,
+        )?;
         let (flush_tx, _) = watch::channel(FlushState {
             flushed: log_end,
             poisoned: false,
@@ -210,6 +223,8 @@ impl Store {
             retention_floor: AtomicU64::new(u64::MAX),
             appends: AtomicU64::new(0),
             disk_full_flag: AtomicBool::new(false),
+            derived_usage,
+            kv_bytes: AtomicU64::new(0),
             fail_flush_countdown: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
         });
@@ -273,6 +288,7 @@ impl Store {
                 return Err(Error::DiskFull(reason.clone()));
             }
         }
+        inner.check_limit(0)?;
         let appended = inner
             .log
             .append(draft, queue_id, inner.clock.now_ms(), inner.as_ref())?;
@@ -324,13 +340,17 @@ impl Store {
     /// Reads that see every append confirmed before this call (read-your-writes: what the
     /// request path uses). Waits until the dispatcher has put those records into their
     /// ConsumeQueues and the index; no timeout, because the dispatcher either progresses, fails
-    /// (reported here as an error) or the store shuts down (also an error).
+    /// or the store shuts down. While the dispatcher is stalled ([`Store::dispatch_failure`],
+    /// e.g. a full disk) it does not wait: the reads serve what is dispatched, so consumers
+    /// keep getting what was visible before (the newer records appear once dispatch recovers).
     ///
     /// # Errors
-    /// [`Error::Closed`] if the store shuts down first, [`Error::DispatchFailed`] while the
-    /// dispatcher cannot follow the CommitLog.
+    /// [`Error::Closed`] if the store shuts down first.
     pub async fn visible(&self) -> Result<Reads<'_>> {
         let target = self.inner.confirmed();
+        if self.inner.dispatch_failure.lock().is_some() {
+            return Ok(Reads { inner: &self.inner });
+        }
         if self.dispatched_offset() < target {
             self.inner.dispatch_signal.notify_always();
             let mut rx = self.inner.dispatched_tx.subscribe();
@@ -341,10 +361,7 @@ impl Store {
                     || inner.dispatch_failure.lock().is_some()
             };
             rx.wait_for(stop).await.map_err(|_| Error::Closed)?;
-            if self.dispatched_offset() < target {
-                if let Some(reason) = inner.dispatch_failure.lock().clone() {
-                    return Err(Error::DispatchFailed(reason));
-                }
+            if self.dispatched_offset() < target && inner.dispatch_failure.lock().is_none() {
                 return Err(Error::Closed);
             }
         }
@@ -389,6 +406,29 @@ impl Store {
         self.inner.log.flush_rounds()
     }
 
+    /// Bytes the data directory holds as counted against `disk_limit_bytes`: CommitLog
+    /// segments (whole), the disk blocks of ConsumeQueues and the index, and the KV store's
+    /// files (as measured by the last cleaner round).
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.used_bytes()
+    }
+
+    /// One past the last offset of a queue that any append so far was given (dispatched or
+    /// not): the highest offset a consumer may have seen or may commit.
+    pub fn queue_end(&self, topic: &str, queue_id: u32) -> u64 {
+        let dispatched = self.dispatched().queue_range(topic, queue_id).1;
+        self.inner
+            .log
+            .next_queue_offset(topic, queue_id)
+            .max(dispatched)
+    }
+
+    /// Why the dispatcher cannot follow the CommitLog now (new records stay invisible until it
+    /// recovers), or `None`.
+    pub fn dispatch_failure(&self) -> Option<String> {
+        self.inner.dispatch_failure.lock().clone()
+    }
+
     /// Whether writes are refused (poisoned or disk full), with the reason.
     pub fn write_refusal(&self) -> Option<String> {
         if self.inner.log.is_poisoned() {
@@ -413,6 +453,13 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(dir, e)),
         }
+    }
+
+    /// Tests only: reserving disk blocks under the data directory fails with `ENOSPC` (as on a
+    /// full disk) while `on`.
+    #[cfg(test)]
+    pub(crate) fn inject_enospc(&self, on: bool) {
+        disk::inject_enospc(&self.inner.dir, on);
     }
 
     /// Makes a failure of the `n`-th next flush happen (fault injection for tests).

@@ -19,7 +19,7 @@ use super::commit_log::CommitLog;
 use super::consume_queue::ConsumeQueue;
 use super::error::{Error, Result};
 use super::index::{IndexConfig, IndexStore};
-use super::{record, QueueTable};
+use super::{record, DiskUsage, QueueTable};
 use crate::config::StoreConfig;
 
 /// Withdraws the checkpoint's claim on the derived files before the first of them is removed.
@@ -54,6 +54,7 @@ pub(super) fn open_derived(
     log_end: u64,
     dispatch_point: u64,
     checkpoint: Option<Checkpoint>,
+    usage: &DiskUsage,
 ) -> Result<(IndexStore, QueueTable, u64)> {
     let mut vouch = Vouch { dir, checkpoint };
     let index_config = IndexConfig {
@@ -61,18 +62,18 @@ pub(super) fn open_derived(
         entries_per_file: config.index_entries_per_file,
     };
     let index_dir = dir.join("index");
-    let index = match IndexStore::open(&index_dir, index_config, dispatch_point) {
+    let index = match IndexStore::open_counted(&index_dir, index_config, dispatch_point, usage) {
         Ok(i) => i,
         Err(e) => {
             // Derived data: throw it away and rebuild it from the CommitLog.
             tracing::warn!(error = %e, "index unreadable; rebuilding it from the commit log");
             vouch.withdraw()?;
             remove_dir(&index_dir)?;
-            IndexStore::open(&index_dir, index_config, dispatch_point)?
+            IndexStore::open_counted(&index_dir, index_config, dispatch_point, usage)?
         }
     };
     let cq_dir = dir.join("consumequeue");
-    let mut queues = match open_queues(&cq_dir, config.consume_queue_entries_per_file) {
+    let mut queues = match open_queues(&cq_dir, config.consume_queue_entries_per_file, usage) {
         Ok(q) => q,
         Err(e) => {
             tracing::warn!(error = %e, "consume queues unreadable; rebuilding them from the commit log");
@@ -155,7 +156,7 @@ fn queue_matches_log(
     })
 }
 
-fn open_queues(root: &Path, per_file: u64) -> Result<QueueTable> {
+fn open_queues(root: &Path, per_file: u64, usage: &DiskUsage) -> Result<QueueTable> {
     let mut table = QueueTable::new();
     let topics = match std::fs::read_dir(root) {
         Ok(t) => t,
@@ -173,7 +174,7 @@ fn open_queues(root: &Path, per_file: u64) -> Result<QueueTable> {
             let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            let cq = ConsumeQueue::open(&q.path(), per_file)?;
+            let cq = ConsumeQueue::open_counted(&q.path(), per_file, usage)?;
             let v = table.entry(topic.clone()).or_default();
             if v.len() <= qid as usize {
                 v.resize(qid as usize + 1, None);

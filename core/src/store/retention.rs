@@ -1,8 +1,11 @@
 //! Retention and disk safety: deleting expired segments and what pointed into them, and the
 //! disk-use watermark that refuses writes while reads keep working.
 //!
-//! Owns: the cleaner's round and the check made before a new segment is created. Runs on the
-//! cleaner thread and under the CommitLog's writer lock (for `check_roll`).
+//! Owns: the cleaner's round, the `disk_limit_bytes` accounting (CommitLog segments, the disk
+//! blocks of ConsumeQueues and the index, the KV store's files) and the check made before a
+//! new segment is created. Runs on the cleaner thread, on the append path (`check_limit`, two
+//! atomic loads and a read lock, only with a limit set) and under the CommitLog's writer lock
+//! (for `check_roll`).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -21,8 +24,49 @@ impl Inner {
         Ok(())
     }
 
+    /// Bytes counted against `disk_limit_bytes` now (see [`super::Store::used_bytes`]).
+    pub(super) fn used_bytes(&self) -> u64 {
+        (self.log.segment_count() as u64)
+            .saturating_mul(self.config.segment_size)
+            .saturating_add(self.derived_usage.bytes())
+            .saturating_add(self.kv_bytes.load(Ordering::Acquire))
+    }
+
+    /// Measures the KV store's files again (a handful of `stat`s).
+    fn measure_kv(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.dir.join("kv");
+        let bytes = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(std::fs::Metadata::is_file)
+                    .map(|m| m.blocks().saturating_mul(512))
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.kv_bytes.store(bytes, Ordering::Release);
+    }
+
+    /// Refuses a write when the data directory holds more than `disk_limit_bytes`, or would
+    /// with `extra` more bytes.
+    pub(super) fn check_limit(&self, extra: u64) -> Result<()> {
+        let Some(limit) = self.config.disk_limit_bytes else {
+            return Ok(());
+        };
+        let after = self.used_bytes().saturating_add(extra);
+        if after > limit {
+            return Err(Error::DiskFull(format!(
+                "the data directory would hold {after} bytes (commit log, consume queues, \
+                 index and KV), over the limit of {limit}"
+            )));
+        }
+        Ok(())
+    }
+
     /// One round of retention and the disk-use check.
     pub(super) fn clean(&self) -> Result<()> {
+        self.measure_kv();
         self.check_disk();
         let retention = Duration::from_secs(self.config.retention_hours.saturating_mul(3600));
         let now = SystemTime::now();
@@ -85,13 +129,10 @@ fn disk_verdict(dir: &Path, max_ratio: f64) -> Option<String> {
 
 impl RollGuard for Inner {
     fn check_roll(&self, live_segments: usize, size: u64) -> Result<()> {
-        if let Some(limit) = self.config.disk_limit_bytes {
-            let after = (live_segments as u64 + 1).saturating_mul(size);
-            if after > limit {
-                return Err(Error::DiskFull(format!(
-                    "commit log would grow to {after} bytes, over the limit of {limit}"
-                )));
-            }
+        if self.config.disk_limit_bytes.is_some() {
+            self.measure_kv();
+            let _ = live_segments; // counted by `used_bytes`
+            self.check_limit(size)?;
         }
         if let Some(reason) = disk_verdict(&self.dir, self.config.disk_max_used_ratio) {
             *self.disk_full.lock() = Some(reason.clone());

@@ -355,3 +355,168 @@ async fn retention_moves_the_minimum_of_a_sparse_topic() {
     assert_eq!(left.len(), 1);
     assert_eq!(&left[0].body[..], b"new");
 }
+
+/// Bytes of disk blocks under `path` (files and directories, recursively): what `du` shows.
+fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let mut bytes = meta.blocks() * 512;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            bytes += du(&entry.unwrap().path());
+        }
+    }
+    bytes
+}
+
+fn one_message_per_topic(topic: &str) -> (String, Vec<u8>) {
+    (format!("id-{topic}"), vec![7u8; 100])
+}
+
+#[tokio::test]
+async fn many_topics_with_one_message_each_take_a_few_blocks_per_queue() {
+    // The probe of issue 14: 5,000 topics with one message each grew the data directory to
+    // 31 GB, every used queue preallocating its whole 6,000,000-byte ConsumeQueue file.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), FlushMode::Async);
+    c.consume_queue_entries_per_file = StoreConfig::default().consume_queue_entries_per_file;
+    c.index_slots_per_file = 1024;
+    c.index_entries_per_file = 400_000;
+    let topics = 200u64;
+    let store = Store::open(c).unwrap();
+    let props = BTreeMap::new();
+    for i in 0..topics {
+        let topic = format!("topic-{i}");
+        let (id, body) = one_message_per_topic(&topic);
+        store
+            .append(&draft(&topic, &id, &body, &props), 0)
+            .await
+            .unwrap();
+    }
+    store.visible().await.unwrap();
+    let written = store.log_offsets().2;
+    let derived = store.inner.derived_usage.bytes();
+    store.shutdown().unwrap();
+    let cq = du(&dir.path().join("consumequeue"));
+    let index = du(&dir.path().join("index"));
+    println!("{topics} topics, {written} bytes written: consumequeue {cq} B, index {index} B, counted {derived} B");
+    // Per queue: one 4 KiB page of its file, its `min` file and the topic's and queue's
+    // directories (a block each on ext4), plus the `consumequeue` directory: 16 KiB a topic,
+    // a small multiple of a message. Before: 6,000,000 bytes a queue (1.2 GB here).
+    assert!(
+        cq <= topics * 16 * 1024 + 4096,
+        "{cq} bytes of ConsumeQueues for {topics} one-message queues"
+    );
+    // The index: its header and slot table, and a page of entries.
+    assert!(index <= 64 * 1024, "{index} bytes of index");
+    // What is counted against the disk limit is what the queue and index files hold.
+    assert_eq!(
+        derived,
+        topics * 4096 + 8192,
+        "one page per queue, two for the index"
+    );
+}
+
+#[tokio::test]
+async fn the_disk_limit_counts_consume_queues_and_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), FlushMode::Async);
+    // Room for two CommitLog segments; the queues of many topics fill it before the log does.
+    c.disk_limit_bytes = Some(2 * c.segment_size);
+    let store = Store::open(c).unwrap();
+    let props = BTreeMap::new();
+    let mut accepted = 0u64;
+    let refusal = loop {
+        let topic = format!("topic-{accepted}");
+        let (id, body) = one_message_per_topic(&topic);
+        match store.append(&draft(&topic, &id, &body, &props), 0).await {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        // The dispatcher creates the queue files; the next append must see their blocks.
+        store.visible().await.unwrap();
+        assert!(accepted < 200, "the disk limit never refused a write");
+    };
+    assert!(matches!(refusal, Error::DiskFull(_)), "{refusal:?}");
+    assert_eq!(
+        store.inner.log.segment_count(),
+        1,
+        "the log itself is small"
+    );
+    assert!(store.used_bytes() > 2 * 64 * 1024 - 4096);
+    println!("refused after {accepted} topics: {refusal}");
+    // Reads keep working.
+    let reads = store.visible().await.unwrap();
+    assert_eq!(reads.queue_range("topic-0", 0), (0, 1));
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` passes.
+async fn eventually(within: Duration, what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_in_dispatch_is_reported_reads_keep_serving_and_it_recovers() {
+    // The probe: on a full disk the dispatcher stalled on a new ConsumeQueue file; acked
+    // messages of every topic stayed invisible, receive and pull failed (500) and readiness
+    // still said ok.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    let props = BTreeMap::new();
+    let put = |topic: &'static str, id: String| {
+        let store = &store;
+        let props = &props;
+        async move {
+            store
+                .append(&draft(topic, &id, b"body", props), 0)
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..3 {
+        put("old", format!("old-{i}")).await;
+    }
+    store.visible().await.unwrap();
+    assert_eq!(store.dispatch_failure(), None);
+
+    // The disk fills up: a new queue cannot get its first page.
+    disk::inject_enospc(&dir.path().join("consumequeue"), true);
+    put("new", "new-0".into()).await;
+    put("old", "old-3".into()).await;
+    eventually(Duration::from_secs(10), "the stall to be reported", || {
+        store.dispatch_failure().is_some()
+    })
+    .await;
+    let reason = store.dispatch_failure().unwrap();
+    assert!(reason.contains("No space left"), "{reason}");
+    // Reads do not fail: what was dispatched before is served.
+    let reads = store.visible().await.unwrap();
+    assert_eq!(reads.queue_range("old", 0), (0, 3));
+    assert_eq!(reads.read_queue("old", 0, 0, 10).unwrap().len(), 3);
+    assert_eq!(reads.queue_range("new", 0), (0, 0));
+    // Retried with a backoff: still stalled a while later, nothing lost meanwhile.
+    let failed_at = store.dispatched_offset();
+    tokio::time::sleep(Duration::from_millis(200)).await; // the retries are the subject
+    assert_eq!(store.dispatched_offset(), failed_at);
+
+    // Space returns: the dispatcher catches up by itself, and everything is readable.
+    disk::inject_enospc(&dir.path().join("consumequeue"), false);
+    eventually(Duration::from_secs(30), "dispatch to recover", || {
+        store.dispatch_failure().is_none()
+    })
+    .await;
+    let reads = store.visible().await.unwrap();
+    assert_eq!(reads.queue_range("old", 0), (0, 4));
+    assert_eq!(reads.queue_range("new", 0), (0, 1));
+    let m = reads.read_queue("new", 0, 0, 1).unwrap();
+    assert_eq!(m[0].message_id, "new-0");
+}

@@ -10,6 +10,9 @@
 //!   appended again. Under `ASYNC_FLUSH` it flushes every `flush_interval_ms`, or earlier once
 //!   16 MiB are unflushed so that write-back keeps pace with the writes. It also writes the checkpoint.
 //! - *dispatcher*: follows the confirmed CommitLog offset into ConsumeQueues and the index.
+//!   When it cannot (a full disk: `ENOSPC` reserving a queue or index page) it records why
+//!   (the store's health, the `rocketgate_store_dispatch_stalled` gauge), retries with a
+//!   backoff from 50 ms doubling to 5 s, and clears the failure once a round succeeds.
 //! - *checkpointer*: flushes ConsumeQueues and the index and writes the checkpoint every
 //!   `checkpoint_interval_ms`, on its own thread so its msyncs never delay a SYNC ack.
 //! - *cleaner*: retention by age and the disk-use watermark.
@@ -131,7 +134,12 @@ fn checkpointer(inner: Arc<Inner>) {
     }
 }
 
+/// First wait after a failed dispatch round; it doubles up to [`DISPATCH_BACKOFF_MAX`].
+const DISPATCH_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const DISPATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 fn dispatcher(inner: Arc<Inner>) {
+    let mut backoff = DISPATCH_BACKOFF_MIN;
     loop {
         if inner.shutdown.load(Ordering::Acquire) {
             return;
@@ -140,16 +148,27 @@ fn dispatcher(inner: Arc<Inner>) {
         if inner.dispatched.load(Ordering::Acquire) < limit {
             match inner.dispatch_until(limit, false) {
                 Ok(_) => {
-                    if inner.dispatch_failure.lock().take().is_some() {
-                        tracing::info!("dispatch recovered");
+                    backoff = DISPATCH_BACKOFF_MIN;
+                    if let Some(reason) = inner.dispatch_failure.lock().take() {
+                        tracing::warn!(was = %reason, "dispatch recovered");
+                        crate::metrics::dispatch_stalled(false);
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "dispatch failed; retrying in 1 s");
-                    // Readers waiting for these records get the error instead of waiting.
-                    *inner.dispatch_failure.lock() = Some(e.to_string());
-                    inner.dispatched_tx.send_modify(|_| {});
-                    inner.dispatch_signal.wait(Duration::from_secs(1));
+                    let reason = e.to_string();
+                    let first = inner.dispatch_failure.lock().replace(reason).is_none();
+                    crate::metrics::dispatch_failed();
+                    if first {
+                        tracing::error!(error = %e, "dispatch stalled: new messages stay invisible until it recovers; retrying");
+                        crate::metrics::dispatch_stalled(true);
+                        // Readers waiting for these records stop waiting and read what is
+                        // dispatched.
+                        inner.dispatched_tx.send_modify(|_| {});
+                    } else {
+                        tracing::debug!(error = %e, retry_in = ?backoff, "dispatch still failing");
+                    }
+                    inner.dispatch_signal.wait(backoff);
+                    backoff = (backoff * 2).min(DISPATCH_BACKOFF_MAX);
                 }
             }
         } else {

@@ -101,6 +101,10 @@ impl Shared {
         broker: Broker,
         config: MqttConfig,
     ) -> Result<Arc<Self>, rocketgate_core::Error> {
+        // The gateway's `mqtt_sys_*` topics and `mqtt*` properties are reserved to it in core.
+        let broker = broker.as_caller(rocketgate_core::Caller::gateway(
+            rocketgate_core::Gateway::Mqtt,
+        ));
         let sessions = Sessions::load(&broker).await?;
         let shared = Arc::new(Self {
             broker,

@@ -37,16 +37,20 @@ fn old_retained_topic(data: &Path, n: usize) {
         let mut config = rocketgate_core::Config::default();
         config.store.data_dir = data.to_path_buf();
         let broker = rocketgate_core::Broker::open(config).unwrap();
+        // The gateway's topics and properties are reserved to it in core.
+        let old = broker.as_caller(rocketgate_core::Caller::gateway(
+            rocketgate_core::Gateway::Mqtt,
+        ));
         let topic = "mqtt_sys_retained";
-        broker
-            .topics()
+        old.topics()
             .create(rocketgate_core::TopicConfig::new(topic, 1))
             .unwrap();
         for i in 0..n {
             let mut m = rocketgate_core::Message::new(topic, format!("r{i}"));
             m.properties.insert("mqttTopic".into(), format!("kept/{i}"));
-            broker.producer().send(m.into()).await.unwrap();
+            old.producer().send(m.into()).await.unwrap();
         }
+        drop(old);
         broker.close().await.unwrap();
     });
 }

@@ -31,7 +31,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rocketgate_core::Broker;
+use rocketgate_core::{Broker, Caller, Gateway};
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 use rocketgate_proto::apache::rocketmq::v2::messaging_service_server::{
     MessagingService as Service, MessagingServiceServer,
@@ -144,7 +144,8 @@ impl MessagingService {
         let broker_for_auth = broker.clone();
         Self {
             ctx: Arc::new(Context {
-                broker,
+                // Sends carry the gateway's own `__RG_V2_*` properties (core reserves them).
+                broker: broker.as_caller(Caller::client(None, None).via(Gateway::Grpc)),
                 node,
                 clients: Arc::new(clients::Clients::default()),
                 renewals: renew::Renewals::default(),

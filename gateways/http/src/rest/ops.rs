@@ -27,23 +27,21 @@ pub(crate) async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: `200` while the broker accepts writes, `503` (`not_ready`) while the store refuses
-/// them (disk full, read-only after an I/O error).
+/// Readiness: `200` while the broker accepts writes and makes new messages readable, `503`
+/// (`not_ready`) with the core's reason while the store refuses writes (disk full, read-only
+/// after an I/O error) or its dispatcher is stalled (a full disk).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "Ready", body = Health)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    match state.broker.storage().write_refusal() {
+    match state.broker.storage().not_ready() {
         None => Json(Health {
             status: "ok".into(),
             reason: None,
         })
         .into_response(),
-        Some(reason) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("refusing writes: {reason}"),
-        )
-        .into_response(),
+        Some(reason) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response()
+        }
     }
 }
 

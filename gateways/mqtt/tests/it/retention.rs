@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rocketgate_core::{Broker, Config, Message, TopicConfig};
+use rocketgate_core::{Broker, Caller, Config, Gateway, Message, TopicConfig};
 use rocketgate_gateway_mqtt::MqttConfig;
 use rumqttc::QoS;
 
@@ -185,21 +185,24 @@ async fn send_old(broker: &Broker, topic: &str, body: &str, mqtt_topic: Option<&
 async fn an_upgrade_imports_the_old_system_topics_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = open_small(dir.path());
+    // What an earlier version of the gateway wrote: its topics and properties are reserved
+    // to the MQTT gateway in core.
+    let old = broker.as_caller(Caller::gateway(Gateway::Mqtt));
     for t in ["mqtt_sys_retained", "mqtt_sys_sessions"] {
-        broker.topics().create(TopicConfig::new(t, 1)).unwrap();
+        old.topics().create(TopicConfig::new(t, 1)).unwrap();
     }
-    send_old(&broker, "mqtt_sys_retained", "A0", Some("old/a")).await;
-    send_old(&broker, "mqtt_sys_retained", "A", Some("old/a")).await;
-    send_old(&broker, "mqtt_sys_retained", "B", Some("old/b")).await;
-    send_old(&broker, "mqtt_sys_retained", "", Some("old/b")).await;
+    send_old(&old, "mqtt_sys_retained", "A0", Some("old/a")).await;
+    send_old(&old, "mqtt_sys_retained", "A", Some("old/a")).await;
+    send_old(&old, "mqtt_sys_retained", "B", Some("old/b")).await;
+    send_old(&old, "mqtt_sys_retained", "", Some("old/b")).await;
     let record = |id: &str, deleted: bool| {
         format!(
             r#"{{"client_id":"{id}","subscriptions":{{"cmd/{id}":{{"filter":"cmd/{id}","qos":1}}}},"expiry_secs":null,"deleted":{deleted}}}"#
         )
     };
-    send_old(&broker, "mqtt_sys_sessions", &record("legacy", false), None).await;
-    send_old(&broker, "mqtt_sys_sessions", &record("ended", false), None).await;
-    send_old(&broker, "mqtt_sys_sessions", &record("ended", true), None).await;
+    send_old(&old, "mqtt_sys_sessions", &record("legacy", false), None).await;
+    send_old(&old, "mqtt_sys_sessions", &record("ended", false), None).await;
+    send_old(&old, "mqtt_sys_sessions", &record("ended", true), None).await;
 
     let s = Server::with_broker(broker, MqttConfig::default()).await;
     let (v, mut vrx, hv) = client_v4(s.port, "viewer", true, |_| {}).await;
