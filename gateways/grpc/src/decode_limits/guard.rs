@@ -136,6 +136,17 @@ impl Checked {
     }
 }
 
+/// Whether `data` is exactly one uncompressed message within `max_message`.
+fn whole_message(data: &[u8], max_message: usize) -> bool {
+    match data {
+        [0, a, b, c, d, ..] => {
+            let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            len <= max_message && data.len() == HEADER + len
+        }
+        _ => false,
+    }
+}
+
 impl http_body::Body for Checked {
     type Data = Bytes;
     type Error = Status;
@@ -165,6 +176,18 @@ impl http_body::Body for Checked {
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
+                    // The usual case, a whole message in one chunk: checked without a copy.
+                    Ok(data) if this.buf.is_empty() && whole_message(&data, this.max_message) => {
+                        return Poll::Ready(Some(
+                            match check(this.schema, &data[HEADER..], &this.limits) {
+                                Ok(()) => Ok(Frame::data(data)),
+                                Err(status) => {
+                                    this.state = State::Failed;
+                                    Err(status)
+                                }
+                            },
+                        ));
+                    }
                     Ok(data) => this.buf.extend_from_slice(&data),
                     Err(trailers) if this.buf.is_empty() => return Poll::Ready(Some(Ok(trailers))),
                     // Trailers inside a message: not a request tonic would decode either.
