@@ -111,12 +111,17 @@ fn len_field(number: u32, inner: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Serializes the tests that measure the process's peak memory.
+static PEAK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const SEND: &str = "/apache.rocketmq.v2.MessagingService/SendMessage";
+const ROUTE: &str = "/apache.rocketmq.v2.MessagingService/QueryRoute";
 const ACK: &str = "/apache.rocketmq.v2.MessagingService/AckMessage";
 
 /// The fuzzing finding: 1,048,576 empty messages in 2 MiB made prost allocate ~579 MB.
 #[tokio::test]
 async fn a_send_of_a_million_empty_messages_is_refused_before_decoding() {
+    let _measuring = PEAK.lock().await;
     let srv = start().await;
     let before = peak_rss();
     let attack = Bytes::from(b"\x0a\x00".repeat(1 << 20));
@@ -196,5 +201,28 @@ async fn a_message_with_a_huge_property_map_is_refused_before_decoding() {
         .expect_err("refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("limits.max_keys"), "{err:?}");
+    srv.stop().await;
+}
+
+/// The largest decoding the limits let through — 2 Mi empty addresses (4 MiB) in a route
+/// query, 64 MiB of entries — stays within a few hundred MB; one more address is refused.
+#[tokio::test]
+async fn the_largest_accepted_decoding_stays_bounded() {
+    let _measuring = PEAK.lock().await;
+    let srv = start().await;
+    let route = |n: usize| Bytes::from(len_field(2, &b"\x12\x00".repeat(n)));
+    let before = peak_rss();
+    let answer = call_raw::<pb::QueryRouteResponse>(srv.port, ROUTE, route(2 << 20)).await;
+    let grown = peak_rss().saturating_sub(before);
+    eprintln!(
+        "peak RSS growth for the largest accepted request: {} MiB",
+        grown >> 20
+    );
+    assert!(answer.is_ok(), "{answer:?}");
+    assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
+    let err = call_raw::<pb::QueryRouteResponse>(srv.port, ROUTE, route((2 << 20) + 1))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     srv.stop().await;
 }
