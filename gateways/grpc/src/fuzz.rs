@@ -1,8 +1,9 @@
 //! Fuzz entry point of the RocketMQ 5 gRPC gateway (issue 14): [`GrpcFuzz::messaging`] decodes
 //! arbitrary bytes as the protobuf request of one `MessagingService` RPC (the first byte picks
 //! which) and calls the real [`MessagingService`] with it, on a real broker, without the
-//! network: protobuf decoding, the request checks and conversions of the RPC's module, the
-//! core's rules and the response, exactly as a call from tonic would run them.
+//! network: the wire checks before decoding (`decode_limits`), protobuf decoding, the request
+//! checks and conversions of the RPC's module, the core's rules and the response, exactly as
+//! a call from tonic would run them.
 //!
 //! Invariants: every unary RPC of the service is reachable, and the streaming responses of
 //! ReceiveMessage and PullMessage are drained; Telemetry (a bidirectional stream tonic has to
@@ -148,11 +149,19 @@ impl GrpcFuzz {
     }
 
     /// One RPC: the first byte picks it ([`RPCS`], modulo their number), the rest is its
-    /// protobuf request. Bytes that do not decode end the input (the decoder was fuzzed).
+    /// protobuf request. A request the server's [`decode_limits`](crate::decode_limits)
+    /// refuse, or bytes that do not decode, end the input (the decoder was fuzzed).
     pub fn messaging(&mut self, data: &[u8]) {
         let Some((&pick, body)) = data.split_first() else {
             return;
         };
+        let pick = usize::from(pick) % RPCS.len();
+        if let Some(schema) = crate::decode_limits::schema(RPCS[pick]) {
+            let limits = crate::decode_limits::DecodeLimits::new(&self.broker.config().limits);
+            if crate::decode_limits::check(schema, body, &limits).is_err() {
+                return;
+            }
+        }
         let service = &self.service;
         self.runtime.block_on(async move {
             macro_rules! unary {
@@ -172,7 +181,7 @@ impl GrpcFuzz {
                     }
                 }};
             }
-            match usize::from(pick) % RPCS.len() {
+            match pick {
                 0 => unary!(QueryRouteRequest, query_route),
                 1 => unary!(HeartbeatRequest, heartbeat),
                 2 => unary!(SendMessageRequest, send_message),

@@ -14,6 +14,8 @@
 //!   conversions and the checks of wire fields.
 //! - [`messaging`]: [`MessagingService`] and [`MessagingConfig`], one module per RPC family.
 //! - [`status`]: [`RequestError`] and the `ErrorKind` → `tonic::Code` table.
+//! - [`decode_limits`]: the bounds checked on a messaging request's wire bytes before prost
+//!   decodes it (entry counts, decoded size), and the tower wrapper running them.
 //! - `incoming.rs`: accepted sockets within the listener's connection limits (a cap, handshake
 //!   and idle timeouts, shared with the NameServer's listener) and their metrics.
 //! - `gateway.rs`: [`GrpcGateway`], this endpoint as a `rocketgate-gateway-kit` `Gateway` for
@@ -80,6 +82,7 @@ use tonic::transport::Server;
 pub mod access_admin;
 pub mod admin;
 pub mod auth;
+pub mod decode_limits;
 pub mod fuzz;
 mod gateway;
 mod incoming;

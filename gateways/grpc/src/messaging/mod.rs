@@ -43,6 +43,7 @@ use tonic::{Request, Response, Status};
 pub use config::{ConfigError, MessagingConfig};
 
 use crate::auth::{Authenticator, CoreAuthenticator};
+use crate::decode_limits::{DecodeLimits, Guarded};
 use crate::NodeInfo;
 
 mod access;
@@ -185,15 +186,22 @@ impl MessagingService {
         self.stop.send_replace(true);
     }
 
-    /// The tonic service, with the decoding limit raised above the broker's body limit.
-    pub fn into_server(self) -> MessagingServiceServer<Self> {
-        let body = self.ctx.broker.config().limits.max_body_bytes;
+    /// The tonic service, with the decoding limit raised above the broker's body limit, and
+    /// every request checked on its wire bytes before it is decoded ([`DecodeLimits`] from
+    /// the broker's `limits`; see [`crate::decode_limits`]).
+    pub fn into_server(self) -> Guarded<MessagingServiceServer<Self>> {
+        let limits = &self.ctx.broker.config().limits;
         let decode = self
             .ctx
             .config
             .max_request_bytes
-            .max(body.saturating_add(1 << 20));
-        MessagingServiceServer::new(self).max_decoding_message_size(decode)
+            .max(limits.max_body_bytes.saturating_add(1 << 20));
+        let limits = DecodeLimits::new(limits);
+        Guarded::new(
+            MessagingServiceServer::new(self).max_decoding_message_size(decode),
+            limits,
+            decode,
+        )
     }
 }
 
