@@ -118,6 +118,16 @@ pub(crate) fn acked(group: &str, n: usize) {
         .increment(n as u64);
 }
 
+/// The dispatcher stalled (`true`) or recovered (`false`).
+pub(crate) fn dispatch_stalled(stalled: bool) {
+    metrics::gauge!("rocketgate_store_dispatch_stalled").set(if stalled { 1.0 } else { 0.0 });
+}
+
+/// A dispatch round failed.
+pub(crate) fn dispatch_failed() {
+    metrics::counter!("rocketgate_store_dispatch_failures_total").increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,14 +152,4 @@ mod tests {
             .collect();
         assert_eq!(got, ["a", "b", "a", "c", OTHER, OTHER, "b"]);
     }
-}
-
-/// The dispatcher stalled (`true`) or recovered (`false`).
-pub(crate) fn dispatch_stalled(stalled: bool) {
-    metrics::gauge!("rocketgate_store_dispatch_stalled").set(if stalled { 1.0 } else { 0.0 });
-}
-
-/// A dispatch round failed.
-pub(crate) fn dispatch_failed() {
-    metrics::counter!("rocketgate_store_dispatch_failures_total").increment(1);
 }
