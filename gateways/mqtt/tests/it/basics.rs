@@ -99,8 +99,13 @@ async fn a_foreign_mqtt_topic_property_never_becomes_a_topic_with_wildcards() {
         .unwrap();
     let (sub, mut rx, h) = client_v4(s.port, "wild", true, |_| {}).await;
     sub.subscribed("#", QoS::AtLeastOnce).await;
-    // Sent over REST or gRPC with an `mqttTopic` property an MQTT publish could not have:
-    // wildcards, a NUL, a reserved `$` topic, or a name stored in another RocketMQ topic.
+    // Stored with an `mqttTopic` property an MQTT publish could not have: wildcards, a NUL, a
+    // reserved `$` topic, or a name stored in another RocketMQ topic. REST and gRPC may no
+    // longer set the property (reserved to the MQTT gateway by the core), so such messages
+    // come from before that rule or from a faulty writer: written here as the gateway.
+    let writer = s.broker.as_caller(rocketgate_core::Caller::gateway(
+        rocketgate_core::Gateway::Mqtt,
+    ));
     for (i, prop) in [
         "t1/+/#", "t1/#", "t1/a\0b", "$SYS/x", "other/x", "", "t1/ok",
     ]
@@ -109,7 +114,7 @@ async fn a_foreign_mqtt_topic_property_never_becomes_a_topic_with_wildcards() {
     {
         let mut m = Message::new("t1", format!("m{i}"));
         m.properties.insert("mqttTopic".into(), prop.into());
-        s.broker.producer().send(m.into()).await.unwrap();
+        writer.producer().send(m.into()).await.unwrap();
         let got = recv(&mut rx).await;
         let want = if prop == "t1/ok" { "t1/ok" } else { "t1" };
         assert_eq!(
