@@ -1,7 +1,8 @@
 //! The official Rust SDK (`rocketmq` 5.0.0) against a broker with authentication on: a
 //! producer and a consumer configured with a user's access key and secret key (the SDK signs
 //! every request with MQv2-HMAC-SHA1) send and receive what the user's policy allows, and are
-//! refused where it does not; a wrong secret and no credentials are refused.
+//! refused where it does not; a wrong secret and no credentials are refused. A consumer group
+//! the user may read but not create is not created on first use.
 
 use rocketgate_core::auth::{Action, Decision, PolicyEntry, UserKind};
 use rocketmq::model::message::MessageBuilder;
@@ -12,7 +13,7 @@ fn policy() -> Vec<PolicyEntry> {
     vec![PolicyEntry {
         resources: vec![
             format!("Topic:{NORMAL_TOPIC}").parse().unwrap(),
-            "Group:sdk-auth".parse().unwrap(),
+            "Group:sdk-auth*".parse().unwrap(),
         ],
         actions: vec![Action::Pub, Action::Sub],
         decision: Decision::Allow,
@@ -32,6 +33,12 @@ async fn grpc_sdk_with_ak_sk_is_served_as_its_policy_allows() {
     auth.create_user("app", "app-secret", UserKind::Normal)
         .unwrap();
     auth.set_policy("app", policy()).unwrap();
+    // The group exists (an administrator created it): `Sub` is enough to consume from it.
+    server
+        .broker
+        .groups()
+        .create(rocketgate_core::GroupConfig::new("sdk-auth"))
+        .unwrap();
     let with = |ak: &str, sk: &str| {
         let mut o = server.client_option();
         o.set_access_key(ak);
@@ -82,6 +89,28 @@ async fn grpc_sdk_with_ak_sk_is_served_as_its_policy_allows() {
         fifo.queues.iter().all(|q| q.max == 0),
         "nothing stored: {fifo:?}"
     );
+
+    // A group the user may read (`Group:sdk-auth*`) but not create: refused on first use with
+    // FORBIDDEN naming the missing `Create`, and not created.
+    let fresh = server
+        .consumer_with("sdk-auth-new", &[NORMAL_TOPIC], with("app", "app-secret"))
+        .await;
+    let e = crate::grpc_sdk::try_receive(
+        &fresh,
+        NORMAL_TOPIC,
+        &crate::grpc_sdk::tag("*"),
+        1,
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(1),
+    )
+    .await
+    .expect_err("a group the user may not create");
+    assert!(
+        e.to_string().contains("FORBIDDEN") && e.to_string().contains("Create"),
+        "{e}"
+    );
+    assert!(server.broker.groups().get("sdk-auth-new").is_err());
+    crate::grpc_sdk::shutdown_consumer(fresh).await;
 
     // A wrong secret cannot even start a producer.
     let mut bad = rocketmq::Producer::new(

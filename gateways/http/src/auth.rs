@@ -109,6 +109,33 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The shared state whose broker handle carries the request's caller (its principal and
+/// address, [`rocketgate_core::Broker::as_caller`]): what the data-plane handlers (consume)
+/// use, so that core's `Create` check of a group created on first use sees who asks. With
+/// authentication off it is the shared state unchanged. Admin routes keep the plain handle:
+/// their rule (`Cluster:*`) is their permission.
+pub(crate) struct Scoped(pub(crate) AppState);
+
+impl FromRequestParts<AppState> for Scoped {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if !state.broker.auth().enabled() {
+            return Ok(Self(state.clone()));
+        }
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let mut scoped = state.clone();
+        scoped.broker = state.broker.as_caller(rocketgate_core::Caller::client(
+            Some(caller.principal),
+            caller.source,
+        ));
+        Ok(Self(scoped))
+    }
+}
+
 fn source(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions

@@ -62,9 +62,36 @@ mod send;
 mod telemetry;
 mod transaction;
 
-/// What every RPC of the service shares.
+/// What one RPC works with: the broker handle carrying its caller (the principal the request
+/// authenticated as, its address, and this gateway's capability, so core's `Create` check
+/// of auto-created groups and its reserved names see who asks), and — through `Deref` — what
+/// every RPC shares.
+#[derive(Clone)]
 pub(crate) struct Context {
     broker: Broker,
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for Context {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Context {
+    /// The same shared state for a request of `caller`.
+    fn for_caller(&self, caller: Caller) -> Context {
+        Context {
+            broker: self.broker.as_caller(caller.via(Gateway::Grpc)),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// What every RPC of the service shares.
+pub(crate) struct Shared {
     node: NodeInfo,
     config: MessagingConfig,
     clients: Arc<clients::Clients>,
@@ -78,7 +105,7 @@ pub(crate) struct Context {
     stopping: watch::Receiver<bool>,
 }
 
-impl Context {
+impl Shared {
     /// `host:port` of this broker, for `store_host`.
     fn store_host(&self) -> String {
         match &self.endpoint {
@@ -147,13 +174,15 @@ impl MessagingService {
             ctx: Arc::new(Context {
                 // Sends carry the gateway's own `__RG_V2_*` properties (core reserves them).
                 broker: broker.as_caller(Caller::client(None, None).via(Gateway::Grpc)),
-                node,
-                clients: Arc::new(clients::Clients::default()),
-                renewals: renew::Renewals::default(),
-                polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
-                config,
-                endpoint,
-                stopping,
+                shared: Arc::new(Shared {
+                    node,
+                    clients: Arc::new(clients::Clients::default()),
+                    renewals: renew::Renewals::default(),
+                    polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
+                    config,
+                    endpoint,
+                    stopping,
+                }),
             }),
             stop: Arc::new(stop),
             auth: Arc::new(CoreAuthenticator::new(broker_for_auth)),
@@ -168,16 +197,28 @@ impl MessagingService {
         self
     }
 
-    /// The client id of an authenticated and authorized request: UNAUTHORIZED when the
-    /// authenticator refuses it, FORBIDDEN when core does not allow what it `needs`,
-    /// CLIENT_ID_REQUIRED without `x-mq-client-id`.
-    fn admit<T>(&self, request: &Request<T>, needs: &access::Needs) -> Result<String, pb::Status> {
+    /// An authenticated and authorized request: its client id, and the context whose broker
+    /// handle carries who asks (the gateway's own handle while authentication is off: nothing
+    /// then depends on the principal). UNAUTHORIZED when the authenticator refuses it,
+    /// FORBIDDEN when core does not allow what it `needs`, CLIENT_ID_REQUIRED without
+    /// `x-mq-client-id`.
+    fn admit<T>(
+        &self,
+        request: &Request<T>,
+        needs: &access::Needs,
+    ) -> Result<(String, Context), pb::Status> {
         let metadata = request.metadata();
         let source = request.remote_addr().map(|a| a.ip());
         let who = crate::auth::authenticate_request(self.auth.as_ref(), request)
             .map_err(|e| access::unauthorized(e.to_string()))?;
         access::check(&self.ctx, &who, source, needs)?;
-        metadata::client_id(metadata)
+        let id = metadata::client_id(metadata)?;
+        let ctx = if self.ctx.broker.auth().enabled() {
+            self.ctx.for_caller(Caller::client(Some(who), source))
+        } else {
+            Context::clone(&self.ctx)
+        };
+        Ok((id, ctx))
     }
 
     /// Ends every Telemetry stream (the server is stopping; graceful shutdown would otherwise
@@ -211,9 +252,9 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 /// Answers a unary RPC: the request is authenticated and its client id checked first, then
 /// `$call` runs with it.
 macro_rules! with_client {
-    ($svc:ident, $req:ident, $resp:ident, $needs:path, |$id:ident| $call:expr) => {{
+    ($svc:ident, $req:ident, $resp:ident, $needs:path, |$id:ident, $ctx:ident| $call:expr) => {{
         let answer = match $svc.admit(&$req, &$needs($req.get_ref())) {
-            Ok($id) => $call,
+            Ok(($id, $ctx)) => $call,
             #[allow(clippy::needless_update)] // Some responses have only `status`.
             Err(status) => pb::$resp {
                 status: Some(status),
@@ -235,7 +276,7 @@ impl Service for MessagingService {
             request,
             QueryRouteResponse,
             access::query_route,
-            |_id| route::query_route(&self.ctx, request.get_ref()).await
+            |_id, ctx| route::query_route(&ctx, request.get_ref()).await
         )
     }
 
@@ -243,17 +284,24 @@ impl Service for MessagingService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        with_client!(self, request, HeartbeatResponse, access::heartbeat, |id| {
-            telemetry::heartbeat(&self.ctx, &id, request.get_ref())
-        })
+        with_client!(
+            self,
+            request,
+            HeartbeatResponse,
+            access::heartbeat,
+            |id, ctx| { telemetry::heartbeat(&ctx, &id, request.get_ref()) }
+        )
     }
 
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
-        let id = self.admit(&request, &access::send(request.get_ref()));
-        let answer = send::send_message(&self.ctx, id, request.into_inner()).await;
+        let (id, ctx) = match self.admit(&request, &access::send(request.get_ref())) {
+            Ok((id, ctx)) => (Ok(id), ctx),
+            Err(s) => (Err(s), Context::clone(&self.ctx)),
+        };
+        let answer = send::send_message(&ctx, id, request.into_inner()).await;
         Ok(Response::new(answer))
     }
 
@@ -266,7 +314,7 @@ impl Service for MessagingService {
             request,
             QueryAssignmentResponse,
             access::query_assignment,
-            |id| { route::query_assignment(&self.ctx, &id, request.get_ref()) }
+            |id, ctx| { route::query_assignment(&ctx, &id, request.get_ref()) }
         )
     }
 
@@ -279,12 +327,12 @@ impl Service for MessagingService {
         use pb::receive_message_response::Content;
         let remaining = metadata::remaining(request.metadata());
         let frames = match self.admit(&request, &access::receive(request.get_ref())) {
-            Ok(id) => {
+            Ok((id, ctx)) => {
                 let mut stopping = self.ctx.stopping.clone();
                 if request.get_ref().auto_renew {
                     renew::Renewals::ensure_task(&self.ctx);
                 }
-                let receive = receive::receive(&self.ctx, &id, remaining, request.into_inner());
+                let receive = receive::receive(&ctx, &id, remaining, request.into_inner());
                 tokio::select! {
                     frames = receive => frames,
                     _ = stopping.wait_for(|s| *s) => vec![
@@ -314,9 +362,9 @@ impl Service for MessagingService {
         request: Request<pb::AckMessageRequest>,
     ) -> Result<Response<pb::AckMessageResponse>, Status> {
         let answer = match self.admit(&request, &access::ack(request.get_ref())) {
-            Ok(id) => {
-                self.ctx.renewals.seen(&id, self.ctx.broker.now_ms());
-                ack::ack(&self.ctx, request.into_inner()).await
+            Ok((id, ctx)) => {
+                ctx.renewals.seen(&id, ctx.broker.now_ms());
+                ack::ack(&ctx, request.into_inner()).await
             }
             Err(s) => pb::AckMessageResponse {
                 status: Some(s.clone()),
@@ -344,7 +392,7 @@ impl Service for MessagingService {
             request,
             ForwardMessageToDeadLetterQueueResponse,
             access::forward_to_dlq,
-            |_id| { ack::forward_to_dlq(&self.ctx, request.get_ref()).await }
+            |_id, ctx| { ack::forward_to_dlq(&ctx, request.get_ref()).await }
         )
     }
 
@@ -356,7 +404,7 @@ impl Service for MessagingService {
     ) -> Result<Response<Self::PullMessageStream>, Status> {
         let remaining = metadata::remaining(request.metadata());
         let frames = match self.admit(&request, &access::pull(request.get_ref())) {
-            Ok(_) => pull::pull(&self.ctx, remaining, request.into_inner()).await,
+            Ok((_, ctx)) => pull::pull(&ctx, remaining, request.into_inner()).await,
             Err(s) => vec![pb::PullMessageResponse {
                 content: Some(pb::pull_message_response::Content::Status(s)),
             }],
@@ -375,7 +423,7 @@ impl Service for MessagingService {
             request,
             UpdateOffsetResponse,
             access::update_offset,
-            |_id| { pull::update_offset(&self.ctx, request.get_ref()) }
+            |_id, ctx| { pull::update_offset(&ctx, request.get_ref()) }
         )
     }
 
@@ -388,7 +436,7 @@ impl Service for MessagingService {
             request,
             GetOffsetResponse,
             access::get_offset,
-            |_id| pull::get_offset(&self.ctx, request.get_ref())
+            |_id, ctx| pull::get_offset(&ctx, request.get_ref())
         )
     }
 
@@ -401,7 +449,7 @@ impl Service for MessagingService {
             request,
             QueryOffsetResponse,
             access::query_offset,
-            |_id| { pull::query_offset(&self.ctx, request.get_ref()).await }
+            |_id, ctx| { pull::query_offset(&ctx, request.get_ref()).await }
         )
     }
 
@@ -414,7 +462,7 @@ impl Service for MessagingService {
             request,
             EndTransactionResponse,
             access::end_transaction,
-            |_id| { transaction::end_transaction(&self.ctx, request.get_ref()).await }
+            |_id, ctx| { transaction::end_transaction(&ctx, request.get_ref()).await }
         )
     }
 
@@ -425,8 +473,8 @@ impl Service for MessagingService {
         request: Request<tonic::Streaming<pb::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
         match self.admit(&request, &Vec::new()) {
-            Ok(id) => {
-                let stream = telemetry::open(self.ctx.clone(), id, request.into_inner());
+            Ok((id, ctx)) => {
+                let stream = telemetry::open(ctx, id, request.into_inner());
                 Ok(Response::new(Box::pin(stream)))
             }
             // No client to attach the stream to: one status frame, then end.
@@ -448,7 +496,7 @@ impl Service for MessagingService {
             request,
             NotifyClientTerminationResponse,
             access::notify_termination,
-            |id| { telemetry::notify_termination(&self.ctx, &id, request.get_ref()) }
+            |id, ctx| { telemetry::notify_termination(&ctx, &id, request.get_ref()) }
         )
     }
 
@@ -461,7 +509,7 @@ impl Service for MessagingService {
             request,
             ChangeInvisibleDurationResponse,
             access::change_invisible,
-            |_id| { ack::change_invisible_duration(&self.ctx, request.get_ref()) }
+            |_id, ctx| { ack::change_invisible_duration(&ctx, request.get_ref()) }
         )
     }
 }

@@ -11,7 +11,6 @@
 //! Concurrency: one task per Telemetry stream owns its inbound half; replies and server
 //! pushes share a bounded mpsc channel whose receiver is the response stream.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rocketgate_proto::apache::rocketmq::v2 as pb;
@@ -31,7 +30,7 @@ const STREAM_BUFFER: usize = 64;
 
 /// Opens a Telemetry stream of `client_id`; returns the response stream.
 pub(super) fn open(
-    ctx: Arc<Context>,
+    ctx: Context,
     client_id: String,
     mut inbound: tonic::Streaming<pb::TelemetryCommand>,
 ) -> ReceiverStream<Result<pb::TelemetryCommand, tonic::Status>> {

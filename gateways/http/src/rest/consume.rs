@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 
 use rocketgate_core::auth::{Action, Resource};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path, Query};
 use crate::model::{
@@ -54,7 +54,7 @@ pub(crate) fn check_wait(state: &AppState, wait_ms: u64) -> ApiResult<Duration> 
     request_body = ReceiveRequest,
     responses((status = 200, description = "Messages (possibly none)", body = Received)))]
 pub(crate) async fn receive(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<ReceiveRequest>,
@@ -87,7 +87,7 @@ pub(crate) async fn receive(
     request_body = AckRequest,
     responses((status = 200, description = "One result per handle", body = AckResponse)))]
 pub(crate) async fn ack(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<AckRequest>,
@@ -147,7 +147,7 @@ pub(crate) async fn ack(
     request_body = NackRequest,
     responses((status = 204, description = "Will be redelivered (or was dead-lettered)")))]
 pub(crate) async fn nack(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<NackRequest>,
@@ -171,7 +171,7 @@ pub(crate) async fn nack(
     request_body = InvisibilityRequest,
     responses((status = 200, description = "The new handle; the old one stops working", body = NewHandle)))]
 pub(crate) async fn invisibility(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<InvisibilityRequest>,
@@ -191,7 +191,7 @@ pub(crate) async fn invisibility(
     request_body = HandleRequest,
     responses((status = 204, description = "Dead-lettered")))]
 pub(crate) async fn dead_letter(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     caller: Caller,
     Path(group): Path<String>,
     JsonBody(req): JsonBody<HandleRequest>,
@@ -235,7 +235,7 @@ fn thirty_two() -> usize {
         PullQuery),
     responses((status = 200, description = "Messages from the offset", body = Pulled)))]
 pub(crate) async fn pull(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path((group, topic, queue)): Path<(String, String, u32)>,
     Query(q): Query<PullQuery>,
 ) -> ApiResult<Json<Pulled>> {
@@ -278,7 +278,7 @@ pub(crate) async fn pull(
         ("topic" = String, Path, description = "Topic")),
     responses((status = 200, description = "Per queue", body = Offsets)))]
 pub(crate) async fn offsets(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path((group, topic)): Path<(String, String)>,
 ) -> ApiResult<Json<Offsets>> {
     let info = state.broker.topics().describe(&topic).await?;
@@ -303,7 +303,7 @@ pub(crate) async fn offsets(
     request_body = CommitOffset,
     responses((status = 200, description = "Committed", body = OffsetView)))]
 pub(crate) async fn commit_offset(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path((group, topic, queue)): Path<(String, String, u32)>,
     JsonBody(req): JsonBody<CommitOffset>,
 ) -> ApiResult<Json<OffsetView>> {
