@@ -64,6 +64,7 @@ mod support;
 
 mod api_validation;
 mod architecture;
+mod auth_scenarios;
 mod consume_assignment;
 mod consume_fifo;
 mod consume_filter;
