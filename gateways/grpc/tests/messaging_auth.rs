@@ -174,6 +174,12 @@ async fn signed_requests_are_served_as_the_users_policy_allows() {
         }],
     )
     .unwrap();
+    // An administrator created the group: `Sub` consumes from it (creating it on first use
+    // would need `Create`).
+    s.broker
+        .groups()
+        .create(rocketgate_core::GroupConfig::new("g"))
+        .unwrap();
     let now = compact_now();
     let send = |topic: &str, id: &str, ak: &str, sk: &str, at: &str| {
         signed(

@@ -181,6 +181,12 @@ async fn tokens_and_basic_are_served_as_the_policy_allows() {
         .unwrap();
     let token = s.broker.auth().issue_token(APP.0, None).unwrap().token;
     let app = || Cred::Bearer(&token);
+    // An administrator created the group: `Sub` consumes from it (a group created on first
+    // use would need `Create`).
+    s.broker
+        .groups()
+        .create(rocketgate_core::GroupConfig::new("billing"))
+        .unwrap();
 
     // Publish: Pub on the topic.
     let (st, _) = call(

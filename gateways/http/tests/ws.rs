@@ -282,14 +282,28 @@ async fn a_client_without_credits_gets_at_most_its_credits() {
         }));
     }
     let mut received = 0;
+    let published = std::sync::atomic::AtomicBool::new(false);
+    // The client keeps reading (and so answering the server's pings) until the flood is
+    // published and nothing more arrives.
     let reader = async {
-        while let Some(v) = next_within(&mut ws, Duration::from_millis(500)).await {
-            assert_eq!(v["type"], "message", "{v}");
-            received += 1;
+        loop {
+            match next_within(&mut ws, Duration::from_millis(500)).await {
+                Some(v) => {
+                    assert_eq!(v["type"], "message", "{v}");
+                    received += 1;
+                }
+                None if published.load(std::sync::atomic::Ordering::Acquire) => break,
+                None => {}
+            }
         }
     };
+    let publish = async {
+        let results = futures_util::future::join_all(publishers).await;
+        published.store(true, std::sync::atomic::Ordering::Release);
+        results
+    };
     let (_, results) = tokio::time::timeout(Duration::from_secs(120), async {
-        tokio::join!(reader, futures_util::future::join_all(publishers))
+        tokio::join!(reader, publish)
     })
     .await
     .expect("the flood is published within 120 s");
