@@ -251,6 +251,11 @@ pub struct AuthConfig {
     /// How far the signed `x-mq-date-time` of a RocketMQ request may be from the broker's clock
     /// (15 min; compact times may also be off by a whole time-zone offset, see `auth/sign.rs`).
     pub max_clock_skew_ms: u64,
+    /// Accept a compact `x-mq-date-time` (`yyyyMMdd'T'HHmmss'Z'`) that is off by a whole
+    /// time-zone offset (on: the Python SDK writes local time with a literal `Z`). Off: every
+    /// compact time must be UTC, so a captured signature is replayable only within
+    /// `max_clock_skew_ms` instead of at each quarter-hour offset up to 14 h away.
+    pub local_time_signatures: bool,
     /// Failed authentications one source IP may make in a burst (0: no limit); then its
     /// attempts are refused unchecked until the bucket refills.
     pub failure_burst: u32,
@@ -269,6 +274,7 @@ impl Default for AuthConfig {
             max_tokens_per_user: 100,
             max_users: 10_000,
             max_clock_skew_ms: 15 * 60 * 1000,
+            local_time_signatures: true,
             failure_burst: 10,
             failure_refill_ms: 6_000,
         }
@@ -289,6 +295,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("max_tokens_per_user", &self.max_tokens_per_user)
             .field("max_users", &self.max_users)
             .field("max_clock_skew_ms", &self.max_clock_skew_ms)
+            .field("local_time_signatures", &self.local_time_signatures)
             .field("failure_burst", &self.failure_burst)
             .field("failure_refill_ms", &self.failure_refill_ms)
             .finish()

@@ -73,14 +73,19 @@ pub fn sign(secret: &[u8], date_time: &str) -> String {
     }
 }
 
-/// Whether the signed time `date_time` is acceptable at `now_ms` within `max_skew_ms`.
-pub fn fresh(date_time: &str, now_ms: i64, max_skew_ms: i64) -> bool {
+/// Whether the signed time `date_time` is acceptable at `now_ms` within `max_skew_ms`; a
+/// compact time may also be off by a whole time-zone offset when `any_offset` (the Python
+/// SDK's local time with a literal `Z`).
+pub fn fresh(date_time: &str, now_ms: i64, max_skew_ms: i64, any_offset: bool) -> bool {
     if let Some(t) = parse_rfc3339(date_time) {
         return (t - now_ms).abs() <= max_skew_ms;
     }
     let Some(t) = parse_compact(date_time) else {
         return false;
     };
+    if !any_offset {
+        return (t - now_ms).abs() <= max_skew_ms;
+    }
     const QUARTER_HOUR: i64 = 15 * 60 * 1000;
     const MAX_OFFSET: i64 = 14 * 60 * 60 * 1000;
     let skew = t - now_ms;
@@ -248,14 +253,18 @@ mod tests {
     #[test]
     fn freshness_allows_the_window_and_python_local_time_but_not_replays() {
         let skew = 15 * 60 * 1000;
-        assert!(fresh("2024-05-01T10:00:00Z", T + skew, skew));
-        assert!(!fresh("2024-05-01T10:00:00Z", T + skew + 1, skew));
-        assert!(fresh("20240501T100000Z", T - 60_000, skew));
+        assert!(fresh("2024-05-01T10:00:00Z", T + skew, skew, true));
+        assert!(!fresh("2024-05-01T10:00:00Z", T + skew + 1, skew, true));
+        assert!(fresh("20240501T100000Z", T - 60_000, skew, true));
         // Python in UTC+8 writes 18:00 local with a Z: accepted.
-        assert!(fresh("20240501T180000Z", T, skew));
+        assert!(fresh("20240501T180000Z", T, skew, true));
         // A replay a day later is not.
-        assert!(!fresh("20240501T100000Z", T + 86_400_000, skew));
-        assert!(!fresh("garbage", T, skew));
+        assert!(!fresh("20240501T100000Z", T + 86_400_000, skew, true));
+        assert!(!fresh("garbage", T, skew, true));
+        // With local-time signatures off a compact time is UTC: the window only.
+        assert!(fresh("20240501T100000Z", T - 60_000, skew, false));
+        assert!(!fresh("20240501T180000Z", T, skew, false));
+        assert!(!fresh("20240501T110000Z", T, skew, false));
     }
 
     #[test]

@@ -518,7 +518,12 @@ impl AuthState {
                 let user = t.users.get(&signed.access_key);
                 let key = user.map_or(&b"rocketgate-no-such-user"[..], |u| u.secret_key.as_bytes());
                 let good = sign::verify(key, date_time, &signed.signature);
-                if !sign::fresh(date_time, now_ms, self.config.max_clock_skew_ms as i64) {
+                if !sign::fresh(
+                    date_time,
+                    now_ms,
+                    self.config.max_clock_skew_ms as i64,
+                    self.config.local_time_signatures,
+                ) {
                     return Err(Error::Unauthenticated(
                         "x-mq-date-time is outside the allowed clock skew".into(),
                     ));

@@ -321,3 +321,41 @@ async fn repeated_failures_from_one_address_are_refused_before_checking() {
     assert!(message.contains("too many failed"), "{message}");
     s.stop().await;
 }
+
+/// A compact `x-mq-date-time` eight hours ahead (the Python SDK's local time in UTC+8 with a
+/// literal `Z`) is accepted by default and refused with `auth.local_time_signatures` off,
+/// which holds a captured signature to the clock-skew window.
+#[tokio::test]
+async fn local_time_signatures_can_be_refused() {
+    for lenient in [true, false] {
+        let mut s = start_configured(
+            |c| {
+                c.auth.enabled = true;
+                c.auth.bootstrap_access_key = Some("root".into());
+                c.auth.bootstrap_secret_key = Some("root-secret".into());
+                c.auth.local_time_signatures = lenient;
+            },
+            |_| {},
+        )
+        .await;
+        let ahead = sign::compact_time(rocketgate_core::now_ms() + 8 * 3_600_000);
+        let r = bounded(s.client.send_message(signed(
+            pb::SendMessageRequest {
+                messages: vec![message("normal", "ID-TZ", pb::MessageType::Normal)],
+            },
+            "root",
+            "root-secret",
+            &ahead,
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+        let want = if lenient {
+            Code::Ok
+        } else {
+            Code::Unauthorized
+        };
+        assert_eq!(code(&r.status), want, "lenient {lenient}: {r:?}");
+        s.stop().await;
+    }
+}
