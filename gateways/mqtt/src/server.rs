@@ -181,7 +181,7 @@ async fn serve_stream(
     stop: watch::Receiver<bool>,
 ) {
     // TLS first, on the connection's own task, within the acceptor's handshake timeout.
-    let stream = match tls {
+    let stream: MaybeTls<TcpStream> = match tls {
         None => MaybeTls::Plain(stream),
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(s) => MaybeTls::Tls(Box::new(s)),
@@ -191,6 +191,8 @@ async fn serve_stream(
             }
         },
     };
+    // The verified client certificate's name (mTLS): a login for a CONNECT without password.
+    let certificate = stream.peer_subject();
     if websocket {
         let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
         match tokio::time::timeout(
@@ -203,12 +205,12 @@ async fn serve_stream(
         )
         .await
         {
-            Ok(Ok(s)) => connection::run(shared, s, Some(peer), stop).await,
+            Ok(Ok(s)) => connection::run(shared, s, Some(peer), certificate, stop).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "MQTT WebSocket handshake failed"),
             Err(_) => tracing::debug!("MQTT WebSocket handshake timed out"),
         }
     } else {
-        connection::run(shared, stream, Some(peer), stop).await;
+        connection::run(shared, stream, Some(peer), certificate, stop).await;
     }
 }
 
