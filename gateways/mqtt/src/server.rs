@@ -5,6 +5,10 @@
 //! connection that arrives meanwhile waits in the listener's backlog); only then do the
 //! accept loops start and `ready` fire, which the node awaits before it says `ready`.
 //!
+//! TLS: each handshake runs on its connection's task; the common name of a client certificate
+//! it verified goes with the connection (`connection::run`), a login for a CONNECT without
+//! password (`access.rs`).
+//!
 //! Shutdown: the `shutdown` future flips a `watch` seen by every connection, which sends a v5
 //! DISCONNECT 0x8B ("server shutting down") and persists its session; `serve` waits up to
 //! 3 s for connections to finish, then aborts the rest.
