@@ -12,8 +12,13 @@
 //! - Secrets are compared in constant time, and an unknown access key costs the same HMAC as
 //!   a known one.
 //!
-//! Concurrency: one `RwLock` over the three tables, read by every request; writers are
-//! serialised by `write` and change memory only after the KV write succeeded.
+//! - A principal remembers what proved it (`validity.rs`); every user update, user deletion
+//!   and token revocation bumps the generation (`changes`, a `watch`), after which holders of
+//!   principals ask [`AuthState::invalidation`] again.
+//!
+//! Concurrency: one `RwLock` over the three tables (and the in-memory user versions), read by
+//! every request; writers are serialised by `write` and change memory only after the KV write
+//! succeeded; the generation is bumped after memory changed.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -24,6 +29,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 use super::model::{
     check_access_key, check_policy, check_secret_key, Action, Decision, PolicyEntry, Resource,
@@ -31,6 +37,7 @@ use super::model::{
 };
 use super::mqtt_topic::Placeholders;
 use super::sign;
+use super::validity::{self, Invalidation, Proof, TokenProof, Versions};
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
 use crate::kv::KvStore;
@@ -47,6 +54,8 @@ pub struct Principal {
     user: Option<String>,
     superuser: bool,
     client_id: Option<String>,
+    /// What proved it (`Auth::still_valid` compares it with the store).
+    proof: Proof,
 }
 
 impl Principal {
@@ -56,6 +65,7 @@ impl Principal {
             user: None,
             superuser: false,
             client_id: None,
+            proof: Proof::default(),
         }
     }
 
@@ -80,6 +90,12 @@ impl Principal {
     /// Whether it is a super user.
     pub fn is_super(&self) -> bool {
         self.superuser
+    }
+
+    /// When the token it was proven by expires (ms since the epoch, the broker's clock);
+    /// `None` when it was not proven by a token.
+    pub fn expires_ms(&self) -> Option<i64> {
+        self.proof.token.as_ref().map(|t| t.expires_ms)
     }
 }
 
@@ -136,6 +152,29 @@ struct Tables {
     policies: BTreeMap<String, Vec<PolicyEntry>>,
     /// Hash (hex) → token.
     tokens: BTreeMap<String, TokenInfo>,
+    /// User → its versions (memory only, `validity.rs`).
+    versions: BTreeMap<String, Versions>,
+    /// The last version handed out.
+    serial: u64,
+}
+
+impl Tables {
+    fn next_version(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// Gives `ak` a new incarnation (created, or loaded).
+    fn incarnate(&mut self, ak: &str) {
+        let v = self.next_version();
+        self.versions.insert(
+            ak.to_owned(),
+            Versions {
+                incarnation: v,
+                secret: v,
+            },
+        );
+    }
 }
 
 /// The state of the `Auth` service.
@@ -146,6 +185,8 @@ pub(crate) struct AuthState {
     tables: RwLock<Tables>,
     write: Mutex<()>,
     limiter: super::limiter::FailureLimiter,
+    /// The generation of users and tokens: bumped by every update, deletion and revocation.
+    changes: watch::Sender<u64>,
 }
 
 fn corrupt(ns: &str, e: impl std::fmt::Display) -> Error {
@@ -184,8 +225,9 @@ impl AuthState {
         let mut t = Tables::default();
         for (k, v) in kv.scan(NS_USERS, b"", None, usize::MAX) {
             let user = serde_json::from_slice(&v).map_err(|e| corrupt(NS_USERS, e))?;
-            t.users
-                .insert(String::from_utf8_lossy(&k).into_owned(), user);
+            let ak = String::from_utf8_lossy(&k).into_owned();
+            t.incarnate(&ak);
+            t.users.insert(ak, user);
         }
         for (k, v) in kv.scan(NS_POLICIES, b"", None, usize::MAX) {
             let p = serde_json::from_slice(&v).map_err(|e| corrupt(NS_POLICIES, e))?;
@@ -206,6 +248,7 @@ impl AuthState {
             config,
             tables: RwLock::new(t),
             write: Mutex::new(()),
+            changes: watch::channel(0).0,
         };
         if let (Some(ak), Some(sk)) = (
             state.config.bootstrap_access_key.clone(),
@@ -232,6 +275,28 @@ impl AuthState {
 
     pub(crate) fn enabled(&self) -> bool {
         self.config.enabled
+    }
+
+    /// The generation of users and tokens (see the module doc).
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Why `who` is no longer what it was proven to be at `now_ms` (`validity.rs`); `None`
+    /// while it is, for a principal without a user, and with authentication off.
+    pub(crate) fn invalidation(&self, who: &Principal, now_ms: i64) -> Option<Invalidation> {
+        if !self.config.enabled {
+            return None;
+        }
+        let ak = who.user.as_deref()?;
+        let t = self.tables.read();
+        let user = t.users.get(ak).zip(t.versions.get(ak));
+        let token = who.proof.token.as_ref().and_then(|p| t.tokens.get(&p.hash));
+        validity::check(&who.proof, who.superuser, user, token, now_ms).err()
     }
 
     pub(crate) fn create_user(
@@ -261,7 +326,9 @@ impl AuthState {
         };
         self.kv
             .put(NS_USERS, ak.as_bytes(), to_bytes(NS_USERS, &user)?)?;
-        self.tables.write().users.insert(ak.to_owned(), user);
+        let mut t = self.tables.write();
+        t.incarnate(ak);
+        t.users.insert(ak.to_owned(), user);
         Ok(())
     }
 
@@ -277,7 +344,9 @@ impl AuthState {
             .get(ak)
             .cloned()
             .ok_or_else(|| Error::UserNotFound(ak.to_owned()))?;
+        let mut new_secret = false;
         if let Some(sk) = change.secret_key {
+            new_secret = sk != user.secret_key;
             user.secret_key = sk;
         }
         if let Some(k) = change.kind {
@@ -288,7 +357,17 @@ impl AuthState {
         }
         self.kv
             .put(NS_USERS, ak.as_bytes(), to_bytes(NS_USERS, &user)?)?;
-        self.tables.write().users.insert(ak.to_owned(), user);
+        {
+            let mut t = self.tables.write();
+            if new_secret {
+                let v = t.next_version();
+                if let Some(versions) = t.versions.get_mut(ak) {
+                    versions.secret = v;
+                }
+            }
+            t.users.insert(ak.to_owned(), user);
+        }
+        self.changed();
         Ok(())
     }
 
@@ -323,12 +402,16 @@ impl AuthState {
             value: None,
         }));
         self.kv.write_batch(&changes)?;
-        let mut t = self.tables.write();
-        t.users.remove(ak);
-        t.policies.remove(ak);
-        for h in &tokens {
-            t.tokens.remove(h);
+        {
+            let mut t = self.tables.write();
+            t.users.remove(ak);
+            t.versions.remove(ak);
+            t.policies.remove(ak);
+            for h in &tokens {
+                t.tokens.remove(h);
+            }
         }
+        self.changed();
         Ok(())
     }
 
@@ -453,6 +536,7 @@ impl AuthState {
             .ok_or_else(|| Error::InvalidArgument(format!("no token with id `{id}`")))?;
         self.kv.delete(NS_TOKENS, hash.as_bytes())?;
         self.tables.write().tokens.remove(&hash);
+        self.changed();
         Ok(())
     }
 
@@ -469,10 +553,20 @@ impl AuthState {
     /// Checks a credential; the principal it proves.
     pub(crate) fn authenticate(&self, creds: Credentials<'_>, now_ms: i64) -> Result<Principal> {
         let t = self.tables.read();
-        let principal = |ak: &str, u: &StoredUser| Principal {
-            user: Some(ak.to_owned()),
-            superuser: u.kind == UserKind::Super,
-            client_id: None,
+        // What proved it: the user's incarnation, the secret's version when `by_secret`, the
+        // token (`validity.rs`).
+        let principal = |ak: &str, u: &StoredUser, by_secret: bool, token: Option<TokenProof>| {
+            let versions = t.versions.get(ak);
+            Principal {
+                user: Some(ak.to_owned()),
+                superuser: u.kind == UserKind::Super,
+                client_id: None,
+                proof: Proof {
+                    incarnation: versions.map_or(0, |v| v.incarnation),
+                    secret: versions.filter(|_| by_secret).map(|v| v.secret),
+                    token,
+                },
+            }
         };
         match creds {
             Credentials::Secret {
@@ -485,23 +579,29 @@ impl AuthState {
                 let same: bool = expected.ct_eq(secret_key.as_bytes()).into();
                 match user {
                     Some(u) if same && u.status == UserStatus::Enabled => {
-                        Ok(principal(access_key, u))
+                        Ok(principal(access_key, u, true, None))
                     }
                     _ => Err(unauthenticated()),
                 }
             }
             Credentials::Token(token) => {
-                let info = t
-                    .tokens
-                    .get(&token_hash(token))
-                    .filter(|i| i.expires_ms > now_ms);
-                match info.and_then(|i| t.users.get(&i.access_key).map(|u| (&i.access_key, u))) {
-                    Some((ak, u)) if u.status == UserStatus::Enabled => Ok(principal(ak, u)),
+                let hash = token_hash(token);
+                let info = t.tokens.get(&hash).filter(|i| i.expires_ms > now_ms);
+                match info.and_then(|i| t.users.get(&i.access_key).map(|u| (i, u))) {
+                    Some((i, u)) if u.status == UserStatus::Enabled => {
+                        let proof = TokenProof {
+                            expires_ms: i.expires_ms,
+                            hash,
+                        };
+                        Ok(principal(&i.access_key, u, false, Some(proof)))
+                    }
                     _ => Err(unauthenticated()),
                 }
             }
             Credentials::Certificate(subject) => match t.users.get(subject) {
-                Some(u) if u.status == UserStatus::Enabled => Ok(principal(subject, u)),
+                Some(u) if u.status == UserStatus::Enabled => {
+                    Ok(principal(subject, u, false, None))
+                }
                 _ => Err(unauthenticated()),
             },
             Credentials::Signature {
@@ -530,7 +630,7 @@ impl AuthState {
                 }
                 match user {
                     Some(u) if good && u.status == UserStatus::Enabled => {
-                        Ok(principal(&signed.access_key, u))
+                        Ok(principal(&signed.access_key, u, true, None))
                     }
                     _ => Err(unauthenticated()),
                 }

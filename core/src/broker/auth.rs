@@ -8,16 +8,27 @@
 //! `auth.tokens`). Audit: user, policy and token changes and authentication failures are
 //! logged on the tracing target `audit` (never a secret, token or signature).
 //!
-//! Who calls it: gateways (authenticate, authorize) and the admin surfaces (users, policies,
-//! tokens). Concurrency: see `auth/state.rs`.
+//! Revocation reaches open connections: a gateway that keeps a principal for a connection
+//! waits on [`Auth::invalidated`] beside its socket and closes the connection when it
+//! completes — when the principal's user is disabled, deleted or changed, or the token that
+//! proved it is revoked or expires (`auth/validity.rs` has the rules). The future wakes on the
+//! generation every user update, deletion and token revocation bumps ([`Auth::generation`]),
+//! and at the token's expiry by the broker's clock (a tokio timer set from `now_ms`, checked
+//! again by the clock when it fires): no polling.
+//!
+//! Who calls it: gateways (authenticate, authorize, wait for invalidation) and the admin
+//! surfaces (users, policies, tokens). Concurrency: see `auth/state.rs`.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::Broker;
 use crate::auth::{
-    Action, Credentials, IssuedToken, PolicyEntry, Principal, Resource, TokenInfo, UserInfo,
-    UserKind, UserUpdate,
+    Action, Credentials, Invalidation, IssuedToken, PolicyEntry, Principal, Resource, TokenInfo,
+    UserInfo, UserKind, UserUpdate,
 };
 use crate::error::Result;
 
@@ -218,5 +229,72 @@ impl<'a> Auth<'a> {
             tracing::info!(target: "audit", action = "authorize", user = who.user().unwrap_or("-"), error = %e, "refused");
         }
         r
+    }
+
+    /// Whether `who` is still what it was proven to be: its user exists, is enabled and of the
+    /// same kind, the secret key that proved it is unchanged, and the token that proved it is
+    /// neither revoked nor expired (by the broker's clock). Always true with authentication
+    /// off, and for a principal without a user.
+    pub fn still_valid(self, who: &Principal) -> bool {
+        self.invalidation(who).is_none()
+    }
+
+    /// Why `who` is no longer valid (see [`Auth::still_valid`]); `None` while it is.
+    pub fn invalidation(self, who: &Principal) -> Option<Invalidation> {
+        self.state().invalidation(who, self.now())
+    }
+
+    /// The generation of users and tokens: it changes on every user update (secret, kind,
+    /// status), user deletion and token revocation — when a held principal may have stopped
+    /// being valid. [`Auth::invalidated`] is built on it.
+    pub fn generation(self) -> watch::Receiver<u64> {
+        self.state().changes()
+    }
+
+    /// Completes, with the reason, once `who` stops being valid ([`Auth::still_valid`]): at
+    /// once if it already is not, after the change of users or tokens that ends it, or at the
+    /// expiry of the token that proved it (a tokio timer, so paused test time drives it, set
+    /// from the broker's clock and checked against it when it fires). Never completes with
+    /// authentication off. What a gateway awaits beside a connection's socket, to close it.
+    pub fn invalidated(
+        self,
+        who: &Principal,
+    ) -> impl Future<Output = Invalidation> + Send + 'static {
+        let broker = self.broker.clone();
+        let who = who.clone();
+        // Subscribed before the first check: no change can fall in between.
+        let mut generation = self.generation();
+        let enabled = self.enabled();
+        async move {
+            if !enabled {
+                return std::future::pending().await;
+            }
+            loop {
+                generation.borrow_and_update();
+                let auth = broker.auth();
+                if let Some(why) = auth.invalidation(&who) {
+                    return why;
+                }
+                let expiry = who.expires_ms().map(|at| {
+                    let left = u64::try_from(at.saturating_sub(auth.now())).unwrap_or(0);
+                    tokio::time::Instant::now() + Duration::from_millis(left)
+                });
+                let expired = async {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = generation.changed() => {
+                        if r.is_err() {
+                            // The broker is gone: nothing will change any more.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    () = expired => {}
+                }
+            }
+        }
     }
 }

@@ -18,18 +18,24 @@
 //! Messages delivered and not acknowledged become visible again after their invisible duration.
 //!
 //! Close codes: 1003 binary frame, 1007 a frame that is not a valid command, 1009 a message over
-//! `http.ws_max_frame_bytes`, 1001 server shutdown or a client silent for two ping intervals.
+//! `http.ws_max_frame_bytes`, 1001 server shutdown or a client silent for two ping intervals,
+//! 1008 (policy violation) credentials no longer valid.
 //! A cross-origin upgrade (an `Origin` that is neither the server's own nor in
 //! `http.allowed_origins`) is refused before the upgrade (`403`, `origin.rs`); limits on subscriptions and
 //! credits answer error frames and keep the connection. Other connections are never affected.
 //!
 //! Authentication (`auth.enabled`): the upgrade is authenticated like any request (`auth.rs`:
 //! `Authorization`, or `?access_token=` since browsers cannot set headers), `401` before any
-//! upgrade; the connection keeps that identity, and every `subscribe` (`Sub` on topic and
-//! group), `publish` (`Pub` on the topic), `ack` and `nack` (`Sub` on the group and the
-//! handle's topic) is asked of the core against the current policy — a refusal is an `error`
-//! frame (`forbidden`) and the connection stays; every delivery of a subscription is asked
-//! again, and one refused ends that subscription with an `error` frame.
+//! upgrade; the connection keeps that identity while the core says it is valid, and every
+//! `subscribe` (`Sub` on topic and group), `publish` (`Pub` on the topic), `ack` and `nack`
+//! (`Sub` on the group and the handle's topic) is asked of the core against the current
+//! policy — a refusal is an `error` frame (`forbidden`) and the connection stays; every
+//! delivery of a subscription is asked again, and one refused ends that subscription with an
+//! `error` frame. What the connection asks of the core goes through a broker handle carrying
+//! its principal and address (`Broker::as_caller`), so a group created on first use by a
+//! `subscribe` needs `Create` on it. When the identity stops being valid (its user disabled,
+//! deleted or changed, its token revoked or expired: `Auth::invalidated`), the connection gets
+//! an `error` frame (`unauthenticated`, the reason as its detail) and is closed with 1008.
 //!
 //! Concurrency: per connection one reader (this task), one writer task owning the socket sink
 //! (`ws/outbox.rs`: frames from a queue bounded in frames and bytes, pings on a timer, every
@@ -51,7 +57,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use rocketgate_core::{
-    Credits, FilterExpression, PopRequest, SendRequest, Subscription as CoreSubscription,
+    Broker, Credits, FilterExpression, PopRequest, SendRequest, Subscription as CoreSubscription,
     SubscriptionCredits, SubscriptionRequest,
 };
 use serde::Deserialize;
@@ -167,6 +173,8 @@ pub(crate) async fn upgrade(
 struct Conn {
     state: AppState,
     caller: Caller,
+    /// The broker, as this connection's caller (principal and address).
+    broker: Broker,
     tx: Outbox,
     subs: HashMap<String, Subscription>,
 }
@@ -187,9 +195,16 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
         },
         last_seen.clone(),
     );
+    let broker = state.broker.as_caller(rocketgate_core::Caller::client(
+        Some(caller.principal.clone()),
+        caller.source,
+    ));
+    let invalidated = state.broker.auth().invalidated(&caller.principal);
+    tokio::pin!(invalidated);
     let mut conn = Conn {
         state: state.clone(),
         caller,
+        broker,
         tx: tx.clone(),
         subs: HashMap::new(),
     };
@@ -201,6 +216,10 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
             _ = &mut writer => break,
             () = stopped(&mut stopping) => {
                 let _ = tx.send(Outbound::Close(1001, "server shutting down".into())).await;
+                break;
+            }
+            why = &mut invalidated => {
+                revoked(&tx, &why.to_string()).await;
                 break;
             }
         };
@@ -261,6 +280,16 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
         writer.abort();
     }
     metrics::gauge!("rocketgate_connections_active", "gateway" => "ws").decrement(1.0);
+}
+
+/// Ends a connection whose credentials stopped being valid: an `error` frame saying why, then
+/// close 1008 (policy violation). Bounded: the writer gives up on a client that does not read
+/// within its write timeout, and then these sends fail at once.
+async fn revoked(tx: &Outbox, why: &str) {
+    tracing::info!(target: "audit", action = "websocket.close", reason = why, "credentials no longer valid");
+    let e = ApiError::unauthenticated(why);
+    let _ = tx.send(Outbound::Text(error_frame(None, None, &e))).await;
+    let _ = tx.send(Outbound::Close(1008, why.to_owned())).await;
 }
 
 /// Completes once the server stops (never, if the signal is gone).
@@ -371,7 +400,6 @@ impl Conn {
                     Ok(g)
                 }) {
                     Ok(g) => self
-                        .state
                         .broker
                         .consumer()
                         .ack(&g, &receipt_handle)
@@ -393,7 +421,6 @@ impl Conn {
                     Ok(g)
                 }) {
                     Ok(g) => self
-                        .state
                         .broker
                         .consumer()
                         .nack(&g, &receipt_handle, delay_ms.map(Duration::from_millis))
@@ -427,10 +454,9 @@ impl Conn {
                     self.caller
                         .need(&self.state, &Resource::topic(&topic), &[Action::Pub]);
                 let r = match allowed
-                    .and_then(|()| message.into_message(&topic, self.state.broker.now_ms()))
+                    .and_then(|()| message.into_message(&topic, self.broker.now_ms()))
                 {
                     Ok(m) => self
-                        .state
                         .broker
                         .producer()
                         .send(SendRequest::new(
@@ -529,7 +555,7 @@ impl Conn {
             .need(&self.state, &Resource::topic(&topic), &[Action::Sub])?;
         self.caller
             .need(&self.state, &Resource::group(&group), &[Action::Sub])?;
-        let broker = &self.state.broker;
+        let broker = &self.broker;
         let filter: Option<FilterExpression> = filter.map(|f| match f {
             WsFilter::Tag(t) => FilterExpression::tag(t),
             WsFilter::Full(f) => f.into(),

@@ -120,7 +120,23 @@ async fn the_upgrade_needs_credentials_and_every_frame_is_authorized() {
         (Some("forbidden"), Some("p1")),
         "{f}"
     );
-    send(&mut ws, json!({"type": "subscribe", "subscription": "ok", "group": "billing", "topic": "orders", "credits": 4})).await;
+    // The group does not exist yet: creating it on first use needs `Create` on it.
+    let subscribe = json!({"type": "subscribe", "subscription": "ok", "group": "billing", "topic": "orders", "credits": 4});
+    send(&mut ws, subscribe.clone()).await;
+    let f = next(&mut ws).await;
+    assert_eq!(
+        (f["code"].as_str(), f["subscription"].as_str()),
+        (Some("forbidden"), Some("ok")),
+        "{f}"
+    );
+    assert!(s.broker.groups().get("billing").is_err());
+    let entries = serde_json::from_value(json!([
+        {"resources": ["Topic:orders", "Group:billing"], "actions": ["Pub", "Sub"], "decision": "Allow"},
+        {"resources": ["Group:billing"], "actions": ["Create"], "decision": "Allow"}
+    ]))
+    .unwrap();
+    s.broker.auth().set_policy(APP.0, entries).unwrap();
+    send(&mut ws, subscribe).await;
     assert_eq!(next(&mut ws).await["type"], "subscribed");
     send(&mut ws, json!({"type": "publish", "request_id": "p2", "topic": "orders", "message": {"body": "hello"}})).await;
     let mut acked = false;

@@ -8,8 +8,13 @@
 //! - Core authentication on (`auth.enabled`): the username is a user's access key and the
 //!   password its secret key ([`Credentials::Secret`]), or the password is a bearer token the
 //!   core issued (`rgt_` + 64 hex digits, [`Credentials::Token`]) and the username is empty or
-//!   the access key of the token's user. No credentials: "not authorized" (v5 0x87, 3.1.1 5);
-//!   wrong ones: "bad user name or password" (v5 0x86, 3.1.1 4). Never "server unavailable".
+//!   the access key of the token's user. Without a password, a client certificate the TLS
+//!   listener verified against its client CA (mTLS) names the user by its common name
+//!   ([`Credentials::Certificate`]), when the username is empty or that same name; a password
+//!   wins over the certificate. No credentials: "not authorized" (v5 0x87, 3.1.1 5); wrong
+//!   ones: "bad user name or password" (v5 0x86, 3.1.1 4). Never "server unavailable".
+//! - The identity holds while the core says it is valid: [`Access::invalidated`] completes
+//!   when its user is disabled, deleted or changed, or its token revoked or expired.
 //! - Core authentication off: the gateway's own `allow_anonymous` / `users` decide, as before
 //!   (`MqttConfig::authenticate_local`; a refusal is "bad user name or password"), and the
 //!   client is the anonymous principal, which the core allows everything.
@@ -29,7 +34,9 @@
 
 use std::net::IpAddr;
 
-use rocketgate_core::auth::{Action, Credentials, Principal, Resource, TOKEN_PREFIX};
+use std::future::Future;
+
+use rocketgate_core::auth::{Action, Credentials, Invalidation, Principal, Resource, TOKEN_PREFIX};
 use rocketgate_core::{Broker, StoredMessage};
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Login};
 
@@ -61,6 +68,12 @@ impl Access {
             who: who.with_client_id(client_id),
             source,
         }
+    }
+
+    /// Completes, with the reason, once the client's credentials stop being valid (never with
+    /// the core's authentication off).
+    pub(crate) fn invalidated(&self) -> impl Future<Output = Invalidation> + Send + 'static {
+        self.broker.auth().invalidated(&self.who)
     }
 
     fn allowed(&self, resources: &[Resource], action: Action) -> bool {
@@ -149,8 +162,9 @@ fn token_shaped(password: &str) -> bool {
         .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Authenticates a CONNECT's `login` from `source` (see the module doc; failures count against
-/// the source's budget of failed authentications in the core).
+/// Authenticates a CONNECT's `login` from `source`, over a connection whose TLS handshake
+/// verified a client `certificate` with this common name, if any (see the module doc; failures
+/// count against the source's budget of failed authentications in the core).
 ///
 /// # Errors
 /// The CONNACK code of the refusal: `NotAuthorized` without credentials (core authentication
@@ -159,6 +173,7 @@ pub(crate) fn authenticate(
     broker: &Broker,
     config: &MqttConfig,
     login: Option<&Login>,
+    certificate: Option<&str>,
     source: Option<IpAddr>,
 ) -> Result<Principal, ConnectReturnCode> {
     let auth = broker.auth();
@@ -174,6 +189,16 @@ pub(crate) fn authenticate(
         } else {
             refused(ConnectReturnCode::BadUserNamePassword)
         };
+    }
+    let no_password = login.is_none_or(|l| l.password.is_empty());
+    if let Some(cert) = certificate.filter(|_| no_password) {
+        let name = login.map_or("", |l| l.username.as_str());
+        if name.is_empty() || name == cert {
+            return match auth.authenticate_from(Credentials::Certificate(cert), source) {
+                Ok(p) => Ok(p),
+                Err(_) => refused(ConnectReturnCode::BadUserNamePassword),
+            };
+        }
     }
     let Some(l) = login else {
         return refused(ConnectReturnCode::NotAuthorized);

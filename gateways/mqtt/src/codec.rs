@@ -308,11 +308,21 @@ fn put_remaining_length(out: &mut BytesMut, mut len: usize) {
 /// Only for packets the codec cannot represent (over 256 MiB).
 pub fn encode(p: &Packet, version: Version, out: &mut BytesMut) -> Result<usize, EncodeError> {
     let start = out.len();
-    match version {
-        Version::V5 => {
+    match (version, p) {
+        // rumqttc 0.24 writes a DISCONNECT with a reason and no properties as
+        // `E0 01 <reason> 00`: a remaining length of 1 followed by two bytes, which no client
+        // can parse (rumqttc's own reader waits for a property byte that never comes).
+        // Written here as reason code + empty properties, remaining length 2.
+        (Version::V5, Packet::Disconnect(d))
+            if d.properties.is_none()
+                && d.reason_code != DisconnectReasonCode::NormalDisconnection =>
+        {
+            out.extend_from_slice(&[0xE0, 0x02, d.reason_code as u8, 0x00]);
+        }
+        (Version::V5, _) => {
             p.write(out).map_err(|e| EncodeError(e.to_string()))?;
         }
-        Version::V4 => encode_v4(p, out)?,
+        (Version::V4, _) => encode_v4(p, out)?,
     }
     Ok(out.len() - start)
 }

@@ -33,9 +33,11 @@
 //! driver feeds their completion at once, before the next packet: a subscription is in place
 //! before a PUBLISH that follows it in the stream is stored.
 //!
-//! Before admission, the CONNECT's credentials are checked by the core (`access.rs`), and its
-//! will must be one the client may publish (else "not authorized"); a session taken over keeps
-//! only the subscriptions this client may still make.
+//! Before admission, the CONNECT's credentials (or, without a password, the client certificate
+//! the TLS listener verified) are checked by the core (`access.rs`), and its will must be one
+//! the client may publish (else "not authorized"); a session taken over keeps only the
+//! subscriptions this client may still make. The driver closes the connection when those
+//! credentials stop being valid.
 //!
 //! Invariants: see `machine` (protocol) and `driver` (I/O). A connection that sends no valid
 //! CONNECT within `connect_timeout_ms` (or before shutdown) is closed without an answer; a
@@ -76,11 +78,13 @@ fn gauge_conn(delta: f64) {
     metrics::gauge!("rocketgate_connections_active", "gateway" => "mqtt").increment(delta);
 }
 
-/// Serves one connection from `peer` until it ends.
+/// Serves one connection from `peer` until it ends; `certificate` is the common name of the
+/// client certificate its TLS handshake verified, if any.
 pub async fn run<S>(
     shared: Arc<Shared>,
     mut stream: S,
     peer: Option<IpAddr>,
+    certificate: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -101,6 +105,7 @@ pub async fn run<S>(
             will,
             login,
             peer,
+            certificate,
         };
         connected(shared, stream, rbuf, hello, shutdown).await;
     } else {
@@ -171,6 +176,8 @@ struct Hello {
     will: Option<LastWill>,
     login: Option<Login>,
     peer: Option<IpAddr>,
+    /// The common name of the verified client certificate (mTLS).
+    certificate: Option<String>,
 }
 
 /// Authenticates and admits a CONNECT, takes its session over and serves the connection until
@@ -190,9 +197,15 @@ async fn connected<S>(
         will,
         login,
         peer,
+        certificate,
     } = hello;
-    let principal = match access::authenticate(&shared.broker, &shared.config, login.as_ref(), peer)
-    {
+    let principal = match access::authenticate(
+        &shared.broker,
+        &shared.config,
+        login.as_ref(),
+        certificate.as_deref(),
+        peer,
+    ) {
         Ok(p) => p,
         Err(code) => return refuse(&mut stream, version, code).await,
     };

@@ -5,6 +5,10 @@
 //! connection that arrives meanwhile waits in the listener's backlog); only then do the
 //! accept loops start and `ready` fire, which the node awaits before it says `ready`.
 //!
+//! TLS: each handshake runs on its connection's task; the common name of a client certificate
+//! it verified goes with the connection (`connection::run`), a login for a CONNECT without
+//! password (`access.rs`).
+//!
 //! Shutdown: the `shutdown` future flips a `watch` seen by every connection, which sends a v5
 //! DISCONNECT 0x8B ("server shutting down") and persists its session; `serve` waits up to
 //! 3 s for connections to finish, then aborts the rest.
@@ -181,7 +185,7 @@ async fn serve_stream(
     stop: watch::Receiver<bool>,
 ) {
     // TLS first, on the connection's own task, within the acceptor's handshake timeout.
-    let stream = match tls {
+    let stream: MaybeTls<TcpStream> = match tls {
         None => MaybeTls::Plain(stream),
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(s) => MaybeTls::Tls(Box::new(s)),
@@ -191,6 +195,8 @@ async fn serve_stream(
             }
         },
     };
+    // The verified client certificate's name (mTLS): a login for a CONNECT without password.
+    let certificate = stream.peer_subject();
     if websocket {
         let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
         match tokio::time::timeout(
@@ -203,12 +209,12 @@ async fn serve_stream(
         )
         .await
         {
-            Ok(Ok(s)) => connection::run(shared, s, Some(peer), stop).await,
+            Ok(Ok(s)) => connection::run(shared, s, Some(peer), certificate, stop).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "MQTT WebSocket handshake failed"),
             Err(_) => tracing::debug!("MQTT WebSocket handshake timed out"),
         }
     } else {
-        connection::run(shared, stream, Some(peer), stop).await;
+        connection::run(shared, stream, Some(peer), certificate, stop).await;
     }
 }
 

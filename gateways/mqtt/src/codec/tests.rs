@@ -141,3 +141,27 @@ fn publish_size_is_the_encoded_size() {
         }
     }
 }
+
+#[test]
+fn a_server_disconnect_with_a_reason_is_well_formed() {
+    for reason in [
+        DisconnectReasonCode::NotAuthorized,
+        DisconnectReasonCode::SessionTakenOver,
+        DisconnectReasonCode::ServerShuttingDown,
+    ] {
+        let mut b = BytesMut::new();
+        let n = encode(
+            &Packet::Disconnect(Disconnect::new(reason)),
+            Version::V5,
+            &mut b,
+        )
+        .unwrap();
+        assert_eq!((n, &b[..]), (4, &[0xe0, 2, reason as u8, 0][..]));
+        // What a client reads back: the packet whole, nothing left over.
+        match v5::Packet::read(&mut b, Some(1024)).unwrap() {
+            v5::Packet::Disconnect(d) => assert_eq!(d.reason_code, reason),
+            other => panic!("{other:?}"),
+        }
+        assert!(b.is_empty());
+    }
+}

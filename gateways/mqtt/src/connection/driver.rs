@@ -25,10 +25,16 @@
 //!   one credit pool for all the connection's core subscriptions: see `delivery.rs`) and the
 //!   machine's window.
 //!
+//! - Revocation: the connection's credentials are watched (`Access::invalidated`, the core's
+//!   `Auth::invalidated`); when they stop being valid the machine is fed `Input::Revoked` and
+//!   closes (v5: DISCONNECT 0x87). The session's fate is the usual one: a persistent session
+//!   stays for a reconnect with valid credentials.
+//!
 //! Called by `connection` once a CONNECT was admitted and its session taken over.
 //! Concurrency: the connection's task runs a `select!` over socket reads, completed core
 //! publishes, deliveries from the inbox (one core subscription and forwarding task per
-//! (group, topic), aborted here), topic changes, keep-alive, takeover and shutdown. It holds the session's guard
+//! (group, topic), aborted here), topic changes, keep-alive, takeover, shutdown and the
+//! invalidation of its credentials. It holds the session's guard
 //! (inside the machine) for its whole life and releases it last, after the session's fate
 //! is stored and a delayed will is registered in the slot.
 
@@ -143,6 +149,8 @@ where
         let mut deadline = ka.map(|d| Instant::now() + d);
         let mut kick = self.slot.kick.subscribe();
         let mut topics = self.shared.broker.topics().changed();
+        let invalidated = self.access.invalidated();
+        tokio::pin!(invalidated);
         // Bytes that arrived together with CONNECT.
         if let Some(end) = self.process().await {
             return end;
@@ -181,6 +189,7 @@ where
             let closed = tokio::select! {
                 _ = shutdown.changed() => Some(self.feed_to_end(Input::Shutdown).await),
                 _ = kick.changed() => Some(self.feed_to_end(Input::TakenOver).await),
+                why = &mut invalidated => Some(self.feed_to_end(Input::Revoked(why)).await),
                 Some(first) = self.publishes.next(), if !self.publishes.is_empty() => {
                     let mut done = vec![stored(first)];
                     // Take every other completed store in the same turn (one socket write).

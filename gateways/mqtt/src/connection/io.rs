@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use rocketgate_core::auth::Invalidation;
 use rocketgate_core::StoredMessage;
 use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
@@ -28,6 +29,9 @@ pub(crate) enum End {
     Abnormal,
     /// Server shutdown: no will.
     Shutdown,
+    /// The credentials the connection was admitted with stopped being valid: no will (it
+    /// would be published under an identity that no longer holds).
+    Revoked,
 }
 
 /// A client publish the core finished storing.
@@ -79,6 +83,9 @@ pub(crate) enum Input {
     TakenOver,
     /// The server shuts down.
     Shutdown,
+    /// The credentials the connection was admitted with are no longer valid (the core's
+    /// `Auth::invalidated`), for this reason.
+    Revoked(Invalidation),
 }
 
 /// What the machine asks the driver to do, in order.

@@ -42,6 +42,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use rocketgate_core::auth::Invalidation;
 use rumqttc::v5::mqttbytes::v5::{
     ConnAck, Disconnect, DisconnectReasonCode, LastWill, PingResp, PubAckReason, PubRecReason,
     Publish, Subscribe, UnsubAckReason, Unsubscribe,
@@ -233,6 +234,13 @@ impl Machine {
         self.close(end);
     }
 
+    /// Closes a connection whose credentials stopped being valid (the reason is logged on the
+    /// `audit` target): v5 DISCONNECT 0x87 (not authorized), 3.1.1 just closes; no will.
+    fn revoked(&mut self, why: Invalidation) {
+        tracing::info!(target: "audit", action = "mqtt.close", client = %self.client_id, reason = %why, "credentials no longer valid");
+        self.disconnect(DisconnectReasonCode::NotAuthorized, End::Revoked);
+    }
+
     /// Closes for a protocol violation (v5: DISCONNECT with `reason`; 3.1.1 just closes).
     fn fail(&mut self, reason: DisconnectReasonCode) {
         metrics::counter!("rocketgate_protocol_errors_total", "gateway" => "mqtt").increment(1);
@@ -290,6 +298,7 @@ impl Machine {
             Input::Shutdown => {
                 self.disconnect(DisconnectReasonCode::ServerShuttingDown, End::Shutdown);
             }
+            Input::Revoked(why) => self.revoked(why),
         }
     }
 
@@ -528,7 +537,7 @@ impl Machine {
         }
         let will = match end {
             End::Abnormal => self.will.take(),
-            End::Normal | End::Shutdown => None,
+            End::Normal | End::Shutdown | End::Revoked => None,
         };
         let session_ends = self.session.ends_at_disconnect();
         let record = if session_ends {

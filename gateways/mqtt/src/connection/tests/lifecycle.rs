@@ -161,7 +161,7 @@ type ServerEvent = (fn() -> Input, DisconnectReasonCode, End);
 
 #[test]
 fn server_events_close_with_their_reason() {
-    let events: [ServerEvent; 3] = [
+    let events: [ServerEvent; 4] = [
         (
             || Input::KeepAliveExpired,
             DisconnectReasonCode::KeepAliveTimeout,
@@ -176,6 +176,12 @@ fn server_events_close_with_their_reason() {
             || Input::Shutdown,
             DisconnectReasonCode::ServerShuttingDown,
             End::Shutdown,
+        ),
+        // The credentials stopped being valid (user disabled, token revoked, ...).
+        (
+            || Input::Revoked(rocketgate_core::auth::Invalidation::Disabled),
+            DisconnectReasonCode::NotAuthorized,
+            End::Revoked,
         ),
     ];
     for (input, reason, end) in events {
@@ -259,6 +265,7 @@ fn the_will_goes_out_only_on_an_abnormal_end() {
         (End::Abnormal, true),
         (End::Normal, false),
         (End::Shutdown, false),
+        (End::Revoked, false),
     ] {
         let (mut m, _, _) = start_with(
             &MqttConfig::default(),
