@@ -54,10 +54,13 @@ mod dispatch;
 mod power_loss;
 mod reads;
 mod recovery;
+mod replicated;
 mod retention;
 mod threads;
 
+pub(crate) use self::commit_log::{Chunk, ReplAppended, ReplError};
 pub use self::reads::Reads;
+pub(crate) use self::replicated::{truncate_to, ReadBound};
 use self::threads::Signal;
 
 use std::collections::HashMap;
@@ -110,6 +113,8 @@ struct Inner {
     /// Why the dispatcher cannot follow the CommitLog now (cleared when it can again).
     dispatch_failure: Mutex<Option<String>>,
     flush_tx: watch::Sender<FlushState>,
+    /// The CommitLog's write end, published while a replication streamer waits for more.
+    wrote_tx: watch::Sender<u64>,
     flush_signal: Signal,
     dispatch_signal: Signal,
     clean_signal: Signal,
@@ -213,6 +218,7 @@ impl Store {
             dispatched_tx,
             dispatch_failure: Mutex::new(None),
             flush_tx,
+            wrote_tx: watch::channel(log_end).0,
             flush_signal: Signal::default(),
             dispatch_signal: Signal::default(),
             clean_signal: Signal::default(),
@@ -293,6 +299,7 @@ impl Store {
             .log
             .append(draft, queue_id, inner.clock.now_ms(), inner.as_ref())?;
         inner.appends.fetch_add(1, Ordering::Release);
+        inner.publish_wrote();
         match inner.config.flush_mode {
             FlushMode::Sync => inner.flush_signal.notify(),
             FlushMode::Async => inner.dispatch_signal.notify(),
