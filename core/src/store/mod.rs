@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! data/
-//!   lock  abort  checkpoint
+//!   lock  abort  checkpoint  epoch                (epoch: epochs.rs, replication)
 //!   commitlog/<20-digit start offset>         segments (commit_log.rs, record.rs)
 //!   consumequeue/<topic>/<queue>/<20 digits>  derived (consume_queue.rs)
 //!   index/<20-digit sequence>                 derived (index.rs)
@@ -49,6 +49,7 @@ pub mod record;
 
 mod disk;
 mod dispatch;
+pub(crate) mod epochs;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod power_loss;
@@ -337,6 +338,11 @@ impl Store {
                 "a flush failed before this record was durable".into(),
             ))
         }
+    }
+
+    /// The data directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
     }
 
     /// The offset below which records have been dispatched into ConsumeQueues.

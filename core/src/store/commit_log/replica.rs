@@ -32,13 +32,6 @@ pub(crate) struct Chunk {
     pub(crate) seals_segment: bool,
 }
 
-impl Chunk {
-    /// Offset one past this chunk, not counting a seal (the follower adds it).
-    pub(crate) fn data_end(&self) -> u64 {
-        self.from + self.data.len() as u64
-    }
-}
-
 /// Why a replication read or append was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReplError {
