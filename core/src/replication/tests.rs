@@ -372,17 +372,33 @@ async fn follower_behind_retention_gets_a_typed_error_and_waits_for_more() {
     let md = tempfile::tempdir().unwrap();
     let mut c = config(md.path());
     c.store.retention_hours = 0;
-    let master = Broker::open(c).unwrap();
-    master
-        .topics()
-        .create(TopicConfig::new("orders", 2))
-        .unwrap();
+    let ms = Store::open(c.store.clone()).unwrap();
+    let mkv = KvStore::open(&md.path().join("kv"), kv_limits(&c)).unwrap();
+    let props = std::collections::BTreeMap::new();
+    let body = vec![b'r'; 1000];
+    let append = |i: usize| {
+        let id = format!("id-{i}");
+        let draft = crate::store::record::RecordDraft {
+            topic: "orders",
+            message_id: &id,
+            tag: "",
+            message_group: "",
+            born_host: "",
+            keys: &[],
+            properties: &props,
+            body: &body,
+            born_timestamp: 1,
+            reconsume_times: 0,
+            flags: 0,
+            prepared_offset: 0,
+        };
+        ms.append_nowait(&draft, (i % 2) as u32).unwrap()
+    };
     for i in 0..200 {
-        let m = Message::new("orders", vec![b'r'; 900 + i]);
-        master.producer().send(SendRequest::from(m)).await.unwrap();
+        append(i);
     }
+    ms.visible().await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await; // segment mtimes strictly older
-    let (ms, mkv) = master.replication_parts();
     ms.run_cleaner_now();
     let min = ms.log_offsets().0;
     assert!(
@@ -390,7 +406,7 @@ async fn follower_behind_retention_gets_a_typed_error_and_waits_for_more() {
         "retention deleted a segment: {:?}",
         ms.log_offsets()
     );
-    let leader = Leader::new(ms, mkv, ReadBound::Written);
+    let leader = Leader::new(&ms, &mkv, ReadBound::Written);
     match leader.next_chunk(0, 4096) {
         Err(ReplicationError::Log(LogError::BelowRetained { from: 0, min: m })) => {
             assert_eq!(m, min);
@@ -404,19 +420,18 @@ async fn follower_behind_retention_gets_a_typed_error_and_waits_for_more() {
     r.store.append_replicated(&chunk).await.unwrap();
     assert!(r.store.log_bound(ReadBound::Written) > min);
 
-    // Waiting for more: nothing new times out, a new send wakes it.
+    // Waiting for more: nothing new times out, a new append wakes it.
     let end = ms.log_bound(ReadBound::Written);
     assert!(!leader
         .wait_for_more(end, Duration::from_millis(50))
         .await
         .unwrap());
     let waiter = leader.wait_for_more(end, Duration::from_secs(10));
-    let send = master
-        .producer()
-        .send(SendRequest::from(Message::new("orders", "wake")));
-    let (woke, sent) = tokio::join!(waiter, send);
-    sent.unwrap();
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        append(1000);
+    };
+    let (woke, ()) = tokio::join!(waiter, writer);
     assert!(woke.unwrap());
-    let flushed = ms.log_bound(ReadBound::Flushed);
-    assert!(flushed <= ms.log_bound(ReadBound::Written));
+    assert!(ms.log_bound(ReadBound::Flushed) <= ms.log_bound(ReadBound::Written));
 }
