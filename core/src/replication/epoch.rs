@@ -47,6 +47,7 @@ pub(crate) fn begin_epoch(list: &[EpochEntry], epoch: u64, end: u64) -> Option<V
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

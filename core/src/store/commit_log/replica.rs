@@ -221,7 +221,7 @@ impl CommitLog {
         }
         let end = self.wrote.load(Ordering::Relaxed);
         let current = self.segments.read().last().cloned();
-        let empty_start = current.is_none() && chunk.from % self.segment_size == 0;
+        let empty_start = current.is_none() && chunk.from.is_multiple_of(self.segment_size);
         if chunk.from != end && !empty_start {
             return Err(if chunk.from > end {
                 ReplError::Gap {
