@@ -216,6 +216,13 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
+    /// The store and the KV store, for replication's leader side (tests now; phase 2's
+    /// streamer). The caller must not write through them.
+    #[cfg(test)]
+    pub(crate) fn replication_parts(&self) -> (&Store, &Arc<crate::kv::KvStore>) {
+        (&self.inner.store, &self.inner.kv)
+    }
+
     /// Opens the store under `config.store.data_dir` (recovering it) and loads the metadata.
     ///
     /// # Errors

@@ -34,11 +34,11 @@
 //!   `kv.max_total_bytes` ([`Error`]s of core: `InvalidArgument`, `QuotaExceeded`). While
 //!   writes are in flight the total counts their values on top (conservative).
 //!
-//! # Replication (later)
+//! # Replication
 //!
-//! [`KvStore::last_sequence`] is the sequence of the last durable write: a follower will ask
-//! for "the changes since sequence N" (the log records after N, or a snapshot when N is older
-//! than the oldest log). Nothing of that is built yet.
+//! [`KvStore::last_sequence`] is the sequence of the last durable write: a follower asks for
+//! "the changes since sequence N" (the log records after N, or a snapshot when N is older than
+//! the oldest log) and applies them with the same sequence numbers (`replica.rs`).
 //!
 //! # What lives here
 //!
@@ -59,6 +59,7 @@
 //! and `sync` is never held while taking another lock (the syncer drops it first).
 
 mod log;
+mod replica;
 mod snapshot;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -74,6 +75,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub(crate) use self::log::Record;
+pub(crate) use self::replica::{KvApplyError, KvChanges, KvSnapshot};
 
 /// Longest namespace name.
 pub const MAX_NAMESPACE: usize = 64;

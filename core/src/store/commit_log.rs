@@ -39,6 +39,9 @@ use super::error::{Error, IoContext, Result};
 use super::mapped_file::MappedFile;
 use super::record::{self, Peek, RecordDraft, RecordView, StoreFields};
 
+mod replica;
+pub(crate) use self::replica::{Chunk, ReplAppended, ReplError};
+
 /// Segments at least this large are prefaulted in the background when they are created.
 const PREFAULT_MIN_SEGMENT: u64 = 16 << 20;
 

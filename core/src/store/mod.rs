@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! data/
-//!   lock  abort  checkpoint
+//!   lock  abort  checkpoint  epoch                (epoch: epochs.rs, replication)
 //!   commitlog/<20-digit start offset>         segments (commit_log.rs, record.rs)
 //!   consumequeue/<topic>/<queue>/<20 digits>  derived (consume_queue.rs)
 //!   index/<20-digit sequence>                 derived (index.rs)
@@ -49,15 +49,19 @@ pub mod record;
 
 mod disk;
 mod dispatch;
+pub(crate) mod epochs;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod power_loss;
 mod reads;
 mod recovery;
+mod replicated;
 mod retention;
 mod threads;
 
+pub(crate) use self::commit_log::{Chunk, ReplAppended, ReplError};
 pub use self::reads::Reads;
+pub(crate) use self::replicated::{truncate_to, ReadBound};
 use self::threads::Signal;
 
 use std::collections::HashMap;
@@ -110,6 +114,8 @@ struct Inner {
     /// Why the dispatcher cannot follow the CommitLog now (cleared when it can again).
     dispatch_failure: Mutex<Option<String>>,
     flush_tx: watch::Sender<FlushState>,
+    /// The CommitLog's write end, published while a replication streamer waits for more.
+    wrote_tx: watch::Sender<u64>,
     flush_signal: Signal,
     dispatch_signal: Signal,
     clean_signal: Signal,
@@ -213,6 +219,7 @@ impl Store {
             dispatched_tx,
             dispatch_failure: Mutex::new(None),
             flush_tx,
+            wrote_tx: watch::channel(log_end).0,
             flush_signal: Signal::default(),
             dispatch_signal: Signal::default(),
             clean_signal: Signal::default(),
@@ -293,6 +300,7 @@ impl Store {
             .log
             .append(draft, queue_id, inner.clock.now_ms(), inner.as_ref())?;
         inner.appends.fetch_add(1, Ordering::Release);
+        inner.publish_wrote();
         match inner.config.flush_mode {
             FlushMode::Sync => inner.flush_signal.notify(),
             FlushMode::Async => inner.dispatch_signal.notify(),
@@ -330,6 +338,11 @@ impl Store {
                 "a flush failed before this record was durable".into(),
             ))
         }
+    }
+
+    /// The data directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
     }
 
     /// The offset below which records have been dispatched into ConsumeQueues.
