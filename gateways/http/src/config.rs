@@ -78,6 +78,53 @@ pub struct HttpConfig {
     pub callback_retries: u32,
     /// Pause between callback attempts, in ms (100).
     pub callback_retry_backoff_ms: u64,
+    /// Cross-origin reads by browser pages (`[http.cors]`); off by default.
+    pub cors: CorsConfig,
+}
+
+/// CORS (`[http.cors]`): which browser pages of other origins may call the API and read its
+/// answers. With no `allowed_origins` (the default) no CORS header is ever sent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins whose pages may call the API, exactly as browsers send them
+    /// (`scheme://host[:port]`, e.g. `https://app.example`, `http://localhost:5173`); `*`
+    /// allows any page, only with authentication off. Empty (the default): CORS off. A listed
+    /// origin may also open `/v1/ws` and send `POST` / `PUT` / `PATCH` / `DELETE`.
+    pub allowed_origins: Vec<String>,
+    /// Methods a preflight may ask for (`GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`).
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may ask for, case-insensitive; a trailing `*` matches a
+    /// prefix (`authorization`, `content-type`, `rg-*`).
+    pub allowed_headers: Vec<String>,
+    /// Response headers a page may read besides the CORS-safelisted ones (`retry-after`,
+    /// `www-authenticate`, `location`).
+    pub exposed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer, in seconds (600).
+    pub max_age_secs: u64,
+    /// Whether pages may send ambient credentials (`credentials: "include"`: a client
+    /// certificate, a cached Basic login) and read the answers (false). Pages that send
+    /// `Authorization` themselves do not need it. Not with `*`.
+    pub allow_credentials: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: ["authorization", "content-type", "rg-*"]
+                .map(String::from)
+                .to_vec(),
+            exposed_headers: ["retry-after", "www-authenticate", "location"]
+                .map(String::from)
+                .to_vec(),
+            max_age_secs: 600,
+            allow_credentials: false,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -107,6 +154,7 @@ impl Default for HttpConfig {
             callback_timeout_ms: 1000,
             callback_retries: 2,
             callback_retry_backoff_ms: 100,
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -159,6 +207,7 @@ impl HttpConfig {
         if self.callback_retries > 10 {
             return Err(ConfigError("callback_retries must be at most 10".into()));
         }
+        crate::cors::CorsPolicy::check(&self.cors).map_err(|e| ConfigError(format!("cors.{e}")))?;
         Ok(())
     }
 }
