@@ -207,8 +207,18 @@ impl HttpConfig {
         if self.callback_retries > 10 {
             return Err(ConfigError("callback_retries must be at most 10".into()));
         }
-        crate::cors::CorsPolicy::check(&self.cors).map_err(|e| ConfigError(format!("cors.{e}")))?;
-        Ok(())
+        self.validate_with_auth(false)
+    }
+
+    /// [`Self::validate`]'s CORS part and the rules that depend on whether authentication is
+    /// on: CORS `allowed_origins = ["*"]` (any web page) is refused with it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending field.
+    pub fn validate_with_auth(&self, auth_enabled: bool) -> Result<(), ConfigError> {
+        crate::cors::CorsPolicy::new(&self.cors, auth_enabled)
+            .map(|_| ())
+            .map_err(|e| ConfigError(format!("cors.{e}")))
     }
 }
 

@@ -20,7 +20,7 @@
 //!
 //! Header computation is tower-http's `CorsLayer`; this module decides admission (origin,
 //! method, headers), the `204` and what is left alone. Who calls it: the router in `lib.rs`
-//! (between the Host/Origin check and authentication) and `HttpConfig::validate`. Owns no
+//! (between the Host/Origin check and authentication) and `HttpConfig::validate_with_auth`. Owns no
 //! state besides the immutable [`CorsPolicy`]; no locks, no I/O.
 
 use std::sync::Arc;
@@ -133,14 +133,6 @@ pub(crate) fn canonical_origin(origin: &str) -> Option<String> {
 }
 
 impl CorsPolicy {
-    /// Checks the section (what [`Self::new`] would refuse, authentication aside).
-    ///
-    /// # Errors
-    /// `"<key>: <reason>"` for the first bad value.
-    pub(crate) fn check(cfg: &CorsConfig) -> Result<(), String> {
-        Self::new(cfg, false).map(|_| ())
-    }
-
     /// The policy of `cfg`; `None` when CORS is off (no origin listed).
     ///
     /// # Errors
@@ -248,9 +240,7 @@ impl CorsPolicy {
     pub(crate) fn allows_origin(&self, origin: &str) -> bool {
         match &self.origins {
             Origins::Any => true,
-            Origins::List(list) => {
-                canonical_origin(origin).is_some_and(|o| list.contains(&o))
-            }
+            Origins::List(list) => canonical_origin(origin).is_some_and(|o| list.contains(&o)),
         }
     }
 

@@ -209,8 +209,7 @@ pub(crate) async fn serve_ready(
     ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
     config.validate()?;
-    cors::CorsPolicy::new(&config.cors, broker.auth().enabled())
-        .map_err(|e| ConfigError(format!("cors.{e}")))?;
+    config.validate_with_auth(broker.auth().enabled())?;
     let state = AppState::new(broker, config, metrics);
     let router = build(state.clone());
     ready();
