@@ -31,7 +31,8 @@ pub struct HttpConfig {
     pub idle_timeout_ms: u64,
     /// Longest time to receive a whole request head (request line and headers), in ms
     /// (10,000), however slowly it trickles in; then the connection is closed. Also how long
-    /// an idle keep-alive connection waits for its next request.
+    /// an idle keep-alive connection waits for its next request, and, on every connection
+    /// (HTTP/2 too: preface, SETTINGS, HEADERS), how long its first request may take to arrive.
     pub header_timeout_ms: u64,
     /// Largest request head (request line and headers), in bytes (16 KiB; at least 8 KiB).
     /// Larger heads answer `431` and close the connection.
