@@ -70,6 +70,10 @@ pub struct Limits {
     pub max_brokers: usize,
     /// Largest encoded request, in bytes (4 MiB).
     pub max_request_bytes: usize,
+    /// Signatures of accepted broker requests remembered to refuse replays (65,536, a few
+    /// MiB at most); each is kept until it is stale (`max_clock_skew_ms`). Past the count the
+    /// oldest is forgotten, and requests signed no later than it are refused.
+    pub max_remembered_signatures: usize,
 }
 
 impl Default for Limits {
@@ -79,6 +83,7 @@ impl Default for Limits {
             max_queues_per_topic: 65_536,
             max_brokers: 1_024,
             max_request_bytes: 4 << 20,
+            max_remembered_signatures: 65_536,
         }
     }
 }
@@ -125,6 +130,10 @@ impl Config {
             u64::from(l.max_queues_per_topic),
         )?;
         positive("limits.max_brokers", count(l.max_brokers))?;
+        positive(
+            "limits.max_remembered_signatures",
+            count(l.max_remembered_signatures),
+        )?;
         if l.max_request_bytes < 64 << 10 {
             return Err(ConfigError {
                 key: "limits.max_request_bytes",

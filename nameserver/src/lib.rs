@@ -21,7 +21,10 @@
 //!   route with).
 //! - [`secret`]: [`ClusterSecret`] (brokers sign RegisterBroker / Heartbeat / UnregisterBroker
 //!   with it; a NameServer with one refuses anything else) and [`RegistrationId`] (binds a live
-//!   instance to its registrant, so nobody else can take it over or evict it).
+//!   instance to its registrant, so nobody else can take it over or evict it — except the same
+//!   broker restarted after a crash, [`Registrant`]).
+//! - [`replay`]: [`replay::ReplayGuard`], the signatures accepted within the skew window, so a
+//!   captured signed request is refused the second time.
 //! - [`listener`]: connection limits of a gRPC listener ([`ConnectionLimits`]: a cap, an HTTP/2
 //!   handshake timeout, an idle timeout for connections with no call, keepalive), used by
 //!   [`serve`] and by the broker's gRPC gateway.
@@ -89,6 +92,7 @@ mod convert;
 pub mod fuzz;
 pub mod listener;
 pub mod model;
+pub mod replay;
 pub mod route;
 pub mod secret;
 pub mod service;
@@ -104,7 +108,9 @@ pub use model::{
     ClusterInfo, ClusterName, Endpoint, InvalidInput, MessageType, Permission, Protocol, QueueData,
     Role, TopicConfig, TopicName, TopicRoute,
 };
-pub use route::{BrokerTable, LiveBrokers, RouteError, RouteTables, Timestamp, TopicRoutes};
+pub use route::{
+    BrokerTable, LiveBrokers, Origin, Registrant, RouteError, RouteTables, Timestamp, TopicRoutes,
+};
 pub use secret::{ClusterSecret, RegistrationId, SignatureError};
 pub use service::NameServerService;
 

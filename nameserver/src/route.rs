@@ -23,7 +23,11 @@
 //!    request presenting that id re-registers, heartbeats or unregisters it. Anyone else is
 //!    refused ([`RouteError::Held`], [`RouteError::NotRegistrant`]) until the instance is
 //!    unregistered by its registrant or expires; so a live broker's endpoints cannot be replaced
-//!    and it cannot be evicted, not even by a holder of the cluster secret.
+//!    and it cannot be evicted, not even by a holder of the cluster secret. One exception: the
+//!    same broker restarted after a crash (its id lost with the process) — signed with the
+//!    cluster secret, the same endpoints, from the same IP address and client certificate
+//!    ([`Registrant::restarts`], `route/registrant.rs`) — replaces its own registration at once
+//!    and gets a fresh id; the old id is void.
 //!
 //! A registration whose endpoint address is already used by another member of the same group
 //! replaces that member when it presents that member's registration id: it is the same process
@@ -45,8 +49,11 @@ use crate::model::{
 };
 use crate::secret::RegistrationId;
 
+mod registrant;
 #[cfg(test)]
 mod tests;
+
+pub use registrant::{Origin, Registrant};
 
 /// A request the tables refuse (none of these changes any table).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -218,6 +225,8 @@ pub struct Member {
     pub topic_count: u32,
     /// The id its registrant must present (invariant 6).
     pub(crate) registration: RegistrationId,
+    /// Where its latest registration came from (what a restart must match).
+    pub(crate) origin: Origin,
 }
 
 /// A broker group: its cluster and members by id.
@@ -269,13 +278,17 @@ impl BrokerTable {
         self.groups.len()
     }
 
-    /// The registration id of member `identity`, if it is one.
-    fn registration_of(&self, identity: &BrokerIdentity) -> Option<RegistrationId> {
+    /// Member `identity`, if it is one.
+    fn member(&self, identity: &BrokerIdentity) -> Option<&Member> {
         self.groups
             .get(&identity.broker_name)
             .filter(|g| g.cluster == identity.cluster)
             .and_then(|g| g.members.get(&identity.broker_id))
-            .map(|m| m.registration)
+    }
+
+    /// The registration id of member `identity`, if it is one.
+    fn registration_of(&self, identity: &BrokerIdentity) -> Option<RegistrationId> {
+        self.member(identity).map(|m| m.registration)
     }
 
     /// Other members of `identity`'s group sharing an endpoint address with `endpoints`: (id,
@@ -435,6 +448,9 @@ pub struct Registered {
     pub routes_updated: bool,
     /// Members of the group replaced because they shared an endpoint address.
     pub displaced: Vec<BrokerId>,
+    /// The instance was live under another registration id, and this is the same broker
+    /// restarted ([`Registrant::restarts`]): it replaced that registration.
+    pub restarted: bool,
     /// The id its registrant presents from now on: the live registration's when this renewed
     /// it, else the `fresh` one given to [`RouteTables::register`].
     pub registration_id: RegistrationId,
@@ -476,30 +492,43 @@ impl RouteTables {
     }
 
     /// Registers or re-registers an instance; it counts as a heartbeat. A live instance is
-    /// renewed only when `presented` is its registration id; a new one gets `fresh`.
+    /// renewed only when the registrant presents its registration id, or replaced when the
+    /// registrant is the same broker restarted ([`Registrant::restarts`]); a new or replaced
+    /// one gets `fresh`. An `Option<RegistrationId>` converts into an unsigned registrant of
+    /// unknown origin presenting it.
     ///
     /// # Errors
     /// [`RouteError::ClusterConflict`] when the group is in another cluster;
-    /// [`RouteError::Held`] when the instance is live and `presented` is not its registration
-    /// id; [`RouteError::EndpointHeld`] when another live member of the group has one of its
-    /// endpoint addresses and `presented` is not that member's id;
-    /// [`RouteError::TooManyBrokers`] when a new instance would exceed the limit.
+    /// [`RouteError::Held`] when the instance is live, the registrant does not present its
+    /// registration id and is not it restarted; [`RouteError::EndpointHeld`] when another live
+    /// member of the group has one of its endpoint addresses and the registrant does not
+    /// present that member's id; [`RouteError::TooManyBrokers`] when a new instance would
+    /// exceed the limit.
     pub fn register(
         &mut self,
         registration: BrokerRegistration,
-        presented: Option<RegistrationId>,
+        registrant: impl Into<Registrant>,
         fresh: RegistrationId,
         now: Timestamp,
     ) -> Result<Registered, RouteError> {
+        let registrant = registrant.into();
+        let presented = registrant.presented;
         let BrokerRegistration {
             identity,
             endpoints,
             topics,
         } = registration;
         self.brokers.check_cluster(&identity)?;
-        let current = self.brokers.registration_of(&identity);
-        if current.is_some() && current != presented {
-            return Err(RouteError::Held(identity));
+        let mut current = self.brokers.registration_of(&identity);
+        let mut restarted = false;
+        if let Some(member) = self.brokers.member(&identity) {
+            if Some(member.registration) != presented {
+                if !registrant.restarts(&member.origin, &member.endpoints, &endpoints) {
+                    return Err(RouteError::Held(identity));
+                }
+                restarted = true;
+                current = None;
+            }
         }
         for (holder, id, address) in self.brokers.sharing_address(&identity, &endpoints) {
             if Some(id) != presented {
@@ -510,7 +539,7 @@ impl RouteTables {
                 });
             }
         }
-        let new = current.is_none();
+        let new = current.is_none() && !restarted;
         if new && self.brokers.member_count() >= self.max_brokers {
             return Err(RouteError::TooManyBrokers {
                 max: self.max_brokers,
@@ -521,6 +550,7 @@ impl RouteTables {
             endpoints,
             topic_count: u32::try_from(topics.len()).unwrap_or(u32::MAX),
             registration: registration_id,
+            origin: registrant.origin,
         };
         let name = &identity.broker_name;
         let displaced = self.brokers.upsert(&identity, member);
@@ -539,6 +569,7 @@ impl RouteTables {
             new,
             routes_updated,
             displaced,
+            restarted,
             registration_id,
         })
     }

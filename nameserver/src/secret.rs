@@ -8,9 +8,10 @@
 //! - a signature is the keyed BLAKE3 hash of the method name, the signed timestamp and every
 //!   field of the request except the signature, each length-prefixed (so no two different
 //!   requests share an input); it is checked in constant time (`blake3::Hash` equality), and a
-//!   timestamp further than the skew window from the NameServer's clock is refused, which bounds
-//!   replays of a captured request. Keyed BLAKE3 is a MAC (a PRF under the key) and needs no
-//!   dependency beyond the `blake3` the workspace already uses for token hashes;
+//!   timestamp further than the skew window from the NameServer's clock is refused; within the
+//!   window the service refuses a signature it accepted before (`replay.rs`). Keyed BLAKE3 is
+//!   a MAC (a PRF under the key) and needs no dependency beyond the `blake3` the workspace
+//!   already uses for token hashes;
 //! - registration ids are 128 random bits from the OS, compared in constant time.
 //!
 //! Pure, except [`RegistrationId::random`] (the OS random source). Time is an input (`now_ms`).
@@ -138,6 +139,13 @@ pub enum SignatureError {
     /// The signature is not this cluster secret's.
     #[error("invalid cluster signature: the broker's cluster secret is not this NameServer's")]
     Invalid,
+    /// This exact signed request was accepted before (a replay), or signed no later than the
+    /// oldest signature the NameServer had to forget (see `replay.rs`).
+    #[error(
+        "replayed cluster signature: this signed request was already accepted (or is older than \
+         what this NameServer still remembers); brokers sign every request afresh"
+    )]
+    Replayed,
     /// The signed timestamp is too far from the NameServer's clock.
     #[error(
         "stale cluster signature: signed {skew_ms} ms away from the NameServer's clock \

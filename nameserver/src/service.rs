@@ -2,8 +2,11 @@
 //! [`RouteTables`], encodes replies, and runs the expiry scan.
 //!
 //! Invariants: with a cluster secret configured, RegisterBroker, Heartbeat and UnregisterBroker
-//! are checked for a valid, fresh signature ([`crate::secret`]) before anything else, and refused
-//! with UNAUTHENTICATED without one; QueryRoute and ClusterInfo stay open (clients need them).
+//! are checked for a valid, fresh signature ([`crate::secret`]) never accepted before
+//! ([`crate::replay`]) before anything else, and refused with UNAUTHENTICATED otherwise;
+//! QueryRoute and ClusterInfo stay open (clients need them). A RegisterBroker carries what the
+//! tables need to recognise a broker restarted after a crash ([`Registrant`]): whether it was
+//! signed, the peer's IP address and the BLAKE3 of its verified client certificate (mTLS).
 //! Every request is then fully checked by `convert.rs` (counts first, then names, endpoints and
 //! enum values) before the tables change, so a refused request changes nothing. Refusals map to
 //! gRPC codes: [`InvalidInput`] → INVALID_ARGUMENT (the message names the field),
@@ -14,8 +17,9 @@
 //! OUT_OF_RANGE before decoding. Refused signatures and registration ids are logged (with the
 //! peer address) on the `audit` target, never the MAC or an id.
 //!
-//! Concurrency: one `parking_lot::Mutex` around the tables, taken for the pure table operation
-//! only and never across an `.await`; tonic runs handlers on its own tasks. The expiry scan is
+//! Concurrency: one `parking_lot::Mutex` around the tables and one around the replay guard,
+//! each taken for one pure operation only, never together and never across an `.await`; tonic
+//! runs handlers on its own tasks. The expiry scan is
 //! the future returned by [`NameServerService::run_expiry`], driven by whoever serves (see
 //! [`crate::serve`]). Depends on `rocketgate-proto` and tonic only, never on `rocketgate-core`.
 
@@ -32,9 +36,11 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::convert;
+use crate::listener::ConnectionInfo;
 use crate::model::{BrokerIdentity, InvalidInput, TopicName};
-use crate::route::{RouteError, RouteTables, Timestamp};
-use crate::secret::{RegistrationId, Signable};
+use crate::replay::ReplayGuard;
+use crate::route::{Origin, Registrant, RouteError, RouteTables, Timestamp};
+use crate::secret::{RegistrationId, Signable, SignatureError};
 
 /// The NameServer service: cheap to clone (all clones share one set of tables).
 #[derive(Debug, Clone)]
@@ -46,6 +52,7 @@ pub struct NameServerService {
 struct Shared {
     config: Config,
     tables: Mutex<RouteTables>,
+    replays: Mutex<ReplayGuard>,
 }
 
 fn invalid(err: InvalidInput) -> Status {
@@ -104,8 +111,16 @@ impl NameServerService {
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         let tables = Mutex::new(RouteTables::new(config.limits.max_brokers));
+        let replays = Mutex::new(ReplayGuard::new(
+            config.max_clock_skew_ms,
+            config.limits.max_remembered_signatures,
+        ));
         Ok(Self {
-            shared: Arc::new(Shared { config, tables }),
+            shared: Arc::new(Shared {
+                config,
+                tables,
+                replays,
+            }),
         })
     }
 
@@ -122,22 +137,33 @@ impl NameServerService {
     }
 
     /// With a cluster secret, checks `request`'s signature (UNAUTHENTICATED when it is missing,
-    /// forged or stale); without one, accepts anything.
+    /// forged, stale or replayed) and returns `true`; without one, accepts anything (`false`).
     fn authenticate<R: Signable>(
         &self,
         request: &R,
         peer: Option<SocketAddr>,
-    ) -> Result<(), Status> {
+    ) -> Result<bool, Status> {
         let config = &self.shared.config;
         let Some(secret) = &config.cluster_secret else {
-            return Ok(());
+            return Ok(false);
         };
-        secret
-            .verify(request, now_ms(), config.max_clock_skew_ms)
-            .map_err(|err| {
-                warn!(target: "audit", method = R::METHOD, peer = ?peer, error = %err, "refused an unauthenticated broker request");
-                Status::unauthenticated(err.to_string())
-            })
+        let now = now_ms();
+        let checked = secret
+            .verify(request, now, config.max_clock_skew_ms)
+            .and_then(|()| {
+                let signature = request.signature().ok_or(SignatureError::Missing)?;
+                let mac = <[u8; 32]>::try_from(signature.mac.as_slice())
+                    .map_err(|_| SignatureError::Invalid)?;
+                self.shared
+                    .replays
+                    .lock()
+                    .admit(signature.timestamp_ms, mac, now)
+                    .map_err(|_| SignatureError::Replayed)
+            });
+        checked.map(|()| true).map_err(|err| {
+            warn!(target: "audit", method = R::METHOD, peer = ?peer, error = %err, "refused an unauthenticated broker request");
+            Status::unauthenticated(err.to_string())
+        })
     }
 
     /// Runs `f` on the tables (for inspection, e.g. in tests).
@@ -178,9 +204,24 @@ impl NameServer for NameServerService {
         request: Request<pb::RegisterBrokerRequest>,
     ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
         let peer = request.remote_addr();
+        let certificate = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .and_then(|info| {
+                info.peer_certificates()?
+                    .first()
+                    .map(|leaf| *blake3::hash(leaf).as_bytes())
+            });
         let request = request.into_inner();
-        self.authenticate(&request, peer)?;
-        let renewing = presented(&request.registration_id)?;
+        let signed = self.authenticate(&request, peer)?;
+        let registrant = Registrant {
+            presented: presented(&request.registration_id)?,
+            origin: Origin {
+                peer_ip: peer.map(|p| p.ip()),
+                certificate,
+            },
+            signed,
+        };
         let registration = convert::registration_from_proto(request, &self.shared.config.limits)
             .map_err(invalid)?;
         let identity = registration.identity.clone();
@@ -193,9 +234,11 @@ impl NameServer for NameServerService {
             .shared
             .tables
             .lock()
-            .register(registration, renewing, fresh, Timestamp::now())
+            .register(registration, registrant, fresh, Timestamp::now())
             .map_err(route_status)?;
-        if outcome.new {
+        if outcome.restarted {
+            info!(target: "audit", broker = %identity, peer = ?peer, topics, "broker restarted: its stale registration was replaced (same endpoints, address and secret)");
+        } else if outcome.new {
             info!(broker = %identity, topics, routes_updated = outcome.routes_updated, "broker registered");
         } else {
             debug!(broker = %identity, topics, routes_updated = outcome.routes_updated, "broker re-registered");

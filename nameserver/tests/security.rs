@@ -198,10 +198,16 @@ async fn a_crashed_broker_gets_its_identity_back_once_the_old_registration_expir
     // A crash: the registration id is lost with the process, nothing is unregistered.
     a.stop().await;
 
-    // The restarted broker starts at once, refused while the old registration lives, and is
-    // registered by its heartbeats once that one has expired.
+    // Restarted with another endpoint (moved to port 1002), it is not the same broker
+    // (tests/restart.rs: the same one registers at once): it starts at once, is refused while
+    // the old registration lives, and is registered by its heartbeats once that one expired.
     let second = secured_client(&[&ns.address()], 50, SECRET);
-    let a = broker(&second, registration("c1", "a", 0, 1001, &[("orders", 2)])).await?;
+    let a = broker(&second, registration("c1", "a", 0, 1002, &[("orders", 2)])).await?;
+    assert_eq!(
+        a.registered_count(),
+        0,
+        "refused while the old registration lives"
+    );
     eventually("the restarted broker to register", || async {
         (a.registered_count() == 1).then_some(())
     })

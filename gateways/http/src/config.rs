@@ -31,7 +31,8 @@ pub struct HttpConfig {
     pub idle_timeout_ms: u64,
     /// Longest time to receive a whole request head (request line and headers), in ms
     /// (10,000), however slowly it trickles in; then the connection is closed. Also how long
-    /// an idle keep-alive connection waits for its next request.
+    /// an idle keep-alive connection waits for its next request, and, on every connection
+    /// (HTTP/2 too: preface, SETTINGS, HEADERS), how long its first request may take to arrive.
     pub header_timeout_ms: u64,
     /// Largest request head (request line and headers), in bytes (16 KiB; at least 8 KiB).
     /// Larger heads answer `431` and close the connection.
@@ -78,6 +79,53 @@ pub struct HttpConfig {
     pub callback_retries: u32,
     /// Pause between callback attempts, in ms (100).
     pub callback_retry_backoff_ms: u64,
+    /// Cross-origin reads by browser pages (`[http.cors]`); off by default.
+    pub cors: CorsConfig,
+}
+
+/// CORS (`[http.cors]`): which browser pages of other origins may call the API and read its
+/// answers. With no `allowed_origins` (the default) no CORS header is ever sent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins whose pages may call the API, exactly as browsers send them
+    /// (`scheme://host[:port]`, e.g. `https://app.example`, `http://localhost:5173`); `*`
+    /// allows any page, only with authentication off. Empty (the default): CORS off. A listed
+    /// origin may also open `/v1/ws` and send `POST` / `PUT` / `PATCH` / `DELETE`.
+    pub allowed_origins: Vec<String>,
+    /// Methods a preflight may ask for (`GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`).
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may ask for, case-insensitive; a trailing `*` matches a
+    /// prefix (`authorization`, `content-type`, `rg-*`).
+    pub allowed_headers: Vec<String>,
+    /// Response headers a page may read besides the CORS-safelisted ones (`retry-after`,
+    /// `www-authenticate`, `location`).
+    pub exposed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer, in seconds (600).
+    pub max_age_secs: u64,
+    /// Whether pages may send ambient credentials (`credentials: "include"`: a client
+    /// certificate, a cached Basic login) and read the answers (false). Pages that send
+    /// `Authorization` themselves do not need it. Not with `*`.
+    pub allow_credentials: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: ["authorization", "content-type", "rg-*"]
+                .map(String::from)
+                .to_vec(),
+            exposed_headers: ["retry-after", "www-authenticate", "location"]
+                .map(String::from)
+                .to_vec(),
+            max_age_secs: 600,
+            allow_credentials: false,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -107,6 +155,7 @@ impl Default for HttpConfig {
             callback_timeout_ms: 1000,
             callback_retries: 2,
             callback_retry_backoff_ms: 100,
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -159,7 +208,18 @@ impl HttpConfig {
         if self.callback_retries > 10 {
             return Err(ConfigError("callback_retries must be at most 10".into()));
         }
-        Ok(())
+        self.validate_with_auth(false)
+    }
+
+    /// [`Self::validate`]'s CORS part and the rules that depend on whether authentication is
+    /// on: CORS `allowed_origins = ["*"]` (any web page) is refused with it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending field.
+    pub fn validate_with_auth(&self, auth_enabled: bool) -> Result<(), ConfigError> {
+        crate::cors::CorsPolicy::new(&self.cors, auth_enabled)
+            .map(|_| ())
+            .map_err(|e| ConfigError(format!("cors.{e}")))
     }
 }
 

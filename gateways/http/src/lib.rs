@@ -17,7 +17,8 @@
 //! - `openapi.rs`: the generated document and the docs page (`/docs`); `server.rs`: the
 //!   listener (connection limit), the hyper connection loop (request-head timeout and size),
 //!   middleware (in-flight limit, request timeout, metrics), serve.
-//! - Security (issue 14): `origin.rs` (Host and Origin checks, first), `auth.rs` (credentials
+//! - Security (issue 14): `origin.rs` (Host and Origin checks, first), `cors.rs` (CORS
+//!   preflights and headers, `[http.cors]`, off by default), `auth.rs` (credentials
 //!   → the core's `Auth`, then the route's rule from `access.rs`), `rest/users.rs` (users,
 //!   policies, tokens under `/v1/auth`), `callback/target.rs` (where callbacks may point).
 //!   See `docs/security.md`.
@@ -64,6 +65,7 @@ mod access;
 mod auth;
 pub mod callback;
 pub mod config;
+mod cors;
 pub mod error;
 mod extract;
 pub mod fuzz;
@@ -86,7 +88,7 @@ pub use metrics_exporter_prometheus::PrometheusHandle;
 use rocketgate_core::Broker;
 use utoipa_axum::routes;
 
-pub use config::{ConfigError, HttpConfig};
+pub use config::{ConfigError, CorsConfig, HttpConfig};
 pub use error::{ApiError, Problem};
 pub use gateway::HttpGateway;
 use state::AppState;
@@ -117,6 +119,18 @@ fn build(state: AppState) -> Router {
         .split_for_parts();
     let doc = openapi::finish(doc);
     let doc = serde_json::to_string(&doc).unwrap_or_default();
+    let cors = match cors::CorsPolicy::new(&state.config.cors, state.broker.auth().enabled()) {
+        Ok(policy) => policy.map(std::sync::Arc::new),
+        Err(e) => {
+            // `serve_with` refuses such a configuration; a bare router runs without CORS.
+            tracing::error!(error = %e, "invalid [http.cors]; CORS is off");
+            None
+        }
+    };
+    let guard = origin::Guard {
+        app: state.clone(),
+        cors: cors.clone(),
+    };
     router
         .route("/health", get(rest::ops::health))
         .route(
@@ -131,10 +145,8 @@ fn build(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            origin::check,
-        ))
+        .layer(axum::middleware::from_fn_with_state(cors, cors::handle))
+        .layer(axum::middleware::from_fn_with_state(guard, origin::check))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             server::guard,
@@ -197,6 +209,7 @@ pub(crate) async fn serve_ready(
     ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
     config.validate()?;
+    config.validate_with_auth(broker.auth().enabled())?;
     let state = AppState::new(broker, config, metrics);
     let router = build(state.clone());
     ready();

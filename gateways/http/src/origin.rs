@@ -10,22 +10,33 @@
 //!   Otherwise `421 host_not_allowed`.
 //! - **Origin**: on a WebSocket upgrade and on `POST` / `PUT` / `PATCH` / `DELETE`, an `Origin`
 //!   header must be the server's own origin (scheme-default port rules; same host and port as
-//!   `Host`) or one of `http.allowed_origins` (`*` allows any); otherwise `403
-//!   origin_not_allowed`. Requests without `Origin` (curl, SDKs) pass.
-//! - No CORS headers are ever sent, so a cross-origin page cannot read an answer either.
+//!   `Host`), one of `http.allowed_origins` (`*` allows any) or an origin CORS allows
+//!   (`http.cors.allowed_origins`, see `cors.rs`: a page allowed to read answers is allowed to
+//!   act); otherwise `403 origin_not_allowed`. Requests without `Origin` (curl, SDKs) pass.
+//! - CORS headers are only sent for origins `http.cors` allows (`cors.rs`, after this check),
+//!   so a page of any other origin cannot read an answer either.
 //!
-//! Owns no state; reads the configuration and the connection's local address
+//! Owns no state; reads the configuration, the CORS policy and the connection's local address
 //! ([`LocalAddr`], set by `server.rs`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::cors::CorsPolicy;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// What the check reads: the shared state and the CORS policy (none: CORS off).
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub app: AppState,
+    pub cors: Option<Arc<CorsPolicy>>,
+}
 
 /// The local address of the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +100,8 @@ pub(crate) fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String
 }
 
 /// The middleware (see the module doc).
-pub(crate) async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    let state = &guard.app;
     let host = req
         .headers()
         .get(header::HOST)
@@ -116,7 +128,8 @@ pub(crate) async fn check(State(state): State<AppState>, req: Request, next: Nex
     if upgrade || unsafe_method {
         if let Some(origin) = req.headers().get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
-            if !origin_allowed(origin, host.as_deref(), &cfg.allowed_origins) {
+            let by_cors = guard.cors.as_ref().is_some_and(|c| c.allows_origin(origin));
+            if !by_cors && !origin_allowed(origin, host.as_deref(), &cfg.allowed_origins) {
                 return ApiError::new(
                     StatusCode::FORBIDDEN,
                     "origin_not_allowed",

@@ -6,7 +6,11 @@
 //! kernel backlog); a connection that sends nothing for `http.idle_timeout_ms` is closed; a
 //! request head must arrive whole within `http.header_timeout_ms` from the moment the server
 //! starts reading it — bytes trickling in do not extend it (slowloris) — and fit
-//! `http.max_header_bytes` (larger: `431`); at most `http.max_in_flight` requests run; every
+//! `http.max_header_bytes` (larger: `431`); on every connection, HTTP/1 or HTTP/2, the first
+//! request must have arrived whole (for HTTP/2: the preface, SETTINGS and a request's HEADERS)
+//! within `http.header_timeout_ms` of the connection being ready (after TLS), or the connection
+//! is closed — hyper's HTTP/2 server has no head timeout of its own, and an idle timeout that
+//! each trickled byte resets does not bound it; at most `http.max_in_flight` requests run; every
 //! request ends within `http.request_timeout_ms` (WebSocket upgrades are answered at once and
 //! live on their own). Every request carries the peer's address (`ConnectInfo`, for
 //! authorization) and the local address it came to (`origin::LocalAddr`, for the Host check).
@@ -15,6 +19,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -243,6 +248,7 @@ pub(crate) async fn run(
         .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
         .enable_connect_protocol();
     let builder = Arc::new(builder);
+    let head_timeout = Duration::from_millis(cfg.header_timeout_ms);
     // Every connection task holds a receiver; all are gone once the last connection ended.
     let (closed_tx, closed_rx) = watch::channel(());
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -273,7 +279,11 @@ pub(crate) async fn run(
                 },
             };
             let certificate = io.peer_subject().map(crate::auth::PeerCertificate);
+            // Set by the first request hyper hands over (its head arrived whole).
+            let requested = Arc::new(AtomicBool::new(false));
+            let first = requested.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                first.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(ConnectInfo(addr));
                 if let Some(local) = local {
                     req.extensions_mut().insert(LocalAddr(local));
@@ -287,6 +297,9 @@ pub(crate) async fn run(
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             let mut conn = std::pin::pin!(conn);
             let mut draining = false;
+            let head_deadline = tokio::time::sleep(head_timeout);
+            let mut head_deadline = std::pin::pin!(head_deadline);
+            let mut head_checked = false;
             loop {
                 tokio::select! {
                     r = conn.as_mut() => {
@@ -294,6 +307,16 @@ pub(crate) async fn run(
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                         break;
+                    }
+                    () = head_deadline.as_mut(), if !head_checked => {
+                        head_checked = true;
+                        if !requested.load(Ordering::Relaxed) {
+                            // Dropping the connection closes the socket.
+                            metrics::counter!("rocketgate_connections_head_timeout_total", "gateway" => "http")
+                                .increment(1);
+                            tracing::debug!(peer = %addr, "no request head within the header timeout; closing");
+                            break;
+                        }
                     }
                     changed = drain.changed(), if !draining => {
                         draining = true;

@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// HTTP listen address (overrides `http.listen`).
     #[arg(long, env = "ROCKETGATE_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<String>,
+    /// Browser origins whose pages may call the REST API (CORS), `scheme://host[:port]`
+    /// separated by `,` (overrides `http.cors.allowed_origins`; see docs/http.md).
+    #[arg(long, env = "ROCKETGATE_HTTP_CORS_ORIGINS", value_name = "ORIGINS")]
+    pub http_cors_origins: Option<String>,
     /// MQTT over TCP listen address (overrides `mqtt.listen`).
     #[arg(long, env = "ROCKETGATE_MQTT_ADDR", value_name = "ADDR")]
     pub mqtt_addr: Option<String>,
@@ -338,6 +342,14 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     if !args.namesrv.is_empty() {
         cfg.broker.namesrv = split_addresses(&args.namesrv);
     }
+    if let Some(origins) = &args.http_cors_origins {
+        cfg.http.config.cors.allowed_origins = origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
     if let Some(cert) = &args.tls_cert {
         cfg.tls.enabled = true;
         cfg.tls.cert = cert.clone();
@@ -362,6 +374,7 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     cfg.http
         .config
         .validate()
+        .and_then(|()| cfg.http.config.validate_with_auth(cfg.auth.enabled))
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if cfg.mqtt.enabled {
         cfg.mqtt

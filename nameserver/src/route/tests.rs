@@ -428,3 +428,88 @@ fn a_live_instance_belongs_to_its_registrant() {
         Some("10.0.0.1:77")
     );
 }
+
+#[test]
+fn the_same_broker_restarted_replaces_its_stale_registration() {
+    let mut t = RouteTables::new(8);
+    let now = Timestamp::now();
+    let a = identity("c1", "a", 0);
+    let host = Origin {
+        peer_ip: "10.0.0.1".parse().ok(),
+        certificate: Some([7; 32]),
+    };
+    let signed = |origin: Origin| Registrant {
+        presented: None,
+        origin,
+        signed: true,
+    };
+    let two_endpoints = |first: &str, second: &str| {
+        let mut r = registration("a", 0, 1, &[("x", 4)]);
+        r.endpoints = vec![
+            Endpoint::new(first, "10.0.0.1:1").unwrap(),
+            Endpoint::new(second, "10.0.0.1:2").unwrap(),
+        ];
+        r
+    };
+    let r = t
+        .register(two_endpoints("grpc", "http"), signed(host), rid(1), now)
+        .unwrap();
+    assert!(r.new && !r.restarted);
+
+    // Not the same broker: unsigned, from elsewhere, another certificate or none, an unknown
+    // address, other endpoints. All refused while the registration lives.
+    let elsewhere = Origin {
+        peer_ip: "10.0.0.9".parse().ok(),
+        ..host
+    };
+    let other_cert = Origin {
+        certificate: Some([8; 32]),
+        ..host
+    };
+    let no_cert = Origin {
+        certificate: None,
+        ..host
+    };
+    let unknown = Origin {
+        peer_ip: None,
+        ..host
+    };
+    let unsigned = Registrant {
+        signed: false,
+        ..signed(host)
+    };
+    for (who, r) in [
+        (unsigned, two_endpoints("grpc", "http")),
+        (signed(elsewhere), two_endpoints("grpc", "http")),
+        (signed(other_cert), two_endpoints("grpc", "http")),
+        (signed(no_cert), two_endpoints("grpc", "http")),
+        (signed(unknown), two_endpoints("grpc", "http")),
+        (signed(host), registration("a", 0, 1, &[("x", 4)])),
+        (signed(host), two_endpoints("grpc", "mqtt")),
+    ] {
+        assert_eq!(
+            t.register(r, who, rid(9), now).unwrap_err(),
+            RouteError::Held(a.clone()),
+            "{who:?}"
+        );
+    }
+    assert_eq!(t.brokers().registration_of(&a), Some(rid(1)));
+
+    // The same broker (endpoints in another order are the same set), restarted with other
+    // topics: it replaces its registration at once and gets a fresh id; the old id is void.
+    let mut restarted = two_endpoints("grpc", "http");
+    restarted.endpoints.swap(0, 1);
+    restarted.topics = vec![topic("y", 2)];
+    let r = t.register(restarted, signed(host), rid(2), now).unwrap();
+    assert!(r.restarted && !r.new && r.routes_updated);
+    assert_eq!(r.registration_id, rid(2));
+    assert_eq!(t.brokers().member_count(), 1);
+    assert!(t.route(&tn("x")).is_err());
+    assert_eq!(t.route(&tn("y")).unwrap().queues[0].read_queues, 2);
+    assert_eq!(
+        t.heartbeat(&a, Some(rid(1)), now),
+        Err(RouteError::NotRegistrant(a.clone()))
+    );
+    assert_eq!(t.heartbeat(&a, Some(rid(2)), now), Ok(true));
+    assert_consistent(&t);
+}

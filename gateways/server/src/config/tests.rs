@@ -341,3 +341,46 @@ fn tls_is_turned_on_by_the_flags_and_checked_in_one_line() {
         Some(std::path::Path::new("ca.pem"))
     );
 }
+
+#[test]
+fn cors_comes_from_its_table_or_the_flag_and_any_origin_needs_authentication_off() {
+    let cfg = load_text(
+        "[http.cors]\nallowed_origins = [\"https://app.example\"]\nmax_age_secs = 60\n\
+         allow_credentials = true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.http.config.cors.allowed_origins,
+        ["https://app.example"]
+    );
+    assert_eq!(cfg.http.config.cors.max_age_secs, 60);
+    assert!(cfg.http.config.cors.allow_credentials);
+
+    let args = RunArgs {
+        http_cors_origins: Some("https://a.example, http://localhost:5173".into()),
+        ..RunArgs::default()
+    };
+    let cfg = load(&args).unwrap();
+    assert_eq!(
+        cfg.http.config.cors.allowed_origins,
+        ["https://a.example", "http://localhost:5173"]
+    );
+
+    let err = load_text("[http.cors]\nallowed_origins = [\"https://a.example/path\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cors.allowed_origins"), "{err}");
+    let err = load_text("[http.cors]\nallowed = []\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("allowed"), "{err}");
+
+    load_text("[http.cors]\nallowed_origins = [\"*\"]\n").unwrap();
+    let err = load_text("[auth]\nenabled = true\n[http.cors]\nallowed_origins = [\"*\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cors.allowed_origins") && err.contains("authentication"),
+        "{err}"
+    );
+}
