@@ -18,7 +18,7 @@ fn mutated_broker_admin_requests_keep_the_invariants() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = AdminFuzz::start(dir.path()).unwrap();
     let before = h.broker().storage().health().log.end;
-    short_run("grpc_admin", 15_000, PROTO_TOKENS, |input| {
+    short_run("grpc_admin", 30_000, PROTO_TOKENS, |input| {
         h.broker_admin(input)
     });
     // The super user's seeds reached the core: its sends were stored.
