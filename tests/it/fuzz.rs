@@ -2,7 +2,8 @@
 //! mutator for all of them: every test run (and CI) replays each cargo-fuzz target's corpus
 //! (`fuzz/corpus/<target>/`: the seeds and every finding kept as a regression input) and then
 //! feeds it a fixed number of mutated inputs, so a little fuzzing happens beyond the corpus
-//! without nightly. The targets are `fuzz_http` (REST and WebSocket), `fuzz_grpc`,
+//! without nightly. The targets are `fuzz_http` (REST and WebSocket), `fuzz_grpc` (messaging
+//! requests and Telemetry streams), `fuzz_admin` (`BrokerAdmin`, `AccessAdmin`),
 //! `fuzz_nameserver`, and `fuzz_mqtt` (MQTT's decoder and its own corpus in
 //! `gateways/mqtt/fuzz/`, through this mutator too); the long runs are `cargo +nightly fuzz run <target>` in `fuzz/`
 //! (`docs/testing.md`).

@@ -36,9 +36,9 @@
 //!   publish to MQTT and gRPC, an MQTT publish and an SDK message received and acked over REST.
 //! - `cross_mqtt`: MQTT (rumqttc) and the official RocketMQ SDK on one broker: an MQTT publish
 //!   consumed over gRPC with retry and dead letter, a gRPC message to MQTT subscribers.
-//! - `fuzz` (the shared mutator), `fuzz_http`, `fuzz_grpc`, `fuzz_nameserver`, `fuzz_mqtt`: short
-//!   mutation-fuzz runs of the cargo-fuzz targets of `fuzz/` on stable, corpus replayed first
-//!   (`RG_FUZZ_ITERATIONS`, `RG_FUZZ_SEED`).
+//! - `fuzz` (the shared mutator), `fuzz_http`, `fuzz_grpc`, `fuzz_admin`, `fuzz_nameserver`,
+//!   `fuzz_mqtt`: short mutation-fuzz runs of the cargo-fuzz targets of `fuzz/` on stable,
+//!   corpus replayed first (`RG_FUZZ_ITERATIONS`, `RG_FUZZ_SEED`).
 //! - `time_delay`: delay levels and timed messages on time, exactly once, across a clean
 //!   restart and a `kill -9` of the process that scheduled them; cancellation.
 //! - `time_load`: 100,000 timed messages over 10 s in a child broker process: each delivered
@@ -77,6 +77,7 @@ mod consume_validation;
 mod cross_http;
 mod cross_mqtt;
 mod fuzz;
+mod fuzz_admin;
 mod fuzz_grpc;
 mod fuzz_http;
 mod fuzz_mqtt;

@@ -7,6 +7,9 @@
 //! `UNAUTHENTICATED` / `PERMISSION_DENIED` otherwise. Secrets and tokens are never returned,
 //! except a new token once.
 //!
+//! Requests are at most [`MAX_REQUEST_BYTES`] on the wire (`OUT_OF_RANGE` beyond, before
+//! decoding); status messages are cut to `status::MAX_MESSAGE_BYTES`.
+//!
 //! No state besides the broker handle.
 
 use std::time::Duration;
@@ -20,9 +23,16 @@ use rocketgate_proto::cluster::v1::access_admin_server::{AccessAdmin, AccessAdmi
 use tonic::{Request, Response, Status};
 
 use crate::auth::CoreAuthenticator;
-use crate::status::RequestError;
+use crate::status::{bounded_message, RequestError};
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The largest request the service decodes (256 KiB: a policy of 256 entries of 1 KiB each).
+/// Requests are decoded before the caller is authenticated, and prost turns every two bytes
+/// of an empty `PolicyEntry` into an 80-byte element: at tonic's default of 4 MiB, one
+/// unsigned `SetPolicy` made the broker allocate 168 MB (a fuzzing finding, issue 14); at this
+/// limit, 10 MB at most.
+pub const MAX_REQUEST_BYTES: usize = 256 << 10;
 
 /// The access service over one broker.
 #[derive(Debug, Clone)]
@@ -140,9 +150,10 @@ impl AccessAdminService {
         Self { broker }
     }
 
-    /// The tonic server for this service.
+    /// The tonic server for this service, decoding requests up to [`MAX_REQUEST_BYTES`]
+    /// (larger ones are refused with `OUT_OF_RANGE` before decoding).
     pub fn into_server(self) -> AccessAdminServer<Self> {
-        AccessAdminServer::new(self)
+        AccessAdminServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
     }
 
     /// Lets the call through if auth is off or its caller is a super user.
@@ -153,7 +164,7 @@ impl AccessAdminService {
         }
         let who =
             crate::auth::authenticate_request(&CoreAuthenticator::new(self.broker.clone()), req)
-                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+                .map_err(|e| Status::unauthenticated(bounded_message(e.to_string())))?;
         if who.is_super() {
             return Ok(());
         }
@@ -277,7 +288,7 @@ impl AccessAdmin for AccessAdminService {
             .auth()
             .revoke_token(&req.into_inner().id)
             .map_err(|e| match e.kind() {
-                ErrorKind::InvalidArgument => Status::not_found(e.to_string()),
+                ErrorKind::InvalidArgument => Status::not_found(bounded_message(e.to_string())),
                 _ => core(e),
             })?;
         Ok(Response::new(pb::RevokeTokenResponse {}))

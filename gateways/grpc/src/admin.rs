@@ -19,7 +19,10 @@
 //! Access: with `auth.enabled` every call is authenticated (the SDKs' MQv2-HMAC-SHA1 signature,
 //! as `rocketgate admin --ak/--sk` sends it) and needs its action on `Cluster:*` (reads `Get` or
 //! `List`; changes `Create`, `Update` or `Delete`): `UNAUTHENTICATED` / `PERMISSION_DENIED`
-//! otherwise. Super users may do everything.
+//! otherwise. Super users may do everything. A read runs with its caller attached to the
+//! broker handle, so what it would create on first use (the group of a PullMessages) also
+//! needs `Create` on that group (a fuzzing finding: a read-only user created groups). Status
+//! messages are cut to `status::MAX_MESSAGE_BYTES`.
 //!
 //! Concurrency: tonic runs each call on its own task; calls share the `Broker` (cheap `Clone`,
 //! internally synchronised) and hold no lock across an `.await`.
@@ -33,8 +36,8 @@ use std::time::Duration;
 use rocketgate_core::auth::{Action, Resource};
 use rocketgate_core::DlqSelection;
 use rocketgate_core::{
-    Broker, ErrorKind, FilterExpression, GroupPullRequest, Message, QueueSelector, SendRequest,
-    TopicConfig, TopicInfo, TopicUpdate,
+    Broker, Caller, ErrorKind, FilterExpression, GroupPullRequest, Message, QueueSelector,
+    SendRequest, TopicConfig, TopicInfo, TopicUpdate,
 };
 use rocketgate_proto::cluster::v1 as pb;
 use rocketgate_proto::cluster::v1::broker_admin_server::{BrokerAdmin, BrokerAdminServer};
@@ -43,7 +46,7 @@ use tonic::{Request, Response, Status};
 use self::convert::invalid;
 pub use self::node::NodeInfo;
 use crate::auth::CoreAuthenticator;
-use crate::status::RequestError;
+use crate::status::{bounded_message, RequestError};
 
 type Reply<T> = Result<Response<T>, Status>;
 type Outcome<T> = Result<T, RequestError>;
@@ -85,22 +88,33 @@ impl AdminService {
         }
     }
 
-    /// Lets the call through if its caller may do `action` on the cluster (see the module doc).
-    /// A change let through (create, update, delete) is logged on the `audit` target with the
-    /// RPC and the user, with authentication on or off.
-    fn admit<T>(&self, req: &Request<T>, rpc: &'static str, action: Action) -> Result<(), Status> {
+    /// Lets the call through if its caller may do `action` on the cluster (see the module doc),
+    /// and answers the service to run it on. For a read (`Get`, `List`) that is this one with
+    /// the caller attached to the broker handle, so that what core would create on first use
+    /// (the group of a PullMessages) needs the caller's `Create` right on it: reading must not
+    /// let a caller without rights to change the cluster create anything. A change let through
+    /// (create, update, delete) is logged on the `audit` target with the RPC and the user, with
+    /// authentication on or off.
+    fn admit<T>(
+        &self,
+        req: &Request<T>,
+        rpc: &'static str,
+        action: Action,
+    ) -> Result<Self, Status> {
         let auth = self.broker.auth();
+        let source = req.remote_addr().map(|a| a.ip());
         let who = if auth.enabled() {
             let who = crate::auth::authenticate_request(
                 &CoreAuthenticator::new(self.broker.clone()),
                 req,
             )
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-            let source = req.remote_addr().map(|a| a.ip());
+            .map_err(|e| Status::unauthenticated(bounded_message(e.to_string())))?;
             auth.authorize(&who, &Resource::cluster(), action, source)
                 .map_err(|e| match e.kind() {
-                    ErrorKind::Unauthenticated => Status::unauthenticated(e.to_string()),
-                    _ => Status::permission_denied(e.to_string()),
+                    ErrorKind::Unauthenticated => {
+                        Status::unauthenticated(bounded_message(e.to_string()))
+                    }
+                    _ => Status::permission_denied(bounded_message(e.to_string())),
                 })?;
             Some(who)
         } else {
@@ -118,7 +132,15 @@ impl AdminService {
                 "allowed"
             );
         }
-        Ok(())
+        let broker = if matches!(action, Action::Get | Action::List) {
+            self.broker.as_caller(Caller::client(who, source))
+        } else {
+            self.broker.clone()
+        };
+        Ok(Self {
+            broker,
+            node: self.node.clone(),
+        })
     }
 
     /// The tonic server for this service, with its size limits: requests up to
@@ -526,29 +548,29 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetBrokerInfoRequest>,
     ) -> Reply<pb::GetBrokerInfoResponse> {
-        self.admit(&req, "GetBrokerInfo", Action::Get)?;
-        Ok(Response::new(node::broker_info(&self.broker, &self.node)))
+        let svc = self.admit(&req, "GetBrokerInfo", Action::Get)?;
+        Ok(Response::new(node::broker_info(&svc.broker, &svc.node)))
     }
 
     async fn create_topic(&self, req: Request<pb::CreateTopicRequest>) -> Reply<pb::TopicStatus> {
-        self.admit(&req, "CreateTopic", Action::Create)?;
-        reply(self.create(req.into_inner()))
+        let svc = self.admit(&req, "CreateTopic", Action::Create)?;
+        reply(svc.create(req.into_inner()))
     }
 
     async fn update_topic(&self, req: Request<pb::UpdateTopicRequest>) -> Reply<pb::TopicStatus> {
-        self.admit(&req, "UpdateTopic", Action::Update)?;
-        reply(self.update(req.into_inner()).await)
+        let svc = self.admit(&req, "UpdateTopic", Action::Update)?;
+        reply(svc.update(req.into_inner()).await)
     }
 
     async fn delete_topic(
         &self,
         req: Request<pb::DeleteTopicRequest>,
     ) -> Reply<pb::DeleteTopicResponse> {
-        self.admit(&req, "DeleteTopic", Action::Delete)?;
+        let svc = self.admit(&req, "DeleteTopic", Action::Delete)?;
         let req = req.into_inner();
         reply(
             convert::topic(&req.name)
-                .and_then(|name| Ok(self.broker.topics().delete(name)?))
+                .and_then(|name| Ok(svc.broker.topics().delete(name)?))
                 .map(|()| pb::DeleteTopicResponse {}),
         )
     }
@@ -557,8 +579,8 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::ListTopicsRequest>,
     ) -> Reply<pb::ListTopicsResponse> {
-        self.admit(&req, "ListTopics", Action::List)?;
-        let topics = self.broker.topics().list_user();
+        let svc = self.admit(&req, "ListTopics", Action::List)?;
+        let topics = svc.broker.topics().list_user();
         Ok(Response::new(pb::ListTopicsResponse {
             topics: topics.iter().map(convert::topic_spec).collect(),
         }))
@@ -568,18 +590,18 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetTopicStatusRequest>,
     ) -> Reply<pb::TopicStatus> {
-        self.admit(&req, "GetTopicStatus", Action::Get)?;
-        reply(self.status(req.into_inner()).await)
+        let svc = self.admit(&req, "GetTopicStatus", Action::Get)?;
+        reply(svc.status(req.into_inner()).await)
     }
 
     async fn list_groups(
         &self,
         req: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
-        self.admit(&req, "ListGroups", Action::List)?;
-        let groups = self.broker.groups().list();
+        let svc = self.admit(&req, "ListGroups", Action::List)?;
+        let groups = svc.broker.groups().list();
         Ok(Response::new(pb::ListGroupsResponse {
-            groups: groups.into_iter().map(|g| self.group_summary(g)).collect(),
+            groups: groups.into_iter().map(|g| svc.group_summary(g)).collect(),
         }))
     }
 
@@ -587,79 +609,79 @@ impl BrokerAdmin for AdminService {
         &self,
         req: Request<pb::GetGroupStatusRequest>,
     ) -> Reply<pb::GroupStatus> {
-        self.admit(&req, "GetGroupStatus", Action::Get)?;
-        reply(self.group_status(req.into_inner()).await)
+        let svc = self.admit(&req, "GetGroupStatus", Action::Get)?;
+        reply(svc.group_status(req.into_inner()).await)
     }
 
     async fn reset_offset(
         &self,
         req: Request<pb::ResetOffsetRequest>,
     ) -> Reply<pb::ResetOffsetResponse> {
-        self.admit(&req, "ResetOffset", Action::Update)?;
-        reply(self.reset(req.into_inner()).await)
+        let svc = self.admit(&req, "ResetOffset", Action::Update)?;
+        reply(svc.reset(req.into_inner()).await)
     }
 
     async fn query_message_by_id(
         &self,
         req: Request<pb::QueryMessageByIdRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
-        self.admit(&req, "QueryMessageById", Action::Get)?;
-        reply(self.by_id(req.into_inner()).await)
+        let svc = self.admit(&req, "QueryMessageById", Action::Get)?;
+        reply(svc.by_id(req.into_inner()).await)
     }
 
     async fn query_messages_by_key(
         &self,
         req: Request<pb::QueryMessagesByKeyRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
-        self.admit(&req, "QueryMessagesByKey", Action::Get)?;
-        reply(self.by_key(req.into_inner()).await)
+        let svc = self.admit(&req, "QueryMessagesByKey", Action::Get)?;
+        reply(svc.by_key(req.into_inner()).await)
     }
 
     async fn query_messages_by_time(
         &self,
         req: Request<pb::QueryMessagesByTimeRequest>,
     ) -> Reply<pb::QueryMessagesResponse> {
-        self.admit(&req, "QueryMessagesByTime", Action::Get)?;
-        reply(self.by_time(req.into_inner()).await)
+        let svc = self.admit(&req, "QueryMessagesByTime", Action::Get)?;
+        reply(svc.by_time(req.into_inner()).await)
     }
 
     async fn list_dead_letters(
         &self,
         req: Request<pb::ListDeadLettersRequest>,
     ) -> Reply<pb::ListDeadLettersResponse> {
-        self.admit(&req, "ListDeadLetters", Action::List)?;
-        reply(self.dead_letters(req.into_inner()).await)
+        let svc = self.admit(&req, "ListDeadLetters", Action::List)?;
+        reply(svc.dead_letters(req.into_inner()).await)
     }
 
     async fn resend_dead_letters(
         &self,
         req: Request<pb::ResendDeadLettersRequest>,
     ) -> Reply<pb::ResendDeadLettersResponse> {
-        self.admit(&req, "ResendDeadLetters", Action::Update)?;
-        reply(self.resend(req.into_inner()).await)
+        let svc = self.admit(&req, "ResendDeadLetters", Action::Update)?;
+        reply(svc.resend(req.into_inner()).await)
     }
 
     async fn send_message(
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> Reply<pb::SendMessageResponse> {
-        self.admit(&req, "SendMessage", Action::Update)?;
-        reply(self.send(req.into_inner()).await)
+        let svc = self.admit(&req, "SendMessage", Action::Update)?;
+        reply(svc.send(req.into_inner()).await)
     }
 
     async fn pull_messages(
         &self,
         req: Request<pb::PullMessagesRequest>,
     ) -> Reply<pb::PullMessagesResponse> {
-        self.admit(&req, "PullMessages", Action::Get)?;
-        reply(self.pull(req.into_inner()).await)
+        let svc = self.admit(&req, "PullMessages", Action::Get)?;
+        reply(svc.pull(req.into_inner()).await)
     }
 
     async fn commit_offset(
         &self,
         req: Request<pb::CommitOffsetRequest>,
     ) -> Reply<pb::CommitOffsetResponse> {
-        self.admit(&req, "CommitOffset", Action::Update)?;
-        reply(self.commit(&req.into_inner()))
+        let svc = self.admit(&req, "CommitOffset", Action::Update)?;
+        reply(svc.commit(&req.into_inner()))
     }
 }

@@ -1,19 +1,29 @@
-//! Fuzz entry point of the RocketMQ 5 gRPC gateway (issue 14): [`GrpcFuzz::messaging`] decodes
-//! arbitrary bytes as the protobuf request of one `MessagingService` RPC (the first byte picks
-//! which) and calls the real [`MessagingService`] with it, on a real broker, without the
-//! network: the wire checks before decoding (`decode_limits`), protobuf decoding, the request
-//! checks and conversions of the RPC's module, the core's rules and the response, exactly as
-//! a call from tonic would run them.
+//! Fuzz entry points of the gRPC gateway (issue 14), one per decoder fed from the network:
 //!
-//! Invariants: every unary RPC of the service is reachable, and the streaming responses of
-//! ReceiveMessage and PullMessage are drained; Telemetry (a bidirectional stream tonic has to
-//! build) is not. Waits are short (`max_long_polling_ms = 20`) so an input cannot hang the run.
+//! - [`GrpcFuzz::messaging`] (this file) decodes arbitrary bytes as the protobuf request of one
+//!   `MessagingService` RPC (the first byte picks which) and calls the real
+//!   [`MessagingService`] with it, on a real broker, without the network: the wire checks
+//!   before decoding (`decode_limits`), protobuf decoding, the request checks and conversions
+//!   of the RPC's module, the core's rules and the response, exactly as a call from tonic would
+//!   run them. Every unary RPC of the service is reachable, and the streaming responses of
+//!   ReceiveMessage and PullMessage are drained. Waits are short (`max_long_polling_ms = 20`)
+//!   so an input cannot hang the run.
+//! - [`telemetry::TelemetryFuzz`]: one client's Telemetry stream (its Settings and other
+//!   commands, with Heartbeats and terminations between them) through the service's real
+//!   server stack (wire checks, gRPC framing, decoding), the answers read back as a client
+//!   reads them.
+//! - [`admin::AdminFuzz`]: one `BrokerAdmin` or `AccessAdmin` request, signed as a super user,
+//!   a normal user, nobody or a forger, on a broker with authentication on; checks the
+//!   statuses, the size of the answers, and that a principal that may not change the broker
+//!   changes nothing.
 //!
-//! Used only by the cargo-fuzz target `grpc_messaging` (`fuzz/`) and the short run in the
-//! `tests` crate; it calls the service's public trait and reaches into no module.
+//! Used only by the cargo-fuzz targets of `fuzz/` (`grpc_messaging`, `grpc_telemetry`,
+//! `grpc_admin`, `grpc_access`) and the short runs in the `tests` crate; they call the
+//! services' public traits (and the tonic server of the `MessagingService`) and reach into no
+//! module.
 //!
-//! Concurrency: the harness owns a two-thread tokio runtime (the broker's and the service's
-//! tasks); each input is one call awaited on it from the caller's thread.
+//! Concurrency: each harness owns a two-thread tokio runtime (the broker's and the service's
+//! tasks); each input is driven on it from the caller's thread.
 #![doc(hidden)]
 
 use std::path::Path;
@@ -29,6 +39,13 @@ use rocketgate_proto::apache::rocketmq::v2::messaging_service_server::MessagingS
 use tokio_stream::StreamExt as _;
 
 use crate::{MessagingConfig, MessagingService, NodeInfo};
+
+pub mod admin;
+pub mod admin_seeds;
+pub mod telemetry;
+
+/// The `x-mq-client-id` of every request of the harnesses.
+const CLIENT_ID: &str = "fuzz-client";
 
 /// The normal topic, its FIFO, DELAY and TRANSACTION siblings.
 pub const TOPICS: [(&str, MessageType); 4] = [
@@ -108,16 +125,7 @@ impl GrpcFuzz {
                 .create(TopicConfig::new(name, 4).with_type(kind))?;
         }
         broker.groups().create(GroupConfig::new(GROUP))?;
-        runtime.block_on(async {
-            for i in 0..8 {
-                let m = Message::new("fuzz", format!("seed {i}").into_bytes());
-                broker
-                    .producer()
-                    .send(SendRequest::new(m, QueueSelector::Auto))
-                    .await?;
-            }
-            Ok::<_, rocketgate_core::Error>(())
-        })?;
+        runtime.block_on(send_seed_messages(&broker))?;
         let node = NodeInfo {
             cluster: "fuzz".into(),
             broker_name: "fuzz-broker".into(),
@@ -214,12 +222,24 @@ impl GrpcFuzz {
     }
 }
 
+/// Sends the 8 seed messages to the topic `fuzz`.
+async fn send_seed_messages(broker: &Broker) -> Result<(), rocketgate_core::Error> {
+    for i in 0..8 {
+        let m = Message::new("fuzz", format!("seed {i}").into_bytes());
+        broker
+            .producer()
+            .send(SendRequest::new(m, QueueSelector::Auto))
+            .await?;
+    }
+    Ok(())
+}
+
 /// A request as tonic hands it over: with the client id every SDK sends.
 fn request<T>(message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.metadata_mut().insert(
         "x-mq-client-id",
-        tonic::metadata::MetadataValue::from_static("fuzz-client"),
+        tonic::metadata::MetadataValue::from_static(CLIENT_ID),
     );
     req
 }

@@ -19,12 +19,35 @@
 //!
 //! Fields the gateway checks itself ([`RequestError::InvalidField`]) are `INVALID_ARGUMENT`.
 //! Requests over the decoding limit are refused by tonic before decoding (`OUT_OF_RANGE`).
-//! The status message is always the error's `Display` text, which names the object or field.
+//! The status message is always the error's `Display` text, which names the object or field,
+//! cut to [`MAX_MESSAGE_BYTES`] ([`bounded_message`]): it travels in the `grpc-message`
+//! header, and a text echoing a long request field (an unknown access key of 6,000 bytes)
+//! would otherwise make the response's headers too big for the client, which then sees an
+//! `INTERNAL` "h2 protocol error" instead of the status (a fuzzing finding, issue 14).
 //!
 //! Used by every service of this crate; depends on core's error type only. No state.
 
 use rocketgate_core::ErrorKind;
 use tonic::{Code, Status};
+
+/// The longest status message sent, in bytes. Percent-encoded in `grpc-message` it takes up
+/// to three times as much, well within the 16 KiB of headers HTTP/2 clients accept by default
+/// (hyper's, hence tonic's).
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// `text` cut to at most [`MAX_MESSAGE_BYTES`] bytes at a character boundary, ending in `…`
+/// when it was cut.
+pub fn bounded_message(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
 
 /// Why a request failed: a core error, or a wire field the gateway refused before calling core.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +94,7 @@ impl From<RequestError> for Status {
         } else {
             tracing::debug!(error = %err, ?code, "request refused");
         }
-        Status::new(code, err.to_string())
+        Status::new(code, bounded_message(err.to_string()))
     }
 }
 
@@ -128,5 +151,22 @@ mod tests {
         });
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "invalid `max`: too big");
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let status = Status::from(RequestError::from(Error::UserNotFound("é".repeat(3000))));
+        assert_eq!(status.code(), Code::NotFound);
+        let message = status.message();
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+        assert!(message.len() > MAX_MESSAGE_BYTES - 8, "{}", message.len());
+        assert!(
+            message.starts_with("user `éé") && message.ends_with("é…"),
+            "{message}"
+        );
+        let short = "user `x` not found".to_owned();
+        assert_eq!(bounded_message(short.clone()), short);
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(bounded_message(exact.clone()), exact);
     }
 }
