@@ -15,7 +15,10 @@
 //! - counts: `SendMessageRequest.messages` and `AckMessageRequest.entries` at most the core's
 //!   `limits.max_batch`; a message's `user_properties` at most twice `limits.max_properties`
 //!   and its `keys` at most twice `limits.max_keys` (the core answers its own body code for
-//!   counts in between) — else `INVALID_ARGUMENT` naming the limit;
+//!   counts in between); a Telemetry `Settings`' `publishing.topics` and
+//!   `subscription.subscriptions` at most [`MAX_SETTINGS_TOPICS`] (a producer or consumer of
+//!   more topics is not a client the SDKs make; a million of them took 26 s and 450 MB to
+//!   answer) — else `INVALID_ARGUMENT` naming the limit;
 //! - size: the decoded size of all repeated entries (the in-memory size of each element) at
 //!   most [`RATIO`] times the message's length (or [`FLOOR`] for small messages) and never
 //!   above [`CAP`] — else `RESOURCE_EXHAUSTED`. Strings and bytes take about their wire size
@@ -40,6 +43,9 @@ pub const RATIO: usize = 32;
 pub const FLOOR: usize = 1 << 20;
 /// Decoded bytes never allowed, whatever the request's size (64 MiB).
 pub const CAP: usize = 64 << 20;
+
+/// Topics a Telemetry `Settings` may name (publishing topics, subscription entries).
+pub const MAX_SETTINGS_TOPICS: usize = 1024;
 
 /// Deepest nesting of groups the walk skips (prost's recursion limit).
 const MAX_DEPTH: u32 = 100;
@@ -70,6 +76,7 @@ impl DecodeLimits {
             Count::Batch => Some((self.max_batch, "limits.max_batch")),
             Count::Properties => Some((self.max_properties, "2 × limits.max_properties")),
             Count::Keys => Some((self.max_keys, "2 × limits.max_keys")),
+            Count::Topics => Some((MAX_SETTINGS_TOPICS, "MAX_SETTINGS_TOPICS")),
             Count::Size => None,
         }
     }
@@ -81,6 +88,7 @@ enum Count {
     Batch,
     Properties,
     Keys,
+    Topics,
     Size,
 }
 
@@ -241,7 +249,7 @@ static PUBLISHING: Schema = Schema {
         1,
         "Publishing.topics",
         size_of::<pb::Resource>(),
-        Count::Size,
+        Count::Topics,
         None,
     )],
 };
@@ -251,7 +259,7 @@ static SUBSCRIPTION: Schema = Schema {
         2,
         "Subscription.subscriptions",
         size_of::<pb::SubscriptionEntry>(),
-        Count::Size,
+        Count::Topics,
         None,
     )],
 };

@@ -359,3 +359,82 @@ async fn local_time_signatures_can_be_refused() {
         s.stop().await;
     }
 }
+
+/// A Telemetry stream's Settings are authorized like the requests they stand for: a producer
+/// lists only topics it may publish to (it would be sent their check-backs), a consumer names
+/// only a group and topics it may consume; a refused Settings is answered FORBIDDEN, changes
+/// nothing, and the stream stays open.
+#[tokio::test]
+async fn telemetry_settings_are_authorized() {
+    let mut s = start_configured(
+        |c| {
+            c.auth.enabled = true;
+            c.auth.bootstrap_access_key = Some("root".into());
+            c.auth.bootstrap_secret_key = Some("root-secret".into());
+        },
+        |_| {},
+    )
+    .await;
+    let auth = s.broker.auth();
+    auth.create_user("app", "app-secret", UserKind::Normal)
+        .unwrap();
+    auth.set_policy(
+        "app",
+        vec![PolicyEntry {
+            resources: vec!["Topic:normal".parse().unwrap(), "Group:g".parse().unwrap()],
+            actions: vec![Action::Pub, Action::Sub],
+            decision: Decision::Allow,
+            sources: Vec::new(),
+        }],
+    )
+    .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut inbound = bounded(s.client.telemetry(signed(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        "app",
+        "app-secret",
+        &compact_now(),
+    )))
+    .await
+    .unwrap()
+    .into_inner();
+    let consumer = |group: &str, topic: &str| pb::Settings {
+        client_type: Some(pb::ClientType::SimpleConsumer as i32),
+        pub_sub: Some(pb::settings::PubSub::Subscription(pb::Subscription {
+            group: res(group),
+            subscriptions: vec![pb::SubscriptionEntry {
+                topic: res(topic),
+                expression: Some(pb::FilterExpression {
+                    r#type: pb::FilterType::Tag as i32,
+                    expression: "*".into(),
+                }),
+            }],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    for (settings, want) in [
+        (producer_settings(&["normal"]), Code::Ok),
+        (producer_settings(&["normal", "single"]), Code::Forbidden),
+        (consumer("g", "normal"), Code::Ok),
+        (consumer("other", "normal"), Code::Forbidden),
+        (consumer("g", "single"), Code::Forbidden),
+    ] {
+        let what = format!("{settings:?}");
+        tx.send(pb::TelemetryCommand {
+            status: None,
+            command: Some(pb::telemetry_command::Command::Settings(settings)),
+        })
+        .await
+        .unwrap();
+        let reply = next_command(&mut inbound).await;
+        assert_eq!(code(&reply.status), want, "{what}: {reply:?}");
+        if want != Code::Ok {
+            assert!(reply.command.is_none(), "{reply:?}");
+        }
+    }
+    // The refused consumer's group was not created.
+    assert!(s.broker.groups().get("other").is_err());
+    drop(tx);
+    s.stop().await;
+}

@@ -10,7 +10,7 @@
 //! | Heartbeat, NotifyClientTermination | `Sub` on the group, when one is named |
 //! | QueryAssignment, ReceiveMessage, AckMessage, ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue, PullMessage, UpdateOffset, GetOffset | `Sub` on the topic and on the group |
 //! | QueryOffset (an offset for a time; names no group) | `Sub` on the topic |
-//! | Telemetry | authentication only (settings; a producer's check-back answers are `EndTransaction`s) |
+//! | Telemetry | authentication to open; each Settings: `Pub` on every publishing topic (a producer is sent the check-backs of its topics' half messages), `Sub` on the subscription's group and every subscribed topic; a refused Settings changes nothing (a producer's check-back answers are `EndTransaction`s) |
 //!
 //! Owns no state. Must not decide anything itself: the decision is core's.
 
@@ -60,6 +60,33 @@ pub(super) fn heartbeat(r: &pb::HeartbeatRequest) -> Needs {
         .map(|n| (Resource::group(n), SUB))
         .into_iter()
         .collect()
+}
+
+/// A Telemetry `Settings`: what registering it lets the client do (see the table).
+pub(super) fn settings(s: &pb::Settings) -> Needs {
+    let mut needs: Needs = Vec::new();
+    let mut add = |n: (Resource, &'static [Action])| {
+        if !needs.contains(&n) {
+            needs.push(n);
+        }
+    };
+    match &s.pub_sub {
+        Some(pb::settings::PubSub::Publishing(p)) => {
+            for t in &p.topics {
+                topic(Some(t), PUB).into_iter().for_each(&mut add);
+            }
+        }
+        Some(pb::settings::PubSub::Subscription(sub)) => {
+            if let Some(g) = name(sub.group.as_ref()) {
+                add((Resource::group(g), SUB));
+            }
+            for e in &sub.subscriptions {
+                topic(e.topic.as_ref(), SUB).into_iter().for_each(&mut add);
+            }
+        }
+        None => {}
+    }
+    needs
 }
 
 pub(super) fn send(r: &pb::SendMessageRequest) -> Needs {

@@ -7,8 +7,10 @@
 //!
 //! Invariants: a client has an entry exactly while it has an open Telemetry stream (so the
 //! table cannot grow with clients that never open one); NotifyClientTermination clears its
-//! settings, group and topics at once, its last stream's end drops the entry; producer topics are counted across clients so that the caller can
-//! unregister a topic's transaction checker when its last producer goes ([`Change`]).
+//! settings, group and topics at once, its last stream's end drops the entry; producer topics
+//! are reference-counted across clients (`producers`, changed only with a client's own topics,
+//! so a Settings costs its own topics, not every client's) so that the caller can unregister a
+//! topic's transaction checker when its last producer goes ([`Change`]).
 //!
 //! Concurrency: one `parking_lot::Mutex` around the table, held only for map updates (never
 //! across an `.await`). Telemetry sends use `try_send` so no lock waits on a slow client.
@@ -42,8 +44,43 @@ pub(super) struct Change {
 /// The table of live clients.
 #[derive(Default)]
 pub(super) struct Clients {
-    table: Mutex<HashMap<String, Client>>,
+    table: Mutex<Table>,
     next_stream: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Table {
+    clients: HashMap<String, Client>,
+    /// Producer topic → how many clients publish it.
+    producers: HashMap<String, usize>,
+}
+
+impl Table {
+    /// Replaces the producer topics of `client_id` (which must exist) by `topics`.
+    fn set_topics(&mut self, client_id: &str, topics: BTreeSet<String>) -> Change {
+        let Some(c) = self.clients.get_mut(client_id) else {
+            return Change::default();
+        };
+        let old = std::mem::replace(&mut c.producer_topics, topics);
+        let mut change = Change::default();
+        for t in old.difference(&c.producer_topics) {
+            if let Some(n) = self.producers.get_mut(t) {
+                *n -= 1;
+                if *n == 0 {
+                    self.producers.remove(t);
+                    change.removed.push(t.clone());
+                }
+            }
+        }
+        for t in c.producer_topics.difference(&old) {
+            let n = self.producers.entry(t.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                change.added.push(t.clone());
+            }
+        }
+        change
+    }
 }
 
 impl Clients {
@@ -54,6 +91,7 @@ impl Clients {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.table
             .lock()
+            .clients
             .entry(client_id.to_owned())
             .or_default()
             .streams
@@ -64,32 +102,24 @@ impl Clients {
     /// Removes a Telemetry stream; the client goes with its last stream.
     pub(super) fn close_stream(&self, client_id: &str, stream: u64) -> Change {
         let mut table = self.table.lock();
-        let Some(c) = table.get_mut(client_id) else {
+        let Some(c) = table.clients.get_mut(client_id) else {
             return Change::default();
         };
         c.streams.retain(|(id, _)| *id != stream);
         if !c.streams.is_empty() {
             return Change::default();
         }
-        let before = producer_topics(&table);
-        table.remove(client_id);
-        let after = producer_topics(&table);
-        diff(&before, &after)
+        let change = table.set_topics(client_id, BTreeSet::new());
+        table.clients.remove(client_id);
+        change
     }
 
     /// Records the Settings a client reported on one of its streams; returns the producer
     /// topics that changed.
     pub(super) fn set_settings(&self, client_id: &str, settings: &pb::Settings) -> Change {
         let mut table = self.table.lock();
-        let before = producer_topics(&table);
-        let Some(c) = table.get_mut(client_id) else {
+        let Some(c) = table.clients.get_mut(client_id) else {
             return Change::default();
-        };
-        c.producer_topics = match &settings.pub_sub {
-            Some(pb::settings::PubSub::Publishing(p)) => {
-                p.topics.iter().map(|t| t.name.clone()).collect()
-            }
-            _ => BTreeSet::new(),
         };
         if let Some(pb::settings::PubSub::Subscription(s)) = &settings.pub_sub {
             if let Some(g) = s.group.as_ref().filter(|g| !g.name.is_empty()) {
@@ -97,14 +127,19 @@ impl Clients {
             }
         }
         c.settings = Some(settings.clone());
-        let after = producer_topics(&table);
-        diff(&before, &after)
+        let topics = match &settings.pub_sub {
+            Some(pb::settings::PubSub::Publishing(p)) => {
+                p.topics.iter().map(|t| t.name.clone()).collect()
+            }
+            _ => BTreeSet::new(),
+        };
+        table.set_topics(client_id, topics)
     }
 
     /// Records the consumer group a client named in a heartbeat or receive (clients without a
     /// Telemetry stream have no entry: the core's heartbeat expiry covers them).
     pub(super) fn set_group(&self, client_id: &str, group: &str) {
-        if let Some(c) = self.table.lock().get_mut(client_id) {
+        if let Some(c) = self.table.lock().clients.get_mut(client_id) {
             if c.group.as_deref() != Some(group) {
                 c.group = Some(group.to_owned());
             }
@@ -116,18 +151,18 @@ impl Clients {
     /// their last producer.
     pub(super) fn remove(&self, client_id: &str) -> (Option<String>, Change) {
         let mut table = self.table.lock();
-        let before = producer_topics(&table);
-        let group = match table.get_mut(client_id) {
-            Some(c) if c.streams.is_empty() => table.remove(client_id).and_then(|c| c.group),
+        let change = table.set_topics(client_id, BTreeSet::new());
+        let group = match table.clients.get_mut(client_id) {
+            Some(c) if c.streams.is_empty() => {
+                table.clients.remove(client_id).and_then(|c| c.group)
+            }
             Some(c) => {
                 c.settings = None;
-                c.producer_topics.clear();
                 c.group.take()
             }
             None => None,
         };
-        let after = producer_topics(&table);
-        (group, diff(&before, &after))
+        (group, change)
     }
 
     /// A live Telemetry sender of some producer of `topic` (round-robin is not needed: the
@@ -135,6 +170,7 @@ impl Clients {
     pub(super) fn producer_stream(&self, topic: &str) -> Option<TelemetrySender> {
         let table = self.table.lock();
         table
+            .clients
             .values()
             .filter(|c| c.producer_topics.contains(topic))
             .flat_map(|c| c.streams.iter())
@@ -145,24 +181,7 @@ impl Clients {
 
     /// Whether `topic` still has a producer.
     pub(super) fn has_producer(&self, topic: &str) -> bool {
-        self.table
-            .lock()
-            .values()
-            .any(|c| c.producer_topics.contains(topic))
-    }
-}
-
-fn producer_topics(table: &HashMap<String, Client>) -> BTreeSet<String> {
-    table
-        .values()
-        .flat_map(|c| c.producer_topics.iter().cloned())
-        .collect()
-}
-
-fn diff(before: &BTreeSet<String>, after: &BTreeSet<String>) -> Change {
-    Change {
-        added: after.difference(before).cloned().collect(),
-        removed: before.difference(after).cloned().collect(),
+        self.table.lock().producers.contains_key(topic)
     }
 }
 
@@ -219,6 +238,7 @@ mod tests {
         );
         assert!(c.producer_stream("u").is_none());
         assert_eq!(c.close_stream("a", s3), Change::default());
-        assert!(c.table.lock().is_empty());
+        let t = c.table.lock();
+        assert!(t.clients.is_empty() && t.producers.is_empty());
     }
 }

@@ -28,9 +28,11 @@
 //! (the `Broker` handle, configuration and the client table behind one mutex). Each Telemetry
 //! stream has one task reading its inbound half; all of them end when the server stops.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use rocketgate_core::auth::Principal;
 use rocketgate_core::{Broker, Caller, Gateway};
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 use rocketgate_proto::apache::rocketmq::v2::messaging_service_server::{
@@ -69,6 +71,10 @@ mod transaction;
 #[derive(Clone)]
 pub(crate) struct Context {
     broker: Broker,
+    /// Who asks (anonymous while authentication is off) and from where: what a Telemetry
+    /// stream's Settings are authorized as.
+    who: Principal,
+    source: Option<IpAddr>,
     shared: Arc<Shared>,
 }
 
@@ -81,10 +87,14 @@ impl std::ops::Deref for Context {
 }
 
 impl Context {
-    /// The same shared state for a request of `caller`.
-    fn for_caller(&self, caller: Caller) -> Context {
+    /// The same shared state for a request of `who` from `source`.
+    fn for_caller(&self, who: Principal, source: Option<IpAddr>) -> Context {
         Context {
-            broker: self.broker.as_caller(caller.via(Gateway::Grpc)),
+            broker: self
+                .broker
+                .as_caller(Caller::client(Some(who.clone()), source).via(Gateway::Grpc)),
+            who,
+            source,
             shared: self.shared.clone(),
         }
     }
@@ -174,6 +184,8 @@ impl MessagingService {
             ctx: Arc::new(Context {
                 // Sends carry the gateway's own `__RG_V2_*` properties (core reserves them).
                 broker: broker.as_caller(Caller::client(None, None).via(Gateway::Grpc)),
+                who: Principal::anonymous(),
+                source: None,
                 shared: Arc::new(Shared {
                     node,
                     clients: Arc::new(clients::Clients::default()),
@@ -214,7 +226,7 @@ impl MessagingService {
         access::check(&self.ctx, &who, source, needs)?;
         let id = metadata::client_id(metadata)?;
         let ctx = if self.ctx.broker.auth().enabled() {
-            self.ctx.for_caller(Caller::client(Some(who), source))
+            self.ctx.for_caller(who, source)
         } else {
             Context::clone(&self.ctx)
         };

@@ -3,7 +3,8 @@
 //! Invariants: the Telemetry response stream is returned at once (RC awaits its headers with
 //! no deadline) and its inbound side is read by a spawned task; every Settings is answered
 //! with `{status OK, settings: effective settings}` (§1.4 of the brief), a Settings without
-//! `pub_sub` with `{status BAD_REQUEST}`, and the stream stays open while the client lives:
+//! `pub_sub` with `{status BAD_REQUEST}`, one the caller may not register (`access.rs`) with
+//! `{status FORBIDDEN}` and nothing recorded, and the stream stays open while the client lives:
 //! the server ends its side only after the client half-closes (or the server stops). Several
 //! streams per client id are fine. Heartbeat is lenient (the request's `client_type`, no
 //! Settings needed first); NotifyClientTermination always answers OK.
@@ -23,7 +24,7 @@ use super::clients::TelemetrySender;
 use super::code::{from_core, ok, status};
 use super::convert::pb_duration;
 use super::route::group_name;
-use super::{transaction, Context};
+use super::{access, transaction, Context};
 
 /// Commands buffered per Telemetry stream before pushes are dropped (a check is repeated).
 const STREAM_BUFFER: usize = 64;
@@ -68,6 +69,18 @@ async fn handle(ctx: &Context, client_id: &str, cmd: pb::TelemetryCommand, tx: &
             command: None,
         },
         Some(Command::Settings(s)) => {
+            // Registering settings is acting on their topics and group: a refused one
+            // changes nothing.
+            if let Err(refused) = access::check(ctx, &ctx.who, ctx.source, &access::settings(&s)) {
+                let reply = pb::TelemetryCommand {
+                    status: Some(refused),
+                    command: None,
+                };
+                if tx.send(Ok(reply)).await.is_err() {
+                    tracing::debug!(client = %client_id, "telemetry reply dropped: stream closed");
+                }
+                return;
+            }
             let change = ctx.clients.set_settings(client_id, &s);
             transaction::apply(ctx, change);
             if let Some(pb::settings::PubSub::Subscription(sub)) = &s.pub_sub {
