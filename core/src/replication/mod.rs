@@ -23,6 +23,7 @@
 //!   promoted broker has everything the follower copied.
 
 mod epoch;
+mod public;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -30,6 +31,10 @@ mod tests;
 use std::time::Duration;
 
 pub(crate) use self::epoch::{begin_epoch, last_common};
+pub use self::public::{
+    KvBatch, KvChange, KvState, LogChunk, MasterWelcome, Replica, ReplicaError, ReplicaErrorKind,
+    ReplicationSource, SlaveHello,
+};
 use crate::config::StoreConfig;
 use crate::kv::{KvApplyError, KvChanges, KvSnapshot, KvStore, Record};
 use crate::store::epochs::{self, EpochEntry};
