@@ -2,8 +2,8 @@
 //! `Broker` (so no gateway) on its data directory; it opens a `Replica`, connects to its master,
 //! handshakes (cutting a divergent tail when told), applies frames, reports what it wrote and
 //! flushed, and reconnects with a bounded backoff whenever the stream breaks. Its lag (bytes)
-//! is logged: `replica caught up` when it reaches the master's end, `replica lagging` every
-//! [`LAG_LOG_EVERY`] while behind.
+//! is logged: `replica caught up` (with its log end) when it reaches the master's end,
+//! `replica lagging` every [`LAG_LOG_EVERY`] while behind.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ const IDLE: Duration = Duration::from_secs(10);
 /// Bound on connecting and on every unary call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const LAG_LOG_EVERY: Duration = Duration::from_secs(10);
+const CAUGHT_UP_LOG_EVERY: Duration = Duration::from_millis(500);
 /// Reports are sent at most this often while frames arrive (and whenever caught up).
 const REPORT_EVERY: Duration = Duration::from_millis(200);
 
@@ -315,9 +316,10 @@ async fn follow_once(
 /// The slave's view of its lag, and when to report and log it.
 struct Progress {
     master_end: u64,
-    caught_up: bool,
+    /// The log end last logged as caught up.
+    logged_end: Option<u64>,
     last_report: Instant,
-    last_lag_log: Instant,
+    last_log: Instant,
 }
 
 impl Progress {
@@ -325,33 +327,34 @@ impl Progress {
         let now = Instant::now();
         Self {
             master_end,
-            caught_up: false,
+            logged_end: None,
             last_report: now.checked_sub(REPORT_EVERY).unwrap_or(now),
-            last_lag_log: now,
+            last_log: now.checked_sub(CAUGHT_UP_LOG_EVERY).unwrap_or(now),
         }
     }
 
-    /// Logs the lag; returns whether a report is due.
+    /// Logs the lag (`replica caught up` with the end reached, at most every
+    /// [`CAUGHT_UP_LOG_EVERY`] while the end moves; `replica lagging` every [`LAG_LOG_EVERY`]);
+    /// returns whether a report is due.
     fn observe(&mut self, local_end: u64) -> bool {
         let lag = self.master_end.saturating_sub(local_end);
         let now = Instant::now();
-        if lag == 0 && !self.caught_up {
-            self.caught_up = true;
-            tracing::info!(log_end = local_end, lag_bytes = 0u64, "replica caught up");
-            self.last_report = now;
-            return true;
-        }
-        if lag > 0 {
-            self.caught_up = false;
-            if now.duration_since(self.last_lag_log) >= LAG_LOG_EVERY {
-                self.last_lag_log = now;
-                tracing::info!(log_end = local_end, lag_bytes = lag, "replica lagging");
+        let mut report = now.duration_since(self.last_report) >= REPORT_EVERY;
+        if lag == 0 {
+            let moved = self.logged_end != Some(local_end);
+            if moved && now.duration_since(self.last_log) >= CAUGHT_UP_LOG_EVERY {
+                self.logged_end = Some(local_end);
+                self.last_log = now;
+                tracing::info!(log_end = local_end, lag_bytes = 0u64, "replica caught up");
+                report = true;
             }
+        } else if now.duration_since(self.last_log) >= LAG_LOG_EVERY {
+            self.last_log = now;
+            tracing::info!(log_end = local_end, lag_bytes = lag, "replica lagging");
         }
-        if now.duration_since(self.last_report) >= REPORT_EVERY {
+        if report {
             self.last_report = now;
-            return true;
         }
-        false
+        report
     }
 }
