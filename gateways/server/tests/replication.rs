@@ -190,3 +190,69 @@ fn a_broker_of_another_group_is_refused() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(err.contains("not of this group"), "{err}");
 }
+
+/// Starts `rocketgate ARGS` with the cluster secret `secret` in its environment.
+fn with_secret(dir: &Path, name: &str, args: &[&str], secret: &str) -> Node {
+    let ready = dir.join(format!("{name}.ready"));
+    let log = dir.join(format!("{name}.log"));
+    let child = std::process::Command::new(support::BIN)
+        .args(args)
+        .args(["--ready-file", ready.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("ROCKETGATE_CLUSTER_SECRET", secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Node::adopt(child, &ready, log)
+}
+
+#[test]
+fn with_a_cluster_secret_only_a_slave_that_signs_with_it_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "the-cluster-secret-0123456789";
+    let mdata = dir.path().join("m");
+    let mut args = vec!["broker", "--data-dir", mdata.to_str().unwrap()];
+    args.extend_from_slice(&EPHEMERAL);
+    args.extend_from_slice(&["--replication-addr", "127.0.0.1:0"]);
+    let m = with_secret(dir.path(), "master", &args, secret);
+    let (web, repl) = (m.endpoint("http"), m.endpoint("replication"));
+    let (status, body) = http(&web, "POST", "/v1/topics", Some(r#"{"name":"orders"}"#));
+    assert!((200..300).contains(&status), "{status} {body}");
+    send(&web, 0, 10);
+
+    let slave_args = |data: &Path| {
+        vec![
+            "broker".to_owned(),
+            "--data-dir".to_owned(),
+            data.to_str().unwrap().to_owned(),
+            "--broker-id".to_owned(),
+            "1".to_owned(),
+            "--master-addr".to_owned(),
+            repl.clone(),
+        ]
+    };
+    let forged_data = dir.path().join("forged");
+    let forged_args = slave_args(&forged_data);
+    let forged_args: Vec<&str> = forged_args.iter().map(String::as_str).collect();
+    let forged = with_secret(
+        dir.path(),
+        "forged",
+        &forged_args,
+        "another-secret-0123456789",
+    );
+    let refused = poll_until(WAIT, "the forged slave's refusal", || {
+        forged
+            .log_text()
+            .contains("not this cluster's secret")
+            .then_some(())
+    });
+    assert!(refused.is_some(), "{}", forged.log_text());
+    assert!(!forged.log_text().contains("replica caught up"));
+
+    let good_data = dir.path().join("good");
+    let good_args = slave_args(&good_data);
+    let good_args: Vec<&str> = good_args.iter().map(String::as_str).collect();
+    let good = with_secret(dir.path(), "good", &good_args, secret);
+    wait_caught_up(&m, &good);
+}
