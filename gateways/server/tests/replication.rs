@@ -256,3 +256,68 @@ fn with_a_cluster_secret_only_a_slave_that_signs_with_it_follows() {
     let good = with_secret(dir.path(), "good", &good_args, secret);
     wait_caught_up(&m, &good);
 }
+
+#[test]
+fn with_tls_on_the_slave_follows_over_tls() {
+    use rocketgate_gateway_kit::test_ca::TestCa;
+    let dir = tempfile::tempdir().unwrap();
+    let mdata = dir.path().join("m");
+    // Data written in plain first (the REST client here speaks plain HTTP), then TLS on.
+    let m = master(dir.path(), "plain", &mdata);
+    let web = m.endpoint("http");
+    let (status, body) = http(&web, "POST", "/v1/topics", Some(r#"{"name":"orders"}"#));
+    assert!((200..300).contains(&status), "{status} {body}");
+    send(&web, 0, 10);
+    let (status, _) = m.terminate();
+    assert!(status.success());
+
+    let ca = TestCa::new(dir.path(), "root").unwrap();
+    let cert = ca.server("node").unwrap();
+    let conf = dir.path().join("tls.toml");
+    std::fs::write(&conf, format!("[tls]\nca = \"{}\"\n", ca.ca_pem.display())).unwrap();
+    let tls = [
+        "--config",
+        conf.to_str().unwrap(),
+        "--tls-cert",
+        cert.cert.to_str().unwrap(),
+        "--tls-key",
+        cert.key.to_str().unwrap(),
+    ];
+    let mut args = vec!["broker", "--data-dir", mdata.to_str().unwrap()];
+    args.extend_from_slice(&EPHEMERAL);
+    args.extend_from_slice(&["--replication-addr", "127.0.0.1:0"]);
+    args.extend_from_slice(&tls);
+    let m = Node::start(dir.path(), "master", &args);
+    let repl = m.endpoint("replication");
+    let sdata = dir.path().join("s");
+    let mut args = vec![
+        "broker",
+        "--data-dir",
+        sdata.to_str().unwrap(),
+        "--broker-id",
+        "1",
+        "--master-addr",
+        &repl,
+    ];
+    args.extend_from_slice(&tls);
+    let s = Node::start(dir.path(), "slave", &args);
+    let end = master_end_at_ready(&m);
+    assert!(end > 0);
+    let reached = poll_until(WAIT, "the slave to reach the master's end", || {
+        slave_end(&s).filter(|&e| e >= end)
+    });
+    assert!(reached.is_some(), "{}", s.log_text());
+}
+
+/// The master's CommitLog end at open, from its `ready` line (`rocketgate admin` has no TLS).
+fn master_end_at_ready(node: &Node) -> u64 {
+    let text = node.log_text();
+    let line = text.lines().find(|l| l.contains("ready")).unwrap();
+    let at = line.find("log_end=").unwrap() + "log_end=".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
