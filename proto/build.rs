@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "rocketgate/cluster/v1/nameserver.proto",
     "rocketgate/cluster/v1/admin.proto",
     "rocketgate/cluster/v1/access.proto",
+    "rocketgate/cluster/v1/replication.proto",
     "apache/rocketmq/v2/definition.proto",
     "apache/rocketmq/v2/service.proto",
 ];

@@ -68,7 +68,7 @@ pub mod message_id;
 pub mod metrics;
 // Phase 2 of replication (the transport) is its caller; until then only its tests are.
 #[cfg_attr(not(test), allow(dead_code))]
-mod replication;
+pub mod replication;
 pub mod rules;
 mod store;
 

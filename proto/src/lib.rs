@@ -15,7 +15,9 @@
 //!   served by every broker and used by `rocketgate admin` (docs/admin.md):
 //!   [`cluster::v1::broker_admin_server::BrokerAdmin`] and
 //!   [`cluster::v1::broker_admin_client::BrokerAdminClient`]. And the `AccessAdmin` service
-//!   (`rocketgate/cluster/v1/access.proto`): users, policies and tokens (docs/security.md).
+//!   (`rocketgate/cluster/v1/access.proto`): users, policies and tokens (docs/security.md). And
+//!   the `Replication` service (`rocketgate/cluster/v1/replication.proto`) a master serves its
+//!   slaves (docs/replication.md).
 //!
 //! - [`apache::rocketmq::v2`] — package `apache.rocketmq.v2` (`apache/rocketmq/v2/*.proto`), the
 //!   RocketMQ 5 `MessagingService`, written from the protocol brief with the public protocol's

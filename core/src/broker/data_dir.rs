@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 /// [`Error::Io`] when it cannot be created or its mode read or changed.
-pub(super) fn make_private(dir: &Path) -> Result<()> {
+pub(crate) fn make_private(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -42,7 +42,7 @@ mod consume;
 mod consumer;
 pub mod consumer_group;
 pub mod consumer_state;
-mod data_dir;
+pub(crate) mod data_dir;
 mod dead_letters;
 pub mod filter;
 mod groups;
@@ -216,9 +216,8 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// The store and the KV store, for replication's leader side (tests now; phase 2's
-    /// streamer). The caller must not write through them.
-    #[cfg(test)]
+    /// The store and the KV store, for replication's leader side. The caller must not write
+    /// through them.
     pub(crate) fn replication_parts(&self) -> (&Store, &Arc<crate::kv::KvStore>) {
         (&self.inner.store, &self.inner.kv)
     }

@@ -1,6 +1,7 @@
-//! Replication, phase 1: the logic a master and its followers run over the store's and the KV
-//! store's primitives, without any transport (phase 2 adds the wire protocol, configuration,
-//! SYNC acknowledgements, the in-sync set and switchover; see `docs/replication.md`).
+//! Replication: the logic a master and its followers run over the store's and the KV store's
+//! primitives, without any transport (phase 1), and its public face for the node's transport
+//! (`public.rs`, phase 2a: `rocketgate-server` owns the wire protocol; SYNC acknowledgements,
+//! the in-sync set and switchover are phase 2b; see `docs/replication.md`).
 //!
 //! Owns: the handshake ([`Leader::handshake`] → [`HandshakeReply`]), the choice of what a
 //! follower is sent next ([`Leader::next_chunk`], [`Leader::kv_changes`]), the follower's
@@ -23,6 +24,7 @@
 //!   promoted broker has everything the follower copied.
 
 mod epoch;
+mod public;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -30,6 +32,10 @@ mod tests;
 use std::time::Duration;
 
 pub(crate) use self::epoch::{begin_epoch, last_common};
+pub use self::public::{
+    KvBatch, KvChange, KvState, LogChunk, MasterWelcome, Replica, ReplicaError, ReplicaErrorKind,
+    ReplicationSource, SlaveHello,
+};
 use crate::config::StoreConfig;
 use crate::kv::{KvApplyError, KvChanges, KvSnapshot, KvStore, Record};
 use crate::store::epochs::{self, EpochEntry};

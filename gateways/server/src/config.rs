@@ -15,6 +15,7 @@
 //! one deprecation warning.
 
 mod legacy;
+mod replication;
 mod section;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+pub use replication::ReplicationSection;
 use section::{GrpcKeys, HttpKeys, ListenKeys, MqttKeys, Written};
 pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection};
 pub use tls::TlsSection;
@@ -110,6 +112,16 @@ pub struct RunArgs {
     /// The private key of `--tls-cert`, PEM (overrides `tls.key`).
     #[arg(long, env = "ROCKETGATE_TLS_KEY", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// This broker's id in its group: 0 the master, 1 and up a slave (overrides `broker.id`).
+    #[arg(long, env = "ROCKETGATE_BROKER_ID", value_name = "ID")]
+    pub broker_id: Option<u64>,
+    /// Where a master serves its slaves (overrides `replication.listen`, turns replication on).
+    #[arg(long, env = "ROCKETGATE_REPLICATION_ADDR", value_name = "ADDR")]
+    pub replication_addr: Option<String>,
+    /// A slave's master, `host:port` of its replication listener (overrides
+    /// `replication.master_addr`, turns replication on).
+    #[arg(long, env = "ROCKETGATE_MASTER_ADDR", value_name = "ADDR")]
+    pub master_addr: Option<String>,
 }
 
 /// The whole configuration, resolved: defaults, file, deprecated aliases, environment, flags.
@@ -145,6 +157,8 @@ pub struct ServerConfig {
     pub mqtt: MqttSection,
     /// `[tls]`: TLS on every listener, client certificates, the CA of the node's own calls.
     pub tls: TlsSection,
+    /// `[replication]`: master / slave replication (docs/replication.md).
+    pub replication: ReplicationSection,
 }
 
 /// The file as written: every section, the listeners' own keys still unresolved, and the
@@ -165,6 +179,7 @@ struct FileConfig {
     http: Written<HttpKeys, rocketgate_gateway_http::HttpConfig>,
     mqtt: Written<MqttKeys, rocketgate_gateway_mqtt::MqttConfig>,
     tls: TlsSection,
+    replication: ReplicationSection,
     /// Deprecated: `listen.grpc` is `grpc.listen`, and so on (`legacy.rs`).
     listen: Option<legacy::Listen>,
     /// Deprecated: `gateways.http` is `http.enabled`, `gateways.mqtt` is `mqtt.enabled`.
@@ -199,6 +214,7 @@ impl FileConfig {
             http: self.http.into(),
             mqtt: self.mqtt.into(),
             tls: self.tls,
+            replication: self.replication,
         };
         Ok((cfg, renamed))
     }
@@ -266,10 +282,12 @@ impl ServerConfig {
 /// # Errors
 /// An unreadable or invalid file, an unknown key, or an invalid value.
 pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
+    let mut raw_secret = None;
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
+            raw_secret = replication::file_secret(&text);
             toml::from_str(&text).map_err(|e| {
                 anyhow::anyhow!(
                     "invalid config file {}: {}{}",
@@ -295,10 +313,26 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     if let Some(sk) = &args.auth_secret_key {
         cfg.auth.bootstrap_secret_key = Some(sk.clone());
     }
-    if let Some(secret) = &args.cluster_secret {
-        let secret = rocketgate_nameserver::ClusterSecret::new(secret)
+    if let Some(secret_text) = &args.cluster_secret {
+        let secret = rocketgate_nameserver::ClusterSecret::new(secret_text)
             .map_err(|e| anyhow::anyhow!("invalid ROCKETGATE_CLUSTER_SECRET: {}", e.reason))?;
         cfg.nameserver.config.cluster_secret = Some(secret);
+        raw_secret = Some(secret_text.clone());
+    }
+    cfg.replication.key = raw_secret
+        .filter(|_| cfg.nameserver.config.cluster_secret.is_some())
+        .map(|s| crate::replication::auth::Key::derive(&s));
+    if let Some(id) = args.broker_id {
+        cfg.broker.id = id;
+    }
+    if let Some(addr) = &args.replication_addr {
+        cfg.replication.enabled = true;
+        cfg.replication.listen =
+            parse_listen("--replication-addr / ROCKETGATE_REPLICATION_ADDR", addr)?;
+    }
+    if let Some(addr) = &args.master_addr {
+        cfg.replication.enabled = true;
+        cfg.replication.master_addr = addr.trim().to_owned();
     }
     if let Some(mode) = &args.flush_mode {
         cfg.store.flush_mode = match mode.to_ascii_uppercase().as_str() {
@@ -363,6 +397,8 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         anyhow::anyhow!("invalid configuration `nameserver.{}`: {}", e.key, e.reason)
     })?;
     validate_broker(&cfg.broker)?;
+    cfg.replication
+        .validate(cfg.broker.id, cfg.limits.max_body_bytes)?;
     cfg.grpc
         .messaging
         .validate()

@@ -3,7 +3,8 @@
 //! address, `0.0.0.0`, `::`) it must authenticate its clients — the RocketMQ gRPC endpoint (and
 //! its admin services), REST/WebSocket and MQTT with `auth.enabled` on (MQTT also with its own
 //! `allow_anonymous = false` while the core's authentication is off), the NameServer with a
-//! cluster secret (brokers' registrations; route queries stay open) — or the node refuses to
+//! cluster secret (brokers' registrations; route queries stay open), a master's replication
+//! listener with the cluster secret (slaves sign their calls) — or the node refuses to
 //! start with one line saying how to fix it. `--allow-unauthenticated-remote`
 //! (`ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE=1`) is the explicit opt-out: the node starts and
 //! logs a warning per exposed listener.
@@ -17,7 +18,7 @@ use crate::config::ServerConfig;
 /// One listener a node is about to open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
-    /// Its endpoint name (`grpc`, `http`, `mqtt`, `mqtt-ws`, `nameserver`).
+    /// Its endpoint name (`grpc`, `http`, `mqtt`, `mqtt-ws`, `nameserver`, `replication`).
     pub name: &'static str,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -51,6 +52,13 @@ pub fn node_listeners(cfg: &ServerConfig, standalone: bool) -> Vec<Listener> {
     }
     if standalone {
         out.push(nameserver_listener(cfg));
+    }
+    if cfg.replication.enabled && cfg.broker.id == 0 {
+        out.push(Listener {
+            name: "replication",
+            addr: cfg.replication.listen,
+            authenticates: cfg.replication.key.is_some(),
+        });
     }
     out
 }
@@ -87,7 +95,7 @@ pub fn check(listeners: &[Listener], allow: bool) -> anyhow::Result<()> {
             "mqtt" | "mqtt-ws" => "turn authentication on with --auth (docs/security.md), or \
                                          set mqtt.allow_anonymous = false with [mqtt.users]"
                 .to_owned(),
-            "nameserver" => "give it a cluster secret for brokers to sign with \
+            "nameserver" | "replication" => "give it a cluster secret for brokers to sign with \
                  (ROCKETGATE_CLUSTER_SECRET, docs/cluster.md)"
                 .to_owned(),
             _ => "turn authentication on with --auth (docs/security.md)".to_owned(),
@@ -170,6 +178,25 @@ mod tests {
             check(&node_listeners(&cfg, true), false).is_err(),
             "grpc still needs --auth"
         );
+    }
+
+    #[test]
+    fn a_master_s_replication_listener_needs_the_cluster_secret_off_loopback() {
+        let mut cfg = ServerConfig::default();
+        cfg.replication.enabled = true;
+        cfg.replication.listen = "0.0.0.0:10912".parse().unwrap();
+        let err = check(&node_listeners(&cfg, false), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(replication)"), "{err}");
+        assert!(err.contains("ROCKETGATE_CLUSTER_SECRET"), "{err}");
+        cfg.replication.key = Some(crate::replication::auth::Key::derive(
+            "a-long-enough-secret",
+        ));
+        check(&node_listeners(&cfg, false), false).unwrap();
+        cfg.replication.key = None;
+        cfg.broker.id = 1;
+        check(&node_listeners(&cfg, false), false).unwrap();
     }
 
     #[test]

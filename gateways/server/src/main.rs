@@ -13,6 +13,7 @@ mod config;
 mod exposure;
 mod metrics;
 mod node;
+mod replication;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -91,7 +91,60 @@ pub fn run(mode: Mode, args: &config::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("rg-node")
         .build()?;
+    if cfg.broker.id >= 1 && cfg.replication.enabled {
+        return runtime.block_on(serve_slave(cfg, args.ready_file.clone()));
+    }
     runtime.block_on(serve(mode, cfg, args.ready_file.clone()))
+}
+
+/// A slave (`broker.id` ≥ 1 with replication on): no `Broker` and no gateway, only the follow
+/// loop (`replication/slave.rs`) until SIGINT / SIGTERM; its store is then closed cleanly.
+async fn serve_slave(
+    cfg: ServerConfig,
+    ready_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let slave = crate::replication::slave::SlaveConfig {
+        core: cfg.core(),
+        master_addr: cfg.replication.master_addr.clone(),
+        cluster: cfg.broker.cluster.clone(),
+        name: cfg.broker.name.clone(),
+        id: cfg.broker.id,
+        key: cfg.replication.key.clone(),
+        tls: tls::nameserver_client(&cfg.tls)?.filter(|_| cfg.tls.enabled),
+        max_frame: cfg.replication.max_frame_bytes,
+    };
+    let (stop, stopped) = shutdown::channel();
+    let mut follow = tokio::spawn(crate::replication::slave::run(slave, stopped));
+    tracing::info!(
+        data_dir = %cfg.store.data_dir.display(),
+        master = %cfg.replication.master_addr,
+        cluster = %cfg.broker.cluster,
+        broker = %cfg.broker.name,
+        broker_id = cfg.broker.id,
+        "rocketgate slave ready"
+    );
+    if let Some(path) = ready_file.as_deref() {
+        let body = serde_json::json!({
+            "pid": std::process::id(),
+            "mode": "slave",
+            "data_dir": cfg.store.data_dir,
+            "endpoints": {},
+        });
+        crate::write_json_atomically(path, &body)?;
+    }
+    let result = tokio::select! {
+        r = &mut follow => r?,
+        signal = crate::wait_for_shutdown() => {
+            signal?;
+            tracing::info!("shutting down");
+            stop.trigger();
+            tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), follow)
+                .await
+                .context("the slave did not stop in time")??
+        }
+    };
+    tracing::info!("stopped");
+    result
 }
 
 /// The enabled gateways, in start order (which is also the order of the `listening` lines).
@@ -290,7 +343,24 @@ async fn serve(
         metrics,
     } = Bound::bind(mode, &cfg, acceptors.as_ref()).await?;
 
+    let replication = match cfg.replication.enabled {
+        true => Some(BoundListener::bind("replication", cfg.replication.listen).await?),
+        false => None,
+    };
+
     let (broker, recovered) = open(&cfg).await?;
+    if let Some(listener) = &replication {
+        let epoch = broker
+            .replication_source()
+            .begin_term()
+            .map_err(|e| anyhow::anyhow!("cannot open a new master term: {e}"))?;
+        tracing::info!(epoch, address = %listener.endpoint().address, "replication master term");
+    }
+    // The replication listener serves the gRPC gateway's certificate.
+    let replication_tls = acceptors.as_ref().map(|t| {
+        Arc::new(rocketgate_gateway_grpc::auth::KitTls(t.grpc.clone()))
+            as Arc<dyn ns::listener::ServerTls>
+    });
 
     let mut servers = Servers::new();
     let mut namesrv = cfg.broker.namesrv.clone();
@@ -316,6 +386,26 @@ async fn serve(
             acceptors.watch(every, stopped).await;
             anyhow::Ok(())
         });
+    }
+    if let Some(listener) = replication {
+        servers.listening.push(listener.endpoint());
+        let master = crate::replication::master::Master::new(
+            broker.replication_source(),
+            cfg.broker.cluster.clone(),
+            cfg.broker.name.clone(),
+            cfg.replication.key.clone(),
+            cfg.replication.max_frame_bytes,
+        );
+        let tls = replication_tls.clone();
+        let limits = ns::listener::ConnectionLimits {
+            max_connections: cfg.replication.max_connections,
+            ..Default::default()
+        };
+        let stopped = servers.shutdown.clone().wait();
+        servers.spawn(
+            "replication",
+            crate::replication::master::serve(listener.into_inner(), master, limits, tls, stopped),
+        );
     }
     let registered = Arc::new(AtomicUsize::new(0));
     let node = registration::node_info(

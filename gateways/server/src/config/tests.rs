@@ -384,3 +384,52 @@ fn cors_comes_from_its_table_or_the_flag_and_any_origin_needs_authentication_off
         "{err}"
     );
 }
+
+#[test]
+fn replication_is_off_by_default_and_turned_on_by_its_flags() {
+    let (cfg, _) = parse(DEFAULT_CONFIG).unwrap();
+    assert_eq!(
+        toml::to_string(&cfg.replication).unwrap(),
+        toml::to_string(&ReplicationSection::default()).unwrap()
+    );
+    assert!(!cfg.replication.enabled);
+    let cfg = load(&RunArgs {
+        broker_id: Some(1),
+        master_addr: Some("127.0.0.1:10912".into()),
+        ..RunArgs::default()
+    })
+    .unwrap();
+    assert_eq!(cfg.broker.id, 1);
+    assert!(cfg.replication.enabled);
+    assert_eq!(cfg.replication.master_addr, "127.0.0.1:10912");
+    let cfg = load(&RunArgs {
+        replication_addr: Some("127.0.0.1:0".into()),
+        ..RunArgs::default()
+    })
+    .unwrap();
+    assert!(cfg.replication.enabled);
+    assert_eq!(cfg.replication.listen, addr("127.0.0.1:0"));
+}
+
+#[test]
+fn a_slave_needs_its_master_and_a_frame_holds_the_largest_record() {
+    let err = load_text("[broker]\nid = 2\n[replication]\nenabled = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("replication.master_addr"), "{err}");
+    let err = load_text("[replication]\nenabled = true\nmax_frame_bytes = 1024\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("replication.max_frame_bytes"), "{err}");
+    let err = load_text("[replication]\nmode = \"sync\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sync"), "{err}");
+}
+
+#[test]
+fn the_replication_key_comes_from_the_cluster_secret_of_the_file() {
+    let cfg = load_text("[nameserver]\ncluster_secret = \"0123456789abcdef0123\"\n").unwrap();
+    assert!(cfg.replication.key.is_some());
+    assert!(load_text("").unwrap().replication.key.is_none());
+}

@@ -1,0 +1,360 @@
+//! The slave's side: `rocketgate broker` with `broker.id` ≥ 1 and replication on runs no
+//! `Broker` (so no gateway) on its data directory; it opens a `Replica`, connects to its master,
+//! handshakes (cutting a divergent tail when told), applies frames, reports what it wrote and
+//! flushed, and reconnects with a bounded backoff whenever the stream breaks. Its lag (bytes)
+//! is logged: `replica caught up` (with its log end) when it reaches the master's end,
+//! `replica lagging` every [`LAG_LOG_EVERY`] while behind.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rocketgate_core::replication::{KvChange, KvState, LogChunk, Replica};
+use rocketgate_gateway_kit::Shutdown;
+use rocketgate_proto::cluster::v1 as pb;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use super::auth::{now_ms, Key};
+use super::{epochs_from_pb, epochs_to_pb};
+
+/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A stream silent this long (the master heartbeats every second) is dropped.
+const IDLE: Duration = Duration::from_secs(10);
+/// Bound on connecting and on every unary call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const LAG_LOG_EVERY: Duration = Duration::from_secs(10);
+const CAUGHT_UP_LOG_EVERY: Duration = Duration::from_millis(500);
+/// Reports are sent at most this often while frames arrive (and whenever caught up).
+const REPORT_EVERY: Duration = Duration::from_millis(200);
+
+/// What the slave needs to follow.
+#[derive(Debug, Clone)]
+pub(crate) struct SlaveConfig {
+    pub(crate) core: rocketgate_core::Config,
+    pub(crate) master_addr: String,
+    pub(crate) cluster: String,
+    pub(crate) name: String,
+    pub(crate) id: u64,
+    pub(crate) key: Option<Key>,
+    pub(crate) tls: Option<rocketgate_nameserver::ClientTls>,
+    pub(crate) max_frame: usize,
+}
+
+/// Follows the master until `stop`; closes the store cleanly.
+///
+/// # Errors
+/// The data directory cannot be opened, or the master refuses this slave for good (another
+/// cluster or group, a different segment size).
+pub(crate) async fn run(cfg: SlaveConfig, stop: Shutdown) -> anyhow::Result<()> {
+    let mut replica = Some(open(&cfg).await?);
+    let mut backoff = MIN_BACKOFF;
+    let result = loop {
+        let attempt = follow_once(&cfg, &mut replica, &mut backoff);
+        let outcome = tokio::select! {
+            r = attempt => r,
+            () = stop.clone().wait() => break Ok(()),
+        };
+        match outcome {
+            Err(Fatal(e)) => break Err(e),
+            Ok(reason) => tracing::warn!(
+                master = %cfg.master_addr,
+                reason = %reason,
+                retry_in_ms = backoff.as_millis() as u64,
+                "replication stream broken; reconnecting"
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.clone().wait() => break Ok(()),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if replica.is_none() {
+            replica = Some(open(&cfg).await?);
+        }
+    };
+    if let Some(r) = replica {
+        tokio::task::spawn_blocking(move || r.close())
+            .await?
+            .context("the final flush failed")?;
+    }
+    result
+}
+
+async fn open(cfg: &SlaveConfig) -> anyhow::Result<Replica> {
+    let core = cfg.core.clone();
+    let dir = core.store.data_dir.clone();
+    tokio::task::spawn_blocking(move || Replica::open(core))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))
+}
+
+/// An error that stops the slave (the master refused it for good).
+struct Fatal(anyhow::Error);
+
+fn identity(cfg: &SlaveConfig) -> pb::BrokerIdentity {
+    pb::BrokerIdentity {
+        cluster: cfg.cluster.clone(),
+        broker_name: cfg.name.clone(),
+        broker_id: cfg.id,
+    }
+}
+
+fn signed<T>(cfg: &SlaveConfig, method: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = &cfg.key {
+        let who = (cfg.cluster.as_str(), cfg.name.as_str(), cfg.id);
+        key.sign(request.metadata_mut(), method, now_ms(), who);
+    }
+    request.set_timeout(CALL_TIMEOUT);
+    request
+}
+
+async fn connect(cfg: &SlaveConfig) -> anyhow::Result<Channel> {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", cfg.master_addr))?
+        .connect_timeout(CALL_TIMEOUT)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10));
+    if let Some(tls) = &cfg.tls {
+        let mut config = ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(config)?;
+    }
+    Ok(endpoint.connect().await?)
+}
+
+fn is_fatal(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::PermissionDenied | tonic::Code::FailedPrecondition
+    )
+}
+
+/// One connection: handshake, then frames until the stream breaks. Returns why it broke.
+async fn follow_once(
+    cfg: &SlaveConfig,
+    slot: &mut Option<Replica>,
+    backoff: &mut Duration,
+) -> Result<String, Fatal> {
+    let Some(replica) = slot.as_ref() else {
+        return Ok("the store is closed".into());
+    };
+    let hello = match replica.hello() {
+        Ok(h) => h,
+        Err(e) => return Err(Fatal(e.into())),
+    };
+    let channel = match connect(cfg).await {
+        Ok(c) => c,
+        Err(e) => return Ok(format!("cannot connect: {e:#}")),
+    };
+    let mut client = pb::replication_client::ReplicationClient::new(channel)
+        .max_decoding_message_size(cfg.max_frame + (64 << 10));
+    let request = pb::ReplicaHandshakeRequest {
+        broker: Some(identity(cfg)),
+        segment_size: hello.segment_size,
+        epochs: epochs_to_pb(&hello.epochs),
+        log_end: hello.log_end,
+        kv_sequence: hello.kv_sequence,
+    };
+    let reply = match client.handshake(signed(cfg, "Handshake", request)).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if is_fatal(&s) => {
+            return Err(Fatal(anyhow::anyhow!(
+                "the master refused this slave: {}",
+                s.message()
+            )))
+        }
+        Err(s) => return Ok(format!("handshake failed: {}", s.message())),
+    };
+    let welcome = rocketgate_core::replication::MasterWelcome {
+        start: reply.start,
+        epochs: epochs_from_pb(&reply.epochs),
+        min_offset: reply.min_offset,
+        kv_snapshot_needed: reply.kv_snapshot_needed,
+    };
+    tracing::info!(
+        master = %cfg.master_addr,
+        local_end = hello.log_end,
+        start = welcome.start,
+        master_log_end = reply.master_log_end,
+        kv_snapshot = welcome.kv_snapshot_needed,
+        "replication handshake done"
+    );
+    let mut started = false;
+    if !welcome.kv_snapshot_needed {
+        let Some(r) = slot.take() else {
+            return Ok("the store is closed".into());
+        };
+        let w = welcome.clone();
+        match tokio::task::spawn_blocking(move || r.start(&w, None)).await {
+            Ok(Ok(r)) => *slot = Some(r),
+            Ok(Err(e)) => return Ok(format!("cannot start following: {e}")),
+            Err(e) => return Ok(format!("cannot start following: {e}")),
+        }
+        started = true;
+    }
+    let Some(replica) = slot.as_ref() else {
+        return Ok("the store is closed".into());
+    };
+    let follow = pb::FollowRequest {
+        broker: Some(identity(cfg)),
+        from: welcome.start,
+        kv_sequence: replica.kv_sequence(),
+        kv_snapshot: welcome.kv_snapshot_needed,
+    };
+    let mut request = signed(cfg, "Follow", follow);
+    // The stream lives as long as the master has something to say; IDLE bounds each frame.
+    request.set_timeout(Duration::from_secs(365 * 24 * 3600));
+    let mut stream = match client.follow(request).await {
+        Ok(s) => s.into_inner(),
+        Err(s) => return Ok(format!("follow refused: {}", s.message())),
+    };
+    *backoff = MIN_BACKOFF;
+    let mut progress = Progress::new(reply.master_log_end);
+    let mut snapshot = KvState::default();
+    loop {
+        let frame = match tokio::time::timeout(IDLE, stream.message()).await {
+            Err(_) => return Ok("the master said nothing for 10 s".into()),
+            Ok(Err(s)) => return Ok(format!("stream error: {}", s.message())),
+            Ok(Ok(None)) => return Ok("the master closed the stream".into()),
+            Ok(Ok(Some(f))) => f,
+        };
+        let applied = match frame.frame {
+            Some(pb::follow_frame::Frame::Snapshot(part)) => {
+                snapshot.seq = part.seq;
+                snapshot.entries.extend(
+                    part.entries
+                        .into_iter()
+                        .map(|e| (e.namespace, e.key.into(), e.value.into())),
+                );
+                if !part.last {
+                    continue;
+                }
+                let state = std::mem::take(&mut snapshot);
+                if started {
+                    let Some(r) = slot.as_ref() else {
+                        return Ok("the store is closed".into());
+                    };
+                    r.install_kv(state).map_err(|e| e.to_string())
+                } else {
+                    let Some(r) = slot.take() else {
+                        return Ok("the store is closed".into());
+                    };
+                    let w = welcome.clone();
+                    match tokio::task::spawn_blocking(move || r.start(&w, Some(state))).await {
+                        Ok(Ok(r)) => {
+                            *slot = Some(r);
+                            started = true;
+                            Ok(())
+                        }
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            }
+            Some(pb::follow_frame::Frame::Log(log)) => {
+                progress.master_end = progress.master_end.max(log.master_log_end);
+                match slot.as_ref() {
+                    Some(r) if started => r
+                        .apply(LogChunk {
+                            from: log.from,
+                            data: log.data,
+                            seals_segment: log.seals_segment,
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    _ => Err("a log chunk before the KV snapshot".into()),
+                }
+            }
+            Some(pb::follow_frame::Frame::Kv(kv)) => match slot.as_ref() {
+                Some(r) if started => {
+                    let changes = kv
+                        .changes
+                        .into_iter()
+                        .map(|c| KvChange {
+                            seq: c.seq,
+                            namespace: c.namespace,
+                            key: c.key.into(),
+                            value: c.value.map(Into::into),
+                        })
+                        .collect();
+                    r.apply_kv(changes).map(|_| ()).map_err(|e| e.to_string())
+                }
+                _ => Err("KV changes before the KV snapshot".into()),
+            },
+            Some(pb::follow_frame::Frame::HeartbeatLogEnd(end)) => {
+                progress.master_end = progress.master_end.max(end);
+                Ok(())
+            }
+            None => Err("an empty frame".into()),
+        };
+        if let Err(e) = applied {
+            return Ok(format!("cannot apply a frame: {e}"));
+        }
+        let Some(r) = slot.as_ref() else {
+            return Ok("the store is closed".into());
+        };
+        if started && progress.observe(r.log_end()) {
+            let report = pb::ReplicaReport {
+                broker: Some(identity(cfg)),
+                written: r.log_end(),
+                flushed: r.flushed(),
+                kv_sequence: r.kv_sequence(),
+            };
+            if let Ok(ack) = client.report(signed(cfg, "Report", report)).await {
+                progress.master_end = progress.master_end.max(ack.into_inner().master_log_end);
+            }
+        }
+    }
+}
+
+/// The slave's view of its lag, and when to report and log it.
+struct Progress {
+    master_end: u64,
+    /// The log end last logged as caught up.
+    logged_end: Option<u64>,
+    last_report: Instant,
+    last_log: Instant,
+}
+
+impl Progress {
+    fn new(master_end: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            master_end,
+            logged_end: None,
+            last_report: now.checked_sub(REPORT_EVERY).unwrap_or(now),
+            last_log: now.checked_sub(CAUGHT_UP_LOG_EVERY).unwrap_or(now),
+        }
+    }
+
+    /// Logs the lag (`replica caught up` with the end reached, at most every
+    /// [`CAUGHT_UP_LOG_EVERY`] while the end moves; `replica lagging` every [`LAG_LOG_EVERY`]);
+    /// returns whether a report is due.
+    fn observe(&mut self, local_end: u64) -> bool {
+        let lag = self.master_end.saturating_sub(local_end);
+        let now = Instant::now();
+        let mut report = now.duration_since(self.last_report) >= REPORT_EVERY;
+        if lag == 0 {
+            let moved = self.logged_end != Some(local_end);
+            if moved && now.duration_since(self.last_log) >= CAUGHT_UP_LOG_EVERY {
+                self.logged_end = Some(local_end);
+                self.last_log = now;
+                tracing::info!(log_end = local_end, lag_bytes = 0u64, "replica caught up");
+                report = true;
+            }
+        } else if now.duration_since(self.last_log) >= LAG_LOG_EVERY {
+            self.last_log = now;
+            tracing::info!(log_end = local_end, lag_bytes = lag, "replica lagging");
+        }
+        if report {
+            self.last_report = now;
+        }
+        report
+    }
+}
