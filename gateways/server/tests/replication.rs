@@ -125,6 +125,16 @@ fn a_slave_follows_catches_up_after_a_restart_and_is_promoted_after_the_master_d
     send(&web, 60, 100);
     let s = slave(dir.path(), "slave2", &sdata, &repl);
     wait_caught_up(&m, &s);
+    // The master exports the slave's lag from its reports: none once it caught up.
+    let lag = poll_until(WAIT, "the master's lag metric of slave 1 at 0", || {
+        let (status, text) = http(&web, "GET", "/metrics", None);
+        (status == 200
+            && text.lines().any(|l| {
+                l.starts_with("rocketgate_replication_lag_bytes{slave=\"1\"}") && l.ends_with(" 0")
+            }))
+        .then_some(())
+    });
+    assert!(lag.is_some(), "{}", http(&web, "GET", "/metrics", None).1);
 
     // The master dies; the slave is stopped and its directory opened as a master.
     m.kill9();

@@ -21,6 +21,9 @@ use super::{epochs_from_pb, epochs_to_pb};
 const FRAME_OVERHEAD: usize = 4 << 10;
 /// A heartbeat is sent after this long without anything new.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Slaves a master keeps reports of (a group has a handful): a report of one more slave id is
+/// refused, so neither the table nor the lag metric's labels grow with what callers send.
+pub(crate) const MAX_SLAVES: usize = 16;
 
 /// The service state.
 #[derive(Debug, Clone)]
@@ -173,9 +176,23 @@ impl pb::replication_server::Replication for Master {
             request.get_ref().broker.as_ref(),
         )?;
         let r = request.into_inner();
-        self.reports.lock().insert(id, (r.written, r.flushed));
+        {
+            let mut reports = self.reports.lock();
+            if !reports.contains_key(&id) && reports.len() >= MAX_SLAVES {
+                return Err(Status::resource_exhausted(format!(
+                    "this master already tracks {MAX_SLAVES} slaves"
+                )));
+            }
+            reports.insert(id, (r.written, r.flushed));
+        }
+        let end = self.source.log_end();
+        let slave = id.to_string();
+        metrics::gauge!("rocketgate_replication_lag_bytes", "slave" => slave.clone())
+            .set(end.saturating_sub(r.written) as f64);
+        metrics::gauge!("rocketgate_replication_unflushed_lag_bytes", "slave" => slave)
+            .set(end.saturating_sub(r.flushed) as f64);
         Ok(Response::new(pb::ReplicaReportResponse {
-            master_log_end: self.source.log_end(),
+            master_log_end: end,
         }))
     }
 }
