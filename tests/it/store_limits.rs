@@ -466,3 +466,33 @@ async fn t1d_failed_async_flush_refuses_later_writes() {
     support::send_ok(&broker, Message::new("async", "after restart")).await;
     println!("{} acked before the failed flush", acked.len());
 }
+
+/// Retention through a `Broker` (its timer and dispatcher running): with `retention_hours = 0`
+/// every sealed segment the dispatcher has passed is deleted at the next round, and what
+/// remains is still readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_deletes_expired_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config(dir.path(), 512 << 10, FlushMode::Async);
+    config.store.retention_hours = 0;
+    let broker = support::open(&config);
+    broker.topics().create(TopicConfig::new("old", 1)).unwrap();
+    for i in 0..600 {
+        let m = Message::new("old", vec![5u8; 3000]).with_key(format!("k{i}"));
+        support::send_ok(&broker, m).await;
+    }
+    let before = broker.storage().log_offsets();
+    assert!(before.end > 3 * (512 << 10), "{before:?}");
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        "retention to delete the sealed segments",
+        || {
+            broker.storage().run_retention_now();
+            broker.storage().log_offsets().min > 0
+        },
+    )
+    .await;
+    let last = Message::new("old", "after");
+    support::send_ok(&broker, last).await;
+}
