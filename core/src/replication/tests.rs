@@ -427,8 +427,9 @@ async fn follower_behind_retention_gets_a_typed_error_and_waits_for_more() {
         .await
         .unwrap());
     let waiter = leader.wait_for_more(end, Duration::from_secs(10));
+    // `join!` polls the waiter first (it registers on the write end), then the writer.
     let writer = async {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::task::yield_now().await;
         append(1000);
     };
     let (woke, ()) = tokio::join!(waiter, writer);

@@ -87,6 +87,50 @@ pub const RPCS: [&str; 14] = [
     "ChangeInvisibleDuration",
 ];
 
+/// The runtime every harness of this module runs its broker on.
+fn runtime() -> Result<tokio::runtime::Runtime, FuzzError> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// A broker configuration in `dir` every harness starts from: asynchronous flush, 4 MiB
+/// segments, a CommitLog bounded to 256 MiB.
+fn config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.store.data_dir = dir.into();
+    config.store.segment_size = 4 << 20;
+    config.store.flush_mode = FlushMode::Async;
+    config.store.disk_limit_bytes = Some(256 << 20);
+    config
+}
+
+/// Creates the seed topics ([`TOPICS`]) and the group ([`GROUP`]).
+fn create_seeds(broker: &Broker) -> Result<(), FuzzError> {
+    for (name, kind) in TOPICS {
+        broker
+            .topics()
+            .create(TopicConfig::new(name, 4).with_type(kind))?;
+    }
+    broker.groups().create(GroupConfig::new(GROUP))?;
+    Ok(())
+}
+
+/// The node the harnesses' services advertise.
+fn node() -> NodeInfo {
+    NodeInfo {
+        cluster: "fuzz".into(),
+        broker_name: "fuzz-broker".into(),
+        broker_id: 0,
+        endpoints: vec![("grpc".into(), "127.0.0.1:8081".into())],
+        nameservers: Vec::new(),
+        registered_nameservers: Arc::new(|| 0),
+        started_at_ms: 0,
+        routes: None,
+    }
+}
+
 /// A real `MessagingService` on a real broker, fed fuzz inputs.
 pub struct GrpcFuzz {
     runtime: tokio::runtime::Runtime,
@@ -107,35 +151,14 @@ impl GrpcFuzz {
     /// # Errors
     /// [`FuzzError`] when the runtime or the broker cannot start.
     pub fn start(dir: &Path) -> Result<Self, FuzzError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let mut config = Config::default();
-        config.store.data_dir = dir.into();
-        config.store.segment_size = 4 << 20;
-        config.store.flush_mode = FlushMode::Async;
-        config.store.disk_limit_bytes = Some(256 << 20);
+        let runtime = runtime()?;
+        let mut config = config(dir);
         config.consumer.max_wait_ms = 100;
         let guard = runtime.enter();
         let broker = Broker::open(config)?;
-        for (name, kind) in TOPICS {
-            broker
-                .topics()
-                .create(TopicConfig::new(name, 4).with_type(kind))?;
-        }
-        broker.groups().create(GroupConfig::new(GROUP))?;
+        create_seeds(&broker)?;
         runtime.block_on(send_seed_messages(&broker))?;
-        let node = NodeInfo {
-            cluster: "fuzz".into(),
-            broker_name: "fuzz-broker".into(),
-            broker_id: 0,
-            endpoints: vec![("grpc".into(), "127.0.0.1:8081".into())],
-            nameservers: Vec::new(),
-            registered_nameservers: Arc::new(|| 0),
-            started_at_ms: 0,
-            routes: None,
-        };
+        let node = node();
         let messaging = MessagingConfig {
             max_long_polling_ms: 20,
             min_long_polling_ms: 0,

@@ -36,7 +36,7 @@ use prost::Message as _;
 use rocketgate_core::auth::{
     sign, Action, Decision, PolicyEntry, UserKind, UserStatus, UserUpdate,
 };
-use rocketgate_core::{Broker, Config, FlushMode, GroupConfig, ManualClock, TopicConfig};
+use rocketgate_core::{Broker, GroupConfig, ManualClock, TopicConfig};
 use rocketgate_proto::cluster::v1 as pb;
 use rocketgate_proto::cluster::v1::access_admin_server::AccessAdmin as _;
 use rocketgate_proto::cluster::v1::broker_admin_server::BrokerAdmin as _;
@@ -44,7 +44,7 @@ use tonic::{Code, Response, Status};
 
 use super::{FuzzError, GROUP, TOPICS};
 use crate::access_admin::AccessAdminService;
-use crate::{AdminService, NodeInfo};
+use crate::AdminService;
 
 /// The principals an input may pick with its first byte, in this order.
 pub const PRINCIPALS: [&str; 4] = ["super", "normal", "anonymous", "forged"];
@@ -178,15 +178,8 @@ impl AdminFuzz {
     /// # Errors
     /// [`FuzzError`] when the runtime or the broker cannot start.
     pub fn start(dir: &Path) -> Result<Self, FuzzError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let mut config = Config::default();
-        config.store.data_dir = dir.into();
-        config.store.segment_size = 4 << 20;
-        config.store.flush_mode = FlushMode::Async;
-        config.store.disk_limit_bytes = Some(256 << 20);
+        let runtime = super::runtime()?;
+        let mut config = super::config(dir);
         config.consumer.max_wait_ms = 20;
         config.limits.max_topics = 64;
         config.limits.max_groups = 64;
@@ -197,24 +190,10 @@ impl AdminFuzz {
         // between the two snapshots of a call (long polls wait on the runtime's timers).
         let clock = Arc::new(ManualClock::starting_now());
         let broker = Broker::open_with_clock(config, clock)?;
-        for (name, kind) in TOPICS {
-            broker
-                .topics()
-                .create(TopicConfig::new(name, 4).with_type(kind))?;
-        }
-        broker.groups().create(GroupConfig::new(GROUP))?;
+        super::create_seeds(&broker)?;
         runtime.block_on(super::send_seed_messages(&broker))?;
         restore_users(&broker)?;
-        let node = NodeInfo {
-            cluster: "fuzz".into(),
-            broker_name: "fuzz-broker".into(),
-            broker_id: 0,
-            endpoints: vec![("grpc".into(), "127.0.0.1:8081".into())],
-            nameservers: Vec::new(),
-            registered_nameservers: Arc::new(|| 0),
-            started_at_ms: 0,
-            routes: None,
-        };
+        let node = super::node();
         let admin = AdminService::new(broker.clone(), node);
         let access = AccessAdminService::new(broker.clone());
         drop(guard);

@@ -34,14 +34,13 @@
 
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http_body::{Body as _, Frame};
 use prost::Message as _;
-use rocketgate_core::{Broker, Config, FlushMode, GroupConfig, TopicConfig};
+use rocketgate_core::Broker;
 use rocketgate_proto::apache::rocketmq::v2 as pb;
 use rocketgate_proto::apache::rocketmq::v2::messaging_service_server::{
     MessagingService as _, MessagingServiceServer,
@@ -50,9 +49,9 @@ use rocketgate_proto::apache::rocketmq::v2::telemetry_command::Command;
 use tokio::sync::mpsc;
 use tonic::codegen::{http, Service as _};
 
-use super::{request, FuzzError, GROUP, TOPICS};
+use super::{request, FuzzError, GROUP};
 use crate::decode_limits::{DecodeLimits, Guarded};
-use crate::{MessagingConfig, MessagingService, NodeInfo};
+use crate::{MessagingConfig, MessagingService};
 
 /// Most records of one input.
 pub const MAX_RECORDS: usize = 32;
@@ -112,34 +111,13 @@ impl TelemetryFuzz {
     /// # Errors
     /// [`FuzzError`] when the runtime or the broker cannot start.
     pub fn start(dir: &Path) -> Result<Self, FuzzError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let mut config = Config::default();
-        config.store.data_dir = dir.into();
-        config.store.segment_size = 4 << 20;
-        config.store.flush_mode = FlushMode::Async;
-        config.store.disk_limit_bytes = Some(256 << 20);
+        let runtime = super::runtime()?;
+        let mut config = super::config(dir);
         config.limits.max_groups = 64;
         let guard = runtime.enter();
         let broker = Broker::open(config)?;
-        for (name, kind) in TOPICS {
-            broker
-                .topics()
-                .create(TopicConfig::new(name, 4).with_type(kind))?;
-        }
-        broker.groups().create(GroupConfig::new(GROUP))?;
-        let node = NodeInfo {
-            cluster: "fuzz".into(),
-            broker_name: "fuzz-broker".into(),
-            broker_id: 0,
-            endpoints: vec![("grpc".into(), "127.0.0.1:8081".into())],
-            nameservers: Vec::new(),
-            registered_nameservers: Arc::new(|| 0),
-            started_at_ms: 0,
-            routes: None,
-        };
+        super::create_seeds(&broker)?;
+        let node = super::node();
         let service = MessagingService::new(broker.clone(), node, MessagingConfig::default(), None);
         let server = service.clone().into_server();
         let limits = DecodeLimits::new(&broker.config().limits);
