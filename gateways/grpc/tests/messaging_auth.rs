@@ -146,21 +146,28 @@ fn signed<T>(msg: T, ak: &str, sk: &str, date_time: &str) -> tonic::Request<T> {
     r
 }
 
+/// A service on a broker with authentication on and the super user `root` / `root-secret`;
+/// `more` changes the rest of the configuration.
+async fn start_with_auth(more: impl FnOnce(&mut Config)) -> Running {
+    start_configured(
+        |c| {
+            c.auth.enabled = true;
+            c.auth.bootstrap_access_key = Some("root".into());
+            c.auth.bootstrap_secret_key = Some("root-secret".into());
+            more(c);
+        },
+        |_| {},
+    )
+    .await
+}
+
 fn compact_now() -> String {
     sign::compact_time(rocketgate_core::now_ms())
 }
 
 #[tokio::test]
 async fn signed_requests_are_served_as_the_users_policy_allows() {
-    let mut s = start_configured(
-        |c| {
-            c.auth.enabled = true;
-            c.auth.bootstrap_access_key = Some("root".into());
-            c.auth.bootstrap_secret_key = Some("root-secret".into());
-        },
-        |_| {},
-    )
-    .await;
+    let mut s = start_with_auth(|_| {}).await;
     let auth = s.broker.auth();
     auth.create_user("app", "app-secret", UserKind::Normal)
         .unwrap();
@@ -283,16 +290,10 @@ async fn signed_requests_are_served_as_the_users_policy_allows() {
 /// secret is refused (unchecked) until the bucket refills.
 #[tokio::test]
 async fn repeated_failures_from_one_address_are_refused_before_checking() {
-    let mut s = start_configured(
-        |c| {
-            c.auth.enabled = true;
-            c.auth.bootstrap_access_key = Some("root".into());
-            c.auth.bootstrap_secret_key = Some("root-secret".into());
-            c.auth.failure_burst = 3;
-            c.auth.failure_refill_ms = 3_600_000;
-        },
-        |_| {},
-    )
+    let mut s = start_with_auth(|c| {
+        c.auth.failure_burst = 3;
+        c.auth.failure_refill_ms = 3_600_000;
+    })
     .await;
     let now = compact_now();
     let send = |sk: &str| {
@@ -328,15 +329,9 @@ async fn repeated_failures_from_one_address_are_refused_before_checking() {
 #[tokio::test]
 async fn local_time_signatures_can_be_refused() {
     for lenient in [true, false] {
-        let mut s = start_configured(
-            |c| {
-                c.auth.enabled = true;
-                c.auth.bootstrap_access_key = Some("root".into());
-                c.auth.bootstrap_secret_key = Some("root-secret".into());
-                c.auth.local_time_signatures = lenient;
-            },
-            |_| {},
-        )
+        let mut s = start_with_auth(|c| {
+            c.auth.local_time_signatures = lenient;
+        })
         .await;
         let ahead = sign::compact_time(rocketgate_core::now_ms() + 8 * 3_600_000);
         let r = bounded(s.client.send_message(signed(
@@ -366,15 +361,7 @@ async fn local_time_signatures_can_be_refused() {
 /// nothing, and the stream stays open.
 #[tokio::test]
 async fn telemetry_settings_are_authorized() {
-    let mut s = start_configured(
-        |c| {
-            c.auth.enabled = true;
-            c.auth.bootstrap_access_key = Some("root".into());
-            c.auth.bootstrap_secret_key = Some("root-secret".into());
-        },
-        |_| {},
-    )
-    .await;
+    let mut s = start_with_auth(|_| {}).await;
     let auth = s.broker.auth();
     auth.create_user("app", "app-secret", UserKind::Normal)
         .unwrap();
