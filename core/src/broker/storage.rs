@@ -31,17 +31,17 @@ impl Storage<'_> {
     /// a failed flush), or the dispatcher cannot make new messages readable (a full disk; it
     /// retries and recovers by itself when space returns). What readiness endpoints report.
     pub fn not_ready(self) -> Option<String> {
-        if let Some(reason) = self.write_refusal() {
-            return Some(format!("refusing writes: {reason}"));
+        if let Some(stalled) = self.broker.inner.store.dispatch_failure() {
+            return Some(format!(
+                "new messages are not readable: dispatch stalled: {stalled}"
+            ));
         }
-        let stalled = self.broker.inner.store.dispatch_failure()?;
-        Some(format!(
-            "new messages are not readable: dispatch stalled: {stalled}"
-        ))
+        let reason = self.write_refusal()?;
+        Some(format!("refusing writes: {reason}"))
     }
 
-    /// Why writes are refused (disk full, read-only after a failed flush), or `None` while the
-    /// store takes writes.
+    /// Why writes are refused (disk full — including a dispatcher stalled by a full disk —,
+    /// read-only after a failed flush), or `None` while the store takes writes.
     pub fn write_refusal(self) -> Option<String> {
         self.broker.inner.store.write_refusal()
     }
@@ -129,11 +129,14 @@ mod tests {
         };
         assert!(reason.contains("dispatch stalled"), "{reason}");
         assert!(b.storage().health().dispatch_failure.is_some());
-        assert_eq!(
-            b.storage().write_refusal(),
-            None,
-            "writes are not what failed"
-        );
+        // Writes are refused while the disk is too full to make them readable.
+        assert!(b.storage().write_refusal().is_some());
+        let refused = b
+            .producer()
+            .send(Message::new("old", "c").into())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), crate::ErrorKind::Unavailable, "{refused}");
         // What was readable stays readable: a pull does not fail.
         let r = b.consumer().pull("old", 0, 0, 10).await.unwrap();
         assert_eq!(r.messages.len(), 1);
@@ -145,5 +148,10 @@ mod tests {
         }
         let r = b.consumer().pull("new", 0, 0, 10).await.unwrap();
         assert_eq!(r.messages.len(), 1);
+        assert_eq!(b.storage().write_refusal(), None);
+        b.producer()
+            .send(Message::new("old", "d").into())
+            .await
+            .unwrap();
     }
 }

@@ -74,6 +74,18 @@ impl Error {
             source,
         }
     }
+
+    /// Whether the error means the disk (or the configured limit) has no room.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::DiskFull(_) => true,
+            Self::Io { source, .. } => {
+                source.kind() == io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Attaches a path to an `io::Result`.

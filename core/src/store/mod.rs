@@ -113,6 +113,10 @@ struct Inner {
     dispatched_tx: watch::Sender<u64>,
     /// Why the dispatcher cannot follow the CommitLog now (cleared when it can again).
     dispatch_failure: Mutex<Option<String>>,
+    /// Set while the dispatcher is stalled by a full disk (`ENOSPC` growing a ConsumeQueue or
+    /// the index): writes are refused then, so no more acknowledged records pile up that
+    /// nobody can read until space returns.
+    dispatch_disk_full: AtomicBool,
     flush_tx: watch::Sender<FlushState>,
     /// The CommitLog's write end, published while a replication streamer waits for more.
     wrote_tx: watch::Sender<u64>,
@@ -218,6 +222,7 @@ impl Store {
             dispatched: AtomicU64::new(replay_from),
             dispatched_tx,
             dispatch_failure: Mutex::new(None),
+            dispatch_disk_full: AtomicBool::new(false),
             flush_tx,
             wrote_tx: watch::channel(log_end).0,
             flush_signal: Signal::default(),
@@ -293,6 +298,13 @@ impl Store {
         if inner.disk_full_flag.load(Ordering::Acquire) {
             if let Some(reason) = inner.disk_full.lock().as_ref() {
                 return Err(Error::DiskFull(reason.clone()));
+            }
+        }
+        if inner.dispatch_disk_full.load(Ordering::Acquire) {
+            if let Some(reason) = inner.dispatch_failure.lock().as_ref() {
+                return Err(Error::DiskFull(format!(
+                    "the dispatcher cannot follow the CommitLog ({reason}); writes resume once it can"
+                )));
             }
         }
         inner.check_limit(0)?;
@@ -442,12 +454,19 @@ impl Store {
         self.inner.dispatch_failure.lock().clone()
     }
 
-    /// Whether writes are refused (poisoned or disk full), with the reason.
+    /// Whether writes are refused (poisoned, disk full, or the dispatcher stalled by a full
+    /// disk), with the reason.
     pub fn write_refusal(&self) -> Option<String> {
         if self.inner.log.is_poisoned() {
             return Some("poisoned by a failed flush".into());
         }
-        self.inner.disk_full.lock().clone()
+        if let Some(full) = self.inner.disk_full.lock().clone() {
+            return Some(full);
+        }
+        if self.inner.dispatch_disk_full.load(Ordering::Acquire) {
+            return self.inner.dispatch_failure.lock().clone();
+        }
+        None
     }
 
     /// Deletes the ConsumeQueues of a topic (its CommitLog records age out with retention).

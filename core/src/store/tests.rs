@@ -507,6 +507,13 @@ async fn a_full_disk_in_dispatch_is_reported_reads_keep_serving_and_it_recovers(
     let failed_at = store.dispatched_offset();
     tokio::time::sleep(Duration::from_millis(200)).await; // the retries are the subject
     assert_eq!(store.dispatched_offset(), failed_at);
+    // Writes are refused meanwhile: nothing more is acknowledged that nobody could read.
+    let refused = store
+        .append(&draft("old", "refused", b"body", &props), 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::DiskFull(_)), "{refused:?}");
+    assert!(store.write_refusal().is_some());
 
     // Space returns: the dispatcher catches up by itself, and everything is readable.
     disk::inject_enospc(&dir.path().join("consumequeue"), false);
@@ -519,4 +526,7 @@ async fn a_full_disk_in_dispatch_is_reported_reads_keep_serving_and_it_recovers(
     assert_eq!(reads.queue_range("new", 0), (0, 1));
     let m = reads.read_queue("new", 0, 0, 1).unwrap();
     assert_eq!(m[0].message_id, "new-0");
+    // And writes are taken again.
+    assert_eq!(store.write_refusal(), None);
+    put("old", "old-4".into()).await;
 }

@@ -149,6 +149,7 @@ fn dispatcher(inner: Arc<Inner>) {
             match inner.dispatch_until(limit, false) {
                 Ok(_) => {
                     backoff = DISPATCH_BACKOFF_MIN;
+                    inner.dispatch_disk_full.store(false, Ordering::Release);
                     if let Some(reason) = inner.dispatch_failure.lock().take() {
                         tracing::warn!(was = %reason, "dispatch recovered");
                         crate::metrics::dispatch_stalled(false);
@@ -156,6 +157,9 @@ fn dispatcher(inner: Arc<Inner>) {
                 }
                 Err(e) => {
                     let reason = e.to_string();
+                    inner
+                        .dispatch_disk_full
+                        .store(e.is_disk_full(), Ordering::Release);
                     let first = inner.dispatch_failure.lock().replace(reason).is_none();
                     crate::metrics::dispatch_failed();
                     if first {
