@@ -216,6 +216,16 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// Under SYNC replication, too few replicas are in sync to take (or acknowledge) a write.
+    #[error(
+        "only {in_sync} of the {required} replicas `replication.min_in_sync_replicas` requires are in sync (the master included); the write is not acknowledged, retry later"
+    )]
+    NotEnoughReplicas {
+        /// Replicas in sync, the master included.
+        in_sync: usize,
+        /// `min_in_sync_replicas`.
+        required: usize,
+    },
     /// A topic or message property reserved for a gateway, used by a request that does not
     /// come from it.
     #[error("{what} is reserved for {owner}")]
@@ -370,6 +380,8 @@ pub enum Reason {
     Reserved,
     /// Writes are refused until a restart: a flush failed.
     ReadOnly,
+    /// Under SYNC replication, too few replicas are in sync.
+    ReplicasUnavailable,
     /// The broker is shutting down.
     ShuttingDown,
     /// No or bad credentials.
@@ -419,7 +431,9 @@ impl Reason {
             Self::QuotaExceeded => ErrorKind::Throttled,
             Self::Forbidden | Self::Denied | Self::Reserved => ErrorKind::PermissionDenied,
             Self::Unauthenticated => ErrorKind::Unauthenticated,
-            Self::DiskFull | Self::ReadOnly | Self::ShuttingDown => ErrorKind::Unavailable,
+            Self::DiskFull | Self::ReadOnly | Self::ShuttingDown | Self::ReplicasUnavailable => {
+                ErrorKind::Unavailable
+            }
             Self::Internal => ErrorKind::Internal,
         }
     }
@@ -480,6 +494,7 @@ impl Error {
             Self::QuotaExceeded { .. } | Self::LimitReached { .. } => Reason::QuotaExceeded,
             Self::OffsetOutOfRange { .. } => Reason::OffsetOutOfRange,
             Self::Reserved { .. } => Reason::Reserved,
+            Self::NotEnoughReplicas { .. } => Reason::ReplicasUnavailable,
             Self::Unauthenticated(_) => Reason::Unauthenticated,
             Self::Denied { .. } => Reason::Denied,
             Self::UserNotFound(_) => Reason::UserNotFound,

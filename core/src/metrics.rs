@@ -13,6 +13,11 @@
 //! | `rocketgate_send_seconds` | histogram | — | time of a `send` in the core (store append, and the fsync under SYNC_FLUSH) |
 //! | `rocketgate_store_dispatch_stalled` | gauge | — | 1 while the dispatcher cannot follow the CommitLog (e.g. a full disk): new messages stay invisible |
 //! | `rocketgate_store_dispatch_failures_total` | counter | — | failed dispatch rounds (each retried with a backoff) |
+//! | `rocketgate_replication_lag_bytes` | gauge | `slave` (broker id, at most 16) | on a master: CommitLog bytes the slave has not written yet |
+//! | `rocketgate_replication_unflushed_lag_bytes` | gauge | `slave` | on a master: bytes the slave has not fsynced yet |
+//! | `rocketgate_replication_lag_seconds` | gauge | `slave` | on a master: how long ago the slave last had everything the master had then (−1 before it first caught up) |
+//! | `rocketgate_replication_slave_in_sync` | gauge | `slave` | on a master: 1 while the slave is in the in-sync set |
+//! | `rocketgate_replication_in_sync_replicas` | gauge | — | on a master: replicas in sync, the master included |
 //!
 //! Label values are topic and group names; message ids, keys, client ids and session ids are
 //! never labels, because a recorder keeps every series it has seen until the process ends:
@@ -126,6 +131,30 @@ pub(crate) fn dispatch_stalled(stalled: bool) {
 /// A dispatch round failed.
 pub(crate) fn dispatch_failed() {
     metrics::counter!("rocketgate_store_dispatch_failures_total").increment(1);
+}
+
+/// A master's view of one slave (labels are broker ids: at most 16 slaves are tracked).
+pub(crate) fn replication_slave(
+    id: u64,
+    lag_bytes: u64,
+    unflushed_lag_bytes: u64,
+    lag_ms: Option<u64>,
+    in_sync: bool,
+) {
+    let slave = id.to_string();
+    metrics::gauge!("rocketgate_replication_lag_bytes", "slave" => slave.clone())
+        .set(lag_bytes as f64);
+    metrics::gauge!("rocketgate_replication_unflushed_lag_bytes", "slave" => slave.clone())
+        .set(unflushed_lag_bytes as f64);
+    metrics::gauge!("rocketgate_replication_lag_seconds", "slave" => slave.clone())
+        .set(lag_ms.map_or(-1.0, |ms| ms as f64 / 1000.0));
+    metrics::gauge!("rocketgate_replication_slave_in_sync", "slave" => slave)
+        .set(f64::from(u8::from(in_sync)));
+}
+
+/// Replicas in sync on a master, the master included.
+pub(crate) fn replication_in_sync(n: usize) {
+    metrics::gauge!("rocketgate_replication_in_sync_replicas").set(n as f64);
 }
 
 #[cfg(test)]

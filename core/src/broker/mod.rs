@@ -122,6 +122,8 @@ struct Inner {
     transactions: TransactionState,
     /// The state of [`Auth`]: users, policies, tokens.
     auth: crate::auth::AuthState,
+    /// The in-sync set of this broker's slaves and the SYNC replication gate.
+    in_sync: crate::replication::InSync,
 }
 
 impl Inner {
@@ -222,6 +224,27 @@ impl Broker {
         (&self.inner.store, &self.inner.kv)
     }
 
+    pub(crate) fn in_sync(&self) -> &crate::replication::InSync {
+        &self.inner.in_sync
+    }
+
+    /// Appends a record a client will be told about: under SYNC replication, refused while
+    /// too few replicas are in sync, and returned only once every in-sync slave has it (see
+    /// `replication::in_sync`). Internal records (journals, timer deliveries) use the store
+    /// directly: they replicate behind.
+    pub(super) async fn append_acked(
+        &self,
+        draft: &RecordDraft<'_>,
+        queue_id: u32,
+    ) -> Result<crate::store::Appended> {
+        let store = &self.inner.store;
+        let end = || store.log_offsets().2;
+        self.inner.in_sync.check_writable(end)?;
+        let appended = store.append(draft, queue_id).await?;
+        self.inner.in_sync.replicated(appended.end, end).await?;
+        Ok(appended)
+    }
+
     /// Opens the store under `config.store.data_dir` (recovering it) and loads the metadata.
     ///
     /// # Errors
@@ -267,6 +290,7 @@ impl Broker {
             TransactionState::open(&store, config.transaction.clone(), clock.now_ms())?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
         let auth = crate::auth::AuthState::load(kv.clone(), config.auth.clone(), clock.now_ms())?;
+        let in_sync_clock = clock.clone();
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
@@ -286,6 +310,7 @@ impl Broker {
                 timer,
                 transactions,
                 auth,
+                in_sync: crate::replication::InSync::new(in_sync_clock),
             }),
             caller: None,
         };
@@ -580,7 +605,7 @@ impl Broker {
             flags,
             prepared_offset: aux,
         };
-        let appended = self.inner.store.append(&draft, queue_id).await?;
+        let appended = self.append_acked(&draft, queue_id).await?;
         if deliver_at.is_some() {
             self.inner.timer.worker.wake();
         }

@@ -273,7 +273,7 @@ impl Broker {
             .ok_or_else(|| Error::TopicNotFound(view.topic.clone()))?;
         let qid = view.queue_id % topic.config.queue_count.max(1);
         let draft = super::copy_draft(&view, &view.topic, &view.properties, 0, p.phy);
-        self.inner.store.append(&draft, qid).await?;
+        self.append_acked(&draft, qid).await?;
         Ok(())
     }
 

@@ -54,7 +54,7 @@ impl Transactions<'_> {
             flags: 0,
             prepared_offset: 0,
         };
-        let appended = self.broker.inner.store.append(&draft, 0).await?;
+        let appended = self.broker.append_acked(&draft, 0).await?;
         let tx = &self.broker.inner.transactions;
         tx.pending.lock().insert(
             transaction_id.clone(),

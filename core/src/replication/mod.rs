@@ -24,6 +24,7 @@
 //!   promoted broker has everything the follower copied.
 
 mod epoch;
+mod in_sync;
 mod public;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -32,9 +33,11 @@ mod tests;
 use std::time::Duration;
 
 pub(crate) use self::epoch::{begin_epoch, last_common};
+pub(crate) use self::in_sync::InSync;
+pub use self::in_sync::{ReplicationMode, SlaveStatus, SyncPolicy, MAX_SLAVES};
 pub use self::public::{
-    KvBatch, KvChange, KvState, LogChunk, MasterWelcome, Replica, ReplicaError, ReplicaErrorKind,
-    ReplicationSource, SlaveHello,
+    Attached, KvBatch, KvChange, KvState, LogChunk, MasterWelcome, Replica, ReplicaError,
+    ReplicaErrorKind, ReplicationSource, SlaveHello,
 };
 use crate::config::StoreConfig;
 use crate::kv::{KvApplyError, KvChanges, KvSnapshot, KvStore, Record};

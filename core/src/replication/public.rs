@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::{become_master, handshake_of, Follower, Handshake, HandshakeReply, Leader};
 use super::{truncate_divergent, ReplicationError};
+use super::{SlaveStatus, SyncPolicy};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::kv::{KvChanges, KvStore, Limits, Record};
@@ -268,6 +269,71 @@ impl ReplicationSource {
             seq,
             entries: map.into_iter().map(|((ns, k), v)| (ns, k, v)).collect(),
         }
+    }
+}
+
+impl ReplicationSource {
+    fn end(&self) -> u64 {
+        self.broker.replication_parts().0.log_offsets().2
+    }
+
+    /// Sets how writes are acknowledged and who counts as in sync (ASYNC until called).
+    pub fn set_policy(&self, policy: SyncPolicy) {
+        self.broker.in_sync().set_policy(policy);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> SyncPolicy {
+        self.broker.in_sync().policy()
+    }
+
+    /// A replication stream to slave `id` opened: it counts as connected until the returned
+    /// guard drops (several streams of one id count once each).
+    ///
+    /// # Errors
+    /// [`crate::Error::LimitReached`] when [`super::MAX_SLAVES`] other ids are tracked.
+    pub fn attach(&self, id: u64) -> crate::Result<Attached> {
+        self.broker.in_sync().attach(id)?;
+        Ok(Attached {
+            source: self.clone(),
+            id,
+        })
+    }
+
+    /// Slave `id` reports what it has written and fsynced. Returns the master's end.
+    ///
+    /// # Errors
+    /// [`crate::Error::LimitReached`] when [`super::MAX_SLAVES`] other ids are tracked.
+    pub fn report(&self, id: u64, written: u64, flushed: u64) -> crate::Result<u64> {
+        let end = self.end();
+        self.broker.in_sync().report(id, written, flushed, end)?;
+        Ok(end)
+    }
+
+    /// Re-judges the in-sync set against the clock (a slave that stopped reporting leaves it
+    /// after `max_lag`), logging and exporting changes. Returns the replicas in sync, the
+    /// master included. The transport calls it periodically.
+    pub fn refresh(&self) -> usize {
+        self.broker.in_sync().refresh(self.end()) + 1
+    }
+
+    /// Every slave this master tracks.
+    pub fn slaves(&self) -> Vec<SlaveStatus> {
+        self.broker.in_sync().slaves(self.end())
+    }
+}
+
+/// A slave's open replication stream (see [`ReplicationSource::attach`]).
+#[derive(Debug)]
+pub struct Attached {
+    source: ReplicationSource,
+    id: u64,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let end = self.source.end();
+        self.source.broker.in_sync().detach(self.id, end);
     }
 }
 

@@ -75,7 +75,12 @@ pub fn code(err: &rocketgate_core::Error) -> Code {
         ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::Throttled => Code::ResourceExhausted,
         ErrorKind::NotLeader => Code::Unavailable,
-        ErrorKind::Unavailable if err.is_shutdown() => Code::Unavailable,
+        ErrorKind::Unavailable
+            if err.is_shutdown()
+                || err.reason() == rocketgate_core::Reason::ReplicasUnavailable =>
+        {
+            Code::Unavailable
+        }
         ErrorKind::Unavailable => Code::FailedPrecondition,
         ErrorKind::Conflict => Code::Aborted,
         ErrorKind::Unauthenticated => Code::Unauthenticated,

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-pub use replication::ReplicationSection;
+pub use replication::{ReplicationMode, ReplicationSection};
 use section::{GrpcKeys, HttpKeys, ListenKeys, MqttKeys, Written};
 pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection};
 pub use tls::TlsSection;
@@ -122,6 +122,9 @@ pub struct RunArgs {
     /// `replication.master_addr`, turns replication on).
     #[arg(long, env = "ROCKETGATE_MASTER_ADDR", value_name = "ADDR")]
     pub master_addr: Option<String>,
+    /// `async` or `sync` replication, any case (overrides `replication.mode`).
+    #[arg(long, env = "ROCKETGATE_REPLICATION_MODE", value_name = "MODE")]
+    pub replication_mode: Option<ReplicationMode>,
 }
 
 /// The whole configuration, resolved: defaults, file, deprecated aliases, environment, flags.
@@ -333,6 +336,9 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
     if let Some(addr) = &args.master_addr {
         cfg.replication.enabled = true;
         cfg.replication.master_addr = addr.trim().to_owned();
+    }
+    if let Some(mode) = args.replication_mode {
+        cfg.replication.mode = mode;
     }
     if let Some(mode) = &args.flush_mode {
         cfg.store.flush_mode = match mode.to_ascii_uppercase().as_str() {

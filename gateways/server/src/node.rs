@@ -354,7 +354,16 @@ async fn serve(
             .replication_source()
             .begin_term()
             .map_err(|e| anyhow::anyhow!("cannot open a new master term: {e}"))?;
-        tracing::info!(epoch, address = %listener.endpoint().address, "replication master term");
+        let policy = cfg.replication.policy(cfg.store.flush_mode);
+        tracing::info!(
+            epoch,
+            address = %listener.endpoint().address,
+            mode = ?policy.mode,
+            min_in_sync_replicas = policy.min_in_sync_replicas,
+            "replication master term"
+        );
+        // Before any gateway serves: no write is acknowledged under another policy.
+        broker.replication_source().set_policy(policy);
     }
     // The replication listener serves the gRPC gateway's certificate.
     let replication_tls = acceptors.as_ref().map(|t| {

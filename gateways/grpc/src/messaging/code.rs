@@ -49,6 +49,8 @@ pub(super) fn code_of(err: &Error) -> Code {
         Reason::Forbidden | Reason::Denied => Code::Forbidden,
         Reason::Unauthenticated => Code::Unauthorized,
         Reason::QuotaExceeded => Code::TooManyRequests,
+        // SYNC replication without enough in-sync replicas: the write was not acknowledged.
+        Reason::ReplicasUnavailable => Code::HaNotAvailable,
         reason => match reason.kind() {
             ErrorKind::NotFound => Code::NotFound,
             ErrorKind::InvalidArgument | ErrorKind::AlreadyExists | ErrorKind::Conflict => {

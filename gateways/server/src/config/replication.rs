@@ -1,6 +1,6 @@
 //! `[replication]`: whether this broker takes part in replication (a master serves the
 //! `Replication` service on `listen`; a slave, `broker.id` ≥ 1, follows `master_addr`), the
-//! mode and the largest frame. The signing key is derived from the cluster secret at load.
+//! mode (ASYNC or SYNC), the in-sync set's rules and the largest frame. The signing key is derived from the cluster secret at load.
 
 use std::net::SocketAddr;
 
@@ -12,7 +12,36 @@ use serde::{Deserialize, Serialize};
 pub enum ReplicationMode {
     /// A write is acknowledged once the master has it; slaves follow as fast as they can.
     #[default]
+    #[serde(
+        alias = "ASYNC",
+        alias = "Async",
+        alias = "async_master",
+        alias = "ASYNC_MASTER"
+    )]
     Async,
+    /// A write is acknowledged once the master and every in-sync slave have it (and have
+    /// fsynced it under `store.flush_mode = "SYNC"`); RocketMQ's `SYNC_MASTER`.
+    #[serde(
+        alias = "SYNC",
+        alias = "Sync",
+        alias = "sync_master",
+        alias = "SYNC_MASTER"
+    )]
+    Sync,
+}
+
+impl std::str::FromStr for ReplicationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "async" | "async_master" => Ok(Self::Async),
+            "sync" | "sync_master" => Ok(Self::Sync),
+            other => Err(format!(
+                "`{other}` is not a replication mode (async or sync)"
+            )),
+        }
+    }
 }
 
 /// `[replication]`.
@@ -22,8 +51,16 @@ pub struct ReplicationSection {
     /// On: a master (`broker.id` = 0) serves its slaves on `listen` and opens a new epoch at
     /// every start; a slave follows `master_addr`.
     pub enabled: bool,
-    /// `async` (phase 2a; `sync` comes with phase 2b).
+    /// `async` or `sync` (a master's; see [`ReplicationMode`]).
     pub mode: ReplicationMode,
+    /// Replicas (the master included) that must be in sync for a `sync` master to take a
+    /// write; fewer refuses writes. 1: the master alone suffices.
+    pub min_in_sync_replicas: usize,
+    /// A slave further behind the master's end than this many bytes leaves the in-sync set.
+    pub in_sync_max_lag_bytes: u64,
+    /// A slave that has not caught up to what the master had this long ago (ms) leaves the
+    /// in-sync set; a `sync` send waits at most about this long for a slave that went silent.
+    pub in_sync_max_lag_ms: u64,
     /// Where a master serves `Replication`.
     pub listen: SocketAddr,
     /// The master's replication address (`host:port`), for a slave.
@@ -43,6 +80,9 @@ impl Default for ReplicationSection {
         Self {
             enabled: false,
             mode: ReplicationMode::Async,
+            min_in_sync_replicas: 1,
+            in_sync_max_lag_bytes: 256 << 20,
+            in_sync_max_lag_ms: 3000,
             listen: SocketAddr::from(([127, 0, 0, 1], 10912)),
             master_addr: String::new(),
             max_frame_bytes: 8 << 20,
@@ -78,7 +118,39 @@ impl ReplicationSection {
         if self.max_connections == 0 {
             anyhow::bail!("invalid configuration `replication.max_connections`: must be > 0");
         }
+        let most = rocketgate_core::replication::MAX_SLAVES + 1;
+        if self.min_in_sync_replicas == 0 || self.min_in_sync_replicas > most {
+            anyhow::bail!(
+                "invalid configuration `replication.min_in_sync_replicas`: must be between 1 \
+                 (the master alone) and {most} (the master and {} slaves)",
+                most - 1
+            );
+        }
+        if self.in_sync_max_lag_ms == 0 || self.in_sync_max_lag_bytes == 0 {
+            anyhow::bail!(
+                "invalid configuration `replication.in_sync_max_lag_ms` / \
+                 `in_sync_max_lag_bytes`: must be > 0"
+            );
+        }
         Ok(())
+    }
+
+    /// The core policy of a master with these settings under `flush_mode`.
+    pub fn policy(
+        &self,
+        flush_mode: rocketgate_core::FlushMode,
+    ) -> rocketgate_core::replication::SyncPolicy {
+        use rocketgate_core::replication::{ReplicationMode as Mode, SyncPolicy};
+        SyncPolicy {
+            mode: match self.mode {
+                ReplicationMode::Async => Mode::Async,
+                ReplicationMode::Sync => Mode::Sync,
+            },
+            min_in_sync_replicas: self.min_in_sync_replicas,
+            max_lag_bytes: self.in_sync_max_lag_bytes,
+            max_lag: std::time::Duration::from_millis(self.in_sync_max_lag_ms),
+            flushed: flush_mode == rocketgate_core::FlushMode::Sync,
+        }
     }
 }
 

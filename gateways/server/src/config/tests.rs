@@ -421,10 +421,45 @@ fn a_slave_needs_its_master_and_a_frame_holds_the_largest_record() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("replication.max_frame_bytes"), "{err}");
-    let err = load_text("[replication]\nmode = \"sync\"\n")
+    for (text, key) in [
+        ("min_in_sync_replicas = 0", "replication.min_in_sync_replicas"),
+        ("min_in_sync_replicas = 18", "replication.min_in_sync_replicas"),
+        ("in_sync_max_lag_ms = 0", "replication.in_sync_max_lag_ms"),
+    ] {
+        let err = load_text(&format!("[replication]\nenabled = true\n{text}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+    let err = load_text("[replication]\nmode = \"semi\"\n")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("sync"), "{err}");
+    assert!(err.contains("semi"), "{err}");
+}
+
+#[test]
+fn the_replication_mode_is_async_or_sync_in_any_case() {
+    use super::ReplicationMode;
+    for (text, mode) in [
+        ("sync", ReplicationMode::Sync),
+        ("SYNC", ReplicationMode::Sync),
+        ("SYNC_MASTER", ReplicationMode::Sync),
+        ("async", ReplicationMode::Async),
+        ("ASYNC", ReplicationMode::Async),
+    ] {
+        let cfg = load_text(&format!("[replication]\nmode = \"{text}\"\n")).unwrap();
+        assert_eq!(cfg.replication.mode, mode, "{text}");
+        assert_eq!(text.parse::<ReplicationMode>(), Ok(mode), "{text}");
+    }
+    let cfg = load(&RunArgs {
+        replication_mode: Some(ReplicationMode::Sync),
+        ..RunArgs::default()
+    })
+    .unwrap();
+    assert_eq!(cfg.replication.mode, ReplicationMode::Sync);
+    let p = cfg.replication.policy(rocketgate_core::FlushMode::Sync);
+    assert!(p.flushed);
+    assert_eq!(p.min_in_sync_replicas, 1);
 }
 
 #[test]

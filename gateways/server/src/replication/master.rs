@@ -1,13 +1,12 @@
 //! The master's `Replication` service: refuses brokers of another cluster or group and
 //! unsigned calls (when the cluster has a secret), answers handshakes, streams bounded frames
-//! (KV snapshot parts, KV change batches, CommitLog chunks, heartbeats), and records what each
-//! slave reports. Reads only through `ReplicationSource`; writes nothing.
+//! (KV snapshot parts, KV change batches, CommitLog chunks, heartbeats), and hands what each
+//! slave reports, and when its stream opens and closes, to core's in-sync set (which SYNC
+//! sends wait on). Reads only through `ReplicationSource`; writes nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use rocketgate_core::replication::{KvBatch, ReplicaErrorKind, ReplicationSource, SlaveHello};
 use rocketgate_proto::cluster::v1 as pb;
 use tokio::sync::mpsc;
@@ -21,9 +20,8 @@ use super::{epochs_from_pb, epochs_to_pb};
 const FRAME_OVERHEAD: usize = 4 << 10;
 /// A heartbeat is sent after this long without anything new.
 const HEARTBEAT: Duration = Duration::from_secs(1);
-/// Slaves a master keeps reports of (a group has a handful): a report of one more slave id is
-/// refused, so neither the table nor the lag metric's labels grow with what callers send.
-pub(crate) const MAX_SLAVES: usize = 16;
+/// How often the in-sync set is judged against the clock (a slave that went silent leaves it).
+const REFRESH: Duration = Duration::from_millis(500);
 
 /// The service state.
 #[derive(Debug, Clone)]
@@ -33,8 +31,6 @@ pub(crate) struct Master {
     name: String,
     key: Option<Key>,
     max_frame: usize,
-    /// Each slave id's last report: (written, flushed).
-    reports: Arc<Mutex<HashMap<u64, (u64, u64)>>>,
 }
 
 impl Master {
@@ -51,7 +47,6 @@ impl Master {
             name,
             key,
             max_frame,
-            reports: Arc::default(),
         }
     }
 
@@ -155,9 +150,15 @@ impl pb::replication_server::Replication for Master {
             request.get_ref().broker.as_ref(),
         )?;
         let r = request.into_inner();
+        let attached = self
+            .source
+            .attach(id)
+            .map_err(|e| Status::resource_exhausted(format!("cannot follow this master: {e}")))?;
         let (tx, rx) = mpsc::channel(4);
         let this = self.clone();
         tokio::spawn(async move {
+            // Counts as connected (for the in-sync set) while this task runs.
+            let _attached = attached;
             if let Err(e) = this.stream(r, &tx).await {
                 tracing::info!(slave = id, error = %e.message(), "replication stream ended");
                 let _ = tx.send(Err(e)).await;
@@ -176,21 +177,10 @@ impl pb::replication_server::Replication for Master {
             request.get_ref().broker.as_ref(),
         )?;
         let r = request.into_inner();
-        {
-            let mut reports = self.reports.lock();
-            if !reports.contains_key(&id) && reports.len() >= MAX_SLAVES {
-                return Err(Status::resource_exhausted(format!(
-                    "this master already tracks {MAX_SLAVES} slaves"
-                )));
-            }
-            reports.insert(id, (r.written, r.flushed));
-        }
-        let end = self.source.log_end();
-        let slave = id.to_string();
-        metrics::gauge!("rocketgate_replication_lag_bytes", "slave" => slave.clone())
-            .set(end.saturating_sub(r.written) as f64);
-        metrics::gauge!("rocketgate_replication_unflushed_lag_bytes", "slave" => slave)
-            .set(end.saturating_sub(r.flushed) as f64);
+        let end = self
+            .source
+            .report(id, r.written, r.flushed)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         Ok(Response::new(pb::ReplicaReportResponse {
             master_log_end: end,
         }))
@@ -314,13 +304,23 @@ pub(crate) async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use rocketgate_nameserver::listener::{Incoming, TrackCallsLayer};
+    let source = master.source.clone();
+    let refresher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REFRESH);
+        loop {
+            tick.tick().await;
+            source.refresh();
+        }
+    });
     let incoming = Incoming::new(listener, "replication", limits.clone()).with_tls(tls);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout()))
         .layer(TrackCallsLayer)
         .add_service(master.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .await;
+    refresher.abort();
+    served?;
     Ok(())
 }

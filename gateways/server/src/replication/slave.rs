@@ -1,10 +1,12 @@
 //! The slave's side: `rocketgate broker` with `broker.id` ≥ 1 and replication on runs no
 //! `Broker` (so no gateway) on its data directory; it opens a `Replica`, connects to its master,
 //! handshakes (cutting a divergent tail when told), applies frames, reports what it wrote and
-//! flushed, and reconnects with a bounded backoff whenever the stream breaks. Its lag (bytes)
+//! flushed after every frame (a reporter task, one call at a time, changes coalesced: a SYNC
+//! master waits for these reports), and reconnects with a bounded backoff whenever the stream breaks. Its lag (bytes)
 //! is logged: `replica caught up` (with its log end) when it reaches the master's end,
 //! `replica lagging` every [`LAG_LOG_EVERY`] while behind.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,8 +27,9 @@ const IDLE: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const LAG_LOG_EVERY: Duration = Duration::from_secs(10);
 const CAUGHT_UP_LOG_EVERY: Duration = Duration::from_millis(500);
-/// Reports are sent at most this often while frames arrive (and whenever caught up).
-const REPORT_EVERY: Duration = Duration::from_millis(200);
+/// How often the follow loop looks at its flushed offset while the master is silent (and
+/// the reporter's pause after a failed report).
+const POLL: Duration = Duration::from_millis(100);
 
 /// What the slave needs to follow.
 #[derive(Debug, Clone)]
@@ -215,14 +218,36 @@ async fn follow_once(
     };
     *backoff = MIN_BACKOFF;
     let mut progress = Progress::new(reply.master_log_end);
+    // What this slave has (written, flushed, KV sequence), sent by the reporter as fast as
+    // the master answers: SYNC sends on the master wait for it.
+    let (position, rx) = tokio::sync::watch::channel((0u64, 0u64, 0u64));
+    let master_end = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(reply.master_log_end));
+    let reporter = Reporter(tokio::spawn(report_loop(
+        cfg.clone(),
+        client.clone(),
+        rx,
+        master_end.clone(),
+    )));
     let mut snapshot = KvState::default();
+    let mut silent = Duration::ZERO;
     loop {
-        let frame = match tokio::time::timeout(IDLE, stream.message()).await {
-            Err(_) => return Ok("the master said nothing for 10 s".into()),
+        let frame = match tokio::time::timeout(POLL, stream.message()).await {
+            Err(_) => {
+                silent += POLL;
+                if silent >= IDLE {
+                    return Ok("the master said nothing for 10 s".into());
+                }
+                // Nothing new from the master, but the local flusher may have moved on.
+                if let (true, Some(r)) = (started, slot.as_ref()) {
+                    position.send_if_modified(|p| update(p, r));
+                }
+                continue;
+            }
             Ok(Err(s)) => return Ok(format!("stream error: {}", s.message())),
             Ok(Ok(None)) => return Ok("the master closed the stream".into()),
             Ok(Ok(Some(f))) => f,
         };
+        silent = Duration::ZERO;
         let applied = match frame.frame {
             Some(pb::follow_frame::Frame::Snapshot(part)) => {
                 snapshot.seq = part.seq;
@@ -257,7 +282,7 @@ async fn follow_once(
                 }
             }
             Some(pb::follow_frame::Frame::Log(log)) => {
-                progress.master_end = progress.master_end.max(log.master_log_end);
+                master_end.fetch_max(log.master_log_end, Ordering::Relaxed);
                 match slot.as_ref() {
                     Some(r) if started => r
                         .apply(LogChunk {
@@ -288,7 +313,7 @@ async fn follow_once(
                 _ => Err("KV changes before the KV snapshot".into()),
             },
             Some(pb::follow_frame::Frame::HeartbeatLogEnd(end)) => {
-                progress.master_end = progress.master_end.max(end);
+                master_end.fetch_max(end, Ordering::Relaxed);
                 Ok(())
             }
             None => Err("an empty frame".into()),
@@ -299,26 +324,67 @@ async fn follow_once(
         let Some(r) = slot.as_ref() else {
             return Ok("the store is closed".into());
         };
-        if started && progress.observe(r.log_end()) {
-            let report = pb::ReplicaReport {
-                broker: Some(identity(cfg)),
-                written: r.log_end(),
-                flushed: r.flushed(),
-                kv_sequence: r.kv_sequence(),
-            };
-            if let Ok(ack) = client.report(signed(cfg, "Report", report)).await {
-                progress.master_end = progress.master_end.max(ack.into_inner().master_log_end);
+        if started {
+            position.send_if_modified(|p| update(p, r));
+            progress.master_end = master_end.load(Ordering::Relaxed);
+            progress.observe(r.log_end());
+        }
+        if reporter.0.is_finished() {
+            return Ok("the reporter stopped".into());
+        }
+    }
+}
+
+/// Sets `p` to what `r` has now; whether that changed it.
+fn update(p: &mut (u64, u64, u64), r: &Replica) -> bool {
+    let now = (r.log_end(), r.flushed(), r.kv_sequence());
+    let changed = *p != now;
+    *p = now;
+    changed
+}
+
+/// The reporter task of one follow session, aborted when the session ends.
+struct Reporter(tokio::task::JoinHandle<()>);
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends a `Report` whenever the position changed (one call at a time: changes made during a
+/// call are coalesced into the next), and notes the master's end from each answer.
+async fn report_loop(
+    cfg: SlaveConfig,
+    mut client: pb::replication_client::ReplicationClient<Channel>,
+    mut rx: tokio::sync::watch::Receiver<(u64, u64, u64)>,
+    master_end: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    while rx.changed().await.is_ok() {
+        let (written, flushed, kv_sequence) = *rx.borrow_and_update();
+        let report = pb::ReplicaReport {
+            broker: Some(identity(&cfg)),
+            written,
+            flushed,
+            kv_sequence,
+        };
+        match client.report(signed(&cfg, "Report", report)).await {
+            Ok(ack) => {
+                master_end.fetch_max(ack.into_inner().master_log_end, Ordering::Relaxed);
+            }
+            Err(s) => {
+                tracing::debug!(error = %s.message(), "replication report failed");
+                tokio::time::sleep(POLL).await;
             }
         }
     }
 }
 
-/// The slave's view of its lag, and when to report and log it.
+/// The slave's view of its lag, and when to log it.
 struct Progress {
     master_end: u64,
     /// The log end last logged as caught up.
     logged_end: Option<u64>,
-    last_report: Instant,
     last_log: Instant,
 }
 
@@ -328,33 +394,25 @@ impl Progress {
         Self {
             master_end,
             logged_end: None,
-            last_report: now.checked_sub(REPORT_EVERY).unwrap_or(now),
             last_log: now.checked_sub(CAUGHT_UP_LOG_EVERY).unwrap_or(now),
         }
     }
 
     /// Logs the lag (`replica caught up` with the end reached, at most every
-    /// [`CAUGHT_UP_LOG_EVERY`] while the end moves; `replica lagging` every [`LAG_LOG_EVERY`]);
-    /// returns whether a report is due.
-    fn observe(&mut self, local_end: u64) -> bool {
+    /// [`CAUGHT_UP_LOG_EVERY`] while the end moves; `replica lagging` every [`LAG_LOG_EVERY`]).
+    fn observe(&mut self, local_end: u64) {
         let lag = self.master_end.saturating_sub(local_end);
         let now = Instant::now();
-        let mut report = now.duration_since(self.last_report) >= REPORT_EVERY;
         if lag == 0 {
             let moved = self.logged_end != Some(local_end);
             if moved && now.duration_since(self.last_log) >= CAUGHT_UP_LOG_EVERY {
                 self.logged_end = Some(local_end);
                 self.last_log = now;
                 tracing::info!(log_end = local_end, lag_bytes = 0u64, "replica caught up");
-                report = true;
             }
         } else if now.duration_since(self.last_log) >= LAG_LOG_EVERY {
             self.last_log = now;
             tracing::info!(log_end = local_end, lag_bytes = lag, "replica lagging");
         }
-        if report {
-            self.last_report = now;
-        }
-        report
     }
 }
