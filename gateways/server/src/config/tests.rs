@@ -422,8 +422,14 @@ fn a_slave_needs_its_master_and_a_frame_holds_the_largest_record() {
         .to_string();
     assert!(err.contains("replication.max_frame_bytes"), "{err}");
     for (text, key) in [
-        ("min_in_sync_replicas = 0", "replication.min_in_sync_replicas"),
-        ("min_in_sync_replicas = 18", "replication.min_in_sync_replicas"),
+        (
+            "min_in_sync_replicas = 0",
+            "replication.min_in_sync_replicas",
+        ),
+        (
+            "min_in_sync_replicas = 18",
+            "replication.min_in_sync_replicas",
+        ),
         ("in_sync_max_lag_ms = 0", "replication.in_sync_max_lag_ms"),
     ] {
         let err = load_text(&format!("[replication]\nenabled = true\n{text}\n"))
