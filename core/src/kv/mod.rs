@@ -75,7 +75,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub(crate) use self::log::Record;
-pub(crate) use self::replica::{KvApplyError, KvChanges, KvSnapshot};
+pub(crate) use self::replica::{discard_files, KvApplyError, KvChanges, KvSnapshot};
 
 /// Longest namespace name.
 pub const MAX_NAMESPACE: usize = 64;

@@ -61,6 +61,22 @@ pub(crate) enum KvApplyError {
     Kv(#[from] Error),
 }
 
+/// Deletes a closed KV store's directory `dir` (a slave starting over: it installs its
+/// master's snapshot next). Nothing there is fine.
+///
+/// # Errors
+/// I/O errors.
+pub(crate) fn discard_files(dir: &std::path::Path) -> Result<(), Error> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(dir, e)),
+        _ => {}
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 impl KvStore {
     /// The durable records after `since`, at most about `max_bytes` of them (at least one).
     ///

@@ -513,4 +513,31 @@ impl Replica {
         self.store.shutdown()?;
         Ok(())
     }
+
+    /// Closes this replica and deletes everything it copied (CommitLog, ConsumeQueues, index,
+    /// epochs, KV store), keeping the node's own `config/`, then opens the empty directory:
+    /// for a slave whose master no longer has what it would need next
+    /// ([`ReplicaErrorKind::BelowRetained`]). It then copies from the master's oldest segment,
+    /// with a KV snapshot.
+    ///
+    /// # Errors
+    /// I/O errors; the directory cannot be reopened.
+    pub fn discard(self) -> crate::Result<Self> {
+        let Self { config, store, kv } = self;
+        store.shutdown()?;
+        drop(store);
+        drop(kv);
+        crate::store::discard_files(&config.store)?;
+        crate::kv::discard_files(&config.store.data_dir.join("kv"))?;
+        Self::open(config)
+    }
+
+    /// Whether this replica holds nothing yet (no record, no epoch).
+    ///
+    /// # Errors
+    /// An unreadable epoch file.
+    pub fn is_empty(&self) -> Result<bool> {
+        let h = self.hello()?;
+        Ok(h.log_end == 0 && h.epochs.is_empty())
+    }
 }

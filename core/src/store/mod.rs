@@ -61,7 +61,7 @@ mod threads;
 
 pub(crate) use self::commit_log::{Chunk, ReplAppended, ReplError};
 pub use self::reads::Reads;
-pub(crate) use self::replicated::{truncate_to, ReadBound};
+pub(crate) use self::replicated::{discard_files, truncate_to, ReadBound};
 use self::threads::Signal;
 
 use std::collections::HashMap;

@@ -180,6 +180,37 @@ pub(crate) fn truncate_to(config: &StoreConfig, offset: u64) -> Result<u64> {
     Ok(end)
 }
 
+/// Deletes everything a closed store in `config.data_dir` holds — the CommitLog, the
+/// ConsumeQueues, the index, the checkpoint, the abort marker and the epoch file — so the
+/// directory opens as an empty store (a slave starting over from its master's oldest
+/// segment). The directory, its lock and anything else in it (`config/`, `kv/`) stay.
+///
+/// # Errors
+/// A locked directory (the store is open), I/O errors.
+pub(crate) fn discard_files(config: &StoreConfig) -> Result<()> {
+    let dir = config.data_dir.as_path();
+    let _lock = DirLock::acquire(dir)?;
+    // The checkpoint first: a crash part way leaves a directory that recovers as empty or
+    // rebuilds its derived files, never one that trusts a checkpoint past its log.
+    for name in ["checkpoint", "abort", "epoch"] {
+        let path = dir.join(name);
+        match super::disk::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),
+            _ => {}
+        }
+    }
+    for name in ["index", "consumequeue", "commitlog"] {
+        let path = dir.join(name);
+        match super::disk::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),
+            _ => {}
+        }
+    }
+    super::disk::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    tracing::warn!(dir = %dir.display(), "store: discarded every record (starting over)");
+    Ok(())
+}
+
 fn check_record_start(log: &CommitLog, offset: u64, end: u64, dir: &Path) -> Result<()> {
     let corrupt = || Error::Corrupted {
         path: dir.join("commitlog"),

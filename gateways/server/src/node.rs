@@ -112,6 +112,7 @@ async fn serve_slave(
         key: cfg.replication.key.clone(),
         tls: tls::nameserver_client(&cfg.tls)?.filter(|_| cfg.tls.enabled),
         max_frame: cfg.replication.max_frame_bytes,
+        auto_resync: cfg.replication.auto_resync,
     };
     let (stop, stopped) = shutdown::channel();
     let mut follow = tokio::spawn(crate::replication::slave::run(slave, stopped));

@@ -634,3 +634,92 @@ fn an_old_master_rejoins_as_a_slave_and_its_unreplicated_tail_is_gone() {
     assert_eq!(bodies, want);
     assert_eq!(got.len(), 55, "a message twice");
 }
+
+/// A `broker info` field of `node`'s broker.
+fn info_field(node: &Node, field: &str) -> u64 {
+    let info = support::admin_json(&["--broker", &node.endpoint("grpc"), "broker", "info"]);
+    fn find(v: &serde_json::Value, field: &str) -> Option<u64> {
+        match v {
+            serde_json::Value::Object(m) => m
+                .get(field)
+                .and_then(serde_json::Value::as_u64)
+                .or_else(|| m.values().find_map(|v| find(v, field))),
+            serde_json::Value::Array(a) => a.iter().find_map(|v| find(v, field)),
+            _ => None,
+        }
+    }
+    find(&info, field).unwrap_or_else(|| panic!("no {field} in {info}"))
+}
+
+#[test]
+fn a_slave_behind_the_master_s_retention_starts_over_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB segments, every sealed segment deleted at the next clean (every 200 ms).
+    let conf = dir.path().join("retention.toml");
+    std::fs::write(
+        &conf,
+        "[store]\nsegment_size = 65536\nretention_hours = 0\nclean_interval_ms = 200\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap();
+    let (mdata, sdata) = (dir.path().join("m"), dir.path().join("s"));
+    let m = master(dir.path(), "master", &mdata, "async", conf);
+    let web = m.endpoint("http");
+    let (status, body) = http(&web, "POST", "/v1/topics", Some(r#"{"name":"orders"}"#));
+    assert!((200..300).contains(&status), "{status} {body}");
+    let follower = |name: &str| {
+        let args = [
+            "broker",
+            "--data-dir",
+            sdata.to_str().unwrap(),
+            "--broker-id",
+            "1",
+            "--master-addr",
+            &m.endpoint("replication"),
+            "--config",
+            conf,
+        ];
+        Node::start(dir.path(), name, &args)
+    };
+    let s = follower("slave");
+    publish(&web, (0..10).map(|i| format!("early {i}")));
+    wait_in_sync(&web, 2);
+    let (status, _) = s.terminate();
+    assert!(status.success());
+
+    // While it is away the master writes several segments and deletes the sealed ones.
+    let pad = "x".repeat(1000);
+    publish(&web, (0..400).map(|i| format!("later {i} {pad}")));
+    let gone = poll_until(
+        WAIT,
+        "the master's retention to pass the slave's end",
+        || (info_field(&m, "log_min_offset") > 2 * 65536).then_some(()),
+    );
+    assert!(gone.is_some());
+
+    // Back: it starts over from the master's oldest segment and catches up.
+    let s = follower("slave2");
+    let caught_up = poll_until(WAIT, "the slave to catch up after starting over", || {
+        let lag = metric(&web, "rocketgate_replication_lag_bytes{slave=\"1\"} ")?;
+        let in_sync = metric(&web, "rocketgate_replication_in_sync_replicas ")?;
+        (lag == 0.0 && in_sync == 2.0).then_some(())
+    });
+    assert!(caught_up.is_some(), "{}", s.log_text());
+    let log = s.log_text();
+    assert!(
+        log.contains("discarding the local copy and starting over"),
+        "{log}"
+    );
+    // Its copy serves: promoted, it has the master's retained messages and its KV state.
+    let (status, _) = s.terminate();
+    assert!(status.success());
+    drop(m);
+    let promoted = master(dir.path(), "promoted", &sdata, "async", conf);
+    let (status, body) = http(&promoted.endpoint("http"), "GET", "/v1/topics/orders", None);
+    assert_eq!(status, 200, "the topic came with the KV snapshot: {body}");
+    let got = drain(&promoted.endpoint("http"), "audit");
+    assert!(
+        got.iter().any(|(b, _)| b.starts_with("later 399 ")),
+        "the newest message is there"
+    );
+}

@@ -70,6 +70,9 @@ pub struct ReplicationSection {
     pub max_frame_bytes: usize,
     /// Most connections at once on `listen`.
     pub max_connections: usize,
+    /// A slave whose master's retention deleted what it needs next discards its copy and
+    /// starts over from the master's oldest segment (off: it logs why and keeps retrying).
+    pub auto_resync: bool,
     /// The key calls are signed with (from the cluster secret); never written.
     #[serde(skip)]
     pub(crate) key: Option<crate::replication::auth::Key>,
@@ -87,6 +90,7 @@ impl Default for ReplicationSection {
             master_addr: String::new(),
             max_frame_bytes: 8 << 20,
             max_connections: 64,
+            auto_resync: true,
             key: None,
         }
     }

@@ -42,6 +42,9 @@ pub(crate) struct SlaveConfig {
     pub(crate) key: Option<Key>,
     pub(crate) tls: Option<rocketgate_nameserver::ClientTls>,
     pub(crate) max_frame: usize,
+    /// Start over from an empty directory when the master's retention deleted what this
+    /// slave needs next (`replication.auto_resync`).
+    pub(crate) auto_resync: bool,
 }
 
 /// Follows the master until `stop`; closes the store cleanly.
@@ -173,7 +176,7 @@ async fn follow_once(
         }
         Err(s) => return Ok(format!("handshake failed: {}", s.message())),
     };
-    let welcome = rocketgate_core::replication::MasterWelcome {
+    let mut welcome = rocketgate_core::replication::MasterWelcome {
         start: reply.start,
         epochs: epochs_from_pb(&reply.epochs),
         min_offset: reply.min_offset,
@@ -187,6 +190,43 @@ async fn follow_once(
         kv_snapshot = welcome.kv_snapshot_needed,
         "replication handshake done"
     );
+    if welcome.start < welcome.min_offset {
+        // The master's retention deleted what this slave would need next.
+        if hello.log_end == 0 && hello.epochs.is_empty() {
+            tracing::info!(
+                min_offset = welcome.min_offset,
+                "an empty slave starts at the master's oldest offset, with a KV snapshot"
+            );
+            welcome.start = welcome.min_offset;
+            welcome.kv_snapshot_needed = true;
+        } else if cfg.auto_resync {
+            tracing::warn!(
+                local_end = hello.log_end,
+                needed = welcome.start,
+                master_oldest = welcome.min_offset,
+                "the master no longer has what this slave needs (retention): discarding the \
+                 local copy and starting over"
+            );
+            let Some(r) = slot.take() else {
+                return Ok("the store is closed".into());
+            };
+            return match tokio::task::spawn_blocking(move || r.discard()).await {
+                Ok(Ok(r)) => {
+                    *slot = Some(r);
+                    *backoff = MIN_BACKOFF;
+                    Ok("started over from an empty directory".into())
+                }
+                Ok(Err(e)) => Err(Fatal(anyhow::anyhow!("cannot discard the local copy: {e}"))),
+                Err(e) => Err(Fatal(anyhow::anyhow!("cannot discard the local copy: {e}"))),
+            };
+        } else {
+            return Ok(format!(
+                "the master no longer has offset {} (its oldest is {}): empty this slave's data \
+                 directory, or set replication.auto_resync",
+                welcome.start, welcome.min_offset
+            ));
+        }
+    }
     let mut started = false;
     if !welcome.kv_snapshot_needed {
         let Some(r) = slot.take() else {
