@@ -22,103 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use support::replication::{
+    config, drain, info_field, master, metric, publish, slave, try_http, wait_in_sync,
+};
 use support::{http, poll_until, Node, WAIT};
-
-const EPHEMERAL: [&str; 8] = [
-    "--grpc-addr",
-    "127.0.0.1:0",
-    "--http-addr",
-    "127.0.0.1:0",
-    "--mqtt-addr",
-    "127.0.0.1:0",
-    "--mqtt-ws-addr",
-    "127.0.0.1:0",
-];
-
-/// A config file: `min_in_sync` and 16 MiB segments (the same on every node: the handshake
-/// checks it), so 20 rounds of three nodes do not preallocate 60 GiB.
-fn config(dir: &Path, min_in_sync: usize) -> String {
-    let path = dir.join(format!("min{min_in_sync}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nsegment_size = 16777216\n[replication]\nmin_in_sync_replicas = {min_in_sync}\n"
-        ),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
-fn master(dir: &Path, name: &str, data: &Path, mode: &str, conf: &str) -> Node {
-    let mut args = vec!["broker", "--data-dir", data.to_str().unwrap()];
-    args.extend_from_slice(&EPHEMERAL);
-    args.extend_from_slice(&[
-        "--replication-addr",
-        "127.0.0.1:0",
-        "--replication-mode",
-        mode,
-        "--flush-mode",
-        "SYNC",
-        "--config",
-        conf,
-    ]);
-    Node::start(dir, name, &args)
-}
-
-fn slave(dir: &Path, name: &str, data: &Path, id: &str, master_addr: &str) -> Node {
-    let conf = config(dir, 1);
-    let args = [
-        "broker",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--broker-id",
-        id,
-        "--master-addr",
-        master_addr,
-        "--flush-mode",
-        "SYNC",
-        "--config",
-        &conf,
-    ];
-    Node::start(dir, name, &args)
-}
-
-/// One HTTP/1.1 request; `None` when the connection fails (the server is gone).
-fn try_http(address: &str, method: &str, path: &str, json: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(address).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{json}",
-        json.len()
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
-}
-
-fn metric(web: &str, line_start: &str) -> Option<f64> {
-    let (status, text) = try_http(web, "GET", "/metrics", "")?;
-    (status == 200).then_some(())?;
-    text.lines()
-        .find(|l| l.starts_with(line_start))?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn wait_in_sync(web: &str, replicas: usize) {
-    let ok = poll_until(WAIT, "the in-sync set to be complete", || {
-        (metric(web, "rocketgate_replication_in_sync_replicas ")? >= replicas as f64).then_some(())
-    });
-    assert!(ok.is_some(), "{}", http(web, "GET", "/metrics", None).1);
-}
 
 /// Bodies acknowledged to a client, with when.
 #[derive(Clone, Default)]
@@ -251,35 +158,6 @@ fn sdk_load(grpc: String, round: usize, stop: Arc<AtomicBool>, acked: Acked) {
             let _ = tokio::time::timeout(WAIT, t).await;
         }
     });
-}
-
-/// Every message of topic `orders` a new group receives from `web`: (body, message id).
-fn drain(web: &str, group: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut empty = 0;
-    let deadline = Instant::now() + WAIT * 2;
-    while empty < 5 {
-        assert!(Instant::now() < deadline, "draining took too long");
-        let (status, body) = http(
-            web,
-            "POST",
-            &format!("/v1/groups/{group}/receive"),
-            Some(r#"{"topic":"orders","max":256,"wait_ms":200}"#),
-        );
-        assert_eq!(status, 200, "{body}");
-        let got: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let messages = got["messages"].as_array().unwrap();
-        if messages.is_empty() {
-            empty += 1;
-        }
-        for m in messages {
-            out.push((
-                m["body"].as_str().unwrap().to_owned(),
-                m["message_id"].as_str().unwrap().to_owned(),
-            ));
-        }
-    }
-    out
 }
 
 struct Outcome {
@@ -546,19 +424,6 @@ fn sync_refuses_writes_without_enough_in_sync_replicas() {
     );
 }
 
-/// Publishes `bodies` over REST to topic `orders`, each acknowledged.
-fn publish(web: &str, bodies: impl IntoIterator<Item = String>) {
-    for body in bodies {
-        let (s, b) = http(
-            web,
-            "POST",
-            "/v1/topics/orders/messages",
-            Some(&format!(r#"{{"body":"{body}"}}"#)),
-        );
-        assert!((200..300).contains(&s), "{s} {b}");
-    }
-}
-
 #[test]
 fn an_old_master_rejoins_as_a_slave_and_its_unreplicated_tail_is_gone() {
     let dir = tempfile::tempdir().unwrap();
@@ -633,22 +498,6 @@ fn an_old_master_rejoins_as_a_slave_and_its_unreplicated_tail_is_gone() {
     let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
     assert_eq!(bodies, want);
     assert_eq!(got.len(), 55, "a message twice");
-}
-
-/// A `broker info` field of `node`'s broker.
-fn info_field(node: &Node, field: &str) -> u64 {
-    let info = support::admin_json(&["--broker", &node.endpoint("grpc"), "broker", "info"]);
-    fn find(v: &serde_json::Value, field: &str) -> Option<u64> {
-        match v {
-            serde_json::Value::Object(m) => m
-                .get(field)
-                .and_then(serde_json::Value::as_u64)
-                .or_else(|| m.values().find_map(|v| find(v, field))),
-            serde_json::Value::Array(a) => a.iter().find_map(|v| find(v, field)),
-            _ => None,
-        }
-    }
-    find(&info, field).unwrap_or_else(|| panic!("no {field} in {info}"))
 }
 
 #[test]
