@@ -572,3 +572,88 @@ fn a_slave_behind_the_master_s_retention_starts_over_and_catches_up() {
         "the newest message is there"
     );
 }
+
+/// A TCP proxy to `upstream` that flips one byte, at `flip_at` of the first connection's
+/// upstream → client direction; later connections pass untouched. Returns its address.
+fn corrupting_proxy(upstream: String, flip_at: usize) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { return };
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                return;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let mut seen = 0usize;
+                let mut buf = vec![0u8; 16 << 10];
+                loop {
+                    let Ok(k) = s_in.read(&mut buf) else { break };
+                    if k == 0 {
+                        break;
+                    }
+                    if n == 0 && seen <= flip_at && flip_at < seen + k {
+                        buf[flip_at - seen] ^= 0x5A;
+                    }
+                    seen += k;
+                    if c_out.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_corrupted_stream_byte_is_refused_and_the_slave_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(dir.path(), 1);
+    let (mdata, sdata) = (dir.path().join("m"), dir.path().join("s"));
+    let m = master(dir.path(), "master", &mdata, "async", &conf);
+    let web = m.endpoint("http");
+    let (status, body) = http(&web, "POST", "/v1/topics", Some(r#"{"name":"orders"}"#));
+    assert!((200..300).contains(&status), "{status} {body}");
+    let pad = "y".repeat(1000);
+    let bodies: Vec<String> = (0..200).map(|i| format!("m {i} {pad}")).collect();
+    publish(&web, bodies.clone());
+    // The slave's first stream carries ~200 KB of records; one byte in the middle is flipped.
+    let proxy = corrupting_proxy(m.endpoint("replication"), 100_000);
+    let s = slave(dir.path(), "slave", &sdata, "1", &proxy);
+    let caught_up = poll_until(WAIT, "the slave to catch up through the proxy", || {
+        (metric(&web, "rocketgate_replication_lag_bytes{slave=\"1\"} ")? == 0.0).then_some(())
+    });
+    assert!(caught_up.is_some(), "{}", s.log_text());
+    let log = s.log_text();
+    let why = log
+        .lines()
+        .find(|l| l.contains("replication stream broken"))
+        .unwrap_or_else(|| panic!("the corrupted stream was not refused:\n{log}"));
+    println!("refused: {why}");
+    assert!(
+        log.matches("replication handshake done").count() >= 2,
+        "no reconnect:\n{log}"
+    );
+    // Nothing corrupted got in: promoted, the slave has exactly what was sent.
+    let (status, _) = s.terminate();
+    assert!(status.success());
+    drop(m);
+    let promoted = master(dir.path(), "promoted", &sdata, "async", &conf);
+    let mut got: Vec<String> = drain(&promoted.endpoint("http"), "audit")
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    got.sort();
+    let mut want = bodies;
+    want.sort();
+    assert_eq!(got, want);
+}
