@@ -91,9 +91,11 @@ pub struct ReplicationArgs {
 pub enum FlushMode {
     /// Acknowledged once written to the page cache.
     #[value(name = "ASYNC")]
+    #[serde(rename = "ASYNC")]
     Async,
     /// Acknowledged once fsynced.
     #[value(name = "SYNC")]
+    #[serde(rename = "SYNC")]
     Sync,
 }
 
