@@ -212,7 +212,12 @@ pub fn run(args: ReplicationArgs) -> Result<()> {
         "--bin {}: no such file (the rocketgate binary to start)",
         bin.display()
     );
-    let header = Header::collect("replication", args.runs);
+    let mut header = Header::collect("replication", args.runs);
+    header.notes.push(
+        "each run's `other processes` share includes the master and slaves this bench started \
+         (their own CPU is in the tables)"
+            .into(),
+    );
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(CLIENT_THREADS)
