@@ -5,7 +5,7 @@
 //! beside the others. Must not measure anything itself.
 
 use crate::error::Result;
-use crate::{consume, delay, grpc, http, mqtt, store};
+use crate::{consume, delay, grpc, http, mqtt, replication, store};
 
 /// Arguments of `rocketgate bench`.
 #[derive(clap::Args, Debug)]
@@ -32,6 +32,10 @@ enum BenchCommand {
     /// REST and WebSocket: REST publish throughput and latency with N keep-alive connections
     /// (single and batch), and REST publish -> WebSocket delivery latency at a fixed rate.
     Http(http::HttpArgs),
+    /// Replication's cost: 1 KiB SendMessage throughput and latency with N producers against an
+    /// unreplicated master, ASYNC and SYNC replication (master and slaves as child processes),
+    /// and the replication lag under that load.
+    Replication(replication::ReplicationArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -46,5 +50,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Grpc(a) => grpc::run(a),
         BenchCommand::Mqtt(a) => mqtt::run(a),
         BenchCommand::Http(a) => http::run(a),
+        BenchCommand::Replication(a) => replication::run(a),
     }
 }

@@ -319,7 +319,7 @@ fn ensure_topic_blocking(rt: &Runtime, target: &str, queues: u32) -> Result<()> 
     rt.block_on(ensure_topic(target, queues))
 }
 
-async fn connect(target: &str) -> Result<MessagingServiceClient<Channel>> {
+pub(crate) async fn connect(target: &str) -> Result<MessagingServiceClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
@@ -458,7 +458,7 @@ async fn measure(
     })
 }
 
-async fn ensure_topic(target: &str, queues: u32) -> Result<()> {
+pub(crate) async fn ensure_topic(target: &str, queues: u32) -> Result<()> {
     use rocketgate_proto::cluster::v1 as admin;
     let mut c = admin::broker_admin_client::BrokerAdminClient::connect(format!("http://{target}"))
         .await
@@ -479,17 +479,18 @@ async fn ensure_topic(target: &str, queues: u32) -> Result<()> {
     }
 }
 
-/// What every request of a send case carries.
+/// What every request of a send case carries (also used by `bench replication`).
 #[derive(Clone, Copy)]
-struct Load<'a> {
-    body: &'a bytes::Bytes,
-    pid: u32,
-    per_request: usize,
-    cpu: ServerCpu,
+pub(crate) struct Load<'a> {
+    pub(crate) body: &'a bytes::Bytes,
+    pub(crate) pid: u32,
+    pub(crate) per_request: usize,
+    pub(crate) cpu: ServerCpu,
 }
 
-/// Runs every client for `duration`, as fast as it can or paced at `rate` in total.
-async fn send_case(
+/// Runs every client for `duration`, as fast as it can or paced at `rate` in total (also the
+/// send load of `bench replication`).
+pub(crate) async fn send_case(
     case: &str,
     clients: &[MessagingServiceClient<Channel>],
     duration: Duration,

@@ -7,8 +7,11 @@
 //! (`consume.rs`: pop + ack throughput and send -> pop latency), `bench delay` (`delay.rs`:
 //! scheduling throughput and delivery lateness of timed messages), `bench grpc` (`grpc.rs`:
 //! the RocketMQ 5 gRPC protocol end to end), `bench mqtt` (`mqtt.rs`) and `bench http`
-//! (`http.rs`), each against an in-process gateway (`in_process.rs`) or a `--target`. Later ones
-//! add a variant to the command tree in `cli.rs` and a module beside these.
+//! (`http.rs`), each against an in-process gateway (`in_process.rs`) or a `--target`, and
+//! `bench replication` (`replication.rs`: gRPC sends against an unreplicated master, ASYNC and
+//! SYNC replication, and the replication lag, with the master and its slaves started as
+//! `rocketgate broker` child processes by `replication/nodes.rs`). Later ones add a variant to
+//! the command tree in `cli.rs` and a module beside these.
 //!
 //! # Layout
 //!
@@ -38,9 +41,9 @@
 //! stdout, progress to stderr, so `--json` output can be piped as is.
 //!
 //! Who calls it: the `rocketgate` binary's `main` only (`rocketgate bench …`). It uses the core
-//! through its public API (`Broker`, `Store`) and the gateways through their `serve` functions;
-//! it must not touch the binary's configuration or node, and must not be depended on by
-//! anything.
+//! through its public API (`Broker`, `Store`) and the gateways through their `serve` functions
+//! (`bench replication` starts the binary itself as child processes instead); it must not
+//! touch the binary's configuration or node, and must not be depended on by anything.
 //!
 //! Concurrency: each benchmark builds its own tokio runtime; nothing here is shared.
 //!
@@ -89,6 +92,7 @@ mod mqtt;
 mod output;
 mod popper;
 mod read;
+mod replication;
 mod report;
 mod store;
 mod summary;

@@ -113,3 +113,48 @@ fn mqtt_without_mosquitto_fails_unless_told() {
         );
     }
 }
+
+#[test]
+fn replication_parses_its_flags_and_refuses_a_missing_binary() {
+    let parse = |args: &[&str]| {
+        let mut argv = vec!["bench", "replication"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+    };
+    assert!(parse(&[]).is_ok());
+    assert!(parse(&[
+        "--slaves",
+        "2",
+        "--producers",
+        "8",
+        "--flush-mode",
+        "sync",
+        "--duration",
+        "2s",
+        "--sample-every",
+        "50ms",
+        "--runs",
+        "1",
+        "--json",
+    ])
+    .is_ok());
+    assert!(parse(&["--clients", "8", "--flush-mode", "ASYNC"]).is_ok());
+    assert!(parse(&["--flush-mode", "sometimes"]).is_err());
+    assert!(parse(&["--slaves", "-1"]).is_err());
+    // Nothing is started (nor any directory created) when the binary is not there.
+    let e = super::run(
+        parse(&["--bin", "/nonexistent/rocketgate", "--runs", "1"])
+            .unwrap()
+            .bench,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("--bin /nonexistent/rocketgate: no such file"),
+        "{e}"
+    );
+    let e = super::run(parse(&["--slaves", "0"]).unwrap().bench)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--slaves must be 1..=15"), "{e}");
+}
