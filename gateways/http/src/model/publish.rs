@@ -64,6 +64,7 @@ pub struct PublishMessage {
 #[serde(deny_unknown_fields)]
 pub struct PublishBatch {
     /// The messages (at most `http.max_batch`).
+    #[serde(deserialize_with = "crate::extract::object::list")]
     pub messages: Vec<PublishMessage>,
 }
 
@@ -138,6 +139,11 @@ impl PublishMessage {
             self.deliver_at_ms.is_some(),
             self.delay_ms.is_some(),
         ];
+        if self.tag.is_some() && self.tags.is_some() {
+            return Err(ApiError::bad_request(
+                "give tag or tags (its alias), not both",
+            ));
+        }
         if delays.iter().filter(|d| **d).count() > 1 {
             return Err(ApiError::bad_request(
                 "give at most one of delay_level, deliver_at_ms and delay_ms",

@@ -84,6 +84,14 @@ pub(crate) async fn search(
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<Json<Found>> {
     let end = q.end_ms.unwrap_or_else(super::publish::now_ms);
+    if q.begin_ms > end {
+        // An empty range: nothing was stored in it (the topic must still exist).
+        state.broker.topics().config(&topic)?;
+        return Ok(Json(Found {
+            messages: vec![],
+            truncated: false,
+        }));
+    }
     let (messages, truncated) = match &q.key {
         Some(key) => {
             let found = state
