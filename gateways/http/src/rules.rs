@@ -137,7 +137,10 @@ const MAX_ENTRY_ITEMS: usize = 64;
 
 /// A policy entry (core's `auth::PolicyEntry`, `ResourcePattern`, `Source`).
 fn policy_entry() -> Value {
-    let text = r"([^/#+$\u0000]|\$\{(clientid|username)\})";
+    // MQTT filters are stated in printable ASCII (core takes any character but NUL, up to 256
+    // bytes: a bound in bytes JSON Schema cannot state for other characters).
+    let text =
+        r"([\u0020-\u0022\u0025-\u002a\u002c-\u002e\u0030-\u007e]|\$\{(clientid|username)\})";
     let level = format!(r"(\+|{text}*)");
     let mqtt = format!(r"#|(\+|{text}+)(/{level})*(/#)?");
     let resource =

@@ -377,14 +377,15 @@ pub(crate) async fn dlq_resend(
 ) -> ApiResult<Json<Resent>> {
     rocketgate_core::rules::group_name(&group)?;
     let max = state.config.max_batch;
-    let selection = if req.all {
-        DlqSelection::All
-    } else if req.message_ids.len() > max {
+    if req.message_ids.len() > max {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_batch_size",
             format!("at most {max} ids per resend"),
         ));
+    }
+    let selection = if req.all {
+        DlqSelection::All
     } else if req.message_ids.is_empty() {
         return Ok(Json(Resent { resent: 0 }));
     } else {
