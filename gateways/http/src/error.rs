@@ -108,8 +108,6 @@ fn code_of(e: &CoreError) -> &'static str {
         Reason::TransactionResolved => "transaction_resolved",
         Reason::ShuttingDown => "shutting_down",
         Reason::QuotaExceeded => "quota_exceeded",
-        Reason::IllegalDeliveryTime => "illegal_delivery_time",
-        Reason::PropertiesTooLarge => "properties_too_large",
         Reason::Unauthenticated => "unauthenticated",
         Reason::Denied => "forbidden",
         Reason::UserNotFound => "user_not_found",

@@ -5,8 +5,9 @@
 //! Owns: the JSON Schema fragments of names, handles, ranges and list sizes, and the table that
 //! puts them on the document's parameters and component schemas. The rules themselves are
 //! core's where core checks them (`rocketgate_core::rules`, the broker's limits): the patterns
-//! here restate them in JSON Schema, and the unit tests below hold the two together. Pure
-//! functions over `serde_json::Value`; no I/O, no state.
+//! here restate them in JSON Schema, and `tests/document.rs` (strings through both) and
+//! `tests/schemathesis.rs` (every boundary probed) hold the two together. Pure functions over
+//! `serde_json::Value`; no I/O, no state.
 
 use rocketgate_core::rules::{MAX_TOPIC_LEN, RESERVED_PROPERTY_KEYS};
 use serde_json::{json, Value};
@@ -370,22 +371,25 @@ fn bodies(doc: &mut Value, l: &Limits) {
         m["then"] = json!({"properties": {"body": {"pattern":
             format!("^({b}{{4}})*({b}[AQgw]==|{b}{{2}}[AEIMQUYcgkosw048]=)?$")}}});
     }
-    // At most one way to delay: no two of them given (and not null) together.
+    // At most one way to delay, and one of `tag` and its alias `tags`: no two of them given
+    // (and not null) together.
     if let Some(m) = doc.pointer_mut("/components/schemas/PublishMessage") {
-        let pair = |a: &str, b: &str| {
-            json!({"required": [a, b],
-                "properties": {a: {"type": "integer"}, b: {"type": "integer"}}})
-        };
+        let pair = |a: &str, b: &str, ty: &str| json!({"required": [a, b], "properties": {a: {"type": ty}, b: {"type": ty}}});
+        // `deliver_at` is serde's alias of `deliver_at_ms`: stated as a deprecated property,
+        // never together with it (serde refuses the pair even when one is null).
+        let mut alias = m["properties"]["deliver_at_ms"].clone();
+        alias["description"] = json!("Alias of `deliver_at_ms` (deprecated).");
+        alias["deprecated"] = json!(true);
+        m["properties"]["deliver_at"] = alias;
         m["not"] = json!({"anyOf": [
-            pair("delay_level", "delay_ms"),
-            pair("delay_level", "deliver_at_ms"),
-            pair("delay_ms", "deliver_at_ms"),
+            pair("delay_level", "delay_ms", "integer"),
+            pair("delay_level", "deliver_at_ms", "integer"),
+            pair("delay_ms", "deliver_at_ms", "integer"),
+            pair("delay_level", "deliver_at", "integer"),
+            pair("delay_ms", "deliver_at", "integer"),
+            {"required": ["deliver_at", "deliver_at_ms"]},
+            pair("tag", "tags", "string"),
         ]});
-        // `tags` is an alias of `tag`: one of them.
-        m["not"]["anyOf"].as_array_mut().map(|a| {
-            a.push(json!({"required": ["tag", "tags"],
-                "properties": {"tag": {"type": "string"}, "tags": {"type": "string"}}}))
-        });
     }
     // Access.
     let access_key =

@@ -119,6 +119,26 @@ async fn tags_keys_and_groups_the_document_accepts_are_those_the_server_accepts(
             assert_eq!(message.is_valid(&body), st == 200, "{body}: {st} {answer}");
         }
     }
+    // Fields that exclude each other: one delay, one of `tag` and its alias `tags`, and
+    // `deliver_at`, the alias of `deliver_at_ms`; a base64 body in canonical base64.
+    let at = rocketgate_core::now_ms() + 60_000;
+    for body in [
+        json!({"body": "x", "deliver_at": at}),
+        json!({"body": "x", "deliver_at": at, "deliver_at_ms": at}),
+        json!({"body": "x", "deliver_at": null, "deliver_at_ms": at}),
+        json!({"body": "x", "deliver_at": at, "delay_ms": 5}),
+        json!({"body": "x", "delay_ms": 5, "delay_level": 1}),
+        json!({"body": "x", "delay_ms": 5, "delay_level": null}),
+        json!({"body": "x", "tag": "a", "tags": "b"}),
+        json!({"body": "x", "tag": null, "tags": "b"}),
+        json!({"body": "x", "delay_level": 3}),
+        json!({"body": "eA==", "body_encoding": "base64"}),
+        json!({"body": "eB==", "body_encoding": "base64"}),
+        json!({"body": "x", "body_encoding": "base64"}),
+    ] {
+        let (st, answer) = s.post("/v1/topics/t/messages", body.clone()).await;
+        assert_eq!(message.is_valid(&body), st == 200, "{body}: {st} {answer}");
+    }
     s.stop().await;
 }
 
