@@ -156,9 +156,11 @@ pub(crate) fn finish(mut doc: Document, state: &AppState) -> Value {
     doc
 }
 
-/// `(operation, status, link name, target operation, parameters, request body)`: an
+/// `(operation, status, link name, target operation, parameters, request body as JSON)`: an
 /// identifier one operation answers and another takes, for generated clients and stateful
-/// testers.
+/// testers. A link that fills every parameter of an operation under the producer's path gives
+/// it a whole body too, so that nothing else in the request can name a missing resource (a
+/// tester takes a `404` there for the created resource missing).
 type Link = (
     &'static str,
     &'static str,
@@ -176,7 +178,7 @@ const TRANSACTION: &[(&str, &str)] = &[("id", "$response.body#/transaction_id")]
 const RECEIVED: &[(&str, &str)] = &[("group", "$request.path.group")];
 const USER: &[(&str, &str)] = &[("access_key", "$response.body#/access_key")];
 const PRODUCER: &[(&str, &str)] = &[("group", "$request.path.group")];
-const HANDLE: &str = "$response.body#/messages/0/receipt_handle";
+const HANDLE: &str = r#"{"receipt_handle": "$response.body#/messages/0/receipt_handle"}"#;
 
 const LINKS: &[Link] = &[
     (
@@ -222,7 +224,6 @@ const LINKS: &[Link] = &[
         GROUP,
         None,
     ),
-    ("create_group", "201", "Receive", "receive", GROUP, None),
     (
         "create_group",
         "201",
@@ -321,21 +322,14 @@ const LINKS: &[Link] = &[
         None,
     ),
     ("scheduled", "200", "FirstMessage", "by_id", FIRST, None),
-    (
-        "receive",
-        "200",
-        "AckFirst",
-        "ack",
-        RECEIVED,
-        Some("receipt_handle"),
-    ),
+    ("receive", "200", "AckFirst", "ack", RECEIVED, Some(HANDLE)),
     (
         "receive",
         "200",
         "NackFirst",
         "nack",
         RECEIVED,
-        Some("receipt_handle"),
+        Some(HANDLE),
     ),
     (
         "receive",
@@ -343,7 +337,7 @@ const LINKS: &[Link] = &[
         "InvisibilityOfFirst",
         "invisibility",
         RECEIVED,
-        Some("receipt_handle"),
+        Some(HANDLE),
     ),
     (
         "receive",
@@ -351,7 +345,7 @@ const LINKS: &[Link] = &[
         "DeadLetterFirst",
         "dead_letter",
         RECEIVED,
-        Some("receipt_handle"),
+        Some(HANDLE),
     ),
     ("register", "200", "ShowCallback", "show", PRODUCER, None),
     (
@@ -419,8 +413,8 @@ fn links(doc: &mut Value) {
                     "parameters": params.iter().map(|(k, v)| (k.to_string(), json!(v)))
                         .collect::<serde_json::Map<_, _>>(),
                 });
-                if let Some(field) = body {
-                    link["requestBody"] = json!({ *field: HANDLE });
+                if let Some(body) = body {
+                    link["requestBody"] = serde_json::from_str(body).unwrap_or_default();
                 }
                 response["links"][name.to_string()] = link;
             }

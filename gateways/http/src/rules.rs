@@ -374,7 +374,7 @@ fn bodies(doc: &mut Value, l: &Limits) {
     // At most one way to delay, and one of `tag` and its alias `tags`: no two of them given
     // (and not null) together.
     if let Some(m) = doc.pointer_mut("/components/schemas/PublishMessage") {
-        let pair = |a: &str, b: &str, ty: &str| json!({"required": [a, b], "properties": {a: {"type": ty}, b: {"type": ty}}});
+        let pair = |a: &str, b: &str, ty: Value| json!({"required": [a, b], "properties": {a: {"type": ty.clone()}, b: {"type": ty}}});
         // `deliver_at` is serde's alias of `deliver_at_ms`: stated as a deprecated property,
         // never together with it (serde refuses the pair even when one is null).
         let mut alias = m["properties"]["deliver_at_ms"].clone();
@@ -382,13 +382,13 @@ fn bodies(doc: &mut Value, l: &Limits) {
         alias["deprecated"] = json!(true);
         m["properties"]["deliver_at"] = alias;
         m["not"] = json!({"anyOf": [
-            pair("delay_level", "delay_ms", "integer"),
-            pair("delay_level", "deliver_at_ms", "integer"),
-            pair("delay_ms", "deliver_at_ms", "integer"),
-            pair("delay_level", "deliver_at", "integer"),
-            pair("delay_ms", "deliver_at", "integer"),
-            {"required": ["deliver_at", "deliver_at_ms"]},
-            pair("tag", "tags", "string"),
+            pair("delay_level", "delay_ms", json!("integer")),
+            pair("delay_level", "deliver_at_ms", json!("integer")),
+            pair("delay_ms", "deliver_at_ms", json!("integer")),
+            pair("delay_level", "deliver_at", json!("integer")),
+            pair("delay_ms", "deliver_at", json!("integer")),
+            pair("deliver_at", "deliver_at_ms", json!("integer")),
+            pair("tag", "tags", json!("string")),
         ]});
     }
     // Access.

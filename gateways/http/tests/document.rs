@@ -188,7 +188,7 @@ async fn links_chain_the_operations_that_produce_and_take_identifiers() {
         ("DeadLetters", "dlq_list"),
         ("Offsets", "offsets"),
         ("Pull", "pull"),
-        ("Receive", "receive"),
+        ("Lag", "lag"),
     ] {
         assert_eq!(group[name]["operationId"], target, "{group}");
         assert_eq!(

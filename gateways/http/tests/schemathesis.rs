@@ -7,7 +7,8 @@
 //! The number of generated cases per operation is `RG_SCHEMATHESIS_EXAMPLES` (20 by default,
 //! the CI setting; the acceptance run of issue 24 uses 100); the seed is fixed
 //! (`RG_SCHEMATHESIS_SEED`, 24 by default) so a failure reproduces; the whole run is bounded by
-//! `RG_SCHEMATHESIS_TIMEOUT_SECS` (600 by default).
+//! `RG_SCHEMATHESIS_TIMEOUT_SECS` (600 by default); `RG_SCHEMATHESIS_ARGS` adds arguments
+//! (`--include-path /v1/topics` to narrow a run while investigating).
 //!
 //! Rules JSON Schema cannot state (SQL filter grammar, a delivery time relative to now, the total
 //! size of properties) are excused by `schemathesis_hooks.py`, by problem code and detail, and
@@ -88,6 +89,12 @@ async fn the_openapi_document_tells_the_truth() {
         // (tests/ws*.rs cover it).
         .args(["--exclude-path", "/v1/ws"])
         .args(["--no-color", "--output-truncate", "true"])
+        // More arguments, to narrow a run while investigating (`--include-path …`).
+        .args(
+            std::env::var("RG_SCHEMATHESIS_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .current_dir(work.path())
         .env("SCHEMATHESIS_TELEMETRY", "false")
         // The hooks that excuse the few rules JSON Schema cannot state (see the file).
