@@ -1,5 +1,5 @@
-//! Request extractors that fail with problem+json: JSON bodies (media type, size limit, syntax)
-//! and query strings.
+//! Request extractors that fail with problem+json: JSON bodies (media type, size limit, syntax,
+//! an object at every level where the API takes one), query strings and path parameters.
 //!
 //! Invariants: a body is read at most `http.max_body_bytes` bytes (a larger `Content-Length` is
 //! refused before reading); nothing is handed to a handler before it parsed completely, so a
