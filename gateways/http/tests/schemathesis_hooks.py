@@ -12,7 +12,9 @@ stable `code` and its detail:
 - `invalid_argument` "… bytes of properties, at most … allowed": the total size of a message's
   properties, over all of them (their count has `maxProperties`, and is not excused).
 
-Two limits of the tool. "Created resource not found" (ST302) after a link schemathesis infers
+Three limits of the tool. A `413 payload_too_large` (a body over `http.max_body_bytes`,
+refused before it is read) is a rejection, though not one of the statuses the "schema-violating
+request accepted" (ST201) check counts as such; it is excused. "Created resource not found" (ST302) after a link schemathesis infers
 itself (not one of the document's) that fills the path but generates a body naming another
 resource: the `404` then names that other resource (a topic in a receive's body, a queue id in
 a message) and is right; such a failure is excused when the problem is `queue_not_found`, or a
@@ -73,6 +75,9 @@ def _names_another_resource(problem, case):
 
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
+    if failure.code == "ST201" and response.status_code == 413:
+        # A body over `http.max_body_bytes` is refused before it is read: a rejection too.
+        return False
     if failure.code == "ST302" and response.status_code == 404:
         try:
             return not _names_another_resource(json.loads(response.content), case)
