@@ -127,9 +127,21 @@ fn code_of(e: &CoreError) -> &'static str {
     }
 }
 
+/// The HTTP status of a core error: its kind's, but for the reasons whose REST answer is more
+/// precise than the kind (an unknown id in the path is `404`; a well-formed receipt handle the
+/// broker does not know, expired or already acknowledged, is `409`: its syntax is checked
+/// before, see `rules::receipt_handle`).
+fn http_status(e: &CoreError) -> StatusCode {
+    match e.reason() {
+        Reason::InvalidTransactionId => StatusCode::NOT_FOUND,
+        Reason::InvalidReceiptHandle => StatusCode::CONFLICT,
+        _ => status_of(e.kind()),
+    }
+}
+
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
-        let status = status_of(e.kind());
+        let status = http_status(&e);
         let code = code_of(&e);
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "broker fault");

@@ -1,5 +1,5 @@
-//! Request extractors that fail with problem+json: JSON bodies (media type, size limit, syntax)
-//! and query strings.
+//! Request extractors that fail with problem+json: JSON bodies (media type, size limit, syntax,
+//! an object at every level where the API takes one), query strings and path parameters.
 //!
 //! Invariants: a body is read at most `http.max_body_bytes` bytes (a larger `Content-Length` is
 //! refused before reading); nothing is handed to a handler before it parsed completely, so a
@@ -63,18 +63,116 @@ pub async fn read_body(req: Request, limit: usize) -> Result<(Parts, Bytes), Api
     Ok((parts, bytes))
 }
 
-/// Parses JSON, answering `400 invalid_json` with serde's message.
+/// Parses a JSON object body, answering `400 invalid_json` with serde's message.
+///
+/// Every request body of the API is an object: any other JSON value is refused here, before
+/// serde sees it (serde would read a struct from an array, field by field: `[null, null]`
+/// would pass for `{}`). Nested objects are held to the same rule by [`object`].
 ///
 /// # Errors
 /// `400 invalid_json`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("invalid JSON body: {e}"),
         )
-    })
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
+    integral(&mut value);
+    if !value.is_object() {
+        return Err(invalid(&format_args!(
+            "expected a JSON object, got {}",
+            json_type(&value)
+        )));
+    }
+    T::deserialize(value).map_err(|e| invalid(&e))
+}
+
+/// Writes numbers with a zero fraction (`272.0`) as integers: JSON Schema counts them as
+/// integers, and so does the document; serde would refuse them for an integer field. (No
+/// request field is a float.)
+fn integral(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            let Some(f) = n.as_f64() else { return };
+            if f.fract() != 0.0 {
+                return;
+            }
+            // In range of u64 / i64: exactly representable as f64 when integral.
+            // Strictly inside: a literal just past either end rounds to the end itself.
+            if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                *v = Value::from(f as u64);
+            } else if f > -9_223_372_036_854_775_808.0 && f < 0.0 {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral),
+        Value::Object(o) => o.values_mut().for_each(integral),
+        _ => {}
+    }
+}
+
+/// The JSON type of a value, as a problem detail names it.
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// `deserialize_with` helpers that hold nested request objects to the rule of [`parse_json`]:
+/// an object, never an array read field by field.
+pub mod object {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn one<T: DeserializeOwned, E: serde::de::Error>(v: Value) -> Result<T, E> {
+        if !v.is_object() {
+            return Err(E::custom(format_args!(
+                "expected an object, got {}",
+                super::json_type(&v)
+            )));
+        }
+        T::deserialize(v).map_err(E::custom)
+    }
+
+    /// One nested object.
+    pub fn required<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+        one(Value::deserialize(d)?)
+    }
+
+    /// An optional nested object (`null` or absent is `None`).
+    pub fn optional<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            v => one(v).map(Some),
+        }
+    }
+
+    /// An array of objects.
+    pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+        Vec::<Value>::deserialize(d)?.into_iter().map(one).collect()
+    }
+
+    /// A map of string keys to objects.
+    pub fn map<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+        d: D,
+    ) -> Result<std::collections::BTreeMap<String, T>, D::Error> {
+        std::collections::BTreeMap::<String, Value>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| one(v).map(|t| (k, t)))
+            .collect()
+    }
 }
 
 /// `415 unsupported_media_type`.

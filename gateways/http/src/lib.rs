@@ -74,6 +74,7 @@ pub mod model;
 mod openapi;
 mod origin;
 mod rest;
+mod rules;
 mod server;
 mod state;
 mod ws;
@@ -117,7 +118,7 @@ fn build(state: AppState) -> Router {
     let (router, doc) = rest::routes()
         .routes(routes!(ws::upgrade))
         .split_for_parts();
-    let doc = openapi::finish(doc);
+    let doc = openapi::finish(doc, &state);
     let doc = serde_json::to_string(&doc).unwrap_or_default();
     let cors = match cors::CorsPolicy::new(&state.config.cors, state.broker.auth().enabled()) {
         Ok(policy) => policy.map(std::sync::Arc::new),

@@ -11,7 +11,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::OpenApi;
 
+use serde_json::{json, Value};
+
 use crate::error::Problem;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -64,9 +67,12 @@ fn problem(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
-/// Adds the security schemes, the problem+json `default` response to every operation, and
-/// `401` / `403` to every operation that needs credentials.
-pub(crate) fn finish(mut doc: Document) -> Document {
+/// Adds the security schemes, the problem+json `default` response to every operation and, when
+/// `auth.enabled` is on, the security requirements and the `401` / `403` answers of every
+/// operation that needs credentials (with auth off, no operation asks for any: the document
+/// says what this server does). Then states the request rules ([`crate::rules`]) and the links
+/// between operations ([`links`]).
+pub(crate) fn finish(mut doc: Document, state: &AppState) -> Value {
     let components = doc.components.get_or_insert_with(Default::default);
     components.security_schemes.insert(
         "bearer".into(),
@@ -89,11 +95,17 @@ pub(crate) fn finish(mut doc: Document) -> Document {
                 .build(),
         ),
     );
-    doc.security = Some(vec![
-        SecurityRequirement::new("bearer", Vec::<String>::new()),
-        SecurityRequirement::new("basic", Vec::<String>::new()),
-    ]);
+    let secured = state.broker.auth().enabled();
+    if secured {
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("basic", Vec::<String>::new()),
+        ]);
+    }
     let problem_default = problem("An error: application/problem+json with a stable `code`");
+    let bad_request = problem(
+        "The request breaks a rule the document states, or the body is not the documented JSON",
+    );
     let unauthorized =
         problem("No or bad credentials (with auth.enabled); WWW-Authenticate says which schemes");
     let forbidden = problem("The caller's policy does not allow this (with auth.enabled)");
@@ -113,8 +125,19 @@ pub(crate) fn finish(mut doc: Document) -> Document {
                 .responses
                 .entry("default".into())
                 .or_insert_with(|| RefOr::T(problem_default.clone()));
+            if !public {
+                op.responses
+                    .responses
+                    .entry("400".into())
+                    .or_insert_with(|| RefOr::T(bad_request.clone()));
+            }
             if public {
-                op.security = Some(vec![SecurityRequirement::default()]);
+                if secured {
+                    op.security = Some(vec![SecurityRequirement::default()]);
+                }
+                continue;
+            }
+            if !secured {
                 continue;
             }
             op.responses
@@ -127,7 +150,276 @@ pub(crate) fn finish(mut doc: Document) -> Document {
                 .or_insert_with(|| RefOr::T(forbidden.clone()));
         }
     }
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    crate::rules::apply(&mut doc, &crate::rules::Limits::of(state));
+    links(&mut doc);
     doc
+}
+
+/// `(operation, status, link name, target operation, parameters, request body as JSON)`: an
+/// identifier one operation answers and another takes, for generated clients and stateful
+/// testers. A link that fills every parameter of an operation under the producer's path gives
+/// it a whole body too, so that nothing else in the request can name a missing resource (a
+/// tester takes a `404` there for the created resource missing).
+type Link = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+const GROUP: &[(&str, &str)] = &[("group", "$response.body#/name")];
+const TOPIC: &[(&str, &str)] = &[("topic", "$response.body#/name")];
+const MESSAGE: &[(&str, &str)] = &[("id", "$response.body#/message_id")];
+const FIRST: &[(&str, &str)] = &[("id", "$response.body#/messages/0/message_id")];
+const TRANSACTION: &[(&str, &str)] = &[("id", "$response.body#/transaction_id")];
+const RECEIVED: &[(&str, &str)] = &[("group", "$request.path.group")];
+const USER: &[(&str, &str)] = &[("access_key", "$response.body#/access_key")];
+const PRODUCER: &[(&str, &str)] = &[("group", "$request.path.group")];
+const HANDLE: &str = r#"{"receipt_handle": "$response.body#/messages/0/receipt_handle"}"#;
+
+const LINKS: &[Link] = &[
+    (
+        "create_topic",
+        "201",
+        "DescribeTopic",
+        "describe_topic",
+        TOPIC,
+        None,
+    ),
+    (
+        "create_topic",
+        "201",
+        "UpdateTopic",
+        "update_topic",
+        TOPIC,
+        None,
+    ),
+    ("create_topic", "201", "TopicRoute", "route", TOPIC, None),
+    ("create_topic", "201", "Publish", "publish", TOPIC, None),
+    (
+        "create_topic",
+        "201",
+        "PublishBatch",
+        "publish_batch",
+        TOPIC,
+        None,
+    ),
+    ("create_topic", "201", "SearchTopic", "search", TOPIC, None),
+    (
+        "create_topic",
+        "201",
+        "DeleteTopic",
+        "delete_topic",
+        TOPIC,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "DescribeGroup",
+        "describe_group",
+        GROUP,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "DeadLetters",
+        "dlq_list",
+        GROUP,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "ResendDeadLetters",
+        "dlq_resend",
+        GROUP,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "PurgeDeadLetters",
+        "dlq_purge",
+        GROUP,
+        None,
+    ),
+    ("create_group", "201", "Offsets", "offsets", GROUP, None),
+    (
+        "create_group",
+        "201",
+        "ResetOffsets",
+        "reset_offsets",
+        GROUP,
+        None,
+    ),
+    ("create_group", "201", "Pull", "pull", GROUP, None),
+    (
+        "create_group",
+        "201",
+        "CommitOffset",
+        "commit_offset",
+        GROUP,
+        None,
+    ),
+    ("create_group", "201", "Lag", "lag", GROUP, None),
+    ("create_group", "201", "Clients", "clients", GROUP, None),
+    (
+        "create_group",
+        "201",
+        "RetryPolicy",
+        "retry_policy",
+        GROUP,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "SetRetryPolicy",
+        "set_retry_policy",
+        GROUP,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "DeleteGroup",
+        "delete_group",
+        GROUP,
+        None,
+    ),
+    ("publish", "200", "Message", "by_id", MESSAGE, None),
+    ("publish", "200", "Trace", "trace", MESSAGE, None),
+    (
+        "publish",
+        "200",
+        "CancelScheduled",
+        "cancel_scheduled",
+        MESSAGE,
+        None,
+    ),
+    ("publish_batch", "200", "FirstMessage", "by_id", FIRST, None),
+    ("publish_batch", "200", "FirstTrace", "trace", FIRST, None),
+    ("publish_half", "200", "Commit", "commit", TRANSACTION, None),
+    (
+        "publish_half",
+        "200",
+        "Rollback",
+        "rollback",
+        TRANSACTION,
+        None,
+    ),
+    (
+        "scheduled",
+        "200",
+        "CancelFirst",
+        "cancel_scheduled",
+        FIRST,
+        None,
+    ),
+    ("scheduled", "200", "FirstMessage", "by_id", FIRST, None),
+    ("receive", "200", "AckFirst", "ack", RECEIVED, Some(HANDLE)),
+    (
+        "receive",
+        "200",
+        "NackFirst",
+        "nack",
+        RECEIVED,
+        Some(HANDLE),
+    ),
+    (
+        "receive",
+        "200",
+        "InvisibilityOfFirst",
+        "invisibility",
+        RECEIVED,
+        Some(HANDLE),
+    ),
+    (
+        "receive",
+        "200",
+        "DeadLetterFirst",
+        "dead_letter",
+        RECEIVED,
+        Some(HANDLE),
+    ),
+    ("register", "200", "ShowCallback", "show", PRODUCER, None),
+    (
+        "register",
+        "200",
+        "UnregisterCallback",
+        "unregister",
+        PRODUCER,
+        None,
+    ),
+    ("create_user", "201", "ShowUser", "show_user", USER, None),
+    (
+        "create_user",
+        "201",
+        "UpdateUser",
+        "update_user",
+        USER,
+        None,
+    ),
+    ("create_user", "201", "UserPolicy", "policy", USER, None),
+    (
+        "create_user",
+        "201",
+        "IssueToken",
+        "issue_token",
+        USER,
+        None,
+    ),
+    (
+        "create_user",
+        "201",
+        "DeleteUser",
+        "delete_user",
+        USER,
+        None,
+    ),
+    (
+        "issue_token",
+        "201",
+        "RevokeToken",
+        "revoke_token",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+];
+
+/// Adds [`LINKS`] to the responses of the operations that produce the identifiers.
+fn links(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            for (_, status, name, target, params, body) in LINKS.iter().filter(|l| l.0 == id) {
+                let Some(response) = op.pointer_mut(&format!("/responses/{status}")) else {
+                    tracing::error!(id, status, "openapi: a link from an undocumented answer");
+                    continue;
+                };
+                let mut link = json!({
+                    "operationId": target,
+                    "parameters": params.iter().map(|(k, v)| (k.to_string(), json!(v)))
+                        .collect::<serde_json::Map<_, _>>(),
+                });
+                if let Some(body) = body {
+                    link["requestBody"] = serde_json::from_str(body).unwrap_or_default();
+                }
+                response["links"][name.to_string()] = link;
+            }
+        }
+    }
 }
 
 /// The docs page.

@@ -147,6 +147,11 @@ struct Subscription {
 /// Opens a WebSocket (`GET /v1/ws` with an upgrade). The protocol is described in
 /// `docs/http.md`.
 #[utoipa::path(get, path = "/v1/ws", tag = "websocket",
+    params(
+        ("Connection" = String, Header, description = "`Upgrade`"),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "16 random bytes in base64")),
     responses((status = 101, description = "Switching protocols: JSON text frames follow")))]
 pub(crate) async fn upgrade(
     State(state): State<AppState>,

@@ -122,10 +122,23 @@ async fn publish_receive_ack_nack_invisibility_and_offsets() {
         .post("/v1/groups/g1/ack", json!({"receipt_handle": h(0)}))
         .await;
     assert_eq!(st, 200, "{v}");
+    // A well-formed handle the broker never issued fails alone; a malformed one fails the
+    // request (the document states the syntax).
+    let forged = "A".repeat(80);
     let (st, v) = s
         .post(
             "/v1/groups/g1/ack",
             json!({"receipt_handles": [h(1), "garbage"]}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_receipt_handle"))
+    );
+    let (st, v) = s
+        .post(
+            "/v1/groups/g1/ack",
+            json!({"receipt_handles": [h(1), forged]}),
         )
         .await;
     assert_eq!(st, 200);
@@ -447,7 +460,7 @@ async fn transactions_commit_rollback_and_callback_check_back() {
     let (st, v) = s
         .post("/v1/transactions/unknown-id/commit", json!({}))
         .await;
-    assert_eq!((st, v["code"].as_str()), (400, Some("unknown_transaction")));
+    assert_eq!((st, v["code"].as_str()), (404, Some("unknown_transaction")));
 
     // Check-back through callbacks: commit (after one 500, retried), rollback, unknown.
     let (commit_url, commit_calls, stop1, j1) = callback_server("flaky").await;

@@ -225,7 +225,7 @@ pub struct CreateGroup {
     #[serde(default)]
     pub max_delivery_attempts: Option<u32>,
     /// Topic → filter.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::object::map")]
     pub subscriptions: BTreeMap<String, Filter>,
 }
 

@@ -159,7 +159,7 @@ pub struct ReceiveRequest {
     #[serde(default = "thirty_seconds")]
     pub invisible_ms: u64,
     /// Filter; the group's subscription when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::object::optional")]
     pub filter: Option<Filter>,
     /// Write bodies in base64 whatever they are.
     #[serde(default)]
@@ -181,7 +181,8 @@ pub struct Received {
     pub messages: Vec<ReceivedMessage>,
 }
 
-/// Acknowledges one handle (`receipt_handle`) or several (`receipt_handles`).
+/// Acknowledges one handle (`receipt_handle`) or several (`receipt_handles`; with both, the
+/// single handle is acknowledged first, in the batch; with neither, nothing is).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {

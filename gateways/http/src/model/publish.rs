@@ -49,8 +49,12 @@ pub struct PublishMessage {
     #[serde(default)]
     pub delay_level: Option<u32>,
     /// Deliver at this time, ms since the epoch.
-    #[serde(default, alias = "deliver_at")]
+    #[serde(default)]
     pub deliver_at_ms: Option<i64>,
+    /// Alias of `deliver_at_ms` (deprecated; not both).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub deliver_at: Option<i64>,
     /// Deliver after this many ms from now.
     #[serde(default)]
     pub delay_ms: Option<u64>,
@@ -64,6 +68,7 @@ pub struct PublishMessage {
 #[serde(deny_unknown_fields)]
 pub struct PublishBatch {
     /// The messages (at most `http.max_batch`).
+    #[serde(deserialize_with = "crate::extract::object::list")]
     pub messages: Vec<PublishMessage>,
 }
 
@@ -133,11 +138,22 @@ impl PublishMessage {
     /// `400` for base64 that does not decode or conflicting delay fields.
     pub fn into_message(self, topic: &str, now_ms: i64) -> Result<Message, ApiError> {
         let body = decode_body(&self.body, self.body_encoding)?;
+        if self.deliver_at.is_some() && self.deliver_at_ms.is_some() {
+            return Err(ApiError::bad_request(
+                "give deliver_at_ms or deliver_at (its alias), not both",
+            ));
+        }
+        let deliver_at_ms = self.deliver_at_ms.or(self.deliver_at);
         let delays = [
             self.delay_level.is_some(),
-            self.deliver_at_ms.is_some(),
+            deliver_at_ms.is_some(),
             self.delay_ms.is_some(),
         ];
+        if self.tag.is_some() && self.tags.is_some() {
+            return Err(ApiError::bad_request(
+                "give tag or tags (its alias), not both",
+            ));
+        }
         if delays.iter().filter(|d| **d).count() > 1 {
             return Err(ApiError::bad_request(
                 "give at most one of delay_level, deliver_at_ms and delay_ms",
@@ -145,7 +161,7 @@ impl PublishMessage {
         }
         let deliver_at_ms = match self.delay_ms {
             Some(d) => Some(now_ms.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
-            None => self.deliver_at_ms,
+            None => deliver_at_ms,
         };
         Ok(Message {
             topic: topic.to_owned(),

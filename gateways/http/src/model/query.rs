@@ -94,6 +94,7 @@ pub struct PublishHalf {
     /// The producer group whose callback is asked about the transaction.
     pub producer_group: String,
     /// The message.
+    #[serde(deserialize_with = "crate::extract::object::required")]
     pub message: PublishMessage,
 }
 

@@ -73,6 +73,7 @@ pub struct PolicyView {
     /// Entries: `{"resources": ["Topic:orders*"], "actions": ["Pub"], "decision": "Allow",
     /// "sources": ["10.0.0.0/8"]}`.
     #[schema(value_type = Vec<Object>)]
+    #[serde(deserialize_with = "crate::extract::object::list")]
     pub entries: Vec<PolicyEntry>,
 }
 

@@ -25,6 +25,18 @@ use crate::model::{
 };
 use crate::state::AppState;
 
+/// Core refuses a well-formed name with a system-managed prefix (`rmq_sys_`, `%RETRY%`,
+/// `%DLQ%`) as an illegal topic; over REST that is `403 reserved`: the name is fine, the broker
+/// owns the topic (as a gateway's reserved topic is `403` too).
+fn managed(name: &str, e: rocketgate_core::Error) -> ApiError {
+    if e.reason() == rocketgate_core::Reason::IllegalTopic
+        && rocketgate_core::rules::topic_name(name).is_ok()
+    {
+        return ApiError::new(StatusCode::FORBIDDEN, "reserved", e.to_string());
+    }
+    e.into()
+}
+
 /// Creates a topic.
 #[utoipa::path(post, path = "/v1/topics", tag = "topics",
     request_body = CreateTopic,
@@ -33,10 +45,12 @@ pub(crate) async fn create_topic(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateTopic>,
 ) -> ApiResult<(StatusCode, Json<TopicView>)> {
+    let name = req.name.clone();
     let info = state
         .broker
         .topics()
-        .create(TopicConfig::new(req.name, req.queue_count).with_type(req.message_type.into()))?;
+        .create(TopicConfig::new(req.name, req.queue_count).with_type(req.message_type.into()))
+        .map_err(|e| managed(&name, e))?;
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 
@@ -76,19 +90,35 @@ pub(crate) async fn update_topic(
     Path(topic): Path<String>,
     JsonBody(req): JsonBody<UpdateTopic>,
 ) -> ApiResult<Json<TopicView>> {
-    let current = state.broker.topics().config(&topic)?.permission;
+    let config = state.broker.topics().config(&topic)?;
+    if let Some(n) = req.queue_count.filter(|n| *n < config.queue_count) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "queue_count of topic `{topic}` can only grow (from {} to {n}): messages in the \
+                 dropped queues would become unreadable",
+                config.queue_count
+            ),
+        ));
+    }
+    let current = config.permission;
     let permission = (req.readable.is_some() || req.writable.is_some()).then(|| Permission {
         read: req.readable.unwrap_or(current.read),
         write: req.writable.unwrap_or(current.write),
     });
-    let info = state.broker.topics().update(
-        &topic,
-        TopicUpdate {
-            queue_count: req.queue_count,
-            message_type: req.message_type.map(Into::into),
-            permission,
-        },
-    )?;
+    let info = state
+        .broker
+        .topics()
+        .update(
+            &topic,
+            TopicUpdate {
+                queue_count: req.queue_count,
+                message_type: req.message_type.map(Into::into),
+                permission,
+            },
+        )
+        .map_err(|e| managed(&topic, e))?;
     Ok(Json(info.into()))
 }
 
@@ -100,7 +130,11 @@ pub(crate) async fn delete_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.broker.topics().delete(&topic)?;
+    state
+        .broker
+        .topics()
+        .delete(&topic)
+        .map_err(|e| managed(&topic, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -150,10 +184,11 @@ pub(crate) async fn create_group(
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
     let mut config = GroupConfig::new(req.name);
     if let Some(n) = req.max_delivery_attempts {
-        if n == 0 {
-            return Err(ApiError::bad_request(
-                "max_delivery_attempts must be positive",
-            ));
+        if n == 0 || n > crate::rules::MAX_DELIVERY_ATTEMPTS {
+            return Err(ApiError::bad_request(format!(
+                "max_delivery_attempts must be between 1 and {}",
+                crate::rules::MAX_DELIVERY_ATTEMPTS
+            )));
         }
         config.max_delivery_attempts = n;
     }
@@ -329,7 +364,8 @@ pub(crate) async fn dlq_list(
     Ok(Json(Pulled::new(r, false)))
 }
 
-/// Resends dead letters (some ids, or all) to their topic with their attempts reset.
+/// Resends dead letters (some ids, or all: `"all": true` wins over ids; no id resends none) to
+/// their topic with their attempts reset.
 #[utoipa::path(post, path = "/v1/groups/{group}/dlq/resend", tag = "dlq",
     params(("group" = String, Path, description = "Consumer group")),
     request_body = ResendRequest,
@@ -339,23 +375,21 @@ pub(crate) async fn dlq_resend(
     Path(group): Path<String>,
     JsonBody(req): JsonBody<ResendRequest>,
 ) -> ApiResult<Json<Resent>> {
-    let selection = match (req.all, req.message_ids.is_empty()) {
-        (true, true) => DlqSelection::All,
-        (false, false) if req.message_ids.len() <= state.config.max_batch => {
-            DlqSelection::Ids(req.message_ids)
-        }
-        (false, false) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_batch_size",
-                format!("at most {} ids per resend", state.config.max_batch),
-            ))
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "give either a non-empty message_ids or \"all\": true",
-            ))
-        }
+    rocketgate_core::rules::group_name(&group)?;
+    let max = state.config.max_batch;
+    if req.message_ids.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch_size",
+            format!("at most {max} ids per resend"),
+        ));
+    }
+    let selection = if req.all {
+        DlqSelection::All
+    } else if req.message_ids.is_empty() {
+        return Ok(Json(Resent { resent: 0 }));
+    } else {
+        DlqSelection::Ids(req.message_ids)
     };
     let resent = state
         .broker

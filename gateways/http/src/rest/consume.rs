@@ -25,6 +25,7 @@ use crate::model::{
     NackRequest, NewHandle, OffsetView, Offsets, Pulled, ReceiveRequest, Received, ReceivedMessage,
     ResetOffsets,
 };
+use crate::rules;
 use crate::state::AppState;
 
 /// The longest wait a request may ask for, in ms.
@@ -81,7 +82,9 @@ pub(crate) async fn receive(
     }))
 }
 
-/// Acknowledges one handle (a failure answers a problem) or several (one result each).
+/// Acknowledges one handle (`receipt_handle` alone: a failure answers a problem) or several
+/// (`receipt_handles`, with `receipt_handle` first when both are given: one result each; none
+/// answers no result).
 #[utoipa::path(post, path = "/v1/groups/{group}/ack", tag = "consume",
     params(("group" = String, Path, description = "Consumer group")),
     request_body = AckRequest,
@@ -92,52 +95,50 @@ pub(crate) async fn ack(
     Path(group): Path<String>,
     JsonBody(req): JsonBody<AckRequest>,
 ) -> ApiResult<Json<AckResponse>> {
-    for h in req
-        .receipt_handle
-        .iter()
-        .chain(req.receipt_handles.iter().take(state.config.max_batch))
-    {
+    rocketgate_core::rules::group_name(&group)?;
+    let max = state.config.max_batch;
+    if req.receipt_handles.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch_size",
+            format!("at most {max} handles per ack"),
+        ));
+    }
+    for h in req.receipt_handle.iter().chain(req.receipt_handles.iter()) {
+        rules::receipt_handle(h)?;
         caller.need_handle(&state, &group, h)?;
     }
-    match (req.receipt_handle, req.receipt_handles.is_empty()) {
-        (Some(h), true) => {
-            state.broker.consumer().ack(&group, &h).await?;
-            Ok(Json(AckResponse {
-                results: vec![AckResult {
-                    receipt_handle: h,
-                    ok: true,
-                    code: None,
-                }],
-            }))
-        }
-        (None, false) => {
-            let max = state.config.max_batch;
-            if req.receipt_handles.len() > max {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_batch_size",
-                    format!("at most {max} handles per ack"),
-                ));
-            }
-            let handles: Vec<&str> = req.receipt_handles.iter().map(String::as_str).collect();
-            let results = state.broker.consumer().ack_batch(&group, &handles).await?;
-            Ok(Json(AckResponse {
-                results: req
-                    .receipt_handles
-                    .iter()
-                    .zip(results)
-                    .map(|(h, r)| AckResult {
-                        receipt_handle: h.clone(),
-                        ok: r.is_ok(),
-                        code: r.err().map(|e| ApiError::from(e).code.to_owned()),
-                    })
-                    .collect(),
-            }))
-        }
-        _ => Err(ApiError::bad_request(
-            "give either receipt_handle or a non-empty receipt_handles",
-        )),
+    if let (Some(h), true) = (&req.receipt_handle, req.receipt_handles.is_empty()) {
+        state.broker.consumer().ack(&group, h).await?;
+        return Ok(Json(AckResponse {
+            results: vec![AckResult {
+                receipt_handle: h.clone(),
+                ok: true,
+                code: None,
+            }],
+        }));
     }
+    let all: Vec<String> = req
+        .receipt_handle
+        .into_iter()
+        .chain(req.receipt_handles)
+        .collect();
+    if all.is_empty() {
+        return Ok(Json(AckResponse { results: vec![] }));
+    }
+    let handles: Vec<&str> = all.iter().map(String::as_str).collect();
+    let results = state.broker.consumer().ack_batch(&group, &handles).await?;
+    Ok(Json(AckResponse {
+        results: all
+            .iter()
+            .zip(results)
+            .map(|(h, r)| AckResult {
+                receipt_handle: h.clone(),
+                ok: r.is_ok(),
+                code: r.err().map(|e| ApiError::from(e).code.to_owned()),
+            })
+            .collect(),
+    }))
 }
 
 /// Negative acknowledgement: redelivered after `delay_ms` (or the group's backoff), or
@@ -152,6 +153,7 @@ pub(crate) async fn nack(
     Path(group): Path<String>,
     JsonBody(req): JsonBody<NackRequest>,
 ) -> ApiResult<StatusCode> {
+    rules::receipt_handle(&req.receipt_handle)?;
     caller.need_handle(&state, &group, &req.receipt_handle)?;
     state
         .broker
@@ -176,6 +178,7 @@ pub(crate) async fn invisibility(
     Path(group): Path<String>,
     JsonBody(req): JsonBody<InvisibilityRequest>,
 ) -> ApiResult<Json<NewHandle>> {
+    rules::receipt_handle(&req.receipt_handle)?;
     caller.need_handle(&state, &group, &req.receipt_handle)?;
     let receipt_handle = state.broker.consumer().change_invisible_duration(
         &group,
@@ -196,6 +199,7 @@ pub(crate) async fn dead_letter(
     Path(group): Path<String>,
     JsonBody(req): JsonBody<HandleRequest>,
 ) -> ApiResult<StatusCode> {
+    rules::receipt_handle(&req.receipt_handle)?;
     caller.need_handle(&state, &group, &req.receipt_handle)?;
     state
         .broker
@@ -307,6 +311,20 @@ pub(crate) async fn commit_offset(
     Path((group, topic, queue)): Path<(String, String, u32)>,
     JsonBody(req): JsonBody<CommitOffset>,
 ) -> ApiResult<Json<OffsetView>> {
+    // Past the end of the queue is a conflict with its state, not a malformed request.
+    let info = state.broker.topics().describe(&topic).await?;
+    if let Some(q) = info.queues.iter().find(|q| q.queue_id == queue) {
+        if req.offset > q.max {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "offset_out_of_range",
+                format!(
+                    "offset {} is past the end of queue {queue} of topic `{topic}` ({})",
+                    req.offset, q.max
+                ),
+            ));
+        }
+    }
     state
         .broker
         .consumer()

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::model::{Found, MessageView, Scheduled, ScheduledMessage, Trace};
 use crate::state::AppState;
@@ -84,6 +84,21 @@ pub(crate) async fn search(
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<Json<Found>> {
     let end = q.end_ms.unwrap_or_else(super::publish::now_ms);
+    if q.begin_ms > end {
+        // An empty range: nothing was stored in it (the topic must still exist, and `max` be
+        // what the broker takes).
+        state.broker.topics().config(&topic)?;
+        let limit = state.broker.config().limits.max_batch;
+        if q.max == 0 || q.max > limit {
+            return Err(ApiError::bad_request(format!(
+                "max must be between 1 and {limit}"
+            )));
+        }
+        return Ok(Json(Found {
+            messages: vec![],
+            truncated: false,
+        }));
+    }
     let (messages, truncated) = match &q.key {
         Some(key) => {
             let found = state

@@ -239,6 +239,13 @@ pub(crate) async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.need_super(&state)?;
+    if !state.broker.auth().tokens(None).iter().any(|t| t.id == id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "token_not_found",
+            format!("no token with id `{id}`"),
+        ));
+    }
     state
         .broker
         .auth()
