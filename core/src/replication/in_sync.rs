@@ -128,6 +128,8 @@ pub(crate) struct InSync {
     clock: Arc<dyn Clock>,
     /// Mirrors `policy.mode == Sync` so ASYNC sends skip the lock.
     sync: AtomicBool,
+    /// A policy was set: this broker is a replication master.
+    enabled: AtomicBool,
     state: Mutex<State>,
     /// Bumped on every report, attach, detach and policy change.
     changed: watch::Sender<u64>,
@@ -144,6 +146,7 @@ impl InSync {
         Self {
             clock,
             sync: AtomicBool::new(false),
+            enabled: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             changed: watch::channel(0).0,
         }
@@ -156,8 +159,13 @@ impl InSync {
     pub(crate) fn set_policy(&self, policy: SyncPolicy) {
         self.sync
             .store(policy.mode == ReplicationMode::Sync, Ordering::Release);
+        self.enabled.store(true, Ordering::Release);
         self.state.lock().policy = policy;
         self.bump();
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
     }
 
     pub(crate) fn policy(&self) -> SyncPolicy {

@@ -282,6 +282,11 @@ impl ReplicationSource {
         self.broker.in_sync().set_policy(policy);
     }
 
+    /// Whether this broker serves replication (a policy was set).
+    pub fn is_enabled(&self) -> bool {
+        self.broker.in_sync().enabled()
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> SyncPolicy {
         self.broker.in_sync().policy()

@@ -397,6 +397,14 @@ fn sync_refuses_writes_without_enough_in_sync_replicas() {
         &m.endpoint("replication"),
     );
     wait_in_sync(&web, 2);
+    // `admin broker info` shows the mode and the in-sync set.
+    let info = support::admin_json(&["--broker", &m.endpoint("grpc"), "broker", "info"]);
+    let r = &info["brokers"][0]["replication"];
+    assert_eq!(r["mode"], "SYNC", "{info}");
+    assert_eq!(r["min_in_sync_replicas"], 2, "{info}");
+    assert_eq!(r["in_sync_replicas"], 2, "{info}");
+    assert_eq!(r["slaves"][0]["broker_id"], 1, "{info}");
+    assert_eq!(r["slaves"][0]["in_sync"], true, "{info}");
     let (status, body) = http(
         &web,
         "POST",

@@ -163,6 +163,81 @@ struct BrokerView {
     started_at_ms: i64,
     started_at: Option<String>,
     version: String,
+    /// A replication master's mode and in-sync set; `null` without replication.
+    replication: Option<ReplicationView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplicationView {
+    mode: String,
+    min_in_sync_replicas: u32,
+    in_sync_replicas: u32,
+    slaves: Vec<SlaveView>,
+}
+
+#[derive(Debug, Serialize)]
+struct SlaveView {
+    broker_id: u64,
+    connected: bool,
+    in_sync: bool,
+    written: u64,
+    flushed: u64,
+    lag_bytes: u64,
+    /// `null` before it first caught up.
+    lag_ms: Option<u64>,
+}
+
+impl ReplicationView {
+    fn new(r: pb::ReplicationStatus) -> Self {
+        Self {
+            mode: r.mode,
+            min_in_sync_replicas: r.min_in_sync_replicas,
+            in_sync_replicas: r.in_sync_replicas,
+            slaves: r
+                .slaves
+                .into_iter()
+                .map(|s| SlaveView {
+                    broker_id: s.broker_id,
+                    connected: s.connected,
+                    in_sync: s.in_sync,
+                    written: s.written,
+                    flushed: s.flushed,
+                    lag_bytes: s.lag_bytes,
+                    lag_ms: u64::try_from(s.lag_ms).ok(),
+                })
+                .collect(),
+        }
+    }
+
+    /// One line: mode, the set's size against the minimum, and each slave.
+    fn cell(&self) -> String {
+        let slaves: Vec<String> = self
+            .slaves
+            .iter()
+            .map(|s| {
+                let state = match (s.connected, s.in_sync) {
+                    (_, true) => "in sync",
+                    (true, false) => "lagging",
+                    (false, false) => "disconnected",
+                };
+                let lag = s
+                    .lag_ms
+                    .map_or_else(|| "never caught up".to_owned(), |ms| format!("{ms} ms"));
+                format!(
+                    "slave {} {state}, lag {} B / {lag}",
+                    s.broker_id, s.lag_bytes
+                )
+            })
+            .collect();
+        format!(
+            "{} · {} in sync (min {}){}{}",
+            self.mode,
+            self.in_sync_replicas,
+            self.min_in_sync_replicas,
+            if slaves.is_empty() { "" } else { " · " },
+            slaves.join("; ")
+        )
+    }
 }
 
 impl BrokerView {
@@ -188,6 +263,7 @@ impl BrokerView {
             started_at: format_ms(r.started_at_ms),
             started_at_ms: r.started_at_ms,
             version: r.version,
+            replication: r.replication.map(ReplicationView::new),
         }
     }
 
@@ -230,6 +306,12 @@ impl BrokerView {
             ("groups", self.group_count.to_string()),
             ("started_at", time_cell(self.started_at_ms)),
             ("version", output::or_dash(&self.version)),
+            (
+                "replication",
+                self.replication
+                    .as_ref()
+                    .map_or_else(|| "off".to_owned(), ReplicationView::cell),
+            ),
         ]
     }
 }

@@ -87,5 +87,41 @@ pub(super) fn broker_info(broker: &Broker, node: &NodeInfo) -> pb::GetBrokerInfo
         group_count: broker.groups().list().len() as u64,
         started_at_ms: node.started_at_ms,
         version: env!("CARGO_PKG_VERSION").into(),
+        replication: replication_status(broker),
     }
+}
+
+/// The replication master's view of its group, or `None` without replication.
+fn replication_status(broker: &Broker) -> Option<pb::ReplicationStatus> {
+    use rocketgate_core::replication::ReplicationMode;
+    let source = broker.replication_source();
+    if !source.is_enabled() {
+        return None;
+    }
+    let policy = source.policy();
+    let in_sync = source.refresh();
+    Some(pb::ReplicationStatus {
+        mode: match policy.mode {
+            ReplicationMode::Sync => "SYNC",
+            _ => "ASYNC",
+        }
+        .into(),
+        min_in_sync_replicas: u32::try_from(policy.min_in_sync_replicas).unwrap_or(u32::MAX),
+        in_sync_replicas: u32::try_from(in_sync).unwrap_or(u32::MAX),
+        slaves: source
+            .slaves()
+            .into_iter()
+            .map(|s| pb::ReplicaStatus {
+                broker_id: s.id,
+                connected: s.connected,
+                in_sync: s.in_sync,
+                written: s.written,
+                flushed: s.flushed,
+                lag_bytes: s.lag_bytes,
+                lag_ms: s
+                    .lag_ms
+                    .map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            })
+            .collect(),
+    })
 }
