@@ -602,8 +602,7 @@ fn corrupting_proxy(upstream: String, flip_at: usize) -> String {
             std::thread::spawn(move || {
                 let mut seen = 0usize;
                 let mut buf = vec![0u8; 16 << 10];
-                loop {
-                    let Ok(k) = s_in.read(&mut buf) else { break };
+                while let Ok(k) = s_in.read(&mut buf) {
                     if k == 0 {
                         break;
                     }
