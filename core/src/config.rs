@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// When an append counts as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// When an append counts as stored. Read in any case (`sync`, `SYNC_FLUSH`, ...), written
+/// `SYNC` / `ASYNC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FlushMode {
     /// Acknowledge after an fsync covers the record (shared by concurrent producers).

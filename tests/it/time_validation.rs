@@ -254,7 +254,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
             "bad-group",
             TOPIC,
             plain.queue_id,
-            plain.queue_offset,
+            plain.queue_offset.unwrap(),
             Some(3),
         )
         .await;

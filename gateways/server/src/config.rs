@@ -45,7 +45,7 @@ pub struct RunArgs {
     /// Data directory (overrides `store.data_dir`).
     #[arg(long, env = "ROCKETGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Flush mode: SYNC or ASYNC (overrides `store.flush_mode`).
+    /// Flush mode: SYNC or ASYNC, any case (overrides `store.flush_mode`).
     #[arg(long, env = "ROCKETGATE_FLUSH_MODE")]
     pub flush_mode: Option<String>,
     /// Log filter (`RUST_LOG` syntax), default `info`.
@@ -335,11 +335,9 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         cfg.replication.master_addr = addr.trim().to_owned();
     }
     if let Some(mode) = &args.flush_mode {
-        cfg.store.flush_mode = match mode.to_ascii_uppercase().as_str() {
-            "SYNC" | "SYNC_FLUSH" => rocketgate_core::FlushMode::Sync,
-            "ASYNC" | "ASYNC_FLUSH" => rocketgate_core::FlushMode::Async,
-            other => anyhow::bail!("invalid flush mode `{other}` (expected SYNC or ASYNC)"),
-        };
+        cfg.store.flush_mode = mode
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid --flush-mode / ROCKETGATE_FLUSH_MODE: {e}"))?;
     }
     let flags = [
         (
