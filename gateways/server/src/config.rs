@@ -14,6 +14,30 @@
 //! Called by `main` and `node` once at start; no state, no I/O besides reading the file and the
 //! one deprecation warning.
 
+/// `Deserialize` for a unit enum of the file that takes its names in any ASCII case (and `-`
+/// for `_`), as the core's enums do; `Serialize` keeps the canonical spelling given here.
+macro_rules! any_case {
+    ($t:ident { $($name:literal => $v:ident),+ $(,)? }) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let given = <String as serde::Deserialize>::deserialize(d)?;
+                let norm = given.trim().replace('-', "_");
+                $(
+                    if norm.eq_ignore_ascii_case($name) {
+                        return Ok(Self::$v);
+                    }
+                )+
+                Err(serde::de::Error::custom(format!(
+                    "unknown value `{}`, expected {} (any case)",
+                    given.chars().take(64).collect::<String>(),
+                    [$($name),+].join(", ")
+                )))
+            }
+        }
+    };
+}
+use any_case;
+
 mod legacy;
 mod replication;
 mod section;

@@ -92,7 +92,7 @@ fn admin_runs_every_command_against_a_standalone_server() {
     assert_eq!(r["ok"], true, "{created}");
     assert_eq!(r["topic"]["name"], "orders", "{created}");
     assert_eq!(r["topic"]["queue_count"], 4, "{created}");
-    assert_eq!(r["topic"]["message_type"], "normal", "{created}");
+    assert_eq!(r["topic"]["message_type"], "NORMAL", "{created}");
     assert_eq!(r["topic"]["permission"], "rw", "{created}");
 
     let list = admin.json(&["topic", "list"]);
