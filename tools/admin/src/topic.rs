@@ -649,7 +649,7 @@ mod tests {
         let human = status_human(&r);
         assert!(human.contains("last_store_time"), "{human}");
         assert!(
-            human.contains("topic t on broker b:1: 1 queues, type fifo, perm r"),
+            human.contains("topic t on broker b:1: 1 queues, type FIFO, perm r"),
             "{human}"
         );
     }
