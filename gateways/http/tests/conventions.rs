@@ -1,13 +1,15 @@
 //! One set of conventions over REST: a publish answers a queue offset only when the message is
 //! in its queue, a topic takes only its own message type, and enum values are read in any
-//! case and written in one spelling.
+//! case and written in one spelling. WebSocket publishes answer as REST ones do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{start, start_with, Server};
+use common::{start, start_with, Server, WAIT};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 async fn topic(s: &Server, name: &str, kind: &str) -> Value {
     let (st, v) = s
@@ -190,6 +192,56 @@ async fn enum_values_are_read_in_any_case_and_written_in_one() {
     assert!(
         detail.contains("NORMAL, FIFO, DELAY, TRANSACTION, MIXED"),
         "{detail}"
+    );
+    s.stop().await;
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends a frame and returns the next text frame, within [`WAIT`].
+async fn ask(ws: &mut Ws, frame: Value) -> Value {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+    loop {
+        let f = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = f {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_publish_answers_as_rest_does() {
+    let s = start().await;
+    topic(&s, "d", "DELAY").await;
+    let url = format!("ws://{}/v1/ws", s.addr);
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .unwrap()
+        .unwrap();
+    let v = ask(
+        &mut ws,
+        json!({"type": "publish", "request_id": "later", "topic": "d",
+        "message": {"body": "x", "delay_ms": 60_000}}),
+    )
+    .await;
+    assert_eq!(v["type"], "reply", "{v}");
+    assert!(v["result"]["queue_offset"].is_null(), "{v}");
+    assert!(v["result"]["deliver_at_ms"].is_i64(), "{v}");
+    let v = ask(
+        &mut ws,
+        json!({"type": "publish", "request_id": "now", "topic": "d",
+        "message": {"body": "x"}}),
+    )
+    .await;
+    assert_eq!(
+        (v["type"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("message_type_mismatch")),
+        "{v}"
     );
     s.stop().await;
 }
