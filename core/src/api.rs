@@ -24,9 +24,11 @@ pub struct SendRequest {
     /// Queue choice.
     pub queue: QueueSelector,
     /// The type the producer declares (the RocketMQ 5 protocol's `message_type`). When set,
-    /// core checks it against the topic's type and what the type needs (a FIFO message's
-    /// group, a DELAY message's delivery time); when `None`, the message is taken as what its
-    /// fields make it and any topic takes it.
+    /// core checks what the type needs (a FIFO message's group, a DELAY message's delivery
+    /// time); when `None`, the message is the type its fields make it (TRANSACTION for a half
+    /// send, DELAY with a delay, FIFO with a group, NORMAL otherwise). Either way the topic
+    /// must accept that type (its own, or any for MIXED) unless
+    /// `limits.topic_message_type_check` is off.
     pub message_type: Option<crate::MessageType>,
 }
 
