@@ -24,9 +24,11 @@ pub struct SendRequest {
     /// Queue choice.
     pub queue: QueueSelector,
     /// The type the producer declares (the RocketMQ 5 protocol's `message_type`). When set,
-    /// core checks it against the topic's type and what the type needs (a FIFO message's
-    /// group, a DELAY message's delivery time); when `None`, the message is taken as what its
-    /// fields make it and any topic takes it.
+    /// core checks what the type needs (a FIFO message's group, a DELAY message's delivery
+    /// time); when `None`, the message is the type its fields make it (TRANSACTION for a half
+    /// send, DELAY with a delay, FIFO with a group, NORMAL otherwise). Either way the topic
+    /// must accept that type (its own, or any for MIXED) unless
+    /// `limits.topic_message_type_check` is off.
     pub message_type: Option<crate::MessageType>,
 }
 
@@ -59,16 +61,19 @@ impl From<Message> for SendRequest {
 pub struct SendReceipt {
     /// Message id (the producer's, or generated).
     pub message_id: String,
-    /// Queue it went to.
+    /// Queue it went to (for a delayed or half message: the queue it will go to).
     pub queue_id: u32,
-    /// Offset within the queue.
-    pub queue_offset: u64,
-    /// CommitLog offset.
+    /// Offset within the queue, when the message is in it: `None` for a delayed or timed
+    /// message (it gets its offset when it is due) and for a half message (when it is
+    /// committed). Those are found by their message id (the scheduled listing, cancel, queries).
+    pub queue_offset: Option<u64>,
+    /// CommitLog offset of the record written (for a delayed or half message: the scheduled
+    /// or half record, not the message delivered later).
     pub physical_offset: u64,
     /// Store time (ms).
     pub store_timestamp_ms: i64,
-    /// For a delayed or timed message: when it will be delivered. Its `queue_id` is then the
-    /// target queue, while `queue_offset` and `physical_offset` locate the scheduled record.
+    /// For a delayed or timed message: when it will be delivered (the schedule is named by
+    /// `message_id`, e.g. to cancel it).
     pub deliver_at_ms: Option<i64>,
     /// For a half message: the transaction id to end it with.
     pub transaction_id: Option<String>,

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// When an append counts as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// When an append counts as stored. Read in any case (`sync`, `SYNC_FLUSH`, ...), written
+/// `SYNC` / `ASYNC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FlushMode {
     /// Acknowledge after an fsync covers the record (shared by concurrent producers).
@@ -95,6 +96,12 @@ pub struct LimitsConfig {
     pub max_groups: usize,
     /// Maximum messages returned by one pull or query (1024).
     pub max_batch: usize,
+    /// Refuse a message whose type its topic does not accept (true; RocketMQ's
+    /// `enableTopicMessageTypeCheck`): a plain message into a FIFO, DELAY or TRANSACTION
+    /// topic, a message with a group, a delay or a half send into a topic of another type
+    /// (MIXED takes all). `false` lets any message into any topic; what a type needs (a FIFO
+    /// declaration's group, a DELAY declaration's time) is checked either way.
+    pub topic_message_type_check: bool,
 }
 
 impl Default for LimitsConfig {
@@ -109,6 +116,7 @@ impl Default for LimitsConfig {
             max_topics: 10_000,
             max_groups: 10_000,
             max_batch: 1024,
+            topic_message_type_check: true,
         }
     }
 }

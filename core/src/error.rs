@@ -86,8 +86,9 @@ pub enum Error {
         /// What rule it breaks.
         reason: String,
     },
-    /// The message's declared type does not fit its topic or lacks what the type needs (a
-    /// DELAY message without a delivery time).
+    /// The message's type (declared, or what its fields make it) is not one its topic
+    /// accepts, or a declared type lacks what it needs (a DELAY message without a delivery
+    /// time).
     #[error("message type conflict: {0}")]
     MessageTypeConflict(String),
     /// Other invalid argument (queue counts, batch sizes, ...).

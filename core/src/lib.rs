@@ -70,6 +70,7 @@ pub mod metrics;
 #[cfg_attr(not(test), allow(dead_code))]
 pub mod replication;
 pub mod rules;
+mod spelling;
 mod store;
 
 pub use api::{
@@ -102,3 +103,4 @@ pub use clock::{now_ms, Clock, ManualClock, SystemClock};
 pub use config::{Config, ConsumerConfig, FlushMode, KvConfig, LimitsConfig, StoreConfig};
 pub use error::{Error, ErrorKind, Field, KvError, Reason, Result, StoreError};
 pub use message::{Message, StoredMessage};
+pub use spelling::UnknownName;

@@ -243,7 +243,7 @@ async fn long_rejected_run(broker: &Broker, topic: &str) -> u64 {
         support::send_ok(broker, Message::new(topic, i.to_string()).with_tag("C")).await;
     }
     let last = support::send_ok(broker, Message::new(topic, "match").with_tag("A")).await;
-    last.queue_offset
+    last.queue_offset.unwrap()
 }
 
 /// A pull over a long run of rejected messages makes progress and never answers `Found`

@@ -189,7 +189,7 @@ async fn consume_offsets_reset_to_time() {
         after
             .iter()
             .filter(|r| r.queue_id == q)
-            .map(|r| r.queue_offset)
+            .filter_map(|r| r.queue_offset)
             .min()
     };
     let info = broker.topics().describe("timed").await.unwrap();

@@ -426,7 +426,7 @@ async fn check_readable_subset(broker: &Broker, acked: &[Sent]) {
     for s in acked {
         let q = &queues[s.receipt.queue_id as usize];
         let m = q
-            .get(s.receipt.queue_offset as usize)
+            .get(s.receipt.queue_offset.unwrap() as usize)
             .unwrap_or_else(|| panic!("acked message {} lost", s.receipt.message_id));
         support::assert_same(m, s);
         let m = broker.queries().by_id(&s.receipt.message_id).await.unwrap();

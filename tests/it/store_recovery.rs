@@ -463,7 +463,8 @@ async fn t2a_case(t: &Template, case: usize, rng: &mut StdRng) {
     )
     .await;
     assert_eq!(
-        r.queue_offset, next,
+        r.queue_offset,
+        Some(next),
         "{ctx}: queue offset of the first append"
     );
     assert!(r.physical_offset >= expected_end, "{ctx}");

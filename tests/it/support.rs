@@ -167,12 +167,19 @@ pub fn assert_same(stored: &StoredMessage, sent: &Sent) {
     let (m, r) = (&sent.message, &sent.receipt);
     let ctx = format!(
         "message {} ({}/{}@{})",
-        r.message_id, m.topic, r.queue_id, r.queue_offset
+        r.message_id,
+        m.topic,
+        r.queue_id,
+        r.queue_offset.unwrap_or(u64::MAX)
     );
     assert_eq!(stored.message_id, r.message_id, "{ctx}: id");
     assert_eq!(stored.topic, m.topic, "{ctx}: topic");
     assert_eq!(stored.queue_id, r.queue_id, "{ctx}: queue");
-    assert_eq!(stored.queue_offset, r.queue_offset, "{ctx}: queue offset");
+    assert_eq!(
+        Some(stored.queue_offset),
+        r.queue_offset,
+        "{ctx}: queue offset"
+    );
     assert_eq!(
         stored.physical_offset, r.physical_offset,
         "{ctx}: physical offset"

@@ -224,7 +224,9 @@ async fn time_delay_levels_and_timed_messages_arrive_on_time_exactly_once() {
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
     broker
         .topics()
-        .create(TopicConfig::new(DELAY_TOPIC, QUEUES))
+        .create(
+            TopicConfig::new(DELAY_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Delay),
+        )
         .unwrap();
     let sent_at = support::now_ms();
     let expected = send_three(&broker).await;
@@ -335,7 +337,10 @@ async fn time_scheduled_messages_survive_a_clean_restart() {
         let broker = support::open(&config);
         broker
             .topics()
-            .create(TopicConfig::new(DELAY_TOPIC, QUEUES))
+            .create(
+                TopicConfig::new(DELAY_TOPIC, QUEUES)
+                    .with_type(rocketgate_core::MessageType::Delay),
+            )
             .unwrap();
         expected = send_three(&broker).await;
         // Cancelled before the restart, due before the last of the three: never delivered.
@@ -482,7 +487,9 @@ async fn time_scheduled_pending_does_not_count_cancelled_messages() {
     let broker = support::open(&time::config(dir.path(), FlushMode::Async));
     broker
         .topics()
-        .create(TopicConfig::new(DELAY_TOPIC, QUEUES))
+        .create(
+            TopicConfig::new(DELAY_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Delay),
+        )
         .unwrap();
     let keep = support::send_ok(
         &broker,
@@ -542,7 +549,7 @@ async fn time_backlog_cut_by_a_clean_shutdown_is_not_delivered_twice() {
         let broker = support::open(&config);
         broker
             .topics()
-            .create(TopicConfig::new(DELAY_TOPIC, 1))
+            .create(TopicConfig::new(DELAY_TOPIC, 1).with_type(rocketgate_core::MessageType::Delay))
             .unwrap();
         due = support::now_ms() + 4000;
         for i in 0..N {

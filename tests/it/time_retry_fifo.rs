@@ -169,7 +169,13 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
     let t = support::now_ms();
     broker
         .consumer()
-        .send_back(g, "classic", sent.queue_id, sent.queue_offset, Some(1))
+        .send_back(
+            g,
+            "classic",
+            sent.queue_id,
+            sent.queue_offset.unwrap(),
+            Some(1),
+        )
         .await
         .unwrap();
     let r = support::pull_group(
@@ -259,7 +265,7 @@ async fn time_send_back_retries_through_the_group_retry_topic_then_dead_letters(
     );
     let mut all = support::drain_topic(&broker, "classic", 2).await;
     assert_eq!(all.len(), 2, "{all:?}");
-    all.retain(|m| m.queue_offset != sent.queue_offset || m.queue_id != sent.queue_id);
+    all.retain(|m| Some(m.queue_offset) != sent.queue_offset || m.queue_id != sent.queue_id);
     assert_eq!(all[0].message_id, sent.message_id);
     assert_eq!(all[0].reconsume_times, 0);
     assert_eq!(all[0].properties.get(PROP_RETRY_TOPIC), None);
@@ -285,7 +291,13 @@ async fn time_send_back_right_after_send_finds_the_message() {
         let r = support::send_ok(&broker, Message::new("sb-now", format!("{i}"))).await;
         if let Err(e) = broker
             .consumer()
-            .send_back("sb-now-group", "sb-now", r.queue_id, r.queue_offset, None)
+            .send_back(
+                "sb-now-group",
+                "sb-now",
+                r.queue_id,
+                r.queue_offset.unwrap(),
+                None,
+            )
             .await
         {
             failures.push((i, e));

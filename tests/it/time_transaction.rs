@@ -266,7 +266,9 @@ async fn time_transaction_commit_rollback_and_check_back_each_visible_once_or_ne
     let broker = support::open(&config);
     broker
         .topics()
-        .create(TopicConfig::new(TX_TOPIC, QUEUES))
+        .create(
+            TopicConfig::new(TX_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Transaction),
+        )
         .unwrap();
     let checker = Checker::always(COMMIT);
     broker
@@ -394,7 +396,9 @@ async fn time_transaction_unknown_until_max_checks_is_discarded_never_visible() 
     let broker = support::open(&config);
     broker
         .topics()
-        .create(TopicConfig::new(TX_TOPIC, QUEUES))
+        .create(
+            TopicConfig::new(TX_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Transaction),
+        )
         .unwrap();
     let unknown = Checker::always(Behaviour::Answer(CheckResult::Unknown));
     broker
@@ -634,7 +638,9 @@ async fn concurrent_duplicate_commits() -> (usize, usize, Vec<(String, Vec<Strin
     let broker = support::open(&config);
     broker
         .topics()
-        .create(TopicConfig::new(TX_TOPIC, QUEUES))
+        .create(
+            TopicConfig::new(TX_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Transaction),
+        )
         .unwrap();
     let mut halves = Vec::new();
     for i in 0..40 {
@@ -786,7 +792,9 @@ async fn good_group_progresses_despite(bad: Behaviour, bad_halves: usize) {
     let broker = support::open(&config);
     broker
         .topics()
-        .create(TopicConfig::new(TX_TOPIC, QUEUES))
+        .create(
+            TopicConfig::new(TX_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Transaction),
+        )
         .unwrap();
     let bad_checker = Checker::always(bad);
     broker

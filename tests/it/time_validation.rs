@@ -55,7 +55,10 @@ async fn time_bad_input_is_refused_with_typed_errors() {
     let mut config = time::config(dir.path(), FlushMode::Async);
     config.timer.max_delay_ms = 60_000;
     let broker = support::open(&config);
-    broker.topics().create(TopicConfig::new(TOPIC, 2)).unwrap();
+    broker
+        .topics()
+        .create(TopicConfig::new(TOPIC, 2).with_type(rocketgate_core::MessageType::Mixed))
+        .unwrap();
     let m = || Message::new(TOPIC, "x");
 
     // Delay levels: 1..=2 are valid.
@@ -254,7 +257,7 @@ async fn time_bad_input_is_refused_with_typed_errors() {
             "bad-group",
             TOPIC,
             plain.queue_id,
-            plain.queue_offset,
+            plain.queue_offset.unwrap(),
             Some(3),
         )
         .await;

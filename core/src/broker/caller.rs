@@ -140,7 +140,7 @@ impl Broker {
         })
     }
 
-    fn is_internal(&self) -> bool {
+    pub(super) fn is_internal(&self) -> bool {
         self.caller.as_ref().is_some_and(|c| c.internal)
     }
 

@@ -508,8 +508,8 @@ impl Broker {
     }
 
     /// The rules of a send (`half` for a transactional half message), in the order of
-    /// RocketMQ's proxy: topic, message fields, permission, delivery time, declared type,
-    /// queue. Returns the topic and, for a delayed message, when it is due.
+    /// RocketMQ's proxy: topic, message fields, permission, delivery time, message type
+    /// (declared, or what the fields make it) against the topic's, queue. Returns the topic and, for a delayed message, when it is due.
     pub(super) fn validate_send(
         &self,
         req: &SendRequest,
@@ -530,8 +530,16 @@ impl Broker {
             .inner
             .timer
             .due_time(now, m.delay_level, m.deliver_at_ms)?;
-        if let Some(declared) = req.message_type {
-            validate::declared_type(m, declared, &m.topic, topic.config.message_type, half)?;
+        let actual = match req.message_type {
+            Some(declared) => {
+                validate::declared_type(m, declared, half)?;
+                declared
+            }
+            None => validate::inferred_type(m, half),
+        };
+        // The broker's own re-publishes (dead-letter resends) put back what a topic once took.
+        if self.inner.config.limits.topic_message_type_check && !self.is_internal() {
+            validate::topic_accepts(&m.topic, topic.config.message_type, actual)?;
         }
         if let QueueSelector::Queue(q) = req.queue {
             if q >= topic.config.queue_count.max(1) {
@@ -612,7 +620,9 @@ impl Broker {
         Ok(SendReceipt {
             message_id: s.message_id.to_owned(),
             queue_id: s.queue_id,
-            queue_offset: appended.queue_offset,
+            // A scheduled record sits in the timer topic: the target queue's offset is known
+            // only when it is due.
+            queue_offset: deliver_at.is_none().then_some(appended.queue_offset),
             physical_offset: appended.physical_offset,
             store_timestamp_ms: appended.store_timestamp,
             deliver_at_ms: deliver_at,

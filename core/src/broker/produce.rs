@@ -3,7 +3,9 @@
 //!
 //! Every rule of a send is core's (the rulebook in `validate.rs`, applied by
 //! `Broker::validate_send` in `mod.rs`): the topic and its permission, the message's fields and
-//! limits, its delay, its declared type against the topic's, the queue. A gateway never repeats
+//! limits, its delay, its type (declared, or what its fields make it) against the topic's
+//! (`limits.topic_message_type_check`), the queue. A receipt has a queue offset only when the
+//! message is in its queue: not for a delayed message before it is due. A gateway never repeats
 //! them; it maps the typed error ([`crate::Reason`]).
 //!
 //! Invariants: under `SYNC_FLUSH` a send returns only once its record is durable; a batch is
@@ -106,3 +108,7 @@ impl Producer<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -48,7 +48,9 @@ mod tests {
     async fn lists_pending_messages_without_the_cancelled_or_delivered_ones() {
         let dir = tempfile::tempdir().unwrap();
         let b = broker(dir.path());
-        b.topics().create(TopicConfig::new("t", 2)).unwrap();
+        b.topics()
+            .create(TopicConfig::new("t", 2).with_type(crate::MessageType::Delay))
+            .unwrap();
         let now = crate::store::now_ms();
         let mut ids = Vec::new();
         for i in 0..5 {

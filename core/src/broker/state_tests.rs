@@ -127,7 +127,9 @@ async fn a_cancellation_is_a_record_until_the_watermark_passes_its_time() {
     let t0: i64 = 1_700_000_000_000;
     let clock = ManualClock::new(t0);
     let b = Broker::open_with_clock(cfg.clone(), Arc::new(clock.clone())).unwrap();
-    b.topics().create(TopicConfig::new("d", 1)).unwrap();
+    b.topics()
+        .create(TopicConfig::new("d", 1).with_type(crate::MessageType::Delay))
+        .unwrap();
     let send = |body: &str, at: i64| {
         let b = b.clone();
         let m = Message::new("d", body.to_owned()).with_deliver_at(at);

@@ -204,7 +204,9 @@ async fn delay_levels_and_timed_messages_arrive_on_time_and_survive_restart() {
     let clock = ManualClock::new(t0);
     {
         let b = Broker::open_with_clock(cfg.clone(), Arc::new(clock.clone())).unwrap();
-        b.topics().create(TopicConfig::new("d", 2)).unwrap();
+        b.topics()
+            .create(TopicConfig::new("d", 2).with_type(crate::MessageType::Delay))
+            .unwrap();
         let send = |m: Message| {
             let b = b.clone();
             async move { b.producer().send(m.into()).await }
@@ -591,7 +593,9 @@ async fn transactions_commit_rollback_check_back_and_restart() {
     let pending_id;
     {
         let b = Broker::open_with_clock(cfg.clone(), Arc::new(clock.clone())).unwrap();
-        b.topics().create(TopicConfig::new("t", 2)).unwrap();
+        b.topics()
+            .create(TopicConfig::new("t", 2).with_type(crate::MessageType::Transaction))
+            .unwrap();
         let c = b
             .transactions()
             .send_half(Message::new("t", "commit").into(), "pg")
@@ -857,7 +861,9 @@ async fn a_half_message_may_ask_for_a_later_first_check() {
     cfg.transaction.check_first_ms = 100;
     cfg.transaction.check_interval_ms = 100;
     let b = Broker::open(cfg).unwrap();
-    b.topics().create(TopicConfig::new("t", 1)).unwrap();
+    b.topics()
+        .create(TopicConfig::new("t", 1).with_type(crate::MessageType::Transaction))
+        .unwrap();
     let late = std::sync::Arc::new(AtomicU32::new(0));
     let early = std::sync::Arc::new(AtomicU32::new(0));
     b.transactions().register_checker(
@@ -956,7 +962,9 @@ mod manual_clock {
 
     fn open(dir: &std::path::Path, clock: &ManualClock) -> Broker {
         let b = Broker::open_with_clock(config(dir), Arc::new(clock.clone())).unwrap();
-        b.topics().create(TopicConfig::new("t", 1)).unwrap();
+        b.topics()
+            .create(TopicConfig::new("t", 1).with_type(crate::MessageType::Mixed))
+            .unwrap();
         b
     }
 

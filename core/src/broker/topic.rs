@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use super::meta_file;
 use crate::error::{Error, Result};
 
-/// What kind of messages a topic carries (RocketMQ 5 `accept_message_types`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// What kind of messages a topic carries (RocketMQ 5 `accept_message_types`). Read in any case
+/// (`fifo`, `Fifo`), written as RocketMQ spells it (`FIFO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageType {
     /// Plain messages.

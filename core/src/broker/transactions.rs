@@ -71,7 +71,8 @@ impl Transactions<'_> {
         Ok(SendReceipt {
             message_id,
             queue_id,
-            queue_offset: appended.queue_offset,
+            // The half record sits in the half topic: the real offset comes with the commit.
+            queue_offset: None,
             physical_offset: appended.physical_offset,
             store_timestamp_ms: appended.store_timestamp,
             deliver_at_ms: None,

@@ -167,20 +167,29 @@ pub fn message(m: &Message, limits: &LimitsConfig) -> Result<()> {
     Ok(())
 }
 
-/// Checks a message that declares its type (`declared`) against what the type needs and what
-/// its topic accepts (`topic_type`). `half` tells a transactional half send from a plain one.
+/// The type a message's fields make it, as RocketMQ 5 reads it from a send
+/// (`TopicMessageType.parseFromMessageProperty`): a half message is TRANSACTION, one with a
+/// delay level or delivery time DELAY, one with a message group FIFO, any other NORMAL.
+pub fn inferred_type(m: &Message, half: bool) -> MessageType {
+    if half {
+        MessageType::Transaction
+    } else if m.delay_level.is_some() || m.deliver_at_ms.is_some() {
+        MessageType::Delay
+    } else if m.message_group.is_some() {
+        MessageType::Fifo
+    } else {
+        MessageType::Normal
+    }
+}
+
+/// Checks a message that declares its type (`declared`) against what the type needs. `half`
+/// tells a transactional half send from a plain one.
 ///
 /// # Errors
 /// [`Error::IllegalField`] for a FIFO message without a proper message group,
 /// [`Error::MessageTypeConflict`] for a DELAY message without a delivery time, a TRANSACTION
-/// message outside a half send (or the reverse), or a type the topic does not accept.
-pub fn declared_type(
-    m: &Message,
-    declared: MessageType,
-    topic: &str,
-    topic_type: MessageType,
-    half: bool,
-) -> Result<()> {
+/// message outside a half send (or the reverse), or MIXED (a topic type only).
+pub fn declared_type(m: &Message, declared: MessageType, half: bool) -> Result<()> {
     match declared {
         MessageType::Fifo => {
             let g = m.message_group.as_deref().unwrap_or("");
@@ -219,13 +228,36 @@ pub fn declared_type(
             declared.as_str()
         )));
     }
-    if topic_type != MessageType::Mixed && topic_type != declared {
-        return Err(Error::MessageTypeConflict(format!(
-            "topic `{topic}` does not accept {} messages",
-            declared.as_str()
-        )));
-    }
     Ok(())
+}
+
+/// Checks that a topic of type `topic_type` accepts a message of type `actual` (declared, or
+/// [`inferred_type`]): a MIXED topic takes every type, any other topic only its own (RocketMQ
+/// 5's `TopicMessageTypeValidator`).
+///
+/// # Errors
+/// [`Error::MessageTypeConflict`] naming both types.
+pub fn topic_accepts(topic: &str, topic_type: MessageType, actual: MessageType) -> Result<()> {
+    if topic_type == MessageType::Mixed || topic_type == actual {
+        return Ok(());
+    }
+    let hint = match actual {
+        MessageType::Normal if topic_type == MessageType::Fifo => {
+            " (a FIFO message needs a message group)"
+        }
+        MessageType::Normal if topic_type == MessageType::Delay => {
+            " (a DELAY message needs a delay or delivery time)"
+        }
+        MessageType::Normal if topic_type == MessageType::Transaction => {
+            " (a TRANSACTION message is sent as a half message and committed)"
+        }
+        _ => "",
+    };
+    Err(Error::MessageTypeConflict(format!(
+        "topic `{topic}` accepts {} messages, not {}{hint}",
+        topic_type.as_str(),
+        actual.as_str()
+    )))
 }
 
 #[cfg(test)]
@@ -304,10 +336,8 @@ mod tests {
         let fifo = Message::new("t", "x").with_group("g");
         let delayed = Message::new("t", "x").with_deliver_at(1);
         let conflict = |r: Result<()>| matches!(r, Err(Error::MessageTypeConflict(_)));
-        assert!(declared_type(&normal, Normal, "t", Normal, false).is_ok());
-        assert!(declared_type(&normal, Normal, "t", Mixed, false).is_ok());
-        assert!(conflict(declared_type(&normal, Normal, "t", Fifo, false)));
-        assert!(declared_type(&fifo, Fifo, "t", Fifo, false).is_ok());
+        assert!(declared_type(&normal, Normal, false).is_ok());
+        assert!(declared_type(&fifo, Fifo, false).is_ok());
         let group = |r: Result<()>| {
             matches!(
                 r,
@@ -317,26 +347,42 @@ mod tests {
                 })
             )
         };
-        assert!(group(declared_type(&normal, Fifo, "t", Fifo, false)));
+        assert!(group(declared_type(&normal, Fifo, false)));
         let long = Message::new("t", "x").with_group("g".repeat(MAX_MESSAGE_GROUP + 1));
-        assert!(group(declared_type(&long, Fifo, "t", Fifo, false)));
-        assert!(conflict(declared_type(&normal, Delay, "t", Delay, false)));
-        assert!(declared_type(&delayed, Delay, "t", Delay, false).is_ok());
-        assert!(conflict(declared_type(
-            &normal,
-            Transaction,
-            "t",
-            Transaction,
-            false
-        )));
-        assert!(declared_type(&normal, Transaction, "t", Transaction, true).is_ok());
-        assert!(conflict(declared_type(
-            &normal,
-            Normal,
-            "t",
-            Transaction,
-            true
-        )));
-        assert!(conflict(declared_type(&normal, Mixed, "t", Mixed, false)));
+        assert!(group(declared_type(&long, Fifo, false)));
+        assert!(conflict(declared_type(&normal, Delay, false)));
+        assert!(declared_type(&delayed, Delay, false).is_ok());
+        assert!(conflict(declared_type(&normal, Transaction, false)));
+        assert!(declared_type(&normal, Transaction, true).is_ok());
+        assert!(conflict(declared_type(&normal, Normal, true)));
+        assert!(conflict(declared_type(&normal, Mixed, false)));
+    }
+
+    #[test]
+    fn inferred_types_and_what_topics_accept() {
+        use MessageType::*;
+        let normal = Message::new("t", "x");
+        let fifo = Message::new("t", "x").with_group("g");
+        let delayed = Message::new("t", "x").with_group("g").with_deliver_at(1);
+        assert_eq!(inferred_type(&normal, false), Normal);
+        assert_eq!(inferred_type(&fifo, false), Fifo);
+        assert_eq!(
+            inferred_type(&delayed, false),
+            Delay,
+            "a delay wins over a group"
+        );
+        assert_eq!(inferred_type(&fifo, true), Transaction);
+        let all = [Normal, Fifo, Delay, Transaction];
+        for actual in all {
+            assert!(topic_accepts("t", Mixed, actual).is_ok());
+            for topic in all {
+                let r = topic_accepts("t", topic, actual);
+                assert_eq!(r.is_ok(), topic == actual, "{topic:?} <- {actual:?}");
+                if let Err(e) = r {
+                    assert!(matches!(e, Error::MessageTypeConflict(_)));
+                    assert!(e.to_string().contains(topic.as_str()), "{e}");
+                }
+            }
+        }
     }
 }

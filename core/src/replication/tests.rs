@@ -89,7 +89,9 @@ async fn catch_up(leader: &Leader<'_>, f: &Follower<'_>, chunk_bytes: usize) {
 
 async fn write_mix(b: &Broker, round: usize) {
     if round == 0 {
-        b.topics().create(TopicConfig::new("orders", 4)).unwrap();
+        b.topics()
+            .create(TopicConfig::new("orders", 4).with_type(crate::MessageType::Mixed))
+            .unwrap();
         b.topics().create(TopicConfig::new("audit", 2)).unwrap();
     } else {
         b.topics()
@@ -217,7 +219,7 @@ async fn follower_copies_log_queues_index_and_kv() {
         .await
         .unwrap();
     assert_eq!(
-        sent.queue_offset,
+        sent.queue_offset.unwrap(),
         promoted
             .topics()
             .queue_offsets("audit", sent.queue_id)

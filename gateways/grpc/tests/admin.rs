@@ -382,7 +382,10 @@ async fn send_pull_commit_and_group_status() {
             ..send_req("t", "first")
         })
         .await);
-    assert_eq!((a.queue_id, a.queue_offset, a.deliver_at_ms), (0, 0, 0));
+    assert_eq!(
+        (a.queue_id, a.queue_offset, a.deliver_at_ms),
+        (0, Some(0), 0)
+    );
     assert!(!a.message_id.is_empty());
     ok(c.send_message(pb::SendMessageRequest {
         tag: "B".into(),
@@ -392,7 +395,9 @@ async fn send_pull_commit_and_group_status() {
     .await);
     // Delayed and timed messages (on their own topic: their delivery must not change the lag
     // of `t` checked below).
-    ok(c.create_topic(spec("d", 1)).await);
+    let mut delay_topic = spec("d", 1);
+    delay_topic.topic.as_mut().unwrap().message_type = pb::MessageType::Delay as i32;
+    ok(c.create_topic(delay_topic).await);
     let delayed = ok(c
         .send_message(pb::SendMessageRequest {
             delay_level: 1,
@@ -400,6 +405,22 @@ async fn send_pull_commit_and_group_status() {
         })
         .await);
     assert!(delayed.deliver_at_ms >= delayed.store_timestamp_ms);
+    assert_eq!(delayed.queue_offset, None, "no offset until it is due");
+    // A DELAY topic takes only delayed messages; a NORMAL one no delayed message.
+    refused(
+        c.send_message(send_req("d", "now")).await,
+        Code::InvalidArgument,
+        &["message type", "`d` accepts DELAY messages, not NORMAL"],
+    );
+    refused(
+        c.send_message(pb::SendMessageRequest {
+            delay_level: 1,
+            ..send_req("t", "later")
+        })
+        .await,
+        Code::InvalidArgument,
+        &["`t` accepts NORMAL messages, not DELAY"],
+    );
     let timed = ok(c
         .send_message(pb::SendMessageRequest {
             deliver_at_ms: delayed.store_timestamp_ms + 60_000,

@@ -215,6 +215,67 @@ async fn send_refusals_keep_the_connection_usable() {
 }
 
 #[tokio::test]
+async fn topics_take_only_their_message_type() {
+    let mut s = start().await;
+    let c = &mut s.client;
+    let mut delayed = message("normal", "d", pb::MessageType::Delay);
+    delayed
+        .system_properties
+        .as_mut()
+        .unwrap()
+        .delivery_timestamp = Some(now_ts(60_000));
+    let mut grouped = message("normal", "g", pb::MessageType::Unspecified);
+    grouped.system_properties.as_mut().unwrap().message_group = Some("G".into());
+    let cases = [
+        message("tx", "plain into tx", pb::MessageType::Normal),
+        message("normal", "half into normal", pb::MessageType::Transaction),
+        message("fifo", "no group", pb::MessageType::Unspecified),
+        message("delay", "no time", pb::MessageType::Unspecified),
+        delayed,
+        grouped,
+    ];
+    for m in cases {
+        let r = send(c, vec![m.clone()]).await;
+        assert_eq!(
+            code(&r.status),
+            Code::MessagePropertyConflictWithType,
+            "{m:?}"
+        );
+        let status = r.entries[0].status.as_ref().unwrap();
+        assert!(status.message.contains("accepts"), "{}", status.message);
+    }
+    // What is in its queue answers its offset.
+    let e = send_ok(c, vec![message("single", "a", pb::MessageType::Normal)]).await;
+    assert_eq!(e[0].offset, 0);
+    let e = send_ok(c, vec![message("single", "b", pb::MessageType::Normal)]).await;
+    assert_eq!(e[0].offset, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_type_check_can_be_relaxed() {
+    let mut s = start_configured(|c| c.limits.topic_message_type_check = false, |_| {}).await;
+    let c = &mut s.client;
+    send_ok(c, vec![message("tx", "plain", pb::MessageType::Normal)]).await;
+    send_ok(
+        c,
+        vec![message("fifo", "no group", pb::MessageType::Unspecified)],
+    )
+    .await;
+    // Producers are told not to check `accept_message_types` either.
+    let (_ptx, mut pin) = telemetry(c, "p@1#0", producer_settings(&["normal"])).await;
+    let reply = next_command(&mut pin).await;
+    let Some(pb::telemetry_command::Command::Settings(set)) = reply.command else {
+        panic!("{reply:?}");
+    };
+    let Some(pb::settings::PubSub::Publishing(p)) = set.pub_sub else {
+        panic!()
+    };
+    assert!(!p.validate_message_type);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn fifo_groups_are_delivered_in_order() {
     let mut s = start().await;
     let c = &mut s.client;
@@ -256,7 +317,8 @@ async fn delayed_messages_arrive_on_time() {
     let mut m = message("delay", "d", pb::MessageType::Delay);
     let at = now_ts(1500);
     m.system_properties.as_mut().unwrap().delivery_timestamp = Some(at);
-    send_ok(c, vec![m]).await;
+    let e = send_ok(c, vec![m]).await;
+    assert_eq!(e[0].offset, -1, "no queue offset until it is due");
     assert!(receive(c, "dg", "delay", 32, 10_000, 200).await.is_empty());
     let started = Instant::now();
     let mut got = Vec::new();
@@ -288,6 +350,10 @@ async fn transactions_commit_and_roll_back() {
     )
     .await;
     assert!(e.iter().all(|e| !e.transaction_id.is_empty()));
+    assert!(
+        e.iter().all(|e| e.offset == -1),
+        "no queue offset until committed"
+    );
     assert!(receive(c, "tg", "tx", 32, 10_000, 200).await.is_empty());
     use pb::TransactionResolution::{Commit, Rollback, Unspecified};
     use pb::TransactionSource::SourceClient;

@@ -104,6 +104,7 @@ fn code_of(e: &CoreError) -> &'static str {
         Reason::IllegalWait => "wait_too_long",
         Reason::IllegalFilter => "invalid_filter",
         Reason::BodyTooLarge => "body_too_large",
+        Reason::MessageTypeConflict => "message_type_mismatch",
         Reason::InvalidTransactionId => "unknown_transaction",
         Reason::TransactionResolved => "transaction_resolved",
         Reason::ShuttingDown => "shutting_down",

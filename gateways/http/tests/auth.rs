@@ -164,7 +164,8 @@ async fn tokens_and_basic_are_served_as_the_policy_allows() {
             "POST",
             "/v1/topics",
             admin(),
-            Some(json!({"name": t, "queue_count": 1})),
+            // MIXED: plain messages and, below, a transactional half.
+            Some(json!({"name": t, "queue_count": 1, "message_type": "MIXED"})),
         )
         .await;
         assert_eq!(st, 201);

@@ -1010,7 +1010,10 @@ async fn openapi_lists_every_route_and_its_schemas_validate_answers() {
 
     // Real answers validate against their schemas.
     let (_, t) = s
-        .post("/v1/topics", json!({"name": "v", "queue_count": 1}))
+        .post(
+            "/v1/topics",
+            json!({"name": "v", "queue_count": 1, "message_type": "MIXED"}),
+        )
         .await;
     validate(&doc, "TopicView", &t);
     let (_, p) = s

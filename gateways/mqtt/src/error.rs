@@ -24,8 +24,12 @@ pub enum Error {
 
 /// The PUBACK/PUBREC reason for a core error (logged once by the caller when internal).
 pub fn publish_reason(e: &rocketgate_core::Error) -> PubAckReason {
-    if e.reason() == Reason::QuotaExceeded {
-        return PubAckReason::QuotaExceeded;
+    match e.reason() {
+        Reason::QuotaExceeded => return PubAckReason::QuotaExceeded,
+        // A topic whose type takes no plain messages (FIFO, DELAY, TRANSACTION): the name is
+        // well formed but "not accepted by the Server", MQTT 5's 0x90.
+        Reason::MessageTypeConflict => return PubAckReason::TopicNameInvalid,
+        _ => {}
     }
     match e.kind() {
         ErrorKind::InvalidArgument => PubAckReason::PayloadFormatInvalid,

@@ -237,10 +237,16 @@ impl Shared {
                 }
             }
         }
-        if p.retain {
-            self.retain(&m, topic_name).await?;
-        }
         let req = SendRequest::new(m, QueueSelector::ShardingKey(topic_name.to_owned()));
+        if p.retain {
+            // A publish the core refuses (a topic of another message type, a size) is not
+            // retained either.
+            self.broker
+                .producer()
+                .check(&req)
+                .map_err(|e| Refused(crate::error::publish_reason(&e)))?;
+            self.retain(&req.message, topic_name).await?;
+        }
         match self.broker.producer().send(req).await {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -14,6 +14,30 @@
 //! Called by `main` and `node` once at start; no state, no I/O besides reading the file and the
 //! one deprecation warning.
 
+/// `Deserialize` for a unit enum of the file that takes its names in any ASCII case (and `-`
+/// for `_`), as the core's enums do; `Serialize` keeps the canonical spelling given here.
+macro_rules! any_case {
+    ($t:ident { $($name:literal => $v:ident),+ $(,)? }) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let given = <String as serde::Deserialize>::deserialize(d)?;
+                let norm = given.trim().replace('-', "_");
+                $(
+                    if norm.eq_ignore_ascii_case($name) {
+                        return Ok(Self::$v);
+                    }
+                )+
+                Err(serde::de::Error::custom(format!(
+                    "unknown value `{}`, expected {} (any case)",
+                    given.chars().take(64).collect::<String>(),
+                    [$($name),+].join(", ")
+                )))
+            }
+        }
+    };
+}
+use any_case;
+
 mod legacy;
 mod replication;
 mod section;
@@ -45,7 +69,7 @@ pub struct RunArgs {
     /// Data directory (overrides `store.data_dir`).
     #[arg(long, env = "ROCKETGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Flush mode: SYNC or ASYNC (overrides `store.flush_mode`).
+    /// Flush mode: SYNC or ASYNC, any case (overrides `store.flush_mode`).
     #[arg(long, env = "ROCKETGATE_FLUSH_MODE")]
     pub flush_mode: Option<String>,
     /// Log filter (`RUST_LOG` syntax), default `info`.
@@ -341,11 +365,9 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         cfg.replication.mode = mode;
     }
     if let Some(mode) = &args.flush_mode {
-        cfg.store.flush_mode = match mode.to_ascii_uppercase().as_str() {
-            "SYNC" | "SYNC_FLUSH" => rocketgate_core::FlushMode::Sync,
-            "ASYNC" | "ASYNC_FLUSH" => rocketgate_core::FlushMode::Async,
-            other => anyhow::bail!("invalid flush mode `{other}` (expected SYNC or ASYNC)"),
-        };
+        cfg.store.flush_mode = mode
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid --flush-mode / ROCKETGATE_FLUSH_MODE: {e}"))?;
     }
     let flags = [
         (

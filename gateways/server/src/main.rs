@@ -71,7 +71,7 @@ fn main() -> ExitCode {
             node::run(node::Mode::Broker, &args)
         }
         Command::Nameserver(args) => {
-            init_tracing(args.run.log.as_deref().unwrap_or("info"));
+            init_tracing(args.log.as_deref().unwrap_or("info"));
             run_nameserver(args)
         }
         Command::Admin(args) => {
@@ -96,18 +96,66 @@ fn main() -> ExitCode {
     }
 }
 
-/// Flags of `rocketgate nameserver`.
+/// Flags of `rocketgate nameserver`: only those a NameServer uses (no store, gateway or
+/// registration flags); the rest of its configuration is the file's `[nameserver]` and `[tls]`.
 #[derive(clap::Args, Debug)]
 struct NameServerArgs {
-    #[command(flatten)]
-    run: config::RunArgs,
+    /// Configuration file (TOML). Without one, built-in defaults are used.
+    #[arg(long, short = 'c', env = "ROCKETGATE_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Listen address (overrides `nameserver.listen`).
+    #[arg(
+        long,
+        visible_alias = "listen",
+        env = "ROCKETGATE_NAMESERVER_ADDR",
+        value_name = "ADDR"
+    )]
+    nameserver_addr: Option<String>,
+    /// Serve over TLS with this certificate chain, PEM (overrides `tls.cert` and turns
+    /// `tls.enabled` on; needs `--tls-key`).
+    #[arg(long, env = "ROCKETGATE_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `--tls-cert`, PEM (overrides `tls.key`).
+    #[arg(long, env = "ROCKETGATE_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Start even if the listener is off loopback without a cluster secret (logged as a
+    /// warning; see docs/security.md). The cluster secret comes from
+    /// `ROCKETGATE_CLUSTER_SECRET` or `nameserver.cluster_secret`, never a flag.
+    #[arg(long, env = "ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue)]
+    allow_unauthenticated_remote: bool,
+    /// Log filter (`RUST_LOG` syntax), default `info`.
+    #[arg(long)]
+    log: Option<String>,
+    /// Write a JSON file with the pid and address once the NameServer is ready.
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
+}
+
+impl NameServerArgs {
+    /// The shared loader's view of these flags (everything else unset).
+    fn run_args(&self) -> config::RunArgs {
+        config::RunArgs {
+            config: self.config.clone(),
+            nameserver_addr: self.nameserver_addr.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            allow_unauthenticated_remote: self.allow_unauthenticated_remote,
+            log: self.log.clone(),
+            ready_file: self.ready_file.clone(),
+            cluster_secret: std::env::var("ROCKETGATE_CLUSTER_SECRET").ok(),
+            ..config::RunArgs::default()
+        }
+    }
 }
 
 fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
-    let cfg = config::load(&args.run)?;
+    let run = args.run_args();
+    let cfg = config::load(&run)?;
     exposure::check(
         &[exposure::nameserver_listener(&cfg)],
-        args.run.allow_unauthenticated_remote,
+        run.allow_unauthenticated_remote,
     )?;
     let addr = cfg.nameserver.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -119,7 +167,7 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
         let listener = bound.into_inner();
         tracing::info!(endpoint = "nameserver", address = %local, "listening");
         tracing::info!("rocketgate nameserver ready");
-        if let Some(path) = &args.run.ready_file {
+        if let Some(path) = &run.ready_file {
             let body = serde_json::json!({
                 "pid": std::process::id(),
                 "mode": "nameserver",

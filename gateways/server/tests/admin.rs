@@ -92,7 +92,7 @@ fn admin_runs_every_command_against_a_standalone_server() {
     assert_eq!(r["ok"], true, "{created}");
     assert_eq!(r["topic"]["name"], "orders", "{created}");
     assert_eq!(r["topic"]["queue_count"], 4, "{created}");
-    assert_eq!(r["topic"]["message_type"], "normal", "{created}");
+    assert_eq!(r["topic"]["message_type"], "NORMAL", "{created}");
     assert_eq!(r["topic"]["permission"], "rw", "{created}");
 
     let list = admin.json(&["topic", "list"]);
@@ -163,6 +163,39 @@ fn admin_runs_every_command_against_a_standalone_server() {
     assert_eq!(sent["queue_id"], 1, "{sent}");
     assert_eq!(sent["queue_offset"], 0, "{sent}");
     assert_eq!(sent["broker"], grpc.as_str(), "{sent}");
+
+    // One set of conventions: a type in any case, printed as RocketMQ spells it; a delayed
+    // message has no queue offset yet; a topic refuses another type in one clear line.
+    let later = admin.json(&[
+        "topic", "create", "later", "--queues", "1", "--type", "Delay",
+    ]);
+    assert_eq!(
+        later["results"][0]["topic"]["message_type"], "DELAY",
+        "{later}"
+    );
+    let delayed = admin.json(&["message", "send", "later", "soon", "--delay-level", "1"]);
+    assert!(delayed["queue_offset"].is_null(), "{delayed}");
+    assert!(delayed["deliver_at_ms"].as_i64().unwrap() > 0, "{delayed}");
+    let human = admin.raw(&["message", "send", "later", "soon", "--deliver-at", "1h"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(human.status.success(), "{text}");
+    assert!(
+        text.contains("gets its queue offset when it is delivered"),
+        "{text}"
+    );
+    let out = admin.raw(&["message", "send", "later", "now"]);
+    let line = error_line(&out, 1);
+    assert!(
+        line.contains("accepts DELAY messages, not NORMAL"),
+        "{line}"
+    );
+    let out = admin.raw(&["message", "send", "orders", "soon", "--delay-level", "1"]);
+    let line = error_line(&out, 1);
+    assert!(
+        line.contains("accepts NORMAL messages, not DELAY"),
+        "{line}"
+    );
+    assert!(admin.json(&["topic", "delete", "later"])["results"][0]["ok"] == true);
     assert!(
         sent["store_time"].as_str().unwrap().ends_with('Z'),
         "{sent}"

@@ -342,3 +342,42 @@ fn http_health_answers_and_unknown_paths_are_problem_json() {
     let (status, _) = node.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn nameserver_help_lists_only_the_nameserver_s_flags() {
+    let help = |cmd: &str| {
+        let out = run(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ns = help("nameserver");
+    for flag in [
+        "--config",
+        "--nameserver-addr",
+        "--listen",
+        "--tls-cert",
+        "--log",
+    ] {
+        assert!(ns.contains(flag), "nameserver --help lacks {flag}:\n{ns}");
+    }
+    for flag in [
+        "--data-dir",
+        "--flush-mode",
+        "--mqtt-addr",
+        "--grpc-addr",
+        "--http-addr",
+        "--namesrv",
+        "--auth",
+        "--broker-id",
+        "--master-addr",
+    ] {
+        assert!(!ns.contains(flag), "nameserver --help lists {flag}:\n{ns}");
+    }
+    let broker = help("broker");
+    for flag in ["--data-dir", "--flush-mode", "--mqtt-addr"] {
+        assert!(broker.contains(flag), "broker --help lacks {flag}");
+    }
+    // A broker flag is a usage error for the NameServer, not silently ignored.
+    let out = run(&["nameserver", "--data-dir", "/tmp/x"]);
+    assert!(!out.status.success());
+}

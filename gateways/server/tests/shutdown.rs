@@ -63,9 +63,12 @@ async fn sigterm_under_load_exits_zero_writes_the_clean_marker_and_loses_nothing
                 match sent {
                     Ok(r) => {
                         let r = r.into_inner();
-                        acked
-                            .lock()
-                            .push((r.message_id, body, r.queue_id, r.queue_offset));
+                        acked.lock().push((
+                            r.message_id,
+                            body,
+                            r.queue_id,
+                            r.queue_offset.unwrap(),
+                        ));
                         count.send_modify(|n| *n += 1);
                     }
                     // The server is going away: the outcome of this one is unknown, stop.

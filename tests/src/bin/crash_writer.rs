@@ -86,7 +86,8 @@ async fn main() -> anyhow::Result<()> {
                         &Ack {
                             seq,
                             queue_id: r.queue_id,
-                            queue_offset: r.queue_offset,
+                            // A plain message always has one; MAX would fail the check.
+                            queue_offset: r.queue_offset.unwrap_or(u64::MAX),
                             physical_offset: r.physical_offset,
                             message_id: r.message_id,
                         }

@@ -80,9 +80,9 @@ fn memory_line(at: &str) -> Line {
 
 async fn schedule(dir: &Path) -> anyhow::Result<Option<Broker>> {
     let broker = open(time::config(dir, FlushMode::Sync))?;
-    broker
-        .topics()
-        .create(TopicConfig::new(DELAY_TOPIC, QUEUES))?;
+    broker.topics().create(
+        TopicConfig::new(DELAY_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Delay),
+    )?;
     for n in 0..3 {
         let m = time::scheduled_message(n, now_ms() + TIMED_AFTER_MS);
         let r = broker.producer().send(m.into()).await?;
@@ -103,7 +103,9 @@ async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<Option<Broke
     let mut config = time::config(dir, FlushMode::Sync);
     config.transaction.check_first_ms = 600_000;
     let broker = open(config)?;
-    broker.topics().create(TopicConfig::new(TX_TOPIC, QUEUES))?;
+    broker.topics().create(
+        TopicConfig::new(TX_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Transaction),
+    )?;
     // Eight concurrent producers share the fsyncs.
     let mut tasks = Vec::new();
     for t in 0..8u64 {
@@ -158,9 +160,9 @@ async fn halves(dir: &Path, n: u64, commit: bool) -> anyhow::Result<Option<Broke
 
 async fn load(dir: &Path, n: u64, lead_ms: i64, spread_ms: u64, seed: u64) -> anyhow::Result<()> {
     let broker = open(time::config(dir, FlushMode::Async))?;
-    broker
-        .topics()
-        .create(TopicConfig::new(LOAD_TOPIC, QUEUES))?;
+    broker.topics().create(
+        TopicConfig::new(LOAD_TOPIC, QUEUES).with_type(rocketgate_core::MessageType::Delay),
+    )?;
     emit(memory_line("open"));
     emit(Line::Ready);
     let start = now_ms();

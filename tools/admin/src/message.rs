@@ -312,7 +312,8 @@ struct SendReport {
     topic: String,
     message_id: String,
     queue_id: u32,
-    queue_offset: u64,
+    /// `null` for a delayed message: it gets its queue offset when it is delivered.
+    queue_offset: Option<u64>,
     store_timestamp_ms: i64,
     store_time: Option<String>,
     deliver_at_ms: i64,
@@ -362,11 +363,19 @@ async fn send(
         text_cell(&report.topic),
         text_cell(&report.message_id),
         report.queue_id.to_string(),
-        report.queue_offset.to_string(),
+        report
+            .queue_offset
+            .map_or_else(|| "-".to_owned(), |o| o.to_string()),
         time_cell(report.store_timestamp_ms),
         time_cell(report.deliver_at_ms),
     ]);
-    let human = output::render(&t, "");
+    let mut human = output::render(&t, "");
+    if report.queue_offset.is_none() {
+        human.push_str(
+            "scheduled: the message gets its queue offset when it is delivered \
+             (find or cancel it by its message id meanwhile)\n",
+        );
+    }
     Ok(Outcome::done(Doc::new(&report, human)))
 }
 

@@ -1,8 +1,8 @@
 //! The protocol's enums as operators type and read them: permissions (`rw`, `r`, `w`, `none`),
-//! message types (`normal`, `fifo`, `delay`, `transaction`, `mixed`), broker roles and pull
-//! statuses.
+//! message types (`NORMAL`, `FIFO`, `DELAY`, `TRANSACTION`, `MIXED`: RocketMQ's spelling, as
+//! REST and gRPC print them), broker roles and pull statuses.
 //!
-//! Invariants: the same token is accepted on the command line (case-insensitive, with the long
+//! Invariants: the same token is accepted on the command line (in any case, with the long
 //! spellings `read-write`, `read`, `write` as aliases) and printed in tables and JSON, so an
 //! output value can be fed back as a flag. Unknown wire values print as `unknown(N)`. Pure.
 //!
@@ -70,15 +70,15 @@ pub fn perm_name(value: i32) -> String {
 /// The kind of messages a topic accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicType {
-    /// `normal`.
+    /// `NORMAL`.
     Normal,
-    /// `fifo`.
+    /// `FIFO`.
     Fifo,
-    /// `delay`.
+    /// `DELAY`.
     Delay,
-    /// `transaction`.
+    /// `TRANSACTION`.
     Transaction,
-    /// `mixed`.
+    /// `MIXED`.
     Mixed,
 }
 
@@ -107,21 +107,21 @@ impl FromStr for TopicType {
             "transaction" => Ok(Self::Transaction),
             "mixed" => Ok(Self::Mixed),
             _ => Err(format!(
-                "`{s}` is not a message type: expected normal, fifo, delay, transaction or mixed"
+                "`{s}` is not a message type: expected NORMAL, FIFO, DELAY, TRANSACTION or MIXED (any case)"
             )),
         }
     }
 }
 
-/// The token for a wire message type (`normal`, `fifo`, ...).
+/// The token for a wire message type (`NORMAL`, `FIFO`, ...).
 pub fn type_name(value: i32) -> String {
     match pb::MessageType::try_from(value) {
-        Ok(pb::MessageType::Normal) => "normal".into(),
-        Ok(pb::MessageType::Fifo) => "fifo".into(),
-        Ok(pb::MessageType::Delay) => "delay".into(),
-        Ok(pb::MessageType::Transaction) => "transaction".into(),
-        Ok(pb::MessageType::Mixed) => "mixed".into(),
-        Ok(pb::MessageType::Unspecified) => "unspecified".into(),
+        Ok(pb::MessageType::Normal) => "NORMAL".into(),
+        Ok(pb::MessageType::Fifo) => "FIFO".into(),
+        Ok(pb::MessageType::Delay) => "DELAY".into(),
+        Ok(pb::MessageType::Transaction) => "TRANSACTION".into(),
+        Ok(pb::MessageType::Mixed) => "MIXED".into(),
+        Ok(pb::MessageType::Unspecified) => "UNSPECIFIED".into(),
         Err(_) => format!("unknown({value})"),
     }
 }
@@ -199,7 +199,9 @@ mod tests {
             assert_eq!(text.parse::<TopicType>().unwrap(), kind);
             assert_eq!(text.to_uppercase().parse::<TopicType>().unwrap(), kind);
             assert_eq!(kind.to_pb(), wire);
-            assert_eq!(type_name(wire), text);
+            assert_eq!(type_name(wire), text.to_uppercase());
+            let mixed_case = format!("{}{}", &text[..1].to_uppercase(), &text[1..]);
+            assert_eq!(mixed_case.parse::<TopicType>().unwrap(), kind);
         }
         assert!("batch".parse::<TopicType>().is_err());
         assert_eq!(type_name(-1), "unknown(-1)");

@@ -33,8 +33,8 @@ pub enum TopicCommand {
         /// Number of queues.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
         queues: u32,
-        /// Message type: normal, fifo, delay, transaction or mixed.
-        #[arg(long = "type", value_name = "TYPE", default_value = "normal")]
+        /// Message type: NORMAL, FIFO, DELAY, TRANSACTION or MIXED (any case).
+        #[arg(long = "type", value_name = "TYPE", default_value = "NORMAL")]
         kind: TopicType,
         /// Permission: rw, r, w or none.
         #[arg(long, default_value = "rw")]
@@ -48,7 +48,7 @@ pub enum TopicCommand {
         /// New number of queues (at least the current one).
         #[arg(long, group = "change", value_parser = clap::value_parser!(u32).range(1..))]
         queues: Option<u32>,
-        /// New message type: normal, fifo, delay, transaction or mixed.
+        /// New message type: NORMAL, FIFO, DELAY, TRANSACTION or MIXED (any case).
         #[arg(long = "type", value_name = "TYPE", group = "change")]
         kind: Option<TopicType>,
         /// New permission: rw, r, w or none.
@@ -448,11 +448,11 @@ pub fn domain_perm(p: Permission) -> &'static str {
 /// The token of a NameServer message type.
 pub fn domain_type(t: MessageType) -> &'static str {
     match t {
-        MessageType::Normal => "normal",
-        MessageType::Fifo => "fifo",
-        MessageType::Delay => "delay",
-        MessageType::Transaction => "transaction",
-        MessageType::Mixed => "mixed",
+        MessageType::Normal => "NORMAL",
+        MessageType::Fifo => "FIFO",
+        MessageType::Delay => "DELAY",
+        MessageType::Transaction => "TRANSACTION",
+        MessageType::Mixed => "MIXED",
     }
 }
 
@@ -599,7 +599,7 @@ mod tests {
         let report = route_report(route);
         let v = serde_json::to_value(&report).unwrap();
         assert_eq!(v["queues"][0]["permission"], "rw");
-        assert_eq!(v["queues"][0]["message_type"], "fifo");
+        assert_eq!(v["queues"][0]["message_type"], "FIFO");
         assert_eq!(v["brokers"][0]["addresses"][1]["role"], "slave");
         assert_eq!(
             v["brokers"][0]["addresses"][0]["endpoints"]["grpc"],
@@ -636,7 +636,7 @@ mod tests {
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["topic"], "t");
         assert_eq!(v["brokers"][1]["broker"], "b:1");
-        assert_eq!(v["brokers"][0]["message_type"], "fifo");
+        assert_eq!(v["brokers"][0]["message_type"], "FIFO");
         assert_eq!(v["brokers"][0]["permission"], "r");
         assert_eq!(v["queues"].as_array().unwrap().len(), 3);
         assert_eq!(v["queues"][1]["broker"], "a:1");
@@ -649,7 +649,7 @@ mod tests {
         let human = status_human(&r);
         assert!(human.contains("last_store_time"), "{human}");
         assert!(
-            human.contains("topic t on broker b:1: 1 queues, type fifo, perm r"),
+            human.contains("topic t on broker b:1: 1 queues, type FIFO, perm r"),
             "{human}"
         );
     }
@@ -676,7 +676,7 @@ mod tests {
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(j["queues"][0]["messages"], 3);
         assert_eq!(j["queues"][0]["last_store_time"], serde_json::Value::Null);
-        assert_eq!(j["message_type"], "normal");
+        assert_eq!(j["message_type"], "NORMAL");
         assert_eq!(j["permission"], "rw");
     }
 }

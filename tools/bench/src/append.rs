@@ -84,14 +84,17 @@ pub fn config(dir: &Path, flush: FlushMode, segment_size: u64) -> Config {
     c
 }
 
-/// A fresh broker in `dir` (ASYNC flush) with the benchmark topic of `queues` queues.
+/// A fresh broker in `dir` (ASYNC flush) with the benchmark topic of `queues` queues, MIXED:
+/// the delay benchmark sends timed and plain messages to it.
 ///
 /// # Errors
 /// Broker open and topic creation errors.
 pub fn open_async(dir: &Path, queues: u32, segment_size: u64) -> Result<Broker> {
     let broker = Broker::open(config(dir, FlushMode::Async, segment_size))
         .with_context(|| format!("cannot open a broker in {}", dir.display()))?;
-    broker.topics().create(TopicConfig::new(TOPIC, queues))?;
+    broker
+        .topics()
+        .create(TopicConfig::new(TOPIC, queues).with_type(rocketgate_core::MessageType::Mixed))?;
     Ok(broker)
 }
 

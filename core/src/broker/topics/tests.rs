@@ -50,7 +50,7 @@ async fn update_topic_grows_queues_that_work_at_once_and_persists() {
 
         // The new queue takes sends, pulls and pops right away.
         let r = send_to(&b, "t", 3, "new").await;
-        assert_eq!((r.queue_id, r.queue_offset), (3, 0));
+        assert_eq!((r.queue_id, r.queue_offset), (3, Some(0)));
         let pulled = b
             .consumer()
             .pull_group(GroupPullRequest {
@@ -193,7 +193,7 @@ async fn query_by_time_merges_queues_oldest_first_and_reports_truncation() {
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
     }
-    let key = |r: &SendReceipt| (r.store_timestamp_ms, r.queue_id, r.queue_offset);
+    let key = |r: &SendReceipt| (r.store_timestamp_ms, r.queue_id, r.queue_offset.unwrap());
     let got = |r: &QueryResult| -> Vec<(i64, u32, u64)> {
         r.messages
             .iter()

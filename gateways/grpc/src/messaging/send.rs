@@ -10,6 +10,8 @@
 //! placed by the core by hashing `message_group`, so order holds per (topic, message_group)
 //! whatever queue each SDK picked. A TRANSACTION message is stored as a half message with the
 //! topic as its producer group (as the Java proxy does) and answered with its transaction id.
+//! An entry's `offset` is the queue offset only when the message is in its queue: -1 for a
+//! DELAY message (not yet due) and a TRANSACTION half (not yet committed).
 //!
 //! Calls the core `send` / `send_half` once per message; no state of its own.
 
@@ -125,6 +127,14 @@ fn decode(m: &pb::Message) -> Result<pb::MessageType, pb::Status> {
     }
 }
 
+/// The `offset` of a `SendResultEntry`: the message's queue offset, or -1 while it has none (a
+/// DELAY message until it is due, a TRANSACTION half until it is committed). The Java proxy
+/// answers the offset of the internal timer or half record there, an offset the message never
+/// has in its queue; -1 is RocketMQ's usual "no offset" and says so.
+fn wire_offset(queue_offset: Option<u64>) -> i64 {
+    queue_offset.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX))
+}
+
 /// The core type of a decoded v2 type (never UNSPECIFIED here).
 fn core_type(kind: pb::MessageType) -> MessageType {
     match kind {
@@ -154,7 +164,7 @@ async fn store(
         status: Some(ok()),
         message_id: receipt.message_id,
         transaction_id: receipt.transaction_id.unwrap_or_default(),
-        offset: i64::try_from(receipt.queue_offset).unwrap_or(i64::MAX),
+        offset: wire_offset(receipt.queue_offset),
         recall_handle: String::new(),
     })
 }

@@ -131,7 +131,9 @@ fn effective(ctx: &Context, mut s: pb::Settings) -> pb::Settings {
         Some(pb::settings::PubSub::Publishing(p)) => {
             p.max_body_size =
                 i32::try_from(ctx.broker.config().limits.max_body_bytes).unwrap_or(i32::MAX);
-            p.validate_message_type = true;
+            // Clients check a topic's `accept_message_types` before sending exactly when the
+            // core does.
+            p.validate_message_type = ctx.broker.config().limits.topic_message_type_check;
             s.backoff_policy = Some(pb::RetryPolicy {
                 max_attempts: 3,
                 strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(

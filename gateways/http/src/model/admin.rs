@@ -52,7 +52,7 @@ pub struct ResetOffsets {
 }
 
 /// Topic message types (RocketMQ 5).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TopicType {
     /// Plain.
@@ -67,6 +67,14 @@ pub enum TopicType {
     /// Any.
     Mixed,
 }
+
+super::any_case!(TopicType {
+    "NORMAL" => Normal,
+    "FIFO" => Fifo,
+    "DELAY" => Delay,
+    "TRANSACTION" => Transaction,
+    "MIXED" => Mixed,
+});
 
 impl From<TopicType> for MessageType {
     fn from(t: TopicType) -> Self {

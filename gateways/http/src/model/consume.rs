@@ -109,7 +109,7 @@ pub struct Filter {
 }
 
 /// Filter languages.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FilterLanguage {
     /// Tags: `*`, `A || B`.
@@ -118,6 +118,12 @@ pub enum FilterLanguage {
     /// SQL92 over properties.
     Sql,
 }
+
+super::any_case!(FilterLanguage {
+    "TAG" => Tag,
+    "SQL" => Sql,
+    "SQL92" => Sql,
+});
 
 impl From<Filter> for FilterExpression {
     fn from(f: Filter) -> Self {

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 
 /// How a body is written in JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyEncoding {
     /// UTF-8 text.
@@ -20,6 +20,11 @@ pub enum BodyEncoding {
     /// Standard base64 (with padding).
     Base64,
 }
+
+super::any_case!(BodyEncoding {
+    "text" => Text,
+    "base64" => Base64,
+});
 
 /// A message to publish.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -79,8 +84,9 @@ pub struct Published {
     pub message_id: String,
     /// Queue.
     pub queue_id: u32,
-    /// Offset in the queue (of the scheduled record for a delayed message).
-    pub queue_offset: u64,
+    /// Offset in the queue; `null` while the message is not in it: a delayed message until
+    /// it is due, a half message until it is committed (find them by `message_id`).
+    pub queue_offset: Option<u64>,
     /// When stored, ms since the epoch.
     pub store_timestamp_ms: i64,
     /// When a delayed message will be delivered.

@@ -134,7 +134,7 @@ pub struct CheckAnswer {
 }
 
 /// Resolutions of a check-back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckAction {
     /// Deliver the message.
@@ -144,6 +144,12 @@ pub enum CheckAction {
     /// Not known yet: ask again later.
     Unknown,
 }
+
+super::any_case!(CheckAction {
+    "commit" => Commit,
+    "rollback" => Rollback,
+    "unknown" => Unknown,
+});
 
 /// Health of the broker.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -169,7 +169,7 @@ async fn the_gateway_s_own_users_are_refused_beside_the_core_s_authentication() 
 
 /// A v5 client on a raw socket, with rumqttc's v5 codec: rumqttc's own v5 event loop ends at
 /// a refused SUBACK or PUBACK, which is what these tests look at.
-struct Raw5 {
+pub(crate) struct Raw5 {
     sock: tokio::net::TcpStream,
     buf: bytes::BytesMut,
     pkid: u16,
@@ -250,13 +250,13 @@ async fn v5_with(port: u16, id: &str, login: (&str, &str), will: Option<Will5>) 
 }
 
 /// A v5 client `id` logged in with `login`, connected.
-async fn v5(port: u16, id: &str, login: (&str, &str)) -> Raw5 {
+pub(crate) async fn v5(port: u16, id: &str, login: (&str, &str)) -> Raw5 {
     let (c, code) = v5_with(port, id, login, None).await;
     assert_eq!(code, Code5::Success, "{id} connects");
     c
 }
 
-async fn suback5(c: &mut Raw5, filter: &str) -> SubCode5 {
+pub(crate) async fn suback5(c: &mut Raw5, filter: &str) -> SubCode5 {
     let pkid = c.next_pkid();
     let mut s = rumqttc::v5::mqttbytes::v5::Subscribe::new(
         rumqttc::v5::mqttbytes::v5::Filter::new(filter, Qos5::AtLeastOnce),
@@ -271,7 +271,7 @@ async fn suback5(c: &mut Raw5, filter: &str) -> SubCode5 {
     .await
 }
 
-async fn puback5(c: &mut Raw5, topic: &str, retain: bool) -> PubAckReason {
+pub(crate) async fn puback5(c: &mut Raw5, topic: &str, retain: bool) -> PubAckReason {
     let pkid = c.next_pkid();
     let mut p = rumqttc::v5::mqttbytes::v5::Publish::new(topic, Qos5::AtLeastOnce, "x", None);
     p.pkid = pkid;
@@ -294,7 +294,7 @@ async fn message5(c: &mut Raw5) -> String {
 }
 
 /// Fails if a message arrives within `ms` (the waiting is the point).
-async fn no_message5(c: &mut Raw5, ms: u64) {
+pub(crate) async fn no_message5(c: &mut Raw5, ms: u64) {
     let got = tokio::time::timeout(Duration::from_millis(ms), message5(c)).await;
     assert!(got.is_err(), "unexpected message {got:?}");
 }

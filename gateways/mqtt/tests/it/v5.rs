@@ -452,3 +452,42 @@ async fn outgoing_topic_aliases_are_resolved_by_the_client() {
     hp.abort();
     s.stop().await;
 }
+
+/// An MQTT publish is a NORMAL message: a topic of another type (FIFO, DELAY, TRANSACTION)
+/// refuses it with 0x90 and retains nothing; a MIXED topic takes it. (Raw v5 packets: rumqttc
+/// ends its event loop on a negative PUBACK.)
+#[tokio::test]
+async fn a_typed_topic_refuses_plain_publishes_with_0x90() {
+    use crate::auth::{no_message5, puback5, suback5, v5};
+    use rocketgate_core::{MessageType, TopicConfig};
+    let dir = tempfile::tempdir().unwrap();
+    // The raw client logs in: the super user of an authenticating broker.
+    let s = Server::with_broker(open_auth_broker(dir.path()), MqttConfig::default()).await;
+    for (name, t) in [
+        ("orders", MessageType::Fifo),
+        ("later", MessageType::Delay),
+        ("any", MessageType::Mixed),
+    ] {
+        s.broker
+            .topics()
+            .create(TopicConfig::new(name, 1).with_type(t))
+            .unwrap();
+    }
+    let mut c = v5(s.port, "typed", ("root", "root-secret")).await;
+    for topic in ["orders/1", "later/x"] {
+        assert_eq!(
+            puback5(&mut c, topic, true).await,
+            PubAckReason::TopicNameInvalid,
+            "{topic}"
+        );
+    }
+    assert_eq!(puback5(&mut c, "any/1", false).await, PubAckReason::Success);
+    // Nothing was retained for the refused publishes: a new subscription gets none.
+    let mut sub = v5(s.port, "typed-sub", ("root", "root-secret")).await;
+    assert!(matches!(
+        suback5(&mut sub, "orders/#").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    no_message5(&mut sub, 300).await;
+    s.stop().await;
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 /// Replication's mode.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplicationMode {
     /// A write is acknowledged once the master has it; slaves follow as fast as they can.
@@ -43,6 +43,8 @@ impl std::str::FromStr for ReplicationMode {
         }
     }
 }
+
+super::any_case!(ReplicationMode { "async" => Async });
 
 /// `[replication]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -474,3 +474,45 @@ fn the_replication_key_comes_from_the_cluster_secret_of_the_file() {
     assert!(cfg.replication.key.is_some());
     assert!(load_text("").unwrap().replication.key.is_none());
 }
+
+#[test]
+fn enum_values_take_any_case_in_the_file_and_the_flags() {
+    for (text, want) in [
+        ("sync", rocketgate_core::FlushMode::Sync),
+        ("SYNC", rocketgate_core::FlushMode::Sync),
+        ("Sync_Flush", rocketgate_core::FlushMode::Sync),
+        ("async", rocketgate_core::FlushMode::Async),
+    ] {
+        let (cfg, _) = parse(&format!("[store]\nflush_mode = \"{text}\"\n")).unwrap();
+        assert_eq!(cfg.store.flush_mode, want, "{text}");
+        let cfg = load(&RunArgs {
+            flush_mode: Some(text.into()),
+            ..RunArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.store.flush_mode, want, "--flush-mode {text}");
+    }
+    let e = parse("[store]\nflush_mode = \"sometimes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expected SYNC or ASYNC"), "{e}");
+    let e = load(&RunArgs {
+        flush_mode: Some("sometimes".into()),
+        ..RunArgs::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("--flush-mode") && e.contains("expected SYNC or ASYNC"),
+        "{e}"
+    );
+    let (cfg, _) =
+        parse("[tls]\nclient_auth = \"OPTIONAL\"\n[replication]\nmode = \"Async\"\n").unwrap();
+    assert_eq!(cfg.tls.client_auth, tls::ClientAuthSetting::Optional);
+    let e = parse("[tls]\nclient_auth = \"maybe\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("off, optional, required"), "{e}");
+    // The canonical spelling is what generate-config and the file's own keys print.
+    assert!(DEFAULT_CONFIG.contains("flush_mode = \"ASYNC\""));
+}

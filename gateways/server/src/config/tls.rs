@@ -39,7 +39,7 @@ pub struct TlsSection {
 }
 
 /// `tls.client_auth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuthSetting {
     /// No client certificates.
@@ -50,6 +50,12 @@ pub enum ClientAuthSetting {
     /// Every client must present one.
     Required,
 }
+
+super::any_case!(ClientAuthSetting {
+    "off" => Off,
+    "optional" => Optional,
+    "required" => Required,
+});
 
 impl Default for TlsSection {
     fn default() -> Self {
