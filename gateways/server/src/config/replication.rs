@@ -12,21 +12,9 @@ use serde::{Deserialize, Serialize};
 pub enum ReplicationMode {
     /// A write is acknowledged once the master has it; slaves follow as fast as they can.
     #[default]
-    #[serde(
-        alias = "ASYNC",
-        alias = "Async",
-        alias = "async_master",
-        alias = "ASYNC_MASTER"
-    )]
     Async,
     /// A write is acknowledged once the master and every in-sync slave have it (and have
     /// fsynced it under `store.flush_mode = "SYNC"`); RocketMQ's `SYNC_MASTER`.
-    #[serde(
-        alias = "SYNC",
-        alias = "Sync",
-        alias = "sync_master",
-        alias = "SYNC_MASTER"
-    )]
     Sync,
 }
 
@@ -44,7 +32,12 @@ impl std::str::FromStr for ReplicationMode {
     }
 }
 
-super::any_case!(ReplicationMode { "async" => Async });
+super::any_case!(ReplicationMode {
+    "async" => Async,
+    "async_master" => Async,
+    "sync" => Sync,
+    "sync_master" => Sync,
+});
 
 /// `[replication]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
