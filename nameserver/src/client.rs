@@ -211,11 +211,45 @@ fn describe(status: &tonic::Status) -> String {
 #[derive(Debug, Clone)]
 struct Server {
     address: String,
-    rpc: RpcClient<Channel>,
+    /// Replaced by a fresh connection after a registration timed out (see `register`).
+    rpc: Arc<parking_lot::Mutex<RpcClient<Channel>>>,
+    /// What a fresh connection needs: the call timeout and TLS.
+    timeout: Duration,
+    tls: Option<ClientTls>,
     secret: Option<ClusterSecret>,
 }
 
 impl Server {
+    fn new(
+        address: &str,
+        timeout: Duration,
+        tls: Option<ClientTls>,
+        secret: Option<ClusterSecret>,
+    ) -> Result<Self, ConfigError> {
+        let rpc = RpcClient::new(channel(address, timeout, tls.as_ref())?)
+            .max_decoding_message_size(MAX_REPLY_BYTES);
+        Ok(Self {
+            address: address.to_owned(),
+            rpc: Arc::new(parking_lot::Mutex::new(rpc)),
+            timeout,
+            tls,
+            secret,
+        })
+    }
+
+    /// The client of the current connection.
+    fn rpc(&self) -> RpcClient<Channel> {
+        self.rpc.lock().clone()
+    }
+
+    /// Drops the current connection: the next call connects anew. For a connection that a
+    /// NameServer accepted late (its backlog, before it served) and never answers on.
+    fn reconnect(&self) {
+        if let Ok(c) = channel(&self.address, self.timeout, self.tls.as_ref()) {
+            *self.rpc.lock() = RpcClient::new(c).max_decoding_message_size(MAX_REPLY_BYTES);
+        }
+    }
+
     fn error(&self, status: &tonic::Status) -> ClientError {
         ClientError::Rpc {
             address: self.address.clone(),
@@ -239,7 +273,12 @@ impl Server {
     ) -> Result<(u64, String), ClientError> {
         request.registration_id = id;
         self.sign(&mut request);
-        let reply = self.rpc.clone().register_broker(request).await;
+        let reply = self.rpc().register_broker(request).await;
+        if let Err(status) = &reply {
+            if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) {
+                self.reconnect();
+            }
+        }
         let reply = reply.map_err(|s| self.error(&s))?.into_inner();
         Ok((reply.broker_expiry_ms, reply.registration_id))
     }
@@ -251,7 +290,7 @@ impl Server {
             signature: None,
         };
         self.sign(&mut request);
-        let reply = self.rpc.clone().heartbeat(request).await;
+        let reply = self.rpc().heartbeat(request).await;
         Ok(reply.map_err(|s| self.error(&s))?.into_inner().known)
     }
 
@@ -266,7 +305,7 @@ impl Server {
             signature: None,
         };
         self.sign(&mut request);
-        let reply = self.rpc.clone().unregister_broker(request).await;
+        let reply = self.rpc().unregister_broker(request).await;
         Ok(reply.map_err(|s| self.error(&s))?.into_inner().removed)
     }
 }
@@ -341,14 +380,7 @@ impl NameServerClient {
         let servers = config
             .addresses
             .iter()
-            .map(|address| {
-                Ok(Server {
-                    address: address.clone(),
-                    rpc: RpcClient::new(channel(address, timeout, config.tls.as_ref())?)
-                        .max_decoding_message_size(MAX_REPLY_BYTES),
-                    secret: secret.clone(),
-                })
-            })
+            .map(|address| Server::new(address, timeout, config.tls.clone(), secret.clone()))
             .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Self {
             inner: Arc::new(ClientInner {
@@ -390,7 +422,7 @@ impl NameServerClient {
             let request = pb::QueryRouteRequest {
                 topic: topic.to_string(),
             };
-            match server.rpc.clone().query_route(request).await {
+            match server.rpc().query_route(request).await {
                 Ok(reply) => {
                     self.inner.preferred.store(i, Ordering::Relaxed);
                     return convert::route_from_proto(reply.into_inner()).map_err(|source| {
@@ -424,12 +456,7 @@ impl NameServerClient {
         let mut tried = 0;
         for (i, server) in self.query_order() {
             tried += 1;
-            match server
-                .rpc
-                .clone()
-                .cluster_info(pb::ClusterInfoRequest {})
-                .await
-            {
+            match server.rpc().cluster_info(pb::ClusterInfoRequest {}).await {
                 Ok(reply) => {
                     self.inner.preferred.store(i, Ordering::Relaxed);
                     return convert::cluster_info_from_proto(reply.into_inner()).map_err(
