@@ -22,6 +22,12 @@ fn gate(mode: ReplicationMode, min: usize) -> (Arc<InSync>, ManualClock) {
     (Arc::new(g), clock)
 }
 
+/// A send waiting until the log up to 600 is replicated (the master's end is 600).
+fn wait_for_600(g: &Arc<InSync>) -> tokio::task::JoinHandle<Result<()>> {
+    let g = g.clone();
+    tokio::spawn(async move { g.replicated(600, || 600).await })
+}
+
 /// Moves the injected clock and tokio's paused time together.
 async fn advance(clock: &ManualClock, by: Duration) {
     clock.advance(by);
@@ -71,10 +77,7 @@ async fn a_send_waits_for_every_in_sync_slave() {
         g.attach(id).unwrap();
         g.report(id, 500, 500, 500).unwrap();
     }
-    let waiter = tokio::spawn({
-        let g = g.clone();
-        async move { g.replicated(600, || 600).await }
-    });
+    let waiter = wait_for_600(&g);
     tokio::task::yield_now().await;
     g.report(1, 600, 600, 600).unwrap();
     tokio::task::yield_now().await;
@@ -95,10 +98,7 @@ async fn the_flushed_offset_counts_when_the_policy_says_so() {
     g.set_policy(p);
     g.attach(1).unwrap();
     g.report(1, 500, 500, 500).unwrap();
-    let waiter = tokio::spawn({
-        let g = g.clone();
-        async move { g.replicated(600, || 600).await }
-    });
+    let waiter = wait_for_600(&g);
     tokio::task::yield_now().await;
     g.report(1, 600, 500, 600).unwrap();
     tokio::task::yield_now().await;
@@ -117,10 +117,7 @@ async fn a_silent_slave_leaves_after_max_lag_and_the_send_is_acked_or_refused() 
     let (g, clock) = gate(ReplicationMode::Sync, 1);
     g.attach(1).unwrap();
     g.report(1, 500, 500, 500).unwrap();
-    let waiter = tokio::spawn({
-        let g = g.clone();
-        async move { g.replicated(600, || 600).await }
-    });
+    let waiter = wait_for_600(&g);
     advance(&clock, LAG - Duration::from_millis(10)).await;
     assert!(!waiter.is_finished(), "still within max_lag");
     advance(&clock, Duration::from_millis(20)).await;
@@ -135,10 +132,7 @@ async fn a_silent_slave_leaves_after_max_lag_and_the_send_is_acked_or_refused() 
     let (g, clock) = gate(ReplicationMode::Sync, 2);
     g.attach(1).unwrap();
     g.report(1, 500, 500, 500).unwrap();
-    let waiter = tokio::spawn({
-        let g = g.clone();
-        async move { g.replicated(600, || 600).await }
-    });
+    let waiter = wait_for_600(&g);
     advance(&clock, LAG + Duration::from_millis(10)).await;
     let r = tokio::time::timeout(Duration::from_millis(5), waiter)
         .await
