@@ -227,6 +227,18 @@ pub enum Error {
         /// `min_in_sync_replicas`.
         required: usize,
     },
+    /// The master is handing its role over to slave `target` (an admin switchover): writes
+    /// are refused until the new master takes them.
+    #[error(
+        "this master is handing over to broker {target} (a switchover): the write is not taken here; retry, the new master takes writes in a moment"
+    )]
+    MasterHandover {
+        /// The slave being promoted.
+        target: u64,
+    },
+    /// A requested switchover did not happen; this broker stays the master.
+    #[error("the switchover did not happen: {0}")]
+    SwitchFailed(String),
     /// A topic or message property reserved for a gateway, used by a request that does not
     /// come from it.
     #[error("{what} is reserved for {owner}")]
@@ -381,7 +393,8 @@ pub enum Reason {
     Reserved,
     /// Writes are refused until a restart: a flush failed.
     ReadOnly,
-    /// Under SYNC replication, too few replicas are in sync.
+    /// Under SYNC replication, too few replicas are in sync; the master is handing over (a
+    /// switchover); or a requested switchover could not happen.
     ReplicasUnavailable,
     /// The broker is shutting down.
     ShuttingDown,
@@ -495,7 +508,9 @@ impl Error {
             Self::QuotaExceeded { .. } | Self::LimitReached { .. } => Reason::QuotaExceeded,
             Self::OffsetOutOfRange { .. } => Reason::OffsetOutOfRange,
             Self::Reserved { .. } => Reason::Reserved,
-            Self::NotEnoughReplicas { .. } => Reason::ReplicasUnavailable,
+            Self::NotEnoughReplicas { .. }
+            | Self::MasterHandover { .. }
+            | Self::SwitchFailed(_) => Reason::ReplicasUnavailable,
             Self::Unauthenticated(_) => Reason::Unauthenticated,
             Self::Denied { .. } => Reason::Denied,
             Self::UserNotFound(_) => Reason::UserNotFound,

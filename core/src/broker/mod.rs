@@ -124,6 +124,8 @@ struct Inner {
     auth: crate::auth::AuthState,
     /// The in-sync set of this broker's slaves and the SYNC replication gate.
     in_sync: crate::replication::InSync,
+    /// The write fence and switch requests of a switchover.
+    handover: crate::replication::Handover,
 }
 
 impl Inner {
@@ -228,6 +230,21 @@ impl Broker {
         &self.inner.in_sync
     }
 
+    pub(crate) fn handover(&self) -> &crate::replication::Handover {
+        &self.inner.handover
+    }
+
+    /// Stops every background worker (timer delivery, check-backs, revival, the offset
+    /// persister) and persists the consumer state, leaving the store open for reading: what a
+    /// master does before it hands its role over, so that nothing more is written.
+    ///
+    /// # Errors
+    /// Persisting the consumer state failed.
+    pub(crate) fn quiesce(&self) -> Result<()> {
+        self.inner.stop_workers();
+        self.consumer().persist_state()
+    }
+
     /// Appends a record a client will be told about: under SYNC replication, refused while
     /// too few replicas are in sync, and returned only once every in-sync slave has it (see
     /// `replication::in_sync`). Internal records (journals, timer deliveries) use the store
@@ -239,6 +256,7 @@ impl Broker {
     ) -> Result<crate::store::Appended> {
         let store = &self.inner.store;
         let end = || store.log_offsets().2;
+        self.inner.handover.check_writable()?;
         self.inner.in_sync.check_writable(end)?;
         let appended = store.append(draft, queue_id).await?;
         self.inner.in_sync.replicated(appended.end, end).await?;
@@ -311,6 +329,7 @@ impl Broker {
                 transactions,
                 auth,
                 in_sync: crate::replication::InSync::new(in_sync_clock),
+                handover: crate::replication::Handover::new(),
             }),
             caller: None,
         };

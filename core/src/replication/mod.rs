@@ -24,6 +24,7 @@
 //!   promoted broker has everything the follower copied.
 
 mod epoch;
+mod handover;
 mod in_sync;
 mod public;
 #[cfg(test)]
@@ -33,6 +34,8 @@ mod tests;
 use std::time::Duration;
 
 pub(crate) use self::epoch::{begin_epoch, last_common};
+pub(crate) use self::handover::Handover;
+pub use self::handover::{SwitchReport, SwitchRequest, SwitchRequests};
 pub(crate) use self::in_sync::InSync;
 pub use self::in_sync::{ReplicationMode, SlaveStatus, SyncPolicy, MAX_SLAVES};
 pub use self::public::{

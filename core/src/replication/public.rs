@@ -328,6 +328,59 @@ impl ReplicationSource {
     }
 }
 
+/// A switchover, master side (see `handover.rs`): gateways ask with
+/// [`ReplicationSource::request_switch`], the node serves [`ReplicationSource::take_switch_requests`].
+impl ReplicationSource {
+    /// Asks the node to hand the master role to slave `target` (giving it `timeout` to catch
+    /// up) and waits for the outcome.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] when this broker serves no replication or a switch
+    /// is in progress; [`crate::Error::SwitchFailed`] with the node's reason.
+    pub async fn request_switch(
+        &self,
+        target: u64,
+        timeout: Duration,
+    ) -> crate::Result<super::SwitchReport> {
+        self.broker.handover().request(target, timeout).await
+    }
+
+    /// The queue of switch requests, for the node (`None` after the first call).
+    pub fn take_switch_requests(&self) -> Option<super::SwitchRequests> {
+        self.broker.handover().take_requests()
+    }
+
+    /// Refuses every client write ([`crate::Error::MasterHandover`]) from now on.
+    pub fn fence(&self, target: u64) {
+        self.broker.handover().fence(target);
+    }
+
+    /// Takes client writes again.
+    pub fn unfence(&self) {
+        self.broker.handover().unfence();
+    }
+
+    /// The slave writes are fenced for, if any.
+    pub fn fenced(&self) -> Option<u64> {
+        self.broker.handover().fenced()
+    }
+
+    /// Stops the broker's own writers (timer delivery, check-backs, revival, the offset
+    /// persister) and persists the consumer state, so the log and the KV store stop moving
+    /// once the gateways have stopped. The store stays open for the stream.
+    ///
+    /// # Errors
+    /// Persisting the consumer state failed.
+    pub fn quiesce(&self) -> crate::Result<()> {
+        self.broker.quiesce()
+    }
+
+    /// The KV store's last sequence.
+    pub fn kv_sequence(&self) -> u64 {
+        self.broker.replication_parts().1.last_sequence()
+    }
+}
+
 /// A slave's open replication stream (see [`ReplicationSource::attach`]).
 #[derive(Debug)]
 pub struct Attached {

@@ -684,4 +684,12 @@ impl BrokerAdmin for AdminService {
         let svc = self.admit(&req, "CommitOffset", Action::Update)?;
         reply(svc.commit(&req.into_inner()))
     }
+
+    async fn switch_master(
+        &self,
+        req: Request<pb::SwitchMasterRequest>,
+    ) -> Reply<pb::SwitchMasterResponse> {
+        let svc = self.admit(&req, "SwitchMaster", Action::Update)?;
+        reply(node::switch_master(&svc.broker, req.into_inner()).await)
+    }
 }

@@ -32,6 +32,7 @@
 //! the registration client in `rocketgate-nameserver`.
 
 mod registration;
+mod roles;
 pub(crate) mod tls;
 
 use std::path::Path;
@@ -91,61 +92,12 @@ pub fn run(mode: Mode, args: &config::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("rg-node")
         .build()?;
-    if cfg.broker.id >= 1 && cfg.replication.enabled {
-        return runtime.block_on(serve_slave(cfg, args.ready_file.clone()));
+    if cfg.replication.enabled {
+        return runtime.block_on(roles::run(mode, cfg, args.ready_file.clone()));
     }
-    runtime.block_on(serve(mode, cfg, args.ready_file.clone()))
-}
-
-/// A slave (`broker.id` ≥ 1 with replication on): no `Broker` and no gateway, only the follow
-/// loop (`replication/slave.rs`) until SIGINT / SIGTERM; its store is then closed cleanly.
-async fn serve_slave(
-    cfg: ServerConfig,
-    ready_file: Option<std::path::PathBuf>,
-) -> anyhow::Result<()> {
-    let slave = crate::replication::slave::SlaveConfig {
-        core: cfg.core(),
-        master_addr: cfg.replication.master_addr.clone(),
-        cluster: cfg.broker.cluster.clone(),
-        name: cfg.broker.name.clone(),
-        id: cfg.broker.id,
-        key: cfg.replication.key.clone(),
-        tls: tls::nameserver_client(&cfg.tls)?.filter(|_| cfg.tls.enabled),
-        max_frame: cfg.replication.max_frame_bytes,
-        auto_resync: cfg.replication.auto_resync,
-    };
-    let (stop, stopped) = shutdown::channel();
-    let mut follow = tokio::spawn(crate::replication::slave::run(slave, stopped));
-    tracing::info!(
-        data_dir = %cfg.store.data_dir.display(),
-        master = %cfg.replication.master_addr,
-        cluster = %cfg.broker.cluster,
-        broker = %cfg.broker.name,
-        broker_id = cfg.broker.id,
-        "rocketgate slave ready"
-    );
-    if let Some(path) = ready_file.as_deref() {
-        let body = serde_json::json!({
-            "pid": std::process::id(),
-            "mode": "slave",
-            "data_dir": cfg.store.data_dir,
-            "endpoints": {},
-        });
-        crate::write_json_atomically(path, &body)?;
-    }
-    let result = tokio::select! {
-        r = &mut follow => r?,
-        signal = crate::wait_for_shutdown() => {
-            signal?;
-            tracing::info!("shutting down");
-            stop.trigger();
-            tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), follow)
-                .await
-                .context("the slave did not stop in time")??
-        }
-    };
-    tracing::info!("stopped");
-    result
+    runtime
+        .block_on(serve(mode, cfg, args.ready_file.clone(), None))
+        .map(|_| ())
 }
 
 /// The enabled gateways, in start order (which is also the order of the `listening` lines).
@@ -275,15 +227,6 @@ impl Servers {
         Ok(())
     }
 
-    /// Waits for SIGINT / SIGTERM, or for a server to stop first (its error, or "stopped
-    /// unexpectedly").
-    async fn until_stopped(&mut self) -> Option<anyhow::Error> {
-        tokio::select! {
-            signal = crate::wait_for_shutdown() => signal.err(),
-            Some(joined) = self.tasks.join_next() => Some(stopped(joined)),
-        }
-    }
-
     /// Stops every server at once, without waiting for calls in flight.
     async fn abort(&mut self) {
         self.stop.trigger();
@@ -324,7 +267,8 @@ async fn serve(
     mode: Mode,
     cfg: ServerConfig,
     ready_file: Option<std::path::PathBuf>,
-) -> anyhow::Result<()> {
+    replication: Option<roles::Replicating>,
+) -> anyhow::Result<roles::Next> {
     let started_at_ms = now_ms();
     // TLS material first: a bad file is reported before anything is bound.
     if cfg.tls.enabled && cfg.tls.ca.as_os_str().is_empty() {
@@ -344,11 +288,6 @@ async fn serve(
         metrics,
     } = Bound::bind(mode, &cfg, acceptors.as_ref()).await?;
 
-    let replication = match cfg.replication.enabled {
-        true => Some(BoundListener::bind("replication", cfg.replication.listen).await?),
-        false => None,
-    };
-
     let (broker, recovered) = open(&cfg).await?;
     if let Some(listener) = &replication {
         let epoch = broker
@@ -358,7 +297,7 @@ async fn serve(
         let policy = cfg.replication.policy(cfg.store.flush_mode);
         tracing::info!(
             epoch,
-            address = %listener.endpoint().address,
+            address = %listener.endpoint.address,
             mode = ?policy.mode,
             min_in_sync_replicas = policy.min_in_sync_replicas,
             "replication master term"
@@ -397,25 +336,24 @@ async fn serve(
             anyhow::Ok(())
         });
     }
+    // The replication server stops on its own signal: a switchover keeps it streaming to the
+    // target after the gateways have stopped.
+    let mut master = None;
     if let Some(listener) = replication {
-        servers.listening.push(listener.endpoint());
-        let master = crate::replication::master::Master::new(
+        servers.listening.push(listener.endpoint);
+        let service = crate::replication::master::Master::new(
             broker.replication_source(),
             cfg.broker.cluster.clone(),
             cfg.broker.name.clone(),
             cfg.replication.key.clone(),
             cfg.replication.max_frame_bytes,
         );
-        let tls = replication_tls.clone();
-        let limits = ns::listener::ConnectionLimits {
-            max_connections: cfg.replication.max_connections,
-            ..Default::default()
-        };
-        let stopped = servers.shutdown.clone().wait();
-        servers.spawn(
-            "replication",
-            crate::replication::master::serve(listener.into_inner(), master, limits, tls, stopped),
-        );
+        master = Some(roles::MasterServer::start(
+            service,
+            listener.listener,
+            &cfg,
+            replication_tls.clone(),
+        ));
     }
     let registered = Arc::new(AtomicUsize::new(0));
     let node = registration::node_info(
@@ -446,6 +384,9 @@ async fn serve(
     // Registered, `ready` and the ready file only once every endpoint accepts connections.
     if let Err(e) = servers.accepting(waits).await {
         servers.abort().await;
+        if let Some(m) = master {
+            m.stop().await;
+        }
         close(&broker).await?;
         return Err(e);
     }
@@ -467,6 +408,9 @@ async fn serve(
         Err(e) => {
             // Refused (a configuration error): close what was opened, cleanly.
             servers.abort().await;
+            if let Some(m) = master {
+                m.stop().await;
+            }
             close(&broker).await?;
             return Err(e);
         }
@@ -479,17 +423,27 @@ async fn serve(
         recovered,
         ready_file.as_deref(),
     )?;
-    let failure = servers.until_stopped().await;
+    let (failure, switch) =
+        roles::until_stopped_or_switch(&mut servers, mode, master.as_mut()).await;
     tracing::info!("shutting down");
     // Leave the routes first, so clients stop sending here, then stop accepting.
     unregister.trigger();
     registration::finish(registrar, SHUTDOWN_GRACE + Duration::from_secs(1)).await;
     servers.drain().await;
+    tracing::debug!("gateways stopped");
+    let next = match (switch, master) {
+        (Some(plan), Some(master)) => roles::hand_over(&broker, master, &plan).await,
+        (_, Some(master)) => {
+            master.stop().await;
+            roles::Next::Stop
+        }
+        (_, None) => roles::Next::Stop,
+    };
     close(&broker).await.context("the final flush failed")?;
     tracing::info!("stopped cleanly");
     match failure {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(next),
     }
 }
 

@@ -36,6 +36,8 @@ pub enum ClusterCommand {
 pub enum BrokerCommand {
     /// Identity, endpoints, NameServer registration and store state of each target broker.
     Info,
+    /// Switchover: the group's master hands its role to one of its slaves (docs/replication.md).
+    Switch(super::switch::SwitchArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -338,7 +340,9 @@ fn broker_human(r: &BrokerInfoReport) -> String {
 
 /// Runs a broker command.
 pub async fn run_broker(cmd: BrokerCommand, ctx: &Ctx) -> Result<Outcome, AdminError> {
-    let BrokerCommand::Info = cmd;
+    if let BrokerCommand::Switch(args) = cmd {
+        return super::switch::run(args, ctx).await;
+    }
     let targets = ctx.targets().await?;
     let answers = targets
         .each(&Op::new("broker info"), |mut c| async move {

@@ -68,6 +68,7 @@ mod group;
 mod message;
 mod output;
 mod spec;
+mod switch;
 mod target;
 mod topic;
 mod when;

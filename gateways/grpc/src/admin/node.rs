@@ -125,3 +125,43 @@ fn replication_status(broker: &Broker) -> Option<pb::ReplicationStatus> {
             .collect(),
     })
 }
+
+/// Longest catch-up a `SwitchMaster` may ask for.
+const MAX_SWITCH_TIMEOUT_MS: u64 = 600_000;
+/// The catch-up time when the request names none.
+const DEFAULT_SWITCH_TIMEOUT_MS: u64 = 10_000;
+
+/// `SwitchMaster`: asks the node (through core's handover queue) to promote slave `to`.
+pub(super) async fn switch_master(
+    broker: &Broker,
+    req: pb::SwitchMasterRequest,
+) -> Result<pb::SwitchMasterResponse, crate::status::RequestError> {
+    use crate::status::RequestError;
+    if req.to == 0 {
+        return Err(RequestError::InvalidField {
+            field: "to",
+            reason: "the target is a slave's broker id (1 or more)".into(),
+        });
+    }
+    if req.timeout_ms > MAX_SWITCH_TIMEOUT_MS {
+        return Err(RequestError::InvalidField {
+            field: "timeout_ms",
+            reason: format!("at most {MAX_SWITCH_TIMEOUT_MS} ms"),
+        });
+    }
+    let timeout_ms = match req.timeout_ms {
+        0 => DEFAULT_SWITCH_TIMEOUT_MS,
+        ms => ms,
+    };
+    let report = broker
+        .replication_source()
+        .request_switch(req.to, std::time::Duration::from_millis(timeout_ms))
+        .await?;
+    Ok(pb::SwitchMasterResponse {
+        target: report.target,
+        old_master_id: report.old_master_id,
+        target_address: report.target_address,
+        log_end: report.log_end,
+        fenced_ms: report.fenced_ms,
+    })
+}

@@ -2,7 +2,9 @@
 //! unsigned calls (when the cluster has a secret), answers handshakes, streams bounded frames
 //! (KV snapshot parts, KV change batches, CommitLog chunks, heartbeats), and hands what each
 //! slave reports, and when its stream opens and closes, to core's in-sync set (which SYNC
-//! sends wait on). Reads only through `ReplicationSource`; writes nothing.
+//! sends wait on). Reads only through `ReplicationSource`; writes nothing. Each slave's link
+//! (`links.rs`: its replication address, KV sequence and a control channel into its stream)
+//! is what a switchover (`switch.rs`) uses to promote one slave and redirect the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +16,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::{now_ms, Key};
+use super::links::{Control, Links};
 use super::{epochs_from_pb, epochs_to_pb};
 
 /// Room left in a frame for its envelope (offsets, flags, field tags).
 const FRAME_OVERHEAD: usize = 4 << 10;
 /// A heartbeat is sent after this long without anything new.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// While writes are fenced for a switchover, the stream looks for KV changes this often (the
+/// broker's last offset and state writes must reach the target quickly).
+const FENCED_POLL: Duration = Duration::from_millis(20);
 /// How often the in-sync set is judged against the clock (a slave that went silent leaves it).
 const REFRESH: Duration = Duration::from_millis(500);
 
@@ -31,6 +37,7 @@ pub(crate) struct Master {
     name: String,
     key: Option<Key>,
     max_frame: usize,
+    links: Links,
 }
 
 impl Master {
@@ -47,7 +54,18 @@ impl Master {
             name,
             key,
             max_frame,
+            links: Links::default(),
         }
+    }
+
+    /// The slaves' links (for a switchover).
+    pub(crate) fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// The replication source this service streams from.
+    pub(crate) fn source(&self) -> &ReplicationSource {
+        &self.source
     }
 
     pub(crate) fn into_server(self) -> pb::replication_server::ReplicationServer<Self> {
@@ -99,6 +117,20 @@ fn status(e: &rocketgate_core::replication::ReplicaError) -> Status {
     }
 }
 
+/// Where a slave says it serves once promoted, with an unspecified IP replaced by the one the
+/// master sees it at; `None` when it named none.
+fn promotable_address(said: &str, seen: Option<std::net::SocketAddr>) -> Option<String> {
+    let said: std::net::SocketAddr = match said.parse() {
+        Ok(a) => a,
+        // A host name (its `advertised_host`) is used as given.
+        Err(_) => return (!said.is_empty()).then(|| said.to_owned()),
+    };
+    match (said.ip().is_unspecified(), seen) {
+        (true, Some(seen)) => Some(std::net::SocketAddr::new(seen.ip(), said.port()).to_string()),
+        _ => Some(said.to_string()),
+    }
+}
+
 type Frames = ReceiverStream<Result<pb::FollowFrame, Status>>;
 
 #[tonic::async_trait]
@@ -112,7 +144,10 @@ impl pb::replication_server::Replication for Master {
             "Handshake",
             request.get_ref().broker.as_ref(),
         )?;
+        let seen = request.remote_addr();
         let r = request.into_inner();
+        self.links
+            .set_address(id, promotable_address(&r.replication_address, seen));
         let welcome = self
             .source
             .handshake(&SlaveHello {
@@ -156,10 +191,13 @@ impl pb::replication_server::Replication for Master {
             .map_err(|e| Status::resource_exhausted(format!("cannot follow this master: {e}")))?;
         let (tx, rx) = mpsc::channel(4);
         let this = self.clone();
+        let (control, link) = self.links.open(id);
         tokio::spawn(async move {
-            // Counts as connected (for the in-sync set) while this task runs.
+            // Counts as connected (for the in-sync set, and as a link a switchover can use)
+            // while this task runs.
             let _attached = attached;
-            if let Err(e) = this.stream(r, &tx).await {
+            let _link = link;
+            if let Err(e) = this.stream(r, &tx, control).await {
                 tracing::info!(slave = id, error = %e.message(), "replication stream ended");
                 let _ = tx.send(Err(e)).await;
             }
@@ -181,6 +219,7 @@ impl pb::replication_server::Replication for Master {
             .source
             .report(id, r.written, r.flushed)
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        self.links.report(id, r.kv_sequence);
         Ok(Response::new(pb::ReplicaReportResponse {
             master_log_end: end,
         }))
@@ -197,7 +236,12 @@ async fn send(tx: &Tx, frame: pb::follow_frame::Frame) -> Result<(), Status> {
 
 impl Master {
     /// Produces the frames of one Follow call until the slave goes away or a read fails.
-    async fn stream(&self, r: pb::FollowRequest, tx: &Tx) -> Result<(), Status> {
+    async fn stream(
+        &self,
+        r: pb::FollowRequest,
+        tx: &Tx,
+        mut control: mpsc::Receiver<Control>,
+    ) -> Result<(), Status> {
         let budget = self.max_frame.saturating_sub(FRAME_OVERHEAD).max(1);
         let segment = self.source.segment_size();
         let mut kv_seq = r.kv_sequence;
@@ -206,6 +250,11 @@ impl Master {
         }
         let mut from = r.from;
         loop {
+            if let Ok(order) = control.try_recv() {
+                // A switchover's last word to this slave: the stream ends with it.
+                send(tx, order.into_frame()).await?;
+                return Ok(());
+            }
             match self
                 .source
                 .kv_changes(kv_seq, budget)
@@ -247,11 +296,18 @@ impl Master {
                 send(tx, pb::follow_frame::Frame::Log(frame)).await?;
                 continue;
             }
-            let more = self
-                .source
-                .wait_for_more(from, HEARTBEAT)
-                .await
-                .map_err(|e| status(&e))?;
+            let wait = match self.source.fenced() {
+                Some(_) => FENCED_POLL,
+                None => HEARTBEAT,
+            };
+            let more = tokio::select! {
+                more = self.source.wait_for_more(from, wait) => more.map_err(|e| status(&e))?,
+                () = self.links.woken() => continue,
+                Some(order) = control.recv() => {
+                    send(tx, order.into_frame()).await?;
+                    return Ok(());
+                }
+            };
             if !more {
                 send(tx, pb::follow_frame::Frame::HeartbeatLogEnd(end)).await?;
             }
@@ -291,36 +347,100 @@ impl Master {
     }
 }
 
-/// Serves `master` on `listener` (TLS when given, at most `limits` connections, idle and
+/// What a node's replication listener serves: the master's service, or a slave's refusal.
+pub(crate) enum Service {
+    Master(Master),
+    /// A slave's listener (bound for the day it is promoted): every call is refused as
+    /// UNAVAILABLE, naming the master it follows, so a peer retries.
+    Standby(Standby),
+}
+
+/// A slave's `Replication` service (see [`Service::Standby`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Standby {
+    pub(crate) master: String,
+}
+
+impl Standby {
+    fn refuse(&self) -> Status {
+        Status::unavailable(format!(
+            "this broker is a slave (it follows {}), not a master",
+            self.master
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::replication_server::Replication for Standby {
+    async fn handshake(
+        &self,
+        _: Request<pb::ReplicaHandshakeRequest>,
+    ) -> Result<Response<pb::ReplicaHandshakeResponse>, Status> {
+        Err(self.refuse())
+    }
+
+    type FollowStream = Frames;
+
+    async fn follow(&self, _: Request<pb::FollowRequest>) -> Result<Response<Frames>, Status> {
+        Err(self.refuse())
+    }
+
+    async fn report(
+        &self,
+        _: Request<pb::ReplicaReport>,
+    ) -> Result<Response<pb::ReplicaReportResponse>, Status> {
+        Err(self.refuse())
+    }
+}
+
+/// Serves `service` on `listener` (TLS when given, at most `limits` connections, idle and
 /// handshake timeouts) until `shutdown`.
 ///
 /// # Errors
 /// The server failing.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
-    master: Master,
+    service: Service,
     limits: rocketgate_nameserver::listener::ConnectionLimits,
     tls: Option<Arc<dyn rocketgate_nameserver::listener::ServerTls>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use rocketgate_nameserver::listener::{Incoming, TrackCallsLayer};
-    let source = master.source.clone();
-    let refresher = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REFRESH);
-        loop {
-            tick.tick().await;
-            source.refresh();
+    let refresher = match &service {
+        Service::Master(master) => {
+            let source = master.source.clone();
+            Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(REFRESH);
+                loop {
+                    tick.tick().await;
+                    source.refresh();
+                }
+            }))
         }
-    });
+        Service::Standby(_) => None,
+    };
     let incoming = Incoming::new(listener, "replication", limits.clone()).with_tls(tls);
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout()))
-        .layer(TrackCallsLayer)
-        .add_service(master.into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
-    refresher.abort();
+        .layer(TrackCallsLayer);
+    let served = match service {
+        Service::Master(master) => {
+            builder
+                .add_service(master.into_server())
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Service::Standby(standby) => {
+            builder
+                .add_service(pb::replication_server::ReplicationServer::new(standby))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    if let Some(r) = refresher {
+        r.abort();
+    }
     served?;
     Ok(())
 }

@@ -45,24 +45,57 @@ pub(crate) struct SlaveConfig {
     /// Start over from an empty directory when the master's retention deleted what this
     /// slave needs next (`replication.auto_resync`).
     pub(crate) auto_resync: bool,
+    /// Where this slave would serve replication once promoted (told to the master).
+    pub(crate) replication_address: String,
 }
 
-/// Follows the master until `stop`; closes the store cleanly.
+/// How a slave's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// `stop` was triggered.
+    Stopped,
+    /// A switchover promoted it: its store is closed, it becomes the master.
+    Promoted,
+}
+
+/// Follows the master until `stop` or a promotion; closes the store cleanly.
 ///
 /// # Errors
 /// The data directory cannot be opened, or the master refuses this slave for good (another
 /// cluster or group, a different segment size).
-pub(crate) async fn run(cfg: SlaveConfig, stop: Shutdown) -> anyhow::Result<()> {
+pub(crate) async fn run(mut cfg: SlaveConfig, stop: Shutdown) -> anyhow::Result<Exit> {
     let mut replica = Some(open(&cfg).await?);
     let mut backoff = MIN_BACKOFF;
     let result = loop {
         let attempt = follow_once(&cfg, &mut replica, &mut backoff);
         let outcome = tokio::select! {
             r = attempt => r,
-            () = stop.clone().wait() => break Ok(()),
+            () = stop.clone().wait() => break Ok(Exit::Stopped),
         };
         match outcome {
-            Err(Fatal(e)) => break Err(e),
+            Err(Stop::Fatal(e)) => break Err(e),
+            Err(Stop::Promoted) => {
+                tracing::info!(master = %cfg.master_addr, "promoted by a switchover");
+                break Ok(Exit::Promoted);
+            }
+            Err(Stop::Redirected(master)) => {
+                tracing::info!(
+                    old = %cfg.master_addr,
+                    new = %master,
+                    "switchover: following the new master"
+                );
+                let role = super::role::Role::Slave {
+                    id: cfg.id,
+                    master: master.clone(),
+                };
+                let dir = &cfg.core.store.data_dir;
+                if let Err(e) = super::role::save(dir, &cfg.cluster, &cfg.name, &role) {
+                    break Err(e);
+                }
+                cfg.master_addr = master;
+                backoff = MIN_BACKOFF;
+                continue;
+            }
             Ok(reason) => tracing::warn!(
                 master = %cfg.master_addr,
                 reason = %reason,
@@ -72,7 +105,7 @@ pub(crate) async fn run(cfg: SlaveConfig, stop: Shutdown) -> anyhow::Result<()> 
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            () = stop.clone().wait() => break Ok(()),
+            () = stop.clone().wait() => break Ok(Exit::Stopped),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
         if replica.is_none() {
@@ -95,8 +128,15 @@ async fn open(cfg: &SlaveConfig) -> anyhow::Result<Replica> {
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))
 }
 
-/// An error that stops the slave (the master refused it for good).
-struct Fatal(anyhow::Error);
+/// Why a follow session ends other than a broken stream: the master refused this slave for
+/// good, or a switchover's order.
+enum Stop {
+    Fatal(anyhow::Error),
+    /// A switchover promoted this slave (its log and KV store checked complete).
+    Promoted,
+    /// A switchover named a new master.
+    Redirected(String),
+}
 
 fn identity(cfg: &SlaveConfig) -> pb::BrokerIdentity {
     pb::BrokerIdentity {
@@ -145,13 +185,13 @@ async fn follow_once(
     cfg: &SlaveConfig,
     slot: &mut Option<Replica>,
     backoff: &mut Duration,
-) -> Result<String, Fatal> {
+) -> Result<String, Stop> {
     let Some(replica) = slot.as_ref() else {
         return Ok("the store is closed".into());
     };
     let hello = match replica.hello() {
         Ok(h) => h,
-        Err(e) => return Err(Fatal(e.into())),
+        Err(e) => return Err(Stop::Fatal(e.into())),
     };
     let channel = match connect(cfg).await {
         Ok(c) => c,
@@ -165,11 +205,12 @@ async fn follow_once(
         epochs: epochs_to_pb(&hello.epochs),
         log_end: hello.log_end,
         kv_sequence: hello.kv_sequence,
+        replication_address: cfg.replication_address.clone(),
     };
     let reply = match client.handshake(signed(cfg, "Handshake", request)).await {
         Ok(r) => r.into_inner(),
         Err(s) if is_fatal(&s) => {
-            return Err(Fatal(anyhow::anyhow!(
+            return Err(Stop::Fatal(anyhow::anyhow!(
                 "the master refused this slave: {}",
                 s.message()
             )))
@@ -216,8 +257,12 @@ async fn follow_once(
                     *backoff = MIN_BACKOFF;
                     Ok("started over from an empty directory".into())
                 }
-                Ok(Err(e)) => Err(Fatal(anyhow::anyhow!("cannot discard the local copy: {e}"))),
-                Err(e) => Err(Fatal(anyhow::anyhow!("cannot discard the local copy: {e}"))),
+                Ok(Err(e)) => Err(Stop::Fatal(anyhow::anyhow!(
+                    "cannot discard the local copy: {e}"
+                ))),
+                Err(e) => Err(Stop::Fatal(anyhow::anyhow!(
+                    "cannot discard the local copy: {e}"
+                ))),
             };
         } else {
             return Ok(format!(
@@ -352,6 +397,23 @@ async fn follow_once(
                 }
                 _ => Err("KV changes before the KV snapshot".into()),
             },
+            Some(pb::follow_frame::Frame::Promote(p)) => {
+                let Some(r) = slot.as_ref() else {
+                    return Ok("the store is closed".into());
+                };
+                let (end, kv) = (r.log_end(), r.kv_sequence());
+                if !started || end != p.log_end || kv != p.kv_sequence {
+                    return Ok(format!(
+                        "promotion refused: this slave has log end {end} and KV sequence {kv}, \
+                         the master stopped at {} and {}",
+                        p.log_end, p.kv_sequence
+                    ));
+                }
+                return Err(Stop::Promoted);
+            }
+            Some(pb::follow_frame::Frame::Redirect(r)) => {
+                return Err(Stop::Redirected(r.master_address));
+            }
             Some(pb::follow_frame::Frame::HeartbeatLogEnd(end)) => {
                 master_end.fetch_max(end, Ordering::Relaxed);
                 Ok(())

@@ -46,6 +46,7 @@ pub struct Node {
     pub ready: serde_json::Value,
     /// Where its stderr goes (read it when a test fails).
     pub log: PathBuf,
+    ready_file: PathBuf,
 }
 
 impl Node {
@@ -71,9 +72,23 @@ impl Node {
             child: Some(child),
             ready: serde_json::Value::Null,
             log,
+            ready_file: ready.clone(),
         };
         node.ready = node.wait_ready(&ready);
         node
+    }
+
+    /// Waits (bounded) until the node rewrote its ready file with `"mode": mode` (a role
+    /// change), and reads it.
+    pub fn wait_mode(&mut self, mode: &str) {
+        let path = self.ready_file.clone();
+        let ready = poll_until(WAIT, "a role change", || {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (v["mode"] == mode).then_some(v)
+        });
+        self.ready =
+            ready.unwrap_or_else(|| panic!("not {mode} within {WAIT:?}:\n{}", self.log_text()));
     }
 
     /// Takes over a process started by the test itself and waits for its ready file.
@@ -82,6 +97,7 @@ impl Node {
             child: Some(child),
             ready: serde_json::Value::Null,
             log,
+            ready_file: ready.to_owned(),
         };
         node.ready = node.wait_ready(ready);
         node

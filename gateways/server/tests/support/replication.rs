@@ -66,6 +66,36 @@ pub fn slave(dir: &Path, name: &str, data: &Path, id: &str, master_addr: &str) -
     Node::start(dir, name, &args)
 }
 
+/// A slave that can be promoted by a switchover: its replication listener and (once it is the
+/// master) every gateway on ephemeral ports, with `conf` (the master's policy).
+pub fn promotable_slave(
+    dir: &Path,
+    name: &str,
+    data: &Path,
+    id: &str,
+    master_addr: &str,
+    mode: &str,
+    conf: &str,
+) -> Node {
+    let mut args = vec!["broker", "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(&BROKER_EPHEMERAL);
+    args.extend_from_slice(&[
+        "--broker-id",
+        id,
+        "--master-addr",
+        master_addr,
+        "--replication-addr",
+        "127.0.0.1:0",
+        "--replication-mode",
+        mode,
+        "--flush-mode",
+        "SYNC",
+        "--config",
+        conf,
+    ]);
+    Node::start(dir, name, &args)
+}
+
 /// One HTTP/1.1 request; `None` when the connection fails (the server is gone).
 pub fn try_http(address: &str, method: &str, path: &str, json: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
