@@ -100,10 +100,16 @@ impl Env {
         for (p, var) in DEFAULT_ENDPOINTS {
             let _ = write!(servers, " {var}=\"${{{var}:-127.0.0.1:{}}}\"", port(p));
         }
+        // A node started without a configuration file tolerates a fuller disk than the
+        // default 90 % (test machines are shared); everything else is the defaults.
+        let tolerant = bin.join("disk.toml");
+        std::fs::write(&tolerant, "[store]\ndisk_max_used_ratio = 0.99\n").unwrap();
         let rocketgate = format!(
             "#!/bin/sh\n\
              # The doc test's rocketgate: the debug binary under test, its default endpoints\n\
              # moved to this run's ports (flags and the caller's environment still win).\n\
+             case \"$*\" in *--config*) ;; standalone*|broker*) \
+             export ROCKETGATE_CONFIG=\"${{ROCKETGATE_CONFIG:-{tolerant}}}\" ;; esac\n\
              case \"$1\" in\n\
              standalone|nameserver) export{servers} ;;\n\
              admin) export ROCKETGATE_ADMIN_BROKER=\"${{ROCKETGATE_ADMIN_BROKER:-127.0.0.1:{}}}\" \
@@ -112,6 +118,7 @@ impl Env {
              exec '{BIN}' \"$@\"\n",
             port(8081),
             port(9876),
+            tolerant = tolerant.display(),
         );
         write_exec(&bin.join("rocketgate"), &rocketgate);
         let curl = which("curl").unwrap_or_else(|| "/usr/bin/curl".into());
