@@ -48,9 +48,16 @@ fn runnable(lang: &str) -> bool {
 /// block must say what it is (`sh`, or `text`/`console` when it is not to be run).
 fn looks_like_command(line: &str) -> bool {
     let l = line.trim_start().trim_start_matches("$ ");
-    ["rocketgate ", "cargo ", "curl ", "mosquitto_", "scripts/", "python3 "]
-        .iter()
-        .any(|p| l.starts_with(p))
+    [
+        "rocketgate ",
+        "cargo ",
+        "curl ",
+        "mosquitto_",
+        "scripts/",
+        "python3 ",
+    ]
+    .iter()
+    .any(|p| l.starts_with(p))
 }
 
 /// The blocks of `text` (the content of `file`), or every problem found (an unknown or
@@ -66,7 +73,9 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Block>, Vec<String>> {
         let trimmed = line.trim_start();
         if let Some(rest) = trimmed.strip_prefix(MARKER) {
             if let Some((at, _)) = &marker {
-                problems.push(format!("{file}:{at}: a doc-test marker not followed by a block"));
+                problems.push(format!(
+                    "{file}:{at}: a doc-test marker not followed by a block"
+                ));
             }
             match rest.trim().strip_suffix("-->") {
                 Some(m) => marker = Some((i + 1, m.trim().to_owned())),
@@ -124,12 +133,16 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Block>, Vec<String>> {
         }
         if marker.is_some() && !trimmed.is_empty() {
             let (at, _) = marker.take().unwrap_or_default();
-            problems.push(format!("{file}:{at}: a doc-test marker must come right before a block"));
+            problems.push(format!(
+                "{file}:{at}: a doc-test marker must come right before a block"
+            ));
         }
         i += 1;
     }
     if let Some((at, _)) = marker {
-        problems.push(format!("{file}:{at}: a doc-test marker not followed by a block"));
+        problems.push(format!(
+            "{file}:{at}: a doc-test marker not followed by a block"
+        ));
     }
     if problems.is_empty() {
         Ok(blocks)

@@ -85,7 +85,14 @@ fn run_docs(files: &[&str]) {
     for b in &blocks {
         env.block(b);
     }
-    eprintln!("doc test of {}:\n  {}", files.join(", "), env.summary.join("\n  "));
+    if env.summary.is_empty() {
+        env.summary.push("(no shell blocks)".into());
+    }
+    eprintln!(
+        "doc test of {}:\n  {}",
+        files.join(", "),
+        env.summary.join("\n  ")
+    );
 }
 
 #[test]

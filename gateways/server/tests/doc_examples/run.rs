@@ -20,6 +20,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_rocketgate");
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the servers of a `server` block may take to log `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The nodes the docs start refuse writes only past this share of the disk (the default is
+/// 0.9; test machines are shared and fuller): set in a node started without a configuration
+/// file, in `generate-config`'s output and under `[store]` of the files of `file` markers.
+const TOLERATED_DISK_USE: f64 = 0.99;
 /// The endpoints `rocketgate standalone` listens on by default, and the environment variable
 /// that moves each (flags still win).
 const DEFAULT_ENDPOINTS: [(u16, &str); 5] = [
@@ -100,24 +104,31 @@ impl Env {
         for (p, var) in DEFAULT_ENDPOINTS {
             let _ = write!(servers, " {var}=\"${{{var}:-127.0.0.1:{}}}\"", port(p));
         }
-        // A node started without a configuration file tolerates a fuller disk than the
-        // default 90 % (test machines are shared); everything else is the defaults.
         let tolerant = bin.join("disk.toml");
-        std::fs::write(&tolerant, "[store]\ndisk_max_used_ratio = 0.99\n").unwrap();
+        std::fs::write(
+            &tolerant,
+            format!("[store]\ndisk_max_used_ratio = {TOLERATED_DISK_USE}\n"),
+        )
+        .unwrap();
         let rocketgate = format!(
             "#!/bin/sh\n\
              # The doc test's rocketgate: the debug binary under test, its default endpoints\n\
-             # moved to this run's ports (flags and the caller's environment still win).\n\
-             case \"$*\" in *--config*) ;; standalone*|broker*) \
-             export ROCKETGATE_CONFIG=\"${{ROCKETGATE_CONFIG:-{tolerant}}}\" ;; esac\n\
+             # moved to this run's ports (flags and the caller's environment still win; a\n\
+             # broker with a configuration file listens where the file says).\n\
              case \"$1\" in\n\
              standalone|nameserver) export{servers} ;;\n\
-             admin) export ROCKETGATE_ADMIN_BROKER=\"${{ROCKETGATE_ADMIN_BROKER:-127.0.0.1:{}}}\" \
-             ROCKETGATE_NAMESRV=\"${{ROCKETGATE_NAMESRV:-127.0.0.1:{}}}\" ;;\n\
+             broker) case \"$*\" in *--config*) ;; *) export{servers} \
+             ROCKETGATE_NAMESRV=\"${{ROCKETGATE_NAMESRV:-{ns}}}\" ;; esac ;;\n\
+             admin) export ROCKETGATE_ADMIN_BROKER=\"${{ROCKETGATE_ADMIN_BROKER:-{grpc}}}\" \
+             ROCKETGATE_NAMESRV=\"${{ROCKETGATE_NAMESRV:-{ns}}}\" ;;\n\
+             generate-config) '{BIN}' \"$@\" | sed 's/^disk_max_used_ratio = .*/\
+             disk_max_used_ratio = {TOLERATED_DISK_USE}/'; exit ;;\n\
              esac\n\
+             case \"$1\" in standalone|broker) case \"$*\" in *--config*) ;; *) \
+             export ROCKETGATE_CONFIG=\"${{ROCKETGATE_CONFIG:-{tolerant}}}\" ;; esac ;; esac\n\
              exec '{BIN}' \"$@\"\n",
-            port(8081),
-            port(9876),
+            grpc = format_args!("127.0.0.1:{}", port(8081)),
+            ns = format_args!("127.0.0.1:{}", port(9876)),
             tolerant = tolerant.display(),
         );
         write_exec(&bin.join("rocketgate"), &rocketgate);
@@ -156,7 +167,11 @@ impl Env {
                 .parse::<u16>()
                 .ok()
                 .and_then(|p| self.ports.get(&p));
-            let host_prefix = if prefix == "localhost:" { "127.0.0.1:" } else { prefix };
+            let host_prefix = if prefix == "localhost:" {
+                "127.0.0.1:"
+            } else {
+                prefix
+            };
             match mapped {
                 Some(m) if digits > 0 => {
                     let _ = write!(out, "{host_prefix}{m}");
@@ -178,7 +193,11 @@ impl Env {
             Kind::Inert => {}
             Kind::Skip(reason) => self.summary.push(format!("skipped {} ({reason})", b.at())),
             Kind::File(name) => {
-                std::fs::write(self.work().join(name), self.rewrite(&b.text)).unwrap();
+                let text = self.rewrite(&b.text).replace(
+                    "[store]\n",
+                    &format!("[store]\ndisk_max_used_ratio = {TOLERATED_DISK_USE}\n"),
+                );
+                std::fs::write(self.work().join(name), text).unwrap();
                 self.summary.push(format!("wrote   {} to {name}", b.at()));
             }
             Kind::Server => self.server(b),
@@ -236,7 +255,10 @@ impl Env {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(stdout).unwrap())
             .stderr(if stdout == stderr {
-                std::fs::OpenOptions::new().append(true).open(stderr).unwrap()
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(stderr)
+                    .unwrap()
             } else {
                 std::fs::File::create(stderr).unwrap()
             })
@@ -272,7 +294,11 @@ impl Env {
             )
         };
         match status {
-            None => panic!("{}: the block did not finish within {BLOCK_TIMEOUT:?}\n{}", b.at(), show()),
+            None => panic!(
+                "{}: the block did not finish within {BLOCK_TIMEOUT:?}\n{}",
+                b.at(),
+                show()
+            ),
             Some(s) if !s.success() => panic!("{}: the block failed ({s})\n{}", b.at(), show()),
             Some(_) => {}
         }
@@ -329,6 +355,19 @@ impl Env {
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // Nothing listens on a documented port: the test never takes a port it did not pick.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for documented in self.ports.keys() {
+            let address = format!("127.0.0.1:{documented}");
+            let taken = text
+                .match_indices(&address)
+                .any(|(i, _)| !text[i + address.len()..].starts_with(|c: char| c.is_ascii_digit()));
+            assert!(
+                !taken,
+                "{}: a server uses the documented {address} itself, not its test port:\n{text}",
+                b.at()
+            );
         }
         self.server_running = true;
         self.summary.push(format!(
@@ -434,9 +473,15 @@ fn ports_and_output_are_found() {
         ports_in("curl localhost:8080/x; mosquitto_pub -p 1883 -h 127.0.0.1:9876 -p 80"),
         vec![9876, 8080, 1883]
     );
-    assert_eq!(servers_started("rocketgate standalone &\nrocketgate admin x # rocketgate broker\n"), 1);
+    assert_eq!(
+        servers_started("rocketgate standalone &\nrocketgate admin x # rocketgate broker\n"),
+        1
+    );
     assert_eq!(
         documented_output("curl x   # → {\"message_id\": \"...\", \"queue_id\": 0}\n"),
-        vec![(0, "\"message_id\"".to_owned()), (0, "\"queue_id\"".to_owned())]
+        vec![
+            (0, "\"message_id\"".to_owned()),
+            (0, "\"queue_id\"".to_owned())
+        ]
     );
 }
