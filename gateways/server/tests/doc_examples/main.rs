@@ -1,4 +1,4 @@
-//! Every shell example of README.md, docs/*.md and examples/README.md runs as written: the
+//! Every shell example of README.md, docs/*.md and the examples' READMEs runs as written: the
 //! ```` ```sh ```` blocks are extracted and run with bash (`set -euo pipefail`) against the
 //! debug `rocketgate` binary, on ephemeral ports of 127.0.0.1, in a temporary directory; a
 //! block that is not to be run carries `<!-- doc-test: skip (reason) -->` and is listed.
@@ -28,7 +28,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Every Markdown file the doc test covers.
+/// Every Markdown file the doc test covers: the READMEs (the repository's, `examples/` and each
+/// example's) and `docs/*.md`.
 fn covered_files() -> Vec<String> {
     let mut files = vec!["README.md".to_owned(), "examples/README.md".to_owned()];
     let mut docs: Vec<String> = std::fs::read_dir(root().join("docs"))
@@ -39,6 +40,17 @@ fn covered_files() -> Vec<String> {
         .collect();
     docs.sort();
     files.extend(docs);
+    let mut examples: Vec<String> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("README.md"))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let dir = p.parent().unwrap().file_name().unwrap();
+            format!("examples/{}/README.md", dir.to_string_lossy())
+        })
+        .collect();
+    examples.sort();
+    files.extend(examples);
     files
 }
 
