@@ -334,7 +334,7 @@ impl Env {
             let ready = text
                 .lines()
                 .filter(|l| {
-                    ["standalone", "nameserver", "broker"]
+                    ["standalone", "nameserver", "broker", "slave"]
                         .iter()
                         .any(|r| l.contains(&format!("rocketgate {r} ready")))
                 })
