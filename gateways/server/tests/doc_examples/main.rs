@@ -3,7 +3,7 @@
 //! debug `rocketgate` binary, on ephemeral ports of 127.0.0.1, in a temporary directory; a
 //! block that is not to be run carries `<!-- doc-test: skip (reason) -->` and is listed.
 //! Markers and conventions: docs/testing.md ("The doc test"). This file owns the grouping of
-//! the docs into runs; parsing is `blocks.rs`, running `run.rs`.
+//! the docs into runs and starts nothing itself; parsing is `blocks.rs`, running `run.rs`.
 //! `scripts/test` installs the tools the docs use (curl, jq, mosquitto clients, paho-mqtt).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
