@@ -54,9 +54,6 @@ pub(super) async fn run(
     cfg: ServerConfig,
     ready_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    let bound = BoundListener::bind("replication", cfg.replication.listen).await?;
-    let endpoint = bound.endpoint();
-    let listener = bound.into_inner().into_std()?;
     let (cluster, group) = (&cfg.broker.cluster, &cfg.broker.name);
     let data_dir = &cfg.store.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -68,18 +65,46 @@ pub(super) async fn run(
         cfg.broker.id,
         &cfg.replication.master_addr,
     )?;
+    // Bound once, so peers keep the address they were told. A slave that cannot bind it
+    // (another node of this host has the port) still follows; it just cannot be promoted by a
+    // switchover until it can.
+    let mut listener = match BoundListener::bind("replication", cfg.replication.listen).await {
+        Ok(bound) => {
+            let endpoint = bound.endpoint();
+            Some((bound.into_inner().into_std()?, endpoint))
+        }
+        Err(e) if matches!(role, Role::Slave { .. }) => {
+            tracing::warn!(
+                error = %e,
+                "no replication listener: this slave follows, but a switchover cannot promote \
+                 it (give it its own replication.listen / --replication-addr)"
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     loop {
-        let copy = listener.try_clone()?;
-        copy.set_nonblocking(true)?;
-        let repl = Replicating {
-            listener: TcpListener::from_std(copy)?,
-            endpoint,
+        if listener.is_none() && role == Role::Master {
+            let bound = BoundListener::bind("replication", cfg.replication.listen).await?;
+            let endpoint = bound.endpoint();
+            listener = Some((bound.into_inner().into_std()?, endpoint));
+        }
+        let repl = match &listener {
+            Some((l, endpoint)) => {
+                let copy = l.try_clone()?;
+                copy.set_nonblocking(true)?;
+                Some(Replicating {
+                    listener: TcpListener::from_std(copy)?,
+                    endpoint: *endpoint,
+                })
+            }
+            None => None,
         };
         let next = match &role {
             Role::Master => {
                 let mut cfg = cfg.clone();
                 cfg.broker.id = 0;
-                super::serve(mode, cfg, ready_file.clone(), Some(repl)).await?
+                super::serve(mode, cfg, ready_file.clone(), repl).await?
             }
             Role::Slave { id, master } => {
                 serve_slave(&cfg, *id, master, repl, ready_file.as_deref()).await?
@@ -106,7 +131,7 @@ async fn serve_slave(
     cfg: &ServerConfig,
     id: u64,
     master_addr: &str,
-    repl: Replicating,
+    repl: Option<Replicating>,
     ready_file: Option<&Path>,
 ) -> anyhow::Result<Next> {
     let acceptors = super::tls::Acceptors::load(&cfg.tls)?;
@@ -124,18 +149,24 @@ async fn serve_slave(
         tls: super::tls::nameserver_client(&cfg.tls)?.filter(|_| cfg.tls.enabled),
         max_frame: cfg.replication.max_frame_bytes,
         auto_resync: cfg.replication.auto_resync,
-        replication_address: promotable(cfg, repl.endpoint),
+        replication_address: repl
+            .as_ref()
+            .map(|r| promotable(cfg, r.endpoint))
+            .unwrap_or_default(),
     };
+    let endpoint = repl.as_ref().map(|r| r.endpoint.address.to_string());
     let (standby_stop, standby_stopped) = shutdown::channel();
-    let standby = tokio::spawn(master::serve(
-        repl.listener,
-        Service::Standby(Standby {
-            master: master_addr.to_owned(),
-        }),
-        limits(cfg),
-        server_tls,
-        standby_stopped.wait(),
-    ));
+    let standby = repl.map(|repl| {
+        tokio::spawn(master::serve(
+            repl.listener,
+            Service::Standby(Standby {
+                master: master_addr.to_owned(),
+            }),
+            limits(cfg),
+            server_tls,
+            standby_stopped.wait(),
+        ))
+    });
     let (stop, stopped) = shutdown::channel();
     let mut follow = tokio::spawn(crate::replication::slave::run(slave, stopped));
     tracing::info!(
@@ -144,7 +175,7 @@ async fn serve_slave(
         cluster = %cfg.broker.cluster,
         broker = %cfg.broker.name,
         broker_id = id,
-        replication = %repl.endpoint.address,
+        replication = endpoint.as_deref().unwrap_or("-"),
         "rocketgate slave ready"
     );
     if let Some(path) = ready_file {
@@ -153,7 +184,10 @@ async fn serve_slave(
             "mode": "slave",
             "broker_id": id,
             "data_dir": cfg.store.data_dir,
-            "endpoints": { "replication": repl.endpoint.address.to_string() },
+            "endpoints": match &endpoint {
+                Some(address) => serde_json::json!({ "replication": address }),
+                None => serde_json::json!({}),
+            },
         });
         crate::write_json_atomically(path, &body)?;
     }
@@ -170,8 +204,10 @@ async fn serve_slave(
     };
     // The standby only refuses: peers retrying on it need not be waited for.
     standby_stop.trigger();
-    standby.abort();
-    let _ = standby.await;
+    if let Some(standby) = standby {
+        standby.abort();
+        let _ = standby.await;
+    }
     let next = match result? {
         crate::replication::slave::Exit::Stopped => {
             tracing::info!("stopped");
