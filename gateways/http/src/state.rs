@@ -28,6 +28,8 @@ pub struct AppState {
 
 struct Inner {
     metrics: Option<PrometheusHandle>,
+    /// This broker's group and NameServers (the composition root gives them).
+    cluster: Option<crate::cluster::Cluster>,
     callbacks: Mutex<BTreeMap<String, Registered>>,
     in_flight: Arc<Semaphore>,
     stop: watch::Sender<bool>,
@@ -36,7 +38,12 @@ struct Inner {
 
 impl AppState {
     /// New state.
-    pub fn new(broker: Broker, config: HttpConfig, metrics: Option<PrometheusHandle>) -> Self {
+    pub fn new(
+        broker: Broker,
+        config: HttpConfig,
+        metrics: Option<PrometheusHandle>,
+        cluster: Option<crate::cluster::Cluster>,
+    ) -> Self {
         let (stop, _) = watch::channel(false);
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(config.callback_timeout_ms))
@@ -51,6 +58,7 @@ impl AppState {
             broker,
             inner: Arc::new(Inner {
                 metrics,
+                cluster,
                 callbacks: Mutex::new(BTreeMap::new()),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 stop,
@@ -58,6 +66,11 @@ impl AppState {
             }),
             config: Arc::new(config),
         }
+    }
+
+    /// This broker's group and NameServers, when the node gave them.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// The Prometheus handle, when the composition root installed the recorder.
