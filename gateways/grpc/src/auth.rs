@@ -80,7 +80,7 @@ pub fn authenticate_request<T>(
             .unwrap_or("-");
         tracing::info!(
             client,
-            peer = ?request.remote_addr(),
+            peer = %request.remote_addr().map_or_else(|| "-".to_owned(), |p| p.to_string()),
             error = %e,
             "gRPC authentication failed"
         );

@@ -217,7 +217,7 @@ async fn admit(state: &AppState, req: Request) -> Result<Request, ApiError> {
         // One line per refused request, with the address; never the credential (the core
         // audits the failure too, on the `audit` target).
         if e.status == axum::http::StatusCode::UNAUTHORIZED {
-            tracing::info!(peer = ?peer, route = route.as_deref().unwrap_or("-"), reason = %e.detail, "HTTP authentication failed");
+            tracing::info!(peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), route = route.as_deref().unwrap_or("-"), reason = %e.detail, "HTTP authentication failed");
         }
     })
 }

@@ -91,16 +91,20 @@ fn ns_permission(p: ns::Permission) -> &'static str {
     }
 }
 
-/// The route answer of `topic`: `local` is this broker's topic (if it has it), `endpoint` the
-/// base URL clients reach this gateway at, `name` this broker's group name (if known), and
-/// `cluster` the NameServers' route (if any).
+/// The route answer of `topic`: `local` is this broker's topic (if it has it), `scheme` and
+/// `host` how clients reach this gateway (`https` with TLS: every node of a cluster shares the
+/// setting, so its peers' advertised `http` endpoints get it too), `name` this broker's group
+/// name (if known), and `cluster` the NameServers' route (if any).
 pub(crate) fn assemble(
     topic: &str,
     local: Option<&TopicInfo>,
-    endpoint: &str,
+    scheme: &str,
+    host: &str,
     name: Option<&str>,
     cluster: Option<&ns::TopicRoute>,
 ) -> TopicRoute {
+    let endpoint = format!("{scheme}://{host}");
+    let endpoint = endpoint.as_str();
     let own = |info: &TopicInfo| -> Vec<RouteQueue> {
         let p = info.config.permission;
         info.queues
@@ -135,7 +139,7 @@ pub(crate) fn assemble(
         let http = route
             .broker(group)
             .and_then(|b| b.master_endpoint(ns::Protocol::HTTP))
-            .map(|a| format!("http://{a}"));
+            .map(|a| format!("{scheme}://{a}"));
         queues.extend((0..q.read_queues.max(q.write_queues)).map(|id| RouteQueue {
             broker_name: Some(group.to_owned()),
             queue_id: id,
@@ -230,7 +234,7 @@ mod tests {
             ],
         };
         // Without this broker's topic table: the NameServers' answer as it is.
-        let r = assemble("t", None, "http://here", Some("a"), Some(&route));
+        let r = assemble("t", None, "http", "here", Some("a"), Some(&route));
         assert_eq!(r.source, "nameserver");
         let names: Vec<_> = r
             .queues
@@ -258,7 +262,7 @@ mod tests {
             .create(rocketgate_core::TopicConfig::new("t", 3))
             .unwrap();
         let info = broker.topics().describe("t").await.unwrap();
-        let r = assemble("t", Some(&info), "http://here", Some("a"), Some(&route));
+        let r = assemble("t", Some(&info), "http", "here", Some("a"), Some(&route));
         let own: Vec<_> = r
             .queues
             .iter()
@@ -275,12 +279,13 @@ mod tests {
         );
         assert_eq!(r.queues.len(), 5);
         // Not routed yet (another group name): listed too.
-        let r = assemble("t", Some(&info), "http://here", Some("z"), Some(&route));
+        let r = assemble("t", Some(&info), "http", "here", Some("z"), Some(&route));
         assert_eq!(r.queues.len(), 7);
         assert_eq!(r.queues[6].broker_name.as_deref(), Some("z"));
         // No NameServer: local only, and said so.
-        let r = assemble("t", Some(&info), "http://here", None, None);
+        let r = assemble("t", Some(&info), "https", "here", None, None);
         assert_eq!((r.source.as_str(), r.queues.len()), ("local", 3));
         assert!(r.brokers.is_empty() && r.queues[0].broker_name.is_none());
+        assert_eq!(r.queues[0].endpoint.as_deref(), Some("https://here"));
     }
 }

@@ -170,7 +170,7 @@ pub fn router_with(
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
 ) -> Router {
-    build(AppState::new(broker, config, metrics, None))
+    build(AppState::new(broker, config, metrics, None, false))
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes; then stops accepting and lets
@@ -227,7 +227,7 @@ pub(crate) async fn serve_ready(
 ) -> Result<(), Error> {
     config.validate()?;
     config.validate_with_auth(broker.auth().enabled())?;
-    let state = AppState::new(broker, config, metrics, cluster);
+    let state = AppState::new(broker, config, metrics, cluster, tls.is_some());
     let router = build(state.clone());
     ready();
     server::run(listener, state, router, shutdown, tls).await?;

@@ -30,6 +30,8 @@ struct Inner {
     metrics: Option<PrometheusHandle>,
     /// This broker's group and NameServers (the composition root gives them).
     cluster: Option<crate::cluster::Cluster>,
+    /// `https` when the listener serves TLS, else `http` (the scheme of advertised URLs).
+    scheme: &'static str,
     callbacks: Mutex<BTreeMap<String, Registered>>,
     in_flight: Arc<Semaphore>,
     stop: watch::Sender<bool>,
@@ -43,6 +45,7 @@ impl AppState {
         config: HttpConfig,
         metrics: Option<PrometheusHandle>,
         cluster: Option<crate::cluster::Cluster>,
+        tls: bool,
     ) -> Self {
         let (stop, _) = watch::channel(false);
         let http = reqwest::Client::builder()
@@ -59,6 +62,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 metrics,
                 cluster,
+                scheme: if tls { "https" } else { "http" },
                 callbacks: Mutex::new(BTreeMap::new()),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 stop,
@@ -66,6 +70,12 @@ impl AppState {
             }),
             config: Arc::new(config),
         }
+    }
+
+    /// The scheme clients reach this gateway (and, as every node of a cluster shares one TLS
+    /// setting, its peers) with: `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        self.inner.scheme
     }
 
     /// This broker's group and NameServers, when the node gave them.

@@ -215,7 +215,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
     };
     let user = conn.caller.principal.user().unwrap_or("-").to_owned();
     let peer = conn.caller.source;
-    tracing::info!(user = %user, peer = ?peer, "WebSocket client connected");
+    tracing::info!(user = %user, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), "WebSocket client connected");
     let mut stopping = state.stopping();
     loop {
         let frame = tokio::select! {
@@ -276,7 +276,7 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
     }
     tracing::info!(
         user = %user,
-        peer = ?peer,
+        peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
         subscriptions = conn.subs.len(),
         "WebSocket client disconnected"
     );

@@ -40,7 +40,7 @@ pub(super) fn open(
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let (stream, first) = ctx.clients.open_stream(&client_id, tx.clone());
     if first {
-        tracing::info!(client = %client_id, peer = ?peer, "gRPC client connected");
+        tracing::info!(client = %client_id, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), "gRPC client connected");
     }
     let mut stopping = ctx.stopping.clone();
     tokio::spawn(async move {
@@ -60,7 +60,7 @@ pub(super) fn open(
         }
         let (change, gone) = ctx.clients.close_stream(&client_id, stream);
         if gone {
-            tracing::info!(client = %client_id, peer = ?peer, "gRPC client disconnected");
+            tracing::info!(client = %client_id, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), "gRPC client disconnected");
         }
         transaction::apply(&ctx, change);
     });

@@ -169,7 +169,8 @@ pub(crate) async fn route(
     Ok(Json(crate::cluster::assemble(
         &topic,
         local.as_ref(),
-        &format!("http://{host}"),
+        state.scheme(),
+        host,
         cluster.map(crate::cluster::Cluster::broker_name),
         routed.as_deref(),
     )))
