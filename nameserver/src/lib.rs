@@ -158,9 +158,25 @@ pub async fn serve_tls(
     tls: Option<std::sync::Arc<dyn listener::ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    serve_ready(listener, config, tls, shutdown, || {}).await
+}
+
+/// [`serve_tls`], calling `ready` once the configuration is checked and the server is about
+/// to accept (nothing left before its accept loop): when a binary may say `ready`.
+///
+/// # Errors
+/// As [`serve`] (`ready` is not called on [`Error::Config`]).
+pub async fn serve_ready(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    tls: Option<std::sync::Arc<dyn listener::ServerTls>>,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce() + Send,
+) -> Result<(), Error> {
     let service = NameServerService::new(config)?;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "NameServer listening");
+        // The binary logs one `listening` line per endpoint; embedders see this at debug.
+        tracing::debug!(%addr, "NameServer listening");
     }
     let limits = service.config().connections.clone();
     let incoming = listener::Incoming::new(listener, "nameserver", limits.clone()).with_tls(tls);
@@ -171,6 +187,7 @@ pub async fn serve_tls(
         .add_service(service.clone().into_server())
         .serve_with_incoming_shutdown(incoming, shutdown);
     let scan = service.run_expiry();
+    ready();
     tokio::select! {
         result = server => result?,
         () = scan => {}

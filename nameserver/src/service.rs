@@ -239,7 +239,7 @@ impl NameServer for NameServerService {
         if outcome.restarted {
             info!(target: "audit", broker = %identity, peer = ?peer, topics, "broker restarted: its stale registration was replaced (same endpoints, address and secret)");
         } else if outcome.new {
-            info!(broker = %identity, topics, routes_updated = outcome.routes_updated, "broker registered");
+            info!(broker = %identity, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), topics, routes_updated = outcome.routes_updated, "broker registered");
         } else {
             debug!(broker = %identity, topics, routes_updated = outcome.routes_updated, "broker re-registered");
         }
@@ -267,7 +267,7 @@ impl NameServer for NameServerService {
             .lock()
             .unregister(&identity, registrant)
             .map_err(route_status)?;
-        info!(broker = %identity, removed, "broker unregistered");
+        info!(broker = %identity, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), removed, "broker unregistered");
         Ok(Response::new(pb::UnregisterBrokerResponse { removed }))
     }
 

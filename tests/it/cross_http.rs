@@ -295,3 +295,94 @@ async fn sdk_message_is_received_and_acked_over_rest() {
     gw.stop().await;
     server.stop().await;
 }
+
+/// A raw REST publish's camelCase property names (`rg-properties`) reach an MQTT 5 subscriber
+/// (as user properties) and the SDK with their case: HTTP header names are case-insensitive,
+/// the JSON header is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_raw_publish_property_names_keep_their_case_over_mqtt_and_grpc() {
+    use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+
+    let server = GrpcServer::start().await;
+    let gw = Gateways::start(&server).await;
+    let (status, created) = gw
+        .post("/v1/topics", json!({"name": "sensors", "queue_count": 1}))
+        .await;
+    assert!((200..300).contains(&status), "{status} {created}");
+
+    let mut o = rumqttc::v5::MqttOptions::new("props-reader", "127.0.0.1", gw.mqtt_port);
+    o.set_keep_alive(Duration::from_secs(30));
+    let (sub, mut events) = rumqttc::v5::AsyncClient::new(o, 16);
+    sub.subscribe("sensors/#", QoS5::AtLeastOnce).await.unwrap();
+    while !matches!(next5(&mut events).await, Packet5::SubAck(_)) {}
+    let consumer = server.consumer("cg-props-sdk", &["sensors"]).await;
+
+    let r = gw
+        .client
+        .post(format!("{}/v1/topics/sensors/messages", gw.http))
+        .header("content-type", "text/plain")
+        .header("rg-properties", r#"{"orderId":"o-7","deviceType":"probe"}"#)
+        .header("rg-property-site", "north")
+        .body("21.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let publish = loop {
+        if let Packet5::Publish(p) = next5(&mut events).await {
+            break p;
+        }
+    };
+    assert_eq!(&publish.payload[..], b"21.5");
+    let user = publish
+        .properties
+        .map(|p| p.user_properties)
+        .unwrap_or_default();
+    for (k, v) in [
+        ("orderId", "o-7"),
+        ("deviceType", "probe"),
+        ("site", "north"),
+    ] {
+        assert!(
+            user.contains(&(k.to_owned(), v.to_owned())),
+            "{k}={v} not among {user:?}"
+        );
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let m = loop {
+        assert!(Instant::now() < deadline, "not received over gRPC");
+        let got = receive(&consumer, "sensors", &tag("*"), 32, Duration::from_secs(30)).await;
+        if let Some(m) = got.into_iter().next() {
+            break m;
+        }
+    };
+    assert_eq!(m.body(), b"21.5");
+    let props = m.properties();
+    assert_eq!(props.get("orderId").map(String::as_str), Some("o-7"));
+    assert_eq!(props.get("deviceType").map(String::as_str), Some("probe"));
+    assert_eq!(props.get("site").map(String::as_str), Some("north"));
+    ack(&consumer, &m).await;
+
+    sub.disconnect().await.unwrap();
+    shutdown_consumer(consumer).await;
+    gw.stop().await;
+    server.stop().await;
+}
+
+/// The next packet an MQTT 5 event loop receives, within 10 s.
+async fn next5(events: &mut rumqttc::v5::EventLoop) -> rumqttc::v5::mqttbytes::v5::Packet {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "MQTT 5: nothing within 10 s");
+        match tokio::time::timeout(left, events.poll()).await {
+            Ok(Ok(rumqttc::v5::Event::Incoming(p))) => return p,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("MQTT 5 connection failed: {e}"),
+            Err(_) => panic!("MQTT 5: nothing within 10 s"),
+        }
+    }
+}

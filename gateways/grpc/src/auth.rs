@@ -57,7 +57,8 @@ pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, caller: &Caller<'_>) -> Result<Principal, AuthError>;
 }
 
-/// Runs `auth` on `request`.
+/// Runs `auth` on `request`; a refusal is logged at info with the peer's address and client
+/// id (`x-mq-client-id`, if any), never the credential.
 ///
 /// # Errors
 /// As [`Authenticator::authenticate`].
@@ -66,11 +67,25 @@ pub fn authenticate_request<T>(
     request: &tonic::Request<T>,
 ) -> Result<Principal, AuthError> {
     let subject = certificate_subject(request);
-    auth.authenticate(&Caller {
+    let r = auth.authenticate(&Caller {
         metadata: request.metadata(),
         source: request.remote_addr().map(|a| a.ip()),
         certificate: subject.as_deref(),
-    })
+    });
+    if let Err(e) = &r {
+        let client = request
+            .metadata()
+            .get("x-mq-client-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            client,
+            peer = %request.remote_addr().map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            error = %e,
+            "gRPC authentication failed"
+        );
+    }
+    r
 }
 
 /// Accepts every request as anonymous (for tests of other parts).

@@ -221,7 +221,8 @@ pub(crate) async fn serve_ready(
     connections.validate()?;
     let local = listener.local_addr().ok();
     if let Some(addr) = local {
-        tracing::info!(%addr, "gRPC gateway listening");
+        // The node logs one `listening` line per endpoint; embedders see this at debug.
+        tracing::debug!(%addr, "gRPC gateway listening");
     }
     let service = MessagingService::new(broker.clone(), node.clone(), messaging, local);
     let stopper = service.clone();

@@ -205,6 +205,24 @@ pub(crate) async fn authenticate(
 }
 
 async fn admit(state: &AppState, req: Request) -> Result<Request, ApiError> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    admit_checked(state, req).await.inspect_err(|e| {
+        // One line per refused request, with the address; never the credential (the core
+        // audits the failure too, on the `audit` target).
+        if e.status == axum::http::StatusCode::UNAUTHORIZED {
+            tracing::info!(peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), route = route.as_deref().unwrap_or("-"), reason = %e.detail, "HTTP authentication failed");
+        }
+    })
+}
+
+async fn admit_checked(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = req.into_parts();
     let src = source(&parts);
     let auth = state.broker.auth();

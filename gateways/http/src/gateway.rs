@@ -4,8 +4,11 @@
 //! `Ready` when it accepts).
 //!
 //! The Prometheus handle `/metrics` renders belongs to the process (the composition root
-//! installs the one recorder), so it is given to the constructor. This file only adapts; it
-//! must not grow routes or touch the server.
+//! installs the one recorder), so it is given to the constructor. The node's [`Cluster`] (its
+//! group name and NameServers, for the topic route) is only known once every endpoint is
+//! bound: [`HttpGateway::with_cluster`] takes the receiving half of a oneshot channel that
+//! [`BoundGateway::serve`] waits for (a dropped sender: no cluster, routes are local). This
+//! file only adapts; it must not grow routes or touch the server.
 
 use std::net::SocketAddr;
 
@@ -15,7 +18,9 @@ use rocketgate_gateway_kit::{
     TlsAcceptor,
 };
 
-use crate::{serve_ready, HttpConfig, PrometheusHandle};
+use tokio::sync::oneshot;
+
+use crate::{serve_ready, Cluster, HttpConfig, PrometheusHandle};
 
 /// The HTTP gateway, configured, not yet listening.
 pub struct HttpGateway {
@@ -23,6 +28,7 @@ pub struct HttpGateway {
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
     tls: Option<TlsAcceptor>,
+    cluster: Option<oneshot::Receiver<Cluster>>,
 }
 
 impl HttpGateway {
@@ -34,7 +40,16 @@ impl HttpGateway {
             config,
             metrics,
             tls: None,
+            cluster: None,
         }
+    }
+
+    /// Answers topic routes for the node `cluster` delivers once every endpoint is bound
+    /// (without: this broker's queues only).
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: oneshot::Receiver<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Serves HTTPS/WSS with `tls` (ALPN `http/1.1`; `h2` also works); `None` serves plain
@@ -59,6 +74,7 @@ impl Gateway for HttpGateway {
                 config: self.config,
                 metrics: self.metrics,
                 tls: self.tls,
+                cluster: self.cluster,
             }) as Box<dyn BoundGateway>)
         })
     }
@@ -70,6 +86,7 @@ struct BoundHttp {
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
     tls: Option<TlsAcceptor>,
+    cluster: Option<oneshot::Receiver<Cluster>>,
 }
 
 impl BoundGateway for BoundHttp {
@@ -84,12 +101,17 @@ impl BoundGateway for BoundHttp {
         ready: Ready,
     ) -> BoxFuture<'static, Result<(), GatewayError>> {
         Box::pin(async move {
+            let cluster = match self.cluster {
+                Some(given) => given.await.ok(),
+                None => None,
+            };
             serve_ready(
                 self.listener.into_inner(),
                 broker,
                 self.config,
                 self.metrics,
                 self.tls,
+                cluster,
                 shutdown.wait(),
                 || ready.accepting(),
             )

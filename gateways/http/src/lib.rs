@@ -13,7 +13,8 @@
 //! - `extract.rs`: body and query extractors with problem+json rejections and size limits.
 //! - [`model`]: the JSON shapes (utoipa `ToSchema`) and their core conversions.
 //! - `rest/`: handlers, one module per family (`publish`, `consume`, `admin`, `query`, `ops`);
-//!   `callback.rs`: transaction check-back over HTTP; `ws.rs`: the WebSocket protocol.
+//!   `callback.rs`: transaction check-back over HTTP; `ws.rs`: the WebSocket protocol;
+//!   `cluster.rs`: [`Cluster`], this broker's group and NameServers, for the topic route.
 //! - `openapi.rs`: the generated document and the docs page (`/docs`); `server.rs`: the
 //!   listener (connection limit), the hyper connection loop (request-head timeout and size),
 //!   middleware (in-flight limit, request timeout, metrics), serve.
@@ -58,12 +59,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Depends on `rocketgate-core` (and `rocketgate-gateway-kit` for the `Gateway` trait) only,
-//! never on another gateway.
+//! Depends on `rocketgate-core`, `rocketgate-gateway-kit` (the `Gateway` trait) and the
+//! NameServer client of `rocketgate-nameserver` (`cluster.rs`: the topic route), never on
+//! another gateway.
 
 mod access;
 mod auth;
 pub mod callback;
+mod cluster;
 pub mod config;
 mod cors;
 pub mod error;
@@ -89,6 +92,7 @@ pub use metrics_exporter_prometheus::PrometheusHandle;
 use rocketgate_core::Broker;
 use utoipa_axum::routes;
 
+pub use cluster::Cluster;
 pub use config::{ConfigError, CorsConfig, HttpConfig};
 pub use error::{ApiError, Problem};
 pub use gateway::HttpGateway;
@@ -166,7 +170,7 @@ pub fn router_with(
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
 ) -> Router {
-    build(AppState::new(broker, config, metrics))
+    build(AppState::new(broker, config, metrics, None, false))
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes; then stops accepting and lets
@@ -195,23 +199,35 @@ pub async fn serve_with(
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    serve_ready(listener, broker, config, metrics, None, shutdown, || {}).await
+    serve_ready(
+        listener,
+        broker,
+        config,
+        metrics,
+        None,
+        None,
+        shutdown,
+        || {},
+    )
+    .await
 }
 
 /// [`serve_with`], calling `ready` once the endpoint accepts connections (configuration
 /// checked, router built): what the node's `ready` waits for ([`HttpGateway`]).
+#[allow(clippy::too_many_arguments)] // the public entry points each pass a subset
 pub(crate) async fn serve_ready(
     listener: tokio::net::TcpListener,
     broker: Broker,
     config: HttpConfig,
     metrics: Option<PrometheusHandle>,
     tls: Option<rocketgate_gateway_kit::TlsAcceptor>,
+    cluster: Option<Cluster>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce() + Send,
 ) -> Result<(), Error> {
     config.validate()?;
     config.validate_with_auth(broker.auth().enabled())?;
-    let state = AppState::new(broker, config, metrics);
+    let state = AppState::new(broker, config, metrics, cluster, tls.is_some());
     let router = build(state.clone());
     ready();
     server::run(listener, state, router, shutdown, tls).await?;

@@ -16,10 +16,12 @@
 //! authorization) and the local address it came to (`origin::LocalAddr`, for the Host check).
 //! Shutdown: stop accepting, tell WebSocket connections to close (1001), let requests in flight
 //! finish (each connection is shut down gracefully; `run` returns when the last one ended).
+//! Logging: one info line when a connection opens and one when it closes (with its request
+//! count), none per request.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -279,11 +281,15 @@ pub(crate) async fn run(
                 },
             };
             let certificate = io.peer_subject().map(crate::auth::PeerCertificate);
-            // Set by the first request hyper hands over (its head arrived whole).
-            let requested = Arc::new(AtomicBool::new(false));
-            let first = requested.clone();
+            // Connections, not requests, are logged at info: a busy client's requests do not
+            // flood the log (they are counted in the `closed` line and in the metrics).
+            let opened = Instant::now();
+            tracing::info!(peer = %addr, "HTTP connection opened");
+            // Requests hyper handed over (the first one's head arrived whole).
+            let requests = Arc::new(AtomicU64::new(0));
+            let counted = requests.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                first.store(true, Ordering::Relaxed);
+                counted.fetch_add(1, Ordering::Relaxed);
                 req.extensions_mut().insert(ConnectInfo(addr));
                 if let Some(local) = local {
                     req.extensions_mut().insert(LocalAddr(local));
@@ -310,7 +316,7 @@ pub(crate) async fn run(
                     }
                     () = head_deadline.as_mut(), if !head_checked => {
                         head_checked = true;
-                        if !requested.load(Ordering::Relaxed) {
+                        if requests.load(Ordering::Relaxed) == 0 {
                             // Dropping the connection closes the socket.
                             metrics::counter!("rocketgate_connections_head_timeout_total", "gateway" => "http")
                                 .increment(1);
@@ -326,6 +332,12 @@ pub(crate) async fn run(
                     }
                 }
             }
+            tracing::info!(
+                peer = %addr,
+                requests = requests.load(Ordering::Relaxed),
+                duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "HTTP connection closed"
+            );
             drop(closed);
         });
     }

@@ -28,6 +28,10 @@ pub struct AppState {
 
 struct Inner {
     metrics: Option<PrometheusHandle>,
+    /// This broker's group and NameServers (the composition root gives them).
+    cluster: Option<crate::cluster::Cluster>,
+    /// `https` when the listener serves TLS, else `http` (the scheme of advertised URLs).
+    scheme: &'static str,
     callbacks: Mutex<BTreeMap<String, Registered>>,
     in_flight: Arc<Semaphore>,
     stop: watch::Sender<bool>,
@@ -36,7 +40,13 @@ struct Inner {
 
 impl AppState {
     /// New state.
-    pub fn new(broker: Broker, config: HttpConfig, metrics: Option<PrometheusHandle>) -> Self {
+    pub fn new(
+        broker: Broker,
+        config: HttpConfig,
+        metrics: Option<PrometheusHandle>,
+        cluster: Option<crate::cluster::Cluster>,
+        tls: bool,
+    ) -> Self {
         let (stop, _) = watch::channel(false);
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(config.callback_timeout_ms))
@@ -51,6 +61,8 @@ impl AppState {
             broker,
             inner: Arc::new(Inner {
                 metrics,
+                cluster,
+                scheme: if tls { "https" } else { "http" },
                 callbacks: Mutex::new(BTreeMap::new()),
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
                 stop,
@@ -58,6 +70,17 @@ impl AppState {
             }),
             config: Arc::new(config),
         }
+    }
+
+    /// The scheme clients reach this gateway (and, as every node of a cluster shares one TLS
+    /// setting, its peers) with: `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        self.inner.scheme
+    }
+
+    /// This broker's group and NameServers, when the node gave them.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// The Prometheus handle, when the composition root installed the recorder.

@@ -213,6 +213,9 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
         tx: tx.clone(),
         subs: HashMap::new(),
     };
+    let user = conn.caller.principal.user().unwrap_or("-").to_owned();
+    let peer = conn.caller.source;
+    tracing::info!(user = %user, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), "WebSocket client connected");
     let mut stopping = state.stopping();
     loop {
         let frame = tokio::select! {
@@ -271,6 +274,12 @@ async fn connection(state: AppState, caller: Caller, socket: WebSocket) {
             WsMessage::Ping(_) | WsMessage::Pong(_) => {}
         }
     }
+    tracing::info!(
+        user = %user,
+        peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+        subscriptions = conn.subs.len(),
+        "WebSocket client disconnected"
+    );
     for (_, s) in conn.subs.drain() {
         s.task.abort();
     }

@@ -207,8 +207,18 @@ async fn connected<S>(
         peer,
     ) {
         Ok(p) => p,
-        Err(code) => return refuse(&mut stream, version, code).await,
+        Err(code) => {
+            // The connection span names the address; never the password.
+            tracing::info!(
+                client = %connect.client_id,
+                user = login.as_ref().map_or("", |l| l.username.as_str()),
+                reason = ?code,
+                "MQTT authentication failed"
+            );
+            return refuse(&mut stream, version, code).await;
+        }
     };
+    let client_id = connect.client_id.clone();
     let assign = || {
         format!(
             "rg-{}",
@@ -217,7 +227,10 @@ async fn connected<S>(
     };
     let admission = match connect::admit(&shared.config, version, connect, will, assign) {
         Ok(a) => a,
-        Err(code) => return refuse(&mut stream, version, code).await,
+        Err(code) => {
+            tracing::info!(client = %client_id, reason = ?code, "MQTT connect refused");
+            return refuse(&mut stream, version, code).await;
+        }
     };
     let access = Access::new(&shared.broker, principal, &admission.client_id, peer);
     let will_topic = admission
@@ -225,7 +238,7 @@ async fn connected<S>(
         .as_ref()
         .map(|w| String::from_utf8_lossy(&w.topic));
     if will_topic.is_some_and(|t| !access.may_publish(&t)) {
-        tracing::debug!(client = %admission.client_id, "MQTT will not authorized");
+        tracing::info!(client = %admission.client_id, "MQTT connect refused: will not authorized");
         return refuse(&mut stream, version, ConnectReturnCode::NotAuthorized).await;
     }
     let Some((slot, mut session)) = take_over(&shared, &admission.client_id).await else {
@@ -269,6 +282,12 @@ async fn connected<S>(
             let _ = session::persist(&shared.broker, &shared.sessions, r).await;
         }
     }
+    tracing::info!(
+        client = %admission.client_id,
+        version = ?version,
+        session_present = start.present,
+        "MQTT client connected"
+    );
     let connack = admission.connack(&shared.config, start.present);
     let keep_alive = admission.keep_alive;
     let machine = Machine::new(admission, connack, Limits::from(&shared.config), session);

@@ -89,7 +89,8 @@ pub(crate) async fn serve_ready(
     let count = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     if let Some(l) = tcp {
-        tracing::info!(addr = ?l.local_addr().ok(), "MQTT listening (TCP)");
+        // The node logs one `listening` line per endpoint; embedders see this at debug.
+        tracing::debug!(addr = ?l.local_addr().ok(), "MQTT listening (TCP)");
         tasks.spawn(accept(
             l,
             false,
@@ -100,7 +101,7 @@ pub(crate) async fn serve_ready(
         ));
     }
     if let Some(l) = ws {
-        tracing::info!(addr = ?l.local_addr().ok(), "MQTT listening (WebSocket /mqtt)");
+        tracing::debug!(addr = ?l.local_addr().ok(), "MQTT listening (WebSocket /mqtt)");
         tasks.spawn(accept(
             l,
             true,
@@ -158,7 +159,8 @@ async fn accept(
         let stop = stop.clone();
         let count = count.clone();
         let tls = tls.clone();
-        let span = tracing::debug_span!("conn", gateway = "mqtt", peer = %peer);
+        // At info: the connect, refusal and disconnect lines show the client's address.
+        let span = tracing::info_span!("conn", gateway = "mqtt", peer = %peer);
         conns.spawn(tracing::Instrument::instrument(
             async move {
                 serve_stream(stream, tls, peer.ip(), websocket, shared, stop).await;

@@ -72,7 +72,8 @@ pub struct RunArgs {
     /// Flush mode: SYNC or ASYNC, any case (overrides `store.flush_mode`).
     #[arg(long, env = "ROCKETGATE_FLUSH_MODE")]
     pub flush_mode: Option<String>,
-    /// Log filter (`RUST_LOG` syntax), default `info`.
+    /// Log filter, overriding the `RUST_LOG` environment variable (same syntax, e.g.
+    /// `info,rocketgate_gateway_mqtt=debug`); default `info`.
     #[arg(long)]
     pub log: Option<String>,
     /// Write a JSON file with the pid and addresses once the server is ready (for scripts/tests).

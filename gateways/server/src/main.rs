@@ -49,9 +49,13 @@ enum Command {
     GenerateConfig,
 }
 
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// Logs to stderr, filtered by `flag` (`--log`), else `RUST_LOG`, else `default`.
+fn init_tracing(flag: Option<&str>, default: &str) {
+    let filter = match flag {
+        Some(f) => tracing_subscriber::EnvFilter::new(f),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -63,23 +67,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Standalone(args) => {
-            init_tracing(args.log.as_deref().unwrap_or("info"));
+            init_tracing(args.log.as_deref(), "info");
             node::run(node::Mode::Standalone, &args)
         }
         Command::Broker(args) => {
-            init_tracing(args.log.as_deref().unwrap_or("info"));
+            init_tracing(args.log.as_deref(), "info");
             node::run(node::Mode::Broker, &args)
         }
         Command::Nameserver(args) => {
-            init_tracing(args.log.as_deref().unwrap_or("info"));
+            init_tracing(args.log.as_deref(), "info");
             run_nameserver(args)
         }
         Command::Admin(args) => {
-            init_tracing("warn");
+            init_tracing(None, "warn");
             return rocketgate_admin::run(args);
         }
         Command::Bench(args) => {
-            init_tracing("warn");
+            init_tracing(None, "warn");
             rocketgate_bench::run(args).map_err(anyhow::Error::from)
         }
         Command::GenerateConfig => {
@@ -125,7 +129,8 @@ struct NameServerArgs {
         value_parser = clap::builder::BoolishValueParser::new(),
         action = clap::ArgAction::SetTrue)]
     allow_unauthenticated_remote: bool,
-    /// Log filter (`RUST_LOG` syntax), default `info`.
+    /// Log filter, overriding the `RUST_LOG` environment variable (same syntax, e.g.
+    /// `info,rocketgate_nameserver=debug`); default `info`.
     #[arg(long)]
     log: Option<String>,
     /// Write a JSON file with the pid and address once the NameServer is ready.
@@ -165,17 +170,6 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
         let bound = rocketgate_gateway_kit::BoundListener::bind("nameserver", addr).await?;
         let local = bound.endpoint().address;
         let listener = bound.into_inner();
-        tracing::info!(endpoint = "nameserver", address = %local, "listening");
-        tracing::info!("rocketgate nameserver ready");
-        if let Some(path) = &run.ready_file {
-            let body = serde_json::json!({
-                "pid": std::process::id(),
-                "mode": "nameserver",
-                "nameserver": local.to_string(),
-                "endpoints": { "nameserver": local.to_string() },
-            });
-            write_json_atomically(path, &body)?;
-        }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (tls, _reloads) = match node::tls::Acceptors::load(&cfg.tls)? {
             None => (None, None),
@@ -188,15 +182,38 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
                 (Some(tls), Some(trigger))
             }
         };
-        let serve = rocketgate_nameserver::serve_tls(
+        let (accepting, accepted) = tokio::sync::oneshot::channel::<()>();
+        let serve = rocketgate_nameserver::serve_ready(
             listener,
             cfg.nameserver.config.clone(),
             tls,
             async {
                 let _ = stop_rx.await;
             },
+            move || {
+                let _ = accepting.send(());
+            },
         );
         tokio::pin!(serve);
+        // `listening` and `ready` once the server accepts (its configuration checked).
+        tokio::select! {
+            r = &mut serve => {
+                r?;
+                anyhow::bail!("the NameServer stopped before it served");
+            }
+            Ok(()) = accepted => {}
+        }
+        tracing::info!(endpoint = %"nameserver", address = %local, "listening");
+        tracing::info!("rocketgate nameserver ready");
+        if let Some(path) = &run.ready_file {
+            let body = serde_json::json!({
+                "pid": std::process::id(),
+                "mode": "nameserver",
+                "nameserver": local.to_string(),
+                "endpoints": { "nameserver": local.to_string() },
+            });
+            write_json_atomically(path, &body)?;
+        }
         tokio::select! {
             r = &mut serve => r?,
             signal = wait_for_shutdown() => {

@@ -20,7 +20,8 @@
 //!
 //! What a gateway needs from the node goes to its constructor: the gRPC gateway's `NodeInfo`
 //! names every bound endpoint, so the node sends it over a oneshot channel once all are bound;
-//! the HTTP gateway gets the Prometheus handle (`metrics.rs`).
+//! the HTTP gateway gets the Prometheus handle (`metrics.rs`) and, over another oneshot, its
+//! `Cluster` (group name and the route cache of `NodeInfo`, for its topic route).
 //!
 //! [`serve`] is one straight sequence of these steps (about 100 lines), kept in one function so
 //! that it reads as the start and stop order; each step is a function or a [`Servers`] method.
@@ -43,7 +44,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rocketgate_core::Broker;
 use rocketgate_gateway_grpc::{GrpcGateway, NodeInfo};
-use rocketgate_gateway_http::{HttpGateway, PrometheusHandle};
+use rocketgate_gateway_http::{Cluster, HttpGateway, PrometheusHandle};
 use rocketgate_gateway_kit::{
     ready, shutdown, BoundGateway, BoundListener, Endpoint, Gateway, ReadyWait, Shutdown,
     ShutdownTrigger,
@@ -104,6 +105,7 @@ pub fn run(mode: Mode, args: &config::RunArgs) -> anyhow::Result<()> {
 fn gateways(
     cfg: &ServerConfig,
     node: oneshot::Receiver<NodeInfo>,
+    cluster: oneshot::Receiver<Cluster>,
     metrics: Option<PrometheusHandle>,
     tls: Option<&tls::Acceptors>,
 ) -> Vec<Box<dyn Gateway>> {
@@ -113,7 +115,8 @@ fn gateways(
     let mut gateways: Vec<Box<dyn Gateway>> = vec![Box::new(grpc)];
     if cfg.http.enabled {
         let http = HttpGateway::new(cfg.http.listen, cfg.http.config.clone(), metrics)
-            .with_tls(tls.map(|t| t.http.clone()));
+            .with_tls(tls.map(|t| t.http.clone()))
+            .with_cluster(cluster);
         gateways.push(Box::new(http));
     }
     if cfg.mqtt.enabled {
@@ -134,6 +137,8 @@ struct Bound {
     advertised: Vec<ns::Endpoint>,
     /// Hands the gRPC gateway its `NodeInfo`.
     node_info: oneshot::Sender<NodeInfo>,
+    /// Hands the HTTP gateway the node's group and NameServers (its topic route).
+    cluster: oneshot::Sender<Cluster>,
     /// The recorder `/metrics` renders (with the HTTP gateway only).
     metrics: Option<PrometheusHandle>,
 }
@@ -157,8 +162,9 @@ impl Bound {
             false => None,
         };
         let (node_info, node) = oneshot::channel();
+        let (cluster, cluster_rx) = oneshot::channel();
         let mut gateways = Vec::new();
-        for gateway in self::gateways(cfg, node, metrics.clone(), tls) {
+        for gateway in self::gateways(cfg, node, cluster_rx, metrics.clone(), tls) {
             let name = gateway.name();
             gateways.push((name, gateway.bind().await?));
         }
@@ -169,6 +175,7 @@ impl Bound {
             gateways,
             advertised,
             node_info,
+            cluster,
             metrics,
         })
     }
@@ -285,6 +292,7 @@ async fn serve(
         gateways,
         advertised,
         node_info,
+        cluster,
         metrics,
     } = Bound::bind(mode, &cfg, acceptors.as_ref()).await?;
 
@@ -364,7 +372,8 @@ async fn serve(
         started_at_ms,
         client_tls.clone(),
     )?;
-    // The gRPC gateway waits for this before it serves.
+    // The gRPC and HTTP gateways wait for these before they serve.
+    let _ = cluster.send(Cluster::new(cfg.broker.name.clone(), node.routes.clone()));
     let _ = node_info.send(node);
     if let Some(handle) = metrics {
         let stopped = servers.shutdown.clone();

@@ -1,7 +1,7 @@
 //! `rocketgate standalone` says `ready` (its log line, then the ready file) only once every
-//! endpoint accepts connections and serves them: each server's own "listening" line (the MQTT
-//! gateway's comes after it loaded its retained messages and sessions) is logged before
-//! `ready`, and every endpoint answers right after the ready file appears. Started on a fresh
+//! endpoint accepts connections and serves them: the node's `listening` line of each endpoint
+//! and the MQTT gateway's "retained messages loaded" line (it loads them before it accepts) are
+//! logged before `ready`, and every endpoint answers right after the ready file appears. Started on a fresh
 //! directory, then on one whose MQTT gateway takes a while to start: an upgrade from a version
 //! that kept retained messages in the topic `mqtt_sys_retained`, imported once at start with
 //! one durable KV write per record.
@@ -109,10 +109,11 @@ fn ready_after_every_endpoint(node: &Node) {
         .find("rocketgate standalone ready")
         .unwrap_or_else(|| panic!("no ready line:\n{log}"));
     for line in [
-        "NameServer listening",
-        "gRPC gateway listening",
-        "MQTT listening (TCP)",
-        "MQTT listening (WebSocket /mqtt)",
+        "listening endpoint=nameserver ",
+        "listening endpoint=grpc ",
+        "listening endpoint=mqtt ",
+        "listening endpoint=mqtt_ws ",
+        "MQTT retained messages loaded",
     ] {
         let at = log
             .find(line)

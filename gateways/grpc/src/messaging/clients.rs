@@ -84,34 +84,36 @@ impl Table {
 }
 
 impl Clients {
-    /// Registers a new Telemetry stream of `client_id`; returns its id.
-    pub(super) fn open_stream(&self, client_id: &str, sender: TelemetrySender) -> u64 {
+    /// Registers a new Telemetry stream of `client_id`; returns its id and whether it is the
+    /// client's first (the client is new).
+    pub(super) fn open_stream(&self, client_id: &str, sender: TelemetrySender) -> (u64, bool) {
         let id = self
             .next_stream
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.table
-            .lock()
+        let mut table = self.table.lock();
+        let streams = &mut table
             .clients
             .entry(client_id.to_owned())
             .or_default()
-            .streams
-            .push((id, sender));
-        id
+            .streams;
+        streams.push((id, sender));
+        (id, streams.len() == 1)
     }
 
-    /// Removes a Telemetry stream; the client goes with its last stream.
-    pub(super) fn close_stream(&self, client_id: &str, stream: u64) -> Change {
+    /// Removes a Telemetry stream; the client goes with its last stream. Returns the producer
+    /// topics that changed and whether the client went.
+    pub(super) fn close_stream(&self, client_id: &str, stream: u64) -> (Change, bool) {
         let mut table = self.table.lock();
         let Some(c) = table.clients.get_mut(client_id) else {
-            return Change::default();
+            return (Change::default(), false);
         };
         c.streams.retain(|(id, _)| *id != stream);
         if !c.streams.is_empty() {
-            return Change::default();
+            return (Change::default(), false);
         }
         let change = table.set_topics(client_id, BTreeSet::new());
         table.clients.remove(client_id);
-        change
+        (change, true)
     }
 
     /// Records the Settings a client reported on one of its streams; returns the producer
@@ -214,21 +216,24 @@ mod tests {
         assert_eq!(c.set_settings("x", &producer(&["t"])), Change::default());
         c.set_group("x", "g");
         assert_eq!(c.remove("x"), (None, Change::default()));
-        let s1 = c.open_stream("a", tx.clone());
-        let s2 = c.open_stream("a", tx.clone());
-        let sb = c.open_stream("b", tx.clone());
+        let (s1, first) = c.open_stream("a", tx.clone());
+        assert!(first, "a new client");
+        let (s2, first) = c.open_stream("a", tx.clone());
+        assert!(!first, "a second stream of a known client");
+        let (sb, _) = c.open_stream("b", tx.clone());
         assert_eq!(c.set_settings("a", &producer(&["t"])).added, vec!["t"]);
         assert_eq!(c.set_settings("b", &producer(&["t"])), Change::default());
         assert!(c.producer_stream("t").is_some());
         assert_eq!(c.remove("b").1, Change::default());
-        assert_eq!(c.close_stream("b", sb), Change::default());
-        assert_eq!(c.close_stream("a", s1), Change::default());
+        assert_eq!(c.close_stream("b", sb), (Change::default(), true));
+        assert_eq!(c.close_stream("a", s1), (Change::default(), false));
         assert!(c.has_producer("t"));
-        assert_eq!(c.close_stream("a", s2).removed, vec!["t"]);
+        let (change, gone) = c.close_stream("a", s2);
+        assert_eq!((change.removed, gone), (vec!["t".to_owned()], true));
         assert!(!c.has_producer("t"));
         assert!(c.producer_stream("t").is_none());
         // Termination with a stream still open: topics go at once, the stream stays.
-        let s3 = c.open_stream("a", tx.clone());
+        let (s3, _) = c.open_stream("a", tx.clone());
         c.set_settings("a", &producer(&["u"]));
         c.set_group("a", "g");
         let (group, change) = c.remove("a");
@@ -237,7 +242,7 @@ mod tests {
             (Some("g"), vec!["u".to_owned()])
         );
         assert!(c.producer_stream("u").is_none());
-        assert_eq!(c.close_stream("a", s3), Change::default());
+        assert_eq!(c.close_stream("a", s3), (Change::default(), true));
         let t = c.table.lock();
         assert!(t.clients.is_empty() && t.producers.is_empty());
     }

@@ -486,7 +486,8 @@ impl Service for MessagingService {
     ) -> Result<Response<Self::TelemetryStream>, Status> {
         match self.admit(&request, &Vec::new()) {
             Ok((id, ctx)) => {
-                let stream = telemetry::open(ctx, id, request.into_inner());
+                let peer = request.remote_addr();
+                let stream = telemetry::open(ctx, id, peer, request.into_inner());
                 Ok(Response::new(Box::pin(stream)))
             }
             // No client to attach the stream to: one status frame, then end.

@@ -29,14 +29,19 @@ use super::{access, transaction, Context};
 /// Commands buffered per Telemetry stream before pushes are dropped (a check is repeated).
 const STREAM_BUFFER: usize = 64;
 
-/// Opens a Telemetry stream of `client_id`; returns the response stream.
+/// Opens a Telemetry stream of `client_id` connected from `peer`; returns the response stream.
+/// A client's first stream and the end of its last are its connect and disconnect (logged).
 pub(super) fn open(
     ctx: Context,
     client_id: String,
+    peer: Option<std::net::SocketAddr>,
     mut inbound: tonic::Streaming<pb::TelemetryCommand>,
 ) -> ReceiverStream<Result<pb::TelemetryCommand, tonic::Status>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let stream = ctx.clients.open_stream(&client_id, tx.clone());
+    let (stream, first) = ctx.clients.open_stream(&client_id, tx.clone());
+    if first {
+        tracing::info!(client = %client_id, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), "gRPC client connected");
+    }
     let mut stopping = ctx.stopping.clone();
     tokio::spawn(async move {
         loop {
@@ -53,7 +58,10 @@ pub(super) fn open(
                 }
             }
         }
-        let change = ctx.clients.close_stream(&client_id, stream);
+        let (change, gone) = ctx.clients.close_stream(&client_id, stream);
+        if gone {
+            tracing::info!(client = %client_id, peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()), "gRPC client disconnected");
+        }
         transaction::apply(&ctx, change);
     });
     ReceiverStream::new(rx)
@@ -243,6 +251,7 @@ pub(super) fn notify_termination(
     req: &pb::NotifyClientTerminationRequest,
 ) -> pb::NotifyClientTerminationResponse {
     let (group, change) = ctx.clients.remove(client_id);
+    tracing::debug!(client = %client_id, group = ?group, "gRPC client terminated");
     // Its unacked messages are redelivered once their invisibility runs out.
     ctx.renewals.forget_client(client_id);
     let named = req

@@ -203,24 +203,59 @@ pub struct TopicList {
     pub topics: Vec<TopicView>,
 }
 
-/// The route of a topic: which broker serves which queue, and how to reach it.
+/// The route of a topic: which broker group serves which queue, and how to reach it. With
+/// NameServers, every group they route the topic to (what `rocketgate admin topic route`
+/// lists), this broker's own queues read from its topic table.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TopicRoute {
     /// Topic.
     pub topic: String,
-    /// One entry per queue.
+    /// `nameserver`: the NameServers' route, every group that serves the topic; `local`: this
+    /// broker's queues only (it has no NameServer, none answered within 1 s, or none knows the
+    /// topic yet).
+    pub source: String,
+    /// One entry per queue, by broker name then queue id.
     pub queues: Vec<RouteQueue>,
+    /// The groups of the NameServers' route, by broker name (empty for a `local` answer).
+    pub brokers: Vec<RouteBroker>,
 }
 
 /// A queue of a route.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RouteQueue {
+    /// The broker group serving it (absent when the gateway runs outside a node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_name: Option<String>,
     /// Queue id.
     pub queue_id: u32,
     /// `READ_WRITE`, `READ`, `WRITE` or `NONE`.
     pub permission: String,
-    /// Base URL of the broker serving it (this gateway, as the client reached it).
-    pub endpoint: String,
+    /// Base URL of the REST endpoint serving it: this gateway, as the client reached it, for
+    /// this broker's queues; the group master's advertised `http` endpoint for the others
+    /// (`null` when it advertises none).
+    pub endpoint: Option<String>,
+}
+
+/// A broker group of a route.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteBroker {
+    /// Its cluster.
+    pub cluster: String,
+    /// Its name.
+    pub broker_name: String,
+    /// Its live members, by broker id.
+    pub addresses: Vec<RouteMember>,
+}
+
+/// A live member of a broker group.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteMember {
+    /// 0 for the master.
+    pub broker_id: u64,
+    /// `master` or `slave`.
+    pub role: String,
+    /// Protocol (`grpc`, `http`, `mqtt`, …) → advertised `host:port`.
+    pub endpoints: BTreeMap<String, String>,
 }
 
 /// A consumer group to create.

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path, Query};
 use crate::model::{
     Clients, CreateGroup, CreateTopic, GroupList, GroupView, Lag, LagView, Pulled, ResendRequest,
-    Resent, RetryPolicy, RouteQueue, SetRetryPolicy, TopicList, TopicRoute, TopicView, UpdateTopic,
+    Resent, RetryPolicy, SetRetryPolicy, TopicList, TopicRoute, TopicView, UpdateTopic,
 };
 use crate::state::AppState;
 
@@ -138,7 +138,9 @@ pub(crate) async fn delete_topic(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The route of a topic: its queues on this broker and the endpoint to reach them.
+/// The route of a topic: with NameServers, every broker group they route it to (as
+/// `rocketgate admin topic route` lists them), this broker's queues from its own table;
+/// without, this broker's queues (`source`).
 #[utoipa::path(get, path = "/v1/topics/{topic}/route", tag = "topics",
     params(("topic" = String, Path, description = "Topic")),
     responses((status = 200, description = "The route", body = TopicRoute)))]
@@ -147,31 +149,31 @@ pub(crate) async fn route(
     Path(topic): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<TopicRoute>> {
-    let info = state.broker.topics().describe(&topic).await?;
+    let (local, unknown) = match state.broker.topics().describe(&topic).await {
+        Ok(info) => (Some(info), None),
+        Err(e) if e.kind() == rocketgate_core::ErrorKind::NotFound => (None, Some(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let cluster = state.cluster();
+    let routed = match cluster {
+        Some(c) => c.route(&topic).await,
+        None => None,
+    };
+    if let (None, None, Some(e)) = (&local, &routed, unknown) {
+        return Err(e.into());
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let endpoint = format!("http://{host}");
-    let p = info.config.permission;
-    let permission = match (p.read, p.write) {
-        (true, true) => "READ_WRITE",
-        (true, false) => "READ",
-        (false, true) => "WRITE",
-        (false, false) => "NONE",
-    };
-    Ok(Json(TopicRoute {
-        topic,
-        queues: info
-            .queues
-            .iter()
-            .map(|q| RouteQueue {
-                queue_id: q.queue_id,
-                permission: permission.into(),
-                endpoint: endpoint.clone(),
-            })
-            .collect(),
-    }))
+    Ok(Json(crate::cluster::assemble(
+        &topic,
+        local.as_ref(),
+        state.scheme(),
+        host,
+        cluster.map(crate::cluster::Cluster::broker_name),
+        routed.as_deref(),
+    )))
 }
 
 /// Creates a consumer group.

@@ -80,21 +80,57 @@ fn raw_message(
         }
         m.deliver_at_ms = Some(now_ms.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
     }
-    for (name, value) in h {
-        if let Some(key) = name.as_str().strip_prefix("rg-property-") {
-            let v = value
+    m.properties = properties(h)?;
+    Ok((m, parsed(h, "rg-queue-id")?))
+}
+
+/// The properties of a raw publish: `rg-properties` (a JSON object of strings: names kept
+/// exactly) and `rg-property-<name>` headers. Header names are case-insensitive (HTTP/2 and
+/// hyper lower-case them), so `rg-property-<name>` sets the lower-case name; a name with
+/// capitals (`mqttTopic`, `orderId`) or characters a header name cannot carry goes in
+/// `rg-properties`. A name given twice, in either form, is refused rather than picked.
+fn properties(h: &HeaderMap) -> ApiResult<std::collections::BTreeMap<String, String>> {
+    let mut all = h.get_all("rg-properties").iter();
+    let mut out: std::collections::BTreeMap<String, String> = match all.next() {
+        None => Default::default(),
+        Some(v) => {
+            if all.next().is_some() {
+                return Err(ApiError::bad_request("header rg-properties given twice"));
+            }
+            let v = v
                 .to_str()
-                .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))?;
-            m.properties.insert(key.to_owned(), v.to_owned());
+                .map_err(|_| ApiError::bad_request("header rg-properties is not ASCII (write other characters as JSON \\u escapes)"))?;
+            serde_json::from_str(v).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "header rg-properties is not a JSON object of string values: {e}"
+                ))
+            })?
+        }
+    };
+    for name in h.keys() {
+        let Some(key) = name.as_str().strip_prefix("rg-property-") else {
+            continue;
+        };
+        let mut values = h.get_all(name).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(ApiError::bad_request(format!("header {name} given twice")));
+        };
+        let v = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))?;
+        if out.insert(key.to_owned(), v.to_owned()).is_some() {
+            return Err(ApiError::bad_request(format!(
+                "property `{key}` given both in rg-properties and as header {name}"
+            )));
         }
     }
-    Ok((m, parsed(h, "rg-queue-id")?))
+    Ok(out)
 }
 
 /// Publishes one message: a JSON [`PublishMessage`], or a raw body (`application/octet-stream`
 /// or `text/plain`) with `rg-tag`, `rg-keys` (comma-separated), `rg-message-group`,
-/// `rg-delay-level`, `rg-deliver-at`, `rg-delay-ms`, `rg-queue-id` and `rg-property-<name>`
-/// headers.
+/// `rg-delay-level`, `rg-deliver-at`, `rg-delay-ms`, `rg-queue-id`, `rg-properties` (a JSON
+/// object: property names kept exactly) and `rg-property-<name>` (a lower-case name) headers.
 #[utoipa::path(post, path = "/v1/topics/{topic}/messages", tag = "messages",
     params(("topic" = String, Path, description = "Topic")),
     request_body(content(

@@ -457,6 +457,7 @@ where
         while let Some(d) = self.inbox.try_recv() {
             queued.push(d);
         }
+        tracing::info!(client = %self.machine.client_id(), end = ?end, "MQTT client disconnected");
         let finished = self
             .machine
             .finish(end, queued, self.shared.broker.now_ms());
