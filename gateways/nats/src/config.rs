@@ -96,7 +96,10 @@ impl NatsConfig {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("ping_interval_ms", self.ping_interval_ms),
             ("max_pings_out", u64::from(self.max_pings_out)),
-            ("auto_create_queue_count", u64::from(self.auto_create_queue_count)),
+            (
+                "auto_create_queue_count",
+                u64::from(self.auto_create_queue_count),
+            ),
             ("delivery_invisible_secs", self.delivery_invisible_secs),
             ("max_popped_messages", self.max_popped_messages as u64),
         ];

@@ -139,11 +139,11 @@ impl Connection {
     ) -> End {
         let config = &self.shared.config;
         let mut buf = BytesMut::with_capacity(8 << 10);
-        let connect_deadline =
-            tokio::time::sleep(Duration::from_millis(config.connect_timeout_ms));
+        let connect_deadline = tokio::time::sleep(Duration::from_millis(config.connect_timeout_ms));
         tokio::pin!(connect_deadline);
         let ping_every = Duration::from_millis(config.ping_interval_ms);
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let max_pings_out = config.max_pings_out;
         let mut pings_out = 0u32;
         let mut topics = self.shared.broker.topics().changed();
@@ -236,14 +236,20 @@ impl Connection {
             }
             Op::Pong => Ok(()),
             Op::Pub(p) => {
-                metrics::counter!("rocketgate_publishes_received_total", "gateway" => "nats").increment(1);
+                metrics::counter!("rocketgate_publishes_received_total", "gateway" => "nats")
+                    .increment(1);
                 let r = self.publish(p).await;
                 if r.is_err() {
-                    metrics::counter!("rocketgate_publishes_refused_total", "gateway" => "nats").increment(1);
+                    metrics::counter!("rocketgate_publishes_refused_total", "gateway" => "nats")
+                        .increment(1);
                 }
                 r.map(|()| self.ok())
             }
-            Op::Sub { subject, queue, sid } => {
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
                 self.subscribe(subject, queue, sid).await?;
                 self.ok();
                 Ok(())
@@ -336,8 +342,7 @@ impl Connection {
         queue: Option<String>,
         sid: String,
     ) -> Result<(), ProtocolError> {
-        let filter =
-            subject::Filter::parse(&subject).map_err(|_| ProtocolError::InvalidSubject)?;
+        let filter = subject::Filter::parse(&subject).map_err(|_| ProtocolError::InvalidSubject)?;
         if queue.as_deref().is_some_and(|q| !subject::queue_ok(q)) {
             return Err(ProtocolError::InvalidSubject);
         }
@@ -417,7 +422,8 @@ impl Connection {
         let error = match &end {
             End::Error(e) => {
                 if !matches!(e, ProtocolError::SlowConsumer | ProtocolError::Stale) {
-                    metrics::counter!("rocketgate_protocol_errors_total", "gateway" => "nats").increment(1);
+                    metrics::counter!("rocketgate_protocol_errors_total", "gateway" => "nats")
+                        .increment(1);
                 }
                 tracing::debug!(peer = %self.peer, error = %e, "NATS connection closed");
                 Some(e.to_string())
@@ -428,21 +434,24 @@ impl Connection {
         if let Some(b) = &self.broker {
             let min = Duration::from_millis(b.config().consumer.min_invisible_ms);
             for d in left {
-                let _ = b.consumer().change_invisible_duration(&d.group, &d.receipt, min);
+                let _ = b
+                    .consumer()
+                    .change_invisible_duration(&d.group, &d.receipt, min);
             }
         }
         if let Some(e) = error {
             self.out.send(encode::err(&e), None);
         }
         let Connection {
-            out, mut subs, shared, ..
+            out,
+            mut subs,
+            shared,
+            ..
         } = self;
         drop(out);
         // The writer drains (acknowledging what it wrote) and ends once the sender is gone; a
         // socket that takes nothing is cut off after `DRAIN`.
-        if !matches!(end, End::Gone)
-            && tokio::time::timeout(DRAIN, &mut writer).await.is_err()
-        {
+        if !matches!(end, End::Gone) && tokio::time::timeout(DRAIN, &mut writer).await.is_err() {
             writer.abort();
         }
         subs.clear(&shared);

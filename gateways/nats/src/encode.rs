@@ -107,12 +107,14 @@ pub fn to_message(topic: &str, p: &Publish, headers: &[(String, String)]) -> Mes
 /// Whether a property is shown to NATS subscribers as a header.
 fn shown(k: &str) -> bool {
     let b = k.as_bytes();
-    let reserved = |p: &[u8]| b.len() > p.len() && b.starts_with(p) && b[p.len()].is_ascii_uppercase();
-    !(reserved(b"nats")
+    let reserved =
+        |p: &[u8]| b.len() > p.len() && b.starts_with(p) && b[p.len()].is_ascii_uppercase();
+    let hidden = reserved(b"nats")
         || reserved(b"mqtt")
         || k.starts_with("__RG_")
-        || rocketgate_core::rules::RESERVED_PROPERTY_KEYS.contains(&k))
-        && !k.bytes().any(|c| c == b':' || !c.is_ascii_graphic())
+        || rocketgate_core::rules::RESERVED_PROPERTY_KEYS.contains(&k)
+        || k.bytes().any(|c| c == b':' || !c.is_ascii_graphic());
+    !hidden
 }
 
 /// The header block a subscriber gets for `m` (`None`: no header to send).
@@ -131,7 +133,13 @@ pub fn header_block(m: &StoredMessage) -> Option<Bytes> {
 }
 
 /// A `MSG` (no headers) or `HMSG` frame.
-pub fn msg(subject: &str, sid: &str, reply: Option<&str>, headers: Option<&[u8]>, payload: &[u8]) -> Bytes {
+pub fn msg(
+    subject: &str,
+    sid: &str,
+    reply: Option<&str>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+) -> Bytes {
     let mut out = BytesMut::with_capacity(
         subject.len() + sid.len() + 48 + headers.map_or(0, <[u8]>::len) + payload.len(),
     );
@@ -147,7 +155,11 @@ pub fn msg(subject: &str, sid: &str, reply: Option<&str>, headers: Option<&[u8]>
             out.put_slice(h);
         }
         None => {
-            let _ = write!(Fmt(&mut out), "MSG {subject} {sid}{reply} {}\r\n", payload.len());
+            let _ = write!(
+                Fmt(&mut out),
+                "MSG {subject} {sid}{reply} {}\r\n",
+                payload.len()
+            );
         }
     }
     out.put_slice(payload);
@@ -176,9 +188,18 @@ mod tests {
 
     #[test]
     fn frames_are_what_nats_clients_read() {
-        assert_eq!(&msg("a.b", "1", None, None, b"hi")[..], b"MSG a.b 1 2\r\nhi\r\n");
         assert_eq!(
-            &msg("a.b", "1", Some("_INBOX.x"), Some(b"NATS/1.0\r\n\r\n"), b"hi")[..],
+            &msg("a.b", "1", None, None, b"hi")[..],
+            b"MSG a.b 1 2\r\nhi\r\n"
+        );
+        assert_eq!(
+            &msg(
+                "a.b",
+                "1",
+                Some("_INBOX.x"),
+                Some(b"NATS/1.0\r\n\r\n"),
+                b"hi"
+            )[..],
             b"HMSG a.b 1 _INBOX.x 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
         );
         assert_eq!(&err("Slow Consumer")[..], b"-ERR 'Slow Consumer'\r\n");

@@ -90,7 +90,9 @@ impl ProtocolError {
             }
             Reason::Reserved => Self::PublishRefused("reserved header name"),
             Reason::IllegalKey => Self::PublishRefused("invalid Nats-Msg-Id"),
-            Reason::MessageTypeConflict => Self::PublishRefused("topic does not take this message type"),
+            Reason::MessageTypeConflict => {
+                Self::PublishRefused("topic does not take this message type")
+            }
             _ => match e.kind() {
                 ErrorKind::PermissionDenied => Self::PublishDenied(subject.to_owned()),
                 ErrorKind::Throttled => Self::PublishRefused("throttled"),

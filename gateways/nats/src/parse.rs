@@ -112,7 +112,10 @@ impl Parser {
     /// # Errors
     /// The [`ProtocolError`] to send; the buffer is left unchanged.
     pub fn next(&self, buf: &mut BytesMut) -> Result<Option<Op>, ProtocolError> {
-        let Some(nl) = buf.iter().take(self.max_control_line + 2).position(|&b| b == b'\n')
+        let Some(nl) = buf
+            .iter()
+            .take(self.max_control_line + 2)
+            .position(|&b| b == b'\n')
         else {
             return if buf.len() > self.max_control_line + 1 {
                 Err(ProtocolError::ControlLine)
@@ -120,7 +123,11 @@ impl Parser {
                 Ok(None)
             };
         };
-        let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+        let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
         if line_end > self.max_control_line {
             return Err(ProtocolError::ControlLine);
         }
@@ -135,8 +142,8 @@ impl Parser {
             "PONG" if args.is_empty() => Op::Pong,
             "CONNECT" => {
                 let json = rest.trim();
-                let options: ConnectOptions = serde_json::from_str(json)
-                    .map_err(|_| ProtocolError::InvalidClientProtocol)?;
+                let options: ConnectOptions =
+                    serde_json::from_str(json).map_err(|_| ProtocolError::InvalidClientProtocol)?;
                 if options.protocol.is_some_and(|p| p > 1) {
                     return Err(ProtocolError::InvalidClientProtocol);
                 }

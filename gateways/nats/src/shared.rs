@@ -79,7 +79,11 @@ impl Shared {
     ///
     /// # Errors
     /// The core's refusal; `TopicNotFound` when creation is off.
-    pub(crate) fn ensure_topic(&self, broker: &Broker, name: &str) -> Result<(), rocketgate_core::Error> {
+    pub(crate) fn ensure_topic(
+        &self,
+        broker: &Broker,
+        name: &str,
+    ) -> Result<(), rocketgate_core::Error> {
         if self.known_topics.lock().contains(name) {
             return Ok(());
         }

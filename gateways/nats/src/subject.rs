@@ -37,7 +37,10 @@ pub enum SubjectError {
 }
 
 fn token_ok(t: &str) -> bool {
-    !t.is_empty() && !t.bytes().any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0))
+    !t.is_empty()
+        && !t
+            .bytes()
+            .any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0))
 }
 
 /// Whether `t` may be a RocketMQ topic named by a first token.
@@ -192,7 +195,9 @@ pub fn reply_of(m: &StoredMessage) -> Option<&str> {
     m.properties
         .get(PROP_REPLY)
         .map(String::as_str)
-        .filter(|r| r.len() <= MAX_SUBJECT && r.split('.').all(|t| token_ok(t) && t != "*" && t != ">"))
+        .filter(|r| {
+            r.len() <= MAX_SUBJECT && r.split('.').all(|t| token_ok(t) && t != "*" && t != ">")
+        })
 }
 
 /// A stored message of `topic` for unit tests.

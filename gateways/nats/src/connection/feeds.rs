@@ -73,7 +73,12 @@ impl Feeds {
 
     /// Runs exactly the feeds in `wanted` (`queue`: whether a group is a queue group, for its
     /// pop batch): stops the others, starts the missing ones.
-    pub(crate) fn set(&mut self, broker: &Broker, wanted: &HashSet<FeedKey>, queue: impl Fn(&str) -> bool) {
+    pub(crate) fn set(
+        &mut self,
+        broker: &Broker,
+        wanted: &HashSet<FeedKey>,
+        queue: impl Fn(&str) -> bool,
+    ) {
         self.running.retain(|k, task| {
             let keep = wanted.contains(k) && !task.is_finished();
             if !keep {

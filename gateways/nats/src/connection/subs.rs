@@ -109,8 +109,12 @@ impl Subs {
         queue: Option<String>,
         sid: String,
     ) -> Result<(), ProtocolError> {
-        let queue_group = queue.as_deref().map(|q| subject::queue_group(q, &filter.subject));
-        let group = queue_group.clone().unwrap_or_else(|| self.group.to_string());
+        let queue_group = queue
+            .as_deref()
+            .map(|q| subject::queue_group(q, &filter.subject));
+        let group = queue_group
+            .clone()
+            .unwrap_or_else(|| self.group.to_string());
         if !access.may_subscribe(filter.topic.as_deref(), &group) {
             return Err(ProtocolError::SubscribeDenied(filter.subject));
         }
@@ -202,9 +206,7 @@ impl Subs {
                     out.insert((g, t.clone()));
                 }
                 None => {
-                    let all = every.get_or_insert_with(|| {
-                        visible_topics_of(access)
-                    });
+                    let all = every.get_or_insert_with(|| visible_topics_of(access));
                     for t in all.iter() {
                         out.insert((g.clone(), t.clone()));
                     }

@@ -33,8 +33,12 @@ fn operations_parse_case_insensitively_with_any_spacing() {
     assert_eq!(left, 0);
     assert!(matches!(&ops[0], Op::Connect(c) if c.verbose && c.headers && !c.pedantic));
     assert_eq!(ops[1], Op::Ping);
-    assert!(matches!(&ops[2], Op::Pub(p) if p.subject == "a.b" && &p.payload[..] == b"hi" && p.reply.is_none()));
-    assert!(matches!(&ops[3], Op::Pub(p) if p.reply.as_deref() == Some("_INBOX.1") && p.payload.is_empty()));
+    assert!(
+        matches!(&ops[2], Op::Pub(p) if p.subject == "a.b" && &p.payload[..] == b"hi" && p.reply.is_none())
+    );
+    assert!(
+        matches!(&ops[3], Op::Pub(p) if p.reply.as_deref() == Some("_INBOX.1") && p.payload.is_empty())
+    );
     assert_eq!(
         ops[4],
         Op::Sub {
@@ -52,7 +56,9 @@ fn operations_parse_case_insensitively_with_any_spacing() {
         }
     );
     assert_eq!(ops[8], Op::Pong);
-    assert!(matches!(&ops[9], Op::Pub(p) if p.headers.as_deref() == Some(&b"NATS/1.0\r\n\r\n"[..]) && &p.payload[..] == b"hi"));
+    assert!(
+        matches!(&ops[9], Op::Pub(p) if p.headers.as_deref() == Some(&b"NATS/1.0\r\n\r\n"[..]) && &p.payload[..] == b"hi")
+    );
 }
 
 #[test]
@@ -77,7 +83,10 @@ fn bad_input_is_refused_in_nats_words_before_buffering() {
         (b"PUB a -1\r\n", ProtocolError::UnknownOperation),
         (b"PUB a 2\r\nhiXX", ProtocolError::UnknownOperation),
         (b"PUB a 17\r\n", ProtocolError::MaxPayload),
-        (b"PUB a 99999999999999999999\r\n", ProtocolError::UnknownOperation),
+        (
+            b"PUB a 99999999999999999999\r\n",
+            ProtocolError::UnknownOperation,
+        ),
         (b"HPUB a 13 14\r\n", ProtocolError::MaxPayload),
         (b"HPUB a 5 4\r\n", ProtocolError::UnknownOperation),
         (b"SUB a\r\n", ProtocolError::UnknownOperation),
@@ -86,7 +95,10 @@ fn bad_input_is_refused_in_nats_words_before_buffering() {
         (b"UNSUB 1 x\r\n", ProtocolError::UnknownOperation),
         (b"PING x\r\n", ProtocolError::UnknownOperation),
         (b"CONNECT {nope\r\n", ProtocolError::InvalidClientProtocol),
-        (b"CONNECT {\"protocol\":9}\r\n", ProtocolError::InvalidClientProtocol),
+        (
+            b"CONNECT {\"protocol\":9}\r\n",
+            ProtocolError::InvalidClientProtocol,
+        ),
         (b"\xff\xfe\r\n", ProtocolError::UnknownOperation),
     ];
     for (input, want) in cases {

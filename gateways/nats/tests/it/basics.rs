@@ -30,15 +30,21 @@ async fn a_subscriber_gets_what_is_published_after_it_with_subject_and_headers()
     let server = Server::start(dir.path(), NatsConfig::default()).await;
     let publisher = server.client().await;
     // Stored before anyone subscribed: a plain SUB reads from now on.
-    publisher.publish("orders.old", "before".into()).await.unwrap();
-    publisher.flush().await.unwrap();
+    publisher
+        .publish("orders.old", "before".into())
+        .await
+        .unwrap();
+    crate::support::barrier(&publisher).await;
 
     let subscriber = server.client().await;
     let mut all = subscriber.subscribe("orders.>").await.unwrap();
     let mut eu = subscriber.subscribe("orders.eu.*").await.unwrap();
-    subscriber.flush().await.unwrap();
+    crate::support::barrier(&subscriber).await;
 
-    publisher.publish("orders.eu.new", "one".into()).await.unwrap();
+    publisher
+        .publish("orders.eu.new", "one".into())
+        .await
+        .unwrap();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, "m-2");
     headers.insert("Color", "blue");
@@ -46,16 +52,26 @@ async fn a_subscriber_gets_what_is_published_after_it_with_subject_and_headers()
         .publish_with_headers("orders.us.new", headers, "two".into())
         .await
         .unwrap();
-    publisher.flush().await.unwrap();
+    crate::support::barrier(&publisher).await;
 
-    let m = next(&mut all).await;
-    assert_eq!((m.subject.as_str(), &m.payload[..]), ("orders.eu.new", &b"one"[..]));
-    let m = next(&mut all).await;
-    assert_eq!((m.subject.as_str(), &m.payload[..]), ("orders.us.new", &b"two"[..]));
+    // Order is kept per subject (one queue per subject), not across subjects.
+    let mut two = vec![next(&mut all).await, next(&mut all).await];
+    two.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let m = two.remove(0);
+    assert_eq!(
+        (m.subject.as_str(), &m.payload[..]),
+        ("orders.eu.new", &b"one"[..])
+    );
+    let m = two.remove(0);
+    assert_eq!(
+        (m.subject.as_str(), &m.payload[..]),
+        ("orders.us.new", &b"two"[..])
+    );
     let h = m.headers.expect("headers");
     assert_eq!(h.get("Color").map(|v| v.as_str()), Some("blue"));
     assert_eq!(
-        h.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str()),
+        h.get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.as_str()),
         Some("m-2")
     );
     let m = next(&mut eu).await;
@@ -84,12 +100,12 @@ async fn a_queue_group_shares_the_messages_and_a_plain_subscriber_sees_them_all(
     for _ in 0..3 {
         let c = server.client().await;
         let s = c.queue_subscribe("jobs.*", "workers".into()).await.unwrap();
-        c.flush().await.unwrap();
+        crate::support::barrier(&c).await;
         members.push((c, s));
     }
     let watcher = server.client().await;
     let mut all = watcher.subscribe("jobs.*").await.unwrap();
-    watcher.flush().await.unwrap();
+    crate::support::barrier(&watcher).await;
 
     let publisher = server.client().await;
     let n = 60;
@@ -99,16 +115,24 @@ async fn a_queue_group_shares_the_messages_and_a_plain_subscriber_sees_them_all(
             .await
             .unwrap();
     }
-    publisher.flush().await.unwrap();
+    crate::support::barrier(&publisher).await;
 
     let mut got = HashSet::new();
     let mut per_member = vec![0usize; members.len()];
     let deadline = tokio::time::Instant::now() + WAIT;
     while got.len() < n {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {n}", got.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n}",
+            got.len()
+        );
         for (i, (_, s)) in members.iter_mut().enumerate() {
             if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), s.next()).await {
-                assert!(got.insert(m.payload.clone()), "delivered twice: {:?}", m.payload);
+                assert!(
+                    got.insert(m.payload.clone()),
+                    "delivered twice: {:?}",
+                    m.payload
+                );
                 per_member[i] += 1;
             }
         }
@@ -131,7 +155,7 @@ async fn request_reply_works_across_clients_and_no_responders_fails_fast() {
     let server = Server::start(dir.path(), NatsConfig::default()).await;
     let responder = server.client().await;
     let mut service = responder.subscribe("svc.echo").await.unwrap();
-    responder.flush().await.unwrap();
+    crate::support::barrier(&responder).await;
     let r = responder.clone();
     let task = tokio::spawn(async move {
         while let Some(m) = service.next().await {
@@ -159,7 +183,11 @@ async fn request_reply_works_across_clients_and_no_responders_fails_fast() {
         .await
         .expect("an answer within 10 s")
         .unwrap_err();
-    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders, "{err}");
+    assert_eq!(
+        err.kind(),
+        async_nats::RequestErrorKind::NoResponders,
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     task.abort();
     drop((responder, requester));
@@ -173,14 +201,18 @@ async fn unsubscribe_after_a_maximum_delivers_exactly_that_many() {
     let c = server.client().await;
     let mut sub = c.subscribe("limited").await.unwrap();
     sub.unsubscribe_after(2).await.unwrap();
-    c.flush().await.unwrap();
+    crate::support::barrier(&c).await;
     for i in 0..5 {
-        c.publish("limited", Bytes::from(i.to_string())).await.unwrap();
+        c.publish("limited", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
     }
-    c.flush().await.unwrap();
+    crate::support::barrier(&c).await;
     assert_eq!(&next(&mut sub).await.payload[..], b"0");
     assert_eq!(&next(&mut sub).await.payload[..], b"1");
-    let end = tokio::time::timeout(WAIT, sub.next()).await.expect("ends within 10 s");
+    let end = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("ends within 10 s");
     assert!(end.is_none(), "the subscription ended after 2");
     drop(c);
     server.stop().await;

@@ -43,7 +43,10 @@ async fn protocol_violations_end_the_connection_with_nats_errors_and_store_nothi
     let cases: &[(&[u8], &str)] = &[
         (b"FOO bar\r\n", "-ERR 'Unknown Protocol Operation'"),
         (b"PUB big 2000\r\n", "-ERR 'Maximum Payload Violation'"),
-        (b"PUB bad 3\r\nabcdef\r\n", "-ERR 'Unknown Protocol Operation'"),
+        (
+            b"PUB bad 3\r\nabcdef\r\n",
+            "-ERR 'Unknown Protocol Operation'",
+        ),
         (b"PUB bad x\r\n", "-ERR 'Unknown Protocol Operation'"),
         (b"CONNECT {oops\r\n", "-ERR 'Invalid Client Protocol'"),
     ];
@@ -51,12 +54,20 @@ async fn protocol_violations_end_the_connection_with_nats_errors_and_store_nothi
         let mut raw = Raw::connected(&server.addr, "{}").await;
         raw.send(input).await;
         let rest = raw.until_closed().await;
-        assert_eq!(rest, format!("{want}\r\n"), "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            rest,
+            format!("{want}\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
     // A control line with no end in sight.
     let mut raw = Raw::connected(&server.addr, "{}").await;
     raw.send(&[b'P'; 400]).await;
-    assert_eq!(raw.until_closed().await, "-ERR 'Maximum Control Line Exceeded'\r\n");
+    assert_eq!(
+        raw.until_closed().await,
+        "-ERR 'Maximum Control Line Exceeded'\r\n"
+    );
     for t in ["big", "bad"] {
         assert_eq!(stored(&server.broker, t).await, 0, "{t}");
     }
@@ -69,11 +80,20 @@ async fn illegal_subjects_are_refused_and_the_connection_stays() {
     let server = Server::start(dir.path(), small()).await;
     let mut raw = Raw::connected(&server.addr, "{}").await;
     for (op, want) in [
-        (&b"PUB a:b.c 1\r\nx\r\n"[..], "-ERR 'Invalid Publish Subject'"),
+        (
+            &b"PUB a:b.c 1\r\nx\r\n"[..],
+            "-ERR 'Invalid Publish Subject'",
+        ),
         (b"PUB a.*.c 1\r\nx\r\n", "-ERR 'Invalid Publish Subject'"),
         (b"PUB a..c 1\r\nx\r\n", "-ERR 'Invalid Publish Subject'"),
-        (b"PUB $JS.API.INFO 1\r\nx\r\n", "-ERR 'Invalid Publish Subject'"),
-        (b"PUB ok.x bad:reply 1\r\nx\r\n", "-ERR 'Invalid Publish Subject'"),
+        (
+            b"PUB $JS.API.INFO 1\r\nx\r\n",
+            "-ERR 'Invalid Publish Subject'",
+        ),
+        (
+            b"PUB ok.x bad:reply 1\r\nx\r\n",
+            "-ERR 'Invalid Publish Subject'",
+        ),
         (b"SUB a.>.c 1\r\n", "-ERR 'Invalid Subject'"),
         (b"SUB bad%topic 1\r\n", "-ERR 'Invalid Subject'"),
         (b"SUB ok.x bad*queue 1\r\n", "-ERR 'Invalid Subject'"),
@@ -124,9 +144,15 @@ async fn nothing_but_ping_before_connect_and_connect_in_time() {
     raw.send(b"PING\r\n").await;
     assert_eq!(raw.line().await, "PONG");
     raw.send(b"PUB early 1\r\nx\r\n").await;
-    assert_eq!(raw.until_closed().await, "-ERR 'Authorization Violation'\r\n");
+    assert_eq!(
+        raw.until_closed().await,
+        "-ERR 'Authorization Violation'\r\n"
+    );
     let mut raw = Raw::connect(&server.addr).await;
-    assert_eq!(raw.until_closed().await, "-ERR 'Authentication Timeout'\r\n");
+    assert_eq!(
+        raw.until_closed().await,
+        "-ERR 'Authentication Timeout'\r\n"
+    );
     assert_eq!(stored(&server.broker, "early").await, 0);
     server.stop().await;
 }

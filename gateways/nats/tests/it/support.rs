@@ -112,7 +112,8 @@ impl Raw {
     /// Connected with `CONNECT {options}`.
     pub async fn connected(addr: &str, options: &str) -> Self {
         let mut r = Self::connect(addr).await;
-        r.send(format!("CONNECT {options}\r\nPING\r\n").as_bytes()).await;
+        r.send(format!("CONNECT {options}\r\nPING\r\n").as_bytes())
+            .await;
         r.expect("PONG\r\n").await;
         r
     }
@@ -185,4 +186,19 @@ pub async fn stored(broker: &Broker, topic: &str) -> u64 {
         n += o.max - o.min;
     }
     n
+}
+
+/// Returns once the server handled everything `c` sent before (its SUBs are in place):
+/// `async-nats`'s `flush` only writes, so a message to itself through a new inbox is the
+/// round trip (operations of one connection are handled in order).
+pub async fn barrier(c: &async_nats::Client) {
+    use futures_util::StreamExt;
+    let inbox = c.new_inbox();
+    let mut s = c.subscribe(inbox.clone()).await.unwrap();
+    c.publish(inbox, "barrier".into()).await.unwrap();
+    tokio::time::timeout(WAIT, s.next())
+        .await
+        .expect("the barrier comes back within 10 s")
+        .unwrap();
+    s.unsubscribe().await.unwrap();
 }
