@@ -43,6 +43,8 @@ use self::feeds::Feeds;
 use self::outbound::Outbound;
 use self::subs::Subs;
 
+/// How often feeds that ended are started again.
+const HEAL_EVERY: Duration = Duration::from_secs(1);
 /// How long the writer may take to send what is queued after the connection ended.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -147,6 +149,7 @@ impl Connection {
         let max_pings_out = config.max_pings_out;
         let mut pings_out = 0u32;
         let mut topics = self.shared.broker.topics().changed();
+        let mut heal = tokio::time::interval(HEAL_EVERY);
         let mut invalidated: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
             Box::pin(std::future::pending());
         loop {
@@ -199,6 +202,11 @@ impl Connection {
                     }
                     self.shared.forget_topics();
                     self.refresh_feeds();
+                }
+                _ = heal.tick() => {
+                    if self.feeds.any_ended() {
+                        self.refresh_feeds();
+                    }
                 }
                 _ = ping.tick() => {
                     if pings_out >= max_pings_out {

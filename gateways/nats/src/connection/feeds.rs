@@ -48,6 +48,8 @@ pub(crate) struct Feeds {
     credits: SubscriptionCredits,
     running: HashMap<FeedKey, JoinHandle<()>>,
     invisible: Duration,
+    /// A wanted feed could not start at the last [`Feeds::set`].
+    missing: bool,
 }
 
 impl Feeds {
@@ -61,6 +63,7 @@ impl Feeds {
             credits: SubscriptionCredits::new(u32::try_from(capacity).unwrap_or(u32::MAX)),
             running: HashMap::new(),
             invisible,
+            missing: false,
         }
     }
 
@@ -69,6 +72,12 @@ impl Feeds {
         let d = self.rx.recv().await?;
         self.credits.grant(1);
         Some(d)
+    }
+
+    /// Whether a feed ended (its core subscription refused or stopped): the driver's next
+    /// [`Feeds::set`] starts it again.
+    pub(crate) fn any_ended(&self) -> bool {
+        self.missing || self.running.values().any(JoinHandle::is_finished)
     }
 
     /// Runs exactly the feeds in `wanted` (`queue`: whether a group is a queue group, for its
@@ -86,6 +95,7 @@ impl Feeds {
             }
             keep
         });
+        self.missing = false;
         for key in wanted {
             if self.running.contains_key(key) {
                 continue;
@@ -95,6 +105,7 @@ impl Feeds {
                     self.running.insert(key.clone(), task);
                 }
                 Err(e) => {
+                    self.missing = true;
                     tracing::debug!(error = %e, group = %key.0, topic = %key.1, "NATS feed not started");
                 }
             }
