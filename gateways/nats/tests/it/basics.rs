@@ -217,3 +217,30 @@ async fn unsubscribe_after_a_maximum_delivers_exactly_that_many() {
     drop(c);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_queue_group_keeps_what_arrives_while_it_has_no_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), NatsConfig::default()).await;
+    let c = server.client().await;
+    let mut member = c
+        .queue_subscribe("tasks.*", "durable".into())
+        .await
+        .unwrap();
+    crate::support::barrier(&c).await;
+    member.unsubscribe().await.unwrap();
+    crate::support::barrier(&c).await;
+    c.publish("tasks.a", "while away".into()).await.unwrap();
+    crate::support::barrier(&c).await;
+    let mut back = c
+        .queue_subscribe("tasks.*", "durable".into())
+        .await
+        .unwrap();
+    let m = next(&mut back).await;
+    assert_eq!(
+        (m.subject.as_str(), &m.payload[..]),
+        ("tasks.a", &b"while away"[..])
+    );
+    drop(c);
+    server.stop().await;
+}

@@ -8,3 +8,4 @@ mod auth;
 mod basics;
 mod malformed;
 mod slow;
+mod tls;
