@@ -323,6 +323,10 @@ impl Connection {
         let m = encode::to_message(&topic, &p, &headers);
         let req = SendRequest::new(m, QueueSelector::ShardingKey(p.subject.clone()));
         if let Err(e) = broker.producer().send(req).await {
+            if e.reason() == rocketgate_core::Reason::TopicNotFound {
+                // Deleted since it was seen: the next publish creates it again (if allowed).
+                self.shared.forget_topics();
+            }
             if matches!(
                 e.kind(),
                 rocketgate_core::ErrorKind::Internal | rocketgate_core::ErrorKind::Unavailable

@@ -96,6 +96,13 @@ async fn clients_log_in_as_core_users_and_others_are_refused() {
     );
     assert_eq!(raw.line().await, "PONG");
     assert_eq!(stored(&server.broker, "secret").await, 0);
+
+    // Credentials that stop being valid close the open connection.
+    auth.delete_user("app").unwrap();
+    assert_eq!(
+        raw.until_closed().await,
+        "-ERR 'Authorization Violation'\r\n"
+    );
     drop((by_secret, by_token));
     server.stop().await;
 }
