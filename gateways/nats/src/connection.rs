@@ -169,22 +169,13 @@ impl Connection {
                         Ok(_) => {}
                     }
                     pings_out = 0;
-                    while let Some(op) = match self.parser.next(&mut buf) {
-                        Ok(op) => op,
-                        Err(e) => return End::Error(e),
-                    } {
-                        metrics::counter!("rocketgate_packets_received_total", "gateway" => "nats").increment(1);
-                        let connected = self.access.is_some();
-                        if let Err(e) = self.handle(op).await {
-                            if e.closes() {
-                                return End::Error(e);
-                            }
-                            self.out.send(encode::err(&e.to_string()), None);
-                        }
-                        if !connected {
-                            if let Some(a) = &self.access {
-                                invalidated = Box::pin(a.invalidated());
-                            }
+                    let connected = self.access.is_some();
+                    if let Err(e) = self.operations(&mut buf).await {
+                        return End::Error(e);
+                    }
+                    if !connected {
+                        if let Some(a) = &self.access {
+                            invalidated = Box::pin(a.invalidated());
                         }
                     }
                     if buf.capacity() > 64 << 10 && buf.is_empty() {
@@ -217,6 +208,22 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Handles every complete operation in `buf`, in order; an error that ends the connection
+    /// stops there, others are sent as `-ERR` and the next operation is handled.
+    async fn operations(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        while let Some(op) = self.parser.next(buf)? {
+            metrics::counter!("rocketgate_packets_received_total", "gateway" => "nats")
+                .increment(1);
+            if let Err(e) = self.handle(op).await {
+                if e.closes() {
+                    return Err(e);
+                }
+                self.out.send(encode::err(&e.to_string()), None);
+            }
+        }
+        Ok(())
     }
 
     /// Handles one operation; an `Err` is sent as `-ERR` (and ends the connection when

@@ -173,48 +173,69 @@ impl Parser {
                 _ => return Err(ProtocolError::UnknownOperation),
             },
             "PUB" | "HPUB" => {
-                let headers = name == "HPUB";
-                let (subject, reply, hdr, total) = match (headers, &args[..]) {
-                    (false, [s, n]) => (*s, None, 0, number(n)?),
-                    (false, [s, r, n]) => (*s, Some(*r), 0, number(n)?),
-                    (true, [s, h, n]) => (*s, None, number(h)?, number(n)?),
-                    (true, [s, r, h, n]) => (*s, Some(*r), number(h)?, number(n)?),
-                    _ => return Err(ProtocolError::UnknownOperation),
-                };
-                if total > self.max_payload as u64 || hdr > self.max_header_bytes as u64 {
-                    return Err(ProtocolError::MaxPayload);
-                }
-                if hdr > total {
-                    return Err(ProtocolError::UnknownOperation);
-                }
-                let (hdr, total) = (hdr as usize, total as usize);
-                let start = nl + 1;
-                if buf.len() < start + total + 2 {
-                    buf.reserve(start + total + 2 - buf.len());
-                    return Ok(None);
-                }
-                let tail = &buf[start + total..start + total + 2];
-                if tail != b"\r\n" {
-                    return Err(ProtocolError::UnknownOperation);
-                }
-                let subject = subject.to_owned();
-                let reply = reply.map(str::to_owned);
-                buf.advance(start);
-                let mut body = buf.split_to(total).freeze();
-                buf.advance(2);
-                let headers = headers.then(|| body.split_to(hdr));
-                return Ok(Some(Op::Pub(Publish {
-                    subject,
-                    reply,
-                    headers,
-                    payload: body,
-                })));
+                let line = self.pub_line(name == "HPUB", &args)?;
+                return take_pub(buf, nl + 1, line);
             }
             _ => return Err(ProtocolError::UnknownOperation),
         };
         buf.advance(nl + 1);
         Ok(Some(op))
     }
+}
+
+/// A PUB / HPUB control line, checked against the limits.
+struct PubLine {
+    subject: String,
+    reply: Option<String>,
+    /// The header block's size (HPUB).
+    headers: Option<usize>,
+    total: usize,
+}
+
+impl Parser {
+    fn pub_line(&self, hpub: bool, args: &[&str]) -> Result<PubLine, ProtocolError> {
+        let (subject, reply, hdr, total) = match (hpub, args) {
+            (false, [s, n]) => (*s, None, 0, number(n)?),
+            (false, [s, r, n]) => (*s, Some(*r), 0, number(n)?),
+            (true, [s, h, n]) => (*s, None, number(h)?, number(n)?),
+            (true, [s, r, h, n]) => (*s, Some(*r), number(h)?, number(n)?),
+            _ => return Err(ProtocolError::UnknownOperation),
+        };
+        if total > self.max_payload as u64 || hdr > self.max_header_bytes as u64 {
+            return Err(ProtocolError::MaxPayload);
+        }
+        if hdr > total {
+            return Err(ProtocolError::UnknownOperation);
+        }
+        Ok(PubLine {
+            subject: subject.to_owned(),
+            reply: reply.map(str::to_owned),
+            headers: hpub.then_some(hdr as usize),
+            total: total as usize,
+        })
+    }
+}
+
+/// The publish whose payload starts at `start`, once all of it and its CRLF arrived.
+fn take_pub(buf: &mut BytesMut, start: usize, line: PubLine) -> Result<Option<Op>, ProtocolError> {
+    let end = start + line.total;
+    if buf.len() < end + 2 {
+        buf.reserve(end + 2 - buf.len());
+        return Ok(None);
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return Err(ProtocolError::UnknownOperation);
+    }
+    buf.advance(start);
+    let mut body = buf.split_to(line.total).freeze();
+    buf.advance(2);
+    let headers = line.headers.map(|h| body.split_to(h));
+    Ok(Some(Op::Pub(Publish {
+        subject: line.subject,
+        reply: line.reply,
+        headers,
+        payload: body,
+    })))
 }
 
 fn number(s: &str) -> Result<u64, ProtocolError> {
