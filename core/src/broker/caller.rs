@@ -37,6 +37,9 @@ pub enum Gateway {
     /// The MQTT gateway: topics `mqtt_sys_*`, properties `mqtt*` (`mqtt` and an upper-case
     /// letter).
     Mqtt,
+    /// The NATS gateway: properties `nats*` (`nats` and an upper-case letter: `natsSubject`,
+    /// `natsReply`).
+    Nats,
 }
 
 impl Gateway {
@@ -44,6 +47,7 @@ impl Gateway {
         match self {
             Self::Grpc => "the gRPC gateway",
             Self::Mqtt => "the MQTT gateway",
+            Self::Nats => "the NATS gateway",
         }
     }
 }
@@ -71,6 +75,9 @@ fn property_owner(key: &str) -> std::result::Result<(), Option<Gateway>> {
     let b = key.as_bytes();
     if b.len() > 4 && b.starts_with(b"mqtt") && b[4].is_ascii_uppercase() {
         return Err(Some(Gateway::Mqtt));
+    }
+    if b.len() > 4 && b.starts_with(b"nats") && b[4].is_ascii_uppercase() {
+        return Err(Some(Gateway::Nats));
     }
     Ok(())
 }
@@ -212,6 +219,8 @@ mod rule_tests {
         assert_eq!(property_owner("__RG_V2_ENCODING"), Err(Some(Gateway::Grpc)));
         assert_eq!(property_owner("__RG_HTTP_X"), Err(None));
         assert_eq!(property_owner("mqttTopic"), Err(Some(Gateway::Mqtt)));
+        assert_eq!(property_owner("natsSubject"), Err(Some(Gateway::Nats)));
+        assert_eq!(property_owner("Nats-Msg-Id"), Ok(()));
         for free in ["mqtt", "mqtt_x", "mqttopic", "color", "__rg_v2_x", "RG_V2"] {
             assert_eq!(property_owner(free), Ok(()), "{free}");
         }

@@ -6,7 +6,8 @@
 //! for every listener (`config/tls.rs`), and one section per
 //! listener that owns its listen address and on/off switch beside the listener crate's own
 //! settings: `[nameserver]` (`listen`), `[grpc]` (`listen`; always on), `[http]` (`enabled`,
-//! `listen`), `[mqtt]` (`enabled`, `listen`, `ws_listen`); see `config/section.rs`; documented
+//! `listen`), `[mqtt]` (`enabled`, `listen`, `ws_listen`), `[nats]` (`enabled`, `listen`); see
+//! `config/section.rs`; documented
 //! in `default.toml`), the deprecated `[listen]` / `[gateways]` aliases (`config/legacy.rs`),
 //! the layering and the validation. Unknown keys and sections, malformed addresses and invalid
 //! values are errors of one line that name the key or flag.
@@ -54,7 +55,7 @@ use serde::{Deserialize, Serialize};
 
 pub use replication::{ReplicationMode, ReplicationSection};
 use section::{GrpcKeys, HttpKeys, ListenKeys, MqttKeys, Written};
-pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection};
+pub use section::{GrpcSection, HttpSection, MqttSection, NameServerSection, NatsSection};
 pub use tls::TlsSection;
 
 /// The default configuration, printed by `rocketgate generate-config`.
@@ -99,6 +100,9 @@ pub struct RunArgs {
     /// MQTT over WebSocket listen address (overrides `mqtt.ws_listen`).
     #[arg(long, env = "ROCKETGATE_MQTT_WS_ADDR", value_name = "ADDR")]
     pub mqtt_ws_addr: Option<String>,
+    /// NATS listen address (overrides `nats.listen` and turns the NATS gateway on).
+    #[arg(long, env = "ROCKETGATE_NATS_ADDR", value_name = "ADDR")]
+    pub nats_addr: Option<String>,
     /// Start even if a listener off loopback does not authenticate its clients (logged as a
     /// warning per listener; see docs/security.md).
     #[arg(long, env = "ROCKETGATE_ALLOW_UNAUTHENTICATED_REMOTE",
@@ -183,6 +187,8 @@ pub struct ServerConfig {
     /// `[mqtt]`: the MQTT gateway (on/off, addresses, limits, sessions, authentication, topic
     /// mapping).
     pub mqtt: MqttSection,
+    /// `[nats]`: the NATS gateway (on/off, address, limits, topic mapping).
+    pub nats: NatsSection,
     /// `[tls]`: TLS on every listener, client certificates, the CA of the node's own calls.
     pub tls: TlsSection,
     /// `[replication]`: master / slave replication (docs/replication.md).
@@ -206,6 +212,7 @@ struct FileConfig {
     grpc: Written<GrpcKeys, rocketgate_gateway_grpc::MessagingConfig>,
     http: Written<HttpKeys, rocketgate_gateway_http::HttpConfig>,
     mqtt: Written<MqttKeys, rocketgate_gateway_mqtt::MqttConfig>,
+    nats: Written<HttpKeys, rocketgate_nats::NatsConfig>,
     tls: TlsSection,
     replication: ReplicationSection,
     /// Deprecated: `listen.grpc` is `grpc.listen`, and so on (`legacy.rs`).
@@ -241,6 +248,7 @@ impl FileConfig {
             grpc: self.grpc.into(),
             http: self.http.into(),
             mqtt: self.mqtt.into(),
+            nats: self.nats.into(),
             tls: self.tls,
             replication: self.replication,
         };
@@ -402,6 +410,10 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
             *slot = parse_listen(flag, value)?;
         }
     }
+    if let Some(addr) = &args.nats_addr {
+        cfg.nats.enabled = true;
+        cfg.nats.listen = parse_listen("--nats-addr / ROCKETGATE_NATS_ADDR", addr)?;
+    }
     if !args.namesrv.is_empty() {
         cfg.broker.namesrv = split_addresses(&args.namesrv);
     }
@@ -447,6 +459,10 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
             .check(cfg.auth.enabled)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     }
+    cfg.nats
+        .config
+        .check()
+        .map_err(|e| anyhow::anyhow!("invalid configuration `{e}`"))?;
     Ok(cfg)
 }
 

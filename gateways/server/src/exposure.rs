@@ -50,6 +50,13 @@ pub fn node_listeners(cfg: &ServerConfig, standalone: bool) -> Vec<Listener> {
             });
         }
     }
+    if cfg.nats.enabled {
+        out.push(Listener {
+            name: "nats",
+            addr: cfg.nats.listen,
+            authenticates: cfg.auth.enabled,
+        });
+    }
     if standalone {
         out.push(nameserver_listener(cfg));
     }
@@ -92,6 +99,7 @@ pub fn check(listeners: &[Listener], allow: bool) -> anyhow::Result<()> {
             continue;
         }
         let how = match l.name {
+            "nats" => "turn authentication on with --auth (docs/security.md)".to_owned(),
             "mqtt" | "mqtt-ws" => "turn authentication on with --auth (docs/security.md), or \
                                          set mqtt.allow_anonymous = false with [mqtt.users]"
                 .to_owned(),

@@ -51,6 +51,7 @@ use rocketgate_gateway_kit::{
 };
 use rocketgate_gateway_mqtt::MqttGateway;
 use rocketgate_nameserver as ns;
+use rocketgate_nats::NatsGateway;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -123,6 +124,11 @@ fn gateways(
         let mqtt = MqttGateway::new(cfg.mqtt.listen, cfg.mqtt.ws_listen, cfg.mqtt.config.clone())
             .with_tls(tls.map(|t| t.mqtt.clone()), tls.map(|t| t.mqtt_ws.clone()));
         gateways.push(Box::new(mqtt));
+    }
+    if cfg.nats.enabled {
+        let nats = NatsGateway::new(cfg.nats.listen, cfg.nats.config.clone())
+            .with_tls(tls.map(|t| t.nats.clone()));
+        gateways.push(Box::new(nats));
     }
     gateways
 }

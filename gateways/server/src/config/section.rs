@@ -1,5 +1,5 @@
 //! The sections of the configuration file that belong to a listener: `[nameserver]`, `[grpc]`,
-//! `[http]` and `[mqtt]`. Each holds the keys the server owns for that listener — where it
+//! `[http]`, `[mqtt]` and `[nats]`. Each holds the keys the server owns for that listener — where it
 //! listens (`listen`, and `ws_listen` for MQTT over WebSocket), whether it runs (`enabled`,
 //! HTTP and MQTT only: the gRPC endpoint always runs, it carries `BrokerAdmin`) and, for gRPC,
 //! its connection limits (`[grpc.connections]`, `rocketgate_nameserver::ConnectionLimits`) — beside the
@@ -22,6 +22,7 @@ use rocketgate_gateway_grpc::MessagingConfig;
 use rocketgate_gateway_http::HttpConfig;
 use rocketgate_gateway_mqtt::MqttConfig;
 use rocketgate_nameserver::ConnectionLimits;
+use rocketgate_nats::NatsConfig;
 use serde::de::{DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -74,6 +75,33 @@ pub struct MqttSection {
     pub ws_listen: SocketAddr,
     /// Every other key.
     pub config: MqttConfig,
+}
+
+/// `[nats]`: the NATS gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSection {
+    /// `enabled` (`false`: a new gateway, opt-in).
+    pub enabled: bool,
+    /// `listen` (`127.0.0.1:4222`).
+    pub listen: SocketAddr,
+    /// Every other key.
+    pub config: NatsConfig,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        Written::<HttpKeys, _>::default().into()
+    }
+}
+
+impl From<Written<HttpKeys, NatsConfig>> for NatsSection {
+    fn from(w: Written<HttpKeys, NatsConfig>) -> Self {
+        Self {
+            enabled: w.keys.enabled.unwrap_or(false),
+            listen: w.keys.listen.unwrap_or(local(4222)),
+            config: w.settings,
+        }
+    }
 }
 
 impl Default for NameServerSection {
@@ -131,7 +159,7 @@ pub(crate) struct GrpcKeys {
     pub connections: Option<ConnectionLimits>,
 }
 
-/// `enabled`, `listen` (`[http]`).
+/// `enabled`, `listen` (`[http]`, `[nats]`).
 #[derive(Debug, Default)]
 pub(crate) struct HttpKeys {
     pub enabled: Option<bool>,

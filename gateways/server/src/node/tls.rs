@@ -1,6 +1,6 @@
 //! A node's TLS (`[tls]`): one reloadable acceptor per listener, each with its protocol's ALPN
 //! names (gRPC and the NameServer `h2`; HTTP `h2` and `http/1.1`; MQTT `mqtt`; MQTT over
-//! WebSocket `http/1.1`), built from the same files before anything is bound (a bad file stops
+//! WebSocket `http/1.1`; NATS none: it upgrades after its INFO), built from the same files before anything is bound (a bad file stops
 //! the start with one line), the task that reloads them all when the files change, and the
 //! client side of the broker's calls to its NameServers (`tls.ca`, presenting the node's own
 //! certificate when it has one).
@@ -21,6 +21,7 @@ pub(crate) struct Acceptors {
     pub(crate) http: TlsAcceptor,
     pub(crate) mqtt: TlsAcceptor,
     pub(crate) mqtt_ws: TlsAcceptor,
+    pub(crate) nats: TlsAcceptor,
     pub(crate) nameserver: TlsAcceptor,
 }
 
@@ -41,6 +42,7 @@ impl Acceptors {
             http: make(&[b"h2", b"http/1.1"])?,
             mqtt: make(&[b"mqtt"])?,
             mqtt_ws: make(&[b"http/1.1"])?,
+            nats: make(&[])?,
             nameserver: make(&[b"h2"])?,
         }))
     }
@@ -52,6 +54,7 @@ impl Acceptors {
             self.http,
             self.mqtt,
             self.mqtt_ws,
+            self.nats,
             self.nameserver,
         ];
         let mut watching = tokio::task::JoinSet::new();
