@@ -413,7 +413,7 @@ async fn serve(
         client_tls,
         namesrv,
         advertised,
-        broker.clone(),
+        Some(broker.clone()),
         registered,
         unregistered,
     )

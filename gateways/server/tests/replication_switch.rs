@@ -80,11 +80,54 @@ fn switch(grpc: &str, to: &str) -> serde_json::Value {
     admin_json(&["--broker", grpc, "broker", "switch", "--to", to])
 }
 
+/// The group's members in the NameServers' view: broker id → endpoints (protocol → address).
+fn members(ns: &str) -> std::collections::BTreeMap<u64, serde_json::Value> {
+    let list = admin_json(&["--namesrv", ns, "cluster", "list"]);
+    fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeMap<u64, serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let (Some(id), Some(e)) = (
+                    m.get("broker_id").and_then(|i| i.as_u64()),
+                    m.get("endpoints"),
+                ) {
+                    out.insert(id, e.clone());
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(&list, &mut out);
+    out
+}
+
+/// Waits until the NameServers list ids 0, 1 and 2, with `master_grpc` as id 0's gRPC endpoint.
+fn wait_members(ns: &str, master_grpc: &str) -> std::collections::BTreeMap<u64, serde_json::Value> {
+    let got = poll_until(WAIT, "the NameServers' view of the group", || {
+        let m = members(ns);
+        (m.len() == 3 && m.get(&0).is_some_and(|e| e["grpc"] == master_grpc)).then_some(m)
+    });
+    got.unwrap_or_else(|| panic!("members: {:?}", members(ns)))
+}
+
 #[test]
 fn a_switchover_hands_the_master_role_over_and_back_without_losing_or_repeating_a_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let conf = config(d, 2);
+    let ns_node = support::Node::start(d, "ns", &["nameserver", "--listen", "127.0.0.1:0"]);
+    let ns = ns_node.endpoint("nameserver");
+    let conf = d.join("switch.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[broker]\nnamesrv = [\"{ns}\"]\n[store]\nsegment_size = 16777216\n\
+             [replication]\nmin_in_sync_replicas = 2\n"
+        ),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_owned();
     let mut m = master(d, "m", &d.join("m"), "SYNC", &conf);
     let repl_m = m.endpoint("replication");
     let (status, body) = http(
@@ -97,19 +140,45 @@ fn a_switchover_hands_the_master_role_over_and_back_without_losing_or_repeating_
     let mut s1 = promotable_slave(d, "s1", &d.join("s1"), "1", &repl_m, "SYNC", &conf);
     let s2 = promotable_slave(d, "s2", &d.join("s2"), "2", &repl_m, "SYNC", &conf);
     wait_in_sync(&m.endpoint("http"), 3);
+    // The NameServers list the master (id 0, its gateways) and both slaves (their replication
+    // endpoints; no topic, so no client is routed to them).
+    let view = wait_members(&ns, &m.endpoint("grpc"));
+    assert_eq!(
+        view[&1]["replication"],
+        s1.endpoint("replication"),
+        "{view:?}"
+    );
+    assert!(view[&2].get("grpc").is_none(), "{view:?}");
 
     let load = Load::default();
     *load.target.lock().unwrap() = m.endpoint("http");
     let worker = load.clone().run();
     load.wait_more(200);
 
-    // 1. The master hands over to slave 1 and follows it; slave 2 follows slave 1.
+    // 1. The master (found through the NameServers) hands over to slave 1 and follows it;
+    //    slave 2 follows slave 1.
     let asked = Instant::now();
-    let report = switch(&m.endpoint("grpc"), "1");
+    let report = admin_json(&[
+        "--namesrv",
+        &ns,
+        "broker",
+        "switch",
+        "--group",
+        "broker-a",
+        "--to",
+        "1",
+    ]);
     assert_eq!(report["promoted"], 1, "{report}");
     assert_eq!(report["old_master_follows_as"], 1, "{report}");
     s1.wait_mode("broker");
     m.wait_mode("slave");
+    assert_eq!(report["new_master_grpc"], s1.endpoint("grpc"), "{report}");
+    let view = wait_members(&ns, &s1.endpoint("grpc"));
+    assert_eq!(
+        view[&1]["replication"],
+        m.endpoint("replication"),
+        "{view:?}"
+    );
     assert_eq!(m.ready["broker_id"], 1, "{}", m.ready);
     *load.target.lock().unwrap() = s1.endpoint("http");
     wait_in_sync(&s1.endpoint("http"), 3);
@@ -189,6 +258,7 @@ fn a_switchover_hands_the_master_role_over_and_back_without_losing_or_repeating_
     drop(s2);
     drop(s1);
     drop(m);
+    drop(ns_node);
 }
 
 #[test]

@@ -121,7 +121,7 @@ pub(super) async fn start(
     tls: Option<ns::ClientTls>,
     namesrv: Vec<String>,
     advertised: Vec<ns::Endpoint>,
-    broker: Broker,
+    broker: Option<Broker>,
     registered: Arc<AtomicUsize>,
     stop: Shutdown,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
@@ -194,7 +194,7 @@ async fn registrar(
     tls: Option<ns::ClientTls>,
     namesrv: Vec<String>,
     endpoints: Vec<ns::Endpoint>,
-    broker: Broker,
+    broker: Option<Broker>,
     registered: Arc<AtomicUsize>,
     stop: Shutdown,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -213,12 +213,13 @@ async fn registrar(
             .map_err(|e| anyhow::anyhow!("`broker.name`: {}", e.reason))?,
         broker_id: ns::BrokerId(cfg.id),
     };
-    let mut changes = broker.topics().changed();
+    // A slave (no `Broker`) registers without topics: it is listed, not routed to.
+    let mut changes = broker.as_ref().map(|b| b.topics().changed());
     let registration = client
         .register(ns::BrokerRegistration {
             identity,
             endpoints,
-            topics: topic_list(&broker),
+            topics: broker.as_ref().map(topic_list).unwrap_or_default(),
         })
         .await
         .map_err(|e| anyhow::anyhow!("a NameServer refused this broker's registration: {e}"))?;
@@ -230,11 +231,16 @@ async fn registrar(
         loop {
             tokio::select! {
                 () = &mut stopped => break,
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        break;
+                changed = async {
+                    match changes.as_mut() {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
                     }
-                    let topics = topic_list(&broker);
+                } => {
+                    let (Ok(()), Some(broker)) = (changed, broker.as_ref()) else {
+                        break;
+                    };
+                    let topics = topic_list(broker);
                     if let Err(e) = registration.update_topics(topics).await {
                         tracing::error!(error = %e, "the NameServers refused the new topic list");
                     }

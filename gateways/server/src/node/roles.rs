@@ -154,7 +154,8 @@ async fn serve_slave(
             .map(|r| promotable(cfg, r.endpoint))
             .unwrap_or_default(),
     };
-    let endpoint = repl.as_ref().map(|r| r.endpoint.address.to_string());
+    let endpoint_bound = repl.as_ref().map(|r| r.endpoint);
+    let endpoint = endpoint_bound.map(|e| e.address.to_string());
     let (standby_stop, standby_stopped) = shutdown::channel();
     let standby = repl.map(|repl| {
         tokio::spawn(master::serve(
@@ -169,6 +170,38 @@ async fn serve_slave(
     });
     let (stop, stopped) = shutdown::channel();
     let mut follow = tokio::spawn(crate::replication::slave::run(slave, stopped));
+    // Listed by the NameServers (`admin cluster list`) with its replication endpoint and no
+    // topic: clients are never routed to a slave.
+    let (unregister, unregistered) = shutdown::channel();
+    let registrar = match &endpoint_bound {
+        Some(bound) if !cfg.broker.namesrv.is_empty() => {
+            let advertised = match super::registration::advertised(&cfg.broker, &[*bound]) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "this slave is not listed by the NameServers");
+                    Vec::new()
+                }
+            };
+            let mut section = cfg.broker.clone();
+            section.id = id;
+            super::registration::start(
+                &section,
+                cfg.nameserver.config.cluster_secret.clone(),
+                super::tls::nameserver_client(&cfg.tls)?,
+                cfg.broker.namesrv.clone(),
+                advertised,
+                None,
+                Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                unregistered,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "this slave is not listed by the NameServers");
+                None
+            })
+        }
+        _ => None,
+    };
     tracing::info!(
         data_dir = %cfg.store.data_dir.display(),
         master = %master_addr,
@@ -202,6 +235,8 @@ async fn serve_slave(
                 .context("the slave did not stop in time")??
         }
     };
+    unregister.trigger();
+    super::registration::finish(registrar, SHUTDOWN_GRACE).await;
     // The standby only refuses: peers retrying on it need not be waited for.
     standby_stop.trigger();
     if let Some(standby) = standby {
