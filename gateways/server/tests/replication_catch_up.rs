@@ -44,7 +44,10 @@ fn a_slave_that_fell_a_gib_behind_catches_up_and_rejoins_the_in_sync_set() {
             scope.spawn(move || {
                 for _ in (t..mib).step_by(4) {
                     let r = try_http(web, "POST", "/v1/topics/orders/messages", body);
-                    assert!(matches!(r, Some((s, _)) if (200..300).contains(&s)), "{r:?}");
+                    assert!(
+                        matches!(r, Some((s, _)) if (200..300).contains(&s)),
+                        "{r:?}"
+                    );
                 }
             });
         }
