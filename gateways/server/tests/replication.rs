@@ -40,6 +40,8 @@ fn slave(dir: &Path, name: &str, data: &Path, master_addr: &str) -> Node {
         "1",
         "--master-addr",
         master_addr,
+        "--replication-addr",
+        "127.0.0.1:0",
     ];
     Node::start(dir, name, &args)
 }
@@ -182,6 +184,8 @@ fn a_broker_of_another_group_is_refused() {
             "1",
             "--master-addr",
             &repl,
+            "--replication-addr",
+            "127.0.0.1:0",
         ])
         .env("RUST_LOG", "info")
         .env("ROCKETGATE_CONFIG", {
@@ -240,6 +244,8 @@ fn with_a_cluster_secret_only_a_slave_that_signs_with_it_follows() {
             "1".to_owned(),
             "--master-addr".to_owned(),
             repl.clone(),
+            "--replication-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
         ]
     };
     let forged_data = dir.path().join("forged");
@@ -308,6 +314,8 @@ fn with_tls_on_the_slave_follows_over_tls() {
         "1",
         "--master-addr",
         &repl,
+        "--replication-addr",
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(&tls);
     let s = Node::start(dir.path(), "slave", &args);

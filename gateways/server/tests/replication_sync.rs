@@ -533,6 +533,8 @@ fn a_slave_behind_the_master_s_retention_starts_over_and_catches_up() {
             "1",
             "--master-addr",
             &m.endpoint("replication"),
+            "--replication-addr",
+            "127.0.0.1:0",
             "--config",
             conf,
         ];

@@ -58,6 +58,8 @@ pub fn slave(dir: &Path, name: &str, data: &Path, id: &str, master_addr: &str) -
         id,
         "--master-addr",
         master_addr,
+        "--replication-addr",
+        "127.0.0.1:0",
         "--flush-mode",
         "SYNC",
         "--config",

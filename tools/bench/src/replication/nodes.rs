@@ -205,6 +205,10 @@ impl Group {
                 id.to_string(),
                 "--master-addr".into(),
                 replication.clone(),
+                // Each slave's standby replication listener (it would serve there once
+                // promoted) on its own ephemeral port, not the default 10912.
+                "--replication-addr".into(),
+                "127.0.0.1:0".into(),
                 "--flush-mode".into(),
                 flush.flag().into(),
             ];
