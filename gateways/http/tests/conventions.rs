@@ -67,7 +67,16 @@ async fn a_publish_answers_a_queue_offset_only_when_the_message_is_in_its_queue(
     // The scheduled message is found by its id.
     let (st, list) = s.get("/v1/scheduled").await;
     assert_eq!(st, 200, "{list}");
-    assert!(list.to_string().contains(d["message_id"].as_str().unwrap()));
+    let id = d["message_id"].as_str().unwrap();
+    let listed = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {list}"));
+    // It has no offset in its queue until it is delivered (the timer queue's is not one).
+    assert!(listed["queue_offset"].is_null(), "{listed}");
+    assert!(listed["deliver_at_ms"].is_i64(), "{listed}");
     s.stop().await;
 }
 

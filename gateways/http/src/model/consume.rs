@@ -19,8 +19,9 @@ pub struct MessageView {
     pub topic: String,
     /// Queue.
     pub queue_id: u32,
-    /// Offset in the queue.
-    pub queue_offset: u64,
+    /// Offset in the queue; `null` for a scheduled message (`GET /v1/scheduled`), which gets
+    /// its offset only when it is delivered.
+    pub queue_offset: Option<u64>,
     /// Payload.
     pub body: String,
     /// How `body` is encoded.
@@ -57,7 +58,7 @@ impl MessageView {
             message_id: m.message_id,
             topic: m.topic,
             queue_id: m.queue_id,
-            queue_offset: m.queue_offset,
+            queue_offset: Some(m.queue_offset),
             body,
             body_encoding,
             tag: m.tag,

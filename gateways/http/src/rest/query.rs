@@ -156,7 +156,11 @@ pub(crate) async fn scheduled(
             .messages
             .into_iter()
             .map(|(m, at)| ScheduledMessage {
-                message: MessageView::new(m, q.base64),
+                // The offset of the internal timer queue is not one in the target queue.
+                message: MessageView {
+                    queue_offset: None,
+                    ..MessageView::new(m, q.base64)
+                },
                 deliver_at_ms: at,
             })
             .collect(),
