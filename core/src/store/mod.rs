@@ -139,6 +139,9 @@ struct Inner {
     fail_flush_countdown: AtomicU64,
     /// Held from open until a clean shutdown completes.
     lock: Mutex<Option<DirLock>>,
+    /// Set on a slave's copy: local appends are refused ([`Error::Follower`]); replicated
+    /// chunks are not.
+    following: AtomicBool,
 }
 
 /// The store handle. Dropping it shuts the store down cleanly.
@@ -239,6 +242,7 @@ impl Store {
             kv_bytes: AtomicU64::new(0),
             fail_flush_countdown: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
+            following: AtomicBool::new(false),
         });
         // Queue offsets continue from what the ConsumeQueues hold; replay raises them further.
         for (topic, qs) in inner.queues.read().iter() {
@@ -295,6 +299,9 @@ impl Store {
     /// As [`Store::append`].
     pub fn append_nowait(&self, draft: &RecordDraft<'_>, queue_id: u32) -> Result<Appended> {
         let inner = &self.inner;
+        if inner.following.load(Ordering::Acquire) {
+            return Err(Error::Follower);
+        }
         if inner.disk_full_flag.load(Ordering::Acquire) {
             if let Some(reason) = inner.disk_full.lock().as_ref() {
                 return Err(Error::DiskFull(reason.clone()));
@@ -467,6 +474,12 @@ impl Store {
             return self.inner.dispatch_failure.lock().clone();
         }
         None
+    }
+
+    /// Marks this store as a slave's copy (`true`): local appends are refused with
+    /// [`Error::Follower`] from now on, whoever holds the handle; replicated chunks go on.
+    pub(crate) fn set_following(&self, following: bool) {
+        self.inner.following.store(following, Ordering::Release);
     }
 
     /// Deletes the ConsumeQueues of a topic (its CommitLog records age out with retention).
