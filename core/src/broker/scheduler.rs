@@ -56,6 +56,8 @@ impl Scheduler<'_> {
     /// [`Error::InvalidArgument`] for `max` out of `1..=limits.max_batch`, [`Error::Metadata`]
     /// for an unreadable progress file, store errors.
     pub async fn list(self, offset: u64, max: usize) -> Result<ScheduledPage> {
+        // The timer's progress and cancellations live on the master (a slave's would be stale).
+        self.broker.check_master("listing scheduled messages")?;
         let limit = self.broker.inner.config.limits.max_batch;
         if max == 0 || max > limit {
             return Err(Error::InvalidArgument(format!(

@@ -228,7 +228,12 @@ impl Timer {
                     value: None,
                 })
                 .collect();
-            kv.write_batch(&changes)?;
+            match kv.write_batch(&changes) {
+                Ok(_) => {}
+                // A slave's copy (read-only): its master removes them.
+                Err(Error::NotMaster { .. }) => {}
+                Err(e) => return Err(e),
+            }
             for p in retired {
                 s.cancelled.remove(&p);
             }

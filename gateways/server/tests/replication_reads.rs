@@ -1,10 +1,11 @@
 //! Reads from a slave (issue 15), with real processes: a master and a slave serving reads on
 //! its own gRPC and HTTP gateways (`replication.slave_reads`, on by default). The slave lists
 //! what the master created (its tables follow the replicated KV store), serves pulls by offset
-//! and the admin CLI's reads, refuses writes with the protocol's "not the master" error, and
-//! takes offset commits: while the master lives they reach it through the replication reports;
-//! after the master's `kill -9` the slave still serves pulls and commits, and a promoted slave
-//! starts with the offsets committed on it.
+//! and the admin CLI's reads, refuses writes (and the scheduled-message list, whose timer state
+//! lives on the master) with the protocol's "not the master" error, and takes offset commits:
+//! while the master lives they reach it through the replication reports; after the master's
+//! `kill -9` the slave still serves pulls and commits, and a promoted slave starts with the
+//! offsets committed on it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -113,6 +114,7 @@ fn a_slave_serves_reads_refuses_writes_and_forwards_offsets() {
             r#"{"topic":"orders","max":1,"wait_ms":0}"#,
         ),
         ("DELETE", "/v1/topics/orders", ""),
+        ("GET", "/v1/scheduled", ""),
     ] {
         let (status, code) = refused(&sweb, method, path, body);
         assert_eq!(
