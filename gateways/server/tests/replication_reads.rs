@@ -103,6 +103,11 @@ fn a_slave_serves_reads_refuses_writes_and_forwards_offsets() {
     // The admin CLI reads through the slave's gRPC gateway too.
     let topics = admin_json(&["--broker", &sgrpc, "topic", "list"]);
     assert!(topics.to_string().contains("orders"), "{topics}");
+    let pulled = admin_json(&[
+        "--broker", &sgrpc, "message", "pull", "g", "orders", "--queue", "0", "--offset", "1",
+        "--max", "16",
+    ]);
+    assert_eq!(pulled["messages"].as_array().unwrap().len(), 4, "{pulled}");
 
     // Writes go to the master: refused in REST's terms, nothing changes.
     for (method, path, body) in [
