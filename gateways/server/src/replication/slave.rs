@@ -57,7 +57,8 @@ impl Readers {
         if replica.has_reader() {
             return;
         }
-        match replica.reader() {
+        // Opening reads the tables and scans the timer and transaction queues: blocking work.
+        match tokio::task::block_in_place(|| replica.reader()) {
             Ok(broker) => {
                 let _ = tx.send(ReaderEvent::Open(broker)).await;
             }
