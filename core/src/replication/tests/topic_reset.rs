@@ -38,6 +38,8 @@ async fn a_deleted_and_recreated_topic_replicates() {
     master.topics().create(TopicConfig::new("stay", 1)).unwrap();
     send_n(&master, "t", "old", 7).await;
     send_n(&master, "stay", "s", 3).await;
+    master.consumer().commit_offset("g", "t", 0, 5).unwrap();
+    master.consumer().persist_state().unwrap();
     let r = Replica::open(fd.path());
     // The follower has the old topic before the deletion happens.
     follow(&master, &r, 5000).await;
@@ -82,6 +84,11 @@ async fn a_deleted_and_recreated_topic_replicates() {
     let promoted = Broker::open(config).unwrap();
     let (ps, _) = promoted.replication_parts();
     assert_eq!(bodies(ps, "t").await, new_ones("newest", 3));
+    assert_eq!(
+        promoted.consumer().committed_offset("g", "t", 0).unwrap(),
+        None,
+        "the old topic's committed offset is gone with it"
+    );
     let sent = promoted
         .producer()
         .send(SendRequest::new(
