@@ -239,6 +239,13 @@ pub enum Error {
     /// A requested switchover did not happen; this broker stays the master.
     #[error("the switchover did not happen: {0}")]
     SwitchFailed(String),
+    /// This node is a slave serving reads: writes (sends, pops, acks, administration) go to
+    /// the group's master.
+    #[error("this broker is a slave serving reads only: {what} goes to the master of its group")]
+    NotMaster {
+        /// What was refused, in words.
+        what: &'static str,
+    },
     /// A topic or message property reserved for a gateway, used by a request that does not
     /// come from it.
     #[error("{what} is reserved for {owner}")]
@@ -398,6 +405,8 @@ pub enum Reason {
     ReplicasUnavailable,
     /// The broker is shutting down.
     ShuttingDown,
+    /// This node is a slave serving reads only; writes go to the group's master.
+    NotMaster,
     /// No or bad credentials.
     Unauthenticated,
     /// The user's policy does not allow the action on the resource.
@@ -448,6 +457,7 @@ impl Reason {
             Self::DiskFull | Self::ReadOnly | Self::ShuttingDown | Self::ReplicasUnavailable => {
                 ErrorKind::Unavailable
             }
+            Self::NotMaster => ErrorKind::NotLeader,
             Self::Internal => ErrorKind::Internal,
         }
     }
@@ -500,6 +510,7 @@ impl Error {
                 store::Error::DiskFull(_) => Reason::DiskFull,
                 store::Error::Poisoned(_) => Reason::ReadOnly,
                 store::Error::Closed => Reason::ShuttingDown,
+                store::Error::Follower => Reason::NotMaster,
                 store::Error::RecordTooLarge { .. } => Reason::BodyTooLarge,
                 _ => Reason::Internal,
             },
@@ -511,6 +522,7 @@ impl Error {
             Self::NotEnoughReplicas { .. }
             | Self::MasterHandover { .. }
             | Self::SwitchFailed(_) => Reason::ReplicasUnavailable,
+            Self::NotMaster { .. } => Reason::NotMaster,
             Self::Unauthenticated(_) => Reason::Unauthenticated,
             Self::Denied { .. } => Reason::Denied,
             Self::UserNotFound(_) => Reason::UserNotFound,

@@ -222,23 +222,7 @@ impl AuthState {
     /// # Errors
     /// Records that do not parse; a bad bootstrap user; KV faults.
     pub(crate) fn load(kv: Arc<KvStore>, config: AuthConfig, now_ms: i64) -> Result<Self> {
-        let mut t = Tables::default();
-        for (k, v) in kv.scan(NS_USERS, b"", None, usize::MAX) {
-            let user = serde_json::from_slice(&v).map_err(|e| corrupt(NS_USERS, e))?;
-            let ak = String::from_utf8_lossy(&k).into_owned();
-            t.incarnate(&ak);
-            t.users.insert(ak, user);
-        }
-        for (k, v) in kv.scan(NS_POLICIES, b"", None, usize::MAX) {
-            let p = serde_json::from_slice(&v).map_err(|e| corrupt(NS_POLICIES, e))?;
-            t.policies
-                .insert(String::from_utf8_lossy(&k).into_owned(), p);
-        }
-        for (k, v) in kv.scan(NS_TOKENS, b"", None, usize::MAX) {
-            let tok = serde_json::from_slice(&v).map_err(|e| corrupt(NS_TOKENS, e))?;
-            t.tokens
-                .insert(String::from_utf8_lossy(&k).into_owned(), tok);
-        }
+        let t = scan_tables(&kv)?;
         let state = Self {
             kv,
             limiter: super::limiter::FailureLimiter::new(
@@ -257,6 +241,18 @@ impl AuthState {
             state.bootstrap(&ak, &sk, now_ms)?;
         }
         Ok(state)
+    }
+
+    /// Replaces the tables by what the KV store holds now (a slave's read-only broker, after
+    /// replicated changes); connections authenticated before are checked again.
+    ///
+    /// # Errors
+    /// A record that does not parse.
+    pub(crate) fn reload(&self) -> Result<()> {
+        let t = scan_tables(&self.kv)?;
+        *self.tables.write() = t;
+        self.changes.send_modify(|c| *c += 1);
+        Ok(())
     }
 
     fn bootstrap(&self, ak: &str, sk: &str, now_ms: i64) -> Result<()> {
@@ -688,4 +684,26 @@ impl AuthState {
             })
         }
     }
+}
+
+/// The users, policies and tokens the KV store holds.
+fn scan_tables(kv: &KvStore) -> Result<Tables> {
+    let mut t = Tables::default();
+    for (k, v) in kv.scan(NS_USERS, b"", None, usize::MAX) {
+        let user = serde_json::from_slice(&v).map_err(|e| corrupt(NS_USERS, e))?;
+        let ak = String::from_utf8_lossy(&k).into_owned();
+        t.incarnate(&ak);
+        t.users.insert(ak, user);
+    }
+    for (k, v) in kv.scan(NS_POLICIES, b"", None, usize::MAX) {
+        let p = serde_json::from_slice(&v).map_err(|e| corrupt(NS_POLICIES, e))?;
+        t.policies
+            .insert(String::from_utf8_lossy(&k).into_owned(), p);
+    }
+    for (k, v) in kv.scan(NS_TOKENS, b"", None, usize::MAX) {
+        let tok = serde_json::from_slice(&v).map_err(|e| corrupt(NS_TOKENS, e))?;
+        t.tokens
+            .insert(String::from_utf8_lossy(&k).into_owned(), tok);
+    }
+    Ok(t)
 }

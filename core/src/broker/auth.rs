@@ -73,6 +73,7 @@ impl<'a> Auth<'a> {
     /// [`crate::Error::IllegalField`] for a bad access or secret key, [`crate::Error::UserExists`],
     /// [`crate::Error::InvalidArgument`] past `auth.max_users`, KV faults.
     pub fn create_user(self, access_key: &str, secret_key: &str, kind: UserKind) -> Result<()> {
+        self.broker.check_master("creating a user")?;
         let r = self
             .state()
             .create_user(access_key, secret_key, kind, self.now());
@@ -84,6 +85,7 @@ impl<'a> Auth<'a> {
     /// # Errors
     /// [`crate::Error::UserNotFound`], a bad secret, KV faults.
     pub fn update_user(self, access_key: &str, change: UserUpdate) -> Result<()> {
+        self.broker.check_master("changing a user")?;
         audit(
             "user.update",
             access_key,
@@ -96,6 +98,7 @@ impl<'a> Auth<'a> {
     /// # Errors
     /// [`crate::Error::UserNotFound`], KV faults.
     pub fn delete_user(self, access_key: &str) -> Result<()> {
+        self.broker.check_master("deleting a user")?;
         audit(
             "user.delete",
             access_key,
@@ -113,6 +116,7 @@ impl<'a> Auth<'a> {
     /// # Errors
     /// [`crate::Error::UserNotFound`], a policy out of bounds, KV faults.
     pub fn set_policy(self, access_key: &str, entries: Vec<PolicyEntry>) -> Result<()> {
+        self.broker.check_master("changing a policy")?;
         audit(
             "policy.set",
             access_key,
@@ -134,6 +138,7 @@ impl<'a> Auth<'a> {
     /// # Errors
     /// [`crate::Error::UserNotFound`], a lifetime out of range, too many live tokens, KV faults.
     pub fn issue_token(self, access_key: &str, ttl: Option<Duration>) -> Result<IssuedToken> {
+        self.broker.check_master("issuing a token")?;
         let ttl_ms = ttl.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let r = self.state().issue_token(access_key, ttl_ms, self.now());
         audit("token.issue", access_key, r)
@@ -144,6 +149,7 @@ impl<'a> Auth<'a> {
     /// # Errors
     /// [`crate::Error::InvalidArgument`] for an unknown id, KV faults.
     pub fn revoke_token(self, id: &str) -> Result<()> {
+        self.broker.check_master("revoking a token")?;
         audit("token.revoke", id, self.state().revoke_token(id))
     }
 

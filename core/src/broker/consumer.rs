@@ -145,6 +145,9 @@ impl Consumer<'_> {
             });
         }
         self.broker.resolve_group(group)?;
+        // On a slave: kept aside durably first, then visible like any commit.
+        self.broker
+            .note_slave_commit(group, topic, queue_id, offset)?;
         self.broker
             .inner
             .consumption
@@ -179,6 +182,7 @@ impl Consumer<'_> {
         topic: &str,
         timestamp_ms: i64,
     ) -> Result<Vec<CommittedOffset>> {
+        self.broker.check_master("resetting offsets")?;
         let t = self.broker.readable_topic(topic)?;
         self.broker.resolve_group(group)?;
         let store = &self.broker.inner.store;
@@ -207,6 +211,8 @@ impl Consumer<'_> {
     /// [`Error::IllegalInvisibleTime`], [`Error::IllegalBatchSize`], [`Error::IllegalWait`],
     /// [`Error::PermissionDenied`], store errors.
     pub async fn pop(self, req: PopRequest) -> Result<Vec<PoppedMessage>> {
+        self.broker
+            .check_master("pop (receiving with invisibility)")?;
         let topic = self.broker.readable_topic(&req.topic)?;
         let group = self.broker.resolve_group(&req.group)?;
         let filter = self
@@ -338,6 +344,7 @@ impl Consumer<'_> {
     /// handle; store errors if the ack could not be journaled (the message may then be
     /// delivered again after a restart).
     pub async fn ack(self, group: &str, handle: &str) -> Result<()> {
+        self.broker.check_master("an ack")?;
         let mut results = self.broker.consumer().ack_batch(group, &[handle]).await?;
         results
             .pop()
@@ -350,6 +357,7 @@ impl Consumer<'_> {
     /// # Errors
     /// Store errors journaling the acks.
     pub async fn ack_batch(self, group: &str, handles: &[&str]) -> Result<Vec<Result<()>>> {
+        self.broker.check_master("an ack")?;
         let mut results = Vec::with_capacity(handles.len());
         let mut journal = String::new();
         for handle in handles {
@@ -377,6 +385,7 @@ impl Consumer<'_> {
         handle: &str,
         invisible: Duration,
     ) -> Result<String> {
+        self.broker.check_master("changing an invisible time")?;
         let ms = self.broker.check_invisible(invisible)?;
         let (r, state) = self.broker.in_flight(group, handle)?;
         let seq = self.broker.inner.consumption.consumers.next_seq();
@@ -565,6 +574,7 @@ impl Consumer<'_> {
     /// # Errors
     /// [`Error::InvalidReceiptHandle`], store errors.
     pub async fn nack(self, group: &str, handle: &str, delay: Option<Duration>) -> Result<()> {
+        self.broker.check_master("a nack")?;
         let g = self.broker.resolve_group(group)?;
         let (r, state) = self.broker.in_flight(group, handle)?;
         let fifo = self
@@ -608,6 +618,7 @@ impl Consumer<'_> {
     /// # Errors
     /// [`Error::GroupNotFound`], [`Error::InvalidReceiptHandle`], store errors.
     pub async fn dead_letter(self, group: &str, handle: &str) -> Result<()> {
+        self.broker.check_master("dead-lettering")?;
         let g = self.broker.resolve_group(group)?;
         let (r, state) = self.broker.in_flight(group, handle)?;
         let mut e = state
@@ -645,6 +656,7 @@ impl Consumer<'_> {
         queue_offset: u64,
         delay_level: Option<u32>,
     ) -> Result<()> {
+        self.broker.check_master("sending a message back")?;
         let g = self.broker.resolve_group(group)?;
         self.broker.readable_queue(topic, queue_id)?;
         let reads = self.broker.inner.store.visible().await?;

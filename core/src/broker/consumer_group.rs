@@ -114,6 +114,29 @@ impl GroupRegistry {
         })
     }
 
+    /// Replaces the table by what the KV store holds now (a slave's read-only broker, after
+    /// replicated changes).
+    ///
+    /// # Errors
+    /// [`Error::Metadata`] for a record that does not parse.
+    pub(crate) fn reload(&self) -> Result<()> {
+        let configs: Vec<GroupConfig> = self.table.load()?;
+        let mut groups = BTreeMap::new();
+        for c in configs {
+            let name = c.name.clone();
+            match Group::new(c) {
+                Ok(g) => {
+                    groups.insert(name, Arc::new(g));
+                }
+                Err(e) => {
+                    tracing::error!(group = %name, error = %e, "ignoring a stored group with an invalid filter")
+                }
+            }
+        }
+        *self.groups.write() = groups;
+        Ok(())
+    }
+
     /// Looks a group up.
     pub fn get(&self, name: &str) -> Option<Arc<Group>> {
         self.groups.read().get(name).cloned()

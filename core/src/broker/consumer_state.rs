@@ -315,6 +315,28 @@ impl ConsumerState {
             .insert((group.to_owned(), topic.to_owned(), queue_id), offset);
     }
 
+    /// Replaces the committed offsets by what the KV store holds now (a slave's read-only
+    /// broker, after replicated changes).
+    ///
+    /// # Errors
+    /// [`crate::Error::Metadata`] for a record that does not parse.
+    pub(crate) fn reload_offsets(&self) -> Result<()> {
+        let mut offsets = BTreeMap::new();
+        for (k, v) in self.kv.scan(NS_OFFSETS, b"", None, usize::MAX) {
+            offsets.insert(parse_key(NS_OFFSETS, &k)?, parse_u64(NS_OFFSETS, &v)?);
+        }
+        *self.offsets.lock() = offsets;
+        Ok(())
+    }
+
+    /// The offset the KV store holds for a queue (what was persisted, not what is committed
+    /// in memory since).
+    pub(crate) fn persisted_offset(&self, group: &str, topic: &str, queue_id: u32) -> Option<u64> {
+        let key = row_key(group, topic, queue_id);
+        let v = self.kv.get(NS_OFFSETS, &key)?;
+        parse_u64(NS_OFFSETS, &v).ok()
+    }
+
     /// The committed offset, if any.
     pub fn committed(&self, group: &str, topic: &str, queue_id: u32) -> Option<u64> {
         self.offsets

@@ -38,6 +38,7 @@ impl DeadLetters<'_> {
     /// [`Error::MessageNotFound`] naming an id that is not in the dead-letter queue (nothing is
     /// resent then), store errors.
     pub async fn resend(self, group: &str, selection: DlqSelection) -> Result<usize> {
+        self.broker.check_master("resending dead letters")?;
         self.broker.existing_group(group)?;
         let topic = dlq_topic(group);
         let reads = self.broker.inner.store.visible().await?;
@@ -104,6 +105,7 @@ impl DeadLetters<'_> {
     /// # Errors
     /// [`Error::GroupNotFound`], I/O errors, [`Error::Metadata`].
     pub fn purge(self, group: &str) -> Result<()> {
+        self.broker.check_master("purging dead letters")?;
         self.broker.existing_group(group)?;
         let topic = dlq_topic(group);
         self.broker.inner.store.delete_queues(&topic)?;

@@ -52,6 +52,7 @@ impl Groups<'_> {
     /// `limits.max_groups`, [`Error::Denied`] (a principal without `Create` on the group),
     /// [`Error::Metadata`].
     pub fn create(self, config: GroupConfig) -> Result<GroupConfig> {
+        self.broker.check_master("creating a consumer group")?;
         validate_group_name(&config.name)?;
         for topic in config.subscriptions.keys() {
             self.broker.topic(topic)?;
@@ -93,6 +94,7 @@ impl Groups<'_> {
     /// # Errors
     /// [`Error::GroupNotFound`], [`Error::Metadata`].
     pub fn delete(self, name: &str) -> Result<()> {
+        self.broker.check_master("deleting a consumer group")?;
         self.broker.inner.consumption.groups.delete(name)?;
         self.broker.inner.consumption.consumers.forget_group(name);
         Ok(())
@@ -123,6 +125,7 @@ impl Groups<'_> {
     /// [`Error::GroupNotFound`], [`Error::InvalidArgument`] for `attempts` outside
     /// `1..=1024`, [`Error::Metadata`].
     pub fn set_max_delivery_attempts(self, group: &str, attempts: u32) -> Result<GroupConfig> {
+        self.broker.check_master("changing a retry policy")?;
         if attempts == 0 || attempts > MAX_DELIVERY_ATTEMPTS {
             return Err(Error::InvalidArgument(format!(
                 "max_delivery_attempts must be between 1 and {MAX_DELIVERY_ATTEMPTS}"

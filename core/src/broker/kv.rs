@@ -55,6 +55,7 @@ impl Kv<'_> {
     /// `QuotaExceeded` when `kv.max_total_bytes` would be exceeded, `ReadOnly` after a failed
     /// fsync, `Internal` for I/O errors.
     pub async fn put(self, ns: &str, key: &[u8], value: impl Into<Bytes>) -> Result<u64> {
+        self.broker.check_master("a KV write")?;
         let (ns, key, value) = (ns.to_owned(), key.to_vec(), value.into());
         blocking(self.broker.kv_store(), move |kv| kv.put(&ns, &key, value)).await
     }
@@ -65,6 +66,7 @@ impl Kv<'_> {
     /// # Errors
     /// As [`Kv::put`], without the quota.
     pub async fn delete(self, ns: &str, key: &[u8]) -> Result<u64> {
+        self.broker.check_master("a KV delete")?;
         let (ns, key) = (ns.to_owned(), key.to_vec());
         blocking(self.broker.kv_store(), move |kv| kv.delete(&ns, &key)).await
     }

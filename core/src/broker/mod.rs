@@ -47,11 +47,12 @@ mod dead_letters;
 pub mod filter;
 mod groups;
 mod kv;
-mod meta_file;
+pub(crate) mod meta_file;
 pub mod pop;
 mod pop_position;
 mod produce;
 mod queries;
+mod reading;
 pub mod receipt;
 pub mod retry;
 pub mod retry_policy;
@@ -110,7 +111,8 @@ struct Inner {
     config: Config,
     /// The time source of every decision (see [`crate::clock`]).
     clock: Arc<dyn crate::clock::Clock>,
-    store: Store,
+    /// Shared with the slave's `Replica` when this is a slave's read-only broker.
+    store: Arc<Store>,
     kv: Arc<crate::kv::KvStore>,
     /// The state of [`Topics`]: the topic table and its change counter.
     topics: TopicRegistry,
@@ -126,10 +128,16 @@ struct Inner {
     in_sync: crate::replication::InSync,
     /// The write fence and switch requests of a switchover.
     handover: crate::replication::Handover,
+    /// Set on a slave's read-only broker (`replication/reads.rs`): the offsets committed
+    /// there. Such a broker runs no worker and writes nothing but that overlay.
+    reader: Option<Arc<crate::replication::reads::SlaveCommits>>,
 }
 
 impl Inner {
     fn stop_workers(&self) {
+        if self.reader.is_some() {
+            return;
+        }
         self.consumption.reviver.stop();
         self.transactions.worker.stop();
         self.timer.worker.stop();
@@ -142,6 +150,9 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if self.reader.is_some() {
+            return;
+        }
         self.stop_workers();
         let journal = self.store.dispatched().queue_range(ACK_JOURNAL_TOPIC, 0).1;
         if let Err(e) = self.consumption.consumers.persist(journal) {
@@ -293,13 +304,56 @@ impl Broker {
             },
         )?);
         settings_map::import_json_files(&kv, &meta)?;
+        let broker = Self::assemble(config, clock, Arc::new(store), kv, None)?;
+        let replayed = broker.replay_ack_journal()?;
+        if replayed > 0 {
+            tracing::info!(acks = replayed, "replayed the pop ack journal");
+        }
+        broker.start_workers()?;
+        broker.commit_slave_offsets(&meta)?;
+        Ok(broker)
+    }
+
+    /// A read-only broker over a slave's copy (`store` and `kv` are the `Replica`'s, which
+    /// refuse local writes): it loads the tables from the KV store, runs no worker, refuses
+    /// writes with [`Error::NotMaster`] and keeps the offsets committed on it aside
+    /// (`replication/reads.rs`).
+    ///
+    /// # Errors
+    /// Unreadable metadata.
+    pub(crate) fn open_reader(
+        config: Config,
+        store: Arc<Store>,
+        kv: Arc<crate::kv::KvStore>,
+    ) -> Result<Self> {
+        let meta = config.store.data_dir.join("config");
+        std::fs::create_dir_all(&meta).map_err(|e| meta_file::meta_err(&meta, e))?;
+        let commits = Arc::new(crate::replication::reads::SlaveCommits::open(&meta)?);
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let broker = Self::assemble(config, clock, store, kv, Some(commits))?;
+        broker.overlay_slave_commits();
+        Ok(broker)
+    }
+
+    /// The broker over an open store and KV store: loads every table (a master also creates
+    /// the internal topics).
+    fn assemble(
+        config: Config,
+        clock: Arc<dyn crate::clock::Clock>,
+        store: Arc<Store>,
+        kv: Arc<crate::kv::KvStore>,
+        reader: Option<Arc<crate::replication::reads::SlaveCommits>>,
+    ) -> Result<Self> {
+        let meta = config.store.data_dir.join("config");
         let topics = TopicRegistry::load(kv.clone(), &meta)?;
         let groups = GroupRegistry::load(kv.clone(), &meta)?;
         let receipts = ReceiptKeys::load_or_create(&meta)?;
         let consumers = ConsumerState::load(kv.clone(), &meta, clock.now_ms())?;
-        for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
-            if topics.get(internal).is_none() {
-                topics.create(TopicConfig::new(internal, 1))?;
+        if reader.is_none() {
+            for internal in [ACK_JOURNAL_TOPIC, TIMER_TOPIC, HALF_TOPIC, OP_TOPIC] {
+                if topics.get(internal).is_none() {
+                    topics.create(TopicConfig::new(internal, 1))?;
+                }
             }
         }
         let timer = Timer::open(kv.clone(), &meta, &config.timer, &store)?;
@@ -307,9 +361,15 @@ impl Broker {
         let transactions =
             TransactionState::open(&store, config.transaction.clone(), clock.now_ms())?;
         let clients = Clients::new(Duration::from_millis(config.consumer.client_expiry_ms));
-        let auth = crate::auth::AuthState::load(kv.clone(), config.auth.clone(), clock.now_ms())?;
+        let mut auth_config = config.auth.clone();
+        if reader.is_some() {
+            // The bootstrap user is the master's to write; it arrives with the KV store.
+            auth_config.bootstrap_access_key = None;
+            auth_config.bootstrap_secret_key = None;
+        }
+        let auth = crate::auth::AuthState::load(kv.clone(), auth_config, clock.now_ms())?;
         let in_sync_clock = clock.clone();
-        let broker = Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 clock,
@@ -330,15 +390,10 @@ impl Broker {
                 auth,
                 in_sync: crate::replication::InSync::new(in_sync_clock),
                 handover: crate::replication::Handover::new(),
+                reader,
             }),
             caller: None,
-        };
-        let replayed = broker.replay_ack_journal()?;
-        if replayed > 0 {
-            tracing::info!(acks = replayed, "replayed the pop ack journal");
-        }
-        broker.start_workers()?;
-        Ok(broker)
+        })
     }
 
     pub(super) fn start_workers(&self) -> Result<()> {
@@ -654,6 +709,10 @@ impl Broker {
     /// # Errors
     /// The final flush's error.
     pub fn shutdown(&self) -> Result<()> {
+        if self.inner.reader.is_some() {
+            // A slave's read-only broker: the store is the slave's, closed by it.
+            return Ok(());
+        }
         self.inner.stop_workers();
         self.consumer().persist_state()?;
         Ok(self.inner.store.shutdown()?)

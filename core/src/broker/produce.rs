@@ -31,6 +31,7 @@ impl Producer<'_> {
     /// Validation errors, [`Error::TopicNotFound`], [`Error::QueueNotFound`],
     /// [`Error::PermissionDenied`], and store errors (disk full, poisoned, I/O).
     pub async fn send(self, req: SendRequest) -> Result<SendReceipt> {
+        self.broker.check_master("a send")?;
         let started = std::time::Instant::now();
         let now = self.broker.inner.clock.now_ms();
         let (m, queue_id, deliver_at) = self.broker.prepare(&req, false, now)?;
@@ -69,6 +70,13 @@ impl Producer<'_> {
         requests: Vec<SendRequest>,
     ) -> std::result::Result<Vec<SendReceipt>, crate::api::BatchError> {
         use crate::api::BatchError;
+        self.broker
+            .check_master("a send")
+            .map_err(|error| BatchError {
+                index: 0,
+                stored: 0,
+                error,
+            })?;
         for (index, r) in requests.iter().enumerate() {
             self.broker
                 .producer()

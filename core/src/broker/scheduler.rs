@@ -23,6 +23,7 @@ impl Scheduler<'_> {
     /// # Errors
     /// [`Error::MessageNotFound`] if no such scheduled message is pending.
     pub async fn cancel(self, id: &str) -> Result<()> {
+        self.broker.check_master("cancelling a scheduled message")?;
         let reads = self.broker.inner.store.visible().await?;
         let pending = reads
             .find_all_by_id(id)?

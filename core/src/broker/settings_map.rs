@@ -131,6 +131,7 @@ impl Settings<'_> {
     /// # Errors
     /// An invalid name, a key or value over its bound, a full map, KV write errors.
     pub fn set(self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
+        self.broker.check_master("changing a setting")?;
         let ns = namespace(name)?;
         if key.is_empty() || key.len() > MAX_KEY {
             return Err(Error::InvalidArgument(format!(

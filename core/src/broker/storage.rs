@@ -77,6 +77,10 @@ impl Storage<'_> {
 
     /// Runs retention and the disk-use check now instead of at the next interval.
     pub fn run_retention_now(self) {
+        // A slave's copy follows its master's retention.
+        if self.broker.is_read_only() {
+            return;
+        }
         self.broker.inner.store.run_cleaner_now();
     }
 

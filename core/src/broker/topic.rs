@@ -165,6 +165,30 @@ impl TopicRegistry {
         })
     }
 
+    /// Replaces the table by what the KV store holds now (a slave's read-only broker, after
+    /// replicated changes), keeping each unchanged topic's round-robin position.
+    ///
+    /// # Errors
+    /// [`Error::Metadata`] for a record that does not parse.
+    pub(crate) fn reload(&self) -> Result<()> {
+        let configs: Vec<TopicConfig> = self.table.load()?;
+        let mut topics = self.topics.write();
+        let old = std::mem::take(&mut *topics);
+        for c in configs {
+            let topic = match old.get(&c.name) {
+                Some(t) if t.config == c => t.clone(),
+                _ => Arc::new(Topic {
+                    config: c,
+                    round_robin: AtomicU64::new(0),
+                }),
+            };
+            topics.insert(topic.config.name.clone(), topic);
+        }
+        drop(topics);
+        self.version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
     /// Looks a topic up.
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()

@@ -38,6 +38,7 @@ impl Topics<'_> {
     /// `limits.max_queues_per_topic`, or smaller than the current one, [`Error::Metadata`] if the
     /// table cannot be persisted (nothing changes then).
     pub fn update(self, name: &str, update: TopicUpdate) -> Result<TopicInfo> {
+        self.broker.check_master("changing a topic")?;
         check_user_topic_name(name)?;
         self.broker.check_reserved_topic(name)?;
         let max = self.broker.inner.config.limits.max_queues_per_topic;
@@ -101,6 +102,7 @@ impl Topics<'_> {
     /// count, [`Error::TopicExists`], [`Error::LimitReached`] past `limits.max_topics`,
     /// [`Error::Denied`], [`Error::Metadata`].
     pub fn create(self, config: TopicConfig) -> Result<TopicInfo> {
+        self.broker.check_master("creating a topic")?;
         check_user_topic_name(&config.name)?;
         self.broker.check_reserved_topic(&config.name)?;
         let limits = &self.broker.inner.config.limits;
@@ -158,6 +160,7 @@ impl Topics<'_> {
     /// [`Error::TopicNotFound`], [`Error::Reserved`] for a gateway's topic, I/O errors,
     /// [`Error::Metadata`] when the consumer state cannot be persisted.
     pub fn delete(self, name: &str) -> Result<()> {
+        self.broker.check_master("deleting a topic")?;
         self.broker.check_reserved_topic(name)?;
         if name.starts_with(SYSTEM_TOPIC_PREFIX) {
             return Err(Error::PermissionDenied {

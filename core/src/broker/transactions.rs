@@ -27,6 +27,7 @@ impl Transactions<'_> {
     /// As [`Producer::send`], plus [`Error::IllegalField`] for an invalid producer group and
     /// [`Error::MessageTypeConflict`] for a declared type other than TRANSACTION.
     pub async fn send_half(self, req: SendRequest, producer_group: &str) -> Result<SendReceipt> {
+        self.broker.check_master("a transactional send")?;
         super::consume::validate_group_name(producer_group)?;
         let now = self.broker.inner.clock.now_ms();
         let (m, queue_id, _) = self.broker.prepare(&req, true, now)?;
@@ -86,6 +87,7 @@ impl Transactions<'_> {
     /// [`Error::InvalidTransactionId`] for an unknown id, [`Error::TransactionResolved`] if it was
     /// resolved already (nothing changes then), store errors.
     pub async fn end(self, transaction_id: &str, resolution: Resolution) -> Result<()> {
+        self.broker.check_master("ending a transaction")?;
         let tx = &self.broker.inner.transactions;
         let taken = {
             // Taken out of `pending` and marked resolved in one step, so a concurrent second

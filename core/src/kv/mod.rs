@@ -220,6 +220,9 @@ pub(crate) struct KvStore {
     synced: Condvar,
     /// Fsyncs of the log so far (group commit makes it fewer than the writes under load).
     fsyncs: std::sync::atomic::AtomicU64,
+    /// Set on a slave's copy: local writes are refused (`Error::NotMaster`); replicated
+    /// changes and snapshots are not.
+    following: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for KvStore {
@@ -411,10 +414,17 @@ impl KvStore {
             }),
             synced: Condvar::new(),
             fsyncs: std::sync::atomic::AtomicU64::new(0),
+            following: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// The sequence number of the last durable write (0 when nothing was ever written).
+    /// Marks this store as a slave's copy (`true`): local writes are refused from now on.
+    pub(crate) fn set_following(&self, following: bool) {
+        self.following
+            .store(following, std::sync::atomic::Ordering::Release);
+    }
+
     pub(crate) fn last_sequence(&self) -> u64 {
         self.state.read().last_seq
     }
@@ -533,6 +543,11 @@ impl KvStore {
     /// Bounds and quota refusals (nothing of the batch is written); I/O errors (which poison
     /// the store).
     pub(crate) fn write_batch(&self, changes: &[Change<'_>]) -> crate::Result<u64> {
+        if self.following.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(crate::Error::NotMaster {
+                what: "changing durable state",
+            });
+        }
         for c in changes {
             self.check(c.ns, c.key, c.value.as_ref())?;
         }

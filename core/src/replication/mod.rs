@@ -16,8 +16,10 @@
 //! - A follower adopts its master's epoch list at the handshake, so that whoever is promoted
 //!   next opens a newer epoch at its own end ([`become_master`]) and can answer handshakes.
 //! - KV changes keep their sequence numbers; a follower applies them contiguously or takes a
-//!   snapshot. A follower never writes anything of its own (no Broker runs on its data dir
-//!   while it follows: `Broker::open` creates internal topics, a KV write of its own).
+//!   snapshot. A follower never writes anything of its own: its Store and KvStore refuse local
+//!   writes, and the only Broker on its data dir while it follows is read-only (`reads.rs`,
+//!   `Replica::reader`: no internal topics, no workers; offsets committed on it are kept aside
+//!   and forwarded to the master).
 //! - Promotion: close the follower's Store and KvStore, [`become_master`] with a new epoch,
 //!   open a `Broker` on the directory. Every table the Broker caches (topics, groups, offsets,
 //!   pop state, timer, transactions, sessions, users) is loaded from the KV at open, so the
@@ -27,6 +29,7 @@ mod epoch;
 mod handover;
 mod in_sync;
 mod public;
+pub(crate) mod reads;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -39,9 +42,10 @@ pub use self::handover::{SwitchReport, SwitchRequest, SwitchRequests};
 pub(crate) use self::in_sync::InSync;
 pub use self::in_sync::{ReplicationMode, SlaveStatus, SyncPolicy, MAX_SLAVES};
 pub use self::public::{
-    Attached, KvBatch, KvChange, KvState, LogChunk, MasterWelcome, Replica, ReplicaError,
-    ReplicaErrorKind, ReplicationSource, SlaveHello,
+    Attached, KvBatch, KvChange, KvState, LogChunk, MasterWelcome, OffsetOutbox, Replica,
+    ReplicaError, ReplicaErrorKind, ReplicationSource, SlaveHello,
 };
+pub use self::reads::ForwardedOffset;
 use crate::config::StoreConfig;
 use crate::kv::{KvApplyError, KvChanges, KvSnapshot, KvStore, Record};
 use crate::store::epochs::{self, EpochEntry};

@@ -375,6 +375,12 @@ impl ReplicationSource {
         self.broker.quiesce()
     }
 
+    /// Commits the consumer offsets a slave's report carried (taken through its read-only
+    /// broker); returns how many were committed (the others are logged).
+    pub fn commit_forwarded_offsets(&self, offsets: &[super::ForwardedOffset]) -> usize {
+        self.broker.commit_forwarded_offsets(offsets)
+    }
+
     /// The KV store's last sequence.
     pub fn kv_sequence(&self) -> u64 {
         self.broker.replication_parts().1.last_sequence()
@@ -404,12 +410,34 @@ impl Broker {
     }
 }
 
-/// A slave's data directory while it follows: its Store and KvStore, no `Broker`.
+/// The consumer offsets committed on a slave that its master has not taken yet: what the
+/// slave's replication reports carry.
+#[derive(Debug, Clone)]
+pub struct OffsetOutbox {
+    commits: Arc<super::reads::SlaveCommits>,
+}
+
+impl OffsetOutbox {
+    /// Up to `max` offsets to send now (not sent yet, or sent more than a second ago without
+    /// an answer).
+    pub fn next(&self, max: usize) -> Vec<super::ForwardedOffset> {
+        self.commits.to_forward(max, crate::clock::now_ms())
+    }
+
+    /// The master answered the report that carried `sent`.
+    pub fn sent(&self, sent: &[super::ForwardedOffset]) {
+        self.commits.forwarded(sent, crate::clock::now_ms());
+    }
+}
+
+/// A slave's data directory while it follows: its Store and KvStore (both refusing local
+/// writes), and, once asked for, a read-only `Broker` over them ([`Replica::reader`]).
 #[derive(Debug)]
 pub struct Replica {
     config: Config,
-    store: Store,
+    store: Arc<Store>,
     kv: Arc<KvStore>,
+    reader: Option<Broker>,
 }
 
 fn kv_limits(c: &Config) -> Limits {
@@ -430,11 +458,69 @@ impl Replica {
         crate::broker::data_dir::make_private(&config.store.data_dir)?;
         let store =
             Store::open_with_clock(config.store.clone(), Arc::new(crate::clock::SystemClock))?;
+        store.set_following(true);
         let kv = Arc::new(KvStore::open(
             &config.store.data_dir.join("kv"),
             kv_limits(&config),
         )?);
-        Ok(Self { config, store, kv })
+        kv.set_following(true);
+        Ok(Self {
+            config,
+            store: Arc::new(store),
+            kv,
+            reader: None,
+        })
+    }
+
+    /// A read-only `Broker` over this copy (the same one until [`Replica::release_reader`]):
+    /// it serves reads — topics, pulls by offset, queries, committed offsets, users for
+    /// authentication — and refuses writes with [`crate::Error::NotMaster`]; its cached tables
+    /// are reloaded whenever KV changes are applied here. Offsets committed through it are
+    /// kept aside and forwarded to the master ([`Replica::offsets_to_forward`]).
+    ///
+    /// # Errors
+    /// Unreadable metadata.
+    pub fn reader(&mut self) -> crate::Result<Broker> {
+        if let Some(b) = &self.reader {
+            return Ok(b.clone());
+        }
+        let b = Broker::open_reader(self.config.clone(), self.store.clone(), self.kv.clone())?;
+        self.reader = Some(b.clone());
+        Ok(b)
+    }
+
+    /// Drops this replica's handle on its reader. The caller stops whatever else holds one
+    /// (gateways) before a truncating [`Replica::start`] or [`Replica::discard`], which need
+    /// the store to themselves.
+    pub fn release_reader(&mut self) {
+        self.reader = None;
+    }
+
+    /// Whether agreeing on `welcome` cuts this copy's log (so needs the store to itself).
+    pub fn would_truncate(&self, welcome: &MasterWelcome) -> bool {
+        self.store.log_bound(ReadBound::Written) > welcome.start
+    }
+
+    /// Whether a reader is open ([`Replica::reader`]).
+    pub fn has_reader(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// The offsets committed through the reader, on their way to the master (`None` without
+    /// a reader). The outbox holds no store handle.
+    pub fn outbox(&self) -> Option<OffsetOutbox> {
+        let commits = self.reader.as_ref()?.slave_commits()?;
+        Some(OffsetOutbox { commits })
+    }
+
+    /// Takes the store back from every other holder, or says who still holds it.
+    fn exclusive_store(store: Arc<Store>) -> Result<Store> {
+        Arc::try_unwrap(store).map_err(|_| ReplicaError {
+            kind: ReplicaErrorKind::Storage,
+            message: "a reader still holds the store: stop the slave's gateways and release \
+                          the reader first"
+                .into(),
+        })
     }
 
     /// What to tell the master.
@@ -472,15 +558,30 @@ impl Replica {
             kv_snapshot_needed: welcome.kv_snapshot_needed,
         };
         let mut this = self;
-        if this.store.log_bound(ReadBound::Written) > welcome.start {
-            this.store.shutdown()?;
-            let Self { config, store, kv } = this;
+        if this.would_truncate(welcome) {
+            if this.reader.is_some() {
+                return Err(ReplicaError {
+                    kind: ReplicaErrorKind::Storage,
+                    message: "release the reader before a truncating start".into(),
+                });
+            }
+            let Self {
+                config, store, kv, ..
+            } = this;
+            let store = Self::exclusive_store(store)?;
+            store.shutdown()?;
             drop(store);
             let cut = truncate_divergent(&config.store, &reply)?;
             tracing::warn!(to = welcome.start, cut, "cut a divergent tail");
             let store =
                 Store::open_with_clock(config.store.clone(), Arc::new(crate::clock::SystemClock))?;
-            this = Self { config, store, kv };
+            store.set_following(true);
+            this = Self {
+                config,
+                store: Arc::new(store),
+                kv,
+                reader: None,
+            };
         }
         let snap = kv.map(|s| {
             let map = s
@@ -535,6 +636,8 @@ impl Replica {
     /// # Errors
     /// [`ReplicaErrorKind::Refused`]; I/O errors.
     pub fn apply_kv(&self, changes: Vec<KvChange>) -> Result<u64> {
+        let namespaces: std::collections::BTreeSet<String> =
+            changes.iter().map(|c| c.namespace.clone()).collect();
         let records: Vec<Record> = changes
             .into_iter()
             .map(|c| Record {
@@ -544,7 +647,11 @@ impl Replica {
                 value: c.value,
             })
             .collect();
-        Ok(self.follower().apply_kv(&records)?)
+        let seq = self.follower().apply_kv(&records)?;
+        if let Some(b) = &self.reader {
+            b.refresh(Some(&namespaces));
+        }
+        Ok(seq)
     }
 
     /// Replaces the KV state by the master's (sent when the master no longer has the changes
@@ -558,9 +665,11 @@ impl Replica {
             .into_iter()
             .map(|(ns, k, v)| ((ns, k), v))
             .collect();
-        self.follower()
-            .install_kv_snapshot((state.seq, map))
-            .map_err(Into::into)
+        self.follower().install_kv_snapshot((state.seq, map))?;
+        if let Some(b) = &self.reader {
+            b.refresh(None);
+        }
+        Ok(())
     }
 
     /// Flushes and closes the store (the clean marker), so a `Broker` may open the directory.
@@ -579,15 +688,22 @@ impl Replica {
     /// with a KV snapshot.
     ///
     /// # Errors
-    /// I/O errors; the directory cannot be reopened.
-    pub fn discard(self) -> crate::Result<Self> {
-        let Self { config, store, kv } = self;
+    /// A reader still open (release it first); I/O errors; the directory cannot be reopened.
+    pub fn discard(self) -> Result<Self> {
+        let Self {
+            config, store, kv, ..
+        } = self;
+        let store = Self::exclusive_store(store)?;
         store.shutdown()?;
         drop(store);
         drop(kv);
+        let storage = |e: &dyn std::fmt::Display| ReplicaError {
+            kind: ReplicaErrorKind::Storage,
+            message: e.to_string(),
+        };
         crate::store::discard_files(&config.store)?;
-        crate::kv::discard_files(&config.store.data_dir.join("kv"))?;
-        Self::open(config)
+        crate::kv::discard_files(&config.store.data_dir.join("kv")).map_err(|e| storage(&e))?;
+        Self::open(config).map_err(|e| storage(&e))
     }
 
     /// Whether this replica holds nothing yet (no record, no epoch).

@@ -61,6 +61,9 @@ pub enum Error {
     /// The store is shutting down.
     #[error("store is shut down")]
     Closed,
+    /// The store follows a master (a slave's copy): only replicated records are appended.
+    #[error("this store is a slave's copy: it takes only what its master replicates")]
+    Follower,
     /// Stored records cannot be made readable: the dispatcher fails to follow the CommitLog.
     #[error("stored records are not readable yet: dispatch fails: {0}")]
     DispatchFailed(String),

@@ -143,6 +143,9 @@ struct Inner {
     fail_flush_countdown: AtomicU64,
     /// Held from open until a clean shutdown completes.
     lock: Mutex<Option<DirLock>>,
+    /// Set on a slave's copy: local appends are refused ([`Error::Follower`]); replicated
+    /// chunks are not.
+    following: AtomicBool,
 }
 
 /// The store handle. Dropping it shuts the store down cleanly.
@@ -244,6 +247,7 @@ impl Store {
             kv_bytes: AtomicU64::new(0),
             fail_flush_countdown: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
+            following: AtomicBool::new(false),
         });
         // Queue offsets continue from what the ConsumeQueues hold; replay raises them further.
         for (topic, qs) in inner.queues.read().iter() {
@@ -300,6 +304,9 @@ impl Store {
     /// As [`Store::append`].
     pub fn append_nowait(&self, draft: &RecordDraft<'_>, queue_id: u32) -> Result<Appended> {
         let inner = &self.inner;
+        if inner.following.load(Ordering::Acquire) {
+            return Err(Error::Follower);
+        }
         if inner.disk_full_flag.load(Ordering::Acquire) {
             if let Some(reason) = inner.disk_full.lock().as_ref() {
                 return Err(Error::DiskFull(reason.clone()));
@@ -474,6 +481,12 @@ impl Store {
         None
     }
 
+    /// Marks this store as a slave's copy (`true`): local appends are refused with
+    /// [`Error::Follower`] from now on, whoever holds the handle; replicated chunks go on.
+    pub(crate) fn set_following(&self, following: bool) {
+        self.inner.following.store(following, Ordering::Release);
+    }
+
     /// Deletes the ConsumeQueues of a topic and starts its queue offsets again from 0 (its
     /// CommitLog records age out with retention).
     ///
@@ -487,10 +500,14 @@ impl Store {
     /// are then dispatched again at the next start.
     ///
     /// # Errors
+    /// [`Error::Follower`] on a slave's copy (it deletes when the master's marker arrives),
     /// [`Error::Poisoned`], [`Error::DiskFull`] when the marker cannot be written (nothing is
     /// deleted then), I/O errors.
     pub fn delete_queues(&self, topic: &str) -> Result<()> {
         let inner = &self.inner;
+        if inner.following.load(Ordering::Acquire) {
+            return Err(Error::Follower);
+        }
         let mut pending = inner.pending_deletes.lock();
         let draft = store_ops::delete_queues_draft(topic, inner.clock.now_ms());
         let appended =

@@ -32,6 +32,7 @@
 //! that unregistering comes before the gateways stop. The protocols live in the gateway crates;
 //! the registration client in `rocketgate-nameserver`.
 
+mod reads;
 mod registration;
 mod roles;
 pub(crate) mod tls;

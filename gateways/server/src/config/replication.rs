@@ -68,6 +68,9 @@ pub struct ReplicationSection {
     /// A slave whose master's retention deleted what it needs next discards its copy and
     /// starts over from the master's oldest segment (off: it logs why and keeps retrying).
     pub auto_resync: bool,
+    /// A slave serves reads on its gRPC and HTTP gateways (pull by offset, queries, topics,
+    /// committed offsets; writes refused) while it follows.
+    pub slave_reads: bool,
     /// The key calls are signed with (from the cluster secret); never written.
     #[serde(skip)]
     pub(crate) key: Option<crate::replication::auth::Key>,
@@ -86,6 +89,7 @@ impl Default for ReplicationSection {
             max_frame_bytes: 8 << 20,
             max_connections: 64,
             auto_resync: true,
+            slave_reads: true,
             key: None,
         }
     }

@@ -168,8 +168,23 @@ async fn serve_slave(
             standby_stopped.wait(),
         ))
     });
+    // The ready file first: the read gateways rewrite it with their endpoints once they serve.
+    write_slave_ready(cfg, id, endpoint.as_deref(), ready_file)?;
+    let (reader_tx, reader_rx) = tokio::sync::mpsc::channel(4);
+    let readers = cfg.replication.slave_reads.then(|| {
+        tokio::spawn(super::reads::run(
+            cfg.clone(),
+            super::reads::SlaveFacts {
+                id,
+                replication: endpoint_bound,
+                ready_file: ready_file.map(Path::to_path_buf),
+            },
+            reader_rx,
+        ))
+    });
+    let readers_tx = crate::replication::slave::Readers(readers.as_ref().map(|_| reader_tx));
     let (stop, stopped) = shutdown::channel();
-    let mut follow = tokio::spawn(crate::replication::slave::run(slave, stopped));
+    let mut follow = tokio::spawn(crate::replication::slave::run(slave, stopped, readers_tx));
     // Listed by the NameServers (`admin cluster list`) with its replication endpoint and no
     // topic: clients are never routed to a slave.
     let (unregister, unregistered) = shutdown::channel();
@@ -211,19 +226,6 @@ async fn serve_slave(
         replication = endpoint.as_deref().unwrap_or("-"),
         "rocketgate slave ready"
     );
-    if let Some(path) = ready_file {
-        let body = serde_json::json!({
-            "pid": std::process::id(),
-            "mode": "slave",
-            "broker_id": id,
-            "data_dir": cfg.store.data_dir,
-            "endpoints": match &endpoint {
-                Some(address) => serde_json::json!({ "replication": address }),
-                None => serde_json::json!({}),
-            },
-        });
-        crate::write_json_atomically(path, &body)?;
-    }
     let result = tokio::select! {
         r = &mut follow => r?,
         signal = crate::wait_for_shutdown() => {
@@ -235,6 +237,10 @@ async fn serve_slave(
                 .context("the slave did not stop in time")??
         }
     };
+    if let Some(readers) = readers {
+        // The follow loop closed them and dropped its sender: the task ends.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), readers).await;
+    }
     unregister.trigger();
     super::registration::finish(registrar, SHUTDOWN_GRACE).await;
     // The standby only refuses: peers retrying on it need not be waited for.
@@ -251,6 +257,29 @@ async fn serve_slave(
         crate::replication::slave::Exit::Promoted => Next::Become(Role::Master),
     };
     Ok(next)
+}
+
+/// The slave's ready file (its replication endpoint; the read gateways add theirs).
+fn write_slave_ready(
+    cfg: &ServerConfig,
+    id: u64,
+    endpoint: Option<&str>,
+    ready_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let Some(path) = ready_file else {
+        return Ok(());
+    };
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "mode": "slave",
+        "broker_id": id,
+        "data_dir": cfg.store.data_dir,
+        "endpoints": match endpoint {
+            Some(address) => serde_json::json!({ "replication": address }),
+            None => serde_json::json!({}),
+        },
+    });
+    crate::write_json_atomically(path, &body)
 }
 
 /// Where this node serves replication once promoted, as its master should call it: the

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocketgate_core::replication::{
-    KvBatch, ReplicaErrorKind, ReplicationMode, ReplicationSource, SlaveHello,
+    ForwardedOffset, KvBatch, ReplicaErrorKind, ReplicationMode, ReplicationSource, SlaveHello,
 };
 use rocketgate_proto::cluster::v1 as pb;
 use tokio::sync::mpsc;
@@ -23,6 +23,8 @@ use super::{epochs_from_pb, epochs_to_pb};
 
 /// Room left in a frame for its envelope (offsets, flags, field tags).
 const FRAME_OVERHEAD: usize = 4 << 10;
+/// At most this many consumer offsets in one slave report (`ReplicaReport.offsets`).
+pub(crate) const MAX_REPORTED_OFFSETS: usize = 1024;
 /// A heartbeat is sent after this long without anything new.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// While writes are fenced for a switchover, the stream looks for KV changes this often (the
@@ -225,13 +227,41 @@ impl pb::replication_server::Replication for Master {
             request.get_ref().broker.as_ref(),
         )?;
         let r = request.into_inner();
+        if r.offsets.len() > MAX_REPORTED_OFFSETS {
+            return Err(Status::invalid_argument(format!(
+                "a report carries at most {MAX_REPORTED_OFFSETS} offsets"
+            )));
+        }
         let end = self
             .source
             .report(id, r.written, r.flushed)
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         self.links.report(id, r.kv_sequence);
+        let offsets_committed = if r.offsets.is_empty() {
+            0
+        } else {
+            let offsets: Vec<ForwardedOffset> = r
+                .offsets
+                .into_iter()
+                .map(|o| ForwardedOffset {
+                    group: o.group,
+                    topic: o.topic,
+                    queue_id: o.queue_id,
+                    offset: o.offset,
+                })
+                .collect();
+            let committed = self.source.commit_forwarded_offsets(&offsets);
+            tracing::info!(
+                slave = id,
+                offsets = offsets.len(),
+                committed,
+                "took the consumer offsets committed on a slave"
+            );
+            committed as u32
+        };
         Ok(Response::new(pb::ReplicaReportResponse {
             master_log_end: end,
+            offsets_committed,
         }))
     }
 }

@@ -10,9 +10,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rocketgate_core::replication::{KvChange, KvState, LogChunk, Replica};
+use rocketgate_core::replication::{KvChange, KvState, LogChunk, OffsetOutbox, Replica};
+use rocketgate_core::Broker;
 use rocketgate_gateway_kit::Shutdown;
 use rocketgate_proto::cluster::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::auth::{now_ms, Key};
@@ -30,6 +32,51 @@ const CAUGHT_UP_LOG_EVERY: Duration = Duration::from_millis(500);
 /// How often the follow loop looks at its flushed offset while the master is silent (and
 /// the reporter's pause after a failed report).
 const POLL: Duration = Duration::from_millis(100);
+
+/// At most this many consumer offsets ride on one report.
+const MAX_REPORTED_OFFSETS: usize = super::master::MAX_REPORTED_OFFSETS;
+/// How long closing the read gateways may take (they drain calls in flight first).
+const READERS_CLOSE: Duration = Duration::from_secs(10);
+
+/// What the follow loop tells the slave's read gateways (`node/reads.rs`).
+pub(crate) enum ReaderEvent {
+    /// Serve on this read-only broker.
+    Open(Broker),
+    /// Stop serving and drop every handle on the reader; answer when done.
+    Close(oneshot::Sender<()>),
+}
+
+/// The follow loop's side of the read gateways: a reader is opened once the copy is open and
+/// closed before anything needs the store to itself (a truncating start, a discard, the
+/// final close or a promotion).
+pub(crate) struct Readers(pub(crate) Option<mpsc::Sender<ReaderEvent>>);
+
+impl Readers {
+    async fn open(&self, replica: &mut Replica) {
+        let Some(tx) = &self.0 else { return };
+        if replica.has_reader() {
+            return;
+        }
+        match replica.reader() {
+            Ok(broker) => {
+                let _ = tx.send(ReaderEvent::Open(broker)).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "this slave serves no reads"),
+        }
+    }
+
+    async fn close(&self, replica: &mut Replica) {
+        let Some(tx) = &self.0 else { return };
+        if !replica.has_reader() {
+            return;
+        }
+        let (done, wait) = oneshot::channel();
+        if tx.send(ReaderEvent::Close(done)).await.is_ok() {
+            let _ = tokio::time::timeout(READERS_CLOSE, wait).await;
+        }
+        replica.release_reader();
+    }
+}
 
 /// What the slave needs to follow.
 #[derive(Debug, Clone)]
@@ -63,11 +110,18 @@ pub(crate) enum Exit {
 /// # Errors
 /// The data directory cannot be opened, or the master refuses this slave for good (another
 /// cluster or group, a different segment size).
-pub(crate) async fn run(mut cfg: SlaveConfig, stop: Shutdown) -> anyhow::Result<Exit> {
+pub(crate) async fn run(
+    mut cfg: SlaveConfig,
+    stop: Shutdown,
+    readers: Readers,
+) -> anyhow::Result<Exit> {
     let mut replica = Some(open(&cfg).await?);
+    if let Some(r) = replica.as_mut() {
+        readers.open(r).await;
+    }
     let mut backoff = MIN_BACKOFF;
     let result = loop {
-        let attempt = follow_once(&cfg, &mut replica, &mut backoff);
+        let attempt = follow_once(&cfg, &mut replica, &mut backoff, &readers);
         let outcome = tokio::select! {
             r = attempt => r,
             () = stop.clone().wait() => break Ok(Exit::Stopped),
@@ -111,8 +165,12 @@ pub(crate) async fn run(mut cfg: SlaveConfig, stop: Shutdown) -> anyhow::Result<
         if replica.is_none() {
             replica = Some(open(&cfg).await?);
         }
+        if let Some(r) = replica.as_mut() {
+            readers.open(r).await;
+        }
     };
-    if let Some(r) = replica {
+    if let Some(mut r) = replica {
+        readers.close(&mut r).await;
         tokio::task::spawn_blocking(move || r.close())
             .await?
             .context("the final flush failed")?;
@@ -185,6 +243,7 @@ async fn follow_once(
     cfg: &SlaveConfig,
     slot: &mut Option<Replica>,
     backoff: &mut Duration,
+    readers: &Readers,
 ) -> Result<String, Stop> {
     let Some(replica) = slot.as_ref() else {
         return Ok("the store is closed".into());
@@ -248,9 +307,10 @@ async fn follow_once(
                 "the master no longer has what this slave needs (retention): discarding the \
                  local copy and starting over"
             );
-            let Some(r) = slot.take() else {
+            let Some(mut r) = slot.take() else {
                 return Ok("the store is closed".into());
             };
+            readers.close(&mut r).await;
             return match tokio::task::spawn_blocking(move || r.discard()).await {
                 Ok(Ok(r)) => {
                     *slot = Some(r);
@@ -274,14 +334,20 @@ async fn follow_once(
     }
     let mut started = false;
     if !welcome.kv_snapshot_needed {
-        let Some(r) = slot.take() else {
+        let Some(mut r) = slot.take() else {
             return Ok("the store is closed".into());
         };
+        if r.would_truncate(&welcome) {
+            readers.close(&mut r).await;
+        }
         let w = welcome.clone();
         match tokio::task::spawn_blocking(move || r.start(&w, None)).await {
             Ok(Ok(r)) => *slot = Some(r),
             Ok(Err(e)) => return Ok(format!("cannot start following: {e}")),
             Err(e) => return Ok(format!("cannot start following: {e}")),
+        }
+        if let Some(r) = slot.as_mut() {
+            readers.open(r).await;
         }
         started = true;
     }
@@ -307,11 +373,13 @@ async fn follow_once(
     // the master answers: SYNC sends on the master wait for it.
     let (position, rx) = tokio::sync::watch::channel((0u64, 0u64, 0u64));
     let master_end = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(reply.master_log_end));
+    let outbox = slot.as_ref().and_then(Replica::outbox);
     let reporter = Reporter(tokio::spawn(report_loop(
         cfg.clone(),
         client.clone(),
         rx,
         master_end.clone(),
+        outbox,
     )));
     let mut snapshot = KvState::default();
     let mut silent = Duration::ZERO;
@@ -351,12 +419,16 @@ async fn follow_once(
                     };
                     r.install_kv(state).map_err(|e| e.to_string())
                 } else {
-                    let Some(r) = slot.take() else {
+                    let Some(mut r) = slot.take() else {
                         return Ok("the store is closed".into());
                     };
+                    if r.would_truncate(&welcome) {
+                        readers.close(&mut r).await;
+                    }
                     let w = welcome.clone();
                     match tokio::task::spawn_blocking(move || r.start(&w, Some(state))).await {
-                        Ok(Ok(r)) => {
+                        Ok(Ok(mut r)) => {
+                            readers.open(&mut r).await;
                             *slot = Some(r);
                             started = true;
                             Ok(())
@@ -409,6 +481,9 @@ async fn follow_once(
                         p.log_end, p.kv_sequence
                     ));
                 }
+                if let Some(r) = slot.as_mut() {
+                    readers.close(r).await;
+                }
                 return Err(Stop::Promoted);
             }
             Some(pb::follow_frame::Frame::Redirect(r)) => {
@@ -455,24 +530,58 @@ impl Drop for Reporter {
 }
 
 /// Sends a `Report` whenever the position changed (one call at a time: changes made during a
-/// call are coalesced into the next), and notes the master's end from each answer.
+/// call are coalesced into the next) or consumer offsets committed on this slave wait in the
+/// `outbox` (looked at every [`POLL`]), and notes the master's end from each answer.
 async fn report_loop(
     cfg: SlaveConfig,
     mut client: pb::replication_client::ReplicationClient<Channel>,
     mut rx: tokio::sync::watch::Receiver<(u64, u64, u64)>,
     master_end: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    outbox: Option<OffsetOutbox>,
 ) {
-    while rx.changed().await.is_ok() {
+    loop {
+        let moved = tokio::select! {
+            changed = rx.changed() => match changed {
+                Ok(()) => true,
+                Err(_) => return,
+            },
+            () = tokio::time::sleep(POLL), if outbox.is_some() => false,
+        };
+        let offsets = outbox
+            .as_ref()
+            .map(|o| o.next(MAX_REPORTED_OFFSETS))
+            .unwrap_or_default();
+        if !moved && offsets.is_empty() {
+            continue;
+        }
         let (written, flushed, kv_sequence) = *rx.borrow_and_update();
         let report = pb::ReplicaReport {
             broker: Some(identity(&cfg)),
             written,
             flushed,
             kv_sequence,
+            offsets: offsets
+                .iter()
+                .map(|o| pb::SlaveOffset {
+                    group: o.group.clone(),
+                    topic: o.topic.clone(),
+                    queue_id: o.queue_id,
+                    offset: o.offset,
+                })
+                .collect(),
         };
         match client.report(signed(&cfg, "Report", report)).await {
             Ok(ack) => {
-                master_end.fetch_max(ack.into_inner().master_log_end, Ordering::Relaxed);
+                let ack = ack.into_inner();
+                master_end.fetch_max(ack.master_log_end, Ordering::Relaxed);
+                if let (Some(o), false) = (&outbox, offsets.is_empty()) {
+                    o.sent(&offsets);
+                    tracing::info!(
+                        offsets = offsets.len(),
+                        committed = ack.offsets_committed,
+                        "the master took the consumer offsets committed on this slave"
+                    );
+                }
             }
             Err(s) => {
                 tracing::debug!(error = %s.message(), "replication report failed");

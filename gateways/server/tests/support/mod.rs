@@ -117,6 +117,24 @@ impl Node {
         .unwrap_or_else(|| panic!("not ready within {WAIT:?}:\n{}", self.log_text()))
     }
 
+    /// Waits (bounded) until the ready file names an endpoint for `protocol` (a slave's read
+    /// gateways add theirs once they serve) and returns its address.
+    pub fn wait_endpoint(&mut self, protocol: &str) -> String {
+        let path = self.ready_file.clone();
+        let ready = poll_until(WAIT, "an endpoint in the ready file", || {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["endpoints"][protocol].is_string().then_some(v)
+        });
+        self.ready = ready.unwrap_or_else(|| {
+            panic!(
+                "no {protocol} endpoint within {WAIT:?}:\n{}",
+                self.log_text()
+            )
+        });
+        self.endpoint(protocol)
+    }
+
     /// The bound address of `protocol` (`grpc`, `http`, `nameserver`).
     pub fn endpoint(&self, protocol: &str) -> String {
         self.ready["endpoints"][protocol]

@@ -50,10 +50,10 @@ pub fn master(dir: &Path, name: &str, data: &Path, mode: &str, conf: &str) -> No
 
 pub fn slave(dir: &Path, name: &str, data: &Path, id: &str, master_addr: &str) -> Node {
     let conf = config(dir, 1);
-    let args = [
-        "broker",
-        "--data-dir",
-        data.to_str().unwrap(),
+    let mut args = vec!["broker", "--data-dir", data.to_str().unwrap()];
+    // Its read gateways (`replication.slave_reads`) on ephemeral ports.
+    args.extend_from_slice(&BROKER_EPHEMERAL);
+    args.extend_from_slice(&[
         "--broker-id",
         id,
         "--master-addr",
@@ -64,7 +64,7 @@ pub fn slave(dir: &Path, name: &str, data: &Path, id: &str, master_addr: &str) -
         "SYNC",
         "--config",
         &conf,
-    ];
+    ]);
     Node::start(dir, name, &args)
 }
 
