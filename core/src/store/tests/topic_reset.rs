@@ -77,8 +77,14 @@ async fn a_deletion_survives_replay_after_a_crash() {
 
 #[tokio::test]
 async fn a_lagging_dispatcher_never_brings_back_deleted_entries() {
+    for mode in [FlushMode::Async, FlushMode::Sync] {
+        lagging_dispatcher(mode).await;
+    }
+}
+
+async fn lagging_dispatcher(mode: FlushMode) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    let store = Store::open(config(dir.path(), mode)).unwrap();
     // Appended but not dispatched yet when the topic is deleted.
     let props = BTreeMap::new();
     for i in 0..50 {
@@ -91,4 +97,15 @@ async fn a_lagging_dispatcher_never_brings_back_deleted_entries() {
     send(&store, "t", "new", 2).await;
     assert_eq!(ids(&store, "t").await, names("new", 2));
     assert_eq!(store.dispatched().queue_range("t", 0), (0, 2));
+}
+
+#[tokio::test]
+async fn a_slaves_copy_refuses_a_local_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path(), FlushMode::Async)).unwrap();
+    send(&store, "t", "old", 2).await;
+    store.set_following(true);
+    assert!(matches!(store.delete_queues("t"), Err(Error::Follower)));
+    assert_eq!(ids(&store, "t").await, names("old", 2));
+    assert_eq!(store.log_offsets().2, store.dispatched_offset());
 }
