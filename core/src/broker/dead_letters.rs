@@ -99,16 +99,19 @@ impl DeadLetters<'_> {
         Ok(count)
     }
 
-    /// Deletes every message of the group's dead-letter queue.
+    /// Deletes every message of the group's dead-letter queue (as [`super::Topics::delete`]
+    /// deletes a topic's queues: replicated, replayed after a crash).
     ///
     /// # Errors
-    /// [`Error::GroupNotFound`], I/O errors.
+    /// [`Error::GroupNotFound`], I/O errors, [`Error::Metadata`].
     pub fn purge(self, group: &str) -> Result<()> {
         self.broker.check_master("purging dead letters")?;
         self.broker.existing_group(group)?;
         let topic = dlq_topic(group);
         self.broker.inner.store.delete_queues(&topic)?;
         self.broker.inner.consumption.consumers.forget_topic(&topic);
+        // As `Topics::delete`: no old ack or offset comes back after a restart.
+        self.broker.consumer().persist_state()?;
         Ok(())
     }
 }

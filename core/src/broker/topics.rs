@@ -151,10 +151,14 @@ impl Topics<'_> {
         topics
     }
 
-    /// Deletes a topic and its ConsumeQueues (its CommitLog records age out with retention).
+    /// Deletes a topic and its ConsumeQueues (its CommitLog records age out with retention),
+    /// and the groups' offsets and pop state in it, persisted at once. The deletion is a
+    /// CommitLog record: slaves and a replay after a crash apply it at the same place, and a
+    /// topic re-created under the name starts again at queue offset 0 (docs/storage.md).
     ///
     /// # Errors
-    /// [`Error::TopicNotFound`], [`Error::Reserved`] for a gateway's topic, I/O errors.
+    /// [`Error::TopicNotFound`], [`Error::Reserved`] for a gateway's topic, I/O errors,
+    /// [`Error::Metadata`] when the consumer state cannot be persisted.
     pub fn delete(self, name: &str) -> Result<()> {
         self.broker.check_master("deleting a topic")?;
         self.broker.check_reserved_topic(name)?;
@@ -170,6 +174,9 @@ impl Topics<'_> {
         }
         self.broker.inner.store.delete_queues(name)?;
         self.broker.inner.consumption.consumers.forget_topic(name);
+        // Durably (and so on slaves): a restart must not replay the old topic's acks from the
+        // ack journal, nor find its committed offsets, onto the re-created topic.
+        self.broker.consumer().persist_state()?;
         tracing::info!(topic = %name, "topic deleted");
         Ok(())
     }

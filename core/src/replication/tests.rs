@@ -438,3 +438,5 @@ async fn follower_behind_retention_gets_a_typed_error_and_waits_for_more() {
     assert!(woke.unwrap());
     assert!(ms.log_bound(ReadBound::Flushed) <= ms.log_bound(ReadBound::Written));
 }
+
+mod topic_reset;

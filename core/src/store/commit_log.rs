@@ -390,6 +390,33 @@ impl CommitLog {
         store_timestamp: i64,
         guard: &dyn RollGuard,
     ) -> Result<Appended> {
+        self.append_at(draft, queue_id, store_timestamp, guard, None)
+    }
+
+    /// Appends a store-operation record (queue 0, queue offset 0, no offset of its own) and,
+    /// under the same writer lock, forgets the queue offsets of `reset`: the records after it
+    /// start at queue offset 0 (a topic's deletion, `store_ops.rs`).
+    ///
+    /// # Errors
+    /// As [`CommitLog::append`].
+    pub(super) fn append_resetting(
+        &self,
+        draft: &RecordDraft<'_>,
+        reset: &str,
+        store_timestamp: i64,
+        guard: &dyn RollGuard,
+    ) -> Result<Appended> {
+        self.append_at(draft, 0, store_timestamp, guard, Some(reset))
+    }
+
+    fn append_at(
+        &self,
+        draft: &RecordDraft<'_>,
+        queue_id: u32,
+        store_timestamp: i64,
+        guard: &dyn RollGuard,
+        reset: Option<&str>,
+    ) -> Result<Appended> {
         let size = draft.encoded_len().ok_or(Error::RecordTooLarge {
             size: usize::MAX,
             max: self.segment_size as usize,
@@ -409,7 +436,9 @@ impl CommitLog {
         if seg.base > pos {
             pos = seg.base;
         }
-        let queue_offset = {
+        let queue_offset = if reset.is_some() {
+            0
+        } else {
             let i = queue_id as usize;
             if !w.queue_offsets.contains_key(draft.topic) {
                 w.queue_offsets.insert(draft.topic.to_owned(), Vec::new());
@@ -440,7 +469,9 @@ impl CommitLog {
                 max: self.segment_size as usize,
             })?;
         seg.file.write_at((pos - seg.base) as usize, buf);
-        if let Some(v) = queue_offsets.get_mut(draft.topic) {
+        if let Some(topic) = reset {
+            queue_offsets.remove(topic);
+        } else if let Some(v) = queue_offsets.get_mut(draft.topic) {
             v[queue_id as usize] += 1;
         }
         let end = pos + size as u64;

@@ -1,7 +1,8 @@
 //! The dispatcher's work: following the CommitLog into ConsumeQueues and the index.
 //!
 //! Owns: turning one verified record into its queue entry and index keys, and advancing the
-//! dispatch position. Runs on the dispatcher thread (and at open, before any other thread, to
+//! dispatch position. A topic's deletion marker deletes its queues where it stands in the log
+//! (`store_ops.rs`). Runs on the dispatcher thread (and at open, before any other thread, to
 //! replay); readers are woken through the per-topic arrival channels.
 
 use std::sync::atomic::Ordering;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use super::consume_queue::{tag_hash, ConsumeQueue, CqEntry};
 use super::error::Result;
 use super::record::{self, RecordView};
+use super::store_ops::{self, PendingDeletes};
 use super::Inner;
 
 /// Index key under which a message id is stored (cannot collide with `topic#key`: topics never
@@ -73,6 +75,8 @@ impl Inner {
             if from >= limit {
                 return Ok(count);
             }
+            // Held for the batch: `delete_queues` never runs between a lookup and a put.
+            let mut pending = self.pending_deletes.lock();
             let mut failure = None;
             let mut cache: Option<(String, u32, Arc<ConsumeQueue>)> = None;
             let mut touched: Vec<String> = Vec::new();
@@ -80,7 +84,7 @@ impl Inner {
                 if failure.is_some() {
                     return;
                 }
-                if let Err(e) = self.dispatch_one(v, &mut cache, seed) {
+                if let Err(e) = self.dispatch_one(v, &mut cache, &mut pending, seed) {
                     failure = Some(e);
                 }
                 if touched.last().map(String::as_str) != Some(v.topic)
@@ -90,6 +94,7 @@ impl Inner {
                 }
                 count += 1;
             })?;
+            drop(pending);
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -111,8 +116,21 @@ impl Inner {
         &self,
         v: &RecordView<'_>,
         cache: &mut Option<(String, u32, Arc<ConsumeQueue>)>,
+        pending: &mut PendingDeletes,
         seed: bool,
     ) -> Result<()> {
+        if store_ops::is_store_op(v) {
+            if let Some(topic) = store_ops::deleted_topic(v) {
+                if cache.as_ref().is_some_and(|(t, _, _)| t == topic) {
+                    *cache = None;
+                }
+                self.dispatch_delete(pending, topic, v.fields.physical_offset, seed)?;
+            }
+            return Ok(());
+        }
+        if store_ops::deleted_later(pending, v) {
+            return Ok(());
+        }
         let qid = v.fields.queue_id;
         let q = match cache {
             Some((t, id, q)) if t == v.topic && *id == qid => q.clone(),

@@ -57,6 +57,7 @@ mod reads;
 mod recovery;
 mod replicated;
 mod retention;
+mod store_ops;
 mod threads;
 
 pub(crate) use self::commit_log::{Chunk, ReplAppended, ReplError};
@@ -110,6 +111,9 @@ struct Inner {
     index: IndexStore,
     queues: RwLock<QueueTable>,
     dispatched: AtomicU64,
+    /// Topic deletions the dispatcher has not reached; held by the dispatcher per batch and by
+    /// `delete_queues` (see `store_ops.rs`).
+    pending_deletes: Mutex<store_ops::PendingDeletes>,
     dispatched_tx: watch::Sender<u64>,
     /// Why the dispatcher cannot follow the CommitLog now (cleared when it can again).
     dispatch_failure: Mutex<Option<String>>,
@@ -223,6 +227,7 @@ impl Store {
             index,
             queues: RwLock::new(queues),
             dispatched: AtomicU64::new(replay_from),
+            pending_deletes: Mutex::new(store_ops::PendingDeletes::new()),
             dispatched_tx,
             dispatch_failure: Mutex::new(None),
             dispatch_disk_full: AtomicBool::new(false),
@@ -482,22 +487,43 @@ impl Store {
         self.inner.following.store(following, Ordering::Release);
     }
 
-    /// Deletes the ConsumeQueues of a topic (its CommitLog records age out with retention).
+    /// Deletes the ConsumeQueues of a topic and starts its queue offsets again from 0 (its
+    /// CommitLog records age out with retention).
+    ///
+    /// The deletion is a record in the CommitLog (`store_ops.rs`): the dispatcher, a replay
+    /// after a crash and a replication follower all apply it at that place in the log, so
+    /// records of the topic before it never come back and records after it start at queue
+    /// offset 0 everywhere. The ConsumeQueues are also removed at once, so reads after this
+    /// call see an empty topic. It returns without waiting for the marker to be durable (like
+    /// an `ASYNC_FLUSH` append): a power cut within the flush interval may lose it together
+    /// with everything written after it, and the topic's records after the last checkpoint
+    /// are then dispatched again at the next start.
     ///
     /// # Errors
-    /// I/O errors.
+    /// [`Error::Follower`] on a slave's copy (it deletes when the master's marker arrives),
+    /// [`Error::Poisoned`], [`Error::DiskFull`] when the marker cannot be written (nothing is
+    /// deleted then), I/O errors.
     pub fn delete_queues(&self, topic: &str) -> Result<()> {
-        let removed = self.inner.queues.write().remove(topic);
-        self.inner.log.forget_topic(topic);
-        for q in removed.into_iter().flatten().flatten() {
-            q.destroy()?;
+        let inner = &self.inner;
+        if inner.following.load(Ordering::Acquire) {
+            return Err(Error::Follower);
         }
-        let dir = self.inner.dir.join("consumequeue").join(topic);
-        match disk::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(dir, e)),
+        let mut pending = inner.pending_deletes.lock();
+        let draft = store_ops::delete_queues_draft(topic, inner.clock.now_ms());
+        let appended =
+            inner
+                .log
+                .append_resetting(&draft, topic, inner.clock.now_ms(), inner.as_ref())?;
+        pending.insert(topic.to_owned(), appended.physical_offset);
+        inner.remove_queues(topic)?;
+        drop(pending);
+        inner.appends.fetch_add(1, Ordering::Release);
+        inner.publish_wrote();
+        match inner.config.flush_mode {
+            FlushMode::Sync => inner.flush_signal.notify(),
+            FlushMode::Async => inner.dispatch_signal.notify(),
         }
+        Ok(())
     }
 
     /// Tests only: reserving disk blocks under the data directory fails with `ENOSPC` (as on a

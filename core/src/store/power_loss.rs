@@ -23,7 +23,7 @@
 //! is a global `RwLock` read on every call of `disk` (tests only).
 
 mod model;
-mod t1c;
+pub(super) mod t1c;
 mod t2b;
 
 use std::collections::BTreeMap;

@@ -21,7 +21,10 @@
 //!  64     4  reconsume_times
 //!  68     4  flags            FLAG_NO_INDEX (1): not indexed by id or key;
 //!                               FLAG_QUEUE_KEY (2): the ConsumeQueue stores `prepared_offset`
-//!                               in its tag-hash slot (timer records: the delivery time)
+//!                               in its tag-hash slot (timer records: the delivery time);
+//!                               FLAG_STORE_OP (4): a store operation, not a message: tag =
+//!                               the operation ("delete_queues"), body = its argument (the
+//!                               topic); no ConsumeQueue entry, queue_offset 0 (`store_ops.rs`)
 //!  72     8  prepared_offset  CommitLog offset of the half message this one resolves, or
 //!                               with FLAG_QUEUE_KEY the queue key; 0 otherwise
 //!  80        variable part, in this order:
@@ -57,6 +60,10 @@ pub const FLAG_NO_INDEX: u32 = 1;
 /// Record flag: the ConsumeQueue entry's tag-hash slot holds `prepared_offset` instead of the
 /// tag's hash (timer records keep their delivery time there).
 pub const FLAG_QUEUE_KEY: u32 = 2;
+/// Record flag: a store operation applied where it stands in the log (a topic's deletion), not
+/// a message. Added in format version 1 without a new magic: an older binary reads it as a
+/// message of the internal topic `rmq_sys_store_ops` and ignores the operation.
+pub const FLAG_STORE_OP: u32 = 4;
 
 /// Size of the fixed part of a record.
 pub const FIXED_LEN: usize = 80;

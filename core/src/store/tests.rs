@@ -530,3 +530,5 @@ async fn a_full_disk_in_dispatch_is_reported_reads_keep_serving_and_it_recovers(
     assert_eq!(store.write_refusal(), None);
     put("old", "old-4".into()).await;
 }
+
+mod topic_reset;

@@ -12,13 +12,15 @@
 //!   chunk starts exactly at its write end (a gap or an overlap is refused).
 //! - Records keep their bytes: the follower's segment files are byte-identical to the
 //!   master's, fillers included (a sealed chunk makes the follower write the same filler).
-//! - The follower's per-queue next offsets advance as if it had appended the records itself.
+//! - The follower's per-queue next offsets advance as if it had appended the records itself,
+//!   and a topic's deletion marker resets them where it stands in the chunk.
 
 use std::sync::atomic::Ordering;
 
 use super::{CommitLog, RollGuard};
 use crate::store::error::Error;
 use crate::store::record::{self, Peek, RecordView};
+use crate::store::store_ops;
 
 /// A run of whole records read from a master's CommitLog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +245,9 @@ impl CommitLog {
         let mut pos = chunk.from;
         let mut at = 0usize;
         let mut records = Vec::new();
-        let mut next_offsets: Vec<(String, u32, u64)> = Vec::new();
+        // In log order: `(topic, Some(queue), next)` after a record, `(topic, None, 0)` after
+        // the topic's deletion marker (its offsets start again from 0).
+        let mut next_offsets: Vec<(String, Option<u32>, u64)> = Vec::new();
         while at < chunk.data.len() {
             let rest = &chunk.data[at..];
             let Peek::Record { len } = record::peek(rest) else {
@@ -255,20 +259,26 @@ impl CommitLog {
             }
             let view = RecordView::parse(rest, self.segment_size as usize, Some(pos))
                 .map_err(|e| bad(pos, e.to_string()))?;
-            let (topic, qid, qo) = (view.topic, view.fields.queue_id, view.fields.queue_offset);
-            let known = next_offsets
-                .iter()
-                .rev()
-                .find(|(t, q, _)| t == topic && *q == qid)
-                .map(|e| e.2);
-            let next = known.unwrap_or_else(|| queue_next(&w.queue_offsets, topic, qid));
-            if qo < next {
-                return Err(bad(
-                    pos,
-                    format!("queue offset {qo} of {topic}/{qid} below the local next {next}"),
-                ));
+            if store_ops::is_store_op(&view) {
+                if let Some(topic) = store_ops::deleted_topic(&view) {
+                    next_offsets.push((topic.to_owned(), None, 0));
+                }
+            } else {
+                let (topic, qid, qo) = (view.topic, view.fields.queue_id, view.fields.queue_offset);
+                let known = next_offsets
+                    .iter()
+                    .rev()
+                    .find(|(t, q, _)| t == topic && q.is_none_or(|q| q == qid))
+                    .map(|e| e.2);
+                let next = known.unwrap_or_else(|| queue_next(&w.queue_offsets, topic, qid));
+                if qo < next {
+                    return Err(bad(
+                        pos,
+                        format!("queue offset {qo} of {topic}/{qid} below the local next {next}"),
+                    ));
+                }
+                next_offsets.push((topic.to_owned(), Some(qid), qo + 1));
             }
-            next_offsets.push((topic.to_owned(), qid, qo + 1));
             records.push((pos, at, len));
             at += len;
             pos += len as u64;
@@ -290,6 +300,10 @@ impl CommitLog {
             self.wrote.store(wrote, Ordering::Release);
         }
         for (topic, qid, next) in next_offsets {
+            let Some(qid) = qid else {
+                w.queue_offsets.remove(&topic);
+                continue;
+            };
             let v = w.queue_offsets.entry(topic).or_default();
             let i = qid as usize;
             if v.len() <= i {

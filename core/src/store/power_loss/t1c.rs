@@ -376,7 +376,7 @@ fn durable_at_crash(a: &Acked, point: &CrashPoint) -> bool {
         .is_some_and(|v| v.message_id == a.id)
 }
 
-pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(in crate::store) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
