@@ -111,6 +111,7 @@ pub struct Controller {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     elections: JoinHandle<()>,
     local_addr: std::net::SocketAddr,
+    db: Arc<redb::Database>,
 }
 
 impl Controller {
@@ -154,7 +155,7 @@ impl Controller {
             config.id,
             Arc::new(raft_config),
             factory,
-            store::LogStore::new(db),
+            store::LogStore::new(Arc::clone(&db)),
             machine,
         )
         .await
@@ -210,6 +211,7 @@ impl Controller {
             server,
             elections,
             local_addr,
+            db,
         })
     }
 
@@ -239,6 +241,18 @@ impl Controller {
             Ok(Err(e)) => tracing::warn!(error = %e, "controller listener failed"),
             Err(e) => tracing::warn!(error = %e, "controller listener task failed"),
             Ok(Ok(())) => {}
+        }
+        // Raft's storage tasks end shortly after its core: wait (bounded) until the database
+        // is ours alone, so the same data dir can be opened again at once.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.db) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&self.db) > 1 {
+            tracing::warn!(
+                id = self.shared.id,
+                "controller storage still in use after stop"
+            );
         }
         tracing::info!(id = self.shared.id, "controller stopped");
     }
