@@ -34,7 +34,7 @@ pub enum ControllerClientError {
     Config(#[from] ConfigError),
     /// A member refused the call for a reason other than not leading (bad input, stale epoch,
     /// authentication).
-    #[error("controller {address} refused: {status}")]
+    #[error("controller {address} refused: {}", status.message())]
     Refused {
         /// The member.
         address: String,
