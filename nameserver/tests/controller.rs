@@ -183,6 +183,18 @@ async fn bootstrap(client: &ControllerClient) -> Vec<Beater> {
     beaters
 }
 
+/// Waits until every running member applied [`bootstrap`]'s in-sync report.
+async fn every_member_applied(running: &BTreeMap<u64, Controller>) {
+    eventually("every member applied the in-sync report", || async {
+        running
+            .values()
+            .all(|c| group(&c.status()).is_some_and(|g| g.in_sync == vec![0, 2]))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 async fn stop_all(running: BTreeMap<u64, Controller>) {
     for c in running.into_values() {
         c.stop().await;
@@ -300,14 +312,7 @@ async fn three_members_replace_a_silent_master_from_the_in_sync_set_within_the_t
     let client = client(&members);
     let beaters = bootstrap(&client).await;
     // Every member has the same state.
-    eventually("every member applied the in-sync report", || async {
-        running
-            .values()
-            .all(|c| group(&c.status()).is_some_and(|g| g.in_sync == vec![0, 2]))
-            .then_some(())
-    })
-    .await
-    .unwrap();
+    every_member_applied(&running).await;
 
     // The master stops heartbeating: broker 2 (in sync) takes over at epoch 6, not 1.
     beaters[0].pause();
@@ -358,14 +363,7 @@ async fn a_new_controller_leader_keeps_the_state_and_still_fails_masters_over() 
     let first = leader(&running).await;
     let client = client(&members);
     let beaters = bootstrap(&client).await;
-    eventually("every member applied the in-sync report", || async {
-        running
-            .values()
-            .all(|c| group(&c.status()).is_some_and(|g| g.in_sync == vec![0, 2]))
-            .then_some(())
-    })
-    .await
-    .unwrap();
+    every_member_applied(&running).await;
 
     // Kill the leader: another takes over with the same groups; brokers keep heartbeating
     // through the client, so no master is replaced.
@@ -412,14 +410,7 @@ async fn without_a_quorum_status_stays_readable_and_nothing_is_elected() {
     let first = leader(&running).await;
     let client = client(&members);
     let beaters = bootstrap(&client).await;
-    eventually("every member applied the in-sync report", || async {
-        running
-            .values()
-            .all(|c| group(&c.status()).is_some_and(|g| g.in_sync == vec![0, 2]))
-            .then_some(())
-    })
-    .await
-    .unwrap();
+    every_member_applied(&running).await;
 
     // Keep the leader, stop the two others: it cannot confirm its leadership any more.
     let others: Vec<u64> = running.keys().copied().filter(|id| *id != first).collect();
@@ -458,14 +449,7 @@ async fn a_member_restarted_from_its_data_dir_rejoins_with_the_log() {
     let first = leader(&running).await;
     let client = client(&members);
     let beaters = bootstrap(&client).await;
-    eventually("every member applied the in-sync report", || async {
-        running
-            .values()
-            .all(|c| group(&c.status()).is_some_and(|g| g.in_sync == vec![0, 2]))
-            .then_some(())
-    })
-    .await
-    .unwrap();
+    every_member_applied(&running).await;
 
     // Stop a follower; fail the master over while it is away.
     let follower = *running.keys().find(|id| **id != first).unwrap();

@@ -132,6 +132,10 @@ impl Groups {
         self.clusters.get(cluster)?.get(group)
     }
 
+    fn group_mut(&mut self, cluster: &str, group: &str) -> Option<&mut Group> {
+        self.clusters.get_mut(cluster)?.get_mut(group)
+    }
+
     /// Every group with its cluster and name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Group)> {
         self.clusters.iter().flat_map(|(c, groups)| {
@@ -198,11 +202,7 @@ impl Groups {
                 epoch,
                 in_sync,
             } => {
-                let Some(g) = self
-                    .clusters
-                    .get_mut(cluster)
-                    .and_then(|c| c.get_mut(group))
-                else {
+                let Some(g) = self.group_mut(cluster, group) else {
                     return Outcome::refused(format!("unknown group {cluster}/{group}"));
                 };
                 if g.master != Some(*broker_id) || g.epoch != *epoch {
@@ -229,11 +229,7 @@ impl Groups {
                 expected_epoch,
                 master,
             } => {
-                let Some(g) = self
-                    .clusters
-                    .get_mut(cluster)
-                    .and_then(|c| c.get_mut(group))
-                else {
+                let Some(g) = self.group_mut(cluster, group) else {
                     return Outcome::refused(format!("unknown group {cluster}/{group}"));
                 };
                 if g.epoch != *expected_epoch {
