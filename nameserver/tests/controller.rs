@@ -494,3 +494,54 @@ async fn a_member_restarted_from_its_data_dir_rejoins_with_the_log() {
     drop(beaters);
     stop_all(running).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_data_dir_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, members) = start(3, dir.path()).await;
+    let first = leader(&running).await;
+    let client = client(&members);
+    let beaters = bootstrap(&client).await;
+    every_member_applied(&running).await;
+
+    // A follower goes away; the master fails over; the leader snapshots and purges its log.
+    let follower = *running.keys().find(|id| **id != first).unwrap();
+    running.remove(&follower).unwrap().stop().await;
+    beaters[0].pause();
+    eventually("a new master while a member is away", || async {
+        let a = client.status().await.ok().and_then(|s| group(&s))?;
+        (a.epoch == 6).then_some(())
+    })
+    .await
+    .unwrap();
+    let raft = running[&first].raft().clone();
+    let applied = running[&first].status().last_applied;
+    raft.trigger().snapshot().await.unwrap();
+    eventually("a snapshot on the leader", || async {
+        let m = raft.metrics().borrow().clone();
+        m.snapshot.is_some_and(|s| s.index >= applied).then_some(())
+    })
+    .await
+    .unwrap();
+    raft.trigger().purge_log(applied).await.unwrap();
+    eventually("the leader's log purged", || async {
+        let m = raft.metrics().borrow().clone();
+        m.purged.is_some_and(|p| p.index >= applied).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Its data dir is gone: it starts empty and gets the snapshot.
+    std::fs::remove_dir_all(dir.path().join(format!("controller-{follower}"))).unwrap();
+    running.insert(follower, restart(follower, &members, dir.path()).await);
+    eventually("the empty member installed the snapshot", || async {
+        group(&running[&follower].status())
+            .is_some_and(|g| g.master_id == 2 && g.epoch == 6 && g.members.len() == 3)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    leader(&running).await;
+    drop(beaters);
+    stop_all(running).await;
+}
