@@ -2,7 +2,9 @@
 //! NameServers each running a controller member (`[controller]`) on 127.0.0.1; `rocketgate
 //! admin cluster status` shows the members and the leader; after `kill -9` of the leader the
 //! two others elect a new one; with two of three killed the survivor still answers, with no
-//! leader. Every process is stopped by the test (or killed on drop).
+//! leader. Over TLS with a cluster secret, the members elect a leader and a signed TLS client
+//! reads the status while a plain one cannot. Every process is stopped by the test (or killed
+//! on drop).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -19,6 +21,11 @@ fn free_port() -> u16 {
 }
 
 fn member_config(dir: &Path, id: u64, members: &[String]) -> String {
+    member_config_with(dir, id, members, "")
+}
+
+/// [`member_config`] with `extra` TOML appended.
+fn member_config_with(dir: &Path, id: u64, members: &[String], extra: &str) -> String {
     let table = members
         .iter()
         .enumerate()
@@ -31,7 +38,7 @@ fn member_config(dir: &Path, id: u64, members: &[String]) -> String {
         format!(
             "[nameserver]\nlisten = \"127.0.0.1:0\"\n\
              [controller]\nenabled = true\nid = {id}\nmembers = {{ {table} }}\n\
-             data_dir = \"{}\"\nheartbeat_timeout_ms = 1000\n",
+             data_dir = \"{}\"\nheartbeat_timeout_ms = 1000\n{extra}",
             dir.join(format!("controller-{id}")).display()
         ),
     )
@@ -101,6 +108,81 @@ fn three_nameservers_run_a_controller_that_survives_its_leader() {
     assert_eq!(stale["answered_by"], (survivor + 1) as u64);
 
     for node in nodes.into_iter().flatten() {
+        let (code, _) = node.terminate();
+        assert!(code.success(), "nameserver exit: {code:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_members_speak_tls_and_sign_with_the_cluster_secret() {
+    use rocketgate_nameserver::controller::{ControllerClient, Key};
+    use rocketgate_nameserver::ClientTls;
+
+    const SECRET: &str = "the-secret-of-the-controller-test";
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rocketgate_gateway_kit::test_ca::TestCa::new(dir.path(), "root").unwrap();
+    let cert = ca.server("node").unwrap();
+    let tls = format!(
+        "[tls]\nenabled = true\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+        cert.cert.display(),
+        cert.key.display(),
+        ca.ca_pem.display()
+    );
+    let members: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let nodes: Vec<Node> = (1..=3)
+        .map(|id| {
+            let config = member_config_with(dir.path(), id, &members, &tls);
+            let ready = dir.path().join(format!("tls{id}.ready"));
+            let log = dir.path().join(format!("tls{id}.log"));
+            let child = std::process::Command::new(support::BIN)
+                .args(["nameserver", "--config", &config, "--ready-file"])
+                .arg(&ready)
+                .env("ROCKETGATE_CLUSTER_SECRET", SECRET)
+                .env("RUST_LOG", "info")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            Node::adopt(child, &ready, log)
+        })
+        .collect();
+
+    let ca_pem = std::fs::read(&ca.ca_pem).unwrap();
+    let client_tls = ClientTls {
+        ca_pem,
+        identity: None,
+    };
+    let key = Some(Key::derive(SECRET).unwrap());
+    let client = ControllerClient::new(
+        &members,
+        key.clone(),
+        Some(&client_tls),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let status = loop {
+        match client.status().await {
+            Ok(s) if s.has_leader => break s,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no leader over TLS: {other:?}\n{}",
+                nodes[0].log_text()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.members.len(), 3);
+    // Plain gRPC to a TLS listener, or TLS without the secret: refused.
+    let plain = ControllerClient::new(&members, key, None, Duration::from_secs(2)).unwrap();
+    assert!(plain.status().await.is_err());
+    let unsigned =
+        ControllerClient::new(&members, None, Some(&client_tls), Duration::from_secs(2)).unwrap();
+    let err = unsigned.status().await.unwrap_err();
+    assert!(err.to_string().contains("must be signed"), "{err}");
+    for node in nodes {
         let (code, _) = node.terminate();
         assert!(code.success(), "nameserver exit: {code:?}");
     }
