@@ -260,6 +260,25 @@ async fn one_member_leads_bootstraps_a_group_and_refuses_bad_calls() {
         .unwrap_err();
     assert!(err.to_string().contains("unknown group"), "{err}");
 
+    // A group holds at most 64 brokers.
+    for id in 1..64 {
+        client
+            .heartbeat(pb::BrokerHeartbeatRequest {
+                broker: Some(broker(id)),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let err = client
+        .heartbeat(pb::BrokerHeartbeatRequest {
+            broker: Some(broker(64)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already has 64 brokers"), "{err}");
+
     // Unsigned, or signed with another secret: UNAUTHENTICATED.
     let addresses: Vec<String> = members.values().cloned().collect();
     let unsigned = ControllerClient::new(&addresses, None, None, Duration::from_secs(2)).unwrap();

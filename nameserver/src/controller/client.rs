@@ -164,6 +164,7 @@ impl ControllerClient {
                         tonic::Code::InvalidArgument
                             | tonic::Code::Unauthenticated
                             | tonic::Code::NotFound
+                            | tonic::Code::ResourceExhausted
                     ) =>
                 {
                     return Err(ControllerClientError::Refused {

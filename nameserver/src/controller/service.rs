@@ -32,8 +32,10 @@ use crate::replay::ReplayGuard;
 
 /// Longest cluster, group name or address accepted.
 const MAX_NAME: usize = 255;
-/// Largest in-sync set accepted.
+/// Largest in-sync set accepted, and most brokers in one group.
 const MAX_IN_SYNC: usize = 64;
+/// Most broker groups the controller keeps.
+const MAX_GROUPS: usize = 4096;
 /// The metadata key naming the leader's address in a refusal from a non-leader.
 pub const LEADER_KEY: &str = "x-rg-controller-leader";
 
@@ -105,6 +107,22 @@ impl Shared {
             return status;
         }
         Status::unavailable(format!("controller {}: {e}", self.id))
+    }
+
+    /// Refuses a broker that would make its group or the controller too large.
+    fn admit_member(&self, cluster: &str, group: &str, broker_id: u64) -> Result<(), Status> {
+        let state = self.state.read();
+        match state.groups.group(cluster, group) {
+            Some(g) if !g.members.contains_key(&broker_id) && g.members.len() >= MAX_IN_SYNC => {
+                Err(Status::resource_exhausted(format!(
+                    "{cluster}/{group} already has {MAX_IN_SYNC} brokers"
+                )))
+            }
+            None if state.groups.iter().count() >= MAX_GROUPS => Err(Status::resource_exhausted(
+                format!("the controller already keeps {MAX_GROUPS} broker groups"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Fails unless this member is the leader with a quorum now.
@@ -218,6 +236,7 @@ impl pb::controller_server::Controller for ControllerService {
             r.is_master,
         );
         if changes {
+            s.admit_member(&b.cluster, &b.group, b.broker_id)?;
             s.write(Command::Register {
                 cluster: b.cluster.clone(),
                 group: b.group.clone(),
