@@ -345,6 +345,11 @@ async fn three_members_replace_a_silent_master_from_the_in_sync_set_within_the_t
     let took = stopped.elapsed();
     assert_eq!((a.master_id, a.epoch, a.in_sync.clone()), (2, 6, vec![2]));
     assert_eq!(a.master_address, "127.0.0.1:19002");
+    // The leader's status shows who is alive; a follower's shows nobody (not its memory).
+    let on_leader = group(&running[&first].status()).unwrap();
+    assert_eq!(on_leader.alive, vec![1, 2]);
+    let follower = running.keys().find(|id| **id != first).unwrap();
+    assert!(group(&running[follower].status()).unwrap().alive.is_empty());
     // The timeout, one heartbeat period and one election tick, with slack for a busy machine.
     assert!(
         took <= Duration::from_millis(TIMEOUT_MS + 1_500),

@@ -302,7 +302,19 @@ fn status(shared: &Shared) -> pb::ControllerStatus {
         groups: state
             .groups
             .iter()
-            .map(|(c, g, group)| service::assignment(c, g, group, Vec::new()))
+            .map(|(c, g, group)| {
+                // Liveness is the leader's memory: other members show none.
+                let alive = match metrics.current_leader == Some(shared.id) {
+                    true => shared
+                        .liveness
+                        .lock()
+                        .alive(c, g, tokio::time::Instant::now())
+                        .into_iter()
+                        .collect(),
+                    false => Vec::new(),
+                };
+                service::assignment(c, g, group, alive)
+            })
             .collect(),
     }
 }

@@ -45,6 +45,9 @@ struct GroupView {
     epoch: u64,
     in_sync: Vec<u64>,
     members: Vec<(u64, String)>,
+    /// Brokers the leader heard from within the heartbeat timeout (empty when a follower
+    /// answered).
+    alive: Vec<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +93,7 @@ fn view(s: &pb::ControllerStatus) -> StatusView {
                     .iter()
                     .map(|m| (m.broker_id, m.replication_address.clone()))
                     .collect(),
+                alive: g.alive.clone(),
             })
             .collect(),
     }
@@ -130,6 +134,7 @@ fn human(v: &StatusView) -> String {
             g.epoch.to_string(),
             ids(&g.in_sync),
             ids(&g.members.iter().map(|(id, _)| *id).collect::<Vec<_>>()),
+            ids(&g.alive),
         ]);
     }
     let note = match v.leader_id {
