@@ -368,7 +368,18 @@ async fn run_elections(
                 expected_epoch: d.expected_epoch,
                 master: d.master,
             };
-            match shared.raft.client_write(command).await {
+            // Bounded: without a quorum the write cannot commit; the loop tries again later
+            // (a proposal that commits after all makes the retry's epoch check refuse it).
+            let write = tokio::time::timeout(tick * 10, shared.raft.client_write(command));
+            let Ok(written) = write.await else {
+                tracing::warn!(
+                    cluster = %d.cluster,
+                    group = %d.group,
+                    "election not committed in time (no quorum?); retried"
+                );
+                continue;
+            };
+            match written {
                 Ok(r) => match r.data.refused {
                     None => tracing::warn!(
                         cluster = %d.cluster,
