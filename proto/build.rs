@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "rocketgate/cluster/v1/admin.proto",
     "rocketgate/cluster/v1/access.proto",
     "rocketgate/cluster/v1/replication.proto",
+    "rocketgate/cluster/v1/controller.proto",
     "apache/rocketmq/v2/definition.proto",
     "apache/rocketmq/v2/service.proto",
 ];

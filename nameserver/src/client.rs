@@ -324,7 +324,7 @@ struct ClientInner {
     preferred: AtomicUsize,
 }
 
-fn channel(
+pub(crate) fn channel(
     address: &str,
     timeout: Duration,
     tls: Option<&ClientTls>,

@@ -28,6 +28,9 @@
 //! - [`listener`]: connection limits of a gRPC listener ([`ConnectionLimits`]: a cap, an HTTP/2
 //!   handshake timeout, an idle timeout for connections with no call, keepalive), used by
 //!   [`serve`] and by the broker's gRPC gateway.
+//! - [`controller`]: the failover controller (a Raft group of 1 or 3 members keeping each
+//!   broker group's master, epoch and in-sync set, and electing a new master when one stops
+//!   heartbeating), [`controller::Controller`] and [`controller::ControllerClient`].
 //! - [`config`]: [`Config`] (expiry, scan interval, limits, cluster secret, connections). The listen address
 //!   belongs to the server binary.
 //!
@@ -88,6 +91,7 @@ use tonic::transport::Server;
 
 pub mod client;
 pub mod config;
+pub mod controller;
 mod convert;
 pub mod fuzz;
 pub mod listener;

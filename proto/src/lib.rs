@@ -17,7 +17,9 @@
 //!   [`cluster::v1::broker_admin_client::BrokerAdminClient`]. And the `AccessAdmin` service
 //!   (`rocketgate/cluster/v1/access.proto`): users, policies and tokens (docs/security.md). And
 //!   the `Replication` service (`rocketgate/cluster/v1/replication.proto`) a master serves its
-//!   slaves (docs/replication.md).
+//!   slaves (docs/replication.md). And the failover controller's `ControllerRaft` (Raft between
+//!   controller members) and `Controller` (brokers' heartbeats, status) services
+//!   (`rocketgate/cluster/v1/controller.proto`, docs/cluster.md).
 //!
 //! - [`apache::rocketmq::v2`] — package `apache.rocketmq.v2` (`apache/rocketmq/v2/*.proto`), the
 //!   RocketMQ 5 `MessagingService`, written from the protocol brief with the public protocol's

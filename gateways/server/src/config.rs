@@ -193,6 +193,11 @@ pub struct ServerConfig {
     pub tls: TlsSection,
     /// `[replication]`: master / slave replication (docs/replication.md).
     pub replication: ReplicationSection,
+    /// `[controller]`: the failover controller member `rocketgate nameserver` runs
+    /// (docs/cluster.md "Controller").
+    pub controller: rocketgate_nameserver::controller::ControllerConfig,
+    /// The controller's signing key, from the cluster secret (`None` without one).
+    pub controller_key: Option<rocketgate_nameserver::controller::Key>,
 }
 
 /// The file as written: every section, the listeners' own keys still unresolved, and the
@@ -215,6 +220,7 @@ struct FileConfig {
     nats: Written<HttpKeys, rocketgate_nats::NatsConfig>,
     tls: TlsSection,
     replication: ReplicationSection,
+    controller: rocketgate_nameserver::controller::ControllerConfig,
     /// Deprecated: `listen.grpc` is `grpc.listen`, and so on (`legacy.rs`).
     listen: Option<legacy::Listen>,
     /// Deprecated: `gateways.http` is `http.enabled`, `gateways.mqtt` is `mqtt.enabled`.
@@ -251,6 +257,8 @@ impl FileConfig {
             nats: self.nats.into(),
             tls: self.tls,
             replication: self.replication,
+            controller: self.controller,
+            controller_key: None,
         };
         Ok((cfg, renamed))
     }
@@ -356,8 +364,14 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         raw_secret = Some(secret_text.clone());
     }
     cfg.replication.key = raw_secret
+        .as_ref()
         .filter(|_| cfg.nameserver.config.cluster_secret.is_some())
-        .map(|s| crate::replication::auth::Key::derive(&s));
+        .map(|s| crate::replication::auth::Key::derive(s));
+    cfg.controller_key = raw_secret
+        .filter(|_| cfg.nameserver.config.cluster_secret.is_some())
+        .map(|s| rocketgate_nameserver::controller::Key::derive(&s))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("invalid cluster secret: {}", e.reason))?;
     if let Some(id) = args.broker_id {
         cfg.broker.id = id;
     }
@@ -438,6 +452,9 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         anyhow::anyhow!("invalid configuration `nameserver.{}`: {}", e.key, e.reason)
     })?;
     validate_broker(&cfg.broker)?;
+    if cfg.controller.enabled {
+        controller_listen(&cfg.controller)?;
+    }
     cfg.replication
         .validate(cfg.broker.id, cfg.limits.max_body_bytes)?;
     cfg.grpc
@@ -464,6 +481,27 @@ pub fn load(args: &RunArgs) -> anyhow::Result<ServerConfig> {
         .check()
         .map_err(|e| anyhow::anyhow!("invalid configuration `{e}`"))?;
     Ok(cfg)
+}
+
+/// The controller's listen address (`controller.listen`, else this member's address in
+/// `controller.members`), once the section validates.
+///
+/// # Errors
+/// An invalid `[controller]`, or a listen address that is not `IP:PORT`.
+pub fn controller_listen(
+    c: &rocketgate_nameserver::controller::ControllerConfig,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let invalid = |e: rocketgate_nameserver::ConfigError| {
+        anyhow::anyhow!("invalid configuration `{}`: {}", e.key, e.reason)
+    };
+    c.validate().map_err(invalid)?;
+    let listen = c.listen_address().map_err(invalid)?;
+    listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid configuration `controller.listen`: `{listen}` is not IP:PORT (set \
+             controller.listen when this member's address in controller.members is a host name)"
+        )
+    })
 }
 
 /// `line N (`text`): ` for a TOML error with a position, so the message names the key.

@@ -79,6 +79,18 @@ pub fn nameserver_listener(cfg: &ServerConfig) -> Listener {
     }
 }
 
+/// The listener of a controller member, if `[controller]` is on.
+pub fn controller_listener(cfg: &ServerConfig) -> Option<Listener> {
+    if !cfg.controller.enabled {
+        return None;
+    }
+    Some(Listener {
+        name: "controller",
+        addr: crate::config::controller_listen(&cfg.controller).ok()?,
+        authenticates: cfg.controller_key.is_some(),
+    })
+}
+
 /// Refuses (one line) a listener off loopback that does not authenticate, unless `allow`; with
 /// `allow`, warns once per such listener.
 ///
@@ -103,9 +115,11 @@ pub fn check(listeners: &[Listener], allow: bool) -> anyhow::Result<()> {
             "mqtt" | "mqtt-ws" => "turn authentication on with --auth (docs/security.md), or \
                                          set mqtt.allow_anonymous = false with [mqtt.users]"
                 .to_owned(),
-            "nameserver" | "replication" => "give it a cluster secret for brokers to sign with \
+            "nameserver" | "replication" | "controller" => {
+                "give it a cluster secret for brokers to sign with \
                  (ROCKETGATE_CLUSTER_SECRET, docs/cluster.md)"
-                .to_owned(),
+                    .to_owned()
+            }
             _ => "turn authentication on with --auth (docs/security.md)".to_owned(),
         };
         anyhow::bail!(

@@ -158,10 +158,10 @@ impl NameServerArgs {
 fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
     let run = args.run_args();
     let cfg = config::load(&run)?;
-    exposure::check(
-        &[exposure::nameserver_listener(&cfg)],
-        run.allow_unauthenticated_remote,
-    )?;
+    let listeners: Vec<_> = std::iter::once(exposure::nameserver_listener(&cfg))
+        .chain(exposure::controller_listener(&cfg))
+        .collect();
+    exposure::check(&listeners, run.allow_unauthenticated_remote)?;
     let addr = cfg.nameserver.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -182,6 +182,11 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
                 (Some(tls), Some(trigger))
             }
         };
+        let controller = match cfg.controller.enabled {
+            true => Some(start_controller(&cfg, tls.clone()).await?),
+            false => None,
+        };
+        let controller_addr = controller.as_ref().map(|c| c.local_addr().to_string());
         let (accepting, accepted) = tokio::sync::oneshot::channel::<()>();
         let serve = rocketgate_nameserver::serve_ready(
             listener,
@@ -206,12 +211,15 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
         tracing::info!(endpoint = %"nameserver", address = %local, "listening");
         tracing::info!("rocketgate nameserver ready");
         if let Some(path) = &run.ready_file {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "pid": std::process::id(),
                 "mode": "nameserver",
                 "nameserver": local.to_string(),
                 "endpoints": { "nameserver": local.to_string() },
             });
+            if let Some(addr) = &controller_addr {
+                body["endpoints"]["controller"] = serde_json::json!(addr);
+            }
             write_json_atomically(path, &body)?;
         }
         tokio::select! {
@@ -228,9 +236,38 @@ fn run_nameserver(args: NameServerArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        if let Some(c) = controller {
+            c.stop().await;
+        }
         tracing::info!("nameserver stopped");
         Ok(())
     })
+}
+
+/// Starts this process's controller member (`[controller]`): its listener on
+/// `controller.listen` (or its address in `controller.members`), with the NameServer's TLS and
+/// connection limits, signed with the cluster secret.
+async fn start_controller(
+    cfg: &config::ServerConfig,
+    tls: Option<Arc<dyn rocketgate_nameserver::listener::ServerTls>>,
+) -> anyhow::Result<rocketgate_nameserver::controller::Controller> {
+    let addr = config::controller_listen(&cfg.controller)?;
+    let bound = rocketgate_gateway_kit::BoundListener::bind("controller", addr).await?;
+    let local = bound.endpoint().address;
+    let options = rocketgate_nameserver::controller::ControllerOptions {
+        key: cfg.controller_key.clone(),
+        server_tls: tls,
+        client_tls: node::tls::nameserver_client(&cfg.tls)?,
+        connections: cfg.nameserver.config.connections.clone(),
+    };
+    let controller = rocketgate_nameserver::controller::Controller::start(
+        &cfg.controller,
+        bound.into_inner(),
+        options,
+    )
+    .await?;
+    tracing::info!(endpoint = %"controller", address = %local, "listening");
+    Ok(controller)
 }
 
 pub(crate) fn write_json_atomically(

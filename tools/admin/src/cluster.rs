@@ -29,6 +29,9 @@ pub enum ClusterCommand {
     /// Every live broker known to the NameServers, by cluster: name, id, role, endpoints, last
     /// heartbeat, topic count.
     List,
+    /// The failover controller: its members and leader, and each broker group's master, epoch
+    /// and in-sync set (docs/cluster.md "Controller").
+    Status(super::controller::StatusArgs),
 }
 
 /// Broker commands.
@@ -131,7 +134,9 @@ fn cluster_human(list: &ClusterList) -> String {
 
 /// Runs a cluster command.
 pub async fn run(cmd: ClusterCommand, ctx: &Ctx) -> Result<Outcome, AdminError> {
-    let ClusterCommand::List = cmd;
+    if let ClusterCommand::Status(args) = cmd {
+        return super::controller::status(args, ctx).await;
+    }
     let client = ctx.nameserver_client()?;
     let info = client
         .cluster_info()

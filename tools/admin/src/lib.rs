@@ -11,7 +11,8 @@
 //!   (prints a command's outcome and picks the exit code).
 //! - `target.rs`: which brokers, connecting under the deadline, fan-out and merging.
 //! - `topic.rs`, `group.rs` (groups and offset resets), `message.rs` (queries, send, pull),
-//!   `dlq.rs`, `cluster.rs` (cluster list and broker info): one module per command group.
+//!   `dlq.rs`, `cluster.rs` (cluster list and broker info), `controller.rs` (cluster status:
+//!   the failover controller): one module per command group.
 //! - `output.rs`: tables and JSON, shared by all; `when.rs`: times on the command line;
 //!   `spec.rs`: permission and message type tokens; `error.rs`: [`AdminError`], the error
 //!   classes.
@@ -62,6 +63,7 @@
 mod access;
 mod cli;
 mod cluster;
+mod controller;
 mod dlq;
 mod error;
 mod group;

@@ -34,6 +34,10 @@ fn default_file_parses_to_defaults() {
         rocketgate_nameserver::Config::default()
     );
     assert_eq!(cfg.broker, BrokerSection::default());
+    assert_eq!(
+        cfg.controller,
+        rocketgate_nameserver::controller::ControllerConfig::default()
+    );
     assert_eq!(cfg.tls, TlsSection::default());
     assert!(cfg.tls.settings().is_none(), "TLS is off by default");
     assert_eq!(cfg.grpc, GrpcSection::default());
@@ -515,4 +519,41 @@ fn enum_values_take_any_case_in_the_file_and_the_flags() {
     assert!(e.contains("off, optional, required"), "{e}");
     // The canonical spelling is what generate-config and the file's own keys print.
     assert!(DEFAULT_CONFIG.contains("flush_mode = \"ASYNC\""));
+}
+
+#[test]
+fn the_controller_section_is_checked_only_when_on_and_signed_with_the_cluster_secret() {
+    let three = r#"
+        [nameserver]
+        cluster_secret = "a-long-enough-cluster-secret"
+        [controller]
+        enabled = true
+        id = 2
+        members = { 1 = "127.0.0.1:9001", 2 = "127.0.0.1:9002", 3 = "127.0.0.1:9003" }
+        heartbeat_timeout_ms = 1500
+    "#;
+    let cfg = load_text(three).unwrap();
+    assert_eq!(cfg.controller.heartbeat_timeout_ms, 1500);
+    assert!(cfg.controller_key.is_some());
+    assert_eq!(
+        controller_listen(&cfg.controller).unwrap(),
+        addr("127.0.0.1:9002")
+    );
+    let exposed = crate::exposure::controller_listener(&cfg).unwrap();
+    assert!(exposed.authenticates);
+
+    let two = three.replace(", 3 = \"127.0.0.1:9003\"", "");
+    let err = load_text(&two).unwrap_err().to_string();
+    assert!(
+        err.contains("controller.members") && err.contains("1 or 3"),
+        "{err}"
+    );
+    let named = three.replace("127.0.0.1:9002", "ctl-2.example:9002");
+    let err = load_text(&named).unwrap_err().to_string();
+    assert!(err.contains("controller.listen"), "{err}");
+    let off = "[controller]\nmembers = { 1 = \"x\", 2 = \"y\" }\n";
+    let cfg = load_text(off).unwrap();
+    assert!(crate::exposure::controller_listener(&cfg).is_none());
+    let err = load_text("[controller]\nenabeld = true\n").unwrap_err();
+    assert!(err.to_string().contains("enabeld"), "{err}");
 }
