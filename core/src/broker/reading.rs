@@ -140,6 +140,8 @@ impl Broker {
             held = pending.len(),
             "committed the offsets taken while this broker was a slave"
         );
+        // Durable in the KV store before their file goes.
+        self.consumer().persist_state()?;
         reads::clear_pending(meta)
     }
 }

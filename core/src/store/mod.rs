@@ -127,6 +127,10 @@ struct Inner {
     flush_signal: Signal,
     dispatch_signal: Signal,
     clean_signal: Signal,
+    /// Held by a retention round (`retention.rs`): the cleaner thread's and
+    /// `Store::run_cleaner_now`'s never interleave, so a round that returns has seen the
+    /// ConsumeQueues and the index follow the segments it (or the other) deleted.
+    cleaning: Mutex<()>,
     checkpoint_signal: Signal,
     shutdown: AtomicBool,
     disk_full: Mutex<Option<String>>,
@@ -236,6 +240,7 @@ impl Store {
             flush_signal: Signal::default(),
             dispatch_signal: Signal::default(),
             clean_signal: Signal::default(),
+            cleaning: Mutex::new(()),
             checkpoint_signal: Signal::default(),
             shutdown: AtomicBool::new(false),
             disk_full: Mutex::new(None),

@@ -66,6 +66,7 @@ impl Inner {
 
     /// One round of retention and the disk-use check.
     pub(super) fn clean(&self) -> Result<()> {
+        let _round = self.cleaning.lock();
         self.measure_kv();
         self.check_disk();
         let retention = Duration::from_secs(self.config.retention_hours.saturating_mul(3600));
