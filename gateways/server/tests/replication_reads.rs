@@ -187,3 +187,50 @@ fn a_slave_serves_reads_refuses_writes_and_forwards_offsets() {
     );
     let _ = promoted.terminate();
 }
+
+/// A `Report` is bounded: more than 1,024 forwarded offsets is refused as a bad request, and
+/// an offset the master cannot take (an unknown topic) is answered as not committed.
+#[test]
+fn a_report_carries_at_most_1024_offsets_and_unknown_ones_are_not_committed() {
+    use rocketgate_proto::cluster::v1 as pb;
+
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(dir.path(), 1);
+    let m = master(dir.path(), "master", &dir.path().join("m"), "async", &conf);
+    let repl = m.endpoint("replication");
+    let report = |n: usize| pb::ReplicaReport {
+        broker: Some(pb::BrokerIdentity {
+            cluster: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 1,
+        }),
+        written: 0,
+        flushed: 0,
+        kv_sequence: 0,
+        offsets: (0..n)
+            .map(|i| pb::SlaveOffset {
+                group: "g".into(),
+                topic: "no-such-topic".into(),
+                queue_id: i as u32,
+                offset: 1,
+            })
+            .collect(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = tokio::time::timeout(
+            WAIT,
+            pb::replication_client::ReplicationClient::connect(format!("http://{repl}")),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let refused = client.report(report(1025)).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        let answer = client.report(report(3)).await.unwrap().into_inner();
+        assert_eq!(answer.offsets_committed, 0);
+    });
+}
