@@ -95,19 +95,7 @@ impl GroupRegistry {
             Ok(meta_file::load::<GroupsFile>(path)?
                 .map(|f| f.groups.into_iter().map(|c| (c.name.clone(), c)).collect()))
         })?;
-        let configs: Vec<GroupConfig> = table.load()?;
-        let mut groups = BTreeMap::new();
-        for c in configs {
-            let name = c.name.clone();
-            match Group::new(c) {
-                Ok(g) => {
-                    groups.insert(name, Arc::new(g));
-                }
-                Err(e) => {
-                    tracing::error!(group = %name, error = %e, "ignoring a stored group with an invalid filter")
-                }
-            }
-        }
+        let groups = Self::build(table.load()?);
         Ok(Self {
             table,
             groups: RwLock::new(groups),
@@ -120,7 +108,14 @@ impl GroupRegistry {
     /// # Errors
     /// [`Error::Metadata`] for a record that does not parse.
     pub(crate) fn reload(&self) -> Result<()> {
-        let configs: Vec<GroupConfig> = self.table.load()?;
+        let groups = Self::build(self.table.load()?);
+        *self.groups.write() = groups;
+        Ok(())
+    }
+
+    /// The table of the stored configurations (a group whose filter no longer compiles is
+    /// logged and left out).
+    fn build(configs: Vec<GroupConfig>) -> BTreeMap<String, Arc<Group>> {
         let mut groups = BTreeMap::new();
         for c in configs {
             let name = c.name.clone();
@@ -133,8 +128,7 @@ impl GroupRegistry {
                 }
             }
         }
-        *self.groups.write() = groups;
-        Ok(())
+        groups
     }
 
     /// Looks a group up.

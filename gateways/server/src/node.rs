@@ -222,6 +222,25 @@ impl Servers {
         });
     }
 
+    /// Reloads the TLS material every `tls.reload_interval` until the stop signal.
+    fn spawn_tls_reload(&mut self, acceptors: tls::Acceptors, cfg: &ServerConfig) {
+        let stopped = self.shutdown.clone();
+        let every = cfg.tls.reload_interval();
+        self.spawn("tls", async move {
+            acceptors.watch(every, stopped).await;
+            anyhow::Ok(())
+        });
+    }
+
+    /// Runs the Prometheus recorder's upkeep until the stop signal.
+    fn spawn_metrics_upkeep(&mut self, handle: PrometheusHandle) {
+        let stopped = self.shutdown.clone();
+        self.spawn("metrics", async move {
+            metrics::upkeep(handle, stopped).await;
+            anyhow::Ok(())
+        });
+    }
+
     /// Waits until every gateway of `waits` accepts connections; the error of a server that
     /// stopped first (a gateway that could not load its state, say).
     async fn accepting(&mut self, waits: Vec<ReadyWait>) -> anyhow::Result<()> {
@@ -344,12 +363,7 @@ async fn serve(
         );
     }
     if let Some(acceptors) = acceptors {
-        let stopped = servers.shutdown.clone();
-        let every = cfg.tls.reload_interval();
-        servers.spawn("tls", async move {
-            acceptors.watch(every, stopped).await;
-            anyhow::Ok(())
-        });
+        servers.spawn_tls_reload(acceptors, &cfg);
     }
     // The replication server stops on its own signal: a switchover keeps it streaming to the
     // target after the gateways have stopped.
@@ -383,11 +397,7 @@ async fn serve(
     let _ = cluster.send(Cluster::new(cfg.broker.name.clone(), node.routes.clone()));
     let _ = node_info.send(node);
     if let Some(handle) = metrics {
-        let stopped = servers.shutdown.clone();
-        servers.spawn("metrics", async move {
-            metrics::upkeep(handle, stopped).await;
-            anyhow::Ok(())
-        });
+        servers.spawn_metrics_upkeep(handle);
     }
     let mut waits = Vec::new();
     for (name, gateway) in gateways {

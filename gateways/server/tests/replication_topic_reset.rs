@@ -12,63 +12,16 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::replication::{config, info_field, master, metric, slave, wait_in_sync};
+use support::replication::{config, drain_acked, info_field, master, metric, slave, wait_in_sync};
 use support::{http, poll_until, WAIT};
 
 fn ok(status: u16, body: &str) {
     assert!((200..300).contains(&status), "{status} {body}");
 }
 
+/// Publishes `n` bodies `"{prefix} {i}"` to `orders`, each acknowledged.
 fn publish(web: &str, prefix: &str, n: usize) {
-    for i in 0..n {
-        let (s, b) = http(
-            web,
-            "POST",
-            "/v1/topics/orders/messages",
-            Some(&format!(r#"{{"body":"{prefix} {i}"}}"#)),
-        );
-        ok(s, &b);
-    }
-}
-
-/// Receives and acks from `orders` in `group` until nothing arrives for five polls: body →
-/// deliveries.
-fn drain(web: &str, group: &str) -> BTreeMap<String, usize> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut empty = 0;
-    let deadline = std::time::Instant::now() + WAIT * 2;
-    while empty < 5 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "draining took too long"
-        );
-        let (status, body) = http(
-            web,
-            "POST",
-            &format!("/v1/groups/{group}/receive"),
-            Some(r#"{"topic":"orders","max":64,"wait_ms":200}"#),
-        );
-        assert_eq!(status, 200, "{body}");
-        let got: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let messages = got["messages"].as_array().unwrap();
-        if messages.is_empty() {
-            empty += 1;
-        }
-        for m in messages {
-            *seen
-                .entry(m["body"].as_str().unwrap().to_owned())
-                .or_default() += 1;
-            let handle = m["receipt_handle"].as_str().unwrap();
-            let (s, b) = http(
-                web,
-                "POST",
-                &format!("/v1/groups/{group}/ack"),
-                Some(&format!(r#"{{"receipt_handle":"{handle}"}}"#)),
-            );
-            ok(s, &b);
-        }
-    }
-    seen
+    support::replication::publish(web, (0..n).map(|i| format!("{prefix} {i}")));
 }
 
 fn once_each(prefix: &str, n: usize) -> BTreeMap<String, usize> {
@@ -97,7 +50,7 @@ fn a_recreated_topic_replicates_and_survives_the_masters_death() {
     };
     create();
     publish(&web, "old", 20);
-    assert_eq!(drain(&web, "g"), once_each("old", 20));
+    assert_eq!(drain_acked(&web, "g"), once_each("old", 20));
 
     // Deleted, re-created, written; then once more.
     for round in ["new", "newest"] {
@@ -141,8 +94,8 @@ fn a_recreated_topic_replicates_and_survives_the_masters_death() {
     let promoted = master(d, "promoted", &sdata, "async", &config(d, 1));
     let pweb = promoted.endpoint("http");
     assert!(info_field(&promoted, "log_end_offset") >= end);
-    assert_eq!(drain(&pweb, "fresh"), once_each("newest", 12));
-    assert_eq!(drain(&pweb, "g"), once_each("newest", 12));
+    assert_eq!(drain_acked(&pweb, "fresh"), once_each("newest", 12));
+    assert_eq!(drain_acked(&pweb, "g"), once_each("newest", 12));
     // Queue offsets continue from the re-created topic's.
     publish(&pweb, "after", 4);
     let (s, b) = http(&pweb, "GET", "/v1/topics/orders", None);

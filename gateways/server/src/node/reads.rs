@@ -100,19 +100,10 @@ async fn start(cfg: &ServerConfig, facts: &SlaveFacts, broker: Broker) -> anyhow
     let _ = node_info.send(node);
     let mut servers = Servers::new();
     if let Some(acceptors) = acceptors {
-        let stopped = servers.shutdown.clone();
-        let every = cfg.tls.reload_interval();
-        servers.spawn("tls", async move {
-            acceptors.watch(every, stopped).await;
-            anyhow::Ok(())
-        });
+        servers.spawn_tls_reload(acceptors, &cfg);
     }
     if let Some(handle) = metrics {
-        let stopped = servers.shutdown.clone();
-        servers.spawn("metrics", async move {
-            crate::metrics::upkeep(handle, stopped).await;
-            anyhow::Ok(())
-        });
+        servers.spawn_metrics_upkeep(handle);
     }
     let mut waits = Vec::new();
     for (name, gateway) in gateways {

@@ -137,6 +137,22 @@ pub fn wait_in_sync(web: &str, replicas: usize) {
 
 /// Every message of topic `orders` a new group receives from `web`: (body, message id).
 pub fn drain(web: &str, group: &str) -> Vec<(String, String)> {
+    receive_all(web, group, false)
+}
+
+/// Receives and acks from `orders` in `group` until nothing arrives for five polls: body →
+/// deliveries.
+pub fn drain_acked(web: &str, group: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (body, _) in receive_all(web, group, true) {
+        *seen.entry(body).or_default() += 1;
+    }
+    seen
+}
+
+/// Receives from `orders` in `group` (acking each message when `ack`) until nothing arrives
+/// for five polls: (body, message id) in delivery order.
+fn receive_all(web: &str, group: &str, ack: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut empty = 0;
     let deadline = Instant::now() + WAIT * 2;
@@ -159,6 +175,16 @@ pub fn drain(web: &str, group: &str) -> Vec<(String, String)> {
                 m["body"].as_str().unwrap().to_owned(),
                 m["message_id"].as_str().unwrap().to_owned(),
             ));
+            if ack {
+                let handle = m["receipt_handle"].as_str().unwrap();
+                let (s, b) = http(
+                    web,
+                    "POST",
+                    &format!("/v1/groups/{group}/ack"),
+                    Some(&format!(r#"{{"receipt_handle":"{handle}"}}"#)),
+                );
+                assert!((200..300).contains(&s), "{s} {b}");
+            }
         }
     }
     out
